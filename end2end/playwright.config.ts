@@ -1,0 +1,42 @@
+import { defineConfig } from "@playwright/test";
+
+// The app under test: the debug build from `cargo leptos build`, on a fresh data folder
+// (embedded SQLite + in-process S3, seeded with the demo cases).
+const port = 3010;
+
+export default defineConfig({
+  testDir: "./tests",
+  timeout: 60_000,
+  fullyParallel: false,
+  workers: 1,
+  retries: 0,
+  reporter: [["list"]],
+  use: {
+    baseURL: `http://127.0.0.1:${port}`,
+    trace: "retain-on-failure",
+    launchOptions: {
+      // Debian's Chromium: no browser download is possible on these machines.
+      executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    },
+  },
+  projects: [{ name: "chromium", use: { browserName: "chromium" } }],
+  webServer: {
+    command:
+      "rm -rf ../target/e2e-data && ../target/debug/seglab --data-dir ../target/e2e-data " +
+      `--embedded-s3-addr 127.0.0.1:3910 serve --addr 127.0.0.1:${port} --site-root ../target/site`,
+    url: `http://127.0.0.1:${port}/readyz`,
+    timeout: 120_000,
+    reuseExistingServer: false,
+    stdout: "pipe",
+    stderr: "pipe",
+  },
+});

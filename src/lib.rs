@@ -1,0 +1,23 @@
+//! seglab: a medical-image segmentation labeling platform with a model lifecycle.
+//!
+//! One crate, two builds: with `ssr` it is the server (REST API, server-rendered pages,
+//! object storage, database, background work); with `hydrate` it is the WASM front end
+//! that takes over the server-rendered pages in the browser.
+
+pub mod app;
+pub mod pages;
+pub mod types;
+
+#[cfg(feature = "ssr")]
+pub mod server;
+
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+    // A marker for end-to-end tests and scripts: the page is now interactive.
+    if let Some(body) = leptos::prelude::document().body() {
+        let _ = body.set_attribute("data-hydrated", "true");
+    }
+}

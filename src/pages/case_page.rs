@@ -1,0 +1,101 @@
+//! One case: its artifacts with their presigned links. The canvas viewer and mask editor
+//! build on this page.
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+
+use crate::types::{Artifact, ArtifactKind, CaseArtifacts};
+
+#[server]
+pub async fn get_case_artifacts(case_id: String) -> Result<CaseArtifacts, ServerFnError> {
+    let state = crate::server::AppState::from_context()?;
+    Ok(crate::server::services::cases::case_artifacts(&state, &case_id).await?)
+}
+
+#[component]
+pub fn CasePage() -> impl IntoView {
+    let params = use_params_map();
+    let case_id = move || params.read().get("id").unwrap_or_default();
+    // Bumping this re-requests the artifacts, which presigns fresh URLs.
+    let refreshes = RwSignal::new(0u32);
+    let artifacts = Resource::new(move || (case_id(), refreshes.get()), |(id, _)| get_case_artifacts(id));
+    view! {
+        <Transition fallback=|| view! { <p>"Loading case…"</p> }>
+            {move || Suspend::new(async move {
+                match artifacts.await {
+                    Ok(case) => view! { <CaseDetails case/> }.into_any(),
+                    Err(err) => view! { <p class="error">{err.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Transition>
+        <p class="actions">
+            <button data-testid="refresh-links" on:click=move |_| refreshes.update(|n| *n += 1)>
+                "Refresh links"
+            </button>
+            <span data-testid="refresh-count">
+                {move || match refreshes.get() {
+                    0 => String::new(),
+                    n => format!("Links refreshed ({n}×)"),
+                }}
+            </span>
+        </p>
+    }
+}
+
+#[component]
+fn CaseDetails(case: CaseArtifacts) -> impl IntoView {
+    view! {
+        <h1>{case.case_name}</h1>
+        <p class="labels">
+            "Labels: "
+            {case
+                .labels
+                .into_iter()
+                .map(|label| {
+                    view! {
+                        <span class="label" style=format!("--label-color: {}", label.color)>
+                            {format!("{} {}", label.value, label.name)}
+                        </span>
+                    }
+                })
+                .collect_view()}
+        </p>
+        <table class="artifacts">
+            <thead>
+                <tr>
+                    <th>"Artifact"</th>
+                    <th>"Size (voxels)"</th>
+                    <th>"Voxel type"</th>
+                    <th>"Spacing (mm)"</th>
+                    <th>"File"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {case.artifacts.into_iter().map(artifact_row).collect_view()}
+            </tbody>
+        </table>
+        <p class="mask-ref">"Current mask version: " <code>{case.current_mask_ref}</code></p>
+    }
+}
+
+fn artifact_row(artifact: Artifact) -> impl IntoView {
+    let [i, j, k] = artifact.dims;
+    let [si, sj, sk] = artifact.spacing_mm;
+    let kind = match artifact.kind {
+        ArtifactKind::Image => "Image",
+        ArtifactKind::Mask => "Mask",
+    };
+    view! {
+        <tr>
+            <td>{kind}</td>
+            <td>{format!("{i} × {j} × {k}")}</td>
+            <td>{artifact.voxel_type}</td>
+            <td>{format!("{si:.2} × {sj:.2} × {sk:.2}")}</td>
+            <td>
+                <a href=artifact.url data-kind=kind>
+                    {format!("download ({} KB)", (artifact.size_bytes + 1023) / 1024)}
+                </a>
+            </td>
+        </tr>
+    }
+}

@@ -1,0 +1,112 @@
+//! The `seglab` command: parse, connect, dispatch.
+
+use std::net::SocketAddr;
+
+use leptos::config::LeptosOptions;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::config::{Cli, Command, ImportArgs, ServeArgs, UserCommand};
+use super::services::cases::{import_case, parse_label_names, NewCase};
+use super::services::users::{add_user, Role};
+use super::{demo, http, AppError, AppState};
+
+fn leptos_options(args: &ServeArgs) -> LeptosOptions {
+    LeptosOptions::builder()
+        .output_name("seglab")
+        .site_root(args.site_root.as_str())
+        .site_pkg_dir("pkg")
+        .site_addr(args.addr)
+        .build()
+}
+
+/// One-shot commands render no pages.
+fn no_pages() -> LeptosOptions {
+    LeptosOptions::builder().output_name("seglab").build()
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+fn cancel_on_signal(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                term.recv().await;
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
+        }
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    });
+}
+
+pub async fn run(cli: Cli) -> Result<(), AppError> {
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::from_env()));
+    // One-shot commands run their own embedded S3 on a free port beside any running server.
+    let any_port: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
+    let result = match command {
+        Command::Serve(args) => {
+            cancel_on_signal(shutdown.clone());
+            let embedded_addr = cli.config.s3.embedded_s3_addr;
+            let state =
+                AppState::connect(cli.config, embedded_addr, leptos_options(&args), shutdown.clone(), &tasks)
+                    .await?;
+            serve(state, args, shutdown.clone()).await
+        }
+        Command::Import(args) => {
+            let state =
+                AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks)
+                    .await?;
+            import(&state, args).await
+        }
+        Command::User(UserCommand::Add { username, roles }) => {
+            let roles = roles.iter().map(|r| r.parse()).collect::<Result<Vec<Role>, _>>()?;
+            let state =
+                AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks)
+                    .await?;
+            let (user, token) = add_user(&state.db, &username, &roles).await?;
+            let roles: Vec<_> = user.roles.iter().map(|r| r.as_str()).collect();
+            println!("created user {} with roles {}", user.username, roles.join(","));
+            println!("API token (shown once): {token}");
+            Ok(())
+        }
+    };
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+    result
+}
+
+async fn serve(state: AppState, args: ServeArgs, shutdown: CancellationToken) -> Result<(), AppError> {
+    if !args.no_demo {
+        if let Some(token) = demo::seed_if_empty(&state).await? {
+            println!("Created demo cases and the user `demo` (all roles).");
+            println!("API token for `demo` (shown once): {token}");
+        }
+    }
+    println!("seglab is running at http://{}", args.addr);
+    http::serve(state, &args, shutdown).await
+}
+
+async fn import(state: &AppState, args: ImportArgs) -> Result<(), AppError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| AppError::BadRequest(format!("cannot read {}: {e}", path.display())))
+    };
+    let new_case = NewCase {
+        name: args.name,
+        image: read(&args.image)?,
+        mask: args.mask.as_deref().map(read).transpose()?,
+        labels: parse_label_names(&args.labels)?,
+    };
+    let case = import_case(state, new_case).await?;
+    println!("imported case {} ({}), {:?} {}", case.id, case.name, case.dims, case.image_voxel_type);
+    Ok(())
+}

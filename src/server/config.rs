@@ -1,0 +1,150 @@
+//! Configuration from command-line flags and environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "seglab", version, about = "Segmentation labeling platform with a model lifecycle")]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the web server (pages, REST API) and its background tasks.
+    Serve(ServeArgs),
+    /// Import a NIfTI image (and optionally its mask) as a new case.
+    Import(ImportArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on. cargo-leptos sets LEPTOS_SITE_ADDR from Cargo.toml.
+    #[arg(long, env = "LEPTOS_SITE_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+    /// Folder holding the built front end (JS, WASM, CSS, public assets).
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: String,
+    /// Do not create demo cases and a demo user when the database is empty.
+    #[arg(long, env = "SEGLAB_NO_DEMO")]
+    pub no_demo: bool,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "SEGLAB_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Largest case upload (`POST /cases`) accepted, in bytes.
+    #[arg(long, env = "SEGLAB_MAX_UPLOAD_BYTES", default_value_t = 1 << 30)]
+    pub max_upload_bytes: usize,
+}
+
+/// `serve`'s options alone, for running `seglab` without a subcommand.
+#[derive(Debug, Parser)]
+pub struct ServeOnly {
+    #[command(flatten)]
+    pub args: ServeArgs,
+}
+
+impl ServeArgs {
+    /// The options `seglab serve` would get with no flags: defaults and environment.
+    pub fn from_env() -> ServeArgs {
+        ServeOnly::parse_from(["seglab"]).args
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Display name of the new case.
+    #[arg(long)]
+    pub name: String,
+    /// The image, `.nii` or `.nii.gz`.
+    pub image: PathBuf,
+    /// An initial mask of the same size; an empty one is created when omitted.
+    #[arg(long)]
+    pub mask: Option<PathBuf>,
+    /// Label names, e.g. `1=liver,2=tumour`; default `1=label 1`.
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user and print an API token for `Authorization: Bearer <token>`.
+    Add {
+        username: String,
+        /// Role to grant: labeler, ml_engineer or admin; repeat for several.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+    },
+}
+
+/// Settings shared by every command: where metadata and objects live.
+#[derive(Debug, Args, Clone)]
+pub struct Config {
+    /// Folder for the embedded defaults (SQLite file, embedded object store).
+    #[arg(long, global = true, env = "SEGLAB_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// `postgres://…` or `sqlite://…`; default: SQLite in the data folder.
+    #[arg(long, global = true, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Largest number of pooled database connections.
+    #[arg(long, global = true, env = "SEGLAB_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+    #[command(flatten)]
+    pub s3: S3Config,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct S3Config {
+    /// External S3 endpoint (AWS, Garage, MinIO); when unset, an S3 endpoint over
+    /// `<data-dir>/objects` runs inside this process.
+    #[arg(long, global = true, env = "S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Endpoint written into presigned URLs when browsers reach storage by another address.
+    #[arg(long, global = true, env = "S3_PUBLIC_ENDPOINT")]
+    pub s3_public_endpoint: Option<String>,
+    #[arg(long, global = true, env = "S3_BUCKET", default_value = "seglab")]
+    pub s3_bucket: String,
+    #[arg(long, global = true, env = "S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    #[arg(long, global = true, env = "S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    #[arg(long, global = true, env = "S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+    /// Prefix for every object key, to share a bucket.
+    #[arg(long, global = true, env = "S3_KEY_PREFIX", default_value = "")]
+    pub s3_key_prefix: String,
+    /// Address of the embedded S3 endpoint (only without --s3-endpoint).
+    #[arg(long, global = true, env = "SEGLAB_EMBEDDED_S3_ADDR", default_value = "127.0.0.1:3900")]
+    pub embedded_s3_addr: SocketAddr,
+    /// Page origin allowed to fetch presigned URLs from an external bucket (CORS rule set at
+    /// start; repeat or comma-separate for several). The embedded endpoint allows any origin.
+    #[arg(long, global = true, env = "S3_CORS_ORIGINS", value_delimiter = ',')]
+    pub s3_cors_origins: Vec<String>,
+    /// Lifetime of presigned URLs, in seconds.
+    #[arg(long, global = true, env = "SEGLAB_PRESIGN_TTL_SECS", default_value_t = 300)]
+    pub presign_ttl_secs: u64,
+}
+
+impl Config {
+    /// The database URL, defaulting to a SQLite file in the data folder.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}?mode=rwc", self.data_dir.join("seglab.db").display())
+        })
+    }
+}
+
+impl S3Config {
+    pub fn presign_ttl(&self) -> Duration {
+        Duration::from_secs(self.presign_ttl_secs)
+    }
+}

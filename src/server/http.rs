@@ -1,0 +1,143 @@
+//! The HTTP surface: REST routes for scripts and API clients, the server-rendered pages and
+//! their server functions, health probes, and the layers around them. Handlers are thin:
+//! they authenticate, parse, and call `services`.
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Multipart, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use super::config::ServeArgs;
+use super::services::cases::{self, NewCase};
+use super::services::users::{self, Role, User};
+use super::{AppError, AppState};
+use crate::app::{shell, App};
+use crate::types::{CaseArtifacts, CaseSummary};
+
+/// The caller of a REST route, from `Authorization: Bearer <token>`.
+pub struct Caller(pub User);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or(AppError::Unauthorized)?;
+        let user = users::user_for_token(&state.db, token.trim()).await?.ok_or(AppError::Unauthorized)?;
+        Ok(Caller(user))
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when both the database and object storage answer.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let (db, store) = tokio::join!(state.db.ping(), state.store.ping());
+    let status = |r: &Result<(), AppError>| match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let code = if db.is_ok() && store.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(json!({ "database": status(&db), "object_storage": status(&store) })))
+}
+
+async fn list_cases(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<CaseSummary>>, AppError> {
+    Ok(Json(cases::list_cases(&state).await?))
+}
+
+async fn case_artifacts(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(case_id): Path<String>,
+) -> Result<Json<CaseArtifacts>, AppError> {
+    Ok(Json(cases::case_artifacts(&state, &case_id).await?))
+}
+
+/// `POST /cases`, multipart: `name`, `image` (file), optional `mask` (file) and `labels`
+/// (`1=liver,2=tumour`).
+async fn import_case(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    mut form: Multipart,
+) -> Result<(StatusCode, Json<CaseSummary>), AppError> {
+    user.require_any(&[Role::MlEngineer, Role::Admin], "importing a case")?;
+    let bad_form = |e: axum::extract::multipart::MultipartError| AppError::BadRequest(format!("invalid multipart form: {e}"));
+    let (mut name, mut image, mut mask, mut labels) = (None, None, None, Vec::new());
+    while let Some(field) = form.next_field().await.map_err(bad_form)? {
+        let field_name = field.name().unwrap_or_default().to_string();
+        match field_name.as_str() {
+            "name" => name = Some(field.text().await.map_err(bad_form)?),
+            "image" => image = Some(field.bytes().await.map_err(bad_form)?.to_vec()),
+            "mask" => mask = Some(field.bytes().await.map_err(bad_form)?.to_vec()),
+            "labels" => {
+                let text = field.text().await.map_err(bad_form)?;
+                labels = text.split(',').filter(|s| !s.trim().is_empty()).map(str::to_string).collect();
+            }
+            other => return Err(AppError::BadRequest(format!("unknown form field {other:?}"))),
+        }
+    }
+    let new_case = NewCase {
+        name: name.ok_or_else(|| AppError::BadRequest("form field `name` is required".into()))?,
+        image: image.ok_or_else(|| AppError::BadRequest("form field `image` is required".into()))?,
+        mask,
+        labels: cases::parse_label_names(&labels)?,
+    };
+    Ok((StatusCode::CREATED, Json(cases::import_case(&state, new_case).await?)))
+}
+
+/// The REST API, usable on its own (tests, scripts) or inside [`router`].
+fn rest_routes(args: &ServeArgs) -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route(
+            "/cases",
+            get(list_cases).post(import_case).layer(DefaultBodyLimit::max(args.max_upload_bytes)),
+        )
+        .route("/cases/{id}/artifacts", get(case_artifacts))
+}
+
+/// The whole application: REST, pages, server functions, static files.
+pub fn router(state: AppState, args: &ServeArgs) -> Router {
+    let leptos_options = state.leptos_options.clone();
+    let routes = generate_route_list(App);
+    let context_state = state.clone();
+    Router::new()
+        .merge(rest_routes(args))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(context_state.clone()),
+            move || shell(leptos_options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(DefaultBodyLimit::max(args.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(args.max_upload_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves until `shutdown` is cancelled, then finishes the requests in flight.
+pub async fn serve(state: AppState, args: &ServeArgs, shutdown: CancellationToken) -> Result<(), AppError> {
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|e| AppError::internal(format!("cannot listen on {}: {e}", args.addr)))?;
+    axum::serve(listener, router(state, args))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .map_err(AppError::internal)
+}

@@ -1,0 +1,245 @@
+//! Cases: importing a volume (and mask) into storage, listing, and the artifact list with
+//! presigned URLs that the viewer downloads from object storage directly.
+
+use std::collections::BTreeSet;
+
+use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::server::nifti_io::{encode_mask, gzip, Volume, VolumeMeta};
+use crate::server::{now_ms, AppError, AppState};
+use crate::types::{Artifact, ArtifactKind, CaseArtifacts, CaseSummary, LabelDef};
+
+/// Distinct colours for label values 1, 2, … (cycled).
+const LABEL_COLORS: [&str; 8] =
+    ["#e6194b", "#3cb44b", "#4363d8", "#ffe119", "#f58231", "#911eb4", "#42d4f4", "#f032e6"];
+
+/// A case as it arrives: raw file bytes, validated before anything is stored.
+pub struct NewCase {
+    pub name: String,
+    pub image: Vec<u8>,
+    pub mask: Option<Vec<u8>>,
+    /// Named labels; values present in the mask but not named here get a default name.
+    pub labels: Vec<(u8, String)>,
+}
+
+/// Parses `1=liver` style label names.
+pub fn parse_label_names(specs: &[String]) -> Result<Vec<(u8, String)>, AppError> {
+    specs
+        .iter()
+        .map(|spec| {
+            let (value, name) = spec.split_once('=').ok_or_else(|| {
+                AppError::BadRequest(format!("label {spec:?} should look like 1=liver"))
+            })?;
+            let value: u8 = value.trim().parse().ok().filter(|v| *v > 0).ok_or_else(|| {
+                AppError::BadRequest(format!("label value in {spec:?} must be 1–255"))
+            })?;
+            let name = name.trim();
+            if name.is_empty() || name.len() > 64 {
+                return Err(AppError::BadRequest(format!("label name in {spec:?} must be 1–64 characters")));
+            }
+            Ok((value, name.to_string()))
+        })
+        .collect()
+}
+
+fn label_defs(named: &[(u8, String)], present: &BTreeSet<u8>) -> Vec<LabelDef> {
+    let mut values: BTreeSet<u8> = named.iter().map(|(v, _)| *v).collect();
+    values.extend(present.iter().copied().filter(|v| *v > 0));
+    if values.is_empty() {
+        values.insert(1);
+    }
+    values
+        .into_iter()
+        .map(|value| LabelDef {
+            value,
+            name: named
+                .iter()
+                .find(|(v, _)| *v == value)
+                .map(|(_, n)| n.clone())
+                .unwrap_or_else(|| format!("label {value}")),
+            color: LABEL_COLORS[(value as usize - 1) % LABEL_COLORS.len()].to_string(),
+        })
+        .collect()
+}
+
+struct StoredObject {
+    object_ref: String,
+    kind: &'static str,
+    bytes: Vec<u8>,
+    meta: VolumeMeta,
+}
+
+/// Validates the files, writes the image and the first mask version, then records the case.
+pub async fn import_case(state: &AppState, new: NewCase) -> Result<CaseSummary, AppError> {
+    let name = new.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(AppError::BadRequest("case name must be 1–200 characters".into()));
+    }
+    let image = Volume::parse("image", &new.image)?;
+    let (mask_reference, labels) = match &new.mask {
+        Some(bytes) => {
+            let mask = Volume::parse("mask", bytes)?;
+            if !image.same_geometry(&mask) {
+                return Err(AppError::Unprocessable(format!(
+                    "mask geometry {:?} does not match image geometry {:?} (dims and affine must agree)",
+                    mask.meta.dims, image.meta.dims
+                )));
+            }
+            let header = mask.header.clone();
+            (header, mask.into_labels("mask")?)
+        }
+        None => (image.header.clone(), vec![0u8; image.voxel_count()]),
+    };
+    let present: BTreeSet<u8> = labels.iter().copied().collect();
+    let label_defs = label_defs(&new.labels, &present);
+
+    let case_id = Uuid::new_v4().to_string();
+    let mask_meta = VolumeMeta { voxel_type: "uint8", ..image.meta.clone() };
+    let image_bytes = if new.image.starts_with(&[0x1f, 0x8b]) { new.image } else { gzip(&new.image, 6) };
+    let objects = [
+        StoredObject {
+            object_ref: format!("cases/{case_id}/image.nii.gz"),
+            kind: "image",
+            bytes: image_bytes,
+            meta: image.meta.clone(),
+        },
+        StoredObject {
+            object_ref: mask_object_ref(&case_id),
+            kind: "mask",
+            bytes: gzip(&encode_mask(&mask_reference, image.meta.dims, &labels), 6),
+            meta: mask_meta,
+        },
+    ];
+    for object in &objects {
+        state.store.put(&object.object_ref, object.bytes.clone()).await?;
+    }
+
+    let created_at = now_ms();
+    let mut tx = state.db.pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO cases (id, name, labels_json, image_ref, head_mask_ref, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&case_id)
+    .bind(&name)
+    .bind(serde_json::to_string(&label_defs).map_err(AppError::internal)?)
+    .bind(&objects[0].object_ref)
+    .bind(&objects[1].object_ref)
+    .bind(created_at)
+    .execute(&mut *tx)
+    .await?;
+    for object in &objects {
+        sqlx::query(
+            "INSERT INTO objects (object_ref, case_id, kind, size_bytes, sha256, dim_i, dim_j, dim_k,
+                                  voxel_type, spacing_i, spacing_j, spacing_k, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(&object.object_ref)
+        .bind(&case_id)
+        .bind(object.kind)
+        .bind(object.bytes.len() as i64)
+        .bind(hex::encode(Sha256::digest(&object.bytes)))
+        .bind(object.meta.dims[0] as i64)
+        .bind(object.meta.dims[1] as i64)
+        .bind(object.meta.dims[2] as i64)
+        .bind(object.meta.voxel_type)
+        .bind(object.meta.spacing_mm[0] as f64)
+        .bind(object.meta.spacing_mm[1] as f64)
+        .bind(object.meta.spacing_mm[2] as f64)
+        .bind(created_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    tracing::info!(%case_id, %name, dims = ?image.meta.dims, "case imported");
+    Ok(CaseSummary {
+        id: case_id,
+        name,
+        dims: image.meta.dims,
+        image_voxel_type: image.meta.voxel_type.to_string(),
+        created_at_ms: created_at,
+    })
+}
+
+/// A fresh, never-used key for a mask version of `case_id`.
+pub fn mask_object_ref(case_id: &str) -> String {
+    format!("cases/{case_id}/masks/{}.nii.gz", Uuid::new_v4())
+}
+
+fn dims_of(row: &AnyRow) -> [u32; 3] {
+    ["dim_i", "dim_j", "dim_k"].map(|c| row.get::<i64, _>(c) as u32)
+}
+
+pub async fn list_cases(state: &AppState) -> Result<Vec<CaseSummary>, AppError> {
+    let rows = sqlx::query(
+        "SELECT c.id, c.name, c.created_at, o.dim_i, o.dim_j, o.dim_k, o.voxel_type
+         FROM cases c JOIN objects o ON o.object_ref = c.image_ref
+         ORDER BY c.created_at, c.name",
+    )
+    .fetch_all(&state.db.pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| CaseSummary {
+            id: row.get("id"),
+            name: row.get("name"),
+            dims: dims_of(row),
+            image_voxel_type: row.get("voxel_type"),
+            created_at_ms: row.get("created_at"),
+        })
+        .collect())
+}
+
+/// The image and the current mask of a case, each with a presigned GET URL.
+pub async fn case_artifacts(state: &AppState, case_id: &str) -> Result<CaseArtifacts, AppError> {
+    let case = sqlx::query("SELECT name, labels_json, image_ref, head_mask_ref FROM cases WHERE id = $1")
+        .bind(case_id)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("case {case_id}")))?;
+    let image_ref: String = case.get("image_ref");
+    let head_mask_ref: String = case.get("head_mask_ref");
+    let rows = sqlx::query(
+        "SELECT object_ref, kind, size_bytes, dim_i, dim_j, dim_k, voxel_type,
+                spacing_i, spacing_j, spacing_k, created_at
+         FROM objects WHERE object_ref = $1 OR object_ref = $2",
+    )
+    .bind(&image_ref)
+    .bind(&head_mask_ref)
+    .fetch_all(&state.db.pool)
+    .await?;
+
+    let expires_at = now_ms() + state.store.presign_ttl().as_millis() as i64;
+    let mut artifacts = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let object_ref: String = row.get("object_ref");
+        let kind = match row.get::<String, _>("kind").as_str() {
+            "image" => ArtifactKind::Image,
+            _ => ArtifactKind::Mask,
+        };
+        artifacts.push(Artifact {
+            kind,
+            url: state.store.presign_get(&object_ref).await?,
+            url_expires_at_ms: expires_at,
+            object_ref,
+            size_bytes: row.get("size_bytes"),
+            dims: dims_of(row),
+            voxel_type: row.get("voxel_type"),
+            spacing_mm: ["spacing_i", "spacing_j", "spacing_k"].map(|c| row.get::<f64, _>(c) as f32),
+            created_at_ms: row.get("created_at"),
+        });
+    }
+    artifacts.sort_by_key(|a| a.kind != ArtifactKind::Image);
+    let labels: Vec<LabelDef> = serde_json::from_str(&case.get::<String, _>("labels_json"))
+        .map_err(|e| AppError::internal(format!("labels of case {case_id}: {e}")))?;
+    Ok(CaseArtifacts {
+        case_id: case_id.to_string(),
+        case_name: case.get("name"),
+        labels,
+        current_mask_ref: head_mask_ref,
+        artifacts,
+    })
+}

@@ -1,0 +1,89 @@
+//! What every request handler and server function gets: database, object storage, settings.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+
+use super::config::Config;
+use super::db::Db;
+use super::storage::ObjectStore;
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub db: Db,
+    pub store: ObjectStore,
+    pub config: Arc<Config>,
+    pub leptos_options: LeptosOptions,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+impl AppState {
+    /// The state inside a server function, where `leptos_routes_with_context` provided it.
+    pub fn from_context() -> Result<AppState, leptos::prelude::ServerFnError> {
+        leptos::prelude::use_context::<AppState>()
+            .ok_or_else(|| leptos::prelude::ServerFnError::new("application state missing"))
+    }
+}
+
+impl AppState {
+    /// Connects to the database and object storage named by `config`; without an external S3
+    /// endpoint, first starts the embedded one on `embedded_s3_addr` (port 0: any free port).
+    pub async fn connect(
+        config: Config,
+        embedded_s3_addr: std::net::SocketAddr,
+        leptos_options: LeptosOptions,
+        shutdown: tokio_util::sync::CancellationToken,
+        tasks: &tokio_util::task::TaskTracker,
+    ) -> Result<AppState, super::AppError> {
+        use super::storage::Connection;
+        let connection = match &config.s3.s3_endpoint {
+            Some(endpoint) => Connection {
+                endpoint: Some(endpoint.clone()),
+                public_endpoint: config.s3.s3_public_endpoint.clone(),
+                access_key_id: config.s3.s3_access_key_id.clone().ok_or_else(|| {
+                    super::AppError::BadRequest("S3_ACCESS_KEY_ID is required with S3_ENDPOINT".into())
+                })?,
+                secret_access_key: config.s3.s3_secret_access_key.clone().ok_or_else(|| {
+                    super::AppError::BadRequest("S3_SECRET_ACCESS_KEY is required with S3_ENDPOINT".into())
+                })?,
+            },
+            None => {
+                // Fresh keys each start: only this process holds them, and URLs last minutes.
+                let access_key_id = format!("seglab-{}", uuid::Uuid::new_v4().simple());
+                let secret_access_key = uuid::Uuid::new_v4().simple().to_string();
+                let root = config.data_dir.join("objects");
+                let bound = super::embedded_s3::start(
+                    &root,
+                    embedded_s3_addr,
+                    &access_key_id,
+                    &secret_access_key,
+                    shutdown,
+                    tasks,
+                )
+                .await?;
+                Connection {
+                    endpoint: Some(format!("http://{bound}")),
+                    public_endpoint: config.s3.s3_public_endpoint.clone(),
+                    access_key_id,
+                    secret_access_key,
+                }
+            }
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            super::AppError::internal(format!("cannot create {}: {e}", config.data_dir.display()))
+        })?;
+        let db = Db::connect(&config.database_url(), config.db_max_connections).await?;
+        let store = ObjectStore::new(&config.s3, connection);
+        store.ensure_bucket().await?;
+        if config.s3.s3_endpoint.is_some() && !config.s3.s3_cors_origins.is_empty() {
+            store.allow_cors(&config.s3.s3_cors_origins).await?;
+        }
+        Ok(AppState { db, store, config: Arc::new(config), leptos_options })
+    }
+}

@@ -1,0 +1,189 @@
+//! Object storage through `aws-sdk-s3`: the same code talks to the embedded endpoint, Garage,
+//! MinIO or AWS. Objects are written under fresh keys only, so a reference, once stored in
+//! the database, always names the same bytes.
+
+use std::time::Duration;
+
+use aws_sdk_s3::config::{Builder, Credentials, Region};
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+use aws_sdk_s3::Client;
+
+use super::config::S3Config;
+use super::AppError;
+
+#[derive(Clone, Debug)]
+pub struct ObjectStore {
+    client: Client,
+    /// Signs URLs with the endpoint browsers use, which may differ from the server's.
+    presign_client: Client,
+    bucket: String,
+    key_prefix: String,
+    presign_ttl: Duration,
+}
+
+/// Endpoint and keys the store connects with (resolved from `S3Config`, or the embedded endpoint).
+pub struct Connection {
+    pub endpoint: Option<String>,
+    pub public_endpoint: Option<String>,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl ObjectStore {
+    pub fn new(config: &S3Config, connection: Connection) -> Self {
+        let build = |endpoint: Option<&String>| {
+            let mut builder = Builder::new()
+                .region(Region::new(config.s3_region.clone()))
+                .credentials_provider(Credentials::new(
+                    &connection.access_key_id,
+                    &connection.secret_access_key,
+                    None,
+                    None,
+                    "seglab-config",
+                ))
+                .behavior_version_latest();
+            if let Some(endpoint) = endpoint {
+                // Self-hosted servers (Garage, MinIO, the embedded one) want path-style URLs.
+                builder = builder.endpoint_url(endpoint).force_path_style(true);
+            }
+            Client::from_conf(builder.build())
+        };
+        let client = build(connection.endpoint.as_ref());
+        let presign_client = match &connection.public_endpoint {
+            Some(public) => build(Some(public)),
+            None => client.clone(),
+        };
+        Self {
+            client,
+            presign_client,
+            bucket: config.s3_bucket.clone(),
+            key_prefix: config.s3_key_prefix.clone(),
+            presign_ttl: config.presign_ttl(),
+        }
+    }
+
+    fn full_key(&self, object_ref: &str) -> String {
+        format!("{}{}", self.key_prefix, object_ref)
+    }
+
+    pub fn presign_ttl(&self) -> Duration {
+        self.presign_ttl
+    }
+
+    /// Creates the bucket when it does not exist yet (embedded store, first run).
+    pub async fn ensure_bucket(&self) -> Result<(), AppError> {
+        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+            return Ok(());
+        }
+        self.client.create_bucket().bucket(&self.bucket).send().await.map_err(storage_error)?;
+        Ok(())
+    }
+
+    /// Lets pages from `origins` GET objects with presigned URLs (a bucket CORS rule).
+    pub async fn allow_cors(&self, origins: &[String]) -> Result<(), AppError> {
+        let rule = CorsRule::builder()
+            .set_allowed_origins(Some(origins.to_vec()))
+            .allowed_methods("GET")
+            .allowed_methods("HEAD")
+            .allowed_headers("*")
+            .expose_headers("Content-Length")
+            .expose_headers("ETag")
+            .max_age_seconds(3600)
+            .build()
+            .map_err(AppError::internal)?;
+        let cors = CorsConfiguration::builder().cors_rules(rule).build().map_err(AppError::internal)?;
+        self.client
+            .put_bucket_cors()
+            .bucket(&self.bucket)
+            .cors_configuration(cors)
+            .send()
+            .await
+            .map_err(storage_error)?;
+        Ok(())
+    }
+
+    /// Readiness probe: the bucket is reachable with our credentials.
+    pub async fn ping(&self) -> Result<(), AppError> {
+        self.client.head_bucket().bucket(&self.bucket).send().await.map_err(storage_error)?;
+        Ok(())
+    }
+
+    pub async fn put(&self, object_ref: &str, bytes: Vec<u8>) -> Result<(), AppError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(object_ref))
+            .content_type("application/gzip")
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(storage_error)?;
+        Ok(())
+    }
+
+    pub async fn get(&self, object_ref: &str) -> Result<Vec<u8>, AppError> {
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(object_ref))
+            .send()
+            .await
+            .map_err(storage_error)?;
+        let body = output.body.collect().await.map_err(|e| AppError::Unavailable {
+            service: "object storage",
+            detail: e.to_string(),
+        })?;
+        Ok(body.into_bytes().to_vec())
+    }
+
+    /// A GET URL for this one object, valid for the configured time.
+    pub async fn presign_get(&self, object_ref: &str) -> Result<String, AppError> {
+        let presigning = PresigningConfig::expires_in(self.presign_ttl).map_err(AppError::internal)?;
+        let request = self
+            .presign_client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(object_ref))
+            .presigned(presigning)
+            .await
+            .map_err(storage_error)?;
+        Ok(request.uri().to_string())
+    }
+
+    /// References of the stored objects under `prefix` (relative to the key prefix).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, AppError> {
+        let mut refs = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.full_key(prefix))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(storage_error)?;
+            for object in page.contents() {
+                if let Some(key) = object.key() {
+                    refs.push(key[self.key_prefix.len()..].to_string());
+                }
+            }
+        }
+        Ok(refs)
+    }
+}
+
+fn storage_error<E, R>(err: SdkError<E, R>) -> AppError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let detail = DisplayErrorContext(&err).to_string();
+    match err {
+        SdkError::ServiceError(_) => AppError::Internal(format!("object storage: {detail}")),
+        _ => AppError::Unavailable { service: "object storage", detail },
+    }
+}

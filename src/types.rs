@@ -1,0 +1,62 @@
+//! Data shapes shared by the REST API, the server functions and the browser.
+
+use serde::{Deserialize, Serialize};
+
+/// One row of the case list.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaseSummary {
+    pub id: String,
+    pub name: String,
+    /// Volume size in voxels along i, j, k.
+    pub dims: [u32; 3],
+    /// NIfTI voxel type of the image, e.g. `int16`.
+    pub image_voxel_type: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at_ms: i64,
+}
+
+/// What an object in storage is to its case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactKind {
+    Image,
+    Mask,
+}
+
+/// One stored object of a case, with a short-lived URL the browser fetches directly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub kind: ArtifactKind,
+    /// Immutable object reference (the storage key); mask versions are never overwritten.
+    pub object_ref: String,
+    /// Presigned GET URL, valid until `url_expires_at_ms`, for this one object only.
+    pub url: String,
+    pub url_expires_at_ms: i64,
+    pub size_bytes: i64,
+    pub dims: [u32; 3],
+    pub voxel_type: String,
+    /// Voxel spacing in millimetres along i, j, k.
+    pub spacing_mm: [f32; 3],
+    pub created_at_ms: i64,
+}
+
+/// A label value a mask may hold, with its display name and colour.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabelDef {
+    pub value: u8,
+    pub name: String,
+    /// CSS colour, `#rrggbb`.
+    pub color: String,
+}
+
+/// Answer of `GET /cases/{id}/artifacts`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaseArtifacts {
+    pub case_id: String,
+    pub case_name: String,
+    pub labels: Vec<LabelDef>,
+    /// Reference of the mask version a save must name as its base.
+    pub current_mask_ref: String,
+    /// The image and the current mask.
+    pub artifacts: Vec<Artifact>,
+}

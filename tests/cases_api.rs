@@ -1,0 +1,251 @@
+//! The case flow through HTTP on the backend under test: import, list, artifacts with
+//! presigned URLs, refusals that store nothing, health probes, pages.
+
+mod common;
+
+use common::{backend_name, test_data, TestApp, PAGE_ORIGIN};
+use reqwest::multipart::{Form, Part};
+use reqwest::StatusCode;
+use seglab::server::services::users::Role;
+use seglab::types::{ArtifactKind, CaseArtifacts, CaseSummary};
+use serde_json::Value;
+
+fn form(name: &str, image: Vec<u8>, mask: Option<Vec<u8>>) -> Form {
+    let mut form = Form::new().text("name", name.to_string()).part("image", Part::bytes(image).file_name("image.nii.gz"));
+    if let Some(mask) = mask {
+        form = form.part("mask", Part::bytes(mask).file_name("mask.nii.gz"));
+    }
+    form
+}
+
+async fn import(app: &TestApp, token: &str, form: Form) -> reqwest::Response {
+    app.client.post(app.url("/cases")).bearer_auth(token).multipart(form).send().await.unwrap()
+}
+
+async fn artifacts(app: &TestApp, token: &str, case_id: &str) -> CaseArtifacts {
+    let response = app.client.get(app.url(&format!("/cases/{case_id}/artifacts"))).bearer_auth(token).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+async fn error_message(response: reqwest::Response) -> String {
+    let body: Value = response.json().await.unwrap();
+    body["error"]["message"].as_str().unwrap_or_default().to_string()
+}
+
+/// Objects stored by this app, and cases listed: both must stay empty after a refusal.
+async fn assert_nothing_stored(app: &TestApp, token: &str) {
+    assert_eq!(app.state.store.list("cases/").await.unwrap(), Vec::<String>::new(), "objects were stored");
+    let cases: Vec<CaseSummary> =
+        app.client.get(app.url("/cases")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    assert!(cases.is_empty(), "a case was recorded: {cases:?}");
+}
+
+#[tokio::test]
+async fn mni152_template_imports_and_its_artifacts_download_through_presigned_urls() {
+    let app = TestApp::spawn().await;
+    let token = app.user("mle", &[Role::MlEngineer]).await;
+    let image = std::fs::read(test_data("mni152_t1.nii.gz")).unwrap();
+
+    let response = import(&app, &token, form("MNI152 T1", image.clone(), None)).await;
+    assert_eq!(response.status(), StatusCode::CREATED, "{}", backend_name());
+    let case: CaseSummary = response.json().await.unwrap();
+    assert_eq!(case.dims, [197, 233, 189]);
+
+    let listed: Vec<CaseSummary> =
+        app.client.get(app.url("/cases")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed, vec![case.clone()]);
+
+    let found = artifacts(&app, &token, &case.id).await;
+    assert_eq!(found.case_name, "MNI152 T1");
+    assert_eq!(found.artifacts.len(), 2);
+    let image_artifact = &found.artifacts[0];
+    let mask_artifact = &found.artifacts[1];
+    assert_eq!(image_artifact.kind, ArtifactKind::Image);
+    assert_eq!(mask_artifact.kind, ArtifactKind::Mask);
+    assert_eq!(mask_artifact.object_ref, found.current_mask_ref);
+    assert_eq!(image_artifact.dims, [197, 233, 189]);
+    assert_eq!(mask_artifact.voxel_type, "uint8");
+    assert_eq!(image_artifact.spacing_mm, [1.0, 1.0, 1.0]);
+
+    // The browser's download: straight from storage, no credentials but the URL, cross-origin.
+    let plain = reqwest::Client::new();
+    let download = plain.get(&image_artifact.url).header("Origin", PAGE_ORIGIN).send().await.unwrap();
+    assert_eq!(download.status(), StatusCode::OK);
+    assert!(download.headers().get("access-control-allow-origin").is_some(), "no CORS header on the presigned GET");
+    assert_eq!(download.bytes().await.unwrap().to_vec(), image, "stored image differs from the upload");
+    assert_eq!(image_artifact.size_bytes as usize, image.len());
+
+    let mask_bytes = plain.get(&mask_artifact.url).send().await.unwrap().bytes().await.unwrap();
+    let mask = seglab::server::nifti_io::Volume::parse("mask", &mask_bytes).unwrap();
+    assert_eq!(mask.meta.dims, [197, 233, 189]);
+    assert!(mask.into_labels("mask").unwrap().iter().all(|v| *v == 0), "a new case starts with an empty mask");
+
+    // The URL grants that one object only: pointing it at another key breaks the signature.
+    let (path, query) = image_artifact.url.split_once('?').unwrap();
+    let other = format!("{}?{}", path.replace("image.nii.gz", "other.nii.gz"), query);
+    assert_eq!(plain.get(&other).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    let tampered = image_artifact.url.replace("X-Amz-Expires=300", "X-Amz-Expires=3000");
+    assert_eq!(plain.get(&tampered).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn truncated_foreign_and_mismatched_files_are_refused_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
+    let token = app.user("mle", &[Role::MlEngineer]).await;
+    let image = std::fs::read(test_data("mni152_t1.nii.gz")).unwrap();
+
+    let truncated = import(&app, &token, form("cut", image[..image.len() / 3].to_vec(), None)).await;
+    assert_eq!(truncated.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let message = error_message(truncated).await;
+    assert!(message.contains("image is not a readable NIfTI-1 volume"), "{message}");
+
+    let foreign = import(&app, &token, form("text", b"name,age\nalice,42\n".to_vec(), None)).await;
+    assert_eq!(foreign.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error_message(foreign).await.contains("not a readable NIfTI-1 volume"));
+
+    // A mask of another size than the image.
+    let phantom_mask = {
+        let header = nifti::NiftiHeader::default();
+        let raw = seglab::server::nifti_io::encode_mask(&header, [4, 4, 4], &[0; 64]);
+        seglab::server::nifti_io::gzip(&raw, 1)
+    };
+    let mismatched = import(&app, &token, form("mismatch", image.clone(), Some(phantom_mask))).await;
+    assert_eq!(mismatched.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error_message(mismatched).await.contains("does not match image geometry"));
+
+    // The image as its own mask: float intensities are not labels.
+    let not_labels = import(&app, &token, form("float mask", image.clone(), Some(image.clone()))).await;
+    assert_eq!(not_labels.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error_message(not_labels).await.contains("integers 0–255"));
+
+    let unnamed = app
+        .client
+        .post(app.url("/cases"))
+        .bearer_auth(&token)
+        .multipart(Form::new().part("image", Part::bytes(image.clone())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unnamed.status(), StatusCode::BAD_REQUEST);
+    assert!(error_message(unnamed).await.contains("`name` is required"));
+
+    let blank_name = import(&app, &token, form("   ", image.clone(), None)).await;
+    assert_eq!(blank_name.status(), StatusCode::BAD_REQUEST);
+
+    assert_nothing_stored(&app, &token).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn authentication_and_roles_are_enforced() {
+    let app = TestApp::spawn().await;
+    let labeler = app.user("lab", &[Role::Labeler]).await;
+
+    let anonymous = app.client.get(app.url("/cases")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
+    let wrong = app.client.get(app.url("/cases")).bearer_auth("sgl_nope").send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+
+    let image = std::fs::read(test_data("mni152_t1.nii.gz")).unwrap();
+    let forbidden = import(&app, &labeler, form("x", image, None)).await;
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    assert!(error_message(forbidden).await.contains("ml_engineer or admin"));
+
+    let missing = app.client.get(app.url("/cases/no-such-case/artifacts")).bearer_auth(&labeler).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_message(missing).await, "case no-such-case not found");
+    assert_nothing_stored(&app, &labeler).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_uploads_get_413() {
+    let app = TestApp::spawn_with(|args| args.max_upload_bytes = 64 * 1024).await;
+    let token = app.user("mle", &[Role::MlEngineer]).await;
+    let response = import(&app, &token, form("big", vec![7u8; 200 * 1024], None)).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_nothing_stored(&app, &token).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_readiness_report_the_dependencies() {
+    let app = TestApp::spawn().await;
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["object_storage"], "ok");
+
+    app.state.db.pool.close().await;
+    let not_ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(not_ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = not_ready.json().await.unwrap();
+    assert!(body["database"].as_str().unwrap().contains("database is unavailable"), "{body}");
+    assert_eq!(body["object_storage"], "ok");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn demo_seed_runs_once_and_pages_render_before_any_script() {
+    let app = TestApp::spawn().await;
+    let token = seglab::server::demo::seed_if_empty(&app.state).await.unwrap().expect("first seed creates the demo user");
+    assert!(seglab::server::demo::seed_if_empty(&app.state).await.unwrap().is_none(), "seeding twice");
+
+    let cases: Vec<CaseSummary> =
+        app.client.get(app.url("/cases")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(cases.len(), 3);
+
+    // Server-rendered HTML carries the data itself: no WASM needed to read it.
+    let list = app.client.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+    for case in &cases {
+        assert!(list.contains(&case.name), "case list page lacks {}", case.name);
+        assert!(list.contains(&format!("/cases/{}", case.id)));
+    }
+    let page = app.client.get(app.url(&format!("/cases/{}", cases[0].id))).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(&cases[0].name));
+    assert!(page.contains("ventricle") && page.contains("lesion"), "label names missing");
+    assert!(page.contains("X-Amz-Signature"), "no presigned link on the case page");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn cli_import_and_user_add_work_against_the_same_backend() {
+    let app = TestApp::spawn().await;
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
+            .args(args)
+            .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("run seglab");
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).to_string(), String::from_utf8_lossy(&output.stderr).to_string())
+    };
+    let (ok, stdout, stderr) = run(&["user", "add", "script", "--role", "ml_engineer", "--role", "labeler"]);
+    assert!(ok, "{stderr}");
+    let token = stdout.lines().find_map(|l| l.strip_prefix("API token (shown once): ")).expect("token printed").to_string();
+
+    let mni = test_data("mni152_t1.nii.gz");
+    let (ok, stdout, stderr) = run(&["import", "--name", "MNI via CLI", "--labels", "1=grey matter,2=white matter", mni.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("imported case"), "{stdout}");
+
+    let cases: Vec<CaseSummary> =
+        app.client.get(app.url("/cases")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(cases.len(), 1);
+    let found = artifacts(&app, &token, &cases[0].id).await;
+    let names: Vec<_> = found.labels.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["grey matter", "white matter"]);
+
+    let (ok, _, stderr) = run(&["import", "--name", "broken", "/no/such/file.nii.gz"]);
+    assert!(!ok);
+    assert!(stderr.contains("cannot read /no/such/file.nii.gz"), "{stderr}");
+    let (ok, _, stderr) = run(&["user", "add", "x", "--role", "surgeon"]);
+    assert!(!ok);
+    assert!(stderr.contains("unknown role \"surgeon\""), "{stderr}");
+    app.stop().await;
+}

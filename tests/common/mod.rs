@@ -1,0 +1,123 @@
+//! Test harness: a real server on a free port, against the backend the environment selects.
+//!
+//! Without `TEST_POSTGRES_URL` the server uses the embedded default (a SQLite file and the
+//! in-process S3 endpoint, in a temporary folder). With `TEST_POSTGRES_URL` (an admin URL) and
+//! `S3_ENDPOINT`, `S3_BUCKET`, `S3_ACCESS_KEY_ID`, `S3_SECRET_ACCESS_KEY`, `S3_REGION` it uses a
+//! fresh PostgreSQL database per test and a fresh key prefix in the external bucket.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use seglab::server::config::{Config, ServeArgs, ServeOnly};
+use seglab::server::services::users::{add_user, Role};
+use seglab::server::AppState;
+use sqlx::Connection;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub const PAGE_ORIGIN: &str = "http://localhost:3000";
+
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    pub data_dir: tempfile::TempDir,
+    /// Settings a CLI subprocess needs to reach the same backend.
+    pub env: Vec<(String, String)>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// Which backend this run tests, for messages.
+pub fn backend_name() -> &'static str {
+    if std::env::var("TEST_POSTGRES_URL").is_ok() { "postgres+s3" } else { "sqlite+embedded-s3" }
+}
+
+async fn fresh_postgres_database(admin_url: &str) -> String {
+    sqlx::any::install_default_drivers();
+    let name = format!("seglab_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::AnyConnection::connect(admin_url).await.expect("connect to TEST_POSTGRES_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
+    let (base, _) = admin_url.rsplit_once('/').expect("TEST_POSTGRES_URL ends in /database");
+    format!("{base}/{name}")
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns with `customise` applied to the serve options (body limits, …).
+    pub async fn spawn_with(customise: impl FnOnce(&mut ServeArgs)) -> TestApp {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut env = vec![("SEGLAB_DATA_DIR".to_string(), data_dir.path().display().to_string())];
+        if let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") {
+            env.push(("DATABASE_URL".into(), fresh_postgres_database(&admin_url).await));
+            env.push(("S3_KEY_PREFIX".into(), format!("test-{}/", uuid::Uuid::new_v4().simple())));
+            env.push(("S3_CORS_ORIGINS".into(), PAGE_ORIGIN.into()));
+            for var in ["S3_ENDPOINT", "S3_BUCKET", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "S3_REGION"] {
+                let value = std::env::var(var).unwrap_or_else(|_| panic!("{var} must be set with TEST_POSTGRES_URL"));
+                env.push((var.into(), value));
+            }
+        }
+        let mut args: Vec<String> = vec!["seglab".into()];
+        for (name, value) in &env {
+            let flag = match name.as_str() {
+                "SEGLAB_DATA_DIR" => "--data-dir".to_string(),
+                other => format!("--{}", other.to_lowercase().replace('_', "-")),
+            };
+            args.push(format!("{flag}={value}"));
+        }
+        let config = ConfigOnly::parse_from(args).config;
+        let mut serve = ServeOnly::parse_from(["seglab"]).args;
+        serve.addr = "127.0.0.1:0".parse().unwrap();
+        customise(&mut serve);
+
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let options = leptos::config::LeptosOptions::builder().output_name("seglab").build();
+        let state = AppState::connect(config, any_port, options, shutdown.clone(), &tasks)
+            .await
+            .expect("connect test backend");
+        let listener = tokio::net::TcpListener::bind(serve.addr).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = seglab::server::http::router(state.clone(), &serve);
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await.unwrap();
+        });
+        TestApp { base, state, client: reqwest::Client::new(), data_dir, env, shutdown, tasks }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A user with `roles` and their bearer token.
+    pub async fn user(&self, name: &str, roles: &[Role]) -> String {
+        add_user(&self.state.db, name, roles).await.expect("add user").1
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Just the shared configuration flags, to build a `Config` the way the binary does.
+#[derive(Parser)]
+struct ConfigOnly {
+    #[command(flatten)]
+    config: Config,
+}
+
+/// A file from the test data folder that `.ci/setup-test-data` fills.
+pub fn test_data(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/testdata").join(name);
+    assert!(path.exists(), "{} is missing: run `.ci/test` (or `.ci/setup`) once to fetch test data", path.display());
+    path
+}
