@@ -5,6 +5,7 @@
 //! that takes over the server-rendered pages in the browser.
 
 pub mod app;
+pub mod edits;
 pub mod pages;
 pub mod types;
 

@@ -51,6 +51,7 @@ async fn mni152_template_imports_and_its_artifacts_download_through_presigned_ur
     assert_eq!(response.status(), StatusCode::CREATED, "{}", backend_name());
     let case: CaseSummary = response.json().await.unwrap();
     assert_eq!(case.dims, [197, 233, 189]);
+    assert_eq!(case.image_voxel_type, "uint8");
 
     let listed: Vec<CaseSummary> =
         app.client.get(app.url("/cases")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
@@ -115,8 +116,14 @@ async fn truncated_foreign_and_mismatched_files_are_refused_and_nothing_is_store
     assert_eq!(mismatched.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(error_message(mismatched).await.contains("does not match image geometry"));
 
-    // The image as its own mask: float intensities are not labels.
-    let not_labels = import(&app, &token, form("float mask", image.clone(), Some(image.clone()))).await;
+    // A mask on the image's grid holding fractions: not labels.
+    let fractional_mask = {
+        let header = seglab::server::nifti_io::Volume::parse("image", &image).unwrap().header;
+        let halves: Vec<u8> = (0..197 * 233 * 189).flat_map(|_| 0.5f32.to_le_bytes()).collect();
+        let raw = seglab::server::nifti_io::encode_volume(&header, [197, 233, 189], nifti::NiftiType::Float32, &halves);
+        seglab::server::nifti_io::gzip(&raw, 1)
+    };
+    let not_labels = import(&app, &token, form("float mask", image.clone(), Some(fractional_mask))).await;
     assert_eq!(not_labels.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(error_message(not_labels).await.contains("integers 0–255"));
 

@@ -105,20 +105,42 @@ impl Volume {
 
     /// The voxels as label values, refusing anything that is not an integer in 0..=255.
     pub fn into_labels(self, what: &str) -> Result<Vec<u8>, AppError> {
-        let (slope, inter) = match self.header.scl_slope {
-            s if s == 0.0 || !s.is_finite() => (1.0, 0.0),
-            s => (s as f64, self.header.scl_inter as f64),
+        let datatype = self.header.data_type().map_err(|e| refuse(what, e))?;
+        let unscaled = matches!(self.header.scl_slope, s if s == 0.0 || s == 1.0 || !s.is_finite())
+            && self.header.scl_inter == 0.0;
+        let little = self.header.endianness == nifti::Endianness::Little;
+        let raw = self.object.into_volume().into_raw_data();
+        if datatype == NiftiType::Uint8 && unscaled {
+            return Ok(raw); // the stored form of every mask we write: no conversion
+        }
+        let (slope, inter) = if unscaled {
+            (1.0, 0.0)
+        } else {
+            (self.header.scl_slope as f64, self.header.scl_inter as f64)
         };
-        let values: Vec<f64> = self
-            .object
-            .into_volume()
-            .into_nifti_typed_data()
-            .map_err(|e| refuse(what, e))?;
-        values
-            .into_iter()
+        let size = datatype.size_of();
+        let read = |b: &[u8]| -> f64 {
+            macro_rules! num {
+                ($t:ty) => {{
+                    let bytes = b.try_into().expect("chunk of the type's size");
+                    (if little { <$t>::from_le_bytes(bytes) } else { <$t>::from_be_bytes(bytes) }) as f64
+                }};
+            }
+            match datatype {
+                NiftiType::Uint8 => b[0] as f64,
+                NiftiType::Int8 => b[0] as i8 as f64,
+                NiftiType::Int16 => num!(i16),
+                NiftiType::Uint16 => num!(u16),
+                NiftiType::Int32 => num!(i32),
+                NiftiType::Uint32 => num!(u32),
+                NiftiType::Float32 => num!(f32),
+                _ => num!(f64),
+            }
+        };
+        raw.chunks_exact(size)
             .enumerate()
-            .map(|(index, raw)| {
-                let value = raw * slope + inter;
+            .map(|(index, chunk)| {
+                let value = read(chunk) * slope + inter;
                 if value.fract() == 0.0 && (0.0..=255.0).contains(&value) {
                     Ok(value as u8)
                 } else {
