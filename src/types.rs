@@ -49,6 +49,39 @@ pub struct LabelDef {
     pub color: String,
 }
 
+/// Body of `POST /labels`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveLabelRequest {
+    pub case_id: String,
+    /// The mask version the edits were made on (`current_mask_ref` when the case was opened).
+    pub base_mask_ref: String,
+    /// Base64 of [`crate::edits::MaskEdits::encode`]: the changed voxels and their new labels.
+    pub edits: String,
+}
+
+/// Answer of a successful `POST /labels` (201).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabelSaved {
+    pub label_id: String,
+    /// The new current mask version.
+    pub new_mask_ref: String,
+    pub voxels_changed: u64,
+}
+
+/// One saved mask version in a case's history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MaskVersion {
+    pub label_id: String,
+    pub username: String,
+    pub old_mask_ref: String,
+    pub new_mask_ref: String,
+    pub voxels_changed: i64,
+    pub created_at_ms: i64,
+    /// Presigned GET URL of `new_mask_ref`.
+    pub url: String,
+}
+
 /// Answer of `GET /cases/{id}/artifacts`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CaseArtifacts {
@@ -59,4 +92,7 @@ pub struct CaseArtifacts {
     pub current_mask_ref: String,
     /// The image and the current mask.
     pub artifacts: Vec<Artifact>,
+    /// Saved mask versions, newest first; only with `?history=true`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<MaskVersion>,
 }

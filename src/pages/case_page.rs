@@ -9,7 +9,7 @@ use crate::types::{Artifact, ArtifactKind, CaseArtifacts};
 #[server]
 pub async fn get_case_artifacts(case_id: String) -> Result<CaseArtifacts, ServerFnError> {
     let state = crate::server::AppState::from_context()?;
-    Ok(crate::server::services::cases::case_artifacts(&state, &case_id).await?)
+    Ok(crate::server::services::cases::case_artifacts(&state, &case_id, false).await?)
 }
 
 #[component]

@@ -6,8 +6,10 @@ use leptos::config::LeptosOptions;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::config::{Cli, Command, ImportArgs, ServeArgs, UserCommand};
+use super::config::{AuditCommand, Cli, Command, ImportArgs, ServeArgs, UserCommand};
 use super::services::cases::{import_case, parse_label_names, NewCase};
+use super::services::audit::verify_chain;
+use super::services::sweeper;
 use super::services::users::{add_user, Role};
 use super::{demo, http, AppError, AppState};
 
@@ -59,6 +61,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             let state =
                 AppState::connect(cli.config, embedded_addr, leptos_options(&args), shutdown.clone(), &tasks)
                     .await?;
+            tasks.spawn(sweeper::run(state.clone(), shutdown.clone()));
             serve(state, args, shutdown.clone()).await
         }
         Command::Import(args) => {
@@ -77,6 +80,20 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             println!("created user {} with roles {}", user.username, roles.join(","));
             println!("API token (shown once): {token}");
             Ok(())
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let state = AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks).await?;
+            let report = verify_chain(&state.db).await?;
+            match report.first_broken {
+                None => {
+                    println!("audit log intact: {} rows, hash chain verified", report.rows);
+                    Ok(())
+                }
+                Some((seq, reason)) => Err(AppError::Conflict(format!(
+                    "audit log broken at row {seq} of {}: {reason}",
+                    report.rows
+                ))),
+            }
         }
     };
     shutdown.cancel();
@@ -106,7 +123,7 @@ async fn import(state: &AppState, args: ImportArgs) -> Result<(), AppError> {
         mask: args.mask.as_deref().map(read).transpose()?,
         labels: parse_label_names(&args.labels)?,
     };
-    let case = import_case(state, new_case).await?;
+    let case = import_case(state, None, new_case).await?;
     println!("imported case {} ({}), {:?} {}", case.id, case.name, case.dims, case.image_voxel_type);
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use nifti::{NiftiHeader, NiftiType};
 
-use super::nifti_io::{encode_mask, encode_volume, gzip};
+use super::nifti_io::{encode_volume, gzip, gzip_mask};
 use super::services::cases::{import_case, NewCase};
 use super::services::users::{add_user, user_count, Role};
 use super::{AppError, AppState};
@@ -84,7 +84,7 @@ fn head_phantom() -> Phantom {
         name: "Demo head phantom (MR, int16)",
         labels: &[(1, "ventricle"), (2, "lesion")],
         image: gzip(&encode_volume(&h, dims, NiftiType::Int16, &image), 6),
-        mask: gzip(&encode_mask(&h, dims, &mask), 6),
+        mask: gzip_mask(&h, dims, &mask, 6),
     }
 }
 
@@ -123,7 +123,7 @@ fn abdomen_phantom() -> Phantom {
         name: "Demo abdomen phantom (CT, int16)",
         labels: &[(1, "liver"), (2, "kidney")],
         image: gzip(&encode_volume(&h, dims, NiftiType::Int16, &image), 6),
-        mask: gzip(&encode_mask(&h, dims, &mask), 6),
+        mask: gzip_mask(&h, dims, &mask, 6),
     }
 }
 
@@ -140,7 +140,7 @@ fn blob_phantom() -> Phantom {
         name: "Demo blob (float32, unlabelled)",
         labels: &[(1, "blob")],
         image: gzip(&encode_volume(&h, dims, NiftiType::Float32, &image), 6),
-        mask: gzip(&encode_mask(&h, dims, &vec![0; 64 * 64 * 64]), 6),
+        mask: gzip_mask(&h, dims, &vec![0; 64 * 64 * 64], 6),
     }
 }
 
@@ -160,7 +160,7 @@ pub async fn seed_if_empty(state: &AppState) -> Result<Option<String>, AppError>
             mask: Some(phantom.mask),
             labels: phantom.labels.iter().map(|(v, n)| (*v, n.to_string())).collect(),
         };
-        import_case(state, new_case).await?;
+        import_case(state, None, new_case).await?;
     }
     let (_, token) = add_user(&state.db, "demo", &Role::ALL).await?;
     Ok(Some(token))

@@ -22,6 +22,12 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The mask version a save was based on is no longer the case's current one.
+    #[error("the mask was changed by someone else: your edits are based on {base}, the current version is {current}; reload and re-apply")]
+    StaleBase { base: String, current: String },
+    /// Another request with the same idempotency key is still running.
+    #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
+    KeyInUse,
     #[error("{0}")]
     PayloadTooLarge(String),
     /// A dependency (database, object storage) cannot be reached; retrying later may work.
@@ -40,7 +46,7 @@ impl AppError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::StaleBase { .. } | Self::KeyInUse => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -56,6 +62,8 @@ impl AppError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
+            Self::StaleBase { .. } => "stale_base",
+            Self::KeyInUse => "idempotency_key_in_use",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Unavailable { .. } => "unavailable",
             Self::Internal(_) => "internal",
@@ -82,15 +90,17 @@ impl IntoResponse for AppError {
                 other.to_string()
             }
         };
-        let mut response =
-            (status, Json(json!({ "error": { "code": self.code(), "message": message } })))
-                .into_response();
+        let mut body = json!({ "error": { "code": self.code(), "message": message } });
+        if let Self::StaleBase { current, .. } = &self {
+            body["error"]["current_mask_ref"] = json!(current);
+        }
+        let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || matches!(self, Self::KeyInUse) {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
         }
         response

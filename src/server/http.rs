@@ -2,11 +2,12 @@
 //! their server functions, health probes, and the layers around them. Handlers are thin:
 //! they authenticate, parse, and call `services`.
 
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Multipart, Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Multipart, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
@@ -17,10 +18,11 @@ use tower_http::trace::TraceLayer;
 
 use super::config::ServeArgs;
 use super::services::cases::{self, NewCase};
+use super::services::labels;
 use super::services::users::{self, Role, User};
 use super::{AppError, AppState};
 use crate::app::{shell, App};
-use crate::types::{CaseArtifacts, CaseSummary};
+use crate::types::{CaseArtifacts, CaseSummary, SaveLabelRequest};
 
 /// The caller of a REST route, from `Authorization: Bearer <token>`.
 pub struct Caller(pub User);
@@ -59,12 +61,55 @@ async fn list_cases(State(state): State<AppState>, _caller: Caller) -> Result<Js
     Ok(Json(cases::list_cases(&state).await?))
 }
 
+#[derive(serde::Deserialize)]
+struct ArtifactsQuery {
+    #[serde(default)]
+    history: bool,
+}
+
 async fn case_artifacts(
     State(state): State<AppState>,
     _caller: Caller,
     Path(case_id): Path<String>,
+    query: Result<Query<ArtifactsQuery>, QueryRejection>,
 ) -> Result<Json<CaseArtifacts>, AppError> {
-    Ok(Json(cases::case_artifacts(&state, &case_id).await?))
+    let Query(query) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    Ok(Json(cases::case_artifacts(&state, &case_id, query.history).await?))
+}
+
+/// A JSON body whose rejections are `AppError`s: syntax → 400, wrong fields or types → 422.
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(JsonRejection::JsonDataError(e)) => Err(AppError::Unprocessable(e.body_text())),
+            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(AppError::PayloadTooLarge(format!("request body too large: {}", e.body_text())))
+            }
+            Err(other) => Err(AppError::BadRequest(other.body_text())),
+        }
+    }
+}
+
+/// `POST /labels`: the edits of one save, once per `Idempotency-Key`.
+async fn save_label(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<SaveLabelRequest>,
+) -> Result<Response, AppError> {
+    let key = headers.get("idempotency-key").map(|v| v.to_str().unwrap_or("\u{0}"));
+    let outcome = labels::save_label(&state, &user, key, &request).await?;
+    let status = StatusCode::from_u16(outcome.status).map_err(AppError::internal)?;
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], outcome.body).into_response();
+    if outcome.replayed {
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 /// `POST /cases`, multipart: `name`, `image` (file), optional `mask` (file) and `labels`
@@ -96,7 +141,7 @@ async fn import_case(
         mask,
         labels: cases::parse_label_names(&labels)?,
     };
-    Ok((StatusCode::CREATED, Json(cases::import_case(&state, new_case).await?)))
+    Ok((StatusCode::CREATED, Json(cases::import_case(&state, Some(&user.id), new_case).await?)))
 }
 
 /// The REST API, usable on its own (tests, scripts) or inside [`router`].
@@ -109,6 +154,7 @@ fn rest_routes(args: &ServeArgs) -> Router<AppState> {
             get(list_cases).post(import_case).layer(DefaultBodyLimit::max(args.max_upload_bytes)),
         )
         .route("/cases/{id}/artifacts", get(case_artifacts))
+        .route("/labels", post(save_label))
 }
 
 /// The whole application: REST, pages, server functions, static files.

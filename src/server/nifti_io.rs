@@ -174,12 +174,27 @@ pub fn encode_mask(reference: &NiftiHeader, dims: [u32; 3], labels: &[u8]) -> Ve
     encode_volume(reference, dims, NiftiType::Uint8, labels)
 }
 
+/// A uint8 label mask as a `.nii.gz`, compressed without first copying the voxels.
+pub fn gzip_mask(reference: &NiftiHeader, dims: [u32; 3], labels: &[u8], level: u32) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(labels.len() / 16 + 1024), Compression::new(level));
+    encoder.write_all(&volume_header(reference, dims, NiftiType::Uint8)).expect("writing to a Vec cannot fail");
+    encoder.write_all(labels).expect("writing to a Vec cannot fail");
+    encoder.finish().expect("writing to a Vec cannot fail")
+}
+
 /// An uncompressed single-file NIfTI-1 volume with the geometry of `reference`; `voxels` are
 /// little-endian values of `datatype` in file order (i fastest).
-///
-/// Written by hand (the `nifti` crate writes only to paths): this is the label-save hot path.
 pub fn encode_volume(reference: &NiftiHeader, dims: [u32; 3], datatype: NiftiType, voxels: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(VOX_OFFSET + voxels.len());
+    let mut out = volume_header(reference, dims, datatype);
+    out.extend_from_slice(voxels);
+    out
+}
+
+/// The 352 bytes before the voxels: header and an empty extension flag.
+///
+/// Written by hand (the `nifti` crate writes only to paths): this is on the label-save path.
+fn volume_header(reference: &NiftiHeader, dims: [u32; 3], datatype: NiftiType) -> Vec<u8> {
+    let mut out = Vec::with_capacity(VOX_OFFSET);
     let mut put = |bytes: &[u8]| out.extend_from_slice(bytes);
     put(&348i32.to_le_bytes());
     put(&[0u8; 10 + 18]); // data_type, db_name (unused ANALYZE fields)
@@ -235,7 +250,6 @@ pub fn encode_volume(reference: &NiftiHeader, dims: [u32; 3], datatype: NiftiTyp
     put(b"n+1\0");
     put(&[0u8; 4]); // no extensions
     debug_assert_eq!(out.len(), VOX_OFFSET);
-    out.extend_from_slice(voxels);
     out
 }
 
@@ -257,7 +271,8 @@ mod tests {
     fn written_mask_reads_back_with_geometry_and_voxels() {
         let dims = [5, 4, 3];
         let labels: Vec<u8> = (0..60).map(|i| (i % 7) as u8).collect();
-        let file = gzip(&encode_mask(&reference(), dims, &labels), 6);
+        let file = gzip_mask(&reference(), dims, &labels, 6);
+        assert_eq!(decompress("mask", &file).unwrap(), encode_mask(&reference(), dims, &labels));
         let volume = Volume::parse("mask", &file).unwrap();
         assert_eq!(volume.meta.dims, dims);
         assert_eq!(volume.meta.voxel_type, "uint8");
@@ -269,7 +284,7 @@ mod tests {
 
     #[test]
     fn truncated_and_foreign_files_are_refused() {
-        let file = gzip(&encode_mask(&reference(), [5, 4, 3], &[0; 60]), 6);
+        let file = gzip_mask(&reference(), [5, 4, 3], &[0; 60], 6);
         let err = Volume::parse("image", &file[..file.len() / 2]).err().unwrap();
         assert!(err.to_string().contains("truncated"), "{err}");
         let raw = encode_mask(&reference(), [5, 4, 3], &[0; 60]);

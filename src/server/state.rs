@@ -7,7 +7,11 @@ use leptos::config::LeptosOptions;
 
 use super::config::Config;
 use super::db::Db;
+use super::services::labels::HeadCache;
 use super::storage::ObjectStore;
+
+/// Memory for decoded mask versions: a few 512×512×300 masks.
+const HEAD_CACHE_BYTES: usize = 512 << 20;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -15,6 +19,8 @@ pub struct AppState {
     pub store: ObjectStore,
     pub config: Arc<Config>,
     pub leptos_options: LeptosOptions,
+    /// Decoded recent mask versions, shared by all requests of this instance.
+    pub heads: Arc<HeadCache>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -84,6 +90,12 @@ impl AppState {
         if config.s3.s3_endpoint.is_some() && !config.s3.s3_cors_origins.is_empty() {
             store.allow_cors(&config.s3.s3_cors_origins).await?;
         }
-        Ok(AppState { db, store, config: Arc::new(config), leptos_options })
+        Ok(AppState {
+            db,
+            store,
+            config: Arc::new(config),
+            leptos_options,
+            heads: Arc::new(HeadCache::new(HEAD_CACHE_BYTES)),
+        })
     }
 }

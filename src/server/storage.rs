@@ -140,6 +140,17 @@ impl ObjectStore {
         Ok(body.into_bytes().to_vec())
     }
 
+    pub async fn delete(&self, object_ref: &str) -> Result<(), AppError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(object_ref))
+            .send()
+            .await
+            .map_err(storage_error)?;
+        Ok(())
+    }
+
     /// A GET URL for this one object, valid for the configured time.
     pub async fn presign_get(&self, object_ref: &str) -> Result<String, AppError> {
         let presigning = PresigningConfig::expires_in(self.presign_ttl).map_err(AppError::internal)?;
@@ -156,6 +167,11 @@ impl ObjectStore {
 
     /// References of the stored objects under `prefix` (relative to the key prefix).
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, AppError> {
+        Ok(self.list_with_age(prefix).await?.into_iter().map(|(r, _)| r).collect())
+    }
+
+    /// Stored objects under `prefix` with their last-modified time (epoch milliseconds).
+    pub async fn list_with_age(&self, prefix: &str) -> Result<Vec<(String, i64)>, AppError> {
         let mut refs = Vec::new();
         let mut pages = self
             .client
@@ -168,7 +184,8 @@ impl ObjectStore {
             let page = page.map_err(storage_error)?;
             for object in page.contents() {
                 if let Some(key) = object.key() {
-                    refs.push(key[self.key_prefix.len()..].to_string());
+                    let modified = object.last_modified().and_then(|t| t.to_millis().ok()).unwrap_or(0);
+                    refs.push((key[self.key_prefix.len()..].to_string(), modified));
                 }
             }
         }

@@ -8,9 +8,10 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::server::nifti_io::{encode_mask, gzip, Volume, VolumeMeta};
+use crate::server::nifti_io::{gzip, gzip_mask, Volume, VolumeMeta};
 use crate::server::{now_ms, AppError, AppState};
-use crate::types::{Artifact, ArtifactKind, CaseArtifacts, CaseSummary, LabelDef};
+use super::audit::{self, AuditEvent};
+use crate::types::{Artifact, ArtifactKind, CaseArtifacts, CaseSummary, LabelDef, MaskVersion};
 
 /// Distinct colours for label values 1, 2, … (cycled).
 const LABEL_COLORS: [&str; 8] =
@@ -72,8 +73,9 @@ struct StoredObject {
     meta: VolumeMeta,
 }
 
-/// Validates the files, writes the image and the first mask version, then records the case.
-pub async fn import_case(state: &AppState, new: NewCase) -> Result<CaseSummary, AppError> {
+/// Validates the files, writes the image and the first mask version, then records the case;
+/// `user_id` is who imported it (none for the command line and the demo seed).
+pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) -> Result<CaseSummary, AppError> {
     let name = new.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(AppError::BadRequest("case name must be 1–200 characters".into()));
@@ -109,7 +111,7 @@ pub async fn import_case(state: &AppState, new: NewCase) -> Result<CaseSummary, 
         StoredObject {
             object_ref: mask_object_ref(&case_id),
             kind: "mask",
-            bytes: gzip(&encode_mask(&mask_reference, image.meta.dims, &labels), 6),
+            bytes: gzip_mask(&mask_reference, image.meta.dims, &labels, 6),
             meta: mask_meta,
         },
     ];
@@ -153,6 +155,16 @@ pub async fn import_case(state: &AppState, new: NewCase) -> Result<CaseSummary, 
         .execute(&mut *tx)
         .await?;
     }
+    audit::record(
+        &mut tx,
+        AuditEvent {
+            action: "case_import",
+            user_id,
+            case_id: Some(&case_id),
+            details: serde_json::json!({ "name": name, "image_ref": objects[0].object_ref, "mask_ref": objects[1].object_ref }),
+        },
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(%case_id, %name, dims = ?image.meta.dims, "case imported");
     Ok(CaseSummary {
@@ -194,7 +206,8 @@ pub async fn list_cases(state: &AppState) -> Result<Vec<CaseSummary>, AppError> 
 }
 
 /// The image and the current mask of a case, each with a presigned GET URL.
-pub async fn case_artifacts(state: &AppState, case_id: &str) -> Result<CaseArtifacts, AppError> {
+/// With `include_history`, also every saved mask version, newest first.
+pub async fn case_artifacts(state: &AppState, case_id: &str, include_history: bool) -> Result<CaseArtifacts, AppError> {
     let case = sqlx::query("SELECT name, labels_json, image_ref, head_mask_ref FROM cases WHERE id = $1")
         .bind(case_id)
         .fetch_optional(&state.db.pool)
@@ -235,11 +248,38 @@ pub async fn case_artifacts(state: &AppState, case_id: &str) -> Result<CaseArtif
     artifacts.sort_by_key(|a| a.kind != ArtifactKind::Image);
     let labels: Vec<LabelDef> = serde_json::from_str(&case.get::<String, _>("labels_json"))
         .map_err(|e| AppError::internal(format!("labels of case {case_id}: {e}")))?;
+    let history = if include_history { mask_history(state, case_id).await? } else { Vec::new() };
     Ok(CaseArtifacts {
         case_id: case_id.to_string(),
         case_name: case.get("name"),
         labels,
         current_mask_ref: head_mask_ref,
         artifacts,
+        history,
     })
+}
+
+async fn mask_history(state: &AppState, case_id: &str) -> Result<Vec<MaskVersion>, AppError> {
+    let rows = sqlx::query(
+        "SELECT l.id, u.username, l.old_mask_ref, l.new_mask_ref, l.voxels_changed, l.created_at
+         FROM labels l JOIN users u ON u.id = l.user_id
+         WHERE l.case_id = $1 ORDER BY l.created_at DESC, l.id",
+    )
+    .bind(case_id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut history = Vec::with_capacity(rows.len());
+    for row in rows {
+        let new_mask_ref: String = row.get("new_mask_ref");
+        history.push(MaskVersion {
+            label_id: row.get("id"),
+            username: row.get("username"),
+            old_mask_ref: row.get("old_mask_ref"),
+            url: state.store.presign_get(&new_mask_ref).await?,
+            new_mask_ref,
+            voxels_changed: row.get("voxels_changed"),
+            created_at_ms: row.get("created_at"),
+        });
+    }
+    Ok(history)
 }

@@ -1,5 +1,9 @@
 //! The service layer: the one implementation of each operation, called by the REST routes,
 //! the server functions and the command line alike.
 
+pub mod audit;
 pub mod cases;
+pub mod idempotency;
+pub mod labels;
+pub mod sweeper;
 pub mod users;

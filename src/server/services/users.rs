@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::audit::{self, AuditEvent};
 use crate::server::db::Db;
 use crate::server::{now_ms, AppError};
 
@@ -119,6 +120,16 @@ pub async fn add_user(db: &Db, username: &str, roles: &[Role]) -> Result<(User, 
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
+    audit::record(
+        &mut tx,
+        AuditEvent {
+            action: "user_add",
+            user_id: Some(&user.id),
+            case_id: None,
+            details: serde_json::json!({ "username": user.username, "roles": role_list }),
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok((user, token))
 }

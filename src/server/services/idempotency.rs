@@ -1,0 +1,126 @@
+//! `Idempotency-Key` handling (IETF draft "The Idempotency-Key HTTP Header Field", with
+//! Stripe's behaviour): keys are scoped per user; the first request with a key runs, a repeat
+//! after it finished gets the stored response, a repeat while it runs gets 409, and a key
+//! reused with a different request gets 422. Keys are kept at least 24 hours.
+
+use sqlx::{AnyConnection, Row};
+
+use crate::server::db::Db;
+use crate::server::{now_ms, AppError};
+
+/// A running claim older than this belonged to a crashed process and may be taken over.
+const LEASE_MS: i64 = 60_000;
+/// How long finished keys are kept (and replayed).
+pub const RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// What to do with a request after claiming its key.
+#[derive(Debug, PartialEq)]
+pub enum Claim {
+    /// This request owns the key: do the work, then `complete` or `release`.
+    Run,
+    /// The request already completed: answer with this status and JSON body.
+    Replay { status: u16, body: String },
+}
+
+/// Checks the header value: 1–255 visible ASCII characters (a UUID is recommended).
+pub fn validate_key(header: Option<&str>) -> Result<&str, AppError> {
+    let key = header.ok_or_else(|| {
+        AppError::BadRequest("the Idempotency-Key header is required (use a fresh UUID per save)".into())
+    })?;
+    let key = key.trim_matches('"');
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AppError::BadRequest(
+            "the Idempotency-Key header must be 1–255 visible ASCII characters (a UUID is recommended)".into(),
+        ));
+    }
+    Ok(key)
+}
+
+pub async fn claim(db: &Db, user_id: &str, key: &str, fingerprint: &str) -> Result<Claim, AppError> {
+    let now = now_ms();
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, state, created_at, locked_at)
+         VALUES ($1, $2, $3, 'running', $4, $4)
+         ON CONFLICT (user_id, idem_key) DO NOTHING",
+    )
+    .bind(user_id)
+    .bind(key)
+    .bind(fingerprint)
+    .bind(now)
+    .execute(&db.pool)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(Claim::Run);
+    }
+    let Some(row) = sqlx::query(
+        "SELECT fingerprint, state, response_status, response_body, locked_at
+         FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2",
+    )
+    .bind(user_id)
+    .bind(key)
+    .fetch_optional(&db.pool)
+    .await?
+    else {
+        // The holder failed and released the key between our two statements.
+        return Err(AppError::KeyInUse);
+    };
+    if row.get::<String, _>("fingerprint") != fingerprint {
+        return Err(AppError::Unprocessable(
+            "this Idempotency-Key was already used with a different request; use a new key for a new save".into(),
+        ));
+    }
+    if row.get::<String, _>("state") == "done" {
+        let status: i64 = row.get("response_status");
+        return Ok(Claim::Replay { status: status as u16, body: row.get("response_body") });
+    }
+    let locked_at: i64 = row.get("locked_at");
+    if now - locked_at < LEASE_MS {
+        return Err(AppError::KeyInUse);
+    }
+    // Take over an abandoned claim; the condition on locked_at lets only one taker win.
+    let taken = sqlx::query(
+        "UPDATE idempotency_keys SET locked_at = $1
+         WHERE user_id = $2 AND idem_key = $3 AND state = 'running' AND locked_at = $4",
+    )
+    .bind(now)
+    .bind(user_id)
+    .bind(key)
+    .bind(locked_at)
+    .execute(&db.pool)
+    .await?;
+    if taken.rows_affected() == 1 { Ok(Claim::Run) } else { Err(AppError::KeyInUse) }
+}
+
+/// Stores the response, inside the transaction that commits the work.
+pub async fn complete(tx: &mut AnyConnection, user_id: &str, key: &str, status: u16, body: &str) -> Result<(), AppError> {
+    sqlx::query(
+        "UPDATE idempotency_keys SET state = 'done', response_status = $1, response_body = $2
+         WHERE user_id = $3 AND idem_key = $4",
+    )
+    .bind(status as i64)
+    .bind(body)
+    .bind(user_id)
+    .bind(key)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Gives the key back after a failure, so that a retry runs afresh.
+pub async fn release(db: &Db, user_id: &str, key: &str) -> Result<(), AppError> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND state = 'running'")
+        .bind(user_id)
+        .bind(key)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Forgets finished keys older than the retention time.
+pub async fn purge_expired(db: &Db) -> Result<u64, AppError> {
+    let purged = sqlx::query("DELETE FROM idempotency_keys WHERE state = 'done' AND created_at < $1")
+        .bind(now_ms() - RETENTION_MS)
+        .execute(&db.pool)
+        .await?;
+    Ok(purged.rows_affected())
+}

@@ -1,0 +1,240 @@
+//! Saving a labeler's edits: the label-save arrow of the design. The edits are applied to the
+//! case's current mask, the result is written as a new object (never overwriting), and one
+//! transaction records the label, the audit row and the idempotent response and moves the
+//! case's head, but only if the head is still the version the edits were based on.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use nifti::NiftiHeader;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::audit::{self, AuditEvent};
+use super::cases::mask_object_ref;
+use super::idempotency::{self, Claim};
+use super::users::{Role, User};
+use crate::edits::MaskEdits;
+use crate::server::nifti_io::{gzip_mask, Volume};
+use crate::server::{now_ms, AppError, AppState};
+use crate::types::{LabelDef, LabelSaved, SaveLabelRequest};
+
+/// gzip level of saved masks: level 1 is several times faster than 6 and masks, mostly
+/// runs of zeros, compress almost as well.
+const MASK_GZIP_LEVEL: u32 = 1;
+
+/// A mask version decoded in memory.
+pub struct DecodedMask {
+    pub header: NiftiHeader,
+    pub dims: [u32; 3],
+    pub labels: Vec<u8>,
+}
+
+/// Recently written or read mask versions, so that consecutive saves on a case skip fetching
+/// and decoding the base. Keyed by immutable object reference, so entries never go stale.
+pub struct HeadCache {
+    entries: Mutex<VecDeque<(String, Arc<DecodedMask>)>>,
+    max_bytes: usize,
+}
+
+impl HeadCache {
+    pub fn new(max_bytes: usize) -> Self {
+        Self { entries: Mutex::new(VecDeque::new()), max_bytes }
+    }
+
+    fn get(&self, object_ref: &str) -> Option<Arc<DecodedMask>> {
+        let entries = self.entries.lock().expect("head cache lock");
+        entries.iter().find(|(r, _)| r == object_ref).map(|(_, mask)| mask.clone())
+    }
+
+    fn insert(&self, object_ref: String, mask: Arc<DecodedMask>) {
+        let mut entries = self.entries.lock().expect("head cache lock");
+        entries.retain(|(r, _)| *r != object_ref);
+        entries.push_front((object_ref, mask));
+        let mut total = 0;
+        entries.retain(|(_, m)| {
+            total += m.labels.len();
+            total <= self.max_bytes
+        });
+    }
+}
+
+impl std::fmt::Debug for HeadCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeadCache").field("max_bytes", &self.max_bytes).finish_non_exhaustive()
+    }
+}
+
+/// The HTTP answer of a save: a fresh one, or the stored one for a repeated key.
+#[derive(Debug)]
+pub struct SaveOutcome {
+    pub status: u16,
+    pub body: String,
+    pub replayed: bool,
+}
+
+/// Saves `request` for `user` once per idempotency key.
+pub async fn save_label(
+    state: &AppState,
+    user: &User,
+    idempotency_key: Option<&str>,
+    request: &SaveLabelRequest,
+) -> Result<SaveOutcome, AppError> {
+    user.require_any(&[Role::Labeler], "saving labels")?;
+    let key = idempotency::validate_key(idempotency_key)?;
+    let edits = base64::engine::general_purpose::STANDARD
+        .decode(request.edits.as_bytes())
+        .map_err(|e| AppError::BadRequest(format!("`edits` is not valid base64: {e}")))?;
+    let fingerprint = hex::encode(Sha256::digest(serde_json::to_vec(request).map_err(AppError::internal)?));
+    match idempotency::claim(&state.db, &user.id, key, &fingerprint).await? {
+        Claim::Replay { status, body } => return Ok(SaveOutcome { status, body, replayed: true }),
+        Claim::Run => {}
+    }
+    match apply_and_commit(state, user, key, request, &edits).await {
+        Ok(saved) => {
+            let body = serde_json::to_string(&saved).map_err(AppError::internal)?;
+            Ok(SaveOutcome { status: 201, body, replayed: false })
+        }
+        Err(err) => {
+            if let Err(release_err) = idempotency::release(&state.db, &user.id, key).await {
+                tracing::warn!(%release_err, "could not release idempotency key; it frees itself after its lease");
+            }
+            Err(err)
+        }
+    }
+}
+
+async fn apply_and_commit(
+    state: &AppState,
+    user: &User,
+    key: &str,
+    request: &SaveLabelRequest,
+    encoded_edits: &[u8],
+) -> Result<LabelSaved, AppError> {
+    let case_id = request.case_id.as_str();
+    let case = sqlx::query(
+        "SELECT c.labels_json, c.head_mask_ref, o.dim_i, o.dim_j, o.dim_k
+         FROM cases c JOIN objects o ON o.object_ref = c.head_mask_ref WHERE c.id = $1",
+    )
+    .bind(case_id)
+    .fetch_optional(&state.db.pool)
+    .await?
+    .ok_or_else(|| AppError::NotFound(format!("case {case_id}")))?;
+    let head: String = case.get("head_mask_ref");
+    if head != request.base_mask_ref {
+        return Err(AppError::StaleBase { base: request.base_mask_ref.clone(), current: head });
+    }
+    let labels: Vec<LabelDef> = serde_json::from_str(&case.get::<String, _>("labels_json")).map_err(AppError::internal)?;
+    let allowed: Vec<u8> = labels.iter().map(|l| l.value).collect();
+    let dims = ["dim_i", "dim_j", "dim_k"].map(|c| case.get::<i64, _>(c) as u32);
+    let voxel_count = dims.iter().map(|&d| d as u64).product();
+    let edits = MaskEdits::decode(encoded_edits, voxel_count, &allowed).map_err(|e| AppError::Unprocessable(e.to_string()))?;
+
+    let base = load_mask(state, &head).await?;
+    let voxels_changed = edits.voxel_count();
+    let runs = edits.runs().len();
+    let (file, edited) = tokio::task::spawn_blocking(move || {
+        let mut labels = base.labels.clone();
+        edits.apply(&mut labels);
+        let file = gzip_mask(&base.header, base.dims, &labels, MASK_GZIP_LEVEL);
+        (file, DecodedMask { header: base.header.clone(), dims: base.dims, labels })
+    })
+    .await
+    .map_err(AppError::internal)?;
+
+    let new_mask_ref = mask_object_ref(case_id);
+    let size_bytes = file.len() as i64;
+    let sha256 = hex::encode(Sha256::digest(&file));
+    state.store.put(&new_mask_ref, file).await?;
+
+    let saved = LabelSaved { label_id: Uuid::new_v4().to_string(), new_mask_ref: new_mask_ref.clone(), voxels_changed };
+    let body = serde_json::to_string(&saved).map_err(AppError::internal)?;
+    let created_at = now_ms();
+    let mut tx = state.db.pool.begin().await?;
+    // Compare-and-swap of the head: a concurrent save that committed first makes this match
+    // nothing, and this one is refused instead of silently discarding the other's edits.
+    let moved = sqlx::query("UPDATE cases SET head_mask_ref = $1 WHERE id = $2 AND head_mask_ref = $3")
+        .bind(&new_mask_ref)
+        .bind(case_id)
+        .bind(&head)
+        .execute(&mut *tx)
+        .await?;
+    if moved.rows_affected() != 1 {
+        tx.rollback().await?;
+        let current = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
+            .bind(case_id)
+            .fetch_one(&state.db.pool)
+            .await?
+            .get("head_mask_ref");
+        return Err(AppError::StaleBase { base: head, current });
+    }
+    sqlx::query(
+        "INSERT INTO objects (object_ref, case_id, kind, size_bytes, sha256, dim_i, dim_j, dim_k,
+                              voxel_type, spacing_i, spacing_j, spacing_k, created_at)
+         SELECT $1, case_id, 'mask', $2, $3, dim_i, dim_j, dim_k, 'uint8', spacing_i, spacing_j, spacing_k, $4
+         FROM objects WHERE object_ref = $5",
+    )
+    .bind(&new_mask_ref)
+    .bind(size_bytes)
+    .bind(&sha256)
+    .bind(created_at)
+    .bind(&head)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO labels (id, case_id, user_id, old_mask_ref, new_mask_ref, voxels_changed, runs, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&saved.label_id)
+    .bind(case_id)
+    .bind(&user.id)
+    .bind(&head)
+    .bind(&new_mask_ref)
+    .bind(voxels_changed as i64)
+    .bind(runs as i64)
+    .bind(created_at)
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        AuditEvent {
+            action: "label_edit",
+            user_id: Some(&user.id),
+            case_id: Some(case_id),
+            details: json!({
+                "label_id": saved.label_id,
+                "old_mask_ref": head,
+                "new_mask_ref": new_mask_ref,
+                "voxels_changed": voxels_changed,
+                "runs": runs,
+            }),
+        },
+    )
+    .await?;
+    idempotency::complete(&mut tx, &user.id, key, 201, &body).await?;
+    tx.commit().await?;
+    state.heads.insert(new_mask_ref, Arc::new(edited));
+    tracing::info!(case_id, label_id = %saved.label_id, voxels_changed, "label saved");
+    Ok(saved)
+}
+
+/// A mask version from the cache, or fetched from storage and decoded.
+pub async fn load_mask(state: &AppState, object_ref: &str) -> Result<Arc<DecodedMask>, AppError> {
+    if let Some(mask) = state.heads.get(object_ref) {
+        return Ok(mask);
+    }
+    let bytes = state.store.get(object_ref).await?;
+    let mask = tokio::task::spawn_blocking(move || -> Result<DecodedMask, AppError> {
+        let volume = Volume::parse("stored mask", &bytes)?;
+        let (header, dims) = (volume.header.clone(), volume.meta.dims);
+        Ok(DecodedMask { header, dims, labels: volume.into_labels("stored mask")? })
+    })
+    .await
+    .map_err(AppError::internal)??;
+    let mask = Arc::new(mask);
+    state.heads.insert(object_ref.to_string(), mask.clone());
+    Ok(mask)
+}

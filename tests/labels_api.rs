@@ -1,0 +1,428 @@
+//! `POST /labels` on the backend under test: versioned saves, idempotency, lost-update
+//! protection, refusal of bad input without side effects, faults, and the audit chain.
+
+mod common;
+
+use base64::Engine;
+use common::TestApp;
+use futures::future::join_all;
+use reqwest::StatusCode;
+use seglab::edits::MaskEdits;
+use seglab::server::nifti_io::{encode_mask, encode_volume, gzip, Volume};
+use seglab::server::services::cases::{import_case, NewCase};
+use seglab::server::services::users::Role;
+use seglab::types::{CaseArtifacts, LabelSaved};
+use serde_json::{json, Value};
+use sqlx::Row;
+
+const DIMS: [u32; 3] = [32, 24, 16];
+const VOXELS: usize = 32 * 24 * 16;
+
+/// A small case with labels 1 and 2 and an empty mask; returns its id and current mask ref.
+async fn small_case(app: &TestApp) -> (String, String) {
+    let mut header = nifti::NiftiHeader::default();
+    header.pixdim = [1.0, 0.9, 0.9, 3.0, 1.0, 1.0, 1.0, 1.0];
+    header.sform_code = 1;
+    header.srow_x = [-0.9, 0.0, 0.0, 14.0];
+    header.srow_y = [0.0, 0.9, 0.0, -10.0];
+    header.srow_z = [0.0, 0.0, 3.0, -22.0];
+    let image: Vec<u8> = (0..VOXELS).flat_map(|i| ((i % 300) as i16).to_le_bytes()).collect();
+    let new_case = NewCase {
+        name: "small".into(),
+        image: gzip(&encode_volume(&header, DIMS, nifti::NiftiType::Int16, &image), 1),
+        mask: Some(gzip(&encode_mask(&header, DIMS, &vec![0; VOXELS]), 1)),
+        labels: vec![(1, "liver".into()), (2, "tumour".into())],
+    };
+    let case = import_case(&app.state, None, new_case).await.unwrap();
+    let head = current_mask_ref(app, &case.id).await;
+    (case.id, head)
+}
+
+async fn current_mask_ref(app: &TestApp, case_id: &str) -> String {
+    sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
+        .bind(case_id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap()
+        .get("head_mask_ref")
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A stroke: voxels 100..140 become `value`.
+fn stroke(value: u8) -> Vec<u8> {
+    let mut mask = vec![0u8; VOXELS];
+    mask[100..140].fill(value);
+    MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode()
+}
+
+fn body(case_id: &str, base: &str, edits: &[u8]) -> Value {
+    json!({ "case_id": case_id, "base_mask_ref": base, "edits": b64(edits) })
+}
+
+async fn post(app: &TestApp, token: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
+    let mut request = app.client.post(app.url("/labels")).bearer_auth(token).json(body);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    request.send().await.unwrap()
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query(sql).fetch_one(&app.state.db.pool).await.unwrap().get::<i64, _>(0)
+}
+
+async fn mask_objects(app: &TestApp, case_id: &str) -> usize {
+    app.state.store.list(&format!("cases/{case_id}/masks/")).await.unwrap().len()
+}
+
+#[tokio::test]
+async fn a_save_writes_a_new_version_with_exactly_the_edited_voxels_and_replays() {
+    let app = TestApp::spawn().await;
+    let token = app.user("lab", &[Role::Labeler]).await;
+    let (case_id, base) = small_case(&app).await;
+
+    let request = body(&case_id, &base, &stroke(2));
+    let first = post(&app, &token, Some("key-1"), &request).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let saved: LabelSaved = first.json().await.unwrap();
+    assert_eq!(saved.voxels_changed, 40);
+    assert_ne!(saved.new_mask_ref, base);
+
+    let artifacts: CaseArtifacts = app
+        .client
+        .get(app.url(&format!("/cases/{case_id}/artifacts?history=true")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(artifacts.current_mask_ref, saved.new_mask_ref);
+    assert_eq!(artifacts.history.len(), 1);
+    assert_eq!(artifacts.history[0].username, "lab");
+    assert_eq!(artifacts.history[0].old_mask_ref, base);
+    assert_eq!(artifacts.history[0].voxels_changed, 40);
+
+    // The new object holds exactly the edit; the old version is untouched.
+    let new_file = reqwest::get(&artifacts.artifacts[1].url).await.unwrap().bytes().await.unwrap();
+    let new_mask = Volume::parse("mask", &new_file).unwrap();
+    assert_eq!(new_mask.meta.dims, DIMS);
+    assert_eq!(new_mask.header.srow_x, [-0.9, 0.0, 0.0, 14.0]);
+    let labels = new_mask.into_labels("mask").unwrap();
+    let changed: Vec<usize> = labels.iter().enumerate().filter(|(_, v)| **v != 0).map(|(i, _)| i).collect();
+    assert_eq!(changed, (100..140).collect::<Vec<_>>());
+    assert!(labels[100..140].iter().all(|v| *v == 2));
+    let old = Volume::parse("old", &app.state.store.get(&base).await.unwrap()).unwrap();
+    assert!(old.into_labels("old").unwrap().iter().all(|v| *v == 0), "the base version was overwritten");
+
+    // Same key, same request: the stored answer.
+    let again = post(&app, &token, Some("key-1"), &request).await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<LabelSaved>().await.unwrap(), saved);
+    // Same key, another request: refused.
+    let other = post(&app, &token, Some("key-1"), &body(&case_id, &saved.new_mask_ref, &stroke(1))).await;
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Keys are per user: another labeler's "key-1" is a different key.
+    let other_user = app.user("lab2", &[Role::Labeler]).await;
+    let theirs = post(&app, &other_user, Some("key-1"), &body(&case_id, &saved.new_mask_ref, &stroke(1))).await;
+    assert_eq!(theirs.status(), StatusCode::CREATED);
+
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM labels").await, 2);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'").await, 2);
+    assert_eq!(mask_objects(&app, &case_id).await, 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_requests_with_one_key_make_exactly_one_label() {
+    let app = TestApp::spawn().await;
+    let token = app.user("lab", &[Role::Labeler]).await;
+    let (case_id, base) = small_case(&app).await;
+    let request = body(&case_id, &base, &stroke(1));
+    let responses = join_all((0..50).map(|_| post(&app, &token, Some("storm"), &request))).await;
+    let mut fresh = 0;
+    for response in responses {
+        match response.status() {
+            StatusCode::CREATED => {
+                if response.headers().get("idempotent-replayed").is_none() {
+                    fresh += 1;
+                }
+            }
+            StatusCode::CONFLICT => assert!(response.headers().contains_key("retry-after")),
+            other => panic!("unexpected status {other}: {}", response.text().await.unwrap()),
+        }
+    }
+    assert_eq!(fresh, 1);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM labels").await, 1);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'").await, 1);
+    assert_eq!(mask_objects(&app, &case_id).await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_save_on_a_stale_base_is_refused_with_the_current_head() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice", &[Role::Labeler]).await;
+    let bob = app.user("bob", &[Role::Labeler]).await;
+    let (case_id, base) = small_case(&app).await;
+    let first = post(&app, &alice, Some("a1"), &body(&case_id, &base, &stroke(1))).await;
+    let saved: LabelSaved = first.json().await.unwrap();
+    let late = post(&app, &bob, Some("b1"), &body(&case_id, &base, &stroke(2))).await;
+    assert_eq!(late.status(), StatusCode::CONFLICT);
+    let error: Value = late.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "stale_base");
+    assert_eq!(error["error"]["current_mask_ref"], saved.new_mask_ref.as_str());
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM labels").await, 1);
+    assert_eq!(mask_objects(&app, &case_id).await, 2);
+    // Bob's key was not used up: after reloading he saves with it on the new head.
+    let retry = post(&app, &bob, Some("b1"), &body(&case_id, &saved.new_mask_ref, &stroke(2))).await;
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
+    let app = TestApp::spawn_with(|args| args.max_body_bytes = 256 * 1024).await;
+    let token = app.user("lab", &[Role::Labeler]).await;
+    let engineer = app.user("mle", &[Role::MlEngineer]).await;
+    let (case_id, base) = small_case(&app).await;
+    let run = |start: u64, len: u64, value: u8| {
+        let mut mask = vec![0u8; VOXELS + 64];
+        mask[start as usize..(start + len) as usize].fill(value);
+        MaskEdits::diff(&vec![0u8; VOXELS + 64], &mask).encode()
+    };
+    let good = stroke(1);
+    let mut trailing = good.clone();
+    trailing.push(7);
+    let huge_gap = {
+        let mut bytes = vec![1u8, 1];
+        bytes.extend([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 1, 1]);
+        bytes
+    };
+    let valid = body(&case_id, &base, &good);
+    let with = |field: &str, value: Value| {
+        let mut b = valid.clone();
+        b[field] = value;
+        b
+    };
+    let without = |field: &str| {
+        let mut b = valid.clone();
+        b.as_object_mut().unwrap().remove(field);
+        b
+    };
+    // (what, token, idempotency key, content type, raw body, expected status, message part)
+    let long_key = "k".repeat(300);
+    let big = json!({ "case_id": case_id, "base_mask_ref": base, "edits": "A".repeat(300 * 1024) }).to_string();
+    let cases: Vec<(&str, &str, Option<&str>, &str, String, u16, &str)> = vec![
+        ("no key", &token, None, "application/json", valid.to_string(), 400, "Idempotency-Key header is required"),
+        ("empty key", &token, Some(""), "application/json", valid.to_string(), 400, "1–255 visible ASCII"),
+        ("long key", &token, Some(&long_key), "application/json", valid.to_string(), 400, "1–255 visible ASCII"),
+        ("key with space", &token, Some("a b"), "application/json", valid.to_string(), 400, "1–255 visible ASCII"),
+        ("no token", "", Some("k"), "application/json", valid.to_string(), 401, "authentication required"),
+        ("unknown token", "sgl_x", Some("k"), "application/json", valid.to_string(), 401, "authentication required"),
+        ("not a labeler", &engineer, Some("k"), "application/json", valid.to_string(), 403, "needs the role labeler"),
+        ("text body", &token, Some("k"), "text/plain", valid.to_string(), 400, "Content-Type"),
+        ("broken JSON", &token, Some("k"), "application/json", "{\"case_id\": ".into(), 400, "JSON"),
+        ("JSON array", &token, Some("k"), "application/json", "[1,2]".into(), 422, "invalid type"),
+        ("missing case_id", &token, Some("k"), "application/json", without("case_id").to_string(), 422, "case_id"),
+        ("missing base", &token, Some("k"), "application/json", without("base_mask_ref").to_string(), 422, "base_mask_ref"),
+        ("missing edits", &token, Some("k"), "application/json", without("edits").to_string(), 422, "edits"),
+        ("unknown field", &token, Some("k"), "application/json", with("colour", json!("red")).to_string(), 422, "unknown field"),
+        ("numeric case_id", &token, Some("k"), "application/json", with("case_id", json!(7)).to_string(), 422, "case_id"),
+        ("null edits", &token, Some("k"), "application/json", with("edits", Value::Null).to_string(), 422, "edits"),
+        ("edits not base64", &token, Some("k"), "application/json", with("edits", json!("%%%")).to_string(), 400, "not valid base64"),
+        ("edits empty", &token, Some("k"), "application/json", with("edits", json!("")).to_string(), 422, "truncated"),
+        ("format version 2", &token, Some("k"), "application/json", with("edits", json!(b64(&[2, 0]))).to_string(), 422, "format version 2"),
+        ("truncated runs", &token, Some("k"), "application/json", with("edits", json!(b64(&good[..good.len() - 1]))).to_string(), 422, "truncated"),
+        ("trailing bytes", &token, Some("k"), "application/json", with("edits", json!(b64(&trailing))).to_string(), 422, "after the last run"),
+        ("zero-length run", &token, Some("k"), "application/json", with("edits", json!(b64(&[1, 1, 0, 0, 1]))).to_string(), 422, "length 0"),
+        ("no runs", &token, Some("k"), "application/json", with("edits", json!(b64(&[1, 0]))).to_string(), 422, "change no voxel"),
+        ("past the end", &token, Some("k"), "application/json", with("edits", json!(b64(&run(VOXELS as u64 - 2, 10, 1)))).to_string(), 422, "beyond the mask"),
+        ("gap overflow", &token, Some("k"), "application/json", with("edits", json!(b64(&huge_gap))).to_string(), 422, "beyond the mask"),
+        ("run count lie", &token, Some("k"), "application/json", with("edits", json!(b64(&[1, 0xff, 0xff, 0x03, 0, 1, 1]))).to_string(), 422, "truncated"),
+        ("unknown label 9", &token, Some("k"), "application/json", with("edits", json!(b64(&run(5, 3, 9)))).to_string(), 422, "label 9"),
+        ("unknown label 255", &token, Some("k"), "application/json", with("edits", json!(b64(&run(5, 3, 255)))).to_string(), 422, "label 255"),
+        ("unknown case", &token, Some("k"), "application/json", with("case_id", json!("nope")).to_string(), 404, "case nope not found"),
+        ("path-like case", &token, Some("k"), "application/json", with("case_id", json!("../cases")).to_string(), 404, "not found"),
+        ("bogus base", &token, Some("k"), "application/json", with("base_mask_ref", json!("cases/x/masks/y.nii.gz")).to_string(), 409, "changed by someone else"),
+        ("empty base", &token, Some("k"), "application/json", with("base_mask_ref", json!("")).to_string(), 409, "changed by someone else"),
+        ("body too large", &token, Some("k"), "application/json", big, 413, "too large"),
+    ];
+    assert!(cases.len() >= 30);
+    for (what, bearer, key, content_type, raw, status, message) in cases {
+        let mut request = app.client.post(app.url("/labels")).header("content-type", content_type).body(raw);
+        if !bearer.is_empty() {
+            request = request.bearer_auth(bearer);
+        }
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{what}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains(message), "{what}: {text:?} lacks {message:?}");
+    }
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM labels").await, 0);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'").await, 0);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM idempotency_keys").await, 0);
+    assert_eq!(current_mask_ref(&app, &case_id).await, base);
+    assert_eq!(mask_objects(&app, &case_id).await, 1);
+    // And the key "k" is still free for a good request.
+    assert_eq!(post(&app, &token, Some("k"), &valid).await.status(), StatusCode::CREATED);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn storage_outage_gives_503_with_no_rows_and_the_retry_succeeds() {
+    let app = TestApp::spawn().await;
+    let token = app.user("lab", &[Role::Labeler]).await;
+    let user = seglab::server::services::users::user_for_token(&app.state.db, &token).await.unwrap().unwrap();
+    let (case_id, base) = small_case(&app).await;
+    let request = seglab::types::SaveLabelRequest { case_id: case_id.clone(), base_mask_ref: base.clone(), edits: b64(&stroke(1)) };
+
+    // The same app, but its object storage unreachable (and no cached head to hide it).
+    let mut broken = app.state.clone();
+    let mut s3 = (*app.state.config).s3.clone();
+    s3.s3_endpoint = Some("http://127.0.0.1:9".into());
+    broken.store = seglab::server::storage::ObjectStore::new(
+        &s3,
+        seglab::server::storage::Connection {
+            endpoint: s3.s3_endpoint.clone(),
+            public_endpoint: None,
+            access_key_id: "x".into(),
+            secret_access_key: "y".into(),
+        },
+    );
+    broken.heads = std::sync::Arc::new(seglab::server::services::labels::HeadCache::new(0));
+    let err = seglab::server::services::labels::save_label(&broken, &user, Some("outage"), &request).await.unwrap_err();
+    assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(err.to_string().contains("object storage is unavailable"), "{err}");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM labels").await, 0);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM idempotency_keys").await, 0);
+
+    let retry = post(&app, &token, Some("outage"), &serde_json::to_value(&request).unwrap()).await;
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_crash_before_commit_leaves_an_orphan_the_sweeper_removes_and_the_retry_succeeds() {
+    let app = TestApp::spawn().await;
+    let token = app.user("lab", &[Role::Labeler]).await;
+    let user_id: String = sqlx::query("SELECT id FROM users WHERE username = 'lab'").fetch_one(&app.state.db.pool).await.unwrap().get("id");
+    let (case_id, base) = small_case(&app).await;
+    let request = body(&case_id, &base, &stroke(1));
+
+    // What a crash after the PUT leaves: the object, and the key claimed but never completed.
+    let orphan = seglab::server::services::cases::mask_object_ref(&case_id);
+    app.state.store.put(&orphan, b"half a save".to_vec()).await.unwrap();
+    let fingerprint = {
+        use sha2::Digest;
+        let request: seglab::types::SaveLabelRequest = serde_json::from_value(request.clone()).unwrap();
+        hex::encode(sha2::Sha256::digest(serde_json::to_vec(&request).unwrap()))
+    };
+    sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, state, created_at, locked_at)
+         VALUES ($1, 'crashed', $2, 'running', $3, $3)",
+    )
+    .bind(&user_id)
+    .bind(&fingerprint)
+    .bind(seglab::server::now_ms())
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
+
+    // While the claim is fresh the retry is told to wait; once its lease is over it runs.
+    let waiting = post(&app, &token, Some("crashed"), &request).await;
+    assert_eq!(waiting.status(), StatusCode::CONFLICT);
+    assert_eq!(waiting.headers()["retry-after"], "2");
+    sqlx::query("UPDATE idempotency_keys SET locked_at = locked_at - 120000").execute(&app.state.db.pool).await.unwrap();
+    let retried = post(&app, &token, Some("crashed"), &request).await;
+    assert_eq!(retried.status(), StatusCode::CREATED);
+
+    use seglab::server::services::sweeper::sweep_orphans;
+    assert_eq!(sweep_orphans(&app.state, std::time::Duration::from_secs(3600)).await.unwrap(), 0, "too young to sweep");
+    assert_eq!(sweep_orphans(&app.state, std::time::Duration::ZERO).await.unwrap(), 1);
+    let remaining = app.state.store.list(&format!("cases/{case_id}/")).await.unwrap();
+    assert!(!remaining.contains(&orphan));
+    assert_eq!(remaining.len(), 3, "image, first mask, saved mask stay: {remaining:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_audit_log_is_append_only_and_its_chain_verifies() {
+    let app = TestApp::spawn().await;
+    let token = app.user("lab", &[Role::Labeler]).await;
+    let (case_id, base) = small_case(&app).await;
+    assert_eq!(post(&app, &token, Some("a"), &body(&case_id, &base, &stroke(1))).await.status(), StatusCode::CREATED);
+
+    use seglab::server::services::audit::verify_chain;
+    let report = verify_chain(&app.state.db).await.unwrap();
+    assert_eq!(report.rows, 3, "user_add, case_import, label_edit");
+    assert_eq!(report.first_broken, None);
+    let actions: Vec<String> = sqlx::query("SELECT action FROM audit_log ORDER BY seq")
+        .fetch_all(&app.state.db.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("action"))
+        .collect();
+    assert_eq!(actions, ["user_add", "case_import", "label_edit"]);
+
+    let update = sqlx::query("UPDATE audit_log SET details = '{}' WHERE seq = 2").execute(&app.state.db.pool).await;
+    assert!(update.unwrap_err().to_string().contains("append-only"));
+    let delete = sqlx::query("DELETE FROM audit_log WHERE seq = 3").execute(&app.state.db.pool).await;
+    assert!(delete.unwrap_err().to_string().contains("append-only"));
+
+    // Someone with full database rights lifts the protection and edits row 2: detected.
+    let lift = match app.state.db.backend {
+        seglab::server::db::Backend::Sqlite => "DROP TRIGGER audit_log_no_update",
+        seglab::server::db::Backend::Postgres => "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change",
+    };
+    sqlx::query(lift).execute(&app.state.db.pool).await.unwrap();
+    sqlx::query("UPDATE audit_log SET details = '{\"forged\":true}' WHERE seq = 2").execute(&app.state.db.pool).await.unwrap();
+    let report = verify_chain(&app.state.db).await.unwrap();
+    assert_eq!(report.first_broken.as_ref().map(|(seq, _)| *seq), Some(2), "{report:?}");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
+        .args(["audit", "verify"])
+        .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("audit log broken at row 2 of 3"), "{stderr}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn nibabel_reads_the_saved_mask_with_the_same_geometry_and_exactly_the_edits() {
+    let app = TestApp::spawn().await;
+    let token = app.user("lab", &[Role::Labeler]).await;
+    let (case_id, base) = small_case(&app).await;
+    let saved: LabelSaved = post(&app, &token, Some("interop"), &body(&case_id, &base, &stroke(2))).await.json().await.unwrap();
+
+    let file = app.data_dir.path().join("saved.nii.gz");
+    std::fs::write(&file, app.state.store.get(&saved.new_mask_ref).await.unwrap()).unwrap();
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python");
+    assert!(python.exists(), "{} is missing: run `.ci/setup test` for the nibabel environment", python.display());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/read_mask.py");
+    let output = std::process::Command::new(python).args([script, file.to_str().unwrap()]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let read: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(read["shape"], json!([32, 24, 16]));
+    assert_eq!(read["dtype"], "uint8");
+    assert_eq!(
+        read["affine"],
+        json!([[-0.9f32 as f64, 0.0, 0.0, 14.0], [0.0, 0.9f32 as f64, 0.0, -10.0], [0.0, 0.0, 3.0, -22.0], [0.0, 0.0, 0.0, 1.0]])
+    );
+    assert_eq!(read["indices"], json!((100..140).collect::<Vec<_>>()));
+    assert_eq!(read["values"], json!(vec![2; 40]));
+    app.stop().await;
+}
