@@ -102,7 +102,8 @@ async fn save_label(
     headers: HeaderMap,
     ApiJson(request): ApiJson<SaveLabelRequest>,
 ) -> Result<Response, AppError> {
-    let key = headers.get("idempotency-key").map(|v| v.to_str().unwrap_or("\u{0}"));
+    // A value that is not text reads as empty, which the key check refuses.
+    let key = headers.get("idempotency-key").map(|v| v.to_str().unwrap_or_default());
     let outcome = labels::save_label(&state, &user, key, &request).await?;
     let status = StatusCode::from_u16(outcome.status).map_err(AppError::internal)?;
     let mut response = (status, [(header::CONTENT_TYPE, "application/json")], outcome.body).into_response();
