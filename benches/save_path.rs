@@ -55,12 +55,14 @@ struct Figures {
 
 async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) -> Figures {
     let voxels = dims.iter().map(|&d| d as usize).product::<usize>();
-    let mut header = nifti::NiftiHeader::default();
-    header.pixdim = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
-    header.sform_code = 1;
-    header.srow_x = [1.0, 0.0, 0.0, 0.0];
-    header.srow_y = [0.0, 1.0, 0.0, 0.0];
-    header.srow_z = [0.0, 0.0, 1.0, 0.0];
+    let header = nifti::NiftiHeader {
+        pixdim: [1.0; 8],
+        sform_code: 1,
+        srow_x: [1.0, 0.0, 0.0, 0.0],
+        srow_y: [0.0, 1.0, 0.0, 0.0],
+        srow_z: [0.0, 0.0, 1.0, 0.0],
+        ..nifti::NiftiHeader::default()
+    };
     let empty = vec![0u8; voxels];
     let mask_file = gzip_mask(&header, dims, &empty, 1);
     let case = import_case(

@@ -36,6 +36,7 @@ export default defineConfig({
     url: `http://127.0.0.1:${port}/readyz`,
     timeout: 120_000,
     reuseExistingServer: false,
+    env: { SEGLAB_DEMO_PASSWORD: "demo-e2e-password" },
     stdout: "pipe",
     stderr: "pipe",
   },

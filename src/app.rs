@@ -7,6 +7,7 @@ use leptos_router::{path, SsrMode};
 
 use crate::pages::case_list::CaseListPage;
 use crate::pages::case_page::CasePage;
+use crate::pages::login::{LogOutButton, LoginPage};
 
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -38,12 +39,14 @@ pub fn App() -> impl IntoView {
             <header class="topbar">
                 <A href="/">"seglab"</A>
                 <span class="tagline">"segmentation labeling"</span>
+                <LogOutButton/>
             </header>
             <main>
                 // Async rendering: pages arrive complete, readable before the WASM loads.
                 <Routes fallback=|| view! { <p>"Page not found."</p> }>
                     <Route path=path!("/") view=CaseListPage ssr=SsrMode::Async/>
                     <Route path=path!("/cases/:id") view=CasePage ssr=SsrMode::Async/>
+                    <Route path=path!("/login") view=LoginPage/>
                 </Routes>
             </main>
         </Router>

@@ -201,20 +201,36 @@ async fn health_and_readiness_report_the_dependencies() {
 #[tokio::test]
 async fn demo_seed_runs_once_and_pages_render_before_any_script() {
     let app = TestApp::spawn().await;
-    let token = seglab::server::demo::seed_if_empty(&app.state).await.unwrap().expect("first seed creates the demo user");
-    assert!(seglab::server::demo::seed_if_empty(&app.state).await.unwrap().is_none(), "seeding twice");
+    let login = seglab::server::demo::seed_if_empty(&app.state, None).await.unwrap().expect("first seed creates the demo user");
+    let token = login.token;
+    assert!(seglab::server::demo::seed_if_empty(&app.state, None).await.unwrap().is_none(), "seeding twice");
 
     let cases: Vec<CaseSummary> =
         app.client.get(app.url("/cases")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(cases.len(), 3);
 
+    // Without a login the pages say so and show nothing.
+    let anonymous = app.client.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(anonymous.contains("authentication required") && anonymous.contains("href=\"/login\""));
+    assert!(!anonymous.contains(&cases[0].name));
+
     // Server-rendered HTML carries the data itself: no WASM needed to read it.
-    let list = app.client.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+    let cookie = app.login_cookie("demo", &login.password).await;
+    let list = app.client.get(app.url("/")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
     for case in &cases {
         assert!(list.contains(&case.name), "case list page lacks {}", case.name);
         assert!(list.contains(&format!("/cases/{}", case.id)));
     }
-    let page = app.client.get(app.url(&format!("/cases/{}", cases[0].id))).send().await.unwrap().text().await.unwrap();
+    let page = app
+        .client
+        .get(app.url(&format!("/cases/{}", cases[0].id)))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains(&cases[0].name));
     assert!(page.contains("ventricle") && page.contains("lesion"), "label names missing");
     assert!(page.contains("X-Amz-Signature"), "no presigned link on the case page");

@@ -20,12 +20,14 @@ const VOXELS: usize = 32 * 24 * 16;
 
 /// A small case with labels 1 and 2 and an empty mask; returns its id and current mask ref.
 async fn small_case(app: &TestApp) -> (String, String) {
-    let mut header = nifti::NiftiHeader::default();
-    header.pixdim = [1.0, 0.9, 0.9, 3.0, 1.0, 1.0, 1.0, 1.0];
-    header.sform_code = 1;
-    header.srow_x = [-0.9, 0.0, 0.0, 14.0];
-    header.srow_y = [0.0, 0.9, 0.0, -10.0];
-    header.srow_z = [0.0, 0.0, 3.0, -22.0];
+    let header = nifti::NiftiHeader {
+        pixdim: [1.0, 0.9, 0.9, 3.0, 1.0, 1.0, 1.0, 1.0],
+        sform_code: 1,
+        srow_x: [-0.9, 0.0, 0.0, 14.0],
+        srow_y: [0.0, 0.9, 0.0, -10.0],
+        srow_z: [0.0, 0.0, 3.0, -22.0],
+        ..nifti::NiftiHeader::default()
+    };
     let image: Vec<u8> = (0..VOXELS).flat_map(|i| ((i % 300) as i16).to_le_bytes()).collect();
     let new_case = NewCase {
         name: "small".into(),
@@ -186,6 +188,9 @@ async fn a_save_on_a_stale_base_is_refused_with_the_current_head() {
     app.stop().await;
 }
 
+/// What, bearer token, idempotency key, content type, raw body, expected status, message part.
+type BadRequest<'a> = (&'a str, &'a str, Option<&'a str>, &'a str, String, u16, &'a str);
+
 #[tokio::test]
 async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
     let app = TestApp::spawn_with(|args| args.max_body_bytes = 256 * 1024).await;
@@ -216,10 +221,9 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
         b.as_object_mut().unwrap().remove(field);
         b
     };
-    // (what, token, idempotency key, content type, raw body, expected status, message part)
     let long_key = "k".repeat(300);
     let big = json!({ "case_id": case_id, "base_mask_ref": base, "edits": "A".repeat(300 * 1024) }).to_string();
-    let cases: Vec<(&str, &str, Option<&str>, &str, String, u16, &str)> = vec![
+    let cases: Vec<BadRequest> = vec![
         ("no key", &token, None, "application/json", valid.to_string(), 400, "Idempotency-Key header is required"),
         ("empty key", &token, Some(""), "application/json", valid.to_string(), 400, "1–255 visible ASCII"),
         ("long key", &token, Some(&long_key), "application/json", valid.to_string(), 400, "1–255 visible ASCII"),
@@ -288,7 +292,7 @@ async fn storage_outage_gives_503_with_no_rows_and_the_retry_succeeds() {
 
     // The same app, but its object storage unreachable (and no cached head to hide it).
     let mut broken = app.state.clone();
-    let mut s3 = (*app.state.config).s3.clone();
+    let mut s3 = app.state.config.s3.clone();
     s3.s3_endpoint = Some("http://127.0.0.1:9".into());
     broken.store = seglab::server::storage::ObjectStore::new(
         &s3,

@@ -1,7 +1,26 @@
-import { expect, test } from "@playwright/test";
+import { expect, Page, test } from "@playwright/test";
+
+async function logIn(page: Page) {
+  await page.goto("/login");
+  await page.getByLabel("Username").fill("demo");
+  await page.getByLabel("Password").fill("demo-e2e-password");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await expect(page.getByRole("heading", { name: "Cases" })).toBeVisible();
+}
+
+test("without a login the pages show nothing but the way to log in", async ({ page }) => {
+  await page.goto("/");
+  await expect(page.getByText("authentication required")).toBeVisible();
+  await expect(page.locator("table.cases")).toHaveCount(0);
+  await page.getByRole("link", { name: "Log in" }).click();
+  await page.getByLabel("Username").fill("demo");
+  await page.getByLabel("Password").fill("wrong password");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await expect(page.getByText("wrong username or password")).toBeVisible();
+});
 
 test("the case list shows the demo cases", async ({ page }) => {
-  await page.goto("/");
+  await logIn(page);
   await expect(page.getByRole("heading", { name: "Cases" })).toBeVisible();
   const rows = page.locator("table.cases tbody tr");
   await expect(rows).toHaveCount(3);
@@ -10,7 +29,7 @@ test("the case list shows the demo cases", async ({ page }) => {
 });
 
 test("a case opens with its artifacts, downloadable from storage by the browser", async ({ page }) => {
-  await page.goto("/");
+  await logIn(page);
   await page.getByRole("link", { name: "Demo abdomen phantom (CT, int16)" }).click();
   await expect(page).toHaveURL(/\/cases\/[0-9a-f-]{36}$/);
   await expect(page.getByRole("heading", { name: "Demo abdomen phantom (CT, int16)" })).toBeVisible();
@@ -30,7 +49,7 @@ test("a case opens with its artifacts, downloadable from storage by the browser"
 });
 
 test("the case page is hydrated: its controls respond", async ({ page }) => {
-  await page.goto("/");
+  await logIn(page);
   await page.getByRole("link", { name: "Demo blob (float32, unlabelled)" }).click();
   await expect(page.getByRole("heading", { name: "Demo blob (float32, unlabelled)" })).toBeVisible();
   const before = await page.locator('a[data-kind="Mask"]').getAttribute("href");
@@ -42,4 +61,13 @@ test("the case page is hydrated: its controls respond", async ({ page }) => {
   await expect(page.getByTestId("refresh-count")).toHaveText("Links refreshed (2×)");
   await expect(page.locator('a[data-kind="Mask"]')).toHaveAttribute("href", /X-Amz-Signature=/);
   expect(before).toContain("X-Amz-Signature=");
+});
+
+test("logging out ends the session", async ({ page }) => {
+  await logIn(page);
+  await page.locator("body[data-hydrated=true]").waitFor();
+  await page.getByRole("button", { name: "Log out" }).click();
+  await expect(page).toHaveURL(/\/login$/);
+  await page.goto("/");
+  await expect(page.getByText("authentication required")).toBeVisible();
 });

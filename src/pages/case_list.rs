@@ -4,9 +4,20 @@ use leptos::prelude::*;
 
 use crate::types::CaseSummary;
 
+/// A failed load, with the way out when the cause is a missing login.
+#[component]
+pub fn LoadError(err: ServerFnError) -> impl IntoView {
+    let message = err.to_string();
+    let needs_login = message.contains("authentication required");
+    view! {
+        <p class="error">{message}</p>
+        {needs_login.then(|| view! { <p><a href="/login">"Log in"</a></p> })}
+    }
+}
+
 #[server]
 pub async fn list_cases() -> Result<Vec<CaseSummary>, ServerFnError> {
-    let state = crate::server::AppState::from_context()?;
+    let (state, _user) = crate::server::sessions::server_fn_caller().await?;
     Ok(crate::server::services::cases::list_cases(&state).await?)
 }
 
@@ -22,7 +33,7 @@ pub fn CaseListPage() -> impl IntoView {
                         view! { <p>"No cases yet. Import one with `seglab import`."</p> }.into_any()
                     }
                     Ok(cases) => view! { <CaseTable cases/> }.into_any(),
-                    Err(err) => view! { <p class="error">{err.to_string()}</p> }.into_any(),
+                    Err(err) => view! { <LoadError err/> }.into_any(),
                 }
             })}
         </Suspense>

@@ -4,11 +4,12 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
+use crate::pages::case_list::LoadError;
 use crate::types::{Artifact, ArtifactKind, CaseArtifacts};
 
 #[server]
 pub async fn get_case_artifacts(case_id: String) -> Result<CaseArtifacts, ServerFnError> {
-    let state = crate::server::AppState::from_context()?;
+    let (state, _user) = crate::server::sessions::server_fn_caller().await?;
     Ok(crate::server::services::cases::case_artifacts(&state, &case_id, false).await?)
 }
 
@@ -24,7 +25,7 @@ pub fn CasePage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match artifacts.await {
                     Ok(case) => view! { <CaseDetails case/> }.into_any(),
-                    Err(err) => view! { <p class="error">{err.to_string()}</p> }.into_any(),
+                    Err(err) => view! { <LoadError err/> }.into_any(),
                 }
             })}
         </Transition>

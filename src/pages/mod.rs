@@ -2,3 +2,4 @@
 
 pub mod case_list;
 pub mod case_page;
+pub mod login;

@@ -70,12 +70,19 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                     .await?;
             import(&state, args).await
         }
-        Command::User(UserCommand::Add { username, roles }) => {
+        Command::User(UserCommand::Add { username, roles, password_stdin }) => {
             let roles = roles.iter().map(|r| r.parse()).collect::<Result<Vec<Role>, _>>()?;
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).map_err(AppError::internal)?;
+                Some(line.trim_end_matches(['\r', '\n']).to_string())
+            } else {
+                None
+            };
             let state =
                 AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks)
                     .await?;
-            let (user, token) = add_user(&state.db, &username, &roles).await?;
+            let (user, token) = add_user(&state.db, &username, &roles, password.as_deref()).await?;
             let roles: Vec<_> = user.roles.iter().map(|r| r.as_str()).collect();
             println!("created user {} with roles {}", user.username, roles.join(","));
             println!("API token (shown once): {token}");
@@ -104,9 +111,10 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
 
 async fn serve(state: AppState, args: ServeArgs, shutdown: CancellationToken) -> Result<(), AppError> {
     if !args.no_demo {
-        if let Some(token) = demo::seed_if_empty(&state).await? {
+        if let Some(login) = demo::seed_if_empty(&state, args.demo_password.clone()).await? {
             println!("Created demo cases and the user `demo` (all roles).");
-            println!("API token for `demo` (shown once): {token}");
+            println!("Log in at http://{}/login as demo / {}", args.addr, login.password);
+            println!("API token for `demo` (shown once): {}", login.token);
         }
     }
     println!("seglab is running at http://{}", args.addr);

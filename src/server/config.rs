@@ -47,6 +47,13 @@ pub struct ServeArgs {
     /// Do not create demo cases and a demo user when the database is empty.
     #[arg(long, env = "SEGLAB_NO_DEMO")]
     pub no_demo: bool,
+    /// Password of the demo user (random when unset); printed when the user is created.
+    #[arg(long, env = "SEGLAB_DEMO_PASSWORD", hide_env_values = true)]
+    pub demo_password: Option<String>,
+    /// Mark the session cookie `Secure` (sent over HTTPS only; browsers also send it to
+    /// http://localhost). Turn off only behind plain-HTTP test set-ups.
+    #[arg(long, env = "SEGLAB_COOKIE_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cookie_secure: bool,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "SEGLAB_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -92,6 +99,9 @@ pub enum UserCommand {
         /// Role to grant: labeler, ml_engineer or admin; repeat for several.
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
+        /// Read a password for browser login from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 

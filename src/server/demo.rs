@@ -11,19 +11,20 @@ use super::{AppError, AppState};
 /// A header placing voxel (i, j, k) at `origin + spacing * (i, j, k)` in RAS millimetres,
 /// with the volume centred on the origin.
 fn header(dims: [u32; 3], spacing: [f32; 3]) -> NiftiHeader {
-    let mut h = NiftiHeader::default();
-    h.pixdim = [1.0, spacing[0], spacing[1], spacing[2], 1.0, 1.0, 1.0, 1.0];
-    h.xyzt_units = 2; // millimetres
-    h.sform_code = 1;
-    h.qform_code = 1;
     let centre = |axis: usize| -(dims[axis] as f32 - 1.0) * spacing[axis] / 2.0;
-    h.srow_x = [spacing[0], 0.0, 0.0, centre(0)];
-    h.srow_y = [0.0, spacing[1], 0.0, centre(1)];
-    h.srow_z = [0.0, 0.0, spacing[2], centre(2)];
-    h.quatern_x = centre(0);
-    h.quatern_y = centre(1);
-    h.quatern_z = centre(2);
-    h
+    NiftiHeader {
+        pixdim: [1.0, spacing[0], spacing[1], spacing[2], 1.0, 1.0, 1.0, 1.0],
+        xyzt_units: 2, // millimetres
+        sform_code: 1,
+        qform_code: 1,
+        srow_x: [spacing[0], 0.0, 0.0, centre(0)],
+        srow_y: [0.0, spacing[1], 0.0, centre(1)],
+        srow_z: [0.0, 0.0, spacing[2], centre(2)],
+        quatern_x: centre(0),
+        quatern_y: centre(1),
+        quatern_z: centre(2),
+        ..NiftiHeader::default()
+    }
 }
 
 /// Voxel centres in normalised coordinates (-1..1 along each axis), in file order.
@@ -144,9 +145,15 @@ fn blob_phantom() -> Phantom {
     }
 }
 
-/// On an empty installation, creates the demo cases and a demo user; returns the user's
-/// API token to print, or `None` when there was something already.
-pub async fn seed_if_empty(state: &AppState) -> Result<Option<String>, AppError> {
+/// The demo user's credentials, printed once when they are created.
+pub struct DemoLogin {
+    pub password: String,
+    pub token: String,
+}
+
+/// On an empty installation, creates the demo cases and the user `demo` with `password` (a
+/// random one when `None`); returns the credentials, or `None` when there was something already.
+pub async fn seed_if_empty(state: &AppState, password: Option<String>) -> Result<Option<DemoLogin>, AppError> {
     if user_count(&state.db).await? > 0 {
         return Ok(None);
     }
@@ -162,8 +169,9 @@ pub async fn seed_if_empty(state: &AppState) -> Result<Option<String>, AppError>
         };
         import_case(state, None, new_case).await?;
     }
-    let (_, token) = add_user(&state.db, "demo", &Role::ALL).await?;
-    Ok(Some(token))
+    let password = password.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
+    let (_, token) = add_user(&state.db, "demo", &Role::ALL, Some(&password)).await?;
+    Ok(Some(DemoLogin { password, token }))
 }
 
 #[cfg(test)]

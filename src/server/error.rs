@@ -16,6 +16,8 @@ pub enum AppError {
     Unprocessable(String),
     #[error("authentication required: send `Authorization: Bearer <token>` or log in")]
     Unauthorized,
+    #[error("wrong username or password")]
+    BadCredentials,
     #[error("{0}")]
     Forbidden(String),
     #[error("{0} not found")]
@@ -43,7 +45,7 @@ impl AppError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::BadCredentials => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) | Self::StaleBase { .. } | Self::KeyInUse => StatusCode::CONFLICT,
@@ -59,6 +61,7 @@ impl AppError {
             Self::BadRequest(_) => "bad_request",
             Self::Unprocessable(_) => "unprocessable",
             Self::Unauthorized => "unauthorized",
+            Self::BadCredentials => "bad_credentials",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
@@ -95,7 +98,7 @@ impl IntoResponse for AppError {
             body["error"]["current_mask_ref"] = json!(current);
         }
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
+        if matches!(self, Self::Unauthorized) {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -8,19 +8,20 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
+use tower_sessions::Session;
 
 use super::config::ServeArgs;
 use super::services::cases::{self, NewCase};
 use super::services::labels;
 use super::services::users::{self, Role, User};
-use super::{AppError, AppState};
+use super::{sessions, AppError, AppState};
 use crate::app::{shell, App};
 use crate::types::{CaseArtifacts, CaseSummary, SaveLabelRequest};
 
@@ -31,15 +32,44 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or(AppError::Unauthorized)?;
-        let user = users::user_for_token(&state.db, token.trim()).await?.ok_or(AppError::Unauthorized)?;
+        if let Some(authorization) = parts.headers.get(header::AUTHORIZATION) {
+            let token = authorization
+                .to_str()
+                .ok()
+                .and_then(|value| value.strip_prefix("Bearer "))
+                .ok_or(AppError::Unauthorized)?;
+            let user = users::user_for_token(&state.db, token.trim()).await?.ok_or(AppError::Unauthorized)?;
+            return Ok(Caller(user));
+        }
+        let session = Session::from_request_parts(parts, state).await.map_err(|_| AppError::Unauthorized)?;
+        let user = sessions::session_user(state, &session).await?.ok_or(AppError::Unauthorized)?;
         Ok(Caller(user))
     }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+/// `POST /session`: browser-style login for scripts and tests; sets the session cookie.
+async fn log_in(
+    State(state): State<AppState>,
+    session: Session,
+    ApiJson(credentials): ApiJson<Credentials>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let user = users::login(&state.db, &credentials.username, &credentials.password).await?;
+    sessions::start(&session, &user).await?;
+    let roles: Vec<_> = user.roles.iter().map(|r| r.as_str()).collect();
+    Ok(Json(json!({ "username": user.username, "roles": roles })))
+}
+
+/// `DELETE /session`: log out.
+async fn log_out(session: Session) -> Result<StatusCode, AppError> {
+    session.flush().await.map_err(AppError::internal)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn healthz() -> &'static str {
@@ -156,6 +186,7 @@ fn rest_routes(args: &ServeArgs) -> Router<AppState> {
         )
         .route("/cases/{id}/artifacts", get(case_artifacts))
         .route("/labels", post(save_label))
+        .route("/session", post(log_in).delete(log_out))
 }
 
 /// The whole application: REST, pages, server functions, static files.
@@ -172,6 +203,8 @@ pub fn router(state: AppState, args: &ServeArgs) -> Router {
             move || shell(leptos_options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn(sessions::reject_cross_site))
+        .layer(state.sessions.clone().layer(args.cookie_secure))
         .layer(DefaultBodyLimit::max(args.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(args.max_upload_bytes))
         .layer(TraceLayer::new_for_http())

@@ -14,6 +14,7 @@ pub mod error;
 pub mod http;
 pub mod nifti_io;
 pub mod services;
+pub mod sessions;
 pub mod state;
 pub mod storage;
 

@@ -258,13 +258,14 @@ mod tests {
     use super::*;
 
     fn reference() -> NiftiHeader {
-        let mut header = NiftiHeader::default();
-        header.pixdim = [1.0, 0.8, 0.9, 2.5, 0.0, 0.0, 0.0, 0.0];
-        header.sform_code = 1;
-        header.srow_x = [-0.8, 0.0, 0.0, 90.0];
-        header.srow_y = [0.0, 0.9, 0.0, -126.0];
-        header.srow_z = [0.0, 0.0, 2.5, -72.0];
-        header
+        NiftiHeader {
+            pixdim: [1.0, 0.8, 0.9, 2.5, 0.0, 0.0, 0.0, 0.0],
+            sform_code: 1,
+            srow_x: [-0.8, 0.0, 0.0, 90.0],
+            srow_y: [0.0, 0.9, 0.0, -126.0],
+            srow_z: [0.0, 0.0, 2.5, -72.0],
+            ..NiftiHeader::default()
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// Decoded recent mask versions, shared by all requests of this instance.
     pub heads: Arc<HeadCache>,
+    pub sessions: super::sessions::Store,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -85,6 +86,7 @@ impl AppState {
             super::AppError::internal(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
         let db = Db::connect(&config.database_url(), config.db_max_connections).await?;
+        let sessions = super::sessions::Store::connect(db.backend, &config.database_url()).await?;
         let store = ObjectStore::new(&config.s3, connection);
         store.ensure_bucket().await?;
         if config.s3.s3_endpoint.is_some() && !config.s3.s3_cors_origins.is_empty() {
@@ -96,6 +98,7 @@ impl AppState {
             config: Arc::new(config),
             leptos_options,
             heads: Arc::new(HeadCache::new(HEAD_CACHE_BYTES)),
+            sessions,
         })
     }
 }

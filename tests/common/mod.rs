@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub const PAGE_ORIGIN: &str = "http://localhost:3000";
+/// The browser-login password of every user made by [`TestApp::user`].
+pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestApp {
     pub base: String,
@@ -96,9 +98,23 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
-    /// A user with `roles` and their bearer token.
+    /// A user with `roles` (and the password [`PASSWORD`]) and their bearer token.
     pub async fn user(&self, name: &str, roles: &[Role]) -> String {
-        add_user(&self.state.db, name, roles).await.expect("add user").1
+        add_user(&self.state.db, name, roles, Some(PASSWORD)).await.expect("add user").1
+    }
+
+    /// Logs `username` in through `POST /session`; returns the `Cookie` header value.
+    pub async fn login_cookie(&self, username: &str, password: &str) -> String {
+        let response = self
+            .client
+            .post(self.url("/session"))
+            .json(&serde_json::json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK, "login of {username}");
+        let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_string();
+        set_cookie.split(';').next().unwrap().to_string()
     }
 
     pub async fn stop(self) {

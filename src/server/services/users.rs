@@ -3,6 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -78,8 +81,9 @@ fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Creates a user and returns it with a new API token (shown once; only its hash is kept).
-pub async fn add_user(db: &Db, username: &str, roles: &[Role]) -> Result<(User, String), AppError> {
+/// Creates a user and returns it with a new API token (shown once; only its hash is kept);
+/// with a `password` the user can also log in from the browser.
+pub async fn add_user(db: &Db, username: &str, roles: &[Role], password: Option<&str>) -> Result<(User, String), AppError> {
     let valid_name = !username.is_empty()
         && username.len() <= 64
         && username.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
@@ -91,6 +95,10 @@ pub async fn add_user(db: &Db, username: &str, roles: &[Role]) -> Result<(User, 
     if roles.is_empty() {
         return Err(AppError::BadRequest("a user needs at least one role".into()));
     }
+    let password_hash = match password {
+        Some(password) => Some(hash_password(password.to_string()).await?),
+        None => None,
+    };
     let mut roles = roles.to_vec();
     roles.dedup();
     let user = User { id: Uuid::new_v4().to_string(), username: username.to_string(), roles };
@@ -107,10 +115,11 @@ pub async fn add_user(db: &Db, username: &str, roles: &[Role]) -> Result<(User, 
         return Err(AppError::Conflict(format!("user {username:?} already exists")));
     }
     let role_list: Vec<_> = user.roles.iter().map(|r| r.as_str()).collect();
-    sqlx::query("INSERT INTO users (id, username, roles, created_at) VALUES ($1, $2, $3, $4)")
+    sqlx::query("INSERT INTO users (id, username, roles, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(&user.id)
         .bind(&user.username)
         .bind(role_list.join(","))
+        .bind(password_hash)
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
@@ -134,6 +143,69 @@ pub async fn add_user(db: &Db, username: &str, roles: &[Role]) -> Result<(User, 
     Ok((user, token))
 }
 
+/// Argon2id with a random salt, off the async threads (it is deliberately slow).
+async fn hash_password(password: String) -> Result<String, AppError> {
+    if password.chars().count() < 8 {
+        return Err(AppError::BadRequest("a password needs at least 8 characters".into()));
+    }
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+    })
+    .await
+    .map_err(AppError::internal)?
+    .map_err(AppError::internal)
+}
+
+/// Checks a browser login; records `login` or `login_failed` in the audit log.
+pub async fn login(db: &Db, username: &str, password: &str) -> Result<User, AppError> {
+    let row = sqlx::query("SELECT id, username, roles, password_hash FROM users WHERE username = $1")
+        .bind(username)
+        .fetch_optional(&db.pool)
+        .await?;
+    let (user, stored_hash) = match row {
+        Some(row) => (Some(user_from_row(&row)), row.get::<Option<String>, _>("password_hash")),
+        None => (None, None),
+    };
+    let candidate = password.to_string();
+    let verified = tokio::task::spawn_blocking(move || {
+        stored_hash.is_some_and(|stored| {
+            PasswordHash::new(&stored)
+                .is_ok_and(|parsed| Argon2::default().verify_password(candidate.as_bytes(), &parsed).is_ok())
+        })
+    })
+    .await
+    .map_err(AppError::internal)?;
+    let mut tx = db.pool.begin().await?;
+    let outcome = match (&user, verified) {
+        (Some(user), true) => ("login", Some(user.id.as_str())),
+        _ => ("login_failed", None),
+    };
+    audit::record(
+        &mut tx,
+        AuditEvent { action: outcome.0, user_id: outcome.1, case_id: None, details: serde_json::json!({ "username": username }) },
+    )
+    .await?;
+    tx.commit().await?;
+    match (user, verified) {
+        (Some(user), true) => Ok(user),
+        _ => Err(AppError::BadCredentials),
+    }
+}
+
+fn user_from_row(row: &sqlx::any::AnyRow) -> User {
+    User {
+        id: row.get("id"),
+        username: row.get("username"),
+        roles: parse_roles(row.get::<String, _>("roles").as_str()),
+    }
+}
+
+pub async fn user_by_id(db: &Db, id: &str) -> Result<Option<User>, AppError> {
+    let row = sqlx::query("SELECT id, username, roles FROM users WHERE id = $1").bind(id).fetch_optional(&db.pool).await?;
+    Ok(row.as_ref().map(user_from_row))
+}
+
 /// The user an API token belongs to, if the token is known.
 pub async fn user_for_token(db: &Db, token: &str) -> Result<Option<User>, AppError> {
     let row = sqlx::query(
@@ -143,11 +215,7 @@ pub async fn user_for_token(db: &Db, token: &str) -> Result<Option<User>, AppErr
     .bind(token_hash(token))
     .fetch_optional(&db.pool)
     .await?;
-    Ok(row.map(|row| User {
-        id: row.get("id"),
-        username: row.get("username"),
-        roles: parse_roles(row.get::<String, _>("roles").as_str()),
-    }))
+    Ok(row.as_ref().map(user_from_row))
 }
 
 pub async fn user_count(db: &Db) -> Result<i64, AppError> {

@@ -1,0 +1,57 @@
+//! Logging in and out of the browser session.
+
+use leptos::prelude::*;
+
+#[server]
+pub async fn log_in(username: String, password: String) -> Result<(), ServerFnError> {
+    use crate::server::services::users;
+    let state = crate::server::AppState::from_context()?;
+    let session: tower_sessions::Session = leptos_axum::extract().await?;
+    let user = users::login(&state.db, &username, &password)
+        .await
+        .inspect_err(crate::server::sessions::set_response_status)?;
+    crate::server::sessions::start(&session, &user).await?;
+    leptos_axum::redirect("/");
+    Ok(())
+}
+
+#[server]
+pub async fn log_out() -> Result<(), ServerFnError> {
+    let session: tower_sessions::Session = leptos_axum::extract().await?;
+    session.flush().await.map_err(|e| ServerFnError::new(e.to_string()))?;
+    leptos_axum::redirect("/login");
+    Ok(())
+}
+
+#[component]
+pub fn LoginPage() -> impl IntoView {
+    let log_in = ServerAction::<LogIn>::new();
+    view! {
+        <h1>"Log in"</h1>
+        <ActionForm action=log_in attr:class="login">
+            <label>"Username" <input type="text" name="username" autocomplete="username" required/></label>
+            <label>
+                "Password" <input type="password" name="password" autocomplete="current-password" required/>
+            </label>
+            <button type="submit">"Log in"</button>
+        </ActionForm>
+        {move || {
+            log_in
+                .value()
+                .get()
+                .and_then(Result::err)
+                .map(|err| view! { <p class="error">{err.to_string()}</p> })
+        }}
+    }
+}
+
+/// The log-out button of the top bar.
+#[component]
+pub fn LogOutButton() -> impl IntoView {
+    let log_out = ServerAction::<LogOut>::new();
+    view! {
+        <ActionForm action=log_out attr:class="logout">
+            <button type="submit">"Log out"</button>
+        </ActionForm>
+    }
+}

@@ -1,0 +1,96 @@
+//! Browser sessions and API tokens: login, logout, cookie attributes, cross-site refusal,
+//! 401 versus 403, and the audit rows of logins.
+
+mod common;
+
+use common::{TestApp, PASSWORD};
+use reqwest::StatusCode;
+use seglab::server::services::users::Role;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+async fn actions(app: &TestApp) -> Vec<String> {
+    sqlx::query("SELECT action FROM audit_log ORDER BY seq")
+        .fetch_all(&app.state.db.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("action"))
+        .collect()
+}
+
+#[tokio::test]
+async fn login_sets_a_strict_http_only_cookie_and_logout_ends_the_session() {
+    let app = TestApp::spawn().await;
+    app.user("lab", &[Role::Labeler]).await;
+
+    let wrong = app.client.post(app.url("/session")).json(&json!({ "username": "lab", "password": "nope-nope" })).send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    let body: Value = wrong.json().await.unwrap();
+    assert_eq!(body["error"]["message"], "wrong username or password");
+    let unknown = app.client.post(app.url("/session")).json(&json!({ "username": "ghost", "password": PASSWORD })).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    let malformed = app.client.post(app.url("/session")).json(&json!({ "user": "lab" })).send().await.unwrap();
+    assert_eq!(malformed.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let response = app.client.post(app.url("/session")).json(&json!({ "username": "lab", "password": PASSWORD })).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_string();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie} lacks {attribute}");
+    }
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let cases = app.client.get(app.url("/cases")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(cases.status(), StatusCode::OK);
+
+    let logout = app
+        .client
+        .delete(app.url("/session"))
+        .header("cookie", &cookie)
+        .header("origin", &app.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let after = app.client.get(app.url("/cases")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+
+    assert_eq!(actions(&app).await, ["user_add", "login_failed", "login_failed", "login"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn cookie_requests_that_change_state_must_come_from_this_site() {
+    let app = TestApp::spawn().await;
+    app.user("lab", &[Role::Labeler]).await;
+    app.user("mle", &[Role::MlEngineer]).await;
+    let cookie = app.login_cookie("lab", PASSWORD).await;
+    let save = |origin: Option<&str>, cookie: &str| {
+        let mut request = app
+            .client
+            .post(app.url("/labels"))
+            .header("cookie", cookie)
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&json!({ "case_id": "none", "base_mask_ref": "x", "edits": "AQA=" }));
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    let no_origin = save(None, &cookie).await.unwrap();
+    assert_eq!(no_origin.status(), StatusCode::FORBIDDEN);
+    assert!(no_origin.text().await.unwrap().contains("cross-site request refused"));
+    let foreign = save(Some("https://evil.example"), &cookie).await.unwrap();
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    // From this site the request goes through to the service (here: the case is unknown).
+    let same_site = save(Some(&app.base.clone()), &cookie).await.unwrap();
+    assert_eq!(same_site.status(), StatusCode::NOT_FOUND);
+
+    // Logged in but without the role: 403, not 401.
+    let engineer = app.login_cookie("mle", PASSWORD).await;
+    let forbidden = save(Some(&app.base.clone()), &engineer).await.unwrap();
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    assert!(forbidden.text().await.unwrap().contains("needs the role labeler"));
+    app.stop().await;
+}
