@@ -91,7 +91,7 @@ async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) 
         edits: base64::engine::general_purpose::STANDARD.encode(&edits),
     };
     let began = Instant::now();
-    let outcome = save_label(&cold_state, &user, Some("cold"), &request).await.unwrap();
+    let outcome = save_label(&cold_state, &user, Some(&format!("cold-{}", dims[2])), &request).await.unwrap();
     let cold = began.elapsed().as_secs_f64() * 1000.0;
     let saved: LabelSaved = serde_json::from_str(&outcome.body).unwrap();
     MaskEdits::decode(&edits, voxels as u64, &[1]).unwrap().apply(&mut current);
@@ -114,7 +114,7 @@ async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) 
             .client
             .post(app.url("/labels"))
             .bearer_auth(token)
-            .header("Idempotency-Key", format!("bench-{i}"))
+            .header("Idempotency-Key", format!("bench-{}-{i}", dims[2]))
             .json(&body)
             .send()
             .await
