@@ -100,7 +100,9 @@ pub async fn reject_cross_site(request: Request, next: Next) -> Response {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|cookies| cookies.split(';').any(|c| c.trim_start().starts_with(COOKIE_NAME)));
+        .any(|cookies| {
+            cookies.split(';').any(|c| c.trim_start().strip_prefix(COOKIE_NAME).is_some_and(|rest| rest.starts_with('=')))
+        });
     let bearer = headers.contains_key(header::AUTHORIZATION);
     if safe || !has_session_cookie || bearer {
         return next.run(request).await;
