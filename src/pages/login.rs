@@ -4,13 +4,10 @@ use leptos::prelude::*;
 
 #[server]
 pub async fn log_in(username: String, password: String) -> Result<(), ServerFnError> {
-    use crate::server::services::users;
+    use crate::server::sessions;
     let state = crate::server::AppState::from_context()?;
     let session: tower_sessions::Session = leptos_axum::extract().await?;
-    let user = users::login(&state.db, &username, &password)
-        .await
-        .inspect_err(crate::server::sessions::set_response_status)?;
-    crate::server::sessions::start(&session, &user).await?;
+    sessions::log_in(&state, &session, &username, &password).await.inspect_err(sessions::set_response_status)?;
     leptos_axum::redirect("/");
     Ok(())
 }
@@ -18,7 +15,7 @@ pub async fn log_in(username: String, password: String) -> Result<(), ServerFnEr
 #[server]
 pub async fn log_out() -> Result<(), ServerFnError> {
     let session: tower_sessions::Session = leptos_axum::extract().await?;
-    session.flush().await.map_err(|e| ServerFnError::new(e.to_string()))?;
+    crate::server::sessions::log_out(&session).await?;
     leptos_axum::redirect("/login");
     Ok(())
 }

@@ -25,7 +25,8 @@ use super::{sessions, AppError, AppState};
 use crate::app::{shell, App};
 use crate::types::{CaseArtifacts, CaseSummary, SaveLabelRequest};
 
-/// The caller of a REST route, from `Authorization: Bearer <token>`.
+/// The caller of a REST route: from `Authorization: Bearer <token>` when the header is sent,
+/// otherwise from the browser session.
 pub struct Caller(pub User);
 
 impl FromRequestParts<AppState> for Caller {
@@ -60,15 +61,14 @@ async fn log_in(
     session: Session,
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let user = users::login(&state.db, &credentials.username, &credentials.password).await?;
-    sessions::start(&session, &user).await?;
+    let user = sessions::log_in(&state, &session, &credentials.username, &credentials.password).await?;
     let roles: Vec<_> = user.roles.iter().map(|r| r.as_str()).collect();
     Ok(Json(json!({ "username": user.username, "roles": roles })))
 }
 
 /// `DELETE /session`: log out.
 async fn log_out(session: Session) -> Result<StatusCode, AppError> {
-    session.flush().await.map_err(AppError::internal)?;
+    sessions::log_out(&session).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -124,10 +124,23 @@ pub async fn reject_cross_site(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// Logs `user` in on `session`, under a fresh session id (no fixation).
-pub async fn start(session: &tower_sessions::Session, user: &User) -> Result<(), AppError> {
+/// Checks the credentials and logs the user in on `session`, under a fresh session id (no
+/// fixation). Used by `POST /session` and the login page alike.
+pub async fn log_in(
+    state: &AppState,
+    session: &tower_sessions::Session,
+    username: &str,
+    password: &str,
+) -> Result<User, AppError> {
+    let user = users::login(&state.db, username, password).await?;
     session.cycle_id().await.map_err(AppError::internal)?;
-    session.insert(USER_ID, &user.id).await.map_err(AppError::internal)
+    session.insert(USER_ID, &user.id).await.map_err(AppError::internal)?;
+    Ok(user)
+}
+
+/// Ends the session: its record is deleted and the cookie cleared.
+pub async fn log_out(session: &tower_sessions::Session) -> Result<(), AppError> {
+    session.flush().await.map_err(AppError::internal)
 }
 
 /// The user logged in on `session`, if any.

@@ -94,10 +94,7 @@ pub async fn save_label(
         Claim::Run => {}
     }
     match apply_and_commit(state, user, key, request, &edits).await {
-        Ok(saved) => {
-            let body = serde_json::to_string(&saved).map_err(AppError::internal)?;
-            Ok(SaveOutcome { status: 201, body, replayed: false })
-        }
+        Ok(body) => Ok(SaveOutcome { status: 201, body, replayed: false }),
         Err(err) => {
             if let Err(release_err) = idempotency::release(&state.db, &user.id, key).await {
                 tracing::warn!(%release_err, "could not release idempotency key; it frees itself after its lease");
@@ -107,13 +104,14 @@ pub async fn save_label(
     }
 }
 
+/// Does the save and returns the JSON body of its 201 answer (also stored for replays).
 async fn apply_and_commit(
     state: &AppState,
     user: &User,
     key: &str,
     request: &SaveLabelRequest,
     encoded_edits: &[u8],
-) -> Result<LabelSaved, AppError> {
+) -> Result<String, AppError> {
     let case_id = request.case_id.as_str();
     let case = sqlx::query(
         "SELECT c.labels_json, c.head_mask_ref, o.dim_i, o.dim_j, o.dim_k
@@ -218,7 +216,7 @@ async fn apply_and_commit(
     tx.commit().await?;
     state.heads.insert(new_mask_ref, Arc::new(edited));
     tracing::info!(case_id, label_id = %saved.label_id, voxels_changed, "label saved");
-    Ok(saved)
+    Ok(body)
 }
 
 /// A mask version from the cache, or fetched from storage and decoded.
