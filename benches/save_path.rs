@@ -14,7 +14,7 @@ use std::time::Instant;
 use base64::Engine;
 use common::TestApp;
 use seglab::edits::MaskEdits;
-use seglab::server::nifti_io::gzip_mask;
+use seglab::nifti_io::gzip_mask;
 use seglab::server::services::cases::{import_case, NewCase};
 use seglab::server::services::labels::{save_label, HeadCache};
 use seglab::server::services::users::{user_for_token, Role};

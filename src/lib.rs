@@ -6,8 +6,10 @@
 
 pub mod app;
 pub mod edits;
+pub mod nifti_io;
 pub mod pages;
 pub mod types;
+pub mod viewer;
 
 #[cfg(feature = "ssr")]
 pub mod server;

@@ -78,7 +78,7 @@ async fn mni152_template_imports_and_its_artifacts_download_through_presigned_ur
     assert_eq!(image_artifact.size_bytes as usize, image.len());
 
     let mask_bytes = plain.get(&mask_artifact.url).send().await.unwrap().bytes().await.unwrap();
-    let mask = seglab::server::nifti_io::Volume::parse("mask", &mask_bytes).unwrap();
+    let mask = seglab::nifti_io::Volume::parse("mask", &mask_bytes).unwrap();
     assert_eq!(mask.meta.dims, [197, 233, 189]);
     assert!(mask.into_labels("mask").unwrap().iter().all(|v| *v == 0), "a new case starts with an empty mask");
 
@@ -109,8 +109,8 @@ async fn truncated_foreign_and_mismatched_files_are_refused_and_nothing_is_store
     // A mask of another size than the image.
     let phantom_mask = {
         let header = nifti::NiftiHeader::default();
-        let raw = seglab::server::nifti_io::encode_mask(&header, [4, 4, 4], &[0; 64]);
-        seglab::server::nifti_io::gzip(&raw, 1)
+        let raw = seglab::nifti_io::encode_mask(&header, [4, 4, 4], &[0; 64]);
+        seglab::nifti_io::gzip(&raw, 1)
     };
     let mismatched = import(&app, &token, form("mismatch", image.clone(), Some(phantom_mask))).await;
     assert_eq!(mismatched.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -118,10 +118,10 @@ async fn truncated_foreign_and_mismatched_files_are_refused_and_nothing_is_store
 
     // A mask on the image's grid holding fractions: not labels.
     let fractional_mask = {
-        let header = seglab::server::nifti_io::Volume::parse("image", &image).unwrap().header;
+        let header = seglab::nifti_io::Volume::parse("image", &image).unwrap().header;
         let halves: Vec<u8> = (0..197 * 233 * 189).flat_map(|_| 0.5f32.to_le_bytes()).collect();
-        let raw = seglab::server::nifti_io::encode_volume(&header, [197, 233, 189], nifti::NiftiType::Float32, &halves);
-        seglab::server::nifti_io::gzip(&raw, 1)
+        let raw = seglab::nifti_io::encode_volume(&header, [197, 233, 189], nifti::NiftiType::Float32, &halves);
+        seglab::nifti_io::gzip(&raw, 1)
     };
     let not_labels = import(&app, &token, form("float mask", image.clone(), Some(fractional_mask))).await;
     assert_eq!(not_labels.status(), StatusCode::UNPROCESSABLE_ENTITY);

@@ -8,7 +8,7 @@ use common::TestApp;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use seglab::edits::MaskEdits;
-use seglab::server::nifti_io::{encode_mask, encode_volume, gzip, Volume};
+use seglab::nifti_io::{encode_mask, encode_volume, gzip, Volume};
 use seglab::server::services::cases::{import_case, NewCase};
 use seglab::server::services::users::Role;
 use seglab::types::{CaseArtifacts, LabelSaved};

@@ -3,7 +3,7 @@
 
 use nifti::{NiftiHeader, NiftiType};
 
-use super::nifti_io::{encode_volume, gzip, gzip_mask};
+use crate::nifti_io::{encode_volume, gzip, gzip_mask};
 use super::services::cases::{import_case, NewCase};
 use super::services::users::{add_user, user_count, Role};
 use super::{AppError, AppState};
@@ -177,7 +177,7 @@ pub async fn seed_if_empty(state: &AppState, password: Option<String>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::nifti_io::Volume;
+    use crate::nifti_io::Volume;
 
     #[test]
     fn phantoms_are_valid_volumes_with_labelled_masks() {

@@ -125,3 +125,9 @@ impl From<sqlx::Error> for AppError {
         }
     }
 }
+
+impl From<crate::nifti_io::VolumeError> for AppError {
+    fn from(err: crate::nifti_io::VolumeError) -> Self {
+        Self::Unprocessable(err.0)
+    }
+}

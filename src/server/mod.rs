@@ -12,7 +12,6 @@ pub mod demo;
 pub mod embedded_s3;
 pub mod error;
 pub mod http;
-pub mod nifti_io;
 pub mod services;
 pub mod sessions;
 pub mod state;

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::server::nifti_io::{gzip, gzip_mask, Volume, VolumeMeta};
+use crate::nifti_io::{gzip, gzip_mask, Volume, VolumeMeta};
 use crate::server::{now_ms, AppError, AppState};
 use super::audit::{self, AuditEvent};
 use crate::types::{Artifact, ArtifactKind, CaseArtifacts, CaseSummary, LabelDef, MaskVersion};

@@ -18,7 +18,7 @@ use super::cases::mask_object_ref;
 use super::idempotency::{self, Claim};
 use super::users::{Role, User};
 use crate::edits::MaskEdits;
-use crate::server::nifti_io::{gzip_mask, Volume};
+use crate::nifti_io::{gzip_mask, Volume};
 use crate::server::{now_ms, AppError, AppState};
 use crate::types::{LabelDef, LabelSaved, SaveLabelRequest};
 

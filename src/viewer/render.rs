@@ -1,0 +1,188 @@
+//! Turning one slice of image and mask into RGBA pixels: grey levels through a window, label
+//! colours blended on top (filled or as outlines).
+
+use super::orientation::SliceGeometry;
+use crate::nifti_io::Samples;
+
+/// Intensity window: `center ± width / 2` maps to black..white.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Window {
+    pub center: f32,
+    pub width: f32,
+}
+
+impl Window {
+    /// Window presets by modality, as radiology viewers name them.
+    pub const CT_PRESETS: [(&'static str, Window); 4] = [
+        ("Soft tissue", Window { center: 40.0, width: 400.0 }),
+        ("Lung", Window { center: -600.0, width: 1500.0 }),
+        ("Bone", Window { center: 400.0, width: 1800.0 }),
+        ("Brain", Window { center: 40.0, width: 80.0 }),
+    ];
+
+    /// The window spanning intensities `low..high`.
+    pub fn spanning(low: f32, high: f32) -> Window {
+        Window { center: (low + high) / 2.0, width: (high - low).max(f32::EPSILON) }
+    }
+
+    /// Dragging by (`dx`, `dy`) screen pixels: right widens, down raises the level, scaled so
+    /// a 500-pixel drag covers `range`.
+    pub fn dragged(self, dx: f64, dy: f64, range: f32) -> Window {
+        let per_pixel = range / 500.0;
+        Window {
+            center: self.center + dy as f32 * per_pixel,
+            width: (self.width + dx as f32 * per_pixel).max(range / 1000.0).max(f32::EPSILON),
+        }
+    }
+
+    #[inline]
+    fn grey(&self, value: f32) -> u8 {
+        let t = (value - (self.center - self.width / 2.0)) / self.width;
+        if t.is_nan() {
+            0
+        } else {
+            (t.clamp(0.0, 1.0) * 255.0 + 0.5) as u8
+        }
+    }
+}
+
+/// How the mask is drawn over the image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Overlay {
+    /// Colour of each label value; value 0 is never drawn.
+    pub colors: [[u8; 3]; 256],
+    /// 0 (invisible) to 1 (opaque).
+    pub opacity: f32,
+    /// Only the edges of each labelled region, fully opaque.
+    pub outline: bool,
+}
+
+impl Overlay {
+    /// From `(value, "#rrggbb")` pairs; unknown values get a visible default.
+    pub fn new<'a>(labels: impl IntoIterator<Item = (u8, &'a str)>, opacity: f32, outline: bool) -> Overlay {
+        let mut colors = [[255, 255, 0]; 256];
+        for (value, css) in labels {
+            if let Some(rgb) = parse_hex_color(css) {
+                colors[value as usize] = rgb;
+            }
+        }
+        Overlay { colors, opacity, outline }
+    }
+}
+
+/// `#rrggbb` to RGB.
+pub fn parse_hex_color(css: &str) -> Option<[u8; 3]> {
+    let hex = css.strip_prefix('#').filter(|h| h.len() == 6)?;
+    let byte = |at: usize| u8::from_str_radix(&hex[at..at + 2], 16).ok();
+    Some([byte(0)?, byte(2)?, byte(4)?])
+}
+
+/// Fills `out` (width × height × 4 bytes, rows top to bottom) with slice `slice`.
+pub fn render_slice(
+    image: &Samples,
+    mask: &[u8],
+    geometry: &SliceGeometry,
+    slice: usize,
+    window: Window,
+    overlay: &Overlay,
+    out: &mut [u8],
+) {
+    let (width, height) = (geometry.width, geometry.height);
+    assert_eq!(out.len(), width * height * 4, "output buffer size");
+    let (origin, col_step, row_step) = geometry.walk(slice);
+    let alpha = (overlay.opacity.clamp(0.0, 1.0) * 256.0) as u32;
+    let label_at = |row: usize, col: usize| mask[(origin as isize + col as isize * col_step + row as isize * row_step) as usize];
+    for row in 0..height {
+        let mut index = origin as isize + row as isize * row_step;
+        for col in 0..width {
+            let voxel = index as usize;
+            let grey = window.grey(image.get(voxel));
+            let label = mask[voxel];
+            let pixel = &mut out[(row * width + col) * 4..][..4];
+            let mut rgb = [grey; 3];
+            if label != 0 {
+                let color = overlay.colors[label as usize];
+                if overlay.outline {
+                    let edge = row == 0
+                        || col == 0
+                        || row + 1 == height
+                        || col + 1 == width
+                        || label_at(row - 1, col) != label
+                        || label_at(row + 1, col) != label
+                        || label_at(row, col - 1) != label
+                        || label_at(row, col + 1) != label;
+                    if edge {
+                        rgb = color;
+                    }
+                } else {
+                    for channel in 0..3 {
+                        let (under, over) = (rgb[channel] as u32, color[channel] as u32);
+                        rgb[channel] = ((under * (256 - alpha) + over * alpha) >> 8) as u8;
+                    }
+                }
+            }
+            pixel.copy_from_slice(&[rgb[0], rgb[1], rgb[2], 255]);
+            index += col_step;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nifti_io::{encode_volume, Volume};
+    use crate::viewer::orientation::{Orientation, Plane};
+    use nifti::{NiftiHeader, NiftiType};
+
+    fn volume(dims: [u32; 3], values: &[i16]) -> Samples {
+        let header = NiftiHeader { pixdim: [1.0; 8], ..NiftiHeader::default() };
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Volume::parse("image", &encode_volume(&header, dims, NiftiType::Int16, &bytes)).unwrap().into_samples("image").unwrap()
+    }
+
+    #[test]
+    fn window_maps_intensities_to_grey_and_mask_blends_on_top() {
+        let dims = [2, 1, 1];
+        let image = volume(dims, &[0, 100]);
+        let geometry = Orientation::from_affine(&[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+            .slice_geometry(Plane::Axial, [2, 1, 1], [1.0; 3]);
+        let mut out = vec![0; 8];
+        let window = Window::spanning(0.0, 100.0);
+        let no_labels = Overlay::new([], 0.5, false);
+        render_slice(&image, &[0, 0], &geometry, 0, window, &no_labels, &mut out);
+        // Radiological: voxel i=1 (more to the right) is drawn on the left.
+        assert_eq!(out, [255, 255, 255, 255, 0, 0, 0, 255]);
+        let red = Overlay::new([(1, "#ff0000")], 0.5, false);
+        render_slice(&image, &[1, 0], &geometry, 0, window, &red, &mut out);
+        assert_eq!(&out[4..8], &[127, 0, 0, 255], "half red over black");
+        assert_eq!(&out[..4], &[255, 255, 255, 255]);
+    }
+
+    #[test]
+    fn outline_mode_draws_only_region_edges() {
+        let dims = [5, 5, 1];
+        let image = volume(dims, &[0; 25]);
+        let geometry = Orientation::from_affine(&[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+            .slice_geometry(Plane::Axial, [5, 5, 1], [1.0; 3]);
+        let mut mask = vec![0u8; 25];
+        for j in 1..4 {
+            for i in 1..4 {
+                mask[i + 5 * j] = 2;
+            }
+        }
+        let mut out = vec![0; 100];
+        render_slice(&image, &mask, &geometry, 0, Window::spanning(0.0, 1.0), &Overlay::new([(2, "#00ff00")], 1.0, true), &mut out);
+        let green = |col: usize, row: usize| out[(row * 5 + col) * 4 + 1] == 255;
+        assert!(green(1, 1) && green(3, 2) && green(2, 3), "edges drawn");
+        assert!(!green(2, 2), "the inside stays clear");
+        assert!(!green(0, 0), "outside stays clear");
+    }
+
+    #[test]
+    fn dragging_the_window_and_parsing_colours() {
+        let window = Window::spanning(0.0, 1000.0).dragged(250.0, -50.0, 1000.0);
+        assert_eq!(window, Window { center: 400.0, width: 1500.0 });
+        assert_eq!(parse_hex_color("#1f77b4"), Some([0x1f, 0x77, 0xb4]));
+        assert_eq!(parse_hex_color("red"), None);
+    }
+}

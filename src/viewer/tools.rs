@@ -1,0 +1,291 @@
+//! Mask editing on a displayed slice: brush, eraser (a brush that paints 0), a brush limited
+//! to an intensity range, and 2-D flood fill. Every edit is recorded as a [`Delta`] (which
+//! voxels changed, from what, to what) so undo and redo cost memory in proportion to the
+//! edit, not the volume.
+
+use std::collections::HashSet;
+
+use super::orientation::SliceGeometry;
+use crate::nifti_io::Samples;
+
+/// Voxels changed by one edit: index, old label, new label.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    changes: Vec<(u32, u8, u8)>,
+}
+
+impl Delta {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.changes.len()
+    }
+
+    fn set(&mut self, mask: &mut [u8], index: usize, value: u8) {
+        let old = mask[index];
+        if old != value {
+            self.changes.push((index as u32, old, value));
+            mask[index] = value;
+        }
+    }
+}
+
+/// What a stroke paints and where it may.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Paint {
+    /// Label value to write; 0 erases.
+    pub value: u8,
+    /// Brush radius in millimetres (at least one voxel is always painted).
+    pub radius_mm: f32,
+    /// Paint only voxels whose image intensity lies in this range.
+    pub intensity_range: Option<(f32, f32)>,
+}
+
+impl Paint {
+    fn allows(&self, image: &Samples, index: usize) -> bool {
+        match self.intensity_range {
+            None => true,
+            Some((low, high)) => {
+                let value = image.get(index);
+                value >= low && value <= high
+            }
+        }
+    }
+}
+
+/// A brush stroke in progress: stamps discs along the pointer's path on one slice.
+pub struct Stroke {
+    paint: Paint,
+    slice: usize,
+    last: Option<(f64, f64)>,
+    delta: Delta,
+}
+
+impl Stroke {
+    pub fn begin(paint: Paint, slice: usize) -> Stroke {
+        Stroke { paint, slice, last: None, delta: Delta::default() }
+    }
+
+    /// Moves the brush to (`col`, `row`) in slice pixels (fractional), painting the path
+    /// from the previous position so quick drags leave no gaps.
+    pub fn extend_to(&mut self, geometry: &SliceGeometry, image: &Samples, mask: &mut [u8], col: f64, row: f64) {
+        let from = self.last.unwrap_or((col, row));
+        let spacing = geometry.spacing_across.min(geometry.spacing_down) as f64;
+        let step = (self.paint.radius_mm as f64 / spacing / 2.0).max(0.5);
+        let distance = ((col - from.0).powi(2) + (row - from.1).powi(2)).sqrt();
+        let stamps = (distance / step).ceil().max(1.0) as usize;
+        for n in 1..=stamps {
+            let t = n as f64 / stamps as f64;
+            self.stamp(geometry, image, mask, from.0 + (col - from.0) * t, from.1 + (row - from.1) * t);
+        }
+        self.last = Some((col, row));
+    }
+
+    fn stamp(&mut self, geometry: &SliceGeometry, image: &Samples, mask: &mut [u8], col: f64, row: f64) {
+        let (sx, sy) = (geometry.spacing_across as f64, geometry.spacing_down as f64);
+        let radius = self.paint.radius_mm as f64;
+        let (reach_cols, reach_rows) = ((radius / sx).ceil() as i64, (radius / sy).ceil() as i64);
+        let (centre_col, centre_row) = (col.floor() as i64, row.floor() as i64);
+        for dr in -reach_rows..=reach_rows {
+            for dc in -reach_cols..=reach_cols {
+                let (c, r) = (centre_col + dc, centre_row + dr);
+                if c < 0 || r < 0 || c as usize >= geometry.width || r as usize >= geometry.height {
+                    continue;
+                }
+                let inside = (dc == 0 && dr == 0) || ((dc as f64 * sx).powi(2) + (dr as f64 * sy).powi(2)) <= radius * radius;
+                if !inside {
+                    continue;
+                }
+                let index = geometry.index(self.slice, c as usize, r as usize);
+                if self.paint.allows(image, index) {
+                    self.delta.set(mask, index, self.paint.value);
+                }
+            }
+        }
+    }
+
+    pub fn finish(self) -> Delta {
+        self.delta
+    }
+}
+
+/// Fills the 4-connected region of the slice that holds the same label as (`col`, `row`)
+/// (and, with an intensity range, lies inside it) with `paint.value`.
+pub fn flood_fill(
+    geometry: &SliceGeometry,
+    image: &Samples,
+    mask: &mut [u8],
+    slice: usize,
+    (col, row): (usize, usize),
+    paint: Paint,
+) -> Delta {
+    let mut delta = Delta::default();
+    let seed_index = geometry.index(slice, col, row);
+    let target = mask[seed_index];
+    if target == paint.value || !paint.allows(image, seed_index) {
+        return delta;
+    }
+    let mut seen = HashSet::new();
+    let mut pending = vec![(col, row)];
+    while let Some((c, r)) = pending.pop() {
+        if !seen.insert((c, r)) {
+            continue;
+        }
+        let index = geometry.index(slice, c, r);
+        if mask[index] != target || !paint.allows(image, index) {
+            continue;
+        }
+        delta.set(mask, index, paint.value);
+        if c > 0 {
+            pending.push((c - 1, r));
+        }
+        if r > 0 {
+            pending.push((c, r - 1));
+        }
+        if c + 1 < geometry.width {
+            pending.push((c + 1, r));
+        }
+        if r + 1 < geometry.height {
+            pending.push((c, r + 1));
+        }
+    }
+    delta
+}
+
+/// Undo and redo stacks of deltas.
+#[derive(Default)]
+pub struct History {
+    undo: Vec<Delta>,
+    redo: Vec<Delta>,
+}
+
+impl History {
+    /// Most edits kept for undo; older ones stay in the mask but can no longer be undone.
+    const LIMIT: usize = 500;
+
+    /// Records an edit already applied to the mask; a new edit ends the redo chain.
+    pub fn push(&mut self, delta: Delta) {
+        if delta.is_empty() {
+            return;
+        }
+        self.redo.clear();
+        self.undo.push(delta);
+        if self.undo.len() > Self::LIMIT {
+            self.undo.remove(0);
+        }
+    }
+
+    /// Reverts the newest edit; false when there is none.
+    pub fn undo(&mut self, mask: &mut [u8]) -> bool {
+        let Some(delta) = self.undo.pop() else { return false };
+        for &(index, old, _) in delta.changes.iter().rev() {
+            mask[index as usize] = old;
+        }
+        self.redo.push(delta);
+        true
+    }
+
+    /// Re-applies the newest undone edit; false when there is none.
+    pub fn redo(&mut self, mask: &mut [u8]) -> bool {
+        let Some(delta) = self.redo.pop() else { return false };
+        for &(index, _, new) in &delta.changes {
+            mask[index as usize] = new;
+        }
+        self.undo.push(delta);
+        true
+    }
+
+    pub fn can_undo(&self) -> bool {
+        !self.undo.is_empty()
+    }
+
+    pub fn can_redo(&self) -> bool {
+        !self.redo.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.undo.clear();
+        self.redo.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nifti_io::{encode_volume, Volume};
+    use crate::viewer::orientation::{Orientation, Plane};
+    use nifti::{NiftiHeader, NiftiType};
+
+    const IDENTITY: [[f64; 4]; 3] = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]];
+
+    fn ramp(dims: [u32; 3]) -> Samples {
+        let header = NiftiHeader { pixdim: [1.0; 8], ..NiftiHeader::default() };
+        let n = dims.iter().product::<u32>() as usize;
+        // Intensity = i, so columns have known values.
+        let bytes: Vec<u8> = (0..n).flat_map(|index| ((index % dims[0] as usize) as i16).to_le_bytes()).collect();
+        Volume::parse("image", &encode_volume(&header, dims, NiftiType::Int16, &bytes)).unwrap().into_samples("image").unwrap()
+    }
+
+    fn axial(dims: [usize; 3]) -> SliceGeometry {
+        Orientation::from_affine(&IDENTITY).slice_geometry(Plane::Axial, dims, [1.0; 3])
+    }
+
+    #[test]
+    fn brush_paints_a_disc_and_undo_redo_restore_exactly() {
+        let dims = [20, 20, 3];
+        let (image, geometry) = (ramp([20, 20, 3]), axial(dims));
+        let mut mask = vec![0u8; 1200];
+        let paint = Paint { value: 1, radius_mm: 2.0, intensity_range: None };
+        let mut stroke = Stroke::begin(paint, 1);
+        stroke.extend_to(&geometry, &image, &mut mask, 10.5, 10.5);
+        let delta = stroke.finish();
+        assert_eq!(delta.len(), 13, "a radius-2 disc on a 1 mm grid");
+        assert!(mask[..400].iter().all(|&v| v == 0), "other slices untouched");
+        let painted = mask.clone();
+        let mut history = History::default();
+        history.push(delta);
+        assert!(history.undo(&mut mask));
+        assert!(mask.iter().all(|&v| v == 0));
+        assert!(history.redo(&mut mask));
+        assert_eq!(mask, painted);
+        assert!(!history.redo(&mut mask));
+    }
+
+    #[test]
+    fn a_drag_leaves_no_gaps_and_the_eraser_clears() {
+        let dims = [40, 10, 1];
+        let (image, geometry) = (ramp([40, 10, 1]), axial(dims));
+        let mut mask = vec![0u8; 400];
+        let mut stroke = Stroke::begin(Paint { value: 2, radius_mm: 1.0, intensity_range: None }, 0);
+        stroke.extend_to(&geometry, &image, &mut mask, 2.5, 5.5);
+        stroke.extend_to(&geometry, &image, &mut mask, 37.5, 5.5);
+        stroke.finish();
+        assert!((2..=37).all(|col| mask[geometry.index(0, col, 5)] == 2), "continuous line");
+        let mut eraser = Stroke::begin(Paint { value: 0, radius_mm: 30.0, intensity_range: None }, 0);
+        eraser.extend_to(&geometry, &image, &mut mask, 20.0, 5.0);
+        assert!(eraser.finish().len() > 30);
+        assert!(mask.iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn threshold_brush_and_fill_respect_the_intensity_range() {
+        let dims = [20, 20, 1];
+        let (image, geometry) = (ramp([20, 20, 1]), axial(dims));
+        let mut mask = vec![0u8; 400];
+        let limited = Paint { value: 1, radius_mm: 50.0, intensity_range: Some((5.0, 9.0)) };
+        let mut stroke = Stroke::begin(limited, 0);
+        stroke.extend_to(&geometry, &image, &mut mask, 10.0, 10.0);
+        assert_eq!(stroke.finish().len(), 5 * 20, "only columns with i in 5..=9");
+        assert!((0..400).all(|index| (mask[index] == 1) == (5..=9).contains(&(index % 20))));
+
+        // Fill the unlabelled area left of the band (screen right is i decreasing).
+        let seed = (19, 0); // i = 0
+        let fill = flood_fill(&geometry, &image, &mut mask, 0, seed, Paint { value: 3, radius_mm: 1.0, intensity_range: None });
+        assert_eq!(fill.len(), 5 * 20, "i in 0..=4, stopped by the band");
+        assert!((0..400).all(|index| (mask[index] == 3) == (index % 20 < 5)));
+        let nothing = flood_fill(&geometry, &image, &mut mask, 0, seed, Paint { value: 3, radius_mm: 1.0, intensity_range: None });
+        assert!(nothing.is_empty());
+    }
+}
