@@ -5,6 +5,8 @@
 //! that takes over the server-rendered pages in the browser.
 
 pub mod app;
+#[cfg(feature = "hydrate")]
+pub mod browser;
 pub mod edits;
 pub mod nifti_io;
 pub mod pages;

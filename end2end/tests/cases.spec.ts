@@ -33,7 +33,7 @@ test("a case opens with its artifacts, downloadable from storage by the browser"
   await page.getByRole("link", { name: "Demo abdomen phantom (CT, int16)" }).click();
   await expect(page).toHaveURL(/\/cases\/[0-9a-f-]{36}$/);
   await expect(page.getByRole("heading", { name: "Demo abdomen phantom (CT, int16)" })).toBeVisible();
-  await expect(page.locator(".label")).toHaveText(["1 liver", "2 kidney"]);
+  await expect(page.locator("p.labels .label")).toHaveText(["1 liver", "2 kidney"]);
 
   // The presigned URL works cross-origin from the page, as the viewer will use it.
   const imageUrl = await page.locator('a[data-kind="Image"]').getAttribute("href");

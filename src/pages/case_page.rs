@@ -1,26 +1,38 @@
-//! One case: its artifacts with their presigned links. The canvas viewer and mask editor
-//! build on this page.
+//! One case: the viewer and mask editor, the version history, and the artifacts with their
+//! presigned links.
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use crate::pages::case_list::LoadError;
+use crate::pages::viewer_panel::CaseViewer;
 use crate::types::{Artifact, ArtifactKind, CaseArtifacts};
 
 #[server]
 pub async fn get_case_artifacts(case_id: String) -> Result<CaseArtifacts, ServerFnError> {
     let (state, _user) = crate::server::sessions::server_fn_caller().await?;
-    Ok(crate::server::services::cases::case_artifacts(&state, &case_id, false).await?)
+    Ok(crate::server::services::cases::case_artifacts(&state, &case_id, true).await?)
 }
 
 #[component]
 pub fn CasePage() -> impl IntoView {
     let params = use_params_map();
     let case_id = move || params.read().get("id").unwrap_or_default();
+    // The editor loads once per case; the links table below can refresh on its own.
+    let opened = Resource::new(case_id, get_case_artifacts);
     // Bumping this re-requests the artifacts, which presigns fresh URLs.
     let refreshes = RwSignal::new(0u32);
     let artifacts = Resource::new(move || (case_id(), refreshes.get()), |(id, _)| get_case_artifacts(id));
     view! {
+        <Suspense fallback=|| view! { <p>"Loading case…"</p> }>
+            {move || Suspend::new(async move {
+                match opened.await {
+                    Ok(case) => view! { <h1>{case.case_name.clone()}</h1> <CaseViewer case/> }.into_any(),
+                    Err(err) => view! { <LoadError err/> }.into_any(),
+                }
+            })}
+        </Suspense>
+        <h2>"Files"</h2>
         <Transition fallback=|| view! { <p>"Loading case…"</p> }>
             {move || Suspend::new(async move {
                 match artifacts.await {
@@ -46,7 +58,6 @@ pub fn CasePage() -> impl IntoView {
 #[component]
 fn CaseDetails(case: CaseArtifacts) -> impl IntoView {
     view! {
-        <h1>{case.case_name}</h1>
         <p class="labels">
             "Labels: "
             {case

@@ -8,18 +8,30 @@ use super::services::cases::{import_case, NewCase};
 use super::services::users::{add_user, user_count, Role};
 use super::{AppError, AppState};
 
-/// A header placing voxel (i, j, k) at `origin + spacing * (i, j, k)` in RAS millimetres,
-/// with the volume centred on the origin.
-fn header(dims: [u32; 3], spacing: [f32; 3]) -> NiftiHeader {
-    let centre = |axis: usize| -(dims[axis] as f32 - 1.0) * spacing[axis] / 2.0;
+/// How a phantom's voxel axes run in the patient.
+#[derive(Clone, Copy, PartialEq)]
+enum Storage {
+    /// i towards the patient's right, j anterior, k superior.
+    Ras,
+    /// i towards the left, j posterior, k superior: how DICOM-converted CT is often stored.
+    Lps,
+}
+
+/// A header placing the volume centred on the origin with axes stored as `storage` says.
+fn header(dims: [u32; 3], spacing: [f32; 3], storage: Storage) -> NiftiHeader {
+    let sign = |axis: usize| if storage == Storage::Lps && axis < 2 { -1.0 } else { 1.0 };
+    let step = |axis: usize| sign(axis) * spacing[axis];
+    let centre = |axis: usize| -(dims[axis] as f32 - 1.0) * step(axis) / 2.0;
     NiftiHeader {
         pixdim: [1.0, spacing[0], spacing[1], spacing[2], 1.0, 1.0, 1.0, 1.0],
         xyzt_units: 2, // millimetres
         sform_code: 1,
         qform_code: 1,
-        srow_x: [spacing[0], 0.0, 0.0, centre(0)],
-        srow_y: [0.0, spacing[1], 0.0, centre(1)],
-        srow_z: [0.0, 0.0, spacing[2], centre(2)],
+        srow_x: [step(0), 0.0, 0.0, centre(0)],
+        srow_y: [0.0, step(1), 0.0, centre(1)],
+        srow_z: [0.0, 0.0, step(2), centre(2)],
+        // LPS is RAS turned 180° about the z axis.
+        quatern_d: if storage == Storage::Lps { 1.0 } else { 0.0 },
         quatern_x: centre(0),
         quatern_y: centre(1),
         quatern_z: centre(2),
@@ -55,7 +67,7 @@ struct Phantom {
 
 fn head_phantom() -> Phantom {
     let dims = [128, 128, 96];
-    let h = header(dims, [1.5, 1.5, 1.5]);
+    let h = header(dims, [1.5, 1.5, 1.5], Storage::Ras);
     let mut image = Vec::new();
     let mut mask = Vec::new();
     for (index, p) in grid(dims).enumerate() {
@@ -91,7 +103,9 @@ fn head_phantom() -> Phantom {
 
 fn abdomen_phantom() -> Phantom {
     let dims = [192, 160, 64];
-    let h = header(dims, [1.0, 1.0, 2.5]);
+    // Stored LPS, so the viewer must flip it to show the liver on the patient's right
+    // (screen left) and the spine posterior (screen bottom).
+    let h = header(dims, [1.0, 1.0, 2.5], Storage::Lps);
     let mut image = Vec::new();
     let mut mask = Vec::new();
     for (index, p) in grid(dims).enumerate() {
@@ -103,16 +117,17 @@ fn abdomen_phantom() -> Phantom {
             if (x / 0.8).powi(2) + (y / 0.65).powi(2) <= 1.0 {
                 hu = 40.0; // soft tissue
             }
-            if inside_ellipsoid(p, [-0.35, 0.15, 0.0], [0.35, 0.3, 0.7]) {
+            // In LPS voxel order: negative x is the patient's right, positive y posterior.
+            if inside_ellipsoid(p, [-0.35, -0.15, 0.0], [0.35, 0.3, 0.7]) {
                 hu = 60.0;
                 label = 1; // liver
             }
             for cx in [-0.3, 0.3] {
-                if inside_ellipsoid(p, [cx, -0.35, 0.0], [0.1, 0.13, 0.35]) {
+                if inside_ellipsoid(p, [cx, 0.35, 0.0], [0.1, 0.13, 0.35]) {
                     hu = 30.0; // kidneys, left unlabelled for the labeler
                 }
             }
-            if x * x + (y + 0.55).powi(2) <= 0.1 * 0.1 {
+            if x * x + (y - 0.55).powi(2) <= 0.1 * 0.1 {
                 hu = 700.0; // spine
             }
             hu += 8.0 * noise(index);
@@ -130,7 +145,7 @@ fn abdomen_phantom() -> Phantom {
 
 fn blob_phantom() -> Phantom {
     let dims = [64, 64, 64];
-    let h = header(dims, [2.0, 2.0, 2.0]);
+    let h = header(dims, [2.0, 2.0, 2.0], Storage::Ras);
     let mut image = Vec::new();
     for (index, [x, y, z]) in grid(dims).enumerate() {
         let r2 = x * x + y * y + z * z;
@@ -185,6 +200,14 @@ mod tests {
             let image = Volume::parse("image", &phantom.image).unwrap();
             let mask = Volume::parse("mask", &phantom.mask).unwrap();
             assert!(image.same_geometry(&mask), "{}", phantom.name);
+            // Readers that prefer the qform must place the voxels where the sform does.
+            let sform = image.affine();
+            let mut qform_only = Volume::parse("image", &phantom.image).unwrap();
+            qform_only.header.sform_code = 0;
+            let qform = qform_only.affine();
+            for (s, q) in sform.iter().flatten().zip(qform.iter().flatten()) {
+                assert!((s - q).abs() < 1e-4, "{}: sform {sform:?} vs qform {qform:?}", phantom.name);
+            }
             let labels = mask.into_labels("mask").unwrap();
             let labelled = labels.iter().filter(|v| **v > 0).count();
             if phantom.name.contains("unlabelled") {
