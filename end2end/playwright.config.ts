@@ -14,6 +14,8 @@ export default defineConfig({
   use: {
     baseURL: `http://127.0.0.1:${port}`,
     trace: "retain-on-failure",
+    // Tall enough for the whole canvas: pointer events outside the viewport are not delivered.
+    viewport: { width: 1280, height: 1100 },
     launchOptions: {
       // Debian's Chromium: no browser download is possible on these machines.
       executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",

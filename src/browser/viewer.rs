@@ -432,6 +432,12 @@ fn listen_pointer(shared: &Shared, canvas: &HtmlCanvasElement) {
         viewer.update_cursor(point);
         let geometry = viewer.geometry();
         match viewer.drag.take() {
+            // The button came up where no pointerup reached us (another window, a dialog).
+            Some(Drag::Paint(stroke)) if event.buttons() & 1 == 0 => {
+                viewer.editor.record(stroke.finish());
+                drop(viewer);
+                schedule_keep(&moved);
+            }
             Some(Drag::Paint(mut stroke)) => {
                 let (col, row) = viewer.slice_point(&geometry, point);
                 let editor = &mut viewer.editor;
@@ -507,10 +513,13 @@ fn step_slice(ui: ViewerUi, step: isize) {
 fn listen_keys(shared: &Shared) {
     let keys = shared.clone();
     let handle = window_event_listener(leptos::ev::keydown, move |event: KeyboardEvent| {
-        let typing = event
-            .target()
-            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
-            .is_some_and(|el| matches!(el.tag_name().as_str(), "INPUT" | "SELECT" | "TEXTAREA"));
+        // Keys typed into a text field or list belong to it; sliders and buttons do not take text.
+        let typing = event.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()).is_some_and(|el| {
+            match el.tag_name().as_str() {
+                "INPUT" => !matches!(el.get_attribute("type").as_deref(), Some("range" | "checkbox" | "radio" | "button")),
+                tag => matches!(tag, "SELECT" | "TEXTAREA"),
+            }
+        });
         if typing {
             return;
         }

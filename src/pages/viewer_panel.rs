@@ -261,12 +261,12 @@ pub fn CaseViewer(case: CaseArtifacts) -> impl IntoView {
                     <input
                         type="number" aria-label="Threshold low" step="any"
                         prop:value=move || ui.threshold.get().0.to_string()
-                        on:change=move |ev| if let Ok(v) = event_target_value(&ev).parse() { ui.threshold.update(|t| t.0 = v) }
+                        on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { ui.threshold.update(|t| t.0 = v) }
                     />
                     <input
                         type="number" aria-label="Threshold high" step="any"
                         prop:value=move || ui.threshold.get().1.to_string()
-                        on:change=move |ev| if let Ok(v) = event_target_value(&ev).parse() { ui.threshold.update(|t| t.1 = v) }
+                        on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { ui.threshold.update(|t| t.1 = v) }
                     />
                 </label>
             </div>

@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(editor.image.get(9), 9.0);
         let geometry = editor.orientation.slice_geometry(orientation::Plane::Axial, editor.dims, editor.spacing);
         let mut stroke = Stroke::begin(Paint { value: 1, radius_mm: 1.0, intensity_range: None }, 2);
-        stroke.extend_to(&geometry, &editor.image, &mut editor.mask, 4.0, 4.0);
+        stroke.extend_to(&geometry, &editor.image, &mut editor.mask, 4.5, 4.5);
         editor.record(stroke.finish());
         let edits = editor.unsaved_edits();
         assert_eq!(edits.voxel_count(), 5);

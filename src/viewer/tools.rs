@@ -83,18 +83,20 @@ impl Stroke {
         self.last = Some((col, row));
     }
 
+    /// Paints the voxels whose centres lie within the brush radius of (`col`, `row`), and
+    /// always the voxel under it.
     fn stamp(&mut self, geometry: &SliceGeometry, image: &Samples, mask: &mut [u8], col: f64, row: f64) {
         let (sx, sy) = (geometry.spacing_across as f64, geometry.spacing_down as f64);
         let radius = self.paint.radius_mm as f64;
-        let (reach_cols, reach_rows) = ((radius / sx).ceil() as i64, (radius / sy).ceil() as i64);
-        let (centre_col, centre_row) = (col.floor() as i64, row.floor() as i64);
-        for dr in -reach_rows..=reach_rows {
-            for dc in -reach_cols..=reach_cols {
-                let (c, r) = (centre_col + dc, centre_row + dr);
+        let (under_col, under_row) = (col.floor() as i64, row.floor() as i64);
+        let (reach_cols, reach_rows) = ((radius / sx).ceil() as i64 + 1, (radius / sy).ceil() as i64 + 1);
+        for r in under_row - reach_rows..=under_row + reach_rows {
+            for c in under_col - reach_cols..=under_col + reach_cols {
                 if c < 0 || r < 0 || c as usize >= geometry.width || r as usize >= geometry.height {
                     continue;
                 }
-                let inside = (dc == 0 && dr == 0) || ((dc as f64 * sx).powi(2) + (dr as f64 * sy).powi(2)) <= radius * radius;
+                let (dx, dy) = ((c as f64 + 0.5 - col) * sx, (r as f64 + 0.5 - row) * sy);
+                let inside = (c, r) == (under_col, under_row) || dx * dx + dy * dy <= radius * radius;
                 if !inside {
                     continue;
                 }

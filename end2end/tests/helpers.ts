@@ -1,0 +1,134 @@
+import { APIRequestContext, expect, Page } from "@playwright/test";
+import { gunzipSync } from "node:zlib";
+
+export const DEMO_PASSWORD = "demo-e2e-password";
+
+export async function logIn(page: Page) {
+  await page.goto("/login");
+  await page.getByLabel("Username").fill("demo");
+  await page.getByLabel("Password").fill(DEMO_PASSWORD);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await expect(page.getByRole("heading", { name: "Cases" })).toBeVisible();
+}
+
+/** Imports a copy of a demo case under a fresh name, so each test edits its own case. */
+export async function copyDemoCase(page: Page, demoName: string, labels: string): Promise<string> {
+  const name = `${demoName} copy ${Date.now()}-${Math.random().toString(16).slice(2, 8)}`;
+  return page.evaluate(
+    async ({ demoName, name, labels }) => {
+      const cases = await (await fetch("/cases")).json();
+      const demo = cases.find((c: { name: string }) => c.name === demoName);
+      const artifacts = await (await fetch(`/cases/${demo.id}/artifacts`)).json();
+      const file = async (kind: string) =>
+        (await fetch(artifacts.artifacts.find((a: { kind: string }) => a.kind === kind).url)).blob();
+      const form = new FormData();
+      form.append("name", name);
+      form.append("image", await file("image"), "image.nii.gz");
+      form.append("mask", await file("mask"), "mask.nii.gz");
+      form.append("labels", labels);
+      const response = await fetch("/cases", { method: "POST", body: form });
+      if (response.status !== 201) throw new Error(`import failed: ${response.status} ${await response.text()}`);
+      return (await response.json()).id as string;
+    },
+    { demoName, name, labels },
+  );
+}
+
+/** Opens a case page and waits until the volumes are downloaded and the first slice drawn. */
+export async function openCase(page: Page, caseId: string) {
+  await page.goto(`/cases/${caseId}`);
+  await page.locator("body[data-hydrated=true]").waitFor();
+  await expect(page.getByTestId("loading")).toHaveCount(0, { timeout: 30_000 });
+}
+
+export type Mask = { dims: [number, number, number]; voxels: Uint8Array };
+
+export function parseNifti(file: Buffer): { dims: [number, number, number]; data: Buffer } {
+  const raw = file[0] === 0x1f && file[1] === 0x8b ? gunzipSync(file) : file;
+  const dims: [number, number, number] = [raw.readInt16LE(42), raw.readInt16LE(44), raw.readInt16LE(46)];
+  const voxOffset = raw.readFloatLE(108);
+  return { dims, data: raw.subarray(voxOffset) };
+}
+
+/** The case's current mask, fetched through the API and object storage as a script would. */
+export async function currentMask(request: APIRequestContext, caseId: string) {
+  const case_ = await (await request.get(`/cases/${caseId}/artifacts?history=true`)).json();
+  const mask = case_.artifacts.find((a: { kind: string }) => a.kind === "mask");
+  const { dims, data } = parseNifti(await (await request.get(mask.url)).body());
+  return { dims, voxels: new Uint8Array(data), ref: case_.current_mask_ref as string, history: case_.history as any[] };
+}
+
+export function changedVoxels(before: Uint8Array, after: Uint8Array, dims: [number, number, number]) {
+  const changed: { i: number; j: number; k: number; value: number }[] = [];
+  for (let index = 0; index < after.length; index++) {
+    if (before[index] !== after[index]) {
+      const i = index % dims[0];
+      const j = Math.floor(index / dims[0]) % dims[1];
+      const k = Math.floor(index / (dims[0] * dims[1]));
+      changed.push({ i, j, k, value: after[index] });
+    }
+  }
+  return changed;
+}
+
+/** Canvas pixels equal to `rgb`, counted per half of the canvas. */
+export async function colourCount(page: Page, rgb: [number, number, number]) {
+  return page.getByTestId("slice-canvas").evaluate((canvas: HTMLCanvasElement, rgb) => {
+    const { data, width, height } = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height);
+    const counts = { left: 0, right: 0, top: 0, bottom: 0, total: 0 };
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const at = (y * width + x) * 4;
+        if (data[at] === rgb[0] && data[at + 1] === rgb[1] && data[at + 2] === rgb[2]) {
+          counts.total++;
+          counts[x < width / 2 ? "left" : "right"]++;
+          counts[y < height / 2 ? "top" : "bottom"]++;
+        }
+      }
+    }
+    return counts;
+  }, rgb);
+}
+
+/** The RGB of a canvas point given as fractions of its width and height. */
+export async function pixelAt(page: Page, fx: number, fy: number): Promise<[number, number, number]> {
+  return page.getByTestId("slice-canvas").evaluate(
+    (canvas: HTMLCanvasElement, [fx, fy]) => {
+      const d = canvas.getContext("2d")!.getImageData(Math.floor(canvas.width * fx), Math.floor(canvas.height * fy), 1, 1).data;
+      return [d[0], d[1], d[2]] as [number, number, number];
+    },
+    [fx, fy],
+  );
+}
+
+export async function labelColour(page: Page, value: number): Promise<[number, number, number]> {
+  const style = (await page.locator(`button[data-label="${value}"]`).getAttribute("style")) ?? "";
+  const hex = style.match(/#([0-9a-f]{6})/i)![1];
+  return [0, 2, 4].map((at) => parseInt(hex.slice(at, at + 2), 16)) as [number, number, number];
+}
+
+/** Page coordinates of a canvas point given as fractions of its size. */
+export async function canvasPoint(page: Page, fx: number, fy: number) {
+  await page.getByTestId("slice-canvas").scrollIntoViewIfNeeded();
+  const box = (await page.getByTestId("slice-canvas").boundingBox())!;
+  return { x: box.x + box.width * fx, y: box.y + box.height * fy };
+}
+
+/** The voxel (i, j, k) the status line reports under a canvas point. */
+export async function voxelUnder(page: Page, fx: number, fy: number): Promise<[number, number, number]> {
+  const { x, y } = await canvasPoint(page, fx, fy);
+  await page.mouse.move(x, y);
+  const text = await page.getByTestId("cursor").textContent();
+  const match = text!.match(/voxel \((\d+), (\d+), (\d+)\)/)!;
+  return [Number(match[1]), Number(match[2]), Number(match[3])];
+}
+
+/** Drags the left button between two canvas points (fractions of its size). */
+export async function stroke(page: Page, from: [number, number], to: [number, number]) {
+  const start = await canvasPoint(page, ...from);
+  const end = await canvasPoint(page, ...to);
+  await page.mouse.move(start.x, start.y);
+  await page.mouse.down();
+  await page.mouse.move(end.x, end.y, { steps: 12 });
+  await page.mouse.up();
+}
