@@ -329,7 +329,10 @@ fn attach(shared: Shared) {
     // Redraw whenever a display setting changes.
     let redraw = shared.clone();
     Effect::new(move |_| {
-        (ui.slice.track(), ui.window.track(), ui.opacity.track(), ui.outline.track());
+        ui.slice.track();
+        ui.window.track();
+        ui.opacity.track();
+        ui.outline.track();
         if let Ok(mut viewer) = redraw.try_borrow_mut() {
             viewer.draw();
         }
@@ -526,7 +529,7 @@ fn listen_keys(shared: &Shared) {
         let ui = ui_of(&keys);
         let command = event.ctrl_key() || event.meta_key();
         let key = event.key();
-        let handled = match (command, key.as_str()) {
+        match (command, key.as_str()) {
             (true, "z") | (true, "Z") if event.shift_key() => ui.send(Command::Redo),
             (true, "z") => ui.send(Command::Undo),
             (true, "y") => ui.send(Command::Redo),
@@ -555,8 +558,7 @@ fn listen_keys(shared: &Shared) {
                 }
             }
             _ => return,
-        };
-        let () = handled;
+        }
         event.prevent_default();
     });
     on_cleanup(move || handle.remove());
