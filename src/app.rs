@@ -8,6 +8,7 @@ use leptos_router::{path, SsrMode};
 use crate::pages::case_list::CaseListPage;
 use crate::pages::case_page::CasePage;
 use crate::pages::login::{LogOutButton, LoginPage};
+use crate::pages::models::{ModelPage, ModelsPage};
 
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -39,6 +40,10 @@ pub fn App() -> impl IntoView {
             <header class="topbar">
                 <A href="/">"seglab"</A>
                 <span class="tagline">"segmentation labeling"</span>
+                <nav>
+                    <A href="/">"Cases"</A>
+                    <A href="/registry">"Models"</A>
+                </nav>
                 <LogOutButton/>
             </header>
             <main>
@@ -46,6 +51,8 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <p>"Page not found."</p> }>
                     <Route path=path!("/") view=CaseListPage ssr=SsrMode::Async/>
                     <Route path=path!("/cases/:id") view=CasePage ssr=SsrMode::Async/>
+                    <Route path=path!("/registry") view=ModelsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/registry/:id") view=ModelPage ssr=SsrMode::Async/>
                     <Route path=path!("/login") view=LoginPage/>
                 </Routes>
             </main>

@@ -4,10 +4,14 @@
 //! object storage, database, background work); with `hydrate` it is the WASM front end
 //! that takes over the server-rendered pages in the browser.
 
+// The editor's view types nest deeply when components are not erased (release builds).
+#![recursion_limit = "256"]
+
 pub mod app;
 #[cfg(feature = "hydrate")]
 pub mod browser;
 pub mod edits;
+pub mod models;
 pub mod nifti_io;
 pub mod pages;
 pub mod types;

@@ -99,6 +99,23 @@ pub async fn post_label(request: &SaveLabelRequest, idempotency_key: &str) -> Sa
     }
 }
 
+/// Posts a form (multipart) and returns the JSON answer of a 2xx, else the error message.
+pub async fn post_form(url: &str, form: &web_sys::HtmlFormElement) -> Result<serde_json::Value, String> {
+    let init = RequestInit::new();
+    init.set_method("POST");
+    let body: JsValue = web_sys::FormData::new_with_form(form).map_err(describe)?.into();
+    init.set_body(&body);
+    let request = Request::new_with_str_and_init(url, &init).map_err(describe)?;
+    let response = fetch(&request).await?;
+    let text = JsFuture::from(response.text().map_err(describe)?).await.map_err(describe)?.as_string().unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    if response.ok() {
+        Ok(json)
+    } else {
+        Err(json["error"]["message"].as_str().map_or(text.clone(), str::to_string))
+    }
+}
+
 /// Waits `ms` milliseconds.
 pub async fn sleep(ms: i32) {
     let promise = js_sys::Promise::new(&mut |resolve, _| {

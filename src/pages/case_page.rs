@@ -6,12 +6,31 @@ use leptos_router::hooks::use_params_map;
 
 use crate::pages::case_list::LoadError;
 use crate::pages::viewer_panel::CaseViewer;
+use crate::models::{Job, JobStatus, RunStarted};
+use crate::pages::models::JobTable;
 use crate::types::{Artifact, ArtifactKind, CaseArtifacts};
 
 #[server]
 pub async fn get_case_artifacts(case_id: String) -> Result<CaseArtifacts, ServerFnError> {
     let (state, _user) = crate::server::sessions::server_fn_caller().await?;
     Ok(crate::server::services::cases::case_artifacts(&state, &case_id, true).await?)
+}
+
+#[server]
+pub async fn case_jobs(case_id: String) -> Result<Vec<Job>, ServerFnError> {
+    use crate::server::services::orchestrator::{list_jobs, JobFilter};
+    let (state, _user) = crate::server::sessions::server_fn_caller().await?;
+    Ok(list_jobs(&state, JobFilter::Case(&case_id)).await?)
+}
+
+/// The manual run trigger: every active model version on this case.
+#[server]
+pub async fn run_models(case_id: String) -> Result<RunStarted, ServerFnError> {
+    use crate::server::services::users::Role;
+    use crate::server::sessions;
+    let (state, user) = sessions::server_fn_caller().await?;
+    user.require_any(&[Role::MlEngineer, Role::Admin], "run models").inspect_err(sessions::set_response_status)?;
+    Ok(crate::server::services::orchestrator::run_on_case(&state, &case_id, &user.id).await.inspect_err(sessions::set_response_status)?)
 }
 
 #[component]
@@ -32,6 +51,7 @@ pub fn CasePage() -> impl IntoView {
                 }
             })}
         </Suspense>
+        <ModelRuns case_id=case_id()/>
         <h2>"Files"</h2>
         <Transition fallback=|| view! { <p>"Loading case…"</p> }>
             {move || Suspend::new(async move {
@@ -109,5 +129,56 @@ fn artifact_row(artifact: Artifact) -> impl IntoView {
                 </a>
             </td>
         </tr>
+    }
+}
+
+/// Model jobs of this case and the button that runs the active models on it. The list
+/// refreshes every two seconds while a job is queued or running.
+#[component]
+fn ModelRuns(case_id: String) -> impl IntoView {
+    let run = ServerAction::<RunModels>::new();
+    let ticks = RwSignal::new(0u32);
+    let id = case_id.clone();
+    let jobs = Resource::new(move || (ticks.get(), run.version().get()), move |_| case_jobs(id.clone()));
+    let busy = move || {
+        jobs.get()
+            .and_then(Result::ok)
+            .is_some_and(|jobs| jobs.iter().any(|j| matches!(j.status, JobStatus::Queued | JobStatus::Running)))
+    };
+    #[cfg(feature = "hydrate")]
+    {
+        let handle = set_interval_with_handle(
+            move || {
+                if busy() {
+                    ticks.update(|n| *n += 1);
+                }
+            },
+            std::time::Duration::from_secs(2),
+        );
+        if let Ok(handle) = handle {
+            on_cleanup(move || handle.clear());
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = busy;
+    view! {
+        <section class="runs">
+            <p class="actions">
+                <button on:click=move |_| { run.dispatch(RunModels { case_id: case_id.clone() }); }>"Run models on this case"</button>
+                {move || match run.value().get() {
+                    Some(Ok(started)) => Some(view! { <span data-testid="run-status">{format!("Jobs queued: {}", started.jobs.len())}</span> }.into_any()),
+                    Some(Err(err)) => Some(view! { <span class="error" role="alert">{err.to_string()}</span> }.into_any()),
+                    None => None,
+                }}
+            </p>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match jobs.await {
+                        Ok(jobs) => view! { <JobTable jobs/> }.into_any(),
+                        Err(err) => view! { <LoadError err/> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
     }
 }

@@ -3,6 +3,7 @@
 pub mod case_list;
 pub mod case_page;
 pub mod login;
+pub mod models;
 pub mod viewer_panel;
 
 /// `YYYY-MM-DD HH:MM UTC` from milliseconds since the Unix epoch. Pure arithmetic, so the

@@ -9,7 +9,7 @@ use tokio_util::task::TaskTracker;
 use super::config::{AuditCommand, Cli, Command, ImportArgs, ServeArgs, UserCommand};
 use super::services::cases::{import_case, parse_label_names, NewCase};
 use super::services::audit::verify_chain;
-use super::services::sweeper;
+use super::services::{orchestrator, sweeper};
 use super::services::users::{add_user, Role};
 use super::{demo, http, AppError, AppState};
 
@@ -62,6 +62,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 AppState::connect(cli.config, embedded_addr, leptos_options(&args), shutdown.clone(), &tasks)
                     .await?;
             tasks.spawn(sweeper::run(state.clone(), shutdown.clone()));
+            orchestrator::start(&state, &shutdown, &tasks);
             serve(state, args, shutdown.clone()).await
         }
         Command::Import(args) => {

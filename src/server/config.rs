@@ -119,6 +119,25 @@ pub struct Config {
     pub db_max_connections: u32,
     #[command(flatten)]
     pub s3: S3Config,
+    #[command(flatten)]
+    pub orchestrator: OrchestratorConfig,
+}
+
+/// The orchestrator's workers in this instance and how jobs retry.
+#[derive(Debug, Args, Clone)]
+pub struct OrchestratorConfig {
+    /// Model jobs this instance runs at once (0: leave them to other instances).
+    #[arg(long, global = true, env = "SEGLAB_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+    /// A job attempt that runs longer fails (and may retry).
+    #[arg(long, global = true, env = "SEGLAB_JOB_TIMEOUT_SECS", default_value_t = 600)]
+    pub job_timeout_secs: u64,
+    /// Attempts before a job is marked failed.
+    #[arg(long, global = true, env = "SEGLAB_JOB_MAX_ATTEMPTS", default_value_t = 3)]
+    pub job_max_attempts: u32,
+    /// Wait before the first retry; doubles with each further attempt.
+    #[arg(long, global = true, env = "SEGLAB_JOB_RETRY_BASE_MS", default_value_t = 5000)]
+    pub job_retry_base_ms: u64,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -17,6 +17,8 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::Session;
 
+mod models;
+
 use super::config::ServeArgs;
 use super::services::cases::{self, NewCase};
 use super::services::labels;
@@ -187,6 +189,7 @@ fn rest_routes(args: &ServeArgs) -> Router<AppState> {
         .route("/cases/{id}/artifacts", get(case_artifacts))
         .route("/labels", post(save_label))
         .route("/session", post(log_in).delete(log_out))
+        .merge(models::routes(args.max_upload_bytes))
 }
 
 /// The whole application: REST, pages, server functions, static files.

@@ -1,9 +1,9 @@
 //! Everything that runs only on the server.
 //!
-//! The arrows of the design map to modules: `routes` (REST) and the server functions in
+//! The arrows of the design map to modules: `http` (REST) and the server functions in
 //! `crate::pages` are thin and call `services`; `storage` talks to object storage (and
 //! presigns), `db` to the metadata database; `embedded_s3` is the in-process S3 endpoint of
-//! the zero-dependency default.
+//! the zero-dependency default; `inference` runs models for the orchestrator.
 
 pub mod cli;
 pub mod config;
@@ -12,6 +12,7 @@ pub mod demo;
 pub mod embedded_s3;
 pub mod error;
 pub mod http;
+pub mod inference;
 pub mod services;
 pub mod sessions;
 pub mod state;

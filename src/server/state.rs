@@ -8,7 +8,9 @@ use leptos::config::LeptosOptions;
 use super::config::Config;
 use super::db::Db;
 use super::services::labels::HeadCache;
+use super::inference::{Runner, TractRunner};
 use super::storage::ObjectStore;
+use tokio::sync::Notify;
 
 /// Memory for decoded mask versions: a few 512×512×300 masks.
 const HEAD_CACHE_BYTES: usize = 512 << 20;
@@ -22,6 +24,16 @@ pub struct AppState {
     /// Decoded recent mask versions, shared by all requests of this instance.
     pub heads: Arc<HeadCache>,
     pub sessions: super::sessions::Store,
+    /// Runs model versions for the orchestrator's jobs.
+    pub runner: Arc<dyn Runner>,
+    /// Wakes this instance's idle orchestrator workers when jobs are enqueued here.
+    pub jobs_ready: Arc<Notify>,
+}
+
+impl std::fmt::Debug for dyn Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Runner")
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -94,11 +106,13 @@ impl AppState {
         }
         Ok(AppState {
             db,
-            store,
+            store: store.clone(),
             config: Arc::new(config),
             leptos_options,
             heads: Arc::new(HeadCache::new(HEAD_CACHE_BYTES)),
             sessions,
+            runner: Arc::new(TractRunner::new(store.clone())),
+            jobs_ready: Arc::new(Notify::new()),
         })
     }
 }

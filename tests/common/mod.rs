@@ -53,6 +53,11 @@ impl TestApp {
 
     /// Spawns with `customise` applied to the serve options (body limits, …).
     pub async fn spawn_with(customise: impl FnOnce(&mut ServeArgs)) -> TestApp {
+        Self::spawn_configured(|_| {}, customise).await
+    }
+
+    /// Spawns with `configure` applied to the shared settings (orchestrator, …) as well.
+    pub async fn spawn_configured(configure: impl FnOnce(&mut Config), customise: impl FnOnce(&mut ServeArgs)) -> TestApp {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut env = vec![("SEGLAB_DATA_DIR".to_string(), data_dir.path().display().to_string())];
         if let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") {
@@ -64,6 +69,25 @@ impl TestApp {
                 env.push((var.into(), value));
             }
         }
+        Self::start(data_dir, env, configure, customise).await
+    }
+
+    /// Stops this instance and starts a new one on the same database and storage, as a
+    /// restart of the server would.
+    pub async fn restart(self, configure: impl FnOnce(&mut Config)) -> TestApp {
+        let TestApp { data_dir, env, shutdown, tasks, .. } = self;
+        shutdown.cancel();
+        tasks.close();
+        tasks.wait().await;
+        Self::start(data_dir, env, configure, |_| {}).await
+    }
+
+    async fn start(
+        data_dir: tempfile::TempDir,
+        env: Vec<(String, String)>,
+        configure: impl FnOnce(&mut Config),
+        customise: impl FnOnce(&mut ServeArgs),
+    ) -> TestApp {
         let mut args: Vec<String> = vec!["seglab".into()];
         for (name, value) in &env {
             let flag = match name.as_str() {
@@ -72,7 +96,8 @@ impl TestApp {
             };
             args.push(format!("{flag}={value}"));
         }
-        let config = ConfigOnly::parse_from(args).config;
+        let mut config = ConfigOnly::parse_from(args).config;
+        configure(&mut config);
         let mut serve = ServeOnly::parse_from(["seglab"]).args;
         serve.addr = "127.0.0.1:0".parse().unwrap();
         customise(&mut serve);
@@ -84,6 +109,7 @@ impl TestApp {
         let state = AppState::connect(config, any_port, options, shutdown.clone(), &tasks)
             .await
             .expect("connect test backend");
+        seglab::server::services::orchestrator::start(&state, &shutdown, &tasks);
         let listener = tokio::net::TcpListener::bind(serve.addr).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let router = seglab::server::http::router(state.clone(), &serve);

@@ -119,6 +119,8 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
         state.store.put(&object.object_ref, object.bytes.clone()).await?;
     }
 
+    // A new case is a run trigger: one job per active model version, queued with the case.
+    let active = super::models::all_active(state).await?;
     let created_at = now_ms();
     let mut tx = state.db.pool.begin().await?;
     sqlx::query(
@@ -165,7 +167,11 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
         },
     )
     .await?;
+    if !active.is_empty() {
+        super::orchestrator::enqueue(&mut tx, state, &active, &case_id, "case_import", user_id).await?;
+    }
     tx.commit().await?;
+    state.jobs_ready.notify_waiters();
     tracing::info!(%case_id, %name, dims = ?image.meta.dims, "case imported");
     Ok(CaseSummary {
         id: case_id,

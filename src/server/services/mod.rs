@@ -3,7 +3,10 @@
 
 pub mod audit;
 pub mod cases;
+pub mod evaluation;
 pub mod idempotency;
 pub mod labels;
+pub mod models;
+pub mod orchestrator;
 pub mod sweeper;
 pub mod users;

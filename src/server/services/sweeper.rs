@@ -16,16 +16,18 @@ use crate::server::{now_ms, AppError, AppState};
 pub const ORPHAN_MIN_AGE: Duration = Duration::from_secs(3600);
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
-/// Deletes stored case objects no database row references and older than `min_age`;
-/// returns how many were deleted.
+/// Deletes stored case objects and model predictions no database row references and older
+/// than `min_age`; returns how many were deleted.
 pub async fn sweep_orphans(state: &AppState, min_age: Duration) -> Result<usize, AppError> {
-    let stored = state.store.list_with_age("cases/").await?;
-    let known: HashSet<String> = sqlx::query("SELECT object_ref FROM objects")
-        .fetch_all(&state.db.pool)
-        .await?
-        .into_iter()
-        .map(|row| row.get("object_ref"))
-        .collect();
+    let mut stored = state.store.list_with_age("cases/").await?;
+    stored.extend(state.store.list_with_age("predictions/").await?);
+    let known: HashSet<String> =
+        sqlx::query("SELECT object_ref FROM objects UNION SELECT object_ref FROM predictions")
+            .fetch_all(&state.db.pool)
+            .await?
+            .into_iter()
+            .map(|row| row.get("object_ref"))
+            .collect();
     let cutoff = now_ms() - min_age.as_millis() as i64;
     let mut deleted = 0;
     for (object_ref, modified) in stored {

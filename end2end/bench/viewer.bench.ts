@@ -1,0 +1,109 @@
+// Viewer benchmark in headless Chromium against the release build (`.ci/bench-viewer`):
+// time from opening a case to its first slice drawn, repaint time during a brush stroke on a
+// 512×512 slice, and the WASM bundle size. Figures go to stdout and target/bench/viewer.json.
+import { expect, Page, test } from "@playwright/test";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { gzipSync } from "node:zlib";
+import { canvasPoint, logIn, openCase } from "../tests/helpers";
+
+const RUNS = 7;
+
+function quantile(values: number[], q: number) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.round((sorted.length - 1) * q))];
+}
+
+const summary = (values: number[]) => ({
+  p50: +quantile(values, 0.5).toFixed(1),
+  p95: +quantile(values, 0.95).toFixed(1),
+  max: +Math.max(...values).toFixed(1),
+  runs: values.length,
+});
+
+/** A 512×512×300 int16 CT-like volume (body ellipse, organs, noise) as `.nii.gz`. */
+function largeCt(): Buffer {
+  const [ni, nj, nk] = [512, 512, 300];
+  const header = Buffer.alloc(352);
+  header.writeInt32LE(348, 0);
+  [3, ni, nj, nk, 1, 1, 1, 1].forEach((d, n) => header.writeInt16LE(d, 40 + 2 * n));
+  header.writeInt16LE(4, 70); // int16
+  header.writeInt16LE(16, 72);
+  [1, 0.7, 0.7, 1.0, 1, 1, 1, 1].forEach((p, n) => header.writeFloatLE(p, 76 + 4 * n));
+  header.writeFloatLE(352, 108);
+  header.writeFloatLE(1, 112);
+  header.writeInt16LE(1, 254); // sform_code
+  [[-0.7, 0, 0, 179], [0, -0.7, 0, 179], [0, 0, 1, -150]].forEach((row, r) =>
+    row.forEach((v, c) => header.writeFloatLE(v, 280 + 16 * r + 4 * c)),
+  );
+  header.write("n+1\0", 344, "latin1");
+  const voxels = Buffer.alloc(ni * nj * nk * 2);
+  let seed = 1;
+  for (let k = 0; k < nk; k++) {
+    for (let j = 0; j < nj; j++) {
+      for (let i = 0; i < ni; i++) {
+        const [x, y] = [(i - 256) / 230, (j - 256) / 190];
+        let hu = -1000;
+        if (x * x + y * y <= 1) {
+          hu = (x + 0.35) ** 2 / 0.1 + (y + 0.1) ** 2 / 0.08 <= 1 ? 60 : 40;
+          seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+          hu += (seed % 17) - 8;
+        }
+        voxels.writeInt16LE(hu, 2 * (i + ni * (j + nj * k)));
+      }
+    }
+  }
+  return gzipSync(Buffer.concat([header, voxels]), { level: 1 });
+}
+
+async function importCase(page: Page, name: string, image: Buffer) {
+  const response = await page.request.post("/cases", {
+    headers: { Origin: new URL(page.url()).origin },
+    multipart: { name, image: { name: `${name}.nii.gz`, mimeType: "application/gzip", buffer: image } },
+    timeout: 300_000,
+  });
+  expect(response.status()).toBe(201);
+  return (await response.json()).id as string;
+}
+
+async function firstSliceTimes(page: Page, caseId: string) {
+  const times: number[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    await openCase(page, caseId);
+    times.push(await page.evaluate(() => (window as any).__seglab.firstSliceMs));
+  }
+  return times;
+}
+
+test("viewer benchmark", async ({ page }) => {
+  await logIn(page);
+  const mni = await importCase(page, "MNI152 T1 1 mm", readFileSync("../target/testdata/mni152_t1.nii.gz"));
+  const largeFile = largeCt();
+  const large = await importCase(page, "CT 512x512x300 int16", largeFile);
+
+  const mniFirst = await firstSliceTimes(page, mni);
+  const largeFirst = await firstSliceTimes(page, large);
+
+  // Repaint during a brush stroke on the 512×512 axial slice.
+  await page.evaluate(() => ((window as any).__seglab.renderMs = []));
+  const start = await canvasPoint(page, 0.35, 0.4);
+  const end = await canvasPoint(page, 0.65, 0.6);
+  await page.mouse.move(start.x, start.y);
+  await page.mouse.down();
+  await page.mouse.move(end.x, end.y, { steps: 120 });
+  await page.mouse.up();
+  const repaint: number[] = await page.evaluate(() => (window as any).__seglab.renderMs);
+  expect(repaint.length).toBeGreaterThan(100);
+
+  const wasm = readFileSync("../target/site/pkg/seglab.wasm");
+  const results = {
+    machine: "2 cores, headless Debian Chromium, release build (wasm-opt)",
+    first_slice_ms: { mni152_197x233x189_float32: summary(mniFirst), ct_512x512x300_int16: summary(largeFirst) },
+    large_file_mb: +(largeFile.length / 1e6).toFixed(1),
+    brush_repaint_ms_512x512: summary(repaint),
+    wasm_bytes: wasm.length,
+    wasm_gzip_bytes: gzipSync(wasm, { level: 9 }).length,
+  };
+  console.log(JSON.stringify(results, null, 2));
+  mkdirSync("../target/bench", { recursive: true });
+  writeFileSync("../target/bench/viewer.json", JSON.stringify(results, null, 2));
+});

@@ -1,0 +1,255 @@
+//! The model registry's data shapes, shared by the REST API, the server functions and the
+//! model pages: the model card, lifecycle states, orchestrator jobs, and evaluations.
+//!
+//! The card follows Model Cards for Model Reporting (intended use, limitations, metrics),
+//! Hugging Face's model-index (reported metrics with their dataset) and MONAI bundle metadata
+//! (input spec, label map). Unknown fields are refused so a typo is never silently dropped.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What a model version declares about itself (`POST /models`, field `card`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCard {
+    /// Model name, shared by all its versions: lowercase letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// Semantic version `MAJOR.MINOR.PATCH[-pre]`, unique per name.
+    pub version: String,
+    pub task: Task,
+    pub modality: Modality,
+    /// Label value (as a string key, 1–255) → name; must match the cases' label names.
+    pub label_map: BTreeMap<String, String>,
+    pub input_spec: InputSpec,
+    /// Which label value each output channel stands for (channel 0 is usually background, 0).
+    pub output_channels: Vec<u8>,
+    pub intended_use: String,
+    pub limitations: String,
+    /// SPDX licence identifier, e.g. `Apache-2.0`.
+    pub license: String,
+    #[serde(default)]
+    pub metrics: Vec<ReportedMetric>,
+    pub artifact: ArtifactSpec,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    Segmentation,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Modality {
+    CT,
+    MR,
+    PET,
+    US,
+    #[serde(rename = "other")]
+    Other,
+}
+
+/// What the model expects as input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Voxel type the model was trained on (`float32`, `int16`, …); the runner converts to f32.
+    pub voxel_type: String,
+    /// Expected orientation as three axis codes, e.g. `RAS`.
+    pub orientation: String,
+    /// Expected voxel spacing in mm, if the model depends on it.
+    #[serde(default)]
+    pub spacing_mm: Option<[f32; 3]>,
+    pub intensity_normalisation: Normalisation,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalisation {
+    /// Intensities as stored (after the NIfTI scaling).
+    None,
+    /// Zero mean, unit standard deviation over the volume.
+    Zscore,
+    /// Scaled to 0..1 between the volume's minimum and maximum.
+    Minmax,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportedMetric {
+    pub name: String,
+    pub value: f64,
+    pub dataset: String,
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactSpec {
+    pub format: ArtifactFormat,
+    /// Hex SHA-256 of the uploaded artifact; the upload is refused when it differs.
+    pub sha256: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactFormat {
+    Onnx,
+}
+
+/// Where a model version is in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelState {
+    Registered,
+    Shadow,
+    Production,
+    Archived,
+}
+
+impl ModelState {
+    pub const ALL: [ModelState; 4] = [ModelState::Registered, ModelState::Shadow, ModelState::Production, ModelState::Archived];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelState::Registered => "registered",
+            ModelState::Shadow => "shadow",
+            ModelState::Production => "production",
+            ModelState::Archived => "archived",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ModelState> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// States this one may move to. Production is only reached through shadow, so every
+    /// production model has been measured against human labels first.
+    pub fn allowed_next(self) -> &'static [ModelState] {
+        match self {
+            ModelState::Registered => &[ModelState::Shadow, ModelState::Archived],
+            ModelState::Shadow => &[ModelState::Production, ModelState::Registered],
+            ModelState::Production => &[ModelState::Archived],
+            ModelState::Archived => &[],
+        }
+    }
+}
+
+impl fmt::Display for ModelState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A registered model version as listed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub state: ModelState,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// One model version with its card.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelDetail {
+    #[serde(flatten)]
+    pub summary: ModelSummary,
+    pub card: ModelCard,
+    pub allowed_next: Vec<ModelState>,
+}
+
+/// `GET /models/active`: what runs for one model name, read in one snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActiveModels {
+    pub name: String,
+    pub production: Option<ModelSummary>,
+    pub shadow: Option<ModelSummary>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// One orchestrator job: one model version run on one case.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub run_id: String,
+    pub case_id: String,
+    pub model_id: String,
+    pub model_name: String,
+    pub model_version: String,
+    /// `production` or `shadow`: the model's state when the run was triggered.
+    pub role: ModelState,
+    pub trigger: String,
+    pub status: JobStatus,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// Answer of `POST /cases/{id}/runs`: the jobs one trigger enqueued.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunStarted {
+    pub run_id: String,
+    pub jobs: Vec<Job>,
+}
+
+/// Figures of one metric over cases.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub mean: f64,
+    pub median: f64,
+    pub cases: usize,
+}
+
+/// Agreement with human labels for one label value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabelStats {
+    pub label: u8,
+    pub name: String,
+    pub dice: Stats,
+    /// Over the cases where both masks hold the label (HD95 is undefined otherwise).
+    pub hd95_mm: Option<Stats>,
+}
+
+/// One model version's agreement with human labels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelScore {
+    pub model: ModelSummary,
+    pub labels: Vec<LabelStats>,
+}
+
+/// A case where production and shadow differ most.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Disagreement {
+    pub case_id: String,
+    pub case_name: String,
+    pub label: u8,
+    pub production_dice: f64,
+    pub shadow_dice: f64,
+}
+
+/// `GET /models/evaluation?name=`: production against shadow on the same human-labelled cases.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairedEvaluation {
+    pub name: String,
+    /// Cases with a human label and predictions of both versions.
+    pub paired_cases: usize,
+    pub production: Option<ModelScore>,
+    pub shadow: Option<ModelScore>,
+    /// Largest |production − shadow| Dice first.
+    pub disagreements: Vec<Disagreement>,
+}

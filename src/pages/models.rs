@@ -1,0 +1,319 @@
+//! The model registry pages (`/registry`; the REST API owns `/models`): the list with a registration form, and one model version with
+//! its card, lifecycle buttons, the production-versus-shadow evaluation that a promotion is
+//! decided on, and its jobs.
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+
+use crate::models::{Job, JobStatus, ModelDetail, ModelState, ModelSummary, PairedEvaluation, Stats};
+use crate::pages::case_list::LoadError;
+use crate::pages::format_time;
+
+#[server]
+pub async fn list_models() -> Result<Vec<ModelSummary>, ServerFnError> {
+    let (state, _user) = crate::server::sessions::server_fn_caller().await?;
+    Ok(crate::server::services::models::list_models(&state).await?)
+}
+
+#[server]
+pub async fn get_model(id: String) -> Result<(ModelDetail, PairedEvaluation, Vec<Job>), ServerFnError> {
+    use crate::server::services::{evaluation, models, orchestrator};
+    let (state, _user) = crate::server::sessions::server_fn_caller().await?;
+    let detail = models::model_detail(&state, &id).await?;
+    let evaluation = evaluation::paired_evaluation(&state, &detail.summary.name).await?;
+    let jobs = orchestrator::list_jobs(&state, orchestrator::JobFilter::Model(&id)).await?;
+    Ok((detail, evaluation, jobs))
+}
+
+#[server]
+pub async fn set_model_state(id: String, state: String) -> Result<ModelSummary, ServerFnError> {
+    use crate::server::sessions;
+    let (app, user) = sessions::server_fn_caller().await?;
+    let to = ModelState::parse(&state).ok_or_else(|| ServerFnError::new(format!("unknown state {state}")))?;
+    Ok(crate::server::services::models::transition(&app, &user, &id, to).await.inspect_err(sessions::set_response_status)?)
+}
+
+#[component]
+pub fn ModelsPage() -> impl IntoView {
+    let models = Resource::new(|| (), |_| list_models());
+    view! {
+        <h1>"Models"</h1>
+        <Suspense fallback=|| view! { <p>"Loading models…"</p> }>
+            {move || Suspend::new(async move {
+                match models.await {
+                    Ok(models) => view! { <ModelTable models/> }.into_any(),
+                    Err(err) => view! { <LoadError err/> }.into_any(),
+                }
+            })}
+        </Suspense>
+        <RegisterForm/>
+    }
+}
+
+fn state_badge(state: ModelState) -> impl IntoView {
+    view! { <span class=format!("state {}", state.as_str())>{state.as_str()}</span> }
+}
+
+#[component]
+fn ModelTable(models: Vec<ModelSummary>) -> impl IntoView {
+    if models.is_empty() {
+        return view! { <p>"No model is registered yet."</p> }.into_any();
+    }
+    view! {
+        <table class="models">
+            <thead><tr><th>"Model"</th><th>"Version"</th><th>"State"</th><th>"Registered"</th></tr></thead>
+            <tbody>
+                {models
+                    .into_iter()
+                    .map(|m| view! {
+                        <tr>
+                            <td><a href=format!("/registry/{}", m.id)>{m.name.clone()}</a></td>
+                            <td>{m.version.clone()}</td>
+                            <td>{state_badge(m.state)}</td>
+                            <td>{format_time(m.created_at_ms)}</td>
+                        </tr>
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+/// Uploads a card and an ONNX file to `POST /models`, the same route scripts use.
+#[component]
+fn RegisterForm() -> impl IntoView {
+    let message = RwSignal::new(None::<String>);
+    let form = NodeRef::<leptos::html::Form>::new();
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        #[cfg(feature = "hydrate")]
+        if let Some(form) = form.get() {
+            leptos::task::spawn_local(async move {
+                match crate::browser::upload_model(&form).await {
+                    Ok(model_id) => {
+                        let _ = window().location().set_href(&format!("/registry/{model_id}"));
+                    }
+                    Err(error) => message.set(Some(error)),
+                }
+            });
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = form;
+    };
+    view! {
+        <h2>"Register a model version"</h2>
+        <form class="register" node_ref=form on:submit=submit>
+            <label>
+                "Model card (JSON)"
+                <textarea name="card" rows="14" required placeholder=CARD_EXAMPLE></textarea>
+            </label>
+            <label>"Model file (ONNX)" <input type="file" name="artifact" accept=".onnx" required/></label>
+            <button type="submit" class="primary">"Register"</button>
+            {move || message.get().map(|m| view! { <p class="error" role="alert">{m}</p> })}
+        </form>
+        <p class="muted">
+            "The card schema and an example are in the README (\"Model cards\"). The file's SHA-256 must match "
+            <code>"artifact.sha256"</code> "."
+        </p>
+    }
+}
+
+const CARD_EXAMPLE: &str = r#"{"name": "liver-seg", "version": "1.0.0", "task": "segmentation", "modality": "CT", …}"#;
+
+#[component]
+pub fn ModelPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let changes = RwSignal::new(0u32);
+    let model = Resource::new(move || (id(), changes.get()), |(id, _)| get_model(id));
+    view! {
+        <Transition fallback=|| view! { <p>"Loading model…"</p> }>
+            {move || Suspend::new(async move {
+                match model.await {
+                    Ok((detail, evaluation, jobs)) => view! { <ModelView detail evaluation jobs changes/> }.into_any(),
+                    Err(err) => view! { <LoadError err/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn ModelView(detail: ModelDetail, evaluation: PairedEvaluation, jobs: Vec<Job>, changes: RwSignal<u32>) -> impl IntoView {
+    let card = detail.card.clone();
+    let summary = detail.summary.clone();
+    let transition = ServerAction::<SetModelState>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = transition.value().get() {
+            changes.update(|n| *n += 1);
+        }
+    });
+    let id = summary.id.clone();
+    view! {
+        <h1>{format!("{} {}", summary.name, summary.version)} " " {state_badge(summary.state)}</h1>
+        <section class="lifecycle">
+            <h2>"Lifecycle"</h2>
+            <EvaluationSummary evaluation/>
+            <div class="actions">
+                {detail
+                    .allowed_next
+                    .iter()
+                    .map(|next| {
+                        let (id, next) = (id.clone(), *next);
+                        let label = match next {
+                            ModelState::Shadow => "Promote to shadow",
+                            ModelState::Production => "Promote to production",
+                            ModelState::Registered => "Back to registered",
+                            ModelState::Archived => "Archive",
+                        };
+                        view! {
+                            <button
+                                class=if next == ModelState::Production { "primary" } else { "" }
+                                on:click=move |_| { transition.dispatch(SetModelState { id: id.clone(), state: next.as_str().to_string() }); }
+                            >
+                                {label}
+                            </button>
+                        }
+                    })
+                    .collect_view()}
+            </div>
+            {move || match transition.value().get() {
+                Some(Err(err)) => Some(view! { <p class="error" role="alert">{err.to_string()}</p> }),
+                _ => None,
+            }}
+        </section>
+        <section>
+            <h2>"Model card"</h2>
+            <dl class="card">
+                <dt>"Task"</dt><dd>{format!("{:?} · {:?}", card.task, card.modality)}</dd>
+                <dt>"Labels"</dt><dd>{card.label_map.iter().map(|(v, n)| format!("{v} {n}")).collect::<Vec<_>>().join(", ")}</dd>
+                <dt>"Input"</dt>
+                <dd>{format!(
+                    "{} in {} orientation, {:?} normalisation{}",
+                    card.input_spec.voxel_type,
+                    card.input_spec.orientation,
+                    card.input_spec.intensity_normalisation,
+                    card.input_spec.spacing_mm.map(|s| format!(", spacing {:?} mm", s)).unwrap_or_default()
+                )}</dd>
+                <dt>"Intended use"</dt><dd>{card.intended_use.clone()}</dd>
+                <dt>"Limitations"</dt><dd>{card.limitations.clone()}</dd>
+                <dt>"Licence"</dt><dd>{card.license.clone()}</dd>
+                <dt>"Reported metrics"</dt>
+                <dd>{card.metrics.iter().map(|m| format!("{} {} on {}", m.name, m.value, m.dataset)).collect::<Vec<_>>().join("; ")}</dd>
+                <dt>"Artifact"</dt><dd><code>{format!("ONNX, sha256 {}", card.artifact.sha256)}</code></dd>
+            </dl>
+        </section>
+        <JobTable jobs/>
+    }
+}
+
+fn figure(stats: &Stats) -> String {
+    if stats.cases == 0 {
+        "–".into()
+    } else {
+        format!("{:.3} / {:.3}", stats.mean, stats.median)
+    }
+}
+
+#[component]
+fn EvaluationSummary(evaluation: PairedEvaluation) -> impl IntoView {
+    let versions: Vec<_> = [("Production", evaluation.production.clone()), ("Shadow", evaluation.shadow.clone())]
+        .into_iter()
+        .filter_map(|(role, score)| score.map(|s| (role, s)))
+        .collect();
+    if versions.is_empty() {
+        return view! { <p class="muted" data-testid="evaluation">"No version of this model is in shadow or production, so there is nothing to compare yet."</p> }.into_any();
+    }
+    let heading = if evaluation.paired_cases > 0 {
+        format!("Against human labels, on the same {} cases (paired)", evaluation.paired_cases)
+    } else {
+        "Against human labels".to_string()
+    };
+    view! {
+        <div class="evaluation" data-testid="evaluation">
+            <h3>{heading}</h3>
+            <table>
+                <thead><tr><th>"Version"</th><th>"Label"</th><th>"Cases"</th><th>"Dice mean / median"</th><th>"HD95 mm mean / median"</th></tr></thead>
+                <tbody>
+                    {versions
+                        .into_iter()
+                        .flat_map(|(role, score)| {
+                            let version = format!("{role} {}", score.model.version);
+                            score.labels.into_iter().map(move |label| view! {
+                                <tr>
+                                    <td>{version.clone()}</td>
+                                    <td>{format!("{} {}", label.label, label.name)}</td>
+                                    <td>{label.dice.cases}</td>
+                                    <td>{figure(&label.dice)}</td>
+                                    <td>{label.hd95_mm.as_ref().map(figure).unwrap_or_else(|| "–".into())}</td>
+                                </tr>
+                            })
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+            {(!evaluation.disagreements.is_empty()).then(|| view! {
+                <h3>"Where production and shadow disagree most"</h3>
+                <table>
+                    <thead><tr><th>"Case"</th><th>"Label"</th><th>"Production Dice"</th><th>"Shadow Dice"</th></tr></thead>
+                    <tbody>
+                        {evaluation.disagreements.iter().map(|d| view! {
+                            <tr>
+                                <td><a href=format!("/cases/{}", d.case_id)>{d.case_name.clone()}</a></td>
+                                <td>{d.label}</td>
+                                <td>{format!("{:.3}", d.production_dice)}</td>
+                                <td>{format!("{:.3}", d.shadow_dice)}</td>
+                            </tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            })}
+        </div>
+    }
+    .into_any()
+}
+
+fn status_text(status: JobStatus) -> &'static str {
+    match status {
+        JobStatus::Queued => "queued",
+        JobStatus::Running => "running",
+        JobStatus::Succeeded => "succeeded",
+        JobStatus::Failed => "failed",
+    }
+}
+
+/// Orchestrator jobs with their status, attempts and last error.
+#[component]
+pub fn JobTable(jobs: Vec<Job>) -> impl IntoView {
+    view! {
+        <section>
+            <h2>"Jobs"</h2>
+            {if jobs.is_empty() {
+                view! { <p class="muted">"No jobs yet."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="jobs" data-testid="jobs">
+                        <thead><tr><th>"Model"</th><th>"Role"</th><th>"Case"</th><th>"Trigger"</th><th>"Status"</th><th>"Attempts"</th><th>"Updated"</th></tr></thead>
+                        <tbody>
+                            {jobs.into_iter().map(|job| view! {
+                                <tr>
+                                    <td><a href=format!("/registry/{}", job.model_id)>{format!("{} {}", job.model_name, job.model_version)}</a></td>
+                                    <td>{job.role.as_str()}</td>
+                                    <td><a href=format!("/cases/{}", job.case_id)>{job.case_id[..8].to_string()}</a></td>
+                                    <td>{job.trigger.clone()}</td>
+                                    <td class=format!("job {}", status_text(job.status))>
+                                        {status_text(job.status)}
+                                        {job.last_error.map(|e| view! { <br/><span class="muted">{e}</span> })}
+                                    </td>
+                                    <td>{format!("{} / {}", job.attempts, job.max_attempts)}</td>
+                                    <td>{format_time(job.updated_at_ms)}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any()
+            }}
+        </section>
+    }
+}

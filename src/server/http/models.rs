@@ -1,0 +1,141 @@
+//! REST routes of the model lifecycle: registry, state transitions, active versions, runs and
+//! jobs, evaluation. Thin: they parse and call `services::{models, orchestrator, evaluation}`.
+
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiJson, Caller};
+use crate::models::{ActiveModels, Job, ModelDetail, ModelState, ModelSummary, PairedEvaluation, RunStarted};
+use crate::server::services::orchestrator::{self, JobFilter};
+use crate::server::services::{evaluation, models};
+use crate::server::{AppError, AppState};
+
+pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
+    Router::new()
+        .route("/models", get(list_models).post(register_model).layer(DefaultBodyLimit::max(max_upload_bytes)))
+        .route("/models/active", get(active_models))
+        .route("/models/evaluation", get(evaluate))
+        .route("/models/production-at", get(production_at))
+        .route("/models/{id}", get(model_detail))
+        .route("/models/{id}/state", put(change_state))
+        .route("/models/{id}/jobs", get(model_jobs))
+        .route("/cases/{id}/runs", post(run_on_case))
+        .route("/cases/{id}/jobs", get(case_jobs))
+        .route("/runs/{id}", get(run_jobs))
+}
+
+/// `POST /models`, multipart: `card` (the model card as JSON) and `artifact` (the ONNX file).
+async fn register_model(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    mut form: Multipart,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    let bad_form = |e: axum::extract::multipart::MultipartError| AppError::BadRequest(format!("invalid multipart form: {e}"));
+    let (mut card, mut artifact) = (None, None);
+    while let Some(field) = form.next_field().await.map_err(bad_form)? {
+        match field.name().unwrap_or_default() {
+            "card" => card = Some(field.text().await.map_err(bad_form)?),
+            "artifact" => artifact = Some(field.bytes().await.map_err(bad_form)?.to_vec()),
+            other => return Err(AppError::BadRequest(format!("unknown form field {other:?}; send `card` and `artifact`"))),
+        }
+    }
+    let card = card.ok_or_else(|| AppError::BadRequest("form field `card` (the model card JSON) is required".into()))?;
+    let artifact = artifact.ok_or_else(|| AppError::BadRequest("form field `artifact` (the ONNX file) is required".into()))?;
+    let model = models::register(&state, &user, &card, artifact).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "model_id": model.id, "name": model.name, "version": model.version, "state": model.state }))))
+}
+
+async fn list_models(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<ModelSummary>>, AppError> {
+    Ok(Json(models::list_models(&state).await?))
+}
+
+async fn model_detail(State(state): State<AppState>, _caller: Caller, Path(id): Path<String>) -> Result<Json<ModelDetail>, AppError> {
+    Ok(Json(models::model_detail(&state, &id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateChange {
+    state: String,
+}
+
+/// `PUT /models/{id}/state {"state": "shadow"}`.
+async fn change_state(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+    ApiJson(change): ApiJson<StateChange>,
+) -> Result<Json<ModelSummary>, AppError> {
+    let to = ModelState::parse(&change.state).ok_or_else(|| {
+        AppError::Unprocessable(format!(
+            "field `state`: {:?} is not a state; states are registered, shadow, production, archived",
+            change.state
+        ))
+    })?;
+    Ok(Json(models::transition(&state, &user, &id, to).await?))
+}
+
+#[derive(Deserialize)]
+struct NameQuery {
+    name: Option<String>,
+}
+
+fn required_name(query: NameQuery) -> Result<String, AppError> {
+    query.name.filter(|n| !n.is_empty()).ok_or_else(|| AppError::BadRequest("query parameter `name` (the model name) is required".into()))
+}
+
+/// `GET /models/active?name=` (the seed's getActiveModels).
+async fn active_models(State(state): State<AppState>, _caller: Caller, Query(query): Query<NameQuery>) -> Result<Json<ActiveModels>, AppError> {
+    Ok(Json(models::active_models(&state, &required_name(query)?).await?))
+}
+
+/// `GET /models/evaluation?name=`: production against shadow on human-labelled cases.
+async fn evaluate(State(state): State<AppState>, _caller: Caller, Query(query): Query<NameQuery>) -> Result<Json<PairedEvaluation>, AppError> {
+    Ok(Json(evaluation::paired_evaluation(&state, &required_name(query)?).await?))
+}
+
+#[derive(Deserialize)]
+struct ProductionAtQuery {
+    name: String,
+    /// Milliseconds since the Unix epoch.
+    at: i64,
+}
+
+/// `GET /models/production-at?name=&at=`: which version was in production then (from the audit log).
+async fn production_at(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(query): Query<ProductionAtQuery>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let found = models::production_at(&state, &query.name, query.at).await?;
+    Ok(Json(match found {
+        Some((model_id, version)) => json!({ "name": query.name, "at": query.at, "model_id": model_id, "version": version }),
+        None => json!({ "name": query.name, "at": query.at, "model_id": null, "version": null }),
+    }))
+}
+
+/// `POST /cases/{id}/runs`: run every active model version on the case (202: jobs queued).
+async fn run_on_case(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(case_id): Path<String>,
+) -> Result<(StatusCode, Json<RunStarted>), AppError> {
+    user.require_any(&[crate::server::services::users::Role::MlEngineer, crate::server::services::users::Role::Admin], "run models")?;
+    Ok((StatusCode::ACCEPTED, Json(orchestrator::run_on_case(&state, &case_id, &user.id).await?)))
+}
+
+async fn case_jobs(State(state): State<AppState>, _caller: Caller, Path(id): Path<String>) -> Result<Json<Vec<Job>>, AppError> {
+    Ok(Json(orchestrator::list_jobs(&state, JobFilter::Case(&id)).await?))
+}
+
+async fn run_jobs(State(state): State<AppState>, _caller: Caller, Path(id): Path<String>) -> Result<Json<Vec<Job>>, AppError> {
+    Ok(Json(orchestrator::list_jobs(&state, JobFilter::Run(&id)).await?))
+}
+
+async fn model_jobs(State(state): State<AppState>, _caller: Caller, Path(id): Path<String>) -> Result<Json<Vec<Job>>, AppError> {
+    Ok(Json(orchestrator::list_jobs(&state, JobFilter::Model(&id)).await?))
+}

@@ -1,0 +1,427 @@
+//! The model registry: registering model versions with a validated card and their artifact,
+//! lifecycle transitions (registered → shadow → production → archived), and the active
+//! versions the orchestrator runs.
+//!
+//! The database holds the invariants: partial unique indexes allow one production and one
+//! shadow version per name, and every transition is a compare-and-set in one transaction with
+//! its audit row, so concurrent promotions leave exactly one winner and the audit log answers
+//! "what was in production on date D".
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::audit::{self, AuditEvent};
+use super::users::{Role, User};
+use crate::models::{ActiveModels, ModelCard, ModelDetail, ModelState, ModelSummary};
+use crate::server::inference;
+use crate::server::{now_ms, AppError, AppState};
+
+const MANAGERS: [Role; 2] = [Role::MlEngineer, Role::Admin];
+const VOXEL_TYPES: [&str; 8] = ["uint8", "int8", "int16", "uint16", "int32", "uint32", "float32", "float64"];
+
+fn unprocessable(message: impl Into<String>) -> AppError {
+    AppError::Unprocessable(message.into())
+}
+
+/// Parses a card, naming the offending field on failure (`input_spec.voxel_type: …`).
+pub fn parse_card(json: &str) -> Result<ModelCard, AppError> {
+    let deserializer = &mut serde_json::Deserializer::from_str(json);
+    let card: ModelCard = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        match path.as_str() {
+            "." => unprocessable(format!("model card: {}", err.inner())),
+            _ => unprocessable(format!("model card field `{path}`: {}", err.inner())),
+        }
+    })?;
+    validate_card(&card)?;
+    Ok(card)
+}
+
+/// The rules serde's types cannot express.
+pub fn validate_card(card: &ModelCard) -> Result<(), AppError> {
+    let name_ok = (1..=100).contains(&card.name.len())
+        && card.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+    if !name_ok {
+        return Err(unprocessable("model card field `name`: use 1–100 lowercase letters, digits, `-`, `_` or `.`"));
+    }
+    semver::Version::parse(&card.version)
+        .map_err(|e| unprocessable(format!("model card field `version`: {:?} is not a semantic version ({e})", card.version)))?;
+    if card.label_map.is_empty() {
+        return Err(unprocessable("model card field `label_map`: name at least one label"));
+    }
+    for (value, name) in &card.label_map {
+        match value.parse::<u8>() {
+            Ok(1..=255) if !name.trim().is_empty() => {}
+            _ => {
+                return Err(unprocessable(format!(
+                    "model card field `label_map.{value}`: keys are label values 1–255 and names are not empty"
+                )))
+            }
+        }
+    }
+    let known = |value: u8| value == 0 || card.label_map.contains_key(&value.to_string());
+    if card.output_channels.len() < 2 || !card.output_channels.iter().all(|&v| known(v)) {
+        return Err(unprocessable(
+            "model card field `output_channels`: list at least two channels, each 0 (background) or a value of `label_map`",
+        ));
+    }
+    let spec = &card.input_spec;
+    if !VOXEL_TYPES.contains(&spec.voxel_type.as_str()) {
+        return Err(unprocessable(format!("model card field `input_spec.voxel_type`: one of {}", VOXEL_TYPES.join(", "))));
+    }
+    let axes = spec.orientation.as_bytes();
+    let axis_of = |c: u8| match c {
+        b'R' | b'L' => Some(0),
+        b'A' | b'P' => Some(1),
+        b'S' | b'I' => Some(2),
+        _ => None,
+    };
+    let mut seen = [false; 3];
+    let orientation_ok = axes.len() == 3
+        && axes.iter().all(|&c| axis_of(c).is_some_and(|axis| !std::mem::replace(&mut seen[axis], true)));
+    if !orientation_ok {
+        return Err(unprocessable("model card field `input_spec.orientation`: three axis codes such as RAS or LPS"));
+    }
+    if spec.spacing_mm.is_some_and(|s| s.iter().any(|v| !(v.is_finite() && *v > 0.0))) {
+        return Err(unprocessable("model card field `input_spec.spacing_mm`: three positive numbers"));
+    }
+    for (field, text) in [("intended_use", &card.intended_use), ("limitations", &card.limitations), ("license", &card.license)] {
+        if text.trim().is_empty() {
+            return Err(unprocessable(format!("model card field `{field}`: must not be empty")));
+        }
+    }
+    for (index, metric) in card.metrics.iter().enumerate() {
+        if metric.name.trim().is_empty() || metric.dataset.trim().is_empty() || !metric.value.is_finite() {
+            return Err(unprocessable(format!("model card field `metrics[{index}]`: name, dataset and a finite value are required")));
+        }
+    }
+    let sha = &card.artifact.sha256;
+    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        return Err(unprocessable("model card field `artifact.sha256`: 64 lowercase hexadecimal digits"));
+    }
+    Ok(())
+}
+
+fn summary(row: &AnyRow) -> Result<ModelSummary, AppError> {
+    let state: String = row.get("state");
+    Ok(ModelSummary {
+        id: row.get("id"),
+        name: row.get("name"),
+        version: row.get("version"),
+        state: ModelState::parse(&state).ok_or_else(|| AppError::Internal(format!("unknown model state {state}")))?,
+        created_at_ms: row.get("created_at"),
+        updated_at_ms: row.get("updated_at"),
+    })
+}
+
+const SUMMARY_COLUMNS: &str = "id, name, version, state, created_at, updated_at";
+
+/// Registers a model version in state `registered`: checks the card, the artifact's SHA-256
+/// and that the artifact is a loadable ONNX model, stores the artifact, audits.
+pub async fn register(state: &AppState, user: &User, card_json: &str, artifact: Vec<u8>) -> Result<ModelSummary, AppError> {
+    user.require_any(&MANAGERS, "register models")?;
+    let card = parse_card(card_json)?;
+    let actual = hex::encode(Sha256::digest(&artifact));
+    if actual != card.artifact.sha256 {
+        return Err(unprocessable(format!(
+            "model card field `artifact.sha256`: the uploaded artifact's SHA-256 is {actual}, the card says {}",
+            card.artifact.sha256
+        )));
+    }
+    let checked = artifact.clone();
+    tokio::task::spawn_blocking(move || inference::check_onnx(&checked))
+        .await
+        .map_err(AppError::internal)?
+        .map_err(|e| unprocessable(format!("artifact: not a loadable ONNX model ({e})")))?;
+    let duplicate = sqlx::query("SELECT id FROM models WHERE name = $1 AND version = $2")
+        .bind(&card.name)
+        .bind(&card.version)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    if duplicate.is_some() {
+        return Err(AppError::Conflict(format!("{} {} is already registered", card.name, card.version)));
+    }
+
+    let id = Uuid::new_v4().to_string();
+    let artifact_ref = format!("models/{id}/model.onnx");
+    state.store.put(&artifact_ref, artifact).await?;
+    let at = now_ms();
+    let mut tx = state.db.pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO models (id, name, version, state, card, artifact_ref, sha256, created_by, created_at, updated_at)
+         VALUES ($1, $2, $3, 'registered', $4, $5, $6, $7, $8, $8)",
+    )
+    .bind(&id)
+    .bind(&card.name)
+    .bind(&card.version)
+    .bind(serde_json::to_string(&card).map_err(AppError::internal)?)
+    .bind(&artifact_ref)
+    .bind(&actual)
+    .bind(&user.id)
+    .bind(at)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| unique_conflict(e, format!("{} {} is already registered", card.name, card.version)))?;
+    audit::record(
+        &mut tx,
+        AuditEvent {
+            action: "model_register",
+            user_id: Some(&user.id),
+            case_id: None,
+            details: json!({ "model_id": id, "name": card.name, "version": card.version, "sha256": actual }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(model_id = %id, name = %card.name, version = %card.version, "model registered");
+    Ok(ModelSummary {
+        id,
+        name: card.name,
+        version: card.version,
+        state: ModelState::Registered,
+        created_at_ms: at,
+        updated_at_ms: at,
+    })
+}
+
+/// A unique-index violation as a 409 with `message`; other errors unchanged.
+fn unique_conflict(err: sqlx::Error, message: String) -> AppError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => AppError::Conflict(message),
+        _ => err.into(),
+    }
+}
+
+pub async fn list_models(state: &AppState) -> Result<Vec<ModelSummary>, AppError> {
+    let rows = sqlx::query(&format!("SELECT {SUMMARY_COLUMNS} FROM models ORDER BY name, created_at DESC"))
+        .fetch_all(&state.db.pool)
+        .await?;
+    rows.iter().map(summary).collect()
+}
+
+async fn model_row(state: &AppState, id: &str) -> Result<AnyRow, AppError> {
+    sqlx::query(&format!("SELECT {SUMMARY_COLUMNS}, card, artifact_ref FROM models WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("model {id}")))
+}
+
+pub async fn model_card(state: &AppState, id: &str) -> Result<ModelCard, AppError> {
+    let row = model_row(state, id).await?;
+    serde_json::from_str(&row.get::<String, _>("card")).map_err(AppError::internal)
+}
+
+pub async fn model_detail(state: &AppState, id: &str) -> Result<ModelDetail, AppError> {
+    let row = model_row(state, id).await?;
+    let summary = summary(&row)?;
+    Ok(ModelDetail {
+        allowed_next: summary.state.allowed_next().to_vec(),
+        card: serde_json::from_str(&row.get::<String, _>("card")).map_err(AppError::internal)?,
+        summary,
+    })
+}
+
+/// The artifact reference and card of a model version, for the runner.
+pub async fn runnable(state: &AppState, id: &str) -> Result<(String, ModelCard), AppError> {
+    let row = model_row(state, id).await?;
+    let card = serde_json::from_str(&row.get::<String, _>("card")).map_err(AppError::internal)?;
+    Ok((row.get("artifact_ref"), card))
+}
+
+/// Moves model `id` to `to`. Promoting to production archives the name's previous production
+/// version in the same transaction; a second shadow is refused. Every change is audited.
+pub async fn transition(state: &AppState, user: &User, id: &str, to: ModelState) -> Result<ModelSummary, AppError> {
+    user.require_any(&MANAGERS, "change model states")?;
+    let current = summary(&model_row(state, id).await?)?;
+    let allowed = current.state.allowed_next();
+    if !allowed.contains(&to) {
+        let names: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+        return Err(AppError::Conflict(format!(
+            "{} {} is {}; it cannot move to {to}. Allowed: {}",
+            current.name,
+            current.version,
+            current.state,
+            if names.is_empty() { "none (archived is final)".to_string() } else { names.join(", ") }
+        )));
+    }
+    let at = now_ms();
+    let mut tx = state.db.pool.begin().await?;
+    let mut audit_rows = Vec::new();
+    if to == ModelState::Production {
+        let previous = sqlx::query("SELECT id, version FROM models WHERE name = $1 AND state = 'production' AND id <> $2")
+            .bind(&current.name)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(previous) = previous {
+            let previous_id: String = previous.get("id");
+            sqlx::query("UPDATE models SET state = 'archived', updated_at = $1 WHERE id = $2 AND state = 'production'")
+                .bind(at)
+                .bind(&previous_id)
+                .execute(&mut *tx)
+                .await?;
+            audit_rows.push(json!({
+                "model_id": previous_id, "name": current.name, "version": previous.get::<String, _>("version"),
+                "from": "production", "to": "archived", "reason": format!("replaced by {}", current.version),
+            }));
+        }
+    }
+    let changed = sqlx::query("UPDATE models SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
+        .bind(to.as_str())
+        .bind(at)
+        .bind(id)
+        .bind(current.state.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            unique_conflict(
+                e,
+                format!("another version of {} is already in {to}; move it first (at most one {to} version per name)", current.name),
+            )
+        })?;
+    if changed.rows_affected() == 0 {
+        return Err(AppError::Conflict(format!(
+            "{} {} changed state while this request ran; reload and try again",
+            current.name, current.version
+        )));
+    }
+    audit_rows.push(json!({
+        "model_id": id, "name": current.name, "version": current.version,
+        "from": current.state.as_str(), "to": to.as_str(),
+    }));
+    for details in audit_rows {
+        audit::record(&mut tx, AuditEvent { action: "model_state", user_id: Some(&user.id), case_id: None, details }).await?;
+    }
+    // PostgreSQL checks the unique indexes at each statement; SQLite may at commit.
+    tx.commit().await.map_err(|e| unique_conflict(e, format!("another version of {} is already in {to}", current.name)))?;
+    tracing::info!(model_id = %id, from = %current.state, %to, "model state changed");
+    Ok(ModelSummary { state: to, updated_at_ms: at, ..current })
+}
+
+/// The production and shadow versions of `name`, read in one statement (one snapshot).
+pub async fn active_models(state: &AppState, name: &str) -> Result<ActiveModels, AppError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM models WHERE name = $1 AND state IN ('production', 'shadow')"
+    ))
+    .bind(name)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut active = ActiveModels { name: name.to_string(), production: None, shadow: None };
+    for row in &rows {
+        let model = summary(row)?;
+        match model.state {
+            ModelState::Production => active.production = Some(model),
+            _ => active.shadow = Some(model),
+        }
+    }
+    Ok(active)
+}
+
+/// Every production and shadow version of every name, read in one statement: the snapshot
+/// one orchestrator trigger dispatches from.
+pub async fn all_active(state: &AppState) -> Result<Vec<ModelSummary>, AppError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM models WHERE state IN ('production', 'shadow') ORDER BY name, state"
+    ))
+    .fetch_all(&state.db.pool)
+    .await?;
+    rows.iter().map(summary).collect()
+}
+
+/// The version of `name` that was in production at `at_ms`, replayed from the audit log.
+pub async fn production_at(state: &AppState, name: &str, at_ms: i64) -> Result<Option<(String, String)>, AppError> {
+    let rows = sqlx::query("SELECT details FROM audit_log WHERE action = 'model_state' AND at <= $1 ORDER BY seq")
+        .bind(at_ms)
+        .fetch_all(&state.db.pool)
+        .await?;
+    let mut current: Option<(String, String)> = None;
+    for row in rows {
+        let details: serde_json::Value = serde_json::from_str(&row.get::<String, _>("details")).map_err(AppError::internal)?;
+        if details["name"] != name {
+            continue;
+        }
+        let model = (details["model_id"].as_str().unwrap_or_default().to_string(), details["version"].as_str().unwrap_or_default().to_string());
+        if details["to"] == "production" {
+            current = Some(model);
+        } else if details["from"] == "production" && current.as_ref().is_some_and(|c| c.0 == model.0) {
+            current = None;
+        }
+    }
+    Ok(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card() -> serde_json::Value {
+        json!({
+            "name": "liver-seg", "version": "1.2.0", "task": "segmentation", "modality": "CT",
+            "label_map": {"1": "liver"},
+            "input_spec": {"voxel_type": "int16", "orientation": "RAS", "intensity_normalisation": "zscore"},
+            "output_channels": [0, 1],
+            "intended_use": "research", "limitations": "phantoms only", "license": "Apache-2.0",
+            "metrics": [{"name": "dice", "value": 0.9, "dataset": "phantoms", "label": "liver"}],
+            "artifact": {"format": "onnx", "sha256": "ab".repeat(32)},
+        })
+    }
+
+    fn refusal(card: serde_json::Value) -> String {
+        match parse_card(&card.to_string()) {
+            Err(AppError::Unprocessable(message)) => message,
+            other => panic!("expected a 422, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_complete_card_is_accepted() {
+        let parsed = parse_card(&card().to_string()).unwrap();
+        assert_eq!(parsed.label_map["1"], "liver");
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let mut c = card();
+        c["input_spec"]["colour"] = json!("blue");
+        assert!(refusal(c).contains("input_spec"), "unknown nested field");
+        let mut c = card();
+        c["extra"] = json!(1);
+        assert!(refusal(c).contains("unknown field `extra`"));
+        let mut c = card();
+        c["input_spec"]["intensity_normalisation"] = json!("whiten");
+        assert!(refusal(c).contains("input_spec.intensity_normalisation"));
+        let mut c = card();
+        c["version"] = json!("1.2");
+        assert!(refusal(c).contains("`version`"));
+        let mut c = card();
+        c["label_map"] = json!({"0": "background"});
+        assert!(refusal(c).contains("label_map.0"));
+        let mut c = card();
+        c["output_channels"] = json!([0, 7]);
+        assert!(refusal(c).contains("output_channels"));
+        let mut c = card();
+        c["input_spec"]["orientation"] = json!("RRS");
+        assert!(refusal(c).contains("orientation"));
+        let mut c = card();
+        c["artifact"]["sha256"] = json!("xyz");
+        assert!(refusal(c).contains("artifact.sha256"));
+        let mut c = card();
+        c.as_object_mut().unwrap().remove("license");
+        assert!(refusal(c).contains("missing field `license`"));
+        let mut c = card();
+        c["metrics"][0]["value"] = json!("high");
+        assert!(refusal(c).contains("metrics[0].value"));
+    }
+
+    #[test]
+    fn lifecycle_allows_only_forward_moves_through_shadow() {
+        use ModelState::*;
+        assert!(!Registered.allowed_next().contains(&Production), "production only via shadow");
+        assert_eq!(Shadow.allowed_next(), &[Production, Registered]);
+        assert!(Archived.allowed_next().is_empty());
+    }
+}

@@ -1,0 +1,410 @@
+//! The model lifecycle through HTTP: card validation, state transitions and their races,
+//! roles, the orchestrator's production and shadow jobs with real ONNX inference, retries,
+//! resuming after a restart, and Dice/HD95 against human labels on a case with a known answer.
+//! Runs on SQLite + embedded S3 and on PostgreSQL + Garage (see `common`).
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use common::TestApp;
+use reqwest::multipart::{Form, Part};
+use reqwest::StatusCode;
+use seglab::edits::MaskEdits;
+use seglab::nifti_io::{encode_mask, encode_volume, gzip, Volume};
+use seglab::server::services::cases::{import_case, NewCase};
+use seglab::server::services::users::Role;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+const N: usize = 20;
+const VOXELS: usize = N * N * N;
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/fixtures/models/{name}.onnx", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// The checked-in SHA-256 of a fixture, as the card states it.
+fn fixture_sha(name: &str) -> String {
+    let sums = std::fs::read_to_string(format!("{}/tests/fixtures/models/SHA256SUMS", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    sums.lines().find(|l| l.ends_with(&format!(" {name}.onnx"))).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+fn card(name: &str, version: &str, fixture_name: &str) -> Value {
+    json!({
+        "name": name, "version": version, "task": "segmentation", "modality": "CT",
+        "label_map": {"1": "lesion"},
+        "input_spec": {"voxel_type": "float32", "orientation": "RAS", "intensity_normalisation": "zscore"},
+        "output_channels": [0, 1],
+        "intended_use": "tests", "limitations": "a threshold", "license": "Apache-2.0",
+        "metrics": [{"name": "dice", "value": 0.8, "dataset": "cubes", "label": "lesion"}],
+        "artifact": {"format": "onnx", "sha256": fixture_sha(fixture_name)},
+    })
+}
+
+async fn register(app: &TestApp, token: &str, card: &Value, artifact: Vec<u8>) -> reqwest::Response {
+    let form = Form::new()
+        .text("card", card.to_string())
+        .part("artifact", Part::bytes(artifact).file_name("model.onnx"));
+    app.client.post(app.url("/models")).bearer_auth(token).multipart(form).send().await.unwrap()
+}
+
+async fn registered(app: &TestApp, token: &str, name: &str, version: &str, fixture_name: &str) -> String {
+    let response = register(app, token, &card(name, version, fixture_name), fixture(fixture_name)).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string()
+}
+
+async fn set_state(app: &TestApp, token: &str, id: &str, state: &str) -> reqwest::Response {
+    app.client.put(app.url(&format!("/models/{id}/state"))).bearer_auth(token).json(&json!({ "state": state })).send().await.unwrap()
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query(sql).fetch_one(&app.state.db.pool).await.unwrap().get::<i64, _>(0)
+}
+
+/// A 20³ float volume (RAS, 1 mm) that is 1 inside the cube [6, 14)³ and 0 elsewhere.
+fn cube_image() -> (nifti::NiftiHeader, Vec<u8>) {
+    let header = nifti::NiftiHeader {
+        pixdim: [1.0; 8],
+        sform_code: 1,
+        srow_x: [1.0, 0.0, 0.0, 0.0],
+        srow_y: [0.0, 1.0, 0.0, 0.0],
+        srow_z: [0.0, 0.0, 1.0, 0.0],
+        ..nifti::NiftiHeader::default()
+    };
+    let values: Vec<u8> = (0..VOXELS).flat_map(|index| (in_cube(index) as u8 as f32).to_le_bytes()).collect();
+    (header, values)
+}
+
+fn in_cube(index: usize) -> bool {
+    let (i, j, k) = (index % N, (index / N) % N, index / (N * N));
+    [i, j, k].iter().all(|c| (6..14).contains(c))
+}
+
+async fn cube_case(app: &TestApp) -> String {
+    let (header, image) = cube_image();
+    let case = import_case(
+        &app.state,
+        None,
+        NewCase {
+            name: "cube".into(),
+            image: gzip(&encode_volume(&header, [N as u32; 3], nifti::NiftiType::Float32, &image), 1),
+            mask: Some(gzip(&encode_mask(&header, [N as u32; 3], &vec![0; VOXELS]), 1)),
+            labels: vec![(1, "lesion".into())],
+        },
+    )
+    .await
+    .unwrap();
+    case.id
+}
+
+/// Waits until every job of `case_id` has finished; returns them.
+async fn finished_jobs(app: &TestApp, token: &str, case_id: &str, expected: usize) -> Vec<Value> {
+    for _ in 0..300 {
+        let jobs: Vec<Value> = app.client.get(app.url(&format!("/cases/{case_id}/jobs"))).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+        if jobs.len() == expected && jobs.iter().all(|j| j["status"] == "succeeded" || j["status"] == "failed") {
+            return jobs;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("jobs of {case_id} did not finish");
+}
+
+async fn prediction_refs(app: &TestApp, case_id: &str) -> Vec<(String, String)> {
+    sqlx::query("SELECT role, object_ref FROM predictions WHERE case_id = $1 ORDER BY role")
+        .bind(case_id)
+        .fetch_all(&app.state.db.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.get("role"), row.get("object_ref")))
+        .collect()
+}
+
+#[tokio::test]
+async fn registration_validates_the_card_and_the_artifact() {
+    let app = TestApp::spawn().await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let labeler = app.user("lee", &[Role::Labeler]).await;
+    let good = card("cube-seg", "1.0.0", "segmenter_v1");
+
+    // Refusals change nothing: no model row, no stored artifact, no audit row.
+    let audit_before = count(&app, "SELECT COUNT(*) FROM audit_log").await;
+    let mut unknown = good.clone();
+    unknown["input_spec"]["window"] = json!([0, 1]);
+    let mut wrong_type = good.clone();
+    wrong_type["output_channels"] = json!("0,1");
+    let cases: Vec<(Value, Vec<u8>, StatusCode, &str)> = vec![
+        (unknown, fixture("segmenter_v1"), StatusCode::UNPROCESSABLE_ENTITY, "input_spec"),
+        (wrong_type, fixture("segmenter_v1"), StatusCode::UNPROCESSABLE_ENTITY, "output_channels"),
+        (good.clone(), fixture("segmenter_v2"), StatusCode::UNPROCESSABLE_ENTITY, "artifact.sha256"),
+    ];
+    for (card, artifact, status, field) in cases {
+        let response = register(&app, &engineer, &card, artifact).await;
+        assert_eq!(response.status(), status);
+        let message = response.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains(field), "{message} should name {field}");
+    }
+    // Bytes that match their stated hash but are not ONNX.
+    let mut not_onnx = good.clone();
+    not_onnx["artifact"]["sha256"] = json!(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"not a model")));
+    let response = register(&app, &engineer, &not_onnx, b"not a model".to_vec()).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(response.text().await.unwrap().contains("ONNX"));
+    let form = Form::new().text("card", good.to_string());
+    let response = app.client.post(app.url("/models")).bearer_auth(&engineer).multipart(form).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(register(&app, &labeler, &good, fixture("segmenter_v1")).await.status(), StatusCode::FORBIDDEN);
+    let anonymous = app.client.post(app.url("/models")).multipart(Form::new().text("card", "{}")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM models").await, 0);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log").await, audit_before);
+    assert!(app.state.store.list("models/").await.unwrap().is_empty());
+
+    let response = register(&app, &engineer, &good, fixture("segmenter_v1")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let id = response.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string();
+    let detail: Value = app.client.get(app.url(&format!("/models/{id}"))).bearer_auth(&labeler).send().await.unwrap().json().await.unwrap();
+    assert_eq!(detail["state"], "registered");
+    assert_eq!(detail["card"]["label_map"]["1"], "lesion");
+    assert_eq!(detail["allowed_next"], json!(["shadow", "archived"]));
+    let stored = app.state.store.get(&format!("models/{id}/model.onnx")).await.unwrap();
+    assert_eq!(stored, fixture("segmenter_v1"));
+    // The same name and version again.
+    assert_eq!(register(&app, &engineer, &good, fixture("segmenter_v1")).await.status(), StatusCode::CONFLICT);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn transitions_follow_the_lifecycle_and_are_audited() {
+    let app = TestApp::spawn().await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let labeler = app.user("lee", &[Role::Labeler]).await;
+    let v1 = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
+    let v2 = registered(&app, &engineer, "cube-seg", "2.0.0", "segmenter_v2").await;
+
+    let refused = set_state(&app, &engineer, &v1, "production").await;
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let message = refused.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("Allowed: shadow, archived"), "{message}");
+    assert_eq!(set_state(&app, &engineer, &v1, "retired").await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(set_state(&app, &labeler, &v1, "shadow").await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(set_state(&app, &engineer, "no-such-model", "shadow").await.status(), StatusCode::NOT_FOUND);
+
+    assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::OK);
+    let second_shadow = set_state(&app, &engineer, &v2, "shadow").await;
+    assert_eq!(second_shadow.status(), StatusCode::CONFLICT, "one shadow per name");
+    assert_eq!(set_state(&app, &engineer, &v1, "production").await.status(), StatusCode::OK);
+    let v1_production_at = seglab::server::now_ms();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(set_state(&app, &engineer, &v2, "shadow").await.status(), StatusCode::OK);
+    let active: Value = app.client.get(app.url("/models/active?name=cube-seg")).bearer_auth(&labeler).send().await.unwrap().json().await.unwrap();
+    assert_eq!(active["production"]["id"], v1.as_str());
+    assert_eq!(active["shadow"]["id"], v2.as_str());
+
+    // Promoting v2 archives v1 in the same transaction.
+    assert_eq!(set_state(&app, &engineer, &v2, "production").await.status(), StatusCode::OK);
+    let v1_detail: Value = app.client.get(app.url(&format!("/models/{v1}"))).bearer_auth(&engineer).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v1_detail["state"], "archived");
+    assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::CONFLICT, "archived is final");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM models WHERE state = 'production'").await, 1);
+
+    // What was in production when, from the audit log.
+    let then: Value = app
+        .client
+        .get(app.url(&format!("/models/production-at?name=cube-seg&at={v1_production_at}")))
+        .bearer_auth(&labeler)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(then["model_id"], v1.as_str());
+    let now: Value = app
+        .client
+        .get(app.url(&format!("/models/production-at?name=cube-seg&at={}", seglab::server::now_ms())))
+        .bearer_auth(&labeler)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(now["version"], "2.0.0");
+    let transitions = count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'model_state'").await;
+    assert_eq!(transitions, 5, "v1→shadow, v1→production, v2→shadow, v1→archived, v2→production");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_promotions_leave_exactly_one_winner() {
+    let app = TestApp::spawn().await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let mut versions = Vec::new();
+    for n in 1..=6 {
+        versions.push(registered(&app, &engineer, "race", &format!("1.0.{n}"), "segmenter_v1").await);
+    }
+    // Six versions race for the one shadow slot.
+    let attempts = versions.iter().map(|id| set_state(&app, &engineer, id, "shadow"));
+    let statuses: Vec<StatusCode> = futures::future::join_all(attempts).await.iter().map(|r| r.status()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK || *s == StatusCode::CONFLICT), "{statuses:?}");
+    let shadow: String = sqlx::query("SELECT id FROM models WHERE state = 'shadow'").fetch_one(&app.state.db.pool).await.unwrap().get("id");
+    // Six requests promote the shadow to production at once: one wins.
+    let attempts = (0..6).map(|_| set_state(&app, &engineer, &shadow, "production"));
+    let statuses: Vec<StatusCode> = futures::future::join_all(attempts).await.iter().map(|r| r.status()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{statuses:?}");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM models WHERE state = 'production'").await, 1);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'model_state'").await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn each_trigger_runs_one_production_and_one_shadow_job_with_outputs_apart() {
+    let app = TestApp::spawn().await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let labeler = app.user("lee", &[Role::Labeler]).await;
+    let v1 = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
+    let v2 = registered(&app, &engineer, "cube-seg", "2.0.0", "segmenter_v2").await;
+    for (id, state) in [(&v1, "shadow"), (&v1, "production"), (&v2, "shadow")] {
+        assert_eq!(set_state(&app, &engineer, id, state).await.status(), StatusCode::OK);
+    }
+
+    // Trigger 1: a new case.
+    let case_id = cube_case(&app).await;
+    let jobs = finished_jobs(&app, &engineer, &case_id, 2).await;
+    assert!(jobs.iter().all(|j| j["status"] == "succeeded" && j["trigger"] == "case_import"), "{jobs:?}");
+    assert_eq!(jobs[0]["run_id"], jobs[1]["run_id"]);
+    let mut pinned: Vec<(String, String)> = jobs.iter().map(|j| (j["role"].as_str().unwrap().into(), j["model_id"].as_str().unwrap().into())).collect();
+    pinned.sort();
+    assert_eq!(pinned, vec![("production".to_string(), v1.clone()), ("shadow".to_string(), v2.clone())]);
+    let outputs = prediction_refs(&app, &case_id).await;
+    assert!(outputs[0].1.starts_with(&format!("predictions/production/{case_id}/{v1}/")), "{outputs:?}");
+    assert!(outputs[1].1.starts_with(&format!("predictions/shadow/{case_id}/{v2}/")), "{outputs:?}");
+
+    // Real inference: v1 marks the cube and one face layer around it (see `dice_and_hd95`).
+    let production = Volume::parse("prediction", &app.state.store.get(&outputs[0].1).await.unwrap()).unwrap();
+    assert_eq!(production.meta.dims, [N as u32; 3]);
+    let labels = production.into_labels("prediction").unwrap();
+    assert_eq!(labels.iter().filter(|v| **v == 1).count(), 872);
+    assert!((0..VOXELS).filter(|i| in_cube(*i)).all(|i| labels[i] == 1));
+
+    // The production result pre-labels the unlabelled case; shadow output is never listed.
+    let artifacts: Value = app.client.get(app.url(&format!("/cases/{case_id}/artifacts?history=true"))).bearer_auth(&labeler).send().await.unwrap().json().await.unwrap();
+    let mask_url = artifacts["artifacts"][1]["url"].as_str().unwrap();
+    let head = Volume::parse("mask", &app.client.get(mask_url).send().await.unwrap().bytes().await.unwrap()).unwrap();
+    assert_eq!(head.into_labels("mask").unwrap(), labels);
+    assert!(!artifacts.to_string().contains("predictions/"), "labelers never see model outputs");
+
+    // Trigger 2: manual, for ML engineers only.
+    let forbidden = app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&labeler).send().await.unwrap();
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    let started = app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&engineer).send().await.unwrap();
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    let started: Value = started.json().await.unwrap();
+    assert_eq!(started["jobs"].as_array().unwrap().len(), 2);
+    finished_jobs(&app, &engineer, &case_id, 4).await;
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM predictions").await, 4);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'model_run'").await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_job_is_retried_with_backoff_then_marked_failed() {
+    let app = TestApp::spawn_configured(|c| c.orchestrator.job_retry_base_ms = 50, |_| {}).await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    // `broken` wants two input channels; the case image has one.
+    let broken = registered(&app, &engineer, "broken-seg", "0.1.0", "broken").await;
+    assert_eq!(set_state(&app, &engineer, &broken, "shadow").await.status(), StatusCode::OK);
+    let case_id = cube_case(&app).await;
+    let jobs = finished_jobs(&app, &engineer, &case_id, 1).await;
+    assert_eq!(jobs[0]["status"], "failed");
+    assert_eq!(jobs[0]["attempts"], 3);
+    assert_eq!(jobs[0]["max_attempts"], 3);
+    assert!(jobs[0]["last_error"].as_str().unwrap().contains("cannot run"), "{:?}", jobs[0]);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM predictions").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unfinished_jobs_resume_after_a_restart() {
+    // An instance without workers queues the jobs and stops...
+    let app = TestApp::spawn_configured(|c| c.orchestrator.workers = 0, |_| {}).await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let v1 = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
+    assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::OK);
+    let case_id = cube_case(&app).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM model_jobs WHERE status = 'queued'").await, 1);
+    // ...one left `running` by a crashed worker becomes claimable when its lease runs out...
+    sqlx::query("UPDATE model_jobs SET status = 'running', attempts = 1, worker = 'crashed', lease_until = 1")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    // ...and the restarted server finishes it.
+    let app = app.restart(|_| {}).await;
+    let jobs = finished_jobs(&app, &engineer, &case_id, 1).await;
+    assert_eq!(jobs[0]["status"], "succeeded");
+    assert_eq!(jobs[0]["attempts"], 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn dice_and_hd95_against_human_labels_on_a_known_case() {
+    let app = TestApp::spawn().await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let labeler = app.user("lee", &[Role::Labeler]).await;
+    let v1 = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
+    let v2 = registered(&app, &engineer, "cube-seg", "2.0.0", "segmenter_v2").await;
+    assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::OK);
+    let case_id = cube_case(&app).await;
+    finished_jobs(&app, &engineer, &case_id, 1).await;
+
+    // A person labels exactly the cube (512 voxels).
+    let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
+    let cube: Vec<u8> = (0..VOXELS).map(|i| in_cube(i) as u8).collect();
+    let edits = MaskEdits::diff(&vec![0; VOXELS], &cube).encode();
+    let saved = app
+        .client
+        .post(app.url("/labels"))
+        .bearer_auth(&labeler)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({ "case_id": case_id, "base_mask_ref": head, "edits": base64::engine::general_purpose::STANDARD.encode(edits) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), StatusCode::CREATED);
+
+    // v1 (threshold 0.5) marks the cube plus 360 face voxels: Dice 2·512/(872+512); every
+    // surface point is within 1 mm of the other surface: HD95 1 mm.
+    let evaluation: Value = app.client.get(app.url("/models/evaluation?name=cube-seg")).bearer_auth(&engineer).send().await.unwrap().json().await.unwrap();
+    let shadow = &evaluation["shadow"]["labels"][0];
+    assert_eq!(shadow["dice"]["cases"], 1);
+    assert!((shadow["dice"]["mean"].as_f64().unwrap() - 1024.0 / 1384.0).abs() < 1e-9, "{evaluation}");
+    assert_eq!(shadow["hd95_mm"]["mean"], 1.0);
+    assert_eq!(evaluation["paired_cases"], 0);
+
+    // Promote v1, shadow v2 (threshold 0.8: cube plus 216 face voxels), run both: paired.
+    assert_eq!(set_state(&app, &engineer, &v1, "production").await.status(), StatusCode::OK);
+    assert_eq!(set_state(&app, &engineer, &v2, "shadow").await.status(), StatusCode::OK);
+    let started = app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&engineer).send().await.unwrap();
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    finished_jobs(&app, &engineer, &case_id, 3).await;
+    let evaluation: Value = app.client.get(app.url("/models/evaluation?name=cube-seg")).bearer_auth(&engineer).send().await.unwrap().json().await.unwrap();
+    assert_eq!(evaluation["paired_cases"], 1);
+    let production_dice = evaluation["production"]["labels"][0]["dice"]["mean"].as_f64().unwrap();
+    let shadow_dice = evaluation["shadow"]["labels"][0]["dice"]["mean"].as_f64().unwrap();
+    assert!((production_dice - 1024.0 / 1384.0).abs() < 1e-9);
+    assert!((shadow_dice - 1024.0 / 1240.0).abs() < 1e-9, "{evaluation}");
+    let disagreement = &evaluation["disagreements"][0];
+    assert_eq!(disagreement["case_id"], case_id.as_str());
+    assert_eq!(disagreement["label"], 1);
+    // The human label stays the case's mask: production output does not replace it.
+    let head_now: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
+    assert!(head_now.starts_with(&format!("cases/{case_id}/masks/")));
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'prelabel'").await, 0);
+    app.stop().await;
+}
