@@ -220,7 +220,8 @@ pub struct Stats {
 pub struct LabelStats {
     pub label: u8,
     pub name: String,
-    pub dice: Stats,
+    /// Over the cases evaluated; none before the first one.
+    pub dice: Option<Stats>,
     /// Over the cases where both masks hold the label (HD95 is undefined otherwise).
     pub hd95_mm: Option<Stats>,
 }

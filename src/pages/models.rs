@@ -208,11 +208,10 @@ fn ModelView(detail: ModelDetail, evaluation: PairedEvaluation, jobs: Vec<Job>, 
     }
 }
 
-fn figure(stats: &Stats) -> String {
-    if stats.cases == 0 {
-        "–".into()
-    } else {
-        format!("{:.3} / {:.3}", stats.mean, stats.median)
+fn figure(stats: &Option<Stats>) -> String {
+    match stats {
+        Some(stats) => format!("{:.3} / {:.3}", stats.mean, stats.median),
+        None => "–".into(),
     }
 }
 
@@ -244,9 +243,9 @@ fn EvaluationSummary(evaluation: PairedEvaluation) -> impl IntoView {
                                 <tr>
                                     <td>{version.clone()}</td>
                                     <td>{format!("{} {}", label.label, label.name)}</td>
-                                    <td>{label.dice.cases}</td>
+                                    <td>{label.dice.as_ref().map_or(0, |d| d.cases)}</td>
                                     <td>{figure(&label.dice)}</td>
-                                    <td>{label.hd95_mm.as_ref().map(figure).unwrap_or_else(|| "–".into())}</td>
+                                    <td>{figure(&label.hd95_mm)}</td>
                                 </tr>
                             })
                         })

@@ -224,7 +224,7 @@ fn score(model: &ModelSummary, names: &BTreeMap<u8, String>, per_case: &[BTreeMa
             LabelStats {
                 label,
                 name: name.clone(),
-                dice: stats(&mut dices).unwrap_or(Stats { mean: f64::NAN, median: f64::NAN, cases: 0 }),
+                dice: stats(&mut dices),
                 hd95_mm: stats(&mut distances),
             }
         })
