@@ -144,8 +144,21 @@ fn stats(values: &mut [f64]) -> Option<Stats> {
     Some(Stats { mean: values.iter().sum::<f64>() / values.len() as f64, median, cases: values.len() })
 }
 
-/// Per-label (Dice, HD95) of one prediction against one human mask, computed once and cached.
-async fn scores(state: &AppState, prediction_id: &str, prediction_ref: &str, human_ref: &str, labels: &[u8]) -> Result<BTreeMap<u8, (f64, Option<f64>)>, AppError> {
+/// Per label value: Dice and HD95 (mm) of one prediction against one human mask.
+type LabelScores = BTreeMap<u8, (f64, Option<f64>)>;
+
+/// A case one model version predicted and a person labelled.
+struct EvaluableCase {
+    case_id: String,
+    case_name: String,
+    prediction_id: String,
+    prediction_ref: String,
+    human_ref: String,
+}
+
+/// The scores of one prediction against one human mask, computed once and cached.
+async fn scores(state: &AppState, case: &EvaluableCase, labels: &[u8]) -> Result<LabelScores, AppError> {
+    let (prediction_id, prediction_ref, human_ref) = (&case.prediction_id, &case.prediction_ref, &case.human_ref);
     let cached = sqlx::query("SELECT label_value, dice, hd95_mm FROM evaluations WHERE prediction_id = $1 AND human_ref = $2")
         .bind(prediction_id)
         .bind(human_ref)
@@ -191,9 +204,8 @@ async fn scores(state: &AppState, prediction_id: &str, prediction_ref: &str, hum
     Ok(computed)
 }
 
-/// Each case's latest prediction by `model_id` and latest human mask: (case id, case name,
-/// prediction id, prediction ref, human ref).
-async fn evaluable_cases(state: &AppState, model_id: &str) -> Result<Vec<(String, String, String, String, String)>, AppError> {
+/// Each case's latest prediction by `model_id`, with the case's latest human mask.
+async fn evaluable_cases(state: &AppState, model_id: &str) -> Result<Vec<EvaluableCase>, AppError> {
     let rows = sqlx::query(
         "SELECT p.case_id, c.name, p.id, p.object_ref,
                 (SELECT l.new_mask_ref FROM labels l WHERE l.case_id = p.case_id
@@ -209,13 +221,19 @@ async fn evaluable_cases(state: &AppState, model_id: &str) -> Result<Vec<(String
     Ok(rows
         .into_iter()
         .filter_map(|row| {
-            let human: Option<String> = row.get("human_ref");
-            Some((row.get("case_id"), row.get("name"), row.get("id"), row.get("object_ref"), human?))
+            let human_ref: Option<String> = row.get("human_ref");
+            Some(EvaluableCase {
+                case_id: row.get("case_id"),
+                case_name: row.get("name"),
+                prediction_id: row.get("id"),
+                prediction_ref: row.get("object_ref"),
+                human_ref: human_ref?,
+            })
         })
         .collect())
 }
 
-fn score(model: &ModelSummary, names: &BTreeMap<u8, String>, per_case: &[BTreeMap<u8, (f64, Option<f64>)>]) -> ModelScore {
+fn score(model: &ModelSummary, names: &BTreeMap<u8, String>, per_case: &[LabelScores]) -> ModelScore {
     let labels = names
         .iter()
         .map(|(&label, name)| {
@@ -246,18 +264,19 @@ pub async fn paired_evaluation(state: &AppState, name: &str) -> Result<PairedEva
     }
     // With both versions, compare only on cases both predicted.
     if versions.len() == 2 {
-        let shared: std::collections::BTreeSet<String> = versions[0].3.iter().map(|c| c.0.clone()).filter(|id| versions[1].3.iter().any(|c| &c.0 == id)).collect();
+        let shared: std::collections::BTreeSet<String> =
+            versions[0].3.iter().map(|c| c.case_id.clone()).filter(|id| versions[1].3.iter().any(|c| &c.case_id == id)).collect();
         for version in &mut versions {
-            version.3.retain(|c| shared.contains(&c.0));
+            version.3.retain(|c| shared.contains(&c.case_id));
         }
     }
     let mut result = PairedEvaluation { name: name.to_string(), paired_cases: 0, production: None, shadow: None, disagreements: Vec::new() };
-    let mut per_version: Vec<BTreeMap<String, BTreeMap<u8, (f64, Option<f64>)>>> = Vec::new();
+    let mut per_version: Vec<BTreeMap<String, LabelScores>> = Vec::new();
     for (role, model, names, cases) in &versions {
         let labels: Vec<u8> = names.keys().copied().collect();
         let mut by_case = BTreeMap::new();
-        for (case_id, _, prediction_id, prediction_ref, human_ref) in cases {
-            by_case.insert(case_id.clone(), scores(state, prediction_id, prediction_ref, human_ref, &labels).await?);
+        for case in cases {
+            by_case.insert(case.case_id.clone(), scores(state, case, &labels).await?);
         }
         let all: Vec<_> = by_case.values().cloned().collect();
         let summary = Some(score(model, names, &all));
@@ -269,7 +288,7 @@ pub async fn paired_evaluation(state: &AppState, name: &str) -> Result<PairedEva
     }
     if let [production, shadow] = per_version.as_slice() {
         result.paired_cases = production.len();
-        let case_names: BTreeMap<&String, &String> = versions[0].3.iter().map(|c| (&c.0, &c.1)).collect();
+        let case_names: BTreeMap<&String, &String> = versions[0].3.iter().map(|c| (&c.case_id, &c.case_name)).collect();
         for (case_id, p_scores) in production {
             for (label, (p_dice, _)) in p_scores {
                 if let Some((s_dice, _)) = shadow.get(case_id).and_then(|s| s.get(label)) {
@@ -338,12 +357,12 @@ mod tests {
         let spacing = [0.8, 1.5, 2.5];
         let field = squared_distance_transform(&feature, dims, spacing);
         let coords = |i: usize| [i % 7, (i / 7) % 5, i / 35];
-        for p in 0..n {
+        for (p, computed) in field.iter().enumerate() {
             let brute = (0..n)
                 .filter(|&q| feature[q])
                 .map(|q| (0..3).map(|a| ((coords(p)[a] as f64 - coords(q)[a] as f64) * spacing[a]).powi(2)).sum::<f64>())
                 .fold(f64::INFINITY, f64::min);
-            assert!((field[p] - brute).abs() < 1e-9, "voxel {p}: {} vs {brute}", field[p]);
+            assert!((computed - brute).abs() < 1e-9, "voxel {p}: {computed} vs {brute}");
         }
     }
 }

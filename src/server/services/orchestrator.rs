@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
 use super::models;
+use super::users::{Role, User};
 use crate::models::{Job, JobStatus, ModelState, ModelSummary, RunStarted};
 use crate::nifti_io::{gzip_mask, Volume};
 use crate::server::db::Backend;
@@ -78,8 +79,9 @@ pub async fn enqueue(
     Ok(run_id)
 }
 
-/// A manual trigger: runs every active model version on `case_id`.
-pub async fn run_on_case(state: &AppState, case_id: &str, user_id: &str) -> Result<RunStarted, AppError> {
+/// A manual trigger by an ML engineer or admin: runs every active model version on `case_id`.
+pub async fn run_on_case(state: &AppState, case_id: &str, user: &User) -> Result<RunStarted, AppError> {
+    user.require_any(&[Role::MlEngineer, Role::Admin], "run models")?;
     let exists = sqlx::query("SELECT id FROM cases WHERE id = $1").bind(case_id).fetch_optional(&state.db.pool).await?;
     if exists.is_none() {
         return Err(AppError::NotFound(format!("case {case_id}")));
@@ -89,7 +91,7 @@ pub async fn run_on_case(state: &AppState, case_id: &str, user_id: &str) -> Resu
         return Err(AppError::Conflict("no model version is in production or shadow; promote one first".into()));
     }
     let mut tx = state.db.pool.begin().await?;
-    let run_id = enqueue(&mut tx, state, &active, case_id, "manual", Some(user_id)).await?;
+    let run_id = enqueue(&mut tx, state, &active, case_id, "manual", Some(&user.id)).await?;
     tx.commit().await?;
     state.jobs_ready.notify_waiters();
     Ok(RunStarted { run_id: run_id.clone(), jobs: list_jobs(state, JobFilter::Run(&run_id)).await? })
