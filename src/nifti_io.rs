@@ -94,6 +94,10 @@ impl Volume {
         let voxel_type = voxel_type_name(datatype).ok_or_else(|| {
             VolumeError(format!("{what} has voxel type {datatype:?}, which is not supported"))
         })?;
+        let voxels: usize = dim.iter().map(|&d| d as usize).product();
+        if object.volume().raw_data().len() != voxels * datatype.size_of() {
+            return Err(refuse(what, format!("its bitpix {} does not fit voxel type {voxel_type}", header.bitpix)));
+        }
         let pixdim = |axis: usize| header.pixdim[axis].abs();
         let meta = VolumeMeta {
             dims: [dim[0] as u32, dim[1] as u32, dim[2] as u32],
@@ -110,18 +114,12 @@ impl Volume {
     /// The voxels as label values, refusing anything that is not an integer in 0..=255.
     pub fn into_labels(self, what: &str) -> Result<Vec<u8>, VolumeError> {
         let datatype = self.header.data_type().map_err(|e| refuse(what, e))?;
-        let unscaled = matches!(self.header.scl_slope, s if s == 0.0 || s == 1.0 || !s.is_finite())
-            && self.header.scl_inter == 0.0;
+        let (slope, inter) = self.scaling();
         let little = self.header.endianness == nifti::Endianness::Little;
         let raw = self.object.into_volume().into_raw_data();
-        if datatype == NiftiType::Uint8 && unscaled {
+        if datatype == NiftiType::Uint8 && (slope, inter) == (1.0, 0.0) {
             return Ok(raw); // the stored form of every mask we write: no conversion
         }
-        let (slope, inter) = if unscaled {
-            (1.0, 0.0)
-        } else {
-            (self.header.scl_slope as f64, self.header.scl_inter as f64)
-        };
         let size = datatype.size_of();
         let read = |b: &[u8]| -> f64 {
             macro_rules! num {
@@ -154,6 +152,14 @@ impl Volume {
                 }
             })
             .collect()
+    }
+
+    /// `scl_slope` and `scl_inter`; a zero or non-finite slope means no scaling (NIfTI-1).
+    fn scaling(&self) -> (f64, f64) {
+        match self.header.scl_slope {
+            s if s == 0.0 || !s.is_finite() => (1.0, 0.0),
+            s => (f64::from(s), f64::from(self.header.scl_inter)),
+        }
     }
 
     /// The voxel-to-world transform (rows x, y, z of a 3×4 matrix, millimetres, RAS+): the
@@ -200,10 +206,8 @@ impl Volume {
             NiftiType::Float32 => SampleKind::F32,
             _ => SampleKind::F64,
         };
-        let (slope, inter) = match self.header.scl_slope {
-            s if s == 0.0 || !s.is_finite() => (1.0, 0.0),
-            s => (s, self.header.scl_inter),
-        };
+        let (slope, inter) = self.scaling();
+        let (slope, inter) = (slope as f32, inter as f32);
         let big_endian = self.header.endianness == nifti::Endianness::Big;
         let mut bytes = self.object.into_volume().into_raw_data();
         if big_endian {
@@ -430,6 +434,12 @@ mod tests {
         assert!(Volume::parse("image", &raw[..raw.len() - 10]).is_err());
         let err = Volume::parse("image", b"PK\x03\x04 this is a zip file").err().unwrap();
         assert!(err.to_string().contains("not a readable NIfTI-1 volume"), "{err}");
+        // A header whose bitpix disagrees with its datatype (int16 stored as 8 bits).
+        let mut lying = encode_volume(&reference(), [5, 4, 3], NiftiType::Int16, &[0; 120]);
+        lying[72..74].copy_from_slice(&8i16.to_le_bytes());
+        lying.truncate(VOX_OFFSET + 60);
+        let err = Volume::parse("image", &lying).err().unwrap();
+        assert!(err.to_string().contains("bitpix 8"), "{err}");
     }
 
     #[test]

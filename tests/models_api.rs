@@ -344,11 +344,21 @@ async fn unfinished_jobs_resume_after_a_restart() {
         .execute(&app.state.db.pool)
         .await
         .unwrap();
-    // ...and the restarted server finishes it.
+    // ...unless the crash came during its last attempt: then it is not tried again.
+    let crashing_case = cube_case(&app).await;
+    sqlx::query("UPDATE model_jobs SET status = 'running', attempts = 3, worker = 'crashed', lease_until = 1 WHERE case_id = $1")
+        .bind(&crashing_case)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    // The restarted server finishes the first and gives up on the second.
     let app = app.restart(|_| {}).await;
     let jobs = finished_jobs(&app, &engineer, &case_id, 1).await;
     assert_eq!(jobs[0]["status"], "succeeded");
     assert_eq!(jobs[0]["attempts"], 2);
+    let jobs = finished_jobs(&app, &engineer, &crashing_case, 1).await;
+    assert_eq!(jobs[0]["status"], "failed");
+    assert!(jobs[0]["last_error"].as_str().unwrap().contains("worker stopped"));
     app.stop().await;
 }
 

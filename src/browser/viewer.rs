@@ -26,7 +26,8 @@ type Shared = Rc<RefCell<Viewer>>;
 
 /// What a pointer drag is doing.
 enum Drag {
-    Paint(Stroke),
+    /// A stroke on one slice of one plane; it ends if either changes mid-drag.
+    Paint(Stroke, Plane),
     Window { last: (f64, f64) },
     Pan { last: (f64, f64) },
 }
@@ -88,12 +89,21 @@ fn record_timing(first_slice: Option<f64>, render_ms: f64) {
     }
 }
 
+/// False once the person has left the case page: its signals are gone, and reading one would
+/// stop the whole WASM module. Checked after every await.
+fn alive(ui: ViewerUi) -> bool {
+    ui.ready.try_get_untracked().is_some()
+}
+
 /// Starts the viewer on `canvas` for the case in `ui`; effects and listeners live as long as `owner`.
 pub fn start(ui: ViewerUi, canvas: HtmlCanvasElement, owner: Owner) {
     spawn_local(async move {
         match open(ui, canvas).await {
-            Ok(shared) => owner.with(|| attach(shared)),
-            Err(message) => ui.failure.set(Some(message)),
+            Ok(shared) if alive(ui) => owner.with(|| attach(shared)),
+            Ok(_) => {}
+            Err(message) => {
+                let _ = ui.failure.try_set(Some(message));
+            }
         }
     });
 }
@@ -104,8 +114,17 @@ async fn open(ui: ViewerUi, canvas: HtmlCanvasElement) -> Result<Shared, String>
     let (image, mask) = (artifact(ArtifactKind::Image)?, artifact(ArtifactKind::Mask)?);
     let total = (image.size_bytes + mask.size_bytes) as f64;
     let image_size = image.size_bytes as f64;
-    let image_file = net::download(&image.url, |received, _| ui.progress.set((received, total))).await?;
-    let mask_file = net::download(&mask.url, |received, _| ui.progress.set((image_size + received, total))).await?;
+    let image_file = net::download(&image.url, |received, _| {
+        let _ = ui.progress.try_set((received, total));
+    })
+    .await?;
+    let mask_file = net::download(&mask.url, |received, _| {
+        let _ = ui.progress.try_set((image_size + received, total));
+    })
+    .await?;
+    if !alive(ui) {
+        return Err("the case page was left".into());
+    }
     let editor = Editor::open(&image_file, &mask_file, case.current_mask_ref.clone()).map_err(|e| e.to_string())?;
     drop((image_file, mask_file));
 
@@ -181,6 +200,9 @@ impl Viewer {
     }
 
     fn draw(&mut self) {
+        if !alive(self.ui) {
+            return;
+        }
         let started = now_ms();
         let geometry = self.geometry();
         let slice = self.slice(&geometry);
@@ -314,10 +336,10 @@ async fn keep_now(shared: &Shared) {
         let (_, record) = viewer.kept_record();
         (viewer.case_id.clone(), record, viewer.ui)
     };
-    ui.unsaved.set(record.voxels);
+    let _ = ui.unsaved.try_set(record.voxels);
     let result = if record.voxels == 0 { kept::forget(&case_id).await } else { kept::save(&case_id, &record).await };
     if let Err(message) = result {
-        ui.status.set(SaveStatus::Failed(format!("could not keep edits in this browser ({message})")));
+        let _ = ui.status.try_set(SaveStatus::Failed(format!("could not keep edits in this browser ({message})")));
     }
 }
 
@@ -374,7 +396,7 @@ fn attach(shared: Shared) {
         };
         if let Ok(Some(record)) = kept::load(&case_id).await {
             if record.voxels > 0 {
-                ui.kept.set(Some(KeptEdits {
+                let _ = ui.kept.try_set(Some(KeptEdits {
                     voxels: record.voxels,
                     saved_at: format_time(record.saved_at_ms),
                     on_older_version: record.base_mask_ref != base_ref,
@@ -422,7 +444,7 @@ fn listen_pointer(shared: &Shared, canvas: &HtmlCanvasElement) {
                 let editor = &mut viewer.editor;
                 stroke.extend_to(&geometry, &editor.image, &mut editor.mask, col, row);
                 viewer.draw();
-                Some(Drag::Paint(stroke))
+                Some(Drag::Paint(stroke, viewer.ui.plane.get_untracked()))
             }
             _ => None,
         };
@@ -435,17 +457,22 @@ fn listen_pointer(shared: &Shared, canvas: &HtmlCanvasElement) {
         viewer.update_cursor(point);
         let geometry = viewer.geometry();
         match viewer.drag.take() {
-            // The button came up where no pointerup reached us (another window, a dialog).
-            Some(Drag::Paint(stroke)) if event.buttons() & 1 == 0 => {
+            // The button came up where no pointerup reached us (another window, a dialog), or
+            // the plane or slice changed under the stroke (keys, wheel): the stroke ends.
+            Some(Drag::Paint(stroke, plane))
+                if event.buttons() & 1 == 0
+                    || plane != viewer.ui.plane.get_untracked()
+                    || stroke.slice() != viewer.slice(&geometry) =>
+            {
                 viewer.editor.record(stroke.finish());
                 drop(viewer);
                 schedule_keep(&moved);
             }
-            Some(Drag::Paint(mut stroke)) => {
+            Some(Drag::Paint(mut stroke, plane)) => {
                 let (col, row) = viewer.slice_point(&geometry, point);
                 let editor = &mut viewer.editor;
                 stroke.extend_to(&geometry, &editor.image, &mut editor.mask, col, row);
-                viewer.drag = Some(Drag::Paint(stroke));
+                viewer.drag = Some(Drag::Paint(stroke, plane));
                 viewer.draw();
             }
             Some(Drag::Window { last }) => {
@@ -472,7 +499,7 @@ fn listen_pointer(shared: &Shared, canvas: &HtmlCanvasElement) {
     let up = shared.clone();
     let finish = move |_: PointerEvent| {
         let stroke = match up.borrow_mut().drag.take() {
-            Some(Drag::Paint(stroke)) => stroke,
+            Some(Drag::Paint(stroke, _)) => stroke,
             _ => return,
         };
         up.borrow_mut().editor.record(stroke.finish());
@@ -593,19 +620,19 @@ fn run_command(shared: Shared, command: Command) {
         }
         Command::LoadNewest => spawn_local(async move {
             if let Err(message) = load_newest(&shared).await {
-                ui.status.set(SaveStatus::Failed(message));
+                let _ = ui.status.try_set(SaveStatus::Failed(message));
             }
         }),
         Command::RestoreKept => spawn_local(async move {
             if let Err(message) = restore_kept(&shared).await {
-                ui.status.set(SaveStatus::Failed(message));
+                let _ = ui.status.try_set(SaveStatus::Failed(message));
             }
         }),
         Command::DiscardKept => spawn_local(async move {
             let case_id = shared.borrow().case_id.clone();
-            ui.kept.set(None);
+            let _ = ui.kept.try_set(None);
             if let Err(message) = kept::forget(&case_id).await {
-                ui.status.set(SaveStatus::Failed(message));
+                let _ = ui.status.try_set(SaveStatus::Failed(message));
             }
         }),
         Command::ViewVersion(version) => spawn_local(async move {
@@ -621,8 +648,12 @@ fn run_command(shared: Shared, command: Command) {
                 Ok::<_, String>(())
             };
             match result.await {
-                Ok(()) => ui.viewing.set(Some(version)),
-                Err(message) => ui.status.set(SaveStatus::Failed(message)),
+                Ok(()) => {
+                    let _ = ui.viewing.try_set(Some(version));
+                }
+                Err(message) => {
+                    let _ = ui.status.try_set(SaveStatus::Failed(message));
+                }
             }
         }),
         Command::BackToEditing => {
@@ -644,7 +675,7 @@ async fn save(shared: Shared) {
         }
         let edits = viewer.editor.unsaved_edits();
         if edits.runs().is_empty() {
-            viewer.ui.status.set(SaveStatus::Failed("there are no changes to save".into()));
+            let _ = viewer.ui.status.try_set(SaveStatus::Failed("there are no changes to save".into()));
             return;
         }
         viewer.saving = true;
@@ -659,7 +690,7 @@ async fn save(shared: Shared) {
     let key = uuid::Uuid::new_v4().to_string();
     let mut attempt = 0;
     let outcome = loop {
-        ui.status.set(SaveStatus::Saving { attempt });
+        let _ = ui.status.try_set(SaveStatus::Saving { attempt });
         match net::post_label(&request, &key).await {
             net::SaveAnswer::Retry(message) if attempt >= 5 => {
                 break Err(format!("{message}. Your edits are kept in this browser; press Save to try again"))
@@ -670,7 +701,7 @@ async fn save(shared: Shared) {
             }
             net::SaveAnswer::Saved(saved) => break Ok(saved),
             net::SaveAnswer::Stale { current } => {
-                ui.conflict.set(Some(format!(
+                let _ = ui.conflict.try_set(Some(format!(
                     "Someone else saved a newer version of this mask ({current}) while you were editing. \
                      Your edits are not lost: load the newest version and they will be re-applied on top of it, \
                      then review and save."
@@ -687,14 +718,21 @@ async fn save(shared: Shared) {
     match outcome {
         Ok(saved) => {
             shared.borrow_mut().editor.saved(saved.new_mask_ref.clone(), &edits);
+            // Kept edits first: even if the person has left the page, the browser must not
+            // offer back what is now saved.
+            keep_now(&shared).await;
             let case_id = shared.borrow().case_id.clone();
             if let Ok(fresh) = get_case_artifacts(case_id).await {
-                ui.history.set(fresh.history);
+                let _ = ui.history.try_set(fresh.history);
             }
-            ui.status.set(SaveStatus::Saved { version: ui.history.with_untracked(Vec::len), voxels: saved.voxels_changed });
-            keep_now(&shared).await;
+            let _ = ui.status.try_set(SaveStatus::Saved {
+                version: ui.history.try_with_untracked(Vec::len).unwrap_or(0),
+                voxels: saved.voxels_changed,
+            });
         }
-        Err(message) => ui.status.set(SaveStatus::Failed(message)),
+        Err(message) => {
+            let _ = ui.status.try_set(SaveStatus::Failed(message));
+        }
     }
 }
 
@@ -711,9 +749,9 @@ async fn load_newest(shared: &Shared) -> Result<(), String> {
         viewer.draw();
         viewer.ui
     };
-    ui.history.set(fresh.history);
-    ui.conflict.set(None);
-    ui.status.set(SaveStatus::Idle);
+    let _ = ui.history.try_set(fresh.history);
+    let _ = ui.conflict.try_set(None);
+    let _ = ui.status.try_set(SaveStatus::Idle);
     schedule_keep(shared);
     Ok(())
 }
@@ -732,7 +770,7 @@ async fn restore_kept(shared: &Shared) -> Result<(), String> {
         viewer.draw();
         viewer.ui
     };
-    ui.kept.set(None);
+    let _ = ui.kept.try_set(None);
     schedule_keep(shared);
     Ok(())
 }

@@ -11,6 +11,7 @@ use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use tokio::sync::Semaphore;
 use tract_onnx::prelude::*;
 
 use crate::models::{ModelCard, Normalisation};
@@ -48,11 +49,15 @@ type Plan = Arc<TypedRunnableModel>;
 pub struct TractRunner {
     store: ObjectStore,
     plans: Mutex<HashMap<(String, [usize; 3]), Plan>>,
+    /// One slot per concurrent inference. A slot is held until the computation itself ends,
+    /// so an attempt abandoned on timeout still occupies the CPU it uses and retries queue
+    /// behind it instead of piling up.
+    slots: Arc<Semaphore>,
 }
 
 impl TractRunner {
-    pub fn new(store: ObjectStore) -> TractRunner {
-        TractRunner { store, plans: Mutex::new(HashMap::new()) }
+    pub fn new(store: ObjectStore, concurrency: usize) -> TractRunner {
+        TractRunner { store, plans: Mutex::new(HashMap::new()), slots: Arc::new(Semaphore::new(concurrency.max(1))) }
     }
 
     async fn plan(&self, model: &ModelVersion, dims: [usize; 3]) -> Result<Plan, AppError> {
@@ -116,7 +121,9 @@ impl Runner for TractRunner {
         let plan = self.plan(model, image.dims).await?;
         let (card, dims) = (model.card.clone(), image.dims);
         let model_id = model.id.clone();
+        let slot = self.slots.clone().acquire_owned().await.map_err(AppError::internal)?;
         tokio::task::spawn_blocking(move || -> Result<Vec<u8>, AppError> {
+            let _slot = slot;
             let mut intensities = image.intensities;
             normalise(&mut intensities, card.input_spec.intensity_normalisation);
             let [ni, nj, nk] = dims;

@@ -104,6 +104,7 @@ impl AppState {
         if config.s3.s3_endpoint.is_some() && !config.s3.s3_cors_origins.is_empty() {
             store.allow_cors(&config.s3.s3_cors_origins).await?;
         }
+        let workers = config.orchestrator.workers;
         Ok(AppState {
             db,
             store: store.clone(),
@@ -111,7 +112,7 @@ impl AppState {
             leptos_options,
             heads: Arc::new(HeadCache::new(HEAD_CACHE_BYTES)),
             sessions,
-            runner: Arc::new(TractRunner::new(store.clone())),
+            runner: Arc::new(TractRunner::new(store.clone(), workers)),
             jobs_ready: Arc::new(Notify::new()),
         })
     }

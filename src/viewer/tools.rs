@@ -108,6 +108,11 @@ impl Stroke {
         }
     }
 
+    /// The slice this stroke paints on.
+    pub fn slice(&self) -> usize {
+        self.slice
+    }
+
     pub fn finish(self) -> Delta {
         self.delta
     }

@@ -31,8 +31,25 @@ pub fn dice(a: &[u8], b: &[u8], value: u8) -> f64 {
 /// HD95 in mm of label `value`: the larger of the two directed 95th-percentile surface
 /// distances (as MONAI computes it). `None` when either mask lacks the label.
 pub fn hd95(a: &[u8], b: &[u8], value: u8, dims: [usize; 3], spacing: [f64; 3]) -> Option<f64> {
-    let surface_a = surface(a, value, dims);
-    let surface_b = surface(b, value, dims);
+    // Work on the box around both labels (one voxel of margin) rather than the whole volume:
+    // distance maps of a 512×512×300 volume would take gigabytes.
+    let (from, to) = bounding_box(a, b, value, dims)?;
+    let cropped = [0, 1, 2].map(|axis| to[axis] - from[axis]);
+    let crop = |mask: &[u8]| -> Vec<u8> {
+        let mut out = Vec::with_capacity(cropped.iter().product());
+        for k in from[2]..to[2] {
+            for j in from[1]..to[1] {
+                let row = from[0] + dims[0] * (j + dims[1] * k);
+                out.extend_from_slice(&mask[row..row + cropped[0]]);
+            }
+        }
+        out
+    };
+    // A crop edge that is not the volume's edge must not count as surface: the margin keeps
+    // every label voxel off it unless the label touches the volume's edge.
+    let (a, b, dims) = (crop(a), crop(b), cropped);
+    let surface_a = surface(&a, value, dims);
+    let surface_b = surface(&b, value, dims);
     if !surface_a.iter().any(|&s| s) || !surface_b.iter().any(|&s| s) {
         return None;
     }
@@ -44,6 +61,23 @@ pub fn hd95(a: &[u8], b: &[u8], value: u8, dims: [usize; 3], spacing: [f64; 3]) 
         distances[((distances.len() - 1) as f64 * 0.95).round() as usize]
     };
     Some(directed(&surface_a, &to_b).max(directed(&surface_b, &to_a)))
+}
+
+/// The half-open box `[from, to)` holding every voxel of label `value` in either mask, grown
+/// by one voxel inside the volume; `None` when neither holds it.
+fn bounding_box(a: &[u8], b: &[u8], value: u8, dims: [usize; 3]) -> Option<([usize; 3], [usize; 3])> {
+    let mut from = dims;
+    let mut to = [0; 3];
+    for (index, (&x, &y)) in a.iter().zip(b).enumerate() {
+        if x == value || y == value {
+            let at = [index % dims[0], (index / dims[0]) % dims[1], index / (dims[0] * dims[1])];
+            for axis in 0..3 {
+                from[axis] = from[axis].min(at[axis]);
+                to[axis] = to[axis].max(at[axis] + 1);
+            }
+        }
+    }
+    (to[0] > 0).then(|| ([0, 1, 2].map(|axis| from[axis].saturating_sub(1)), [0, 1, 2].map(|axis| (to[axis] + 1).min(dims[axis]))))
 }
 
 /// Voxels of label `value` with a 6-neighbour outside it (or on the volume's edge).
@@ -186,6 +220,8 @@ async fn scores(state: &AppState, case: &EvaluableCase, labels: &[u8]) -> Result
     .await
     .map_err(AppError::internal)?;
     let at = now_ms();
+    // All labels or none: a partial set would look complete to the cache lookup.
+    let mut tx = state.db.pool.begin().await?;
     for (value, (dice, hd95)) in &computed {
         // Two requests may compute the same figures; the first stored wins.
         sqlx::query(
@@ -198,9 +234,10 @@ async fn scores(state: &AppState, case: &EvaluableCase, labels: &[u8]) -> Result
         .bind(*dice)
         .bind(*hd95)
         .bind(at)
-        .execute(&state.db.pool)
+        .execute(&mut *tx)
         .await?;
     }
+    tx.commit().await?;
     Ok(computed)
 }
 

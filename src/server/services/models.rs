@@ -252,20 +252,20 @@ pub async fn transition(state: &AppState, user: &User, id: &str, to: ModelState)
     let mut tx = state.db.pool.begin().await?;
     let mut audit_rows = Vec::new();
     if to == ModelState::Production {
-        let previous = sqlx::query("SELECT id, version FROM models WHERE name = $1 AND state = 'production' AND id <> $2")
-            .bind(&current.name)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(previous) = previous {
-            let previous_id: String = previous.get("id");
-            sqlx::query("UPDATE models SET state = 'archived', updated_at = $1 WHERE id = $2 AND state = 'production'")
-                .bind(at)
-                .bind(&previous_id)
-                .execute(&mut *tx)
-                .await?;
+        // Writes come first in the transaction, so SQLite takes its write lock before any
+        // read (a read-then-write transaction fails at once when another commits between).
+        let archived = sqlx::query(
+            "UPDATE models SET state = 'archived', updated_at = $1
+             WHERE name = $2 AND state = 'production' AND id <> $3 RETURNING id, version",
+        )
+        .bind(at)
+        .bind(&current.name)
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for previous in archived {
             audit_rows.push(json!({
-                "model_id": previous_id, "name": current.name, "version": previous.get::<String, _>("version"),
+                "model_id": previous.get::<String, _>("id"), "name": current.name, "version": previous.get::<String, _>("version"),
                 "from": "production", "to": "archived", "reason": format!("replaced by {}", current.version),
             }));
         }

@@ -26,6 +26,7 @@ use crate::nifti_io::{gzip_mask, Volume};
 use crate::server::db::Backend;
 use crate::server::inference::{Image, ModelVersion};
 use crate::server::services::cases::mask_object_ref;
+use crate::server::services::labels::load_mask;
 use crate::server::{now_ms, AppError, AppState};
 use crate::viewer::orientation::Orientation;
 
@@ -160,6 +161,16 @@ struct Claimed {
 
 async fn claim(state: &AppState, worker: &str) -> Result<Option<Claimed>, AppError> {
     let now = now_ms();
+    // A job whose worker vanished during its last attempt (a crash, perhaps caused by the job)
+    // is not tried again.
+    sqlx::query(
+        "UPDATE model_jobs SET status = 'failed', lease_until = NULL, worker = NULL, updated_at = $1,
+                last_error = 'the worker stopped during the last attempt (crash or kill)'
+         WHERE status = 'running' AND lease_until < $1 AND attempts >= max_attempts",
+    )
+    .bind(now)
+    .execute(&state.db.pool)
+    .await?;
     let lease = now + (state.config.orchestrator.job_timeout_secs as i64 + 30) * 1000;
     // PostgreSQL: skip rows another instance is claiming; SQLite runs one writer at a time.
     let lock = match state.db.backend {
@@ -169,7 +180,8 @@ async fn claim(state: &AppState, worker: &str) -> Result<Option<Claimed>, AppErr
     let row = sqlx::query(&format!(
         "UPDATE model_jobs SET status = 'running', attempts = attempts + 1, lease_until = $1, worker = $2, updated_at = $3
          WHERE id = (SELECT id FROM model_jobs
-                     WHERE (status = 'queued' AND next_attempt_at <= $3) OR (status = 'running' AND lease_until < $3)
+                     WHERE (status = 'queued' AND next_attempt_at <= $3)
+                        OR (status = 'running' AND lease_until < $3 AND attempts < max_attempts)
                      ORDER BY next_attempt_at, created_at LIMIT 1 {lock})
          RETURNING id, case_id, model_id, role, attempts, max_attempts"
     ))
@@ -223,15 +235,17 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
     let output_ref = format!("predictions/{}/{}/{}/{}.nii.gz", job.role, job.case_id, job.model_id, Uuid::new_v4());
     state.store.put(&output_ref, output.clone()).await?;
 
-    // Pre-labelling: a production result becomes the case's mask while no person has saved one.
-    let unlabelled = job.role == "production"
-        && sqlx::query("SELECT id FROM labels WHERE case_id = $1 LIMIT 1").bind(&job.case_id).fetch_optional(&state.db.pool).await?.is_none();
-    let prelabel_ref = if unlabelled {
-        let object_ref = mask_object_ref(&job.case_id);
-        state.store.put(&object_ref, output.clone()).await?;
-        Some(object_ref)
-    } else {
-        None
+    let prelabel = match job.role.as_str() {
+        "production" => blank_head(state, &job.case_id).await?,
+        _ => None,
+    };
+    let prelabel = match prelabel {
+        Some(blank) => {
+            let object_ref = mask_object_ref(&job.case_id);
+            state.store.put(&object_ref, output.clone()).await?;
+            Some((blank, object_ref))
+        }
+        None => None,
     };
 
     let at = now_ms();
@@ -262,31 +276,58 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
     .bind(at)
     .execute(&mut *tx)
     .await?;
-    if let Some(object_ref) = prelabel_ref {
-        prelabel(&mut tx, job, &object_ref, &output, &meta, at).await?;
+    if let Some((blank, object_ref)) = prelabel {
+        prelabel_case(&mut tx, job, &blank, &object_ref, &output, &meta, at).await?;
     }
     tx.commit().await?;
     tracing::info!(job_id = %job.id, case_id = %job.case_id, model_id = %job.model_id, role = %job.role, "model job succeeded");
     Ok(())
 }
 
-async fn prelabel(
+/// The case's current mask reference when it is still the empty mask made at import: nobody
+/// has labelled the case, it came without a mask, and no model has pre-labelled it yet.
+async fn blank_head(state: &AppState, case_id: &str) -> Result<Option<String>, AppError> {
+    let row = sqlx::query(
+        "SELECT c.head_mask_ref,
+                (SELECT COUNT(*) FROM labels l WHERE l.case_id = c.id) AS saves,
+                (SELECT COUNT(*) FROM objects o WHERE o.case_id = c.id AND o.kind = 'mask') AS masks
+         FROM cases c WHERE c.id = $1",
+    )
+    .bind(case_id)
+    .fetch_one(&state.db.pool)
+    .await?;
+    let (head, saves, masks): (String, i64, i64) = (row.get("head_mask_ref"), row.get("saves"), row.get("masks"));
+    if saves > 0 || masks > 1 {
+        return Ok(None);
+    }
+    let mask = load_mask(state, &head).await?;
+    Ok(mask.labels.iter().all(|&v| v == 0).then_some(head))
+}
+
+/// Makes `object_ref` the case's mask if the mask is still `blank` (compare-and-set: a label
+/// saved or another pre-label committed meanwhile wins) and the model is still in production.
+async fn prelabel_case(
     tx: &mut AnyConnection,
     job: &Claimed,
+    blank: &str,
     object_ref: &str,
     file: &[u8],
     meta: &crate::nifti_io::VolumeMeta,
     at: i64,
 ) -> Result<(), AppError> {
     let moved = sqlx::query(
-        "UPDATE cases SET head_mask_ref = $1 WHERE id = $2 AND NOT EXISTS (SELECT 1 FROM labels WHERE case_id = $2)",
+        "UPDATE cases SET head_mask_ref = $1
+         WHERE id = $2 AND head_mask_ref = $3
+           AND EXISTS (SELECT 1 FROM models WHERE id = $4 AND state = 'production')",
     )
     .bind(object_ref)
     .bind(&job.case_id)
+    .bind(blank)
+    .bind(&job.model_id)
     .execute(&mut *tx)
     .await?;
     if moved.rows_affected() == 0 {
-        return Ok(()); // someone saved a label meanwhile: theirs stays; the sweeper removes the copy
+        return Ok(()); // a person (or another model) came first; the sweeper removes the copy
     }
     sqlx::query(
         "INSERT INTO objects (object_ref, case_id, kind, size_bytes, sha256, dim_i, dim_j, dim_k,
