@@ -330,6 +330,29 @@ async fn a_failing_job_is_retried_with_backoff_then_marked_failed() {
 }
 
 #[tokio::test]
+async fn an_attempt_over_the_timeout_fails() {
+    // A zero timeout expires at the attempt's first wait (fetching the model and the image).
+    let app = TestApp::spawn_configured(
+        |c| {
+            c.orchestrator.job_timeout_secs = 0;
+            c.orchestrator.job_max_attempts = 2;
+            c.orchestrator.job_retry_base_ms = 20;
+        },
+        |_| {},
+    )
+    .await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let v1 = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
+    assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::OK);
+    let case_id = cube_case(&app).await;
+    let jobs = finished_jobs(&app, &engineer, &case_id, 1).await;
+    assert_eq!(jobs[0]["status"], "failed");
+    assert_eq!(jobs[0]["attempts"], 2);
+    assert_eq!(jobs[0]["last_error"], "timed out after 0 s");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn unfinished_jobs_resume_after_a_restart() {
     // An instance without workers queues the jobs and stops...
     let app = TestApp::spawn_configured(|c| c.orchestrator.workers = 0, |_| {}).await;

@@ -618,6 +618,10 @@ fn run_command(shared: Shared, command: Command) {
             drop(viewer);
             ui.window.set(Window::spanning(low, high));
         }
+        Command::WindowPercentiles(low, high) => {
+            let (low, high) = shared.borrow().editor.image.percentiles(low, high);
+            ui.window.set(Window::spanning(low, high));
+        }
         Command::LoadNewest => spawn_local(async move {
             if let Err(message) = load_newest(&shared).await {
                 let _ = ui.status.try_set(SaveStatus::Failed(message));

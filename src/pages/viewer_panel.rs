@@ -50,6 +50,8 @@ pub enum Command {
     ViewVersion(MaskVersion),
     BackToEditing,
     ResetView,
+    /// Window spanning these fractions of the image's intensity distribution.
+    WindowPercentiles(f64, f64),
 }
 
 /// Edits kept in the browser from an earlier visit, offered back.
@@ -128,6 +130,11 @@ impl ViewerUi {
         self.command.set(Some(command));
     }
 }
+
+/// Windows from the image's own intensity distribution (percentile fractions), for modalities
+/// without fixed units such as MR.
+pub const PERCENTILE_PRESETS: [(&str, f64, f64); 3] =
+    [("Auto", 0.005, 0.995), ("Full range", 0.0, 1.0), ("High contrast", 0.05, 0.95)];
 
 /// Keyboard shortcuts, listed in the help overlay (ITK-SNAP / OHIF style).
 pub const SHORTCUTS: [(&str, &str); 14] = [
@@ -246,14 +253,18 @@ pub fn CaseViewer(case: CaseArtifacts) -> impl IntoView {
                             let choice = event_target_value(&ev);
                             if let Some((_, window)) = modality_presets.iter().find(|(name, _)| *name == choice) {
                                 ui.window.set(*window);
-                            } else if choice == "Auto" {
-                                ui.send(Command::ResetView);
+                            } else if let Some((_, low, high)) = PERCENTILE_PRESETS.iter().find(|(name, ..)| *name == choice) {
+                                ui.send(Command::WindowPercentiles(*low, *high));
                             }
                         }
                     >
                         <option value="">{move || { let w = ui.window.get(); format!("L {:.0} W {:.0}", w.center, w.width) }}</option>
-                        <option>"Auto"</option>
-                        {modality_presets.iter().map(|(name, _)| view! { <option>{*name}</option> }).collect_view()}
+                        <optgroup label="Any modality (MR, PET, …)">
+                            {PERCENTILE_PRESETS.iter().map(|(name, ..)| view! { <option>{*name}</option> }).collect_view()}
+                        </optgroup>
+                        <optgroup label="CT (Hounsfield units)">
+                            {modality_presets.iter().map(|(name, _)| view! { <option>{*name}</option> }).collect_view()}
+                        </optgroup>
                     </select>
                 </label>
                 <label class="group" class:hidden=move || ui.tool.get() != Tool::ThresholdBrush>
