@@ -7,6 +7,7 @@ const port = 3011;
 export default defineConfig({
   ...base,
   testDir: "./bench",
+  testMatch: "**/*.bench.ts",
   timeout: 600_000,
   use: { ...base.use, baseURL: `http://127.0.0.1:${port}` },
   webServer: {

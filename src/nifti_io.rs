@@ -296,9 +296,9 @@ impl Samples {
     }
 
     /// Intensities at the `low` and `high` fractions (0..=1) of the distribution, estimated
-    /// from an even sample of at most 200,000 voxels; NaNs are ignored.
+    /// from an even sample of at most 100,000 voxels; NaNs are ignored.
     pub fn percentiles(&self, low: f64, high: f64) -> (f32, f32) {
-        let step = (self.len() / 200_000).max(1);
+        let step = (self.len() / 100_000).max(1);
         let mut values: Vec<f32> = (0..self.len()).step_by(step).map(|i| self.get(i)).filter(|v| v.is_finite()).collect();
         if values.is_empty() {
             return (0.0, 1.0);

@@ -85,7 +85,7 @@ fn record_timing(first_slice: Option<f64>, render_ms: f64) {
         let _ = js_sys::Reflect::set(&stats, &"firstSliceMs".into(), &first.into());
     }
     if let Ok(times) = js_sys::Reflect::get(&stats, &"renderMs".into()) {
-        js_sys::Array::from(&times).push(&render_ms.into());
+        times.unchecked_into::<js_sys::Array>().push(&render_ms.into());
     }
 }
 
