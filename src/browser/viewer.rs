@@ -71,20 +71,28 @@ fn context_2d(canvas: &HtmlCanvasElement) -> CanvasRenderingContext2d {
         .expect("every browser we support has a 2-D canvas")
 }
 
-/// Timings for benchmarks and tests: `window.__seglab = {firstSliceMs, renderMs: []}`.
-fn record_timing(first_slice: Option<f64>, render_ms: f64) {
-    let Some(window) = web_sys::window() else { return };
+/// Timings for benchmarks and tests, in `window.__seglab`: milestones of opening a case
+/// (`openStartMs`, `downloadedMs`, `decodedMs`, `firstSliceMs`, from navigation start) and
+/// the duration of every repaint (`renderMs`).
+fn timings() -> Option<JsValue> {
+    let window = web_sys::window()?;
     let key = JsValue::from_str("__seglab");
-    let stats = js_sys::Reflect::get(&window, &key).ok().filter(|v| v.is_object()).unwrap_or_else(|| {
+    Some(js_sys::Reflect::get(&window, &key).ok().filter(|v| v.is_object()).unwrap_or_else(|| {
         let stats = js_sys::Object::new();
         let _ = js_sys::Reflect::set(&stats, &"renderMs".into(), &js_sys::Array::new());
         let _ = js_sys::Reflect::set(&window, &key, &stats);
         stats.into()
-    });
-    if let Some(first) = first_slice {
-        let _ = js_sys::Reflect::set(&stats, &"firstSliceMs".into(), &first.into());
+    }))
+}
+
+fn mark(milestone: &str) {
+    if let Some(stats) = timings() {
+        let _ = js_sys::Reflect::set(&stats, &milestone.into(), &now_ms().into());
     }
-    if let Ok(times) = js_sys::Reflect::get(&stats, &"renderMs".into()) {
+}
+
+fn record_render(render_ms: f64) {
+    if let Some(times) = timings().and_then(|stats| js_sys::Reflect::get(&stats, &"renderMs".into()).ok()) {
         times.unchecked_into::<js_sys::Array>().push(&render_ms.into());
     }
 }
@@ -109,23 +117,31 @@ pub fn start(ui: ViewerUi, canvas: HtmlCanvasElement, owner: Owner) {
 }
 
 async fn open(ui: ViewerUi, canvas: HtmlCanvasElement) -> Result<Shared, String> {
+    mark("openStartMs");
     let case = ui.case.get_value();
     let artifact = |kind| case.artifacts.iter().find(|a| a.kind == kind).ok_or("the case lacks an image or mask");
     let (image, mask) = (artifact(ArtifactKind::Image)?, artifact(ArtifactKind::Mask)?);
     let total = (image.size_bytes + mask.size_bytes) as f64;
-    let image_size = image.size_bytes as f64;
-    let image_file = net::download(&image.url, |received, _| {
-        let _ = ui.progress.try_set((received, total));
-    })
-    .await?;
-    let mask_file = net::download(&mask.url, |received, _| {
-        let _ = ui.progress.try_set((image_size + received, total));
-    })
-    .await?;
+    // Both at once: the mask's request does not wait behind the image's transfer.
+    let received = std::cell::Cell::new([0.0; 2]);
+    let progress = |file: usize, bytes: f64| {
+        let mut both = received.get();
+        both[file] = bytes;
+        received.set(both);
+        let _ = ui.progress.try_set((both[0] + both[1], total));
+    };
+    let (image_file, mask_file) = futures::future::join(
+        net::download(&image.url, |bytes, _| progress(0, bytes)),
+        net::download(&mask.url, |bytes, _| progress(1, bytes)),
+    )
+    .await;
+    let (image_file, mask_file) = (image_file?, mask_file?);
     if !alive(ui) {
         return Err("the case page was left".into());
     }
+    mark("downloadedMs");
     let editor = Editor::open(&image_file, &mask_file, case.current_mask_ref.clone()).map_err(|e| e.to_string())?;
+    mark("decodedMs");
     drop((image_file, mask_file));
 
     let document = document();
@@ -230,9 +246,11 @@ impl Viewer {
         let (ox, oy, sx, sy) = self.placement(&geometry);
         let _ = context.draw_image_with_html_canvas_element_and_dw_and_dh(&self.slice_canvas, ox, oy, w as f64 * sx, h as f64 * sy);
         self.draw_annotations(sx, sy);
-        let first = (!self.drawn_once).then(now_ms);
-        self.drawn_once = true;
-        record_timing(first, now_ms() - started);
+        if !self.drawn_once {
+            self.drawn_once = true;
+            mark("firstSliceMs");
+        }
+        record_render(now_ms() - started);
     }
 
     /// Orientation letters at the edges and the brush outline.
