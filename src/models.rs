@@ -180,6 +180,23 @@ pub enum JobStatus {
     Failed,
 }
 
+impl JobStatus {
+    pub const ALL: [JobStatus; 4] = [JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded, JobStatus::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<JobStatus> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
 /// One orchestrator job: one model version run on one case.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Job {

@@ -36,8 +36,7 @@ async fn error_message(response: reqwest::Response) -> String {
 /// Objects stored by this app, and cases listed: both must stay empty after a refusal.
 async fn assert_nothing_stored(app: &TestApp, token: &str) {
     assert_eq!(app.state.store.list("cases/").await.unwrap(), Vec::<String>::new(), "objects were stored");
-    let cases: Vec<CaseSummary> =
-        app.client.get(app.url("/cases")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    let cases: Vec<CaseSummary> = app.get_json(token, "/cases").await;
     assert!(cases.is_empty(), "a case was recorded: {cases:?}");
 }
 
@@ -53,8 +52,7 @@ async fn mni152_template_imports_and_its_artifacts_download_through_presigned_ur
     assert_eq!(case.dims, [197, 233, 189]);
     assert_eq!(case.image_voxel_type, "uint8");
 
-    let listed: Vec<CaseSummary> =
-        app.client.get(app.url("/cases")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let listed: Vec<CaseSummary> = app.get_json(&token, "/cases").await;
     assert_eq!(listed, vec![case.clone()]);
 
     let found = artifacts(&app, &token, &case.id).await;
@@ -205,8 +203,7 @@ async fn demo_seed_runs_once_and_pages_render_before_any_script() {
     let token = login.token;
     assert!(seglab::server::demo::seed_if_empty(&app.state, None).await.unwrap().is_none(), "seeding twice");
 
-    let cases: Vec<CaseSummary> =
-        app.client.get(app.url("/cases")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let cases: Vec<CaseSummary> = app.get_json(&token, "/cases").await;
     assert_eq!(cases.len(), 3);
 
     // Without a login the pages say so and show nothing.
@@ -257,8 +254,7 @@ async fn cli_import_and_user_add_work_against_the_same_backend() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("imported case"), "{stdout}");
 
-    let cases: Vec<CaseSummary> =
-        app.client.get(app.url("/cases")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let cases: Vec<CaseSummary> = app.get_json(&token, "/cases").await;
     assert_eq!(cases.len(), 1);
     let found = artifacts(&app, &token, &cases[0].id).await;
     let names: Vec<_> = found.labels.iter().map(|l| l.name.as_str()).collect();

@@ -72,10 +72,6 @@ async fn post(app: &TestApp, token: &str, key: Option<&str>, body: &Value) -> re
     request.send().await.unwrap()
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query(sql).fetch_one(&app.state.db.pool).await.unwrap().get::<i64, _>(0)
-}
-
 async fn mask_objects(app: &TestApp, case_id: &str) -> usize {
     app.state.store.list(&format!("cases/{case_id}/masks/")).await.unwrap().len()
 }
@@ -135,8 +131,8 @@ async fn a_save_writes_a_new_version_with_exactly_the_edited_voxels_and_replays(
     let theirs = post(&app, &other_user, Some("key-1"), &body(&case_id, &saved.new_mask_ref, &stroke(1))).await;
     assert_eq!(theirs.status(), StatusCode::CREATED);
 
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM labels").await, 2);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM labels").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'").await, 2);
     assert_eq!(mask_objects(&app, &case_id).await, 3);
     app.stop().await;
 }
@@ -161,8 +157,8 @@ async fn fifty_concurrent_requests_with_one_key_make_exactly_one_label() {
         }
     }
     assert_eq!(fresh, 1);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM labels").await, 1);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM labels").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'").await, 1);
     assert_eq!(mask_objects(&app, &case_id).await, 2);
     app.stop().await;
 }
@@ -180,7 +176,7 @@ async fn a_save_on_a_stale_base_is_refused_with_the_current_head() {
     let error: Value = late.json().await.unwrap();
     assert_eq!(error["error"]["code"], "stale_base");
     assert_eq!(error["error"]["current_mask_ref"], saved.new_mask_ref.as_str());
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM labels").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM labels").await, 1);
     assert_eq!(mask_objects(&app, &case_id).await, 2);
     // Bob's key was not used up: after reloading he saves with it on the new head.
     let retry = post(&app, &bob, Some("b1"), &body(&case_id, &saved.new_mask_ref, &stroke(2))).await;
@@ -272,9 +268,9 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
         let text = response.text().await.unwrap();
         assert!(text.contains(message), "{what}: {text:?} lacks {message:?}");
     }
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM labels").await, 0);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'").await, 0);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM idempotency_keys").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM labels").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM idempotency_keys").await, 0);
     assert_eq!(current_mask_ref(&app, &case_id).await, base);
     assert_eq!(mask_objects(&app, &case_id).await, 1);
     // And the key "k" is still free for a good request.
@@ -307,8 +303,8 @@ async fn storage_outage_gives_503_with_no_rows_and_the_retry_succeeds() {
     let err = seglab::server::services::labels::save_label(&broken, &user, Some("outage"), &request).await.unwrap_err();
     assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(err.to_string().contains("object storage is unavailable"), "{err}");
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM labels").await, 0);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM idempotency_keys").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM labels").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM idempotency_keys").await, 0);
 
     let retry = post(&app, &token, Some("outage"), &serde_json::to_value(&request).unwrap()).await;
     assert_eq!(retry.status(), StatusCode::CREATED);

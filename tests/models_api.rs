@@ -60,10 +60,6 @@ async fn set_state(app: &TestApp, token: &str, id: &str, state: &str) -> reqwest
     app.client.put(app.url(&format!("/models/{id}/state"))).bearer_auth(token).json(&json!({ "state": state })).send().await.unwrap()
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query(sql).fetch_one(&app.state.db.pool).await.unwrap().get::<i64, _>(0)
-}
-
 /// A 20³ float volume (RAS, 1 mm) that is 1 inside the cube [6, 14)³ and 0 elsewhere.
 fn cube_image() -> (nifti::NiftiHeader, Vec<u8>) {
     let header = nifti::NiftiHeader {
@@ -103,7 +99,7 @@ async fn cube_case(app: &TestApp) -> String {
 /// Waits until every job of `case_id` has finished; returns them.
 async fn finished_jobs(app: &TestApp, token: &str, case_id: &str, expected: usize) -> Vec<Value> {
     for _ in 0..300 {
-        let jobs: Vec<Value> = app.client.get(app.url(&format!("/cases/{case_id}/jobs"))).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+        let jobs: Vec<Value> = app.get_json(token, &format!("/cases/{case_id}/jobs")).await;
         if jobs.len() == expected && jobs.iter().all(|j| j["status"] == "succeeded" || j["status"] == "failed") {
             return jobs;
         }
@@ -131,7 +127,7 @@ async fn registration_validates_the_card_and_the_artifact() {
     let good = card("cube-seg", "1.0.0", "segmenter_v1");
 
     // Refusals change nothing: no model row, no stored artifact, no audit row.
-    let audit_before = count(&app, "SELECT COUNT(*) FROM audit_log").await;
+    let audit_before = app.count("SELECT COUNT(*) FROM audit_log").await;
     let mut unknown = good.clone();
     unknown["input_spec"]["window"] = json!([0, 1]);
     let mut wrong_type = good.clone();
@@ -159,14 +155,14 @@ async fn registration_validates_the_card_and_the_artifact() {
     assert_eq!(register(&app, &labeler, &good, fixture("segmenter_v1")).await.status(), StatusCode::FORBIDDEN);
     let anonymous = app.client.post(app.url("/models")).multipart(Form::new().text("card", "{}")).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM models").await, 0);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log").await, audit_before);
+    assert_eq!(app.count("SELECT COUNT(*) FROM models").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log").await, audit_before);
     assert!(app.state.store.list("models/").await.unwrap().is_empty());
 
     let response = register(&app, &engineer, &good, fixture("segmenter_v1")).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let id = response.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string();
-    let detail: Value = app.client.get(app.url(&format!("/models/{id}"))).bearer_auth(&labeler).send().await.unwrap().json().await.unwrap();
+    let detail: Value = app.get_json(&labeler, &format!("/models/{id}")).await;
     assert_eq!(detail["state"], "registered");
     assert_eq!(detail["card"]["label_map"]["1"], "lesion");
     assert_eq!(detail["allowed_next"], json!(["shadow", "archived"]));
@@ -200,41 +196,29 @@ async fn transitions_follow_the_lifecycle_and_are_audited() {
     let v1_production_at = seglab::server::now_ms();
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(set_state(&app, &engineer, &v2, "shadow").await.status(), StatusCode::OK);
-    let active: Value = app.client.get(app.url("/models/active?name=cube-seg")).bearer_auth(&labeler).send().await.unwrap().json().await.unwrap();
+    let active: Value = app.get_json(&labeler, "/models/active?name=cube-seg").await;
     assert_eq!(active["production"]["id"], v1.as_str());
     assert_eq!(active["shadow"]["id"], v2.as_str());
 
     // Promoting v2 archives v1 in the same transaction.
     assert_eq!(set_state(&app, &engineer, &v2, "production").await.status(), StatusCode::OK);
-    let v1_detail: Value = app.client.get(app.url(&format!("/models/{v1}"))).bearer_auth(&engineer).send().await.unwrap().json().await.unwrap();
+    let v1_detail: Value = app.get_json(&engineer, &format!("/models/{v1}")).await;
     assert_eq!(v1_detail["state"], "archived");
     assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::CONFLICT, "archived is final");
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM models WHERE state = 'production'").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM models WHERE state = 'production'").await, 1);
 
     // What was in production when, from the audit log.
-    let then: Value = app
-        .client
-        .get(app.url(&format!("/models/production-at?name=cube-seg&at={v1_production_at}")))
-        .bearer_auth(&labeler)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let then: Value = app.get_json(&labeler, &format!("/models/production-at?name=cube-seg&at={v1_production_at}")).await;
     assert_eq!(then["model_id"], v1.as_str());
-    let now: Value = app
-        .client
-        .get(app.url(&format!("/models/production-at?name=cube-seg&at={}", seglab::server::now_ms())))
-        .bearer_auth(&labeler)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let now: Value = app.get_json(&labeler, &format!("/models/production-at?name=cube-seg&at={}", seglab::server::now_ms())).await;
     assert_eq!(now["version"], "2.0.0");
-    let transitions = count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'model_state'").await;
+    // Malformed queries get the API's JSON 400.
+    for path in ["/models/production-at?name=cube-seg&at=yesterday", "/models/active", "/models/evaluation?name="] {
+        let refused = app.client.get(app.url(path)).bearer_auth(&labeler).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "bad_request", "{path}");
+    }
+    let transitions = app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'model_state'").await;
     assert_eq!(transitions, 5, "v1→shadow, v1→production, v2→shadow, v1→archived, v2→production");
     app.stop().await;
 }
@@ -257,8 +241,8 @@ async fn concurrent_promotions_leave_exactly_one_winner() {
     let attempts = (0..6).map(|_| set_state(&app, &engineer, &shadow, "production"));
     let statuses: Vec<StatusCode> = futures::future::join_all(attempts).await.iter().map(|r| r.status()).collect();
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{statuses:?}");
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM models WHERE state = 'production'").await, 1);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'model_state'").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM models WHERE state = 'production'").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'model_state'").await, 2);
     app.stop().await;
 }
 
@@ -293,7 +277,7 @@ async fn each_trigger_runs_one_production_and_one_shadow_job_with_outputs_apart(
     assert!((0..VOXELS).filter(|i| in_cube(*i)).all(|i| labels[i] == 1));
 
     // The production result pre-labels the unlabelled case; shadow output is never listed.
-    let artifacts: Value = app.client.get(app.url(&format!("/cases/{case_id}/artifacts?history=true"))).bearer_auth(&labeler).send().await.unwrap().json().await.unwrap();
+    let artifacts: Value = app.get_json(&labeler, &format!("/cases/{case_id}/artifacts?history=true")).await;
     let mask_url = artifacts["artifacts"][1]["url"].as_str().unwrap();
     let head = Volume::parse("mask", &app.client.get(mask_url).send().await.unwrap().bytes().await.unwrap()).unwrap();
     assert_eq!(head.into_labels("mask").unwrap(), labels);
@@ -307,8 +291,8 @@ async fn each_trigger_runs_one_production_and_one_shadow_job_with_outputs_apart(
     let started: Value = started.json().await.unwrap();
     assert_eq!(started["jobs"].as_array().unwrap().len(), 2);
     finished_jobs(&app, &engineer, &case_id, 4).await;
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM predictions").await, 4);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'model_run'").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM predictions").await, 4);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'model_run'").await, 2);
     app.stop().await;
 }
 
@@ -325,7 +309,7 @@ async fn a_failing_job_is_retried_with_backoff_then_marked_failed() {
     assert_eq!(jobs[0]["attempts"], 3);
     assert_eq!(jobs[0]["max_attempts"], 3);
     assert!(jobs[0]["last_error"].as_str().unwrap().contains("cannot run"), "{:?}", jobs[0]);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM predictions").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM predictions").await, 0);
     app.stop().await;
 }
 
@@ -361,7 +345,7 @@ async fn unfinished_jobs_resume_after_a_restart() {
     assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::OK);
     let case_id = cube_case(&app).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM model_jobs WHERE status = 'queued'").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM model_jobs WHERE status = 'queued'").await, 1);
     // ...one left `running` by a crashed worker becomes claimable when its lease runs out...
     sqlx::query("UPDATE model_jobs SET status = 'running', attempts = 1, worker = 'crashed', lease_until = 1")
         .execute(&app.state.db.pool)
@@ -413,7 +397,7 @@ async fn dice_and_hd95_against_human_labels_on_a_known_case() {
 
     // v1 (threshold 0.5) marks the cube plus 360 face voxels: Dice 2·512/(872+512); every
     // surface point is within 1 mm of the other surface: HD95 1 mm.
-    let evaluation: Value = app.client.get(app.url("/models/evaluation?name=cube-seg")).bearer_auth(&engineer).send().await.unwrap().json().await.unwrap();
+    let evaluation: Value = app.get_json(&engineer, "/models/evaluation?name=cube-seg").await;
     let shadow = &evaluation["shadow"]["labels"][0];
     assert_eq!(shadow["dice"]["cases"], 1);
     assert!((shadow["dice"]["mean"].as_f64().unwrap() - 1024.0 / 1384.0).abs() < 1e-9, "{evaluation}");
@@ -426,7 +410,7 @@ async fn dice_and_hd95_against_human_labels_on_a_known_case() {
     let started = app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&engineer).send().await.unwrap();
     assert_eq!(started.status(), StatusCode::ACCEPTED);
     finished_jobs(&app, &engineer, &case_id, 3).await;
-    let evaluation: Value = app.client.get(app.url("/models/evaluation?name=cube-seg")).bearer_auth(&engineer).send().await.unwrap().json().await.unwrap();
+    let evaluation: Value = app.get_json(&engineer, "/models/evaluation?name=cube-seg").await;
     assert_eq!(evaluation["paired_cases"], 1);
     let production_dice = evaluation["production"]["labels"][0]["dice"]["mean"].as_f64().unwrap();
     let shadow_dice = evaluation["shadow"]["labels"][0]["dice"]["mean"].as_f64().unwrap();
@@ -438,6 +422,6 @@ async fn dice_and_hd95_against_human_labels_on_a_known_case() {
     // The human label stays the case's mask: production output does not replace it.
     let head_now: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
     assert!(head_now.starts_with(&format!("cases/{case_id}/masks/")));
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'prelabel'").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'prelabel'").await, 0);
     app.stop().await;
 }

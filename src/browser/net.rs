@@ -62,29 +62,44 @@ pub enum SaveAnswer {
     Refused { status: u16, message: String },
 }
 
+/// The API's answer to a request: status, JSON body, and the message a person should read
+/// (the error's message, else the body as text).
+struct Answer {
+    status: u16,
+    json: serde_json::Value,
+    message: String,
+}
+
+/// POSTs `body` (with `headers`) to the API; `Err` only when no answer arrived.
+async fn post(url: &str, headers: Option<&Headers>, body: &JsValue) -> Result<Answer, String> {
+    let init = RequestInit::new();
+    init.set_method("POST");
+    if let Some(headers) = headers {
+        init.set_headers(headers);
+    }
+    init.set_body(body);
+    let request = Request::new_with_str_and_init(url, &init).map_err(describe)?;
+    let response = fetch(&request).await?;
+    let text = JsFuture::from(response.text().map_err(describe)?).await.map_err(describe)?.as_string().unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let message = json["error"]["message"].as_str().map_or(text, str::to_string);
+    Ok(Answer { status: response.status(), json, message })
+}
+
 /// One `POST /labels` attempt.
 pub async fn post_label(request: &SaveLabelRequest, idempotency_key: &str) -> SaveAnswer {
     let attempt = async {
-        let init = RequestInit::new();
-        init.set_method("POST");
         let headers = Headers::new().map_err(describe)?;
         headers.set("Content-Type", "application/json").map_err(describe)?;
         headers.set("Idempotency-Key", idempotency_key).map_err(describe)?;
-        init.set_headers(&headers);
         let body = serde_json::to_string(request).map_err(|e| e.to_string())?;
-        init.set_body(&JsValue::from_str(&body));
-        let request = Request::new_with_str_and_init("/labels", &init).map_err(describe)?;
-        let response = fetch(&request).await?;
-        let text = JsFuture::from(response.text().map_err(describe)?).await.map_err(describe)?.as_string().unwrap_or_default();
-        Ok::<_, String>((response.status(), text))
+        post("/labels", Some(&headers), &JsValue::from_str(&body)).await
     };
-    let (status, text) = match attempt.await {
+    let Answer { status, json, message } = match attempt.await {
         Ok(answer) => answer,
         Err(network) => return SaveAnswer::Retry(network),
     };
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     let error = &json["error"];
-    let message = error["message"].as_str().unwrap_or(&text).to_string();
     match status {
         200 | 201 => match serde_json::from_value(json.clone()) {
             Ok(saved) => SaveAnswer::Saved(saved),
@@ -101,18 +116,11 @@ pub async fn post_label(request: &SaveLabelRequest, idempotency_key: &str) -> Sa
 
 /// Posts a form (multipart) and returns the JSON answer of a 2xx, else the error message.
 pub async fn post_form(url: &str, form: &web_sys::HtmlFormElement) -> Result<serde_json::Value, String> {
-    let init = RequestInit::new();
-    init.set_method("POST");
     let body: JsValue = web_sys::FormData::new_with_form(form).map_err(describe)?.into();
-    init.set_body(&body);
-    let request = Request::new_with_str_and_init(url, &init).map_err(describe)?;
-    let response = fetch(&request).await?;
-    let text = JsFuture::from(response.text().map_err(describe)?).await.map_err(describe)?.as_string().unwrap_or_default();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    if response.ok() {
-        Ok(json)
-    } else {
-        Err(json["error"]["message"].as_str().map_or(text.clone(), str::to_string))
+    let answer = post(url, None, &body).await?;
+    match answer.status {
+        200..=299 => Ok(answer.json),
+        _ => Err(answer.message),
     }
 }
 

@@ -238,19 +238,30 @@ impl Viewer {
         if let Ok(image) = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&self.pixels), w as u32, h as u32) {
             let _ = self.slice_context.put_image_data(&image, 0.0, 0.0);
         }
+        self.present();
+        if !self.drawn_once {
+            self.drawn_once = true;
+            mark("firstSliceMs");
+        }
+        record_render(now_ms() - started);
+    }
+
+    /// Shows the rendered slice at the current zoom and pan, with the annotations. Enough by
+    /// itself when only the view or the brush outline moved: the slice's pixels stay as drawn.
+    fn present(&self) {
+        if !alive(self.ui) {
+            return;
+        }
+        let geometry = self.geometry();
         let context = &self.context;
         let (cw, ch) = (self.canvas.width() as f64, self.canvas.height() as f64);
         context.set_fill_style_str("#000");
         context.fill_rect(0.0, 0.0, cw, ch);
         context.set_image_smoothing_enabled(false);
         let (ox, oy, sx, sy) = self.placement(&geometry);
-        let _ = context.draw_image_with_html_canvas_element_and_dw_and_dh(&self.slice_canvas, ox, oy, w as f64 * sx, h as f64 * sy);
+        let (w, h) = (geometry.width as f64, geometry.height as f64);
+        let _ = context.draw_image_with_html_canvas_element_and_dw_and_dh(&self.slice_canvas, ox, oy, w * sx, h * sy);
         self.draw_annotations(sx, sy);
-        if !self.drawn_once {
-            self.drawn_once = true;
-            mark("firstSliceMs");
-        }
-        record_render(now_ms() - started);
     }
 
     /// Orientation letters at the edges and the brush outline.
@@ -504,14 +515,9 @@ fn listen_pointer(shared: &Shared, canvas: &HtmlCanvasElement) {
                 viewer.pan.0 += point.0 - last.0;
                 viewer.pan.1 += point.1 - last.1;
                 viewer.drag = Some(Drag::Pan { last: point });
-                viewer.draw();
+                viewer.present();
             }
-            None => {
-                // Only the brush outline moved.
-                if viewer.ui.ready.get_untracked() {
-                    viewer.draw();
-                }
-            }
+            None => viewer.present(), // only the brush outline moved
         }
     });
     let up = shared.clone();
@@ -529,7 +535,7 @@ fn listen_pointer(shared: &Shared, canvas: &HtmlCanvasElement) {
     on_canvas(canvas, "pointerleave", move |_: PointerEvent| {
         let mut viewer = left.borrow_mut();
         viewer.pointer = None;
-        viewer.draw();
+        viewer.present();
     });
     let wheel = shared.clone();
     on_canvas(canvas, "wheel", move |event: WheelEvent| {
@@ -538,7 +544,7 @@ fn listen_pointer(shared: &Shared, canvas: &HtmlCanvasElement) {
         if event.ctrl_key() {
             let factor = if event.delta_y() < 0.0 { 1.15 } else { 1.0 / 1.15 };
             viewer.zoom = (viewer.zoom * factor).clamp(0.25, 32.0);
-            viewer.draw();
+            viewer.present();
         } else {
             let step = if event.delta_y() < 0.0 { 1 } else { -1 };
             let ui = viewer.ui;

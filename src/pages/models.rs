@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-use crate::models::{Job, JobStatus, ModelDetail, ModelState, ModelSummary, PairedEvaluation, Stats};
+use crate::models::{Job, ModelDetail, ModelState, ModelSummary, PairedEvaluation, Stats};
 use crate::pages::case_list::LoadError;
 use crate::pages::format_time;
 
@@ -273,15 +273,6 @@ fn EvaluationSummary(evaluation: PairedEvaluation) -> impl IntoView {
     .into_any()
 }
 
-fn status_text(status: JobStatus) -> &'static str {
-    match status {
-        JobStatus::Queued => "queued",
-        JobStatus::Running => "running",
-        JobStatus::Succeeded => "succeeded",
-        JobStatus::Failed => "failed",
-    }
-}
-
 /// Orchestrator jobs with their status, attempts and last error.
 #[component]
 pub fn JobTable(jobs: Vec<Job>) -> impl IntoView {
@@ -301,8 +292,8 @@ pub fn JobTable(jobs: Vec<Job>) -> impl IntoView {
                                     <td>{job.role.as_str()}</td>
                                     <td><a href=format!("/cases/{}", job.case_id)>{job.case_id[..8].to_string()}</a></td>
                                     <td>{job.trigger.clone()}</td>
-                                    <td class=format!("job {}", status_text(job.status))>
-                                        {status_text(job.status)}
+                                    <td class=format!("job {}", job.status.as_str())>
+                                        {job.status.as_str()}
                                         {job.last_error.map(|e| view! { <br/><span class="muted">{e}</span> })}
                                     </td>
                                     <td>{format!("{} / {}", job.attempts, job.max_attempts)}</td>

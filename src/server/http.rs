@@ -103,9 +103,8 @@ async fn case_artifacts(
     State(state): State<AppState>,
     _caller: Caller,
     Path(case_id): Path<String>,
-    query: Result<Query<ArtifactsQuery>, QueryRejection>,
+    ApiQuery(query): ApiQuery<ArtifactsQuery>,
 ) -> Result<Json<CaseArtifacts>, AppError> {
-    let Query(query) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
     Ok(Json(cases::case_artifacts(&state, &case_id, query.history).await?))
 }
 
@@ -127,6 +126,20 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<
     }
 }
 
+/// Query parameters whose rejection is a JSON 400 like every other error.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let Query(value) = Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e: QueryRejection| AppError::BadRequest(e.body_text()))?;
+        Ok(ApiQuery(value))
+    }
+}
+
 /// `POST /labels`: the edits of one save, once per `Idempotency-Key`.
 async fn save_label(
     State(state): State<AppState>,
@@ -145,6 +158,11 @@ async fn save_label(
     Ok(response)
 }
 
+/// A multipart body that cannot be read: 400.
+fn bad_form(err: axum::extract::multipart::MultipartError) -> AppError {
+    AppError::BadRequest(format!("invalid multipart form: {err}"))
+}
+
 /// `POST /cases`, multipart: `name`, `image` (file), optional `mask` (file) and `labels`
 /// (`1=liver,2=tumour`).
 async fn import_case(
@@ -153,7 +171,6 @@ async fn import_case(
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<CaseSummary>), AppError> {
     user.require_any(&[Role::MlEngineer, Role::Admin], "importing a case")?;
-    let bad_form = |e: axum::extract::multipart::MultipartError| AppError::BadRequest(format!("invalid multipart form: {e}"));
     let (mut name, mut image, mut mask, mut labels) = (None, None, None, Vec::new());
     while let Some(field) = form.next_field().await.map_err(bad_form)? {
         let field_name = field.name().unwrap_or_default().to_string();

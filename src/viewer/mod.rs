@@ -76,10 +76,7 @@ impl Editor {
     /// Moves onto a newer version `base` (someone else's save, or a restore) and applies
     /// `edits` on top: the person's own changes win where both touched a voxel.
     pub fn rebase(&mut self, base_ref: String, base_file: &[u8], edits: &MaskEdits) -> Result<(), VolumeError> {
-        let base = Volume::parse("mask", base_file)?.into_labels("mask")?;
-        if base.len() != self.mask.len() {
-            return Err(VolumeError("the newer mask version has a different size".into()));
-        }
+        let base = Self::labels_of(base_file, self.mask.len())?;
         let mut mask = base.clone();
         edits.apply(&mut mask);
         self.base = base;

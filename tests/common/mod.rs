@@ -13,7 +13,7 @@ use clap::Parser;
 use seglab::server::config::{Config, ServeArgs, ServeOnly};
 use seglab::server::services::users::{add_user, Role};
 use seglab::server::AppState;
-use sqlx::Connection;
+use sqlx::{Connection, Row};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -122,6 +122,16 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// The single number an SQL query such as `SELECT COUNT(*) …` answers.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query(sql).fetch_one(&self.state.db.pool).await.unwrap().get::<i64, _>(0)
+    }
+
+    /// `GET path` with a bearer token, as JSON.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, token: &str, path: &str) -> T {
+        self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap().json().await.unwrap()
     }
 
     /// A user with `roles` (and the password [`PASSWORD`]) and their bearer token.

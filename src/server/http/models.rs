@@ -1,14 +1,14 @@
 //! REST routes of the model lifecycle: registry, state transitions, active versions, runs and
 //! jobs, evaluation. Thin: they parse and call `services::{models, orchestrator, evaluation}`.
 
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiJson, Caller};
+use super::{bad_form, ApiJson, ApiQuery, Caller};
 use crate::models::{ActiveModels, Job, ModelDetail, ModelState, ModelSummary, PairedEvaluation, RunStarted};
 use crate::server::services::orchestrator::{self, JobFilter};
 use crate::server::services::{evaluation, models};
@@ -34,7 +34,6 @@ async fn register_model(
     Caller(user): Caller,
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
-    let bad_form = |e: axum::extract::multipart::MultipartError| AppError::BadRequest(format!("invalid multipart form: {e}"));
     let (mut card, mut artifact) = (None, None);
     while let Some(field) = form.next_field().await.map_err(bad_form)? {
         match field.name().unwrap_or_default() {
@@ -89,12 +88,12 @@ fn required_name(query: NameQuery) -> Result<String, AppError> {
 }
 
 /// `GET /models/active?name=` (the seed's getActiveModels).
-async fn active_models(State(state): State<AppState>, _caller: Caller, Query(query): Query<NameQuery>) -> Result<Json<ActiveModels>, AppError> {
+async fn active_models(State(state): State<AppState>, _caller: Caller, ApiQuery(query): ApiQuery<NameQuery>) -> Result<Json<ActiveModels>, AppError> {
     Ok(Json(models::active_models(&state, &required_name(query)?).await?))
 }
 
 /// `GET /models/evaluation?name=`: production against shadow on human-labelled cases.
-async fn evaluate(State(state): State<AppState>, _caller: Caller, Query(query): Query<NameQuery>) -> Result<Json<PairedEvaluation>, AppError> {
+async fn evaluate(State(state): State<AppState>, _caller: Caller, ApiQuery(query): ApiQuery<NameQuery>) -> Result<Json<PairedEvaluation>, AppError> {
     Ok(Json(evaluation::paired_evaluation(&state, &required_name(query)?).await?))
 }
 
@@ -109,7 +108,7 @@ struct ProductionAtQuery {
 async fn production_at(
     State(state): State<AppState>,
     _caller: Caller,
-    Query(query): Query<ProductionAtQuery>,
+    ApiQuery(query): ApiQuery<ProductionAtQuery>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let found = models::production_at(&state, &query.name, query.at).await?;
     Ok(Json(match found {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::nifti_io::{gzip, gzip_mask, Volume, VolumeMeta};
@@ -185,6 +185,33 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
 /// A fresh, never-used key for a mask version of `case_id`.
 pub fn mask_object_ref(case_id: &str) -> String {
     format!("cases/{case_id}/masks/{}.nii.gz", Uuid::new_v4())
+}
+
+/// Records the stored mask version `object_ref` (a file of `size_bytes` with digest `sha256`)
+/// in the caller's transaction, with the case and geometry of the mask version `like_ref` it
+/// replaces.
+pub async fn record_mask_version(
+    tx: &mut AnyConnection,
+    object_ref: &str,
+    size_bytes: i64,
+    sha256: &str,
+    like_ref: &str,
+    at: i64,
+) -> Result<(), AppError> {
+    sqlx::query(
+        "INSERT INTO objects (object_ref, case_id, kind, size_bytes, sha256, dim_i, dim_j, dim_k,
+                              voxel_type, spacing_i, spacing_j, spacing_k, created_at)
+         SELECT $1, case_id, 'mask', $2, $3, dim_i, dim_j, dim_k, 'uint8', spacing_i, spacing_j, spacing_k, $4
+         FROM objects WHERE object_ref = $5",
+    )
+    .bind(object_ref)
+    .bind(size_bytes)
+    .bind(sha256)
+    .bind(at)
+    .bind(like_ref)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 fn dims_of(row: &AnyRow) -> [u32; 3] {

@@ -14,7 +14,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
-use super::cases::mask_object_ref;
+use super::cases::{mask_object_ref, record_mask_version};
 use super::idempotency::{self, Claim};
 use super::users::{Role, User};
 use crate::edits::MaskEdits;
@@ -169,19 +169,7 @@ async fn apply_and_commit(
             .get("head_mask_ref");
         return Err(AppError::StaleBase { base: head, current });
     }
-    sqlx::query(
-        "INSERT INTO objects (object_ref, case_id, kind, size_bytes, sha256, dim_i, dim_j, dim_k,
-                              voxel_type, spacing_i, spacing_j, spacing_k, created_at)
-         SELECT $1, case_id, 'mask', $2, $3, dim_i, dim_j, dim_k, 'uint8', spacing_i, spacing_j, spacing_k, $4
-         FROM objects WHERE object_ref = $5",
-    )
-    .bind(&new_mask_ref)
-    .bind(size_bytes)
-    .bind(&sha256)
-    .bind(created_at)
-    .bind(&head)
-    .execute(&mut *tx)
-    .await?;
+    record_mask_version(&mut tx, &new_mask_ref, size_bytes, &sha256, &head, created_at).await?;
     sqlx::query(
         "INSERT INTO labels (id, case_id, user_id, old_mask_ref, new_mask_ref, voxels_changed, runs, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

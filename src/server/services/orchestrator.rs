@@ -25,7 +25,7 @@ use crate::models::{Job, JobStatus, ModelState, ModelSummary, RunStarted};
 use crate::nifti_io::{gzip_mask, Volume};
 use crate::server::db::Backend;
 use crate::server::inference::{Image, ModelVersion};
-use crate::server::services::cases::mask_object_ref;
+use crate::server::services::cases::{mask_object_ref, record_mask_version};
 use crate::server::services::labels::load_mask;
 use crate::server::{now_ms, AppError, AppState};
 use crate::viewer::orientation::Orientation;
@@ -106,12 +106,7 @@ pub enum JobFilter<'a> {
 }
 
 fn job(row: &AnyRow) -> Result<Job, AppError> {
-    let status = match row.get::<String, _>("status").as_str() {
-        "queued" => JobStatus::Queued,
-        "running" => JobStatus::Running,
-        "succeeded" => JobStatus::Succeeded,
-        _ => JobStatus::Failed,
-    };
+    let status: String = row.get("status");
     let role: String = row.get("role");
     Ok(Job {
         id: row.get("id"),
@@ -122,7 +117,7 @@ fn job(row: &AnyRow) -> Result<Job, AppError> {
         model_version: row.get("version"),
         role: ModelState::parse(&role).ok_or_else(|| AppError::Internal(format!("unknown job role {role}")))?,
         trigger: row.get("trigger_kind"),
-        status,
+        status: JobStatus::parse(&status).ok_or_else(|| AppError::Internal(format!("unknown job status {status}")))?,
         attempts: row.get("attempts"),
         max_attempts: row.get("max_attempts"),
         last_error: row.get("last_error"),
@@ -210,7 +205,7 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
         .get("image_ref");
     let bytes = state.store.get(&image_ref).await?;
     let expected_orientation = card.input_spec.orientation.clone();
-    let (image, header, meta) = tokio::task::spawn_blocking(move || -> Result<_, AppError> {
+    let (image, header, dims) = tokio::task::spawn_blocking(move || -> Result<_, AppError> {
         let volume = Volume::parse("case image", &bytes)?;
         let orientation = Orientation::from_affine(&volume.affine()).axis_codes();
         if orientation != expected_orientation {
@@ -218,17 +213,15 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
                 "the case image is stored {orientation}; the model expects {expected_orientation}"
             )));
         }
-        let (header, meta) = (volume.header.clone(), volume.meta.clone());
-        let dims = meta.dims.map(|d| d as usize);
+        let (header, dims) = (volume.header.clone(), volume.meta.dims);
         let samples = volume.into_samples("case image")?;
         let intensities = (0..samples.len()).map(|i| samples.get(i)).collect();
-        Ok((Image { dims, intensities }, header, meta))
+        Ok((Image { dims: dims.map(|d| d as usize), intensities }, header, dims))
     })
     .await
     .map_err(AppError::internal)??;
     let model = ModelVersion { id: job.model_id.clone(), artifact_ref, card };
     let labels = state.runner.segment(&model, image).await?;
-    let dims = meta.dims;
     let output = tokio::task::spawn_blocking(move || gzip_mask(&header, dims, &labels, GZIP_LEVEL))
         .await
         .map_err(AppError::internal)?;
@@ -277,7 +270,7 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
     .execute(&mut *tx)
     .await?;
     if let Some((blank, object_ref)) = prelabel {
-        prelabel_case(&mut tx, job, &blank, &object_ref, &output, &meta, at).await?;
+        prelabel_case(&mut tx, job, &blank, &object_ref, &output, at).await?;
     }
     tx.commit().await?;
     tracing::info!(job_id = %job.id, case_id = %job.case_id, model_id = %job.model_id, role = %job.role, "model job succeeded");
@@ -312,7 +305,6 @@ async fn prelabel_case(
     blank: &str,
     object_ref: &str,
     file: &[u8],
-    meta: &crate::nifti_io::VolumeMeta,
     at: i64,
 ) -> Result<(), AppError> {
     let moved = sqlx::query(
@@ -329,24 +321,7 @@ async fn prelabel_case(
     if moved.rows_affected() == 0 {
         return Ok(()); // a person (or another model) came first; the sweeper removes the copy
     }
-    sqlx::query(
-        "INSERT INTO objects (object_ref, case_id, kind, size_bytes, sha256, dim_i, dim_j, dim_k,
-                              voxel_type, spacing_i, spacing_j, spacing_k, created_at)
-         VALUES ($1, $2, 'mask', $3, $4, $5, $6, $7, 'uint8', $8, $9, $10, $11)",
-    )
-    .bind(object_ref)
-    .bind(&job.case_id)
-    .bind(file.len() as i64)
-    .bind(hex::encode(Sha256::digest(file)))
-    .bind(meta.dims[0] as i64)
-    .bind(meta.dims[1] as i64)
-    .bind(meta.dims[2] as i64)
-    .bind(meta.spacing_mm[0] as f64)
-    .bind(meta.spacing_mm[1] as f64)
-    .bind(meta.spacing_mm[2] as f64)
-    .bind(at)
-    .execute(&mut *tx)
-    .await?;
+    record_mask_version(tx, object_ref, file.len() as i64, &hex::encode(Sha256::digest(file)), blank, at).await?;
     audit::record(
         tx,
         AuditEvent {
