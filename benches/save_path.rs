@@ -16,9 +16,10 @@ use common::TestApp;
 use seglab::edits::MaskEdits;
 use seglab::nifti_io::gzip_mask;
 use seglab::server::services::cases::{import_case, NewCase};
-use seglab::server::services::labels::{save_label, HeadCache};
+use seglab::server::mask_cache::HeadCache;
+use seglab::server::services::labels::save_label;
 use seglab::server::services::users::{user_for_token, Role};
-use seglab::types::{LabelSaved, SaveLabelRequest};
+use seglab::api::{LabelSaved, SaveLabelRequest};
 use serde_json::json;
 use sqlx::Row;
 

@@ -8,7 +8,7 @@ use leptos_router::{path, SsrMode};
 use crate::pages::case_list::CaseListPage;
 use crate::pages::case_page::CasePage;
 use crate::pages::login::{LogOutButton, LoginPage};
-use crate::pages::models::{ModelPage, ModelsPage};
+use crate::pages::registry::{ModelPage, ModelsPage};
 
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {

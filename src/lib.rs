@@ -7,14 +7,14 @@
 // The editor's view types nest deeply when components are not erased (release builds).
 #![recursion_limit = "256"]
 
+pub mod api;
 pub mod app;
 #[cfg(feature = "hydrate")]
 pub mod browser;
 pub mod edits;
-pub mod models;
+pub mod metrics;
 pub mod nifti_io;
 pub mod pages;
-pub mod types;
 pub mod viewer;
 
 #[cfg(feature = "ssr")]

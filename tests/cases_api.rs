@@ -7,7 +7,7 @@ use common::{backend_name, test_data, TestApp, PAGE_ORIGIN};
 use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use seglab::server::services::users::Role;
-use seglab::types::{ArtifactKind, CaseArtifacts, CaseSummary};
+use seglab::api::{ArtifactKind, CaseArtifacts, CaseSummary};
 use serde_json::Value;
 
 fn form(name: &str, image: Vec<u8>, mask: Option<Vec<u8>>) -> Form {

@@ -11,7 +11,7 @@ use seglab::edits::MaskEdits;
 use seglab::nifti_io::{encode_mask, encode_volume, gzip, Volume};
 use seglab::server::services::cases::{import_case, NewCase};
 use seglab::server::services::users::Role;
-use seglab::types::{CaseArtifacts, LabelSaved};
+use seglab::api::{CaseArtifacts, LabelSaved};
 use serde_json::{json, Value};
 use sqlx::Row;
 
@@ -284,7 +284,7 @@ async fn storage_outage_gives_503_with_no_rows_and_the_retry_succeeds() {
     let token = app.user("lab", &[Role::Labeler]).await;
     let user = seglab::server::services::users::user_for_token(&app.state.db, &token).await.unwrap().unwrap();
     let (case_id, base) = small_case(&app).await;
-    let request = seglab::types::SaveLabelRequest { case_id: case_id.clone(), base_mask_ref: base.clone(), edits: b64(&stroke(1)) };
+    let request = seglab::api::SaveLabelRequest { case_id: case_id.clone(), base_mask_ref: base.clone(), edits: b64(&stroke(1)) };
 
     // The same app, but its object storage unreachable (and no cached head to hide it).
     let mut broken = app.state.clone();
@@ -299,7 +299,7 @@ async fn storage_outage_gives_503_with_no_rows_and_the_retry_succeeds() {
             secret_access_key: "y".into(),
         },
     );
-    broken.heads = std::sync::Arc::new(seglab::server::services::labels::HeadCache::new(0));
+    broken.heads = std::sync::Arc::new(seglab::server::mask_cache::HeadCache::new(0));
     let err = seglab::server::services::labels::save_label(&broken, &user, Some("outage"), &request).await.unwrap_err();
     assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(err.to_string().contains("object storage is unavailable"), "{err}");
@@ -320,11 +320,11 @@ async fn a_crash_before_commit_leaves_an_orphan_the_sweeper_removes_and_the_retr
     let request = body(&case_id, &base, &stroke(1));
 
     // What a crash after the PUT leaves: the object, and the key claimed but never completed.
-    let orphan = seglab::server::services::cases::mask_object_ref(&case_id);
+    let orphan = seglab::server::services::mask_versions::mask_object_ref(&case_id);
     app.state.store.put(&orphan, b"half a save".to_vec()).await.unwrap();
     let fingerprint = {
         use sha2::Digest;
-        let request: seglab::types::SaveLabelRequest = serde_json::from_value(request.clone()).unwrap();
+        let request: seglab::api::SaveLabelRequest = serde_json::from_value(request.clone()).unwrap();
         hex::encode(sha2::Sha256::digest(serde_json::to_vec(&request).unwrap()))
     };
     sqlx::query(
@@ -333,7 +333,7 @@ async fn a_crash_before_commit_leaves_an_orphan_the_sweeper_removes_and_the_retr
     )
     .bind(&user_id)
     .bind(&fingerprint)
-    .bind(seglab::server::now_ms())
+    .bind(seglab::server::clock::now_ms())
     .execute(&app.state.db.pool)
     .await
     .unwrap();

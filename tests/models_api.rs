@@ -193,7 +193,7 @@ async fn transitions_follow_the_lifecycle_and_are_audited() {
     let second_shadow = set_state(&app, &engineer, &v2, "shadow").await;
     assert_eq!(second_shadow.status(), StatusCode::CONFLICT, "one shadow per name");
     assert_eq!(set_state(&app, &engineer, &v1, "production").await.status(), StatusCode::OK);
-    let v1_production_at = seglab::server::now_ms();
+    let v1_production_at = seglab::server::clock::now_ms();
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(set_state(&app, &engineer, &v2, "shadow").await.status(), StatusCode::OK);
     let active: Value = app.get_json(&labeler, "/models/active?name=cube-seg").await;
@@ -210,7 +210,7 @@ async fn transitions_follow_the_lifecycle_and_are_audited() {
     // What was in production when, from the audit log.
     let then: Value = app.get_json(&labeler, &format!("/models/production-at?name=cube-seg&at={v1_production_at}")).await;
     assert_eq!(then["model_id"], v1.as_str());
-    let now: Value = app.get_json(&labeler, &format!("/models/production-at?name=cube-seg&at={}", seglab::server::now_ms())).await;
+    let now: Value = app.get_json(&labeler, &format!("/models/production-at?name=cube-seg&at={}", seglab::server::clock::now_ms())).await;
     assert_eq!(now["version"], "2.0.0");
     // Malformed queries get the API's JSON 400.
     for path in ["/models/production-at?name=cube-seg&at=yesterday", "/models/active", "/models/evaluation?name="] {

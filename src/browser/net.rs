@@ -1,12 +1,13 @@
-//! HTTP from the browser: volumes straight from object storage (with progress) and label
-//! saves with retries under one idempotency key.
+//! HTTP from the browser: volumes straight from object storage (with progress), and the API:
+//! the case's artifacts, label saves (retried under one idempotency key) and forms, with error
+//! answers read into the shared [`ApiError`].
 
 use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, ReadableStreamDefaultReader, Request, RequestInit, Response};
 
-use crate::types::{LabelSaved, SaveLabelRequest};
+use crate::api::{ApiError, CaseArtifacts, ErrorBody, ErrorCode, LabelSaved, SaveLabelRequest};
 
 fn describe(err: JsValue) -> String {
     err.as_string()
@@ -51,6 +52,67 @@ pub async fn download(url: &str, mut progress: impl FnMut(f64, f64)) -> Result<V
     Ok(bytes)
 }
 
+/// Why a request to the API did not succeed.
+enum Failure {
+    /// No answer arrived: the network failed, or the request could not be made.
+    NoAnswer(String),
+    /// The API, or something in front of it, answered with a status other than 2xx.
+    Refused { status: u16, error: ApiError },
+}
+
+impl Failure {
+    /// What a person should read.
+    fn into_message(self) -> String {
+        match self {
+            Failure::NoAnswer(message) => message,
+            Failure::Refused { error, .. } => error.message,
+        }
+    }
+}
+
+/// The error a failed answer carries; a body not in the API's error shape (from a proxy, say)
+/// becomes the message of an error of unknown code.
+fn error_in(body: String) -> ApiError {
+    match serde_json::from_str::<ErrorBody>(&body) {
+        Ok(ErrorBody { error }) => error,
+        Err(_) => ApiError::new(ErrorCode::Unknown, body),
+    }
+}
+
+/// Sends `request` to the API; the body of a 2xx answer.
+async fn call(request: &Request) -> Result<String, Failure> {
+    let no_answer = |err: JsValue| Failure::NoAnswer(describe(err));
+    let response = fetch(request).await.map_err(Failure::NoAnswer)?;
+    let text = response.text().map_err(no_answer)?;
+    let body = JsFuture::from(text).await.map_err(no_answer)?.as_string().unwrap_or_default();
+    if response.ok() {
+        Ok(body)
+    } else {
+        Err(Failure::Refused { status: response.status(), error: error_in(body) })
+    }
+}
+
+/// POSTs `body` (with `headers`) to the API.
+async fn post(url: &str, headers: Option<&Headers>, body: &JsValue) -> Result<String, Failure> {
+    let init = RequestInit::new();
+    init.set_method("POST");
+    if let Some(headers) = headers {
+        init.set_headers(headers);
+    }
+    init.set_body(body);
+    let request = Request::new_with_str_and_init(url, &init).map_err(|err| Failure::NoAnswer(describe(err)))?;
+    call(&request).await
+}
+
+/// `GET /cases/{id}/artifacts?history=true`: the case with fresh URLs and its saved mask
+/// versions. The session cookie goes along (same origin).
+pub async fn case_artifacts(case_id: &str) -> Result<CaseArtifacts, String> {
+    let url = format!("/cases/{}/artifacts?history=true", String::from(js_sys::encode_uri_component(case_id)));
+    let request = Request::new_with_str(&url).map_err(describe)?;
+    let body = call(&request).await.map_err(Failure::into_message)?;
+    serde_json::from_str(&body).map_err(|err| format!("unexpected answer: {err}"))
+}
+
 /// How a save attempt ended.
 pub enum SaveAnswer {
     Saved(LabelSaved),
@@ -58,70 +120,42 @@ pub enum SaveAnswer {
     Stale { current: String },
     /// Worth retrying with the same key: the network failed or the server was unavailable.
     Retry(String),
-    /// Retrying cannot help (bad request, logged out, …); the message is the server's.
-    Refused { status: u16, message: String },
-}
-
-/// The API's answer to a request: status, JSON body, and the message a person should read
-/// (the error's message, else the body as text).
-struct Answer {
-    status: u16,
-    json: serde_json::Value,
-    message: String,
-}
-
-/// POSTs `body` (with `headers`) to the API; `Err` only when no answer arrived.
-async fn post(url: &str, headers: Option<&Headers>, body: &JsValue) -> Result<Answer, String> {
-    let init = RequestInit::new();
-    init.set_method("POST");
-    if let Some(headers) = headers {
-        init.set_headers(headers);
-    }
-    init.set_body(body);
-    let request = Request::new_with_str_and_init(url, &init).map_err(describe)?;
-    let response = fetch(&request).await?;
-    let text = JsFuture::from(response.text().map_err(describe)?).await.map_err(describe)?.as_string().unwrap_or_default();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let message = json["error"]["message"].as_str().map_or(text, str::to_string);
-    Ok(Answer { status: response.status(), json, message })
+    /// Retrying cannot help (bad request, logged out, …); the error is the server's.
+    Refused(ApiError),
 }
 
 /// One `POST /labels` attempt.
 pub async fn post_label(request: &SaveLabelRequest, idempotency_key: &str) -> SaveAnswer {
-    let attempt = async {
-        let headers = Headers::new().map_err(describe)?;
-        headers.set("Content-Type", "application/json").map_err(describe)?;
-        headers.set("Idempotency-Key", idempotency_key).map_err(describe)?;
-        let body = serde_json::to_string(request).map_err(|e| e.to_string())?;
+    let answer = async {
+        let no_answer = |err: JsValue| Failure::NoAnswer(describe(err));
+        let headers = Headers::new().map_err(no_answer)?;
+        headers.set("Content-Type", "application/json").map_err(no_answer)?;
+        headers.set("Idempotency-Key", idempotency_key).map_err(no_answer)?;
+        let body = serde_json::to_string(request).map_err(|err| Failure::NoAnswer(err.to_string()))?;
         post("/labels", Some(&headers), &JsValue::from_str(&body)).await
     };
-    let Answer { status, json, message } = match attempt.await {
-        Ok(answer) => answer,
-        Err(network) => return SaveAnswer::Retry(network),
-    };
-    let error = &json["error"];
-    match status {
-        200 | 201 => match serde_json::from_value(json.clone()) {
+    match answer.await {
+        Ok(body) => match serde_json::from_str(&body) {
             Ok(saved) => SaveAnswer::Saved(saved),
-            Err(err) => SaveAnswer::Refused { status, message: format!("unexpected answer: {err}") },
+            Err(err) => SaveAnswer::Refused(ApiError::new(ErrorCode::Unknown, format!("unexpected answer: {err}"))),
         },
-        409 if error["code"] == "stale_base" => {
-            SaveAnswer::Stale { current: error["current_mask_ref"].as_str().unwrap_or_default().to_string() }
+        Err(Failure::NoAnswer(message)) => SaveAnswer::Retry(message),
+        Err(Failure::Refused { error, .. }) if error.code == ErrorCode::StaleBase => {
+            SaveAnswer::Stale { current: error.current_mask_ref.unwrap_or_default() }
         }
-        // 409 without stale_base: the same key is still being worked on; wait and retry.
-        409 | 429 | 500..=599 => SaveAnswer::Retry(message),
-        _ => SaveAnswer::Refused { status, message },
+        // The same key is still being worked on, or the server is overloaded or down: wait and retry.
+        Err(Failure::Refused { status, error }) if error.code.is_transient() || status == 429 || status >= 500 => {
+            SaveAnswer::Retry(error.message)
+        }
+        Err(Failure::Refused { error, .. }) => SaveAnswer::Refused(error),
     }
 }
 
 /// Posts a form (multipart) and returns the JSON answer of a 2xx, else the error message.
 pub async fn post_form(url: &str, form: &web_sys::HtmlFormElement) -> Result<serde_json::Value, String> {
     let body: JsValue = web_sys::FormData::new_with_form(form).map_err(describe)?.into();
-    let answer = post(url, None, &body).await?;
-    match answer.status {
-        200..=299 => Ok(answer.json),
-        _ => Err(answer.message),
-    }
+    let answer = post(url, None, &body).await.map_err(Failure::into_message)?;
+    Ok(serde_json::from_str(&answer).unwrap_or_default())
 }
 
 /// Waits `ms` milliseconds.

@@ -2,22 +2,12 @@
 
 use leptos::prelude::*;
 
-use crate::types::CaseSummary;
-
-/// A failed load, with the way out when the cause is a missing login.
-#[component]
-pub fn LoadError(err: ServerFnError) -> impl IntoView {
-    let message = err.to_string();
-    let needs_login = message.contains("authentication required");
-    view! {
-        <p class="error">{message}</p>
-        {needs_login.then(|| view! { <p><a href="/login">"Log in"</a></p> })}
-    }
-}
+use crate::api::{ApiError, CaseSummary};
+use crate::pages::common::loaded;
 
 #[server]
-pub async fn list_cases() -> Result<Vec<CaseSummary>, ServerFnError> {
-    let (state, _user) = crate::server::sessions::server_fn_caller().await?;
+pub async fn list_cases() -> Result<Vec<CaseSummary>, ApiError> {
+    let (state, _user) = crate::server::auth::server_fn_caller().await?;
     Ok(crate::server::services::cases::list_cases(&state).await?)
 }
 
@@ -28,13 +18,10 @@ pub fn CaseListPage() -> impl IntoView {
         <h1>"Cases"</h1>
         <Suspense fallback=|| view! { <p>"Loading cases…"</p> }>
             {move || Suspend::new(async move {
-                match cases.await {
-                    Ok(cases) if cases.is_empty() => {
-                        view! { <p>"No cases yet. Import one with `seglab import`."</p> }.into_any()
-                    }
-                    Ok(cases) => view! { <CaseTable cases/> }.into_any(),
-                    Err(err) => view! { <LoadError err/> }.into_any(),
-                }
+                loaded(cases.await, |cases| match cases.is_empty() {
+                    true => view! { <p>"No cases yet. Import one with `seglab import`."</p> }.into_any(),
+                    false => view! { <CaseTable cases/> }.into_any(),
+                })
             })}
         </Suspense>
     }

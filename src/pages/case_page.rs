@@ -4,31 +4,29 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-use crate::pages::case_list::LoadError;
+use crate::api::{ApiError, Artifact, ArtifactKind, CaseArtifacts, Job, JobStatus, RunStarted};
+use crate::pages::common::loaded;
+use crate::pages::registry::JobTable;
 use crate::pages::viewer_panel::CaseViewer;
-use crate::models::{Job, JobStatus, RunStarted};
-use crate::pages::models::JobTable;
-use crate::types::{Artifact, ArtifactKind, CaseArtifacts};
 
 #[server]
-pub async fn get_case_artifacts(case_id: String) -> Result<CaseArtifacts, ServerFnError> {
-    let (state, _user) = crate::server::sessions::server_fn_caller().await?;
+pub async fn get_case_artifacts(case_id: String) -> Result<CaseArtifacts, ApiError> {
+    let (state, _user) = crate::server::auth::server_fn_caller().await?;
     Ok(crate::server::services::cases::case_artifacts(&state, &case_id, true).await?)
 }
 
 #[server]
-pub async fn case_jobs(case_id: String) -> Result<Vec<Job>, ServerFnError> {
-    use crate::server::services::orchestrator::{list_jobs, JobFilter};
-    let (state, _user) = crate::server::sessions::server_fn_caller().await?;
+pub async fn case_jobs(case_id: String) -> Result<Vec<Job>, ApiError> {
+    use crate::server::services::jobs::{list_jobs, JobFilter};
+    let (state, _user) = crate::server::auth::server_fn_caller().await?;
     Ok(list_jobs(&state, JobFilter::Case(&case_id)).await?)
 }
 
 /// The manual run trigger: every active model version on this case.
 #[server]
-pub async fn run_models(case_id: String) -> Result<RunStarted, ServerFnError> {
-    use crate::server::sessions;
-    let (state, user) = sessions::server_fn_caller().await?;
-    Ok(crate::server::services::orchestrator::run_on_case(&state, &case_id, &user).await.inspect_err(sessions::set_response_status)?)
+pub async fn run_models(case_id: String) -> Result<RunStarted, ApiError> {
+    let (state, user) = crate::server::auth::server_fn_caller().await?;
+    Ok(crate::server::services::orchestrator::run_on_case(&state, &case_id, &user).await?)
 }
 
 #[component]
@@ -43,21 +41,13 @@ pub fn CasePage() -> impl IntoView {
     view! {
         <Suspense fallback=|| view! { <p>"Loading case…"</p> }>
             {move || Suspend::new(async move {
-                match opened.await {
-                    Ok(case) => view! { <h1>{case.case_name.clone()}</h1> <CaseViewer case/> }.into_any(),
-                    Err(err) => view! { <LoadError err/> }.into_any(),
-                }
+                loaded(opened.await, |case| view! { <h1>{case.case_name.clone()}</h1> <CaseViewer case/> })
             })}
         </Suspense>
         <ModelRuns case_id=case_id()/>
         <h2>"Files"</h2>
         <Transition fallback=|| view! { <p>"Loading case…"</p> }>
-            {move || Suspend::new(async move {
-                match artifacts.await {
-                    Ok(case) => view! { <CaseDetails case/> }.into_any(),
-                    Err(err) => view! { <LoadError err/> }.into_any(),
-                }
-            })}
+            {move || Suspend::new(async move { loaded(artifacts.await, |case| view! { <CaseDetails case/> }) })}
         </Transition>
         <p class="actions">
             <button data-testid="refresh-links" on:click=move |_| refreshes.update(|n| *n += 1)>
@@ -170,12 +160,7 @@ fn ModelRuns(case_id: String) -> impl IntoView {
                 }}
             </p>
             <Transition fallback=|| ()>
-                {move || Suspend::new(async move {
-                    match jobs.await {
-                        Ok(jobs) => view! { <JobTable jobs/> }.into_any(),
-                        Err(err) => view! { <LoadError err/> }.into_any(),
-                    }
-                })}
+                {move || Suspend::new(async move { loaded(jobs.await, |jobs| view! { <JobTable jobs/> }) })}
             </Transition>
         </section>
     }

@@ -2,20 +2,22 @@
 
 use leptos::prelude::*;
 
+use crate::api::ApiError;
+
 #[server]
-pub async fn log_in(username: String, password: String) -> Result<(), ServerFnError> {
-    use crate::server::sessions;
-    let state = crate::server::AppState::from_context()?;
-    let session: tower_sessions::Session = leptos_axum::extract().await?;
-    sessions::log_in(&state, &session, &username, &password).await.inspect_err(sessions::set_response_status)?;
+pub async fn log_in(username: String, password: String) -> Result<(), ApiError> {
+    use crate::server::auth;
+    let (state, session) = auth::server_fn_session().await?;
+    auth::log_in(&state, &session, &username, &password).await?;
     leptos_axum::redirect("/");
     Ok(())
 }
 
 #[server]
-pub async fn log_out() -> Result<(), ServerFnError> {
-    let session: tower_sessions::Session = leptos_axum::extract().await?;
-    crate::server::sessions::log_out(&session).await?;
+pub async fn log_out() -> Result<(), ApiError> {
+    use crate::server::auth;
+    let (_, session) = auth::server_fn_session().await?;
+    auth::log_out(&session).await?;
     leptos_axum::redirect("/login");
     Ok(())
 }

@@ -4,137 +4,11 @@
 
 use leptos::prelude::*;
 
-use crate::types::{CaseArtifacts, MaskVersion};
+use crate::api::CaseArtifacts;
+use crate::pages::common::format_time;
 use crate::viewer::orientation::Plane;
 use crate::viewer::render::Window;
-
-/// Editing tool on the left mouse button.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tool {
-    Brush,
-    Eraser,
-    /// Brush that paints only where the image intensity is inside the threshold range.
-    ThresholdBrush,
-    Fill,
-}
-
-impl Tool {
-    pub const ALL: [(Tool, &'static str, &'static str); 4] = [
-        (Tool::Brush, "Brush", "B"),
-        (Tool::Eraser, "Eraser", "E"),
-        (Tool::ThresholdBrush, "Threshold brush", "T"),
-        (Tool::Fill, "Fill", "F"),
-    ];
-}
-
-/// Where saving stands, as shown next to the Save button.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SaveStatus {
-    Idle,
-    Saving { attempt: u32 },
-    Saved { version: usize, voxels: u64 },
-    Failed(String),
-}
-
-/// Actions the controls ask of the editor.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Command {
-    Save,
-    Undo,
-    Redo,
-    /// After a conflict: load the newest version and re-apply the unsaved edits on it.
-    LoadNewest,
-    /// Re-apply the edits kept in this browser from an earlier visit.
-    RestoreKept,
-    DiscardKept,
-    ViewVersion(MaskVersion),
-    BackToEditing,
-    ResetView,
-    /// Window spanning these fractions of the image's intensity distribution.
-    WindowPercentiles(f64, f64),
-}
-
-/// Edits kept in the browser from an earlier visit, offered back.
-#[derive(Clone, Debug, PartialEq)]
-pub struct KeptEdits {
-    pub voxels: u64,
-    pub saved_at: String,
-    pub on_older_version: bool,
-}
-
-/// The editor's state as the page shows it; the canvas reads the settings when drawing.
-#[derive(Clone, Copy)]
-pub struct ViewerUi {
-    pub case: StoredValue<CaseArtifacts>,
-    /// Download progress: bytes received and expected (0 when unknown).
-    pub progress: RwSignal<(f64, f64)>,
-    pub ready: RwSignal<bool>,
-    pub failure: RwSignal<Option<String>>,
-    pub plane: RwSignal<Plane>,
-    pub slice: RwSignal<usize>,
-    pub slice_count: RwSignal<usize>,
-    pub window: RwSignal<Window>,
-    pub tool: RwSignal<Tool>,
-    pub label: RwSignal<u8>,
-    pub radius_mm: RwSignal<f32>,
-    pub threshold: RwSignal<(f32, f32)>,
-    pub opacity: RwSignal<f32>,
-    pub outline: RwSignal<bool>,
-    pub cursor: RwSignal<String>,
-    pub unsaved: RwSignal<u64>,
-    pub can_undo: RwSignal<bool>,
-    pub can_redo: RwSignal<bool>,
-    pub status: RwSignal<SaveStatus>,
-    pub conflict: RwSignal<Option<String>>,
-    pub kept: RwSignal<Option<KeptEdits>>,
-    pub viewing: RwSignal<Option<MaskVersion>>,
-    pub history: RwSignal<Vec<MaskVersion>>,
-    pub help: RwSignal<bool>,
-    pub command: RwSignal<Option<Command>>,
-}
-
-impl ViewerUi {
-    fn new(case: CaseArtifacts) -> ViewerUi {
-        let first_label = case.labels.first().map_or(1, |label| label.value);
-        let history = case.history.clone();
-        ViewerUi {
-            case: StoredValue::new(case),
-            progress: RwSignal::new((0.0, 0.0)),
-            ready: RwSignal::new(false),
-            failure: RwSignal::new(None),
-            plane: RwSignal::new(Plane::Axial),
-            slice: RwSignal::new(0),
-            slice_count: RwSignal::new(1),
-            window: RwSignal::new(Window::spanning(0.0, 1.0)),
-            tool: RwSignal::new(Tool::Brush),
-            label: RwSignal::new(first_label),
-            radius_mm: RwSignal::new(3.0),
-            threshold: RwSignal::new((0.0, 1.0)),
-            opacity: RwSignal::new(0.5),
-            outline: RwSignal::new(false),
-            cursor: RwSignal::new(String::new()),
-            unsaved: RwSignal::new(0),
-            can_undo: RwSignal::new(false),
-            can_redo: RwSignal::new(false),
-            status: RwSignal::new(SaveStatus::Idle),
-            conflict: RwSignal::new(None),
-            kept: RwSignal::new(None),
-            viewing: RwSignal::new(None),
-            history: RwSignal::new(history),
-            help: RwSignal::new(false),
-            command: RwSignal::new(None),
-        }
-    }
-
-    pub fn send(&self, command: Command) {
-        self.command.set(Some(command));
-    }
-}
-
-/// Windows from the image's own intensity distribution (percentile fractions), for modalities
-/// without fixed units such as MR.
-pub const PERCENTILE_PRESETS: [(&str, f64, f64); 3] =
-    [("Auto", 0.005, 0.995), ("Full range", 0.0, 1.0), ("High contrast", 0.05, 0.95)];
+use crate::viewer::ui::{Command, SaveStatus, Tool, ViewerUi, PERCENTILE_PRESETS};
 
 /// Keyboard shortcuts, listed in the help overlay (ITK-SNAP / OHIF style).
 pub const SHORTCUTS: [(&str, &str); 14] = [
@@ -362,7 +236,7 @@ fn SaveBar(ui: ViewerUi) -> impl IntoView {
             {move || ui.kept.get().map(|kept| view! {
                 <div class="notice" data-testid="kept-edits" role="alert">
                     <p>
-                        {format!("{} unsaved voxel edits from {} were kept in this browser", kept.voxels, kept.saved_at)}
+                        {format!("{} unsaved voxel edits from {} were kept in this browser", kept.voxels, format_time(kept.saved_at_ms))}
                         {kept.on_older_version.then_some(" (made on an older version; they will be re-applied on the newest)")}
                         "."
                     </p>
@@ -372,7 +246,7 @@ fn SaveBar(ui: ViewerUi) -> impl IntoView {
             })}
             {move || ui.viewing.get().map(|version| view! {
                 <div class="notice" data-testid="viewing">
-                    <p>{format!("Viewing the version saved by {} at {} (read only).", version.username, crate::pages::format_time(version.created_at_ms))}</p>
+                    <p>{format!("Viewing the version saved by {} at {} (read only).", version.username, format_time(version.created_at_ms))}</p>
                     <button on:click=move |_| ui.send(Command::BackToEditing)>"Back to my mask"</button>
                 </div>
             })}
@@ -400,7 +274,7 @@ fn HistoryPanel(ui: ViewerUi) -> impl IntoView {
                                     " " {version.username.clone()}
                                     <br/>
                                     <span class="muted">
-                                        {format!("{} · {} voxels", crate::pages::format_time(version.created_at_ms), version.voxels_changed)}
+                                        {format!("{} · {} voxels", format_time(version.created_at_ms), version.voxels_changed)}
                                     </span>
                                     <button on:click=move |_| ui.send(Command::ViewVersion(shown.clone()))>"View"</button>
                                 </li>

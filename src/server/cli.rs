@@ -7,11 +7,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::{AuditCommand, Cli, Command, ImportArgs, ServeArgs, UserCommand};
-use super::services::cases::{import_case, parse_label_names, NewCase};
+use super::error::{AppError, CliError};
 use super::services::audit::verify_chain;
-use super::services::{orchestrator, sweeper};
+use super::services::cases::{import_case, parse_label_names, NewCase};
 use super::services::users::{add_user, Role};
-use super::{demo, http, AppError, AppState};
+use super::services::{orchestrator, sweeper};
+use super::state::AppState;
+use super::{demo, http};
 
 fn leptos_options(args: &ServeArgs) -> LeptosOptions {
     LeptosOptions::builder()
@@ -48,7 +50,7 @@ fn cancel_on_signal(shutdown: CancellationToken) {
     });
 }
 
-pub async fn run(cli: Cli) -> Result<(), AppError> {
+pub async fn run(cli: Cli) -> Result<(), CliError> {
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let command = cli.command.unwrap_or(Command::Serve(ServeArgs::from_env()));
@@ -72,10 +74,10 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             import(&state, args).await
         }
         Command::User(UserCommand::Add { username, roles, password_stdin }) => {
-            let roles = roles.iter().map(|r| r.parse()).collect::<Result<Vec<Role>, _>>()?;
+            let roles = roles.iter().map(|r| r.parse()).collect::<Result<Vec<Role>, AppError>>().map_err(|e| CliError::Config(e.to_string()))?;
             let password = if password_stdin {
                 let mut line = String::new();
-                std::io::stdin().read_line(&mut line).map_err(AppError::internal)?;
+                std::io::stdin().read_line(&mut line).map_err(|source| CliError::Read { path: "standard input".into(), source })?;
                 Some(line.trim_end_matches(['\r', '\n']).to_string())
             } else {
                 None
@@ -97,10 +99,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                     println!("audit log intact: {} rows, hash chain verified", report.rows);
                     Ok(())
                 }
-                Some((seq, reason)) => Err(AppError::Conflict(format!(
-                    "audit log broken at row {seq} of {}: {reason}",
-                    report.rows
-                ))),
+                Some((seq, reason)) => Err(CliError::AuditBroken { seq, rows: report.rows, reason }),
             }
         }
     };
@@ -110,7 +109,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     result
 }
 
-async fn serve(state: AppState, args: ServeArgs, shutdown: CancellationToken) -> Result<(), AppError> {
+async fn serve(state: AppState, args: ServeArgs, shutdown: CancellationToken) -> Result<(), CliError> {
     if !args.no_demo {
         if let Some(login) = demo::seed_if_empty(&state, args.demo_password.clone()).await? {
             println!("Created demo cases and the user `demo` (all roles).");
@@ -122,9 +121,9 @@ async fn serve(state: AppState, args: ServeArgs, shutdown: CancellationToken) ->
     http::serve(state, &args, shutdown).await
 }
 
-async fn import(state: &AppState, args: ImportArgs) -> Result<(), AppError> {
+async fn import(state: &AppState, args: ImportArgs) -> Result<(), CliError> {
     let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| AppError::BadRequest(format!("cannot read {}: {e}", path.display())))
+        std::fs::read(path).map_err(|source| CliError::Read { path: path.to_path_buf(), source })
     };
     let new_case = NewCase {
         name: args.name,

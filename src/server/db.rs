@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-use super::AppError;
+use super::error::{AppError, CliError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -26,19 +26,19 @@ pub struct Db {
 
 impl Db {
     /// Connects and brings the schema up to date.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Db, AppError> {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Db, CliError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Backend::Postgres
         } else if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else {
-            return Err(AppError::BadRequest(format!(
+            return Err(CliError::Config(format!(
                 "unsupported database URL {url:?}: use postgres://… or sqlite://…"
             )));
         };
         let options = AnyConnectOptions::from_str(url)
-            .map_err(|e| AppError::BadRequest(format!("invalid database URL: {e}")))?;
+            .map_err(|e| CliError::Config(format!("invalid database URL: {e}")))?;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
@@ -55,18 +55,19 @@ impl Db {
                 })
             })
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(|e| CliError::startup("cannot connect to the database", e))?;
         let db = Db { pool, backend };
         db.migrate().await?;
         Ok(db)
     }
 
-    async fn migrate(&self) -> Result<(), AppError> {
+    async fn migrate(&self) -> Result<(), CliError> {
         let result = match self.backend {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await,
             Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&self.pool).await,
         };
-        result.map_err(|e| AppError::internal(format!("database migration failed: {e}")))
+        result.map_err(|e| CliError::startup("database migration failed", e))
     }
 
     /// Readiness probe: the database answers a trivial query.

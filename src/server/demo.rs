@@ -6,7 +6,8 @@ use nifti::{NiftiHeader, NiftiType};
 use crate::nifti_io::{encode_volume, gzip, gzip_mask};
 use super::services::cases::{import_case, NewCase};
 use super::services::users::{add_user, user_count, Role};
-use super::{AppError, AppState};
+use super::error::AppError;
+use super::state::AppState;
 
 /// How a phantom's voxel axes run in the patient.
 #[derive(Clone, Copy, PartialEq)]

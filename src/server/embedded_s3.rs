@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::cors::{Any, CorsLayer};
 
-use super::AppError;
+use super::error::CliError;
 
 /// Serves `root` as S3 on `addr` until `shutdown`; returns the bound address.
 pub async fn start(
@@ -24,10 +24,10 @@ pub async fn start(
     secret_access_key: &str,
     shutdown: CancellationToken,
     tasks: &TaskTracker,
-) -> Result<SocketAddr, AppError> {
+) -> Result<SocketAddr, CliError> {
     std::fs::create_dir_all(root)
-        .map_err(|e| AppError::internal(format!("cannot create {}: {e}", root.display())))?;
-    let fs = s3s_fs::FileSystem::new(root).map_err(|e| AppError::internal(format!("{e:?}")))?;
+        .map_err(|e| CliError::startup(&format!("cannot create {}", root.display()), e))?;
+    let fs = s3s_fs::FileSystem::new(root).map_err(|e| CliError::startup("embedded object storage", format!("{e:?}")))?;
     let mut builder = S3ServiceBuilder::new(fs);
     builder.set_auth(SimpleAuth::from_single(access_key_id, secret_access_key));
     let s3 = builder.build();
@@ -44,10 +44,10 @@ pub async fn start(
         }))
         .layer(cors);
 
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        AppError::internal(format!("embedded object storage cannot listen on {addr}: {e}"))
-    })?;
-    let bound = listener.local_addr().map_err(AppError::internal)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| CliError::startup(&format!("embedded object storage cannot listen on {addr}"), e))?;
+    let bound = listener.local_addr().map_err(|e| CliError::startup("embedded object storage", e))?;
     tasks.spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())

@@ -1,10 +1,13 @@
-//! The one error type of the server: every failure a request can meet, with its HTTP status
-//! and a message a person can act on.
+//! The server's errors. [`AppError`] is every failure a request can meet; it becomes the
+//! shared wire shape [`ApiError`], whose code gives the HTTP status, for REST answers and
+//! server functions alike. [`CliError`] is why the process or a one-shot command could not
+//! do its work: printed on stderr, never an HTTP answer.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+
+use crate::api::{ApiError, ErrorBody, ErrorCode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -41,72 +44,75 @@ pub enum AppError {
 }
 
 impl AppError {
-    pub fn status(&self) -> StatusCode {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unauthorized | Self::BadCredentials => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) | Self::StaleBase { .. } | Self::KeyInUse => StatusCode::CONFLICT,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::Unprocessable(_) => ErrorCode::Unprocessable,
+            Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::BadCredentials => ErrorCode::BadCredentials,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Conflict(_) => ErrorCode::Conflict,
+            Self::StaleBase { .. } => ErrorCode::StaleBase,
+            Self::KeyInUse => ErrorCode::IdempotencyKeyInUse,
+            Self::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            Self::Unavailable { .. } => ErrorCode::Unavailable,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 
-    /// Stable machine-readable code for clients.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::BadRequest(_) => "bad_request",
-            Self::Unprocessable(_) => "unprocessable",
-            Self::Unauthorized => "unauthorized",
-            Self::BadCredentials => "bad_credentials",
-            Self::Forbidden(_) => "forbidden",
-            Self::NotFound(_) => "not_found",
-            Self::Conflict(_) => "conflict",
-            Self::StaleBase { .. } => "stale_base",
-            Self::KeyInUse => "idempotency_key_in_use",
-            Self::PayloadTooLarge(_) => "payload_too_large",
-            Self::Unavailable { .. } => "unavailable",
-            Self::Internal(_) => "internal",
-        }
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code().status()).expect("error codes map to valid statuses")
     }
 
     pub fn internal(err: impl std::fmt::Display) -> Self {
         Self::Internal(err.to_string())
     }
-}
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let message = match &self {
+    /// What the client is told; internal details go to the log only.
+    fn to_api_error(&self) -> ApiError {
+        let message = match self {
             Self::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 "internal error; the details are in the server log".to_string()
             }
             other => {
-                if status.is_server_error() {
+                if other.status().is_server_error() {
                     tracing::warn!(error = %other, "request failed");
                 }
                 other.to_string()
             }
         };
-        let mut body = json!({ "error": { "code": self.code(), "message": message } });
-        if let Self::StaleBase { current, .. } = &self {
-            body["error"]["current_mask_ref"] = json!(current);
-        }
-        let mut response = (status, Json(body)).into_response();
+        let current_mask_ref = match self {
+            Self::StaleBase { current, .. } => Some(current.clone()),
+            _ => None,
+        };
+        ApiError { code: self.code(), message, current_mask_ref }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let error = self.to_api_error();
+        let mut response = (self.status(), Json(ErrorBody { error })).into_response();
         if matches!(self, Self::Unauthorized) {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE || matches!(self, Self::KeyInUse) {
+        if self.code().is_transient() {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
         }
         response
+    }
+}
+
+/// A server function's error: the same shape as REST's, and the same status, set on the
+/// response of the server function (or page) being answered.
+impl From<AppError> for ApiError {
+    fn from(err: AppError) -> ApiError {
+        if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(err.status());
+        }
+        err.to_api_error()
     }
 }
 
@@ -129,5 +135,31 @@ impl From<sqlx::Error> for AppError {
 impl From<crate::nifti_io::VolumeError> for AppError {
     fn from(err: crate::nifti_io::VolumeError) -> Self {
         Self::Unprocessable(err.0)
+    }
+}
+
+/// Why `seglab` (the server at start-up, or a one-shot command) stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A setting is missing or malformed.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The database, object storage or the listening socket could not be set up.
+    #[error("{0}")]
+    Startup(String),
+    /// A file named on the command line cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read { path: std::path::PathBuf, source: std::io::Error },
+    /// The operation the command asked for was refused or failed.
+    #[error(transparent)]
+    Operation(#[from] AppError),
+    /// `audit verify` found a row that does not fit the chain.
+    #[error("audit log broken at row {seq} of {rows}: {reason}")]
+    AuditBroken { seq: i64, rows: i64, reason: String },
+}
+
+impl CliError {
+    pub fn startup(what: &str, err: impl std::fmt::Display) -> CliError {
+        CliError::Startup(format!("{what}: {err}"))
     }
 }

@@ -14,9 +14,9 @@ use async_trait::async_trait;
 use tokio::sync::Semaphore;
 use tract_onnx::prelude::*;
 
-use crate::models::{ModelCard, Normalisation};
+use crate::api::{ModelCard, Normalisation};
 use crate::server::storage::ObjectStore;
-use crate::server::AppError;
+use crate::server::error::AppError;
 
 /// A model version as the runner needs it.
 pub struct ModelVersion {

@@ -1,11 +1,15 @@
-//! Everything that runs only on the server.
+//! Everything that runs only on the server, in layers that import downwards only:
 //!
-//! The arrows of the design map to modules: `http` (REST) and the server functions in
-//! `crate::pages` are thin and call `services`; `storage` talks to object storage (and
-//! presigns), `db` to the metadata database; `embedded_s3` is the in-process S3 endpoint of
-//! the zero-dependency default; `inference` runs models for the orchestrator.
+//! - the edge: `http` (REST routes) and the server functions in `crate::pages`, both thin,
+//!   authenticating through `auth` and calling `services`; `cli` for the command line;
+//! - `services`: the one implementation of each operation;
+//! - infrastructure: `db` (metadata database), `storage` (object storage, presigning),
+//!   `embedded_s3` (the in-process S3 endpoint of the zero-dependency default), `mask_cache`
+//!   (decoded mask versions), `inference` (runs models), `session_store`, gathered in `state`.
 
+pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -13,18 +17,8 @@ pub mod embedded_s3;
 pub mod error;
 pub mod http;
 pub mod inference;
+pub mod mask_cache;
 pub mod services;
-pub mod sessions;
+pub mod session_store;
 pub mod state;
 pub mod storage;
-
-pub use error::AppError;
-pub use state::AppState;
-
-/// Milliseconds since the Unix epoch; all timestamps are stored this way on both databases.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}

@@ -4,13 +4,16 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
+use tokio::sync::Notify;
 
 use super::config::Config;
 use super::db::Db;
-use super::services::labels::HeadCache;
+use super::embedded_s3;
+use super::error::CliError;
 use super::inference::{Runner, TractRunner};
-use super::storage::ObjectStore;
-use tokio::sync::Notify;
+use super::mask_cache::HeadCache;
+use super::session_store;
+use super::storage::{Connection, ObjectStore};
 
 /// Memory for decoded mask versions: a few 512×512×300 masks.
 const HEAD_CACHE_BYTES: usize = 512 << 20;
@@ -23,7 +26,7 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// Decoded recent mask versions, shared by all requests of this instance.
     pub heads: Arc<HeadCache>,
-    pub sessions: super::sessions::Store,
+    pub sessions: session_store::Store,
     /// Runs model versions for the orchestrator's jobs.
     pub runner: Arc<dyn Runner>,
     /// Wakes this instance's idle orchestrator workers when jobs are enqueued here.
@@ -43,14 +46,6 @@ impl FromRef<AppState> for LeptosOptions {
 }
 
 impl AppState {
-    /// The state inside a server function, where `leptos_routes_with_context` provided it.
-    pub fn from_context() -> Result<AppState, leptos::prelude::ServerFnError> {
-        leptos::prelude::use_context::<AppState>()
-            .ok_or_else(|| leptos::prelude::ServerFnError::new("application state missing"))
-    }
-}
-
-impl AppState {
     /// Connects to the database and object storage named by `config`; without an external S3
     /// endpoint, first starts the embedded one on `embedded_s3_addr` (port 0: any free port).
     pub async fn connect(
@@ -59,17 +54,16 @@ impl AppState {
         leptos_options: LeptosOptions,
         shutdown: tokio_util::sync::CancellationToken,
         tasks: &tokio_util::task::TaskTracker,
-    ) -> Result<AppState, super::AppError> {
-        use super::storage::Connection;
+    ) -> Result<AppState, CliError> {
         let connection = match &config.s3.s3_endpoint {
             Some(endpoint) => Connection {
                 endpoint: Some(endpoint.clone()),
                 public_endpoint: config.s3.s3_public_endpoint.clone(),
                 access_key_id: config.s3.s3_access_key_id.clone().ok_or_else(|| {
-                    super::AppError::BadRequest("S3_ACCESS_KEY_ID is required with S3_ENDPOINT".into())
+                    CliError::Config("S3_ACCESS_KEY_ID is required with S3_ENDPOINT".into())
                 })?,
                 secret_access_key: config.s3.s3_secret_access_key.clone().ok_or_else(|| {
-                    super::AppError::BadRequest("S3_SECRET_ACCESS_KEY is required with S3_ENDPOINT".into())
+                    CliError::Config("S3_SECRET_ACCESS_KEY is required with S3_ENDPOINT".into())
                 })?,
             },
             None => {
@@ -77,7 +71,7 @@ impl AppState {
                 let access_key_id = format!("seglab-{}", uuid::Uuid::new_v4().simple());
                 let secret_access_key = uuid::Uuid::new_v4().simple().to_string();
                 let root = config.data_dir.join("objects");
-                let bound = super::embedded_s3::start(
+                let bound = embedded_s3::start(
                     &root,
                     embedded_s3_addr,
                     &access_key_id,
@@ -94,15 +88,14 @@ impl AppState {
                 }
             }
         };
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            super::AppError::internal(format!("cannot create {}: {e}", config.data_dir.display()))
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| CliError::startup(&format!("cannot create {}", config.data_dir.display()), e))?;
         let db = Db::connect(&config.database_url(), config.db_max_connections).await?;
-        let sessions = super::sessions::Store::connect(db.backend, &config.database_url()).await?;
+        let sessions = session_store::Store::connect(db.backend, &config.database_url()).await?;
         let store = ObjectStore::new(&config.s3, connection);
-        store.ensure_bucket().await?;
+        store.ensure_bucket().await.map_err(|e| CliError::startup("object storage", e))?;
         if config.s3.s3_endpoint.is_some() && !config.s3.s3_cors_origins.is_empty() {
-            store.allow_cors(&config.s3.s3_cors_origins).await?;
+            store.allow_cors(&config.s3.s3_cors_origins).await.map_err(|e| CliError::startup("object storage CORS rule", e))?;
         }
         let workers = config.orchestrator.workers;
         Ok(AppState {

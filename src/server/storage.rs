@@ -12,7 +12,7 @@ use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
 use aws_sdk_s3::Client;
 
 use super::config::S3Config;
-use super::AppError;
+use super::error::AppError;
 
 #[derive(Clone, Debug)]
 pub struct ObjectStore {

@@ -4,6 +4,7 @@
 pub mod orientation;
 pub mod render;
 pub mod tools;
+pub mod ui;
 
 use crate::edits::MaskEdits;
 use crate::nifti_io::{Samples, Volume, VolumeError};

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use seglab::server::config::{Config, ServeArgs, ServeOnly};
 use seglab::server::services::users::{add_user, Role};
-use seglab::server::AppState;
+use seglab::server::state::AppState;
 use sqlx::{Connection, Row};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,7 +37,7 @@ pub fn backend_name() -> &'static str {
     if std::env::var("TEST_POSTGRES_URL").is_ok() { "postgres+s3" } else { "sqlite+embedded-s3" }
 }
 
-async fn fresh_postgres_database(admin_url: &str) -> String {
+pub async fn fresh_postgres_database(admin_url: &str) -> String {
     sqlx::any::install_default_drivers();
     let name = format!("seglab_test_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::AnyConnection::connect(admin_url).await.expect("connect to TEST_POSTGRES_URL");

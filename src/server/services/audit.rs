@@ -6,8 +6,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 
+use crate::server::clock::now_ms;
 use crate::server::db::Db;
-use crate::server::{now_ms, AppError};
+use crate::server::error::AppError;
 
 /// One action to record.
 pub struct AuditEvent<'a> {

@@ -5,13 +5,18 @@ use std::collections::BTreeSet;
 
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 use uuid::Uuid;
 
-use crate::nifti_io::{gzip, gzip_mask, Volume, VolumeMeta};
-use crate::server::{now_ms, AppError, AppState};
 use super::audit::{self, AuditEvent};
-use crate::types::{Artifact, ArtifactKind, CaseArtifacts, CaseSummary, LabelDef, MaskVersion};
+use super::jobs::{self, Trigger};
+use super::mask_versions::mask_object_ref;
+use super::registry;
+use crate::api::{Artifact, ArtifactKind, CaseArtifacts, CaseSummary, LabelDef, MaskVersion};
+use crate::nifti_io::{gzip, gzip_mask, Volume, VolumeMeta};
+use crate::server::clock::now_ms;
+use crate::server::error::AppError;
+use crate::server::state::AppState;
 
 /// Distinct colours for label values 1, 2, … (cycled).
 const LABEL_COLORS: [&str; 8] =
@@ -120,7 +125,7 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
     }
 
     // A new case is a run trigger: one job per active model version, queued with the case.
-    let active = super::models::all_active(state).await?;
+    let active = registry::all_active(state).await?;
     let created_at = now_ms();
     let mut tx = state.db.pool.begin().await?;
     sqlx::query(
@@ -168,7 +173,7 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
     )
     .await?;
     if !active.is_empty() {
-        super::orchestrator::enqueue(&mut tx, state, &active, &case_id, "case_import", user_id).await?;
+        jobs::enqueue(&mut tx, state, &active, &case_id, Trigger::CaseImport, user_id).await?;
     }
     tx.commit().await?;
     state.jobs_ready.notify_waiters();
@@ -180,38 +185,6 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
         image_voxel_type: image.meta.voxel_type.to_string(),
         created_at_ms: created_at,
     })
-}
-
-/// A fresh, never-used key for a mask version of `case_id`.
-pub fn mask_object_ref(case_id: &str) -> String {
-    format!("cases/{case_id}/masks/{}.nii.gz", Uuid::new_v4())
-}
-
-/// Records the stored mask version `object_ref` (a file of `size_bytes` with digest `sha256`)
-/// in the caller's transaction, with the case and geometry of the mask version `like_ref` it
-/// replaces.
-pub async fn record_mask_version(
-    tx: &mut AnyConnection,
-    object_ref: &str,
-    size_bytes: i64,
-    sha256: &str,
-    like_ref: &str,
-    at: i64,
-) -> Result<(), AppError> {
-    sqlx::query(
-        "INSERT INTO objects (object_ref, case_id, kind, size_bytes, sha256, dim_i, dim_j, dim_k,
-                              voxel_type, spacing_i, spacing_j, spacing_k, created_at)
-         SELECT $1, case_id, 'mask', $2, $3, dim_i, dim_j, dim_k, 'uint8', spacing_i, spacing_j, spacing_k, $4
-         FROM objects WHERE object_ref = $5",
-    )
-    .bind(object_ref)
-    .bind(size_bytes)
-    .bind(sha256)
-    .bind(at)
-    .bind(like_ref)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }
 
 fn dims_of(row: &AnyRow) -> [u32; 3] {

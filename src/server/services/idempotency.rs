@@ -5,8 +5,9 @@
 
 use sqlx::{AnyConnection, Row};
 
+use crate::server::clock::now_ms;
 use crate::server::db::Db;
-use crate::server::{now_ms, AppError};
+use crate::server::error::AppError;
 
 /// A running claim older than this belonged to a crashed process and may be taken over.
 const LEASE_MS: i64 = 60_000;
@@ -22,21 +23,31 @@ pub enum Claim {
     Replay { status: u16, body: String },
 }
 
-/// Checks the header value: 1–255 visible ASCII characters (a UUID is recommended).
-pub fn validate_key(header: Option<&str>) -> Result<&str, AppError> {
-    let key = header.ok_or_else(|| {
-        AppError::BadRequest("the Idempotency-Key header is required (use a fresh UUID per save)".into())
-    })?;
-    let key = key.trim_matches('"');
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(AppError::BadRequest(
-            "the Idempotency-Key header must be 1–255 visible ASCII characters (a UUID is recommended)".into(),
-        ));
+/// A key as the client sent it in the `Idempotency-Key` header: 1–255 visible ASCII
+/// characters (a UUID is recommended), optionally quoted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(header: Option<&str>) -> Result<IdempotencyKey, AppError> {
+        let key = header.ok_or_else(|| {
+            AppError::BadRequest("the Idempotency-Key header is required (use a fresh UUID per save)".into())
+        })?;
+        let key = key.trim_matches('"');
+        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(AppError::BadRequest(
+                "the Idempotency-Key header must be 1–255 visible ASCII characters (a UUID is recommended)".into(),
+            ));
+        }
+        Ok(IdempotencyKey(key.to_string()))
     }
-    Ok(key)
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-pub async fn claim(db: &Db, user_id: &str, key: &str, fingerprint: &str) -> Result<Claim, AppError> {
+pub async fn claim(db: &Db, user_id: &str, key: &IdempotencyKey, fingerprint: &str) -> Result<Claim, AppError> {
     let now = now_ms();
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, state, created_at, locked_at)
@@ -44,7 +55,7 @@ pub async fn claim(db: &Db, user_id: &str, key: &str, fingerprint: &str) -> Resu
          ON CONFLICT (user_id, idem_key) DO NOTHING",
     )
     .bind(user_id)
-    .bind(key)
+    .bind(key.as_str())
     .bind(fingerprint)
     .bind(now)
     .execute(&db.pool)
@@ -57,7 +68,7 @@ pub async fn claim(db: &Db, user_id: &str, key: &str, fingerprint: &str) -> Resu
          FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2",
     )
     .bind(user_id)
-    .bind(key)
+    .bind(key.as_str())
     .fetch_optional(&db.pool)
     .await?
     else {
@@ -84,7 +95,7 @@ pub async fn claim(db: &Db, user_id: &str, key: &str, fingerprint: &str) -> Resu
     )
     .bind(now)
     .bind(user_id)
-    .bind(key)
+    .bind(key.as_str())
     .bind(locked_at)
     .execute(&db.pool)
     .await?;
@@ -92,7 +103,7 @@ pub async fn claim(db: &Db, user_id: &str, key: &str, fingerprint: &str) -> Resu
 }
 
 /// Stores the response, inside the transaction that commits the work.
-pub async fn complete(tx: &mut AnyConnection, user_id: &str, key: &str, status: u16, body: &str) -> Result<(), AppError> {
+pub async fn complete(tx: &mut AnyConnection, user_id: &str, key: &IdempotencyKey, status: u16, body: &str) -> Result<(), AppError> {
     sqlx::query(
         "UPDATE idempotency_keys SET state = 'done', response_status = $1, response_body = $2
          WHERE user_id = $3 AND idem_key = $4",
@@ -100,17 +111,17 @@ pub async fn complete(tx: &mut AnyConnection, user_id: &str, key: &str, status: 
     .bind(status as i64)
     .bind(body)
     .bind(user_id)
-    .bind(key)
+    .bind(key.as_str())
     .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 /// Gives the key back after a failure, so that a retry runs afresh.
-pub async fn release(db: &Db, user_id: &str, key: &str) -> Result<(), AppError> {
+pub async fn release(db: &Db, user_id: &str, key: &IdempotencyKey) -> Result<(), AppError> {
     sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND state = 'running'")
         .bind(user_id)
-        .bind(key)
+        .bind(key.as_str())
         .execute(&db.pool)
         .await?;
     Ok(())

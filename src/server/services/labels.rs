@@ -3,70 +3,29 @@
 //! transaction records the label, the audit row and the idempotent response and moves the
 //! case's head, but only if the head is still the version the edits were based on.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use base64::Engine;
-use nifti::NiftiHeader;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
-use super::cases::{mask_object_ref, record_mask_version};
-use super::idempotency::{self, Claim};
+use super::idempotency::{self, Claim, IdempotencyKey};
+use super::mask_versions::{self, load_mask, mask_object_ref, NewVersion};
 use super::users::{Role, User};
+use crate::api::{LabelDef, LabelSaved, SaveLabelRequest};
 use crate::edits::MaskEdits;
-use crate::nifti_io::{gzip_mask, Volume};
-use crate::server::{now_ms, AppError, AppState};
-use crate::types::{LabelDef, LabelSaved, SaveLabelRequest};
+use crate::nifti_io::gzip_mask;
+use crate::server::clock::now_ms;
+use crate::server::error::AppError;
+use crate::server::mask_cache::DecodedMask;
+use crate::server::state::AppState;
 
 /// gzip level of saved masks: level 1 is several times faster than 6 and masks, mostly
 /// runs of zeros, compress almost as well.
 const MASK_GZIP_LEVEL: u32 = 1;
-
-/// A mask version decoded in memory.
-pub struct DecodedMask {
-    pub header: NiftiHeader,
-    pub dims: [u32; 3],
-    pub labels: Vec<u8>,
-}
-
-/// Recently written or read mask versions, so that consecutive saves on a case skip fetching
-/// and decoding the base. Keyed by immutable object reference, so entries never go stale.
-pub struct HeadCache {
-    entries: Mutex<VecDeque<(String, Arc<DecodedMask>)>>,
-    max_bytes: usize,
-}
-
-impl HeadCache {
-    pub fn new(max_bytes: usize) -> Self {
-        Self { entries: Mutex::new(VecDeque::new()), max_bytes }
-    }
-
-    fn get(&self, object_ref: &str) -> Option<Arc<DecodedMask>> {
-        let entries = self.entries.lock().expect("head cache lock");
-        entries.iter().find(|(r, _)| r == object_ref).map(|(_, mask)| mask.clone())
-    }
-
-    fn insert(&self, object_ref: String, mask: Arc<DecodedMask>) {
-        let mut entries = self.entries.lock().expect("head cache lock");
-        entries.retain(|(r, _)| *r != object_ref);
-        entries.push_front((object_ref, mask));
-        let mut total = 0;
-        entries.retain(|(_, m)| {
-            total += m.labels.len();
-            total <= self.max_bytes
-        });
-    }
-}
-
-impl std::fmt::Debug for HeadCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HeadCache").field("max_bytes", &self.max_bytes).finish_non_exhaustive()
-    }
-}
 
 /// The HTTP answer of a save: a fresh one, or the stored one for a repeated key.
 #[derive(Debug)]
@@ -84,19 +43,19 @@ pub async fn save_label(
     request: &SaveLabelRequest,
 ) -> Result<SaveOutcome, AppError> {
     user.require_any(&[Role::Labeler], "saving labels")?;
-    let key = idempotency::validate_key(idempotency_key)?;
+    let key = IdempotencyKey::parse(idempotency_key)?;
     let edits = base64::engine::general_purpose::STANDARD
         .decode(request.edits.as_bytes())
         .map_err(|e| AppError::BadRequest(format!("`edits` is not valid base64: {e}")))?;
     let fingerprint = hex::encode(Sha256::digest(serde_json::to_vec(request).map_err(AppError::internal)?));
-    match idempotency::claim(&state.db, &user.id, key, &fingerprint).await? {
+    match idempotency::claim(&state.db, &user.id, &key, &fingerprint).await? {
         Claim::Replay { status, body } => return Ok(SaveOutcome { status, body, replayed: true }),
         Claim::Run => {}
     }
-    match apply_and_commit(state, user, key, request, &edits).await {
+    match apply_and_commit(state, user, &key, request, &edits).await {
         Ok(body) => Ok(SaveOutcome { status: 201, body, replayed: false }),
         Err(err) => {
-            if let Err(release_err) = idempotency::release(&state.db, &user.id, key).await {
+            if let Err(release_err) = idempotency::release(&state.db, &user.id, &key).await {
                 tracing::warn!(%release_err, "could not release idempotency key; it frees itself after its lease");
             }
             Err(err)
@@ -108,7 +67,7 @@ pub async fn save_label(
 async fn apply_and_commit(
     state: &AppState,
     user: &User,
-    key: &str,
+    key: &IdempotencyKey,
     request: &SaveLabelRequest,
     encoded_edits: &[u8],
 ) -> Result<String, AppError> {
@@ -152,15 +111,15 @@ async fn apply_and_commit(
     let body = serde_json::to_string(&saved).map_err(AppError::internal)?;
     let created_at = now_ms();
     let mut tx = state.db.pool.begin().await?;
-    // Compare-and-swap of the head: a concurrent save that committed first makes this match
-    // nothing, and this one is refused instead of silently discarding the other's edits.
-    let moved = sqlx::query("UPDATE cases SET head_mask_ref = $1 WHERE id = $2 AND head_mask_ref = $3")
-        .bind(&new_mask_ref)
-        .bind(case_id)
-        .bind(&head)
-        .execute(&mut *tx)
-        .await?;
-    if moved.rows_affected() != 1 {
+    let version = NewVersion {
+        case_id,
+        replaces: &head,
+        object_ref: &new_mask_ref,
+        size_bytes,
+        sha256: &sha256,
+        created_at,
+    };
+    if !mask_versions::commit(&mut tx, &version).await? {
         tx.rollback().await?;
         let current = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
             .bind(case_id)
@@ -169,7 +128,6 @@ async fn apply_and_commit(
             .get("head_mask_ref");
         return Err(AppError::StaleBase { base: head, current });
     }
-    record_mask_version(&mut tx, &new_mask_ref, size_bytes, &sha256, &head, created_at).await?;
     sqlx::query(
         "INSERT INTO labels (id, case_id, user_id, old_mask_ref, new_mask_ref, voxels_changed, runs, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -205,22 +163,4 @@ async fn apply_and_commit(
     state.heads.insert(new_mask_ref, Arc::new(edited));
     tracing::info!(case_id, label_id = %saved.label_id, voxels_changed, "label saved");
     Ok(body)
-}
-
-/// A mask version from the cache, or fetched from storage and decoded.
-pub async fn load_mask(state: &AppState, object_ref: &str) -> Result<Arc<DecodedMask>, AppError> {
-    if let Some(mask) = state.heads.get(object_ref) {
-        return Ok(mask);
-    }
-    let bytes = state.store.get(object_ref).await?;
-    let mask = tokio::task::spawn_blocking(move || -> Result<DecodedMask, AppError> {
-        let volume = Volume::parse("stored mask", &bytes)?;
-        let (header, dims) = (volume.header.clone(), volume.meta.dims);
-        Ok(DecodedMask { header, dims, labels: volume.into_labels("stored mask")? })
-    })
-    .await
-    .map_err(AppError::internal)??;
-    let mask = Arc::new(mask);
-    state.heads.insert(object_ref.to_string(), mask.clone());
-    Ok(mask)
 }

@@ -1,12 +1,16 @@
 //! The service layer: the one implementation of each operation, called by the REST routes,
-//! the server functions and the command line alike.
+//! the server functions and the command line alike. Imports between services go one way:
+//! `labels` and `orchestrator` build on `mask_versions`; `cases` and `orchestrator` on `jobs`
+//! and `registry`; `evaluation` on `mask_versions` and `registry`; everything on `audit`.
 
 pub mod audit;
 pub mod cases;
 pub mod evaluation;
 pub mod idempotency;
+pub mod jobs;
 pub mod labels;
-pub mod models;
+pub mod mask_versions;
 pub mod orchestrator;
+pub mod registry;
 pub mod sweeper;
 pub mod users;

@@ -10,7 +10,9 @@ use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 use super::idempotency;
-use crate::server::{now_ms, AppError, AppState};
+use crate::server::clock::now_ms;
+use crate::server::error::AppError;
+use crate::server::state::AppState;
 
 /// An unreferenced object younger than this may belong to a save still in flight.
 pub const ORPHAN_MIN_AGE: Duration = Duration::from_secs(3600);

@@ -12,8 +12,9 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
+use crate::server::clock::now_ms;
 use crate::server::db::Db;
-use crate::server::{now_ms, AppError};
+use crate::server::error::AppError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {

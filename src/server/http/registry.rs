@@ -1,18 +1,19 @@
-//! REST routes of the model lifecycle: registry, state transitions, active versions, runs and
-//! jobs, evaluation. Thin: they parse and call `services::{models, orchestrator, evaluation}`.
+//! REST routes of the model registry: registering versions, state transitions, the active
+//! versions, production history and the paired evaluation. Thin: they parse and call
+//! `services::{registry, evaluation}`.
 
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{bad_form, ApiJson, ApiQuery, Caller};
-use crate::models::{ActiveModels, Job, ModelDetail, ModelState, ModelSummary, PairedEvaluation, RunStarted};
-use crate::server::services::orchestrator::{self, JobFilter};
-use crate::server::services::{evaluation, models};
-use crate::server::{AppError, AppState};
+use super::extract::{bad_form, ApiJson, ApiQuery, Caller};
+use crate::api::{ActiveModels, ModelDetail, ModelSummary, PairedEvaluation};
+use crate::server::error::AppError;
+use crate::server::services::{evaluation, registry};
+use crate::server::state::AppState;
 
 pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
     Router::new()
@@ -22,10 +23,6 @@ pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
         .route("/models/production-at", get(production_at))
         .route("/models/{id}", get(model_detail))
         .route("/models/{id}/state", put(change_state))
-        .route("/models/{id}/jobs", get(model_jobs))
-        .route("/cases/{id}/runs", post(run_on_case))
-        .route("/cases/{id}/jobs", get(case_jobs))
-        .route("/runs/{id}", get(run_jobs))
 }
 
 /// `POST /models`, multipart: `card` (the model card as JSON) and `artifact` (the ONNX file).
@@ -44,16 +41,16 @@ async fn register_model(
     }
     let card = card.ok_or_else(|| AppError::BadRequest("form field `card` (the model card JSON) is required".into()))?;
     let artifact = artifact.ok_or_else(|| AppError::BadRequest("form field `artifact` (the ONNX file) is required".into()))?;
-    let model = models::register(&state, &user, &card, artifact).await?;
+    let model = registry::register(&state, &user, &card, artifact).await?;
     Ok((StatusCode::CREATED, Json(json!({ "model_id": model.id, "name": model.name, "version": model.version, "state": model.state }))))
 }
 
 async fn list_models(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<ModelSummary>>, AppError> {
-    Ok(Json(models::list_models(&state).await?))
+    Ok(Json(registry::list_models(&state).await?))
 }
 
 async fn model_detail(State(state): State<AppState>, _caller: Caller, Path(id): Path<String>) -> Result<Json<ModelDetail>, AppError> {
-    Ok(Json(models::model_detail(&state, &id).await?))
+    Ok(Json(registry::model_detail(&state, &id).await?))
 }
 
 #[derive(Deserialize)]
@@ -69,13 +66,8 @@ async fn change_state(
     Path(id): Path<String>,
     ApiJson(change): ApiJson<StateChange>,
 ) -> Result<Json<ModelSummary>, AppError> {
-    let to = ModelState::parse(&change.state).ok_or_else(|| {
-        AppError::Unprocessable(format!(
-            "field `state`: {:?} is not a state; states are registered, shadow, production, archived",
-            change.state
-        ))
-    })?;
-    Ok(Json(models::transition(&state, &user, &id, to).await?))
+    let to = registry::parse_state(&change.state)?;
+    Ok(Json(registry::transition(&state, &user, &id, to).await?))
 }
 
 #[derive(Deserialize)]
@@ -89,7 +81,7 @@ fn required_name(query: NameQuery) -> Result<String, AppError> {
 
 /// `GET /models/active?name=` (the seed's getActiveModels).
 async fn active_models(State(state): State<AppState>, _caller: Caller, ApiQuery(query): ApiQuery<NameQuery>) -> Result<Json<ActiveModels>, AppError> {
-    Ok(Json(models::active_models(&state, &required_name(query)?).await?))
+    Ok(Json(registry::active_models(&state, &required_name(query)?).await?))
 }
 
 /// `GET /models/evaluation?name=`: production against shadow on human-labelled cases.
@@ -110,30 +102,9 @@ async fn production_at(
     _caller: Caller,
     ApiQuery(query): ApiQuery<ProductionAtQuery>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let found = models::production_at(&state, &query.name, query.at).await?;
+    let found = registry::production_at(&state, &query.name, query.at).await?;
     Ok(Json(match found {
         Some((model_id, version)) => json!({ "name": query.name, "at": query.at, "model_id": model_id, "version": version }),
         None => json!({ "name": query.name, "at": query.at, "model_id": null, "version": null }),
     }))
-}
-
-/// `POST /cases/{id}/runs`: run every active model version on the case (202: jobs queued).
-async fn run_on_case(
-    State(state): State<AppState>,
-    Caller(user): Caller,
-    Path(case_id): Path<String>,
-) -> Result<(StatusCode, Json<RunStarted>), AppError> {
-    Ok((StatusCode::ACCEPTED, Json(orchestrator::run_on_case(&state, &case_id, &user).await?)))
-}
-
-async fn case_jobs(State(state): State<AppState>, _caller: Caller, Path(id): Path<String>) -> Result<Json<Vec<Job>>, AppError> {
-    Ok(Json(orchestrator::list_jobs(&state, JobFilter::Case(&id)).await?))
-}
-
-async fn run_jobs(State(state): State<AppState>, _caller: Caller, Path(id): Path<String>) -> Result<Json<Vec<Job>>, AppError> {
-    Ok(Json(orchestrator::list_jobs(&state, JobFilter::Run(&id)).await?))
-}
-
-async fn model_jobs(State(state): State<AppState>, _caller: Caller, Path(id): Path<String>) -> Result<Json<Vec<Job>>, AppError> {
-    Ok(Json(orchestrator::list_jobs(&state, JobFilter::Model(&id)).await?))
 }

@@ -15,9 +15,11 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
 use super::users::{Role, User};
-use crate::models::{ActiveModels, ModelCard, ModelDetail, ModelState, ModelSummary};
+use crate::api::{ActiveModels, ModelCard, ModelDetail, ModelState, ModelSummary};
+use crate::server::clock::now_ms;
+use crate::server::error::AppError;
 use crate::server::inference;
-use crate::server::{now_ms, AppError, AppState};
+use crate::server::state::AppState;
 
 const MANAGERS: [Role; 2] = [Role::MlEngineer, Role::Admin];
 const VOXEL_TYPES: [&str; 8] = ["uint8", "int8", "int16", "uint16", "int32", "uint32", "float32", "float64"];
@@ -26,8 +28,20 @@ fn unprocessable(message: impl Into<String>) -> AppError {
     AppError::Unprocessable(message.into())
 }
 
+/// A model card that passed every rule: only [`parse_card`] makes one, so whatever holds a
+/// `ValidCard` need not check it again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidCard(ModelCard);
+
+impl std::ops::Deref for ValidCard {
+    type Target = ModelCard;
+    fn deref(&self) -> &ModelCard {
+        &self.0
+    }
+}
+
 /// Parses a card, naming the offending field on failure (`input_spec.voxel_type: …`).
-pub fn parse_card(json: &str) -> Result<ModelCard, AppError> {
+pub fn parse_card(json: &str) -> Result<ValidCard, AppError> {
     let deserializer = &mut serde_json::Deserializer::from_str(json);
     let card: ModelCard = serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -36,12 +50,12 @@ pub fn parse_card(json: &str) -> Result<ModelCard, AppError> {
             _ => unprocessable(format!("model card field `{path}`: {}", err.inner())),
         }
     })?;
-    validate_card(&card)?;
-    Ok(card)
+    check_rules(&card)?;
+    Ok(ValidCard(card))
 }
 
 /// The rules serde's types cannot express.
-pub fn validate_card(card: &ModelCard) -> Result<(), AppError> {
+fn check_rules(card: &ModelCard) -> Result<(), AppError> {
     let name_ok = (1..=100).contains(&card.name.len())
         && card.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
     if !name_ok {
@@ -157,7 +171,7 @@ pub async fn register(state: &AppState, user: &User, card_json: &str, artifact: 
     .bind(&id)
     .bind(&card.name)
     .bind(&card.version)
-    .bind(serde_json::to_string(&card).map_err(AppError::internal)?)
+    .bind(serde_json::to_string(&*card).map_err(AppError::internal)?)
     .bind(&artifact_ref)
     .bind(&actual)
     .bind(&user.id)
@@ -177,6 +191,7 @@ pub async fn register(state: &AppState, user: &User, card_json: &str, artifact: 
     .await?;
     tx.commit().await?;
     tracing::info!(model_id = %id, name = %card.name, version = %card.version, "model registered");
+    let ValidCard(card) = card;
     Ok(ModelSummary {
         id,
         name: card.name,
@@ -230,6 +245,15 @@ pub async fn runnable(state: &AppState, id: &str) -> Result<(String, ModelCard),
     let row = model_row(state, id).await?;
     let card = serde_json::from_str(&row.get::<String, _>("card")).map_err(AppError::internal)?;
     Ok((row.get("artifact_ref"), card))
+}
+
+/// A state named by a client (REST body, page button), or 422 listing the states.
+pub fn parse_state(text: &str) -> Result<ModelState, AppError> {
+    ModelState::parse(text).ok_or_else(|| {
+        AppError::Unprocessable(format!(
+            "field `state`: {text:?} is not a state; states are registered, shadow, production, archived"
+        ))
+    })
 }
 
 /// Moves model `id` to `to`. Promoting to production archives the name's previous production

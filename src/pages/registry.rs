@@ -1,36 +1,35 @@
-//! The model registry pages (`/registry`; the REST API owns `/models`): the list with a registration form, and one model version with
-//! its card, lifecycle buttons, the production-versus-shadow evaluation that a promotion is
-//! decided on, and its jobs.
+//! The model registry pages (`/registry`; the REST API owns `/models`): the list with a
+//! registration form, and one model version with its card, lifecycle buttons, the
+//! production-versus-shadow evaluation that a promotion is decided on, and its jobs.
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-use crate::models::{Job, ModelDetail, ModelState, ModelSummary, PairedEvaluation, Stats};
-use crate::pages::case_list::LoadError;
-use crate::pages::format_time;
+use crate::api::{ApiError, Job, ModelDetail, ModelState, ModelSummary, PairedEvaluation, Stats};
+use crate::pages::common::{format_time, loaded};
 
 #[server]
-pub async fn list_models() -> Result<Vec<ModelSummary>, ServerFnError> {
-    let (state, _user) = crate::server::sessions::server_fn_caller().await?;
-    Ok(crate::server::services::models::list_models(&state).await?)
+pub async fn list_models() -> Result<Vec<ModelSummary>, ApiError> {
+    let (state, _user) = crate::server::auth::server_fn_caller().await?;
+    Ok(crate::server::services::registry::list_models(&state).await?)
 }
 
 #[server]
-pub async fn get_model(id: String) -> Result<(ModelDetail, PairedEvaluation, Vec<Job>), ServerFnError> {
-    use crate::server::services::{evaluation, models, orchestrator};
-    let (state, _user) = crate::server::sessions::server_fn_caller().await?;
-    let detail = models::model_detail(&state, &id).await?;
+pub async fn get_model(id: String) -> Result<(ModelDetail, PairedEvaluation, Vec<Job>), ApiError> {
+    use crate::server::services::{evaluation, jobs, registry};
+    let (state, _user) = crate::server::auth::server_fn_caller().await?;
+    let detail = registry::model_detail(&state, &id).await?;
     let evaluation = evaluation::paired_evaluation(&state, &detail.summary.name).await?;
-    let jobs = orchestrator::list_jobs(&state, orchestrator::JobFilter::Model(&id)).await?;
+    let jobs = jobs::list_jobs(&state, jobs::JobFilter::Model(&id)).await?;
     Ok((detail, evaluation, jobs))
 }
 
 #[server]
-pub async fn set_model_state(id: String, state: String) -> Result<ModelSummary, ServerFnError> {
-    use crate::server::sessions;
-    let (app, user) = sessions::server_fn_caller().await?;
-    let to = ModelState::parse(&state).ok_or_else(|| ServerFnError::new(format!("unknown state {state}")))?;
-    Ok(crate::server::services::models::transition(&app, &user, &id, to).await.inspect_err(sessions::set_response_status)?)
+pub async fn set_model_state(id: String, state: String) -> Result<ModelSummary, ApiError> {
+    use crate::server::services::registry;
+    let (app, user) = crate::server::auth::server_fn_caller().await?;
+    let to = registry::parse_state(&state)?;
+    Ok(registry::transition(&app, &user, &id, to).await?)
 }
 
 #[component]
@@ -39,12 +38,7 @@ pub fn ModelsPage() -> impl IntoView {
     view! {
         <h1>"Models"</h1>
         <Suspense fallback=|| view! { <p>"Loading models…"</p> }>
-            {move || Suspend::new(async move {
-                match models.await {
-                    Ok(models) => view! { <ModelTable models/> }.into_any(),
-                    Err(err) => view! { <LoadError err/> }.into_any(),
-                }
-            })}
+            {move || Suspend::new(async move { loaded(models.await, |models| view! { <ModelTable models/> }) })}
         </Suspense>
         <RegisterForm/>
     }
@@ -130,10 +124,7 @@ pub fn ModelPage() -> impl IntoView {
     view! {
         <Transition fallback=|| view! { <p>"Loading model…"</p> }>
             {move || Suspend::new(async move {
-                match model.await {
-                    Ok((detail, evaluation, jobs)) => view! { <ModelView detail evaluation jobs changes/> }.into_any(),
-                    Err(err) => view! { <LoadError err/> }.into_any(),
-                }
+                loaded(model.await, |(detail, evaluation, jobs)| view! { <ModelView detail evaluation jobs changes/> })
             })}
         </Transition>
     }

@@ -1,4 +1,4 @@
-//! Data shapes shared by the REST API, the server functions and the browser.
+//! Cases, their artifacts and label saves as they travel between the server and its clients.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,54 @@
+//! Timings for benchmarks and tests, in `window.__seglab`: milestones of opening a case (from
+//! navigation start) and the duration of every repaint (`renderMs`). The property names are
+//! read by the benchmarks and the end-to-end tests.
+
+use wasm_bindgen::{JsCast, JsValue};
+
+/// A moment in opening a case.
+#[derive(Clone, Copy)]
+pub(super) enum Milestone {
+    OpenStart,
+    Downloaded,
+    Decoded,
+    FirstSlice,
+}
+
+impl Milestone {
+    fn property(self) -> &'static str {
+        match self {
+            Milestone::OpenStart => "openStartMs",
+            Milestone::Downloaded => "downloadedMs",
+            Milestone::Decoded => "decodedMs",
+            Milestone::FirstSlice => "firstSliceMs",
+        }
+    }
+}
+
+/// Milliseconds since navigation start.
+pub(super) fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+}
+
+/// `window.__seglab`, made on first use.
+fn timings() -> Option<JsValue> {
+    let window = web_sys::window()?;
+    let key = JsValue::from_str("__seglab");
+    Some(js_sys::Reflect::get(&window, &key).ok().filter(|v| v.is_object()).unwrap_or_else(|| {
+        let stats = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&stats, &"renderMs".into(), &js_sys::Array::new());
+        let _ = js_sys::Reflect::set(&window, &key, &stats);
+        stats.into()
+    }))
+}
+
+pub(super) fn mark(milestone: Milestone) {
+    if let Some(stats) = timings() {
+        let _ = js_sys::Reflect::set(&stats, &milestone.property().into(), &now_ms().into());
+    }
+}
+
+pub(super) fn record_render(render_ms: f64) {
+    if let Some(times) = timings().and_then(|stats| js_sys::Reflect::get(&stats, &"renderMs".into()).ok()) {
+        times.unchecked_into::<js_sys::Array>().push(&render_ms.into());
+    }
+}

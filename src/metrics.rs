@@ -1,0 +1,216 @@
+//! Segmentation metrics: Dice and HD95 (the 95th percentile Hausdorff distance, in mm, from
+//! the voxel spacing) between two label masks, on an exact Euclidean distance transform. Pure
+//! code, shared by both builds and tested natively; the server's evaluation uses it.
+
+/// Dice coefficient of label `value` between two masks; 1 when neither holds it.
+pub fn dice(a: &[u8], b: &[u8], value: u8) -> f64 {
+    let (mut both, mut in_a, mut in_b) = (0u64, 0u64, 0u64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (x == value, y == value);
+        in_a += x as u64;
+        in_b += y as u64;
+        both += (x && y) as u64;
+    }
+    if in_a + in_b == 0 {
+        1.0
+    } else {
+        2.0 * both as f64 / (in_a + in_b) as f64
+    }
+}
+
+/// HD95 in mm of label `value`: the larger of the two directed 95th-percentile surface
+/// distances (as MONAI computes it). `None` when either mask lacks the label.
+pub fn hd95(a: &[u8], b: &[u8], value: u8, dims: [usize; 3], spacing: [f64; 3]) -> Option<f64> {
+    // Work on the box around both labels (one voxel of margin) rather than the whole volume:
+    // distance maps of a 512×512×300 volume would take gigabytes.
+    let (from, to) = bounding_box(a, b, value, dims)?;
+    let cropped = [0, 1, 2].map(|axis| to[axis] - from[axis]);
+    let crop = |mask: &[u8]| -> Vec<u8> {
+        let mut out = Vec::with_capacity(cropped.iter().product());
+        for k in from[2]..to[2] {
+            for j in from[1]..to[1] {
+                let row = from[0] + dims[0] * (j + dims[1] * k);
+                out.extend_from_slice(&mask[row..row + cropped[0]]);
+            }
+        }
+        out
+    };
+    // A crop edge that is not the volume's edge must not count as surface: the margin keeps
+    // every label voxel off it unless the label touches the volume's edge.
+    let (a, b, dims) = (crop(a), crop(b), cropped);
+    let surface_a = surface(&a, value, dims);
+    let surface_b = surface(&b, value, dims);
+    if !surface_a.iter().any(|&s| s) || !surface_b.iter().any(|&s| s) {
+        return None;
+    }
+    let to_b = squared_distance_transform(&surface_b, dims, spacing);
+    let to_a = squared_distance_transform(&surface_a, dims, spacing);
+    let directed = |from: &[bool], field: &[f64]| {
+        let mut distances: Vec<f64> = from.iter().zip(field).filter(|(s, _)| **s).map(|(_, d)| d.sqrt()).collect();
+        distances.sort_unstable_by(f64::total_cmp);
+        distances[((distances.len() - 1) as f64 * 0.95).round() as usize]
+    };
+    Some(directed(&surface_a, &to_b).max(directed(&surface_b, &to_a)))
+}
+
+/// The half-open box `[from, to)` holding every voxel of label `value` in either mask, grown
+/// by one voxel inside the volume; `None` when neither holds it.
+fn bounding_box(a: &[u8], b: &[u8], value: u8, dims: [usize; 3]) -> Option<([usize; 3], [usize; 3])> {
+    let mut from = dims;
+    let mut to = [0; 3];
+    for (index, (&x, &y)) in a.iter().zip(b).enumerate() {
+        if x == value || y == value {
+            let at = [index % dims[0], (index / dims[0]) % dims[1], index / (dims[0] * dims[1])];
+            for axis in 0..3 {
+                from[axis] = from[axis].min(at[axis]);
+                to[axis] = to[axis].max(at[axis] + 1);
+            }
+        }
+    }
+    (to[0] > 0).then(|| ([0, 1, 2].map(|axis| from[axis].saturating_sub(1)), [0, 1, 2].map(|axis| (to[axis] + 1).min(dims[axis]))))
+}
+
+/// Voxels of label `value` with a 6-neighbour outside it (or on the volume's edge).
+fn surface(mask: &[u8], value: u8, [ni, nj, nk]: [usize; 3]) -> Vec<bool> {
+    let at = |i: usize, j: usize, k: usize| mask[i + ni * (j + nj * k)] == value;
+    let mut out = vec![false; mask.len()];
+    for k in 0..nk {
+        for j in 0..nj {
+            for i in 0..ni {
+                if !at(i, j, k) {
+                    continue;
+                }
+                let edge = i == 0 || j == 0 || k == 0 || i + 1 == ni || j + 1 == nj || k + 1 == nk;
+                out[i + ni * (j + nj * k)] = edge
+                    || !at(i - 1, j, k)
+                    || !at(i + 1, j, k)
+                    || !at(i, j - 1, k)
+                    || !at(i, j + 1, k)
+                    || !at(i, j, k - 1)
+                    || !at(i, j, k + 1);
+            }
+        }
+    }
+    out
+}
+
+/// Squared distance in mm from every voxel to the nearest `feature` voxel: the exact
+/// separable transform of Felzenszwalb and Huttenlocher, one axis at a time.
+fn squared_distance_transform(feature: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Vec<f64> {
+    let mut field: Vec<f64> = feature.iter().map(|&f| if f { 0.0 } else { f64::INFINITY }).collect();
+    let strides = [1, dims[0], dims[0] * dims[1]];
+    for axis in 0..3 {
+        let n = dims[axis];
+        let (mut line, mut out) = (vec![0.0; n], vec![0.0; n]);
+        let others: Vec<usize> = (0..3).filter(|&a| a != axis).collect();
+        for b in 0..dims[others[1]] {
+            for a in 0..dims[others[0]] {
+                let start = a * strides[others[0]] + b * strides[others[1]];
+                for (p, value) in line.iter_mut().enumerate() {
+                    *value = field[start + p * strides[axis]];
+                }
+                lower_envelope(&line, spacing[axis], &mut out);
+                for (p, value) in out.iter().enumerate() {
+                    field[start + p * strides[axis]] = *value;
+                }
+            }
+        }
+    }
+    field
+}
+
+/// `out[p] = min_q (spacing·(p − q))² + f[q]` over the finite `f[q]`.
+fn lower_envelope(f: &[f64], spacing: f64, out: &mut [f64]) {
+    let sites: Vec<usize> = (0..f.len()).filter(|&q| f[q].is_finite()).collect();
+    if sites.is_empty() {
+        out.fill(f64::INFINITY);
+        return;
+    }
+    let x = |q: usize| q as f64 * spacing;
+    let mut hull: Vec<usize> = Vec::with_capacity(sites.len());
+    let mut starts: Vec<f64> = Vec::with_capacity(sites.len());
+    for &q in &sites {
+        loop {
+            let Some(&p) = hull.last() else {
+                hull.push(q);
+                starts.push(f64::NEG_INFINITY);
+                break;
+            };
+            // Where q's parabola starts to lie below p's.
+            let cross = ((f[q] + x(q) * x(q)) - (f[p] + x(p) * x(p))) / (2.0 * (x(q) - x(p)));
+            if cross <= *starts.last().expect("one start per hull entry") {
+                hull.pop();
+                starts.pop();
+            } else {
+                hull.push(q);
+                starts.push(cross);
+                break;
+            }
+        }
+    }
+    let mut k = 0;
+    for (p, value) in out.iter_mut().enumerate() {
+        while k + 1 < hull.len() && starts[k + 1] <= x(p) {
+            k += 1;
+        }
+        let q = hull[k];
+        *value = (x(p) - x(q)).powi(2) + f[q];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A box of label 1 in a 20×20×20 volume, `[from, to)` on each axis.
+    fn cube(from: [usize; 3], to: [usize; 3]) -> Vec<u8> {
+        let mut mask = vec![0u8; 8000];
+        for k in from[2]..to[2] {
+            for j in from[1]..to[1] {
+                for i in from[0]..to[0] {
+                    mask[i + 20 * (j + 20 * k)] = 1;
+                }
+            }
+        }
+        mask
+    }
+
+    #[test]
+    fn dice_of_known_overlaps() {
+        let a = cube([0, 0, 0], [10, 10, 10]);
+        let b = cube([5, 0, 0], [15, 10, 10]);
+        assert_eq!(dice(&a, &a, 1), 1.0);
+        assert_eq!(dice(&a, &b, 1), 0.5, "half of each cube overlaps");
+        assert_eq!(dice(&a, &cube([10, 0, 0], [20, 10, 10]), 1), 0.0);
+        assert_eq!(dice(&a, &b, 2), 1.0, "a label neither holds agrees trivially");
+    }
+
+    #[test]
+    fn hd95_measures_the_shift_in_millimetres() {
+        let a = cube([2, 2, 2], [10, 10, 10]);
+        let shifted = cube([5, 2, 2], [13, 10, 10]);
+        let dims = [20, 20, 20];
+        assert_eq!(hd95(&a, &a, 1, dims, [1.0; 3]), Some(0.0));
+        // Shifted 3 voxels along i: most surface points are 3 voxels from the other surface.
+        assert_eq!(hd95(&a, &shifted, 1, dims, [1.0; 3]), Some(3.0));
+        assert_eq!(hd95(&a, &shifted, 1, dims, [2.0, 1.0, 1.0]), Some(6.0), "2 mm voxels along i");
+        assert_eq!(hd95(&a, &vec![0; 8000], 1, dims, [1.0; 3]), None);
+    }
+
+    #[test]
+    fn distance_transform_matches_brute_force() {
+        let dims = [7, 5, 4];
+        let n = 140;
+        let feature: Vec<bool> = (0..n).map(|i| i % 37 == 3 || i == 100).collect();
+        let spacing = [0.8, 1.5, 2.5];
+        let field = squared_distance_transform(&feature, dims, spacing);
+        let coords = |i: usize| [i % 7, (i / 7) % 5, i / 35];
+        for (p, computed) in field.iter().enumerate() {
+            let brute = (0..n)
+                .filter(|&q| feature[q])
+                .map(|q| (0..3).map(|a| ((coords(p)[a] as f64 - coords(q)[a] as f64) * spacing[a]).powi(2)).sum::<f64>())
+                .fold(f64::INFINITY, f64::min);
+            assert!((computed - brute).abs() < 1e-9, "voxel {p}: {computed} vs {brute}");
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Who is calling: browser logins on a session (no fixation, audited), the user behind a
+//! session, the caller of a server function, and the cross-site check for cookie-authenticated
+//! requests that change state.
+
+use axum::extract::Request;
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::AppError;
+use super::services::users::{self, User};
+use super::session_store::{COOKIE_NAME, USER_ID};
+use super::state::AppState;
+
+/// Refuses state-changing requests that ride on the session cookie from another site: their
+/// `Origin` (or `Referer`) must name this host. Bearer-token requests carry no ambient
+/// credential and pass. SameSite=Strict already keeps the cookie off cross-site requests;
+/// this is the second lock.
+pub async fn reject_cross_site(request: Request, next: Next) -> Response {
+    let safe = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let headers = request.headers();
+    let has_session_cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|cookies| {
+            cookies.split(';').any(|c| c.trim_start().strip_prefix(COOKIE_NAME).is_some_and(|rest| rest.starts_with('=')))
+        });
+    let bearer = headers.contains_key(header::AUTHORIZATION);
+    if safe || !has_session_cookie || bearer {
+        return next.run(request).await;
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let source = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let source_host = source.split("://").nth(1).unwrap_or_default().split('/').next().unwrap_or_default();
+    if host.is_empty() || source_host != host {
+        return AppError::Forbidden(
+            "cross-site request refused: state-changing requests with the session cookie must come from this site's pages"
+                .into(),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Checks the credentials and logs the user in on `session`, under a fresh session id (no
+/// fixation). Used by `POST /session` and the login page alike.
+pub async fn log_in(
+    state: &AppState,
+    session: &tower_sessions::Session,
+    username: &str,
+    password: &str,
+) -> Result<User, AppError> {
+    let user = users::login(&state.db, username, password).await?;
+    session.cycle_id().await.map_err(AppError::internal)?;
+    session.insert(USER_ID, &user.id).await.map_err(AppError::internal)?;
+    Ok(user)
+}
+
+/// Ends the session: its record is deleted and the cookie cleared.
+pub async fn log_out(session: &tower_sessions::Session) -> Result<(), AppError> {
+    session.flush().await.map_err(AppError::internal)
+}
+
+/// The user logged in on `session`, if any.
+pub async fn session_user(state: &AppState, session: &tower_sessions::Session) -> Result<Option<User>, AppError> {
+    match session.get::<String>(USER_ID).await.map_err(AppError::internal)? {
+        Some(user_id) => users::user_by_id(&state.db, &user_id).await,
+        None => Ok(None),
+    }
+}
+
+/// Inside a server function: the application state and its session.
+pub async fn server_fn_session() -> Result<(AppState, tower_sessions::Session), AppError> {
+    let state = leptos::prelude::use_context::<AppState>()
+        .ok_or_else(|| AppError::Internal("application state missing from the server function's context".into()))?;
+    let session: tower_sessions::Session = leptos_axum::extract().await.map_err(AppError::internal)?;
+    Ok((state, session))
+}
+
+/// Inside a server function: the application state and the logged-in user, or 401.
+pub async fn server_fn_caller() -> Result<(AppState, User), AppError> {
+    let (state, session) = server_fn_session().await?;
+    let user = session_user(&state, &session).await?.ok_or(AppError::Unauthorized)?;
+    Ok((state, user))
+}

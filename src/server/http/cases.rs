@@ -1,0 +1,70 @@
+//! Case routes: the list, importing a case (multipart upload), and the artifacts with
+//! presigned URLs that the viewer downloads from object storage directly.
+
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use super::extract::{bad_form, ApiQuery, Caller};
+use crate::api::{CaseArtifacts, CaseSummary};
+use crate::server::error::AppError;
+use crate::server::services::cases::{self, NewCase};
+use crate::server::services::users::Role;
+use crate::server::state::AppState;
+
+pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
+    Router::new()
+        .route("/cases", get(list_cases).post(import_case).layer(DefaultBodyLimit::max(max_upload_bytes)))
+        .route("/cases/{id}/artifacts", get(case_artifacts))
+}
+
+async fn list_cases(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<CaseSummary>>, AppError> {
+    Ok(Json(cases::list_cases(&state).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct ArtifactsQuery {
+    #[serde(default)]
+    history: bool,
+}
+
+async fn case_artifacts(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(case_id): Path<String>,
+    ApiQuery(query): ApiQuery<ArtifactsQuery>,
+) -> Result<Json<CaseArtifacts>, AppError> {
+    Ok(Json(cases::case_artifacts(&state, &case_id, query.history).await?))
+}
+
+/// `POST /cases`, multipart: `name`, `image` (file), optional `mask` (file) and `labels`
+/// (`1=liver,2=tumour`).
+async fn import_case(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    mut form: Multipart,
+) -> Result<(StatusCode, Json<CaseSummary>), AppError> {
+    user.require_any(&[Role::MlEngineer, Role::Admin], "importing a case")?;
+    let (mut name, mut image, mut mask, mut labels) = (None, None, None, Vec::new());
+    while let Some(field) = form.next_field().await.map_err(bad_form)? {
+        let field_name = field.name().unwrap_or_default().to_string();
+        match field_name.as_str() {
+            "name" => name = Some(field.text().await.map_err(bad_form)?),
+            "image" => image = Some(field.bytes().await.map_err(bad_form)?.to_vec()),
+            "mask" => mask = Some(field.bytes().await.map_err(bad_form)?.to_vec()),
+            "labels" => {
+                let text = field.text().await.map_err(bad_form)?;
+                labels = text.split(',').filter(|s| !s.trim().is_empty()).map(str::to_string).collect();
+            }
+            other => return Err(AppError::BadRequest(format!("unknown form field {other:?}"))),
+        }
+    }
+    let new_case = NewCase {
+        name: name.ok_or_else(|| AppError::BadRequest("form field `name` is required".into()))?,
+        image: image.ok_or_else(|| AppError::BadRequest("form field `image` is required".into()))?,
+        mask,
+        labels: cases::parse_label_names(&labels)?,
+    };
+    Ok((StatusCode::CREATED, Json(cases::import_case(&state, Some(&user.id), new_case).await?)))
+}

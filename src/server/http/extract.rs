@@ -1,0 +1,75 @@
+//! Extractors of the REST routes: the caller (bearer token or browser session), and JSON
+//! bodies, query strings and multipart forms whose rejections are `AppError`s like every
+//! other failure.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::Json;
+use tower_sessions::Session;
+
+use crate::server::auth;
+use crate::server::error::AppError;
+use crate::server::services::users::{self, User};
+use crate::server::state::AppState;
+
+/// The caller of a REST route: from `Authorization: Bearer <token>` when the header is sent,
+/// otherwise from the browser session.
+pub struct Caller(pub User);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        if let Some(authorization) = parts.headers.get(header::AUTHORIZATION) {
+            let token = authorization
+                .to_str()
+                .ok()
+                .and_then(|value| value.strip_prefix("Bearer "))
+                .ok_or(AppError::Unauthorized)?;
+            let user = users::user_for_token(&state.db, token.trim()).await?.ok_or(AppError::Unauthorized)?;
+            return Ok(Caller(user));
+        }
+        let session = Session::from_request_parts(parts, state).await.map_err(|_| AppError::Unauthorized)?;
+        let user = auth::session_user(state, &session).await?.ok_or(AppError::Unauthorized)?;
+        Ok(Caller(user))
+    }
+}
+
+/// A JSON body whose rejections are `AppError`s: syntax → 400, wrong fields or types → 422.
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(JsonRejection::JsonDataError(e)) => Err(AppError::Unprocessable(e.body_text())),
+            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(AppError::PayloadTooLarge(format!("request body too large: {}", e.body_text())))
+            }
+            Err(other) => Err(AppError::BadRequest(other.body_text())),
+        }
+    }
+}
+
+/// Query parameters whose rejection is a JSON 400 like every other error.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let Query(value) = Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e: QueryRejection| AppError::BadRequest(e.body_text()))?;
+        Ok(ApiQuery(value))
+    }
+}
+
+/// A multipart body that cannot be read: 400.
+pub fn bad_form(err: axum::extract::multipart::MultipartError) -> AppError {
+    AppError::BadRequest(format!("invalid multipart form: {err}"))
+}

@@ -1,0 +1,246 @@
+//! The durable job queue of the orchestrator, in the `model_jobs` table: enqueueing (inside
+//! the trigger's own transaction, so no trigger is lost), claiming with a lease (PostgreSQL:
+//! `FOR UPDATE SKIP LOCKED`; SQLite serialises writers), and recording each attempt's end:
+//! success with its output, failure with a backoff or for good, or a hand-back on shutdown.
+//! A job whose worker crashed becomes claimable again when its lease runs out.
+
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+use super::audit::{self, AuditEvent};
+use crate::api::{Job, JobStatus, ModelState, ModelSummary};
+use crate::server::clock::now_ms;
+use crate::server::db::Backend;
+use crate::server::error::AppError;
+use crate::server::state::AppState;
+
+/// What made a run happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// A new case arrived.
+    CaseImport,
+    /// Someone asked for it ("run models on this case").
+    Manual,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::CaseImport => "case_import",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+/// Enqueues one job per model in `active` for `case_id` inside the caller's transaction.
+pub async fn enqueue(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    active: &[ModelSummary],
+    case_id: &str,
+    trigger: Trigger,
+    user_id: Option<&str>,
+) -> Result<String, AppError> {
+    let run_id = Uuid::new_v4().to_string();
+    let at = now_ms();
+    let mut jobs = Vec::new();
+    for model in active {
+        let job_id = Uuid::new_v4().to_string();
+        sqlx::query(
+            "INSERT INTO model_jobs (id, run_id, case_id, model_id, role, trigger_kind, status, attempts,
+                                     max_attempts, next_attempt_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $8, $8, $8)",
+        )
+        .bind(&job_id)
+        .bind(&run_id)
+        .bind(case_id)
+        .bind(&model.id)
+        .bind(model.state.as_str())
+        .bind(trigger.as_str())
+        .bind(state.config.orchestrator.job_max_attempts as i64)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        jobs.push(json!({ "job_id": job_id, "model_id": model.id, "version": model.version, "role": model.state.as_str() }));
+    }
+    if !jobs.is_empty() {
+        audit::record(
+            tx,
+            AuditEvent {
+                action: "model_run",
+                user_id,
+                case_id: Some(case_id),
+                details: json!({ "run_id": run_id, "trigger": trigger.as_str(), "jobs": jobs }),
+            },
+        )
+        .await?;
+    }
+    Ok(run_id)
+}
+
+/// Which jobs to list.
+pub enum JobFilter<'a> {
+    Case(&'a str),
+    Run(&'a str),
+    Model(&'a str),
+}
+
+fn job(row: &AnyRow) -> Result<Job, AppError> {
+    let status: String = row.get("status");
+    let role: String = row.get("role");
+    Ok(Job {
+        id: row.get("id"),
+        run_id: row.get("run_id"),
+        case_id: row.get("case_id"),
+        model_id: row.get("model_id"),
+        model_name: row.get("name"),
+        model_version: row.get("version"),
+        role: ModelState::parse(&role).ok_or_else(|| AppError::Internal(format!("unknown job role {role}")))?,
+        trigger: row.get("trigger_kind"),
+        status: JobStatus::parse(&status).ok_or_else(|| AppError::Internal(format!("unknown job status {status}")))?,
+        attempts: row.get("attempts"),
+        max_attempts: row.get("max_attempts"),
+        last_error: row.get("last_error"),
+        created_at_ms: row.get("created_at"),
+        updated_at_ms: row.get("updated_at"),
+    })
+}
+
+pub async fn list_jobs(state: &AppState, filter: JobFilter<'_>) -> Result<Vec<Job>, AppError> {
+    let (column, value) = match filter {
+        JobFilter::Case(id) => ("j.case_id", id),
+        JobFilter::Run(id) => ("j.run_id", id),
+        JobFilter::Model(id) => ("j.model_id", id),
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT j.id, j.run_id, j.case_id, j.model_id, m.name, m.version, j.role, j.trigger_kind, j.status,
+                j.attempts, j.max_attempts, j.last_error, j.created_at, j.updated_at
+         FROM model_jobs j JOIN models m ON m.id = j.model_id
+         WHERE {column} = $1 ORDER BY j.created_at DESC, m.name, j.role LIMIT 200"
+    ))
+    .bind(value)
+    .fetch_all(&state.db.pool)
+    .await?;
+    rows.iter().map(job).collect()
+}
+
+/// A claimed job.
+pub struct Claimed {
+    pub id: String,
+    pub case_id: String,
+    pub model_id: String,
+    pub role: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+}
+
+/// Takes the next due job for `worker`, with a lease of the job timeout plus a margin.
+pub async fn claim(state: &AppState, worker: &str) -> Result<Option<Claimed>, AppError> {
+    let now = now_ms();
+    // A job whose worker vanished during its last attempt (a crash, perhaps caused by the job)
+    // is not tried again.
+    sqlx::query(
+        "UPDATE model_jobs SET status = 'failed', lease_until = NULL, worker = NULL, updated_at = $1,
+                last_error = 'the worker stopped during the last attempt (crash or kill)'
+         WHERE status = 'running' AND lease_until < $1 AND attempts >= max_attempts",
+    )
+    .bind(now)
+    .execute(&state.db.pool)
+    .await?;
+    let lease = now + (state.config.orchestrator.job_timeout_secs as i64 + 30) * 1000;
+    // PostgreSQL: skip rows another instance is claiming; SQLite runs one writer at a time.
+    let lock = match state.db.backend {
+        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let row = sqlx::query(&format!(
+        "UPDATE model_jobs SET status = 'running', attempts = attempts + 1, lease_until = $1, worker = $2, updated_at = $3
+         WHERE id = (SELECT id FROM model_jobs
+                     WHERE (status = 'queued' AND next_attempt_at <= $3)
+                        OR (status = 'running' AND lease_until < $3 AND attempts < max_attempts)
+                     ORDER BY next_attempt_at, created_at LIMIT 1 {lock})
+         RETURNING id, case_id, model_id, role, attempts, max_attempts"
+    ))
+    .bind(lease)
+    .bind(worker)
+    .bind(now)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    Ok(row.map(|row| Claimed {
+        id: row.get("id"),
+        case_id: row.get("case_id"),
+        model_id: row.get("model_id"),
+        role: row.get("role"),
+        attempts: row.get("attempts"),
+        max_attempts: row.get("max_attempts"),
+    }))
+}
+
+/// Marks `job` succeeded with its output and records the prediction, inside the caller's
+/// transaction; `false` when this worker no longer holds the job (its lease ran out and
+/// another worker took it over, whose result will count).
+pub async fn succeed(tx: &mut AnyConnection, job: &Claimed, worker: &str, output_ref: &str, at: i64) -> Result<bool, AppError> {
+    let finished = sqlx::query(
+        "UPDATE model_jobs SET status = 'succeeded', output_ref = $1, lease_until = NULL, last_error = NULL, updated_at = $2
+         WHERE id = $3 AND worker = $4 AND status = 'running'",
+    )
+    .bind(output_ref)
+    .bind(at)
+    .bind(&job.id)
+    .bind(worker)
+    .execute(&mut *tx)
+    .await?;
+    if finished.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO predictions (id, job_id, case_id, model_id, role, object_ref, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(Uuid::new_v4().to_string())
+    .bind(&job.id)
+    .bind(&job.case_id)
+    .bind(&job.model_id)
+    .bind(&job.role)
+    .bind(output_ref)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(true)
+}
+
+/// Records a failed attempt: back to the queue after a backoff, or failed for good.
+pub async fn fail(state: &AppState, job: &Claimed, worker: &str, error: &str) -> Result<(), AppError> {
+    let now = now_ms();
+    let final_attempt = job.attempts >= job.max_attempts;
+    let backoff = state.config.orchestrator.job_retry_base_ms as i64 * (1i64 << (job.attempts - 1).clamp(0, 16));
+    sqlx::query(
+        "UPDATE model_jobs SET status = $1, next_attempt_at = $2, last_error = $3, lease_until = NULL, worker = NULL, updated_at = $4
+         WHERE id = $5 AND worker = $6 AND status = 'running'",
+    )
+    .bind(if final_attempt { "failed" } else { "queued" })
+    .bind(now + backoff)
+    .bind(error)
+    .bind(now)
+    .bind(&job.id)
+    .bind(worker)
+    .execute(&state.db.pool)
+    .await?;
+    tracing::warn!(job_id = %job.id, attempt = job.attempts, final_attempt, %error, "model job failed");
+    Ok(())
+}
+
+/// Hands a job back on shutdown: the interrupted attempt does not count.
+pub async fn release(state: &AppState, job: &Claimed, worker: &str) -> Result<(), AppError> {
+    sqlx::query(
+        "UPDATE model_jobs SET status = 'queued', attempts = attempts - 1, lease_until = NULL, worker = NULL, next_attempt_at = $1, updated_at = $1
+         WHERE id = $2 AND worker = $3 AND status = 'running'",
+    )
+    .bind(now_ms())
+    .bind(&job.id)
+    .bind(worker)
+    .execute(&state.db.pool)
+    .await?;
+    Ok(())
+}

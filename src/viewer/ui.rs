@@ -1,0 +1,162 @@
+//! The contract between the viewer's controls (`crate::pages::viewer_panel`, rendered on the
+//! server and hydrated in the browser) and the browser controller (`crate::browser::viewer`)
+//! that downloads, draws and edits: the settings both sides read and write, and the commands
+//! the controls send. Here so that neither side imports the other.
+
+use std::rc::Rc;
+
+use leptos::prelude::*;
+
+use super::orientation::Plane;
+use super::render::Window;
+use crate::api::{CaseArtifacts, MaskVersion};
+
+/// Editing tool on the left mouse button.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tool {
+    Brush,
+    Eraser,
+    /// Brush that paints only where the image intensity is inside the threshold range.
+    ThresholdBrush,
+    Fill,
+}
+
+impl Tool {
+    pub const ALL: [(Tool, &'static str, &'static str); 4] = [
+        (Tool::Brush, "Brush", "B"),
+        (Tool::Eraser, "Eraser", "E"),
+        (Tool::ThresholdBrush, "Threshold brush", "T"),
+        (Tool::Fill, "Fill", "F"),
+    ];
+}
+
+/// Where saving stands, as shown next to the Save button.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SaveStatus {
+    Idle,
+    Saving { attempt: u32 },
+    Saved { version: usize, voxels: u64 },
+    Failed(String),
+}
+
+/// Actions the controls ask of the editor.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    Save,
+    Undo,
+    Redo,
+    /// After a conflict: load the newest version and re-apply the unsaved edits on it.
+    LoadNewest,
+    /// Re-apply the edits kept in this browser from an earlier visit.
+    RestoreKept,
+    DiscardKept,
+    ViewVersion(MaskVersion),
+    BackToEditing,
+    ResetView,
+    /// Window spanning these fractions of the image's intensity distribution.
+    WindowPercentiles(f64, f64),
+}
+
+/// Edits kept in the browser from an earlier visit, offered back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeptEdits {
+    pub voxels: u64,
+    /// When they were kept, in milliseconds since the Unix epoch.
+    pub saved_at_ms: i64,
+    pub on_older_version: bool,
+}
+
+/// Windows from the image's own intensity distribution (percentile fractions), for modalities
+/// without fixed units such as MR.
+pub const PERCENTILE_PRESETS: [(&str, f64, f64); 3] =
+    [("Auto", 0.005, 0.995), ("Full range", 0.0, 1.0), ("High contrast", 0.05, 0.95)];
+
+/// Carries out a command; installed by the browser controller.
+type CommandHandler = Rc<dyn Fn(Command)>;
+
+/// The editor's state as the page shows it; the canvas reads the settings when drawing.
+#[derive(Clone, Copy)]
+pub struct ViewerUi {
+    pub case: StoredValue<CaseArtifacts>,
+    /// Download progress: bytes received and expected (0 when unknown).
+    pub progress: RwSignal<(f64, f64)>,
+    pub ready: RwSignal<bool>,
+    pub failure: RwSignal<Option<String>>,
+    pub plane: RwSignal<Plane>,
+    pub slice: RwSignal<usize>,
+    pub slice_count: RwSignal<usize>,
+    pub window: RwSignal<Window>,
+    pub tool: RwSignal<Tool>,
+    pub label: RwSignal<u8>,
+    pub radius_mm: RwSignal<f32>,
+    pub threshold: RwSignal<(f32, f32)>,
+    pub opacity: RwSignal<f32>,
+    pub outline: RwSignal<bool>,
+    pub cursor: RwSignal<String>,
+    pub unsaved: RwSignal<u64>,
+    pub can_undo: RwSignal<bool>,
+    pub can_redo: RwSignal<bool>,
+    pub status: RwSignal<SaveStatus>,
+    pub conflict: RwSignal<Option<String>>,
+    pub kept: RwSignal<Option<KeptEdits>>,
+    pub viewing: RwSignal<Option<MaskVersion>>,
+    pub history: RwSignal<Vec<MaskVersion>>,
+    pub help: RwSignal<bool>,
+    /// Where [`ViewerUi::send`] delivers commands, once the controller has opened the case.
+    /// Made in the browser build only: the handler holds browser objects, so it is a local
+    /// value, and the server may drop a page's values on another thread than the one that made
+    /// them, which a local value does not survive.
+    command_handler: Option<StoredValue<Option<CommandHandler>, LocalStorage>>,
+}
+
+impl ViewerUi {
+    pub fn new(case: CaseArtifacts) -> ViewerUi {
+        let first_label = case.labels.first().map_or(1, |label| label.value);
+        let history = case.history.clone();
+        ViewerUi {
+            case: StoredValue::new(case),
+            progress: RwSignal::new((0.0, 0.0)),
+            ready: RwSignal::new(false),
+            failure: RwSignal::new(None),
+            plane: RwSignal::new(Plane::Axial),
+            slice: RwSignal::new(0),
+            slice_count: RwSignal::new(1),
+            window: RwSignal::new(Window::spanning(0.0, 1.0)),
+            tool: RwSignal::new(Tool::Brush),
+            label: RwSignal::new(first_label),
+            radius_mm: RwSignal::new(3.0),
+            threshold: RwSignal::new((0.0, 1.0)),
+            opacity: RwSignal::new(0.5),
+            outline: RwSignal::new(false),
+            cursor: RwSignal::new(String::new()),
+            unsaved: RwSignal::new(0),
+            can_undo: RwSignal::new(false),
+            can_redo: RwSignal::new(false),
+            status: RwSignal::new(SaveStatus::Idle),
+            conflict: RwSignal::new(None),
+            kept: RwSignal::new(None),
+            viewing: RwSignal::new(None),
+            history: RwSignal::new(history),
+            help: RwSignal::new(false),
+            command_handler: cfg!(feature = "hydrate").then(|| StoredValue::new_local(None)),
+        }
+    }
+
+    /// Asks the controller to carry out `command`. Dropped while the case is not open yet, and
+    /// after the page is left.
+    pub fn send(&self, command: Command) {
+        // A copy of the handler, so the stored value is not borrowed while the command runs.
+        if let Some(handler) = self.command_handler.and_then(|stored| stored.try_get_value().flatten()) {
+            handler(command);
+        }
+    }
+
+    /// Makes `handler` carry out every command sent from now on; the controller calls it once
+    /// the case is open.
+    pub fn receive_commands(&self, handler: impl Fn(Command) + 'static) {
+        if let Some(stored) = self.command_handler {
+            let handler: CommandHandler = Rc::new(handler);
+            stored.set_value(Some(handler));
+        }
+    }
+}
