@@ -53,7 +53,7 @@ async fn postgres_schema(admin_url: &str) -> Schema {
     let db = Db::connect(&common::fresh_postgres_database(admin_url).await, 1).await.unwrap();
     let mut schema = Schema::new();
     let columns = sqlx::query(
-        "SELECT c.table_name, c.column_name, c.is_nullable,
+        "SELECT c.table_name::text AS table_name, c.column_name::text AS column_name, c.is_nullable::text AS is_nullable,
                 EXISTS (SELECT 1 FROM information_schema.key_column_usage k
                         JOIN information_schema.table_constraints t ON t.constraint_name = k.constraint_name AND t.table_name = k.table_name
                         WHERE t.constraint_type = 'PRIMARY KEY' AND k.table_name = c.table_name AND k.column_name = c.column_name) AS pk
@@ -70,7 +70,7 @@ async fn postgres_schema(admin_url: &str) -> Schema {
         schema.insert(format!("{table}.{name} {nullable}{}", if pk { " pk" } else { "" }));
     }
     // Indexes the migrations name; PostgreSQL's own for keys and UNIQUE end in _pkey / _key.
-    let indexes = sqlx::query("SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND indexname NOT LIKE '%\\_pkey' AND indexname NOT LIKE '%\\_key'")
+    let indexes = sqlx::query("SELECT indexname::text AS indexname FROM pg_indexes WHERE schemaname = 'public' AND indexname NOT LIKE '%\\_pkey' AND indexname NOT LIKE '%\\_key'")
         .fetch_all(&db.pool)
         .await
         .unwrap();
