@@ -10,13 +10,17 @@ use std::io::{Read, Write};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use nifti::{InMemNiftiObject, NiftiHeader, NiftiObject, NiftiType};
+use nifti::{NiftiHeader, NiftiType};
 
-
-/// Largest decompressed volume accepted (2 GiB), so a tiny gzip bomb cannot exhaust memory.
-const MAX_VOLUME_BYTES: u64 = 2 << 30;
+/// Largest volume read unless the caller sets a budget: 2^29 voxels (512 Mi, for example
+/// 1024×1024×512). The header's declared size is checked against it before any voxel is
+/// inflated, so a small gzip bomb costs a header's worth of work.
+pub const DEFAULT_MAX_VOXELS: u64 = 1 << 29;
 /// Header (348 bytes) plus the 4-byte extension flag; voxel data starts here in files we write.
 const VOX_OFFSET: usize = 352;
+const HEADER_BYTES: u64 = 348;
+/// Most bytes of extensions and padding accepted between the header and the voxels.
+const MAX_EXTENSION_BYTES: u64 = 16 << 20;
 
 /// Geometry and type of a stored volume, as listed with its artifact.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,7 +34,8 @@ pub struct VolumeMeta {
 pub struct Volume {
     pub header: NiftiHeader,
     pub meta: VolumeMeta,
-    object: InMemNiftiObject,
+    /// The voxels as stored: the file's byte order, before scaling.
+    raw: Vec<u8>,
 }
 
 /// Why a file is not a volume this platform can use; the message names the file's role.
@@ -62,49 +67,91 @@ fn voxel_type_name(datatype: NiftiType) -> Option<&'static str> {
     })
 }
 
+/// An I/O failure while reading `what`: for a gzip stream, damage or truncation.
+fn unreadable(what: &str, err: std::io::Error) -> VolumeError {
+    refuse(what, format!("the file is damaged or truncated ({err})"))
+}
+
+fn read_volume(what: &str, mut source: impl Read, max_voxels: u64) -> Result<Volume, VolumeError> {
+    let header = NiftiHeader::from_reader(&mut source).map_err(|e| match e {
+        nifti::NiftiError::Io(e) => unreadable(what, e),
+        other => refuse(what, other),
+    })?;
+    if &header.magic != b"n+1\0" {
+        return Err(refuse(what, "it is not a single-file NIfTI-1 volume (.nii)"));
+    }
+    let dim = header.dim().map_err(|e| refuse(what, e))?;
+    let is_3d = dim.len() == 3 || (dim.len() == 4 && dim[3] == 1);
+    if !is_3d {
+        return Err(VolumeError(format!(
+            "{what} has {} dimensions {dim:?}; only single 3-D volumes are supported",
+            dim.len()
+        )));
+    }
+    let voxels: u64 = dim.iter().map(|&d| u64::from(d)).product();
+    if voxels > max_voxels {
+        return Err(VolumeError(format!(
+            "{what} declares {} × {} × {} = {voxels} voxels, more than the budget of {max_voxels} voxels",
+            dim[0], dim[1], dim[2]
+        )));
+    }
+    let datatype = header.data_type().map_err(|e| refuse(what, e))?;
+    let voxel_type = voxel_type_name(datatype)
+        .ok_or_else(|| VolumeError(format!("{what} has voxel type {datatype:?}, which is not supported")))?;
+    if header.bitpix as usize != datatype.size_of() * 8 {
+        return Err(refuse(what, format!("its bitpix {} does not fit voxel type {voxel_type}", header.bitpix)));
+    }
+    // The voxels start at vox_offset; what lies between (extension flag, extensions,
+    // padding) is skipped, as nibabel does.
+    let offset = header.vox_offset;
+    if !offset.is_finite() || offset.fract() != 0.0 || f64::from(offset) < VOX_OFFSET as f64 {
+        return Err(refuse(what, format!("its vox_offset {offset} does not point past the header")));
+    }
+    let gap = offset as u64 - HEADER_BYTES;
+    if gap > MAX_EXTENSION_BYTES {
+        return Err(refuse(what, format!("its vox_offset {offset} leaves more than {MAX_EXTENSION_BYTES} bytes of extensions")));
+    }
+    let skipped = std::io::copy(&mut (&mut source).take(gap), &mut std::io::sink()).map_err(|e| unreadable(what, e))?;
+    if skipped < gap {
+        return Err(refuse(what, format!("its vox_offset {offset} lies beyond the end of the file")));
+    }
+    let expected = voxels * datatype.size_of() as u64;
+    let mut raw = Vec::new();
+    raw.try_reserve_exact(expected as usize)
+        .map_err(|_| refuse(what, format!("{expected} bytes of voxels do not fit in memory")))?;
+    source.take(expected).read_to_end(&mut raw).map_err(|e| unreadable(what, e))?;
+    if (raw.len() as u64) < expected {
+        return Err(refuse(what, format!("the file is truncated: it holds {} of its {expected} voxel bytes", raw.len())));
+    }
+    let pixdim = |axis: usize| header.pixdim[axis].abs();
+    let meta = VolumeMeta {
+        dims: [dim[0] as u32, dim[1] as u32, dim[2] as u32],
+        voxel_type,
+        spacing_mm: [pixdim(1), pixdim(2), pixdim(3)],
+    };
+    Ok(Volume { header, meta, raw })
+}
+
 impl Volume {
-    /// Parses a `.nii` or `.nii.gz` file; `what` names it in error messages.
-    ///
-    /// Gzip is inflated while the voxels are read, so a volume is held once, not twice: this
-    /// matters in the browser, where a 512×512×300 int16 volume is 157 MB.
+    /// Parses a `.nii` or `.nii.gz` file of at most [`DEFAULT_MAX_VOXELS`]; `what` names it in
+    /// error messages.
     pub fn parse(what: &str, bytes: &[u8]) -> Result<Volume, VolumeError> {
-        let object = if bytes.starts_with(&[0x1f, 0x8b]) {
-            let mut inflated = GzDecoder::new(bytes).take(MAX_VOLUME_BYTES + 1);
-            let parsed = InMemNiftiObject::from_reader(&mut inflated);
-            if inflated.limit() == 0 {
-                return Err(refuse(what, "it is larger than 2 GiB uncompressed"));
-            }
-            parsed.map_err(|e| match e {
-                nifti::NiftiError::Io(e) => refuse(what, format!("the gzip stream is damaged or truncated ({e})")),
-                other => refuse(what, other),
-            })?
+        Self::parse_within(what, bytes, DEFAULT_MAX_VOXELS)
+    }
+
+    /// Parses a `.nii` or `.nii.gz` file declaring at most `max_voxels` voxels.
+    ///
+    /// The header is read first and believed only where it fits the file: the declared size
+    /// must be within the budget before anything else is inflated, the voxels are read at
+    /// `vox_offset` (extensions and padding skipped) and must all be there. Gzip is inflated
+    /// while the voxels are read, so a volume is held once, not twice: this matters in the
+    /// browser, where a 512×512×300 int16 volume is 157 MB.
+    pub fn parse_within(what: &str, bytes: &[u8], max_voxels: u64) -> Result<Volume, VolumeError> {
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            read_volume(what, GzDecoder::new(bytes), max_voxels)
         } else {
-            InMemNiftiObject::from_reader(bytes).map_err(|e| refuse(what, e))?
-        };
-        let header = object.header().clone();
-        let dim = header.dim().map_err(|e| refuse(what, e))?;
-        let is_3d = dim.len() == 3 || (dim.len() == 4 && dim[3] == 1);
-        if !is_3d {
-            return Err(VolumeError(format!(
-                "{what} has {} dimensions {dim:?}; only single 3-D volumes are supported",
-                dim.len()
-            )));
+            read_volume(what, bytes, max_voxels)
         }
-        let datatype = header.data_type().map_err(|e| refuse(what, e))?;
-        let voxel_type = voxel_type_name(datatype).ok_or_else(|| {
-            VolumeError(format!("{what} has voxel type {datatype:?}, which is not supported"))
-        })?;
-        let voxels: usize = dim.iter().map(|&d| d as usize).product();
-        if object.volume().raw_data().len() != voxels * datatype.size_of() {
-            return Err(refuse(what, format!("its bitpix {} does not fit voxel type {voxel_type}", header.bitpix)));
-        }
-        let pixdim = |axis: usize| header.pixdim[axis].abs();
-        let meta = VolumeMeta {
-            dims: [dim[0] as u32, dim[1] as u32, dim[2] as u32],
-            voxel_type,
-            spacing_mm: [pixdim(1), pixdim(2), pixdim(3)],
-        };
-        Ok(Volume { header, meta, object })
     }
 
     pub fn voxel_count(&self) -> usize {
@@ -116,7 +163,7 @@ impl Volume {
         let datatype = self.header.data_type().map_err(|e| refuse(what, e))?;
         let (slope, inter) = self.scaling();
         let little = self.header.endianness == nifti::Endianness::Little;
-        let raw = self.object.into_volume().into_raw_data();
+        let raw = self.raw;
         if datatype == NiftiType::Uint8 && (slope, inter) == (1.0, 0.0) {
             return Ok(raw); // the stored form of every mask we write: no conversion
         }
@@ -209,7 +256,7 @@ impl Volume {
         let (slope, inter) = self.scaling();
         let (slope, inter) = (slope as f32, inter as f32);
         let big_endian = self.header.endianness == nifti::Endianness::Big;
-        let mut bytes = self.object.into_volume().into_raw_data();
+        let mut bytes = self.raw;
         if big_endian {
             bytes.chunks_exact_mut(datatype.size_of()).for_each(<[u8]>::reverse);
         }
@@ -440,6 +487,57 @@ mod tests {
         lying.truncate(VOX_OFFSET + 60);
         let err = Volume::parse("image", &lying).err().unwrap();
         assert!(err.to_string().contains("bitpix 8"), "{err}");
+    }
+
+    /// Counts the bytes a reader hands out.
+    struct Counting<R> {
+        inner: R,
+        read: u64,
+    }
+
+    impl<R: Read> Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read += n as u64;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_size_over_the_budget_is_refused_from_the_header_alone() {
+        // 2048 × 2048 × 1024 int16 declared, followed by endless zeros: a gzip bomb's content.
+        let header = encode_volume(&reference(), [2048, 2048, 1024], NiftiType::Int16, &[])[..VOX_OFFSET].to_vec();
+        let mut source = Counting { inner: (&header[..]).chain(std::io::repeat(0)), read: 0 };
+        let err = read_volume("image", &mut source, DEFAULT_MAX_VOXELS).err().unwrap();
+        assert!(err.to_string().contains("2048 × 2048 × 1024 = 4294967296 voxels, more than the budget of 536870912"), "{err}");
+        assert!(source.read <= 4096, "read {} bytes before refusing", source.read);
+        let small = encode_volume(&reference(), [5, 4, 3], NiftiType::Int16, &[0; 120]);
+        assert!(Volume::parse_within("image", &small, 59).err().unwrap().to_string().contains("budget of 59"));
+        assert!(Volume::parse_within("image", &small, 60).is_ok());
+    }
+
+    #[test]
+    fn voxels_are_read_at_vox_offset_and_an_offset_past_the_data_is_refused() {
+        let voxels: Vec<u8> = (0..120).map(|i| i as u8).collect();
+        let plain = encode_volume(&reference(), [5, 4, 3], NiftiType::Int16, &voxels);
+        // The same file with 48 bytes of padding before the voxels, as vox_offset 400 says.
+        let mut padded = plain[..VOX_OFFSET].to_vec();
+        padded[108..112].copy_from_slice(&400f32.to_le_bytes());
+        padded.extend([0xab; 48]);
+        padded.extend(&voxels);
+        for file in [padded.clone(), gzip(&padded, 1)] {
+            let volume = Volume::parse("image", &file).unwrap();
+            assert_eq!(volume.raw, voxels);
+        }
+        let with_offset = |offset: f32| {
+            let mut file = plain.clone();
+            file[108..112].copy_from_slice(&offset.to_le_bytes());
+            Volume::parse("image", &file).err().map(|e| e.to_string()).unwrap_or_default()
+        };
+        assert!(with_offset(1.0e9).contains("more than 16777216 bytes of extensions"), "{}", with_offset(1.0e9));
+        assert!(with_offset(2000.0).contains("beyond the end of the file"), "{}", with_offset(2000.0));
+        assert!(with_offset(100.0).contains("does not point past the header"));
+        assert!(with_offset(f32::NAN).contains("does not point past the header"));
     }
 
     #[test]

@@ -94,3 +94,87 @@ async fn cookie_requests_that_change_state_must_come_from_this_site() {
     assert!(forbidden.text().await.unwrap().contains("needs the role labeler"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn anonymous_logins_cannot_write_unbounded_data_into_the_audit_log() {
+    let app = TestApp::spawn().await;
+    app.user("lab", &[Role::Labeler]).await;
+    let audit_rows = || app.count("SELECT COUNT(*) FROM audit_log");
+    let before = audit_rows().await;
+
+    // A body far larger than any login is refused before it is read as JSON.
+    let huge = "x".repeat(64 * 1024);
+    let response = app.client.post(app.url("/session")).json(&json!({ "username": huge, "password": "whatever1" })).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Within the body limit, a name or password longer than any valid one: 400, no lookup, no row.
+    for (username, password) in [("y".repeat(65), PASSWORD.to_string()), ("lab".to_string(), "p".repeat(1025))] {
+        let response = app.client.post(app.url("/session")).json(&json!({ "username": username, "password": password })).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "bad_request");
+    }
+    assert_eq!(audit_rows().await, before, "refused logins leave no audit row");
+
+    // A failed login's row names the attempt only when it could be a user's name.
+    for username in ["ghost", "robert'); DROP TABLE users;--"] {
+        let response = app.client.post(app.url("/session")).json(&json!({ "username": username, "password": PASSWORD })).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let names: Vec<String> = sqlx::query("SELECT details FROM audit_log WHERE action = 'login_failed' ORDER BY seq")
+        .fetch_all(&app.state.db.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(&r.get::<String, _>("details")).unwrap()["username"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["ghost", "(not a valid username)"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn logins_and_bearer_requests_are_checked_for_their_site_too() {
+    let app = TestApp::spawn().await;
+    let token = app.user("lab", &[Role::Labeler]).await;
+    let login = |origin: Option<&str>| {
+        let mut request = app.client.post(app.url("/session")).json(&json!({ "username": "lab", "password": PASSWORD }));
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    // A foreign page posting the attacker's credentials (login CSRF): refused, nothing audited.
+    let audit_rows = app.count("SELECT COUNT(*) FROM audit_log").await;
+    let foreign = login(Some("https://evil.example")).await.unwrap();
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    assert!(foreign.headers().get("set-cookie").is_none());
+    let server_fn = app
+        .client
+        .post(app.url(<seglab::pages::login::LogIn as leptos::server_fn::ServerFn>::PATH))
+        .header("origin", "https://evil.example")
+        .form(&[("username", "lab"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(server_fn.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log").await, audit_rows);
+    // This site's login page, and scripts (no Origin), log in.
+    assert_eq!(login(Some(&app.base.clone())).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(login(None).await.unwrap().status(), StatusCode::OK);
+
+    // A session cookie with a made-up bearer header is still a cookie request: refused
+    // cross-site. A valid bearer token carries no ambient credential and passes.
+    let cookie = app.login_cookie("lab", PASSWORD).await;
+    let save = |authorization: &str| {
+        app.client
+            .post(app.url("/labels"))
+            .header("cookie", &cookie)
+            .header("authorization", authorization)
+            .header("origin", "https://evil.example")
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&json!({ "case_id": "none", "base_mask_ref": "x", "edits": "AQA=" }))
+            .send()
+    };
+    assert_eq!(save("Bearer made-up").await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(save(&format!("Bearer {token}")).await.unwrap().status(), StatusCode::NOT_FOUND, "the unknown case");
+    app.stop().await;
+}

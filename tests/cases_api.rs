@@ -303,3 +303,75 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
     assert!(status.success(), "exit status {status}");
     app.stop().await;
 }
+
+/// Starts an upload of `declared` bytes to `path` as `token`, sends only its first megabyte,
+/// and returns the status line if the server answers within ten seconds without the rest.
+async fn answer_before_the_body(app: &TestApp, path: &str, token: &str, field: &str, declared: u64) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {declared}\r\n\r\n\
+         --b\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"upload.bin\"\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&vec![0u8; 1 << 20]).await.unwrap();
+    let mut answer = vec![0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut answer)).await.ok()?.ok()?;
+    Some(String::from_utf8_lossy(&answer[..read]).lines().next().unwrap_or_default().to_string())
+}
+
+#[tokio::test]
+async fn uploads_by_callers_without_the_role_are_refused_before_the_body_is_read() {
+    let app = TestApp::spawn().await;
+    let labeler = app.user("lab", &[Role::Labeler]).await;
+    for (path, field) in [("/models", "artifact"), ("/cases", "image")] {
+        let status = answer_before_the_body(&app, path, &labeler, field, 512 << 20).await;
+        assert_eq!(status.as_deref(), Some("HTTP/1.1 403 Forbidden"), "{path}: the server waited for the body");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM models").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn voxels_are_read_at_vox_offset_past_header_extensions_as_nibabel_reads_them() {
+    let app = TestApp::spawn().await;
+    let token = app.user("mle", &[Role::MlEngineer]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (file, voxels) = (dir.path().join("extended.nii.gz"), dir.path().join("voxels.bin"));
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/write_with_extension.py");
+    let output = std::process::Command::new(python).args([script, file.to_str().unwrap(), voxels.to_str().unwrap()]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let vox_offset: u32 = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap();
+    assert!(vox_offset > 352, "the extension moves the voxels: vox_offset {vox_offset}");
+
+    let bytes = std::fs::read(&file).unwrap();
+    let expected: Vec<f32> = std::fs::read(&voxels).unwrap().chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32).collect();
+    let samples = seglab::nifti_io::Volume::parse("image", &bytes).unwrap().into_samples("image").unwrap();
+    let read: Vec<f32> = (0..samples.len()).map(|i| samples.get(i)).collect();
+    assert_eq!(read, expected);
+
+    let response = import(&app, &token, form("extended", bytes, None)).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let case: CaseSummary = response.json().await.unwrap();
+    assert_eq!(case.dims, [7, 5, 3]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_volume_over_the_voxel_budget_is_refused_from_its_header_and_nothing_is_stored() {
+    let app = TestApp::spawn_configured(|config| config.max_volume_voxels = 64 * 64 * 64, |_| {}).await;
+    let token = app.user("mle", &[Role::MlEngineer]).await;
+    let header = nifti::NiftiHeader { pixdim: [1.0; 8], ..nifti::NiftiHeader::default() };
+    let raw = seglab::nifti_io::encode_volume(&header, [65, 64, 64], nifti::NiftiType::Uint8, &vec![0; 65 * 64 * 64]);
+    let response = import(&app, &token, form("too big", seglab::nifti_io::gzip(&raw, 1), None)).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("65 × 64 × 64 = 266240 voxels") && message.contains("budget of 262144 voxels"), "{message}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, 0);
+    assert!(app.state.store.list("cases/").await.unwrap().is_empty());
+    app.stop().await;
+}

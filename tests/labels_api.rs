@@ -426,3 +426,187 @@ async fn nibabel_reads_the_saved_mask_with_the_same_geometry_and_exactly_the_edi
     assert_eq!(read["values"], json!(vec![2; 40]));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_version_history_refuses_update_and_delete() {
+    let app = TestApp::spawn().await;
+    let token = app.user("lab", &[Role::Labeler]).await;
+    let (case_id, base) = small_case(&app).await;
+    assert_eq!(post(&app, &token, Some("a"), &body(&case_id, &base, &stroke(1))).await.status(), StatusCode::CREATED);
+
+    let update = sqlx::query("UPDATE labels SET voxels_changed = 0").execute(&app.state.db.pool).await;
+    assert!(update.unwrap_err().to_string().contains("append-only"));
+    let delete = sqlx::query("DELETE FROM labels").execute(&app.state.db.pool).await;
+    assert!(delete.unwrap_err().to_string().contains("append-only"));
+    if app.state.db.backend == seglab::server::db::Backend::Postgres {
+        let truncate = sqlx::query("TRUNCATE labels").execute(&app.state.db.pool).await;
+        assert!(truncate.unwrap_err().to_string().contains("append-only"));
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM labels WHERE voxels_changed = 40").await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn audit_verify_detects_rows_cut_from_the_end() {
+    let app = TestApp::spawn().await;
+    let token = app.user("lab", &[Role::Labeler]).await;
+    let (case_id, base) = small_case(&app).await;
+    let first: LabelSaved = post(&app, &token, Some("a"), &body(&case_id, &base, &stroke(1))).await.json().await.unwrap();
+    let second = post(&app, &token, Some("b"), &body(&case_id, &first.new_mask_ref, &stroke(2))).await;
+    assert_eq!(second.status(), StatusCode::CREATED);
+    use seglab::server::services::audit::verify_chain;
+    assert_eq!(verify_chain(&app.state.db).await.unwrap().first_broken, None);
+
+    // Someone with full database rights lifts the protection, removes the last two label
+    // edits and puts the protection back: every remaining row still chains correctly.
+    let pool = &app.state.db.pool;
+    let (lift, restore) = match app.state.db.backend {
+        seglab::server::db::Backend::Sqlite => (
+            "DROP TRIGGER audit_log_no_delete",
+            "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+        ),
+        seglab::server::db::Backend::Postgres => (
+            "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change",
+            "ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_change",
+        ),
+    };
+    sqlx::query(lift).execute(pool).await.unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE seq > 2").execute(pool).await.unwrap();
+    sqlx::query(restore).execute(pool).await.unwrap();
+
+    let report = verify_chain(&app.state.db).await.unwrap();
+    assert_eq!(report.rows, 2);
+    let (seq, reason) = report.first_broken.expect("a cut tail is a broken chain");
+    assert_eq!(seq, 3);
+    assert!(reason.contains("head records row 4"), "{reason}");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
+        .args(["audit", "verify"])
+        .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("rows were removed from its end"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_whose_original_finishes_meanwhile_gets_the_original_answer() {
+    let app = TestApp::spawn().await;
+    let token = app.user("lab", &[Role::Labeler]).await;
+    let user_id: String = sqlx::query("SELECT id FROM users WHERE username = 'lab'").fetch_one(&app.state.db.pool).await.unwrap().get("id");
+    let (case_id, base) = small_case(&app).await;
+    let request = body(&case_id, &base, &stroke(1));
+    let fingerprint = {
+        use sha2::Digest;
+        let request: seglab::api::SaveLabelRequest = serde_json::from_value(request.clone()).unwrap();
+        hex::encode(sha2::Sha256::digest(serde_json::to_vec(&request).unwrap()))
+    };
+    // The original is still running (its claim is fresh) when the retry arrives ...
+    sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, state, created_at, locked_at)
+         VALUES ($1, 'lost-answer', $2, 'running', $3, $3)",
+    )
+    .bind(&user_id)
+    .bind(&fingerprint)
+    .bind(seglab::server::clock::now_ms())
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
+    let retry = tokio::spawn({
+        let (client, url, token, request) = (app.client.clone(), app.url("/labels"), token.clone(), request.clone());
+        async move { client.post(url).bearer_auth(token).header("Idempotency-Key", "lost-answer").json(&request).send().await.unwrap() }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // ... and commits while the retry waits.
+    let original = r#"{"label_id":"original","new_mask_ref":"cases/x/masks/original.nii.gz","voxels_changed":40}"#;
+    sqlx::query("UPDATE idempotency_keys SET state = 'done', response_status = 201, response_body = $1 WHERE idem_key = 'lost-answer'")
+        .bind(original)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let retry = retry.await.unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(retry.text().await.unwrap(), original);
+    assert_eq!(app.count("SELECT COUNT(*) FROM labels").await, 0, "the retry did not save a second time");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_acknowledged_save_is_stored_as_recorded_after_a_kill_in_a_save_storm() {
+    let app = TestApp::spawn().await;
+    let token = app.user("lab", &[Role::Labeler]).await;
+    let mut cases = Vec::new();
+    for _ in 0..4 {
+        cases.push(small_case(&app).await);
+    }
+    // A second server process on the same database and storage: the one that gets killed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
+        .args(["--embedded-s3-addr", "127.0.0.1:0", "--workers", "0", "serve", "--no-demo", "--addr", &format!("127.0.0.1:{port}")])
+        .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base_url = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..100 {
+        if app.client.get(format!("{base_url}/readyz")).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the second server did not become ready");
+
+    // Four labelers save on their own cases as fast as they can until the server dies.
+    let storm = cases.into_iter().enumerate().map(|(n, (case_id, mut head))| {
+        let (client, url, token) = (app.client.clone(), format!("{base_url}/labels"), token.clone());
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for save in 0..500u32 {
+                let request = body(&case_id, &head, &stroke(1 + ((save + n as u32) % 2) as u8));
+                let sent = client.post(&url).bearer_auth(&token).header("Idempotency-Key", uuid::Uuid::new_v4().to_string()).json(&request).send().await;
+                let Ok(response) = sent else { break };
+                if response.status() != StatusCode::CREATED {
+                    break;
+                }
+                let Ok(saved) = response.json::<LabelSaved>().await else { break };
+                head = saved.new_mask_ref.clone();
+                acknowledged.push(saved.new_mask_ref);
+            }
+            acknowledged
+        })
+    });
+    let storm: Vec<_> = storm.collect();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let killed = std::process::Command::new("kill").args(["-KILL", &server.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    server.wait().unwrap();
+    let mut acknowledged = Vec::new();
+    for labeler in storm {
+        acknowledged.extend(labeler.await.unwrap());
+    }
+    assert!(!acknowledged.is_empty(), "no save was acknowledged before the kill");
+
+    // Every acknowledged version is recorded, and storage holds every recorded object's bytes.
+    for new_mask_ref in &acknowledged {
+        let recorded = sqlx::query("SELECT COUNT(*) AS n FROM labels WHERE new_mask_ref = $1")
+            .bind(new_mask_ref)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap()
+            .get::<i64, _>("n");
+        assert_eq!(recorded, 1, "{new_mask_ref} was acknowledged but not recorded");
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
+        .args(["objects", "verify"])
+        .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}{stdout}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("objects intact"), "{stdout}");
+    app.stop().await;
+}

@@ -2,8 +2,8 @@
 //! session, the caller of a server function, and the cross-site check for cookie-authenticated
 //! requests that change state.
 
-use axum::extract::Request;
-use axum::http::{header, Method};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -12,12 +12,18 @@ use super::services::users::{self, User};
 use super::session_store::{COOKIE_NAME, USER_ID};
 use super::state::AppState;
 
-/// Refuses state-changing requests that ride on the session cookie from another site: their
-/// `Origin` (or `Referer`) must name this host. Bearer-token requests carry no ambient
-/// credential and pass. SameSite=Strict already keeps the cookie off cross-site requests;
-/// this is the second lock.
-pub async fn reject_cross_site(request: Request, next: Next) -> Response {
+/// Refuses state-changing requests from another site's pages. A request that names where it
+/// comes from (`Origin`, else `Referer`, which browsers send on cross-site requests) must name
+/// this host, with or without a session: that also stops a foreign page from logging the
+/// browser into an account of the attacker's (login CSRF). A request naming no source is a
+/// script's and passes unless it carries the session cookie. A valid bearer token carries no
+/// ambient credential and passes. SameSite=Strict already keeps the cookie off cross-site
+/// requests; this is the second lock.
+pub async fn reject_cross_site(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let safe = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if safe || valid_bearer(&state, request.headers()).await {
+        return next.run(request).await;
+    }
     let headers = request.headers();
     let has_session_cookie = headers
         .get_all(header::COOKIE)
@@ -26,25 +32,31 @@ pub async fn reject_cross_site(request: Request, next: Next) -> Response {
         .any(|cookies| {
             cookies.split(';').any(|c| c.trim_start().strip_prefix(COOKIE_NAME).is_some_and(|rest| rest.starts_with('=')))
         });
-    let bearer = headers.contains_key(header::AUTHORIZATION);
-    if safe || !has_session_cookie || bearer {
-        return next.run(request).await;
-    }
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let source = headers
-        .get(header::ORIGIN)
-        .or_else(|| headers.get(header::REFERER))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let source_host = source.split("://").nth(1).unwrap_or_default().split('/').next().unwrap_or_default();
-    if host.is_empty() || source_host != host {
+    let source = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER)).and_then(|v| v.to_str().ok());
+    let from_this_site = |source: &str| {
+        let source_host = source.split("://").nth(1).unwrap_or_default().split('/').next().unwrap_or_default();
+        !host.is_empty() && source_host == host
+    };
+    let allowed = match source {
+        Some(source) => from_this_site(source),
+        None => !has_session_cookie,
+    };
+    if !allowed {
         return AppError::Forbidden(
-            "cross-site request refused: state-changing requests with the session cookie must come from this site's pages"
-                .into(),
+            "cross-site request refused: state-changing requests from a browser must come from this site's pages".into(),
         )
         .into_response();
     }
     next.run(request).await
+}
+
+/// Whether the request carries `Authorization: Bearer` with a token of a user.
+async fn valid_bearer(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(token) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    matches!(users::user_for_token(&state.db, token.trim()).await, Ok(Some(_)))
 }
 
 /// Checks the credentials and logs the user in on `session`, under a fresh session id (no

@@ -6,12 +6,13 @@ use leptos::config::LeptosOptions;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::config::{AuditCommand, Cli, Command, ImportArgs, ServeArgs, UserCommand};
+use super::config::{AuditCommand, Cli, Command, ImportArgs, ObjectsCommand, ServeArgs, UserCommand};
+use super::db::Db;
 use super::error::{AppError, CliError};
 use super::services::audit::verify_chain;
 use super::services::cases::{import_case, parse_label_names, NewCase};
 use super::services::users::{add_user, Role};
-use super::services::{orchestrator, sweeper};
+use super::services::{integrity, orchestrator, sweeper};
 use super::state::AppState;
 use super::{demo, http};
 
@@ -54,7 +55,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let command = cli.command.unwrap_or(Command::Serve(ServeArgs::from_env()));
-    // One-shot commands run their own embedded S3 on a free port beside any running server.
+    // One-shot commands that need object storage run their own embedded S3 on a free port; the
+    // store is safe to share with a running server. The others use the database alone.
     let any_port: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
     let result = match command {
         Command::Serve(args) => {
@@ -82,24 +84,32 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             } else {
                 None
             };
-            let state =
-                AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks)
-                    .await?;
-            let (user, token) = add_user(&state.db, &username, &roles, password.as_deref()).await?;
+            let db = Db::open(&cli.config).await?;
+            let (user, token) = add_user(&db, &username, &roles, password.as_deref()).await?;
             let roles: Vec<_> = user.roles.iter().map(|r| r.as_str()).collect();
             println!("created user {} with roles {}", user.username, roles.join(","));
             println!("API token (shown once): {token}");
             Ok(())
         }
         Command::Audit(AuditCommand::Verify) => {
-            let state = AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks).await?;
-            let report = verify_chain(&state.db).await?;
+            let report = verify_chain(&Db::open(&cli.config).await?).await?;
             match report.first_broken {
                 None => {
                     println!("audit log intact: {} rows, hash chain verified", report.rows);
                     Ok(())
                 }
                 Some((seq, reason)) => Err(CliError::AuditBroken { seq, rows: report.rows, reason }),
+            }
+        }
+        Command::Objects(ObjectsCommand::Verify) => {
+            let state = AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks).await?;
+            let report = integrity::verify_objects(&state).await?;
+            match report.problems.as_slice() {
+                [] => {
+                    println!("objects intact: {} objects match their recorded size and SHA-256", report.checked);
+                    Ok(())
+                }
+                problems => Err(CliError::ObjectsBroken { checked: report.checked, problems: problems.join("\n") }),
             }
         }
     };

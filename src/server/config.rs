@@ -28,6 +28,16 @@ pub enum Command {
     /// Inspect the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Inspect stored objects.
+    #[command(subcommand)]
+    Objects(ObjectsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ObjectsCommand {
+    /// Check that every object the database records is in storage with its recorded size and
+    /// SHA-256; exits non-zero naming the ones that are not.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +127,10 @@ pub struct Config {
     /// Largest number of pooled database connections.
     #[arg(long, global = true, env = "SEGLAB_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
+    /// Largest volume (in voxels) a case may have; an import declaring more is refused from
+    /// its header, before anything is inflated.
+    #[arg(long, global = true, env = "SEGLAB_MAX_VOLUME_VOXELS", default_value_t = crate::nifti_io::DEFAULT_MAX_VOXELS)]
+    pub max_volume_voxels: u64,
     #[command(flatten)]
     pub s3: S3Config,
     #[command(flatten)]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+use super::config::Config;
 use super::error::{AppError, CliError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +26,14 @@ pub struct Db {
 }
 
 impl Db {
+    /// The configured database, schema brought up to date; creates the data folder that the
+    /// default SQLite file lives in.
+    pub async fn open(config: &Config) -> Result<Db, CliError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| CliError::startup(&format!("cannot create {}", config.data_dir.display()), e))?;
+        Db::connect(&config.database_url(), config.db_max_connections).await
+    }
+
     /// Connects and brings the schema up to date.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db, CliError> {
         sqlx::any::install_default_drivers();

@@ -156,6 +156,9 @@ pub enum CliError {
     /// `audit verify` found a row that does not fit the chain.
     #[error("audit log broken at row {seq} of {rows}: {reason}")]
     AuditBroken { seq: i64, rows: i64, reason: String },
+    /// `objects verify` found objects missing or not as recorded.
+    #[error("of {checked} recorded objects, these are not as recorded:\n{problems}")]
+    ObjectsBroken { checked: usize, problems: String },
 }
 
 impl CliError {

@@ -88,9 +88,7 @@ impl AppState {
                 }
             }
         };
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| CliError::startup(&format!("cannot create {}", config.data_dir.display()), e))?;
-        let db = Db::connect(&config.database_url(), config.db_max_connections).await?;
+        let db = Db::open(&config).await?;
         let sessions = session_store::Store::connect(db.backend, &config.database_url()).await?;
         let store = ObjectStore::new(&config.s3, connection);
         store.ensure_bucket().await.map_err(|e| CliError::startup("object storage", e))?;

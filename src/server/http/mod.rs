@@ -49,7 +49,7 @@ pub fn router(state: AppState, args: &ServeArgs) -> Router {
             move || shell(leptos_options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(middleware::from_fn(auth::reject_cross_site))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::reject_cross_site))
         .layer(state.sessions.clone().layer(args.cookie_secure))
         .layer(DefaultBodyLimit::max(args.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(args.max_upload_bytes))

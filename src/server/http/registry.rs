@@ -31,6 +31,7 @@ async fn register_model(
     Caller(user): Caller,
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    registry::may_register(&user)?;
     let (mut card, mut artifact) = (None, None);
     while let Some(field) = form.next_field().await.map_err(bad_form)? {
         match field.name().unwrap_or_default() {

@@ -1,7 +1,7 @@
 //! `POST /session` and `DELETE /session`: browser-style login and logout for scripts and
 //! tests, through the same `auth` functions as the login page.
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -13,8 +13,11 @@ use crate::server::auth;
 use crate::server::error::AppError;
 use crate::server::state::AppState;
 
+/// Largest login body: a valid username and the longest password, JSON-quoted, fit well.
+const MAX_LOGIN_BODY_BYTES: usize = 16 * 1024;
+
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/session", post(log_in).delete(log_out))
+    Router::new().route("/session", post(log_in).delete(log_out).layer(DefaultBodyLimit::max(MAX_LOGIN_BODY_BYTES)))
 }
 
 #[derive(serde::Deserialize)]

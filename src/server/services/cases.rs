@@ -71,6 +71,45 @@ fn label_defs(named: &[(u8, String)], present: &BTreeSet<u8>) -> Vec<LabelDef> {
         .collect()
 }
 
+/// Checks an arriving case's files against each other and the voxel budget and prepares the
+/// objects to store: the image (gzipped) and the first mask version.
+fn stored_objects(case_id: &str, new: NewCase, max_voxels: u64) -> Result<(VolumeMeta, Vec<LabelDef>, [StoredObject; 2]), AppError> {
+    let image = Volume::parse_within("image", &new.image, max_voxels)?;
+    let (mask_reference, labels) = match &new.mask {
+        Some(bytes) => {
+            let mask = Volume::parse_within("mask", bytes, max_voxels)?;
+            if !image.same_geometry(&mask) {
+                return Err(AppError::Unprocessable(format!(
+                    "mask geometry {:?} does not match image geometry {:?} (dims and affine must agree)",
+                    mask.meta.dims, image.meta.dims
+                )));
+            }
+            let header = mask.header.clone();
+            (header, mask.into_labels("mask")?)
+        }
+        None => (image.header.clone(), vec![0u8; image.voxel_count()]),
+    };
+    let present: BTreeSet<u8> = labels.iter().copied().collect();
+    let label_defs = label_defs(&new.labels, &present);
+    let mask_meta = VolumeMeta { voxel_type: "uint8", ..image.meta.clone() };
+    let image_bytes = if new.image.starts_with(&[0x1f, 0x8b]) { new.image } else { gzip(&new.image, 6) };
+    let objects = [
+        StoredObject {
+            object_ref: format!("cases/{case_id}/image.nii.gz"),
+            kind: "image",
+            bytes: image_bytes,
+            meta: image.meta.clone(),
+        },
+        StoredObject {
+            object_ref: mask_object_ref(case_id),
+            kind: "mask",
+            bytes: gzip_mask(&mask_reference, image.meta.dims, &labels, 6),
+            meta: mask_meta,
+        },
+    ];
+    Ok((image.meta, label_defs, objects))
+}
+
 struct StoredObject {
     object_ref: String,
     kind: &'static str,
@@ -85,41 +124,12 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
     if name.is_empty() || name.chars().count() > 200 {
         return Err(AppError::BadRequest("case name must be 1–200 characters".into()));
     }
-    let image = Volume::parse("image", &new.image)?;
-    let (mask_reference, labels) = match &new.mask {
-        Some(bytes) => {
-            let mask = Volume::parse("mask", bytes)?;
-            if !image.same_geometry(&mask) {
-                return Err(AppError::Unprocessable(format!(
-                    "mask geometry {:?} does not match image geometry {:?} (dims and affine must agree)",
-                    mask.meta.dims, image.meta.dims
-                )));
-            }
-            let header = mask.header.clone();
-            (header, mask.into_labels("mask")?)
-        }
-        None => (image.header.clone(), vec![0u8; image.voxel_count()]),
-    };
-    let present: BTreeSet<u8> = labels.iter().copied().collect();
-    let label_defs = label_defs(&new.labels, &present);
-
     let case_id = Uuid::new_v4().to_string();
-    let mask_meta = VolumeMeta { voxel_type: "uint8", ..image.meta.clone() };
-    let image_bytes = if new.image.starts_with(&[0x1f, 0x8b]) { new.image } else { gzip(&new.image, 6) };
-    let objects = [
-        StoredObject {
-            object_ref: format!("cases/{case_id}/image.nii.gz"),
-            kind: "image",
-            bytes: image_bytes,
-            meta: image.meta.clone(),
-        },
-        StoredObject {
-            object_ref: mask_object_ref(&case_id),
-            kind: "mask",
-            bytes: gzip_mask(&mask_reference, image.meta.dims, &labels, 6),
-            meta: mask_meta,
-        },
-    ];
+    let max_voxels = state.config.max_volume_voxels;
+    let id = case_id.clone();
+    // Inflating and checking volumes is CPU work: off the async threads.
+    let (image_meta, label_defs, objects) =
+        tokio::task::spawn_blocking(move || stored_objects(&id, new, max_voxels)).await.map_err(AppError::internal)??;
     for object in &objects {
         state.store.put(&object.object_ref, object.bytes.clone()).await?;
     }
@@ -177,12 +187,12 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
     }
     tx.commit().await?;
     state.jobs_ready.notify_waiters();
-    tracing::info!(%case_id, %name, dims = ?image.meta.dims, "case imported");
+    tracing::info!(%case_id, %name, dims = ?image_meta.dims, "case imported");
     Ok(CaseSummary {
         id: case_id,
         name,
-        dims: image.meta.dims,
-        image_voxel_type: image.meta.voxel_type.to_string(),
+        dims: image_meta.dims,
+        image_voxel_type: image_meta.voxel_type.to_string(),
         created_at_ms: created_at,
     })
 }

@@ -1,7 +1,8 @@
 //! `Idempotency-Key` handling (IETF draft "The Idempotency-Key HTTP Header Field", with
 //! Stripe's behaviour): keys are scoped per user; the first request with a key runs, a repeat
-//! after it finished gets the stored response, a repeat while it runs gets 409, and a key
-//! reused with a different request gets 422. Keys are kept at least 24 hours.
+//! after it finished gets the stored response, a repeat while it runs waits a few seconds for
+//! it and then gets its response (or 409 if it is still running), and a key reused with a
+//! different request gets 422. Keys are kept at least 24 hours.
 
 use sqlx::{AnyConnection, Row};
 
@@ -11,6 +12,9 @@ use crate::server::error::AppError;
 
 /// A running claim older than this belonged to a crashed process and may be taken over.
 const LEASE_MS: i64 = 60_000;
+/// How long a request waits for another one holding its key before answering 409.
+const WAIT_FOR_HOLDER: std::time::Duration = std::time::Duration::from_secs(5);
+const HOLDER_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 /// How long finished keys are kept (and replayed).
 pub const RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -47,7 +51,24 @@ impl IdempotencyKey {
     }
 }
 
+/// Claims `key` for this request. A request whose key another request holds waits up to
+/// [`WAIT_FOR_HOLDER`] for that one to finish and then answers as it did: a retry sent while
+/// its lost original is still committing gets the original's answer, not a 409.
 pub async fn claim(db: &Db, user_id: &str, key: &IdempotencyKey, fingerprint: &str) -> Result<Claim, AppError> {
+    let deadline = now_ms() + WAIT_FOR_HOLDER.as_millis() as i64;
+    loop {
+        if let Some(claim) = try_claim(db, user_id, key, fingerprint).await? {
+            return Ok(claim);
+        }
+        if now_ms() >= deadline {
+            return Err(AppError::KeyInUse);
+        }
+        tokio::time::sleep(HOLDER_POLL).await;
+    }
+}
+
+/// One attempt: `None` while another live request holds the key.
+async fn try_claim(db: &Db, user_id: &str, key: &IdempotencyKey, fingerprint: &str) -> Result<Option<Claim>, AppError> {
     let now = now_ms();
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, state, created_at, locked_at)
@@ -61,7 +82,7 @@ pub async fn claim(db: &Db, user_id: &str, key: &IdempotencyKey, fingerprint: &s
     .execute(&db.pool)
     .await?;
     if inserted.rows_affected() == 1 {
-        return Ok(Claim::Run);
+        return Ok(Some(Claim::Run));
     }
     let Some(row) = sqlx::query(
         "SELECT fingerprint, state, response_status, response_body, locked_at
@@ -72,8 +93,8 @@ pub async fn claim(db: &Db, user_id: &str, key: &IdempotencyKey, fingerprint: &s
     .fetch_optional(&db.pool)
     .await?
     else {
-        // The holder failed and released the key between our two statements.
-        return Err(AppError::KeyInUse);
+        // The holder failed and released the key between our two statements: try again.
+        return Ok(None);
     };
     if row.get::<String, _>("fingerprint") != fingerprint {
         return Err(AppError::Unprocessable(
@@ -82,11 +103,11 @@ pub async fn claim(db: &Db, user_id: &str, key: &IdempotencyKey, fingerprint: &s
     }
     if row.get::<String, _>("state") == "done" {
         let status: i64 = row.get("response_status");
-        return Ok(Claim::Replay { status: status as u16, body: row.get("response_body") });
+        return Ok(Some(Claim::Replay { status: status as u16, body: row.get("response_body") }));
     }
     let locked_at: i64 = row.get("locked_at");
     if now - locked_at < LEASE_MS {
-        return Err(AppError::KeyInUse);
+        return Ok(None);
     }
     // Take over an abandoned claim; the condition on locked_at lets only one taker win.
     let taken = sqlx::query(
@@ -99,7 +120,7 @@ pub async fn claim(db: &Db, user_id: &str, key: &IdempotencyKey, fingerprint: &s
     .bind(locked_at)
     .execute(&db.pool)
     .await?;
-    if taken.rows_affected() == 1 { Ok(Claim::Run) } else { Err(AppError::KeyInUse) }
+    Ok((taken.rows_affected() == 1).then_some(Claim::Run))
 }
 
 /// Stores the response, inside the transaction that commits the work.

@@ -23,8 +23,9 @@ pub async fn load_mask(state: &AppState, object_ref: &str) -> Result<Arc<Decoded
         return Ok(mask);
     }
     let bytes = state.store.get(object_ref).await?;
+    let max_voxels = state.config.max_volume_voxels;
     let mask = tokio::task::spawn_blocking(move || -> Result<DecodedMask, AppError> {
-        let volume = Volume::parse("stored mask", &bytes)?;
+        let volume = Volume::parse_within("stored mask", &bytes, max_voxels)?;
         let (header, dims) = (volume.header.clone(), volume.meta.dims);
         Ok(DecodedMask { header, dims, labels: volume.into_labels("stored mask")? })
     })

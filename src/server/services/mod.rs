@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cases;
 pub mod evaluation;
 pub mod idempotency;
+pub mod integrity;
 pub mod jobs;
 pub mod labels;
 pub mod mask_versions;

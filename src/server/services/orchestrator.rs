@@ -60,8 +60,9 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
         .get("image_ref");
     let bytes = state.store.get(&image_ref).await?;
     let expected_orientation = card.input_spec.orientation.clone();
+    let max_voxels = state.config.max_volume_voxels;
     let (image, header, dims) = tokio::task::spawn_blocking(move || -> Result<_, AppError> {
-        let volume = Volume::parse("case image", &bytes)?;
+        let volume = Volume::parse_within("case image", &bytes, max_voxels)?;
         let orientation = Orientation::from_affine(&volume.affine()).axis_codes();
         if orientation != expected_orientation {
             return Err(AppError::Unprocessable(format!(

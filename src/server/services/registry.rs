@@ -135,8 +135,14 @@ const SUMMARY_COLUMNS: &str = "id, name, version, state, created_at, updated_at"
 
 /// Registers a model version in state `registered`: checks the card, the artifact's SHA-256
 /// and that the artifact is a loadable ONNX model, stores the artifact, audits.
+/// 403 unless `user` may register model versions; the upload route asks before it reads the
+/// body, so a refused upload costs nothing.
+pub fn may_register(user: &User) -> Result<(), AppError> {
+    user.require_any(&MANAGERS, "register models")
+}
+
 pub async fn register(state: &AppState, user: &User, card_json: &str, artifact: Vec<u8>) -> Result<ModelSummary, AppError> {
-    user.require_any(&MANAGERS, "register models")?;
+    may_register(user)?;
     let card = parse_card(card_json)?;
     let actual = hex::encode(Sha256::digest(&artifact));
     if actual != card.artifact.sha256 {

@@ -82,13 +82,19 @@ fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// Longest password accepted, in bytes: Argon2 hashes any length, but an unbounded one costs
+/// memory and hashing time on every attempt.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// 1–64 letters, digits, `.`, `_` or `-`.
+fn is_valid_username(username: &str) -> bool {
+    (1..=64).contains(&username.len()) && username.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
 /// Creates a user and returns it with a new API token (shown once; only its hash is kept);
 /// with a `password` the user can also log in from the browser.
 pub async fn add_user(db: &Db, username: &str, roles: &[Role], password: Option<&str>) -> Result<(User, String), AppError> {
-    let valid_name = !username.is_empty()
-        && username.len() <= 64
-        && username.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if !valid_name {
+    if !is_valid_username(username) {
         return Err(AppError::BadRequest(format!(
             "invalid username {username:?}: use 1–64 letters, digits, '.', '_' or '-'"
         )));
@@ -146,8 +152,8 @@ pub async fn add_user(db: &Db, username: &str, roles: &[Role], password: Option<
 
 /// Argon2id with a random salt, off the async threads (it is deliberately slow).
 async fn hash_password(password: String) -> Result<String, AppError> {
-    if password.chars().count() < 8 {
-        return Err(AppError::BadRequest("a password needs at least 8 characters".into()));
+    if password.chars().count() < 8 || password.len() > MAX_PASSWORD_BYTES {
+        return Err(AppError::BadRequest(format!("a password needs 8 characters to {MAX_PASSWORD_BYTES} bytes")));
     }
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
@@ -158,8 +164,26 @@ async fn hash_password(password: String) -> Result<String, AppError> {
     .map_err(AppError::internal)
 }
 
-/// Checks a browser login; records `login` or `login_failed` in the audit log.
+/// A hash of a password nobody knows, verified against when the user is unknown or has no
+/// password, so that a failed login costs the same Argon2 time whether the user exists or not.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        let mut secret = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut secret);
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default().hash_password(&secret, &salt).expect("hashing a fixed-size secret").to_string()
+    })
+}
+
+/// Checks a browser login; records `login` or `login_failed` in the audit log. Names and
+/// passwords longer than any valid one are refused before any lookup or audit write.
 pub async fn login(db: &Db, username: &str, password: &str) -> Result<User, AppError> {
+    if username.len() > 64 || password.len() > MAX_PASSWORD_BYTES {
+        return Err(AppError::BadRequest(format!(
+            "a username has at most 64 characters and a password at most {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
     let row = sqlx::query("SELECT id, username, roles, password_hash FROM users WHERE username = $1")
         .bind(username)
         .fetch_optional(&db.pool)
@@ -170,10 +194,10 @@ pub async fn login(db: &Db, username: &str, password: &str) -> Result<User, AppE
     };
     let candidate = password.to_string();
     let verified = tokio::task::spawn_blocking(move || {
-        stored_hash.is_some_and(|stored| {
-            PasswordHash::new(&stored)
-                .is_ok_and(|parsed| Argon2::default().verify_password(candidate.as_bytes(), &parsed).is_ok())
-        })
+        let checked = stored_hash.as_deref().unwrap_or_else(|| decoy_hash());
+        let matches = PasswordHash::new(checked)
+            .is_ok_and(|parsed| Argon2::default().verify_password(candidate.as_bytes(), &parsed).is_ok());
+        matches && stored_hash.is_some()
     })
     .await
     .map_err(AppError::internal)?;
@@ -182,9 +206,11 @@ pub async fn login(db: &Db, username: &str, password: &str) -> Result<User, AppE
         (Some(user), true) => ("login", Some(user.id.as_str())),
         _ => ("login_failed", None),
     };
+    // Only a name that could be a user's is stored: the audit log is append-only.
+    let attempted = if is_valid_username(username) { username } else { "(not a valid username)" };
     audit::record(
         &mut tx,
-        AuditEvent { action: outcome.0, user_id: outcome.1, case_id: None, details: serde_json::json!({ "username": username }) },
+        AuditEvent { action: outcome.0, user_id: outcome.1, case_id: None, details: serde_json::json!({ "username": attempted }) },
     )
     .await?;
     tx.commit().await?;
