@@ -463,7 +463,7 @@ async fn audit_verify_detects_rows_cut_from_the_end() {
     let (lift, restore) = match app.state.db.backend {
         seglab::server::db::Backend::Sqlite => (
             "DROP TRIGGER audit_log_no_delete",
-            "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+            "CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
         ),
         seglab::server::db::Backend::Postgres => (
             "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change",
@@ -473,6 +473,7 @@ async fn audit_verify_detects_rows_cut_from_the_end() {
     sqlx::query(lift).execute(pool).await.unwrap();
     sqlx::query("DELETE FROM audit_log WHERE seq > 2").execute(pool).await.unwrap();
     sqlx::query(restore).execute(pool).await.unwrap();
+    assert!(sqlx::query("DELETE FROM audit_log WHERE seq = 1").execute(pool).await.is_err(), "protection restored");
 
     let report = verify_chain(&app.state.db).await.unwrap();
     assert_eq!(report.rows, 2);

@@ -113,14 +113,9 @@ pub async fn add_user(db: &Db, username: &str, roles: &[Role], password: Option<
     rand::thread_rng().fill_bytes(&mut secret);
     let token = format!("sgl_{}", hex::encode(secret));
 
+    // The insert comes first (the unique name refuses a duplicate): a transaction that reads
+    // before it writes fails at once on SQLite when another writer commits in between.
     let mut tx = db.pool.begin().await?;
-    let exists = sqlx::query("SELECT 1 FROM users WHERE username = $1")
-        .bind(username)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if exists.is_some() {
-        return Err(AppError::Conflict(format!("user {username:?} already exists")));
-    }
     let role_list: Vec<_> = user.roles.iter().map(|r| r.as_str()).collect();
     sqlx::query("INSERT INTO users (id, username, roles, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(&user.id)
@@ -129,7 +124,11 @@ pub async fn add_user(db: &Db, username: &str, roles: &[Role], password: Option<
         .bind(password_hash)
         .bind(now_ms())
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(|err| match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => AppError::Conflict(format!("user {username:?} already exists")),
+            _ => err.into(),
+        })?;
     sqlx::query("INSERT INTO api_tokens (token_sha256, user_id, created_at) VALUES ($1, $2, $3)")
         .bind(token_hash(&token))
         .bind(&user.id)
