@@ -178,3 +178,71 @@ async fn logins_and_bearer_requests_are_checked_for_their_site_too() {
     assert_eq!(save(&format!("Bearer {token}")).await.unwrap().status(), StatusCode::NOT_FOUND, "the unknown case");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn access_can_be_taken_back_at_once_by_admins_and_from_the_command_line() {
+    let app = TestApp::spawn().await;
+    let admin = app.user("root", &[Role::Admin]).await;
+    let lab = app.user("lab", &[Role::Labeler]).await;
+    let cookie = app.login_cookie("lab", PASSWORD).await;
+    let status = |token: String| {
+        let request = app.client.get(app.url("/cases")).bearer_auth(token);
+        async move { request.send().await.unwrap().status() }
+    };
+    let session_status = || async { app.client.get(app.url("/cases")).header("cookie", &cookie).send().await.unwrap().status() };
+    let change = |token: &str, username: &str, body: Value| {
+        app.client.put(app.url(&format!("/users/{username}"))).bearer_auth(token).json(&body).send()
+    };
+    assert_eq!(status(lab.clone()).await, StatusCode::OK);
+
+    // Only admins manage accounts, and a refusal comes before the body is looked at.
+    let refused = app.client.put(app.url("/users/lab")).bearer_auth(&lab).body("not json").send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    // Disabled: the token, the open session and new logins stop working at once.
+    let disabled = change(&admin, "lab", json!({ "disabled": true })).await.unwrap();
+    assert_eq!(disabled.status(), StatusCode::OK);
+    assert_eq!(disabled.json::<Value>().await.unwrap(), json!({ "username": "lab", "roles": ["labeler"], "disabled": true }));
+    assert_eq!(status(lab.clone()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(session_status().await, StatusCode::UNAUTHORIZED);
+    let login = app.client.post(app.url("/session")).json(&json!({ "username": "lab", "password": PASSWORD })).send().await.unwrap();
+    assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
+    // Enabled again from the command line, and given a role.
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
+            .args(args)
+            .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["user", "enable", "lab"]).status.success());
+    let granted = run(&["user", "role", "add", "lab", "ml_engineer"]);
+    assert!(String::from_utf8_lossy(&granted.stdout).contains("user lab is enabled, with roles labeler,ml_engineer"));
+    assert_eq!(status(lab.clone()).await, StatusCode::OK);
+    let roleless = change(&admin, "lab", json!({ "remove_roles": ["labeler", "ml_engineer"] })).await.unwrap();
+    assert_eq!(roleless.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(change(&admin, "nobody", json!({ "disabled": true })).await.unwrap().status(), StatusCode::NOT_FOUND);
+
+    // Tokens: issued by an admin, expired on time, revoked by their owner.
+    let issue = |days: u32| app.client.post(app.url("/users/lab/tokens")).bearer_auth(&admin).json(&json!({ "expires_in_days": days })).send();
+    let issued = issue(30).await.unwrap();
+    assert_eq!(issued.status(), StatusCode::CREATED);
+    let second = issued.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+    assert_eq!(status(second.clone()).await, StatusCode::OK);
+    let expired = issue(0).await.unwrap().json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+    assert_eq!(status(expired).await, StatusCode::UNAUTHORIZED, "a token past its expiry");
+    let revoke = |by: &str, token: &str| app.client.post(app.url("/tokens/revoke")).bearer_auth(by).json(&json!({ "token": token })).send();
+    assert_eq!(revoke(&lab, &admin).await.unwrap().status(), StatusCode::NOT_FOUND, "not theirs to revoke");
+    assert_eq!(revoke(&lab, &second).await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(status(second.clone()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(lab.clone()).await, StatusCode::OK, "the other token still works");
+    let revoked_by_cli = run(&["token", "revoke", &lab]);
+    assert!(revoked_by_cli.status.success(), "{}", String::from_utf8_lossy(&revoked_by_cli.stderr));
+    assert_eq!(status(lab.clone()).await, StatusCode::UNAUTHORIZED);
+
+    let actions = actions(&app).await;
+    for action in ["user_change", "token_issue", "token_revoke"] {
+        assert!(actions.iter().any(|a| a == action), "{action} not audited: {actions:?}");
+    }
+    app.stop().await;
+}

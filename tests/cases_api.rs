@@ -375,3 +375,37 @@ async fn a_volume_over_the_voxel_budget_is_refused_from_its_header_and_nothing_i
     assert!(app.state.store.list("cases/").await.unwrap().is_empty());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_demo_user_is_made_only_on_the_embedded_default() {
+    let app = TestApp::spawn().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
+        .args(["--embedded-s3-addr", "127.0.0.1:0", "--workers", "0", "serve", "--addr", &format!("127.0.0.1:{port}")])
+        .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ready = false;
+    for _ in 0..100 {
+        if app.client.get(format!("http://127.0.0.1:{port}/readyz")).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server.kill().unwrap();
+    let output = server.wait_with_output().unwrap();
+    assert!(ready, "the server did not become ready");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let demo_users = app.count("SELECT COUNT(*) FROM users WHERE username = 'demo'").await;
+    if backend_name() == "sqlite+embedded-s3" {
+        assert_eq!(demo_users, 1);
+        assert!(stdout.contains("as this is the embedded default"), "{stdout}");
+    } else {
+        assert_eq!(demo_users, 0, "a demo login on a PostgreSQL + S3 deployment");
+        assert!(!stdout.contains("demo"), "{stdout}");
+    }
+    app.stop().await;
+}

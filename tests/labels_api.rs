@@ -611,3 +611,29 @@ async fn every_acknowledged_save_is_stored_as_recorded_after_a_kill_in_a_save_st
     assert!(stdout.contains("objects intact"), "{stdout}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_head_exported_earlier_must_still_be_in_the_chain() {
+    let app = TestApp::spawn().await;
+    let token = app.user("lab", &[Role::Labeler]).await;
+    let (case_id, base) = small_case(&app).await;
+    assert_eq!(post(&app, &token, Some("a"), &body(&case_id, &base, &stroke(1))).await.status(), StatusCode::CREATED);
+    let seglab = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
+            .args(args)
+            .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap()
+    };
+    let head = String::from_utf8(seglab(&["audit", "head"]).stdout).unwrap().trim().to_string();
+    let (seq, hash) = head.split_once(':').unwrap();
+    assert_eq!(seq, "3");
+    assert_eq!(hash.len(), 64);
+    assert!(seglab(&["audit", "verify", "--expect-head", &head]).status.success());
+    for wrong in [format!("3:{}", "0".repeat(64)), format!("9:{hash}")] {
+        let output = seglab(&["audit", "verify", "--expect-head", &wrong]);
+        assert!(!output.status.success(), "{wrong}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("differs from the head exported earlier"));
+    }
+    app.stop().await;
+}

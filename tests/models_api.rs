@@ -425,3 +425,16 @@ async fn dice_and_hd95_against_human_labels_on_a_known_case() {
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'prelabel'").await, 0);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn evaluations_are_for_ml_engineers_and_admins_only() {
+    let app = TestApp::spawn().await;
+    let labeler = app.user("lab", &[Role::Labeler]).await;
+    let engineer = app.user("mle", &[Role::MlEngineer]).await;
+    let refused = app.client.get(app.url("/models/evaluation?name=cube-seg")).bearer_auth(&labeler).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.text().await.unwrap().contains("reading model evaluations needs the role ml_engineer or admin"));
+    let allowed = app.client.get(app.url("/models/evaluation?name=cube-seg")).bearer_auth(&engineer).send().await.unwrap();
+    assert_eq!(allowed.status(), StatusCode::OK);
+    app.stop().await;
+}

@@ -1,10 +1,12 @@
 //! The data shapes on the wire, shared by the REST API, the server functions and the browser:
-//! cases and labels, the model registry, and errors.
+//! cases and labels, user accounts, the model registry, and errors.
 
+pub mod accounts;
 pub mod cases;
 pub mod error;
 pub mod registry;
 
+pub use accounts::*;
 pub use cases::*;
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use registry::*;

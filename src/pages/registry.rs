@@ -15,11 +15,14 @@ pub async fn list_models() -> Result<Vec<ModelSummary>, ApiError> {
 }
 
 #[server]
-pub async fn get_model(id: String) -> Result<(ModelDetail, PairedEvaluation, Vec<Job>), ApiError> {
+pub async fn get_model(id: String) -> Result<(ModelDetail, Option<PairedEvaluation>, Vec<Job>), ApiError> {
     use crate::server::services::{evaluation, jobs, registry};
-    let (state, _user) = crate::server::auth::server_fn_caller().await?;
+    let (state, user) = crate::server::auth::server_fn_caller().await?;
     let detail = registry::model_detail(&state, &id).await?;
-    let evaluation = evaluation::paired_evaluation(&state, &detail.summary.name).await?;
+    let evaluation = match evaluation::may_read(&user) {
+        true => Some(evaluation::paired_evaluation(&state, &user, &detail.summary.name).await?),
+        false => None,
+    };
     let jobs = jobs::list_jobs(&state, jobs::JobFilter::Model(&id)).await?;
     Ok((detail, evaluation, jobs))
 }
@@ -131,7 +134,7 @@ pub fn ModelPage() -> impl IntoView {
 }
 
 #[component]
-fn ModelView(detail: ModelDetail, evaluation: PairedEvaluation, jobs: Vec<Job>, changes: RwSignal<u32>) -> impl IntoView {
+fn ModelView(detail: ModelDetail, evaluation: Option<PairedEvaluation>, jobs: Vec<Job>, changes: RwSignal<u32>) -> impl IntoView {
     let card = detail.card.clone();
     let summary = detail.summary.clone();
     let transition = ServerAction::<SetModelState>::new();
@@ -145,7 +148,10 @@ fn ModelView(detail: ModelDetail, evaluation: PairedEvaluation, jobs: Vec<Job>, 
         <h1>{format!("{} {}", summary.name, summary.version)} " " {state_badge(summary.state)}</h1>
         <section class="lifecycle">
             <h2>"Lifecycle"</h2>
-            <EvaluationSummary evaluation/>
+            {match evaluation {
+                Some(evaluation) => view! { <EvaluationSummary evaluation/> }.into_any(),
+                None => view! { <p class="muted" data-testid="evaluation">"The evaluation is shown to ML engineers and admins."</p> }.into_any(),
+            }}
             <div class="actions">
                 {detail
                     .allowed_next

@@ -6,13 +6,14 @@ use leptos::config::LeptosOptions;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::config::{AuditCommand, Cli, Command, ImportArgs, ObjectsCommand, ServeArgs, UserCommand};
+use super::config::{AuditCommand, Cli, Command, Config, ImportArgs, ObjectsCommand, RoleCommand, ServeArgs, TokenCommand, UserCommand};
 use super::db::Db;
 use super::error::{AppError, CliError};
-use super::services::audit::verify_chain;
+use super::services::audit::{self, verify_chain};
 use super::services::cases::{import_case, parse_label_names, NewCase};
 use super::services::users::{add_user, Role};
-use super::services::{integrity, orchestrator, sweeper};
+use super::services::{access, integrity, orchestrator, sweeper};
+use crate::api::UserChange;
 use super::state::AppState;
 use super::{demo, http};
 
@@ -77,13 +78,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::User(UserCommand::Add { username, roles, password_stdin }) => {
             let roles = roles.iter().map(|r| r.parse()).collect::<Result<Vec<Role>, AppError>>().map_err(|e| CliError::Config(e.to_string()))?;
-            let password = if password_stdin {
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line).map_err(|source| CliError::Read { path: "standard input".into(), source })?;
-                Some(line.trim_end_matches(['\r', '\n']).to_string())
-            } else {
-                None
-            };
+            let password = if password_stdin { Some(read_line()?) } else { None };
             let db = Db::open(&cli.config).await?;
             let (user, token) = add_user(&db, &username, &roles, password.as_deref()).await?;
             let roles: Vec<_> = user.roles.iter().map(|r| r.as_str()).collect();
@@ -91,15 +86,37 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             println!("API token (shown once): {token}");
             Ok(())
         }
-        Command::Audit(AuditCommand::Verify) => {
-            let report = verify_chain(&Db::open(&cli.config).await?).await?;
-            match report.first_broken {
-                None => {
-                    println!("audit log intact: {} rows, hash chain verified", report.rows);
-                    Ok(())
-                }
-                Some((seq, reason)) => Err(CliError::AuditBroken { seq, rows: report.rows, reason }),
-            }
+        Command::User(UserCommand::Disable { username }) => {
+            change_account(&cli.config, &username, UserChange { disabled: Some(true), ..UserChange::default() }).await
+        }
+        Command::User(UserCommand::Enable { username }) => {
+            change_account(&cli.config, &username, UserChange { disabled: Some(false), ..UserChange::default() }).await
+        }
+        Command::User(UserCommand::Role(RoleCommand::Add { username, role })) => {
+            change_account(&cli.config, &username, UserChange { add_roles: vec![role], ..UserChange::default() }).await
+        }
+        Command::User(UserCommand::Role(RoleCommand::Remove { username, role })) => {
+            change_account(&cli.config, &username, UserChange { remove_roles: vec![role], ..UserChange::default() }).await
+        }
+        Command::Token(TokenCommand::Add { username, expires_in_days }) => {
+            let issued = access::issue_token(&Db::open(&cli.config).await?, None, &username, expires_in_days).await?;
+            println!("API token for {username} (shown once): {}", issued.token);
+            Ok(())
+        }
+        Command::Token(TokenCommand::Revoke { token }) => {
+            let token = match token {
+                Some(token) => token,
+                None => read_line()?,
+            };
+            access::revoke_token(&Db::open(&cli.config).await?, None, token.trim()).await?;
+            println!("token revoked");
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Verify { expect_head }) => verify_audit(&cli.config, expect_head).await,
+        Command::Audit(AuditCommand::Head) => {
+            let (seq, hash) = audit::head(&Db::open(&cli.config).await?).await?;
+            println!("{seq}:{hash}");
+            Ok(())
         }
         Command::Objects(ObjectsCommand::Verify) => {
             let state = AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks).await?;
@@ -119,10 +136,46 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     result
 }
 
+/// Checks the chain, and that it still holds a head exported earlier.
+async fn verify_audit(config: &Config, expect_head: Option<String>) -> Result<(), CliError> {
+    let db = Db::open(config).await?;
+    let report = verify_chain(&db).await?;
+    if let Some((seq, reason)) = report.first_broken {
+        return Err(CliError::AuditBroken { seq, rows: report.rows, reason });
+    }
+    if let Some(expected) = expect_head {
+        let (seq, hash) = expected
+            .split_once(':')
+            .and_then(|(seq, hash)| Some((seq.parse::<i64>().ok()?, hash.to_string())))
+            .ok_or_else(|| CliError::Config(format!("--expect-head {expected:?}: use SEQ:HASH as `audit head` prints it")))?;
+        if audit::hash_of(&db, seq).await?.as_deref() != Some(hash.as_str()) {
+            let reason = "it differs from the head exported earlier: the log was rewritten".to_string();
+            return Err(CliError::AuditBroken { seq, rows: report.rows, reason });
+        }
+    }
+    println!("audit log intact: {} rows, hash chain verified", report.rows);
+    Ok(())
+}
+
+async fn change_account(config: &Config, username: &str, change: UserChange) -> Result<(), CliError> {
+    let account = access::change_user(&Db::open(config).await?, None, username, &change).await?;
+    let state = if account.disabled { "disabled" } else { "enabled" };
+    println!("user {} is {state}, with roles {}", account.username, account.roles.join(","));
+    Ok(())
+}
+
+/// One line of standard input, without its line end.
+fn read_line() -> Result<String, CliError> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|source| CliError::Read { path: "standard input".into(), source })?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
 async fn serve(state: AppState, args: ServeArgs, shutdown: CancellationToken) -> Result<(), CliError> {
-    if !args.no_demo {
+    // A demo login with every role belongs on a try-out machine, never on a shared deployment.
+    if !args.no_demo && state.config.is_embedded_default() {
         if let Some(login) = demo::seed_if_empty(&state, args.demo_password.clone()).await? {
-            println!("Created demo cases and the user `demo` (all roles).");
+            println!("Created demo cases and the user `demo` (all roles), as this is the embedded default.");
             println!("Log in at http://{}/login as demo / {}", args.addr, login.password);
             println!("API token for `demo` (shown once): {}", login.token);
         }

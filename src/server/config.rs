@@ -28,6 +28,9 @@ pub enum Command {
     /// Inspect the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Issue and revoke API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Inspect stored objects.
     #[command(subcommand)]
     Objects(ObjectsCommand),
@@ -43,7 +46,15 @@ pub enum ObjectsCommand {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check the hash chain; exits non-zero and names the first broken row if it is broken.
-    Verify,
+    Verify {
+        /// A head printed earlier by `audit head` (`SEQ:HASH`), kept outside the database: the
+        /// chain must still hold that row with that hash, so a rewrite of the whole database
+        /// is caught too.
+        #[arg(long)]
+        expect_head: Option<String>,
+    },
+    /// Print the chain's head (`SEQ:HASH`) to keep somewhere outside the database.
+    Head,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -54,7 +65,8 @@ pub struct ServeArgs {
     /// Folder holding the built front end (JS, WASM, CSS, public assets).
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: String,
-    /// Do not create demo cases and a demo user when the database is empty.
+    /// Do not create demo cases and a demo user when the database is empty (they are only ever
+    /// created on the embedded default).
     #[arg(long, env = "SEGLAB_NO_DEMO")]
     pub no_demo: bool,
     /// Password of the demo user (random when unset); printed when the user is created.
@@ -113,6 +125,34 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Stop a user's sessions and tokens at once; they cannot log in until enabled.
+    Disable { username: String },
+    /// Let a disabled user work again.
+    Enable { username: String },
+    /// Grant or take back a role.
+    #[command(subcommand)]
+    Role(RoleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Grant `role` (labeler, ml_engineer or admin).
+    Add { username: String, role: String },
+    /// Take `role` back; a user keeps at least one role.
+    Remove { username: String, role: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue another API token for a user.
+    Add {
+        username: String,
+        /// Days the token stays valid (default: until revoked).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// Revoke a token at once; read from standard input when omitted.
+    Revoke { token: Option<String> },
 }
 
 /// Settings shared by every command: where metadata and objects live.
@@ -187,6 +227,11 @@ pub struct S3Config {
 }
 
 impl Config {
+    /// The zero-dependency default: SQLite and the embedded object store in the data folder.
+    pub fn is_embedded_default(&self) -> bool {
+        self.database_url.is_none() && self.s3.s3_endpoint.is_none()
+    }
+
     /// The database URL, defaulting to a SQLite file in the data folder.
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| {

@@ -5,7 +5,8 @@
 //! - `services`: the one implementation of each operation;
 //! - infrastructure: `db` (metadata database), `storage` (object storage, presigning),
 //!   `embedded_s3` (the in-process S3 endpoint of the zero-dependency default), `mask_cache`
-//!   (decoded mask versions), `inference` (runs models), `session_store`, gathered in `state`.
+//!   (decoded mask versions), `gate` (bounds heavy computations), `inference` (runs models),
+//!   `session_store`, gathered in `state`.
 
 pub mod auth;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod db;
 pub mod demo;
 pub mod embedded_s3;
 pub mod error;
+pub mod gate;
 pub mod http;
 pub mod inference;
 pub mod mask_cache;

@@ -10,6 +10,7 @@ use super::config::Config;
 use super::db::Db;
 use super::embedded_s3;
 use super::error::CliError;
+use super::gate::Gate;
 use super::inference::{Runner, TractRunner};
 use super::mask_cache::HeadCache;
 use super::session_store;
@@ -17,6 +18,9 @@ use super::storage::{Connection, ObjectStore};
 
 /// Memory for decoded mask versions: a few 512×512×300 masks.
 const HEAD_CACHE_BYTES: usize = 512 << 20;
+/// Evaluations computing at once: each holds two decoded masks and two distance maps of the
+/// labels' box.
+const EVALUATIONS_AT_ONCE: usize = 2;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -31,6 +35,8 @@ pub struct AppState {
     pub runner: Arc<dyn Runner>,
     /// Wakes this instance's idle orchestrator workers when jobs are enqueued here.
     pub jobs_ready: Arc<Notify>,
+    /// Evaluations (distance transforms) computing at once, one per result.
+    pub evaluations: Arc<Gate>,
 }
 
 impl std::fmt::Debug for dyn Runner {
@@ -105,6 +111,7 @@ impl AppState {
             sessions,
             runner: Arc::new(TractRunner::new(store.clone(), workers)),
             jobs_ready: Arc::new(Notify::new()),
+            evaluations: Arc::new(Gate::new(EVALUATIONS_AT_ONCE)),
         })
     }
 }

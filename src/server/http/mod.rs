@@ -17,6 +17,7 @@ mod labels;
 mod probes;
 mod registry;
 mod session;
+mod users;
 
 use crate::app::{shell, App};
 use crate::server::auth;
@@ -33,6 +34,7 @@ fn rest_routes(args: &ServeArgs) -> Router<AppState> {
         .merge(labels::routes())
         .merge(registry::routes(args.max_upload_bytes))
         .merge(jobs::routes())
+        .merge(users::routes())
 }
 
 /// The whole application: REST, pages, server functions, static files.

@@ -86,8 +86,8 @@ async fn active_models(State(state): State<AppState>, _caller: Caller, ApiQuery(
 }
 
 /// `GET /models/evaluation?name=`: production against shadow on human-labelled cases.
-async fn evaluate(State(state): State<AppState>, _caller: Caller, ApiQuery(query): ApiQuery<NameQuery>) -> Result<Json<PairedEvaluation>, AppError> {
-    Ok(Json(evaluation::paired_evaluation(&state, &required_name(query)?).await?))
+async fn evaluate(State(state): State<AppState>, Caller(user): Caller, ApiQuery(query): ApiQuery<NameQuery>) -> Result<Json<PairedEvaluation>, AppError> {
+    Ok(Json(evaluation::paired_evaluation(&state, &user, &required_name(query)?).await?))
 }
 
 #[derive(Deserialize)]

@@ -114,3 +114,15 @@ pub async fn verify_chain(db: &Db) -> Result<ChainReport, AppError> {
     }
     Ok(ChainReport { rows: rows_count, first_broken: None })
 }
+
+/// The chain's last row: its sequence number and hash.
+pub async fn head(db: &Db) -> Result<(i64, String), AppError> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&db.pool).await?;
+    Ok((row.get("seq"), row.get("hash")))
+}
+
+/// The hash of row `seq`, if the log holds it.
+pub async fn hash_of(db: &Db, seq: i64) -> Result<Option<String>, AppError> {
+    let row = sqlx::query("SELECT hash FROM audit_log WHERE seq = $1").bind(seq).fetch_optional(&db.pool).await?;
+    Ok(row.map(|row| row.get("hash")))
+}

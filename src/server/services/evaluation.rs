@@ -9,6 +9,7 @@ use sqlx::Row;
 
 use super::mask_versions::load_mask;
 use super::registry::{active_models, model_card};
+use super::users::{Role, User};
 use crate::api::{Disagreement, LabelStats, ModelScore, ModelState, ModelSummary, PairedEvaluation, Stats};
 use crate::metrics::{dice, hd95};
 use crate::server::clock::now_ms;
@@ -40,6 +41,8 @@ struct EvaluableCase {
 /// The scores of one prediction against one human mask, computed once and cached.
 async fn scores(state: &AppState, case: &EvaluableCase, labels: &[u8]) -> Result<LabelScores, AppError> {
     let (prediction_id, prediction_ref, human_ref) = (&case.prediction_id, &case.prediction_ref, &case.human_ref);
+    // One computation per result at a time; a request that waited finds it in the cache.
+    let _pass = state.evaluations.enter(&format!("{prediction_id} {human_ref}")).await;
     let cached = sqlx::query("SELECT label_value, dice, hd95_mm FROM evaluations WHERE prediction_id = $1 AND human_ref = $2")
         .bind(prediction_id)
         .bind(human_ref)
@@ -134,9 +137,18 @@ fn score(model: &ModelSummary, names: &BTreeMap<u8, String>, per_case: &[LabelSc
     ModelScore { model: model.clone(), labels }
 }
 
+/// Who may read evaluations: they compare shadow models with people's labels, and computing
+/// them is heavy.
+const READERS: [Role; 2] = [Role::MlEngineer, Role::Admin];
+
+pub fn may_read(user: &User) -> bool {
+    READERS.iter().any(|role| user.has_role(*role))
+}
+
 /// Production against shadow for model `name`, on the cases both have predicted and a person
 /// has labelled; a version without a counterpart is scored on all its labelled cases.
-pub async fn paired_evaluation(state: &AppState, name: &str) -> Result<PairedEvaluation, AppError> {
+pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Result<PairedEvaluation, AppError> {
+    user.require_any(&READERS, "reading model evaluations")?;
     let active = active_models(state, name).await?;
     let mut versions = Vec::new();
     for (role, model) in [(ModelState::Production, &active.production), (ModelState::Shadow, &active.shadow)] {

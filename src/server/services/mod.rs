@@ -3,6 +3,7 @@
 //! `labels` and `orchestrator` build on `mask_versions`; `cases` and `orchestrator` on `jobs`
 //! and `registry`; `evaluation` on `mask_versions` and `registry`; everything on `audit`.
 
+pub mod access;
 pub mod audit;
 pub mod cases;
 pub mod evaluation;

@@ -78,8 +78,16 @@ fn parse_roles(text: &str) -> Vec<Role> {
     text.split(',').filter_map(|r| r.parse().ok()).collect()
 }
 
-fn token_hash(token: &str) -> String {
+/// What is stored of a token: its SHA-256, so the database never holds a usable token.
+pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A fresh API token: 32 random bytes, recognisable by its `sgl_` prefix.
+pub fn new_token() -> String {
+    let mut secret = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut secret);
+    format!("sgl_{}", hex::encode(secret))
 }
 
 /// Longest password accepted, in bytes: Argon2 hashes any length, but an unbounded one costs
@@ -87,7 +95,7 @@ fn token_hash(token: &str) -> String {
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// 1–64 letters, digits, `.`, `_` or `-`.
-fn is_valid_username(username: &str) -> bool {
+pub fn is_valid_username(username: &str) -> bool {
     (1..=64).contains(&username.len()) && username.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
@@ -109,9 +117,7 @@ pub async fn add_user(db: &Db, username: &str, roles: &[Role], password: Option<
     let mut roles = roles.to_vec();
     roles.dedup();
     let user = User { id: Uuid::new_v4().to_string(), username: username.to_string(), roles };
-    let mut secret = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut secret);
-    let token = format!("sgl_{}", hex::encode(secret));
+    let token = new_token();
 
     // The insert comes first (the unique name refuses a duplicate): a transaction that reads
     // before it writes fails at once on SQLite when another writer commits in between.
@@ -183,7 +189,8 @@ pub async fn login(db: &Db, username: &str, password: &str) -> Result<User, AppE
             "a username has at most 64 characters and a password at most {MAX_PASSWORD_BYTES} bytes"
         )));
     }
-    let row = sqlx::query("SELECT id, username, roles, password_hash FROM users WHERE username = $1")
+    // A disabled user is refused like an unknown one.
+    let row = sqlx::query("SELECT id, username, roles, password_hash FROM users WHERE username = $1 AND disabled_at IS NULL")
         .bind(username)
         .fetch_optional(&db.pool)
         .await?;
@@ -227,18 +234,25 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> User {
     }
 }
 
+/// The enabled user with this id: a disabled user's sessions stop working at once.
 pub async fn user_by_id(db: &Db, id: &str) -> Result<Option<User>, AppError> {
-    let row = sqlx::query("SELECT id, username, roles FROM users WHERE id = $1").bind(id).fetch_optional(&db.pool).await?;
+    let row = sqlx::query("SELECT id, username, roles FROM users WHERE id = $1 AND disabled_at IS NULL")
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?;
     Ok(row.as_ref().map(user_from_row))
 }
 
-/// The user an API token belongs to, if the token is known.
+/// The user an API token belongs to, if the token is known, neither revoked nor expired, and
+/// its user is enabled.
 pub async fn user_for_token(db: &Db, token: &str) -> Result<Option<User>, AppError> {
     let row = sqlx::query(
         "SELECT u.id, u.username, u.roles FROM api_tokens t JOIN users u ON u.id = t.user_id
-         WHERE t.token_sha256 = $1",
+         WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)
+           AND u.disabled_at IS NULL",
     )
     .bind(token_hash(token))
+    .bind(now_ms())
     .fetch_optional(&db.pool)
     .await?;
     Ok(row.as_ref().map(user_from_row))
