@@ -22,7 +22,7 @@ pub fn routes() -> Router<AppState> {
 
 /// The JSON body of `request`, read only now.
 async fn body<T: serde::de::DeserializeOwned>(request: Request, state: &AppState) -> Result<T, AppError> {
-    let ApiJson(value) = axum::extract::FromRequest::from_request(request, state).await?;
+    let ApiJson(value) = <ApiJson<T> as axum::extract::FromRequest<AppState>>::from_request(request, state).await?;
     Ok(value)
 }
 
