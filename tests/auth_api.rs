@@ -246,3 +246,27 @@ async fn access_can_be_taken_back_at_once_by_admins_and_from_the_command_line() 
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn repeated_failed_logins_are_slowed_to_a_stop_with_429_and_retry_after() {
+    let app = TestApp::spawn_configured(|config| config.login_failures_per_username = 3, |_| {}).await;
+    app.user("lab", &[Role::Labeler]).await;
+    app.user("mle", &[Role::MlEngineer]).await;
+    let login = |username: &str, password: &str| {
+        app.client.post(app.url("/session")).json(&json!({ "username": username, "password": password })).send()
+    };
+    for _ in 0..3 {
+        assert_eq!(login("lab", "guess-guess").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    let audit_rows = app.count("SELECT COUNT(*) FROM audit_log").await;
+    for password in ["guess-guess", PASSWORD] {
+        let refused = login("lab", password).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        let wait: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=900).contains(&wait), "Retry-After {wait}");
+        assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "too_many_requests");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log").await, audit_rows, "refused attempts cost no Argon2 and no row");
+    assert_eq!(login("mle", PASSWORD).await.unwrap().status(), StatusCode::OK, "other users are not locked out");
+    app.stop().await;
+}

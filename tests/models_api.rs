@@ -438,3 +438,25 @@ async fn evaluations_are_for_ml_engineers_and_admins_only() {
     assert_eq!(allowed.status(), StatusCode::OK);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_case_over_the_inference_budget_is_refused_before_any_work() {
+    let app = TestApp::spawn_configured(
+        |c| {
+            c.orchestrator.max_inference_voxels = 1000;
+            c.orchestrator.job_max_attempts = 1;
+        },
+        |_| {},
+    )
+    .await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let v1 = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
+    assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::OK);
+    let case_id = cube_case(&app).await;
+    let jobs = finished_jobs(&app, &engineer, &case_id, 1).await;
+    assert_eq!(jobs[0]["status"], "failed");
+    let error = jobs[0]["last_error"].as_str().unwrap();
+    assert!(error.contains("more than this instance's inference budget of 1000"), "{error}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM predictions").await, 0);
+    app.stop().await;
+}

@@ -24,6 +24,8 @@ pub enum ErrorCode {
     /// Another request with the same idempotency key is still running.
     IdempotencyKeyInUse,
     PayloadTooLarge,
+    /// Too many attempts of this kind; wait as `Retry-After` says.
+    TooManyRequests,
     /// A dependency (database, object storage, the server itself) cannot be reached.
     Unavailable,
     Internal,
@@ -42,6 +44,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict | ErrorCode::StaleBase | ErrorCode::IdempotencyKeyInUse => 409,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::TooManyRequests => 429,
             ErrorCode::Unprocessable => 422,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal | ErrorCode::Unknown => 500,

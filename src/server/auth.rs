@@ -2,7 +2,9 @@
 //! session, the caller of a server function, and the cross-site check for cookie-authenticated
 //! requests that change state.
 
-use axum::extract::{Request, State};
+use std::net::IpAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -60,14 +62,24 @@ async fn valid_bearer(state: &AppState, headers: &HeaderMap) -> bool {
 }
 
 /// Checks the credentials and logs the user in on `session`, under a fresh session id (no
-/// fixation). Used by `POST /session` and the login page alike.
+/// fixation), unless the username or the client's address failed too often lately. Used by
+/// `POST /session` and the login page alike.
 pub async fn log_in(
     state: &AppState,
     session: &tower_sessions::Session,
+    client: Option<IpAddr>,
     username: &str,
     password: &str,
 ) -> Result<User, AppError> {
-    let user = users::login(&state.db, username, password).await?;
+    state
+        .logins
+        .check(username, client)
+        .map_err(|wait| AppError::TooManyLogins { retry_after_secs: wait.as_secs().max(1) })?;
+    let user = users::login(&state.db, username, password).await.inspect_err(|err| {
+        if matches!(err, AppError::BadCredentials) {
+            state.logins.failed(username, client);
+        }
+    })?;
     session.cycle_id().await.map_err(AppError::internal)?;
     session.insert(USER_ID, &user.id).await.map_err(AppError::internal)?;
     Ok(user)
@@ -84,6 +96,11 @@ pub async fn session_user(state: &AppState, session: &tower_sessions::Session) -
         Some(user_id) => users::user_by_id(&state.db, &user_id).await,
         None => Ok(None),
     }
+}
+
+/// The address the request came from, when the server records it (`seglab serve` does).
+pub fn client_address(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip())
 }
 
 /// Inside a server function: the application state and its session.

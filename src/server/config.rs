@@ -171,6 +171,15 @@ pub struct Config {
     /// its header, before anything is inflated.
     #[arg(long, global = true, env = "SEGLAB_MAX_VOLUME_VOXELS", default_value_t = crate::nifti_io::DEFAULT_MAX_VOXELS)]
     pub max_volume_voxels: u64,
+    /// Failed logins per username within a window before further attempts get 429.
+    #[arg(long, global = true, env = "SEGLAB_LOGIN_FAILURES_PER_USERNAME", default_value_t = 10)]
+    pub login_failures_per_username: u32,
+    /// Failed logins per client address within a window before further attempts get 429.
+    #[arg(long, global = true, env = "SEGLAB_LOGIN_FAILURES_PER_ADDRESS", default_value_t = 50)]
+    pub login_failures_per_address: u32,
+    /// The window failed logins are counted in, in seconds.
+    #[arg(long, global = true, env = "SEGLAB_LOGIN_WINDOW_SECS", default_value_t = 900)]
+    pub login_window_secs: u64,
     #[command(flatten)]
     pub s3: S3Config,
     #[command(flatten)]
@@ -192,6 +201,10 @@ pub struct OrchestratorConfig {
     /// Wait before the first retry; doubles with each further attempt.
     #[arg(long, global = true, env = "SEGLAB_JOB_RETRY_BASE_MS", default_value_t = 5000)]
     pub job_retry_base_ms: u64,
+    /// Largest case (in voxels) a model runs on in this instance: inference holds the image as
+    /// float32 and the logits of every output channel, several times the image's size.
+    #[arg(long, global = true, env = "SEGLAB_MAX_INFERENCE_VOXELS", default_value_t = 64 << 20)]
+    pub max_inference_voxels: u64,
 }
 
 #[derive(Debug, Args, Clone)]

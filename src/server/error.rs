@@ -35,6 +35,9 @@ pub enum AppError {
     KeyInUse,
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// Too many attempts; the same request may succeed after `retry_after_secs`.
+    #[error("too many failed logins; try again in {retry_after_secs} s")]
+    TooManyLogins { retry_after_secs: u64 },
     /// A dependency (database, object storage) cannot be reached; retrying later may work.
     #[error("{service} is unavailable, try again shortly ({detail})")]
     Unavailable { service: &'static str, detail: String },
@@ -56,6 +59,7 @@ impl AppError {
             Self::StaleBase { .. } => ErrorCode::StaleBase,
             Self::KeyInUse => ErrorCode::IdempotencyKeyInUse,
             Self::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            Self::TooManyLogins { .. } => ErrorCode::TooManyRequests,
             Self::Unavailable { .. } => ErrorCode::Unavailable,
             Self::Internal(_) => ErrorCode::Internal,
         }
@@ -98,7 +102,9 @@ impl IntoResponse for AppError {
         if matches!(self, Self::Unauthorized) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if self.code().is_transient() {
+        if let Self::TooManyLogins { retry_after_secs } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        } else if self.code().is_transient() {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
         }
         response

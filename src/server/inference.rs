@@ -45,6 +45,9 @@ pub fn check_onnx(bytes: &[u8]) -> TractResult<()> {
 
 type Plan = Arc<TypedRunnableModel>;
 
+/// Optimised plans kept at once; the cache starts afresh when full.
+const MAX_PLANS: usize = 8;
+
 /// In-process ONNX inference with tract; optimised plans are cached per model and image size.
 pub struct TractRunner {
     store: ObjectStore,
@@ -78,7 +81,12 @@ impl TractRunner {
         .await
         .map_err(AppError::internal)?
         .map_err(|e| AppError::Unprocessable(format!("model {} cannot run on a {dims:?} image: {e:#}", model.id)))?;
-        self.plans.lock().expect("plan cache lock").insert(key, plan.clone());
+        let mut plans = self.plans.lock().expect("plan cache lock");
+        // Plans hold the model's weights and buffers per image size: keep a few.
+        if plans.len() >= MAX_PLANS {
+            plans.clear();
+        }
+        plans.insert(key, plan.clone());
         Ok(plan)
     }
 }

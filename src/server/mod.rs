@@ -19,6 +19,7 @@ pub mod error;
 pub mod gate;
 pub mod http;
 pub mod inference;
+pub mod login_limit;
 pub mod mask_cache;
 pub mod services;
 pub mod session_store;

@@ -12,6 +12,7 @@ use super::embedded_s3;
 use super::error::CliError;
 use super::gate::Gate;
 use super::inference::{Runner, TractRunner};
+use super::login_limit::LoginLimiter;
 use super::mask_cache::HeadCache;
 use super::session_store;
 use super::storage::{Connection, ObjectStore};
@@ -37,6 +38,8 @@ pub struct AppState {
     pub jobs_ready: Arc<Notify>,
     /// Evaluations (distance transforms) computing at once, one per result.
     pub evaluations: Arc<Gate>,
+    /// Failed logins per username and client address.
+    pub logins: Arc<LoginLimiter>,
 }
 
 impl std::fmt::Debug for dyn Runner {
@@ -102,6 +105,11 @@ impl AppState {
             store.allow_cors(&config.s3.s3_cors_origins).await.map_err(|e| CliError::startup("object storage CORS rule", e))?;
         }
         let workers = config.orchestrator.workers;
+        let logins = Arc::new(LoginLimiter::new(
+            std::time::Duration::from_secs(config.login_window_secs),
+            config.login_failures_per_username,
+            config.login_failures_per_address,
+        ));
         Ok(AppState {
             db,
             store: store.clone(),
@@ -112,6 +120,7 @@ impl AppState {
             runner: Arc::new(TractRunner::new(store.clone(), workers)),
             jobs_ready: Arc::new(Notify::new()),
             evaluations: Arc::new(Gate::new(EVALUATIONS_AT_ONCE)),
+            logins,
         })
     }
 }

@@ -64,7 +64,8 @@ pub async fn serve(state: AppState, args: &ServeArgs, shutdown: CancellationToke
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| CliError::startup(&format!("cannot listen on {}", args.addr), e))?;
-    axum::serve(listener, router(state, args))
+    // With each connection's address, which the login limits count per client.
+    axum::serve(listener, router(state, args).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .map_err(|e| CliError::startup("the web server stopped", e))

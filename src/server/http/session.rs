@@ -31,9 +31,11 @@ struct Credentials {
 async fn log_in(
     State(state): State<AppState>,
     session: Session,
+    extensions: axum::http::Extensions,
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let user = auth::log_in(&state, &session, &credentials.username, &credentials.password).await?;
+    let client = auth::client_address(&extensions);
+    let user = auth::log_in(&state, &session, client, &credentials.username, &credentials.password).await?;
     let roles: Vec<_> = user.roles.iter().map(|r| r.as_str()).collect();
     Ok(Json(json!({ "username": user.username, "roles": roles })))
 }

@@ -53,11 +53,21 @@ pub async fn run_on_case(state: &AppState, case_id: &str, user: &User) -> Result
 /// Runs the model of `job` on its case and stores the result.
 async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), AppError> {
     let (artifact_ref, card) = registry::runnable(state, &job.model_id).await?;
-    let image_ref: String = sqlx::query("SELECT image_ref FROM cases WHERE id = $1")
-        .bind(&job.case_id)
-        .fetch_one(&state.db.pool)
-        .await?
-        .get("image_ref");
+    let case = sqlx::query(
+        "SELECT c.image_ref, o.dim_i, o.dim_j, o.dim_k FROM cases c JOIN objects o ON o.object_ref = c.image_ref WHERE c.id = $1",
+    )
+    .bind(&job.case_id)
+    .fetch_one(&state.db.pool)
+    .await?;
+    // Refused from the recorded size, before the image is fetched or anything allocated.
+    let voxels: i64 = ["dim_i", "dim_j", "dim_k"].iter().map(|c| case.get::<i64, _>(*c)).product();
+    let budget = state.config.orchestrator.max_inference_voxels;
+    if voxels as u64 > budget {
+        return Err(AppError::Unprocessable(format!(
+            "the case has {voxels} voxels, more than this instance's inference budget of {budget} (--max-inference-voxels)"
+        )));
+    }
+    let image_ref: String = case.get("image_ref");
     let bytes = state.store.get(&image_ref).await?;
     let expected_orientation = card.input_spec.orientation.clone();
     let max_voxels = state.config.max_volume_voxels;

@@ -155,11 +155,16 @@ pub async fn add_user(db: &Db, username: &str, roles: &[Role], password: Option<
     Ok((user, token))
 }
 
+/// Argon2 computations at once: each takes a core and 19 MiB for tens of milliseconds, so a
+/// burst of logins queues here instead of filling the blocking thread pool.
+static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// Argon2id with a random salt, off the async threads (it is deliberately slow).
 async fn hash_password(password: String) -> Result<String, AppError> {
     if password.chars().count() < 8 || password.len() > MAX_PASSWORD_BYTES {
         return Err(AppError::BadRequest(format!("a password needs 8 characters to {MAX_PASSWORD_BYTES} bytes")));
     }
+    let _slot = ARGON2_SLOTS.acquire().await.map_err(AppError::internal)?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
@@ -199,6 +204,7 @@ pub async fn login(db: &Db, username: &str, password: &str) -> Result<User, AppE
         None => (None, None),
     };
     let candidate = password.to_string();
+    let slot = ARGON2_SLOTS.acquire().await.map_err(AppError::internal)?;
     let verified = tokio::task::spawn_blocking(move || {
         let checked = stored_hash.as_deref().unwrap_or_else(|| decoy_hash());
         let matches = PasswordHash::new(checked)
@@ -207,6 +213,7 @@ pub async fn login(db: &Db, username: &str, password: &str) -> Result<User, AppE
     })
     .await
     .map_err(AppError::internal)?;
+    drop(slot);
     let mut tx = db.pool.begin().await?;
     let outcome = match (&user, verified) {
         (Some(user), true) => ("login", Some(user.id.as_str())),
