@@ -272,23 +272,7 @@ async fn cli_import_and_user_add_work_against_the_same_backend() {
 #[tokio::test]
 async fn serve_answers_and_stops_cleanly_on_sigterm() {
     let app = TestApp::spawn().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
-        .args(["--embedded-s3-addr", "127.0.0.1:0", "serve", "--no-demo", "--addr", &format!("127.0.0.1:{port}")])
-        .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let ready_url = format!("http://127.0.0.1:{port}/readyz");
-    let mut ready = false;
-    for _ in 0..100 {
-        if let Ok(response) = app.client.get(&ready_url).send().await {
-            ready = response.status() == StatusCode::OK;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (mut server, _, ready) = app.start_server_process(&[], &["--no-demo"], std::process::Stdio::null()).await;
     assert!(ready, "the server did not become ready");
     let killed = std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
     assert!(killed.success());
@@ -379,22 +363,7 @@ async fn a_volume_over_the_voxel_budget_is_refused_from_its_header_and_nothing_i
 #[tokio::test]
 async fn the_demo_user_is_made_only_on_the_embedded_default() {
     let app = TestApp::spawn().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
-        .args(["--embedded-s3-addr", "127.0.0.1:0", "--workers", "0", "serve", "--addr", &format!("127.0.0.1:{port}")])
-        .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut ready = false;
-    for _ in 0..100 {
-        if app.client.get(format!("http://127.0.0.1:{port}/readyz")).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (mut server, _, ready) = app.start_server_process(&["--workers", "0"], &[], std::process::Stdio::piped()).await;
     server.kill().unwrap();
     let output = server.wait_with_output().unwrap();
     assert!(ready, "the server did not become ready");

@@ -72,6 +72,33 @@ async fn post(app: &TestApp, token: &str, key: Option<&str>, body: &Value) -> re
     request.send().await.unwrap()
 }
 
+/// What a request that claimed `key` and is still running (or crashed) leaves: the key held,
+/// with `request`'s fingerprint, claimed now.
+async fn running_claim(app: &TestApp, username: &str, key: &str, request: &Value) {
+    let user_id: String = sqlx::query("SELECT id FROM users WHERE username = $1")
+        .bind(username)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap()
+        .get("id");
+    let fingerprint = {
+        use sha2::Digest;
+        let request: seglab::api::SaveLabelRequest = serde_json::from_value(request.clone()).unwrap();
+        hex::encode(sha2::Sha256::digest(serde_json::to_vec(&request).unwrap()))
+    };
+    sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, state, created_at, locked_at)
+         VALUES ($1, $2, $3, 'running', $4, $4)",
+    )
+    .bind(&user_id)
+    .bind(key)
+    .bind(&fingerprint)
+    .bind(seglab::server::clock::now_ms())
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
+}
+
 async fn mask_objects(app: &TestApp, case_id: &str) -> usize {
     app.state.store.list(&format!("cases/{case_id}/masks/")).await.unwrap().len()
 }
@@ -315,28 +342,13 @@ async fn storage_outage_gives_503_with_no_rows_and_the_retry_succeeds() {
 async fn a_crash_before_commit_leaves_an_orphan_the_sweeper_removes_and_the_retry_succeeds() {
     let app = TestApp::spawn().await;
     let token = app.user("lab", &[Role::Labeler]).await;
-    let user_id: String = sqlx::query("SELECT id FROM users WHERE username = 'lab'").fetch_one(&app.state.db.pool).await.unwrap().get("id");
     let (case_id, base) = small_case(&app).await;
     let request = body(&case_id, &base, &stroke(1));
 
     // What a crash after the PUT leaves: the object, and the key claimed but never completed.
     let orphan = seglab::server::services::mask_versions::mask_object_ref(&case_id);
     app.state.store.put(&orphan, b"half a save".to_vec()).await.unwrap();
-    let fingerprint = {
-        use sha2::Digest;
-        let request: seglab::api::SaveLabelRequest = serde_json::from_value(request.clone()).unwrap();
-        hex::encode(sha2::Sha256::digest(serde_json::to_vec(&request).unwrap()))
-    };
-    sqlx::query(
-        "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, state, created_at, locked_at)
-         VALUES ($1, 'crashed', $2, 'running', $3, $3)",
-    )
-    .bind(&user_id)
-    .bind(&fingerprint)
-    .bind(seglab::server::clock::now_ms())
-    .execute(&app.state.db.pool)
-    .await
-    .unwrap();
+    running_claim(&app, "lab", "crashed", &request).await;
 
     // While the claim is fresh the retry is told to wait; once its lease is over it runs.
     let waiting = post(&app, &token, Some("crashed"), &request).await;
@@ -494,25 +506,10 @@ async fn audit_verify_detects_rows_cut_from_the_end() {
 async fn a_retry_whose_original_finishes_meanwhile_gets_the_original_answer() {
     let app = TestApp::spawn().await;
     let token = app.user("lab", &[Role::Labeler]).await;
-    let user_id: String = sqlx::query("SELECT id FROM users WHERE username = 'lab'").fetch_one(&app.state.db.pool).await.unwrap().get("id");
     let (case_id, base) = small_case(&app).await;
     let request = body(&case_id, &base, &stroke(1));
-    let fingerprint = {
-        use sha2::Digest;
-        let request: seglab::api::SaveLabelRequest = serde_json::from_value(request.clone()).unwrap();
-        hex::encode(sha2::Sha256::digest(serde_json::to_vec(&request).unwrap()))
-    };
     // The original is still running (its claim is fresh) when the retry arrives ...
-    sqlx::query(
-        "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, state, created_at, locked_at)
-         VALUES ($1, 'lost-answer', $2, 'running', $3, $3)",
-    )
-    .bind(&user_id)
-    .bind(&fingerprint)
-    .bind(seglab::server::clock::now_ms())
-    .execute(&app.state.db.pool)
-    .await
-    .unwrap();
+    running_claim(&app, "lab", "lost-answer", &request).await;
     let retry = tokio::spawn({
         let (client, url, token, request) = (app.client.clone(), app.url("/labels"), token.clone(), request.clone());
         async move { client.post(url).bearer_auth(token).header("Idempotency-Key", "lost-answer").json(&request).send().await.unwrap() }
@@ -542,23 +539,7 @@ async fn every_acknowledged_save_is_stored_as_recorded_after_a_kill_in_a_save_st
         cases.push(small_case(&app).await);
     }
     // A second server process on the same database and storage: the one that gets killed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
-        .args(["--embedded-s3-addr", "127.0.0.1:0", "--workers", "0", "serve", "--no-demo", "--addr", &format!("127.0.0.1:{port}")])
-        .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let base_url = format!("http://127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..100 {
-        if app.client.get(format!("{base_url}/readyz")).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (mut server, base_url, ready) = app.start_server_process(&["--workers", "0"], &["--no-demo"], std::process::Stdio::null()).await;
     assert!(ready, "the second server did not become ready");
 
     // Four labelers save on their own cases as fast as they can until the server dies.

@@ -460,3 +460,42 @@ async fn a_case_over_the_inference_budget_is_refused_before_any_work() {
     assert_eq!(app.count("SELECT COUNT(*) FROM predictions").await, 0);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_inference_over_its_timeout_is_killed_and_stops_using_the_cpu() {
+    let runaway = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/runaway_inference.sh");
+    let app = TestApp::spawn_configured(
+        |c| {
+            c.orchestrator.inference_program = Some(runaway.into());
+            c.orchestrator.job_timeout_secs = 2;
+            c.orchestrator.job_max_attempts = 1;
+        },
+        |_| {},
+    )
+    .await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let v1 = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
+    assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::OK);
+    let case_id = cube_case(&app).await;
+    let jobs = finished_jobs(&app, &engineer, &case_id, 1).await;
+    assert_eq!(jobs[0]["last_error"], "timed out after 2 s");
+
+    // The inference process was started, and is gone (or a zombie awaiting its reaping).
+    let jobs_dir = app.data_dir.path().join("inference/jobs");
+    let pid_file = std::fs::read_dir(&jobs_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|e| e == "pid"))
+        .expect("the inference process was started");
+    let pid = std::fs::read_to_string(pid_file).unwrap().trim().to_string();
+    let running = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+        stat.is_some_and(|stat| stat.rsplit(')').next().and_then(|rest| rest.trim_start().chars().next()) != Some('Z'))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while running() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!running(), "the inference process {pid} still runs after its attempt timed out");
+    app.stop().await;
+}

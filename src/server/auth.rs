@@ -21,9 +21,13 @@ use super::state::AppState;
 /// script's and passes unless it carries the session cookie. A valid bearer token carries no
 /// ambient credential and passes. SameSite=Strict already keeps the cookie off cross-site
 /// requests; this is the second lock.
-pub async fn reject_cross_site(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let safe = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if safe || valid_bearer(&state, request.headers()).await {
+pub async fn reject_cross_site(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(request).await;
+    }
+    if let Some(user) = bearer_user(&state, request.headers()).await {
+        // Looked up once: the route's `Caller` takes it from here.
+        request.extensions_mut().insert(BearerCaller(user));
         return next.run(request).await;
     }
     let headers = request.headers();
@@ -53,12 +57,18 @@ pub async fn reject_cross_site(State(state): State<AppState>, request: Request, 
     next.run(request).await
 }
 
-/// Whether the request carries `Authorization: Bearer` with a token of a user.
-async fn valid_bearer(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(token) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) else {
-        return false;
-    };
-    matches!(users::user_for_token(&state.db, token.trim()).await, Ok(Some(_)))
+/// The token of an `Authorization: Bearer <token>` header, if the request has one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    Some(value.strip_prefix("Bearer ")?.trim())
+}
+
+/// The user whose valid bearer token the request carries.
+#[derive(Clone)]
+pub struct BearerCaller(pub User);
+
+async fn bearer_user(state: &AppState, headers: &HeaderMap) -> Option<User> {
+    users::user_for_token(&state.db, bearer_token(headers)?).await.ok().flatten()
 }
 
 /// Checks the credentials and logs the user in on `session`, under a fresh session id (no

@@ -118,6 +118,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             println!("{seq}:{hash}");
             Ok(())
         }
+        Command::Infer(args) => crate::server::inference::run_child(&args).map_err(CliError::Inference),
         Command::Objects(ObjectsCommand::Verify) => {
             let state = AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks).await?;
             let report = integrity::verify_objects(&state).await?;

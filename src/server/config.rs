@@ -34,6 +34,32 @@ pub enum Command {
     /// Inspect stored objects.
     #[command(subcommand)]
     Objects(ObjectsCommand),
+    /// Run one model on one image (the orchestrator's child process).
+    #[command(hide = true)]
+    Infer(InferArgs),
+}
+
+/// What `seglab infer` is given: files in, a file out, and the card's settings.
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// The ONNX model.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The image: float32 little-endian voxels in file order.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write one label byte per voxel.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Image size along i, j, k.
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    pub dims: Vec<usize>,
+    /// `none`, `zscore` or `minmax`.
+    #[arg(long)]
+    pub normalisation: String,
+    /// The label value of each output channel.
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    pub channels: Vec<u8>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,10 +197,11 @@ pub struct Config {
     /// its header, before anything is inflated.
     #[arg(long, global = true, env = "SEGLAB_MAX_VOLUME_VOXELS", default_value_t = crate::nifti_io::DEFAULT_MAX_VOXELS)]
     pub max_volume_voxels: u64,
-    /// Failed logins per username within a window before further attempts get 429.
+    /// Failed logins per username within a window before further attempts get 429 (0: no limit).
     #[arg(long, global = true, env = "SEGLAB_LOGIN_FAILURES_PER_USERNAME", default_value_t = 10)]
     pub login_failures_per_username: u32,
-    /// Failed logins per client address within a window before further attempts get 429.
+    /// Failed logins per client address within a window before further attempts get 429 (0:
+    /// no limit, for instances behind a proxy, where every client has the proxy's address).
     #[arg(long, global = true, env = "SEGLAB_LOGIN_FAILURES_PER_ADDRESS", default_value_t = 50)]
     pub login_failures_per_address: u32,
     /// The window failed logins are counted in, in seconds.
@@ -201,6 +228,9 @@ pub struct OrchestratorConfig {
     /// Wait before the first retry; doubles with each further attempt.
     #[arg(long, global = true, env = "SEGLAB_JOB_RETRY_BASE_MS", default_value_t = 5000)]
     pub job_retry_base_ms: u64,
+    /// The program run as `PROGRAM infer …` for each inference; default: this `seglab` binary.
+    #[arg(long, global = true, env = "SEGLAB_INFERENCE_PROGRAM")]
+    pub inference_program: Option<PathBuf>,
     /// Largest case (in voxels) a model runs on in this instance: inference holds the image as
     /// float32 and the logits of every output channel, several times the image's size.
     #[arg(long, global = true, env = "SEGLAB_MAX_INFERENCE_VOXELS", default_value_t = 64 << 20)]

@@ -162,6 +162,9 @@ pub enum CliError {
     /// `audit verify` found a row that does not fit the chain.
     #[error("audit log broken at row {seq} of {rows}: {reason}")]
     AuditBroken { seq: i64, rows: i64, reason: String },
+    /// `infer` could not run the model; the message is the orchestrator's to relay.
+    #[error("{0}")]
+    Inference(String),
     /// `objects verify` found objects missing or not as recorded.
     #[error("of {checked} recorded objects, these are not as recorded:\n{problems}")]
     ObjectsBroken { checked: usize, problems: String },

@@ -1,22 +1,25 @@
 //! Running a segmentation model on a case image.
 //!
 //! [`Runner`] is the seam: the orchestrator hands it a model version and an image and gets
-//! label values back. [`TractRunner`] runs ONNX models in-process on the CPU with tract (pure
-//! Rust). A runner that calls a remote inference server speaking the Open Inference Protocol
-//! v2 (KServe, Triton: `POST /v2/models/{name}/infer` with the image as an FP32 tensor) fits
-//! the same trait for GPU scale; it would be chosen by configuration in `AppState::connect`.
+//! label values back. [`ProcessRunner`] runs ONNX models with tract (pure Rust, CPU) in a child
+//! process, `seglab infer`, which is killed when the attempt is abandoned (its timeout, a
+//! shutdown): a runaway model stops using the CPU at once, and a model that exhausts memory
+//! takes down its child, not the server. A runner that calls a remote inference server
+//! speaking the Open Inference Protocol v2 (KServe, Triton) fits the same trait for GPU scale.
 
-use std::collections::HashMap;
 use std::io::Cursor;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::Semaphore;
 use tract_onnx::prelude::*;
 
 use crate::api::{ModelCard, Normalisation};
-use crate::server::storage::ObjectStore;
+use crate::server::config::InferArgs;
 use crate::server::error::AppError;
+use crate::server::storage::ObjectStore;
 
 /// A model version as the runner needs it.
 pub struct ModelVersion {
@@ -41,54 +44,6 @@ pub trait Runner: Send + Sync {
 pub fn check_onnx(bytes: &[u8]) -> TractResult<()> {
     tract_onnx::onnx().model_for_read(&mut Cursor::new(bytes))?;
     Ok(())
-}
-
-type Plan = Arc<TypedRunnableModel>;
-
-/// Optimised plans kept at once; the cache starts afresh when full.
-const MAX_PLANS: usize = 8;
-
-/// In-process ONNX inference with tract; optimised plans are cached per model and image size.
-pub struct TractRunner {
-    store: ObjectStore,
-    plans: Mutex<HashMap<(String, [usize; 3]), Plan>>,
-    /// One slot per concurrent inference. A slot is held until the computation itself ends,
-    /// so an attempt abandoned on timeout still occupies the CPU it uses and retries queue
-    /// behind it instead of piling up.
-    slots: Arc<Semaphore>,
-}
-
-impl TractRunner {
-    pub fn new(store: ObjectStore, concurrency: usize) -> TractRunner {
-        TractRunner { store, plans: Mutex::new(HashMap::new()), slots: Arc::new(Semaphore::new(concurrency.max(1))) }
-    }
-
-    async fn plan(&self, model: &ModelVersion, dims: [usize; 3]) -> Result<Plan, AppError> {
-        let key = (model.id.clone(), dims);
-        if let Some(plan) = self.plans.lock().expect("plan cache lock").get(&key) {
-            return Ok(plan.clone());
-        }
-        let bytes = self.store.get(&model.artifact_ref).await?;
-        let plan = tokio::task::spawn_blocking(move || -> TractResult<Plan> {
-            let [ni, nj, nk] = dims;
-            let plan = tract_onnx::onnx()
-                .model_for_read(&mut Cursor::new(bytes))?
-                .with_input_fact(0, f32::fact([1, 1, nk, nj, ni]).into())?
-                .into_optimized()?
-                .into_runnable()?;
-            Ok(plan)
-        })
-        .await
-        .map_err(AppError::internal)?
-        .map_err(|e| AppError::Unprocessable(format!("model {} cannot run on a {dims:?} image: {e:#}", model.id)))?;
-        let mut plans = self.plans.lock().expect("plan cache lock");
-        // Plans hold the model's weights and buffers per image size: keep a few.
-        if plans.len() >= MAX_PLANS {
-            plans.clear();
-        }
-        plans.insert(key, plan.clone());
-        Ok(plan)
-    }
 }
 
 /// Applies the card's intensity normalisation in place.
@@ -123,35 +78,172 @@ pub fn argmax_labels(logits: &[f32], channels: &[u8], voxels: usize) -> Vec<u8> 
         .collect()
 }
 
+/// Runs the ONNX model `onnx` on an image: normalises the intensities, takes `[1, 1, k, j, i]`
+/// in and `[1, C, k, j, i]` logits out, and labels each voxel by its largest logit. The errors
+/// say what a person can act on.
+pub fn segment(onnx: &[u8], dims: [usize; 3], mut intensities: Vec<f32>, normalisation: Normalisation, channels: &[u8]) -> Result<Vec<u8>, String> {
+    let [ni, nj, nk] = dims;
+    let plan = tract_onnx::onnx()
+        .model_for_read(&mut Cursor::new(onnx))
+        .and_then(|model| model.with_input_fact(0, f32::fact([1, 1, nk, nj, ni]).into()))
+        .and_then(|model| model.into_optimized())
+        .and_then(|model| model.into_runnable())
+        .map_err(|e| format!("the model cannot run on a {dims:?} image: {e:#}"))?;
+    normalise(&mut intensities, normalisation);
+    let failed = |e: TractError| format!("the model failed on this image: {e:#}");
+    let input = Tensor::from_shape(&[1, 1, nk, nj, ni], &intensities).map_err(failed)?;
+    let outputs = plan.run(tvec!(input.into_tvalue())).map_err(failed)?;
+    let logits = outputs[0].to_plain_array_view::<f32>().map_err(failed)?;
+    if logits.shape() != [1, channels.len(), nk, nj, ni] {
+        return Err(format!(
+            "the model answered shape {:?}; its card promises [1, {}, {nk}, {nj}, {ni}]",
+            logits.shape(),
+            channels.len()
+        ));
+    }
+    let flat: Vec<f32> = logits.iter().copied().collect();
+    Ok(argmax_labels(&flat, channels, ni * nj * nk))
+}
+
+/// `seglab infer`: the child's side. Reads the model and the image (float32, little-endian,
+/// file order), writes one label byte per voxel; a refusal goes to stderr with exit code 1.
+pub fn run_child(args: &InferArgs) -> Result<(), String> {
+    let onnx = std::fs::read(&args.model).map_err(|e| format!("cannot read {}: {e}", args.model.display()))?;
+    let raw = std::fs::read(&args.input).map_err(|e| format!("cannot read {}: {e}", args.input.display()))?;
+    let dims: [usize; 3] = args.dims.as_slice().try_into().map_err(|_| format!("--dims {:?}: give three sizes", args.dims))?;
+    if raw.len() != dims.iter().product::<usize>() * 4 {
+        return Err(format!("the input holds {} bytes, not {dims:?} float32 voxels", raw.len()));
+    }
+    let intensities = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let normalisation: Normalisation = serde_json::from_value(serde_json::Value::String(args.normalisation.clone()))
+        .map_err(|_| format!("unknown normalisation {:?}", args.normalisation))?;
+    let labels = segment(&onnx, dims, intensities, normalisation, &args.channels)?;
+    std::fs::write(&args.output, labels).map_err(|e| format!("cannot write {}: {e}", args.output.display()))
+}
+
+/// How often a running child is asked whether it has finished.
+const CHILD_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Files of one inference, removed when it ends however it ends.
+struct JobFiles {
+    input: PathBuf,
+    output: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Drop for JobFiles {
+    fn drop(&mut self) {
+        for file in [&self.input, &self.output, &self.stderr] {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+/// A child process that is killed (and reaped) when its owner lets go of it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs each inference in a child process of `program` (the `seglab` binary), at most
+/// `concurrency` at once.
+pub struct ProcessRunner {
+    store: ObjectStore,
+    program: PathBuf,
+    /// Model files (one per version, written once) and each job's input and output.
+    work_dir: PathBuf,
+    slots: Arc<Semaphore>,
+}
+
+impl ProcessRunner {
+    pub fn new(store: ObjectStore, program: PathBuf, work_dir: PathBuf, concurrency: usize) -> std::io::Result<ProcessRunner> {
+        std::fs::create_dir_all(work_dir.join("models"))?;
+        std::fs::create_dir_all(work_dir.join("jobs"))?;
+        Ok(ProcessRunner { store, program, work_dir, slots: Arc::new(Semaphore::new(concurrency.max(1))) })
+    }
+
+    /// The model's artifact as a file, fetched once per version (versions never change).
+    async fn model_file(&self, model: &ModelVersion) -> Result<PathBuf, AppError> {
+        let path = self.work_dir.join("models").join(format!("{}.onnx", model.id));
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Ok(path);
+        }
+        let bytes = self.store.get(&model.artifact_ref).await?;
+        let partial = path.with_extension(format!("{}.part", uuid::Uuid::new_v4().simple()));
+        write_file(&partial, &bytes).await?;
+        tokio::fs::rename(&partial, &path).await.map_err(AppError::internal)?;
+        Ok(path)
+    }
+}
+
+async fn write_file(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
+    tokio::fs::write(path, bytes).await.map_err(|e| AppError::internal(format!("cannot write {}: {e}", path.display())))
+}
+
 #[async_trait]
-impl Runner for TractRunner {
+impl Runner for ProcessRunner {
     async fn segment(&self, model: &ModelVersion, image: Image) -> Result<Vec<u8>, AppError> {
-        let plan = self.plan(model, image.dims).await?;
-        let (card, dims) = (model.card.clone(), image.dims);
-        let model_id = model.id.clone();
-        let slot = self.slots.clone().acquire_owned().await.map_err(AppError::internal)?;
-        tokio::task::spawn_blocking(move || -> Result<Vec<u8>, AppError> {
-            let _slot = slot;
-            let mut intensities = image.intensities;
-            normalise(&mut intensities, card.input_spec.intensity_normalisation);
-            let [ni, nj, nk] = dims;
-            let voxels = ni * nj * nk;
-            let failed = |e: TractError| AppError::Unprocessable(format!("model {model_id} failed on this image: {e:#}"));
-            let input = Tensor::from_shape(&[1, 1, nk, nj, ni], &intensities).map_err(failed)?;
-            let outputs = plan.run(tvec!(input.into_tvalue())).map_err(failed)?;
-            let logits = outputs[0].to_plain_array_view::<f32>().map_err(failed)?;
-            let channels = card.output_channels.len();
-            if logits.shape() != [1, channels, nk, nj, ni] {
-                return Err(AppError::Unprocessable(format!(
-                    "model {model_id} answered shape {:?}; its card promises [1, {channels}, {nk}, {nj}, {ni}]",
-                    logits.shape()
-                )));
+        let model_path = self.model_file(model).await?;
+        let _slot = self.slots.acquire().await.map_err(AppError::internal)?;
+        let job = uuid::Uuid::new_v4().simple().to_string();
+        let jobs = self.work_dir.join("jobs");
+        let files = JobFiles {
+            input: jobs.join(format!("{job}.input")),
+            output: jobs.join(format!("{job}.labels")),
+            stderr: jobs.join(format!("{job}.stderr")),
+        };
+        let input: Vec<u8> = image.intensities.iter().flat_map(|v| v.to_le_bytes()).collect();
+        write_file(&files.input, &input).await?;
+        drop(input);
+        let [ni, nj, nk] = image.dims;
+        let card = &model.card;
+        let channels: Vec<String> = card.output_channels.iter().map(u8::to_string).collect();
+        let normalisation = serde_json::to_value(card.input_spec.intensity_normalisation)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let stderr = std::fs::File::create(&files.stderr).map_err(AppError::internal)?;
+        let child = std::process::Command::new(&self.program)
+            .arg("infer")
+            .arg("--model")
+            .arg(&model_path)
+            .arg("--input")
+            .arg(&files.input)
+            .arg("--output")
+            .arg(&files.output)
+            .args(["--dims", &format!("{ni},{nj},{nk}"), "--normalisation", &normalisation, "--channels", &channels.join(",")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| AppError::internal(format!("cannot start {}: {e}", self.program.display())))?;
+        // Dropping this future (the attempt's timeout, a shutdown) drops the guard, which kills
+        // the child.
+        let mut child = KillOnDrop(child);
+        let status = loop {
+            if let Some(status) = child.0.try_wait().map_err(AppError::internal)? {
+                break status;
             }
-            let flat: Vec<f32> = logits.iter().copied().collect();
-            Ok(argmax_labels(&flat, &card.output_channels, voxels))
-        })
-        .await
-        .map_err(AppError::internal)?
+            tokio::time::sleep(CHILD_POLL).await;
+        };
+        if !status.success() {
+            // The child's last line is its refusal (`error: …`).
+            let said = std::fs::read_to_string(&files.stderr).unwrap_or_default();
+            let said = said.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or_default();
+            let said = said.strip_prefix("error: ").unwrap_or(said);
+            return Err(AppError::Unprocessable(format!("model {}: {said} ({status})", model.id)));
+        }
+        let labels = tokio::fs::read(&files.output).await.map_err(AppError::internal)?;
+        if labels.len() != ni * nj * nk {
+            return Err(AppError::Internal(format!("model {}: {} labels for {} voxels", model.id, labels.len(), ni * nj * nk)));
+        }
+        Ok(labels)
     }
 }
 

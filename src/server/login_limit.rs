@@ -1,6 +1,6 @@
 //! Failed logins are counted per username and per client address in a fixed window; past the
-//! limit, logins for that key are refused with 429 and `Retry-After` until the window ends, so
-//! passwords cannot be guessed at speed. The counts live in this instance's memory, bounded:
+//! limit (0: no limit), logins for that key are refused with 429 and `Retry-After` until the
+//! window ends, so passwords cannot be guessed at speed. The counts live in this instance's memory, bounded:
 //! expired windows are dropped when the table grows.
 
 use std::collections::HashMap;
@@ -39,8 +39,8 @@ impl LoginLimiter {
         let wait = Self::keys(username, address)
             .filter_map(|key| {
                 let (started, count) = failures.get(&key)?;
-                let ends = *started + self.window;
-                (now < ends && *count >= self.limit_of(&key)).then(|| ends - now)
+                let (ends, limit) = (*started + self.window, self.limit_of(&key));
+                (limit > 0 && now < ends && *count >= limit).then(|| ends - now)
             })
             .max();
         wait.map_or(Ok(()), Err)
@@ -84,5 +84,8 @@ mod tests {
         assert!(limiter.check("dee", there).is_ok());
         std::thread::sleep(Duration::from_millis(210));
         assert!(limiter.check("ann", here).is_ok(), "a new window");
+        let unlimited = LoginLimiter::new(Duration::from_secs(60), 0, 0);
+        (0..100).for_each(|_| unlimited.failed("ann", here));
+        assert!(unlimited.check("ann", here).is_ok(), "0 turns a limit off");
     }
 }

@@ -11,7 +11,7 @@ use super::db::Db;
 use super::embedded_s3;
 use super::error::CliError;
 use super::gate::Gate;
-use super::inference::{Runner, TractRunner};
+use super::inference::{ProcessRunner, Runner};
 use super::login_limit::LoginLimiter;
 use super::mask_cache::HeadCache;
 use super::session_store;
@@ -19,6 +19,8 @@ use super::storage::{Connection, ObjectStore};
 
 /// Memory for decoded mask versions: a few 512×512×300 masks.
 const HEAD_CACHE_BYTES: usize = 512 << 20;
+/// Imports at once: each holds its files and the decoded mask in memory.
+const IMPORTS_AT_ONCE: usize = 2;
 /// Evaluations computing at once: each holds two decoded masks and two distance maps of the
 /// labels' box.
 const EVALUATIONS_AT_ONCE: usize = 2;
@@ -40,6 +42,8 @@ pub struct AppState {
     pub evaluations: Arc<Gate>,
     /// Failed logins per username and client address.
     pub logins: Arc<LoginLimiter>,
+    /// Imports checking and storing their files at once.
+    pub imports: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for dyn Runner {
@@ -105,6 +109,12 @@ impl AppState {
             store.allow_cors(&config.s3.s3_cors_origins).await.map_err(|e| CliError::startup("object storage CORS rule", e))?;
         }
         let workers = config.orchestrator.workers;
+        let program = match &config.orchestrator.inference_program {
+            Some(program) => program.clone(),
+            None => std::env::current_exe().map_err(|e| CliError::startup("cannot find the seglab binary for inference", e))?,
+        };
+        let runner = ProcessRunner::new(store.clone(), program, config.data_dir.join("inference"), workers)
+            .map_err(|e| CliError::startup("inference work folder", e))?;
         let logins = Arc::new(LoginLimiter::new(
             std::time::Duration::from_secs(config.login_window_secs),
             config.login_failures_per_username,
@@ -117,10 +127,11 @@ impl AppState {
             leptos_options,
             heads: Arc::new(HeadCache::new(HEAD_CACHE_BYTES)),
             sessions,
-            runner: Arc::new(TractRunner::new(store.clone(), workers)),
+            runner: Arc::new(runner),
             jobs_ready: Arc::new(Notify::new()),
             evaluations: Arc::new(Gate::new(EVALUATIONS_AT_ONCE)),
             logins,
+            imports: Arc::new(tokio::sync::Semaphore::new(IMPORTS_AT_ONCE)),
         })
     }
 }

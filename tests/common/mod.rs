@@ -98,6 +98,8 @@ impl TestApp {
         }
         let mut config = ConfigOnly::parse_from(args).config;
         configure(&mut config);
+        // Inference runs in a child `seglab infer`; this process is the test binary.
+        config.orchestrator.inference_program.get_or_insert_with(|| PathBuf::from(env!("CARGO_BIN_EXE_seglab")));
         let mut serve = ServeOnly::parse_from(["seglab"]).args;
         serve.addr = "127.0.0.1:0".parse().unwrap();
         customise(&mut serve);
@@ -151,6 +153,32 @@ impl TestApp {
         assert_eq!(response.status(), reqwest::StatusCode::OK, "login of {username}");
         let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_string();
         set_cookie.split(';').next().unwrap().to_string()
+    }
+
+    /// Starts `seglab … serve --addr <free port>` as a separate process on this app's database
+    /// and storage, with `global_args` before `serve` and `serve_args` after it, and waits until
+    /// it is ready. Returns the process, its base URL, and whether it became ready.
+    pub async fn start_server_process(&self, global_args: &[&str], serve_args: &[&str], stdout: std::process::Stdio) -> (std::process::Child, String, bool) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let address = format!("127.0.0.1:{port}");
+        let server = std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
+            .args(["--embedded-s3-addr", "127.0.0.1:0"])
+            .args(global_args)
+            .args(["serve", "--addr", &address])
+            .args(serve_args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(stdout)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://{address}");
+        for _ in 0..100 {
+            if self.client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
+                return (server, base, true);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        (server, base, false)
     }
 
     pub async fn stop(self) {

@@ -22,13 +22,12 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        if let Some(authorization) = parts.headers.get(header::AUTHORIZATION) {
-            let token = authorization
-                .to_str()
-                .ok()
-                .and_then(|value| value.strip_prefix("Bearer "))
-                .ok_or(AppError::Unauthorized)?;
-            let user = users::user_for_token(&state.db, token.trim()).await?.ok_or(AppError::Unauthorized)?;
+        if let Some(auth::BearerCaller(user)) = parts.extensions.get::<auth::BearerCaller>() {
+            return Ok(Caller(user.clone()));
+        }
+        if parts.headers.contains_key(header::AUTHORIZATION) {
+            let token = auth::bearer_token(&parts.headers).ok_or(AppError::Unauthorized)?;
+            let user = users::user_for_token(&state.db, token).await?.ok_or(AppError::Unauthorized)?;
             return Ok(Caller(user));
         }
         let session = Session::from_request_parts(parts, state).await.map_err(|_| AppError::Unauthorized)?;

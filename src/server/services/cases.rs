@@ -127,7 +127,9 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
     let case_id = Uuid::new_v4().to_string();
     let max_voxels = state.config.max_volume_voxels;
     let id = case_id.clone();
-    // Inflating and checking volumes is CPU work: off the async threads.
+    // Inflating and checking volumes is CPU work and memory: off the async threads, and a few
+    // imports at a time.
+    let _slot = state.imports.acquire().await.map_err(AppError::internal)?;
     let (image_meta, label_defs, objects) =
         tokio::task::spawn_blocking(move || stored_objects(&id, new, max_voxels)).await.map_err(AppError::internal)??;
     for object in &objects {
