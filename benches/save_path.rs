@@ -69,7 +69,7 @@ async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) 
     let case = import_case(
         &app.state,
         None,
-        NewCase { name: format!("bench {dims:?}"), image: mask_file.clone(), mask: None, labels: vec![(1, "organ".into())] },
+        NewCase { name: format!("bench {dims:?}"), image: mask_file.clone().into(), mask: None, labels: vec![(1, "organ".into())] },
     )
     .await
     .unwrap();

@@ -72,8 +72,34 @@ fn unreadable(what: &str, err: std::io::Error) -> VolumeError {
     refuse(what, format!("the file is damaged or truncated ({err})"))
 }
 
-fn read_volume(what: &str, mut source: impl Read, max_voxels: u64) -> Result<Volume, VolumeError> {
-    let header = NiftiHeader::from_reader(&mut source).map_err(|e| match e {
+/// A volume's header and metadata, checked against its file (see [`inspect`]).
+pub struct VolumeInfo {
+    pub header: NiftiHeader,
+    pub meta: VolumeMeta,
+}
+
+impl VolumeInfo {
+    /// True when both volumes sample the same grid in the same place: same size, spacing,
+    /// and voxel-to-world transforms (sform and qform).
+    pub fn same_geometry(&self, other: &VolumeInfo) -> bool {
+        let placement = |h: &NiftiHeader| {
+            let mut values = vec![h.pixdim[1], h.pixdim[2], h.pixdim[3]];
+            values.extend(h.srow_x.iter().chain(&h.srow_y).chain(&h.srow_z));
+            values.extend([h.quatern_b, h.quatern_c, h.quatern_d, h.quatern_x, h.quatern_y, h.quatern_z]);
+            values
+        };
+        self.meta.dims == other.meta.dims
+            && placement(&self.header)
+                .iter()
+                .zip(placement(&other.header).iter())
+                .all(|(x, y)| (x - y).abs() <= 1e-3 * (1.0 + x.abs()))
+    }
+}
+
+/// Reads and checks the header, and skips to the voxels; returns the volume's information and
+/// how many bytes of voxels follow.
+fn read_header(what: &str, source: &mut impl Read, max_voxels: u64) -> Result<(VolumeInfo, u64), VolumeError> {
+    let header = NiftiHeader::from_reader(&mut *source).map_err(|e| match e {
         nifti::NiftiError::Io(e) => unreadable(what, e),
         other => refuse(what, other),
     })?;
@@ -111,17 +137,9 @@ fn read_volume(what: &str, mut source: impl Read, max_voxels: u64) -> Result<Vol
     if gap > MAX_EXTENSION_BYTES {
         return Err(refuse(what, format!("its vox_offset {offset} leaves more than {MAX_EXTENSION_BYTES} bytes of extensions")));
     }
-    let skipped = std::io::copy(&mut (&mut source).take(gap), &mut std::io::sink()).map_err(|e| unreadable(what, e))?;
+    let skipped = std::io::copy(&mut (&mut *source).take(gap), &mut std::io::sink()).map_err(|e| unreadable(what, e))?;
     if skipped < gap {
         return Err(refuse(what, format!("its vox_offset {offset} lies beyond the end of the file")));
-    }
-    let expected = voxels * datatype.size_of() as u64;
-    let mut raw = Vec::new();
-    raw.try_reserve_exact(expected as usize)
-        .map_err(|_| refuse(what, format!("{expected} bytes of voxels do not fit in memory")))?;
-    source.take(expected).read_to_end(&mut raw).map_err(|e| unreadable(what, e))?;
-    if (raw.len() as u64) < expected {
-        return Err(refuse(what, format!("the file is truncated: it holds {} of its {expected} voxel bytes", raw.len())));
     }
     let pixdim = |axis: usize| header.pixdim[axis].abs();
     let meta = VolumeMeta {
@@ -129,6 +147,39 @@ fn read_volume(what: &str, mut source: impl Read, max_voxels: u64) -> Result<Vol
         voxel_type,
         spacing_mm: [pixdim(1), pixdim(2), pixdim(3)],
     };
+    Ok((VolumeInfo { header, meta }, voxels * datatype.size_of() as u64))
+}
+
+/// Checks a `.nii` or `.nii.gz` file as [`Volume::parse_within`] does (header, budget,
+/// `vox_offset`, every voxel present) while holding none of its voxels: for files too large
+/// to keep in memory, such as uploaded images.
+pub fn inspect(what: &str, mut file: impl std::io::BufRead, max_voxels: u64) -> Result<VolumeInfo, VolumeError> {
+    let gzipped = file.fill_buf().map_err(|e| unreadable(what, e))?.starts_with(&[0x1f, 0x8b]);
+    if gzipped {
+        inspect_stream(what, GzDecoder::new(file), max_voxels)
+    } else {
+        inspect_stream(what, file, max_voxels)
+    }
+}
+
+fn inspect_stream(what: &str, mut source: impl Read, max_voxels: u64) -> Result<VolumeInfo, VolumeError> {
+    let (info, expected) = read_header(what, &mut source, max_voxels)?;
+    let present = std::io::copy(&mut source.take(expected), &mut std::io::sink()).map_err(|e| unreadable(what, e))?;
+    if present < expected {
+        return Err(refuse(what, format!("the file is truncated: it holds {present} of its {expected} voxel bytes")));
+    }
+    Ok(info)
+}
+
+fn read_volume(what: &str, mut source: impl Read, max_voxels: u64) -> Result<Volume, VolumeError> {
+    let (VolumeInfo { header, meta }, expected) = read_header(what, &mut source, max_voxels)?;
+    let mut raw = Vec::new();
+    raw.try_reserve_exact(expected as usize)
+        .map_err(|_| refuse(what, format!("{expected} bytes of voxels do not fit in memory")))?;
+    source.take(expected).read_to_end(&mut raw).map_err(|e| unreadable(what, e))?;
+    if (raw.len() as u64) < expected {
+        return Err(refuse(what, format!("the file is truncated: it holds {} of its {expected} voxel bytes", raw.len())));
+    }
     Ok(Volume { header, meta, raw })
 }
 
@@ -263,20 +314,9 @@ impl Volume {
         Ok(Samples { kind, bytes, slope, inter })
     }
 
-    /// True when both volumes sample the same grid in the same place: same size, spacing,
-    /// and voxel-to-world transforms (sform and qform).
-    pub fn same_geometry(&self, other: &Volume) -> bool {
-        let placement = |h: &NiftiHeader| {
-            let mut values = vec![h.pixdim[1], h.pixdim[2], h.pixdim[3]];
-            values.extend(h.srow_x.iter().chain(&h.srow_y).chain(&h.srow_z));
-            values.extend([h.quatern_b, h.quatern_c, h.quatern_d, h.quatern_x, h.quatern_y, h.quatern_z]);
-            values
-        };
-        self.meta.dims == other.meta.dims
-            && placement(&self.header)
-                .iter()
-                .zip(placement(&other.header).iter())
-                .all(|(x, y)| (x - y).abs() <= 1e-3 * (1.0 + x.abs()))
+    /// The header and metadata alone.
+    pub fn info(&self) -> VolumeInfo {
+        VolumeInfo { header: self.header.clone(), meta: self.meta.clone() }
     }
 }
 
@@ -359,6 +399,21 @@ impl Samples {
 /// A uint8 label mask as an uncompressed NIfTI-1 file with the geometry of `reference`.
 pub fn encode_mask(reference: &NiftiHeader, dims: [u32; 3], labels: &[u8]) -> Vec<u8> {
     encode_volume(reference, dims, NiftiType::Uint8, labels)
+}
+
+/// An empty (all 0) uint8 mask as a `.nii.gz`, compressed a slab at a time: no volume of
+/// zeros is ever allocated.
+pub fn gzip_empty_mask(reference: &NiftiHeader, dims: [u32; 3], level: u32) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::new(level));
+    encoder.write_all(&volume_header(reference, dims, NiftiType::Uint8)).expect("writing to a Vec cannot fail");
+    let zeros = [0u8; 1 << 16];
+    let mut left: u64 = dims.iter().map(|&d| u64::from(d)).product();
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        encoder.write_all(&zeros[..n]).expect("writing to a Vec cannot fail");
+        left -= n as u64;
+    }
+    encoder.finish().expect("writing to a Vec cannot fail")
 }
 
 /// A uint8 label mask as a `.nii.gz`, compressed without first copying the voxels.

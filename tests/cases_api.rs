@@ -288,10 +288,10 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
     app.stop().await;
 }
 
-/// Starts an upload of `declared` bytes to `path` as `token`, sends only its first megabyte,
-/// and returns the status line if the server answers within ten seconds without the rest.
-async fn answer_before_the_body(app: &TestApp, path: &str, token: &str, field: &str, declared: u64) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// Starts an upload of `declared` bytes to `path` as `token` in form field `field`, and sends
+/// its first `sent` bytes of content.
+async fn start_upload(app: &TestApp, path: &str, token: &str, field: &str, declared: u64, sent: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
     let address = app.base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let head = format!(
@@ -300,10 +300,43 @@ async fn answer_before_the_body(app: &TestApp, path: &str, token: &str, field: &
          --b\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"upload.bin\"\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&vec![0u8; 1 << 20]).await.unwrap();
+    stream.write_all(&vec![0u8; sent]).await.unwrap();
+    stream
+}
+
+/// Starts an upload, sends only its first megabyte, and returns the status line if the server
+/// answers within ten seconds without the rest.
+async fn answer_before_the_body(app: &TestApp, path: &str, token: &str, field: &str, declared: u64) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut stream = start_upload(app, path, token, field, declared, 1 << 20).await;
     let mut answer = vec![0u8; 64];
     let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut answer)).await.ok()?.ok()?;
     Some(String::from_utf8_lossy(&answer[..read]).lines().next().unwrap_or_default().to_string())
+}
+
+#[tokio::test]
+async fn uploads_go_to_disk_as_they_arrive_and_an_abandoned_one_leaves_nothing() {
+    let app = TestApp::spawn().await;
+    let engineer = app.user("mle", &[Role::MlEngineer]).await;
+    let uploads = app.data_dir.path().join("uploads");
+    let largest_upload = || {
+        std::fs::read_dir(&uploads).map_or(0, |files| files.filter_map(|f| f.ok()?.metadata().ok()).map(|m| m.len()).max().unwrap_or(0))
+    };
+    let stream = start_upload(&app, "/cases", &engineer, "image", 512 << 20, 8 << 20).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // All that was sent but the few bytes the form parser holds back (a boundary may follow).
+    while largest_upload() < (8 << 20) - 64 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(largest_upload() >= (8 << 20) - 64, "only {} bytes of the upload are on disk", largest_upload());
+    drop(stream); // the client gives up
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while largest_upload() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0, "the abandoned upload is removed");
+    assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, 0);
+    app.stop().await;
 }
 
 #[tokio::test]

@@ -31,8 +31,8 @@ async fn small_case(app: &TestApp) -> (String, String) {
     let image: Vec<u8> = (0..VOXELS).flat_map(|i| ((i % 300) as i16).to_le_bytes()).collect();
     let new_case = NewCase {
         name: "small".into(),
-        image: gzip(&encode_volume(&header, DIMS, nifti::NiftiType::Int16, &image), 1),
-        mask: Some(gzip(&encode_mask(&header, DIMS, &vec![0; VOXELS]), 1)),
+        image: gzip(&encode_volume(&header, DIMS, nifti::NiftiType::Int16, &image), 1).into(),
+        mask: Some(gzip(&encode_mask(&header, DIMS, &vec![0; VOXELS]), 1).into()),
         labels: vec![(1, "liver".into()), (2, "tumour".into())],
     };
     let case = import_case(&app.state, None, new_case).await.unwrap();

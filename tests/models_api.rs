@@ -86,8 +86,8 @@ async fn cube_case(app: &TestApp) -> String {
         None,
         NewCase {
             name: "cube".into(),
-            image: gzip(&encode_volume(&header, [N as u32; 3], nifti::NiftiType::Float32, &image), 1),
-            mask: Some(gzip(&encode_mask(&header, [N as u32; 3], &vec![0; VOXELS]), 1)),
+            image: gzip(&encode_volume(&header, [N as u32; 3], nifti::NiftiType::Float32, &image), 1).into(),
+            mask: Some(gzip(&encode_mask(&header, [N as u32; 3], &vec![0; VOXELS]), 1).into()),
             labels: vec![(1, "lesion".into())],
         },
     )

@@ -10,7 +10,7 @@ use super::config::{AuditCommand, Cli, Command, Config, ImportArgs, ObjectsComma
 use super::db::Db;
 use super::error::{AppError, CliError};
 use super::services::audit::{self, verify_chain};
-use super::services::cases::{import_case, parse_label_names, NewCase};
+use super::services::cases::{import_case, parse_label_names, CaseFile, NewCase};
 use super::services::users::{add_user, Role};
 use super::services::{access, integrity, orchestrator, sweeper};
 use crate::api::UserChange;
@@ -185,14 +185,12 @@ async fn serve(state: AppState, args: ServeArgs, shutdown: CancellationToken) ->
     http::serve(state, &args, shutdown).await
 }
 
+/// Imports the files where they are: the image is checked and stored as a stream.
 async fn import(state: &AppState, args: ImportArgs) -> Result<(), CliError> {
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|source| CliError::Read { path: path.to_path_buf(), source })
-    };
     let new_case = NewCase {
         name: args.name,
-        image: read(&args.image)?,
-        mask: args.mask.as_deref().map(read).transpose()?,
+        image: CaseFile::Path(args.image),
+        mask: args.mask.map(CaseFile::Path),
         labels: parse_label_names(&args.labels)?,
     };
     let case = import_case(state, None, new_case).await?;

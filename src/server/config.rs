@@ -275,6 +275,11 @@ impl Config {
         self.database_url.is_none() && self.s3.s3_endpoint.is_none()
     }
 
+    /// Where uploads and files made from them wait on their way to object storage.
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.data_dir.join("uploads")
+    }
+
     /// The database URL, defaulting to a SQLite file in the data folder.
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| {

@@ -179,8 +179,8 @@ pub async fn seed_if_empty(state: &AppState, password: Option<String>) -> Result
     for phantom in phantoms {
         let new_case = NewCase {
             name: phantom.name.to_string(),
-            image: phantom.image,
-            mask: Some(phantom.mask),
+            image: phantom.image.into(),
+            mask: Some(phantom.mask.into()),
             labels: phantom.labels.iter().map(|(v, n)| (*v, n.to_string())).collect(),
         };
         import_case(state, None, new_case).await?;
@@ -200,7 +200,7 @@ mod tests {
         for phantom in [head_phantom(), abdomen_phantom(), blob_phantom()] {
             let image = Volume::parse("image", &phantom.image).unwrap();
             let mask = Volume::parse("mask", &phantom.mask).unwrap();
-            assert!(image.same_geometry(&mask), "{}", phantom.name);
+            assert!(image.info().same_geometry(&mask.info()), "{}", phantom.name);
             // Readers that prefer the qform must place the voxels where the sform does.
             let sform = image.affine();
             let mut qform_only = Volume::parse("image", &phantom.image).unwrap();

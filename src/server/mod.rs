@@ -21,6 +21,7 @@ pub mod http;
 pub mod inference;
 pub mod login_limit;
 pub mod mask_cache;
+pub mod scratch;
 pub mod services;
 pub mod session_store;
 pub mod state;

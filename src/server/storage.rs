@@ -124,6 +124,23 @@ impl ObjectStore {
         Ok(())
     }
 
+    /// Stores the file at `path` as `object_ref`, streamed from disk.
+    pub async fn put_file(&self, object_ref: &str, path: &std::path::Path) -> Result<(), AppError> {
+        let body = ByteStream::from_path(path)
+            .await
+            .map_err(|e| AppError::internal(format!("cannot read {}: {e}", path.display())))?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(object_ref))
+            .content_type("application/gzip")
+            .body(body)
+            .send()
+            .await
+            .map_err(storage_error)?;
+        Ok(())
+    }
+
     pub async fn get(&self, object_ref: &str) -> Result<Vec<u8>, AppError> {
         let output = self
             .client

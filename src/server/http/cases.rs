@@ -6,12 +6,15 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::extract::{bad_form, ApiQuery, Caller};
+use super::extract::{bad_form, field_text, field_to_file, ApiQuery, Caller};
 use crate::api::{CaseArtifacts, CaseSummary};
 use crate::server::error::AppError;
-use crate::server::services::cases::{self, NewCase};
+use crate::server::services::cases::{self, CaseFile, NewCase};
 use crate::server::services::users::Role;
 use crate::server::state::AppState;
+
+/// Longest `name` or `labels` field accepted.
+const MAX_TEXT_FIELD_BYTES: usize = 64 * 1024;
 
 pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
     Router::new()
@@ -46,24 +49,27 @@ async fn import_case(
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<CaseSummary>), AppError> {
     user.require_any(&[Role::MlEngineer, Role::Admin], "importing a case")?;
+    // The files go to scratch files as they arrive; they are removed when this request ends.
+    let scratch = state.config.scratch_dir();
     let (mut name, mut image, mut mask, mut labels) = (None, None, None, Vec::new());
     while let Some(field) = form.next_field().await.map_err(bad_form)? {
         let field_name = field.name().unwrap_or_default().to_string();
         match field_name.as_str() {
-            "name" => name = Some(field.text().await.map_err(bad_form)?),
-            "image" => image = Some(field.bytes().await.map_err(bad_form)?.to_vec()),
-            "mask" => mask = Some(field.bytes().await.map_err(bad_form)?.to_vec()),
+            "name" => name = Some(field_text(field, MAX_TEXT_FIELD_BYTES).await?),
+            "image" => image = Some(field_to_file(field, &scratch).await?),
+            "mask" => mask = Some(field_to_file(field, &scratch).await?),
             "labels" => {
-                let text = field.text().await.map_err(bad_form)?;
+                let text = field_text(field, MAX_TEXT_FIELD_BYTES).await?;
                 labels = text.split(',').filter(|s| !s.trim().is_empty()).map(str::to_string).collect();
             }
             other => return Err(AppError::BadRequest(format!("unknown form field {other:?}"))),
         }
     }
+    let image = image.ok_or_else(|| AppError::BadRequest("form field `image` is required".into()))?;
     let new_case = NewCase {
         name: name.ok_or_else(|| AppError::BadRequest("form field `name` is required".into()))?,
-        image: image.ok_or_else(|| AppError::BadRequest("form field `image` is required".into()))?,
-        mask,
+        image: CaseFile::Path(image.path().to_path_buf()),
+        mask: mask.as_ref().map(|file| CaseFile::Path(file.path().to_path_buf())),
         labels: cases::parse_label_names(&labels)?,
     };
     Ok((StatusCode::CREATED, Json(cases::import_case(&state, Some(&user.id), new_case).await?)))

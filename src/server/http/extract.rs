@@ -3,14 +3,19 @@
 //! other failure.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
+use std::path::Path;
+
+use axum::extract::multipart::Field;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::Json;
+use tokio::io::AsyncWriteExt;
 use tower_sessions::Session;
 
 use crate::server::auth;
 use crate::server::error::AppError;
+use crate::server::scratch::ScratchFile;
 use crate::server::services::users::{self, User};
 use crate::server::state::AppState;
 
@@ -71,4 +76,29 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Api
 /// A multipart body that cannot be read: 400.
 pub fn bad_form(err: axum::extract::multipart::MultipartError) -> AppError {
     AppError::BadRequest(format!("invalid multipart form: {err}"))
+}
+
+/// A text field of a form, refused past `max_bytes` without reading further.
+pub async fn field_text(mut field: Field<'_>, max_bytes: usize) -> Result<String, AppError> {
+    let name = field.name().unwrap_or_default().to_string();
+    let mut text = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
+        if text.len() + chunk.len() > max_bytes {
+            return Err(AppError::BadRequest(format!("form field `{name}` is longer than {max_bytes} bytes")));
+        }
+        text.extend_from_slice(&chunk);
+    }
+    String::from_utf8(text).map_err(|_| AppError::BadRequest(format!("form field `{name}` is not UTF-8 text")))
+}
+
+/// A file field of a form, written to a scratch file in `dir` as it arrives: an upload is
+/// never held in memory.
+pub async fn field_to_file(mut field: Field<'_>, dir: &Path) -> Result<ScratchFile, AppError> {
+    let (scratch, file) = ScratchFile::create(dir).map_err(AppError::internal)?;
+    let mut file = tokio::fs::File::from_std(file);
+    while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
+        file.write_all(&chunk).await.map_err(AppError::internal)?;
+    }
+    file.flush().await.map_err(AppError::internal)?;
+    Ok(scratch)
 }

@@ -2,6 +2,9 @@
 //! presigned URLs that the viewer downloads from object storage directly.
 
 use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
@@ -13,22 +16,100 @@ use super::jobs::{self, Trigger};
 use super::mask_versions::mask_object_ref;
 use super::registry;
 use crate::api::{Artifact, ArtifactKind, CaseArtifacts, CaseSummary, LabelDef, MaskVersion};
-use crate::nifti_io::{gzip, gzip_mask, Volume, VolumeMeta};
+use crate::nifti_io::{gzip, gzip_empty_mask, gzip_mask, inspect, Volume, VolumeMeta};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
+use crate::server::scratch::ScratchFile;
 use crate::server::state::AppState;
 
 /// Distinct colours for label values 1, 2, … (cycled).
 const LABEL_COLORS: [&str; 8] =
     ["#e6194b", "#3cb44b", "#4363d8", "#ffe119", "#f58231", "#911eb4", "#42d4f4", "#f032e6"];
 
-/// A case as it arrives: raw file bytes, validated before anything is stored.
+/// A case as it arrives: its files, validated before anything is stored.
 pub struct NewCase {
     pub name: String,
-    pub image: Vec<u8>,
-    pub mask: Option<Vec<u8>>,
+    pub image: CaseFile,
+    pub mask: Option<CaseFile>,
     /// Named labels; values present in the mask but not named here get a default name.
     pub labels: Vec<(u8, String)>,
+}
+
+/// One of a new case's files: in memory (demo content, tests), or on disk (uploads and the
+/// command line), where the image is checked and stored without ever being held in memory.
+pub enum CaseFile {
+    Bytes(Vec<u8>),
+    Path(PathBuf),
+}
+
+impl From<Vec<u8>> for CaseFile {
+    fn from(bytes: Vec<u8>) -> CaseFile {
+        CaseFile::Bytes(bytes)
+    }
+}
+
+impl CaseFile {
+    fn unreadable(path: &Path, err: std::io::Error) -> AppError {
+        AppError::BadRequest(format!("cannot read {}: {err}", path.display()))
+    }
+
+    fn reader(&self) -> Result<Box<dyn BufRead + '_>, AppError> {
+        Ok(match self {
+            CaseFile::Bytes(bytes) => Box::new(&bytes[..]),
+            CaseFile::Path(path) => Box::new(BufReader::new(File::open(path).map_err(|e| Self::unreadable(path, e))?)),
+        })
+    }
+
+    fn into_bytes(self) -> Result<Vec<u8>, AppError> {
+        match self {
+            CaseFile::Bytes(bytes) => Ok(bytes),
+            CaseFile::Path(path) => std::fs::read(&path).map_err(|e| Self::unreadable(&path, e)),
+        }
+    }
+
+    fn is_gzip(&self) -> Result<bool, AppError> {
+        Ok(self.reader()?.fill_buf().map_err(AppError::internal)?.starts_with(&[0x1f, 0x8b]))
+    }
+
+    /// The file as stored: gzipped (level 6) unless it already is, with its size and SHA-256.
+    fn into_stored_body(self, scratch: &Path) -> Result<(Body, i64, String), AppError> {
+        let body = match (self.is_gzip()?, self) {
+            (true, CaseFile::Bytes(bytes)) => Body::Bytes(bytes),
+            (true, CaseFile::Path(path)) => Body::Path(path),
+            (false, CaseFile::Bytes(bytes)) => Body::Bytes(gzip(&bytes, 6)),
+            (false, file) => {
+                let (output, out) = ScratchFile::create(scratch).map_err(AppError::internal)?;
+                let mut encoder = flate2::write::GzEncoder::new(BufWriter::new(out), flate2::Compression::new(6));
+                std::io::copy(&mut file.reader()?, &mut encoder).map_err(AppError::internal)?;
+                encoder.finish().and_then(|mut out| out.flush()).map_err(AppError::internal)?;
+                Body::Scratch(output)
+            }
+        };
+        let (size, sha256) = body.size_and_sha256()?;
+        Ok((body, size, sha256))
+    }
+}
+
+/// What an object is stored from.
+enum Body {
+    Bytes(Vec<u8>),
+    /// A file someone else owns (an upload, a file named on the command line).
+    Path(PathBuf),
+    /// A file made for this import, removed with it.
+    Scratch(ScratchFile),
+}
+
+impl Body {
+    fn size_and_sha256(&self) -> Result<(i64, String), AppError> {
+        let path = match self {
+            Body::Bytes(bytes) => return Ok((bytes.len() as i64, hex::encode(Sha256::digest(bytes)))),
+            Body::Path(path) => path.as_path(),
+            Body::Scratch(file) => file.path(),
+        };
+        let mut hasher = Sha256::new();
+        let size = std::io::copy(&mut File::open(path).map_err(AppError::internal)?, &mut hasher).map_err(AppError::internal)?;
+        Ok((size as i64, hex::encode(hasher.finalize())))
+    }
 }
 
 /// Parses `1=liver` style label names.
@@ -72,38 +153,47 @@ fn label_defs(named: &[(u8, String)], present: &BTreeSet<u8>) -> Vec<LabelDef> {
 }
 
 /// Checks an arriving case's files against each other and the voxel budget and prepares the
-/// objects to store: the image (gzipped) and the first mask version.
-fn stored_objects(case_id: &str, new: NewCase, max_voxels: u64) -> Result<(VolumeMeta, Vec<LabelDef>, [StoredObject; 2]), AppError> {
-    let image = Volume::parse_within("image", &new.image, max_voxels)?;
-    let (mask_reference, labels) = match &new.mask {
-        Some(bytes) => {
-            let mask = Volume::parse_within("mask", bytes, max_voxels)?;
-            if !image.same_geometry(&mask) {
+/// objects to store: the image (gzipped) and the first mask version. The image is read as a
+/// stream, never held whole; a mask is decoded (one byte per voxel).
+fn stored_objects(case_id: &str, new: NewCase, max_voxels: u64, scratch: &Path) -> Result<(VolumeMeta, Vec<LabelDef>, [StoredObject; 2]), AppError> {
+    let image = inspect("image", new.image.reader()?, max_voxels)?;
+    let dims = image.meta.dims;
+    let (mask_file, present) = match new.mask {
+        Some(file) => {
+            let mask = Volume::parse_within("mask", &file.into_bytes()?, max_voxels)?;
+            if !image.same_geometry(&mask.info()) {
                 return Err(AppError::Unprocessable(format!(
                     "mask geometry {:?} does not match image geometry {:?} (dims and affine must agree)",
-                    mask.meta.dims, image.meta.dims
+                    mask.meta.dims, dims
                 )));
             }
             let header = mask.header.clone();
-            (header, mask.into_labels("mask")?)
+            let labels = mask.into_labels("mask")?;
+            let present: BTreeSet<u8> = labels.iter().copied().collect();
+            (gzip_mask(&header, dims, &labels, 6), present)
         }
-        None => (image.header.clone(), vec![0u8; image.voxel_count()]),
+        None => (gzip_empty_mask(&image.header, dims, 6), BTreeSet::new()),
     };
-    let present: BTreeSet<u8> = labels.iter().copied().collect();
     let label_defs = label_defs(&new.labels, &present);
     let mask_meta = VolumeMeta { voxel_type: "uint8", ..image.meta.clone() };
-    let image_bytes = if new.image.starts_with(&[0x1f, 0x8b]) { new.image } else { gzip(&new.image, 6) };
+    let (image_body, image_size, image_sha256) = new.image.into_stored_body(scratch)?;
+    let mask_body = Body::Bytes(mask_file);
+    let (mask_size, mask_sha256) = mask_body.size_and_sha256()?;
     let objects = [
         StoredObject {
             object_ref: format!("cases/{case_id}/image.nii.gz"),
             kind: "image",
-            bytes: image_bytes,
+            body: image_body,
+            size_bytes: image_size,
+            sha256: image_sha256,
             meta: image.meta.clone(),
         },
         StoredObject {
             object_ref: mask_object_ref(case_id),
             kind: "mask",
-            bytes: gzip_mask(&mask_reference, image.meta.dims, &labels, 6),
+            body: mask_body,
+            size_bytes: mask_size,
+            sha256: mask_sha256,
             meta: mask_meta,
         },
     ];
@@ -113,7 +203,9 @@ fn stored_objects(case_id: &str, new: NewCase, max_voxels: u64) -> Result<(Volum
 struct StoredObject {
     object_ref: String,
     kind: &'static str,
-    bytes: Vec<u8>,
+    body: Body,
+    size_bytes: i64,
+    sha256: String,
     meta: VolumeMeta,
 }
 
@@ -126,14 +218,19 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
     }
     let case_id = Uuid::new_v4().to_string();
     let max_voxels = state.config.max_volume_voxels;
+    let scratch = state.config.scratch_dir();
     let id = case_id.clone();
     // Inflating and checking volumes is CPU work and memory: off the async threads, and a few
     // imports at a time.
     let _slot = state.imports.acquire().await.map_err(AppError::internal)?;
     let (image_meta, label_defs, objects) =
-        tokio::task::spawn_blocking(move || stored_objects(&id, new, max_voxels)).await.map_err(AppError::internal)??;
+        tokio::task::spawn_blocking(move || stored_objects(&id, new, max_voxels, &scratch)).await.map_err(AppError::internal)??;
     for object in &objects {
-        state.store.put(&object.object_ref, object.bytes.clone()).await?;
+        match &object.body {
+            Body::Bytes(bytes) => state.store.put(&object.object_ref, bytes.clone()).await?,
+            Body::Path(path) => state.store.put_file(&object.object_ref, path).await?,
+            Body::Scratch(file) => state.store.put_file(&object.object_ref, file.path()).await?,
+        }
     }
 
     // A new case is a run trigger: one job per active model version, queued with the case.
@@ -161,8 +258,8 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
         .bind(&object.object_ref)
         .bind(&case_id)
         .bind(object.kind)
-        .bind(object.bytes.len() as i64)
-        .bind(hex::encode(Sha256::digest(&object.bytes)))
+        .bind(object.size_bytes)
+        .bind(&object.sha256)
         .bind(object.meta.dims[0] as i64)
         .bind(object.meta.dims[1] as i64)
         .bind(object.meta.dims[2] as i64)

@@ -1,0 +1,27 @@
+//! Scratch files: uploads on their way to object storage, and files made from them, kept on
+//! disk instead of in memory and removed when their owner is done with them.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug)]
+pub struct ScratchFile(PathBuf);
+
+impl ScratchFile {
+    /// A new, empty file in `dir` (created when missing).
+    pub fn create(dir: &Path) -> std::io::Result<(ScratchFile, std::fs::File)> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+        let file = std::fs::File::create(&path)?;
+        Ok((ScratchFile(path), file))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
