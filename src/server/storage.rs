@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_s3::config::{Builder, Credentials, Region};
+use aws_sdk_s3::config::{Builder, Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
@@ -44,7 +44,11 @@ impl ObjectStore {
                     None,
                     "seglab-config",
                 ))
-                .behavior_version_latest();
+                .behavior_version_latest()
+                // No aws-chunked uploads with trailing checksums: Garage refuses their signatures
+                // on streamed (file) bodies. In-memory bodies are then signed with their SHA-256;
+                // files go as UNSIGNED-PAYLOAD, under TLS in production.
+                .request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
             if let Some(endpoint) = endpoint {
                 // Self-hosted servers (Garage, MinIO, the embedded one) want path-style URLs.
                 builder = builder.endpoint_url(endpoint).force_path_style(true);
