@@ -208,15 +208,8 @@ async fn access_can_be_taken_back_at_once_by_admins_and_from_the_command_line() 
     let login = app.client.post(app.url("/session")).json(&json!({ "username": "lab", "password": PASSWORD })).send().await.unwrap();
     assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
     // Enabled again from the command line, and given a role.
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
-            .args(args)
-            .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()
-            .unwrap()
-    };
-    assert!(run(&["user", "enable", "lab"]).status.success());
-    let granted = run(&["user", "role", "add", "lab", "ml_engineer"]);
+    assert!(app.run_cli(&["user", "enable", "lab"]).status.success());
+    let granted = app.run_cli(&["user", "role", "add", "lab", "ml_engineer"]);
     assert!(String::from_utf8_lossy(&granted.stdout).contains("user lab is enabled, with roles labeler,ml_engineer"));
     assert_eq!(status(lab.clone()).await, StatusCode::OK);
     let roleless = change(&admin, "lab", json!({ "remove_roles": ["labeler", "ml_engineer"] })).await.unwrap();
@@ -236,7 +229,7 @@ async fn access_can_be_taken_back_at_once_by_admins_and_from_the_command_line() 
     assert_eq!(revoke(&lab, &second).await.unwrap().status(), StatusCode::NO_CONTENT);
     assert_eq!(status(second.clone()).await, StatusCode::UNAUTHORIZED);
     assert_eq!(status(lab.clone()).await, StatusCode::OK, "the other token still works");
-    let revoked_by_cli = run(&["token", "revoke", &lab]);
+    let revoked_by_cli = app.run_cli(&["token", "revoke", &lab]);
     assert!(revoked_by_cli.status.success(), "{}", String::from_utf8_lossy(&revoked_by_cli.stderr));
     assert_eq!(status(lab.clone()).await, StatusCode::UNAUTHORIZED);
 

@@ -238,11 +238,7 @@ async fn demo_seed_runs_once_and_pages_render_before_any_script() {
 async fn cli_import_and_user_add_work_against_the_same_backend() {
     let app = TestApp::spawn().await;
     let run = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
-            .args(args)
-            .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()
-            .expect("run seglab");
+        let output = app.run_cli(args);
         (output.status.success(), String::from_utf8_lossy(&output.stdout).to_string(), String::from_utf8_lossy(&output.stderr).to_string())
     };
     let (ok, stdout, stderr) = run(&["user", "add", "script", "--role", "ml_engineer", "--role", "labeler"]);

@@ -402,11 +402,7 @@ async fn the_audit_log_is_append_only_and_its_chain_verifies() {
     let report = verify_chain(&app.state.db).await.unwrap();
     assert_eq!(report.first_broken.as_ref().map(|(seq, _)| *seq), Some(2), "{report:?}");
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
-        .args(["audit", "verify"])
-        .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .unwrap();
+    let output = app.run_cli(&["audit", "verify"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("audit log broken at row 2 of 3"), "{stderr}");
@@ -492,11 +488,7 @@ async fn audit_verify_detects_rows_cut_from_the_end() {
     let (seq, reason) = report.first_broken.expect("a cut tail is a broken chain");
     assert_eq!(seq, 3);
     assert!(reason.contains("head records row 4"), "{reason}");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
-        .args(["audit", "verify"])
-        .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .unwrap();
+    let output = app.run_cli(&["audit", "verify"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("rows were removed from its end"));
     app.stop().await;
@@ -582,11 +574,7 @@ async fn every_acknowledged_save_is_stored_as_recorded_after_a_kill_in_a_save_st
             .get::<i64, _>("n");
         assert_eq!(recorded, 1, "{new_mask_ref} was acknowledged but not recorded");
     }
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
-        .args(["objects", "verify"])
-        .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .unwrap();
+    let output = app.run_cli(&["objects", "verify"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}{stdout}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("objects intact"), "{stdout}");
@@ -599,20 +587,13 @@ async fn a_head_exported_earlier_must_still_be_in_the_chain() {
     let token = app.user("lab", &[Role::Labeler]).await;
     let (case_id, base) = small_case(&app).await;
     assert_eq!(post(&app, &token, Some("a"), &body(&case_id, &base, &stroke(1))).await.status(), StatusCode::CREATED);
-    let seglab = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
-            .args(args)
-            .envs(app.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()
-            .unwrap()
-    };
-    let head = String::from_utf8(seglab(&["audit", "head"]).stdout).unwrap().trim().to_string();
+    let head = String::from_utf8(app.run_cli(&["audit", "head"]).stdout).unwrap().trim().to_string();
     let (seq, hash) = head.split_once(':').unwrap();
     assert_eq!(seq, "3");
     assert_eq!(hash.len(), 64);
-    assert!(seglab(&["audit", "verify", "--expect-head", &head]).status.success());
+    assert!(app.run_cli(&["audit", "verify", "--expect-head", &head]).status.success());
     for wrong in [format!("3:{}", "0".repeat(64)), format!("9:{hash}")] {
-        let output = seglab(&["audit", "verify", "--expect-head", &wrong]);
+        let output = app.run_cli(&["audit", "verify", "--expect-head", &wrong]);
         assert!(!output.status.success(), "{wrong}");
         assert!(String::from_utf8_lossy(&output.stderr).contains("differs from the head exported earlier"));
     }

@@ -155,6 +155,15 @@ impl TestApp {
         set_cookie.split(';').next().unwrap().to_string()
     }
 
+    /// Runs a `seglab` command on this app's database and storage, as an operator would.
+    pub fn run_cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("run seglab")
+    }
+
     /// Starts `seglab … serve --addr <free port>` as a separate process on this app's database
     /// and storage, with `global_args` before `serve` and `serve_args` after it, and waits until
     /// it is ready. Returns the process, its base URL, and whether it became ready.
