@@ -263,3 +263,29 @@ async fn repeated_failed_logins_are_slowed_to_a_stop_with_429_and_retry_after() 
     assert_eq!(login("mle", PASSWORD).await.unwrap().status(), StatusCode::OK, "other users are not locked out");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_login_takes_as_long_for_an_unknown_name_as_for_a_known_one() {
+    // Relative timing: without the decoy hash an unknown name was refused about ten times
+    // sooner (no Argon2 run), which told an attacker the name does not exist.
+    let app = TestApp::spawn().await;
+    app.user("lab", &[Role::Labeler]).await;
+    let median_refusal = |username: &'static str| {
+        let app = &app;
+        async move {
+            let mut times = Vec::new();
+            for _ in 0..7 {
+                let started = std::time::Instant::now();
+                let response = app.client.post(app.url("/session")).json(&json!({ "username": username, "password": "wrong-password" })).send().await.unwrap();
+                assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+                times.push(started.elapsed());
+            }
+            times.sort();
+            times[3]
+        }
+    };
+    let known = median_refusal("lab").await;
+    let unknown = median_refusal("ghost").await;
+    assert!(unknown * 3 > known, "unknown name refused in {unknown:?}, known name in {known:?}");
+    app.stop().await;
+}

@@ -407,3 +407,57 @@ async fn the_demo_user_is_made_only_on_the_embedded_default() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn health_probes_answer_quickly_while_two_large_imports_run() {
+    let app = TestApp::spawn().await;
+    let token = app.user("mle", &[Role::MlEngineer]).await;
+    // Uncompressed 320³ int16 volumes of noise (62.5 MiB): the server checks and gzips them,
+    // seconds of CPU work.
+    const N: u32 = 320;
+    let header = nifti::NiftiHeader { pixdim: [1.0; 8], ..nifti::NiftiHeader::default() };
+    let voxels: Vec<u8> = (0..N * N * N).flat_map(|i| ((i.wrapping_mul(2_654_435_761) >> 13) as i16).to_le_bytes()).collect();
+    let raw = seglab::nifti_io::encode_volume(&header, [N; 3], nifti::NiftiType::Int16, &voxels);
+    drop(voxels);
+    let imports: Vec<_> = (0..2)
+        .map(|n| {
+            let (client, url, token, file) = (app.client.clone(), app.url("/cases"), token.clone(), raw.clone());
+            tokio::spawn(async move {
+                let form = Form::new().text("name", format!("large {n}")).part("image", Part::bytes(file).file_name("large.nii"));
+                client.post(url).bearer_auth(token).multipart(form).send().await.unwrap().status()
+            })
+        })
+        .collect();
+    // Probe from a thread of its own, as a load balancer would, until both imports have
+    // finished: through the uploads and the checking and compressing that follow.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prober = {
+        let (done, address) = (done.clone(), app.base.trim_start_matches("http://").to_string());
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut probes = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let started = std::time::Instant::now();
+                let mut stream = std::net::TcpStream::connect(&address).unwrap();
+                stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: seglab\r\nConnection: close\r\n\r\n").unwrap();
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer).unwrap();
+                assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+                probes.push(started.elapsed());
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            probes
+        })
+    };
+    for import in imports {
+        assert_eq!(import.await.unwrap(), StatusCode::CREATED);
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut probes = prober.join().unwrap();
+    probes.sort();
+    assert!(probes.len() >= 5, "only {} probes while the imports ran", probes.len());
+    let (median, slowest) = (probes[probes.len() / 2], probes[probes.len() - 1]);
+    assert!(median < std::time::Duration::from_millis(100), "healthz took {median:?} (median) while imports ran");
+    assert!(slowest < std::time::Duration::from_millis(500), "healthz took {slowest:?} at worst while imports ran");
+    app.stop().await;
+}

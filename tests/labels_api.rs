@@ -599,3 +599,48 @@ async fn a_head_exported_earlier_must_still_be_in_the_chain() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn with_an_audit_key_a_chain_rewritten_without_it_does_not_verify() {
+    let app = TestApp::spawn_configured(|config| config.audit_key = Some("kept-outside-the-database".into()), |_| {}).await;
+    let token = app.user("lab", &[Role::Labeler]).await;
+    let (case_id, base) = small_case(&app).await;
+    assert_eq!(post(&app, &token, Some("a"), &body(&case_id, &base, &stroke(1))).await.status(), StatusCode::CREATED);
+    use seglab::server::services::audit::{row_hash, verify_chain};
+    assert_eq!(verify_chain(&app.state.db).await.unwrap().first_broken, None);
+
+    // Someone with full database rights but not the key forges row 2 and recomputes every
+    // hash after it and the head: the chain is consistent again.
+    let pool = &app.state.db.pool;
+    let lift = match app.state.db.backend {
+        seglab::server::db::Backend::Sqlite => "DROP TRIGGER audit_log_no_update",
+        seglab::server::db::Backend::Postgres => "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change",
+    };
+    sqlx::query(lift).execute(pool).await.unwrap();
+    let rows = sqlx::query("SELECT seq, at, action, user_id, case_id, details FROM audit_log ORDER BY seq").fetch_all(pool).await.unwrap();
+    let mut previous = "0".repeat(64);
+    for row in rows {
+        let seq: i64 = row.get("seq");
+        let details = if seq == 2 { r#"{"forged":true}"#.to_string() } else { row.get::<String, _>("details") };
+        let (user_id, case_id): (Option<String>, Option<String>) = (row.get("user_id"), row.get("case_id"));
+        let hash = row_hash(seq, row.get("at"), &row.get::<String, _>("action"), user_id.as_deref(), case_id.as_deref(), &details, &previous);
+        sqlx::query("UPDATE audit_log SET details = $1, prev_hash = $2, hash = $3 WHERE seq = $4")
+            .bind(&details)
+            .bind(&previous)
+            .bind(&hash)
+            .bind(seq)
+            .execute(pool)
+            .await
+            .unwrap();
+        previous = hash;
+    }
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&previous).execute(pool).await.unwrap();
+
+    let without_key = seglab::server::db::Db { audit_key: None, ..app.state.db.clone() };
+    assert_eq!(verify_chain(&without_key).await.unwrap().first_broken, None, "without the key the rewrite passes");
+    let report = verify_chain(&app.state.db).await.unwrap();
+    let (seq, reason) = report.first_broken.expect("with the key the rewrite is found");
+    assert_eq!(seq, 3);
+    assert!(reason.contains("not sealed with the audit key"), "{reason}");
+    app.stop().await;
+}

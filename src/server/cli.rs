@@ -113,6 +113,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Audit(AuditCommand::Verify { expect_head }) => verify_audit(&cli.config, expect_head).await,
+        Command::Audit(AuditCommand::Seal) => {
+            audit::seal_head(&Db::open(&cli.config).await?).await?;
+            println!("the audit chain's head is sealed with the audit key");
+            Ok(())
+        }
         Command::Audit(AuditCommand::Head) => {
             let (seq, hash) = audit::head(&Db::open(&cli.config).await?).await?;
             println!("{seq}:{hash}");

@@ -81,6 +81,9 @@ pub enum AuditCommand {
     },
     /// Print the chain's head (`SEQ:HASH`) to keep somewhere outside the database.
     Head,
+    /// Seal the current head with the audit key (SEGLAB_AUDIT_KEY) after checking the chain:
+    /// for a log written before the key was configured.
+    Seal,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -197,6 +200,11 @@ pub struct Config {
     /// its header, before anything is inflated.
     #[arg(long, global = true, env = "SEGLAB_MAX_VOLUME_VOXELS", default_value_t = crate::nifti_io::DEFAULT_MAX_VOXELS)]
     pub max_volume_voxels: u64,
+    /// Secret that seals the audit chain's head (HMAC-SHA256) at every append; `audit verify`
+    /// with the same key then detects a rewrite by someone who lacks it. Give every instance
+    /// and command the same key.
+    #[arg(long, global = true, env = "SEGLAB_AUDIT_KEY", hide_env_values = true)]
+    pub audit_key: Option<String>,
     /// Failed logins per username within a window before further attempts get 429 (0: no limit).
     #[arg(long, global = true, env = "SEGLAB_LOGIN_FAILURES_PER_USERNAME", default_value_t = 10)]
     pub login_failures_per_username: u32,

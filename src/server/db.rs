@@ -23,6 +23,18 @@ pub enum Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// Seals the audit chain's head (see `services::audit`), when configured.
+    pub audit_key: Option<AuditKey>,
+}
+
+/// The secret the audit chain's head is sealed with (HMAC-SHA256).
+#[derive(Clone)]
+pub struct AuditKey(pub std::sync::Arc<[u8]>);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(…)")
+    }
 }
 
 impl Db {
@@ -31,7 +43,9 @@ impl Db {
     pub async fn open(config: &Config) -> Result<Db, CliError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| CliError::startup(&format!("cannot create {}", config.data_dir.display()), e))?;
-        Db::connect(&config.database_url(), config.db_max_connections).await
+        let db = Db::connect(&config.database_url(), config.db_max_connections).await?;
+        let audit_key = config.audit_key.as_ref().map(|key| AuditKey(key.as_bytes().into()));
+        Ok(Db { audit_key, ..db })
     }
 
     /// Connects and brings the schema up to date.
@@ -66,7 +80,7 @@ impl Db {
             .connect_with(options)
             .await
             .map_err(|e| CliError::startup("cannot connect to the database", e))?;
-        let db = Db { pool, backend };
+        let db = Db { pool, backend, audit_key: None };
         db.migrate().await?;
         Ok(db)
     }

@@ -64,6 +64,7 @@ pub async fn change_user(db: &Db, actor: Option<&User>, username: &str, change: 
         .await?;
     audit::record(
         &mut tx,
+        db,
         AuditEvent {
             action: "user_change",
             user_id: actor.map(|a| a.id.as_str()),
@@ -93,6 +94,7 @@ pub async fn issue_token(db: &Db, actor: Option<&User>, username: &str, expires_
         .await?;
     audit::record(
         &mut tx,
+        db,
         AuditEvent {
             action: "token_issue",
             user_id: actor.map(|a| a.id.as_str()),
@@ -122,6 +124,7 @@ pub async fn revoke_token(db: &Db, actor: Option<&User>, token: &str) -> Result<
     .ok_or_else(|| AppError::NotFound("token (or it is revoked already, or not yours)".into()))?;
     audit::record(
         &mut tx,
+        db,
         AuditEvent {
             action: "token_revoke",
             user_id: actor.map(|a| a.id.as_str()),

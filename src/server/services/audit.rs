@@ -3,12 +3,13 @@
 //! refuses UPDATE and DELETE, and `verify_chain` finds the first row that does not fit, or a
 //! chain that ends before the row its head records.
 
+use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 
 use crate::server::clock::now_ms;
-use crate::server::db::Db;
+use crate::server::db::{AuditKey, Db};
 use crate::server::error::AppError;
 
 /// One action to record.
@@ -19,15 +20,24 @@ pub struct AuditEvent<'a> {
     pub details: Value,
 }
 
-fn row_hash(seq: i64, at: i64, action: &str, user_id: Option<&str>, case_id: Option<&str>, details: &str, prev_hash: &str) -> String {
+/// A row's hash: SHA-256 over its fields and the previous row's hash.
+pub fn row_hash(seq: i64, at: i64, action: &str, user_id: Option<&str>, case_id: Option<&str>, details: &str, prev_hash: &str) -> String {
     // A JSON array is an unambiguous encoding of the fields.
     let canonical = serde_json::to_string(&(seq, at, action, user_id, case_id, details, prev_hash))
         .expect("serialising plain values cannot fail");
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
-/// Appends `event` inside the caller's transaction; returns its sequence number.
-pub async fn record(tx: &mut AnyConnection, event: AuditEvent<'_>) -> Result<i64, AppError> {
+/// The seal of a head: HMAC-SHA256 of `seq:hash` under the audit key.
+fn seal(key: &AuditKey, seq: i64, hash: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key.0).expect("HMAC takes keys of any length");
+    mac.update(format!("{seq}:{hash}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Appends `event` inside the caller's transaction, sealing the new head when `db` has an
+/// audit key; returns its sequence number.
+pub async fn record(tx: &mut AnyConnection, db: &Db, event: AuditEvent<'_>) -> Result<i64, AppError> {
     // Updating the single head row locks it until commit: writers take turns, so the chain
     // stays linear even with several app instances.
     let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
@@ -52,7 +62,8 @@ pub async fn record(tx: &mut AnyConnection, event: AuditEvent<'_>) -> Result<i64
     .bind(&hash)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&hash).execute(&mut *tx).await?;
+    let mac = db.audit_key.as_ref().map(|key| seal(key, seq, &hash));
+    sqlx::query("UPDATE audit_head SET hash = $1, mac = $2 WHERE id = 1").bind(&hash).bind(mac).execute(&mut *tx).await?;
     Ok(seq)
 }
 
@@ -100,8 +111,8 @@ pub async fn verify_chain(db: &Db) -> Result<ChainReport, AppError> {
     }
     // Rows cut from the end leave a chain that verifies by itself; the head row, written in
     // the same transaction as every append, still names the last one.
-    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&db.pool).await?;
-    let (head_seq, head_hash): (i64, String) = (head.get("seq"), head.get("hash"));
+    let head = sqlx::query("SELECT seq, hash, mac FROM audit_head WHERE id = 1").fetch_one(&db.pool).await?;
+    let (head_seq, head_hash, head_mac): (i64, String, Option<String>) = (head.get("seq"), head.get("hash"), head.get("mac"));
     let rows_count = rows.len() as i64;
     if head_seq != rows_count || head_hash != expected_prev {
         return Ok(ChainReport {
@@ -112,7 +123,36 @@ pub async fn verify_chain(db: &Db) -> Result<ChainReport, AppError> {
             )),
         });
     }
+    // With the key, the head must carry its seal: a chain rewritten without the key cannot.
+    if let Some(key) = &db.audit_key {
+        if head_seq > 0 && head_mac.as_deref() != Some(seal(key, head_seq, &head_hash).as_str()) {
+            return Ok(ChainReport {
+                rows: rows_count,
+                first_broken: Some((
+                    head_seq,
+                    "the chain's head is not sealed with the audit key: the log was rewritten, or written without the key (`audit seal` seals a verified head)".into(),
+                )),
+            });
+        }
+    }
     Ok(ChainReport { rows: rows_count, first_broken: None })
+}
+
+/// Seals the current head with the audit key, after checking the chain: for a log written
+/// before the key was configured.
+pub async fn seal_head(db: &Db) -> Result<(), AppError> {
+    let key = db.audit_key.as_ref().ok_or_else(|| AppError::BadRequest("no audit key is configured (SEGLAB_AUDIT_KEY)".into()))?;
+    let unkeyed = Db { audit_key: None, ..db.clone() };
+    if let Some((seq, reason)) = verify_chain(&unkeyed).await?.first_broken {
+        return Err(AppError::Conflict(format!("the chain is broken at row {seq} ({reason}); it is not sealed")));
+    }
+    let (seq, hash) = head(db).await?;
+    sqlx::query("UPDATE audit_head SET mac = $1 WHERE id = 1 AND seq = $2")
+        .bind(seal(key, seq, &hash))
+        .bind(seq)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
 }
 
 /// The chain's last row: its sequence number and hash.

@@ -273,6 +273,7 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
     }
     audit::record(
         &mut tx,
+        &state.db,
         AuditEvent {
             action: "case_import",
             user_id,

@@ -68,6 +68,7 @@ pub async fn enqueue(
     if !jobs.is_empty() {
         audit::record(
             tx,
+            &state.db,
             AuditEvent {
                 action: "model_run",
                 user_id,

@@ -144,6 +144,7 @@ async fn apply_and_commit(
     .await?;
     audit::record(
         &mut tx,
+        &state.db,
         AuditEvent {
             action: "label_edit",
             user_id: Some(&user.id),

@@ -23,6 +23,7 @@ use super::users::{Role, User};
 use crate::api::RunStarted;
 use crate::nifti_io::{gzip_mask, Volume};
 use crate::server::clock::now_ms;
+use crate::server::db::Db;
 use crate::server::error::AppError;
 use crate::server::inference::{Image, ModelVersion};
 use crate::server::state::AppState;
@@ -122,7 +123,7 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
             sha256: &sha256,
             created_at: at,
         };
-        prelabel_case(&mut tx, job, &version).await?;
+        prelabel_case(&mut tx, &state.db, job, &version).await?;
     }
     tx.commit().await?;
     tracing::info!(job_id = %job.id, case_id = %job.case_id, model_id = %job.model_id, role = %job.role, "model job succeeded");
@@ -153,7 +154,7 @@ async fn blank_head(state: &AppState, case_id: &str) -> Result<Option<String>, A
 /// blank one it replaces (compare-and-set: a label saved or another pre-label committed
 /// meanwhile wins) and the model is still in production. Runs after the job's own writes, so
 /// SQLite already holds its write lock for the read.
-async fn prelabel_case(tx: &mut AnyConnection, job: &Claimed, version: &NewVersion<'_>) -> Result<(), AppError> {
+async fn prelabel_case(tx: &mut AnyConnection, db: &Db, job: &Claimed, version: &NewVersion<'_>) -> Result<(), AppError> {
     let still_production = sqlx::query("SELECT 1 FROM models WHERE id = $1 AND state = 'production'")
         .bind(&job.model_id)
         .fetch_optional(&mut *tx)
@@ -164,6 +165,7 @@ async fn prelabel_case(tx: &mut AnyConnection, job: &Claimed, version: &NewVersi
     }
     audit::record(
         tx,
+        db,
         AuditEvent {
             action: "prelabel",
             user_id: None,

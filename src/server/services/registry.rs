@@ -187,6 +187,7 @@ pub async fn register(state: &AppState, user: &User, card_json: &str, artifact: 
     .map_err(|e| unique_conflict(e, format!("{} {} is already registered", card.name, card.version)))?;
     audit::record(
         &mut tx,
+        &state.db,
         AuditEvent {
             action: "model_register",
             user_id: Some(&user.id),
@@ -324,7 +325,7 @@ pub async fn transition(state: &AppState, user: &User, id: &str, to: ModelState)
         "from": current.state.as_str(), "to": to.as_str(),
     }));
     for details in audit_rows {
-        audit::record(&mut tx, AuditEvent { action: "model_state", user_id: Some(&user.id), case_id: None, details }).await?;
+        audit::record(&mut tx, &state.db, AuditEvent { action: "model_state", user_id: Some(&user.id), case_id: None, details }).await?;
     }
     // PostgreSQL checks the unique indexes at each statement; SQLite may at commit.
     tx.commit().await.map_err(|e| unique_conflict(e, format!("another version of {} is already in {to}", current.name)))?;

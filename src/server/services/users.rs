@@ -143,6 +143,7 @@ pub async fn add_user(db: &Db, username: &str, roles: &[Role], password: Option<
         .await?;
     audit::record(
         &mut tx,
+        db,
         AuditEvent {
             action: "user_add",
             user_id: Some(&user.id),
@@ -223,6 +224,7 @@ pub async fn login(db: &Db, username: &str, password: &str) -> Result<User, AppE
     let attempted = if is_valid_username(username) { username } else { "(not a valid username)" };
     audit::record(
         &mut tx,
+        db,
         AuditEvent { action: outcome.0, user_id: outcome.1, case_id: None, details: serde_json::json!({ "username": attempted }) },
     )
     .await?;
