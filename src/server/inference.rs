@@ -40,9 +40,9 @@ pub trait Runner: Send + Sync {
     async fn segment(&self, model: &ModelVersion, image: Image) -> Result<Vec<u8>, AppError>;
 }
 
-/// Checks that `bytes` parse as an ONNX model tract can load.
-pub fn check_onnx(bytes: &[u8]) -> TractResult<()> {
-    tract_onnx::onnx().model_for_read(&mut Cursor::new(bytes))?;
+/// Checks that `model` reads as an ONNX model tract can load.
+pub fn check_onnx(model: &mut dyn std::io::Read) -> TractResult<()> {
+    tract_onnx::onnx().model_for_read(model)?;
     Ok(())
 }
 

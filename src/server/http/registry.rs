@@ -9,11 +9,14 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{bad_form, ApiJson, ApiQuery, Caller};
+use super::extract::{bad_form, field_text, field_to_file, ApiJson, ApiQuery, Caller};
 use crate::api::{ActiveModels, ModelDetail, ModelSummary, PairedEvaluation};
 use crate::server::error::AppError;
 use crate::server::services::{evaluation, registry};
 use crate::server::state::AppState;
+
+/// Largest model card accepted.
+const MAX_CARD_BYTES: usize = 1 << 20;
 
 pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
     Router::new()
@@ -32,17 +35,19 @@ async fn register_model(
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
     registry::may_register(&user)?;
+    // The artifact goes to a scratch file as it arrives, removed when this request ends.
     let (mut card, mut artifact) = (None, None);
     while let Some(field) = form.next_field().await.map_err(bad_form)? {
-        match field.name().unwrap_or_default() {
-            "card" => card = Some(field.text().await.map_err(bad_form)?),
-            "artifact" => artifact = Some(field.bytes().await.map_err(bad_form)?.to_vec()),
+        let name = field.name().unwrap_or_default().to_string();
+        match name.as_str() {
+            "card" => card = Some(field_text(field, MAX_CARD_BYTES).await?),
+            "artifact" => artifact = Some(field_to_file(field, &state.config.scratch_dir()).await?),
             other => return Err(AppError::BadRequest(format!("unknown form field {other:?}; send `card` and `artifact`"))),
         }
     }
     let card = card.ok_or_else(|| AppError::BadRequest("form field `card` (the model card JSON) is required".into()))?;
     let artifact = artifact.ok_or_else(|| AppError::BadRequest("form field `artifact` (the ONNX file) is required".into()))?;
-    let model = registry::register(&state, &user, &card, artifact).await?;
+    let model = registry::register(&state, &user, &card, artifact.path()).await?;
     Ok((StatusCode::CREATED, Json(json!({ "model_id": model.id, "name": model.name, "version": model.version, "state": model.state }))))
 }
 

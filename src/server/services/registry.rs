@@ -7,6 +7,10 @@
 //! its audit row, so concurrent promotions leave exactly one winner and the audit log answers
 //! "what was in production on date D".
 
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
@@ -141,21 +145,27 @@ pub fn may_register(user: &User) -> Result<(), AppError> {
     user.require_any(&MANAGERS, "register models")
 }
 
-pub async fn register(state: &AppState, user: &User, card_json: &str, artifact: Vec<u8>) -> Result<ModelSummary, AppError> {
+pub async fn register(state: &AppState, user: &User, card_json: &str, artifact: &Path) -> Result<ModelSummary, AppError> {
     may_register(user)?;
     let card = parse_card(card_json)?;
-    let actual = hex::encode(Sha256::digest(&artifact));
+    // The artifact stays on disk: its digest is computed and tract reads it from the file.
+    let file = artifact.to_path_buf();
+    let (actual, loadable) = tokio::task::spawn_blocking(move || -> std::io::Result<(String, Result<(), String>)> {
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut File::open(&file)?, &mut hasher)?;
+        let loadable = inference::check_onnx(&mut BufReader::new(File::open(&file)?)).map_err(|e| e.to_string());
+        Ok((hex::encode(hasher.finalize()), loadable))
+    })
+    .await
+    .map_err(AppError::internal)?
+    .map_err(AppError::internal)?;
     if actual != card.artifact.sha256 {
         return Err(unprocessable(format!(
             "model card field `artifact.sha256`: the uploaded artifact's SHA-256 is {actual}, the card says {}",
             card.artifact.sha256
         )));
     }
-    let checked = artifact.clone();
-    tokio::task::spawn_blocking(move || inference::check_onnx(&checked))
-        .await
-        .map_err(AppError::internal)?
-        .map_err(|e| unprocessable(format!("artifact: not a loadable ONNX model ({e})")))?;
+    loadable.map_err(|e| unprocessable(format!("artifact: not a loadable ONNX model ({e})")))?;
     let duplicate = sqlx::query("SELECT id FROM models WHERE name = $1 AND version = $2")
         .bind(&card.name)
         .bind(&card.version)
@@ -167,7 +177,7 @@ pub async fn register(state: &AppState, user: &User, card_json: &str, artifact: 
 
     let id = Uuid::new_v4().to_string();
     let artifact_ref = format!("models/{id}/model.onnx");
-    state.store.put(&artifact_ref, artifact).await?;
+    state.store.put_file(&artifact_ref, artifact).await?;
     let at = now_ms();
     let mut tx = state.db.pool.begin().await?;
     sqlx::query(
