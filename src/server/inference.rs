@@ -81,7 +81,7 @@ pub fn argmax_labels(logits: &[f32], channels: &[u8], voxels: usize) -> Vec<u8> 
 /// Runs the ONNX model `onnx` on an image: normalises the intensities, takes `[1, 1, k, j, i]`
 /// in and `[1, C, k, j, i]` logits out, and labels each voxel by its largest logit. The errors
 /// say what a person can act on.
-pub fn segment(onnx: &[u8], dims: [usize; 3], mut intensities: Vec<f32>, normalisation: Normalisation, channels: &[u8]) -> Result<Vec<u8>, String> {
+fn segment(onnx: &[u8], dims: [usize; 3], mut intensities: Vec<f32>, normalisation: Normalisation, channels: &[u8]) -> Result<Vec<u8>, String> {
     let [ni, nj, nk] = dims;
     let plan = tract_onnx::onnx()
         .model_for_read(&mut Cursor::new(onnx))

@@ -5,7 +5,8 @@
 //! - `services`: the one implementation of each operation;
 //! - infrastructure: `db` (metadata database), `storage` (object storage, presigning),
 //!   `embedded_s3` (the in-process S3 endpoint of the zero-dependency default), `mask_cache`
-//!   (decoded mask versions), `gate` (bounds heavy computations), `inference` (runs models),
+//!   (decoded mask versions), `gate` (bounds heavy computations), `inference` (runs models in
+//!   a child process), `login_limit` (failed logins), `scratch` (uploads on disk),
 //!   `session_store`, gathered in `state`.
 
 pub mod auth;

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::audit::{self, AuditEvent};
-use super::users::{new_token, token_hash, Role, User};
+use super::users::{new_token, store_token, token_hash, Role, User};
 use crate::api::{IssuedToken, UserAccount, UserChange};
 use crate::server::clock::now_ms;
 use crate::server::db::Db;
@@ -85,13 +85,7 @@ pub async fn issue_token(db: &Db, actor: Option<&User>, username: &str, expires_
     let mut tx = db.pool.begin().await?;
     let row = lock_user(&mut tx, username).await?;
     let user_id: String = row.get("id");
-    sqlx::query("INSERT INTO api_tokens (token_sha256, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(token_hash(&token))
-        .bind(&user_id)
-        .bind(now)
-        .bind(expires_at_ms)
-        .execute(&mut *tx)
-        .await?;
+    store_token(&mut tx, &user_id, &token, expires_at_ms).await?;
     audit::record(
         &mut tx,
         db,

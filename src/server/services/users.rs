@@ -83,6 +83,19 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// Records `token` (its hash) for `user_id` in the caller's transaction, valid until revoked
+/// or until `expires_at_ms`.
+pub async fn store_token(tx: &mut sqlx::AnyConnection, user_id: &str, token: &str, expires_at_ms: Option<i64>) -> Result<(), AppError> {
+    sqlx::query("INSERT INTO api_tokens (token_sha256, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(token_hash(token))
+        .bind(user_id)
+        .bind(now_ms())
+        .bind(expires_at_ms)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// A fresh API token: 32 random bytes, recognisable by its `sgl_` prefix.
 pub fn new_token() -> String {
     let mut secret = [0u8; 32];
@@ -135,12 +148,7 @@ pub async fn add_user(db: &Db, username: &str, roles: &[Role], password: Option<
             sqlx::Error::Database(db) if db.is_unique_violation() => AppError::Conflict(format!("user {username:?} already exists")),
             _ => err.into(),
         })?;
-    sqlx::query("INSERT INTO api_tokens (token_sha256, user_id, created_at) VALUES ($1, $2, $3)")
-        .bind(token_hash(&token))
-        .bind(&user.id)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
+    store_token(&mut tx, &user.id, &token, None).await?;
     audit::record(
         &mut tx,
         db,
