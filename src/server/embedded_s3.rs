@@ -58,8 +58,13 @@ impl LocalStore {
     }
 
     fn bucket_path(&self, bucket: &str) -> S3Result<PathBuf> {
+        // S3's rules: 3–63 lowercase letters, digits, `-` and `.`, beginning and ending with a
+        // letter or digit (so no bucket is a hidden folder such as the uploads).
+        let edge = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         let valid = (3..=63).contains(&bucket.len())
-            && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+            && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && edge(bucket.bytes().next())
+            && edge(bucket.bytes().last());
         if !valid {
             return Err(s3_error!(InvalidBucketName));
         }
@@ -72,7 +77,7 @@ impl LocalStore {
         let relative = Path::new(key);
         let plain = !key.is_empty()
             && !key.ends_with('/')
-            && relative.components().all(|c| matches!(c, Component::Normal(part) if part != UPLOADS));
+            && relative.components().all(|c| matches!(c, Component::Normal(_)));
         if !plain {
             return Err(s3_error!(InvalidArgument, "unsupported object key"));
         }
@@ -361,4 +366,23 @@ pub async fn start(
     });
     tracing::info!(%bound, root = %root.display(), "embedded S3 endpoint running");
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cannot_reach_outside_their_bucket_or_into_the_uploads() {
+        let root = std::env::temp_dir().join(format!("seglab-store-{}", uuid::Uuid::new_v4().simple()));
+        let store = LocalStore::open(&root).unwrap();
+        assert_eq!(store.object_path("seglab", "cases/c/masks/m.nii.gz").unwrap(), root.join("seglab/cases/c/masks/m.nii.gz"));
+        for bucket in [".uploads", "..", "ab", "Seglab", "-seglab", "seglab.", "se/glab"] {
+            assert!(store.bucket_path(bucket).is_err(), "bucket {bucket:?}");
+        }
+        for key in ["", "../other/x", "cases/../../x", "/etc/passwd", "cases/", "./x"] {
+            assert!(store.object_path("seglab", key).is_err(), "key {key:?}");
+        }
+        std::fs::remove_dir_all(root).unwrap();
+    }
 }
