@@ -108,6 +108,16 @@ async fn finished_jobs(app: &TestApp, token: &str, case_id: &str, expected: usiz
     panic!("jobs of {case_id} did not finish");
 }
 
+/// Registers `fixture` as a shadow version of `name`, imports the cube case, and returns the
+/// one job that case triggered, once it has finished.
+async fn finished_shadow_job(app: &TestApp, name: &str, version: &str, fixture: &str) -> Value {
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let model = registered(app, &engineer, name, version, fixture).await;
+    assert_eq!(set_state(app, &engineer, &model, "shadow").await.status(), StatusCode::OK);
+    let case_id = cube_case(app).await;
+    finished_jobs(app, &engineer, &case_id, 1).await.remove(0)
+}
+
 async fn prediction_refs(app: &TestApp, case_id: &str) -> Vec<(String, String)> {
     sqlx::query("SELECT role, object_ref FROM predictions WHERE case_id = $1 ORDER BY role")
         .bind(case_id)
@@ -299,16 +309,12 @@ async fn each_trigger_runs_one_production_and_one_shadow_job_with_outputs_apart(
 #[tokio::test]
 async fn a_failing_job_is_retried_with_backoff_then_marked_failed() {
     let app = TestApp::spawn_configured(|c| c.orchestrator.job_retry_base_ms = 50, |_| {}).await;
-    let engineer = app.user("ada", &[Role::MlEngineer]).await;
     // `broken` wants two input channels; the case image has one.
-    let broken = registered(&app, &engineer, "broken-seg", "0.1.0", "broken").await;
-    assert_eq!(set_state(&app, &engineer, &broken, "shadow").await.status(), StatusCode::OK);
-    let case_id = cube_case(&app).await;
-    let jobs = finished_jobs(&app, &engineer, &case_id, 1).await;
-    assert_eq!(jobs[0]["status"], "failed");
-    assert_eq!(jobs[0]["attempts"], 3);
-    assert_eq!(jobs[0]["max_attempts"], 3);
-    assert!(jobs[0]["last_error"].as_str().unwrap().contains("cannot run"), "{:?}", jobs[0]);
+    let job = finished_shadow_job(&app, "broken-seg", "0.1.0", "broken").await;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["attempts"], 3);
+    assert_eq!(job["max_attempts"], 3);
+    assert!(job["last_error"].as_str().unwrap().contains("cannot run"), "{job:?}");
     assert_eq!(app.count("SELECT COUNT(*) FROM predictions").await, 0);
     app.stop().await;
 }
@@ -325,14 +331,10 @@ async fn an_attempt_over_the_timeout_fails() {
         |_| {},
     )
     .await;
-    let engineer = app.user("ada", &[Role::MlEngineer]).await;
-    let v1 = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
-    assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::OK);
-    let case_id = cube_case(&app).await;
-    let jobs = finished_jobs(&app, &engineer, &case_id, 1).await;
-    assert_eq!(jobs[0]["status"], "failed");
-    assert_eq!(jobs[0]["attempts"], 2);
-    assert_eq!(jobs[0]["last_error"], "timed out after 0 s");
+    let job = finished_shadow_job(&app, "cube-seg", "1.0.0", "segmenter_v1").await;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["attempts"], 2);
+    assert_eq!(job["last_error"], "timed out after 0 s");
     app.stop().await;
 }
 
@@ -449,13 +451,9 @@ async fn a_case_over_the_inference_budget_is_refused_before_any_work() {
         |_| {},
     )
     .await;
-    let engineer = app.user("ada", &[Role::MlEngineer]).await;
-    let v1 = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
-    assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::OK);
-    let case_id = cube_case(&app).await;
-    let jobs = finished_jobs(&app, &engineer, &case_id, 1).await;
-    assert_eq!(jobs[0]["status"], "failed");
-    let error = jobs[0]["last_error"].as_str().unwrap();
+    let job = finished_shadow_job(&app, "cube-seg", "1.0.0", "segmenter_v1").await;
+    assert_eq!(job["status"], "failed");
+    let error = job["last_error"].as_str().unwrap();
     assert!(error.contains("more than this instance's inference budget of 1000"), "{error}");
     assert_eq!(app.count("SELECT COUNT(*) FROM predictions").await, 0);
     app.stop().await;
@@ -473,12 +471,8 @@ async fn an_inference_over_its_timeout_is_killed_and_stops_using_the_cpu() {
         |_| {},
     )
     .await;
-    let engineer = app.user("ada", &[Role::MlEngineer]).await;
-    let v1 = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
-    assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::OK);
-    let case_id = cube_case(&app).await;
-    let jobs = finished_jobs(&app, &engineer, &case_id, 1).await;
-    assert_eq!(jobs[0]["last_error"], "timed out after 2 s");
+    let job = finished_shadow_job(&app, "cube-seg", "1.0.0", "segmenter_v1").await;
+    assert_eq!(job["last_error"], "timed out after 2 s");
 
     // The inference process was started, and is gone (or a zombie awaiting its reaping).
     let jobs_dir = app.data_dir.path().join("inference/jobs");
