@@ -12,6 +12,7 @@ pub mod app;
 #[cfg(feature = "hydrate")]
 pub mod browser;
 pub mod edits;
+pub mod mask_ops;
 pub mod metrics;
 pub mod nifti_io;
 pub mod pages;

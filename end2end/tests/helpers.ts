@@ -71,9 +71,14 @@ export function changedVoxels(before: Uint8Array, after: Uint8Array, dims: [numb
   return changed;
 }
 
+/** The active view's canvas, or the view of `plane` ("axial", "coronal", "sagittal"). */
+export function viewCanvas(page: Page, plane?: string) {
+  return plane ? page.getByTestId(`view-${plane}`) : page.locator('canvas[data-active="true"]');
+}
+
 /** Canvas pixels equal to `rgb`, counted per half of the canvas. */
-export async function colourCount(page: Page, rgb: [number, number, number]) {
-  return page.getByTestId("slice-canvas").evaluate((canvas: HTMLCanvasElement, rgb) => {
+export async function colourCount(page: Page, rgb: [number, number, number], plane?: string) {
+  return viewCanvas(page, plane).evaluate((canvas: HTMLCanvasElement, rgb) => {
     const { data, width, height } = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height);
     const counts = { left: 0, right: 0, top: 0, bottom: 0, total: 0 };
     for (let y = 0; y < height; y++) {
@@ -91,8 +96,8 @@ export async function colourCount(page: Page, rgb: [number, number, number]) {
 }
 
 /** The RGB of a canvas point given as fractions of its width and height. */
-export async function pixelAt(page: Page, fx: number, fy: number): Promise<[number, number, number]> {
-  return page.getByTestId("slice-canvas").evaluate(
+export async function pixelAt(page: Page, fx: number, fy: number, plane?: string): Promise<[number, number, number]> {
+  return viewCanvas(page, plane).evaluate(
     (canvas: HTMLCanvasElement, [fx, fy]) => {
       const d = canvas.getContext("2d")!.getImageData(Math.floor(canvas.width * fx), Math.floor(canvas.height * fy), 1, 1).data;
       return [d[0], d[1], d[2]] as [number, number, number];
@@ -108,17 +113,21 @@ export async function labelColour(page: Page, value: number): Promise<[number, n
 }
 
 /** Page coordinates of a canvas point given as fractions of its size. */
-export async function canvasPoint(page: Page, fx: number, fy: number) {
-  await page.getByTestId("slice-canvas").scrollIntoViewIfNeeded();
-  const box = (await page.getByTestId("slice-canvas").boundingBox())!;
+export async function canvasPoint(page: Page, fx: number, fy: number, plane?: string) {
+  await viewCanvas(page, plane).scrollIntoViewIfNeeded();
+  const box = (await viewCanvas(page, plane).boundingBox())!;
   return { x: box.x + box.width * fx, y: box.y + box.height * fy };
 }
 
 /** The voxel (i, j, k) the status line reports under a canvas point. */
-export async function voxelUnder(page: Page, fx: number, fy: number): Promise<[number, number, number]> {
-  const { x, y } = await canvasPoint(page, fx, fy);
+export async function voxelUnder(page: Page, fx: number, fy: number, plane?: string): Promise<[number, number, number]> {
+  const { x, y } = await canvasPoint(page, fx, fy, plane);
   await page.mouse.move(x, y);
-  const text = await page.getByTestId("cursor").textContent();
+  return voxelIn(await page.getByTestId("cursor").textContent());
+}
+
+/** The first "(i, j, k)" voxel in a status text. */
+export function voxelIn(text: string | null): [number, number, number] {
   const match = text!.match(/voxel \((\d+), (\d+), (\d+)\)/)!;
   return [Number(match[1]), Number(match[2]), Number(match[3])];
 }

@@ -12,16 +12,19 @@ import {
   parseNifti,
   pixelAt,
   stroke,
+  viewCanvas,
   voxelUnder,
 } from "./helpers";
 
 const ABDOMEN = "Demo abdomen phantom (CT, int16)";
 const LABELS = "1=liver,2=kidney";
 
+/** A fresh copy of the abdomen case, shown one view at a time (the three views are tested in tools.spec.ts). */
 async function openCopy(page: Page) {
   await logIn(page);
   const caseId = await copyDemoCase(page, ABDOMEN, LABELS);
   await openCase(page, caseId);
+  await page.getByRole("button", { name: "1 view" }).click();
   return caseId;
 }
 
@@ -64,7 +67,7 @@ test("the case is drawn from image and mask, the right way up although the file 
   await expect.poll(async () => (await pixelAt(page, 0.5, 0.4))[0]).not.toBe(before[0]);
   // Outline mode leaves the inside of the liver grey.
   const filled = (await colourCount(page, liver)).total;
-  await page.getByTestId("slice-canvas").focus();
+  await viewCanvas(page).focus();
   await page.keyboard.press("o");
   await expect.poll(async () => (await colourCount(page, liver)).total).toBeLessThan(filled / 4);
 });
@@ -103,6 +106,7 @@ test("a brush stroke is saved as exactly those voxels and is there after a reloa
 
   await page.reload();
   await expect(page.getByTestId("loading")).toHaveCount(0);
+  await page.getByRole("button", { name: "1 view" }).click();
   await opaque(page);
   expect(await pixelAt(page, 0.66, 0.4)).toEqual(await labelColour(page, 2));
   await expect(page.getByTestId("history").locator("li")).toHaveCount(2);
@@ -146,6 +150,7 @@ test("two people editing one case: the second save explains the conflict and kee
   await expect(second.getByTestId("conflict")).toContainText("Someone else saved a newer version");
   await expect(second.getByTestId("save-status")).toContainText("Not saved");
 
+  await second.getByRole("button", { name: "1 view" }).click();
   await second.getByRole("button", { name: "Load newest version and re-apply my edits" }).click();
   await expect(second.getByTestId("conflict")).toHaveCount(0);
   await opaque(second);
@@ -177,6 +182,7 @@ test("unsaved edits survive a reload, and leaving asks first", async ({ page }) 
   expect(dialogs).toEqual(["beforeunload"]);
   await expect(page.getByTestId("loading")).toHaveCount(0);
   await expect(page.getByTestId("kept-edits")).toContainText(`${kept} unsaved voxel edits`);
+  await page.getByRole("button", { name: "1 view" }).click();
   await page.getByRole("button", { name: "Restore them" }).click();
   await expect(page.getByTestId("unsaved")).toContainText(`${kept} unsaved voxel edits`);
   await opaque(page);

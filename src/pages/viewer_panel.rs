@@ -1,47 +1,82 @@
-//! The viewer and mask editor's controls and canvas. The server renders them; in the browser
+//! The viewer and mask editor's controls and its three views. The server renders them; in the browser
 //! `crate::browser::viewer` downloads the volumes, draws, and carries out the commands the
 //! controls send through [`ViewerUi`].
 
 use leptos::prelude::*;
 
-use crate::api::CaseArtifacts;
+use crate::api::{CaseArtifacts, LabelDef};
 use crate::pages::common::format_time;
 use crate::viewer::orientation::Plane;
 use crate::viewer::render::Window;
-use crate::viewer::ui::{Command, SaveStatus, Tool, ViewerUi, PERCENTILE_PRESETS};
+use crate::viewer::tools::EditableArea;
+use crate::viewer::ui::{Command, Crosshair, Layout, SaveStatus, Tool, ViewerUi, PERCENTILE_PRESETS};
+use crate::viewer::Smoothing;
 
 /// Keyboard shortcuts, listed in the help overlay (ITK-SNAP / OHIF style).
-pub const SHORTCUTS: [(&str, &str); 14] = [
-    ("B / E / T / F", "brush, eraser, threshold brush, fill"),
+pub const SHORTCUTS: [(&str, &str); 20] = [
+    ("B / E / T / F", "brush, eraser, threshold brush, 2-D fill"),
+    ("G", "region growing from a click (previewed)"),
+    ("X", "crosshair: click or drag to move all views to a point"),
+    ("I", "fill between slices along the active view (previewed)"),
+    ("Enter / Escape", "apply / cancel the preview"),
     ("1 – 9", "choose label"),
     ("[ / ]", "smaller / larger brush"),
-    ("↑ ↓, Page Up / Down, wheel", "next / previous slice"),
-    ("A / C / S", "axial, coronal, sagittal plane"),
+    ("↑ ↓, Page Up / Down, wheel", "next / previous slice of the active view"),
+    ("A / C / S", "make the axial, coronal or sagittal view active"),
+    ("M, double-click", "maximise the active view / back to three views"),
     ("Ctrl + wheel", "zoom"),
     ("Shift + drag, middle drag", "pan"),
-    ("Right drag", "window / level"),
+    ("Right drag", "window / level (shared by all views)"),
     ("O", "outline / filled mask"),
     ("R", "reset zoom and pan"),
     ("Ctrl + Z", "undo"),
     ("Ctrl + Y, Ctrl + Shift + Z", "redo"),
     ("Ctrl + S", "save"),
     ("?", "show / hide this help"),
+    ("Esc", "close this help"),
 ];
 
 #[component]
 pub fn CaseViewer(case: CaseArtifacts) -> impl IntoView {
     let ui = ViewerUi::new(case);
-    let canvas = NodeRef::<leptos::html::Canvas>::new();
+    let views = NodeRef::<leptos::html::Div>::new();
     #[cfg(feature = "hydrate")]
     {
+        use wasm_bindgen::JsCast;
         let owner = Owner::current().expect("components run under a reactive owner");
-        canvas.on_load(move |canvas| crate::browser::viewer::start(ui, canvas, owner));
+        views.on_load(move |views| {
+            let canvas = |plane: Plane| {
+                views
+                    .query_selector(&format!("canvas[data-plane={}]", plane.name()))
+                    .ok()
+                    .flatten()
+                    .and_then(|element| element.dyn_into::<web_sys::HtmlCanvasElement>().ok())
+                    .expect("the viewer renders one canvas per plane")
+            };
+            crate::browser::viewer::start(ui, Plane::ALL.map(canvas), owner);
+        });
     }
     let labels = ui.case.with_value(|case| case.labels.clone());
     let modality_presets = Window::CT_PRESETS;
     view! {
         <section class="viewer" data-testid="viewer">
             <div class="toolbar">
+                <div class="group">
+                    <button
+                        class:active=move || ui.layout.get() == Layout::Three
+                        on:click=move |_| ui.layout.set(Layout::Three)
+                        title="Axial, coronal and sagittal side by side (M)"
+                    >
+                        "3 views"
+                    </button>
+                    <button
+                        class:active=move || ui.layout.get() == Layout::One
+                        on:click=move |_| ui.layout.set(Layout::One)
+                        title="The active view alone (M)"
+                    >
+                        "1 view"
+                    </button>
+                </div>
                 <div class="group planes">
                     {Plane::ALL
                         .into_iter()
@@ -90,7 +125,7 @@ pub fn CaseViewer(case: CaseArtifacts) -> impl IntoView {
             <div class="toolbar">
                 <div class="group palette" role="radiogroup" aria-label="Label">
                     {labels
-                        .into_iter()
+                        .iter()
                         .map(|label| {
                             let value = label.value;
                             view! {
@@ -141,25 +176,39 @@ pub fn CaseViewer(case: CaseArtifacts) -> impl IntoView {
                         </optgroup>
                     </select>
                 </label>
-                <label class="group" class:hidden=move || ui.tool.get() != Tool::ThresholdBrush>
-                    "Range"
+                <RangeInputs ui shown=Tool::ThresholdBrush title="Range" low="Threshold low" high="Threshold high" range=ui.threshold/>
+                <RangeInputs ui shown=Tool::Grow title="Grow range" low="Grow low" high="Grow high" range=ui.grow_range/>
+                <label class="group" class:hidden=move || ui.tool.get() != Tool::Grow>
+                    "at most"
                     <input
-                        type="number" aria-label="Threshold low" step="any"
-                        prop:value=move || ui.threshold.get().0.to_string()
-                        on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { ui.threshold.update(|t| t.0 = v) }
+                        type="number" min="1" step="1" aria-label="Grow cap"
+                        prop:value=move || ui.grow_cap.get().to_string()
+                        on:change=move |ev| if let Ok(v) = event_target_value(&ev).parse() { ui.grow_cap.set(v) }
                     />
-                    <input
-                        type="number" aria-label="Threshold high" step="any"
-                        prop:value=move || ui.threshold.get().1.to_string()
-                        on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { ui.threshold.update(|t| t.1 = v) }
-                    />
+                    "voxels"
                 </label>
             </div>
+            <Tools3d ui labels=labels.clone()/>
             <SaveBar ui/>
             <div class="stage">
-                <div class="canvas-wrap">
-                    <canvas node_ref=canvas width="768" height="576" data-testid="slice-canvas" tabindex="0"
-                        on:contextmenu=|ev| ev.prevent_default()></canvas>
+                <div class="views" class:one=move || ui.layout.get() == Layout::One node_ref=views>
+                    {Plane::ALL
+                        .into_iter()
+                        .map(|plane| {
+                            view! {
+                                <figure class="view" class:active=move || ui.plane.get() == plane>
+                                    <figcaption>{plane.name()}</figcaption>
+                                    <canvas
+                                        width="768" height="576" tabindex="0"
+                                        data-plane=plane.name()
+                                        data-testid=format!("view-{}", plane.name().to_lowercase())
+                                        data-active=move || (ui.plane.get() == plane).to_string()
+                                        on:contextmenu=|ev| ev.prevent_default()
+                                    ></canvas>
+                                </figure>
+                            }
+                        })
+                        .collect_view()}
                     <Show when=move || !ui.ready.get()>
                         <div class="loading" data-testid="loading">
                             {move || match ui.failure.get() {
@@ -185,11 +234,14 @@ pub fn CaseViewer(case: CaseArtifacts) -> impl IntoView {
                         </div>
                     </Show>
                 </div>
-                <HistoryPanel ui/>
+                <div class="side">
+                    <LabelList ui labels/>
+                    <HistoryPanel ui/>
+                </div>
             </div>
             <div class="statusline">
                 <label>
-                    "Slice "
+                    {move || format!("{} slice ", ui.plane.get().name())}
                     <input
                         type="range" min="0" aria-label="Slice"
                         prop:max=move || ui.slice_count.get().saturating_sub(1).to_string()
@@ -198,9 +250,143 @@ pub fn CaseViewer(case: CaseArtifacts) -> impl IntoView {
                     />
                     <span data-testid="slice">{move || format!("{} / {}", ui.slice.get() + 1, ui.slice_count.get())}</span>
                 </label>
+                <span data-testid="crosshair">
+                    {move || ui.crosshair.get().map(|Crosshair { voxel: [i, j, k], scanner_mm: [x, y, z] }| {
+                        format!("crosshair voxel ({i}, {j}, {k}) · scanner ({x:.1}, {y:.1}, {z:.1}) mm")
+                    })}
+                </span>
                 <span data-testid="cursor">{move || ui.cursor.get()}</span>
             </div>
         </section>
+    }
+}
+
+/// Low and high bounds of an intensity range, shown while `shown` is the tool.
+#[component]
+fn RangeInputs(ui: ViewerUi, shown: Tool, title: &'static str, low: &'static str, high: &'static str, range: RwSignal<(f32, f32)>) -> impl IntoView {
+    view! {
+        <label class="group" class:hidden=move || ui.tool.get() != shown>
+            {title}
+            <input
+                type="number" aria-label=low step="any"
+                prop:value=move || range.get().0.to_string()
+                on:change=move |ev| if let Ok(v) = event_target_value(&ev).parse() { range.update(|r| r.0 = v) }
+            />
+            <input
+                type="number" aria-label=high step="any"
+                prop:value=move || range.get().1.to_string()
+                on:change=move |ev| if let Ok(v) = event_target_value(&ev).parse() { range.update(|r| r.1 = v) }
+            />
+        </label>
+    }
+}
+
+/// The 3-D tools for the selected label, the paint rule, and the preview's Apply / Cancel.
+#[component]
+fn Tools3d(ui: ViewerUi, labels: Vec<LabelDef>) -> impl IntoView {
+    let inside_choices = labels.clone();
+    view! {
+        <div class="toolbar tools3d">
+            <button on:click=move |_| ui.send(Command::FillBetween) title="Fill between slices along the active view (I)">
+                "Fill between slices"
+            </button>
+            <div class="group">
+                <button on:click=move |_| ui.send(Command::KeepLargestIsland)>"Keep largest island"</button>
+                <button on:click=move |_| ui.send(Command::RemoveSmallIslands)>"Remove islands"</button>
+                <label class="group">
+                    "smaller than"
+                    <input
+                        type="number" min="1" step="1" aria-label="Smallest island"
+                        prop:value=move || ui.island_min.get().to_string()
+                        on:change=move |ev| if let Ok(v) = event_target_value(&ev).parse() { ui.island_min.set(v) }
+                    />
+                    "voxels"
+                </label>
+                <button on:click=move |_| ui.send(Command::FillHoles)>"Fill holes"</button>
+            </div>
+            <div class="group">
+                "Smooth"
+                <input
+                    type="number" min="0.1" step="0.5" aria-label="Smoothing radius"
+                    prop:value=move || ui.smooth_mm.get().to_string()
+                    on:change=move |ev| if let Ok(v) = event_target_value(&ev).parse() { ui.smooth_mm.set(v) }
+                />
+                "mm"
+                <button on:click=move |_| ui.send(Command::Smooth(Smoothing::Opening)) title="Removes spurs and thin bridges">"Open"</button>
+                <button on:click=move |_| ui.send(Command::Smooth(Smoothing::Closing)) title="Fills gaps and notches">"Close"</button>
+            </div>
+            <label class="group">
+                "Paint"
+                <select
+                    aria-label="Paint rule"
+                    on:change=move |ev| {
+                        let choice = event_target_value(&ev);
+                        ui.area.set(match choice.as_str() {
+                            "background" => EditableArea::Background,
+                            value => value.parse().map_or(EditableArea::Everywhere, EditableArea::InsideLabel),
+                        });
+                    }
+                >
+                    <option value="everywhere">"over everything"</option>
+                    <option value="background">"only over background"</option>
+                    {inside_choices
+                        .into_iter()
+                        .map(|label| view! { <option value=label.value.to_string()>{format!("only inside {} {}", label.value, label.name)}</option> })
+                        .collect_view()}
+                </select>
+            </label>
+            {move || ui.preview.get().map(|preview| view! {
+                <div class="notice preview" data-testid="preview" role="status">
+                    {format!("{}: {} voxels", preview.what, preview.voxels)}
+                    {preview.capped.then_some(" (stopped at the voxel cap)")}
+                    <button class="primary" on:click=move |_| ui.send(Command::ApplyPreview)>"Apply"</button>
+                    <button on:click=move |_| ui.send(Command::CancelPreview)>"Cancel"</button>
+                </div>
+            })}
+            <span class="muted" data-testid="tool-notice">{move || ui.notice.get()}</span>
+        </div>
+    }
+}
+
+/// Each label with its visibility, voxel count and volume.
+#[component]
+fn LabelList(ui: ViewerUi, labels: Vec<LabelDef>) -> impl IntoView {
+    view! {
+        <aside class="labels" data-testid="labels">
+            <h2>"Labels"</h2>
+            // An explicit tbody: the HTML parser adds one, and hydration must find what it rendered.
+            <table><tbody>
+                {labels
+                    .into_iter()
+                    .map(|label| {
+                        let value = label.value;
+                        let voxels = move || ui.counts.with(|counts| counts.get(value as usize).copied().unwrap_or(0));
+                        view! {
+                            <tr data-label=value>
+                                <td>
+                                    <input
+                                        type="checkbox" aria-label=format!("Show {}", label.name)
+                                        prop:checked=move || ui.hidden.with(|hidden| !hidden.contains(&value))
+                                        on:change=move |ev| {
+                                            let shown = event_target_checked(&ev);
+                                            ui.hidden.update(|hidden| {
+                                                hidden.retain(|&v| v != value);
+                                                if !shown {
+                                                    hidden.push(value);
+                                                }
+                                            });
+                                        }
+                                    />
+                                </td>
+                                <td><span class="swatch" style=format!("background: {}", label.color)></span>{format!("{} {}", value, label.name)}</td>
+                                <td class="count">{move || voxels().to_string()}</td>
+                                <td class="count">{move || format!("{:.2} mL", voxels() as f64 * ui.voxel_ml.get())}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody></table>
+        </aside>
     }
 }
 

@@ -2,20 +2,35 @@
 //! compiled unchanged into the WASM front end (`crate::browser` draws and listens).
 
 pub mod orientation;
+pub mod preview;
 pub mod render;
 pub mod tools;
 pub mod ui;
 
 use crate::edits::MaskEdits;
+use crate::mask_ops::components::{self, Islands};
+use crate::mask_ops::{grow, interpolate, morphology, Grid};
 use crate::nifti_io::{Samples, Volume, VolumeError};
 use orientation::Orientation;
-use tools::{Delta, History};
+use preview::{Preview, PreviewKind};
+use tools::{Delta, EditableArea, History};
+
+/// Morphological smoothing of one label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Smoothing {
+    /// Removes spurs and thin bridges narrower than the ball.
+    Opening,
+    /// Fills gaps and notches narrower than the ball.
+    Closing,
+}
 
 /// An opened case: the image, the mask version edits are based on, and the mask being edited.
 pub struct Editor {
     pub image: Samples,
     pub dims: [usize; 3],
     pub spacing: [f32; 3],
+    /// Voxel to scanner (RAS+ mm) coordinates, rows x, y, z.
+    pub affine: [[f64; 4]; 3],
     pub orientation: Orientation,
     /// Intensities at the 0.5th and 99.5th percentiles, for the default window.
     pub robust_range: (f32, f32),
@@ -25,6 +40,10 @@ pub struct Editor {
     /// The mask as shown and edited.
     pub mask: Vec<u8>,
     pub history: History,
+    /// Voxels per label value in `mask`, kept up to date by every edit.
+    pub counts: [u64; 256],
+    /// A 3-D edit shown but not applied yet.
+    pub preview: Option<Preview>,
 }
 
 impl Editor {
@@ -40,26 +59,120 @@ impl Editor {
         }
         let dims = image.meta.dims.map(|d| d as usize);
         let spacing = image.meta.spacing_mm.map(|s| if s > 0.0 { s } else { 1.0 });
-        let orientation = Orientation::from_affine(&image.affine());
+        let affine = image.affine();
+        let orientation = Orientation::from_affine(&affine);
         let image = image.into_samples("image")?;
         let robust_range = image.percentiles(0.005, 0.995);
         let base = mask.into_labels("mask")?;
-        Ok(Editor {
+        let mut editor = Editor {
             image,
             dims,
             spacing,
+            affine,
             orientation,
             robust_range,
             base_ref: mask_ref,
             mask: base.clone(),
             base,
             history: History::default(),
-        })
+            counts: [0; 256],
+            preview: None,
+        };
+        editor.recount();
+        Ok(editor)
     }
 
-    /// Records an edit already applied to `mask`.
+    pub fn grid(&self) -> Grid {
+        Grid { dims: self.dims, spacing: self.spacing }
+    }
+
+    /// Scanner coordinates (mm, RAS+) of a voxel's centre.
+    pub fn scanner_mm(&self, ijk: [usize; 3]) -> [f64; 3] {
+        self.affine.map(|row| row[0] * ijk[0] as f64 + row[1] * ijk[1] as f64 + row[2] * ijk[2] as f64 + row[3])
+    }
+
+    fn recount(&mut self) {
+        self.counts = [0; 256];
+        for &label in &self.mask {
+            self.counts[label as usize] += 1;
+        }
+    }
+
+    /// Records an edit already applied to `mask`: one undoable step.
     pub fn record(&mut self, delta: Delta) {
+        count(&mut self.counts, &delta, false);
         self.history.push(delta);
+    }
+
+    /// Reverts the newest edit; false when there is none.
+    pub fn undo(&mut self) -> bool {
+        let Some(delta) = self.history.undo(&mut self.mask) else { return false };
+        count(&mut self.counts, delta, true);
+        true
+    }
+
+    /// Re-applies the newest undone edit; false when there is none.
+    pub fn redo(&mut self) -> bool {
+        let Some(delta) = self.history.redo(&mut self.mask) else { return false };
+        count(&mut self.counts, delta, false);
+        true
+    }
+
+    /// Sets `indices` to `value` where `area` allows, as one undoable step; the voxels changed.
+    fn set_voxels(&mut self, indices: &[u32], value: u8, area: EditableArea) -> usize {
+        let delta = Delta::set_all(&mut self.mask, indices, value, area);
+        let changed = delta.len();
+        self.record(delta);
+        changed
+    }
+
+    /// Proposes filling the empty slices between `label`'s painted slices along voxel `axis`.
+    pub fn preview_fill_between(&mut self, label: u8, axis: usize) -> &Preview {
+        let voxels = interpolate::fill_between_slices(&self.mask, self.grid(), label, axis);
+        self.preview.insert(Preview::new(PreviewKind::FillBetween { axis }, label, voxels, self.mask.len(), false))
+    }
+
+    /// Proposes `label` on the voxels connected to `seed` whose intensity is in `range`.
+    pub fn preview_grow(&mut self, label: u8, seed: [usize; 3], range: (f32, f32), cap: usize) -> &Preview {
+        let image = &self.image;
+        let grown = grow::grow_region(|index| image.get(index), self.grid(), seed, range, cap);
+        self.preview.insert(Preview::new(PreviewKind::Grow { seed }, label, grown.voxels, self.mask.len(), grown.capped))
+    }
+
+    /// Applies the proposed edit where `area` allows; the voxels changed.
+    pub fn apply_preview(&mut self, area: EditableArea) -> usize {
+        match self.preview.take() {
+            Some(preview) => self.set_voxels(preview.voxels(), preview.value, area),
+            None => 0,
+        }
+    }
+
+    /// Removes `label`'s islands by `rule`; the voxels cleared. Only `label` is touched, so
+    /// no paint rule applies.
+    pub fn remove_islands(&mut self, label: u8, rule: Islands) -> usize {
+        let voxels = components::remove_islands(&self.mask, self.grid(), label, rule);
+        self.set_voxels(&voxels, 0, EditableArea::Everywhere)
+    }
+
+    /// Fills the holes `label` encloses in 3-D where `area` allows; the voxels filled.
+    pub fn fill_holes(&mut self, label: u8, area: EditableArea) -> usize {
+        let voxels = components::enclosed_holes(&self.mask, self.grid(), label);
+        self.set_voxels(&voxels, label, area)
+    }
+
+    /// Smooths `label` with a ball of `radius_mm`; the voxels changed. Closing adds voxels
+    /// (where `area` allows); opening only removes `label`'s own.
+    pub fn smooth(&mut self, label: u8, smoothing: Smoothing, radius_mm: f32, area: EditableArea) -> usize {
+        match smoothing {
+            Smoothing::Opening => {
+                let voxels = morphology::opening(&self.mask, self.grid(), label, radius_mm);
+                self.set_voxels(&voxels, 0, EditableArea::Everywhere)
+            }
+            Smoothing::Closing => {
+                let voxels = morphology::closing(&self.mask, self.grid(), label, radius_mm);
+                self.set_voxels(&voxels, label, area)
+            }
+        }
     }
 
     /// What changed since the base version: what a save sends.
@@ -84,7 +197,17 @@ impl Editor {
         self.base_ref = base_ref;
         self.mask = mask;
         self.history.clear();
+        self.preview = None;
+        self.recount();
         Ok(())
+    }
+
+    /// Re-applies edits kept from an earlier visit; they cannot be undone one by one.
+    pub fn restore(&mut self, edits: &MaskEdits) {
+        edits.apply(&mut self.mask);
+        self.history.clear();
+        self.preview = None;
+        self.recount();
     }
 
     /// Shows another version's voxels in place of the edited mask (read-only viewing).
@@ -94,6 +217,15 @@ impl Editor {
             return Err(VolumeError("that mask version has a different size".into()));
         }
         Ok(labels)
+    }
+}
+
+/// Follows a delta applied forwards (or, with `undone`, reverted) in the label counts.
+fn count(counts: &mut [u64; 256], delta: &Delta, undone: bool) {
+    for &(_, old, new) in delta.changes() {
+        let (from, to) = if undone { (new, old) } else { (old, new) };
+        counts[from as usize] -= 1;
+        counts[to as usize] += 1;
     }
 }
 
@@ -118,7 +250,7 @@ mod tests {
         assert_eq!(editor.orientation.axis_codes(), "LPS");
         assert_eq!(editor.image.get(9), 9.0);
         let geometry = editor.orientation.slice_geometry(orientation::Plane::Axial, editor.dims, editor.spacing);
-        let mut stroke = Stroke::begin(Paint { value: 1, radius_mm: 1.0, intensity_range: None }, 2);
+        let mut stroke = Stroke::begin(Paint { value: 1, radius_mm: 1.0, intensity_range: None, area: tools::EditableArea::Everywhere }, 2);
         stroke.extend_to(&geometry, &editor.image, &mut editor.mask, 4.5, 4.5);
         editor.record(stroke.finish());
         let edits = editor.unsaved_edits();
@@ -127,7 +259,7 @@ mod tests {
         assert_eq!(editor.unsaved_edits().voxel_count(), 0);
 
         // Undo after the save is itself an unsaved change.
-        assert!(editor.history.undo(&mut editor.mask));
+        assert!(editor.undo());
         let undo = editor.unsaved_edits();
         assert_eq!(undo.voxel_count(), 5);
 

@@ -18,6 +18,11 @@ pub enum Plane {
 impl Plane {
     pub const ALL: [Plane; 3] = [Plane::Axial, Plane::Coronal, Plane::Sagittal];
 
+    /// Position in [`Plane::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Plane::Axial => "Axial",
@@ -144,6 +149,15 @@ impl SliceGeometry {
         ijk
     }
 
+    /// The slice pixel (column, row) showing voxel `ijk` (on slice `ijk[through]`).
+    pub fn pixel_of(&self, ijk: [usize; 3]) -> (usize, usize) {
+        let place = |screen: ScreenAxis| {
+            let pos = ijk[screen.axis];
+            if screen.reversed { self.dims[screen.axis] - 1 - pos } else { pos }
+        };
+        (place(self.across), place(self.down))
+    }
+
     /// Index (file order) of a slice pixel.
     pub fn index(&self, slice: usize, col: usize, row: usize) -> usize {
         let [i, j, k] = self.voxel(slice, col, row);
@@ -222,6 +236,7 @@ mod tests {
                 let (origin, col_step, row_step) = g.walk(slice);
                 for row in 0..g.height {
                     for col in 0..g.width {
+                        assert_eq!(g.pixel_of(g.voxel(slice, col, row)), (col, row), "{plane:?} {col},{row}");
                         let walked = origin as isize + col as isize * col_step + row as isize * row_step;
                         assert_eq!(walked as usize, g.index(slice, col, row), "{plane:?} {col},{row}");
                     }

@@ -1,7 +1,9 @@
 //! Turning one slice of image and mask into RGBA pixels: grey levels through a window, label
-//! colours blended on top (filled or as outlines).
+//! colours blended on top (filled or as outlines), and a proposed edit striped in its label's
+//! colour.
 
 use super::orientation::SliceGeometry;
+use super::preview::Preview;
 use crate::nifti_io::Samples;
 
 /// Intensity window: `center ± width / 2` maps to black..white.
@@ -55,6 +57,8 @@ pub struct Overlay {
     pub opacity: f32,
     /// Only the edges of each labelled region, fully opaque.
     pub outline: bool,
+    /// Labels not drawn.
+    pub hidden: [bool; 256],
 }
 
 impl Overlay {
@@ -66,7 +70,7 @@ impl Overlay {
                 colors[value as usize] = rgb;
             }
         }
-        Overlay { colors, opacity, outline }
+        Overlay { colors, opacity, outline, hidden: [false; 256] }
     }
 }
 
@@ -78,6 +82,7 @@ pub fn parse_hex_color(css: &str) -> Option<[u8; 3]> {
 }
 
 /// Fills `out` (width × height × 4 bytes, rows top to bottom) with slice `slice`.
+#[allow(clippy::too_many_arguments)] // each is one independent input of the picture
 pub fn render_slice(
     image: &Samples,
     mask: &[u8],
@@ -85,6 +90,7 @@ pub fn render_slice(
     slice: usize,
     window: Window,
     overlay: &Overlay,
+    preview: Option<&Preview>,
     out: &mut [u8],
 ) {
     let (width, height) = (geometry.width, geometry.height);
@@ -100,7 +106,12 @@ pub fn render_slice(
             let label = mask[voxel];
             let pixel = &mut out[(row * width + col) * 4..][..4];
             let mut rgb = [grey; 3];
-            if label != 0 {
+            if let Some(preview) = preview.filter(|p| p.contains(voxel)) {
+                // Diagonal stripes: unlike any applied label, filled or outlined.
+                if (row + col) % 6 < 3 {
+                    rgb = overlay.colors[preview.value as usize];
+                }
+            } else if label != 0 && !overlay.hidden[label as usize] {
                 let color = overlay.colors[label as usize];
                 if overlay.outline {
                     let edge = row == 0
@@ -149,13 +160,17 @@ mod tests {
         let mut out = vec![0; 8];
         let window = Window::spanning(0.0, 100.0);
         let no_labels = Overlay::new([], 0.5, false);
-        render_slice(&image, &[0, 0], &geometry, 0, window, &no_labels, &mut out);
+        render_slice(&image, &[0, 0], &geometry, 0, window, &no_labels, None, &mut out);
         // Radiological: voxel i=1 (more to the right) is drawn on the left.
         assert_eq!(out, [255, 255, 255, 255, 0, 0, 0, 255]);
         let red = Overlay::new([(1, "#ff0000")], 0.5, false);
-        render_slice(&image, &[1, 0], &geometry, 0, window, &red, &mut out);
+        render_slice(&image, &[1, 0], &geometry, 0, window, &red, None, &mut out);
         assert_eq!(&out[4..8], &[127, 0, 0, 255], "half red over black");
         assert_eq!(&out[..4], &[255, 255, 255, 255]);
+        let mut hidden = red.clone();
+        hidden.hidden[1] = true;
+        render_slice(&image, &[1, 0], &geometry, 0, window, &hidden, None, &mut out);
+        assert_eq!(&out[4..8], &[0, 0, 0, 255], "a hidden label is not drawn");
     }
 
     #[test]
@@ -171,7 +186,7 @@ mod tests {
             }
         }
         let mut out = vec![0; 100];
-        render_slice(&image, &mask, &geometry, 0, Window::spanning(0.0, 1.0), &Overlay::new([(2, "#00ff00")], 1.0, true), &mut out);
+        render_slice(&image, &mask, &geometry, 0, Window::spanning(0.0, 1.0), &Overlay::new([(2, "#00ff00")], 1.0, true), None, &mut out);
         let green = |col: usize, row: usize| out[(row * 5 + col) * 4 + 1] == 255;
         assert!(green(1, 1) && green(3, 2) && green(2, 3), "edges drawn");
         assert!(!green(2, 2), "the inside stays clear");
@@ -184,5 +199,20 @@ mod tests {
         assert_eq!(window, Window { center: 400.0, width: 1500.0 });
         assert_eq!(parse_hex_color("#1f77b4"), Some([0x1f, 0x77, 0xb4]));
         assert_eq!(parse_hex_color("red"), None);
+    }
+
+    #[test]
+    fn a_preview_is_striped_over_whatever_is_below() {
+        use crate::viewer::preview::{Preview, PreviewKind};
+        let dims = [6, 6, 1];
+        let image = volume(dims, &[0; 36]);
+        let geometry = Orientation::from_affine(&[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+            .slice_geometry(Plane::Axial, [6, 6, 1], [1.0; 3]);
+        let preview = Preview::new(PreviewKind::FillBetween { axis: 2 }, 3, (0..36).collect(), 36, false);
+        let mut out = vec![0; 36 * 4];
+        render_slice(&image, &[0; 36], &geometry, 0, Window::spanning(0.0, 1.0), &Overlay::new([(3, "#0000ff")], 0.5, false), Some(&preview), &mut out);
+        let blue = out.chunks(4).filter(|p| p == &[0, 0, 255, 255]).count();
+        let black = out.chunks(4).filter(|p| p == &[0, 0, 0, 255]).count();
+        assert_eq!((blue, black), (18, 18), "half the pixels in stripes of full colour");
     }
 }

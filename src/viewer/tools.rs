@@ -1,7 +1,7 @@
 //! Mask editing on a displayed slice: brush, eraser (a brush that paints 0), a brush limited
-//! to an intensity range, and 2-D flood fill. Every edit is recorded as a [`Delta`] (which
-//! voxels changed, from what, to what) so undo and redo cost memory in proportion to the
-//! edit, not the volume.
+//! to an intensity range, and 2-D flood fill, all within the paint rule's editable area.
+//! Every edit is recorded as a [`Delta`] (which voxels changed, from what, to what) so undo
+//! and redo cost memory in proportion to the edit, not the volume.
 
 use std::collections::HashSet;
 
@@ -23,11 +23,51 @@ impl Delta {
         self.changes.len()
     }
 
+    /// Each changed voxel: index, old label, new label.
+    pub fn changes(&self) -> &[(u32, u8, u8)] {
+        &self.changes
+    }
+
+    /// Sets every voxel of `indices` that `area` lets `value` be written on.
+    pub fn set_all(mask: &mut [u8], indices: &[u32], value: u8, area: EditableArea) -> Delta {
+        let mut delta = Delta::default();
+        for &index in indices {
+            if area.allows(mask[index as usize], value) {
+                delta.set(mask, index as usize, value);
+            }
+        }
+        delta
+    }
+
     fn set(&mut self, mask: &mut [u8], index: usize, value: u8) {
         let old = mask[index];
         if old != value {
             self.changes.push((index as u32, old, value));
             mask[index] = value;
+        }
+    }
+}
+
+/// Which voxels painting may change (3D Slicer's "editable area"). Erasing (painting 0) is
+/// limited only by [`EditableArea::InsideLabel`], so the eraser never reaches outside it either.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EditableArea {
+    /// Paint over every label.
+    #[default]
+    Everywhere,
+    /// Paint only where no label is yet, so other structures are never overwritten.
+    Background,
+    /// Paint only inside this label (for example a lesion inside its organ).
+    InsideLabel(u8),
+}
+
+impl EditableArea {
+    /// Whether a voxel labelled `old` may become `new`.
+    pub fn allows(self, old: u8, new: u8) -> bool {
+        match self {
+            EditableArea::Everywhere => true,
+            EditableArea::Background => new == 0 || old == 0 || old == new,
+            EditableArea::InsideLabel(inside) => old == inside || old == new,
         }
     }
 }
@@ -41,10 +81,14 @@ pub struct Paint {
     pub radius_mm: f32,
     /// Paint only voxels whose image intensity lies in this range.
     pub intensity_range: Option<(f32, f32)>,
+    pub area: EditableArea,
 }
 
 impl Paint {
-    fn allows(&self, image: &Samples, index: usize) -> bool {
+    fn allows(&self, image: &Samples, mask: &[u8], index: usize) -> bool {
+        if !self.area.allows(mask[index], self.value) {
+            return false;
+        }
         match self.intensity_range {
             None => true,
             Some((low, high)) => {
@@ -101,7 +145,7 @@ impl Stroke {
                     continue;
                 }
                 let index = geometry.index(self.slice, c as usize, r as usize);
-                if self.paint.allows(image, index) {
+                if self.paint.allows(image, mask, index) {
                     self.delta.set(mask, index, self.paint.value);
                 }
             }
@@ -131,7 +175,7 @@ pub fn flood_fill(
     let mut delta = Delta::default();
     let seed_index = geometry.index(slice, col, row);
     let target = mask[seed_index];
-    if target == paint.value || !paint.allows(image, seed_index) {
+    if target == paint.value || !paint.allows(image, mask, seed_index) {
         return delta;
     }
     let mut seen = HashSet::new();
@@ -141,7 +185,7 @@ pub fn flood_fill(
             continue;
         }
         let index = geometry.index(slice, c, r);
-        if mask[index] != target || !paint.allows(image, index) {
+        if mask[index] != target || !paint.allows(image, mask, index) {
             continue;
         }
         delta.set(mask, index, paint.value);
@@ -184,24 +228,24 @@ impl History {
         }
     }
 
-    /// Reverts the newest edit; false when there is none.
-    pub fn undo(&mut self, mask: &mut [u8]) -> bool {
-        let Some(delta) = self.undo.pop() else { return false };
+    /// Reverts the newest edit and returns it; none when there is nothing to undo.
+    pub fn undo(&mut self, mask: &mut [u8]) -> Option<&Delta> {
+        let delta = self.undo.pop()?;
         for &(index, old, _) in delta.changes.iter().rev() {
             mask[index as usize] = old;
         }
         self.redo.push(delta);
-        true
+        self.redo.last()
     }
 
-    /// Re-applies the newest undone edit; false when there is none.
-    pub fn redo(&mut self, mask: &mut [u8]) -> bool {
-        let Some(delta) = self.redo.pop() else { return false };
+    /// Re-applies the newest undone edit and returns it; none when there is nothing to redo.
+    pub fn redo(&mut self, mask: &mut [u8]) -> Option<&Delta> {
+        let delta = self.redo.pop()?;
         for &(index, _, new) in &delta.changes {
             mask[index as usize] = new;
         }
         self.undo.push(delta);
-        true
+        self.undo.last()
     }
 
     pub fn can_undo(&self) -> bool {
@@ -244,7 +288,7 @@ mod tests {
         let dims = [20, 20, 3];
         let (image, geometry) = (ramp([20, 20, 3]), axial(dims));
         let mut mask = vec![0u8; 1200];
-        let paint = Paint { value: 1, radius_mm: 2.0, intensity_range: None };
+        let paint = Paint { value: 1, radius_mm: 2.0, intensity_range: None, area: EditableArea::Everywhere };
         let mut stroke = Stroke::begin(paint, 1);
         stroke.extend_to(&geometry, &image, &mut mask, 10.5, 10.5);
         let delta = stroke.finish();
@@ -253,11 +297,11 @@ mod tests {
         let painted = mask.clone();
         let mut history = History::default();
         history.push(delta);
-        assert!(history.undo(&mut mask));
+        assert!(history.undo(&mut mask).is_some());
         assert!(mask.iter().all(|&v| v == 0));
-        assert!(history.redo(&mut mask));
+        assert_eq!(history.redo(&mut mask).map(Delta::len), Some(13));
         assert_eq!(mask, painted);
-        assert!(!history.redo(&mut mask));
+        assert!(history.redo(&mut mask).is_none());
     }
 
     #[test]
@@ -265,12 +309,12 @@ mod tests {
         let dims = [40, 10, 1];
         let (image, geometry) = (ramp([40, 10, 1]), axial(dims));
         let mut mask = vec![0u8; 400];
-        let mut stroke = Stroke::begin(Paint { value: 2, radius_mm: 1.0, intensity_range: None }, 0);
+        let mut stroke = Stroke::begin(Paint { value: 2, radius_mm: 1.0, intensity_range: None, area: EditableArea::Everywhere }, 0);
         stroke.extend_to(&geometry, &image, &mut mask, 2.5, 5.5);
         stroke.extend_to(&geometry, &image, &mut mask, 37.5, 5.5);
         stroke.finish();
         assert!((2..=37).all(|col| mask[geometry.index(0, col, 5)] == 2), "continuous line");
-        let mut eraser = Stroke::begin(Paint { value: 0, radius_mm: 30.0, intensity_range: None }, 0);
+        let mut eraser = Stroke::begin(Paint { value: 0, radius_mm: 30.0, intensity_range: None, area: EditableArea::Everywhere }, 0);
         eraser.extend_to(&geometry, &image, &mut mask, 20.0, 5.0);
         assert!(eraser.finish().len() > 30);
         assert!(mask.iter().all(|&v| v == 0));
@@ -281,7 +325,7 @@ mod tests {
         let dims = [20, 20, 1];
         let (image, geometry) = (ramp([20, 20, 1]), axial(dims));
         let mut mask = vec![0u8; 400];
-        let limited = Paint { value: 1, radius_mm: 50.0, intensity_range: Some((5.0, 9.0)) };
+        let limited = Paint { value: 1, radius_mm: 50.0, intensity_range: Some((5.0, 9.0)), area: EditableArea::Everywhere };
         let mut stroke = Stroke::begin(limited, 0);
         stroke.extend_to(&geometry, &image, &mut mask, 10.0, 10.0);
         assert_eq!(stroke.finish().len(), 5 * 20, "only columns with i in 5..=9");
@@ -289,10 +333,37 @@ mod tests {
 
         // Fill the unlabelled area left of the band (screen right is i decreasing).
         let seed = (19, 0); // i = 0
-        let fill = flood_fill(&geometry, &image, &mut mask, 0, seed, Paint { value: 3, radius_mm: 1.0, intensity_range: None });
+        let fill = flood_fill(&geometry, &image, &mut mask, 0, seed, Paint { value: 3, radius_mm: 1.0, intensity_range: None, area: EditableArea::Everywhere });
         assert_eq!(fill.len(), 5 * 20, "i in 0..=4, stopped by the band");
         assert!((0..400).all(|index| (mask[index] == 3) == (index % 20 < 5)));
-        let nothing = flood_fill(&geometry, &image, &mut mask, 0, seed, Paint { value: 3, radius_mm: 1.0, intensity_range: None });
+        let nothing = flood_fill(&geometry, &image, &mut mask, 0, seed, Paint { value: 3, radius_mm: 1.0, intensity_range: None, area: EditableArea::Everywhere });
         assert!(nothing.is_empty());
+    }
+
+    #[test]
+    fn paint_rules_limit_what_a_stroke_and_a_3d_edit_may_change() {
+        let dims = [10, 1, 1];
+        let (image, geometry) = (ramp([10, 1, 1]), axial(dims));
+        let organ = [0, 0, 1, 1, 1, 1, 2, 2, 0, 0];
+        let brush = |area| Paint { value: 3, radius_mm: 20.0, intensity_range: None, area };
+        let painted = |area| {
+            let mut mask = organ.to_vec();
+            let mut stroke = Stroke::begin(brush(area), 0);
+            stroke.extend_to(&geometry, &image, &mut mask, 5.0, 0.5);
+            stroke.finish();
+            mask
+        };
+        assert_eq!(painted(EditableArea::Everywhere), vec![3; 10]);
+        assert_eq!(painted(EditableArea::Background), vec![3, 3, 1, 1, 1, 1, 2, 2, 3, 3]);
+        assert_eq!(painted(EditableArea::InsideLabel(1)), vec![0, 0, 3, 3, 3, 3, 2, 2, 0, 0]);
+
+        // The eraser inside label 1 leaves label 2 alone.
+        let mut mask = vec![1, 1, 2, 2, 0, 0, 0, 0, 0, 0];
+        let all: Vec<u32> = (0..10).collect();
+        let erased = Delta::set_all(&mut mask, &all, 0, EditableArea::InsideLabel(1));
+        assert_eq!((erased.len(), mask), (2, vec![0, 0, 2, 2, 0, 0, 0, 0, 0, 0]));
+        let mut mask = vec![1, 1, 2, 2, 0, 0, 0, 0, 0, 0];
+        let filled = Delta::set_all(&mut mask, &all, 2, EditableArea::Background);
+        assert_eq!(filled.changes(), &[(4, 0, 2), (5, 0, 2), (6, 0, 2), (7, 0, 2), (8, 0, 2), (9, 0, 2)]);
     }
 }

@@ -9,6 +9,8 @@ use leptos::prelude::*;
 
 use super::orientation::Plane;
 use super::render::Window;
+use super::tools::EditableArea;
+use super::Smoothing;
 use crate::api::{CaseArtifacts, MaskVersion};
 
 /// Editing tool on the left mouse button.
@@ -18,16 +20,53 @@ pub enum Tool {
     Eraser,
     /// Brush that paints only where the image intensity is inside the threshold range.
     ThresholdBrush,
+    /// 2-D flood fill on the slice.
     Fill,
+    /// 3-D region growing from the clicked voxel, previewed first.
+    Grow,
+    /// Moves the shared crosshair; the other views follow.
+    Crosshair,
 }
 
 impl Tool {
-    pub const ALL: [(Tool, &'static str, &'static str); 4] = [
+    pub const ALL: [(Tool, &'static str, &'static str); 6] = [
         (Tool::Brush, "Brush", "B"),
         (Tool::Eraser, "Eraser", "E"),
         (Tool::ThresholdBrush, "Threshold brush", "T"),
         (Tool::Fill, "Fill", "F"),
+        (Tool::Grow, "Region grow", "G"),
+        (Tool::Crosshair, "Crosshair", "X"),
     ];
+
+    /// Whether the tool paints with the brush (and shows its outline).
+    pub fn is_brush(self) -> bool {
+        matches!(self, Tool::Brush | Tool::Eraser | Tool::ThresholdBrush)
+    }
+}
+
+/// How many views are on screen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Axial, coronal and sagittal side by side.
+    Three,
+    /// The active view alone, larger.
+    One,
+}
+
+/// The shared crosshair: the point all three views pass through.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Crosshair {
+    pub voxel: [usize; 3],
+    /// Scanner coordinates (RAS+, mm) of the voxel's centre.
+    pub scanner_mm: [f64; 3],
+}
+
+/// A proposed 3-D edit waiting for Apply or Cancel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreviewInfo {
+    pub what: &'static str,
+    pub voxels: usize,
+    pub capped: bool,
 }
 
 /// Where saving stands, as shown next to the Save button.
@@ -55,6 +94,17 @@ pub enum Command {
     ResetView,
     /// Window spanning these fractions of the image's intensity distribution.
     WindowPercentiles(f64, f64),
+    /// Preview filling the selected label between its painted slices along the active view's axis.
+    FillBetween,
+    /// Recompute the region-growing preview after its range or cap changed.
+    Regrow,
+    ApplyPreview,
+    CancelPreview,
+    KeepLargestIsland,
+    /// Remove the selected label's islands smaller than the size set.
+    RemoveSmallIslands,
+    FillHoles,
+    Smooth(Smoothing),
 }
 
 /// Edits kept in the browser from an earlier visit, offered back.
@@ -82,6 +132,8 @@ pub struct ViewerUi {
     pub progress: RwSignal<(f64, f64)>,
     pub ready: RwSignal<bool>,
     pub failure: RwSignal<Option<String>>,
+    pub layout: RwSignal<Layout>,
+    /// The active view's plane: the slice slider, keys and wheel act on it.
     pub plane: RwSignal<Plane>,
     pub slice: RwSignal<usize>,
     pub slice_count: RwSignal<usize>,
@@ -93,6 +145,22 @@ pub struct ViewerUi {
     pub opacity: RwSignal<f32>,
     pub outline: RwSignal<bool>,
     pub cursor: RwSignal<String>,
+    pub crosshair: RwSignal<Option<Crosshair>>,
+    pub area: RwSignal<EditableArea>,
+    /// Label values not drawn.
+    pub hidden: RwSignal<Vec<u8>>,
+    /// Voxels per label value (256 entries) and the volume of one voxel in mL.
+    pub counts: RwSignal<Vec<u64>>,
+    pub voxel_ml: RwSignal<f64>,
+    pub preview: RwSignal<Option<PreviewInfo>>,
+    /// Region growing's intensity range and voxel cap.
+    pub grow_range: RwSignal<(f32, f32)>,
+    pub grow_cap: RwSignal<usize>,
+    /// Islands smaller than this many voxels are removed.
+    pub island_min: RwSignal<usize>,
+    pub smooth_mm: RwSignal<f32>,
+    /// What the last 3-D tool did, or why it did nothing.
+    pub notice: RwSignal<String>,
     pub unsaved: RwSignal<u64>,
     pub can_undo: RwSignal<bool>,
     pub can_redo: RwSignal<bool>,
@@ -118,6 +186,7 @@ impl ViewerUi {
             progress: RwSignal::new((0.0, 0.0)),
             ready: RwSignal::new(false),
             failure: RwSignal::new(None),
+            layout: RwSignal::new(Layout::Three),
             plane: RwSignal::new(Plane::Axial),
             slice: RwSignal::new(0),
             slice_count: RwSignal::new(1),
@@ -129,6 +198,17 @@ impl ViewerUi {
             opacity: RwSignal::new(0.5),
             outline: RwSignal::new(false),
             cursor: RwSignal::new(String::new()),
+            crosshair: RwSignal::new(None),
+            area: RwSignal::new(EditableArea::Everywhere),
+            hidden: RwSignal::new(Vec::new()),
+            counts: RwSignal::new(vec![0; 256]),
+            voxel_ml: RwSignal::new(0.0),
+            preview: RwSignal::new(None),
+            grow_range: RwSignal::new((0.0, 1.0)),
+            grow_cap: RwSignal::new(2_000_000),
+            island_min: RwSignal::new(100),
+            smooth_mm: RwSignal::new(2.0),
+            notice: RwSignal::new(String::new()),
             unsaved: RwSignal::new(0),
             can_undo: RwSignal::new(false),
             can_redo: RwSignal::new(false),

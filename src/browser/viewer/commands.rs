@@ -6,6 +6,7 @@ use base64::Engine;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use super::edit3d;
 use super::keep::{keep_now, schedule_keep};
 use super::state::{ui_of, Shared};
 use crate::api::{ArtifactKind, ErrorCode, MaskVersion, SaveLabelRequest};
@@ -27,6 +28,9 @@ pub(super) fn receive(shared: &Shared) {
 
 fn run_command(shared: Shared, command: Command) {
     let ui = ui_of(&shared);
+    if edit3d::run(&shared, &command) {
+        return;
+    }
     match command {
         Command::Save => spawn_local(save(shared)),
         Command::Undo | Command::Redo => {
@@ -36,7 +40,7 @@ fn run_command(shared: Shared, command: Command) {
                     return;
                 }
                 let editor = &mut viewer.editor;
-                let changed = if command == Command::Undo { editor.history.undo(&mut editor.mask) } else { editor.history.redo(&mut editor.mask) };
+                let changed = if command == Command::Undo { editor.undo() } else { editor.redo() };
                 viewer.draw();
                 changed
             };
@@ -46,8 +50,10 @@ fn run_command(shared: Shared, command: Command) {
         }
         Command::ResetView => {
             let mut viewer = shared.borrow_mut();
-            viewer.view.zoom = 1.0;
-            viewer.view.pan = (0.0, 0.0);
+            let active = viewer.active();
+            let view = &mut viewer.views[active.index()];
+            view.zoom = 1.0;
+            view.pan = (0.0, 0.0);
             let (low, high) = viewer.editor.robust_range;
             drop(viewer);
             ui.window.set(Window::spanning(low, high));
@@ -90,6 +96,7 @@ fn run_command(shared: Shared, command: Command) {
             viewer.draw();
             ui.viewing.set(None);
         }
+        _ => {} // the 3-D tools, carried out above
     }
 }
 
@@ -193,8 +200,7 @@ async fn restore_kept(shared: &Shared) -> Result<(), String> {
         let mut viewer = shared.borrow_mut();
         let voxels = viewer.editor.mask.len() as u64;
         let edits = MaskEdits::decode(&bytes, voxels, &(0..=255).collect::<Vec<u8>>()).map_err(|e| e.to_string())?;
-        edits.apply(&mut viewer.editor.mask);
-        viewer.editor.history.clear();
+        viewer.editor.restore(&edits);
         viewer.draw();
         viewer.ui
     };

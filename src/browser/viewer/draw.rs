@@ -1,6 +1,7 @@
-//! Drawing: the slice rendered at one pixel per voxel onto the view's small canvas, then
-//! shown on the page's canvas at the view's zoom and pan, with orientation letters and the
-//! brush outline. Moving the view or the outline only presents again; it does not re-render.
+//! Drawing: each view's slice rendered at one pixel per voxel onto the view's small canvas,
+//! then shown on its page canvas at the view's zoom and pan, with orientation letters, the
+//! shared crosshair and the brush outline. Moving a view or the outline only presents again;
+//! it does not re-render.
 
 use leptos::prelude::*;
 use wasm_bindgen::Clamped;
@@ -10,35 +11,27 @@ use super::state::{alive, Viewer};
 use super::timing::{mark, now_ms, record_render, Milestone};
 use crate::viewer::orientation::Plane;
 use crate::viewer::render::render_slice;
-use crate::viewer::ui::Tool;
+use crate::viewer::ui::Layout;
+
+/// Crosshair colour: a cyan no label palette uses, so tests can find its lines.
+pub(super) const CROSSHAIR_COLOR: &str = "#00d0ff";
 
 impl Viewer {
-    /// Renders the current slice and presents it.
+    /// Renders and presents every view on screen.
     pub(super) fn draw(&mut self) {
         if !alive(self.ui) {
             return;
         }
         let started = now_ms();
-        let geometry = self.geometry();
-        let slice = self.slice(&geometry);
-        self.slice_of[geometry.through] = slice;
-        let (w, h) = (geometry.width, geometry.height);
-        let view = &mut self.view;
-        view.pixels.resize(w * h * 4, 0);
         let ui = self.ui;
         self.overlay.opacity = ui.opacity.get_untracked();
         self.overlay.outline = ui.outline.get_untracked();
-        let overlay = &self.overlay;
-        let mask = self.viewing.as_deref().unwrap_or(&self.editor.mask);
-        render_slice(&self.editor.image, mask, &geometry, slice, ui.window.get_untracked(), overlay, &mut view.pixels);
-        if view.slice_canvas.width() != w as u32 || view.slice_canvas.height() != h as u32 {
-            view.slice_canvas.set_width(w as u32);
-            view.slice_canvas.set_height(h as u32);
+        self.overlay.hidden = [false; 256];
+        ui.hidden.with_untracked(|hidden| hidden.iter().for_each(|&value| self.overlay.hidden[value as usize] = true));
+        for plane in self.shown_planes() {
+            self.render(plane);
+            self.present(plane);
         }
-        if let Ok(image) = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&view.pixels), w as u32, h as u32) {
-            let _ = view.slice_context.put_image_data(&image, 0.0, 0.0);
-        }
-        self.present();
         if !self.drawn_once {
             self.drawn_once = true;
             mark(Milestone::FirstSlice);
@@ -46,14 +39,34 @@ impl Viewer {
         record_render(now_ms() - started);
     }
 
-    /// Shows the rendered slice at the current zoom and pan, with the annotations. Enough by
-    /// itself when only the view or the brush outline moved: the slice's pixels stay as drawn.
-    pub(super) fn present(&self) {
+    /// Renders `plane`'s slice through the crosshair into its view's slice canvas.
+    fn render(&mut self, plane: Plane) {
+        let geometry = self.geometry_of(plane);
+        let slice = self.slice_in(&geometry);
+        let (w, h) = (geometry.width, geometry.height);
+        let view = &mut self.views[plane.index()];
+        view.pixels.resize(w * h * 4, 0);
+        let mask = self.viewing.as_deref().unwrap_or(&self.editor.mask);
+        let preview = self.editor.preview.as_ref().filter(|_| self.viewing.is_none());
+        let window = self.ui.window.get_untracked();
+        render_slice(&self.editor.image, mask, &geometry, slice, window, &self.overlay, preview, &mut view.pixels);
+        if view.slice_canvas.width() != w as u32 || view.slice_canvas.height() != h as u32 {
+            view.slice_canvas.set_width(w as u32);
+            view.slice_canvas.set_height(h as u32);
+        }
+        if let Ok(image) = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&view.pixels), w as u32, h as u32) {
+            let _ = view.slice_context.put_image_data(&image, 0.0, 0.0);
+        }
+    }
+
+    /// Shows `plane`'s rendered slice at its view's zoom and pan, with the annotations. Enough
+    /// by itself when only the view, the crosshair or the brush outline moved.
+    pub(super) fn present(&self, plane: Plane) {
         if !alive(self.ui) {
             return;
         }
-        let geometry = self.geometry();
-        let view = &self.view;
+        let geometry = self.geometry_of(plane);
+        let view = &self.views[plane.index()];
         let context = &view.context;
         let (cw, ch) = (view.canvas.width() as f64, view.canvas.height() as f64);
         context.set_fill_style_str("#000");
@@ -62,14 +75,15 @@ impl Viewer {
         let (ox, oy, sx, sy) = view.placement(&geometry);
         let (w, h) = (geometry.width as f64, geometry.height as f64);
         let _ = context.draw_image_with_html_canvas_element_and_dw_and_dh(&view.slice_canvas, ox, oy, w * sx, h * sy);
-        self.draw_annotations(sx, sy);
+        self.draw_annotations(plane, (ox, oy, sx, sy));
     }
 
-    /// Orientation letters at the edges and the brush outline.
-    fn draw_annotations(&self, sx: f64, sy: f64) {
-        let context = &self.view.context;
-        let (cw, ch) = (self.view.canvas.width() as f64, self.view.canvas.height() as f64);
-        let [left, right, top, bottom] = match self.ui.plane.get_untracked() {
+    /// Orientation letters at the edges, the crosshair (with three views) and the brush outline.
+    fn draw_annotations(&self, plane: Plane, (ox, oy, sx, sy): (f64, f64, f64, f64)) {
+        let view = &self.views[plane.index()];
+        let context = &view.context;
+        let (cw, ch) = (view.canvas.width() as f64, view.canvas.height() as f64);
+        let [left, right, top, bottom] = match plane {
             Plane::Axial => ["R", "L", "A", "P"],
             Plane::Coronal => ["R", "L", "S", "I"],
             Plane::Sagittal => ["A", "P", "S", "I"],
@@ -80,9 +94,22 @@ impl Viewer {
         let _ = context.fill_text(right, cw - 16.0, ch / 2.0);
         let _ = context.fill_text(top, cw / 2.0, 18.0);
         let _ = context.fill_text(bottom, cw / 2.0, ch - 8.0);
-        if let (Some((x, y)), true) = (self.pointer, self.ui.tool.get_untracked() != Tool::Fill) {
+        let geometry = self.geometry_of(plane);
+        if self.ui.layout.get_untracked() == Layout::Three {
+            // Whole-pixel lines with a gap around the point, so the voxel itself stays visible.
+            let (col, row) = geometry.pixel_of(self.point);
+            let x = (ox + (col as f64 + 0.5) * sx).floor();
+            let y = (oy + (row as f64 + 0.5) * sy).floor();
+            let gap = 12.0;
+            context.set_fill_style_str(CROSSHAIR_COLOR);
+            context.fill_rect(x, 0.0, 1.0, (y - gap).max(0.0));
+            context.fill_rect(x, y + gap, 1.0, (ch - y - gap).max(0.0));
+            context.fill_rect(0.0, y, (x - gap).max(0.0), 1.0);
+            context.fill_rect(x + gap, y, (cw - x - gap).max(0.0), 1.0);
+        }
+        let brush = self.ui.tool.get_untracked().is_brush();
+        if let Some((x, y)) = self.pointer.filter(|(over, _)| brush && *over == plane).map(|(_, at)| at) {
             let radius_mm = self.ui.radius_mm.get_untracked() as f64;
-            let geometry = self.geometry();
             context.begin_path();
             let _ = context.ellipse(
                 x,

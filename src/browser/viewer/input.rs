@@ -1,16 +1,17 @@
-//! Pointer, wheel and key input on the viewer: painting and filling, window/level and pan
-//! drags, zoom, slice steps, the voxel readout under the pointer, and the keyboard shortcuts.
+//! Pointer, wheel and key input on the views: painting, filling, region growing and moving
+//! the crosshair; window/level and pan drags, zoom, slice steps, the voxel readout under the
+//! pointer, and the keyboard shortcuts. A press in a view makes it the active one.
 
 use leptos::prelude::*;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
-use web_sys::{HtmlCanvasElement, KeyboardEvent, PointerEvent, WheelEvent};
+use web_sys::{HtmlCanvasElement, KeyboardEvent, MouseEvent, PointerEvent, WheelEvent};
 
 use super::keep::schedule_keep;
 use super::state::{ui_of, Drag, Shared, Viewer};
 use crate::viewer::orientation::Plane;
 use crate::viewer::tools::{flood_fill, Paint, Stroke};
-use crate::viewer::ui::{Command, Tool, ViewerUi};
+use crate::viewer::ui::{Command, Layout, Tool, ViewerUi};
 
 impl Viewer {
     /// What the left button paints with, from the controls.
@@ -21,23 +22,81 @@ impl Viewer {
             value: if tool == Tool::Eraser { 0 } else { ui.label.get_untracked() },
             radius_mm: ui.radius_mm.get_untracked(),
             intensity_range: (tool == Tool::ThresholdBrush).then(|| ui.threshold.get_untracked()),
+            area: ui.area.get_untracked(),
         }
     }
 
+    /// The voxel under a canvas point of `plane`'s view, if the point is on the slice.
+    fn voxel_at(&self, plane: Plane, point: (f64, f64)) -> Option<[usize; 3]> {
+        let geometry = self.geometry_of(plane);
+        let (col, row) = self.views[plane.index()].slice_point(&geometry, point);
+        let inside = col >= 0.0 && row >= 0.0 && col < geometry.width as f64 && row < geometry.height as f64;
+        inside.then(|| geometry.voxel(self.slice_in(&geometry), col as usize, row as usize))
+    }
+
     /// Shows the voxel under the canvas point, its intensity and label.
-    fn update_cursor(&self, point: (f64, f64)) {
-        let geometry = self.geometry();
-        let (col, row) = self.view.slice_point(&geometry, point);
-        if col < 0.0 || row < 0.0 || col >= geometry.width as f64 || row >= geometry.height as f64 {
+    fn update_cursor(&self, plane: Plane, point: (f64, f64)) {
+        let Some(voxel @ [i, j, k]) = self.voxel_at(plane, point) else {
             self.ui.cursor.set(String::new());
             return;
-        }
-        let slice = self.slice(&geometry);
-        let [i, j, k] = geometry.voxel(slice, col as usize, row as usize);
-        let index = geometry.index(slice, col as usize, row as usize);
+        };
+        let index = self.editor.grid().index(voxel);
         let mask = self.viewing.as_deref().unwrap_or(&self.editor.mask);
         self.ui.cursor.set(format!("voxel ({i}, {j}, {k})  value {}  label {}", self.editor.image.get(index), mask[index]));
     }
+
+    /// Left press with the current tool in `plane`'s view; the drag it starts, if any.
+    fn press(&mut self, shared: &Shared, plane: Plane, point: (f64, f64)) -> Option<Drag> {
+        let tool = self.ui.tool.get_untracked();
+        if tool == Tool::Crosshair {
+            if let Some(voxel) = self.voxel_at(plane, point) {
+                self.move_point(voxel);
+                self.draw();
+            }
+            return Some(Drag::Crosshair(plane));
+        }
+        if self.viewing.is_some() {
+            return None;
+        }
+        let geometry = self.geometry_of(plane);
+        let slice = self.slice_in(&geometry);
+        let (col, row) = self.views[plane.index()].slice_point(&geometry, point);
+        match tool {
+            Tool::Fill => {
+                if self.voxel_at(plane, point).is_some() {
+                    let paint = self.paint();
+                    let editor = &mut self.editor;
+                    let delta = flood_fill(&geometry, &editor.image, &mut editor.mask, slice, (col as usize, row as usize), paint);
+                    editor.record(delta);
+                    self.draw();
+                    schedule_keep_later(shared);
+                }
+                None
+            }
+            Tool::Grow => {
+                if let Some(seed) = self.voxel_at(plane, point) {
+                    let value = self.editor.image.get(self.editor.grid().index(seed));
+                    let reach = self.ui.window.get_untracked().width / 10.0;
+                    self.ui.grow_range.set((value - reach, value + reach));
+                    self.grow_preview(seed);
+                }
+                None
+            }
+            _ => {
+                let mut stroke = Stroke::begin(self.paint(), slice);
+                let editor = &mut self.editor;
+                stroke.extend_to(&geometry, &editor.image, &mut editor.mask, col, row);
+                self.draw();
+                Some(Drag::Paint(stroke, plane))
+            }
+        }
+    }
+}
+
+/// Keeps the edits once the listener running now has let go of the viewer.
+fn schedule_keep_later(shared: &Shared) {
+    let shared = shared.clone();
+    leptos::task::spawn_local(async move { schedule_keep(&shared) });
 }
 
 fn on_canvas<E: wasm_bindgen::convert::FromWasmAbi + 'static>(canvas: &HtmlCanvasElement, event: &str, handler: impl FnMut(E) + 'static) {
@@ -47,67 +106,55 @@ fn on_canvas<E: wasm_bindgen::convert::FromWasmAbi + 'static>(canvas: &HtmlCanva
     closure.forget();
 }
 
-pub(super) fn listen_pointer(shared: &Shared, canvas: &HtmlCanvasElement) {
+/// Listens to the pointer and the wheel on `plane`'s view.
+pub(super) fn listen_pointer(shared: &Shared, plane: Plane) {
+    let canvas = shared.borrow().views[plane.index()].canvas.clone();
     let down = shared.clone();
-    on_canvas(canvas, "pointerdown", move |event: PointerEvent| {
+    on_canvas(&canvas, "pointerdown", move |event: PointerEvent| {
         let mut viewer = down.borrow_mut();
-        let point = viewer.view.canvas_point(&event);
-        let _ = viewer.view.canvas.set_pointer_capture(event.pointer_id());
-        let _ = viewer.view.canvas.focus();
+        let view = &viewer.views[plane.index()];
+        let point = view.canvas_point(&event);
+        let _ = view.canvas.set_pointer_capture(event.pointer_id());
+        let _ = view.canvas.focus();
+        if viewer.active() != plane {
+            viewer.activate(plane);
+        }
         viewer.drag = match (event.button(), event.shift_key()) {
             (2, _) => Some(Drag::Window { last: point }),
-            (1, _) | (0, true) => Some(Drag::Pan { last: point }),
-            (0, false) if viewer.viewing.is_none() => {
-                let geometry = viewer.geometry();
-                let slice = viewer.slice(&geometry);
-                let (col, row) = viewer.view.slice_point(&geometry, point);
-                let paint = viewer.paint();
-                if viewer.ui.tool.get_untracked() == Tool::Fill {
-                    let inside = col >= 0.0 && row >= 0.0 && col < geometry.width as f64 && row < geometry.height as f64;
-                    if inside {
-                        let editor = &mut viewer.editor;
-                        let delta = flood_fill(&geometry, &editor.image, &mut editor.mask, slice, (col as usize, row as usize), paint);
-                        editor.record(delta);
-                        viewer.draw();
-                        drop(viewer);
-                        schedule_keep(&down);
-                    }
-                    return;
-                }
-                let mut stroke = Stroke::begin(paint, slice);
-                let editor = &mut viewer.editor;
-                stroke.extend_to(&geometry, &editor.image, &mut editor.mask, col, row);
-                viewer.draw();
-                Some(Drag::Paint(stroke, viewer.ui.plane.get_untracked()))
-            }
+            (1, _) | (0, true) => Some(Drag::Pan { plane, last: point }),
+            (0, false) => viewer.press(&down, plane, point),
             _ => None,
         };
     });
     let moved = shared.clone();
-    on_canvas(canvas, "pointermove", move |event: PointerEvent| {
+    on_canvas(&canvas, "pointermove", move |event: PointerEvent| {
         let mut viewer = moved.borrow_mut();
-        let point = viewer.view.canvas_point(&event);
-        viewer.pointer = Some(point);
-        viewer.update_cursor(point);
-        let geometry = viewer.geometry();
+        let point = viewer.views[plane.index()].canvas_point(&event);
+        viewer.pointer = Some((plane, point));
+        viewer.update_cursor(plane, point);
+        let geometry = viewer.geometry_of(plane);
         match viewer.drag.take() {
             // The button came up where no pointerup reached us (another window, a dialog), or
-            // the plane or slice changed under the stroke (keys, wheel): the stroke ends.
-            Some(Drag::Paint(stroke, plane))
-                if event.buttons() & 1 == 0
-                    || plane != viewer.ui.plane.get_untracked()
-                    || stroke.slice() != viewer.slice(&geometry) =>
-            {
+            // the slice changed under the stroke (keys, wheel): the stroke ends.
+            Some(Drag::Paint(stroke, on)) if event.buttons() & 1 == 0 || on != plane || stroke.slice() != viewer.slice_in(&geometry) => {
                 viewer.editor.record(stroke.finish());
+                viewer.present(plane);
                 drop(viewer);
                 schedule_keep(&moved);
             }
-            Some(Drag::Paint(mut stroke, plane)) => {
-                let (col, row) = viewer.view.slice_point(&geometry, point);
+            Some(Drag::Paint(mut stroke, on)) => {
+                let (col, row) = viewer.views[plane.index()].slice_point(&geometry, point);
                 let editor = &mut viewer.editor;
                 stroke.extend_to(&geometry, &editor.image, &mut editor.mask, col, row);
-                viewer.drag = Some(Drag::Paint(stroke, plane));
+                viewer.drag = Some(Drag::Paint(stroke, on));
                 viewer.draw();
+            }
+            Some(Drag::Crosshair(on)) if on == plane && event.buttons() & 1 != 0 => {
+                if let Some(voxel) = viewer.voxel_at(plane, point).filter(|&voxel| voxel != viewer.point) {
+                    viewer.move_point(voxel);
+                    viewer.draw();
+                }
+                viewer.drag = Some(Drag::Crosshair(on));
             }
             Some(Drag::Window { last }) => {
                 let (low, high) = viewer.editor.robust_range;
@@ -116,13 +163,15 @@ pub(super) fn listen_pointer(shared: &Shared, canvas: &HtmlCanvasElement) {
                 drop(viewer);
                 ui_of(&moved).window.set(window);
             }
-            Some(Drag::Pan { last }) => {
-                viewer.view.pan.0 += point.0 - last.0;
-                viewer.view.pan.1 += point.1 - last.1;
-                viewer.drag = Some(Drag::Pan { last: point });
-                viewer.present();
+            Some(Drag::Pan { plane: on, last }) => {
+                let pan = &mut viewer.views[on.index()].pan;
+                pan.0 += point.0 - last.0;
+                pan.1 += point.1 - last.1;
+                viewer.drag = Some(Drag::Pan { plane: on, last: point });
+                viewer.present(on);
             }
-            None => viewer.present(), // only the brush outline moved
+            // Only the brush outline moved.
+            _ => viewer.present(plane),
         }
     });
     let up = shared.clone();
@@ -134,27 +183,32 @@ pub(super) fn listen_pointer(shared: &Shared, canvas: &HtmlCanvasElement) {
         up.borrow_mut().editor.record(stroke.finish());
         schedule_keep(&up);
     };
-    on_canvas(canvas, "pointerup", finish.clone());
-    on_canvas(canvas, "pointercancel", finish);
+    on_canvas(&canvas, "pointerup", finish.clone());
+    on_canvas(&canvas, "pointercancel", finish);
     let left = shared.clone();
-    on_canvas(canvas, "pointerleave", move |_: PointerEvent| {
+    on_canvas(&canvas, "pointerleave", move |_: PointerEvent| {
         let mut viewer = left.borrow_mut();
         viewer.pointer = None;
-        viewer.present();
+        viewer.present(plane);
     });
+    let double = shared.clone();
+    on_canvas(&canvas, "dblclick", move |_: MouseEvent| toggle_layout(ui_of(&double)));
     let wheel = shared.clone();
-    on_canvas(canvas, "wheel", move |event: WheelEvent| {
+    on_canvas(&canvas, "wheel", move |event: WheelEvent| {
         event.prevent_default();
         let mut viewer = wheel.borrow_mut();
         if event.ctrl_key() {
             let factor = if event.delta_y() < 0.0 { 1.15 } else { 1.0 / 1.15 };
-            viewer.view.zoom = (viewer.view.zoom * factor).clamp(0.25, 32.0);
-            viewer.present();
+            let view = &mut viewer.views[plane.index()];
+            view.zoom = (view.zoom * factor).clamp(0.25, 32.0);
+            viewer.present(plane);
         } else {
-            let step = if event.delta_y() < 0.0 { 1 } else { -1 };
+            if viewer.active() != plane {
+                viewer.activate(plane);
+            }
             let ui = viewer.ui;
             drop(viewer);
-            step_slice(ui, step);
+            step_slice(ui, if event.delta_y() < 0.0 { 1 } else { -1 });
         }
     });
 }
@@ -163,6 +217,11 @@ fn step_slice(ui: ViewerUi, step: isize) {
     let count = ui.slice_count.get_untracked() as isize;
     let next = (ui.slice.get_untracked() as isize + step).clamp(0, count - 1);
     ui.slice.set(next as usize);
+}
+
+/// Three views, or the active one maximised.
+fn toggle_layout(ui: ViewerUi) {
+    ui.layout.update(|layout| *layout = if *layout == Layout::Three { Layout::One } else { Layout::Three });
 }
 
 pub(super) fn listen_keys(shared: &Shared) {
@@ -191,6 +250,11 @@ pub(super) fn listen_keys(shared: &Shared) {
             (false, "e" | "E") => ui.tool.set(Tool::Eraser),
             (false, "t" | "T") => ui.tool.set(Tool::ThresholdBrush),
             (false, "f" | "F") => ui.tool.set(Tool::Fill),
+            (false, "g" | "G") => ui.tool.set(Tool::Grow),
+            (false, "x" | "X") => ui.tool.set(Tool::Crosshair),
+            (false, "i" | "I") => ui.send(Command::FillBetween),
+            (false, "Enter") if ui.preview.get_untracked().is_some() => ui.send(Command::ApplyPreview),
+            (false, "m" | "M") => toggle_layout(ui),
             (false, "a" | "A") => ui.plane.set(Plane::Axial),
             (false, "c" | "C") => ui.plane.set(Plane::Coronal),
             (false, "s" | "S") => ui.plane.set(Plane::Sagittal),
@@ -201,7 +265,12 @@ pub(super) fn listen_keys(shared: &Shared) {
             (false, "ArrowUp" | "PageUp") => step_slice(ui, 1),
             (false, "ArrowDown" | "PageDown") => step_slice(ui, -1),
             (false, "?") => ui.help.update(|h| *h = !*h),
-            (false, "Escape") => ui.help.set(false),
+            (false, "Escape") => {
+                ui.help.set(false);
+                if ui.preview.get_untracked().is_some() {
+                    ui.send(Command::CancelPreview);
+                }
+            }
             (false, digit) if digit.len() == 1 && digit.as_bytes()[0].is_ascii_digit() => {
                 let position = (digit.as_bytes()[0] - b'0') as usize;
                 match ui.case.with_value(|case| case.labels.get(position.wrapping_sub(1)).map(|l| l.value)) {

@@ -11,10 +11,12 @@ use crate::browser::{kept, net};
 use crate::viewer::ui::{KeptEdits, SaveStatus};
 
 impl Viewer {
-    /// Undo and redo follow the history; a "Saved" notice no longer holds.
+    /// Undo and redo follow the history, the label list its counts; a "Saved" notice no
+    /// longer holds.
     fn after_edit(&self) {
         self.ui.can_undo.set(self.editor.history.can_undo());
         self.ui.can_redo.set(self.editor.history.can_redo());
+        self.ui.counts.set(self.editor.counts.to_vec());
         if matches!(self.ui.status.get_untracked(), SaveStatus::Saved { .. }) {
             self.ui.status.set(SaveStatus::Idle);
         }

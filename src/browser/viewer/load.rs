@@ -1,5 +1,6 @@
 //! Opening a case: the image and the mask downloaded at once from object storage (with
-//! progress shown), decoded into the editor, and the first slice drawn on the page's canvas.
+//! progress shown), decoded into the editor, and the first slices drawn, the crosshair at the
+//! volume's centre.
 
 use leptos::prelude::*;
 use web_sys::HtmlCanvasElement;
@@ -14,8 +15,8 @@ use crate::viewer::render::{Overlay, Window};
 use crate::viewer::ui::ViewerUi;
 use crate::viewer::Editor;
 
-/// The viewer of the case in `ui` on `canvas`, showing its middle axial slice.
-pub(super) async fn open(ui: ViewerUi, canvas: HtmlCanvasElement) -> Result<Viewer, String> {
+/// The viewer of the case in `ui` on the three `canvases`, its crosshair at the centre.
+pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Result<Viewer, String> {
     mark(Milestone::OpenStart);
     let case = ui.case.get_value();
     let artifact = |kind| case.artifacts.iter().find(|a| a.kind == kind).ok_or("the case lacks an image or mask");
@@ -43,25 +44,30 @@ pub(super) async fn open(ui: ViewerUi, canvas: HtmlCanvasElement) -> Result<View
     mark(Milestone::Decoded);
     drop((image_file, mask_file));
 
-    let view = View::new(canvas)?;
+    let [axial, coronal, sagittal] = canvases;
+    let views = [View::new(axial)?, View::new(coronal)?, View::new(sagittal)?];
     let (low, high) = editor.robust_range;
     ui.window.set(Window::spanning(low, high));
     ui.threshold.set((low + (high - low) * 0.5, high));
+    ui.voxel_ml.set(editor.grid().voxel_volume_mm3() / 1000.0);
+    ui.counts.set(editor.counts.to_vec());
     let mut viewer = Viewer {
         ui,
         case_id: case.case_id.clone(),
-        view,
+        views,
         overlay: Overlay::new(case.labels.iter().map(|l| (l.value, l.color.as_str())), 0.5, false),
-        slice_of: editor.dims.map(|d| d / 2),
+        point: editor.dims.map(|d| d / 2),
         editor,
         drag: None,
         pointer: None,
+        grown_with: None,
         viewing: None,
         saving: false,
         keep_scheduled: false,
         drawn_once: false,
     };
-    viewer.show_plane(Plane::Axial);
+    viewer.activate(Plane::Axial);
+    viewer.move_point(viewer.point);
     viewer.draw();
     ui.ready.set(true);
     Ok(viewer)

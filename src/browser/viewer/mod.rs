@@ -1,11 +1,12 @@
 //! The canvas viewer and mask editor in the browser. [`start`] opens the case (`load`), then
 //! wires the page to it: redraws when a setting changes (`draw`), pointer and key input
-//! (`input`), the controls' commands (`commands`), and unsaved edits kept in this browser
-//! (`keep`). The shared state is in `state`, one canvas's zoom and pan in `view`, and
-//! `timing` leaves marks for benchmarks and tests.
+//! (`input`), the controls' commands (`commands`, with the 3-D tools in `edit3d`), and
+//! unsaved edits kept in this browser (`keep`). The shared state is in `state`, one canvas's
+//! zoom and pan in `view`, and `timing` leaves marks for benchmarks and tests.
 
 mod commands;
 mod draw;
+mod edit3d;
 mod input;
 mod keep;
 mod load;
@@ -21,13 +22,14 @@ use leptos::task::spawn_local;
 use web_sys::HtmlCanvasElement;
 
 use crate::viewer::orientation::Plane;
-use crate::viewer::ui::ViewerUi;
+use crate::viewer::ui::{Command, ViewerUi};
 use state::{alive, Shared};
 
-/// Starts the viewer on `canvas` for the case in `ui`; effects and listeners live as long as `owner`.
-pub fn start(ui: ViewerUi, canvas: HtmlCanvasElement, owner: Owner) {
+/// Starts the viewer on the three `canvases` (axial, coronal, sagittal) for the case in `ui`;
+/// effects and listeners live as long as `owner`.
+pub fn start(ui: ViewerUi, canvases: [HtmlCanvasElement; 3], owner: Owner) {
     spawn_local(async move {
-        match load::open(ui, canvas).await {
+        match load::open(ui, canvases).await {
             Ok(viewer) if alive(ui) => owner.with(|| attach(Rc::new(RefCell::new(viewer)))),
             Ok(_) => {}
             Err(message) => {
@@ -40,34 +42,54 @@ pub fn start(ui: ViewerUi, canvas: HtmlCanvasElement, owner: Owner) {
 /// Connects the opened viewer to the page: settings, input, commands, leaving the page, and
 /// edits kept from an earlier visit.
 fn attach(shared: Shared) {
-    let (ui, canvas) = {
-        let viewer = shared.borrow();
-        (viewer.ui, viewer.view.canvas.clone())
-    };
+    let ui = shared.borrow().ui;
     // Redraw whenever a display setting changes.
     let redraw = shared.clone();
     Effect::new(move |_| {
-        ui.slice.track();
         ui.window.track();
         ui.opacity.track();
         ui.outline.track();
+        ui.hidden.track();
+        ui.layout.track();
         if let Ok(mut viewer) = redraw.try_borrow_mut() {
             viewer.draw();
+        }
+    });
+    // The slider, keys and wheel move the active view's slice: the crosshair moves with it.
+    let slices = shared.clone();
+    Effect::new(move |_| {
+        let slice = ui.slice.get();
+        if let Ok(mut viewer) = slices.try_borrow_mut() {
+            let through = viewer.geometry_of(viewer.active()).through;
+            if viewer.point[through] != slice {
+                let mut voxel = viewer.point;
+                voxel[through] = slice;
+                viewer.move_point(voxel);
+                viewer.draw();
+            }
         }
     });
     let planes = shared.clone();
     Effect::new(move |previous: Option<Plane>| {
         let plane = ui.plane.get();
         if previous.is_some_and(|p| p != plane) {
-            let mut viewer = planes.borrow_mut();
-            viewer.view.pan = (0.0, 0.0);
-            viewer.show_plane(plane);
-            viewer.draw();
+            if let Ok(mut viewer) = planes.try_borrow_mut() {
+                viewer.activate(plane);
+                viewer.draw();
+            }
         }
         plane
     });
+    // A changed range or cap recomputes the region-growing preview.
+    Effect::new(move |_| {
+        ui.grow_range.track();
+        ui.grow_cap.track();
+        ui.send(Command::Regrow);
+    });
     commands::receive(&shared);
-    input::listen_pointer(&shared, &canvas);
+    for plane in Plane::ALL {
+        input::listen_pointer(&shared, plane);
+    }
     input::listen_keys(&shared);
     // Leaving with unsaved edits asks first.
     let leaving = shared.clone();

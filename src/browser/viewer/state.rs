@@ -1,5 +1,6 @@
-//! The viewer's state: the opened case's editor, its view, and what the pointer and the save
-//! are doing, shared by the page's listeners, effects and tasks.
+//! The viewer's state: the opened case's editor, its three views and the crosshair they share,
+//! and what the pointer and the save are doing, shared by the page's listeners, effects and
+//! tasks.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -10,34 +11,46 @@ use super::view::View;
 use crate::viewer::orientation::{Plane, SliceGeometry};
 use crate::viewer::render::Overlay;
 use crate::viewer::tools::Stroke;
-use crate::viewer::ui::ViewerUi;
+use crate::viewer::ui::{Crosshair, Layout, ViewerUi};
 use crate::viewer::Editor;
 
 /// The viewer as its listeners, effects and tasks hold it; borrowed briefly, never across an
 /// await.
 pub(super) type Shared = Rc<RefCell<Viewer>>;
 
-/// What a pointer drag is doing.
+/// What a pointer drag is doing, and in which view.
 pub(super) enum Drag {
     /// A stroke on one slice of one plane; it ends if either changes mid-drag.
     Paint(Stroke, Plane),
     Window { last: (f64, f64) },
-    Pan { last: (f64, f64) },
+    Pan { plane: Plane, last: (f64, f64) },
+    /// Moving the crosshair within one view.
+    Crosshair(Plane),
+}
+
+/// The region-growing preview's inputs, so a setting that did not change recomputes nothing.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) struct GrowInputs {
+    pub(super) seed: [usize; 3],
+    pub(super) range: (f32, f32),
+    pub(super) cap: usize,
 }
 
 pub(super) struct Viewer {
     pub(super) ui: ViewerUi,
     pub(super) case_id: String,
     pub(super) editor: Editor,
-    /// The page's canvas, showing the slice in the plane chosen.
-    pub(super) view: View,
-    /// Label colours; opacity and outline follow the controls at each draw.
+    /// One view per plane, in [`Plane::ALL`] order.
+    pub(super) views: [View; 3],
+    /// Label colours; opacity, outline and hidden labels follow the controls at each draw.
     pub(super) overlay: Overlay,
-    /// Last slice shown in each plane, so switching planes and back returns to it.
-    pub(super) slice_of: [usize; 3],
+    /// The crosshair's voxel: each view shows the slice through it.
+    pub(super) point: [usize; 3],
     pub(super) drag: Option<Drag>,
-    /// Brush outline position in canvas pixels.
-    pub(super) pointer: Option<(f64, f64)>,
+    /// Brush outline position in canvas pixels of a view.
+    pub(super) pointer: Option<(Plane, (f64, f64))>,
+    /// What the region-growing preview shown was computed from.
+    pub(super) grown_with: Option<GrowInputs>,
     /// Voxels of an older version being looked at (read only), instead of the edited mask.
     pub(super) viewing: Option<Vec<u8>>,
     pub(super) saving: bool,
@@ -56,22 +69,47 @@ pub(super) fn ui_of(shared: &Shared) -> ViewerUi {
 }
 
 impl Viewer {
-    /// How the current plane's slices lie in the volume.
-    pub(super) fn geometry(&self) -> SliceGeometry {
+    /// How `plane`'s slices lie in the volume.
+    pub(super) fn geometry_of(&self, plane: Plane) -> SliceGeometry {
         let editor = &self.editor;
-        editor.orientation.slice_geometry(self.ui.plane.get_untracked(), editor.dims, editor.spacing)
+        editor.orientation.slice_geometry(plane, editor.dims, editor.spacing)
     }
 
-    /// Switches the slice controls to `plane`, at the slice last shown in it.
-    pub(super) fn show_plane(&mut self, plane: Plane) {
-        let geometry = self.editor.orientation.slice_geometry(plane, self.editor.dims, self.editor.spacing);
-        let slice = self.slice_of[geometry.through].min(geometry.depth() - 1);
+    /// The active view's plane.
+    pub(super) fn active(&self) -> Plane {
+        self.ui.plane.get_untracked()
+    }
+
+    /// The slice `plane`'s view shows: the one through the crosshair.
+    pub(super) fn slice_in(&self, geometry: &SliceGeometry) -> usize {
+        self.point[geometry.through].min(geometry.depth() - 1)
+    }
+
+    /// The views on screen.
+    pub(super) fn shown_planes(&self) -> Vec<Plane> {
+        match self.ui.layout.get_untracked() {
+            Layout::Three => Plane::ALL.to_vec(),
+            Layout::One => vec![self.active()],
+        }
+    }
+
+    /// Makes `plane`'s view the active one: the slice slider now steps through it.
+    pub(super) fn activate(&mut self, plane: Plane) {
+        let geometry = self.geometry_of(plane);
+        if self.active() != plane {
+            self.ui.plane.set(plane);
+        }
         self.ui.slice_count.set(geometry.depth());
-        self.ui.slice.set(slice);
+        self.ui.slice.set(self.slice_in(&geometry));
     }
 
-    /// The slice shown, within the plane's depth.
-    pub(super) fn slice(&self, geometry: &SliceGeometry) -> usize {
-        self.ui.slice.get_untracked().min(geometry.depth() - 1)
+    /// Moves the crosshair to `voxel` and tells the page where it is.
+    pub(super) fn move_point(&mut self, voxel: [usize; 3]) {
+        self.point = voxel;
+        let active = self.geometry_of(self.active());
+        if self.ui.slice.get_untracked() != self.slice_in(&active) {
+            self.ui.slice.set(self.slice_in(&active));
+        }
+        self.ui.crosshair.set(Some(Crosshair { voxel, scanner_mm: self.editor.scanner_mm(voxel) }));
     }
 }

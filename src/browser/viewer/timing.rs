@@ -1,6 +1,7 @@
 //! Timings for benchmarks and tests, in `window.__seglab`: milestones of opening a case (from
-//! navigation start) and the duration of every repaint (`renderMs`). The property names are
-//! read by the benchmarks and the end-to-end tests.
+//! navigation start), the duration of every repaint (`renderMs`), and of every 3-D tool run
+//! (`ops`: name, milliseconds, voxels). The property names are read by the benchmarks and the
+//! end-to-end tests.
 
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -36,6 +37,7 @@ fn timings() -> Option<JsValue> {
     Some(js_sys::Reflect::get(&window, &key).ok().filter(|v| v.is_object()).unwrap_or_else(|| {
         let stats = js_sys::Object::new();
         let _ = js_sys::Reflect::set(&stats, &"renderMs".into(), &js_sys::Array::new());
+        let _ = js_sys::Reflect::set(&stats, &"ops".into(), &js_sys::Array::new());
         let _ = js_sys::Reflect::set(&window, &key, &stats);
         stats.into()
     }))
@@ -50,5 +52,16 @@ pub(super) fn mark(milestone: Milestone) {
 pub(super) fn record_render(render_ms: f64) {
     if let Some(times) = timings().and_then(|stats| js_sys::Reflect::get(&stats, &"renderMs".into()).ok()) {
         times.unchecked_into::<js_sys::Array>().push(&render_ms.into());
+    }
+}
+
+/// Records a 3-D tool's run: `name`, its duration and the voxels it found or changed.
+pub(super) fn record_op(name: &str, ms: f64, voxels: usize) {
+    if let Some(ops) = timings().and_then(|stats| js_sys::Reflect::get(&stats, &"ops".into()).ok()) {
+        let entry = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&entry, &"name".into(), &name.into());
+        let _ = js_sys::Reflect::set(&entry, &"ms".into(), &ms.into());
+        let _ = js_sys::Reflect::set(&entry, &"voxels".into(), &(voxels as f64).into());
+        ops.unchecked_into::<js_sys::Array>().push(&entry);
     }
 }
