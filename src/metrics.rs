@@ -2,6 +2,8 @@
 //! the voxel spacing) between two label masks, on an exact Euclidean distance transform. Pure
 //! code, shared by both builds and tested natively; the server's evaluation uses it.
 
+use crate::mask_ops::distance::squared_distance_transform;
+
 /// Dice coefficient of label `value` between two masks; 1 when neither holds it.
 pub fn dice(a: &[u8], b: &[u8], value: u8) -> f64 {
     let (mut both, mut in_a, mut in_b) = (0u64, 0u64, 0u64);
@@ -92,70 +94,6 @@ fn surface(mask: &[u8], value: u8, [ni, nj, nk]: [usize; 3]) -> Vec<bool> {
         }
     }
     out
-}
-
-/// Squared distance in mm from every voxel to the nearest `feature` voxel: the exact
-/// separable transform of Felzenszwalb and Huttenlocher, one axis at a time.
-fn squared_distance_transform(feature: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Vec<f64> {
-    let mut field: Vec<f64> = feature.iter().map(|&f| if f { 0.0 } else { f64::INFINITY }).collect();
-    let strides = [1, dims[0], dims[0] * dims[1]];
-    for axis in 0..3 {
-        let n = dims[axis];
-        let (mut line, mut out) = (vec![0.0; n], vec![0.0; n]);
-        let others: Vec<usize> = (0..3).filter(|&a| a != axis).collect();
-        for b in 0..dims[others[1]] {
-            for a in 0..dims[others[0]] {
-                let start = a * strides[others[0]] + b * strides[others[1]];
-                for (p, value) in line.iter_mut().enumerate() {
-                    *value = field[start + p * strides[axis]];
-                }
-                lower_envelope(&line, spacing[axis], &mut out);
-                for (p, value) in out.iter().enumerate() {
-                    field[start + p * strides[axis]] = *value;
-                }
-            }
-        }
-    }
-    field
-}
-
-/// `out[p] = min_q (spacing·(p − q))² + f[q]` over the finite `f[q]`.
-fn lower_envelope(f: &[f64], spacing: f64, out: &mut [f64]) {
-    let sites: Vec<usize> = (0..f.len()).filter(|&q| f[q].is_finite()).collect();
-    if sites.is_empty() {
-        out.fill(f64::INFINITY);
-        return;
-    }
-    let x = |q: usize| q as f64 * spacing;
-    let mut hull: Vec<usize> = Vec::with_capacity(sites.len());
-    let mut starts: Vec<f64> = Vec::with_capacity(sites.len());
-    for &q in &sites {
-        loop {
-            let Some(&p) = hull.last() else {
-                hull.push(q);
-                starts.push(f64::NEG_INFINITY);
-                break;
-            };
-            // Where q's parabola starts to lie below p's.
-            let cross = ((f[q] + x(q) * x(q)) - (f[p] + x(p) * x(p))) / (2.0 * (x(q) - x(p)));
-            if cross <= *starts.last().expect("one start per hull entry") {
-                hull.pop();
-                starts.pop();
-            } else {
-                hull.push(q);
-                starts.push(cross);
-                break;
-            }
-        }
-    }
-    let mut k = 0;
-    for (p, value) in out.iter_mut().enumerate() {
-        while k + 1 < hull.len() && starts[k + 1] <= x(p) {
-            k += 1;
-        }
-        let q = hull[k];
-        *value = (x(p) - x(q)).powi(2) + f[q];
-    }
 }
 
 #[cfg(test)]

@@ -277,4 +277,41 @@ mod tests {
         let err = Editor::open(&image, &mask, "v1".into()).err().unwrap();
         assert!(err.0.contains("differs"), "{err}");
     }
+
+    #[test]
+    fn a_3d_tool_is_one_undoable_step_and_the_counts_follow() {
+        let (image, mask) = files([16, 16, 11]);
+        let mut editor = Editor::open(&image, &mask, "v1".into()).unwrap();
+        let grid = editor.grid();
+        // Label 2 on slices 0 and 10 (3×3 squares); another label (1) in the way on slice 5.
+        for k in [0, 10] {
+            for (i, j) in (6..9).flat_map(|i| (6..9).map(move |j| (i, j))) {
+                editor.mask[grid.index([i, j, k])] = 2;
+            }
+        }
+        editor.mask[grid.index([7, 7, 5])] = 1;
+        editor.recount();
+        assert_eq!((editor.counts[1], editor.counts[2]), (1, 18));
+
+        let preview = editor.preview_fill_between(2, 2);
+        assert_eq!(preview.voxels().len(), 9 * 9, "nine slices of 3×3 between");
+        // Only over background: the label-1 voxel stays.
+        assert_eq!(editor.apply_preview(EditableArea::Background), 80);
+        assert!(editor.preview.is_none());
+        assert_eq!((editor.counts[0], editor.counts[1], editor.counts[2]), (16 * 16 * 11 - 99, 1, 98));
+        assert_eq!(editor.mask[grid.index([7, 7, 5])], 1);
+
+        assert!(editor.undo());
+        assert_eq!(editor.counts[2], 18);
+        assert!(editor.redo());
+        assert_eq!(editor.counts[2], 98);
+        assert_eq!(editor.counts.iter().sum::<u64>(), 16 * 16 * 11);
+        assert_eq!(editor.counts[2], editor.mask.iter().filter(|&&v| v == 2).count() as u64);
+
+        // A stray voxel of label 2 is an island; keeping the largest removes only it.
+        editor.mask[grid.index([0, 0, 0])] = 2;
+        editor.recount();
+        assert_eq!(editor.remove_islands(2, Islands::KeepLargest), 1);
+        assert_eq!(editor.counts[2], 98);
+    }
 }
