@@ -1,10 +1,66 @@
 // Viewer benchmark in headless Chromium against the release build (`.ci/bench-viewer`):
 // time from opening a case to its first slice drawn, repaint time during a brush stroke on a
-// 512×512 slice, and the WASM bundle size. Figures go to stdout and target/bench/viewer.json.
+// 512×512 slice (three views and one), the 3-D tools on the 512×512×300 volume (fill between
+// slices over 60 slices, region growing of 1 M voxels, islands, holes, closing), and the WASM
+// bundle size. Figures go to stdout and target/bench/viewer.json.
 import { expect, Page, test } from "@playwright/test";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { canvasPoint, logIn, openCase } from "../tests/helpers";
+
+/** Durations of the 3-D tool runs named `name` recorded since the page opened. */
+async function opTimes(page: Page, name: string): Promise<number[]> {
+  return page.evaluate((name) => (window as any).__seglab.ops.filter((op: any) => op.name === name).map((op: any) => op.ms), name);
+}
+
+/** The voxels the newest run of `name` found or changed. */
+async function opVoxels(page: Page, name: string): Promise<number> {
+  return page.evaluate((name) => (window as any).__seglab.ops.filter((op: any) => op.name === name).pop().voxels, name);
+}
+
+/**
+ * While dragging the brush across the active view: the viewer's own work per pointer move
+ * (render + hand-over to the canvas, `renderMs`), and the intervals between the frames the
+ * browser presented meanwhile (requestAnimationFrame), which include its compositing.
+ */
+async function strokeRepaints(page: Page, from: [number, number], to: [number, number]) {
+  await page.evaluate(() => {
+    const stats = (window as any).__seglab;
+    stats.renderMs = [];
+    stats.frames = [];
+    stats.framing = true;
+    const frame = (at: number) => {
+      stats.frames.push(at);
+      if (stats.framing) requestAnimationFrame(frame);
+    };
+    requestAnimationFrame(frame);
+  });
+  const start = await canvasPoint(page, ...from);
+  const end = await canvasPoint(page, ...to);
+  await page.mouse.move(start.x, start.y);
+  await page.mouse.down();
+  await page.mouse.move(end.x, end.y, { steps: 120 });
+  await page.mouse.up();
+  const { repaint, frames } = await page.evaluate(() => {
+    const stats = (window as any).__seglab;
+    stats.framing = false;
+    return { repaint: stats.renderMs as number[], frames: stats.frames as number[] };
+  });
+  expect(repaint.length).toBeGreaterThan(100);
+  const intervals = frames.slice(1).map((at, n) => at - frames[n]);
+  return { repaint: summary(repaint), frame_interval: summary(intervals) };
+}
+
+/** Runs a toolbar button `RUNS` times and summarises the tool's recorded durations. */
+async function timeButton(page: Page, button: string, op: string, after?: () => Promise<void>) {
+  const before = (await opTimes(page, op)).length;
+  for (let run = 0; run < RUNS; run++) {
+    await page.getByRole("button", { name: button, exact: true }).click();
+    await expect.poll(async () => (await opTimes(page, op)).length).toBe(before + run + 1);
+    if (after) await after();
+  }
+  return summary((await opTimes(page, op)).slice(before));
+}
 
 const RUNS = 7;
 
@@ -96,23 +152,72 @@ test("viewer benchmark", async ({ page }) => {
   const mniOpening = await openingTimes(page, mni);
   const largeOpening = await openingTimes(page, large);
 
-  // Repaint during a brush stroke on the 512×512 axial slice.
-  await page.evaluate(() => ((window as any).__seglab.renderMs = []));
-  const start = await canvasPoint(page, 0.35, 0.4);
-  const end = await canvasPoint(page, 0.65, 0.6);
-  await page.mouse.move(start.x, start.y);
-  await page.mouse.down();
-  await page.mouse.move(end.x, end.y, { steps: 120 });
-  await page.mouse.up();
-  const repaint: number[] = await page.evaluate(() => (window as any).__seglab.renderMs);
-  expect(repaint.length).toBeGreaterThan(100);
+  // Repaint during a brush stroke on the 512×512 axial slice, with three views and with one.
+  const threeViews = await strokeRepaints(page, [0.35, 0.4], [0.65, 0.6]);
+  await page.getByRole("button", { name: "1 view" }).click();
+  const oneView = await strokeRepaints(page, [0.35, 0.6], [0.65, 0.4]);
+  await page.getByRole("button", { name: "3 views" }).click();
+  await page.getByRole("button", { name: "Undo" }).click();
+  await page.getByRole("button", { name: "Undo" }).click();
+
+  // Fill between slices: discs on axial slices 100 and 160, 60 slices apart.
+  const centre = await canvasPoint(page, 0.5, 0.5);
+  await page.getByLabel("Brush radius").fill("30");
+  for (const slice of ["100", "160"]) {
+    await page.getByLabel("Slice").fill(slice);
+    await page.mouse.click(centre.x, centre.y);
+  }
+  const cancel = async () => {
+    await page.getByTestId("preview").getByRole("button", { name: "Cancel" }).click();
+  };
+  const fillBetween = await timeButton(page, "Fill between slices", "fill_between", cancel);
+  const interpolated = await opVoxels(page, "fill_between");
+  await page.getByRole("button", { name: "Fill between slices" }).click();
+  await page.getByTestId("preview").getByRole("button", { name: "Apply" }).click();
+
+  // Islands, holes and closing on the whole 512×512×300 mask.
+  const islands = await timeButton(page, "Keep largest island", "islands");
+  const holes = await timeButton(page, "Fill holes", "holes");
+  const closing = await timeButton(page, "Close", "closing");
+
+  // Region growing from one click inside the body, capped at 1,000,000 voxels.
+  await page.keyboard.press("g");
+  await page.getByLabel("Grow cap").fill("1000000");
+  await page.getByLabel("Grow cap").press("Tab");
+  const body = await canvasPoint(page, 0.3, 0.5);
+  for (let run = 0; run < RUNS; run++) {
+    await page.mouse.click(body.x, body.y);
+    await expect(page.getByTestId("preview")).toContainText("Region growing");
+    await cancel();
+  }
+  const grow = summary(await opTimes(page, "grow"));
+  const grown = await opVoxels(page, "grow");
+
+  // Islands and holes again on a label spread through most of the volume: 20 M voxels grown.
+  await page.getByLabel("Grow cap").fill("20000000");
+  await page.getByLabel("Grow cap").press("Tab");
+  await page.mouse.click(body.x, body.y);
+  await expect(page.getByTestId("preview")).toContainText("20000000 voxels");
+  await page.keyboard.press("Enter");
+  await expect(page.getByTestId("preview")).toHaveCount(0);
+  const largeIslands = await timeButton(page, "Keep largest island", "islands");
+  const largeHoles = await timeButton(page, "Fill holes", "holes");
 
   const wasm = readFileSync("../target/site/pkg/seglab.wasm");
   const results = {
     machine: "2 cores, headless Debian Chromium, release build (wasm-opt)",
     opening_ms: { mni152_197x233x189_float32: mniOpening, ct_512x512x300_int16: largeOpening },
     large_file_mb: +(largeFile.length / 1e6).toFixed(1),
-    brush_repaint_ms_512x512: summary(repaint),
+    brush_repaint_ms_512x512: { three_views: threeViews, one_view: oneView },
+    tools_ms_512x512x300: {
+      fill_between_60_slices: { ...fillBetween, voxels: interpolated },
+      region_growing: { ...grow, voxels: grown },
+      keep_largest_island: islands,
+      fill_holes: holes,
+      keep_largest_island_20m_voxel_label: largeIslands,
+      fill_holes_20m_voxel_label: largeHoles,
+      closing_2mm: closing,
+    },
     wasm_bytes: wasm.length,
     wasm_gzip_bytes: gzipSync(wasm, { level: 9 }).length,
   };

@@ -214,3 +214,43 @@ test("region growing on the MNI152 T1 from one click, previewed, applied, undone
   await expect(count).toHaveText(String(grown));
   await expect(page.getByTestId("unsaved")).toContainText(`${grown} unsaved voxel edits`);
 });
+
+test("paint rules: only inside the liver, then only over background", async ({ page }) => {
+  await logIn(page);
+  const caseId = await copyDemoCase(page, ABDOMEN, "1=liver,2=kidney,3=lesion");
+  await openCase(page, caseId);
+  await page.getByRole("button", { name: "1 view" }).click();
+  await page.locator('button[data-label="3"]').click();
+  await page.getByLabel("Brush radius").fill("20");
+  const wide = async (fy: number) => {
+    const from = await canvasPoint(page, 0.15, fy);
+    const to = await canvasPoint(page, 0.85, fy);
+    await page.mouse.move(from.x, from.y);
+    await page.mouse.down();
+    await page.mouse.move(to.x, to.y, { steps: 20 });
+    await page.mouse.up();
+  };
+  const saveAndCompare = async (before: Awaited<ReturnType<typeof currentMask>>, version: number) => {
+    await page.getByRole("button", { name: "Save" }).click();
+    await expect(page.getByTestId("save-status")).toContainText(`Saved (version ${version}`);
+    const after = await currentMask(page.request, caseId);
+    const changed = changedVoxels(before.voxels, after.voxels, after.dims);
+    const [ni, nj] = after.dims;
+    return { after, was: changed.map((v) => before.voxels[v.i + ni * (v.j + nj * v.k)]) };
+  };
+
+  // A wide stroke across the whole body, allowed only inside the liver.
+  await page.getByLabel("Paint rule").selectOption({ label: "only inside 1 liver" });
+  const start = await currentMask(page.request, caseId);
+  await wide(0.42);
+  const inside = await saveAndCompare(start, 1);
+  expect(inside.was.length).toBeGreaterThan(100);
+  expect(inside.was.every((value) => value === 1)).toBe(true);
+
+  // The same stroke only over background: nothing labelled is overwritten.
+  await page.getByLabel("Paint rule").selectOption({ label: "only over background" });
+  await wide(0.5);
+  const outside = await saveAndCompare(inside.after, 2);
+  expect(outside.was.length).toBeGreaterThan(100);
+  expect(outside.was.every((value) => value === 0)).toBe(true);
+});

@@ -100,6 +100,33 @@ impl Orientation {
     }
 }
 
+/// A box of voxels, corners included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VoxelBox {
+    pub lo: [usize; 3],
+    pub hi: [usize; 3],
+}
+
+impl VoxelBox {
+    /// The smallest box holding both corners, in any order.
+    pub fn spanning(a: [usize; 3], b: [usize; 3]) -> VoxelBox {
+        VoxelBox { lo: [0, 1, 2].map(|n| a[n].min(b[n])), hi: [0, 1, 2].map(|n| a[n].max(b[n])) }
+    }
+
+    pub fn union(self, other: VoxelBox) -> VoxelBox {
+        VoxelBox { lo: [0, 1, 2].map(|n| self.lo[n].min(other.lo[n])), hi: [0, 1, 2].map(|n| self.hi[n].max(other.hi[n])) }
+    }
+}
+
+/// A rectangle of slice pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PixelRect {
+    pub col: usize,
+    pub row: usize,
+    pub width: usize,
+    pub height: usize,
+}
+
 /// One voxel axis shown along a screen direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct ScreenAxis {
@@ -156,6 +183,21 @@ impl SliceGeometry {
             if screen.reversed { self.dims[screen.axis] - 1 - pos } else { pos }
         };
         (place(self.across), place(self.down))
+    }
+
+    /// Every pixel of a slice.
+    pub fn whole(&self) -> PixelRect {
+        PixelRect { col: 0, row: 0, width: self.width, height: self.height }
+    }
+
+    /// The pixels of slice `slice` that show voxels of `area`; none when the slice misses it.
+    pub fn pixel_rect(&self, slice: usize, area: &VoxelBox) -> Option<PixelRect> {
+        if slice < area.lo[self.through] || slice > area.hi[self.through] {
+            return None;
+        }
+        let (a, b) = (self.pixel_of(area.lo), self.pixel_of(area.hi));
+        let (col, row) = (a.0.min(b.0), a.1.min(b.1));
+        Some(PixelRect { col, row, width: a.0.max(b.0) - col + 1, height: a.1.max(b.1) - row + 1 })
     }
 
     /// Index (file order) of a slice pixel.
@@ -245,5 +287,20 @@ mod tests {
         }
         let g = Orientation::from_affine(&diagonal(1.0, 2.0, 3.0)).slice_geometry(Plane::Coronal, dims, [1.0, 2.0, 3.0]);
         assert_eq!(g.pixel_aspect, 3.0, "coronal rows are z, 3 mm against 1 mm columns");
+    }
+
+    #[test]
+    fn a_voxel_box_shows_as_a_rectangle_in_the_views_whose_slice_crosses_it() {
+        let dims = [10, 20, 30];
+        let orientation = Orientation::from_affine(&diagonal(1.0, 1.0, 1.0));
+        let area = VoxelBox::spanning([2, 15, 7], [4, 12, 7]);
+        let axial = orientation.slice_geometry(Plane::Axial, dims, [1.0; 3]);
+        // Radiological: i = 4 is drawn left of i = 2; anterior j = 15 above j = 12.
+        assert_eq!(axial.pixel_rect(7, &area), Some(PixelRect { col: 5, row: 4, width: 3, height: 4 }));
+        assert_eq!(axial.pixel_rect(8, &area), None);
+        let coronal = orientation.slice_geometry(Plane::Coronal, dims, [1.0; 3]);
+        assert_eq!(coronal.pixel_rect(13, &area), Some(PixelRect { col: 5, row: 22, width: 3, height: 1 }));
+        assert_eq!(coronal.pixel_rect(16, &area), None);
+        assert_eq!(area.union(VoxelBox::spanning([0; 3], [0; 3])), VoxelBox { lo: [0; 3], hi: [4, 15, 7] });
     }
 }

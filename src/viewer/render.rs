@@ -2,7 +2,7 @@
 //! colours blended on top (filled or as outlines), and a proposed edit striped in its label's
 //! colour.
 
-use super::orientation::SliceGeometry;
+use super::orientation::{PixelRect, SliceGeometry};
 use super::preview::Preview;
 use crate::nifti_io::Samples;
 
@@ -81,7 +81,8 @@ pub fn parse_hex_color(css: &str) -> Option<[u8; 3]> {
     Some([byte(0)?, byte(2)?, byte(4)?])
 }
 
-/// Fills `out` (width × height × 4 bytes, rows top to bottom) with slice `slice`.
+/// Fills `region` of `out` (the whole slice: width × height × 4 bytes, rows top to bottom)
+/// with slice `slice`; the rest of `out` is left as it was.
 #[allow(clippy::too_many_arguments)] // each is one independent input of the picture
 pub fn render_slice(
     image: &Samples,
@@ -91,16 +92,18 @@ pub fn render_slice(
     window: Window,
     overlay: &Overlay,
     preview: Option<&Preview>,
+    region: PixelRect,
     out: &mut [u8],
 ) {
     let (width, height) = (geometry.width, geometry.height);
     assert_eq!(out.len(), width * height * 4, "output buffer size");
+    assert!(region.col + region.width <= width && region.row + region.height <= height, "region within the slice");
     let (origin, col_step, row_step) = geometry.walk(slice);
     let alpha = (overlay.opacity.clamp(0.0, 1.0) * 256.0) as u32;
     let label_at = |row: usize, col: usize| mask[(origin as isize + col as isize * col_step + row as isize * row_step) as usize];
-    for row in 0..height {
-        let mut index = origin as isize + row as isize * row_step;
-        for col in 0..width {
+    for row in region.row..region.row + region.height {
+        let mut index = origin as isize + row as isize * row_step + region.col as isize * col_step;
+        for col in region.col..region.col + region.width {
             let voxel = index as usize;
             let grey = window.grey(image.get(voxel));
             let label = mask[voxel];
@@ -160,16 +163,16 @@ mod tests {
         let mut out = vec![0; 8];
         let window = Window::spanning(0.0, 100.0);
         let no_labels = Overlay::new([], 0.5, false);
-        render_slice(&image, &[0, 0], &geometry, 0, window, &no_labels, None, &mut out);
+        render_slice(&image, &[0, 0], &geometry, 0, window, &no_labels, None, geometry.whole(), &mut out);
         // Radiological: voxel i=1 (more to the right) is drawn on the left.
         assert_eq!(out, [255, 255, 255, 255, 0, 0, 0, 255]);
         let red = Overlay::new([(1, "#ff0000")], 0.5, false);
-        render_slice(&image, &[1, 0], &geometry, 0, window, &red, None, &mut out);
+        render_slice(&image, &[1, 0], &geometry, 0, window, &red, None, geometry.whole(), &mut out);
         assert_eq!(&out[4..8], &[127, 0, 0, 255], "half red over black");
         assert_eq!(&out[..4], &[255, 255, 255, 255]);
         let mut hidden = red.clone();
         hidden.hidden[1] = true;
-        render_slice(&image, &[1, 0], &geometry, 0, window, &hidden, None, &mut out);
+        render_slice(&image, &[1, 0], &geometry, 0, window, &hidden, None, geometry.whole(), &mut out);
         assert_eq!(&out[4..8], &[0, 0, 0, 255], "a hidden label is not drawn");
     }
 
@@ -186,7 +189,7 @@ mod tests {
             }
         }
         let mut out = vec![0; 100];
-        render_slice(&image, &mask, &geometry, 0, Window::spanning(0.0, 1.0), &Overlay::new([(2, "#00ff00")], 1.0, true), None, &mut out);
+        render_slice(&image, &mask, &geometry, 0, Window::spanning(0.0, 1.0), &Overlay::new([(2, "#00ff00")], 1.0, true), None, geometry.whole(), &mut out);
         let green = |col: usize, row: usize| out[(row * 5 + col) * 4 + 1] == 255;
         assert!(green(1, 1) && green(3, 2) && green(2, 3), "edges drawn");
         assert!(!green(2, 2), "the inside stays clear");
@@ -210,9 +213,23 @@ mod tests {
             .slice_geometry(Plane::Axial, [6, 6, 1], [1.0; 3]);
         let preview = Preview::new(PreviewKind::FillBetween { axis: 2 }, 3, (0..36).collect(), 36, false);
         let mut out = vec![0; 36 * 4];
-        render_slice(&image, &[0; 36], &geometry, 0, Window::spanning(0.0, 1.0), &Overlay::new([(3, "#0000ff")], 0.5, false), Some(&preview), &mut out);
+        render_slice(&image, &[0; 36], &geometry, 0, Window::spanning(0.0, 1.0), &Overlay::new([(3, "#0000ff")], 0.5, false), Some(&preview), geometry.whole(), &mut out);
         let blue = out.chunks(4).filter(|p| p == &[0, 0, 255, 255]).count();
         let black = out.chunks(4).filter(|p| p == &[0, 0, 0, 255]).count();
         assert_eq!((blue, black), (18, 18), "half the pixels in stripes of full colour");
+    }
+
+    #[test]
+    fn a_region_redraws_only_its_pixels() {
+        let dims = [4, 4, 1];
+        let image = volume(dims, &[100; 16]);
+        let geometry = Orientation::from_affine(&[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+            .slice_geometry(Plane::Axial, [4, 4, 1], [1.0; 3]);
+        let mut out = vec![7; 64];
+        let region = PixelRect { col: 1, row: 2, width: 2, height: 1 };
+        render_slice(&image, &[0; 16], &geometry, 0, Window::spanning(0.0, 100.0), &Overlay::new([], 0.5, false), None, region, &mut out);
+        let white: Vec<usize> = (0..16).filter(|p| out[p * 4] == 255).collect();
+        assert_eq!(white, vec![9, 10], "row 2, columns 1 and 2");
+        assert!((0..16).filter(|p| ![9, 10].contains(p)).all(|p| out[p * 4..p * 4 + 4] == [7; 4]));
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use super::orientation::SliceGeometry;
+use super::orientation::{SliceGeometry, VoxelBox};
 use crate::nifti_io::Samples;
 
 /// Voxels changed by one edit: index, old label, new label.
@@ -105,11 +105,18 @@ pub struct Stroke {
     slice: usize,
     last: Option<(f64, f64)>,
     delta: Delta,
+    /// Voxels the brush has covered since the last [`Stroke::take_dirty`]: what to redraw.
+    dirty: Option<VoxelBox>,
 }
 
 impl Stroke {
     pub fn begin(paint: Paint, slice: usize) -> Stroke {
-        Stroke { paint, slice, last: None, delta: Delta::default() }
+        Stroke { paint, slice, last: None, delta: Delta::default(), dirty: None }
+    }
+
+    /// The voxels covered since the last call, so a repaint can stay within them.
+    pub fn take_dirty(&mut self) -> Option<VoxelBox> {
+        self.dirty.take()
     }
 
     /// Moves the brush to (`col`, `row`) in slice pixels (fractional), painting the path
@@ -134,6 +141,12 @@ impl Stroke {
         let radius = self.paint.radius_mm as f64;
         let (under_col, under_row) = (col.floor() as i64, row.floor() as i64);
         let (reach_cols, reach_rows) = ((radius / sx).ceil() as i64 + 1, (radius / sy).ceil() as i64 + 1);
+        let clamp = |value: i64, size: usize| value.clamp(0, size as i64 - 1) as usize;
+        let corner = |dc: i64, dr: i64| {
+            geometry.voxel(self.slice, clamp(under_col + dc, geometry.width), clamp(under_row + dr, geometry.height))
+        };
+        let covered = VoxelBox::spanning(corner(-reach_cols, -reach_rows), corner(reach_cols, reach_rows));
+        self.dirty = Some(self.dirty.map_or(covered, |dirty| dirty.union(covered)));
         for r in under_row - reach_rows..=under_row + reach_rows {
             for c in under_col - reach_cols..=under_col + reach_cols {
                 if c < 0 || r < 0 || c as usize >= geometry.width || r as usize >= geometry.height {
@@ -291,6 +304,9 @@ mod tests {
         let paint = Paint { value: 1, radius_mm: 2.0, intensity_range: None, area: EditableArea::Everywhere };
         let mut stroke = Stroke::begin(paint, 1);
         stroke.extend_to(&geometry, &image, &mut mask, 10.5, 10.5);
+        // The disc's voxels and a margin; screen (col, row) = (10, 10) is voxel (9, 9) here.
+        assert_eq!(stroke.take_dirty(), Some(VoxelBox { lo: [6, 6, 1], hi: [12, 12, 1] }));
+        assert_eq!(stroke.take_dirty(), None);
         let delta = stroke.finish();
         assert_eq!(delta.len(), 13, "a radius-2 disc on a 1 mm grid");
         assert!(mask[..400].iter().all(|&v| v == 0), "other slices untouched");

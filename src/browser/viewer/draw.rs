@@ -9,7 +9,7 @@ use web_sys::ImageData;
 
 use super::state::{alive, Viewer};
 use super::timing::{mark, now_ms, record_render, Milestone};
-use crate::viewer::orientation::Plane;
+use crate::viewer::orientation::{Plane, VoxelBox};
 use crate::viewer::render::render_slice;
 use crate::viewer::ui::Layout;
 
@@ -29,7 +29,7 @@ impl Viewer {
         self.overlay.hidden = [false; 256];
         ui.hidden.with_untracked(|hidden| hidden.iter().for_each(|&value| self.overlay.hidden[value as usize] = true));
         for plane in self.shown_planes() {
-            self.render(plane);
+            self.render(plane, None);
             self.present(plane);
         }
         if !self.drawn_once {
@@ -39,24 +39,61 @@ impl Viewer {
         record_render(now_ms() - started);
     }
 
-    /// Renders `plane`'s slice through the crosshair into its view's slice canvas.
-    fn render(&mut self, plane: Plane) {
+    /// Redraws only the pixels showing voxels of `area` (a brush stroke's newest stamps), in
+    /// each view on screen whose slice crosses it: a stroke costs what it covers, not the slice.
+    pub(super) fn draw_area(&mut self, area: VoxelBox) {
+        if !alive(self.ui) {
+            return;
+        }
+        let started = now_ms();
+        for plane in self.shown_planes() {
+            if self.render(plane, Some(area)) {
+                self.present(plane);
+            }
+        }
+        record_render(now_ms() - started);
+    }
+
+    /// Renders `plane`'s slice through the crosshair (all of it, or the part showing `area`)
+    /// into its view's slice canvas; false when the slice does not cross `area`.
+    fn render(&mut self, plane: Plane, area: Option<VoxelBox>) -> bool {
         let geometry = self.geometry_of(plane);
         let slice = self.slice_in(&geometry);
         let (w, h) = (geometry.width, geometry.height);
         let view = &mut self.views[plane.index()];
+        let region = match area {
+            // A view not drawn in full yet (or resized) is drawn in full.
+            Some(area) if view.pixels.len() == w * h * 4 => match geometry.pixel_rect(slice, &area) {
+                Some(region) => region,
+                None => return false,
+            },
+            _ => geometry.whole(),
+        };
         view.pixels.resize(w * h * 4, 0);
         let mask = self.viewing.as_deref().unwrap_or(&self.editor.mask);
         let preview = self.editor.preview.as_ref().filter(|_| self.viewing.is_none());
         let window = self.ui.window.get_untracked();
-        render_slice(&self.editor.image, mask, &geometry, slice, window, &self.overlay, preview, &mut view.pixels);
+        render_slice(&self.editor.image, mask, &geometry, slice, window, &self.overlay, preview, region, &mut view.pixels);
         if view.slice_canvas.width() != w as u32 || view.slice_canvas.height() != h as u32 {
             view.slice_canvas.set_width(w as u32);
             view.slice_canvas.set_height(h as u32);
         }
-        if let Ok(image) = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&view.pixels), w as u32, h as u32) {
-            let _ = view.slice_context.put_image_data(&image, 0.0, 0.0);
+        // Only the region's pixels cross into JavaScript.
+        let pixels = if region == geometry.whole() {
+            std::borrow::Cow::Borrowed(&view.pixels[..])
+        } else {
+            let row_bytes = region.width * 4;
+            let mut part = Vec::with_capacity(row_bytes * region.height);
+            for row in region.row..region.row + region.height {
+                let start = (row * w + region.col) * 4;
+                part.extend_from_slice(&view.pixels[start..start + row_bytes]);
+            }
+            std::borrow::Cow::Owned(part)
+        };
+        if let Ok(image) = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), region.width as u32, region.height as u32) {
+            let _ = view.slice_context.put_image_data(&image, region.col as f64, region.row as f64);
         }
+        true
     }
 
     /// Shows `plane`'s rendered slice at its view's zoom and pan, with the annotations. Enough

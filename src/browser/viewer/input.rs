@@ -86,7 +86,9 @@ impl Viewer {
                 let mut stroke = Stroke::begin(self.paint(), slice);
                 let editor = &mut self.editor;
                 stroke.extend_to(&geometry, &editor.image, &mut editor.mask, col, row);
-                self.draw();
+                if let Some(area) = stroke.take_dirty() {
+                    self.draw_area(area);
+                }
                 Some(Drag::Paint(stroke, plane))
             }
         }
@@ -146,8 +148,11 @@ pub(super) fn listen_pointer(shared: &Shared, plane: Plane) {
                 let (col, row) = viewer.views[plane.index()].slice_point(&geometry, point);
                 let editor = &mut viewer.editor;
                 stroke.extend_to(&geometry, &editor.image, &mut editor.mask, col, row);
+                let area = stroke.take_dirty();
                 viewer.drag = Some(Drag::Paint(stroke, on));
-                viewer.draw();
+                if let Some(area) = area {
+                    viewer.draw_area(area);
+                }
             }
             Some(Drag::Crosshair(on)) if on == plane && event.buttons() & 1 != 0 => {
                 if let Some(voxel) = viewer.voxel_at(plane, point).filter(|&voxel| voxel != viewer.point) {
