@@ -209,6 +209,15 @@ pub fn CaseViewer(case: CaseArtifacts) -> impl IntoView {
                             }
                         })
                         .collect_view()}
+                    // Over the views, so showing it moves nothing under the pointer.
+                    {move || ui.preview.get().map(|preview| view! {
+                        <div class="notice preview" data-testid="preview" role="status">
+                            {format!("{}: {} voxels", preview.what, preview.voxels)}
+                            {preview.capped.then_some(" (stopped at the voxel cap)")}
+                            <button class="primary" on:click=move |_| ui.send(Command::ApplyPreview)>"Apply"</button>
+                            <button on:click=move |_| ui.send(Command::CancelPreview)>"Cancel"</button>
+                        </div>
+                    })}
                     <Show when=move || !ui.ready.get()>
                         <div class="loading" data-testid="loading">
                             {move || match ui.failure.get() {
@@ -256,6 +265,7 @@ pub fn CaseViewer(case: CaseArtifacts) -> impl IntoView {
                     })}
                 </span>
                 <span data-testid="cursor">{move || ui.cursor.get()}</span>
+                <span class="muted" data-testid="tool-notice">{move || ui.notice.get()}</span>
             </div>
         </section>
     }
@@ -281,7 +291,7 @@ fn RangeInputs(ui: ViewerUi, shown: Tool, title: &'static str, low: &'static str
     }
 }
 
-/// The 3-D tools for the selected label, the paint rule, and the preview's Apply / Cancel.
+/// The 3-D tools for the selected label and the paint rule.
 #[component]
 fn Tools3d(ui: ViewerUi, labels: Vec<LabelDef>) -> impl IntoView {
     let inside_choices = labels.clone();
@@ -335,15 +345,6 @@ fn Tools3d(ui: ViewerUi, labels: Vec<LabelDef>) -> impl IntoView {
                         .collect_view()}
                 </select>
             </label>
-            {move || ui.preview.get().map(|preview| view! {
-                <div class="notice preview" data-testid="preview" role="status">
-                    {format!("{}: {} voxels", preview.what, preview.voxels)}
-                    {preview.capped.then_some(" (stopped at the voxel cap)")}
-                    <button class="primary" on:click=move |_| ui.send(Command::ApplyPreview)>"Apply"</button>
-                    <button on:click=move |_| ui.send(Command::CancelPreview)>"Cancel"</button>
-                </div>
-            })}
-            <span class="muted" data-testid="tool-notice">{move || ui.notice.get()}</span>
         </div>
     }
 }

@@ -115,34 +115,39 @@ impl Viewer {
         self.draw_annotations(plane, (ox, oy, sx, sy));
     }
 
-    /// Orientation letters at the edges, the crosshair (with three views) and the brush outline.
+    /// Orientation letters at the edges, the crosshair (with three views) and the brush outline,
+    /// sized for the canvas as shown: a view shrunk by the page keeps readable letters and lines.
     fn draw_annotations(&self, plane: Plane, (ox, oy, sx, sy): (f64, f64, f64, f64)) {
         let view = &self.views[plane.index()];
         let context = &view.context;
         let (cw, ch) = (view.canvas.width() as f64, view.canvas.height() as f64);
+        let shown_width = view.canvas.client_width();
+        let scale = if shown_width > 0 { (cw / shown_width as f64).max(1.0) } else { 1.0 };
         let [left, right, top, bottom] = match plane {
             Plane::Axial => ["R", "L", "A", "P"],
             Plane::Coronal => ["R", "L", "S", "I"],
             Plane::Sagittal => ["A", "P", "S", "I"],
         };
+        let font = 13.0 * scale;
         context.set_fill_style_str("#fbbf24");
-        context.set_font("bold 14px sans-serif");
-        let _ = context.fill_text(left, 6.0, ch / 2.0);
-        let _ = context.fill_text(right, cw - 16.0, ch / 2.0);
-        let _ = context.fill_text(top, cw / 2.0, 18.0);
-        let _ = context.fill_text(bottom, cw / 2.0, ch - 8.0);
+        context.set_font(&format!("bold {font:.0}px sans-serif"));
+        let _ = context.fill_text(left, 0.4 * font, ch / 2.0);
+        let _ = context.fill_text(right, cw - 1.1 * font, ch / 2.0);
+        let _ = context.fill_text(top, cw / 2.0, 1.2 * font);
+        let _ = context.fill_text(bottom, cw / 2.0, ch - 0.5 * font);
         let geometry = self.geometry_of(plane);
         if self.ui.layout.get_untracked() == Layout::Three {
             // Whole-pixel lines with a gap around the point, so the voxel itself stays visible.
             let (col, row) = geometry.pixel_of(self.point);
-            let x = (ox + (col as f64 + 0.5) * sx).floor();
-            let y = (oy + (row as f64 + 0.5) * sy).floor();
-            let gap = 12.0;
+            let width = scale.round();
+            let x = (ox + (col as f64 + 0.5) * sx - width / 2.0).round();
+            let y = (oy + (row as f64 + 0.5) * sy - width / 2.0).round();
+            let gap = 10.0 * scale;
             context.set_fill_style_str(CROSSHAIR_COLOR);
-            context.fill_rect(x, 0.0, 1.0, (y - gap).max(0.0));
-            context.fill_rect(x, y + gap, 1.0, (ch - y - gap).max(0.0));
-            context.fill_rect(0.0, y, (x - gap).max(0.0), 1.0);
-            context.fill_rect(x + gap, y, (cw - x - gap).max(0.0), 1.0);
+            context.fill_rect(x, 0.0, width, (y - gap).max(0.0));
+            context.fill_rect(x, y + gap, width, (ch - y - gap).max(0.0));
+            context.fill_rect(0.0, y, (x - gap).max(0.0), width);
+            context.fill_rect(x + gap, y, (cw - x - gap).max(0.0), width);
         }
         let brush = self.ui.tool.get_untracked().is_brush();
         if let Some((x, y)) = self.pointer.filter(|(over, _)| brush && *over == plane).map(|(_, at)| at) {

@@ -104,11 +104,24 @@ pub(super) fn run(shared: &Shared, command: &Command) -> bool {
     };
     record_op(name, now_ms() - started, changed);
     viewer.grown_with = None;
-    ui.notice.set(format!("{changed} voxels changed"));
+    ui.notice.set(format!("{}: {changed} voxels changed", tool_name(command)));
     viewer.show_preview("");
     drop(viewer);
     if changed > 0 {
         schedule_keep(shared);
     }
     true
+}
+
+/// How the page names a tool that changes the mask at once.
+fn tool_name(command: &Command) -> &'static str {
+    match command {
+        Command::ApplyPreview => "Applied",
+        Command::KeepLargestIsland => "Keep largest island",
+        Command::RemoveSmallIslands => "Remove islands",
+        Command::FillHoles => "Fill holes",
+        Command::Smooth(Smoothing::Opening) => "Opening",
+        Command::Smooth(Smoothing::Closing) => "Closing",
+        _ => "Edit",
+    }
 }

@@ -50,11 +50,28 @@ fn attach(shared: Shared) {
         ui.opacity.track();
         ui.outline.track();
         ui.hidden.track();
-        ui.layout.track();
         if let Ok(mut viewer) = redraw.try_borrow_mut() {
             viewer.draw();
         }
     });
+    // A new layout or window size changes how large each view is shown: draw once the page
+    // is laid out, so the annotations are sized for it.
+    let relayout = shared.clone();
+    let draw_next_frame = move || {
+        let relayout = relayout.clone();
+        request_animation_frame(move || {
+            if let Ok(mut viewer) = relayout.try_borrow_mut() {
+                viewer.draw();
+            }
+        });
+    };
+    let on_layout = draw_next_frame.clone();
+    Effect::new(move |_| {
+        ui.layout.track();
+        on_layout();
+    });
+    let resized = window_event_listener(leptos::ev::resize, move |_| draw_next_frame());
+    on_cleanup(move || resized.remove());
     // The slider, keys and wheel move the active view's slice: the crosshair moves with it.
     let slices = shared.clone();
     Effect::new(move |_| {
