@@ -180,11 +180,7 @@ pub fn CaseViewer(case: CaseArtifacts) -> impl IntoView {
                 <RangeInputs ui shown=Tool::Grow title="Grow range" low="Grow low" high="Grow high" range=ui.grow_range/>
                 <label class="group" class:hidden=move || ui.tool.get() != Tool::Grow>
                     "at most"
-                    <input
-                        type="number" min="1" step="1" aria-label="Grow cap"
-                        prop:value=move || ui.grow_cap.get().to_string()
-                        on:change=move |ev| if let Ok(v) = event_target_value(&ev).parse() { ui.grow_cap.set(v) }
-                    />
+                    <NumberInput label="Grow cap" min="1" step="1" value=ui.grow_cap/>
                     "voxels"
                 </label>
             </div>
@@ -271,6 +267,21 @@ pub fn CaseViewer(case: CaseArtifacts) -> impl IntoView {
     }
 }
 
+/// A number field bound to `value`; what does not parse as a number leaves it as it was.
+#[component]
+fn NumberInput<T>(label: &'static str, min: &'static str, step: &'static str, value: RwSignal<T>) -> impl IntoView
+where
+    T: std::str::FromStr + ToString + Send + Sync + 'static,
+{
+    view! {
+        <input
+            type="number" min=min step=step aria-label=label
+            prop:value=move || value.with(ToString::to_string)
+            on:change=move |ev| if let Ok(v) = event_target_value(&ev).parse() { value.set(v) }
+        />
+    }
+}
+
 /// Low and high bounds of an intensity range, shown while `shown` is the tool.
 #[component]
 fn RangeInputs(ui: ViewerUi, shown: Tool, title: &'static str, low: &'static str, high: &'static str, range: RwSignal<(f32, f32)>) -> impl IntoView {
@@ -305,22 +316,14 @@ fn Tools3d(ui: ViewerUi, labels: Vec<LabelDef>) -> impl IntoView {
                 <button on:click=move |_| ui.send(Command::RemoveSmallIslands)>"Remove islands"</button>
                 <label class="group">
                     "smaller than"
-                    <input
-                        type="number" min="1" step="1" aria-label="Smallest island"
-                        prop:value=move || ui.island_min.get().to_string()
-                        on:change=move |ev| if let Ok(v) = event_target_value(&ev).parse() { ui.island_min.set(v) }
-                    />
+                    <NumberInput label="Smallest island" min="1" step="1" value=ui.island_min/>
                     "voxels"
                 </label>
                 <button on:click=move |_| ui.send(Command::FillHoles)>"Fill holes"</button>
             </div>
             <div class="group">
                 "Smooth"
-                <input
-                    type="number" min="0.1" step="0.5" aria-label="Smoothing radius"
-                    prop:value=move || ui.smooth_mm.get().to_string()
-                    on:change=move |ev| if let Ok(v) = event_target_value(&ev).parse() { ui.smooth_mm.set(v) }
-                />
+                <NumberInput label="Smoothing radius" min="0.1" step="0.5" value=ui.smooth_mm/>
                 "mm"
                 <button on:click=move |_| ui.send(Command::Smooth(Smoothing::Opening)) title="Removes spurs and thin bridges">"Open"</button>
                 <button on:click=move |_| ui.send(Command::Smooth(Smoothing::Closing)) title="Fills gaps and notches">"Close"</button>
