@@ -228,6 +228,9 @@ pub struct History {
 impl History {
     /// Most edits kept for undo; older ones stay in the mask but can no longer be undone.
     const LIMIT: usize = 500;
+    /// Most changed voxels kept for undo over all edits (8 bytes each: 256 MB), so a few 3-D
+    /// edits of millions of voxels cannot exhaust the tab's memory. The newest edit is always kept.
+    const MAX_CHANGES: usize = 32_000_000;
 
     /// Records an edit already applied to the mask; a new edit ends the redo chain.
     pub fn push(&mut self, delta: Delta) {
@@ -236,8 +239,9 @@ impl History {
         }
         self.redo.clear();
         self.undo.push(delta);
-        if self.undo.len() > Self::LIMIT {
-            self.undo.remove(0);
+        let mut kept: usize = self.undo.iter().map(Delta::len).sum();
+        while self.undo.len() > Self::LIMIT || (kept > Self::MAX_CHANGES && self.undo.len() > 1) {
+            kept -= self.undo.remove(0).len();
         }
     }
 
@@ -381,5 +385,21 @@ mod tests {
         let mut mask = vec![1, 1, 2, 2, 0, 0, 0, 0, 0, 0];
         let filled = Delta::set_all(&mut mask, &all, 2, EditableArea::Background);
         assert_eq!(filled.changes(), &[(4, 0, 2), (5, 0, 2), (6, 0, 2), (7, 0, 2), (8, 0, 2), (9, 0, 2)]);
+    }
+
+    #[test]
+    fn undo_history_is_bounded_by_the_voxels_it_holds() {
+        let big = |value: u8| {
+            let mut mask = vec![0u8; History::MAX_CHANGES / 2 + 1];
+            let all: Vec<u32> = (0..mask.len() as u32).collect();
+            Delta::set_all(&mut mask, &all, value, EditableArea::Everywhere)
+        };
+        let mut history = History::default();
+        history.push(big(1));
+        history.push(big(2));
+        assert_eq!(history.undo.len(), 1, "two halves and a bit exceed the budget: the oldest goes");
+        history.push(big(3));
+        assert_eq!(history.undo.len(), 1);
+        assert!(history.can_undo());
     }
 }
