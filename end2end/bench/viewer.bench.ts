@@ -206,7 +206,7 @@ test("viewer benchmark", async ({ page }) => {
   const wasm = readFileSync("../target/site/pkg/seglab.wasm");
   const results = {
     machine: "2 cores, headless Debian Chromium, release build (wasm-opt)",
-    opening_ms: { mni152_197x233x189_float32: mniOpening, ct_512x512x300_int16: largeOpening },
+    opening_ms: { mni152_197x233x189_uint8: mniOpening, ct_512x512x300_int16: largeOpening },
     large_file_mb: +(largeFile.length / 1e6).toFixed(1),
     brush_repaint_ms_512x512: { three_views: threeViews, one_view: oneView },
     tools_ms_512x512x300: {

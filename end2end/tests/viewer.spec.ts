@@ -260,7 +260,7 @@ test("undo, redo, fill, threshold brush, shortcuts and old versions", async ({ p
   await expect.poll(async () => (await colourCount(page, liver)).total).toBe(0);
 });
 
-test("the MNI152 template (197×233×189 float) opens and draws", async ({ page }) => {
+test("the MNI152 template (197×233×189 uint8) opens and draws", async ({ page }) => {
   const template = "../target/testdata/mni152_t1.nii.gz";
   test.skip(!existsSync(template), "run .ci/setup test to fetch the MNI152 template");
   await logIn(page);
