@@ -153,8 +153,9 @@ async fn a_save_writes_a_new_version_with_exactly_the_edited_voxels_and_replays(
     // Same key, another request: refused.
     let other = post(&app, &token, Some("key-1"), &body(&case_id, &saved.new_mask_ref, &stroke(1))).await;
     assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    // Keys are per user: another labeler's "key-1" is a different key.
-    let other_user = app.user("lab2", &[Role::Labeler]).await;
+    // Keys are per user: another user's "key-1" is a different key (an admin, who may save
+    // on a case assigned to someone else).
+    let other_user = app.user("lab2", &[Role::Labeler, Role::Admin]).await;
     let theirs = post(&app, &other_user, Some("key-1"), &body(&case_id, &saved.new_mask_ref, &stroke(1))).await;
     assert_eq!(theirs.status(), StatusCode::CREATED);
 
@@ -194,7 +195,8 @@ async fn fifty_concurrent_requests_with_one_key_make_exactly_one_label() {
 async fn a_save_on_a_stale_base_is_refused_with_the_current_head() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice", &[Role::Labeler]).await;
-    let bob = app.user("bob", &[Role::Labeler]).await;
+    // An admin correcting the case alice labels: both may save on it.
+    let bob = app.user("bob", &[Role::Labeler, Role::Admin]).await;
     let (case_id, base) = small_case(&app).await;
     let first = post(&app, &alice, Some("a1"), &body(&case_id, &base, &stroke(1))).await;
     let saved: LabelSaved = first.json().await.unwrap();
@@ -376,7 +378,7 @@ async fn the_audit_log_is_append_only_and_its_chain_verifies() {
 
     use seglab::server::services::audit::verify_chain;
     let report = verify_chain(&app.state.db).await.unwrap();
-    assert_eq!(report.rows, 3, "user_add, case_import, label_edit");
+    assert_eq!(report.rows, 5, "user_add, case_import, and the save: case_taken, case_status, label_edit");
     assert_eq!(report.first_broken, None);
     let actions: Vec<String> = sqlx::query("SELECT action FROM audit_log ORDER BY seq")
         .fetch_all(&app.state.db.pool)
@@ -385,7 +387,7 @@ async fn the_audit_log_is_append_only_and_its_chain_verifies() {
         .iter()
         .map(|r| r.get("action"))
         .collect();
-    assert_eq!(actions, ["user_add", "case_import", "label_edit"]);
+    assert_eq!(actions, ["user_add", "case_import", "case_taken", "case_status", "label_edit"]);
 
     let update = sqlx::query("UPDATE audit_log SET details = '{}' WHERE seq = 2").execute(&app.state.db.pool).await;
     assert!(update.unwrap_err().to_string().contains("append-only"));
@@ -405,7 +407,7 @@ async fn the_audit_log_is_append_only_and_its_chain_verifies() {
     let output = app.run_cli(&["audit", "verify"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("audit log broken at row 2 of 3"), "{stderr}");
+    assert!(stderr.contains("audit log broken at row 2 of 5"), "{stderr}");
     app.stop().await;
 }
 
@@ -465,8 +467,8 @@ async fn audit_verify_detects_rows_cut_from_the_end() {
     use seglab::server::services::audit::verify_chain;
     assert_eq!(verify_chain(&app.state.db).await.unwrap().first_broken, None);
 
-    // Someone with full database rights lifts the protection, removes the last two label
-    // edits and puts the protection back: every remaining row still chains correctly.
+    // Someone with full database rights lifts the protection, removes every row after the
+    // import and puts the protection back: every remaining row still chains correctly.
     let pool = &app.state.db.pool;
     let (lift, restore) = match app.state.db.backend {
         seglab::server::db::Backend::Sqlite => (
@@ -487,7 +489,7 @@ async fn audit_verify_detects_rows_cut_from_the_end() {
     assert_eq!(report.rows, 2);
     let (seq, reason) = report.first_broken.expect("a cut tail is a broken chain");
     assert_eq!(seq, 3);
-    assert!(reason.contains("head records row 4"), "{reason}");
+    assert!(reason.contains("head records row 6"), "{reason}");
     let output = app.run_cli(&["audit", "verify"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("rows were removed from its end"));
@@ -531,7 +533,7 @@ async fn every_acknowledged_save_is_stored_as_recorded_after_a_kill_in_a_save_st
         cases.push(small_case(&app).await);
     }
     // A second server process on the same database and storage: the one that gets killed.
-    let (mut server, base_url, ready) = app.start_server_process(&["--workers", "0"], &["--no-demo"], std::process::Stdio::null()).await;
+    let (mut server, base_url, ready) = app.start_server_process(&["--workers", "0", "--self-assignment", "true"], &["--no-demo"], std::process::Stdio::null()).await;
     assert!(ready, "the second server did not become ready");
 
     // Four labelers save on their own cases as fast as they can until the server dies.
@@ -589,10 +591,10 @@ async fn a_head_exported_earlier_must_still_be_in_the_chain() {
     assert_eq!(post(&app, &token, Some("a"), &body(&case_id, &base, &stroke(1))).await.status(), StatusCode::CREATED);
     let head = String::from_utf8(app.run_cli(&["audit", "head"]).stdout).unwrap().trim().to_string();
     let (seq, hash) = head.split_once(':').unwrap();
-    assert_eq!(seq, "3");
+    assert_eq!(seq, "5", "user_add, case_import, case_taken, case_status, label_edit");
     assert_eq!(hash.len(), 64);
     assert!(app.run_cli(&["audit", "verify", "--expect-head", &head]).status.success());
-    for wrong in [format!("3:{}", "0".repeat(64)), format!("9:{hash}")] {
+    for wrong in [format!("5:{}", "0".repeat(64)), format!("9:{hash}")] {
         let output = app.run_cli(&["audit", "verify", "--expect-head", &wrong]);
         assert!(!output.status.success(), "{wrong}");
         assert!(String::from_utf8_lossy(&output.stderr).contains("differs from the head exported earlier"));
@@ -640,7 +642,7 @@ async fn with_an_audit_key_a_chain_rewritten_without_it_does_not_verify() {
     assert_eq!(verify_chain(&without_key).await.unwrap().first_broken, None, "without the key the rewrite passes");
     let report = verify_chain(&app.state.db).await.unwrap();
     let (seq, reason) = report.first_broken.expect("with the key the rewrite is found");
-    assert_eq!(seq, 3);
+    assert_eq!(seq, 5, "the head row's seal");
     assert!(reason.contains("not sealed with the audit key"), "{reason}");
     app.stop().await;
 }

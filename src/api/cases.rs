@@ -95,4 +95,81 @@ pub struct CaseArtifacts {
     /// Saved mask versions, newest first; only with `?history=true`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<MaskVersion>,
+    /// Where the case stands in labeling and review.
+    pub workflow: CaseWorkflow,
+}
+
+/// Where a case stands: `new → in_progress → submitted → approved`, with `changes_requested`
+/// sending it back to its labeler and a reopened approval going back to `in_progress`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseStatus {
+    New,
+    InProgress,
+    Submitted,
+    ChangesRequested,
+    Approved,
+}
+
+impl CaseStatus {
+    pub const ALL: [CaseStatus; 5] =
+        [CaseStatus::New, CaseStatus::InProgress, CaseStatus::Submitted, CaseStatus::ChangesRequested, CaseStatus::Approved];
+
+    /// The name stored in the database and used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaseStatus::New => "new",
+            CaseStatus::InProgress => "in_progress",
+            CaseStatus::Submitted => "submitted",
+            CaseStatus::ChangesRequested => "changes_requested",
+            CaseStatus::Approved => "approved",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<CaseStatus> {
+        CaseStatus::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+}
+
+/// A case's status, who labels and who reviews it, and the mask version last approved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaseWorkflow {
+    pub status: CaseStatus,
+    /// Username of the labeler the case is assigned to.
+    pub assignee: Option<String>,
+    /// Username of the reviewer the case is assigned to; any reviewer may review when none is.
+    pub reviewer: Option<String>,
+    /// The mask version a reviewer approved last; later saves do not change it.
+    pub approved_mask_ref: Option<String>,
+}
+
+/// Body of `PUT /cases/{id}/assignment`: usernames, or null to leave the case unassigned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignCase {
+    pub assignee: Option<String>,
+    #[serde(default)]
+    pub reviewer: Option<String>,
+}
+
+/// Body of `PUT /cases/{id}/status`. Requesting changes and reopening need a comment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeStatus {
+    pub status: CaseStatus,
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// The voxel (i, j, k) the comment points at.
+    #[serde(default)]
+    pub anchor: Option<[u32; 3]>,
+}
+
+/// A reviewer's or labeler's comment on a case (`GET /cases/{id}/comments`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaseComment {
+    pub id: String,
+    pub username: String,
+    pub body: String,
+    pub anchor: Option<[u32; 3]>,
+    pub created_at_ms: i64,
 }

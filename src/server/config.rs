@@ -215,6 +215,12 @@ pub struct Config {
     /// The window failed logins are counted in, in seconds.
     #[arg(long, global = true, env = "SEGLAB_LOGIN_WINDOW_SECS", default_value_t = 900)]
     pub login_window_secs: u64,
+
+    /// Whether a labeler may take an unassigned case (`true` or `false`); a labeler's first
+    /// save on an unassigned case then takes it. Default: on for the embedded default, where one
+    /// team member often does everything, off with an external database or object store.
+    #[arg(long, global = true, env = "SEGLAB_SELF_ASSIGNMENT")]
+    pub self_assignment: Option<bool>,
     #[command(flatten)]
     pub s3: S3Config,
     #[command(flatten)]
@@ -281,6 +287,11 @@ impl Config {
     /// The zero-dependency default: SQLite and the embedded object store in the data folder.
     pub fn is_embedded_default(&self) -> bool {
         self.database_url.is_none() && self.s3.s3_endpoint.is_none()
+    }
+
+    /// Whether labelers may take unassigned cases themselves.
+    pub fn allows_self_assignment(&self) -> bool {
+        self.self_assignment.unwrap_or_else(|| self.is_embedded_default())
     }
 
     /// Where uploads and files made from them wait on their way to object storage.

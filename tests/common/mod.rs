@@ -98,6 +98,9 @@ impl TestApp {
         }
         let mut config = ConfigOnly::parse_from(args).config;
         configure(&mut config);
+        // Both backends behave alike: labelers take unassigned cases by saving on them, as on
+        // the embedded default (tests of the other setting say so).
+        config.self_assignment.get_or_insert(true);
         // Inference runs in a child `seglab infer`; this process is the test binary.
         config.orchestrator.inference_program.get_or_insert_with(|| PathBuf::from(env!("CARGO_BIN_EXE_seglab")));
         let mut serve = ServeOnly::parse_from(["seglab"]).args;

@@ -18,6 +18,7 @@ mod probes;
 mod registry;
 mod session;
 mod users;
+mod workflow;
 
 use crate::app::{shell, App};
 use crate::server::auth;
@@ -35,6 +36,7 @@ fn rest_routes(args: &ServeArgs) -> Router<AppState> {
         .merge(registry::routes(args.max_upload_bytes))
         .merge(jobs::routes())
         .merge(users::routes())
+        .merge(workflow::routes())
 }
 
 /// The whole application: REST, pages, server functions, static files.

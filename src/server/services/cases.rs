@@ -15,6 +15,7 @@ use super::audit::{self, AuditEvent};
 use super::jobs::{self, Trigger};
 use super::mask_versions::mask_object_ref;
 use super::registry;
+use super::workflow;
 use crate::api::{Artifact, ArtifactKind, CaseArtifacts, CaseSummary, LabelDef, MaskVersion};
 use crate::nifti_io::{gzip, gzip_empty_mask, gzip_mask, inspect, Volume, VolumeMeta};
 use crate::server::clock::now_ms;
@@ -365,6 +366,7 @@ pub async fn case_artifacts(state: &AppState, case_id: &str, include_history: bo
     let labels: Vec<LabelDef> = serde_json::from_str(&case.get::<String, _>("labels_json"))
         .map_err(|e| AppError::internal(format!("labels of case {case_id}: {e}")))?;
     let history = if include_history { mask_history(state, case_id).await? } else { Vec::new() };
+    let workflow = workflow::workflow_of(&mut *state.db.pool.acquire().await?, case_id).await?;
     Ok(CaseArtifacts {
         case_id: case_id.to_string(),
         case_name: case.get("name"),
@@ -372,6 +374,7 @@ pub async fn case_artifacts(state: &AppState, case_id: &str, include_history: bo
         current_mask_ref: head_mask_ref,
         artifacts,
         history,
+        workflow,
     })
 }
 

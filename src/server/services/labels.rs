@@ -15,6 +15,7 @@ use super::audit::{self, AuditEvent};
 use super::idempotency::{self, Claim, IdempotencyKey};
 use super::mask_versions::{self, load_mask, mask_object_ref, NewVersion};
 use super::users::{Role, User};
+use super::workflow;
 use crate::api::{LabelDef, LabelSaved, SaveLabelRequest};
 use crate::edits::MaskEdits;
 use crate::nifti_io::gzip_mask;
@@ -44,6 +45,7 @@ pub async fn save_label(
 ) -> Result<SaveOutcome, AppError> {
     user.require_any(&[Role::Labeler], "saving labels")?;
     let key = IdempotencyKey::parse(idempotency_key)?;
+    workflow::check_save_allowed(state, user, &request.case_id).await?;
     let edits = base64::engine::general_purpose::STANDARD
         .decode(request.edits.as_bytes())
         .map_err(|e| AppError::BadRequest(format!("`edits` is not valid base64: {e}")))?;
@@ -128,6 +130,7 @@ async fn apply_and_commit(
             .get("head_mask_ref");
         return Err(AppError::StaleBase { base: head, current });
     }
+    workflow::on_save(&mut tx, state, user, case_id).await?;
     sqlx::query(
         "INSERT INTO labels (id, case_id, user_id, old_mask_ref, new_mask_ref, voxels_changed, runs, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

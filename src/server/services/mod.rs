@@ -1,7 +1,8 @@
 //! The service layer: the one implementation of each operation, called by the REST routes,
 //! the server functions and the command line alike. Imports between services go one way:
 //! `labels` and `orchestrator` build on `mask_versions`; `cases` and `orchestrator` on `jobs`
-//! and `registry`; `evaluation` on `mask_versions` and `registry`; everything on `audit`.
+//! and `registry`; `evaluation` on `mask_versions` and `registry`; `labels` and `cases` on
+//! `workflow`; everything on `audit`.
 
 pub mod access;
 pub mod audit;
@@ -16,3 +17,4 @@ pub mod orchestrator;
 pub mod registry;
 pub mod sweeper;
 pub mod users;
+pub mod workflow;

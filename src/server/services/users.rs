@@ -19,16 +19,19 @@ use crate::server::error::AppError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Labeler,
+    /// Approves submitted cases or sends them back with comments.
+    Reviewer,
     MlEngineer,
     Admin,
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Labeler, Role::MlEngineer, Role::Admin];
+    pub const ALL: [Role; 4] = [Role::Labeler, Role::Reviewer, Role::MlEngineer, Role::Admin];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Labeler => "labeler",
+            Role::Reviewer => "reviewer",
             Role::MlEngineer => "ml_engineer",
             Role::Admin => "admin",
         }
@@ -46,7 +49,7 @@ impl FromStr for Role {
     fn from_str(s: &str) -> Result<Self, AppError> {
         Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
             AppError::BadRequest(format!(
-                "unknown role {s:?}; roles are labeler, ml_engineer, admin"
+                "unknown role {s:?}; roles are labeler, reviewer, ml_engineer, admin"
             ))
         })
     }

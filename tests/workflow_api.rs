@@ -1,0 +1,289 @@
+//! The case workflow on the backend under test: assignment rights, who may save, every status
+//! transition allowed and refused, approval pinning the reviewed version, comments, and the
+//! audit row of each change.
+
+mod common;
+
+use base64::Engine;
+use common::TestApp;
+use reqwest::StatusCode;
+use seglab::api::{CaseArtifacts, CaseComment, CaseStatus, CaseWorkflow, LabelSaved};
+use seglab::edits::MaskEdits;
+use seglab::nifti_io::{encode_mask, encode_volume, gzip};
+use seglab::server::services::cases::{import_case, NewCase};
+use seglab::server::services::users::Role;
+use serde_json::{json, Value};
+
+const DIMS: [u32; 3] = [16, 12, 8];
+const VOXELS: usize = 16 * 12 * 8;
+
+async fn new_case(app: &TestApp) -> String {
+    let header = nifti::NiftiHeader { pixdim: [1.0; 8], sform_code: 1, ..nifti::NiftiHeader::default() };
+    let image: Vec<u8> = (0..VOXELS).flat_map(|i| ((i % 100) as i16).to_le_bytes()).collect();
+    let case = NewCase {
+        name: "workflow".into(),
+        image: gzip(&encode_volume(&header, DIMS, nifti::NiftiType::Int16, &image), 1).into(),
+        mask: Some(gzip(&encode_mask(&header, DIMS, &vec![0; VOXELS]), 1).into()),
+        labels: vec![(1, "organ".into())],
+    };
+    import_case(&app.state, None, case).await.unwrap().id
+}
+
+struct Team {
+    engineer: String,
+    alice: String,
+    bob: String,
+    reviewer: String,
+    other_reviewer: String,
+}
+
+async fn hire(app: &TestApp) -> Team {
+    Team {
+        engineer: app.user("mle", &[Role::MlEngineer]).await,
+        alice: app.user("alice", &[Role::Labeler]).await,
+        bob: app.user("bob", &[Role::Labeler]).await,
+        reviewer: app.user("rita", &[Role::Reviewer]).await,
+        other_reviewer: app.user("rolf", &[Role::Reviewer]).await,
+    }
+}
+
+async fn artifacts(app: &TestApp, token: &str, case_id: &str) -> CaseArtifacts {
+    app.get_json(token, &format!("/cases/{case_id}/artifacts")).await
+}
+
+/// Saves a one-run stroke of `value` on the case's current mask.
+async fn save(app: &TestApp, token: &str, case_id: &str, value: u8) -> reqwest::Response {
+    let head = artifacts(app, token, case_id).await.current_mask_ref;
+    let mut mask = vec![0u8; VOXELS];
+    mask[10..20].fill(value);
+    let edits = MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode();
+    let body = json!({ "case_id": case_id, "base_mask_ref": head, "edits": base64::engine::general_purpose::STANDARD.encode(edits) });
+    app.client
+        .post(app.url("/labels"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn put(app: &TestApp, token: &str, path: &str, body: Value) -> reqwest::Response {
+    app.client.put(app.url(path)).bearer_auth(token).json(&body).send().await.unwrap()
+}
+
+async fn status(app: &TestApp, token: &str, case_id: &str, body: Value) -> reqwest::Response {
+    put(app, token, &format!("/cases/{case_id}/status"), body).await
+}
+
+/// The error message of a refused request, after checking its status.
+async fn refused(response: reqwest::Response, expected: StatusCode) -> String {
+    let got = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(got, expected, "{body}");
+    body["error"]["message"].as_str().unwrap().to_string()
+}
+
+async fn workflow(response: reqwest::Response) -> CaseWorkflow {
+    let got = response.status();
+    assert_eq!(got, StatusCode::OK, "{}", response.text().await.unwrap());
+    response.json().await.unwrap()
+}
+
+/// Everything a refused save could have written.
+async fn footprint(app: &TestApp) -> [i64; 3] {
+    [
+        app.count("SELECT COUNT(*) FROM labels").await,
+        app.count("SELECT COUNT(*) FROM objects").await,
+        app.count("SELECT COUNT(*) FROM audit_log").await,
+    ]
+}
+
+#[tokio::test]
+async fn assignment_is_for_coordinators_and_names_users_with_the_right_role() {
+    let app = TestApp::spawn().await;
+    let team = hire(&app).await;
+    let case_id = new_case(&app).await;
+    let path = format!("/cases/{case_id}/assignment");
+
+    let message = refused(put(&app, &team.alice, &path, json!({ "assignee": "alice" })).await, StatusCode::FORBIDDEN).await;
+    assert!(message.contains("assigning cases needs the role ml_engineer or admin"), "{message}");
+    let message = refused(put(&app, &team.engineer, &path, json!({ "assignee": "rita" })).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(message.contains("rita does not have the role labeler"), "{message}");
+    let message =
+        refused(put(&app, &team.engineer, &path, json!({ "assignee": "alice", "reviewer": "bob" })).await, StatusCode::UNPROCESSABLE_ENTITY)
+            .await;
+    assert!(message.contains("bob does not have the role reviewer"), "{message}");
+    let message = refused(put(&app, &team.engineer, &path, json!({ "assignee": "nobody" })).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(message.contains("no active user named \"nobody\""), "{message}");
+    refused(put(&app, &team.engineer, "/cases/no-such-case/assignment", json!({ "assignee": "alice" })).await, StatusCode::NOT_FOUND).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'case_assigned'").await, 0);
+
+    let assigned = workflow(put(&app, &team.engineer, &path, json!({ "assignee": "alice", "reviewer": "rita" })).await).await;
+    assert_eq!(
+        assigned,
+        CaseWorkflow { status: CaseStatus::New, assignee: Some("alice".into()), reviewer: Some("rita".into()), approved_mask_ref: None }
+    );
+    assert_eq!(artifacts(&app, &team.bob, &case_id).await.workflow, assigned, "every role reads the workflow");
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'case_assigned'").await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_assigned_labeler_saves_and_another_labelers_save_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let team = hire(&app).await;
+    let admin = app.user("root", &[Role::Labeler, Role::Admin]).await;
+    let case_id = new_case(&app).await;
+    workflow(put(&app, &team.engineer, &format!("/cases/{case_id}/assignment"), json!({ "assignee": "alice" })).await).await;
+
+    let before = footprint(&app).await;
+    let message = refused(save(&app, &team.bob, &case_id, 1).await, StatusCode::FORBIDDEN).await;
+    assert!(message.contains("assigned to alice"), "{message}");
+    assert_eq!(footprint(&app).await, before, "nothing written");
+    assert_eq!(artifacts(&app, &team.bob, &case_id).await.workflow.status, CaseStatus::New);
+
+    let saved = save(&app, &team.alice, &case_id, 1).await;
+    assert_eq!(saved.status(), StatusCode::CREATED);
+    let after = artifacts(&app, &team.alice, &case_id).await.workflow;
+    assert_eq!((after.status, after.assignee.as_deref()), (CaseStatus::InProgress, Some("alice")), "saving moves new to in_progress");
+    assert_eq!(save(&app, &admin, &case_id, 1).await.status(), StatusCode::CREATED, "an admin corrects any case");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unassigned_cases_are_taken_by_a_save_or_explicitly_where_self_assignment_is_on() {
+    let app = TestApp::spawn().await;
+    let team = hire(&app).await;
+    let (first, second) = (new_case(&app).await, new_case(&app).await);
+
+    // A first save takes the case.
+    assert_eq!(save(&app, &team.alice, &first, 1).await.status(), StatusCode::CREATED);
+    assert_eq!(artifacts(&app, &team.alice, &first).await.workflow.assignee.as_deref(), Some("alice"));
+    refused(save(&app, &team.bob, &first, 1).await, StatusCode::FORBIDDEN).await;
+
+    // "Take this case": once; again by the same labeler is a no-op, by another a conflict.
+    let take = |token: &str, case_id: &str| app.client.post(app.url(&format!("/cases/{case_id}/take"))).bearer_auth(token.to_string()).send();
+    assert_eq!(workflow(take(&team.bob, &second).await.unwrap()).await.assignee.as_deref(), Some("bob"));
+    assert_eq!(workflow(take(&team.bob, &second).await.unwrap()).await.assignee.as_deref(), Some("bob"));
+    let message = refused(take(&team.alice, &second).await.unwrap(), StatusCode::CONFLICT).await;
+    assert!(message.contains("already assigned to bob"), "{message}");
+    refused(take(&team.reviewer, &second).await.unwrap(), StatusCode::FORBIDDEN).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'case_taken'").await, 2);
+    app.stop().await;
+
+    // Where it is off, labelers neither take nor save on unassigned cases.
+    let app = TestApp::spawn_configured(|config| config.self_assignment = Some(false), |_| {}).await;
+    let team = hire(&app).await;
+    let case_id = new_case(&app).await;
+    let before = footprint(&app).await;
+    let message = refused(save(&app, &team.alice, &case_id, 1).await, StatusCode::FORBIDDEN).await;
+    assert!(message.contains("not assigned to you"), "{message}");
+    let taken = app.client.post(app.url(&format!("/cases/{case_id}/take"))).bearer_auth(&team.alice).send().await.unwrap();
+    let message = refused(taken, StatusCode::FORBIDDEN).await;
+    assert!(message.contains("cannot take cases themselves"), "{message}");
+    assert_eq!(footprint(&app).await, before);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn submit_review_send_back_approve_and_reopen() {
+    let app = TestApp::spawn().await;
+    let team = hire(&app).await;
+    let case_id = new_case(&app).await;
+    workflow(put(&app, &team.engineer, &format!("/cases/{case_id}/assignment"), json!({ "assignee": "alice", "reviewer": "rita" })).await)
+        .await;
+
+    // Nothing to submit before the labeler worked on it.
+    let message = refused(status(&app, &team.alice, &case_id, json!({ "status": "submitted" })).await, StatusCode::CONFLICT).await;
+    assert!(message.contains("the case is new; it cannot become submitted"), "{message}");
+    assert_eq!(save(&app, &team.alice, &case_id, 1).await.status(), StatusCode::CREATED);
+    refused(status(&app, &team.bob, &case_id, json!({ "status": "submitted" })).await, StatusCode::FORBIDDEN).await;
+    refused(status(&app, &team.reviewer, &case_id, json!({ "status": "approved" })).await, StatusCode::CONFLICT).await;
+    assert_eq!(workflow(status(&app, &team.alice, &case_id, json!({ "status": "submitted" })).await).await.status, CaseStatus::Submitted);
+
+    // Review: only reviewers, only the case's reviewer, and sending back needs a comment.
+    refused(status(&app, &team.alice, &case_id, json!({ "status": "approved" })).await, StatusCode::FORBIDDEN).await;
+    let message = refused(status(&app, &team.other_reviewer, &case_id, json!({ "status": "approved" })).await, StatusCode::FORBIDDEN).await;
+    assert!(message.contains("another reviewer"), "{message}");
+    let message = refused(status(&app, &team.reviewer, &case_id, json!({ "status": "changes_requested" })).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(message.contains("needs one"), "{message}");
+    refused(status(&app, &team.reviewer, &case_id, json!({ "status": "new" })).await, StatusCode::CONFLICT).await;
+    refused(status(&app, &team.reviewer, &case_id, json!({ "status": "finished" })).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let outside = json!({ "status": "changes_requested", "comment": "here", "anchor": [16, 0, 0] });
+    refused(status(&app, &team.reviewer, &case_id, outside).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let sent_back = json!({ "status": "changes_requested", "comment": "the lower edge is missing", "anchor": [3, 4, 5] });
+    assert_eq!(workflow(status(&app, &team.reviewer, &case_id, sent_back).await).await.status, CaseStatus::ChangesRequested);
+    let comments: Vec<CaseComment> = app.get_json(&team.alice, &format!("/cases/{case_id}/comments")).await;
+    assert_eq!(comments.len(), 1);
+    assert_eq!((comments[0].username.as_str(), comments[0].body.as_str(), comments[0].anchor), ("rita", "the lower edge is missing", Some([3, 4, 5])));
+
+    // The labeler fixes it (a save moves it back to in_progress) and submits again.
+    assert_eq!(save(&app, &team.alice, &case_id, 1).await.status(), StatusCode::CREATED);
+    assert_eq!(artifacts(&app, &team.alice, &case_id).await.workflow.status, CaseStatus::InProgress);
+    workflow(status(&app, &team.alice, &case_id, json!({ "status": "submitted" })).await).await;
+
+    // Approval pins the version that was reviewed.
+    let reviewed = artifacts(&app, &team.reviewer, &case_id).await.current_mask_ref;
+    let approved = workflow(status(&app, &team.reviewer, &case_id, json!({ "status": "approved" })).await).await;
+    assert_eq!((approved.status, approved.approved_mask_ref.as_deref()), (CaseStatus::Approved, Some(reviewed.as_str())));
+
+    // A later save reopens the case as in progress; what was approved stays pinned.
+    let later = save(&app, &team.alice, &case_id, 1).await;
+    assert_eq!(later.status(), StatusCode::CREATED);
+    let later: LabelSaved = later.json().await.unwrap();
+    let after = artifacts(&app, &team.alice, &case_id).await;
+    assert_eq!(after.current_mask_ref, later.new_mask_ref);
+    assert_eq!((after.workflow.status, after.workflow.approved_mask_ref.as_deref()), (CaseStatus::InProgress, Some(reviewed.as_str())));
+
+    // Reopening an approval is the reviewer's, with a comment; never silent.
+    workflow(status(&app, &team.alice, &case_id, json!({ "status": "submitted" })).await).await;
+    let approved = workflow(status(&app, &team.reviewer, &case_id, json!({ "status": "approved" })).await).await;
+    assert_eq!(approved.approved_mask_ref.as_deref(), Some(later.new_mask_ref.as_str()));
+    refused(status(&app, &team.reviewer, &case_id, json!({ "status": "in_progress" })).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    refused(status(&app, &team.alice, &case_id, json!({ "status": "in_progress", "comment": "mine" })).await, StatusCode::FORBIDDEN).await;
+    let reopened = workflow(status(&app, &team.reviewer, &case_id, json!({ "status": "in_progress", "comment": "a second look" })).await).await;
+    assert_eq!((reopened.status, reopened.approved_mask_ref), (CaseStatus::InProgress, approved.approved_mask_ref));
+
+    // Every transition is one audit row, with its comment.
+    let transitions: Vec<String> = sqlx::query_scalar("SELECT details FROM audit_log WHERE action = 'case_status' ORDER BY seq")
+        .fetch_all(&app.state.db.pool)
+        .await
+        .unwrap();
+    let steps: Vec<(String, String)> = transitions
+        .iter()
+        .map(|details| serde_json::from_str::<Value>(details).unwrap())
+        .map(|d| (d["from"].as_str().unwrap().to_string(), d["to"].as_str().unwrap().to_string()))
+        .collect();
+    let expected = [
+        ("new", "in_progress"),
+        ("in_progress", "submitted"),
+        ("submitted", "changes_requested"),
+        ("changes_requested", "in_progress"),
+        ("in_progress", "submitted"),
+        ("submitted", "approved"),
+        ("approved", "in_progress"),
+        ("in_progress", "submitted"),
+        ("submitted", "approved"),
+        ("approved", "in_progress"),
+    ];
+    assert_eq!(steps, expected.map(|(from, to)| (from.to_string(), to.to_string())));
+    assert!(transitions.last().unwrap().contains("a second look"));
+    assert_eq!(app.count("SELECT COUNT(*) FROM case_comments").await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_labeler_does_not_review_their_own_case_but_any_reviewer_may_review_an_unassigned_one() {
+    let app = TestApp::spawn().await;
+    let team = hire(&app).await;
+    let both = app.user("bea", &[Role::Labeler, Role::Reviewer]).await;
+    let case_id = new_case(&app).await;
+    assert_eq!(save(&app, &both, &case_id, 1).await.status(), StatusCode::CREATED);
+    workflow(status(&app, &both, &case_id, json!({ "status": "submitted" })).await).await;
+    let message = refused(status(&app, &both, &case_id, json!({ "status": "approved" })).await, StatusCode::FORBIDDEN).await;
+    assert!(message.contains("someone other than its labeler"), "{message}");
+    // No reviewer assigned: any reviewer may.
+    assert_eq!(workflow(status(&app, &team.other_reviewer, &case_id, json!({ "status": "approved" })).await).await.status, CaseStatus::Approved);
+    app.stop().await;
+}
