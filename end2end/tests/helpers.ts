@@ -3,10 +3,10 @@ import { gunzipSync } from "node:zlib";
 
 export const DEMO_PASSWORD = "demo-e2e-password";
 
-export async function logIn(page: Page) {
+export async function logIn(page: Page, username = "demo", password = DEMO_PASSWORD) {
   await page.goto("/login");
-  await page.getByLabel("Username").fill("demo");
-  await page.getByLabel("Password").fill(DEMO_PASSWORD);
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Log in" }).click();
   await expect(page.getByRole("heading", { name: "Cases" })).toBeVisible();
 }

@@ -164,6 +164,27 @@ pub struct ChangeStatus {
     pub anchor: Option<[u32; 3]>,
 }
 
+/// What the caller may do with a case now, so pages show only the controls that work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CaseActions {
+    pub take: bool,
+    pub save: bool,
+    pub submit: bool,
+    /// Approve or request changes.
+    pub review: bool,
+    pub reopen: bool,
+    pub assign: bool,
+    pub run_models: bool,
+}
+
+/// A case's workflow, the caller's possible actions, and the comments: the review panel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaseReview {
+    pub workflow: CaseWorkflow,
+    pub actions: CaseActions,
+    pub comments: Vec<CaseComment>,
+}
+
 /// A reviewer's or labeler's comment on a case (`GET /cases/{id}/comments`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CaseComment {

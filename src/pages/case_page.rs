@@ -5,6 +5,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::{ApiError, Artifact, ArtifactKind, CaseArtifacts, Job, JobStatus, RunStarted};
+use crate::pages::case_workflow::get_case_review;
 use crate::pages::common::loaded;
 use crate::pages::registry::JobTable;
 use crate::pages::viewer_panel::CaseViewer;
@@ -127,6 +128,9 @@ fn ModelRuns(case_id: String) -> impl IntoView {
     let run = ServerAction::<RunModels>::new();
     let ticks = RwSignal::new(0u32);
     let id = case_id.clone();
+    // The run button is shown only to those who may run models.
+    let reviewed = case_id.clone();
+    let may_run = Resource::new(|| (), move |_| get_case_review(reviewed.clone()));
     let jobs = Resource::new(move || (ticks.get(), run.version().get()), move |_| case_jobs(id.clone()));
     let busy = move || {
         jobs.get()
@@ -152,7 +156,18 @@ fn ModelRuns(case_id: String) -> impl IntoView {
     view! {
         <section class="runs">
             <p class="actions">
-                <button on:click=move |_| { run.dispatch(RunModels { case_id: case_id.clone() }); }>"Run models on this case"</button>
+                <Transition fallback=|| ()>
+                    {move || {
+                        let case_id = case_id.clone();
+                        Suspend::new(async move {
+                            may_run.await.is_ok_and(|review| review.actions.run_models).then(|| view! {
+                                <button on:click=move |_| { run.dispatch(RunModels { case_id: case_id.clone() }); }>
+                                    "Run models on this case"
+                                </button>
+                            })
+                        })
+                    }}
+                </Transition>
                 {move || match run.value().get() {
                     Some(Ok(started)) => Some(view! { <span data-testid="run-status">{format!("Jobs queued: {}", started.jobs.len())}</span> }.into_any()),
                     Some(Err(err)) => Some(view! { <span class="error" role="alert">{err.to_string()}</span> }.into_any()),

@@ -3,6 +3,7 @@
 
 pub mod case_list;
 pub mod case_page;
+pub mod case_workflow;
 pub mod common;
 pub mod login;
 pub mod registry;

@@ -5,6 +5,7 @@
 use leptos::prelude::*;
 
 use crate::api::{CaseArtifacts, LabelDef};
+use crate::pages::case_workflow::ReviewPanel;
 use crate::pages::common::format_time;
 use crate::viewer::orientation::Plane;
 use crate::viewer::render::Window;
@@ -240,6 +241,7 @@ pub fn CaseViewer(case: CaseArtifacts) -> impl IntoView {
                     </Show>
                 </div>
                 <div class="side">
+                    <ReviewPanel ui/>
                     <LabelList ui labels/>
                     <HistoryPanel ui/>
                 </div>
@@ -398,10 +400,19 @@ fn LabelList(ui: ViewerUi, labels: Vec<LabelDef>) -> impl IntoView {
 fn SaveBar(ui: ViewerUi) -> impl IntoView {
     view! {
         <div class="savebar">
-            <button class="primary" on:click=move |_| ui.send(Command::Save)
-                prop:disabled=move || matches!(ui.status.get(), SaveStatus::Saving { .. }) || ui.viewing.get().is_some()>
-                "Save"
-            </button>
+            <Show
+                when=move || ui.may_save.get()
+                fallback=|| view! {
+                    <span class="muted" data-testid="read-only">
+                        "You can look and paint here, but cannot save: this case is someone else's to label."
+                    </span>
+                }
+            >
+                <button class="primary" on:click=move |_| ui.send(Command::Save)
+                    prop:disabled=move || matches!(ui.status.get(), SaveStatus::Saving { .. }) || ui.viewing.get().is_some()>
+                    "Save"
+                </button>
+            </Show>
             <span data-testid="save-status" role="status">
                 {move || match ui.status.get() {
                     SaveStatus::Idle => String::new(),

@@ -94,6 +94,8 @@ pub enum Command {
     ResetView,
     /// Window spanning these fractions of the image's intensity distribution.
     WindowPercentiles(f64, f64),
+    /// Moves the crosshair (and so every view) to this voxel, e.g. a comment's.
+    JumpTo([usize; 3]),
     /// Preview filling the selected label between its painted slices along the active view's axis.
     FillBetween,
     /// Recompute the region-growing preview after its range or cap changed.
@@ -170,6 +172,9 @@ pub struct ViewerUi {
     pub viewing: RwSignal<Option<MaskVersion>>,
     pub history: RwSignal<Vec<MaskVersion>>,
     pub help: RwSignal<bool>,
+    /// Whether this person may save on the case (its labeler, or an admin); the review panel
+    /// sets it from the server's answer.
+    pub may_save: RwSignal<bool>,
     /// Where [`ViewerUi::send`] delivers commands, once the controller has opened the case.
     /// Made in the browser build only: the handler holds browser objects, so it is a local
     /// value, and the server may drop a page's values on another thread than the one that made
@@ -218,6 +223,7 @@ impl ViewerUi {
             viewing: RwSignal::new(None),
             history: RwSignal::new(history),
             help: RwSignal::new(false),
+            may_save: RwSignal::new(true),
             command_handler: cfg!(feature = "hydrate").then(|| StoredValue::new_local(None)),
         }
     }

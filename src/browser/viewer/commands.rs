@@ -58,6 +58,12 @@ fn run_command(shared: Shared, command: Command) {
             drop(viewer);
             ui.window.set(Window::spanning(low, high));
         }
+        Command::JumpTo(voxel) => {
+            let mut viewer = shared.borrow_mut();
+            let voxel = [0, 1, 2].map(|axis| voxel[axis].min(viewer.editor.dims[axis] - 1));
+            viewer.move_point(voxel);
+            viewer.draw();
+        }
         Command::WindowPercentiles(low, high) => {
             let (low, high) = shared.borrow().editor.image.percentiles(low, high);
             ui.window.set(Window::spanning(low, high));

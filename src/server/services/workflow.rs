@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
 use super::users::{Role, User};
-use crate::api::{AssignCase, CaseComment, CaseStatus, CaseWorkflow, ChangeStatus};
+use crate::api::{AssignCase, CaseActions, CaseComment, CaseReview, CaseStatus, CaseWorkflow, ChangeStatus};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::state::AppState;
@@ -311,6 +311,30 @@ async fn add_comment(tx: &mut AnyConnection, user: &User, case_id: &str, body: &
     .execute(&mut *tx)
     .await?;
     Ok(id)
+}
+
+/// What `user` may do with the case now: the same rules the actions themselves check.
+pub async fn actions(state: &AppState, user: &User, case_id: &str) -> Result<CaseActions, AppError> {
+    let mut conn = state.db.pool.acquire().await?;
+    let case = stored(&mut conn, case_id).await?;
+    let self_assignment = state.config.allows_self_assignment();
+    let coordinator = COORDINATORS.iter().any(|role| user.has_role(*role));
+    Ok(CaseActions {
+        take: user.has_role(Role::Labeler) && self_assignment && case.assignee_id.is_none(),
+        save: user.has_role(Role::Labeler) && check_may_save(&mut conn, user, &case, self_assignment).await.is_ok(),
+        submit: check_transition(user, &case, CaseStatus::Submitted, None).is_ok(),
+        review: check_transition(user, &case, CaseStatus::Approved, None).is_ok(),
+        reopen: check_transition(user, &case, CaseStatus::InProgress, Some("reason")).is_ok(),
+        assign: coordinator,
+        run_models: coordinator,
+    })
+}
+
+/// The review panel's content for `user`.
+pub async fn review(state: &AppState, user: &User, case_id: &str) -> Result<CaseReview, AppError> {
+    let actions = actions(state, user, case_id).await?;
+    let workflow = workflow_of(&mut *state.db.pool.acquire().await?, case_id).await?;
+    Ok(CaseReview { workflow, actions, comments: comments(state, case_id).await? })
 }
 
 /// `GET /cases/{id}/comments`: the case's comments, oldest first; readable by every role.

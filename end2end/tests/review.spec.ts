@@ -1,0 +1,94 @@
+import { Browser, expect, Page, test } from "@playwright/test";
+import { execFileSync } from "node:child_process";
+import { copyDemoCase, currentMask, logIn, openCase, stroke } from "./helpers";
+
+const PASSWORD = "review-e2e-password";
+
+/** A user of the running app, made with the command line as an operator would. */
+function addUser(username: string, role: string) {
+  execFileSync("../target/debug/seglab", ["--data-dir", "../target/e2e-data", "user", "add", username, "--role", role, "--password-stdin"], {
+    input: `${PASSWORD}\n`,
+  });
+}
+
+async function personOpening(browser: Browser, username: string, caseId: string): Promise<Page> {
+  const page = await (await browser.newContext()).newPage();
+  await logIn(page, username, PASSWORD);
+  await openCase(page, caseId);
+  return page;
+}
+
+test("a labeler submits, the reviewer sends it back with a comment at a voxel, the labeler fixes it, the reviewer approves", async ({
+  browser,
+  page,
+}) => {
+  const suffix = Date.now().toString(36);
+  const [labeler, reviewer] = [`lena-${suffix}`, `rex-${suffix}`];
+  addUser(labeler, "labeler");
+  addUser(reviewer, "reviewer");
+  // An ML engineer (the demo user) assigns a fresh case to both.
+  await logIn(page);
+  const caseId = await copyDemoCase(page, "Demo abdomen phantom (CT, int16)", "1=liver,2=kidney");
+  const assigned = await page.evaluate(
+    async ({ caseId, labeler, reviewer }) =>
+      (await fetch(`/cases/${caseId}/assignment`, {
+        method: "PUT",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ assignee: labeler, reviewer }),
+      })).status,
+    { caseId, labeler, reviewer },
+  );
+  expect(assigned).toBe(200);
+
+  // The labeler: nothing to submit before a save; a save makes the case in progress.
+  const lena = await personOpening(browser, labeler, caseId);
+  const review = lena.getByTestId("review");
+  await expect(lena.getByTestId("case-status")).toHaveText("New");
+  await expect(review).toContainText(`Labeler: ${labeler} · reviewer: ${reviewer}`);
+  await expect(review.getByRole("button", { name: "Submit for review" })).toHaveCount(0);
+  await expect(lena.getByRole("button", { name: "Run models on this case" })).toHaveCount(0);
+  await stroke(lena, [0.6, 0.4], [0.7, 0.4]);
+  await lena.getByRole("button", { name: "Save" }).click();
+  await expect(lena.getByTestId("case-status")).toHaveText("In progress");
+  await review.getByRole("button", { name: "Submit for review" }).click();
+  await expect(lena.getByTestId("case-status")).toHaveText("Submitted");
+
+  // The reviewer: the comment needs words; it points at the crosshair's voxel.
+  const rex = await personOpening(browser, reviewer, caseId);
+  const rexReview = rex.getByTestId("review");
+  await expect(rex.getByTestId("case-status")).toHaveText("Submitted");
+  await expect(rex.getByRole("button", { name: "Run models on this case" })).toHaveCount(0);
+  // A reviewer reviews; saving on the labeler's case is not theirs.
+  await expect(rex.getByRole("button", { name: "Save" })).toHaveCount(0);
+  await expect(rex.getByTestId("read-only")).toContainText("cannot save");
+  await rexReview.getByRole("button", { name: "Request changes" }).click();
+  await expect(rexReview.getByRole("alert")).toContainText("needs one");
+  const point = (await rex.getByTestId("crosshair").textContent())!.match(/voxel \((\d+), (\d+), (\d+)\)/)!.slice(1).join(", ");
+  await rexReview.getByLabel("Comment").fill("The kidney's lower pole is missing here");
+  await rexReview.getByRole("button", { name: "Request changes" }).click();
+  await expect(rex.getByTestId("case-status")).toHaveText("Changes requested");
+  await expect(rexReview.getByTestId("comments")).toContainText("The kidney's lower pole is missing here");
+
+  // The labeler reads it, goes to its voxel, fixes, saves and submits again.
+  await lena.reload();
+  await expect(lena.getByTestId("loading")).toHaveCount(0);
+  await expect(lena.getByTestId("case-status")).toHaveText("Changes requested");
+  await lena.getByLabel("Slice").fill("3"); // away from the comment's voxel
+  await review.getByRole("button", { name: `Go to (${point})` }).click();
+  await expect(lena.getByTestId("crosshair")).toContainText(`voxel (${point})`);
+  await stroke(lena, [0.6, 0.5], [0.7, 0.5]);
+  await lena.getByRole("button", { name: "Save" }).click();
+  await expect(lena.getByTestId("case-status")).toHaveText("In progress");
+  await review.getByRole("button", { name: "Submit for review" }).click();
+  await expect(lena.getByTestId("case-status")).toHaveText("Submitted");
+
+  // The reviewer approves: the version reviewed is pinned.
+  await rex.reload();
+  await expect(rex.getByTestId("loading")).toHaveCount(0);
+  await rexReview.getByRole("button", { name: "Approve" }).click();
+  await expect(rex.getByTestId("case-status")).toHaveText("Approved");
+  const mask = await currentMask(page.request, caseId);
+  const workflow = (await (await page.request.get(`/cases/${caseId}/artifacts`)).json()).workflow;
+  expect(workflow).toEqual({ status: "approved", assignee: labeler, reviewer, approved_mask_ref: mask.ref });
+  expect(mask.history).toHaveLength(2);
+});
