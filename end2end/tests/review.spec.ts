@@ -40,8 +40,18 @@ test("a labeler submits, the reviewer sends it back with a comment at a voxel, t
   );
   expect(assigned).toBe(200);
 
-  // The labeler: nothing to submit before a save; a save makes the case in progress.
-  const lena = await personOpening(browser, labeler, caseId);
+  // The labeler's worklist starts with their own cases; "Next case" opens the one assigned.
+  const lena = await (await browser.newContext()).newPage();
+  await logIn(lena, labeler, PASSWORD);
+  await expect(lena.getByLabel("Assigned to")).toHaveValue("me");
+  await expect(lena.locator("table.cases tbody tr")).toHaveCount(1);
+  await expect(lena.locator("table.cases tbody tr")).toContainText("New");
+  await lena.getByRole("button", { name: "Next case" }).click();
+  await expect(lena).toHaveURL(new RegExp(`/cases/${caseId}$`));
+  await lena.locator("body[data-hydrated=true]").waitFor();
+  await expect(lena.getByTestId("loading")).toHaveCount(0, { timeout: 30_000 });
+
+  // Nothing to submit before a save; a save makes the case in progress.
   const review = lena.getByTestId("review");
   await expect(lena.getByTestId("case-status")).toHaveText("New");
   await expect(review).toContainText(`Labeler: ${labeler} · reviewer: ${reviewer}`);
@@ -91,4 +101,14 @@ test("a labeler submits, the reviewer sends it back with a comment at a voxel, t
   const workflow = (await (await page.request.get(`/cases/${caseId}/artifacts`)).json()).workflow;
   expect(workflow).toEqual({ status: "approved", assignee: labeler, reviewer, approved_mask_ref: mask.ref });
   expect(mask.history).toHaveLength(2);
+
+  // The worklist shows it approved, with who saved it last.
+  await page.goto("/");
+  await page.getByLabel("Search by name").fill(await page.evaluate(async (id) => (await (await fetch(`/cases/${id}/artifacts`)).json()).case_name, caseId));
+  await page.getByLabel("Search by name").press("Enter");
+  const row = page.locator("table.cases tbody tr");
+  await expect(row).toHaveCount(1);
+  await expect(row).toContainText("Approved");
+  await expect(row).toContainText(`${labeler}, `);
+  await expect(row).toContainText(reviewer);
 });

@@ -194,3 +194,103 @@ pub struct CaseComment {
     pub anchor: Option<[u32; 3]>,
     pub created_at_ms: i64,
 }
+
+/// How `GET /worklist` orders cases.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorklistSort {
+    #[default]
+    Created,
+    Name,
+    /// In workflow order: new, in progress, changes requested, submitted, approved.
+    Status,
+    LastSaved,
+}
+
+/// Which cases `GET /worklist` lists, and in what order (query parameters).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorklistQuery {
+    #[serde(default)]
+    pub status: Option<CaseStatus>,
+    /// `me`, `none` (unassigned) or a username; absent: everyone's cases.
+    #[serde(default)]
+    pub assignee: Option<String>,
+    /// Part of the case name, in any case.
+    #[serde(default)]
+    pub q: Option<String>,
+    #[serde(default)]
+    pub sort: WorklistSort,
+    #[serde(default)]
+    pub desc: bool,
+    /// From 1.
+    #[serde(default = "WorklistQuery::first_page")]
+    pub page: u32,
+    /// At most 200.
+    #[serde(default = "WorklistQuery::default_per_page")]
+    pub per_page: u32,
+}
+
+impl WorklistQuery {
+    pub const MAX_PER_PAGE: u32 = 200;
+
+    fn first_page() -> u32 {
+        1
+    }
+
+    fn default_per_page() -> u32 {
+        50
+    }
+}
+
+impl Default for WorklistQuery {
+    fn default() -> Self {
+        WorklistQuery {
+            status: None,
+            assignee: None,
+            q: None,
+            sort: WorklistSort::default(),
+            desc: false,
+            page: Self::first_page(),
+            per_page: Self::default_per_page(),
+        }
+    }
+}
+
+/// One case in the worklist.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorklistRow {
+    pub id: String,
+    pub name: String,
+    pub dims: [u32; 3],
+    pub status: CaseStatus,
+    pub assignee: Option<String>,
+    pub reviewer: Option<String>,
+    pub last_saved_by: Option<String>,
+    pub last_saved_at_ms: Option<i64>,
+    pub created_at_ms: i64,
+}
+
+/// How many cases (matching the other filters) have a status.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusCount {
+    pub status: CaseStatus,
+    pub cases: u64,
+}
+
+/// Answer of `GET /worklist`: one page of cases, how many match in all, and the counts per
+/// status (with every filter but the status one), with the query applied.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Worklist {
+    pub query: WorklistQuery,
+    pub rows: Vec<WorklistRow>,
+    pub total: u64,
+    pub counts: Vec<StatusCount>,
+}
+
+/// Answer of `GET /worklist/next`: the case to open next.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NextCase {
+    pub id: String,
+    pub name: String,
+}

@@ -19,6 +19,7 @@ mod registry;
 mod session;
 mod users;
 mod workflow;
+mod worklist;
 
 use crate::app::{shell, App};
 use crate::server::auth;
@@ -37,6 +38,7 @@ fn rest_routes(args: &ServeArgs) -> Router<AppState> {
         .merge(jobs::routes())
         .merge(users::routes())
         .merge(workflow::routes())
+        .merge(worklist::routes())
 }
 
 /// The whole application: REST, pages, server functions, static files.

@@ -18,3 +18,4 @@ pub mod registry;
 pub mod sweeper;
 pub mod users;
 pub mod workflow;
+pub mod worklist;

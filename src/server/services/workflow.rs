@@ -97,7 +97,8 @@ pub async fn check_save_allowed(state: &AppState, user: &User, case_id: &str) ->
 
 /// Inside a save's transaction, after its compare-and-swap of the head has locked the case's
 /// row: checks the caller again (the case may have been reassigned meanwhile), has an
-/// unassigned case taken by its first labeler, and moves the case to `in_progress`.
+/// unassigned case taken by its first labeler, notes who saved last, and moves the case to
+/// `in_progress`.
 pub async fn on_save(tx: &mut AnyConnection, state: &AppState, user: &User, case_id: &str) -> Result<(), AppError> {
     let case = stored(tx, case_id).await?;
     check_may_save(tx, user, &case, state.config.allows_self_assignment()).await?;
@@ -107,6 +108,12 @@ pub async fn on_save(tx: &mut AnyConnection, state: &AppState, user: &User, case
         audit::record(tx, &state.db, AuditEvent { action: "case_taken", user_id: Some(&user.id), case_id: Some(case_id), details })
             .await?;
     }
+    sqlx::query("UPDATE cases SET last_saved_at = $1, last_saved_by = $2 WHERE id = $3")
+        .bind(now_ms())
+        .bind(&user.id)
+        .bind(case_id)
+        .execute(&mut *tx)
+        .await?;
     if case.status != CaseStatus::InProgress {
         sqlx::query("UPDATE cases SET status = 'in_progress' WHERE id = $1").bind(case_id).execute(&mut *tx).await?;
         let details = json!({ "from": case.status.as_str(), "to": "in_progress", "reason": "save" });

@@ -1,0 +1,163 @@
+//! The worklist: cases filtered by status, assignee and name, sorted, one page at a time, with
+//! the counts per status; and the next case a labeler should open. Built for 100,000 cases:
+//! who saved last is kept on the case row, the filters and orders have indexes, and the
+//! status counts (one grouped query) also give the total.
+
+use sqlx::Row;
+
+use super::users::{Role, User};
+use crate::api::{CaseStatus, NextCase, StatusCount, Worklist, WorklistQuery, WorklistRow, WorklistSort};
+use crate::server::error::AppError;
+use crate::server::state::AppState;
+
+/// Longest name search accepted.
+const MAX_SEARCH_CHARS: usize = 200;
+
+/// The `WHERE` clause of a query and the text values it binds, in order.
+struct Filter {
+    conditions: Vec<String>,
+    binds: Vec<String>,
+}
+
+impl Filter {
+    fn condition(&mut self, sql: &str, value: Option<String>) {
+        match value {
+            Some(value) => {
+                self.binds.push(value);
+                self.conditions.push(sql.replace('?', &format!("${}", self.binds.len())));
+            }
+            None => self.conditions.push(sql.to_string()),
+        }
+    }
+
+    fn sql(&self) -> String {
+        if self.conditions.is_empty() { String::new() } else { format!("WHERE {}", self.conditions.join(" AND ")) }
+    }
+}
+
+/// The conditions of `query` but its status: the counts per status use them as they are.
+fn filter(user: &User, query: &WorklistQuery) -> Result<Filter, AppError> {
+    let mut filter = Filter { conditions: Vec::new(), binds: Vec::new() };
+    match query.assignee.as_deref() {
+        None => {}
+        Some("me") => filter.condition("c.assignee_id = ?", Some(user.id.clone())),
+        Some("none") => filter.condition("c.assignee_id IS NULL", None),
+        Some(name) => filter.condition("c.assignee_id = (SELECT id FROM users WHERE username = ?)", Some(name.to_string())),
+    }
+    if let Some(text) = query.q.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
+        if text.chars().count() > MAX_SEARCH_CHARS {
+            return Err(AppError::Unprocessable(format!("a name search holds at most {MAX_SEARCH_CHARS} characters")));
+        }
+        // Searched literally: the pattern's own wildcards are escaped.
+        let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        filter.condition("LOWER(c.name) LIKE ? ESCAPE '\\'", Some(format!("%{escaped}%")));
+    }
+    Ok(filter)
+}
+
+fn order_by(query: &WorklistQuery) -> String {
+    let column = match query.sort {
+        WorklistSort::Created => "c.created_at",
+        // In any case, as people read names (and as the index on LOWER(name) is ordered).
+        WorklistSort::Name => "LOWER(c.name)",
+        WorklistSort::Status => {
+            "CASE c.status WHEN 'new' THEN 0 WHEN 'in_progress' THEN 1 WHEN 'changes_requested' THEN 2 \
+             WHEN 'submitted' THEN 3 ELSE 4 END"
+        }
+        // Never-saved cases count as saved at time 0 on both engines (their NULLs sort apart).
+        WorklistSort::LastSaved => "COALESCE(c.last_saved_at, 0)",
+    };
+    let direction = if query.desc { "DESC" } else { "ASC" };
+    format!("ORDER BY {column} {direction}, c.id {direction}")
+}
+
+/// `GET /worklist`: one page of the cases `query` selects.
+pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Result<Worklist, AppError> {
+    if query.page == 0 || query.per_page == 0 || query.per_page > WorklistQuery::MAX_PER_PAGE {
+        return Err(AppError::Unprocessable(format!(
+            "page starts at 1, and per_page is 1–{}",
+            WorklistQuery::MAX_PER_PAGE
+        )));
+    }
+    let mut filter = filter(user, query)?;
+    let mut conn = state.db.pool.acquire().await?;
+
+    let count_sql = format!("SELECT c.status, COUNT(*) AS cases FROM cases c {} GROUP BY c.status", filter.sql());
+    let mut counting = sqlx::query(&count_sql);
+    for value in &filter.binds {
+        counting = counting.bind(value);
+    }
+    let mut counts: Vec<StatusCount> = CaseStatus::ALL.iter().map(|&status| StatusCount { status, cases: 0 }).collect();
+    for row in counting.fetch_all(&mut *conn).await? {
+        let status: String = row.get("status");
+        if let Some(count) = counts.iter_mut().find(|count| count.status.as_str() == status) {
+            count.cases = row.get::<i64, _>("cases") as u64;
+        }
+    }
+    let total = counts.iter().filter(|count| query.status.is_none_or(|status| status == count.status)).map(|count| count.cases).sum();
+
+    if let Some(status) = query.status {
+        filter.condition("c.status = ?", Some(status.as_str().to_string()));
+    }
+    let offset = (query.page as u64 - 1) * query.per_page as u64;
+    let rows_sql = format!(
+        "SELECT c.id, c.name, c.status, c.created_at, c.last_saved_at, a.username AS assignee, r.username AS reviewer,
+                s.username AS last_saved_by, o.dim_i, o.dim_j, o.dim_k
+         FROM cases c JOIN objects o ON o.object_ref = c.image_ref
+         LEFT JOIN users a ON a.id = c.assignee_id LEFT JOIN users r ON r.id = c.reviewer_id
+         LEFT JOIN users s ON s.id = c.last_saved_by
+         {} {} LIMIT {} OFFSET {offset}",
+        filter.sql(),
+        order_by(query),
+        query.per_page,
+    );
+    let mut selecting = sqlx::query(&rows_sql);
+    for value in &filter.binds {
+        selecting = selecting.bind(value);
+    }
+    let rows = selecting
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| {
+            let status: String = row.get("status");
+            Ok(WorklistRow {
+                id: row.get("id"),
+                name: row.get("name"),
+                dims: ["dim_i", "dim_j", "dim_k"].map(|column| row.get::<i64, _>(column) as u32),
+                status: CaseStatus::parse(&status).ok_or_else(|| AppError::internal(format!("a case has status {status:?}")))?,
+                assignee: row.get("assignee"),
+                reviewer: row.get("reviewer"),
+                last_saved_by: row.get("last_saved_by"),
+                last_saved_at_ms: row.get("last_saved_at"),
+                created_at_ms: row.get("created_at"),
+            })
+        })
+        .collect::<Result<Vec<_>, AppError>>()?;
+    Ok(Worklist { query: query.clone(), rows, total, counts })
+}
+
+/// The worklist a page shows first: a labeler who does not coordinate sees their own cases.
+pub fn default_query(user: &User) -> WorklistQuery {
+    let coordinates = user.has_role(Role::MlEngineer) || user.has_role(Role::Admin);
+    WorklistQuery {
+        assignee: (user.has_role(Role::Labeler) && !coordinates).then(|| "me".to_string()),
+        ..WorklistQuery::default()
+    }
+}
+
+/// `GET /worklist/next`: the caller's next case not yet submitted, those sent back first, then
+/// those in progress, then new ones, oldest first.
+pub async fn next_case(state: &AppState, user: &User) -> Result<NextCase, AppError> {
+    let row = sqlx::query(
+        "SELECT c.id, c.name FROM cases c
+         WHERE c.assignee_id = $1 AND c.status IN ('changes_requested', 'in_progress', 'new')
+         ORDER BY CASE c.status WHEN 'changes_requested' THEN 0 WHEN 'in_progress' THEN 1 ELSE 2 END, c.created_at, c.id
+         LIMIT 1",
+    )
+    .bind(&user.id)
+    .fetch_optional(&state.db.pool)
+    .await?
+    .ok_or_else(|| AppError::NotFound("a case assigned to you that is waiting for labeling".into()))?;
+    Ok(NextCase { id: row.get("id"), name: row.get("name") })
+}

@@ -1,0 +1,191 @@
+//! `GET /worklist` and `GET /worklist/next` on the backend under test: filters by status,
+//! assignee and name, counts per status, sorting, pagination, refusals, and the order in which
+//! a labeler is given their next case.
+
+mod common;
+
+use base64::Engine;
+use common::TestApp;
+use reqwest::StatusCode;
+use seglab::api::{CaseStatus, NextCase, Worklist, WorklistRow};
+use seglab::edits::MaskEdits;
+use seglab::nifti_io::{encode_mask, encode_volume, gzip};
+use seglab::server::services::cases::{import_case, NewCase};
+use seglab::server::services::users::Role;
+use serde_json::json;
+
+const DIMS: [u32; 3] = [8, 8, 4];
+const VOXELS: usize = 8 * 8 * 4;
+
+async fn new_case(app: &TestApp, name: &str) -> String {
+    let header = nifti::NiftiHeader { pixdim: [1.0; 8], sform_code: 1, ..nifti::NiftiHeader::default() };
+    let case = NewCase {
+        name: name.into(),
+        image: gzip(&encode_volume(&header, DIMS, nifti::NiftiType::Uint8, &vec![7; VOXELS]), 1).into(),
+        mask: Some(gzip(&encode_mask(&header, DIMS, &vec![0; VOXELS]), 1).into()),
+        labels: vec![(1, "organ".into())],
+    };
+    import_case(&app.state, None, case).await.unwrap().id
+}
+
+async fn save(app: &TestApp, token: &str, case_id: &str) {
+    let case: seglab::api::CaseArtifacts = app.get_json(token, &format!("/cases/{case_id}/artifacts")).await;
+    let mut mask = vec![0u8; VOXELS];
+    mask[3] = 1;
+    let edits = base64::engine::general_purpose::STANDARD.encode(MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode());
+    let response = app
+        .client
+        .post(app.url("/labels"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({ "case_id": case_id, "base_mask_ref": case.current_mask_ref, "edits": edits }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+async fn set_status(app: &TestApp, token: &str, case_id: &str, status: &str) {
+    let response = app
+        .client
+        .put(app.url(&format!("/cases/{case_id}/status")))
+        .bearer_auth(token)
+        .json(&json!({ "status": status, "comment": "noted" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
+}
+
+async fn worklist(app: &TestApp, token: &str, query: &str) -> Worklist {
+    let response = app.client.get(app.url(&format!("/worklist{query}"))).bearer_auth(token).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
+    response.json().await.unwrap()
+}
+
+fn names(rows: &[WorklistRow]) -> Vec<&str> {
+    rows.iter().map(|row| row.name.as_str()).collect()
+}
+
+fn count(list: &Worklist, status: CaseStatus) -> u64 {
+    list.counts.iter().find(|count| count.status == status).unwrap().cases
+}
+
+#[tokio::test]
+async fn filters_counts_sorting_and_pages() {
+    let app = TestApp::spawn().await;
+    let engineer = app.user("mle", &[Role::MlEngineer]).await;
+    let alice = app.user("alice", &[Role::Labeler]).await;
+    let bob = app.user("bob", &[Role::Labeler]).await;
+    let rita = app.user("rita", &[Role::Reviewer]).await;
+    let mut ids = Vec::new();
+    for name in ["Liver 003", "liver 001", "Kidney 100%", "Liver 002", "Spleen", "Kidney_2", "Heart"] {
+        ids.push(new_case(&app, name).await);
+    }
+    // alice: two in progress, one submitted, one approved; bob: one in progress; two untouched.
+    for id in &ids[..4] {
+        save(&app, &alice, id).await;
+    }
+    save(&app, &bob, &ids[4]).await;
+    set_status(&app, &alice, &ids[2], "submitted").await;
+    set_status(&app, &alice, &ids[3], "submitted").await;
+    set_status(&app, &rita, &ids[3], "approved").await;
+
+    let all = worklist(&app, &engineer, "").await;
+    assert_eq!(all.total, 7);
+    let expected_counts = [(CaseStatus::New, 2), (CaseStatus::InProgress, 3), (CaseStatus::Submitted, 1), (CaseStatus::Approved, 1)];
+    for (status, cases) in expected_counts {
+        assert_eq!(count(&all, status), cases, "{status:?}");
+    }
+    assert_eq!(count(&all, CaseStatus::ChangesRequested), 0);
+
+    // By status; the counts keep showing every status.
+    let in_progress = worklist(&app, &engineer, "?status=in_progress&sort=name").await;
+    assert_eq!(names(&in_progress.rows), ["liver 001", "Liver 003", "Spleen"]);
+    assert_eq!((in_progress.total, count(&in_progress, CaseStatus::New)), (3, 2));
+    let row = &in_progress.rows[0];
+    assert_eq!((row.assignee.as_deref(), row.last_saved_by.as_deref(), row.dims), (Some("alice"), Some("alice"), DIMS));
+    assert!(row.last_saved_at_ms.is_some());
+
+    // By assignee: mine, someone's, nobody's.
+    let mine = worklist(&app, &alice, "?assignee=me&sort=name").await;
+    assert_eq!(names(&mine.rows), ["Kidney 100%", "liver 001", "Liver 002", "Liver 003"]);
+    assert_eq!(count(&mine, CaseStatus::InProgress), 2, "counts follow the other filters");
+    assert_eq!(names(&worklist(&app, &engineer, "?assignee=bob").await.rows), ["Spleen"]);
+    assert_eq!(names(&worklist(&app, &engineer, "?assignee=none&sort=name").await.rows), ["Heart", "Kidney_2"]);
+    assert_eq!(worklist(&app, &engineer, "?assignee=nobody-by-that-name").await.total, 0);
+
+    // Name search: any case, and the pattern's own wildcards are literal.
+    assert_eq!(names(&worklist(&app, &engineer, "?q=LIVER&sort=name").await.rows), ["liver 001", "Liver 002", "Liver 003"]);
+    assert_eq!(names(&worklist(&app, &engineer, "?q=100%25").await.rows), ["Kidney 100%"]);
+    assert_eq!(names(&worklist(&app, &engineer, "?q=y_").await.rows), ["Kidney_2"]);
+
+    // Sorting and pages.
+    let by_name_desc = worklist(&app, &engineer, "?sort=name&desc=true&per_page=3").await;
+    assert_eq!(names(&by_name_desc.rows), ["Spleen", "Liver 003", "Liver 002"]);
+    assert_eq!(by_name_desc.total, 7);
+    let third = worklist(&app, &engineer, "?sort=name&desc=true&per_page=3&page=3").await;
+    assert_eq!(names(&third.rows), ["Heart"]);
+    let by_status = worklist(&app, &engineer, "?sort=status&per_page=7").await;
+    let statuses: Vec<CaseStatus> = by_status.rows.iter().map(|row| row.status).collect();
+    assert_eq!(statuses[..2], [CaseStatus::New; 2]);
+    assert_eq!(statuses[6], CaseStatus::Approved);
+    let by_last_save = worklist(&app, &engineer, "?sort=last_saved&desc=true").await;
+    assert_eq!(by_last_save.rows[0].name, "Spleen", "bob saved last");
+
+    // Refusals.
+    for (query, status) in [
+        ("?per_page=0", StatusCode::UNPROCESSABLE_ENTITY),
+        ("?per_page=201", StatusCode::UNPROCESSABLE_ENTITY),
+        ("?page=0", StatusCode::UNPROCESSABLE_ENTITY),
+        ("?status=finished", StatusCode::BAD_REQUEST),
+        ("?colour=red", StatusCode::BAD_REQUEST),
+    ] {
+        let response = app.client.get(app.url(&format!("/worklist{query}"))).bearer_auth(&engineer).send().await.unwrap();
+        assert_eq!(response.status(), status, "{query}");
+    }
+    let long = format!("?q={}", "a".repeat(201));
+    let response = app.client.get(app.url(&format!("/worklist{long}"))).bearer_auth(&engineer).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.client.get(app.url("/worklist")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_next_case_is_the_one_sent_back_then_in_progress_then_new() {
+    let app = TestApp::spawn().await;
+    let engineer = app.user("mle", &[Role::MlEngineer]).await;
+    let alice = app.user("alice", &[Role::Labeler]).await;
+    let rita = app.user("rita", &[Role::Reviewer]).await;
+    let next = |token: String| {
+        let (client, url) = (app.client.clone(), app.url("/worklist/next"));
+        async move { client.get(url).bearer_auth(token).send().await.unwrap() }
+    };
+    assert_eq!(next(alice.clone()).await.status(), StatusCode::NOT_FOUND);
+
+    let (first, second, third) = (new_case(&app, "first").await, new_case(&app, "second").await, new_case(&app, "third").await);
+    for id in [&first, &second, &third] {
+        let response = app
+            .client
+            .put(app.url(&format!("/cases/{id}/assignment")))
+            .bearer_auth(&engineer)
+            .json(&json!({ "assignee": "alice" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let opened = |response: reqwest::Response| async move { response.json::<NextCase>().await.unwrap().name };
+    assert_eq!(opened(next(alice.clone()).await).await, "first", "all new: the oldest");
+    save(&app, &alice, &third).await;
+    assert_eq!(opened(next(alice.clone()).await).await, "third", "in progress before new");
+    save(&app, &alice, &second).await;
+    set_status(&app, &alice, &second, "submitted").await;
+    set_status(&app, &rita, &second, "changes_requested").await;
+    assert_eq!(opened(next(alice.clone()).await).await, "second", "sent back first");
+    set_status(&app, &alice, &third, "submitted").await;
+    save(&app, &alice, &second).await;
+    set_status(&app, &alice, &second, "submitted").await;
+    assert_eq!(opened(next(alice.clone()).await).await, "first", "submitted cases are not next");
+    app.stop().await;
+}
