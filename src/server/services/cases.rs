@@ -239,11 +239,12 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
     let created_at = now_ms();
     let mut tx = state.db.pool.begin().await?;
     sqlx::query(
-        "INSERT INTO cases (id, name, labels_json, image_ref, head_mask_ref, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO cases (id, name, search_name, labels_json, image_ref, head_mask_ref, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&case_id)
     .bind(&name)
+    .bind(name.to_lowercase())
     .bind(serde_json::to_string(&label_defs).map_err(AppError::internal)?)
     .bind(&objects[0].object_ref)
     .bind(&objects[1].object_ref)

@@ -7,6 +7,7 @@ use sqlx::Row;
 
 use super::users::{Role, User};
 use crate::api::{CaseStatus, NextCase, StatusCount, Worklist, WorklistQuery, WorklistRow, WorklistSort};
+use crate::server::db::Backend;
 use crate::server::error::AppError;
 use crate::server::state::AppState;
 
@@ -36,7 +37,7 @@ impl Filter {
 }
 
 /// The conditions of `query` but its status: the counts per status use them as they are.
-fn filter(user: &User, query: &WorklistQuery) -> Result<Filter, AppError> {
+fn filter(user: &User, query: &WorklistQuery, backend: Backend) -> Result<Filter, AppError> {
     let mut filter = Filter { conditions: Vec::new(), binds: Vec::new() };
     match query.assignee.as_deref() {
         None => {}
@@ -48,9 +49,12 @@ fn filter(user: &User, query: &WorklistQuery) -> Result<Filter, AppError> {
         if text.chars().count() > MAX_SEARCH_CHARS {
             return Err(AppError::Unprocessable(format!("a name search holds at most {MAX_SEARCH_CHARS} characters")));
         }
-        // Searched literally: the pattern's own wildcards are escaped.
-        let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-        filter.condition("LOWER(c.name) LIKE ? ESCAPE '\\'", Some(format!("%{escaped}%")));
+        // A plain substring test (no pattern, so nothing to escape), cheaper than LIKE per row.
+        let contains = match backend {
+            Backend::Sqlite => "instr(c.search_name, ?) > 0",
+            Backend::Postgres => "strpos(c.search_name, ?) > 0",
+        };
+        filter.condition(contains, Some(text.to_lowercase()));
     }
     Ok(filter)
 }
@@ -58,14 +62,14 @@ fn filter(user: &User, query: &WorklistQuery) -> Result<Filter, AppError> {
 fn order_by(query: &WorklistQuery) -> String {
     let column = match query.sort {
         WorklistSort::Created => "c.created_at",
-        // In any case, as people read names (and as the index on LOWER(name) is ordered).
-        WorklistSort::Name => "LOWER(c.name)",
+        // In any case, as people read names (the lower-case name is indexed).
+        WorklistSort::Name => "c.search_name",
         WorklistSort::Status => {
             "CASE c.status WHEN 'new' THEN 0 WHEN 'in_progress' THEN 1 WHEN 'changes_requested' THEN 2 \
              WHEN 'submitted' THEN 3 ELSE 4 END"
         }
-        // Never-saved cases count as saved at time 0 on both engines (their NULLs sort apart).
-        WorklistSort::LastSaved => "COALESCE(c.last_saved_at, 0)",
+        // Never-saved cases hold 0, so both engines order them alike.
+        WorklistSort::LastSaved => "c.last_saved_at",
     };
     let direction = if query.desc { "DESC" } else { "ASC" };
     format!("ORDER BY {column} {direction}, c.id {direction}")
@@ -79,7 +83,7 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
             WorklistQuery::MAX_PER_PAGE
         )));
     }
-    let mut filter = filter(user, query)?;
+    let mut filter = filter(user, query, state.db.backend)?;
     let mut conn = state.db.pool.acquire().await?;
 
     let count_sql = format!("SELECT c.status, COUNT(*) AS cases FROM cases c {} GROUP BY c.status", filter.sql());
@@ -129,7 +133,7 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
                 assignee: row.get("assignee"),
                 reviewer: row.get("reviewer"),
                 last_saved_by: row.get("last_saved_by"),
-                last_saved_at_ms: row.get("last_saved_at"),
+                last_saved_at_ms: Some(row.get::<i64, _>("last_saved_at")).filter(|&at| at > 0),
                 created_at_ms: row.get("created_at"),
             })
         })
