@@ -1,6 +1,6 @@
 import { Browser, expect, Page, test } from "@playwright/test";
 import { execFileSync } from "node:child_process";
-import { copyDemoCase, currentMask, logIn, openCase, stroke } from "./helpers";
+import { colourCount, copyDemoCase, currentMask, logIn, openCase, stroke } from "./helpers";
 
 const PASSWORD = "review-e2e-password";
 
@@ -92,9 +92,16 @@ test("a labeler submits, the reviewer sends it back with a comment at a voxel, t
   await review.getByRole("button", { name: "Submit for review" }).click();
   await expect(lena.getByTestId("case-status")).toHaveText("Submitted");
 
-  // The reviewer approves: the version reviewed is pinned.
+  // The reviewer sees what the labeler changed since import: added voxels in green.
   await rex.reload();
   await expect(rex.getByTestId("loading")).toHaveCount(0);
+  await rexReview.getByLabel("Show changes since import").check();
+  await expect(rexReview.getByTestId("changes")).toContainText(/[1-9]\d* voxels added, \d+ removed/);
+  await expect.poll(async () => (await colourCount(rex, [34, 197, 94])).total).toBeGreaterThan(20);
+  await rexReview.getByLabel("Show changes since import").uncheck();
+  await expect.poll(async () => (await colourCount(rex, [34, 197, 94])).total).toBe(0);
+
+  // The reviewer approves: the version reviewed is pinned.
   await rexReview.getByRole("button", { name: "Approve" }).click();
   await expect(rex.getByTestId("case-status")).toHaveText("Approved");
   const mask = await currentMask(page.request, caseId);

@@ -97,6 +97,19 @@ pub struct CaseArtifacts {
     pub history: Vec<MaskVersion>,
     /// Where the case stands in labeling and review.
     pub workflow: CaseWorkflow,
+    /// The version a reviewer compares the current mask with.
+    pub review_base: ReviewBase,
+}
+
+/// The mask version a review compares with: the last approved one, else the one the case was
+/// imported with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReviewBase {
+    pub mask_ref: String,
+    /// Whether `mask_ref` is the last approved version (else the imported one).
+    pub approved: bool,
+    /// Presigned GET URL of `mask_ref`.
+    pub url: String,
 }
 
 /// Where a case stands: `new → in_progress → submitted → approved`, with `changes_requested`

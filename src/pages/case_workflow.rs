@@ -127,6 +127,22 @@ pub fn ReviewPanel(ui: ViewerUi) -> impl IntoView {
                                     " at the crosshair"
                                 </label>
                             })}
+                            <label class="muted">
+                                <input type="checkbox" prop:checked=move || ui.compare.get()
+                                    on:change=move |ev| ui.compare.set(event_target_checked(&ev))/>
+                                {if ui.case.with_value(|case| case.review_base.approved) {
+                                    " Show changes since the approved version"
+                                } else {
+                                    " Show changes since import"
+                                }}
+                            </label>
+                            {move || ui.changes.get().map(|(added, removed)| view! {
+                                <p data-testid="changes">
+                                    <span class="added">{format!("{added} voxels added")}</span>
+                                    ", "
+                                    <span class="removed">{format!("{removed} removed")}</span>
+                                </p>
+                            })}
                             <Comments ui comments/>
                         }
                     })

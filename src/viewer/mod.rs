@@ -220,6 +220,22 @@ impl Editor {
     }
 }
 
+/// Voxels labelled in `now` but not (or otherwise) in `before`, and labelled in `before` but
+/// cleared in `now`: what a reviewer sees added and removed.
+pub fn changes_between(before: &[u8], now: &[u8]) -> (u64, u64) {
+    let (mut added, mut removed) = (0, 0);
+    for (&was, &is) in before.iter().zip(now) {
+        if was != is {
+            if is != 0 {
+                added += 1;
+            } else {
+                removed += 1;
+            }
+        }
+    }
+    (added, removed)
+}
+
 /// Follows a delta applied forwards (or, with `undone`, reverted) in the label counts.
 fn count(counts: &mut [u64; 256], delta: &Delta, undone: bool) {
     for &(_, old, new) in delta.changes() {
@@ -268,6 +284,11 @@ mod tests {
         editor.rebase("v3".into(), &v3, &undo).unwrap();
         assert_eq!(editor.base_ref, "v3");
         assert_eq!(editor.unsaved_edits().voxel_count(), 0, "undo sets zeros, v3 is zeros");
+    }
+
+    #[test]
+    fn changes_between_versions_count_added_and_removed_voxels() {
+        assert_eq!(changes_between(&[0, 1, 1, 2, 0], &[1, 1, 0, 1, 0]), (2, 1));
     }
 
     #[test]

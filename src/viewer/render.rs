@@ -81,20 +81,42 @@ pub fn parse_hex_color(css: &str) -> Option<[u8; 3]> {
     Some([byte(0)?, byte(2)?, byte(4)?])
 }
 
+/// Colours of the voxels a review compares: labelled now but not in the reference version (or
+/// with another label), and labelled there but cleared now.
+pub const ADDED: [u8; 3] = [34, 197, 94];
+pub const REMOVED: [u8; 3] = [239, 68, 68];
+
+/// What is drawn over the image.
+#[derive(Clone, Copy)]
+pub struct Layers<'a> {
+    pub mask: &'a [u8],
+    /// A proposed edit, striped.
+    pub preview: Option<&'a Preview>,
+    /// The version a review compares with: voxels that differ are drawn as added or removed.
+    pub reference: Option<&'a [u8]>,
+}
+
+impl<'a> Layers<'a> {
+    /// The mask alone.
+    pub fn mask(mask: &'a [u8]) -> Layers<'a> {
+        Layers { mask, preview: None, reference: None }
+    }
+}
+
 /// Fills `region` of `out` (the whole slice: width × height × 4 bytes, rows top to bottom)
 /// with slice `slice`; the rest of `out` is left as it was.
 #[allow(clippy::too_many_arguments)] // each is one independent input of the picture
 pub fn render_slice(
     image: &Samples,
-    mask: &[u8],
+    layers: Layers,
     geometry: &SliceGeometry,
     slice: usize,
     window: Window,
     overlay: &Overlay,
-    preview: Option<&Preview>,
     region: PixelRect,
     out: &mut [u8],
 ) {
+    let Layers { mask, preview, reference } = layers;
     let (width, height) = (geometry.width, geometry.height);
     assert_eq!(out.len(), width * height * 4, "output buffer size");
     assert!(region.col + region.width <= width && region.row + region.height <= height, "region within the slice");
@@ -114,6 +136,8 @@ pub fn render_slice(
                 if (row + col) % 6 < 3 {
                     rgb = overlay.colors[preview.value as usize];
                 }
+            } else if reference.is_some_and(|reference| reference[voxel] != label) {
+                rgb = if label != 0 { ADDED } else { REMOVED };
             } else if label != 0 && !overlay.hidden[label as usize] {
                 let color = overlay.colors[label as usize];
                 if overlay.outline {
@@ -163,16 +187,16 @@ mod tests {
         let mut out = vec![0; 8];
         let window = Window::spanning(0.0, 100.0);
         let no_labels = Overlay::new([], 0.5, false);
-        render_slice(&image, &[0, 0], &geometry, 0, window, &no_labels, None, geometry.whole(), &mut out);
+        render_slice(&image, Layers::mask(&[0, 0]), &geometry, 0, window, &no_labels, geometry.whole(), &mut out);
         // Radiological: voxel i=1 (more to the right) is drawn on the left.
         assert_eq!(out, [255, 255, 255, 255, 0, 0, 0, 255]);
         let red = Overlay::new([(1, "#ff0000")], 0.5, false);
-        render_slice(&image, &[1, 0], &geometry, 0, window, &red, None, geometry.whole(), &mut out);
+        render_slice(&image, Layers::mask(&[1, 0]), &geometry, 0, window, &red, geometry.whole(), &mut out);
         assert_eq!(&out[4..8], &[127, 0, 0, 255], "half red over black");
         assert_eq!(&out[..4], &[255, 255, 255, 255]);
         let mut hidden = red.clone();
         hidden.hidden[1] = true;
-        render_slice(&image, &[1, 0], &geometry, 0, window, &hidden, None, geometry.whole(), &mut out);
+        render_slice(&image, Layers::mask(&[1, 0]), &geometry, 0, window, &hidden, geometry.whole(), &mut out);
         assert_eq!(&out[4..8], &[0, 0, 0, 255], "a hidden label is not drawn");
     }
 
@@ -189,7 +213,7 @@ mod tests {
             }
         }
         let mut out = vec![0; 100];
-        render_slice(&image, &mask, &geometry, 0, Window::spanning(0.0, 1.0), &Overlay::new([(2, "#00ff00")], 1.0, true), None, geometry.whole(), &mut out);
+        render_slice(&image, Layers::mask(&mask), &geometry, 0, Window::spanning(0.0, 1.0), &Overlay::new([(2, "#00ff00")], 1.0, true), geometry.whole(), &mut out);
         let green = |col: usize, row: usize| out[(row * 5 + col) * 4 + 1] == 255;
         assert!(green(1, 1) && green(3, 2) && green(2, 3), "edges drawn");
         assert!(!green(2, 2), "the inside stays clear");
@@ -213,7 +237,8 @@ mod tests {
             .slice_geometry(Plane::Axial, [6, 6, 1], [1.0; 3]);
         let preview = Preview::new(PreviewKind::FillBetween { axis: 2 }, 3, (0..36).collect(), 36, false);
         let mut out = vec![0; 36 * 4];
-        render_slice(&image, &[0; 36], &geometry, 0, Window::spanning(0.0, 1.0), &Overlay::new([(3, "#0000ff")], 0.5, false), Some(&preview), geometry.whole(), &mut out);
+        let layers = Layers { mask: &[0; 36], preview: Some(&preview), reference: None };
+        render_slice(&image, layers, &geometry, 0, Window::spanning(0.0, 1.0), &Overlay::new([(3, "#0000ff")], 0.5, false), geometry.whole(), &mut out);
         let blue = out.chunks(4).filter(|p| p == &[0, 0, 255, 255]).count();
         let black = out.chunks(4).filter(|p| p == &[0, 0, 0, 255]).count();
         assert_eq!((blue, black), (18, 18), "half the pixels in stripes of full colour");
@@ -227,9 +252,23 @@ mod tests {
             .slice_geometry(Plane::Axial, [4, 4, 1], [1.0; 3]);
         let mut out = vec![7; 64];
         let region = PixelRect { col: 1, row: 2, width: 2, height: 1 };
-        render_slice(&image, &[0; 16], &geometry, 0, Window::spanning(0.0, 100.0), &Overlay::new([], 0.5, false), None, region, &mut out);
+        render_slice(&image, Layers::mask(&[0; 16]), &geometry, 0, Window::spanning(0.0, 100.0), &Overlay::new([], 0.5, false), region, &mut out);
         let white: Vec<usize> = (0..16).filter(|p| out[p * 4] == 255).collect();
         assert_eq!(white, vec![9, 10], "row 2, columns 1 and 2");
         assert!((0..16).filter(|p| ![9, 10].contains(p)).all(|p| out[p * 4..p * 4 + 4] == [7; 4]));
+    }
+
+    #[test]
+    fn against_a_reference_added_and_removed_voxels_have_their_colours() {
+        let dims = [4, 1, 1];
+        let image = volume(dims, &[0; 4]);
+        let geometry = Orientation::from_affine(&[[-1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+            .slice_geometry(Plane::Axial, [4, 1, 1], [1.0; 3]);
+        let mut out = vec![0; 16];
+        // Voxels: unchanged label, added, removed, relabelled (counts as added).
+        let layers = Layers { mask: &[1, 1, 0, 2], preview: None, reference: Some(&[1, 0, 1, 1]) };
+        render_slice(&image, layers, &geometry, 0, Window::spanning(0.0, 1.0), &Overlay::new([(1, "#0000ff")], 1.0, false), geometry.whole(), &mut out);
+        let pixels: Vec<[u8; 3]> = out.chunks(4).map(|p| [p[0], p[1], p[2]]).collect();
+        assert_eq!(pixels, vec![[0, 0, 255], ADDED, REMOVED, ADDED]);
     }
 }

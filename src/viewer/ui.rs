@@ -175,6 +175,10 @@ pub struct ViewerUi {
     /// Whether this person may save on the case (its labeler, or an admin); the review panel
     /// sets it from the server's answer.
     pub may_save: RwSignal<bool>,
+    /// Show what changed against the review base (the last approved or the imported version).
+    pub compare: RwSignal<bool>,
+    /// Voxels added and removed against the review base, once compared.
+    pub changes: RwSignal<Option<(u64, u64)>>,
     /// Where [`ViewerUi::send`] delivers commands, once the controller has opened the case.
     /// Made in the browser build only: the handler holds browser objects, so it is a local
     /// value, and the server may drop a page's values on another thread than the one that made
@@ -224,6 +228,8 @@ impl ViewerUi {
             history: RwSignal::new(history),
             help: RwSignal::new(false),
             may_save: RwSignal::new(true),
+            compare: RwSignal::new(false),
+            changes: RwSignal::new(None),
             command_handler: cfg!(feature = "hydrate").then(|| StoredValue::new_local(None)),
         }
     }

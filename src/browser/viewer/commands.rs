@@ -14,7 +14,7 @@ use crate::browser::{kept, net};
 use crate::edits::MaskEdits;
 use crate::viewer::render::Window;
 use crate::viewer::ui::{Command, SaveStatus};
-use crate::viewer::Editor;
+use crate::viewer::{changes_between, Editor};
 
 /// Has the commands sent through the viewer's `ViewerUi` carried out from now on. Each runs in
 /// a task of its own: a command may be sent from a listener that is borrowing the viewer.
@@ -227,4 +227,37 @@ async fn show_version(shared: &Shared, version: &MaskVersion) -> Result<(), Stri
     viewer.viewing = Some(labels);
     viewer.draw();
     Ok(())
+}
+
+/// Shows (or stops showing) what changed against the review base: the last approved version,
+/// else the imported one, downloaded from a fresh URL when first asked for.
+pub(super) async fn compare(shared: &Shared, on: bool) {
+    let ui = ui_of(shared);
+    if !on {
+        let mut viewer = shared.borrow_mut();
+        viewer.reference = None;
+        viewer.draw();
+        let _ = ui.changes.try_set(None);
+        return;
+    }
+    let compared = async {
+        let case_id = shared.borrow().case_id.clone();
+        let fresh = net::case_artifacts(&case_id).await?;
+        let file = net::download(&fresh.review_base.url, |_, _| {}).await?;
+        let mut viewer = shared.borrow_mut();
+        let labels = Editor::labels_of(&file, viewer.editor.mask.len()).map_err(|e| e.to_string())?;
+        let changes = changes_between(&labels, &viewer.editor.mask);
+        viewer.reference = Some(labels);
+        viewer.draw();
+        Ok::<_, String>(changes)
+    }
+    .await;
+    match compared {
+        Ok(changes) => {
+            let _ = ui.changes.try_set(Some(changes));
+        }
+        Err(message) => {
+            let _ = ui.status.try_set(SaveStatus::Failed(format!("could not load the version to compare with: {message}")));
+        }
+    }
 }

@@ -10,7 +10,7 @@ use web_sys::ImageData;
 use super::state::{alive, Viewer};
 use super::timing::{mark, now_ms, record_render, Milestone};
 use crate::viewer::orientation::{Plane, VoxelBox};
-use crate::viewer::render::render_slice;
+use crate::viewer::render::{render_slice, Layers};
 use crate::viewer::ui::Layout;
 
 /// Crosshair colour: a cyan no label palette uses, so tests can find its lines.
@@ -70,10 +70,13 @@ impl Viewer {
             _ => geometry.whole(),
         };
         view.pixels.resize(w * h * 4, 0);
-        let mask = self.viewing.as_deref().unwrap_or(&self.editor.mask);
-        let preview = self.editor.preview.as_ref().filter(|_| self.viewing.is_none());
+        let layers = Layers {
+            mask: self.viewing.as_deref().unwrap_or(&self.editor.mask),
+            preview: self.editor.preview.as_ref().filter(|_| self.viewing.is_none()),
+            reference: self.reference.as_deref(),
+        };
         let window = self.ui.window.get_untracked();
-        render_slice(&self.editor.image, mask, &geometry, slice, window, &self.overlay, preview, region, &mut view.pixels);
+        render_slice(&self.editor.image, layers, &geometry, slice, window, &self.overlay, region, &mut view.pixels);
         if view.slice_canvas.width() != w as u32 || view.slice_canvas.height() != h as u32 {
             view.slice_canvas.set_width(w as u32);
             view.slice_canvas.set_height(h as u32);

@@ -8,6 +8,7 @@ use leptos::task::spawn_local;
 
 use super::state::{Shared, Viewer};
 use crate::browser::{kept, net};
+use crate::viewer::changes_between;
 use crate::viewer::ui::{KeptEdits, SaveStatus};
 
 impl Viewer {
@@ -17,6 +18,9 @@ impl Viewer {
         self.ui.can_undo.set(self.editor.history.can_undo());
         self.ui.can_redo.set(self.editor.history.can_redo());
         self.ui.counts.set(self.editor.counts.to_vec());
+        if let Some(reference) = &self.reference {
+            self.ui.changes.set(Some(changes_between(reference, &self.editor.mask)));
+        }
         if matches!(self.ui.status.get_untracked(), SaveStatus::Saved { .. }) {
             self.ui.status.set(SaveStatus::Idle);
         }

@@ -62,6 +62,7 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
         pointer: None,
         grown_with: None,
         viewing: None,
+        reference: None,
         saving: false,
         keep_scheduled: false,
         drawn_once: false,

@@ -103,6 +103,13 @@ fn attach(shared: Shared) {
         ui.grow_cap.track();
         ui.send(Command::Regrow);
     });
+    // Changes against the review base, downloaded when first asked for.
+    let comparing = shared.clone();
+    Effect::new(move |_| {
+        let on = ui.compare.get();
+        let shared = comparing.clone();
+        spawn_local(async move { commands::compare(&shared, on).await });
+    });
     commands::receive(&shared);
     for plane in Plane::ALL {
         input::listen_pointer(&shared, plane);

@@ -53,6 +53,8 @@ pub(super) struct Viewer {
     pub(super) grown_with: Option<GrowInputs>,
     /// Voxels of an older version being looked at (read only), instead of the edited mask.
     pub(super) viewing: Option<Vec<u8>>,
+    /// The review base's voxels while changes against it are shown.
+    pub(super) reference: Option<Vec<u8>>,
     pub(super) saving: bool,
     pub(super) keep_scheduled: bool,
     pub(super) drawn_once: bool,

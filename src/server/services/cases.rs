@@ -16,7 +16,7 @@ use super::jobs::{self, Trigger};
 use super::mask_versions::mask_object_ref;
 use super::registry;
 use super::workflow;
-use crate::api::{Artifact, ArtifactKind, CaseArtifacts, CaseSummary, LabelDef, MaskVersion};
+use crate::api::{Artifact, ArtifactKind, CaseArtifacts, CaseSummary, LabelDef, MaskVersion, ReviewBase};
 use crate::nifti_io::{gzip, gzip_empty_mask, gzip_mask, inspect, Volume, VolumeMeta};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
@@ -368,6 +368,7 @@ pub async fn case_artifacts(state: &AppState, case_id: &str, include_history: bo
         .map_err(|e| AppError::internal(format!("labels of case {case_id}: {e}")))?;
     let history = if include_history { mask_history(state, case_id).await? } else { Vec::new() };
     let workflow = workflow::workflow_of(&mut *state.db.pool.acquire().await?, case_id).await?;
+    let review_base = review_base(state, case_id, workflow.approved_mask_ref.as_deref()).await?;
     Ok(CaseArtifacts {
         case_id: case_id.to_string(),
         case_name: case.get("name"),
@@ -376,7 +377,21 @@ pub async fn case_artifacts(state: &AppState, case_id: &str, include_history: bo
         artifacts,
         history,
         workflow,
+        review_base,
     })
+}
+
+/// The last approved version, else the mask the case was imported with (its oldest).
+async fn review_base(state: &AppState, case_id: &str, approved: Option<&str>) -> Result<ReviewBase, AppError> {
+    let mask_ref = match approved {
+        Some(approved) => approved.to_string(),
+        None => sqlx::query("SELECT object_ref FROM objects WHERE case_id = $1 AND kind = 'mask' ORDER BY created_at, object_ref LIMIT 1")
+            .bind(case_id)
+            .fetch_one(&state.db.pool)
+            .await?
+            .get("object_ref"),
+    };
+    Ok(ReviewBase { url: state.store.presign_get(&mask_ref).await?, mask_ref, approved: approved.is_some() })
 }
 
 async fn mask_history(state: &AppState, case_id: &str) -> Result<Vec<MaskVersion>, AppError> {
