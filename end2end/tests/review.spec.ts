@@ -43,6 +43,11 @@ test("a labeler submits, the reviewer sends it back with a comment at a voxel, t
   // The labeler's worklist starts with their own cases; "Next case" opens the one assigned.
   const lena = await (await browser.newContext()).newPage();
   await logIn(lena, labeler, PASSWORD);
+  // Forms a labeler may not use are not shown: registering models is an ML engineer's.
+  await lena.goto("/registry");
+  await expect(lena.getByRole("heading", { name: "Models" })).toBeVisible();
+  await expect(lena.getByRole("button", { name: "Register" })).toHaveCount(0);
+  await lena.goto("/");
   await expect(lena.getByLabel("Assigned to")).toHaveValue("me");
   await expect(lena.locator("table.cases tbody tr")).toHaveCount(1);
   await expect(lena.locator("table.cases tbody tr")).toContainText("New");

@@ -18,7 +18,11 @@ pub async fn list_models() -> Result<Vec<ModelSummary>, ApiError> {
 pub async fn get_model(id: String) -> Result<(ModelDetail, Option<PairedEvaluation>, Vec<Job>), ApiError> {
     use crate::server::services::{evaluation, jobs, registry};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
-    let detail = registry::model_detail(&state, &id).await?;
+    let mut detail = registry::model_detail(&state, &id).await?;
+    // The lifecycle buttons are shown only to those who may press them.
+    if registry::may_register(&user).is_err() {
+        detail.allowed_next.clear();
+    }
     let evaluation = match evaluation::may_read(&user) {
         true => Some(evaluation::paired_evaluation(&state, &user, &detail.summary.name).await?),
         false => None,
@@ -35,15 +39,26 @@ pub async fn set_model_state(id: String, state: String) -> Result<ModelSummary, 
     Ok(registry::transition(&app, &user, &id, to).await?)
 }
 
+/// Whether the caller may register models and change their states.
+#[server]
+pub async fn may_manage_models() -> Result<bool, ApiError> {
+    let (_state, user) = crate::server::auth::server_fn_caller().await?;
+    Ok(crate::server::services::registry::may_register(&user).is_ok())
+}
+
 #[component]
 pub fn ModelsPage() -> impl IntoView {
     let models = Resource::new(|| (), |_| list_models());
+    let manages = Resource::new(|| (), |_| may_manage_models());
     view! {
         <h1>"Models"</h1>
         <Suspense fallback=|| view! { <p>"Loading models…"</p> }>
             {move || Suspend::new(async move { loaded(models.await, |models| view! { <ModelTable models/> }) })}
         </Suspense>
-        <RegisterForm/>
+        // The registration form only for those who may register.
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move { manages.await.unwrap_or(false).then(|| view! { <RegisterForm/> }) })}
+        </Suspense>
     }
 }
 
