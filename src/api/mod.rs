@@ -3,10 +3,12 @@
 
 pub mod accounts;
 pub mod cases;
+pub mod datasets;
 pub mod error;
 pub mod registry;
 
 pub use accounts::*;
 pub use cases::*;
+pub use datasets::*;
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use registry::*;

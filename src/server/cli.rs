@@ -6,12 +6,16 @@ use leptos::config::LeptosOptions;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::config::{AuditCommand, Cli, Command, Config, ImportArgs, ObjectsCommand, RoleCommand, ServeArgs, TokenCommand, UserCommand};
+use super::config::{
+    AuditCommand, Cli, Command, Config, DatasetCommand, ExportLayout, ImportArgs, ObjectsCommand, RoleCommand, ServeArgs, TokenCommand,
+    UserCommand,
+};
 use super::db::Db;
 use super::error::{AppError, CliError};
 use super::services::audit::{self, verify_chain};
 use super::services::cases::{import_case, parse_label_names, CaseFile, NewCase};
 use super::services::users::{add_user, Role};
+use super::services::datasets::{self, ExportFormat};
 use super::services::{access, integrity, orchestrator, sweeper};
 use crate::api::UserChange;
 use super::state::AppState;
@@ -124,6 +128,22 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Infer(args) => crate::server::inference::run_child(&args).map_err(CliError::Inference),
+        Command::Dataset(DatasetCommand::Export { id, dir, format }) => {
+            let state = AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks).await?;
+            let format = match format {
+                ExportLayout::Nnunet => ExportFormat::Nnunet,
+                ExportLayout::Monai => ExportFormat::Monai,
+            };
+            let written = datasets::export(&state, &id, &dir, format, |done, total| {
+                eprint!("\rexporting: {done}/{total} cases");
+                if done == total {
+                    eprintln!();
+                }
+            })
+            .await?;
+            println!("exported {written} cases of dataset {id} into {}", dir.display());
+            Ok(())
+        }
         Command::Objects(ObjectsCommand::Verify) => {
             let state = AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks).await?;
             let report = integrity::verify_objects(&state).await?;

@@ -34,6 +34,9 @@ pub enum Command {
     /// Inspect stored objects.
     #[command(subcommand)]
     Objects(ObjectsCommand),
+    /// Work with dataset snapshots.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
     /// Run one model on one image (the orchestrator's child process).
     #[command(hide = true)]
     Infer(InferArgs),
@@ -67,6 +70,28 @@ pub enum ObjectsCommand {
     /// Check that every object the database records is in storage with its recorded size and
     /// SHA-256; exits non-zero naming the ones that are not.
     Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Write a snapshot's images and approved masks into a new or empty folder, every file
+    /// checked against its SHA-256.
+    Export {
+        /// The snapshot's id (`GET /datasets`).
+        id: String,
+        dir: PathBuf,
+        #[arg(long, value_enum)]
+        format: ExportLayout,
+    },
+}
+
+/// What `dataset export` writes.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ExportLayout {
+    /// nnU-Net v2 raw data (imagesTr, labelsTr, imagesTs, labelsTs, dataset.json, splits_final.json).
+    Nnunet,
+    /// A MONAI datalist (images, labels, datalist.json).
+    Monai,
 }
 
 #[derive(Debug, Subcommand)]

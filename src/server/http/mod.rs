@@ -11,6 +11,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 mod cases;
+mod datasets;
 mod extract;
 mod jobs;
 mod labels;
@@ -34,6 +35,7 @@ fn rest_routes(args: &ServeArgs) -> Router<AppState> {
         .merge(session::routes())
         .merge(cases::routes(args.max_upload_bytes))
         .merge(labels::routes())
+        .merge(datasets::routes())
         .merge(registry::routes(args.max_upload_bytes))
         .merge(jobs::routes())
         .merge(users::routes())

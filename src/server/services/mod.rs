@@ -7,6 +7,7 @@
 pub mod access;
 pub mod audit;
 pub mod cases;
+pub mod datasets;
 pub mod evaluation;
 pub mod idempotency;
 pub mod integrity;

@@ -220,7 +220,8 @@ pub async fn register(state: &AppState, user: &User, card_json: &str, artifact: 
 }
 
 /// A unique-index violation as a 409 with `message`; other errors unchanged.
-fn unique_conflict(err: sqlx::Error, message: String) -> AppError {
+/// A unique-index violation as a 409 with `message`; other errors as they are.
+pub fn unique_conflict(err: sqlx::Error, message: String) -> AppError {
     match &err {
         sqlx::Error::Database(db) if db.is_unique_violation() => AppError::Conflict(message),
         _ => err.into(),

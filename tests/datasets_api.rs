@@ -1,0 +1,219 @@
+//! Dataset snapshots on the backend under test: only approved cases and their approved mask
+//! versions are frozen, splits are deterministic, snapshots never change (new ones are new
+//! versions), the manifest's URLs give bytes with the recorded SHA-256, and the export in both
+//! layouts writes files nibabel reads, each matching its SHA-256.
+
+mod common;
+
+use std::path::Path;
+
+use base64::Engine;
+use common::TestApp;
+use reqwest::StatusCode;
+use seglab::api::{CaseArtifacts, DatasetSummary, Manifest, Split};
+use seglab::edits::MaskEdits;
+use seglab::nifti_io::{encode_mask, encode_volume, gzip};
+use seglab::server::services::cases::{import_case, NewCase};
+use seglab::server::services::users::Role;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const DIMS: [u32; 3] = [10, 8, 6];
+const VOXELS: usize = 10 * 8 * 6;
+
+async fn new_case(app: &TestApp, name: &str) -> String {
+    let header = nifti::NiftiHeader { pixdim: [1.0, 0.8, 0.8, 2.0, 1.0, 1.0, 1.0, 1.0], sform_code: 1, ..nifti::NiftiHeader::default() };
+    let image: Vec<u8> = (0..VOXELS).flat_map(|i| ((i % 50) as i16).to_le_bytes()).collect();
+    let case = NewCase {
+        name: name.into(),
+        image: gzip(&encode_volume(&header, DIMS, nifti::NiftiType::Int16, &image), 1).into(),
+        mask: Some(gzip(&encode_mask(&header, DIMS, &vec![0; VOXELS]), 1).into()),
+        labels: vec![(1, "liver".into()), (2, "tumour".into())],
+    };
+    import_case(&app.state, None, case).await.unwrap().id
+}
+
+/// Saves voxels `from..from + 20` as label 1, then submits and approves (an admin may do all).
+async fn label_and_approve(app: &TestApp, admin: &str, case_id: &str, from: usize) -> String {
+    let case: CaseArtifacts = app.get_json(admin, &format!("/cases/{case_id}/artifacts")).await;
+    let mut mask = vec![0u8; VOXELS];
+    mask[from..from + 20].fill(1);
+    let edits = base64::engine::general_purpose::STANDARD.encode(MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode());
+    let saved = app
+        .client
+        .post(app.url("/labels"))
+        .bearer_auth(admin)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({ "case_id": case_id, "base_mask_ref": case.current_mask_ref, "edits": edits }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), StatusCode::CREATED);
+    let new_ref = saved.json::<Value>().await.unwrap()["new_mask_ref"].as_str().unwrap().to_string();
+    for status in ["submitted", "approved"] {
+        let changed = app
+            .client
+            .put(app.url(&format!("/cases/{case_id}/status")))
+            .bearer_auth(admin)
+            .json(&json!({ "status": status }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(changed.status(), StatusCode::OK);
+    }
+    new_ref
+}
+
+async fn post(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
+    app.client.post(app.url("/datasets")).bearer_auth(token).json(&body).send().await.unwrap()
+}
+
+fn sha256_of(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[tokio::test]
+async fn snapshots_freeze_approved_versions_and_never_change() {
+    let app = TestApp::spawn().await;
+    let admin = app.user("root", &[Role::Labeler, Role::Reviewer, Role::Admin]).await;
+    let labeler = app.user("lab", &[Role::Labeler]).await;
+    let mut approved = Vec::new();
+    for n in 0..6 {
+        let id = new_case(&app, &format!("Liver {n}")).await;
+        let mask_ref = label_and_approve(&app, &admin, &id, n * 10).await;
+        approved.push((id, mask_ref));
+    }
+    let unapproved = new_case(&app, "Liver draft").await;
+    let other = new_case(&app, "Spleen").await;
+    label_and_approve(&app, &admin, &other, 0).await;
+
+    // Refused: the wrong role, bad fractions, a case that is not approved; nothing written.
+    assert_eq!(post(&app, &labeler, json!({ "name": "liver" })).await.status(), StatusCode::FORBIDDEN);
+    let bad = post(&app, &admin, json!({ "name": "liver", "validation_fraction": 0.7, "test_fraction": 0.5 })).await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let draft = post(&app, &admin, json!({ "name": "liver", "case_ids": [unapproved] })).await;
+    assert_eq!(draft.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(draft.text().await.unwrap().contains("not an approved case"));
+    assert_eq!(app.count("SELECT COUNT(*) FROM datasets").await, 0);
+
+    // The liver cases, split from a seed; one case's split given.
+    let request = json!({
+        "name": "liver", "name_contains": "LIVER", "validation_fraction": 0.25, "test_fraction": 0.25, "seed": 42,
+        "splits": { approved[0].0.clone(): "test" },
+    });
+    let first = post(&app, &admin, request.clone()).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: DatasetSummary = first.json().await.unwrap();
+    assert_eq!((first.name.as_str(), first.version, first.train + first.validation + first.test), ("liver", 1, 6));
+    let manifest: Manifest = app.get_json(&labeler, &format!("/datasets/{}/manifest", first.id)).await;
+    assert_eq!(manifest.label_map.get(&1).map(String::as_str), Some("liver"));
+    assert_eq!(manifest.cases.iter().find(|c| c.case_id == approved[0].0).unwrap().split, Split::Test);
+    for case in &manifest.cases {
+        let expected = &approved.iter().find(|(id, _)| *id == case.case_id).unwrap().1;
+        assert_eq!(&case.mask.object_ref, expected, "the approved version");
+        for file in [&case.image, &case.mask] {
+            let bytes = app.client.get(&file.url).send().await.unwrap().bytes().await.unwrap();
+            assert_eq!(sha256_of(&bytes), file.sha256);
+        }
+    }
+
+    // A later save does not change the snapshot; the same request again is version 2, same split.
+    let case_id = &approved[1].0;
+    let case: CaseArtifacts = app.get_json(&admin, &format!("/cases/{case_id}/artifacts")).await;
+    let edits = base64::engine::general_purpose::STANDARD.encode(MaskEdits::diff(&vec![0u8; VOXELS], &vec![2u8; VOXELS]).encode());
+    let later = app
+        .client
+        .post(app.url("/labels"))
+        .bearer_auth(&admin)
+        .header("Idempotency-Key", "later")
+        .json(&json!({ "case_id": case_id, "base_mask_ref": case.current_mask_ref, "edits": edits }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(later.status(), StatusCode::CREATED);
+    let again: Manifest = app.get_json(&labeler, &format!("/datasets/{}/manifest", first.id)).await;
+    assert_eq!(again.cases.iter().map(|c| &c.mask.object_ref).collect::<Vec<_>>(), manifest.cases.iter().map(|c| &c.mask.object_ref).collect::<Vec<_>>());
+    let second: DatasetSummary = post(&app, &admin, request).await.json().await.unwrap();
+    assert_eq!(second.version, 2);
+    assert_eq!(second.train + second.validation + second.test, 5, "the case reopened by the save is no longer approved");
+    let splits_of = |m: &Manifest| m.cases.iter().map(|c| (c.case_id.clone(), c.split)).collect::<std::collections::BTreeMap<_, _>>();
+    let second_manifest: Manifest = app.get_json(&labeler, &format!("/datasets/{}/manifest", second.id)).await;
+    for (id, split) in splits_of(&second_manifest) {
+        assert_eq!(splits_of(&manifest)[&id], split, "the seed gives each case the same split");
+    }
+    let listed: Vec<DatasetSummary> = app.get_json(&labeler, "/datasets").await;
+    assert_eq!(listed.len(), 2);
+
+    // Never changed: no route edits a snapshot, and the database refuses it.
+    let put = app.client.put(app.url(&format!("/datasets/{}/manifest", first.id))).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(put.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let update = sqlx::query("UPDATE dataset_cases SET split = 'train' WHERE dataset_id = $1").bind(&first.id).execute(&app.state.db.pool).await;
+    assert!(update.unwrap_err().to_string().contains("never changed"));
+    let delete = sqlx::query("DELETE FROM datasets WHERE id = $1").bind(&first.id).execute(&app.state.db.pool).await;
+    assert!(delete.is_err());
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'dataset_created'").await, 2);
+    app.stop().await;
+}
+
+/// Shapes of NIfTI files as nibabel reads them, one `[i, j, k]` per path.
+fn nibabel_shapes(paths: &[std::path::PathBuf]) -> Vec<Vec<usize>> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python");
+    assert!(python.exists(), "{} is missing: run `.ci/setup test` for the nibabel environment", python.display());
+    let script = "import sys, json, nibabel\nprint(json.dumps([list(nibabel.load(p).shape) for p in sys.argv[1:]]))";
+    let output = std::process::Command::new(python).arg("-c").arg(script).args(paths).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn export_writes_nnunet_and_monai_layouts_that_nibabel_reads() {
+    let app = TestApp::spawn().await;
+    let admin = app.user("root", &[Role::Labeler, Role::Reviewer, Role::Admin]).await;
+    for n in 0..4 {
+        let id = new_case(&app, &format!("Case {n}")).await;
+        label_and_approve(&app, &admin, &id, n * 5).await;
+    }
+    let dataset: DatasetSummary =
+        post(&app, &admin, json!({ "name": "all", "test_fraction": 0.5, "seed": 3 })).await.json().await.unwrap();
+    let manifest: Manifest = app.get_json(&admin, &format!("/datasets/{}/manifest", dataset.id)).await;
+    let out = tempfile::tempdir().unwrap();
+
+    for (format, listing) in [("nnunet", "dataset.json"), ("monai", "datalist.json")] {
+        let dir = out.path().join(format);
+        let output = app.run_cli(&["dataset", "export", &dataset.id, dir.to_str().unwrap(), "--format", format]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(String::from_utf8_lossy(&output.stderr).contains("4/4 cases"), "progress is shown");
+        let index: Value = serde_json::from_slice(&std::fs::read(dir.join("seglab_manifest.json")).unwrap()).unwrap();
+        let cases = index["cases"].as_array().unwrap();
+        assert_eq!(cases.len(), 4);
+        let mut files = Vec::new();
+        for case in cases {
+            let recorded = manifest.cases.iter().find(|c| c.case_id == case["case_id"]).unwrap();
+            for (path, sha) in [(&case["image"], &recorded.image.sha256), (&case["label"], &recorded.mask.sha256)] {
+                let file = dir.join(path.as_str().unwrap());
+                assert_eq!(&sha256_of(&std::fs::read(&file).unwrap()), sha, "{}", file.display());
+                files.push(file);
+            }
+            let is_test = recorded.split == Split::Test;
+            if format == "nnunet" {
+                assert_eq!(case["image"].as_str().unwrap().starts_with("imagesTs/"), is_test);
+                assert!(case["image"].as_str().unwrap().ends_with("_0000.nii.gz"));
+            }
+        }
+        assert!(nibabel_shapes(&files).iter().all(|shape| *shape == DIMS.map(|d| d as usize).to_vec()));
+        let listing: Value = serde_json::from_slice(&std::fs::read(dir.join(listing)).unwrap()).unwrap();
+        if format == "nnunet" {
+            assert_eq!(listing["labels"], json!({ "background": 0, "liver": 1, "tumour": 2 }));
+            assert_eq!(listing["numTraining"], json!(dataset.train + dataset.validation));
+            assert_eq!(listing["file_ending"], ".nii.gz");
+        } else {
+            assert_eq!(listing["training"].as_array().unwrap().len() as u64, dataset.train);
+            assert_eq!(listing["test"].as_array().unwrap().len() as u64, dataset.test);
+        }
+        // A folder that is not empty is refused.
+        let again = app.run_cli(&["dataset", "export", &dataset.id, dir.to_str().unwrap(), "--format", format]);
+        assert!(!again.status.success());
+        assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    }
+    app.stop().await;
+}
