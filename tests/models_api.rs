@@ -493,3 +493,65 @@ async fn an_inference_over_its_timeout_is_killed_and_stops_using_the_cpu() {
     assert!(!running(), "the inference process {pid} still runs after its attempt timed out");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn evaluation_leaves_out_training_cases_and_flags_a_versions_own_prelabels() {
+    let app = TestApp::spawn().await;
+    let lead = app.user("lead", &[Role::Labeler, Role::Reviewer, Role::MlEngineer, Role::Admin]).await;
+    let v1 = registered(&app, &lead, "cube-seg", "1.0.0", "segmenter_v1").await;
+    assert_eq!(set_state(&app, &lead, &v1, "shadow").await.status(), StatusCode::OK);
+    assert_eq!(set_state(&app, &lead, &v1, "production").await.status(), StatusCode::OK);
+
+    // The production version pre-labels the new, unlabelled case; a person corrects it.
+    let case_id = cube_case(&app).await;
+    finished_jobs(&app, &lead, &case_id, 1).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM prelabels").await, 1);
+    let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
+    let predicted = Volume::parse("mask", &app.state.store.get(&head).await.unwrap()).unwrap().into_labels("mask").unwrap();
+    let cube: Vec<u8> = (0..VOXELS).map(|i| in_cube(i) as u8).collect();
+    let edits = MaskEdits::diff(&predicted, &cube).encode();
+    let saved = app
+        .client
+        .post(app.url("/labels"))
+        .bearer_auth(&lead)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({ "case_id": case_id, "base_mask_ref": head, "edits": base64::engine::general_purpose::STANDARD.encode(edits) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), StatusCode::CREATED);
+    let evaluation: Value = app.get_json(&lead, "/models/evaluation?name=cube-seg").await;
+    assert_eq!(evaluation["production"]["labels"][0]["dice"]["cases"], 1);
+    assert_eq!(evaluation["anchored_cases"][0]["case_id"], case_id.as_str(), "{evaluation}");
+    assert_eq!(evaluation["anchored_cases"][0]["model_version"], "1.0.0");
+
+    // The case is approved and frozen into a snapshot; v2 says it was trained on it.
+    for status in ["submitted", "approved"] {
+        let changed = app.client.put(app.url(&format!("/cases/{case_id}/status"))).bearer_auth(&lead).json(&json!({ "status": status })).send().await.unwrap();
+        assert_eq!(changed.status(), StatusCode::OK);
+    }
+    let snapshot = app.client.post(app.url("/datasets")).bearer_auth(&lead).json(&json!({ "name": "cubes" })).send().await.unwrap();
+    assert_eq!(snapshot.status(), StatusCode::CREATED);
+    let dataset_id = snapshot.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let mut unknown = card("cube-seg", "2.0.0", "segmenter_v2");
+    unknown["training_datasets"] = json!(["no-such-snapshot"]);
+    let refused = register(&app, &lead, &unknown, fixture("segmenter_v2")).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.text().await.unwrap().contains("training_datasets"));
+    let mut trained = card("cube-seg", "2.0.0", "segmenter_v2");
+    trained["training_datasets"] = json!([dataset_id]);
+    let response = register(&app, &lead, &trained, fixture("segmenter_v2")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let v2 = response.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string();
+    assert_eq!(set_state(&app, &lead, &v2, "shadow").await.status(), StatusCode::OK);
+    let started = app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&lead).send().await.unwrap();
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    finished_jobs(&app, &lead, &case_id, 3).await;
+
+    // v2 predicted the case, but it trained on it: left out, so nothing is paired.
+    let evaluation: Value = app.get_json(&lead, "/models/evaluation?name=cube-seg").await;
+    assert_eq!(evaluation["excluded_training_cases"], 1, "{evaluation}");
+    assert_eq!(evaluation["paired_cases"], 0);
+    assert_eq!(evaluation["shadow"]["labels"][0]["dice"], Value::Null, "{evaluation}");
+    app.stop().await;
+}

@@ -32,6 +32,10 @@ pub struct ModelCard {
     #[serde(default)]
     pub metrics: Vec<ReportedMetric>,
     pub artifact: ArtifactSpec,
+    /// Ids of the dataset snapshots the model was trained on: their train and validation cases
+    /// are left out of its evaluation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub training_datasets: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,4 +274,19 @@ pub struct PairedEvaluation {
     pub shadow: Option<ModelScore>,
     /// Largest |production − shadow| Dice first.
     pub disagreements: Vec<Disagreement>,
+    /// Cases left out because a version was trained (or validated) on them.
+    #[serde(default)]
+    pub excluded_training_cases: usize,
+    /// Evaluated cases whose human mask started from an evaluated version's own pre-label:
+    /// agreement there is inflated by anchoring.
+    #[serde(default)]
+    pub anchored_cases: Vec<AnchoredCase>,
+}
+
+/// A case whose human mask began as a model version's pre-label.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnchoredCase {
+    pub case_id: String,
+    pub case_name: String,
+    pub model_version: String,
 }

@@ -241,9 +241,25 @@ fn EvaluationSummary(evaluation: PairedEvaluation) -> impl IntoView {
     } else {
         "Against human labels".to_string()
     };
+    let excluded = evaluation.excluded_training_cases;
+    let anchored = evaluation.anchored_cases.clone();
     view! {
         <div class="evaluation" data-testid="evaluation">
             <h3>{heading}</h3>
+            {(excluded > 0).then(|| view! {
+                <p class="muted" data-testid="excluded-training">
+                    {format!("{excluded} cases left out: a version was trained or validated on them (its card's training snapshots).")}
+                </p>
+            })}
+            {(!anchored.is_empty()).then(|| view! {
+                <p class="notice" data-testid="anchored">
+                    {format!(
+                        "{} cases began as a version's own pre-label, which the person then corrected; agreement there is inflated (anchoring): {}",
+                        anchored.len(),
+                        anchored.iter().map(|a| format!("{} ({})", a.case_name, a.model_version)).collect::<Vec<_>>().join(", "),
+                    )}
+                </p>
+            })}
             <table>
                 <thead><tr><th>"Version"</th><th>"Label"</th><th>"Cases"</th><th>"Dice mean / median"</th><th>"HD95 mm mean / median"</th></tr></thead>
                 <tbody>

@@ -3,14 +3,14 @@
 //! (prediction, human version), and the paired production-versus-shadow summary the model
 //! page shows before a promotion.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::Row;
 
 use super::mask_versions::load_mask;
 use super::registry::{active_models, model_card};
 use super::users::{Role, User};
-use crate::api::{Disagreement, LabelStats, ModelScore, ModelState, ModelSummary, PairedEvaluation, Stats};
+use crate::api::{AnchoredCase, Disagreement, LabelStats, ModelScore, ModelState, ModelSummary, PairedEvaluation, Stats};
 use crate::metrics::{dice, hd95};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
@@ -120,6 +120,37 @@ async fn evaluable_cases(state: &AppState, model_id: &str) -> Result<Vec<Evaluab
         .collect())
 }
 
+/// The train and validation cases of the snapshots a model was trained on.
+async fn training_cases(state: &AppState, datasets: &[String]) -> Result<BTreeSet<String>, AppError> {
+    let mut cases = BTreeSet::new();
+    for dataset in datasets {
+        let rows = sqlx::query("SELECT case_id FROM dataset_cases WHERE dataset_id = $1 AND split IN ('train', 'validation')")
+            .bind(dataset)
+            .fetch_all(&state.db.pool)
+            .await?;
+        cases.extend(rows.iter().map(|row| row.get::<String, _>("case_id")));
+    }
+    Ok(cases)
+}
+
+/// Evaluated cases a version itself pre-labelled.
+async fn anchored_cases(state: &AppState, versions: &[EvaluatedVersion]) -> Result<Vec<AnchoredCase>, AppError> {
+    let mut anchored = Vec::new();
+    for (_, model, _, cases) in versions {
+        let rows = sqlx::query("SELECT DISTINCT case_id FROM prelabels WHERE model_id = $1").bind(&model.id).fetch_all(&state.db.pool).await?;
+        let prelabelled: BTreeSet<String> = rows.iter().map(|row| row.get("case_id")).collect();
+        anchored.extend(cases.iter().filter(|case| prelabelled.contains(&case.case_id)).map(|case| AnchoredCase {
+            case_id: case.case_id.clone(),
+            case_name: case.case_name.clone(),
+            model_version: model.version.clone(),
+        }));
+    }
+    Ok(anchored)
+}
+
+/// A version under evaluation: its role, summary, label names and the cases it is scored on.
+type EvaluatedVersion = (ModelState, ModelSummary, BTreeMap<u8, String>, Vec<EvaluableCase>);
+
 fn score(model: &ModelSummary, names: &BTreeMap<u8, String>, per_case: &[LabelScores]) -> ModelScore {
     let labels = names
         .iter()
@@ -151,22 +182,40 @@ pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Res
     user.require_any(&READERS, "reading model evaluations")?;
     let active = active_models(state, name).await?;
     let mut versions = Vec::new();
+    let mut excluded = BTreeSet::new();
     for (role, model) in [(ModelState::Production, &active.production), (ModelState::Shadow, &active.shadow)] {
         if let Some(model) = model {
             let card = model_card(state, &model.id).await?;
             let names: BTreeMap<u8, String> = card.label_map.iter().filter_map(|(v, n)| Some((v.parse().ok()?, n.clone()))).collect();
-            versions.push((role, model.clone(), names, evaluable_cases(state, &model.id).await?));
+            let training = training_cases(state, &card.training_datasets).await?;
+            let mut cases = evaluable_cases(state, &model.id).await?;
+            cases.retain(|case| {
+                let trained_on = training.contains(&case.case_id);
+                if trained_on {
+                    excluded.insert(case.case_id.clone());
+                }
+                !trained_on
+            });
+            versions.push((role, model.clone(), names, cases));
         }
     }
     // With both versions, compare only on cases both predicted.
     if versions.len() == 2 {
-        let shared: std::collections::BTreeSet<String> =
+        let shared: BTreeSet<String> =
             versions[0].3.iter().map(|c| c.case_id.clone()).filter(|id| versions[1].3.iter().any(|c| &c.case_id == id)).collect();
         for version in &mut versions {
             version.3.retain(|c| shared.contains(&c.case_id));
         }
     }
-    let mut result = PairedEvaluation { name: name.to_string(), paired_cases: 0, production: None, shadow: None, disagreements: Vec::new() };
+    let mut result = PairedEvaluation {
+        name: name.to_string(),
+        paired_cases: 0,
+        production: None,
+        shadow: None,
+        disagreements: Vec::new(),
+        excluded_training_cases: excluded.len(),
+        anchored_cases: anchored_cases(state, &versions).await?,
+    };
     let mut per_version: Vec<BTreeMap<String, LabelScores>> = Vec::new();
     for (role, model, names, cases) in &versions {
         let labels: Vec<u8> = names.keys().copied().collect();

@@ -163,6 +163,13 @@ async fn prelabel_case(tx: &mut AnyConnection, db: &Db, job: &Claimed, version: 
     if !still_production || !mask_versions::commit(tx, version).await? {
         return Ok(()); // a person (or another model) came first; the sweeper removes the copy
     }
+    sqlx::query("INSERT INTO prelabels (mask_ref, case_id, model_id, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(version.object_ref)
+        .bind(&job.case_id)
+        .bind(&job.model_id)
+        .bind(version.created_at)
+        .execute(&mut *tx)
+        .await?;
     audit::record(
         tx,
         db,

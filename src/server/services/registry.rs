@@ -148,6 +148,12 @@ pub fn may_register(user: &User) -> Result<(), AppError> {
 pub async fn register(state: &AppState, user: &User, card_json: &str, artifact: &Path) -> Result<ModelSummary, AppError> {
     may_register(user)?;
     let card = parse_card(card_json)?;
+    for dataset in &card.training_datasets {
+        let known = sqlx::query("SELECT 1 FROM datasets WHERE id = $1").bind(dataset).fetch_optional(&state.db.pool).await?.is_some();
+        if !known {
+            return Err(unprocessable(format!("model card field `training_datasets`: there is no dataset snapshot {dataset}")));
+        }
+    }
     // The artifact stays on disk: its digest is computed and tract reads it from the file.
     let file = artifact.to_path_buf();
     let (actual, loadable) = tokio::task::spawn_blocking(move || -> std::io::Result<(String, Result<(), String>)> {
