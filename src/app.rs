@@ -7,6 +7,7 @@ use leptos_router::{path, SsrMode};
 
 use crate::pages::case_list::CaseListPage;
 use crate::pages::case_page::CasePage;
+use crate::pages::datasets::DatasetsPage;
 use crate::pages::login::{LogOutButton, LoginPage};
 use crate::pages::registry::{ModelPage, ModelsPage};
 
@@ -43,6 +44,7 @@ pub fn App() -> impl IntoView {
                 <nav>
                     <A href="/">"Cases"</A>
                     <A href="/registry">"Models"</A>
+                    <A href="/snapshots">"Datasets"</A>
                 </nav>
                 <LogOutButton/>
             </header>
@@ -53,6 +55,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/cases/:id") view=CasePage ssr=SsrMode::Async/>
                     <Route path=path!("/registry") view=ModelsPage ssr=SsrMode::Async/>
                     <Route path=path!("/registry/:id") view=ModelPage ssr=SsrMode::Async/>
+                    <Route path=path!("/snapshots") view=DatasetsPage ssr=SsrMode::Async/>
                     <Route path=path!("/login") view=LoginPage/>
                 </Routes>
             </main>

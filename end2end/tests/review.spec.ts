@@ -114,6 +114,23 @@ test("a labeler submits, the reviewer sends it back with a comment at a voxel, t
   expect(workflow).toEqual({ status: "approved", assignee: labeler, reviewer, approved_mask_ref: mask.ref });
   expect(mask.history).toHaveLength(2);
 
+  // An ML engineer (the demo user) freezes the approved liver-and-kidney cases into a snapshot.
+  await page.goto("/snapshots");
+  const snapshot = `abdomen-${suffix}`;
+  await page.getByLabel("Name", { exact: true }).fill(snapshot);
+  await page.getByLabel("Only cases whose name contains").fill("Demo abdomen phantom (CT, int16) copy");
+  await page.getByLabel("Test %").fill("0");
+  await page.getByLabel("Validation %").fill("0");
+  await page.getByRole("button", { name: "Make snapshot" }).click();
+  await expect(page.getByRole("status")).toContainText(`Made ${snapshot} version 1.`);
+  const listed = page.locator("table.datasets tbody tr", { hasText: snapshot });
+  await expect(listed).toHaveCount(1);
+  await expect(listed).toContainText("1 / 0 / 0");
+  // The labeler sees the list but not the form.
+  await lena.goto("/snapshots");
+  await expect(lena.locator("table.datasets tbody tr", { hasText: snapshot })).toHaveCount(1);
+  await expect(lena.getByRole("button", { name: "Make snapshot" })).toHaveCount(0);
+
   // The worklist shows it approved, with who saved it last.
   await page.goto("/");
   await page.getByLabel("Search by name").fill(await page.evaluate(async (id) => (await (await fetch(`/cases/${id}/artifacts`)).json()).case_name, caseId));

@@ -5,6 +5,7 @@ pub mod case_list;
 pub mod case_page;
 pub mod case_workflow;
 pub mod common;
+pub mod datasets;
 pub mod login;
 pub mod registry;
 pub mod viewer_panel;
