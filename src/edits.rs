@@ -83,6 +83,26 @@ impl MaskEdits {
         MaskEdits { runs }
     }
 
+    /// How many voxels of each label value applying these edits to `base` adds (or, negative,
+    /// takes away); label 0 is left out. Costs the edit's size, not the volume's.
+    pub fn count_changes(&self, base: &[u8]) -> std::collections::BTreeMap<u8, i64> {
+        let mut changes = std::collections::BTreeMap::new();
+        for run in &self.runs {
+            for &old in &base[run.start as usize..(run.start + run.len) as usize] {
+                if old != run.value {
+                    if old != 0 {
+                        *changes.entry(old).or_insert(0) -= 1;
+                    }
+                    if run.value != 0 {
+                        *changes.entry(run.value).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        changes.retain(|_, change| *change != 0);
+        changes
+    }
+
     /// Sets the edited voxels in `mask`.
     pub fn apply(&self, mask: &mut [u8]) {
         for run in &self.runs {
@@ -237,5 +257,19 @@ mod tests {
         // Erasing (label 0) is always allowed.
         let erase = MaskEdits { runs: vec![Run { start: 0, len: 10, value: 0 }] }.encode();
         assert!(MaskEdits::decode(&erase, 10, &[]).is_ok());
+    }
+
+    #[test]
+    fn counted_changes_match_counting_before_and_after() {
+        let base = vec![0, 0, 1, 1, 2, 2, 0, 0];
+        let mut after = base.clone();
+        after[1..5].copy_from_slice(&[2, 2, 0, 2]);
+        let edits = MaskEdits::diff(&base, &after);
+        let count = |mask: &[u8], value: u8| mask.iter().filter(|&&v| v == value).count() as i64;
+        let changes = edits.count_changes(&base);
+        for value in [1, 2] {
+            assert_eq!(changes.get(&value).copied().unwrap_or(0), count(&after, value) - count(&base, value), "label {value}");
+        }
+        assert_eq!(changes.get(&0), None);
     }
 }

@@ -506,6 +506,12 @@ async fn evaluation_leaves_out_training_cases_and_flags_a_versions_own_prelabels
     let case_id = cube_case(&app).await;
     finished_jobs(&app, &lead, &case_id, 1).await;
     assert_eq!(app.count("SELECT COUNT(*) FROM prelabels").await, 1);
+    let counts = |app: &TestApp| {
+        let pool = app.state.db.pool.clone();
+        let case_id = case_id.clone();
+        async move { sqlx::query("SELECT label_counts_json FROM cases WHERE id = $1").bind(case_id).fetch_one(&pool).await.unwrap().get::<String, _>(0) }
+    };
+    assert_eq!(counts(&app).await, r#"{"1":872}"#, "the pre-label's voxels: the cube and 360 face voxels");
     let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
     let predicted = Volume::parse("mask", &app.state.store.get(&head).await.unwrap()).unwrap().into_labels("mask").unwrap();
     let cube: Vec<u8> = (0..VOXELS).map(|i| in_cube(i) as u8).collect();
@@ -520,6 +526,7 @@ async fn evaluation_leaves_out_training_cases_and_flags_a_versions_own_prelabels
         .await
         .unwrap();
     assert_eq!(saved.status(), StatusCode::CREATED);
+    assert_eq!(counts(&app).await, r#"{"1":512}"#, "corrected to the cube");
     let evaluation: Value = app.get_json(&lead, "/models/evaluation?name=cube-seg").await;
     assert_eq!(evaluation["production"]["labels"][0]["dice"]["cases"], 1);
     assert_eq!(evaluation["anchored_cases"][0]["case_id"], case_id.as_str(), "{evaluation}");

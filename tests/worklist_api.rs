@@ -106,13 +106,16 @@ async fn filters_counts_sorting_and_pages() {
     let row = &in_progress.rows[0];
     assert_eq!((row.assignee.as_deref(), row.last_saved_by.as_deref(), row.dims), (Some("alice"), Some("alice"), DIMS));
     assert!(row.last_saved_at_ms.is_some());
+    assert_eq!(row.label_counts, Some([(1, 1)].into()), "one voxel of label 1, counted from the save's edits");
 
     // By assignee: mine, someone's, nobody's.
     let mine = worklist(&app, &alice, "?assignee=me&sort=name").await;
     assert_eq!(names(&mine.rows), ["Kidney 100%", "liver 001", "Liver 002", "Liver 003"]);
     assert_eq!(count(&mine, CaseStatus::InProgress), 2, "counts follow the other filters");
     assert_eq!(names(&worklist(&app, &engineer, "?assignee=bob").await.rows), ["Spleen"]);
-    assert_eq!(names(&worklist(&app, &engineer, "?assignee=none&sort=name").await.rows), ["Heart", "Kidney_2"]);
+    let unassigned = worklist(&app, &engineer, "?assignee=none&sort=name").await;
+    assert_eq!(names(&unassigned.rows), ["Heart", "Kidney_2"]);
+    assert_eq!(unassigned.rows[0].label_counts, Some(Default::default()), "an empty mask, counted at import");
     assert_eq!(worklist(&app, &engineer, "?assignee=nobody-by-that-name").await.total, 0);
 
     // Name search: any case, and the pattern's own wildcards are literal.

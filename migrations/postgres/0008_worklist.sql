@@ -5,6 +5,9 @@
 ALTER TABLE cases ADD COLUMN last_saved_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE cases ADD COLUMN last_saved_by TEXT REFERENCES users (id);
 ALTER TABLE cases ADD COLUMN search_name TEXT NOT NULL DEFAULT '';
+-- Voxels per label of the current mask, {"1": 1234, …}, kept up to date by each save from its
+-- edits; empty where not known (cases imported before this column).
+ALTER TABLE cases ADD COLUMN label_counts_json TEXT NOT NULL DEFAULT '';
 UPDATE cases SET search_name = LOWER(name);
 CREATE INDEX cases_created ON cases (created_at);
 CREATE INDEX cases_search_name ON cases (search_name, status);

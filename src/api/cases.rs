@@ -282,6 +282,8 @@ pub struct WorklistRow {
     pub last_saved_by: Option<String>,
     pub last_saved_at_ms: Option<i64>,
     pub created_at_ms: i64,
+    /// Voxels per label value in the current mask; none where not known.
+    pub label_counts: Option<std::collections::BTreeMap<u8, u64>>,
 }
 
 /// How many cases (matching the other filters) have a status.

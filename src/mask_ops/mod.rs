@@ -68,3 +68,12 @@ fn label_bounds(mask: &[u8], grid: Grid, label: u8) -> Option<([usize; 3], [usiz
     }
     (to[0] > 0).then_some((from, to))
 }
+
+/// Voxels per label value, label 0 left out.
+pub fn label_counts(mask: &[u8]) -> std::collections::BTreeMap<u8, u64> {
+    let mut counts = [0u64; 256];
+    for &label in mask {
+        counts[label as usize] += 1;
+    }
+    (1..=255u8).filter(|&label| counts[label as usize] > 0).map(|label| (label, counts[label as usize])).collect()
+}

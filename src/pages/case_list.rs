@@ -123,6 +123,7 @@ fn WorklistView(worklist: Worklist, query: RwSignal<Option<WorklistQuery>>) -> i
                             <th>"Labeler"</th>
                             <th>"Reviewer"</th>
                             {sorter(WorklistSort::LastSaved, "Last save")}
+                            <th>"Labelled voxels"</th>
                             <th>"Size (voxels)"</th>
                         </tr>
                     </thead>
@@ -144,6 +145,11 @@ fn WorklistView(worklist: Worklist, query: RwSignal<Option<WorklistQuery>>) -> i
 
 fn row(case: WorklistRow) -> impl IntoView {
     let [i, j, k] = case.dims;
+    let labelled = match case.label_counts {
+        Some(counts) if counts.is_empty() => "none".to_string(),
+        Some(counts) => counts.iter().map(|(label, voxels)| format!("{label}: {voxels}")).collect::<Vec<_>>().join(" · "),
+        None => "–".to_string(),
+    };
     let last_save = match (case.last_saved_by, case.last_saved_at_ms) {
         (Some(who), Some(at)) => format!("{who}, {}", format_time(at)),
         _ => "–".to_string(),
@@ -155,6 +161,7 @@ fn row(case: WorklistRow) -> impl IntoView {
             <td>{case.assignee.unwrap_or_else(|| "–".into())}</td>
             <td>{case.reviewer.unwrap_or_else(|| "–".into())}</td>
             <td>{last_save}</td>
+            <td class="counts">{labelled}</td>
             <td>{format!("{i} × {j} × {k}")}</td>
         </tr>
     }

@@ -1,7 +1,7 @@
 //! Cases: importing a volume (and mask) into storage, listing, and the artifact list with
 //! presigned URLs that the viewer downloads from object storage directly.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -17,6 +17,7 @@ use super::mask_versions::mask_object_ref;
 use super::registry;
 use super::workflow;
 use crate::api::{Artifact, ArtifactKind, CaseArtifacts, CaseSummary, LabelDef, MaskVersion, ReviewBase};
+use crate::mask_ops::label_counts;
 use crate::nifti_io::{gzip, gzip_empty_mask, gzip_mask, inspect, Volume, VolumeMeta};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
@@ -156,10 +157,16 @@ fn label_defs(named: &[(u8, String)], present: &BTreeSet<u8>) -> Vec<LabelDef> {
 /// Checks an arriving case's files against each other and the voxel budget and prepares the
 /// objects to store: the image (gzipped) and the first mask version. The image is read as a
 /// stream, never held whole; a mask is decoded (one byte per voxel).
-fn stored_objects(case_id: &str, new: NewCase, max_voxels: u64, scratch: &Path) -> Result<(VolumeMeta, Vec<LabelDef>, [StoredObject; 2]), AppError> {
+#[allow(clippy::type_complexity)] // one use, right below
+fn stored_objects(
+    case_id: &str,
+    new: NewCase,
+    max_voxels: u64,
+    scratch: &Path,
+) -> Result<(VolumeMeta, Vec<LabelDef>, BTreeMap<u8, u64>, [StoredObject; 2]), AppError> {
     let image = inspect("image", new.image.reader()?, max_voxels)?;
     let dims = image.meta.dims;
-    let (mask_file, present) = match new.mask {
+    let (mask_file, counts) = match new.mask {
         Some(file) => {
             let mask = Volume::parse_within("mask", &file.into_bytes()?, max_voxels)?;
             if !image.same_geometry(&mask.info()) {
@@ -170,11 +177,12 @@ fn stored_objects(case_id: &str, new: NewCase, max_voxels: u64, scratch: &Path) 
             }
             let header = mask.header.clone();
             let labels = mask.into_labels("mask")?;
-            let present: BTreeSet<u8> = labels.iter().copied().collect();
-            (gzip_mask(&header, dims, &labels, 6), present)
+            let counts = label_counts(&labels);
+            (gzip_mask(&header, dims, &labels, 6), counts)
         }
-        None => (gzip_empty_mask(&image.header, dims, 6), BTreeSet::new()),
+        None => (gzip_empty_mask(&image.header, dims, 6), BTreeMap::new()),
     };
+    let present: BTreeSet<u8> = counts.keys().copied().collect();
     let label_defs = label_defs(&new.labels, &present);
     let mask_meta = VolumeMeta { voxel_type: "uint8", ..image.meta.clone() };
     let (image_body, image_size, image_sha256) = new.image.into_stored_body(scratch)?;
@@ -198,7 +206,7 @@ fn stored_objects(case_id: &str, new: NewCase, max_voxels: u64, scratch: &Path) 
             meta: mask_meta,
         },
     ];
-    Ok((image.meta, label_defs, objects))
+    Ok((image.meta, label_defs, counts, objects))
 }
 
 struct StoredObject {
@@ -224,7 +232,7 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
     // Inflating and checking volumes is CPU work and memory: off the async threads, and a few
     // imports at a time.
     let _slot = state.imports.acquire().await.map_err(AppError::internal)?;
-    let (image_meta, label_defs, objects) =
+    let (image_meta, label_defs, counts, objects) =
         tokio::task::spawn_blocking(move || stored_objects(&id, new, max_voxels, &scratch)).await.map_err(AppError::internal)??;
     for object in &objects {
         match &object.body {
@@ -239,13 +247,14 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
     let created_at = now_ms();
     let mut tx = state.db.pool.begin().await?;
     sqlx::query(
-        "INSERT INTO cases (id, name, search_name, labels_json, image_ref, head_mask_ref, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO cases (id, name, search_name, labels_json, label_counts_json, image_ref, head_mask_ref, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&case_id)
     .bind(&name)
     .bind(name.to_lowercase())
     .bind(serde_json::to_string(&label_defs).map_err(AppError::internal)?)
+    .bind(serde_json::to_string(&counts).map_err(AppError::internal)?)
     .bind(&objects[0].object_ref)
     .bind(&objects[1].object_ref)
     .bind(created_at)

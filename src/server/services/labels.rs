@@ -3,6 +3,7 @@
 //! transaction records the label, the audit row and the idempotent response and moves the
 //! case's head, but only if the head is still the version the edits were based on.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -95,11 +96,12 @@ async fn apply_and_commit(
     let base = load_mask(state, &head).await?;
     let voxels_changed = edits.voxel_count();
     let runs = edits.runs().len();
-    let (file, edited) = tokio::task::spawn_blocking(move || {
+    let (file, edited, count_changes) = tokio::task::spawn_blocking(move || {
+        let count_changes = edits.count_changes(&base.labels);
         let mut labels = base.labels.clone();
         edits.apply(&mut labels);
         let file = gzip_mask(&base.header, base.dims, &labels, MASK_GZIP_LEVEL);
-        (file, DecodedMask { header: base.header.clone(), dims: base.dims, labels })
+        (file, DecodedMask { header: base.header.clone(), dims: base.dims, labels }, count_changes)
     })
     .await
     .map_err(AppError::internal)?;
@@ -131,6 +133,7 @@ async fn apply_and_commit(
         return Err(AppError::StaleBase { base: head, current });
     }
     workflow::on_save(&mut tx, state, user, case_id).await?;
+    update_label_counts(&mut tx, case_id, &count_changes).await?;
     sqlx::query(
         "INSERT INTO labels (id, case_id, user_id, old_mask_ref, new_mask_ref, voxels_changed, runs, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -167,4 +170,24 @@ async fn apply_and_commit(
     state.heads.insert(new_mask_ref, Arc::new(edited));
     tracing::info!(case_id, label_id = %saved.label_id, voxels_changed, "label saved");
     Ok(body)
+}
+
+/// Inside the save's transaction (the case's row is locked): adds the edit's changes to the
+/// case's label counts, unless those are not known (cases imported before they were kept).
+async fn update_label_counts(tx: &mut sqlx::AnyConnection, case_id: &str, changes: &BTreeMap<u8, i64>) -> Result<(), AppError> {
+    let stored: String = sqlx::query("SELECT label_counts_json FROM cases WHERE id = $1").bind(case_id).fetch_one(&mut *tx).await?.get(0);
+    if stored.is_empty() || changes.is_empty() {
+        return Ok(());
+    }
+    let mut counts: BTreeMap<u8, i64> = serde_json::from_str(&stored).map_err(AppError::internal)?;
+    for (label, change) in changes {
+        *counts.entry(*label).or_insert(0) += change;
+    }
+    counts.retain(|_, count| *count > 0);
+    sqlx::query("UPDATE cases SET label_counts_json = $1 WHERE id = $2")
+        .bind(serde_json::to_string(&counts).map_err(AppError::internal)?)
+        .bind(case_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }

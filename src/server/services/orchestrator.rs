@@ -19,6 +19,7 @@ use super::audit::{self, AuditEvent};
 use super::jobs::{self, Claimed, JobFilter, Trigger};
 use super::mask_versions::{self, load_mask, mask_object_ref, NewVersion};
 use super::registry;
+use crate::mask_ops::label_counts;
 use super::users::{Role, User};
 use crate::api::RunStarted;
 use crate::nifti_io::{gzip_mask, Volume};
@@ -89,7 +90,7 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
     .map_err(AppError::internal)??;
     let model = ModelVersion { id: job.model_id.clone(), artifact_ref, card };
     let labels = state.runner.segment(&model, image).await?;
-    let output = tokio::task::spawn_blocking(move || gzip_mask(&header, dims, &labels, GZIP_LEVEL))
+    let (output, counts) = tokio::task::spawn_blocking(move || (gzip_mask(&header, dims, &labels, GZIP_LEVEL), label_counts(&labels)))
         .await
         .map_err(AppError::internal)?;
     let output_ref = format!("predictions/{}/{}/{}/{}.nii.gz", job.role, job.case_id, job.model_id, Uuid::new_v4());
@@ -123,7 +124,7 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
             sha256: &sha256,
             created_at: at,
         };
-        prelabel_case(&mut tx, &state.db, job, &version).await?;
+        prelabel_case(&mut tx, &state.db, job, &version, &counts).await?;
     }
     tx.commit().await?;
     tracing::info!(job_id = %job.id, case_id = %job.case_id, model_id = %job.model_id, role = %job.role, "model job succeeded");
@@ -154,7 +155,13 @@ async fn blank_head(state: &AppState, case_id: &str) -> Result<Option<String>, A
 /// blank one it replaces (compare-and-set: a label saved or another pre-label committed
 /// meanwhile wins) and the model is still in production. Runs after the job's own writes, so
 /// SQLite already holds its write lock for the read.
-async fn prelabel_case(tx: &mut AnyConnection, db: &Db, job: &Claimed, version: &NewVersion<'_>) -> Result<(), AppError> {
+async fn prelabel_case(
+    tx: &mut AnyConnection,
+    db: &Db,
+    job: &Claimed,
+    version: &NewVersion<'_>,
+    counts: &std::collections::BTreeMap<u8, u64>,
+) -> Result<(), AppError> {
     let still_production = sqlx::query("SELECT 1 FROM models WHERE id = $1 AND state = 'production'")
         .bind(&job.model_id)
         .fetch_optional(&mut *tx)
@@ -163,6 +170,11 @@ async fn prelabel_case(tx: &mut AnyConnection, db: &Db, job: &Claimed, version: 
     if !still_production || !mask_versions::commit(tx, version).await? {
         return Ok(()); // a person (or another model) came first; the sweeper removes the copy
     }
+    sqlx::query("UPDATE cases SET label_counts_json = $1 WHERE id = $2")
+        .bind(serde_json::to_string(counts).map_err(AppError::internal)?)
+        .bind(&job.case_id)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("INSERT INTO prelabels (mask_ref, case_id, model_id, created_at) VALUES ($1, $2, $3, $4)")
         .bind(version.object_ref)
         .bind(&job.case_id)

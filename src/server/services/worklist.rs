@@ -105,7 +105,7 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
     }
     let offset = (query.page as u64 - 1) * query.per_page as u64;
     let rows_sql = format!(
-        "SELECT c.id, c.name, c.status, c.created_at, c.last_saved_at, a.username AS assignee, r.username AS reviewer,
+        "SELECT c.id, c.name, c.status, c.created_at, c.last_saved_at, c.label_counts_json, a.username AS assignee, r.username AS reviewer,
                 s.username AS last_saved_by, o.dim_i, o.dim_j, o.dim_k
          FROM cases c JOIN objects o ON o.object_ref = c.image_ref
          LEFT JOIN users a ON a.id = c.assignee_id LEFT JOIN users r ON r.id = c.reviewer_id
@@ -135,6 +135,7 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
                 last_saved_by: row.get("last_saved_by"),
                 last_saved_at_ms: Some(row.get::<i64, _>("last_saved_at")).filter(|&at| at > 0),
                 created_at_ms: row.get("created_at"),
+                label_counts: serde_json::from_str(&row.get::<String, _>("label_counts_json")).ok(),
             })
         })
         .collect::<Result<Vec<_>, AppError>>()?;
