@@ -122,7 +122,13 @@ async fn assignment_is_for_coordinators_and_names_users_with_the_right_role() {
     let assigned = workflow(put(&app, &team.engineer, &path, json!({ "assignee": "alice", "reviewer": "rita" })).await).await;
     assert_eq!(
         assigned,
-        CaseWorkflow { status: CaseStatus::New, assignee: Some("alice".into()), reviewer: Some("rita".into()), approved_mask_ref: None }
+        CaseWorkflow {
+            status: CaseStatus::New,
+            assignee: Some("alice".into()),
+            reviewer: Some("rita".into()),
+            approved_mask_ref: None,
+            restricted: false
+        }
     );
     assert_eq!(artifacts(&app, &team.bob, &case_id).await.workflow, assigned, "every role reads the workflow");
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'case_assigned'").await, 1);
@@ -285,5 +291,38 @@ async fn a_labeler_does_not_review_their_own_case_but_any_reviewer_may_review_an
     assert!(message.contains("someone other than its labeler"), "{message}");
     // No reviewer assigned: any reviewer may.
     assert_eq!(workflow(status(&app, &team.other_reviewer, &case_id, json!({ "status": "approved" })).await).await.status, CaseStatus::Approved);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_restricted_case_is_read_only_by_its_labeler_reviewer_and_coordinators() {
+    let app = TestApp::spawn().await;
+    let team = hire(&app).await;
+    let (secret, open) = (new_case(&app).await, new_case(&app).await);
+    let assigned = put(&app, &team.engineer, &format!("/cases/{secret}/assignment"), json!({ "assignee": "alice", "reviewer": "rita", "restricted": true })).await;
+    assert!(workflow(assigned).await.restricted);
+
+    for (token, readable) in [(&team.alice, true), (&team.reviewer, true), (&team.engineer, true), (&team.bob, false), (&team.other_reviewer, false)] {
+        let response = app.client.get(app.url(&format!("/cases/{secret}/artifacts"))).bearer_auth(token).send().await.unwrap();
+        assert_eq!(response.status().is_success(), readable, "{}", response.status());
+        if !readable {
+            assert!(refused(response, StatusCode::FORBIDDEN).await.contains("restricted"));
+            let comments = app.client.get(app.url(&format!("/cases/{secret}/comments"))).bearer_auth(token).send().await.unwrap();
+            assert_eq!(comments.status(), StatusCode::FORBIDDEN);
+        }
+        let listed: Vec<seglab::api::CaseSummary> = app.get_json(token, "/cases").await;
+        assert_eq!(listed.iter().any(|case| case.id == secret), readable);
+        assert!(listed.iter().any(|case| case.id == open), "unrestricted cases stay open to everyone");
+        let worklist: seglab::api::Worklist = app.get_json(token, "/worklist").await;
+        assert_eq!(worklist.rows.iter().any(|row| row.id == secret), readable);
+        assert_eq!(worklist.total, if readable { 2 } else { 1 });
+    }
+    // Lifting the restriction opens it again; leaving the field out keeps it as it is.
+    workflow(put(&app, &team.engineer, &format!("/cases/{secret}/assignment"), json!({ "assignee": "alice" })).await).await;
+    let still = app.client.get(app.url(&format!("/cases/{secret}/artifacts"))).bearer_auth(&team.bob).send().await.unwrap();
+    assert_eq!(still.status(), StatusCode::FORBIDDEN);
+    workflow(put(&app, &team.engineer, &format!("/cases/{secret}/assignment"), json!({ "assignee": "alice", "restricted": false })).await).await;
+    let opened = app.client.get(app.url(&format!("/cases/{secret}/artifacts"))).bearer_auth(&team.bob).send().await.unwrap();
+    assert_eq!(opened.status(), StatusCode::OK);
     app.stop().await;
 }

@@ -6,6 +6,8 @@ ALTER TABLE cases ADD COLUMN status TEXT NOT NULL DEFAULT 'new'
 ALTER TABLE cases ADD COLUMN assignee_id TEXT REFERENCES users (id);
 ALTER TABLE cases ADD COLUMN reviewer_id TEXT REFERENCES users (id);
 ALTER TABLE cases ADD COLUMN approved_mask_ref TEXT;
+-- 1: only the case's labeler and reviewer, ML engineers and admins may read it.
+ALTER TABLE cases ADD COLUMN restricted BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX cases_status ON cases (status, created_at);
 CREATE INDEX cases_assignee ON cases (assignee_id, status);
 

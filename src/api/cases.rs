@@ -154,6 +154,9 @@ pub struct CaseWorkflow {
     pub reviewer: Option<String>,
     /// The mask version a reviewer approved last; later saves do not change it.
     pub approved_mask_ref: Option<String>,
+    /// Readable only by its labeler and reviewer, ML engineers and admins.
+    #[serde(default)]
+    pub restricted: bool,
 }
 
 /// Body of `PUT /cases/{id}/assignment`: usernames, or null to leave the case unassigned.
@@ -163,6 +166,10 @@ pub struct AssignCase {
     pub assignee: Option<String>,
     #[serde(default)]
     pub reviewer: Option<String>,
+    /// Whether only the case's labeler and reviewer (and ML engineers and admins) may read it;
+    /// absent: unchanged.
+    #[serde(default)]
+    pub restricted: Option<bool>,
 }
 
 /// Body of `PUT /cases/{id}/status`. Requesting changes and reopening need a comment.

@@ -12,8 +12,8 @@ use crate::pages::viewer_panel::CaseViewer;
 
 #[server]
 pub async fn get_case_artifacts(case_id: String) -> Result<CaseArtifacts, ApiError> {
-    let (state, _user) = crate::server::auth::server_fn_caller().await?;
-    Ok(crate::server::services::cases::case_artifacts(&state, &case_id, true).await?)
+    let (state, user) = crate::server::auth::server_fn_caller().await?;
+    Ok(crate::server::services::cases::case_artifacts(&state, &user, &case_id, true).await?)
 }
 
 #[server]

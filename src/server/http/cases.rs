@@ -22,8 +22,8 @@ pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
         .route("/cases/{id}/artifacts", get(case_artifacts))
 }
 
-async fn list_cases(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<CaseSummary>>, AppError> {
-    Ok(Json(cases::list_cases(&state).await?))
+async fn list_cases(State(state): State<AppState>, Caller(user): Caller) -> Result<Json<Vec<CaseSummary>>, AppError> {
+    Ok(Json(cases::list_cases(&state, &user).await?))
 }
 
 #[derive(serde::Deserialize)]
@@ -34,11 +34,11 @@ struct ArtifactsQuery {
 
 async fn case_artifacts(
     State(state): State<AppState>,
-    _caller: Caller,
+    Caller(user): Caller,
     Path(case_id): Path<String>,
     ApiQuery(query): ApiQuery<ArtifactsQuery>,
 ) -> Result<Json<CaseArtifacts>, AppError> {
-    Ok(Json(cases::case_artifacts(&state, &case_id, query.history).await?))
+    Ok(Json(cases::case_artifacts(&state, &user, &case_id, query.history).await?))
 }
 
 /// `POST /cases`, multipart: `name`, `image` (file), optional `mask` (file) and `labels`

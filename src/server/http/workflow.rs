@@ -46,6 +46,7 @@ async fn change_status(
 }
 
 /// `GET /cases/{id}/comments`.
-async fn comments(State(state): State<AppState>, Caller(_user): Caller, Path(id): Path<String>) -> Result<Json<Vec<CaseComment>>, AppError> {
+async fn comments(State(state): State<AppState>, Caller(user): Caller, Path(id): Path<String>) -> Result<Json<Vec<CaseComment>>, AppError> {
+    workflow::check_may_read(&state, &user, &id).await?;
     Ok(Json(workflow::comments(&state, &id).await?))
 }

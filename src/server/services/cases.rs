@@ -15,6 +15,7 @@ use super::audit::{self, AuditEvent};
 use super::jobs::{self, Trigger};
 use super::mask_versions::mask_object_ref;
 use super::registry;
+use super::users::User;
 use super::workflow;
 use crate::api::{Artifact, ArtifactKind, CaseArtifacts, CaseSummary, LabelDef, MaskVersion, ReviewBase};
 use crate::mask_ops::label_counts;
@@ -312,12 +313,16 @@ fn dims_of(row: &AnyRow) -> [u32; 3] {
     ["dim_i", "dim_j", "dim_k"].map(|c| row.get::<i64, _>(c) as u32)
 }
 
-pub async fn list_cases(state: &AppState) -> Result<Vec<CaseSummary>, AppError> {
-    let rows = sqlx::query(
+/// The cases `user` may read (restricted ones only for those involved and coordinators).
+pub async fn list_cases(state: &AppState, user: &User) -> Result<Vec<CaseSummary>, AppError> {
+    let rows = sqlx::query(&format!(
         "SELECT c.id, c.name, c.created_at, o.dim_i, o.dim_j, o.dim_k, o.voxel_type
          FROM cases c JOIN objects o ON o.object_ref = c.image_ref
+         WHERE {}
          ORDER BY c.created_at, c.name",
-    )
+        workflow::readable_condition(user, 1)
+    ))
+    .bind(&user.id)
     .fetch_all(&state.db.pool)
     .await?;
     Ok(rows
@@ -332,9 +337,10 @@ pub async fn list_cases(state: &AppState) -> Result<Vec<CaseSummary>, AppError> 
         .collect())
 }
 
-/// The image and the current mask of a case, each with a presigned GET URL.
-/// With `include_history`, also every saved mask version, newest first.
-pub async fn case_artifacts(state: &AppState, case_id: &str, include_history: bool) -> Result<CaseArtifacts, AppError> {
+/// The image and the current mask of a case, each with a presigned GET URL, if `user` may read
+/// the case. With `include_history`, also every saved mask version, newest first.
+pub async fn case_artifacts(state: &AppState, user: &User, case_id: &str, include_history: bool) -> Result<CaseArtifacts, AppError> {
+    workflow::check_may_read(state, user, case_id).await?;
     let case = sqlx::query("SELECT name, labels_json, image_ref, head_mask_ref FROM cases WHERE id = $1")
         .bind(case_id)
         .fetch_optional(&state.db.pool)

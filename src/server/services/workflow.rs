@@ -50,7 +50,7 @@ async fn stored(conn: &mut AnyConnection, case_id: &str) -> Result<Stored, AppEr
 /// The case's workflow as clients see it: usernames, not ids.
 pub async fn workflow_of(conn: &mut AnyConnection, case_id: &str) -> Result<CaseWorkflow, AppError> {
     let row = sqlx::query(
-        "SELECT c.status, a.username AS assignee, r.username AS reviewer, c.approved_mask_ref
+        "SELECT c.status, a.username AS assignee, r.username AS reviewer, c.approved_mask_ref, c.restricted
          FROM cases c LEFT JOIN users a ON a.id = c.assignee_id LEFT JOIN users r ON r.id = c.reviewer_id
          WHERE c.id = $1",
     )
@@ -64,7 +64,35 @@ pub async fn workflow_of(conn: &mut AnyConnection, case_id: &str) -> Result<Case
         assignee: row.get("assignee"),
         reviewer: row.get("reviewer"),
         approved_mask_ref: row.get("approved_mask_ref"),
+        restricted: row.get::<i64, _>("restricted") != 0,
     })
+}
+
+/// The SQL condition (on cases `c`) of the cases `user` may read, binding the user's id as
+/// `$param`: unrestricted ones, and restricted ones they label or review; coordinators read all.
+pub fn readable_condition(user: &User, param: usize) -> String {
+    if COORDINATORS.iter().any(|role| user.has_role(*role)) {
+        // Still names the parameter: PostgreSQL refuses a bound value the statement never uses.
+        format!("(c.assignee_id = ${param} OR 1 = 1)")
+    } else {
+        format!("(c.restricted = 0 OR c.assignee_id = ${param} OR c.reviewer_id = ${param})")
+    }
+}
+
+/// Refuses `user` a restricted case they neither label nor review (coordinators read all).
+pub async fn check_may_read(state: &AppState, user: &User, case_id: &str) -> Result<(), AppError> {
+    let mut conn = state.db.pool.acquire().await?;
+    let row = sqlx::query("SELECT restricted, assignee_id, reviewer_id FROM cases WHERE id = $1")
+        .bind(case_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("case {case_id}")))?;
+    let involved = [row.get::<Option<String>, _>("assignee_id"), row.get("reviewer_id")].iter().any(|id| id.as_deref() == Some(user.id.as_str()));
+    if row.get::<i64, _>("restricted") == 0 || involved || COORDINATORS.iter().any(|role| user.has_role(*role)) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("this case is restricted to its labeler and reviewer, ML engineers and admins".into()))
+    }
 }
 
 async fn username(conn: &mut AnyConnection, user_id: &str) -> Result<String, AppError> {
@@ -152,16 +180,17 @@ pub async fn assign(state: &AppState, user: &User, case_id: &str, request: &Assi
     drop(conn);
     // The write comes first in the transaction (SQLite takes its write lock before any read).
     let mut tx = state.db.pool.begin().await?;
-    let changed = sqlx::query("UPDATE cases SET assignee_id = $1, reviewer_id = $2 WHERE id = $3")
+    let changed = sqlx::query("UPDATE cases SET assignee_id = $1, reviewer_id = $2, restricted = COALESCE($3, restricted) WHERE id = $4")
         .bind(&assignee)
         .bind(&reviewer)
+        .bind(request.restricted.map(i64::from))
         .bind(case_id)
         .execute(&mut *tx)
         .await?;
     if changed.rows_affected() == 0 {
         return Err(AppError::NotFound(format!("case {case_id}")));
     }
-    let details = json!({ "assignee": request.assignee, "reviewer": request.reviewer });
+    let details = json!({ "assignee": request.assignee, "reviewer": request.reviewer, "restricted": request.restricted });
     audit::record(&mut tx, &state.db, AuditEvent { action: "case_assigned", user_id: Some(&user.id), case_id: Some(case_id), details })
         .await?;
     let workflow = workflow_of(&mut tx, case_id).await?;
@@ -339,6 +368,7 @@ pub async fn actions(state: &AppState, user: &User, case_id: &str) -> Result<Cas
 
 /// The review panel's content for `user`.
 pub async fn review(state: &AppState, user: &User, case_id: &str) -> Result<CaseReview, AppError> {
+    check_may_read(state, user, case_id).await?;
     let actions = actions(state, user, case_id).await?;
     let workflow = workflow_of(&mut *state.db.pool.acquire().await?, case_id).await?;
     Ok(CaseReview { workflow, actions, comments: comments(state, case_id).await? })

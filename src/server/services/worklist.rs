@@ -39,6 +39,9 @@ impl Filter {
 /// The conditions of `query` but its status: the counts per status use them as they are.
 fn filter(user: &User, query: &WorklistQuery, backend: Backend) -> Result<Filter, AppError> {
     let mut filter = Filter { conditions: Vec::new(), binds: Vec::new() };
+    // Restricted cases only for those who label or review them (and coordinators).
+    filter.binds.push(user.id.clone());
+    filter.conditions.push(super::workflow::readable_condition(user, 1));
     match query.assignee.as_deref() {
         None => {}
         Some("me") => filter.condition("c.assignee_id = ?", Some(user.id.clone())),
