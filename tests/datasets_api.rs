@@ -7,7 +7,6 @@ mod common;
 
 use std::path::Path;
 
-use base64::Engine;
 use common::TestApp;
 use reqwest::StatusCode;
 use seglab::api::{CaseArtifacts, DatasetSummary, Manifest, Split};
@@ -38,16 +37,7 @@ async fn label_and_approve(app: &TestApp, admin: &str, case_id: &str, from: usiz
     let case: CaseArtifacts = app.get_json(admin, &format!("/cases/{case_id}/artifacts")).await;
     let mut mask = vec![0u8; VOXELS];
     mask[from..from + 20].fill(1);
-    let edits = base64::engine::general_purpose::STANDARD.encode(MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode());
-    let saved = app
-        .client
-        .post(app.url("/labels"))
-        .bearer_auth(admin)
-        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-        .json(&json!({ "case_id": case_id, "base_mask_ref": case.current_mask_ref, "edits": edits }))
-        .send()
-        .await
-        .unwrap();
+    let saved = app.post_label(admin, case_id, &case.current_mask_ref, &MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode()).await;
     assert_eq!(saved.status(), StatusCode::CREATED);
     let new_ref = saved.json::<Value>().await.unwrap()["new_mask_ref"].as_str().unwrap().to_string();
     for status in ["submitted", "approved"] {
@@ -120,16 +110,7 @@ async fn snapshots_freeze_approved_versions_and_never_change() {
     // A later save does not change the snapshot; the same request again is version 2, same split.
     let case_id = &approved[1].0;
     let case: CaseArtifacts = app.get_json(&admin, &format!("/cases/{case_id}/artifacts")).await;
-    let edits = base64::engine::general_purpose::STANDARD.encode(MaskEdits::diff(&vec![0u8; VOXELS], &vec![2u8; VOXELS]).encode());
-    let later = app
-        .client
-        .post(app.url("/labels"))
-        .bearer_auth(&admin)
-        .header("Idempotency-Key", "later")
-        .json(&json!({ "case_id": case_id, "base_mask_ref": case.current_mask_ref, "edits": edits }))
-        .send()
-        .await
-        .unwrap();
+    let later = app.post_label(&admin, case_id, &case.current_mask_ref, &MaskEdits::diff(&vec![0u8; VOXELS], &vec![2u8; VOXELS]).encode()).await;
     assert_eq!(later.status(), StatusCode::CREATED);
     let again: Manifest = app.get_json(&labeler, &format!("/datasets/{}/manifest", first.id)).await;
     assert_eq!(again.cases.iter().map(|c| &c.mask.object_ref).collect::<Vec<_>>(), manifest.cases.iter().map(|c| &c.mask.object_ref).collect::<Vec<_>>());

@@ -515,16 +515,7 @@ async fn evaluation_leaves_out_training_cases_and_flags_a_versions_own_prelabels
     let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
     let predicted = Volume::parse("mask", &app.state.store.get(&head).await.unwrap()).unwrap().into_labels("mask").unwrap();
     let cube: Vec<u8> = (0..VOXELS).map(|i| in_cube(i) as u8).collect();
-    let edits = MaskEdits::diff(&predicted, &cube).encode();
-    let saved = app
-        .client
-        .post(app.url("/labels"))
-        .bearer_auth(&lead)
-        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-        .json(&json!({ "case_id": case_id, "base_mask_ref": head, "edits": base64::engine::general_purpose::STANDARD.encode(edits) }))
-        .send()
-        .await
-        .unwrap();
+    let saved = app.post_label(&lead, &case_id, &head, &MaskEdits::diff(&predicted, &cube).encode()).await;
     assert_eq!(saved.status(), StatusCode::CREATED);
     assert_eq!(counts(&app).await, r#"{"1":512}"#, "corrected to the cube");
     let evaluation: Value = app.get_json(&lead, "/models/evaluation?name=cube-seg").await;

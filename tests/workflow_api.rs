@@ -4,7 +4,6 @@
 
 mod common;
 
-use base64::Engine;
 use common::TestApp;
 use reqwest::StatusCode;
 use seglab::api::{CaseArtifacts, CaseComment, CaseStatus, CaseWorkflow, LabelSaved};
@@ -56,16 +55,7 @@ async fn save(app: &TestApp, token: &str, case_id: &str, value: u8) -> reqwest::
     let head = artifacts(app, token, case_id).await.current_mask_ref;
     let mut mask = vec![0u8; VOXELS];
     mask[10..20].fill(value);
-    let edits = MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode();
-    let body = json!({ "case_id": case_id, "base_mask_ref": head, "edits": base64::engine::general_purpose::STANDARD.encode(edits) });
-    app.client
-        .post(app.url("/labels"))
-        .bearer_auth(token)
-        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    app.post_label(token, case_id, &head, &MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode()).await
 }
 
 async fn put(app: &TestApp, token: &str, path: &str, body: Value) -> reqwest::Response {

@@ -4,7 +4,6 @@
 
 mod common;
 
-use base64::Engine;
 use common::TestApp;
 use reqwest::StatusCode;
 use seglab::api::{CaseStatus, NextCase, Worklist, WorklistRow};
@@ -32,16 +31,7 @@ async fn save(app: &TestApp, token: &str, case_id: &str) {
     let case: seglab::api::CaseArtifacts = app.get_json(token, &format!("/cases/{case_id}/artifacts")).await;
     let mut mask = vec![0u8; VOXELS];
     mask[3] = 1;
-    let edits = base64::engine::general_purpose::STANDARD.encode(MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode());
-    let response = app
-        .client
-        .post(app.url("/labels"))
-        .bearer_auth(token)
-        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-        .json(&json!({ "case_id": case_id, "base_mask_ref": case.current_mask_ref, "edits": edits }))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_label(token, case_id, &case.current_mask_ref, &MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode()).await;
     assert_eq!(response.status(), StatusCode::CREATED);
 }
 

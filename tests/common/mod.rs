@@ -139,6 +139,24 @@ impl TestApp {
         self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap().json().await.unwrap()
     }
 
+    /// `POST /labels` of encoded `edits` on mask version `base`, under a fresh idempotency key.
+    pub async fn post_label(&self, token: &str, case_id: &str, base: &str, edits: &[u8]) -> reqwest::Response {
+        use base64::Engine;
+        let body = serde_json::json!({
+            "case_id": case_id,
+            "base_mask_ref": base,
+            "edits": base64::engine::general_purpose::STANDARD.encode(edits),
+        });
+        self.client
+            .post(self.url("/labels"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A user with `roles` (and the password [`PASSWORD`]) and their bearer token.
     pub async fn user(&self, name: &str, roles: &[Role]) -> String {
         add_user(&self.state.db, name, roles, Some(PASSWORD)).await.expect("add user").1

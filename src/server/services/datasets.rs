@@ -24,7 +24,6 @@ use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::state::AppState;
 
-const MANAGERS: [Role; 2] = [Role::MlEngineer, Role::Admin];
 const MAX_NAME_CHARS: usize = 100;
 
 /// One approved case as frozen into a snapshot.
@@ -65,7 +64,7 @@ fn check_request(request: &NewDataset) -> Result<(), AppError> {
 
 /// `POST /datasets`: freezes the approved cases the request selects.
 pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Result<DatasetSummary, AppError> {
-    user.require_any(&MANAGERS, "making dataset snapshots")?;
+    user.require_any(&Role::COORDINATORS, "making dataset snapshots")?;
     check_request(request)?;
     let rows = sqlx::query(
         "SELECT c.id, c.name, c.search_name, c.labels_json, c.image_ref, c.approved_mask_ref, i.sha256 AS image_sha256,

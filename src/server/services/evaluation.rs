@@ -168,18 +168,16 @@ fn score(model: &ModelSummary, names: &BTreeMap<u8, String>, per_case: &[LabelSc
     ModelScore { model: model.clone(), labels }
 }
 
-/// Who may read evaluations: they compare shadow models with people's labels, and computing
-/// them is heavy.
-const READERS: [Role; 2] = [Role::MlEngineer, Role::Admin];
-
+/// Who may read evaluations, the coordinators: they compare shadow models with people's
+/// labels, and computing them is heavy.
 pub fn may_read(user: &User) -> bool {
-    READERS.iter().any(|role| user.has_role(*role))
+    user.is_coordinator()
 }
 
 /// Production against shadow for model `name`, on the cases both have predicted and a person
 /// has labelled; a version without a counterpart is scored on all its labelled cases.
 pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Result<PairedEvaluation, AppError> {
-    user.require_any(&READERS, "reading model evaluations")?;
+    user.require_any(&Role::COORDINATORS, "reading model evaluations")?;
     let active = active_models(state, name).await?;
     let mut versions = Vec::new();
     let mut excluded = BTreeSet::new();

@@ -25,7 +25,6 @@ use crate::server::error::AppError;
 use crate::server::inference;
 use crate::server::state::AppState;
 
-const MANAGERS: [Role; 2] = [Role::MlEngineer, Role::Admin];
 const VOXEL_TYPES: [&str; 8] = ["uint8", "int8", "int16", "uint16", "int32", "uint32", "float32", "float64"];
 
 fn unprocessable(message: impl Into<String>) -> AppError {
@@ -142,7 +141,7 @@ const SUMMARY_COLUMNS: &str = "id, name, version, state, created_at, updated_at"
 /// 403 unless `user` may register model versions; the upload route asks before it reads the
 /// body, so a refused upload costs nothing.
 pub fn may_register(user: &User) -> Result<(), AppError> {
-    user.require_any(&MANAGERS, "register models")
+    user.require_any(&Role::COORDINATORS, "register models")
 }
 
 pub async fn register(state: &AppState, user: &User, card_json: &str, artifact: &Path) -> Result<ModelSummary, AppError> {
@@ -283,7 +282,7 @@ pub fn parse_state(text: &str) -> Result<ModelState, AppError> {
 /// Moves model `id` to `to`. Promoting to production archives the name's previous production
 /// version in the same transaction; a second shadow is refused. Every change is audited.
 pub async fn transition(state: &AppState, user: &User, id: &str, to: ModelState) -> Result<ModelSummary, AppError> {
-    user.require_any(&MANAGERS, "change model states")?;
+    user.require_any(&Role::COORDINATORS, "change model states")?;
     let current = summary(&model_row(state, id).await?)?;
     let allowed = current.state.allowed_next();
     if !allowed.contains(&to) {

@@ -27,6 +27,8 @@ pub enum Role {
 
 impl Role {
     pub const ALL: [Role; 4] = [Role::Labeler, Role::Reviewer, Role::MlEngineer, Role::Admin];
+    /// Who manages models and dataset snapshots, assigns cases, and reads every case.
+    pub const COORDINATORS: [Role; 2] = [Role::MlEngineer, Role::Admin];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -65,6 +67,11 @@ pub struct User {
 impl User {
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
+    }
+
+    /// Whether the user holds one of [`Role::COORDINATORS`].
+    pub fn is_coordinator(&self) -> bool {
+        Role::COORDINATORS.iter().any(|role| self.has_role(*role))
     }
 
     /// 403 unless the user holds one of `roles`.

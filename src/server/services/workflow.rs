@@ -23,27 +23,37 @@ use crate::server::state::AppState;
 /// Longest comment accepted, in bytes.
 const MAX_COMMENT_BYTES: usize = 4000;
 
-/// Who assigns cases.
-const COORDINATORS: [Role; 2] = [Role::MlEngineer, Role::Admin];
-
 /// A case's workflow columns, as stored.
 struct Stored {
     status: CaseStatus,
     assignee_id: Option<String>,
     reviewer_id: Option<String>,
+    restricted: bool,
+}
+
+impl Stored {
+    /// Whether `user` labels or reviews the case.
+    fn involves(&self, user: &User) -> bool {
+        [&self.assignee_id, &self.reviewer_id].iter().any(|id| id.as_deref() == Some(user.id.as_str()))
+    }
+}
+
+/// A status as the database holds it.
+fn parse_status(case_id: &str, status: &str) -> Result<CaseStatus, AppError> {
+    CaseStatus::parse(status).ok_or_else(|| AppError::internal(format!("case {case_id} has status {status:?}")))
 }
 
 async fn stored(conn: &mut AnyConnection, case_id: &str) -> Result<Stored, AppError> {
-    let row = sqlx::query("SELECT status, assignee_id, reviewer_id FROM cases WHERE id = $1")
+    let row = sqlx::query("SELECT status, assignee_id, reviewer_id, restricted FROM cases WHERE id = $1")
         .bind(case_id)
         .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("case {case_id}")))?;
-    let status: String = row.get("status");
     Ok(Stored {
-        status: CaseStatus::parse(&status).ok_or_else(|| AppError::internal(format!("case {case_id} has status {status:?}")))?,
+        status: parse_status(case_id, &row.get::<String, _>("status"))?,
         assignee_id: row.get("assignee_id"),
         reviewer_id: row.get("reviewer_id"),
+        restricted: row.get::<i64, _>("restricted") != 0,
     })
 }
 
@@ -58,9 +68,8 @@ pub async fn workflow_of(conn: &mut AnyConnection, case_id: &str) -> Result<Case
     .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(|| AppError::NotFound(format!("case {case_id}")))?;
-    let status: String = row.get("status");
     Ok(CaseWorkflow {
-        status: CaseStatus::parse(&status).ok_or_else(|| AppError::internal(format!("case {case_id} has status {status:?}")))?,
+        status: parse_status(case_id, &row.get::<String, _>("status"))?,
         assignee: row.get("assignee"),
         reviewer: row.get("reviewer"),
         approved_mask_ref: row.get("approved_mask_ref"),
@@ -71,7 +80,7 @@ pub async fn workflow_of(conn: &mut AnyConnection, case_id: &str) -> Result<Case
 /// The SQL condition (on cases `c`) of the cases `user` may read, binding the user's id as
 /// `$param`: unrestricted ones, and restricted ones they label or review; coordinators read all.
 pub fn readable_condition(user: &User, param: usize) -> String {
-    if COORDINATORS.iter().any(|role| user.has_role(*role)) {
+    if user.is_coordinator() {
         // Still names the parameter: PostgreSQL refuses a bound value the statement never uses.
         format!("(c.assignee_id = ${param} OR 1 = 1)")
     } else {
@@ -81,14 +90,8 @@ pub fn readable_condition(user: &User, param: usize) -> String {
 
 /// Refuses `user` a restricted case they neither label nor review (coordinators read all).
 pub async fn check_may_read(state: &AppState, user: &User, case_id: &str) -> Result<(), AppError> {
-    let mut conn = state.db.pool.acquire().await?;
-    let row = sqlx::query("SELECT restricted, assignee_id, reviewer_id FROM cases WHERE id = $1")
-        .bind(case_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("case {case_id}")))?;
-    let involved = [row.get::<Option<String>, _>("assignee_id"), row.get("reviewer_id")].iter().any(|id| id.as_deref() == Some(user.id.as_str()));
-    if row.get::<i64, _>("restricted") == 0 || involved || COORDINATORS.iter().any(|role| user.has_role(*role)) {
+    let case = stored(&mut *state.db.pool.acquire().await?, case_id).await?;
+    if !case.restricted || case.involves(user) || user.is_coordinator() {
         Ok(())
     } else {
         Err(AppError::Forbidden("this case is restricted to its labeler and reviewer, ML engineers and admins".into()))
@@ -136,14 +139,14 @@ pub async fn on_save(tx: &mut AnyConnection, state: &AppState, user: &User, case
         audit::record(tx, &state.db, AuditEvent { action: "case_taken", user_id: Some(&user.id), case_id: Some(case_id), details })
             .await?;
     }
-    sqlx::query("UPDATE cases SET last_saved_at = $1, last_saved_by = $2 WHERE id = $3")
+    // One write of the row: who saved last, and in progress (whatever it was before).
+    sqlx::query("UPDATE cases SET last_saved_at = $1, last_saved_by = $2, status = 'in_progress' WHERE id = $3")
         .bind(now_ms())
         .bind(&user.id)
         .bind(case_id)
         .execute(&mut *tx)
         .await?;
     if case.status != CaseStatus::InProgress {
-        sqlx::query("UPDATE cases SET status = 'in_progress' WHERE id = $1").bind(case_id).execute(&mut *tx).await?;
         let details = json!({ "from": case.status.as_str(), "to": "in_progress", "reason": "save" });
         audit::record(tx, &state.db, AuditEvent { action: "case_status", user_id: Some(&user.id), case_id: Some(case_id), details })
             .await?;
@@ -167,7 +170,7 @@ async fn user_with_role(conn: &mut AnyConnection, name: &str, role: Role) -> Res
 
 /// `PUT /cases/{id}/assignment`: sets (or clears) the case's labeler and reviewer.
 pub async fn assign(state: &AppState, user: &User, case_id: &str, request: &AssignCase) -> Result<CaseWorkflow, AppError> {
-    user.require_any(&COORDINATORS, "assigning cases")?;
+    user.require_any(&Role::COORDINATORS, "assigning cases")?;
     let mut conn = state.db.pool.acquire().await?;
     let assignee = match &request.assignee {
         Some(name) => Some(user_with_role(&mut conn, name, Role::Labeler).await?),
@@ -354,15 +357,14 @@ pub async fn actions(state: &AppState, user: &User, case_id: &str) -> Result<Cas
     let mut conn = state.db.pool.acquire().await?;
     let case = stored(&mut conn, case_id).await?;
     let self_assignment = state.config.allows_self_assignment();
-    let coordinator = COORDINATORS.iter().any(|role| user.has_role(*role));
     Ok(CaseActions {
         take: user.has_role(Role::Labeler) && self_assignment && case.assignee_id.is_none(),
         save: user.has_role(Role::Labeler) && check_may_save(&mut conn, user, &case, self_assignment).await.is_ok(),
         submit: check_transition(user, &case, CaseStatus::Submitted, None).is_ok(),
         review: check_transition(user, &case, CaseStatus::Approved, None).is_ok(),
         reopen: check_transition(user, &case, CaseStatus::InProgress, Some("reason")).is_ok(),
-        assign: coordinator,
-        run_models: coordinator,
+        assign: user.is_coordinator(),
+        run_models: user.is_coordinator(),
     })
 }
 

@@ -41,7 +41,7 @@ fn filter(user: &User, query: &WorklistQuery, backend: Backend) -> Result<Filter
     let mut filter = Filter { conditions: Vec::new(), binds: Vec::new() };
     // Restricted cases only for those who label or review them (and coordinators).
     filter.binds.push(user.id.clone());
-    filter.conditions.push(super::workflow::readable_condition(user, 1));
+    filter.conditions.push(super::workflow::readable_condition(user, filter.binds.len()));
     match query.assignee.as_deref() {
         None => {}
         Some("me") => filter.condition("c.assignee_id = ?", Some(user.id.clone())),
@@ -147,9 +147,8 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
 
 /// The worklist a page shows first: a labeler who does not coordinate sees their own cases.
 pub fn default_query(user: &User) -> WorklistQuery {
-    let coordinates = user.has_role(Role::MlEngineer) || user.has_role(Role::Admin);
     WorklistQuery {
-        assignee: (user.has_role(Role::Labeler) && !coordinates).then(|| "me".to_string()),
+        assignee: (user.has_role(Role::Labeler) && !user.is_coordinator()).then(|| "me".to_string()),
         ..WorklistQuery::default()
     }
 }
