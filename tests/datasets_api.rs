@@ -95,7 +95,10 @@ async fn snapshots_freeze_approved_versions_and_never_change() {
     assert_eq!(first.status(), StatusCode::CREATED);
     let first: DatasetSummary = first.json().await.unwrap();
     assert_eq!((first.name.as_str(), first.version, first.train + first.validation + first.test), ("liver", 1, 6));
-    let manifest: Manifest = app.get_json(&labeler, &format!("/datasets/{}/manifest", first.id)).await;
+    // The manifest's links open every case, so only ML engineers and admins read it.
+    let path = format!("/datasets/{}/manifest", first.id);
+    assert_eq!(app.client.get(app.url(&path)).bearer_auth(&labeler).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    let manifest: Manifest = app.get_json(&admin, &path).await;
     assert_eq!(manifest.label_map.get(&1).map(String::as_str), Some("liver"));
     assert_eq!(manifest.cases.iter().find(|c| c.case_id == approved[0].0).unwrap().split, Split::Test);
     for case in &manifest.cases {
@@ -112,13 +115,13 @@ async fn snapshots_freeze_approved_versions_and_never_change() {
     let case: CaseArtifacts = app.get_json(&admin, &format!("/cases/{case_id}/artifacts")).await;
     let later = app.post_label(&admin, case_id, &case.current_mask_ref, &MaskEdits::diff(&vec![0u8; VOXELS], &vec![2u8; VOXELS]).encode()).await;
     assert_eq!(later.status(), StatusCode::CREATED);
-    let again: Manifest = app.get_json(&labeler, &format!("/datasets/{}/manifest", first.id)).await;
+    let again: Manifest = app.get_json(&admin, &format!("/datasets/{}/manifest", first.id)).await;
     assert_eq!(again.cases.iter().map(|c| &c.mask.object_ref).collect::<Vec<_>>(), manifest.cases.iter().map(|c| &c.mask.object_ref).collect::<Vec<_>>());
     let second: DatasetSummary = post(&app, &admin, request).await.json().await.unwrap();
     assert_eq!(second.version, 2);
     assert_eq!(second.train + second.validation + second.test, 5, "the case reopened by the save is no longer approved");
     let splits_of = |m: &Manifest| m.cases.iter().map(|c| (c.case_id.clone(), c.split)).collect::<std::collections::BTreeMap<_, _>>();
-    let second_manifest: Manifest = app.get_json(&labeler, &format!("/datasets/{}/manifest", second.id)).await;
+    let second_manifest: Manifest = app.get_json(&admin, &format!("/datasets/{}/manifest", second.id)).await;
     for (id, split) in splits_of(&second_manifest) {
         assert_eq!(splits_of(&manifest)[&id], split, "the seed gives each case the same split");
     }

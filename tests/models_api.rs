@@ -292,6 +292,10 @@ async fn each_trigger_runs_one_production_and_one_shadow_job_with_outputs_apart(
     let head = Volume::parse("mask", &app.client.get(mask_url).send().await.unwrap().bytes().await.unwrap()).unwrap();
     assert_eq!(head.into_labels("mask").unwrap(), labels);
     assert!(!artifacts.to_string().contains("predictions/"), "labelers never see model outputs");
+    let seen: Vec<Value> = app.get_json(&labeler, &format!("/cases/{case_id}/jobs")).await;
+    assert_eq!(seen.iter().map(|j| j["role"].as_str().unwrap()).collect::<Vec<_>>(), ["production"], "nor shadow jobs");
+    let seen: Vec<Value> = app.get_json(&labeler, &format!("/models/{v2}/jobs")).await;
+    assert!(seen.is_empty());
 
     // Trigger 2: manual, for ML engineers only.
     let forbidden = app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&labeler).send().await.unwrap();

@@ -23,7 +23,8 @@ fn migration_names(engine: &str) -> Vec<String> {
 async fn sqlite_schema() -> Schema {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("schema.db").display()), 1).await.unwrap();
-    let tables: Vec<String> = sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx%'")
+    let tables: Vec<String> = sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx%'
+           AND name NOT LIKE 'cases_name_search%'")
         .fetch_all(&db.pool)
         .await
         .unwrap()
@@ -83,6 +84,8 @@ async fn postgres_schema(admin_url: &str) -> Schema {
 #[tokio::test]
 async fn sqlite_and_postgres_migrations_describe_the_same_schema() {
     assert_eq!(migration_names("sqlite"), migration_names("postgres"), "the two folders hold different migrations");
+    // Left out: SQLite's trigram index of case names (an FTS5 table and its shadow tables),
+    // which PostgreSQL does without.
     let sqlite = sqlite_schema().await;
     assert!(sqlite.contains("labels.new_mask_ref not null") && sqlite.contains("index labels_case"), "{sqlite:#?}");
     let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") else {
@@ -96,4 +99,51 @@ async fn sqlite_and_postgres_migrations_describe_the_same_schema() {
         only_sqlite.is_empty() && only_postgres.is_empty(),
         "the schemas differ\nonly in SQLite: {only_sqlite:#?}\nonly in PostgreSQL: {only_postgres:#?}"
     );
+}
+
+/// Migration 0011 recovers the pre-labels committed before 0010 recorded them, from their
+/// audit rows; on SQLite it also indexes the names of the cases already there.
+#[tokio::test]
+async fn migrating_an_older_database_recovers_its_prelabels() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    upgrade_with_an_old_prelabel(&url, sqlx::migrate!("migrations/sqlite"), sqlx::migrate!("migrations/sqlite")).await;
+    let db = Db::connect(&url, 1).await.unwrap();
+    let found: String = sqlx::query("SELECT case_id FROM cases_name_search WHERE cases_name_search MATCH '\"old liv\"'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(found, "case-1");
+    if let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") {
+        let url = common::fresh_postgres_database(&admin_url).await;
+        upgrade_with_an_old_prelabel(&url, sqlx::migrate!("migrations/postgres"), sqlx::migrate!("migrations/postgres")).await;
+    }
+}
+
+async fn upgrade_with_an_old_prelabel(url: &str, mut before: sqlx::migrate::Migrator, all: sqlx::migrate::Migrator) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(url).await.unwrap();
+    before.migrations = before.migrations.iter().filter(|m| m.version <= 10).cloned().collect::<Vec<_>>().into();
+    before.run(&pool).await.unwrap();
+    for statement in [
+        "INSERT INTO users (id, username, roles, created_at) VALUES ('u', 'ada', 'ml_engineer', 0)",
+        "INSERT INTO cases (id, name, search_name, labels_json, image_ref, head_mask_ref, created_at)
+         VALUES ('case-1', 'Old Liver', 'old liver', '[]', 'img', 'cases/case-1/masks/m1.nii.gz', 0)",
+        "INSERT INTO models (id, name, version, state, card, artifact_ref, sha256, created_by, created_at, updated_at)
+         VALUES ('model-1', 'seg', '1', 'production', '{}', 'a', 's', 'u', 0, 0)",
+        "INSERT INTO audit_log (seq, at, action, user_id, case_id, details, prev_hash, hash)
+         VALUES (1, 42, 'prelabel', NULL, 'case-1', '{\"job_id\":\"j\",\"model_id\":\"model-1\",\"mask_ref\":\"cases/case-1/masks/m1.nii.gz\"}', '', 'h1')",
+        // A model that no longer exists is skipped rather than breaking the migration.
+        "INSERT INTO audit_log (seq, at, action, user_id, case_id, details, prev_hash, hash)
+         VALUES (2, 43, 'prelabel', NULL, 'case-1', '{\"job_id\":\"k\",\"model_id\":\"gone\",\"mask_ref\":\"cases/case-1/masks/m2.nii.gz\"}', 'h1', 'h2')",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    all.run(&pool).await.unwrap();
+    let rows = sqlx::query("SELECT mask_ref, case_id, model_id, created_at FROM prelabels").fetch_all(&pool).await.unwrap();
+    let recovered: Vec<(String, String, String, i64)> =
+        rows.iter().map(|r| (r.get("mask_ref"), r.get("case_id"), r.get("model_id"), r.get("created_at"))).collect();
+    assert_eq!(recovered, [("cases/case-1/masks/m1.nii.gz".to_string(), "case-1".to_string(), "model-1".to_string(), 42)]);
+    pool.close().await;
 }

@@ -97,7 +97,10 @@ async fn assignment_is_for_coordinators_and_names_users_with_the_right_role() {
     let path = format!("/cases/{case_id}/assignment");
 
     let message = refused(put(&app, &team.alice, &path, json!({ "assignee": "alice" })).await, StatusCode::FORBIDDEN).await;
-    assert!(message.contains("assigning cases needs the role ml_engineer or admin"), "{message}");
+    assert!(message.contains("assignment needs the role ml_engineer or admin"), "{message}");
+    // The role is checked before the body is read: a labeler's malformed body is still 403.
+    let garbage = app.client.put(app.url(&path)).bearer_auth(&team.alice).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    refused(garbage, StatusCode::FORBIDDEN).await;
     let message = refused(put(&app, &team.engineer, &path, json!({ "assignee": "rita" })).await, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert!(message.contains("rita does not have the role labeler"), "{message}");
     let message =
@@ -297,8 +300,10 @@ async fn a_restricted_case_is_read_only_by_its_labeler_reviewer_and_coordinators
         assert_eq!(response.status().is_success(), readable, "{}", response.status());
         if !readable {
             assert!(refused(response, StatusCode::FORBIDDEN).await.contains("restricted"));
-            let comments = app.client.get(app.url(&format!("/cases/{secret}/comments"))).bearer_auth(token).send().await.unwrap();
-            assert_eq!(comments.status(), StatusCode::FORBIDDEN);
+            for path in ["comments", "jobs"] {
+                let response = app.client.get(app.url(&format!("/cases/{secret}/{path}"))).bearer_auth(token).send().await.unwrap();
+                assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
+            }
         }
         let listed: Vec<seglab::api::CaseSummary> = app.get_json(token, "/cases").await;
         assert_eq!(listed.iter().any(|case| case.id == secret), readable);

@@ -97,6 +97,13 @@ async fn filters_counts_sorting_and_pages() {
     assert_eq!((row.assignee.as_deref(), row.last_saved_by.as_deref(), row.dims), (Some("alice"), Some("alice"), DIMS));
     assert!(row.last_saved_at_ms.is_some());
     assert_eq!(row.label_counts, Some([(1, 1)].into()), "one voxel of label 1, counted from the save's edits");
+    // Counts not known (a case from before they were kept) are counted by the housekeeping.
+    sqlx::query("UPDATE cases SET label_counts_json = '' WHERE id = $1").bind(&row.id).execute(&app.state.db.pool).await.unwrap();
+    let unknown = worklist(&app, &engineer, "?status=in_progress").await;
+    assert_eq!(unknown.rows.iter().find(|r| r.id == row.id).unwrap().label_counts, None);
+    assert_eq!(seglab::server::services::sweeper::count_unknown_labels(&app.state).await.unwrap(), 1);
+    let counted = worklist(&app, &engineer, "?status=in_progress").await;
+    assert_eq!(counted.rows.iter().find(|r| r.id == row.id).unwrap().label_counts, Some([(1, 1)].into()));
 
     // By assignee: mine, someone's, nobody's.
     let mine = worklist(&app, &alice, "?assignee=me&sort=name").await;
@@ -112,6 +119,13 @@ async fn filters_counts_sorting_and_pages() {
     assert_eq!(names(&worklist(&app, &engineer, "?q=LIVER&sort=name").await.rows), ["liver 001", "Liver 002", "Liver 003"]);
     assert_eq!(names(&worklist(&app, &engineer, "?q=100%25").await.rows), ["Kidney 100%"]);
     assert_eq!(names(&worklist(&app, &engineer, "?q=y_").await.rows), ["Kidney_2"]);
+    // Across a space, and with the query syntax of SQLite's trigram index taken literally.
+    assert_eq!(names(&worklist(&app, &engineer, "?q=NEY%201").await.rows), ["Kidney 100%"]);
+    for literal in ["%22liver%22", "liver%20OR%20heart", "liv*", "NEAR(liver)"] {
+        assert_eq!(worklist(&app, &engineer, &format!("?q={literal}")).await.total, 0, "{literal}");
+    }
+    let counted = worklist(&app, &engineer, "?q=ver%200&status=in_progress").await;
+    assert_eq!((counted.total, count(&counted, CaseStatus::Approved)), (2, 1), "a search counts per status too");
 
     // Sorting and pages.
     let by_name_desc = worklist(&app, &engineer, "?sort=name&desc=true&per_page=3").await;

@@ -19,8 +19,9 @@ pub async fn get_case_artifacts(case_id: String) -> Result<CaseArtifacts, ApiErr
 #[server]
 pub async fn case_jobs(case_id: String) -> Result<Vec<Job>, ApiError> {
     use crate::server::services::jobs::{list_jobs, JobFilter};
-    let (state, _user) = crate::server::auth::server_fn_caller().await?;
-    Ok(list_jobs(&state, JobFilter::Case(&case_id)).await?)
+    let (state, user) = crate::server::auth::server_fn_caller().await?;
+    crate::server::services::workflow::check_may_read(&state, &user, &case_id).await?;
+    Ok(list_jobs(&state, &user, JobFilter::Case(&case_id)).await?)
 }
 
 /// The manual run trigger: every active model version on this case.

@@ -27,7 +27,7 @@ pub async fn get_model(id: String) -> Result<(ModelDetail, Option<PairedEvaluati
         true => Some(evaluation::paired_evaluation(&state, &user, &detail.summary.name).await?),
         false => None,
     };
-    let jobs = jobs::list_jobs(&state, jobs::JobFilter::Model(&id)).await?;
+    let jobs = jobs::list_jobs(&state, &user, jobs::JobFilter::Model(&id)).await?;
     Ok((detail, evaluation, jobs))
 }
 

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::extract::{ApiJson, Caller};
+use super::extract::{ApiJson, Caller, Coordinator};
 use crate::api::{DatasetSummary, Manifest, NewDataset};
 use crate::server::error::AppError;
 use crate::server::services::datasets;
@@ -19,7 +19,7 @@ pub fn routes() -> Router<AppState> {
 /// `POST /datasets` (ml_engineer, admin).
 async fn create(
     State(state): State<AppState>,
-    Caller(user): Caller,
+    Coordinator(user): Coordinator,
     ApiJson(request): ApiJson<NewDataset>,
 ) -> Result<(StatusCode, Json<DatasetSummary>), AppError> {
     Ok((StatusCode::CREATED, Json(datasets::create(&state, &user, &request).await?)))
@@ -30,7 +30,7 @@ async fn list(State(state): State<AppState>, Caller(_user): Caller) -> Result<Js
     Ok(Json(datasets::list(&state).await?))
 }
 
-/// `GET /datasets/{id}/manifest`.
-async fn manifest(State(state): State<AppState>, Caller(_user): Caller, Path(id): Path<String>) -> Result<Json<Manifest>, AppError> {
+/// `GET /datasets/{id}/manifest` (ml_engineer, admin: its links open every case, restricted ones too).
+async fn manifest(State(state): State<AppState>, _caller: Coordinator, Path(id): Path<String>) -> Result<Json<Manifest>, AppError> {
     Ok(Json(datasets::manifest(&state, &id).await?))
 }

@@ -16,7 +16,7 @@ use tower_sessions::Session;
 use crate::server::auth;
 use crate::server::error::AppError;
 use crate::server::scratch::ScratchFile;
-use crate::server::services::users::{self, User};
+use crate::server::services::users::{self, Role, User};
 use crate::server::state::AppState;
 
 /// The caller of a REST route: from `Authorization: Bearer <token>` when the header is sent,
@@ -38,6 +38,20 @@ impl FromRequestParts<AppState> for Caller {
         let session = Session::from_request_parts(parts, state).await.map_err(|_| AppError::Unauthorized)?;
         let user = auth::session_user(state, &session).await?.ok_or(AppError::Unauthorized)?;
         Ok(Caller(user))
+    }
+}
+
+/// A caller holding one of [`Role::COORDINATORS`] (ml_engineer, admin). As a parts extractor
+/// it runs before any body extractor, so a refused request never has its body read.
+pub struct Coordinator(pub User);
+
+impl FromRequestParts<AppState> for Coordinator {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let Caller(user) = Caller::from_request_parts(parts, state).await?;
+        user.require_any(&Role::COORDINATORS, &format!("{} {}", parts.method, parts.uri.path()))?;
+        Ok(Coordinator(user))
     }
 }
 

@@ -1,5 +1,5 @@
 //! REST routes of the orchestrator: the manual run trigger and the job lists of a case, a run
-//! and a model version.
+//! and a model version (only the jobs the caller may see).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,7 +10,7 @@ use super::extract::Caller;
 use crate::api::{Job, RunStarted};
 use crate::server::error::AppError;
 use crate::server::services::jobs::{self, JobFilter};
-use crate::server::services::orchestrator;
+use crate::server::services::{orchestrator, workflow};
 use crate::server::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -30,14 +30,15 @@ async fn run_on_case(
     Ok((StatusCode::ACCEPTED, Json(orchestrator::run_on_case(&state, &case_id, &user).await?)))
 }
 
-async fn case_jobs(State(state): State<AppState>, _caller: Caller, Path(id): Path<String>) -> Result<Json<Vec<Job>>, AppError> {
-    Ok(Json(jobs::list_jobs(&state, JobFilter::Case(&id)).await?))
+async fn case_jobs(State(state): State<AppState>, Caller(user): Caller, Path(id): Path<String>) -> Result<Json<Vec<Job>>, AppError> {
+    workflow::check_may_read(&state, &user, &id).await?;
+    Ok(Json(jobs::list_jobs(&state, &user, JobFilter::Case(&id)).await?))
 }
 
-async fn run_jobs(State(state): State<AppState>, _caller: Caller, Path(id): Path<String>) -> Result<Json<Vec<Job>>, AppError> {
-    Ok(Json(jobs::list_jobs(&state, JobFilter::Run(&id)).await?))
+async fn run_jobs(State(state): State<AppState>, Caller(user): Caller, Path(id): Path<String>) -> Result<Json<Vec<Job>>, AppError> {
+    Ok(Json(jobs::list_jobs(&state, &user, JobFilter::Run(&id)).await?))
 }
 
-async fn model_jobs(State(state): State<AppState>, _caller: Caller, Path(id): Path<String>) -> Result<Json<Vec<Job>>, AppError> {
-    Ok(Json(jobs::list_jobs(&state, JobFilter::Model(&id)).await?))
+async fn model_jobs(State(state): State<AppState>, Caller(user): Caller, Path(id): Path<String>) -> Result<Json<Vec<Job>>, AppError> {
+    Ok(Json(jobs::list_jobs(&state, &user, JobFilter::Model(&id)).await?))
 }

@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{bad_form, field_text, field_to_file, ApiJson, ApiQuery, Caller};
+use super::extract::{bad_form, field_text, field_to_file, ApiJson, ApiQuery, Caller, Coordinator};
 use crate::api::{ActiveModels, ModelDetail, ModelSummary, PairedEvaluation};
 use crate::server::error::AppError;
 use crate::server::services::{evaluation, registry};
@@ -31,10 +31,9 @@ pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
 /// `POST /models`, multipart: `card` (the model card as JSON) and `artifact` (the ONNX file).
 async fn register_model(
     State(state): State<AppState>,
-    Caller(user): Caller,
+    Coordinator(user): Coordinator,
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
-    registry::may_register(&user)?;
     // The artifact goes to a scratch file as it arrives, removed when this request ends.
     let (mut card, mut artifact) = (None, None);
     while let Some(field) = form.next_field().await.map_err(bad_form)? {
@@ -68,7 +67,7 @@ struct StateChange {
 /// `PUT /models/{id}/state {"state": "shadow"}`.
 async fn change_state(
     State(state): State<AppState>,
-    Caller(user): Caller,
+    Coordinator(user): Coordinator,
     Path(id): Path<String>,
     ApiJson(change): ApiJson<StateChange>,
 ) -> Result<Json<ModelSummary>, AppError> {

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 
-use super::extract::{ApiJson, Caller};
+use super::extract::{ApiJson, Caller, Coordinator};
 use crate::api::{AssignCase, CaseComment, CaseWorkflow, ChangeStatus};
 use crate::server::error::AppError;
 use crate::server::services::workflow;
@@ -20,10 +20,10 @@ pub fn routes() -> Router<AppState> {
         .route("/cases/{id}/comments", get(comments))
 }
 
-/// `PUT /cases/{id}/assignment {assignee, reviewer}` (ml_engineer, admin).
+/// `PUT /cases/{id}/assignment {assignee, reviewer, restricted}` (ml_engineer, admin).
 async fn assign(
     State(state): State<AppState>,
-    Caller(user): Caller,
+    Coordinator(user): Coordinator,
     Path(id): Path<String>,
     ApiJson(request): ApiJson<AssignCase>,
 ) -> Result<Json<CaseWorkflow>, AppError> {

@@ -10,6 +10,8 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
+use super::users::User;
+use super::workflow::readable_condition;
 use crate::api::{Job, JobStatus, ModelState, ModelSummary};
 use crate::server::clock::now_ms;
 use crate::server::db::Backend;
@@ -109,19 +111,25 @@ fn job(row: &AnyRow) -> Result<Job, AppError> {
     })
 }
 
-pub async fn list_jobs(state: &AppState, filter: JobFilter<'_>) -> Result<Vec<Job>, AppError> {
+/// The jobs `user` may see: those of cases they may read, and shadow jobs only for ML
+/// engineers and admins (labelers never see what a shadow version did).
+pub async fn list_jobs(state: &AppState, user: &User, filter: JobFilter<'_>) -> Result<Vec<Job>, AppError> {
     let (column, value) = match filter {
         JobFilter::Case(id) => ("j.case_id", id),
         JobFilter::Run(id) => ("j.run_id", id),
         JobFilter::Model(id) => ("j.model_id", id),
     };
+    let roles = if user.is_coordinator() { "" } else { "AND j.role = 'production'" };
     let rows = sqlx::query(&format!(
         "SELECT j.id, j.run_id, j.case_id, j.model_id, m.name, m.version, j.role, j.trigger_kind, j.status,
                 j.attempts, j.max_attempts, j.last_error, j.created_at, j.updated_at
-         FROM model_jobs j JOIN models m ON m.id = j.model_id
-         WHERE {column} = $1 ORDER BY j.created_at DESC, m.name, j.role LIMIT 200"
+         FROM model_jobs j JOIN models m ON m.id = j.model_id JOIN cases c ON c.id = j.case_id
+         WHERE {column} = $1 AND {readable} {roles}
+         ORDER BY j.created_at DESC, m.name, j.role LIMIT 200",
+        readable = readable_condition(user, 2),
     ))
     .bind(value)
+    .bind(&user.id)
     .fetch_all(&state.db.pool)
     .await?;
     rows.iter().map(job).collect()

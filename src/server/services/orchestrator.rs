@@ -49,7 +49,7 @@ pub async fn run_on_case(state: &AppState, case_id: &str, user: &User) -> Result
     let run_id = jobs::enqueue(&mut tx, state, &active, case_id, Trigger::Manual, Some(&user.id)).await?;
     tx.commit().await?;
     state.jobs_ready.notify_waiters();
-    Ok(RunStarted { run_id: run_id.clone(), jobs: jobs::list_jobs(state, JobFilter::Run(&run_id)).await? })
+    Ok(RunStarted { run_id: run_id.clone(), jobs: jobs::list_jobs(state, user, JobFilter::Run(&run_id)).await? })
 }
 
 /// Runs the model of `job` on its case and stores the result.

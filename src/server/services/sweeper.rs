@@ -1,7 +1,8 @@
 //! Housekeeping that keeps storage and the database tidy after failures: objects written by a
 //! save or import whose transaction never committed (a crash, a lost database) are deleted
-//! once old enough that no save can still be committing them, and expired idempotency keys
-//! are forgotten.
+//! once old enough that no save can still be committing them, expired idempotency keys are
+//! forgotten, and cases whose label counts are not known yet (imported before the worklist
+//! kept them) are counted from their current mask.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -10,6 +11,8 @@ use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 use super::idempotency;
+use super::mask_versions::load_mask;
+use crate::mask_ops::label_counts;
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::state::AppState;
@@ -42,12 +45,53 @@ pub async fn sweep_orphans(state: &AppState, min_age: Duration) -> Result<usize,
     Ok(deleted)
 }
 
-/// Runs the housekeeping periodically until `shutdown`.
+/// Most cases counted in one pass (each loads one mask, one at a time).
+const COUNTS_PER_PASS: i64 = 1000;
+
+/// Counts the voxels per label of up to [`COUNTS_PER_PASS`] cases whose counts are not known,
+/// from their current mask; returns how many were counted. A case saved meanwhile keeps its
+/// unknown counts until the next pass (compare-and-set on the mask it was counted from).
+pub async fn count_unknown_labels(state: &AppState) -> Result<usize, AppError> {
+    let cases = sqlx::query("SELECT id, head_mask_ref FROM cases WHERE label_counts_json = '' ORDER BY id LIMIT $1")
+        .bind(COUNTS_PER_PASS)
+        .fetch_all(&state.db.pool)
+        .await?;
+    let mut counted = 0;
+    for case in cases {
+        let (case_id, mask_ref): (String, String) = (case.get("id"), case.get("head_mask_ref"));
+        let mask = match load_mask(state, &mask_ref).await {
+            Ok(mask) => mask,
+            Err(err) => {
+                tracing::warn!(%case_id, %mask_ref, %err, "cannot count the labels of this case's mask");
+                continue;
+            }
+        };
+        let counts = tokio::task::spawn_blocking(move || label_counts(&mask.labels)).await.map_err(AppError::internal)?;
+        let updated = sqlx::query("UPDATE cases SET label_counts_json = $1 WHERE id = $2 AND head_mask_ref = $3 AND label_counts_json = ''")
+            .bind(serde_json::to_string(&counts).map_err(AppError::internal)?)
+            .bind(&case_id)
+            .bind(&mask_ref)
+            .execute(&state.db.pool)
+            .await?;
+        counted += updated.rows_affected() as usize;
+    }
+    Ok(counted)
+}
+
+/// Runs the housekeeping at start and then periodically until `shutdown`.
 pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let mut first = true;
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+        if !std::mem::take(&mut first) {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            }
+        }
+        match count_unknown_labels(&state).await {
+            Ok(0) => {}
+            Ok(counted) => tracing::info!(counted, "counted the labels of cases imported before counts were kept"),
+            Err(err) => tracing::warn!(%err, "label counting failed; will retry"),
         }
         if let Err(err) = sweep_orphans(&state, ORPHAN_MIN_AGE).await {
             tracing::warn!(%err, "orphan sweep failed; will retry");

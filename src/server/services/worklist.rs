@@ -52,12 +52,18 @@ fn filter(user: &User, query: &WorklistQuery, backend: Backend) -> Result<Filter
         if text.chars().count() > MAX_SEARCH_CHARS {
             return Err(AppError::Unprocessable(format!("a name search holds at most {MAX_SEARCH_CHARS} characters")));
         }
-        // A plain substring test (no pattern, so nothing to escape), cheaper than LIKE per row.
-        let contains = match backend {
-            Backend::Sqlite => "instr(c.search_name, ?) > 0",
-            Backend::Postgres => "strpos(c.search_name, ?) > 0",
-        };
-        filter.condition(contains, Some(text.to_lowercase()));
+        let text = text.to_lowercase();
+        match backend {
+            // The trigram index finds names holding the text as one phrase (a `"` doubled
+            // inside it); it needs three characters, so shorter texts scan.
+            Backend::Sqlite if text.chars().count() >= 3 => filter.condition(
+                "c.id IN (SELECT case_id FROM cases_name_search WHERE cases_name_search MATCH ?)",
+                Some(format!("\"{}\"", text.replace('"', "\"\""))),
+            ),
+            // A plain substring test (no pattern, so nothing to escape), cheaper than LIKE per row.
+            Backend::Sqlite => filter.condition("instr(c.search_name, ?) > 0", Some(text)),
+            Backend::Postgres => filter.condition("strpos(c.search_name, ?) > 0", Some(text)),
+        }
     }
     Ok(filter)
 }
