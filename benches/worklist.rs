@@ -44,14 +44,16 @@ async fn fill(app: &TestApp) {
             let saved = if status == "new" { "0, NULL".to_string() } else { format!("{}, {assignee}", 1_700_000_000_000i64 + (n as i64 * 7919) % 1_000_000) };
             let name = format!("Case {n:06} {}", ["liver", "kidney", "lung", "brain"][n % 4]);
             cases.push(format!(
-                "('case-{n:06}', '{name}', '{}', '[]', 'img-{n:06}', 'mask-{n:06}', {n}, '{status}', {assignee}, {saved})",
-                name.to_lowercase()
+                "('case-{n:06}', '{name}', '{}', '[]', 'img-{n:06}', 'mask-{n:06}', {n}, '{status}', {assignee}, {saved}, {})",
+                name.to_lowercase(),
+                // One case in a hundred is restricted to its labeler and reviewer.
+                i64::from(n % 100 == 7)
             ));
             objects.push(format!("('img-{n:06}', 'case-{n:06}', 'image', 1, 'x', 512, 512, 300, 'int16', 0.7, 0.7, 1.0, {n})"));
         }
         let mut tx = pool.begin().await.unwrap();
         sqlx::query(&format!(
-            "INSERT INTO cases (id, name, search_name, labels_json, image_ref, head_mask_ref, created_at, status, assignee_id, last_saved_at, last_saved_by) VALUES {}",
+            "INSERT INTO cases (id, name, search_name, labels_json, image_ref, head_mask_ref, created_at, status, assignee_id, last_saved_at, last_saved_by, restricted) VALUES {}",
             cases.join(", ")
         ))
         .execute(&mut *tx)
@@ -107,7 +109,9 @@ async fn main() {
         ("default view (oldest first) + counts", &engineer, "/worklist"),
         ("status = in_progress", &engineer, "/worklist?status=in_progress"),
         ("assignee = me (a labeler, 2,000 cases)", &labeler, "/worklist?assignee=me"),
+        ("every case, as a labeler (restricted hidden)", &labeler, "/worklist"),
         ("name search \"0420\"", &engineer, "/worklist?q=0420"),
+        ("name search \"liver\" (25,000 matches)", &engineer, "/worklist?q=liver"),
         ("sorted by last save, newest first", &engineer, "/worklist?sort=last_saved&desc=true"),
         ("sorted by name", &engineer, "/worklist?sort=name"),
         ("page 1000 (offset 49,950)", &engineer, "/worklist?page=1000"),

@@ -1,27 +1,29 @@
 //! Segmentation metrics: Dice and HD95 (the 95th percentile Hausdorff distance, in mm, from
-//! the voxel spacing) between two label masks, on an exact Euclidean distance transform. Pure
-//! code, shared by both builds and tested natively; the server's evaluation uses it.
+//! the voxel spacing) between a predicted and a reference label mask, on an exact Euclidean
+//! distance transform, defined as MONAI defines them: `DiceMetric(ignore_empty=True)` and
+//! `compute_hausdorff_distance(percentile=95)`. `tests/metric_parity.rs` checks both against
+//! a reference implementation. Pure code, shared by both builds; the server's evaluation uses it.
 
 use crate::mask_ops::distance::squared_distance_transform;
 
-/// Dice coefficient of label `value` between two masks; 1 when neither holds it.
-pub fn dice(a: &[u8], b: &[u8], value: u8) -> f64 {
-    let (mut both, mut in_a, mut in_b) = (0u64, 0u64, 0u64);
-    for (&x, &y) in a.iter().zip(b) {
+/// Dice coefficient of label `value` of `prediction` against `reference`. `None` when the
+/// reference lacks the label (MONAI's `ignore_empty=True`: nothing to find, so no score,
+/// whatever the prediction holds); 0 when only the prediction lacks it.
+pub fn dice(prediction: &[u8], reference: &[u8], value: u8) -> Option<f64> {
+    let (mut both, mut predicted, mut expected) = (0u64, 0u64, 0u64);
+    for (&x, &y) in prediction.iter().zip(reference) {
         let (x, y) = (x == value, y == value);
-        in_a += x as u64;
-        in_b += y as u64;
+        predicted += x as u64;
+        expected += y as u64;
         both += (x && y) as u64;
     }
-    if in_a + in_b == 0 {
-        1.0
-    } else {
-        2.0 * both as f64 / (in_a + in_b) as f64
-    }
+    (expected > 0).then(|| 2.0 * both as f64 / (predicted + expected) as f64)
 }
 
-/// HD95 in mm of label `value`: the larger of the two directed 95th-percentile surface
-/// distances (as MONAI computes it). `None` when either mask lacks the label.
+/// HD95 in mm of label `value`: the larger of the two directed 95th percentiles (linearly
+/// interpolated, as `torch.quantile` does) of the distances from each surface voxel of one
+/// mask to the other's surface, as MONAI computes it. `None` when either mask lacks the label
+/// (MONAI gives NaN or infinity there).
 pub fn hd95(a: &[u8], b: &[u8], value: u8, dims: [usize; 3], spacing: [f64; 3]) -> Option<f64> {
     // Work on the box around both labels (one voxel of margin) rather than the whole volume:
     // distance maps of a 512×512×300 volume would take gigabytes.
@@ -50,7 +52,9 @@ pub fn hd95(a: &[u8], b: &[u8], value: u8, dims: [usize; 3], spacing: [f64; 3]) 
     let directed = |from: &[bool], field: &[f64]| {
         let mut distances: Vec<f64> = from.iter().zip(field).filter(|(s, _)| **s).map(|(_, d)| d.sqrt()).collect();
         distances.sort_unstable_by(f64::total_cmp);
-        distances[((distances.len() - 1) as f64 * 0.95).round() as usize]
+        let rank = (distances.len() - 1) as f64 * 0.95;
+        let (below, above) = (distances[rank.floor() as usize], distances[rank.ceil() as usize]);
+        below + (above - below) * rank.fract()
     };
     Some(directed(&surface_a, &to_b).max(directed(&surface_b, &to_a)))
 }
@@ -117,10 +121,12 @@ mod tests {
     fn dice_of_known_overlaps() {
         let a = cube([0, 0, 0], [10, 10, 10]);
         let b = cube([5, 0, 0], [15, 10, 10]);
-        assert_eq!(dice(&a, &a, 1), 1.0);
-        assert_eq!(dice(&a, &b, 1), 0.5, "half of each cube overlaps");
-        assert_eq!(dice(&a, &cube([10, 0, 0], [20, 10, 10]), 1), 0.0);
-        assert_eq!(dice(&a, &b, 2), 1.0, "a label neither holds agrees trivially");
+        assert_eq!(dice(&a, &a, 1), Some(1.0));
+        assert_eq!(dice(&a, &b, 1), Some(0.5), "half of each cube overlaps");
+        assert_eq!(dice(&a, &cube([10, 0, 0], [20, 10, 10]), 1), Some(0.0));
+        assert_eq!(dice(&vec![0; 8000], &a, 1), Some(0.0), "nothing predicted where something is");
+        assert_eq!(dice(&a, &vec![0; 8000], 1), None, "no score without the label in the reference");
+        assert_eq!(dice(&a, &b, 2), None);
     }
 
     #[test]

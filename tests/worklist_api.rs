@@ -158,6 +158,58 @@ async fn filters_counts_sorting_and_pages() {
     app.stop().await;
 }
 
+/// With enough cases, a narrow name search on SQLite reads the trigram index instead of
+/// testing every name; its answers are those of the scan.
+#[tokio::test]
+async fn a_narrow_name_search_finds_the_same_cases_through_the_index() {
+    let app = TestApp::spawn().await;
+    let engineer = app.user("mle", &[Role::MlEngineer]).await;
+    let bulk: Vec<String> = (0..400)
+        .map(|n| format!("Bulk {n:04} lung"))
+        .chain(["Ki\"dney 100%", "liver OR heart", "Ünïcode Lïver"].map(String::from))
+        .collect();
+    let mut tx = app.state.db.pool.begin().await.unwrap();
+    for (n, name) in bulk.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO cases (id, name, search_name, labels_json, image_ref, head_mask_ref, created_at)
+             VALUES ($1, $2, $3, '[]', $4, 'mask', $5)",
+        )
+        .bind(format!("case-{n:04}"))
+        .bind(name)
+        .bind(name.to_lowercase())
+        .bind(format!("img-{n:04}"))
+        .bind(n as i64)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO objects (object_ref, case_id, kind, size_bytes, sha256, dim_i, dim_j, dim_k, voxel_type, spacing_i, spacing_j, spacing_k, created_at)
+             VALUES ($1, $2, 'image', 1, 'x', 4, 4, 4, 'uint8', 1.0, 1.0, 1.0, 0)",
+        )
+        .bind(format!("img-{n:04}"))
+        .bind(format!("case-{n:04}"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    for (query, expected) in [
+        ("0042", vec!["Bulk 0042 lung"]),
+        ("%22DNEY", vec!["Ki\"dney 100%"]),
+        ("liver%20or%20heart", vec!["liver OR heart"]),
+        ("liv*", vec![]),
+        ("NEAR(liver)", vec![]),
+        ("%C3%BCn%C3%AFcode", vec!["Ünïcode Lïver"]),
+        ("0%25", vec!["Ki\"dney 100%"]),
+    ] {
+        assert_eq!(names(&worklist(&app, &engineer, &format!("?q={query}&sort=name")).await.rows), expected, "{query}");
+    }
+    // A broad search tests names in the page's order; its count is every match.
+    let broad = worklist(&app, &engineer, "?q=BULK&per_page=10").await;
+    assert_eq!((broad.total, broad.rows.len()), (400, 10));
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn the_next_case_is_the_one_sent_back_then_in_progress_then_new() {
     let app = TestApp::spawn().await;

@@ -26,19 +26,15 @@ test("a labeler submits, the reviewer sends it back with a comment at a voxel, t
   const [labeler, reviewer] = [`lena-${suffix}`, `rex-${suffix}`];
   addUser(labeler, "labeler");
   addUser(reviewer, "reviewer");
-  // An ML engineer (the demo user) assigns a fresh case to both.
+  // An ML engineer (the demo user) assigns a fresh case to both, with the case page's form.
   await logIn(page);
   const caseId = await copyDemoCase(page, "Demo abdomen phantom (CT, int16)", "1=liver,2=kidney");
-  const assigned = await page.evaluate(
-    async ({ caseId, labeler, reviewer }) =>
-      (await fetch(`/cases/${caseId}/assignment`, {
-        method: "PUT",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ assignee: labeler, reviewer }),
-      })).status,
-    { caseId, labeler, reviewer },
-  );
-  expect(assigned).toBe(200);
+  await openCase(page, caseId);
+  const assign = page.getByTestId("assign");
+  await assign.getByLabel("Labeler").selectOption(labeler);
+  await assign.getByLabel("Reviewer").selectOption(reviewer);
+  await assign.getByRole("button", { name: "Assign" }).click();
+  await expect(page.getByTestId("review")).toContainText(`Labeler: ${labeler} · reviewer: ${reviewer}`);
 
   // The labeler's worklist starts with their own cases; "Next case" opens the one assigned.
   const lena = await (await browser.newContext()).newPage();

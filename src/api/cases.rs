@@ -172,6 +172,13 @@ pub struct AssignCase {
     pub restricted: Option<bool>,
 }
 
+/// The active users a case can be assigned to, by username: the assignment form's choices.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AssignablePeople {
+    pub labelers: Vec<String>,
+    pub reviewers: Vec<String>,
+}
+
 /// Body of `PUT /cases/{id}/status`. Requesting changes and reopening need a comment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

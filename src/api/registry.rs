@@ -242,6 +242,7 @@ pub struct LabelStats {
     pub label: u8,
     pub name: String,
     /// Over the cases evaluated; none before the first one.
+    /// Over the cases whose human mask holds the label (MONAI's `ignore_empty=True`).
     pub dice: Option<Stats>,
     /// Over the cases where both masks hold the label (HD95 is undefined otherwise).
     pub hd95_mm: Option<Stats>,
@@ -254,9 +255,9 @@ pub struct ModelScore {
     pub labels: Vec<LabelStats>,
 }
 
-/// A case where production and shadow differ most.
+/// Production's and shadow's Dice for one label of one case.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Disagreement {
+pub struct PairedDice {
     pub case_id: String,
     pub case_name: String,
     pub label: u8,
@@ -272,8 +273,11 @@ pub struct PairedEvaluation {
     pub paired_cases: usize,
     pub production: Option<ModelScore>,
     pub shadow: Option<ModelScore>,
-    /// Largest |production − shadow| Dice first.
-    pub disagreements: Vec<Disagreement>,
+    /// The ten largest |production − shadow| Dice first.
+    pub disagreements: Vec<PairedDice>,
+    /// Every paired case and label, by case: the scatter of the model page.
+    #[serde(default)]
+    pub pairs: Vec<PairedDice>,
     /// Cases left out because a version was trained (or validated) on them.
     #[serde(default)]
     pub excluded_training_cases: usize,

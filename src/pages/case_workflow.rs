@@ -1,10 +1,11 @@
 //! A case's review panel, beside the viewer: where the case stands, who labels and who reviews
-//! it, the buttons the caller may use (take, submit, approve, request changes, reopen; the
-//! server says which), and the comments, each of which can move the views to its voxel.
+//! it (and, for ML engineers and admins, a form to assign them), the buttons the caller may use
+//! (take, submit, approve, request changes, reopen; the server says which), and the comments,
+//! each of which can move the views to its voxel.
 
 use leptos::prelude::*;
 
-use crate::api::{ApiError, CaseComment, CaseReview, CaseStatus, CaseWorkflow};
+use crate::api::{ApiError, AssignablePeople, CaseComment, CaseReview, CaseStatus, CaseWorkflow};
 use crate::pages::common::{format_time, loaded};
 use crate::viewer::ui::{Command, ViewerUi};
 
@@ -18,6 +19,26 @@ pub async fn get_case_review(case_id: String) -> Result<CaseReview, ApiError> {
 pub async fn take_case(case_id: String) -> Result<CaseWorkflow, ApiError> {
     let (state, user) = crate::server::auth::server_fn_caller().await?;
     Ok(crate::server::services::workflow::take(&state, &user, &case_id).await?)
+}
+
+#[server]
+pub async fn get_assignable_people() -> Result<AssignablePeople, ApiError> {
+    let (state, user) = crate::server::auth::server_fn_caller().await?;
+    Ok(crate::server::services::workflow::assignable_people(&state, &user).await?)
+}
+
+/// The assignment form's save; `None` leaves the case without a labeler or with any reviewer.
+#[server]
+pub async fn set_case_people(
+    case_id: String,
+    assignee: Option<String>,
+    reviewer: Option<String>,
+    restricted: bool,
+) -> Result<CaseWorkflow, ApiError> {
+    use crate::api::AssignCase;
+    let (state, user) = crate::server::auth::server_fn_caller().await?;
+    let request = AssignCase { assignee, reviewer, restricted: Some(restricted) };
+    Ok(crate::server::services::workflow::assign(&state, &user, &case_id, &request).await?)
 }
 
 #[server]
@@ -49,9 +70,10 @@ pub fn ReviewPanel(ui: ViewerUi) -> impl IntoView {
     let case_id = StoredValue::new(ui.case.with_value(|case| case.case_id.clone()));
     let take = ServerAction::<TakeCase>::new();
     let change = ServerAction::<ChangeCaseStatus>::new();
+    let assign = ServerAction::<SetCasePeople>::new();
     // Refreshed after each action and each save (a save moves a case back to in progress).
     let review = Resource::new(
-        move || (take.version().get(), change.version().get(), ui.history.with(Vec::len)),
+        move || (take.version().get(), change.version().get(), assign.version().get(), ui.history.with(Vec::len)),
         move |_| get_case_review(case_id.get_value()),
     );
     let comment = RwSignal::new(String::new());
@@ -75,8 +97,8 @@ pub fn ReviewPanel(ui: ViewerUi) -> impl IntoView {
             comment.set(String::new());
         }
     });
-    let failure = move || match (take.value().get(), change.value().get()) {
-        (Some(Err(err)), _) | (_, Some(Err(err))) => Some(err.to_string()),
+    let failure = move || match (take.value().get(), change.value().get(), assign.value().get()) {
+        (Some(Err(err)), _, _) | (_, Some(Err(err)), _) | (_, _, Some(Err(err))) => Some(err.to_string()),
         _ => None,
     };
     view! {
@@ -100,6 +122,7 @@ pub fn ReviewPanel(ui: ViewerUi) -> impl IntoView {
                                     workflow.reviewer.as_deref().unwrap_or("any reviewer"),
                                 )}
                             </p>
+                            {actions.assign.then(|| view! { <AssignForm case_id=case_id.get_value() workflow=workflow.clone() assign/> })}
                             <div class="group actions">
                                 {actions.take.then(|| view! {
                                     <button on:click=move |_| { take.dispatch(TakeCase { case_id: case_id.get_value() }); }>"Take this case"</button>
@@ -150,6 +173,74 @@ pub fn ReviewPanel(ui: ViewerUi) -> impl IntoView {
             </Transition>
             {move || failure().map(|message| view! { <p class="error" role="alert">{message}</p> })}
         </aside>
+    }
+}
+
+/// Who labels and who reviews the case, and whether it is restricted to them: for ML engineers
+/// and admins.
+#[component]
+fn AssignForm(case_id: String, workflow: CaseWorkflow, assign: ServerAction<SetCasePeople>) -> impl IntoView {
+    let people = Resource::new(|| (), |_| get_assignable_people());
+    let labeler = RwSignal::new(workflow.assignee.clone().unwrap_or_default());
+    let reviewer = RwSignal::new(workflow.reviewer.clone().unwrap_or_default());
+    let restricted = RwSignal::new(workflow.restricted);
+    let case_id = StoredValue::new(case_id);
+    let chosen = |name: String| (!name.is_empty()).then_some(name);
+    let submit = move |_| {
+        assign.dispatch(SetCasePeople {
+            case_id: case_id.get_value(),
+            assignee: chosen(labeler.get_untracked()),
+            reviewer: chosen(reviewer.get_untracked()),
+            restricted: restricted.get_untracked(),
+        });
+    };
+    let options = move |names: Vec<String>, current: RwSignal<String>, none: &'static str| {
+        let mut names = names;
+        // Keep the current choice listed even if that person lost the role since.
+        let now = current.get_untracked();
+        if !now.is_empty() && !names.contains(&now) {
+            names.insert(0, now);
+        }
+        view! {
+            <option value="" selected=move || current.get().is_empty()>{none}</option>
+            {names
+                .into_iter()
+                .map(|name| {
+                    let (shown, value) = (name.clone(), name.clone());
+                    view! { <option value=name selected=move || current.get() == value>{shown}</option> }
+                })
+                .collect_view()}
+        }
+    };
+    view! {
+        <div class="group assign" data-testid="assign">
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    loaded(people.await, move |people| {
+                        let AssignablePeople { labelers, reviewers } = people;
+                        view! {
+                            <label>
+                                "Labeler "
+                                <select aria-label="Labeler" on:change=move |ev| labeler.set(event_target_value(&ev))>
+                                    {options(labelers, labeler, "nobody")}
+                                </select>
+                            </label>
+                            <label>
+                                "Reviewer "
+                                <select aria-label="Reviewer" on:change=move |ev| reviewer.set(event_target_value(&ev))>
+                                    {options(reviewers, reviewer, "any reviewer")}
+                                </select>
+                            </label>
+                        }
+                    })
+                })}
+            </Transition>
+            <label class="muted">
+                <input type="checkbox" prop:checked=move || restricted.get() on:change=move |ev| restricted.set(event_target_checked(&ev))/>
+                " only they can open it"
+            </label>
+            <button on:click=submit disabled=move || assign.pending().get()>"Assign"</button>
+        </div>
     }
 }
 

@@ -10,7 +10,7 @@ use sqlx::Row;
 use super::mask_versions::load_mask;
 use super::registry::{active_models, model_card};
 use super::users::{Role, User};
-use crate::api::{AnchoredCase, Disagreement, LabelStats, ModelScore, ModelState, ModelSummary, PairedEvaluation, Stats};
+use crate::api::{AnchoredCase, LabelStats, PairedDice, ModelScore, ModelState, ModelSummary, PairedEvaluation, Stats};
 use crate::metrics::{dice, hd95};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
@@ -26,8 +26,9 @@ fn stats(values: &mut [f64]) -> Option<Stats> {
     Some(Stats { mean: values.iter().sum::<f64>() / values.len() as f64, median, cases: values.len() })
 }
 
-/// Per label value: Dice and HD95 (mm) of one prediction against one human mask.
-type LabelScores = BTreeMap<u8, (f64, Option<f64>)>;
+/// Per label value: Dice and HD95 (mm) of one prediction against one human mask, each
+/// undefined where `crate::metrics` says so (an empty mask).
+type LabelScores = BTreeMap<u8, (Option<f64>, Option<f64>)>;
 
 /// A case one model version predicted and a person labelled.
 struct EvaluableCase {
@@ -51,7 +52,7 @@ async fn scores(state: &AppState, case: &EvaluableCase, labels: &[u8]) -> Result
     if !cached.is_empty() {
         return Ok(cached
             .into_iter()
-            .map(|row| (row.get::<i64, _>("label_value") as u8, (row.get("dice"), row.get("hd95_mm"))))
+            .map(|row| (row.get::<i64, _>("label_value") as u8, (row.get::<Option<f64>, _>("dice"), row.get("hd95_mm"))))
             .collect());
     }
     let (prediction, human) = (load_mask(state, prediction_ref).await?, load_mask(state, human_ref).await?);
@@ -155,7 +156,7 @@ fn score(model: &ModelSummary, names: &BTreeMap<u8, String>, per_case: &[LabelSc
     let labels = names
         .iter()
         .map(|(&label, name)| {
-            let mut dices: Vec<f64> = per_case.iter().filter_map(|s| s.get(&label).map(|v| v.0)).collect();
+            let mut dices: Vec<f64> = per_case.iter().filter_map(|s| s.get(&label).and_then(|v| v.0)).collect();
             let mut distances: Vec<f64> = per_case.iter().filter_map(|s| s.get(&label).and_then(|v| v.1)).collect();
             LabelStats {
                 label,
@@ -211,6 +212,7 @@ pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Res
         production: None,
         shadow: None,
         disagreements: Vec::new(),
+        pairs: Vec::new(),
         excluded_training_cases: excluded.len(),
         anchored_cases: anchored_cases(state, &versions).await?,
     };
@@ -234,8 +236,8 @@ pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Res
         let case_names: BTreeMap<&String, &String> = versions[0].3.iter().map(|c| (&c.case_id, &c.case_name)).collect();
         for (case_id, p_scores) in production {
             for (label, (p_dice, _)) in p_scores {
-                if let Some((s_dice, _)) = shadow.get(case_id).and_then(|s| s.get(label)) {
-                    result.disagreements.push(Disagreement {
+                if let (Some(p_dice), Some((Some(s_dice), _))) = (p_dice, shadow.get(case_id).and_then(|s| s.get(label))) {
+                    result.pairs.push(PairedDice {
                         case_id: case_id.clone(),
                         case_name: case_names.get(case_id).map(|n| n.to_string()).unwrap_or_default(),
                         label: *label,
@@ -245,7 +247,9 @@ pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Res
                 }
             }
         }
-        result.disagreements.sort_by(|a, b| (b.production_dice - b.shadow_dice).abs().total_cmp(&(a.production_dice - a.shadow_dice).abs()));
+        let gap = |pair: &PairedDice| (pair.production_dice - pair.shadow_dice).abs();
+        result.disagreements = result.pairs.clone();
+        result.disagreements.sort_by(|a, b| gap(b).total_cmp(&gap(a)));
         result.disagreements.truncate(10);
     } else {
         result.paired_cases = 0;

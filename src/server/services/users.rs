@@ -84,7 +84,8 @@ impl User {
     }
 }
 
-fn parse_roles(text: &str) -> Vec<Role> {
+/// The roles of a stored `roles` column (comma-separated); unknown names are left out.
+pub fn parse_roles(text: &str) -> Vec<Role> {
     text.split(',').filter_map(|r| r.parse().ok()).collect()
 }
 

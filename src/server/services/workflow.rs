@@ -14,8 +14,8 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
-use super::users::{Role, User};
-use crate::api::{AssignCase, CaseActions, CaseComment, CaseReview, CaseStatus, CaseWorkflow, ChangeStatus};
+use super::users::{parse_roles, Role, User};
+use crate::api::{AssignCase, AssignablePeople, CaseActions, CaseComment, CaseReview, CaseStatus, CaseWorkflow, ChangeStatus};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::state::AppState;
@@ -81,8 +81,10 @@ pub async fn workflow_of(conn: &mut AnyConnection, case_id: &str) -> Result<Case
 /// `$param`: unrestricted ones, and restricted ones they label or review; coordinators read all.
 pub fn readable_condition(user: &User, param: usize) -> String {
     if user.is_coordinator() {
-        // Still names the parameter: PostgreSQL refuses a bound value the statement never uses.
-        format!("(c.assignee_id = ${param} OR 1 = 1)")
+        // True for everyone (ids are never empty) without reading a column of the case, so a
+        // count stays an index-only scan; it names the parameter because PostgreSQL refuses a
+        // bound value the statement never uses.
+        format!("(${param} <> '')")
     } else {
         format!("(c.restricted = 0 OR c.assignee_id = ${param} OR c.reviewer_id = ${param})")
     }
@@ -161,8 +163,7 @@ async fn user_with_role(conn: &mut AnyConnection, name: &str, role: Role) -> Res
         .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| AppError::Unprocessable(format!("there is no active user named {name:?}")))?;
-    let roles: String = row.get("roles");
-    if !roles.split(',').any(|r| r == role.as_str()) {
+    if !parse_roles(&row.get::<String, _>("roles")).contains(&role) {
         return Err(AppError::Unprocessable(format!("{name} does not have the role {role}, so cannot be the case's {role}")));
     }
     Ok(row.get("id"))
@@ -199,6 +200,26 @@ pub async fn assign(state: &AppState, user: &User, case_id: &str, request: &Assi
     let workflow = workflow_of(&mut tx, case_id).await?;
     tx.commit().await?;
     Ok(workflow)
+}
+
+/// The active labelers and reviewers, for a coordinator's assignment form.
+pub async fn assignable_people(state: &AppState, user: &User) -> Result<AssignablePeople, AppError> {
+    user.require_any(&Role::COORDINATORS, "assigning cases")?;
+    let rows = sqlx::query("SELECT username, roles FROM users WHERE disabled_at IS NULL ORDER BY username")
+        .fetch_all(&state.db.pool)
+        .await?;
+    let mut people = AssignablePeople::default();
+    for row in rows {
+        let (username, roles): (String, String) = (row.get("username"), row.get("roles"));
+        let roles = parse_roles(&roles);
+        if roles.contains(&Role::Labeler) {
+            people.labelers.push(username.clone());
+        }
+        if roles.contains(&Role::Reviewer) {
+            people.reviewers.push(username);
+        }
+    }
+    Ok(people)
 }
 
 /// `POST /cases/{id}/take`: a labeler takes an unassigned case, where the deployment allows it.

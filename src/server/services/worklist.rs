@@ -3,7 +3,7 @@
 //! who saved last is kept on the case row, the filters and orders have indexes, and the
 //! status counts (one grouped query) also give the total.
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use super::users::{Role, User};
 use crate::api::{CaseStatus, NextCase, StatusCount, Worklist, WorklistQuery, WorklistRow, WorklistSort};
@@ -36,8 +36,43 @@ impl Filter {
     }
 }
 
+/// How a name search finds its cases.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NameSearch {
+    /// Test every case's name, in the page's order, stopping after a page.
+    Scan,
+    /// Read the matching cases from SQLite's trigram index.
+    TrigramIndex,
+}
+
+/// Most cases (a hundredth) a name search may match and still read them from the index: a
+/// broader one finds a page's worth of cases sooner by testing names in the page's order.
+const INDEXED_SEARCH_SHARE: i64 = 100;
+
+/// The plan of the name search `text` (lower case): PostgreSQL and texts under three
+/// characters (the trigram index needs three) scan, as do searches matching many cases.
+async fn plan_name_search(conn: &mut AnyConnection, backend: Backend, text: &str) -> Result<NameSearch, AppError> {
+    if backend == Backend::Postgres || text.chars().count() < 3 {
+        return Ok(NameSearch::Scan);
+    }
+    // About the number of cases (exact while none is deleted), read from the key alone.
+    let cases: i64 = sqlx::query("SELECT COALESCE(MAX(rowid), 0) FROM cases").fetch_one(&mut *conn).await?.get(0);
+    let matches: i64 = sqlx::query("SELECT COUNT(*) FROM cases_name_search WHERE cases_name_search MATCH $1")
+        .bind(trigram_phrase(text))
+        .fetch_one(&mut *conn)
+        .await?
+        .get(0);
+    Ok(if matches * INDEXED_SEARCH_SHARE > cases { NameSearch::Scan } else { NameSearch::TrigramIndex })
+}
+
+/// `text` as one phrase of SQLite's full-text query syntax (a `"` doubled inside it), so
+/// nothing in it is read as an operator.
+fn trigram_phrase(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
 /// The conditions of `query` but its status: the counts per status use them as they are.
-fn filter(user: &User, query: &WorklistQuery, backend: Backend) -> Result<Filter, AppError> {
+fn filter(user: &User, query: &WorklistQuery, backend: Backend, search: NameSearch) -> Filter {
     let mut filter = Filter { conditions: Vec::new(), binds: Vec::new() };
     // Restricted cases only for those who label or review them (and coordinators).
     filter.binds.push(user.id.clone());
@@ -48,24 +83,23 @@ fn filter(user: &User, query: &WorklistQuery, backend: Backend) -> Result<Filter
         Some("none") => filter.condition("c.assignee_id IS NULL", None),
         Some(name) => filter.condition("c.assignee_id = (SELECT id FROM users WHERE username = ?)", Some(name.to_string())),
     }
-    if let Some(text) = query.q.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
-        if text.chars().count() > MAX_SEARCH_CHARS {
-            return Err(AppError::Unprocessable(format!("a name search holds at most {MAX_SEARCH_CHARS} characters")));
-        }
-        let text = text.to_lowercase();
-        match backend {
-            // The trigram index finds names holding the text as one phrase (a `"` doubled
-            // inside it); it needs three characters, so shorter texts scan.
-            Backend::Sqlite if text.chars().count() >= 3 => filter.condition(
+    if let Some(text) = search_text(query) {
+        match (search, backend) {
+            (NameSearch::TrigramIndex, _) => filter.condition(
                 "c.id IN (SELECT case_id FROM cases_name_search WHERE cases_name_search MATCH ?)",
-                Some(format!("\"{}\"", text.replace('"', "\"\""))),
+                Some(trigram_phrase(&text)),
             ),
             // A plain substring test (no pattern, so nothing to escape), cheaper than LIKE per row.
-            Backend::Sqlite => filter.condition("instr(c.search_name, ?) > 0", Some(text)),
-            Backend::Postgres => filter.condition("strpos(c.search_name, ?) > 0", Some(text)),
+            (NameSearch::Scan, Backend::Sqlite) => filter.condition("instr(c.search_name, ?) > 0", Some(text)),
+            (NameSearch::Scan, Backend::Postgres) => filter.condition("strpos(c.search_name, ?) > 0", Some(text)),
         }
     }
-    Ok(filter)
+    filter
+}
+
+/// The name search of `query` in lower case, if it has one.
+fn search_text(query: &WorklistQuery) -> Option<String> {
+    query.q.as_deref().map(str::trim).filter(|text| !text.is_empty()).map(str::to_lowercase)
 }
 
 fn order_by(query: &WorklistQuery) -> String {
@@ -92,8 +126,15 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
             WorklistQuery::MAX_PER_PAGE
         )));
     }
-    let mut filter = filter(user, query, state.db.backend)?;
     let mut conn = state.db.pool.acquire().await?;
+    let search = match search_text(query) {
+        Some(text) if text.chars().count() > MAX_SEARCH_CHARS => {
+            return Err(AppError::Unprocessable(format!("a name search holds at most {MAX_SEARCH_CHARS} characters")));
+        }
+        Some(text) => plan_name_search(&mut conn, state.db.backend, &text).await?,
+        None => NameSearch::Scan,
+    };
+    let mut filter = filter(user, query, state.db.backend, search);
 
     let count_sql = format!("SELECT c.status, COUNT(*) AS cases FROM cases c {} GROUP BY c.status", filter.sql());
     let mut counting = sqlx::query(&count_sql);

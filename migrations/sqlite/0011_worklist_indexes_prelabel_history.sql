@@ -10,6 +10,10 @@ BEGIN UPDATE cases_name_search SET search_name = new.search_name WHERE case_id =
 CREATE TRIGGER cases_name_search_delete AFTER DELETE ON cases
 BEGIN DELETE FROM cases_name_search WHERE case_id = old.id; END;
 
+-- The worklist's counts per status for someone who sees only some restricted cases read this
+-- index alone.
+CREATE INDEX cases_status_access ON cases (status, restricted, assignee_id, reviewer_id);
+
 -- Pre-labels committed before 0010 recorded them, recovered from their audit rows.
 INSERT INTO prelabels (mask_ref, case_id, model_id, created_at)
 SELECT json_extract(a.details, '$.mask_ref'), a.case_id, json_extract(a.details, '$.model_id'), a.at
