@@ -214,7 +214,7 @@ async fn transitions_follow_the_lifecycle_and_are_audited() {
     assert_eq!(set_state(&app, &engineer, &v2, "production").await.status(), StatusCode::OK);
     let v1_detail: Value = app.get_json(&engineer, &format!("/models/{v1}")).await;
     assert_eq!(v1_detail["state"], "archived");
-    assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::CONFLICT, "archived is final");
+    assert_eq!(set_state(&app, &engineer, &v1, "production").await.status(), StatusCode::CONFLICT, "back only through shadow");
     assert_eq!(app.count("SELECT COUNT(*) FROM models WHERE state = 'production'").await, 1);
 
     // What was in production when, from the audit log.
@@ -230,6 +230,58 @@ async fn transitions_follow_the_lifecycle_and_are_audited() {
     }
     let transitions = app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'model_state'").await;
     assert_eq!(transitions, 5, "v1→shadow, v1→production, v2→shadow, v1→archived, v2→production");
+
+    // An archived version returns through shadow; the emergency rollback skips that.
+    assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::OK);
+    let rollback = |token: String, id: String| {
+        let (client, url) = (app.client.clone(), app.url(&format!("/models/{id}/rollback")));
+        async move { client.post(url).bearer_auth(token).send().await.unwrap() }
+    };
+    assert_eq!(rollback(labeler.clone(), v2.clone()).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(rollback(engineer.clone(), v1.clone()).await.status(), StatusCode::CONFLICT, "v1 is not in production");
+    let rolled = rollback(engineer.clone(), v2.clone()).await;
+    assert_eq!(rolled.status(), StatusCode::OK);
+    let rolled: Value = rolled.json().await.unwrap();
+    assert_eq!((rolled["restored"]["id"].as_str(), rolled["restored"]["state"].as_str()), (Some(v1.as_str()), Some("production")));
+    assert_eq!((rolled["archived"]["id"].as_str(), rolled["archived"]["state"].as_str()), (Some(v2.as_str()), Some("archived")));
+    let active: Value = app.get_json(&labeler, "/models/active?name=cube-seg").await;
+    assert_eq!((active["production"]["id"].as_str(), &active["shadow"]), (Some(v1.as_str()), &Value::Null));
+    let now: Value = app.get_json(&labeler, &format!("/models/production-at?name=cube-seg&at={}", seglab::server::clock::now_ms())).await;
+    assert_eq!(now["version"], "1.0.0");
+    // The timeline tells the whole story, the rollback marked as such.
+    let timeline: Vec<Value> = app.get_json(&labeler, "/models/timeline?name=cube-seg").await;
+    let story: Vec<String> = timeline
+        .iter()
+        .map(|c| format!("{} {}→{}{}", c["version"].as_str().unwrap(), c["from"].as_str().unwrap_or("new"), c["to"].as_str().unwrap(), if c["rollback"] == true { " (rollback)" } else { "" }))
+        .collect();
+    assert_eq!(
+        story,
+        [
+            "1.0.0 new→registered", "2.0.0 new→registered", "1.0.0 registered→shadow", "1.0.0 shadow→production",
+            "2.0.0 registered→shadow", "1.0.0 production→archived", "2.0.0 shadow→production", "1.0.0 archived→shadow",
+            "2.0.0 production→archived (rollback)", "1.0.0 shadow→production (rollback)",
+        ]
+    );
+    assert!(timeline.iter().all(|c| c["by"] == "ada"));
+    // Rolling back again returns to 2.0.0, the production version before 1.0.0's return.
+    assert_eq!(rollback(engineer.clone(), v1.clone()).await.status(), StatusCode::OK);
+    let v2_detail: Value = app.get_json(&engineer, &format!("/models/{v2}")).await;
+    assert_eq!(v2_detail["state"], "production");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_first_production_version_has_nothing_to_roll_back_to() {
+    let app = TestApp::spawn().await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let v1 = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
+    for state in ["shadow", "production"] {
+        assert_eq!(set_state(&app, &engineer, &v1, state).await.status(), StatusCode::OK);
+    }
+    let refused = app.client.post(app.url(&format!("/models/{v1}/rollback"))).bearer_auth(&engineer).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    assert!(refused.text().await.unwrap().contains("nothing to roll back to"));
+    assert_eq!(app.count("SELECT COUNT(*) FROM models WHERE state = 'production'").await, 1);
     app.stop().await;
 }
 

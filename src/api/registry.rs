@@ -136,7 +136,8 @@ impl ModelState {
             ModelState::Registered => &[ModelState::Shadow, ModelState::Archived],
             ModelState::Shadow => &[ModelState::Production, ModelState::Registered],
             ModelState::Production => &[ModelState::Archived],
-            ModelState::Archived => &[],
+            // Back only through shadow: production is always measured first.
+            ModelState::Archived => &[ModelState::Shadow],
         }
     }
 }
@@ -165,6 +166,29 @@ pub struct ModelDetail {
     pub summary: ModelSummary,
     pub card: ModelCard,
     pub allowed_next: Vec<ModelState>,
+}
+
+/// One change of a version's state, from the audit log: `GET /models/timeline?name=`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateChange {
+    pub at_ms: i64,
+    pub model_id: String,
+    pub version: String,
+    /// `None` for the registration.
+    pub from: Option<ModelState>,
+    pub to: ModelState,
+    /// Who made the change.
+    pub by: Option<String>,
+    /// Why, when it followed from another change ("replaced by 2.0.0") or was a rollback.
+    pub reason: Option<String>,
+    pub rollback: bool,
+}
+
+/// Answer of `POST /models/{id}/rollback`: the version back in production and the one archived.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rollback {
+    pub restored: ModelSummary,
+    pub archived: ModelSummary,
 }
 
 /// `GET /models/active`: what runs for one model name, read in one snapshot.

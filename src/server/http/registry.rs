@@ -4,13 +4,13 @@
 
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::{bad_form, field_text, field_to_file, ApiJson, ApiQuery, Caller, Coordinator};
-use crate::api::{ActiveModels, ModelDetail, ModelSummary, PairedEvaluation};
+use crate::api::{ActiveModels, ModelDetail, ModelSummary, PairedEvaluation, Rollback, StateChange};
 use crate::server::error::AppError;
 use crate::server::services::{evaluation, registry};
 use crate::server::state::AppState;
@@ -24,8 +24,10 @@ pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
         .route("/models/active", get(active_models))
         .route("/models/evaluation", get(evaluate))
         .route("/models/production-at", get(production_at))
+        .route("/models/timeline", get(timeline))
         .route("/models/{id}", get(model_detail))
         .route("/models/{id}/state", put(change_state))
+        .route("/models/{id}/rollback", post(rollback))
 }
 
 /// `POST /models`, multipart: `card` (the model card as JSON) and `artifact` (the ONNX file).
@@ -60,7 +62,7 @@ async fn model_detail(State(state): State<AppState>, _caller: Caller, Path(id): 
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StateChange {
+struct NewState {
     state: String,
 }
 
@@ -69,10 +71,16 @@ async fn change_state(
     State(state): State<AppState>,
     Coordinator(user): Coordinator,
     Path(id): Path<String>,
-    ApiJson(change): ApiJson<StateChange>,
+    ApiJson(change): ApiJson<NewState>,
 ) -> Result<Json<ModelSummary>, AppError> {
     let to = registry::parse_state(&change.state)?;
     Ok(Json(registry::transition(&state, &user, &id, to).await?))
+}
+
+/// `POST /models/{id}/rollback`: the production version `id` is archived and the previous
+/// production version returns.
+async fn rollback(State(state): State<AppState>, Coordinator(user): Coordinator, Path(id): Path<String>) -> Result<Json<Rollback>, AppError> {
+    Ok(Json(registry::rollback(&state, &user, &id).await?))
 }
 
 #[derive(Deserialize)]
@@ -92,6 +100,11 @@ async fn active_models(State(state): State<AppState>, _caller: Caller, ApiQuery(
 /// `GET /models/evaluation?name=`: production against shadow on human-labelled cases.
 async fn evaluate(State(state): State<AppState>, Caller(user): Caller, ApiQuery(query): ApiQuery<NameQuery>) -> Result<Json<PairedEvaluation>, AppError> {
     Ok(Json(evaluation::paired_evaluation(&state, &user, &required_name(query)?).await?))
+}
+
+/// `GET /models/timeline?name=`: every registration and state change of the name's versions.
+async fn timeline(State(state): State<AppState>, _caller: Caller, ApiQuery(query): ApiQuery<NameQuery>) -> Result<Json<Vec<StateChange>>, AppError> {
+    Ok(Json(registry::timeline(&state, &required_name(query)?).await?))
 }
 
 #[derive(Deserialize)]

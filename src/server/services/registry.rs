@@ -1,6 +1,7 @@
 //! The model registry: registering model versions with a validated card and their artifact,
-//! lifecycle transitions (registered → shadow → production → archived), and the active
-//! versions the orchestrator runs.
+//! lifecycle transitions (registered → shadow → production → archived, and archived back to
+//! shadow), the one-step rollback of a promotion, each name's timeline of states, and the
+//! active versions the orchestrator runs.
 //!
 //! The database holds the invariants: partial unique indexes allow one production and one
 //! shadow version per name, and every transition is a compare-and-set in one transaction with
@@ -19,7 +20,7 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
 use super::users::{Role, User};
-use crate::api::{ActiveModels, ModelCard, ModelDetail, ModelState, ModelSummary};
+use crate::api::{ActiveModels, ModelCard, ModelDetail, ModelState, ModelSummary, Rollback, StateChange};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::inference;
@@ -379,26 +380,103 @@ pub async fn all_active(state: &AppState) -> Result<Vec<ModelSummary>, AppError>
     rows.iter().map(summary).collect()
 }
 
-/// The version of `name` that was in production at `at_ms`, replayed from the audit log.
-pub async fn production_at(state: &AppState, name: &str, at_ms: i64) -> Result<Option<(String, String)>, AppError> {
-    let rows = sqlx::query("SELECT details FROM audit_log WHERE action = 'model_state' AND at <= $1 ORDER BY seq")
-        .bind(at_ms)
-        .fetch_all(&state.db.pool)
-        .await?;
-    let mut current: Option<(String, String)> = None;
+/// Every registration and state change of the versions of `name`, oldest first, from the
+/// audit log.
+pub async fn timeline(state: &AppState, name: &str) -> Result<Vec<StateChange>, AppError> {
+    let rows = sqlx::query(
+        "SELECT a.at, a.action, a.details, u.username FROM audit_log a LEFT JOIN users u ON u.id = a.user_id
+         WHERE a.action IN ('model_register', 'model_state') ORDER BY a.seq",
+    )
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut changes = Vec::new();
     for row in rows {
         let details: serde_json::Value = serde_json::from_str(&row.get::<String, _>("details")).map_err(AppError::internal)?;
         if details["name"] != name {
             continue;
         }
-        let model = (details["model_id"].as_str().unwrap_or_default().to_string(), details["version"].as_str().unwrap_or_default().to_string());
-        if details["to"] == "production" {
-            current = Some(model);
-        } else if details["from"] == "production" && current.as_ref().is_some_and(|c| c.0 == model.0) {
+        let text = |key: &str| details[key].as_str().map(str::to_string);
+        let state_of = |key: &str| text(key).and_then(|s| ModelState::parse(&s));
+        let registration = row.get::<String, _>("action") == "model_register";
+        changes.push(StateChange {
+            at_ms: row.get("at"),
+            model_id: text("model_id").unwrap_or_default(),
+            version: text("version").unwrap_or_default(),
+            from: if registration { None } else { state_of("from") },
+            to: if registration { ModelState::Registered } else { state_of("to").ok_or_else(|| AppError::internal("a state change without its state"))? },
+            by: row.get("username"),
+            reason: text("reason"),
+            rollback: details["rollback"] == true,
+        });
+    }
+    Ok(changes)
+}
+
+/// The version of `name` that was in production at `at_ms`, replayed from its timeline.
+pub async fn production_at(state: &AppState, name: &str, at_ms: i64) -> Result<Option<(String, String)>, AppError> {
+    let mut current: Option<(String, String)> = None;
+    for change in timeline(state, name).await?.into_iter().take_while(|change| change.at_ms <= at_ms) {
+        if change.to == ModelState::Production {
+            current = Some((change.model_id, change.version));
+        } else if change.from == Some(ModelState::Production) && current.as_ref().is_some_and(|c| c.0 == change.model_id) {
             current = None;
         }
     }
     Ok(current)
+}
+
+/// `POST /models/{id}/rollback`: undoes the promotion of the production version `id` in one
+/// step, for emergencies. `id` is archived and the version that was in production before it
+/// returns to production straight away (skipping shadow), in one transaction whose audit rows
+/// say it was a rollback.
+pub async fn rollback(state: &AppState, user: &User, id: &str) -> Result<Rollback, AppError> {
+    user.require_any(&Role::COORDINATORS, "rolling back a promotion")?;
+    let current = summary(&model_row(state, id).await?)?;
+    if current.state != ModelState::Production {
+        return Err(AppError::Conflict(format!(
+            "{} {} is {}; only the production version can be rolled back",
+            current.name, current.version, current.state
+        )));
+    }
+    let previous_id = timeline(state, &current.name)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|change| change.to == ModelState::Production && change.model_id != current.id)
+        .map(|change| change.model_id)
+        .ok_or_else(|| AppError::Conflict(format!("no earlier version of {} was in production; there is nothing to roll back to", current.name)))?;
+    let previous = summary(&model_row(state, &previous_id).await?)?;
+    let at = now_ms();
+    let mut tx = state.db.pool.begin().await?;
+    // Both as compare-and-set: a concurrent change of either version refuses the rollback.
+    for (model, to) in [(&current, ModelState::Archived), (&previous, ModelState::Production)] {
+        let changed = sqlx::query("UPDATE models SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
+            .bind(to.as_str())
+            .bind(at)
+            .bind(&model.id)
+            .bind(model.state.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if changed.rows_affected() == 0 {
+            return Err(AppError::Conflict(format!("{} {} changed state while this request ran; reload and try again", model.name, model.version)));
+        }
+    }
+    for (model, to, reason) in [
+        (&current, ModelState::Archived, format!("rolled back to {}", previous.version)),
+        (&previous, ModelState::Production, format!("rollback from {}", current.version)),
+    ] {
+        let details = json!({
+            "model_id": model.id, "name": model.name, "version": model.version,
+            "from": model.state.as_str(), "to": to.as_str(), "reason": reason, "rollback": true,
+        });
+        audit::record(&mut tx, &state.db, AuditEvent { action: "model_state", user_id: Some(&user.id), case_id: None, details }).await?;
+    }
+    tx.commit().await?;
+    tracing::warn!(name = %current.name, from = %current.version, to = %previous.version, "production rolled back");
+    Ok(Rollback {
+        restored: ModelSummary { state: ModelState::Production, updated_at_ms: at, ..previous },
+        archived: ModelSummary { state: ModelState::Archived, updated_at_ms: at, ..current },
+    })
 }
 
 #[cfg(test)]
@@ -469,6 +547,6 @@ mod tests {
         use ModelState::*;
         assert!(!Registered.allowed_next().contains(&Production), "production only via shadow");
         assert_eq!(Shadow.allowed_next(), &[Production, Registered]);
-        assert!(Archived.allowed_next().is_empty());
+        assert_eq!(Archived.allowed_next(), &[Shadow], "back to production only through shadow");
     }
 }
