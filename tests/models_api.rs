@@ -477,6 +477,15 @@ async fn dice_and_hd95_against_human_labels_on_a_known_case() {
     let disagreement = &evaluation["disagreements"][0];
     assert_eq!(disagreement["case_id"], case_id.as_str());
     assert_eq!(disagreement["label"], 1);
+    assert_eq!(evaluation["pairs"].as_array().unwrap().len(), 1);
+    // The paired Dice drawn by the server: one point, at (production, shadow).
+    let chart = app.client.get(app.url("/models/evaluation/chart?name=cube-seg")).bearer_auth(&engineer).send().await.unwrap();
+    assert_eq!(chart.headers()["content-type"], "image/svg+xml");
+    let svg = chart.text().await.unwrap();
+    assert_eq!(svg.matches(r#"class="pair""#).count(), 1);
+    assert!(svg.contains(&format!("production {production_dice:.3}, shadow {shadow_dice:.3}")), "{svg}");
+    let refused = app.client.get(app.url("/models/evaluation/chart?name=cube-seg")).bearer_auth(&labeler).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     // The human label stays the case's mask: production output does not replace it.
     let head_now: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
     assert!(head_now.starts_with(&format!("cases/{case_id}/masks/")));

@@ -184,6 +184,21 @@ pub struct StateChange {
     pub rollback: bool,
 }
 
+/// What the model page shows of one version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelOverview {
+    pub detail: ModelDetail,
+    /// Production against shadow: for ML engineers and admins.
+    pub evaluation: Option<PairedEvaluation>,
+    /// The evaluation's charts as SVG markup, drawn by the server.
+    pub chart_svg: Option<String>,
+    pub jobs: Vec<Job>,
+    /// Every registration and state change of the versions of this name.
+    pub timeline: Vec<StateChange>,
+    /// The version a rollback of this (production) version would restore, for those who may.
+    pub rollback_to: Option<String>,
+}
+
 /// Answer of `POST /models/{id}/rollback`: the version back in production and the one archived.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Rollback {

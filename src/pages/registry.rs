@@ -1,11 +1,12 @@
 //! The model registry pages (`/registry`; the REST API owns `/models`): the list with a
-//! registration form, and one model version with its card, lifecycle buttons, the
-//! production-versus-shadow evaluation that a promotion is decided on, and its jobs.
+//! registration form, and one model version with its card, lifecycle buttons (and the
+//! rollback of a production version), the production-versus-shadow evaluation that a
+//! promotion is decided on with its charts, the timeline of states, and its jobs.
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-use crate::api::{ApiError, Job, ModelDetail, ModelState, ModelSummary, PairedEvaluation, Stats};
+use crate::api::{ApiError, Job, ModelOverview, ModelState, ModelSummary, PairedEvaluation, Rollback, StateChange, Stats};
 use crate::pages::common::{format_time, loaded};
 
 #[server]
@@ -15,20 +16,37 @@ pub async fn list_models() -> Result<Vec<ModelSummary>, ApiError> {
 }
 
 #[server]
-pub async fn get_model(id: String) -> Result<(ModelDetail, Option<PairedEvaluation>, Vec<Job>), ApiError> {
+pub async fn get_model(id: String) -> Result<ModelOverview, ApiError> {
     use crate::server::services::{evaluation, jobs, registry};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
     let mut detail = registry::model_detail(&state, &id).await?;
+    let may_manage = registry::may_register(&user).is_ok();
     // The lifecycle buttons are shown only to those who may press them.
-    if registry::may_register(&user).is_err() {
+    if !may_manage {
         detail.allowed_next.clear();
     }
     let evaluation = match evaluation::may_read(&user) {
         true => Some(evaluation::paired_evaluation(&state, &user, &detail.summary.name).await?),
         false => None,
     };
-    let jobs = jobs::list_jobs(&state, &user, jobs::JobFilter::Model(&id)).await?;
-    Ok((detail, evaluation, jobs))
+    let timeline = registry::timeline(&state, &detail.summary.name).await?;
+    let rollback_to = (may_manage && detail.summary.state == ModelState::Production)
+        .then(|| registry::previous_production(&timeline, &detail.summary.id).map(|change| change.version.clone()))
+        .flatten();
+    Ok(ModelOverview {
+        chart_svg: evaluation.as_ref().and_then(crate::server::charts::paired_dice_svg),
+        evaluation,
+        jobs: jobs::list_jobs(&state, &user, jobs::JobFilter::Model(&id)).await?,
+        timeline,
+        rollback_to,
+        detail,
+    })
+}
+
+#[server]
+pub async fn roll_back_model(id: String) -> Result<Rollback, ApiError> {
+    let (state, user) = crate::server::auth::server_fn_caller().await?;
+    Ok(crate::server::services::registry::rollback(&state, &user, &id).await?)
 }
 
 #[server]
@@ -141,24 +159,29 @@ pub fn ModelPage() -> impl IntoView {
     let model = Resource::new(move || (id(), changes.get()), |(id, _)| get_model(id));
     view! {
         <Transition fallback=|| view! { <p>"Loading model…"</p> }>
-            {move || Suspend::new(async move {
-                loaded(model.await, |(detail, evaluation, jobs)| view! { <ModelView detail evaluation jobs changes/> })
-            })}
+            {move || Suspend::new(async move { loaded(model.await, move |overview| view! { <ModelView overview changes/> }) })}
         </Transition>
     }
 }
 
 #[component]
-fn ModelView(detail: ModelDetail, evaluation: Option<PairedEvaluation>, jobs: Vec<Job>, changes: RwSignal<u32>) -> impl IntoView {
+fn ModelView(overview: ModelOverview, changes: RwSignal<u32>) -> impl IntoView {
+    let ModelOverview { detail, evaluation, chart_svg, jobs, timeline, rollback_to } = overview;
     let card = detail.card.clone();
     let summary = detail.summary.clone();
     let transition = ServerAction::<SetModelState>::new();
+    let rollback = ServerAction::<RollBackModel>::new();
     Effect::new(move |_| {
-        if let Some(Ok(_)) = transition.value().get() {
+        if matches!(transition.value().get(), Some(Ok(_))) || matches!(rollback.value().get(), Some(Ok(_))) {
             changes.update(|n| *n += 1);
         }
     });
+    let failure = move || match (transition.value().get(), rollback.value().get()) {
+        (Some(Err(err)), _) | (_, Some(Err(err))) => Some(view! { <p class="error" role="alert">{err.to_string()}</p> }),
+        _ => None,
+    };
     let id = summary.id.clone();
+    let rollback_id = summary.id.clone();
     view! {
         <h1>{format!("{} {}", summary.name, summary.version)} " " {state_badge(summary.state)}</h1>
         <section class="lifecycle">
@@ -167,6 +190,7 @@ fn ModelView(detail: ModelDetail, evaluation: Option<PairedEvaluation>, jobs: Ve
                 Some(evaluation) => view! { <EvaluationSummary evaluation/> }.into_any(),
                 None => view! { <p class="muted" data-testid="evaluation">"The evaluation is shown to ML engineers and admins."</p> }.into_any(),
             }}
+            {chart_svg.map(|svg| view! { <div class="chart" inner_html=svg></div> })}
             <div class="actions">
                 {detail
                     .allowed_next
@@ -189,11 +213,14 @@ fn ModelView(detail: ModelDetail, evaluation: Option<PairedEvaluation>, jobs: Ve
                         }
                     })
                     .collect_view()}
+                {rollback_to.map(|version| view! {
+                    <button class="danger" on:click=move |_| { rollback.dispatch(RollBackModel { id: rollback_id.clone() }); }>
+                        {format!("Roll back to {version}")}
+                    </button>
+                })}
             </div>
-            {move || match transition.value().get() {
-                Some(Err(err)) => Some(view! { <p class="error" role="alert">{err.to_string()}</p> }),
-                _ => None,
-            }}
+            {failure}
+            <Timeline timeline/>
         </section>
         <section>
             <h2>"Model card"</h2>
@@ -217,6 +244,35 @@ fn ModelView(detail: ModelDetail, evaluation: Option<PairedEvaluation>, jobs: Ve
             </dl>
         </section>
         <JobTable jobs/>
+    }
+}
+
+/// Every registration and state change of the name's versions, newest first.
+#[component]
+fn Timeline(timeline: Vec<StateChange>) -> impl IntoView {
+    view! {
+        <h3>"Timeline"</h3>
+        <table class="timeline" data-testid="timeline">
+            <thead><tr><th>"When"</th><th>"Version"</th><th>"Change"</th><th>"By"</th><th>"Why"</th></tr></thead>
+            <tbody>
+                {timeline
+                    .into_iter()
+                    .rev()
+                    .map(|change| view! {
+                        <tr class:rollback=change.rollback>
+                            <td>{format_time(change.at_ms)}</td>
+                            <td><a href=format!("/registry/{}", change.model_id)>{change.version}</a></td>
+                            <td>{match change.from {
+                                Some(from) => format!("{from} → {}", change.to),
+                                None => "registered".to_string(),
+                            }}</td>
+                            <td>{change.by.unwrap_or_default()}</td>
+                            <td>{change.reason.unwrap_or_default()}</td>
+                        </tr>
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
     }
 }
 

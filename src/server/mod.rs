@@ -7,9 +7,10 @@
 //!   `embedded_s3` (the in-process S3 endpoint of the zero-dependency default), `mask_cache`
 //!   (decoded mask versions), `gate` (bounds heavy computations), `inference` (runs models in
 //!   a child process), `login_limit` (failed logins), `scratch` (uploads on disk),
-//!   `session_store`, gathered in `state`.
+//!   `session_store`, gathered in `state`; and `charts`, the SVG the model page shows.
 
 pub mod auth;
+pub mod charts;
 pub mod cli;
 pub mod clock;
 pub mod config;

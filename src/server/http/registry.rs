@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::extract::{bad_form, field_text, field_to_file, ApiJson, ApiQuery, Caller, Coordinator};
 use crate::api::{ActiveModels, ModelDetail, ModelSummary, PairedEvaluation, Rollback, StateChange};
+use crate::server::charts;
 use crate::server::error::AppError;
 use crate::server::services::{evaluation, registry};
 use crate::server::state::AppState;
@@ -23,6 +24,7 @@ pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
         .route("/models", get(list_models).post(register_model).layer(DefaultBodyLimit::max(max_upload_bytes)))
         .route("/models/active", get(active_models))
         .route("/models/evaluation", get(evaluate))
+        .route("/models/evaluation/chart", get(evaluation_chart))
         .route("/models/production-at", get(production_at))
         .route("/models/timeline", get(timeline))
         .route("/models/{id}", get(model_detail))
@@ -105,6 +107,19 @@ async fn evaluate(State(state): State<AppState>, Caller(user): Caller, ApiQuery(
 /// `GET /models/timeline?name=`: every registration and state change of the name's versions.
 async fn timeline(State(state): State<AppState>, _caller: Caller, ApiQuery(query): ApiQuery<NameQuery>) -> Result<Json<Vec<StateChange>>, AppError> {
     Ok(Json(registry::timeline(&state, &required_name(query)?).await?))
+}
+
+/// `GET /models/evaluation/chart?name=`: the evaluation's charts as SVG (404 before
+/// production and shadow share a scored case).
+async fn evaluation_chart(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    ApiQuery(query): ApiQuery<NameQuery>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), AppError> {
+    let evaluation = evaluation::paired_evaluation(&state, &user, &required_name(query)?).await?;
+    let svg = charts::paired_dice_svg(&evaluation)
+        .ok_or_else(|| AppError::NotFound("a case scored by both production and shadow".into()))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "image/svg+xml")], svg))
 }
 
 #[derive(Deserialize)]

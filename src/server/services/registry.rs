@@ -425,6 +425,12 @@ pub async fn production_at(state: &AppState, name: &str, at_ms: i64) -> Result<O
     Ok(current)
 }
 
+/// The last promotion to production, in `timeline`, of a version other than `current_id`: what
+/// a rollback of `current_id` restores.
+pub fn previous_production<'a>(timeline: &'a [StateChange], current_id: &str) -> Option<&'a StateChange> {
+    timeline.iter().rev().find(|change| change.to == ModelState::Production && change.model_id != current_id)
+}
+
 /// `POST /models/{id}/rollback`: undoes the promotion of the production version `id` in one
 /// step, for emergencies. `id` is archived and the version that was in production before it
 /// returns to production straight away (skipping shadow), in one transaction whose audit rows
@@ -438,12 +444,8 @@ pub async fn rollback(state: &AppState, user: &User, id: &str) -> Result<Rollbac
             current.name, current.version, current.state
         )));
     }
-    let previous_id = timeline(state, &current.name)
-        .await?
-        .into_iter()
-        .rev()
-        .find(|change| change.to == ModelState::Production && change.model_id != current.id)
-        .map(|change| change.model_id)
+    let previous_id = previous_production(&timeline(state, &current.name).await?, &current.id)
+        .map(|change| change.model_id.clone())
         .ok_or_else(|| AppError::Conflict(format!("no earlier version of {} was in production; there is nothing to roll back to", current.name)))?;
     let previous = summary(&model_row(state, &previous_id).await?)?;
     let at = now_ms();
