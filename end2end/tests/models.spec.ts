@@ -9,7 +9,9 @@ function sha256Of(file: string) {
   return line.split(/\s+/)[0];
 }
 
-test("register a model, shadow it, run it on a labelled case, read the evaluation, promote it", async ({ page }) => {
+test("register a model, shadow it, run it on a labelled case, read the evaluation, promote it, roll back", async ({ page }) => {
+  // Two registrations and two runs of real inference.
+  test.setTimeout(150_000);
   await logIn(page);
   // A case a person has labelled: the evaluation compares against it.
   const caseId = await copyDemoCase(page, "Demo abdomen phantom (CT, int16)", "1=liver,2=kidney");
@@ -67,7 +69,41 @@ test("register a model, shadow it, run it on a labelled case, read the evaluatio
   await expect(page.getByRole("heading", { level: 1 })).toContainText("production");
   await expect(page.getByText("Production 1.0.0")).toBeVisible();
 
-  // Archive it, so cases imported by later tests are not pre-labelled by it.
+  // Version 2 in shadow: both run on the case, and the chart shows the paired Dice.
+  await page.goto("/registry");
+  await page.locator("body[data-hydrated=true]").waitFor();
+  const v2 = { ...card, version: "2.0.0", artifact: { format: "onnx", sha256: sha256Of("segmenter_v2.onnx") } };
+  await page.getByLabel("Model card (JSON)").fill(JSON.stringify(v2, null, 2));
+  await page.getByLabel("Model file (ONNX)").setInputFiles(`${FIXTURES}/segmenter_v2.onnx`);
+  await page.getByRole("button", { name: "Register" }).click();
+  await expect(page).toHaveURL(/\/registry\/[0-9a-f-]{36}$/);
+  const v2Url = page.url();
+  await page.locator("body[data-hydrated=true]").waitFor();
+  await page.getByRole("button", { name: "Promote to shadow" }).click();
+  await expect(page.getByRole("heading", { level: 1 })).toContainText("shadow");
+  await openCase(page, caseId);
+  await page.getByRole("button", { name: "Run models on this case" }).click();
+  await expect(page.getByTestId("run-status")).toHaveText("Jobs queued: 2");
+  await expect(page.getByTestId("jobs").locator("tr", { hasText: "2.0.0" })).toContainText("succeeded", { timeout: 30_000 });
+  await expect(page.getByTestId("jobs").locator("tr", { hasText: "succeeded" })).toHaveCount(3, { timeout: 30_000 });
+  await page.goto(v2Url);
+  await expect(page.getByTestId("dice-chart").locator("circle.pair")).toHaveCount(1);
+
+  // Promote version 2, then roll back in one step: 1.0.0 returns, 2.0.0 is archived.
+  await page.locator("body[data-hydrated=true]").waitFor();
+  await page.getByRole("button", { name: "Promote to production" }).click();
+  await expect(page.getByRole("heading", { level: 1 })).toContainText("2.0.0 production");
+  await page.getByRole("button", { name: "Roll back to 1.0.0" }).click();
+  await expect(page.getByRole("heading", { level: 1 })).toContainText("2.0.0 archived");
+  const timeline = page.getByTestId("timeline").locator("tbody tr");
+  await expect(timeline.nth(0)).toContainText("archived → production");
+  await expect(timeline.nth(0)).toContainText("rollback from 2.0.0");
+  await expect(timeline.nth(1)).toContainText("rolled back to 1.0.0");
+
+  // Archive 1.0.0, so cases imported by later tests are not pre-labelled by it.
+  await page.goto(modelUrl);
+  await expect(page.getByRole("heading", { level: 1 })).toContainText("1.0.0 production");
+  await page.locator("body[data-hydrated=true]").waitFor();
   await page.getByRole("button", { name: "Archive" }).click();
   await expect(page.getByRole("heading", { level: 1 })).toContainText("archived");
 });

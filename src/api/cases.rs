@@ -210,6 +210,8 @@ pub struct CaseReview {
     pub workflow: CaseWorkflow,
     pub actions: CaseActions,
     pub comments: Vec<CaseComment>,
+    /// Whom the case can be assigned to, for those who may assign it.
+    pub assignable: Option<AssignablePeople>,
 }
 
 /// A reviewer's or labeler's comment on a case (`GET /cases/{id}/comments`).

@@ -21,12 +21,6 @@ pub async fn take_case(case_id: String) -> Result<CaseWorkflow, ApiError> {
     Ok(crate::server::services::workflow::take(&state, &user, &case_id).await?)
 }
 
-#[server]
-pub async fn get_assignable_people() -> Result<AssignablePeople, ApiError> {
-    let (state, user) = crate::server::auth::server_fn_caller().await?;
-    Ok(crate::server::services::workflow::assignable_people(&state, &user).await?)
-}
-
 /// The assignment form's save; `None` leaves the case without a labeler or with any reviewer.
 #[server]
 pub async fn set_case_people(
@@ -107,7 +101,7 @@ pub fn ReviewPanel(ui: ViewerUi) -> impl IntoView {
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     loaded(review.await, move |review| {
-                        let CaseReview { workflow, actions, comments } = review;
+                        let CaseReview { workflow, actions, comments, assignable } = review;
                         ui.may_save.set(actions.save);
                         view! {
                             <p>
@@ -122,7 +116,7 @@ pub fn ReviewPanel(ui: ViewerUi) -> impl IntoView {
                                     workflow.reviewer.as_deref().unwrap_or("any reviewer"),
                                 )}
                             </p>
-                            {actions.assign.then(|| view! { <AssignForm case_id=case_id.get_value() workflow=workflow.clone() assign/> })}
+                            {assignable.map(|people| view! { <AssignForm case_id=case_id.get_value() workflow=workflow.clone() people assign/> })}
                             <div class="group actions">
                                 {actions.take.then(|| view! {
                                     <button on:click=move |_| { take.dispatch(TakeCase { case_id: case_id.get_value() }); }>"Take this case"</button>
@@ -179,8 +173,7 @@ pub fn ReviewPanel(ui: ViewerUi) -> impl IntoView {
 /// Who labels and who reviews the case, and whether it is restricted to them: for ML engineers
 /// and admins.
 #[component]
-fn AssignForm(case_id: String, workflow: CaseWorkflow, assign: ServerAction<SetCasePeople>) -> impl IntoView {
-    let people = Resource::new(|| (), |_| get_assignable_people());
+fn AssignForm(case_id: String, workflow: CaseWorkflow, people: AssignablePeople, assign: ServerAction<SetCasePeople>) -> impl IntoView {
     let labeler = RwSignal::new(workflow.assignee.clone().unwrap_or_default());
     let reviewer = RwSignal::new(workflow.reviewer.clone().unwrap_or_default());
     let restricted = RwSignal::new(workflow.restricted);
@@ -194,47 +187,35 @@ fn AssignForm(case_id: String, workflow: CaseWorkflow, assign: ServerAction<SetC
             restricted: restricted.get_untracked(),
         });
     };
-    let options = move |names: Vec<String>, current: RwSignal<String>, none: &'static str| {
-        let mut names = names;
+    let options = move |mut names: Vec<String>, current: RwSignal<String>, none: &'static str| {
         // Keep the current choice listed even if that person lost the role since.
         let now = current.get_untracked();
         if !now.is_empty() && !names.contains(&now) {
             names.insert(0, now);
         }
-        view! {
-            <option value="" selected=move || current.get().is_empty()>{none}</option>
-            {names
-                .into_iter()
-                .map(|name| {
-                    let (shown, value) = (name.clone(), name.clone());
-                    view! { <option value=name selected=move || current.get() == value>{shown}</option> }
-                })
-                .collect_view()}
-        }
+        std::iter::once((String::new(), none.to_string()))
+            .chain(names.into_iter().map(|name| (name.clone(), name)))
+            .map(|(value, shown)| {
+                let selected = current.get_untracked() == value;
+                view! { <option value=value selected=selected>{shown}</option> }
+            })
+            .collect_view()
     };
+    let AssignablePeople { labelers, reviewers } = people;
     view! {
         <div class="group assign" data-testid="assign">
-            <Transition fallback=|| ()>
-                {move || Suspend::new(async move {
-                    loaded(people.await, move |people| {
-                        let AssignablePeople { labelers, reviewers } = people;
-                        view! {
-                            <label>
-                                "Labeler "
-                                <select aria-label="Labeler" on:change=move |ev| labeler.set(event_target_value(&ev))>
-                                    {options(labelers, labeler, "nobody")}
-                                </select>
-                            </label>
-                            <label>
-                                "Reviewer "
-                                <select aria-label="Reviewer" on:change=move |ev| reviewer.set(event_target_value(&ev))>
-                                    {options(reviewers, reviewer, "any reviewer")}
-                                </select>
-                            </label>
-                        }
-                    })
-                })}
-            </Transition>
+            <label>
+                "Labeler "
+                <select aria-label="Labeler" on:change=move |ev| labeler.set(event_target_value(&ev))>
+                    {options(labelers, labeler, "nobody")}
+                </select>
+            </label>
+            <label>
+                "Reviewer "
+                <select aria-label="Reviewer" on:change=move |ev| reviewer.set(event_target_value(&ev))>
+                    {options(reviewers, reviewer, "any reviewer")}
+                </select>
+            </label>
             <label class="muted">
                 <input type="checkbox" prop:checked=move || restricted.get() on:change=move |ev| restricted.set(event_target_checked(&ev))/>
                 " only they can open it"

@@ -394,7 +394,11 @@ pub async fn review(state: &AppState, user: &User, case_id: &str) -> Result<Case
     check_may_read(state, user, case_id).await?;
     let actions = actions(state, user, case_id).await?;
     let workflow = workflow_of(&mut *state.db.pool.acquire().await?, case_id).await?;
-    Ok(CaseReview { workflow, actions, comments: comments(state, case_id).await? })
+    let assignable = match actions.assign {
+        true => Some(assignable_people(state, user).await?),
+        false => None,
+    };
+    Ok(CaseReview { workflow, actions, comments: comments(state, case_id).await?, assignable })
 }
 
 /// `GET /cases/{id}/comments`: the case's comments, oldest first; readable by every role.
