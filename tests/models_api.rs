@@ -14,6 +14,7 @@ use reqwest::StatusCode;
 use seglab::edits::MaskEdits;
 use seglab::nifti_io::{encode_mask, encode_volume, gzip, Volume};
 use seglab::server::services::cases::{import_case, NewCase};
+use seglab::server::services::evaluation;
 use seglab::server::services::users::Role;
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -116,6 +117,18 @@ async fn finished_shadow_job(app: &TestApp, name: &str, version: &str, fixture: 
     assert_eq!(set_state(app, &engineer, &model, "shadow").await.status(), StatusCode::OK);
     let case_id = cube_case(app).await;
     finished_jobs(app, &engineer, &case_id, 1).await.remove(0)
+}
+
+/// The evaluation of `name` once the background evaluator has scored every case.
+async fn evaluated(app: &TestApp, token: &str, name: &str) -> Value {
+    for _ in 0..300 {
+        let evaluation: Value = app.get_json(token, &format!("/models/evaluation?name={name}")).await;
+        if evaluation["pending_cases"] == 0 {
+            return evaluation;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the evaluation of {name} did not finish");
 }
 
 async fn prediction_refs(app: &TestApp, case_id: &str) -> Vec<(String, String)> {
@@ -455,7 +468,7 @@ async fn dice_and_hd95_against_human_labels_on_a_known_case() {
 
     // v1 (threshold 0.5) marks the cube plus 360 face voxels: Dice 2·512/(872+512); every
     // surface point is within 1 mm of the other surface: HD95 1 mm.
-    let evaluation: Value = app.get_json(&engineer, "/models/evaluation?name=cube-seg").await;
+    let evaluation: Value = evaluated(&app, &engineer, "cube-seg").await;
     let shadow = &evaluation["shadow"]["labels"][0];
     assert_eq!(shadow["dice"]["cases"], 1);
     assert!((shadow["dice"]["mean"].as_f64().unwrap() - 1024.0 / 1384.0).abs() < 1e-9, "{evaluation}");
@@ -468,7 +481,7 @@ async fn dice_and_hd95_against_human_labels_on_a_known_case() {
     let started = app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&engineer).send().await.unwrap();
     assert_eq!(started.status(), StatusCode::ACCEPTED);
     finished_jobs(&app, &engineer, &case_id, 3).await;
-    let evaluation: Value = app.get_json(&engineer, "/models/evaluation?name=cube-seg").await;
+    let evaluation: Value = evaluated(&app, &engineer, "cube-seg").await;
     assert_eq!(evaluation["paired_cases"], 1);
     let production_dice = evaluation["production"]["labels"][0]["dice"]["mean"].as_f64().unwrap();
     let shadow_dice = evaluation["shadow"]["labels"][0]["dice"]["mean"].as_f64().unwrap();
@@ -490,6 +503,66 @@ async fn dice_and_hd95_against_human_labels_on_a_known_case() {
     let head_now: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
     assert!(head_now.starts_with(&format!("cases/{case_id}/masks/")));
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'prelabel'").await, 0);
+    app.stop().await;
+}
+
+/// A save of `mask` (from an empty mask at `head`) on `case_id`; returns the new mask ref.
+async fn label_case(app: &TestApp, token: &str, case_id: &str, head: &str, from: &[u8], mask: &[u8]) -> String {
+    let saved = app.post_label(token, case_id, head, &MaskEdits::diff(from, mask).encode()).await;
+    assert_eq!(saved.status(), StatusCode::CREATED);
+    saved.json::<Value>().await.unwrap()["new_mask_ref"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn evaluations_are_computed_in_the_background_once_per_prediction_and_human_version() {
+    let app = TestApp::spawn().await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let labeler = app.user("lee", &[Role::Labeler]).await;
+    let v1 = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
+    assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::OK);
+    let case_id = cube_case(&app).await;
+    finished_jobs(&app, &engineer, &case_id, 1).await;
+    let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
+    let cube: Vec<u8> = (0..VOXELS).map(|i| in_cube(i) as u8).collect();
+    let first = label_case(&app, &labeler, &case_id, &head, &vec![0; VOXELS], &cube).await;
+    // The running evaluator scores the new human version without anyone asking.
+    for _ in 0..300 {
+        if app.count("SELECT COUNT(*) FROM evaluations").await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM evaluations").await, 1);
+
+    // An instance without workers runs no evaluator: a new human version stays pending, and
+    // reading the evaluation computes nothing.
+    let app = app.restart(|c| c.orchestrator.workers = 0).await;
+    let mut smaller = cube.clone();
+    smaller[(0..VOXELS).find(|&i| in_cube(i)).unwrap()] = 0;
+    label_case(&app, &labeler, &case_id, &first, &cube, &smaller).await;
+    let pending: Value = app.get_json(&engineer, "/models/evaluation?name=cube-seg").await;
+    assert_eq!((pending["pending_cases"].as_u64(), &pending["shadow"]["labels"][0]["dice"]), (Some(1), &Value::Null));
+    assert_eq!(app.count("SELECT COUNT(*) FROM evaluations").await, 1);
+
+    // Another instance's live claim keeps this one off the pair; an expired claim is taken over.
+    let prediction_id: String = sqlx::query("SELECT id FROM predictions").fetch_one(&app.state.db.pool).await.unwrap().get(0);
+    let human: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
+    sqlx::query("INSERT INTO evaluation_claims (prediction_id, human_ref, worker, lease_until) VALUES ($1, $2, 'elsewhere', $3)")
+        .bind(&prediction_id)
+        .bind(&human)
+        .bind(seglab::server::clock::now_ms() + 60_000)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(evaluation::evaluate_pending(&app.state, "here").await.unwrap(), 0);
+    sqlx::query("UPDATE evaluation_claims SET lease_until = 0").execute(&app.state.db.pool).await.unwrap();
+    assert_eq!(evaluation::evaluate_pending(&app.state, "here").await.unwrap(), 1);
+    assert_eq!(evaluation::evaluate_pending(&app.state, "here").await.unwrap(), 0, "each pair once");
+    assert_eq!(app.count("SELECT COUNT(*) FROM evaluation_claims").await, 0);
+    let done: Value = app.get_json(&engineer, "/models/evaluation?name=cube-seg").await;
+    assert_eq!(done["pending_cases"], 0);
+    let dice = done["shadow"]["labels"][0]["dice"]["mean"].as_f64().unwrap();
+    assert!((dice - 2.0 * 511.0 / (872.0 + 511.0)).abs() < 1e-9, "{done}");
     app.stop().await;
 }
 
@@ -583,7 +656,7 @@ async fn evaluation_leaves_out_training_cases_and_flags_a_versions_own_prelabels
     let saved = app.post_label(&lead, &case_id, &head, &MaskEdits::diff(&predicted, &cube).encode()).await;
     assert_eq!(saved.status(), StatusCode::CREATED);
     assert_eq!(counts(&app).await, r#"{"1":512}"#, "corrected to the cube");
-    let evaluation: Value = app.get_json(&lead, "/models/evaluation?name=cube-seg").await;
+    let evaluation: Value = evaluated(&app, &lead, "cube-seg").await;
     assert_eq!(evaluation["production"]["labels"][0]["dice"]["cases"], 1);
     assert_eq!(evaluation["anchored_cases"][0]["case_id"], case_id.as_str(), "{evaluation}");
     assert_eq!(evaluation["anchored_cases"][0]["model_version"], "1.0.0");
@@ -612,7 +685,7 @@ async fn evaluation_leaves_out_training_cases_and_flags_a_versions_own_prelabels
     finished_jobs(&app, &lead, &case_id, 3).await;
 
     // v2 predicted the case, but it trained on it: left out, so nothing is paired.
-    let evaluation: Value = app.get_json(&lead, "/models/evaluation?name=cube-seg").await;
+    let evaluation: Value = evaluated(&app, &lead, "cube-seg").await;
     assert_eq!(evaluation["excluded_training_cases"], 1, "{evaluation}");
     assert_eq!(evaluation["paired_cases"], 0);
     assert_eq!(evaluation["shadow"]["labels"][0]["dice"], Value::Null, "{evaluation}");

@@ -320,6 +320,9 @@ pub struct PairedEvaluation {
     /// Cases left out because a version was trained (or validated) on them.
     #[serde(default)]
     pub excluded_training_cases: usize,
+    /// Cases left out until the background evaluator has scored them.
+    #[serde(default)]
+    pub pending_cases: usize,
     /// Evaluated cases whose human mask started from an evaluated version's own pre-label:
     /// agreement there is inflated by anchoring.
     #[serde(default)]

@@ -16,7 +16,7 @@ use super::services::audit::{self, verify_chain};
 use super::services::cases::{import_case, parse_label_names, CaseFile, NewCase};
 use super::services::users::{add_user, Role};
 use super::services::datasets::{self, ExportFormat};
-use super::services::{access, integrity, orchestrator, sweeper};
+use super::services::{access, evaluation, integrity, orchestrator, sweeper};
 use crate::api::UserChange;
 use super::state::AppState;
 use super::{demo, http};
@@ -72,6 +72,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     .await?;
             tasks.spawn(sweeper::run(state.clone(), shutdown.clone()));
             orchestrator::start(&state, &shutdown, &tasks);
+            evaluation::start(&state, &shutdown, &tasks);
             serve(state, args, shutdown.clone()).await
         }
         Command::Import(args) => {

@@ -5,9 +5,9 @@
 //! - `services`: the one implementation of each operation;
 //! - infrastructure: `db` (metadata database), `storage` (object storage, presigning),
 //!   `embedded_s3` (the in-process S3 endpoint of the zero-dependency default), `mask_cache`
-//!   (decoded mask versions), `gate` (bounds heavy computations), `inference` (runs models in
-//!   a child process), `login_limit` (failed logins), `scratch` (uploads on disk),
-//!   `session_store`, gathered in `state`; and `charts`, the SVG the model page shows.
+//!   (decoded mask versions), `inference` (runs models in a child process), `login_limit`
+//!   (failed logins), `scratch` (uploads on disk), `session_store`, gathered in `state`; and
+//!   `charts`, the SVG the model page shows.
 
 pub mod auth;
 pub mod charts;
@@ -18,7 +18,6 @@ pub mod db;
 pub mod demo;
 pub mod embedded_s3;
 pub mod error;
-pub mod gate;
 pub mod http;
 pub mod inference;
 pub mod login_limit;

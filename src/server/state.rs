@@ -10,7 +10,6 @@ use super::config::Config;
 use super::db::Db;
 use super::embedded_s3;
 use super::error::CliError;
-use super::gate::Gate;
 use super::inference::{ProcessRunner, Runner};
 use super::login_limit::LoginLimiter;
 use super::mask_cache::HeadCache;
@@ -21,10 +20,6 @@ use super::storage::{Connection, ObjectStore};
 const HEAD_CACHE_BYTES: usize = 512 << 20;
 /// Imports at once: each holds its files and the decoded mask in memory.
 const IMPORTS_AT_ONCE: usize = 2;
-/// Evaluations computing at once: each holds two decoded masks and two distance maps of the
-/// labels' box.
-const EVALUATIONS_AT_ONCE: usize = 2;
-
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub db: Db,
@@ -38,8 +33,8 @@ pub struct AppState {
     pub runner: Arc<dyn Runner>,
     /// Wakes this instance's idle orchestrator workers when jobs are enqueued here.
     pub jobs_ready: Arc<Notify>,
-    /// Evaluations (distance transforms) computing at once, one per result.
-    pub evaluations: Arc<Gate>,
+    /// Wakes this instance's evaluator when a prediction or a human mask version is stored here.
+    pub evaluations_ready: Arc<Notify>,
     /// Failed logins per username and client address.
     pub logins: Arc<LoginLimiter>,
     /// Imports checking and storing their files at once.
@@ -129,7 +124,7 @@ impl AppState {
             sessions,
             runner: Arc::new(runner),
             jobs_ready: Arc::new(Notify::new()),
-            evaluations: Arc::new(Gate::new(EVALUATIONS_AT_ONCE)),
+            evaluations_ready: Arc::new(Notify::new()),
             logins,
             imports: Arc::new(tokio::sync::Semaphore::new(IMPORTS_AT_ONCE)),
         })

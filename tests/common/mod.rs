@@ -115,6 +115,7 @@ impl TestApp {
             .await
             .expect("connect test backend");
         seglab::server::services::orchestrator::start(&state, &shutdown, &tasks);
+        seglab::server::services::evaluation::start(&state, &shutdown, &tasks);
         let listener = tokio::net::TcpListener::bind(serve.addr).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let router = seglab::server::http::router(state.clone(), &serve);

@@ -1,20 +1,35 @@
 //! How well model predictions agree with human labels: per-label Dice and HD95 (from
-//! `crate::metrics`) between each prediction and the case's latest human mask, cached per
-//! (prediction, human version), and the paired production-versus-shadow summary the model
-//! page shows before a promotion.
+//! `crate::metrics`) between each prediction and the case's latest human mask, and the paired
+//! production-versus-shadow summary the model page shows before a promotion.
+//!
+//! The figures are computed in the background, never on a request: each instance that runs
+//! model jobs also runs an evaluator, woken when a prediction or a human mask version arrives
+//! (and every few seconds, for those another instance wrote). One instance at a time computes
+//! each (prediction, human version): it holds a claim row with a lease. A request reads the
+//! stored figures and says how many cases are still pending.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
 use sqlx::Row;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::mask_versions::load_mask;
 use super::registry::{active_models, model_card};
 use super::users::{Role, User};
-use crate::api::{AnchoredCase, LabelStats, PairedDice, ModelScore, ModelState, ModelSummary, PairedEvaluation, Stats};
+use crate::api::{AnchoredCase, LabelStats, ModelScore, ModelState, ModelSummary, PairedDice, PairedEvaluation, Stats};
 use crate::metrics::{dice, hd95};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::state::AppState;
+
+/// How often an idle evaluator looks for work another instance made.
+const EVALUATOR_POLL: Duration = Duration::from_secs(3);
+/// A claim older than this belongs to an instance that stopped; another may take it over.
+const CLAIM_LEASE_MS: i64 = 10 * 60 * 1000;
+/// Pairs looked up per pass.
+const PAIRS_PER_PASS: i64 = 200;
 
 fn stats(values: &mut [f64]) -> Option<Stats> {
     if values.is_empty() {
@@ -39,27 +54,27 @@ struct EvaluableCase {
     human_ref: String,
 }
 
-/// The scores of one prediction against one human mask, computed once and cached.
-async fn scores(state: &AppState, case: &EvaluableCase, labels: &[u8]) -> Result<LabelScores, AppError> {
-    let (prediction_id, prediction_ref, human_ref) = (&case.prediction_id, &case.prediction_ref, &case.human_ref);
-    // One computation per result at a time; a request that waited finds it in the cache.
-    let _pass = state.evaluations.enter(&format!("{prediction_id} {human_ref}")).await;
-    let cached = sqlx::query("SELECT label_value, dice, hd95_mm FROM evaluations WHERE prediction_id = $1 AND human_ref = $2")
+/// The stored scores of one prediction against one human mask; `None` while not computed.
+async fn stored_scores(state: &AppState, prediction_id: &str, human_ref: &str) -> Result<Option<LabelScores>, AppError> {
+    let rows = sqlx::query("SELECT label_value, dice, hd95_mm FROM evaluations WHERE prediction_id = $1 AND human_ref = $2")
         .bind(prediction_id)
         .bind(human_ref)
         .fetch_all(&state.db.pool)
         .await?;
-    if !cached.is_empty() {
-        return Ok(cached
-            .into_iter()
+    Ok((!rows.is_empty()).then(|| {
+        rows.into_iter()
             .map(|row| (row.get::<i64, _>("label_value") as u8, (row.get::<Option<f64>, _>("dice"), row.get("hd95_mm"))))
-            .collect());
-    }
-    let (prediction, human) = (load_mask(state, prediction_ref).await?, load_mask(state, human_ref).await?);
+            .collect()
+    }))
+}
+
+/// Computes and stores the scores of `case` for `labels`, all labels in one transaction (a
+/// partial set would look complete to readers).
+async fn compute(state: &AppState, case: &EvaluableCase, labels: Vec<u8>) -> Result<(), AppError> {
+    let (prediction, human) = (load_mask(state, &case.prediction_ref).await?, load_mask(state, &case.human_ref).await?);
     if prediction.dims != human.dims {
-        return Err(AppError::Internal(format!("prediction {prediction_ref} and mask {human_ref} differ in size")));
+        return Err(AppError::Internal(format!("prediction {} and mask {} differ in size", case.prediction_ref, case.human_ref)));
     }
-    let labels = labels.to_vec();
     let computed = tokio::task::spawn_blocking(move || {
         let dims = human.dims.map(|d| d as usize);
         let spacing = [1, 2, 3].map(|axis| human.header.pixdim[axis].abs().max(f32::EPSILON) as f64);
@@ -71,16 +86,14 @@ async fn scores(state: &AppState, case: &EvaluableCase, labels: &[u8]) -> Result
     .await
     .map_err(AppError::internal)?;
     let at = now_ms();
-    // All labels or none: a partial set would look complete to the cache lookup.
     let mut tx = state.db.pool.begin().await?;
     for (value, (dice, hd95)) in &computed {
-        // Two requests may compute the same figures; the first stored wins.
         sqlx::query(
             "INSERT INTO evaluations (prediction_id, human_ref, label_value, dice, hd95_mm, created_at)
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         )
-        .bind(prediction_id)
-        .bind(human_ref)
+        .bind(&case.prediction_id)
+        .bind(&case.human_ref)
         .bind(*value as i64)
         .bind(*dice)
         .bind(*hd95)
@@ -89,7 +102,119 @@ async fn scores(state: &AppState, case: &EvaluableCase, labels: &[u8]) -> Result
         .await?;
     }
     tx.commit().await?;
-    Ok(computed)
+    Ok(())
+}
+
+/// The latest prediction of each (version not archived, case) whose score against the case's
+/// latest human mask is not stored yet.
+async fn unscored(state: &AppState) -> Result<Vec<(String, EvaluableCase)>, AppError> {
+    let rows = sqlx::query(
+        "SELECT t.* FROM (
+             SELECT p.model_id, p.case_id, p.id, p.object_ref,
+                    (SELECT l.new_mask_ref FROM labels l WHERE l.case_id = p.case_id
+                     ORDER BY l.created_at DESC, l.id DESC LIMIT 1) AS human_ref
+             FROM predictions p JOIN models m ON m.id = p.model_id
+             WHERE m.state <> 'archived'
+               AND p.created_at = (SELECT MAX(q.created_at) FROM predictions q WHERE q.model_id = p.model_id AND q.case_id = p.case_id)
+         ) t
+         WHERE t.human_ref IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM evaluations e WHERE e.prediction_id = t.id AND e.human_ref = t.human_ref)
+         ORDER BY t.id LIMIT $1",
+    )
+    .bind(PAIRS_PER_PASS)
+    .fetch_all(&state.db.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let case = EvaluableCase {
+                case_id: row.get("case_id"),
+                case_name: String::new(),
+                prediction_id: row.get("id"),
+                prediction_ref: row.get("object_ref"),
+                human_ref: row.get("human_ref"),
+            };
+            (row.get("model_id"), case)
+        })
+        .collect())
+}
+
+/// Takes the claim on (prediction, human mask) for `worker`: `false` when another instance
+/// holds it.
+async fn claim(state: &AppState, case: &EvaluableCase, worker: &str) -> Result<bool, AppError> {
+    let now = now_ms();
+    let claimed = sqlx::query(
+        "INSERT INTO evaluation_claims (prediction_id, human_ref, worker, lease_until) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (prediction_id, human_ref) DO UPDATE SET worker = excluded.worker, lease_until = excluded.lease_until
+         WHERE evaluation_claims.lease_until < $5",
+    )
+    .bind(&case.prediction_id)
+    .bind(&case.human_ref)
+    .bind(worker)
+    .bind(now + CLAIM_LEASE_MS)
+    .bind(now)
+    .execute(&state.db.pool)
+    .await?;
+    Ok(claimed.rows_affected() == 1)
+}
+
+/// Computes every score not stored yet that no other instance is computing; returns how many
+/// were stored. A failure keeps its claim until the lease runs out, so it is retried later
+/// rather than at once.
+pub async fn evaluate_pending(state: &AppState, worker: &str) -> Result<usize, AppError> {
+    let mut labels_of: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut stored = 0;
+    for (model_id, case) in unscored(state).await? {
+        if !claim(state, &case, worker).await? {
+            continue;
+        }
+        if !labels_of.contains_key(&model_id) {
+            let card = model_card(state, &model_id).await?;
+            labels_of.insert(model_id.clone(), card.label_map.keys().filter_map(|v| v.parse().ok()).collect());
+        }
+        match compute(state, &case, labels_of[&model_id].clone()).await {
+            Ok(()) => {
+                sqlx::query("DELETE FROM evaluation_claims WHERE prediction_id = $1 AND human_ref = $2 AND worker = $3")
+                    .bind(&case.prediction_id)
+                    .bind(&case.human_ref)
+                    .bind(worker)
+                    .execute(&state.db.pool)
+                    .await?;
+                stored += 1;
+            }
+            Err(err) => tracing::warn!(prediction_id = %case.prediction_id, human_ref = %case.human_ref, %err, "evaluation failed; retried after its lease"),
+        }
+    }
+    Ok(stored)
+}
+
+async fn evaluator(state: AppState, shutdown: CancellationToken, worker: String) {
+    while !shutdown.is_cancelled() {
+        let stored = match evaluate_pending(&state, &worker).await {
+            Ok(stored) => stored,
+            Err(err) => {
+                tracing::warn!(%err, "cannot evaluate predictions; will retry");
+                0
+            }
+        };
+        if stored > 0 {
+            continue; // there may be more than one pass's worth
+        }
+        tokio::select! {
+            _ = state.evaluations_ready.notified() => {}
+            _ = tokio::time::sleep(EVALUATOR_POLL) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+}
+
+/// Starts this instance's evaluator where it runs model jobs (an instance without workers
+/// leaves the heavy work to others).
+pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker) {
+    if state.config.orchestrator.workers > 0 {
+        let worker = format!("evaluator-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        tasks.spawn(evaluator(state.clone(), shutdown.clone(), worker));
+    }
 }
 
 /// Each case's latest prediction by `model_id`, with the case's latest human mask.
@@ -214,15 +339,31 @@ pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Res
         disagreements: Vec::new(),
         pairs: Vec::new(),
         excluded_training_cases: excluded.len(),
+        pending_cases: 0,
         anchored_cases: anchored_cases(state, &versions).await?,
     };
-    let mut per_version: Vec<BTreeMap<String, LabelScores>> = Vec::new();
-    for (role, model, names, cases) in &versions {
-        let labels: Vec<u8> = names.keys().copied().collect();
+    // Cases whose figures are still being computed are left out of every version (so the
+    // comparison stays paired) and counted.
+    let mut pending = BTreeSet::new();
+    let mut found: Vec<BTreeMap<String, LabelScores>> = Vec::new();
+    for (_, _, _, cases) in &versions {
         let mut by_case = BTreeMap::new();
         for case in cases {
-            by_case.insert(case.case_id.clone(), scores(state, case, &labels).await?);
+            match stored_scores(state, &case.prediction_id, &case.human_ref).await? {
+                Some(scores) => {
+                    by_case.insert(case.case_id.clone(), scores);
+                }
+                None => {
+                    pending.insert(case.case_id.clone());
+                }
+            }
         }
+        found.push(by_case);
+    }
+    result.pending_cases = pending.len();
+    let mut per_version: Vec<BTreeMap<String, LabelScores>> = Vec::new();
+    for ((role, model, names, _), mut by_case) in versions.iter().zip(found) {
+        by_case.retain(|case_id, _| !pending.contains(case_id));
         let all: Vec<_> = by_case.values().cloned().collect();
         let summary = Some(score(model, names, &all));
         match role {
