@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use seglab::edits::MaskEdits;
 use seglab::nifti_io::{encode_mask, encode_volume, gzip, Volume};
 use seglab::server::services::cases::{import_case, NewCase};
-use seglab::server::services::evaluation;
+use seglab::server::services::{evaluation, jobs};
 use seglab::server::services::users::Role;
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -563,6 +563,91 @@ async fn evaluations_are_computed_in_the_background_once_per_prediction_and_huma
     assert_eq!(done["pending_cases"], 0);
     let dice = done["shadow"]["labels"][0]["dice"]["mean"].as_f64().unwrap();
     assert!((dice - 2.0 * 511.0 / (872.0 + 511.0)).abs() < 1e-9, "{done}");
+    app.stop().await;
+}
+
+async fn start_backfill(app: &TestApp, token: &str, model_id: &str) -> reqwest::Response {
+    app.client.post(app.url(&format!("/models/{model_id}/backfill"))).bearer_auth(token).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_backfill_evaluates_every_labelled_case_behind_interactive_jobs_and_can_be_cancelled() {
+    // No workers at first, so the queue can be inspected.
+    let app = TestApp::spawn_configured(|c| c.orchestrator.workers = 0, |_| {}).await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let labeler = app.user("lee", &[Role::Labeler]).await;
+    let v1 = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
+    let v2 = registered(&app, &engineer, "cube-seg", "2.0.0", "segmenter_v2").await;
+    let v3 = registered(&app, &engineer, "cube-seg", "3.0.0", "segmenter_v2").await;
+    let cube: Vec<u8> = (0..VOXELS).map(|i| in_cube(i) as u8).collect();
+    let mut labelled = Vec::new();
+    for _ in 0..3 {
+        let case_id = cube_case(&app).await;
+        let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
+        label_case(&app, &labeler, &case_id, &head, &vec![0; VOXELS], &cube).await;
+        labelled.push(case_id);
+    }
+    cube_case(&app).await; // not labelled: not part of a backfill
+
+    assert_eq!(start_backfill(&app, &labeler, &v1).await.status(), StatusCode::FORBIDDEN);
+    let started = start_backfill(&app, &engineer, &v1).await;
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    let backfill: Value = started.json().await.unwrap();
+    assert_eq!((backfill["total"].as_u64(), backfill["queued"].as_u64(), backfill["finished"].as_bool()), (Some(3), Some(3), Some(false)));
+    let again = start_backfill(&app, &engineer, &v1).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT, "one running backfill per version");
+
+    // Cancelling removes the queued jobs; running ones would finish.
+    let other: Value = start_backfill(&app, &engineer, &v3).await.json().await.unwrap();
+    let cancel_path = format!("/backfills/{}/cancel", other["id"].as_str().unwrap());
+    assert_eq!(app.client.post(app.url(&cancel_path)).bearer_auth(&labeler).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    let cancelled: Value = app.client.post(app.url(&cancel_path)).bearer_auth(&engineer).send().await.unwrap().json().await.unwrap();
+    assert_eq!((cancelled["cancelled"].as_u64(), cancelled["queued"].as_u64(), cancelled["finished"].as_bool()), (Some(3), Some(0), Some(true)));
+    assert!(cancelled["cancelled_at_ms"].is_i64());
+    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM model_jobs WHERE model_id = '{v3}'")).await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'backfill_cancelled'").await, 1);
+    let unknown = app.client.post(app.url("/backfills/nope/cancel")).bearer_auth(&engineer).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    // A run someone asks for later still goes first.
+    assert_eq!(set_state(&app, &engineer, &v2, "shadow").await.status(), StatusCode::OK);
+    let manual = app.client.post(app.url(&format!("/cases/{}/runs", labelled[0]))).bearer_auth(&engineer).send().await.unwrap();
+    assert_eq!(manual.status(), StatusCode::ACCEPTED);
+    let first = jobs::claim(&app.state, "probe").await.unwrap().unwrap();
+    assert_eq!(first.model_id, v2, "the interactive job before three older backfill jobs");
+    jobs::release(&app.state, &first, "probe").await.unwrap();
+
+    // With a worker, everything runs; progress counts the backfill's jobs, then v1 is scored
+    // on its own on all three labelled cases.
+    let app = app.restart(|_| {}).await;
+    let progress_path = format!("/backfills/{}", backfill["id"].as_str().unwrap());
+    let mut progress = Value::Null;
+    for _ in 0..300 {
+        progress = app.get_json(&engineer, &progress_path).await;
+        if progress["finished"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!((progress["succeeded"].as_u64(), progress["failed"].as_u64()), (Some(3), Some(0)), "{progress}");
+    assert!(progress["per_minute"].as_f64().unwrap() > 0.0);
+    assert_eq!(progress["eta_ms"], Value::Null);
+    let mut scored = Value::Null;
+    for _ in 0..300 {
+        scored = app.get_json(&engineer, &format!("/models/{v1}/evaluation")).await;
+        if scored["pending_cases"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dice = &scored["score"]["labels"][0]["dice"];
+    assert_eq!(dice["cases"], 3, "{scored}");
+    assert!((dice["mean"].as_f64().unwrap() - 1024.0 / 1384.0).abs() < 1e-9);
+    let refused = app.client.get(app.url(&format!("/models/{v1}/evaluation"))).bearer_auth(&labeler).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let nothing_left = start_backfill(&app, &engineer, &v1).await;
+    assert_eq!(nothing_left.status(), StatusCode::CONFLICT);
+    assert!(nothing_left.text().await.unwrap().contains("already has a prediction"));
     app.stop().await;
 }
 

@@ -199,6 +199,29 @@ pub struct ModelOverview {
     pub rollback_to: Option<String>,
 }
 
+/// A backfill's progress: `POST /models/{id}/backfill`, `GET /backfills/{id}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackfillProgress {
+    pub id: String,
+    pub model_id: String,
+    /// Jobs queued when it started: one per labelled case without a prediction of the version.
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub running: u64,
+    pub queued: u64,
+    /// Jobs still queued when it was cancelled (they were removed).
+    pub cancelled: u64,
+    pub created_at_ms: i64,
+    pub cancelled_at_ms: Option<i64>,
+    /// Every job succeeded, failed or was cancelled.
+    pub finished: bool,
+    /// Jobs finished per minute so far.
+    pub per_minute: Option<f64>,
+    /// Expected time left at that rate.
+    pub eta_ms: Option<i64>,
+}
+
 /// Answer of `POST /models/{id}/rollback`: the version back in production and the one archived.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Rollback {
@@ -327,6 +350,15 @@ pub struct PairedEvaluation {
     /// agreement there is inflated by anchoring.
     #[serde(default)]
     pub anchored_cases: Vec<AnchoredCase>,
+}
+
+/// `GET /models/{id}/evaluation`: one version against human labels, whatever its state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VersionEvaluation {
+    pub score: ModelScore,
+    /// Predicted labelled cases the background evaluator has not scored yet.
+    pub pending_cases: usize,
+    pub excluded_training_cases: usize,
 }
 
 /// A case whose human mask began as a model version's pre-label.

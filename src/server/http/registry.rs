@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::{bad_form, field_text, field_to_file, ApiJson, ApiQuery, Caller, Coordinator};
-use crate::api::{ActiveModels, ModelDetail, ModelSummary, PairedEvaluation, Rollback, StateChange};
+use crate::api::{ActiveModels, ModelDetail, ModelSummary, PairedEvaluation, Rollback, StateChange, VersionEvaluation};
 use crate::server::charts;
 use crate::server::error::AppError;
 use crate::server::services::{evaluation, registry};
@@ -30,6 +30,7 @@ pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
         .route("/models/{id}", get(model_detail))
         .route("/models/{id}/state", put(change_state))
         .route("/models/{id}/rollback", post(rollback))
+        .route("/models/{id}/evaluation", get(version_evaluation))
 }
 
 /// `POST /models`, multipart: `card` (the model card as JSON) and `artifact` (the ONNX file).
@@ -83,6 +84,11 @@ async fn change_state(
 /// production version returns.
 async fn rollback(State(state): State<AppState>, Coordinator(user): Coordinator, Path(id): Path<String>) -> Result<Json<Rollback>, AppError> {
     Ok(Json(registry::rollback(&state, &user, &id).await?))
+}
+
+/// `GET /models/{id}/evaluation`: the version on its own, against every labelled case it predicted.
+async fn version_evaluation(State(state): State<AppState>, Caller(user): Caller, Path(id): Path<String>) -> Result<Json<VersionEvaluation>, AppError> {
+    Ok(Json(evaluation::version_evaluation(&state, &user, &id).await?))
 }
 
 #[derive(Deserialize)]

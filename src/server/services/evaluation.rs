@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use super::mask_versions::load_mask;
 use super::registry::{active_models, model_card};
 use super::users::{Role, User};
-use crate::api::{AnchoredCase, LabelStats, ModelScore, ModelState, ModelSummary, PairedDice, PairedEvaluation, Stats};
+use crate::api::{AnchoredCase, LabelStats, ModelScore, ModelState, ModelSummary, PairedDice, PairedEvaluation, Stats, VersionEvaluation};
 use crate::metrics::{dice, hd95};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
@@ -300,6 +300,44 @@ pub fn may_read(user: &User) -> bool {
     user.is_coordinator()
 }
 
+/// A version's label names and the cases it is scored on: its latest prediction of each
+/// labelled case, but for those it was trained or validated on (added to `excluded`).
+async fn evaluable_version(
+    state: &AppState,
+    model: &ModelSummary,
+    excluded: &mut BTreeSet<String>,
+) -> Result<(BTreeMap<u8, String>, Vec<EvaluableCase>), AppError> {
+    let card = model_card(state, &model.id).await?;
+    let names: BTreeMap<u8, String> = card.label_map.iter().filter_map(|(v, n)| Some((v.parse().ok()?, n.clone()))).collect();
+    let training = training_cases(state, &card.training_datasets).await?;
+    let mut cases = evaluable_cases(state, &model.id).await?;
+    cases.retain(|case| {
+        let trained_on = training.contains(&case.case_id);
+        if trained_on {
+            excluded.insert(case.case_id.clone());
+        }
+        !trained_on
+    });
+    Ok((names, cases))
+}
+
+/// `GET /models/{id}/evaluation`: one version against human labels on every labelled case it
+/// predicted (a backfill's result), whatever its state.
+pub async fn version_evaluation(state: &AppState, user: &User, model_id: &str) -> Result<VersionEvaluation, AppError> {
+    user.require_any(&Role::COORDINATORS, "reading model evaluations")?;
+    let model = super::registry::model_detail(state, model_id).await?.summary;
+    let mut excluded = BTreeSet::new();
+    let (names, cases) = evaluable_version(state, &model, &mut excluded).await?;
+    let (mut scored, mut pending_cases) = (Vec::new(), 0);
+    for case in &cases {
+        match stored_scores(state, &case.prediction_id, &case.human_ref).await? {
+            Some(scores) => scored.push(scores),
+            None => pending_cases += 1,
+        }
+    }
+    Ok(VersionEvaluation { score: score(&model, &names, &scored), pending_cases, excluded_training_cases: excluded.len() })
+}
+
 /// Production against shadow for model `name`, on the cases both have predicted and a person
 /// has labelled; a version without a counterpart is scored on all its labelled cases.
 pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Result<PairedEvaluation, AppError> {
@@ -309,17 +347,7 @@ pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Res
     let mut excluded = BTreeSet::new();
     for (role, model) in [(ModelState::Production, &active.production), (ModelState::Shadow, &active.shadow)] {
         if let Some(model) = model {
-            let card = model_card(state, &model.id).await?;
-            let names: BTreeMap<u8, String> = card.label_map.iter().filter_map(|(v, n)| Some((v.parse().ok()?, n.clone()))).collect();
-            let training = training_cases(state, &card.training_datasets).await?;
-            let mut cases = evaluable_cases(state, &model.id).await?;
-            cases.retain(|case| {
-                let trained_on = training.contains(&case.case_id);
-                if trained_on {
-                    excluded.insert(case.case_id.clone());
-                }
-                !trained_on
-            });
+            let (names, cases) = evaluable_version(state, model, &mut excluded).await?;
             versions.push((role, model.clone(), names, cases));
         }
     }

@@ -25,6 +25,8 @@ pub enum Trigger {
     CaseImport,
     /// Someone asked for it ("run models on this case").
     Manual,
+    /// "Evaluate this version on all labelled cases" (`services::backfill`).
+    Backfill,
 }
 
 impl Trigger {
@@ -32,6 +34,15 @@ impl Trigger {
         match self {
             Trigger::CaseImport => "case_import",
             Trigger::Manual => "manual",
+            Trigger::Backfill => "backfill",
+        }
+    }
+
+    /// Lower runs first: imports and people never wait behind a backfill.
+    fn priority(self) -> i64 {
+        match self {
+            Trigger::CaseImport | Trigger::Manual => 0,
+            Trigger::Backfill => 1,
         }
     }
 }
@@ -49,22 +60,8 @@ pub async fn enqueue(
     let at = now_ms();
     let mut jobs = Vec::new();
     for model in active {
-        let job_id = Uuid::new_v4().to_string();
-        sqlx::query(
-            "INSERT INTO model_jobs (id, run_id, case_id, model_id, role, trigger_kind, status, attempts,
-                                     max_attempts, next_attempt_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $8, $8, $8)",
-        )
-        .bind(&job_id)
-        .bind(&run_id)
-        .bind(case_id)
-        .bind(&model.id)
-        .bind(model.state.as_str())
-        .bind(trigger.as_str())
-        .bind(state.config.orchestrator.job_max_attempts as i64)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
+        let job = NewJob { run_id: &run_id, case_id, model_id: &model.id, role: model.state, trigger, backfill_id: None };
+        let job_id = insert(tx, state, job, at).await?;
         jobs.push(json!({ "job_id": job_id, "model_id": model.id, "version": model.version, "role": model.state.as_str() }));
     }
     if !jobs.is_empty() {
@@ -81,6 +78,51 @@ pub async fn enqueue(
         .await?;
     }
     Ok(run_id)
+}
+
+/// One job to queue.
+struct NewJob<'a> {
+    run_id: &'a str,
+    case_id: &'a str,
+    model_id: &'a str,
+    role: ModelState,
+    trigger: Trigger,
+    backfill_id: Option<&'a str>,
+}
+
+/// Queues `job` under a new id, which it returns.
+async fn insert(tx: &mut AnyConnection, state: &AppState, job: NewJob<'_>, at: i64) -> Result<String, AppError> {
+    let job_id = Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO model_jobs (id, run_id, case_id, model_id, role, trigger_kind, status, attempts,
+                                 max_attempts, next_attempt_at, created_at, updated_at, priority, backfill_id)
+         VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $8, $8, $8, $9, $10)",
+    )
+    .bind(&job_id)
+    .bind(job.run_id)
+    .bind(job.case_id)
+    .bind(job.model_id)
+    .bind(job.role.as_str())
+    .bind(job.trigger.as_str())
+    .bind(state.config.orchestrator.job_max_attempts as i64)
+    .bind(at)
+    .bind(job.trigger.priority())
+    .bind(job.backfill_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(job_id)
+}
+
+/// Enqueues the jobs of backfill `backfill_id` (also their run id): `model_id` on each case,
+/// as shadow runs (their output goes apart and never pre-labels a case), behind every job of
+/// imports and people.
+pub async fn enqueue_backfill(tx: &mut AnyConnection, state: &AppState, backfill_id: &str, model_id: &str, case_ids: &[String]) -> Result<(), AppError> {
+    let at = now_ms();
+    for case_id in case_ids {
+        let job = NewJob { run_id: backfill_id, case_id, model_id, role: ModelState::Shadow, trigger: Trigger::Backfill, backfill_id: Some(backfill_id) };
+        insert(tx, state, job, at).await?;
+    }
+    Ok(())
 }
 
 /// Which jobs to list.
@@ -169,7 +211,7 @@ pub async fn claim(state: &AppState, worker: &str) -> Result<Option<Claimed>, Ap
          WHERE id = (SELECT id FROM model_jobs
                      WHERE (status = 'queued' AND next_attempt_at <= $3)
                         OR (status = 'running' AND lease_until < $3 AND attempts < max_attempts)
-                     ORDER BY next_attempt_at, created_at LIMIT 1 {lock})
+                     ORDER BY priority, next_attempt_at, created_at LIMIT 1 {lock})
          RETURNING id, case_id, model_id, role, attempts, max_attempts"
     ))
     .bind(lease)

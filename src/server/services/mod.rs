@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod backfill;
 pub mod cases;
 pub mod datasets;
 pub mod evaluation;
