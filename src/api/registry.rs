@@ -197,6 +197,12 @@ pub struct ModelOverview {
     pub timeline: Vec<StateChange>,
     /// The version a rollback of this (production) version would restore, for those who may.
     pub rollback_to: Option<String>,
+    /// This version's latest backfill, for ML engineers and admins.
+    pub backfill: Option<BackfillProgress>,
+    /// A shadow or registered version may be backfilled by the caller.
+    pub may_backfill: bool,
+    /// A registered version scored on its own (its backfill's result), for ML engineers and admins.
+    pub own_evaluation: Option<VersionEvaluation>,
 }
 
 /// A backfill's progress: `POST /models/{id}/backfill`, `GET /backfills/{id}`.

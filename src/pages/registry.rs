@@ -6,7 +6,9 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-use crate::api::{ApiError, Job, ModelOverview, ModelState, ModelSummary, PairedEvaluation, Rollback, StateChange, Stats};
+use crate::api::{
+    ApiError, BackfillProgress, Job, ModelOverview, ModelState, ModelSummary, PairedEvaluation, Rollback, StateChange, Stats, VersionEvaluation,
+};
 use crate::pages::common::{format_time, loaded};
 
 #[server]
@@ -30,6 +32,17 @@ pub async fn get_model(id: String) -> Result<ModelOverview, ApiError> {
         false => None,
     };
     let timeline = registry::timeline(&state, &detail.summary.name).await?;
+    let (backfill, own_evaluation) = match evaluation::may_read(&user) {
+        true => (
+            crate::server::services::backfill::latest(&state, &id).await?,
+            match detail.summary.state {
+                ModelState::Registered => Some(evaluation::version_evaluation(&state, &user, &id).await?),
+                _ => None,
+            },
+        ),
+        false => (None, None),
+    };
+    let may_backfill = may_manage && matches!(detail.summary.state, ModelState::Shadow | ModelState::Registered);
     let rollback_to = (may_manage && detail.summary.state == ModelState::Production)
         .then(|| registry::previous_production(&timeline, &detail.summary.id).map(|change| change.version.clone()))
         .flatten();
@@ -39,8 +52,23 @@ pub async fn get_model(id: String) -> Result<ModelOverview, ApiError> {
         jobs: jobs::list_jobs(&state, &user, jobs::JobFilter::Model(&id)).await?,
         timeline,
         rollback_to,
+        backfill,
+        may_backfill,
+        own_evaluation,
         detail,
     })
+}
+
+#[server]
+pub async fn start_backfill(id: String) -> Result<BackfillProgress, ApiError> {
+    let (state, user) = crate::server::auth::server_fn_caller().await?;
+    Ok(crate::server::services::backfill::start(&state, &user, &id).await?)
+}
+
+#[server]
+pub async fn cancel_backfill(id: String) -> Result<BackfillProgress, ApiError> {
+    let (state, user) = crate::server::auth::server_fn_caller().await?;
+    Ok(crate::server::services::backfill::cancel(&state, &user, &id).await?)
 }
 
 #[server]
@@ -166,7 +194,17 @@ pub fn ModelPage() -> impl IntoView {
 
 #[component]
 fn ModelView(overview: ModelOverview, changes: RwSignal<u32>) -> impl IntoView {
-    let ModelOverview { detail, evaluation, chart_svg, jobs, timeline, rollback_to } = overview;
+    let ModelOverview { detail, evaluation, chart_svg, jobs, timeline, rollback_to, backfill, may_backfill, own_evaluation } = overview;
+    // While results are still coming, the page reloads its figures every two seconds.
+    let filling = backfill.as_ref().is_some_and(|b| !b.finished)
+        || evaluation.as_ref().is_some_and(|e| e.pending_cases > 0)
+        || own_evaluation.as_ref().is_some_and(|e| e.pending_cases > 0);
+    #[cfg(feature = "hydrate")]
+    if filling {
+        set_timeout(move || changes.update(|n| *n += 1), std::time::Duration::from_secs(2));
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = filling;
     let card = detail.card.clone();
     let summary = detail.summary.clone();
     let transition = ServerAction::<SetModelState>::new();
@@ -191,6 +229,8 @@ fn ModelView(overview: ModelOverview, changes: RwSignal<u32>) -> impl IntoView {
                 None => view! { <p class="muted" data-testid="evaluation">"The evaluation is shown to ML engineers and admins."</p> }.into_any(),
             }}
             {chart_svg.map(|svg| view! { <div class="chart" inner_html=svg></div> })}
+            {own_evaluation.map(|own| view! { <OwnEvaluation own/> })}
+            <Backfill model_id=summary.id.clone() backfill may_backfill changes/>
             <div class="actions">
                 {detail
                     .allowed_next
@@ -247,6 +287,81 @@ fn ModelView(overview: ModelOverview, changes: RwSignal<u32>) -> impl IntoView {
     }
 }
 
+/// A registered version against human labels on its own.
+#[component]
+fn OwnEvaluation(own: VersionEvaluation) -> impl IntoView {
+    view! {
+        <div class="evaluation" data-testid="own-evaluation">
+            <h3>"This version against human labels"</h3>
+            {(own.pending_cases > 0).then(|| view! { <p class="muted">{format!("{} cases still being scored…", own.pending_cases)}</p> })}
+            <table>
+                <thead><tr><th>"Label"</th><th>"Cases"</th><th>"Dice mean / median"</th><th>"HD95 mm mean / median"</th></tr></thead>
+                <tbody>
+                    {own.score.labels.into_iter().map(|label| view! {
+                        <tr>
+                            <td>{format!("{} {}", label.label, label.name)}</td>
+                            <td>{label.dice.as_ref().map_or(0, |d| d.cases)}</td>
+                            <td>{figure(&label.dice)}</td>
+                            <td>{figure(&label.hd95_mm)}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+}
+
+/// "Evaluate on all labelled cases": the button, and the latest backfill's progress with cancel.
+#[component]
+fn Backfill(model_id: String, backfill: Option<BackfillProgress>, may_backfill: bool, changes: RwSignal<u32>) -> impl IntoView {
+    let start = ServerAction::<StartBackfill>::new();
+    let cancel = ServerAction::<CancelBackfill>::new();
+    Effect::new(move |_| {
+        if matches!(start.value().get(), Some(Ok(_))) || matches!(cancel.value().get(), Some(Ok(_))) {
+            changes.update(|n| *n += 1);
+        }
+    });
+    let running = backfill.as_ref().is_some_and(|b| !b.finished);
+    let failure = move || match (start.value().get(), cancel.value().get()) {
+        (Some(Err(err)), _) | (_, Some(Err(err))) => Some(view! { <p class="error" role="alert">{err.to_string()}</p> }),
+        _ => None,
+    };
+    view! {
+        <div class="backfill" data-testid="backfill">
+            {(may_backfill && !running).then(|| view! {
+                <button on:click=move |_| { start.dispatch(StartBackfill { id: model_id.clone() }); }>"Evaluate on all labelled cases"</button>
+            })}
+            {backfill.map(|b| {
+                let done = b.succeeded + b.failed;
+                let id = b.id.clone();
+                let rate = match (b.per_minute, b.eta_ms) {
+                    (Some(rate), Some(eta)) => format!(" · {rate:.1} cases/min · about {} s left", (eta + 999) / 1000),
+                    (Some(rate), None) => format!(" · {rate:.1} cases/min"),
+                    _ => String::new(),
+                };
+                let state = if b.cancelled_at_ms.is_some() {
+                    format!(", cancelled ({} not run)", b.cancelled)
+                } else if b.finished {
+                    ", finished".to_string()
+                } else {
+                    String::new()
+                };
+                view! {
+                    <p data-testid="backfill-progress">
+                        <progress max=b.total.max(1) value=done></progress>
+                        {format!(" Backfill: {done} / {} cases{}{rate}{state}", b.total, if b.failed > 0 { format!(" ({} failed)", b.failed) } else { String::new() })}
+                        {(!b.finished && b.cancelled_at_ms.is_none()).then(|| view! {
+                            " "
+                            <button on:click=move |_| { cancel.dispatch(CancelBackfill { id: id.clone() }); }>"Cancel"</button>
+                        })}
+                    </p>
+                }
+            })}
+            {failure}
+        </div>
+    }
+}
+
 /// Every registration and state change of the name's versions, newest first.
 #[component]
 fn Timeline(timeline: Vec<StateChange>) -> impl IntoView {
@@ -298,10 +413,12 @@ fn EvaluationSummary(evaluation: PairedEvaluation) -> impl IntoView {
         "Against human labels".to_string()
     };
     let excluded = evaluation.excluded_training_cases;
+    let pending = evaluation.pending_cases;
     let anchored = evaluation.anchored_cases.clone();
     view! {
         <div class="evaluation" data-testid="evaluation">
             <h3>{heading}</h3>
+            {(pending > 0).then(|| view! { <p class="muted" data-testid="pending">{format!("{pending} cases still being scored…")}</p> })}
             {(excluded > 0).then(|| view! {
                 <p class="muted" data-testid="excluded-training">
                     {format!("{excluded} cases left out: a version was trained or validated on them (its card's training snapshots).")}

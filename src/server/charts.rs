@@ -143,6 +143,7 @@ mod tests {
             disagreements: Vec::new(),
             pairs: Vec::new(),
             excluded_training_cases: 0,
+            pending_cases: 0,
             anchored_cases: Vec::new(),
         };
         assert_eq!(paired_dice_svg(&evaluation), None);
