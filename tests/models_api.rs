@@ -361,6 +361,15 @@ async fn each_trigger_runs_one_production_and_one_shadow_job_with_outputs_apart(
     assert_eq!(seen.iter().map(|j| j["role"].as_str().unwrap()).collect::<Vec<_>>(), ["production"], "nor shadow jobs");
     let seen: Vec<Value> = app.get_json(&labeler, &format!("/models/{v2}/jobs")).await;
     assert!(seen.is_empty());
+    // ML engineers see both outputs: in the jobs, and presigned with the case.
+    let seen: Vec<Value> = app.get_json(&engineer, &format!("/cases/{case_id}/jobs")).await;
+    assert!(seen.iter().all(|j| j["output_ref"].as_str().is_some_and(|r| r.starts_with("predictions/"))), "{seen:?}");
+    let artifacts: Value = app.get_json(&engineer, &format!("/cases/{case_id}/artifacts")).await;
+    let predictions = artifacts["predictions"].as_array().unwrap();
+    let roles: Vec<(&str, &str)> = predictions.iter().map(|p| (p["role"].as_str().unwrap(), p["model_version"].as_str().unwrap())).collect();
+    assert_eq!(roles, [("production", "1.0.0"), ("shadow", "2.0.0")]);
+    let shown = app.client.get(predictions[0]["url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(Volume::parse("prediction", &shown).unwrap().into_labels("prediction").unwrap(), labels);
 
     // Trigger 2: manual, for ML engineers only.
     let forbidden = app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&labeler).send().await.unwrap();

@@ -1,6 +1,6 @@
 import { expect, test } from "@playwright/test";
 import { readFileSync } from "node:fs";
-import { copyDemoCase, logIn, openCase, stroke } from "./helpers";
+import { colourCount, copyDemoCase, logIn, openCase, stroke } from "./helpers";
 
 const FIXTURES = "../tests/fixtures/models";
 
@@ -89,7 +89,25 @@ test("register a model, shadow it, run it on a labelled case, read the evaluatio
   await page.goto(v2Url);
   await expect(page.getByTestId("dice-chart").locator("circle.pair")).toHaveCount(1);
 
+  // The disagreements table opens the case comparing the shadow prediction with the person's
+  // mask, on the slice where they disagree most.
+  await page.getByTestId("evaluation").locator("a[href*='compare=shadow']").first().click();
+  await expect(page).toHaveURL(/compare=shadow&label=1/);
+  await page.locator("body[data-hydrated=true]").waitFor();
+  await expect(page.getByTestId("loading")).toHaveCount(0, { timeout: 30_000 });
+  await expect(page.getByTestId("disagreement")).toHaveText(/^\d+ voxels only in the human mask, \d+ only in the prediction$/);
+  const [humanOnly, modelOnly] = (await page.getByTestId("disagreement").textContent())!.match(/\d+/g)!.map(Number);
+  expect(humanOnly + modelOnly).toBeGreaterThan(0);
+  await expect
+    .poll(async () => (await colourCount(page, [250, 204, 21])).total + (await colourCount(page, [217, 70, 239])).total)
+    .toBeGreaterThan(0);
+  // Without the comparison, the shadow prediction outlined in orange over the mask.
+  await page.getByLabel("Disagreement with").selectOption({ label: "none" });
+  await page.getByLabel(`Draw shadow ${name} 2.0.0`).selectOption("outline");
+  await expect.poll(async () => (await colourCount(page, [249, 115, 22])).total).toBeGreaterThan(0);
+
   // Promote version 2, then roll back in one step: 1.0.0 returns, 2.0.0 is archived.
+  await page.goto(v2Url);
   await page.locator("body[data-hydrated=true]").waitFor();
   await page.getByRole("button", { name: "Promote to production" }).click();
   await expect(page.getByRole("heading", { level: 1 })).toContainText("2.0.0 production");

@@ -99,6 +99,23 @@ pub struct CaseArtifacts {
     pub workflow: CaseWorkflow,
     /// The version a reviewer compares the current mask with.
     pub review_base: ReviewBase,
+    /// The latest prediction of each production and shadow version, for ML engineers and
+    /// admins only (labelers never see model outputs here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predictions: Vec<CasePrediction>,
+}
+
+/// A model version's latest prediction on a case, with a presigned URL.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CasePrediction {
+    /// The version's state now: production or shadow.
+    pub role: super::ModelState,
+    pub model_id: String,
+    pub model_name: String,
+    pub model_version: String,
+    pub object_ref: String,
+    pub url: String,
+    pub created_at_ms: i64,
 }
 
 /// The mask version a review compares with: the last approved one, else the one the case was

@@ -285,6 +285,9 @@ pub struct Job {
     pub attempts: i64,
     pub max_attempts: i64,
     pub last_error: Option<String>,
+    /// Where the job stored its prediction: for ML engineers and admins, once it succeeded.
+    #[serde(default)]
+    pub output_ref: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }

@@ -2,9 +2,9 @@
 //! presigned links.
 
 use leptos::prelude::*;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::{ApiError, Artifact, ArtifactKind, CaseArtifacts, Job, JobStatus, RunStarted};
+use crate::api::{ApiError, Artifact, ArtifactKind, CaseArtifacts, Job, JobStatus, ModelState, RunStarted};
 use crate::pages::case_workflow::get_case_review;
 use crate::pages::common::loaded;
 use crate::pages::registry::JobTable;
@@ -35,6 +35,10 @@ pub async fn run_models(case_id: String) -> Result<RunStarted, ApiError> {
 pub fn CasePage() -> impl IntoView {
     let params = use_params_map();
     let case_id = move || params.read().get("id").unwrap_or_default();
+    // `?compare=shadow&label=1` (the evaluation's links): compare that prediction with the mask.
+    let query = use_query_map();
+    let compare_with = query.read_untracked().get("compare").and_then(|role| ModelState::parse(&role));
+    let focus_label = query.read_untracked().get("label").and_then(|label| label.parse::<u8>().ok());
     // The editor loads once per case; the links table below can refresh on its own.
     let opened = Resource::new(case_id, get_case_artifacts);
     // Bumping this re-requests the artifacts, which presigns fresh URLs.
@@ -43,7 +47,7 @@ pub fn CasePage() -> impl IntoView {
     view! {
         <Suspense fallback=|| view! { <p>"Loading case…"</p> }>
             {move || Suspend::new(async move {
-                loaded(opened.await, |case| view! { <h1>{case.case_name.clone()}</h1> <CaseViewer case/> })
+                loaded(opened.await, move |case| view! { <h1>{case.case_name.clone()}</h1> <CaseViewer case compare_with focus_label/> })
             })}
         </Suspense>
         <ModelRuns case_id=case_id()/>

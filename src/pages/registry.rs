@@ -460,7 +460,11 @@ fn EvaluationSummary(evaluation: PairedEvaluation) -> impl IntoView {
                     <tbody>
                         {evaluation.disagreements.iter().map(|d| view! {
                             <tr>
-                                <td><a href=format!("/cases/{}", d.case_id)>{d.case_name.clone()}</a></td>
+                                <td>
+                                    <a href=format!("/cases/{}?compare=shadow&label={}", d.case_id, d.label)>{d.case_name.clone()}</a>
+                                    " "
+                                    <a class="muted" href=format!("/cases/{}?compare=production&label={}", d.case_id, d.label)>"(production)"</a>
+                                </td>
                                 <td>{d.label}</td>
                                 <td>{format!("{:.3}", d.production_dice)}</td>
                                 <td>{format!("{:.3}", d.shadow_dice)}</td>
@@ -496,6 +500,11 @@ pub fn JobTable(jobs: Vec<Job>) -> impl IntoView {
                                     <td class=format!("job {}", job.status.as_str())>
                                         {job.status.as_str()}
                                         {job.last_error.map(|e| view! { <br/><span class="muted">{e}</span> })}
+                                        // The output, compared with the case's mask.
+                                        {job.output_ref.map(|_| view! {
+                                            " "
+                                            <a href=format!("/cases/{}?compare={}", job.case_id, job.role.as_str())>"compare"</a>
+                                        })}
                                     </td>
                                     <td>{format!("{} / {}", job.attempts, job.max_attempts)}</td>
                                     <td>{format_time(job.updated_at_ms)}</td>

@@ -4,11 +4,11 @@
 
 use leptos::prelude::*;
 
-use crate::api::{CaseArtifacts, LabelDef};
+use crate::api::{CaseArtifacts, CasePrediction, LabelDef, ModelState};
 use crate::pages::case_workflow::ReviewPanel;
 use crate::pages::common::format_time;
 use crate::viewer::orientation::Plane;
-use crate::viewer::render::Window;
+use crate::viewer::render::{prediction_color, PredictionStyle, Window};
 use crate::viewer::tools::EditableArea;
 use crate::viewer::ui::{Command, Crosshair, Layout, SaveStatus, Tool, ViewerUi, PERCENTILE_PRESETS};
 use crate::viewer::Smoothing;
@@ -37,9 +37,15 @@ pub const SHORTCUTS: [(&str, &str); 20] = [
     ("Esc", "close this help"),
 ];
 
+/// The case's viewer. `compare_with` (from the page's address, as the evaluation's links set
+/// it) turns on the comparison with that role's prediction, looking first at `focus_label`.
 #[component]
-pub fn CaseViewer(case: CaseArtifacts) -> impl IntoView {
+pub fn CaseViewer(case: CaseArtifacts, compare_with: Option<ModelState>, focus_label: Option<u8>) -> impl IntoView {
     let ui = ViewerUi::new(case);
+    if let Some(role) = compare_with {
+        ui.disagreement.set(ui.case.with_value(|case| case.predictions.iter().position(|p| p.role == role)));
+        ui.focus_label.set(focus_label);
+    }
     let views = NodeRef::<leptos::html::Div>::new();
     #[cfg(feature = "hydrate")]
     {
@@ -242,6 +248,7 @@ pub fn CaseViewer(case: CaseArtifacts) -> impl IntoView {
                 </div>
                 <div class="side">
                     <ReviewPanel ui/>
+                    <PredictionsPanel ui/>
                     <LabelList ui labels/>
                     <HistoryPanel ui/>
                 </div>
@@ -352,6 +359,75 @@ fn Tools3d(ui: ViewerUi, labels: Vec<LabelDef>) -> impl IntoView {
             </label>
         </div>
     }
+}
+
+/// The case's production and shadow predictions (for ML engineers and admins), each hidden,
+/// outlined or filled over the mask, and one compared with it voxel by voxel.
+#[component]
+fn PredictionsPanel(ui: ViewerUi) -> impl IntoView {
+    let predictions = ui.case.with_value(|case| case.predictions.clone());
+    let named = |p: &CasePrediction| format!("{} {} {}", p.role, p.model_name, p.model_version);
+    (!predictions.is_empty()).then(|| {
+        let compared = ui.disagreement.get_untracked();
+        let rows = predictions
+            .iter()
+            .enumerate()
+            .map(|(n, prediction)| {
+                let [r, g, b] = prediction_color(prediction.role);
+                let name = named(prediction);
+                view! {
+                    <tr>
+                        <td><span class="swatch" style=format!("background: rgb({r}, {g}, {b})")></span>{name.clone()}</td>
+                        <td>
+                            <select
+                                aria-label=format!("Draw {name}")
+                                on:change=move |ev| {
+                                    let style = match event_target_value(&ev).as_str() {
+                                        "outline" => Some(PredictionStyle::Outline),
+                                        "fill" => Some(PredictionStyle::Fill),
+                                        _ => None,
+                                    };
+                                    ui.prediction_styles.update(|styles| styles[n] = style);
+                                }
+                            >
+                                <option value="hidden">"hidden"</option>
+                                <option value="outline">"outline"</option>
+                                <option value="fill">"fill"</option>
+                            </select>
+                        </td>
+                    </tr>
+                }
+            })
+            .collect_view();
+        let choices = predictions
+            .iter()
+            .enumerate()
+            .map(|(n, prediction)| view! { <option value=n.to_string() selected=compared == Some(n)>{named(prediction)}</option> })
+            .collect_view();
+        view! {
+            <aside class="predictions" data-testid="predictions">
+                <h2>"Predictions"</h2>
+                <table><tbody>{rows}</tbody></table>
+                <label>
+                    "Disagreement with "
+                    <select
+                        aria-label="Disagreement with"
+                        on:change=move |ev| ui.disagreement.set(event_target_value(&ev).parse().ok())
+                    >
+                        <option value="" selected=compared.is_none()>"none"</option>
+                        {choices}
+                    </select>
+                </label>
+                {move || ui.disagreement_counts.get().map(|(human, model)| view! {
+                    <p data-testid="disagreement">
+                        <span class="human-only">{format!("{human} voxels only in the human mask")}</span>
+                        ", "
+                        <span class="prediction-only">{format!("{model} only in the prediction")}</span>
+                    </p>
+                })}
+            </aside>
+        }
+    })
 }
 
 /// Each label with its visibility, voxel count and volume.

@@ -1,6 +1,7 @@
 //! The viewer and mask editor's logic, free of the browser so it is unit-tested natively and
 //! compiled unchanged into the WASM front end (`crate::browser` draws and listens).
 
+pub mod disagreement;
 pub mod orientation;
 pub mod preview;
 pub mod render;

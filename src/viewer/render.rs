@@ -1,9 +1,10 @@
 //! Turning one slice of image and mask into RGBA pixels: grey levels through a window, label
-//! colours blended on top (filled or as outlines), and a proposed edit striped in its label's
-//! colour.
+//! colours blended on top (filled or as outlines), a proposed edit striped in its label's
+//! colour, and model predictions drawn over the mask or compared with it.
 
 use super::orientation::{PixelRect, SliceGeometry};
 use super::preview::Preview;
+use crate::api::ModelState;
 use crate::nifti_io::Samples;
 
 /// Intensity window: `center ± width / 2` maps to black..white.
@@ -86,6 +87,34 @@ pub fn parse_hex_color(css: &str) -> Option<[u8; 3]> {
 pub const ADDED: [u8; 3] = [34, 197, 94];
 pub const REMOVED: [u8; 3] = [239, 68, 68];
 
+/// Colours of the voxels where a prediction and the human mask disagree: labelled (that way)
+/// only by the person, or only by the model.
+pub const HUMAN_ONLY: [u8; 3] = [250, 204, 21];
+pub const PREDICTION_ONLY: [u8; 3] = [217, 70, 239];
+
+/// The colour a prediction is drawn in: production's sky blue, a shadow's orange.
+pub fn prediction_color(role: ModelState) -> [u8; 3] {
+    match role {
+        ModelState::Production => [56, 189, 248],
+        _ => [249, 115, 22],
+    }
+}
+
+/// How a model's prediction is drawn over the image and mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PredictionStyle {
+    Outline,
+    Fill,
+}
+
+/// One prediction drawn over the mask, in one colour whatever its labels.
+#[derive(Clone, Copy)]
+pub struct PredictionLayer<'a> {
+    pub labels: &'a [u8],
+    pub style: PredictionStyle,
+    pub color: [u8; 3],
+}
+
 /// What is drawn over the image.
 #[derive(Clone, Copy)]
 pub struct Layers<'a> {
@@ -94,12 +123,40 @@ pub struct Layers<'a> {
     pub preview: Option<&'a Preview>,
     /// The version a review compares with: voxels that differ are drawn as added or removed.
     pub reference: Option<&'a [u8]>,
+    /// A prediction compared with the mask: voxels that differ are drawn as human-only or
+    /// prediction-only.
+    pub disagreement: Option<&'a [u8]>,
+    /// Predictions drawn over the mask.
+    pub predictions: &'a [PredictionLayer<'a>],
 }
 
 impl<'a> Layers<'a> {
     /// The mask alone.
     pub fn mask(mask: &'a [u8]) -> Layers<'a> {
-        Layers { mask, preview: None, reference: None }
+        Layers { mask, preview: None, reference: None, disagreement: None, predictions: &[] }
+    }
+}
+
+/// Whether the voxel at (`row`, `col`) of a slice, holding `label` in `labels`, lies on the
+/// edge of its region: a 4-neighbour in the slice holds another label, or it is at the border.
+#[inline]
+fn on_edge(labels: &[u8], label: u8, (row, col): (usize, usize), (width, height): (usize, usize), walk: (usize, isize, isize)) -> bool {
+    let (origin, col_step, row_step) = walk;
+    let at = |row: usize, col: usize| labels[(origin as isize + col as isize * col_step + row as isize * row_step) as usize];
+    row == 0
+        || col == 0
+        || row + 1 == height
+        || col + 1 == width
+        || at(row - 1, col) != label
+        || at(row + 1, col) != label
+        || at(row, col - 1) != label
+        || at(row, col + 1) != label
+}
+
+fn blend(rgb: &mut [u8; 3], color: [u8; 3], alpha: u32) {
+    for channel in 0..3 {
+        let (under, over) = (rgb[channel] as u32, color[channel] as u32);
+        rgb[channel] = ((under * (256 - alpha) + over * alpha) >> 8) as u8;
     }
 }
 
@@ -116,13 +173,13 @@ pub fn render_slice(
     region: PixelRect,
     out: &mut [u8],
 ) {
-    let Layers { mask, preview, reference } = layers;
+    let Layers { mask, preview, reference, disagreement, predictions } = layers;
     let (width, height) = (geometry.width, geometry.height);
     assert_eq!(out.len(), width * height * 4, "output buffer size");
     assert!(region.col + region.width <= width && region.row + region.height <= height, "region within the slice");
-    let (origin, col_step, row_step) = geometry.walk(slice);
+    let walk = geometry.walk(slice);
+    let (origin, col_step, row_step) = walk;
     let alpha = (overlay.opacity.clamp(0.0, 1.0) * 256.0) as u32;
-    let label_at = |row: usize, col: usize| mask[(origin as isize + col as isize * col_step + row as isize * row_step) as usize];
     for row in region.row..region.row + region.height {
         let mut index = origin as isize + row as isize * row_step + region.col as isize * col_step;
         for col in region.col..region.col + region.width {
@@ -138,24 +195,26 @@ pub fn render_slice(
                 }
             } else if reference.is_some_and(|reference| reference[voxel] != label) {
                 rgb = if label != 0 { ADDED } else { REMOVED };
-            } else if label != 0 && !overlay.hidden[label as usize] {
-                let color = overlay.colors[label as usize];
-                if overlay.outline {
-                    let edge = row == 0
-                        || col == 0
-                        || row + 1 == height
-                        || col + 1 == width
-                        || label_at(row - 1, col) != label
-                        || label_at(row + 1, col) != label
-                        || label_at(row, col - 1) != label
-                        || label_at(row, col + 1) != label;
-                    if edge {
+            } else if disagreement.is_some_and(|predicted| predicted[voxel] != label) {
+                rgb = if label != 0 { HUMAN_ONLY } else { PREDICTION_ONLY };
+            } else {
+                if label != 0 && !overlay.hidden[label as usize] {
+                    let color = overlay.colors[label as usize];
+                    if !overlay.outline {
+                        blend(&mut rgb, color, alpha);
+                    } else if on_edge(mask, label, (row, col), (width, height), walk) {
                         rgb = color;
                     }
-                } else {
-                    for channel in 0..3 {
-                        let (under, over) = (rgb[channel] as u32, color[channel] as u32);
-                        rgb[channel] = ((under * (256 - alpha) + over * alpha) >> 8) as u8;
+                }
+                for layer in predictions {
+                    let predicted = layer.labels[voxel];
+                    if predicted == 0 {
+                        continue;
+                    }
+                    match layer.style {
+                        PredictionStyle::Fill => blend(&mut rgb, layer.color, 112),
+                        PredictionStyle::Outline if on_edge(layer.labels, predicted, (row, col), (width, height), walk) => rgb = layer.color,
+                        PredictionStyle::Outline => {}
                     }
                 }
             }
@@ -237,7 +296,7 @@ mod tests {
             .slice_geometry(Plane::Axial, [6, 6, 1], [1.0; 3]);
         let preview = Preview::new(PreviewKind::FillBetween { axis: 2 }, 3, (0..36).collect(), 36, false);
         let mut out = vec![0; 36 * 4];
-        let layers = Layers { mask: &[0; 36], preview: Some(&preview), reference: None };
+        let layers = Layers { preview: Some(&preview), ..Layers::mask(&[0; 36]) };
         render_slice(&image, layers, &geometry, 0, Window::spanning(0.0, 1.0), &Overlay::new([(3, "#0000ff")], 0.5, false), geometry.whole(), &mut out);
         let blue = out.chunks(4).filter(|p| p == &[0, 0, 255, 255]).count();
         let black = out.chunks(4).filter(|p| p == &[0, 0, 0, 255]).count();
@@ -266,9 +325,33 @@ mod tests {
             .slice_geometry(Plane::Axial, [4, 1, 1], [1.0; 3]);
         let mut out = vec![0; 16];
         // Voxels: unchanged label, added, removed, relabelled (counts as added).
-        let layers = Layers { mask: &[1, 1, 0, 2], preview: None, reference: Some(&[1, 0, 1, 1]) };
+        let layers = Layers { reference: Some(&[1, 0, 1, 1]), ..Layers::mask(&[1, 1, 0, 2]) };
         render_slice(&image, layers, &geometry, 0, Window::spanning(0.0, 1.0), &Overlay::new([(1, "#0000ff")], 1.0, false), geometry.whole(), &mut out);
         let pixels: Vec<[u8; 3]> = out.chunks(4).map(|p| [p[0], p[1], p[2]]).collect();
         assert_eq!(pixels, vec![[0, 0, 255], ADDED, REMOVED, ADDED]);
+    }
+
+    #[test]
+    fn a_prediction_is_compared_or_drawn_over_the_mask() {
+        let dims = [4, 1, 1];
+        let image = volume(dims, &[0; 4]);
+        let geometry = Orientation::from_affine(&[[-1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+            .slice_geometry(Plane::Axial, [4, 1, 1], [1.0; 3]);
+        let overlay = Overlay::new([(1, "#0000ff")], 1.0, false);
+        let (mask, predicted) = ([1, 1, 0, 0], [1, 0, 1, 0]);
+        let pixels = |layers: Layers| {
+            let mut out = vec![0; 16];
+            render_slice(&image, layers, &geometry, 0, Window::spanning(0.0, 1.0), &overlay, geometry.whole(), &mut out);
+            out.chunks(4).map(|p| [p[0], p[1], p[2]]).collect::<Vec<[u8; 3]>>()
+        };
+        // Agreeing, only the person's, only the model's, neither.
+        assert_eq!(pixels(Layers { disagreement: Some(&predicted), ..Layers::mask(&mask) }), vec![[0, 0, 255], HUMAN_ONLY, PREDICTION_ONLY, [0, 0, 0]]);
+        // Outlined in one row, every labelled voxel is an edge; a fill blends over what is below.
+        let outline = [PredictionLayer { labels: &predicted, style: PredictionStyle::Outline, color: [255, 0, 0] }];
+        assert_eq!(pixels(Layers { predictions: &outline, ..Layers::mask(&mask) }), vec![[255, 0, 0], [0, 0, 255], [255, 0, 0], [0, 0, 0]]);
+        let fill = [PredictionLayer { labels: &predicted, style: PredictionStyle::Fill, color: [255, 0, 0] }];
+        let filled = pixels(Layers { predictions: &fill, ..Layers::mask(&mask) });
+        assert_eq!(filled[2], [111, 0, 0], "112/256 of red over black");
+        assert_eq!(filled[3], [0, 0, 0]);
     }
 }

@@ -10,7 +10,7 @@ use web_sys::ImageData;
 use super::state::{alive, Viewer};
 use super::timing::{mark, now_ms, record_render, Milestone};
 use crate::viewer::orientation::{Plane, VoxelBox};
-use crate::viewer::render::{render_slice, Layers};
+use crate::viewer::render::{prediction_color, render_slice, Layers, PredictionLayer};
 use crate::viewer::ui::Layout;
 
 /// Crosshair colour: a cyan no label palette uses, so tests can find its lines.
@@ -70,10 +70,21 @@ impl Viewer {
             _ => geometry.whole(),
         };
         view.pixels.resize(w * h * 4, 0);
+        let styles = self.ui.prediction_styles.get_untracked();
+        let roles = self.ui.case.with_value(|case| case.predictions.iter().map(|p| p.role).collect::<Vec<_>>());
+        let predictions: Vec<PredictionLayer> = styles
+            .iter()
+            .zip(&self.predictions)
+            .zip(roles)
+            .filter_map(|((style, labels), role)| Some(PredictionLayer { labels: labels.as_deref()?, style: (*style)?, color: prediction_color(role) }))
+            .collect();
+        let disagreement = self.ui.disagreement.get_untracked().and_then(|n| self.predictions.get(n)?.as_deref());
         let layers = Layers {
             mask: self.viewing.as_deref().unwrap_or(&self.editor.mask),
             preview: self.editor.preview.as_ref().filter(|_| self.viewing.is_none()),
             reference: self.reference.as_deref(),
+            disagreement,
+            predictions: &predictions,
         };
         let window = self.ui.window.get_untracked();
         render_slice(&self.editor.image, layers, &geometry, slice, window, &self.overlay, region, &mut view.pixels);

@@ -21,6 +21,9 @@ impl Viewer {
         if let Some(reference) = &self.reference {
             self.ui.changes.set(Some(changes_between(reference, &self.editor.mask)));
         }
+        if self.ui.disagreement_counts.get_untracked().is_some() {
+            self.count_disagreement();
+        }
         if matches!(self.ui.status.get_untracked(), SaveStatus::Saved { .. }) {
             self.ui.status.set(SaveStatus::Idle);
         }

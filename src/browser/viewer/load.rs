@@ -63,6 +63,7 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
         grown_with: None,
         viewing: None,
         reference: None,
+        predictions: vec![None; case.predictions.len()],
         saving: false,
         keep_scheduled: false,
         drawn_once: false,

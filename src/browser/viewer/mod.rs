@@ -1,8 +1,9 @@
 //! The canvas viewer and mask editor in the browser. [`start`] opens the case (`load`), then
 //! wires the page to it: redraws when a setting changes (`draw`), pointer and key input
-//! (`input`), the controls' commands (`commands`, with the 3-D tools in `edit3d`), and
-//! unsaved edits kept in this browser (`keep`). The shared state is in `state`, one canvas's
-//! zoom and pan in `view`, and `timing` leaves marks for benchmarks and tests.
+//! (`input`), the controls' commands (`commands`, with the 3-D tools in `edit3d`), model
+//! predictions over the mask (`predictions`), and unsaved edits kept in this browser
+//! (`keep`). The shared state is in `state`, one canvas's zoom and pan in `view`, and
+//! `timing` leaves marks for benchmarks and tests.
 
 mod commands;
 mod draw;
@@ -10,6 +11,7 @@ mod edit3d;
 mod input;
 mod keep;
 mod load;
+mod predictions;
 mod state;
 mod timing;
 mod view;
@@ -109,6 +111,17 @@ fn attach(shared: Shared) {
         let on = ui.compare.get();
         let shared = comparing.clone();
         spawn_local(async move { commands::compare(&shared, on).await });
+    });
+    // Predictions drawn or compared, downloaded when first asked for; turning a comparison on
+    // moves the views to where it disagrees most.
+    let predicting = shared.clone();
+    Effect::new(move |previous: Option<Option<usize>>| {
+        ui.prediction_styles.track();
+        let compared = ui.disagreement.get();
+        let jump = compared.is_some() && previous.flatten() != compared;
+        let shared = predicting.clone();
+        spawn_local(async move { predictions::show(&shared, jump).await });
+        compared
     });
     commands::receive(&shared);
     for plane in Plane::ALL {

@@ -17,7 +17,7 @@ use super::mask_versions::mask_object_ref;
 use super::registry;
 use super::users::User;
 use super::workflow;
-use crate::api::{Artifact, ArtifactKind, CaseArtifacts, CaseSummary, LabelDef, MaskVersion, ReviewBase};
+use crate::api::{Artifact, ArtifactKind, CaseArtifacts, CasePrediction, CaseSummary, LabelDef, MaskVersion, ModelState, ReviewBase};
 use crate::mask_ops::label_counts;
 use crate::nifti_io::{gzip, gzip_empty_mask, gzip_mask, inspect, Volume, VolumeMeta};
 use crate::server::clock::now_ms;
@@ -384,6 +384,7 @@ pub async fn case_artifacts(state: &AppState, user: &User, case_id: &str, includ
     let history = if include_history { mask_history(state, case_id).await? } else { Vec::new() };
     let workflow = workflow::workflow_of(&mut *state.db.pool.acquire().await?, case_id).await?;
     let review_base = review_base(state, case_id, workflow.approved_mask_ref.as_deref()).await?;
+    let predictions = if user.is_coordinator() { predictions(state, case_id).await? } else { Vec::new() };
     Ok(CaseArtifacts {
         case_id: case_id.to_string(),
         case_name: case.get("name"),
@@ -393,7 +394,36 @@ pub async fn case_artifacts(state: &AppState, user: &User, case_id: &str, includ
         history,
         workflow,
         review_base,
+        predictions,
     })
+}
+
+/// The latest prediction of each production and shadow version on the case, production first.
+async fn predictions(state: &AppState, case_id: &str) -> Result<Vec<CasePrediction>, AppError> {
+    let rows = sqlx::query(
+        "SELECT p.object_ref, p.created_at, m.id, m.name, m.version, m.state FROM predictions p JOIN models m ON m.id = p.model_id
+         WHERE p.case_id = $1 AND m.state IN ('production', 'shadow')
+           AND p.created_at = (SELECT MAX(q.created_at) FROM predictions q WHERE q.model_id = p.model_id AND q.case_id = p.case_id)
+         ORDER BY m.state, m.name",
+    )
+    .bind(case_id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut predictions = Vec::with_capacity(rows.len());
+    for row in rows {
+        let object_ref: String = row.get("object_ref");
+        let state_name: String = row.get("state");
+        predictions.push(CasePrediction {
+            role: ModelState::parse(&state_name).ok_or_else(|| AppError::internal(format!("model state {state_name:?}")))?,
+            model_id: row.get("id"),
+            model_name: row.get("name"),
+            model_version: row.get("version"),
+            url: state.store.presign_get(&object_ref).await?,
+            object_ref,
+            created_at_ms: row.get("created_at"),
+        });
+    }
+    Ok(predictions)
 }
 
 /// The last approved version, else the mask the case was imported with (its oldest).

@@ -132,7 +132,7 @@ pub enum JobFilter<'a> {
     Model(&'a str),
 }
 
-fn job(row: &AnyRow) -> Result<Job, AppError> {
+fn job(row: &AnyRow, show_output: bool) -> Result<Job, AppError> {
     let status: String = row.get("status");
     let role: String = row.get("role");
     Ok(Job {
@@ -148,6 +148,7 @@ fn job(row: &AnyRow) -> Result<Job, AppError> {
         attempts: row.get("attempts"),
         max_attempts: row.get("max_attempts"),
         last_error: row.get("last_error"),
+        output_ref: if show_output { row.get("output_ref") } else { None },
         created_at_ms: row.get("created_at"),
         updated_at_ms: row.get("updated_at"),
     })
@@ -164,7 +165,7 @@ pub async fn list_jobs(state: &AppState, user: &User, filter: JobFilter<'_>) -> 
     let roles = if user.is_coordinator() { "" } else { "AND j.role = 'production'" };
     let rows = sqlx::query(&format!(
         "SELECT j.id, j.run_id, j.case_id, j.model_id, m.name, m.version, j.role, j.trigger_kind, j.status,
-                j.attempts, j.max_attempts, j.last_error, j.created_at, j.updated_at
+                j.attempts, j.max_attempts, j.last_error, j.output_ref, j.created_at, j.updated_at
          FROM model_jobs j JOIN models m ON m.id = j.model_id JOIN cases c ON c.id = j.case_id
          WHERE {column} = $1 AND {readable} {roles}
          ORDER BY j.created_at DESC, m.name, j.role LIMIT 200",
@@ -174,7 +175,7 @@ pub async fn list_jobs(state: &AppState, user: &User, filter: JobFilter<'_>) -> 
     .bind(&user.id)
     .fetch_all(&state.db.pool)
     .await?;
-    rows.iter().map(job).collect()
+    rows.iter().map(|row| job(row, user.is_coordinator())).collect()
 }
 
 /// A claimed job.

@@ -1,0 +1,78 @@
+//! Model predictions over the mask, for ML engineers and admins: each downloaded once when
+//! first drawn or compared, the disagreement with the mask counted, and the views moved to
+//! the slice where it is largest when a comparison is turned on.
+
+use leptos::prelude::*;
+
+use super::state::{alive, ui_of, Shared, Viewer};
+use crate::browser::net;
+use crate::viewer::disagreement::largest_disagreement;
+use crate::viewer::ui::SaveStatus;
+use crate::viewer::{changes_between, Editor};
+
+impl Viewer {
+    /// Counts the disagreement with the compared prediction (after each edit too).
+    pub(super) fn count_disagreement(&self) {
+        let counts = self
+            .ui
+            .disagreement
+            .get_untracked()
+            .and_then(|n| self.predictions.get(n)?.as_deref())
+            .map(|predicted| changes_between(predicted, &self.editor.mask));
+        self.ui.disagreement_counts.set(counts);
+    }
+}
+
+/// Shows the predictions the controls ask for; with `jump`, moves the views to where the
+/// compared one disagrees most with the mask.
+pub(super) async fn show(shared: &Shared, jump: bool) {
+    let ui = ui_of(shared);
+    let styles = ui.prediction_styles.get_untracked();
+    let compared = ui.disagreement.get_untracked();
+    let wanted = styles.iter().enumerate().filter(|(_, style)| style.is_some()).map(|(n, _)| n).chain(compared);
+    for n in wanted.collect::<Vec<_>>() {
+        if shared.borrow().predictions.get(n).is_none_or(Option::is_some) {
+            continue;
+        }
+        if let Err(message) = download(shared, n).await {
+            let _ = ui.status.try_set(SaveStatus::Failed(format!("could not load the prediction: {message}")));
+            return;
+        }
+        if !alive(ui) {
+            return;
+        }
+    }
+    let mut viewer = shared.borrow_mut();
+    viewer.count_disagreement();
+    if jump {
+        let target = compared.and_then(|n| {
+            let predicted = viewer.predictions.get(n)?.as_deref()?;
+            let axis = viewer.geometry_of(viewer.active()).through;
+            largest_disagreement(predicted, &viewer.editor.mask, ui.focus_label.get_untracked(), viewer.editor.dims, axis)
+        });
+        if let Some(voxel) = target {
+            viewer.move_point(voxel);
+        }
+    }
+    viewer.draw();
+}
+
+/// Downloads prediction `n` from a freshly presigned URL (the page's may have expired).
+async fn download(shared: &Shared, n: usize) -> Result<(), String> {
+    let (case_id, object_ref) = {
+        let viewer = shared.borrow();
+        (viewer.case_id.clone(), viewer.ui.case.with_value(|case| case.predictions[n].object_ref.clone()))
+    };
+    let fresh = net::case_artifacts(&case_id).await?;
+    let url = fresh
+        .predictions
+        .into_iter()
+        .find(|p| p.object_ref == object_ref)
+        .map(|p| p.url)
+        .ok_or("the prediction is no longer listed (the version changed state); reload the page")?;
+    let file = net::download(&url, |_, _| {}).await?;
+    let mut viewer = shared.borrow_mut();
+    let labels = Editor::labels_of(&file, viewer.editor.mask.len()).map_err(|e| e.to_string())?;
+    viewer.predictions[n] = Some(labels);
+    Ok(())
+}

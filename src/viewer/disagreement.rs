@@ -1,0 +1,53 @@
+//! Where to look first when a model's prediction and the human mask disagree: the slice
+//! holding most of the disagreement. (How many voxels each side alone labels is
+//! [`super::changes_between`] of the prediction and the mask.)
+
+/// In the slice across `axis` holding the most voxels where the two disagree about `label`
+/// (any label when `None`), the disagreeing voxel nearest to their centre; `None` when they
+/// agree everywhere.
+pub fn largest_disagreement(prediction: &[u8], mask: &[u8], label: Option<u8>, dims: [usize; 3], axis: usize) -> Option<[usize; 3]> {
+    let differs = |voxel: usize| match label {
+        Some(label) => (prediction[voxel] == label) != (mask[voxel] == label),
+        None => prediction[voxel] != mask[voxel],
+    };
+    let coordinates = |voxel: usize| [voxel % dims[0], (voxel / dims[0]) % dims[1], voxel / (dims[0] * dims[1])];
+    let mut per_slice = vec![0u64; dims[axis]];
+    for voxel in (0..prediction.len()).filter(|&v| differs(v)) {
+        per_slice[coordinates(voxel)[axis]] += 1;
+    }
+    let (slice, &most) = per_slice.iter().enumerate().max_by_key(|(slice, count)| (**count, std::cmp::Reverse(*slice)))?;
+    if most == 0 {
+        return None;
+    }
+    let in_slice: Vec<[usize; 3]> = (0..prediction.len()).filter(|&v| differs(v)).map(coordinates).filter(|at| at[axis] == slice).collect();
+    let centre = [0, 1, 2].map(|a| in_slice.iter().map(|at| at[a] as f64).sum::<f64>() / in_slice.len() as f64);
+    let distance = |at: &[usize; 3]| (0..3).map(|a| (at[a] as f64 - centre[a]).powi(2)).sum::<f64>();
+    in_slice.into_iter().min_by(|a, b| distance(a).total_cmp(&distance(b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::viewer::changes_between;
+
+    #[test]
+    fn counts_each_side_and_finds_the_slice_of_most_disagreement() {
+        let dims = [3, 3, 3];
+        let index = |[i, j, k]: [usize; 3]| i + 3 * (j + 3 * k);
+        let mut mask = vec![0u8; 27];
+        let mut prediction = vec![0u8; 27];
+        // Slice k = 2: the model marks a row of three the person did not; k = 0: the person
+        // marks one voxel of label 2 the model missed; k = 1 agrees.
+        for i in 0..3 {
+            prediction[index([i, 1, 2])] = 1;
+        }
+        mask[index([0, 0, 0])] = 2;
+        mask[index([1, 1, 1])] = 1;
+        prediction[index([1, 1, 1])] = 1;
+        assert_eq!(changes_between(&prediction, &mask), (1, 3), "one voxel only the person labelled, three only the model");
+        assert_eq!(largest_disagreement(&prediction, &mask, None, dims, 2), Some([1, 1, 2]), "the middle of the row");
+        assert_eq!(largest_disagreement(&prediction, &mask, Some(2), dims, 2), Some([0, 0, 0]));
+        assert_eq!(largest_disagreement(&prediction, &mask, Some(1), dims, 0), Some([0, 1, 2]), "slices across i hold one each: the first");
+        assert_eq!(largest_disagreement(&mask, &mask, None, dims, 2), None);
+    }
+}
