@@ -109,7 +109,7 @@ pub struct CaseArtifacts {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CasePrediction {
     /// The version's state now: production or shadow.
-    pub role: super::ModelState,
+    pub role: super::registry::ModelState,
     pub model_id: String,
     pub model_name: String,
     pub model_version: String,
