@@ -95,12 +95,22 @@ pub struct ArtifactSpec {
     pub format: ArtifactFormat,
     /// Hex SHA-256 of the uploaded artifact; the upload is refused when it differs.
     pub sha256: String,
+    /// `oip-v2`: the inference server's base URL (default: the instance's `--oip-endpoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// `oip-v2`: the model's name on that server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_name: Option<String>,
 }
 
+/// How a version runs: in process with tract (`onnx`), or on a remote Open Inference Protocol
+/// v2 server serving the same ONNX network (`oip-v2`; the uploaded file is its record).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum ArtifactFormat {
+    #[serde(rename = "onnx")]
     Onnx,
+    #[serde(rename = "oip-v2")]
+    OipV2,
 }
 
 /// Where a model version is in its lifecycle.

@@ -274,6 +274,18 @@ pub struct OrchestratorConfig {
     /// float32 and the logits of every output channel, several times the image's size.
     #[arg(long, global = true, env = "SEGLAB_MAX_INFERENCE_VOXELS", default_value_t = 64 << 20)]
     pub max_inference_voxels: u64,
+    /// The Open Inference Protocol v2 server of `oip-v2` versions whose card names none.
+    #[arg(long, global = true, env = "SEGLAB_OIP_ENDPOINT")]
+    pub oip_endpoint: Option<String>,
+    /// One request to an inference server that takes longer fails (and may be retried).
+    #[arg(long, global = true, env = "SEGLAB_OIP_TIMEOUT_SECS", default_value_t = 300)]
+    pub oip_timeout_secs: u64,
+    /// Requests per inference before giving up, on connection failures, 429 and 5xx answers.
+    #[arg(long, global = true, env = "SEGLAB_OIP_ATTEMPTS", default_value_t = 3)]
+    pub oip_attempts: u32,
+    /// Requests to inference servers this instance has in flight at once.
+    #[arg(long, global = true, env = "SEGLAB_OIP_CONCURRENCY", default_value_t = 4)]
+    pub oip_concurrency: usize,
 }
 
 #[derive(Debug, Args, Clone)]

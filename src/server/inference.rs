@@ -4,8 +4,8 @@
 //! label values back. [`ProcessRunner`] runs ONNX models with tract (pure Rust, CPU) in a child
 //! process, `seglab infer`, which is killed when the attempt is abandoned (its timeout, a
 //! shutdown): a runaway model stops using the CPU at once, and a model that exhausts memory
-//! takes down its child, not the server. A runner that calls a remote inference server
-//! speaking the Open Inference Protocol v2 (KServe, Triton) fits the same trait for GPU scale.
+//! takes down its child, not the server. `super::oip` runs versions on a remote Open
+//! Inference Protocol v2 server (KServe, MLServer, Triton) through the same trait.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,8 @@
 //! - `services`: the one implementation of each operation;
 //! - infrastructure: `db` (metadata database), `storage` (object storage, presigning),
 //!   `embedded_s3` (the in-process S3 endpoint of the zero-dependency default), `mask_cache`
-//!   (decoded mask versions), `inference` (runs models in a child process), `login_limit`
+//!   (decoded mask versions), `inference` (runs models in a child process), `oip` (or on an
+//!   Open Inference Protocol v2 server), `login_limit`
 //!   (failed logins), `scratch` (uploads on disk), `session_store`, gathered in `state`; and
 //!   `charts`, the SVG the model page shows.
 
@@ -22,6 +23,7 @@ pub mod http;
 pub mod inference;
 pub mod login_limit;
 pub mod mask_cache;
+pub mod oip;
 pub mod scratch;
 pub mod services;
 pub mod session_store;

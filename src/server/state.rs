@@ -11,6 +11,7 @@ use super::db::Db;
 use super::embedded_s3;
 use super::error::CliError;
 use super::inference::{ProcessRunner, Runner};
+use super::oip::{CardRunner, OipRunner};
 use super::login_limit::LoginLimiter;
 use super::mask_cache::HeadCache;
 use super::session_store;
@@ -108,8 +109,10 @@ impl AppState {
             Some(program) => program.clone(),
             None => std::env::current_exe().map_err(|e| CliError::startup("cannot find the seglab binary for inference", e))?,
         };
-        let runner = ProcessRunner::new(store.clone(), program, config.data_dir.join("inference"), workers)
+        let local = ProcessRunner::new(store.clone(), program, config.data_dir.join("inference"), workers)
             .map_err(|e| CliError::startup("inference work folder", e))?;
+        let remote = OipRunner::new(&config.orchestrator).map_err(|e| CliError::startup("inference server client", e))?;
+        let runner = CardRunner { local, remote };
         let logins = Arc::new(LoginLimiter::new(
             std::time::Duration::from_secs(config.login_window_secs),
             config.login_failures_per_username,

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
 use super::users::{Role, User};
-use crate::api::{ActiveModels, ModelCard, ModelDetail, ModelState, ModelSummary, Rollback, StateChange};
+use crate::api::{ActiveModels, ArtifactFormat, ArtifactSpec, ModelCard, ModelDetail, ModelState, ModelSummary, Rollback, StateChange};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::inference;
@@ -120,7 +120,31 @@ fn check_rules(card: &ModelCard) -> Result<(), AppError> {
     if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
         return Err(unprocessable("model card field `artifact.sha256`: 64 lowercase hexadecimal digits"));
     }
-    Ok(())
+    check_remote(&card.artifact)
+}
+
+/// An `oip-v2` artifact names its model on the server (and may name the server); an `onnx`
+/// one names neither.
+fn check_remote(artifact: &ArtifactSpec) -> Result<(), AppError> {
+    match artifact.format {
+        ArtifactFormat::Onnx if artifact.endpoint.is_some() || artifact.model_name.is_some() => {
+            Err(unprocessable("model card field `artifact`: `endpoint` and `model_name` belong to format `oip-v2`"))
+        }
+        ArtifactFormat::Onnx => Ok(()),
+        ArtifactFormat::OipV2 => {
+            let name_ok = artifact.model_name.as_deref().is_some_and(|name| {
+                !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            });
+            if !name_ok {
+                return Err(unprocessable("model card field `artifact.model_name`: the model's name on the server (letters, digits, -_.)"));
+            }
+            match artifact.endpoint.as_deref().map(reqwest::Url::parse) {
+                Some(Ok(url)) if matches!(url.scheme(), "http" | "https") && url.query().is_none() => Ok(()),
+                Some(_) => Err(unprocessable("model card field `artifact.endpoint`: an http:// or https:// base URL")),
+                None => Ok(()),
+            }
+        }
+    }
 }
 
 fn summary(row: &AnyRow) -> Result<ModelSummary, AppError> {
@@ -542,6 +566,19 @@ mod tests {
         let mut c = card();
         c["metrics"][0]["value"] = json!("high");
         assert!(refusal(c).contains("metrics[0].value"));
+        let mut c = card();
+        c["artifact"]["format"] = json!("oip-v2");
+        assert!(refusal(c.clone()).contains("artifact.model_name"));
+        c["artifact"]["model_name"] = json!("liver seg");
+        assert!(refusal(c.clone()).contains("artifact.model_name"));
+        c["artifact"]["model_name"] = json!("liver-seg");
+        c["artifact"]["endpoint"] = json!("ftp://gpu:8080");
+        assert!(refusal(c.clone()).contains("artifact.endpoint"));
+        c["artifact"]["endpoint"] = json!("https://gpu.example:8443/kserve");
+        assert!(parse_card(&c.to_string()).is_ok());
+        let mut c = card();
+        c["artifact"]["model_name"] = json!("liver-seg");
+        assert!(refusal(c).contains("belong to format `oip-v2`"));
     }
 
     #[test]
