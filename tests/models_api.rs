@@ -692,6 +692,24 @@ async fn a_case_over_the_inference_budget_is_refused_before_any_work() {
 }
 
 #[tokio::test]
+async fn an_inference_over_its_memory_budget_is_stopped_with_the_reason() {
+    // 1 MiB: less than reading the model and the image takes, let alone running it.
+    let app = TestApp::spawn_configured(
+        |c| {
+            c.orchestrator.inference_memory_mib = 1;
+            c.orchestrator.job_max_attempts = 1;
+        },
+        |_| {},
+    )
+    .await;
+    let job = finished_shadow_job(&app, "cube-seg", "1.0.0", "segmenter_v1").await;
+    assert_eq!(job["status"], "failed");
+    let error = job["last_error"].as_str().unwrap();
+    assert!(error.contains("more than its memory budget of 1 MiB (--inference-memory-mib)"), "{error}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_inference_over_its_timeout_is_killed_and_stops_using_the_cpu() {
     let runaway = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/runaway_inference.sh");
     let app = TestApp::spawn_configured(

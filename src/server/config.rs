@@ -63,6 +63,9 @@ pub struct InferArgs {
     /// The label value of each output channel.
     #[arg(long, value_delimiter = ',', num_args = 1)]
     pub channels: Vec<u8>,
+    /// Memory the inference may allocate, in MiB (its data segment).
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,6 +277,10 @@ pub struct OrchestratorConfig {
     /// float32 and the logits of every output channel, several times the image's size.
     #[arg(long, global = true, env = "SEGLAB_MAX_INFERENCE_VOXELS", default_value_t = 64 << 20)]
     pub max_inference_voxels: u64,
+    /// Memory one in-process inference (its child process) may allocate, in MiB: a model that
+    /// needs more fails its job with that reason instead of pressing on the machine.
+    #[arg(long, global = true, env = "SEGLAB_INFERENCE_MEMORY_MIB", default_value_t = 8192)]
+    pub inference_memory_mib: u64,
     /// The Open Inference Protocol v2 server of `oip-v2` versions whose card names none.
     #[arg(long, global = true, env = "SEGLAB_OIP_ENDPOINT")]
     pub oip_endpoint: Option<String>,

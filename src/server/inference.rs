@@ -107,7 +107,12 @@ fn segment(onnx: &[u8], dims: [usize; 3], mut intensities: Vec<f32>, normalisati
 
 /// `seglab infer`: the child's side. Reads the model and the image (float32, little-endian,
 /// file order), writes one label byte per voxel; a refusal goes to stderr with exit code 1.
+/// With a memory budget, an allocation beyond it aborts the child ("memory allocation of …
+/// failed"), which the parent reports as such.
 pub fn run_child(args: &InferArgs) -> Result<(), String> {
+    if let Some(mib) = args.memory_mib {
+        limit_memory(mib << 20)?;
+    }
     let onnx = std::fs::read(&args.model).map_err(|e| format!("cannot read {}: {e}", args.model.display()))?;
     let raw = std::fs::read(&args.input).map_err(|e| format!("cannot read {}: {e}", args.input.display()))?;
     let dims: [usize; 3] = args.dims.as_slice().try_into().map_err(|_| format!("--dims {:?}: give three sizes", args.dims))?;
@@ -120,6 +125,19 @@ pub fn run_child(args: &InferArgs) -> Result<(), String> {
     let labels = segment(&onnx, dims, intensities, normalisation, &args.channels)?;
     std::fs::write(&args.output, labels).map_err(|e| format!("cannot write {}: {e}", args.output.display()))
 }
+
+/// Caps this process's data segment (heap and private mappings: what a model's tensors use).
+fn limit_memory(bytes: u64) -> Result<(), String> {
+    let limit = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
+    // SAFETY: setrlimit reads the struct it is given and changes only this process's limits.
+    if unsafe { libc::setrlimit(libc::RLIMIT_DATA, &limit) } != 0 {
+        return Err(format!("cannot set the memory budget: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// What Rust's allocator says, before aborting, when an allocation is refused.
+const OUT_OF_MEMORY: &str = "memory allocation of";
 
 /// How often a running child is asked whether it has finished.
 const CHILD_POLL: std::time::Duration = std::time::Duration::from_millis(20);
@@ -156,16 +174,18 @@ impl Drop for KillOnDrop {
 pub struct ProcessRunner {
     store: ObjectStore,
     program: PathBuf,
+    /// Each child's memory budget.
+    memory_mib: u64,
     /// Model files (one per version, written once) and each job's input and output.
     work_dir: PathBuf,
     slots: Arc<Semaphore>,
 }
 
 impl ProcessRunner {
-    pub fn new(store: ObjectStore, program: PathBuf, work_dir: PathBuf, concurrency: usize) -> std::io::Result<ProcessRunner> {
+    pub fn new(store: ObjectStore, program: PathBuf, memory_mib: u64, work_dir: PathBuf, concurrency: usize) -> std::io::Result<ProcessRunner> {
         std::fs::create_dir_all(work_dir.join("models"))?;
         std::fs::create_dir_all(work_dir.join("jobs"))?;
-        Ok(ProcessRunner { store, program, work_dir, slots: Arc::new(Semaphore::new(concurrency.max(1))) })
+        Ok(ProcessRunner { store, program, memory_mib, work_dir, slots: Arc::new(Semaphore::new(concurrency.max(1))) })
     }
 
     /// The model's artifact as a file, fetched once per version (versions never change).
@@ -218,6 +238,7 @@ impl Runner for ProcessRunner {
             .arg("--output")
             .arg(&files.output)
             .args(["--dims", &format!("{ni},{nj},{nk}"), "--normalisation", &normalisation, "--channels", &channels.join(",")])
+            .args(["--memory-mib", &self.memory_mib.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -235,6 +256,12 @@ impl Runner for ProcessRunner {
         if !status.success() {
             // The child's last line is its refusal (`error: …`).
             let said = std::fs::read_to_string(&files.stderr).unwrap_or_default();
+            if said.contains(OUT_OF_MEMORY) {
+                return Err(AppError::Unprocessable(format!(
+                    "model {}: the inference needed more than its memory budget of {} MiB (--inference-memory-mib) and was stopped",
+                    model.id, self.memory_mib
+                )));
+            }
             let said = said.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or_default();
             let said = said.strip_prefix("error: ").unwrap_or(said);
             return Err(AppError::Unprocessable(format!("model {}: {said} ({status})", model.id)));

@@ -109,7 +109,8 @@ impl AppState {
             Some(program) => program.clone(),
             None => std::env::current_exe().map_err(|e| CliError::startup("cannot find the seglab binary for inference", e))?,
         };
-        let local = ProcessRunner::new(store.clone(), program, config.data_dir.join("inference"), workers)
+        let memory = config.orchestrator.inference_memory_mib;
+        let local = ProcessRunner::new(store.clone(), program, memory, config.data_dir.join("inference"), workers)
             .map_err(|e| CliError::startup("inference work folder", e))?;
         let remote = OipRunner::new(&config.orchestrator).map_err(|e| CliError::startup("inference server client", e))?;
         let runner = CardRunner { local, remote };
