@@ -906,3 +906,55 @@ async fn an_oip_v2_version_on_mlserver_labels_each_voxel_as_in_process_inference
     assert!(error.contains("inference server http://127.0.0.1:") && error.contains("no answer") && error.contains("(attempt 2)"), "{error}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn requests_to_an_inference_server_time_out_and_stay_within_the_concurrency_limit() {
+    // A server that accepts connections and never answers, counting those open at once.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let (open, most) = (std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)), std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)));
+    let (counting, peak) = (open.clone(), most.clone());
+    tokio::spawn(async move {
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            let (open, most) = (counting.clone(), peak.clone());
+            tokio::spawn(async move {
+                let now = open.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                most.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                // Hold the connection until the client gives up on it.
+                let mut socket = socket;
+                let mut buffer = vec![0u8; 1 << 16];
+                while tokio::io::AsyncReadExt::read(&mut socket, &mut buffer).await.is_ok_and(|n| n > 0) {}
+                open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+    });
+    let app = TestApp::spawn_configured(
+        |c| {
+            c.orchestrator.workers = 2;
+            c.orchestrator.job_max_attempts = 1;
+            c.orchestrator.oip_attempts = 1;
+            c.orchestrator.oip_timeout_secs = 1;
+            c.orchestrator.oip_concurrency = 1;
+            c.orchestrator.oip_endpoint = Some(endpoint.clone());
+        },
+        |_| {},
+    )
+    .await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    // No endpoint in the card: the instance's --oip-endpoint.
+    let mut remote_card = card("cube-remote", "1.0.0", "segmenter_v1");
+    remote_card["artifact"] = json!({ "format": "oip-v2", "sha256": fixture_sha("segmenter_v1"), "model_name": "segmenter-v1" });
+    let response = register(&app, &engineer, &remote_card, fixture("segmenter_v1")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let remote = response.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string();
+    assert_eq!(set_state(&app, &engineer, &remote, "shadow").await.status(), StatusCode::OK);
+    let cases = [cube_case(&app).await, cube_case(&app).await];
+    for case_id in &cases {
+        let jobs = finished_jobs(&app, &engineer, case_id, 1).await;
+        let error = jobs[0]["last_error"].as_str().unwrap();
+        assert!(error.contains(&format!("inference server {endpoint}/v2/models/segmenter-v1/infer")) && error.contains("no answer"), "{error}");
+    }
+    assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 1, "two workers, one request in flight at a time");
+    app.stop().await;
+}
