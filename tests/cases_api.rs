@@ -424,7 +424,8 @@ async fn health_probes_answer_quickly_while_two_large_imports_run() {
             let (client, url, token, file) = (app.client.clone(), app.url("/cases"), token.clone(), raw.clone());
             tokio::spawn(async move {
                 let form = Form::new().text("name", format!("large {n}")).part("image", Part::bytes(file).file_name("large.nii"));
-                client.post(url).bearer_auth(token).multipart(form).send().await.unwrap().status()
+                let response = client.post(url).bearer_auth(token).multipart(form).send().await.unwrap();
+                (response.status(), response.text().await.unwrap())
             })
         })
         .collect();
@@ -450,7 +451,8 @@ async fn health_probes_answer_quickly_while_two_large_imports_run() {
         })
     };
     for import in imports {
-        assert_eq!(import.await.unwrap(), StatusCode::CREATED);
+        let (status, body) = import.await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{body}");
     }
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut probes = prober.join().unwrap();

@@ -673,19 +673,26 @@ async fn evaluations_are_for_ml_engineers_and_admins_only() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_case_over_the_inference_budget_is_refused_before_any_work() {
+/// The error of the one shadow job a cube case triggers on an instance configured by
+/// `configure` (one attempt per job), which must have failed.
+async fn failed_shadow_job(configure: impl FnOnce(&mut seglab::server::config::Config)) -> (TestApp, String) {
     let app = TestApp::spawn_configured(
         |c| {
-            c.orchestrator.max_inference_voxels = 1000;
             c.orchestrator.job_max_attempts = 1;
+            configure(c);
         },
         |_| {},
     )
     .await;
     let job = finished_shadow_job(&app, "cube-seg", "1.0.0", "segmenter_v1").await;
     assert_eq!(job["status"], "failed");
-    let error = job["last_error"].as_str().unwrap();
+    let error = job["last_error"].as_str().unwrap().to_string();
+    (app, error)
+}
+
+#[tokio::test]
+async fn a_case_over_the_inference_budget_is_refused_before_any_work() {
+    let (app, error) = failed_shadow_job(|c| c.orchestrator.max_inference_voxels = 1000).await;
     assert!(error.contains("more than this instance's inference budget of 1000"), "{error}");
     assert_eq!(app.count("SELECT COUNT(*) FROM predictions").await, 0);
     app.stop().await;
@@ -694,17 +701,7 @@ async fn a_case_over_the_inference_budget_is_refused_before_any_work() {
 #[tokio::test]
 async fn an_inference_over_its_memory_budget_is_stopped_with_the_reason() {
     // 1 MiB: less than reading the model and the image takes, let alone running it.
-    let app = TestApp::spawn_configured(
-        |c| {
-            c.orchestrator.inference_memory_mib = 1;
-            c.orchestrator.job_max_attempts = 1;
-        },
-        |_| {},
-    )
-    .await;
-    let job = finished_shadow_job(&app, "cube-seg", "1.0.0", "segmenter_v1").await;
-    assert_eq!(job["status"], "failed");
-    let error = job["last_error"].as_str().unwrap();
+    let (app, error) = failed_shadow_job(|c| c.orchestrator.inference_memory_mib = 1).await;
     assert!(error.contains("more than its memory budget of 1 MiB (--inference-memory-mib)"), "{error}");
     app.stop().await;
 }
