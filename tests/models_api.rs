@@ -99,14 +99,15 @@ async fn cube_case(app: &TestApp) -> String {
 
 /// Waits until every job of `case_id` has finished; returns them.
 async fn finished_jobs(app: &TestApp, token: &str, case_id: &str, expected: usize) -> Vec<Value> {
+    let mut jobs: Vec<Value> = Vec::new();
     for _ in 0..300 {
-        let jobs: Vec<Value> = app.get_json(token, &format!("/cases/{case_id}/jobs")).await;
+        jobs = app.get_json(token, &format!("/cases/{case_id}/jobs")).await;
         if jobs.len() == expected && jobs.iter().all(|j| j["status"] == "succeeded" || j["status"] == "failed") {
             return jobs;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("jobs of {case_id} did not finish");
+    panic!("jobs of {case_id} did not finish: {jobs:?}");
 }
 
 /// Registers `fixture` as a shadow version of `name`, imports the cube case, and returns the

@@ -113,6 +113,13 @@ pub fn run_child(args: &InferArgs) -> Result<(), String> {
     if let Some(mib) = args.memory_mib {
         limit_memory(mib << 20)?;
     }
+    // A refused allocation may surface as a panic in the model's code, and printing a panic's
+    // backtrace allocates again and can hang: say what happened and stop at once.
+    std::panic::set_hook(Box::new(|info| {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "error: {info}");
+        std::process::abort();
+    }));
     let onnx = std::fs::read(&args.model).map_err(|e| format!("cannot read {}: {e}", args.model.display()))?;
     let raw = std::fs::read(&args.input).map_err(|e| format!("cannot read {}: {e}", args.input.display()))?;
     let dims: [usize; 3] = args.dims.as_slice().try_into().map_err(|_| format!("--dims {:?}: give three sizes", args.dims))?;
@@ -136,8 +143,9 @@ fn limit_memory(bytes: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// What Rust's allocator says, before aborting, when an allocation is refused.
-const OUT_OF_MEMORY: &str = "memory allocation of";
+/// What the child says when an allocation is refused: Rust's allocator before aborting, or a
+/// library's panic (tract's tensors).
+const OUT_OF_MEMORY: [&str; 2] = ["memory allocation of", "failed to allocate"];
 
 /// How often a running child is asked whether it has finished.
 const CHILD_POLL: std::time::Duration = std::time::Duration::from_millis(20);
@@ -239,6 +247,8 @@ impl Runner for ProcessRunner {
             .arg(&files.output)
             .args(["--dims", &format!("{ni},{nj},{nk}"), "--normalisation", &normalisation, "--channels", &channels.join(",")])
             .args(["--memory-mib", &self.memory_mib.to_string()])
+            // A backtrace would be read by no one and allocates when memory is what ran out.
+            .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -256,7 +266,7 @@ impl Runner for ProcessRunner {
         if !status.success() {
             // The child's last line is its refusal (`error: …`).
             let said = std::fs::read_to_string(&files.stderr).unwrap_or_default();
-            if said.contains(OUT_OF_MEMORY) {
+            if OUT_OF_MEMORY.iter().any(|words| said.contains(words)) {
                 return Err(AppError::Unprocessable(format!(
                     "model {}: the inference needed more than its memory budget of {} MiB (--inference-memory-mib) and was stopped",
                     model.id, self.memory_mib
