@@ -34,7 +34,8 @@ pub struct AppState {
     pub runner: Arc<dyn Runner>,
     /// Wakes this instance's idle orchestrator workers when jobs are enqueued here.
     pub jobs_ready: Arc<Notify>,
-    /// Wakes this instance's evaluator when a prediction or a human mask version is stored here.
+    /// Wakes this instance's evaluator when a prediction or a human mask version is stored here
+    /// (`notify_one`: there is one evaluator, and a wake-up while it is busy is kept for it).
     pub evaluations_ready: Arc<Notify>,
     /// Failed logins per username and client address.
     pub logins: Arc<LoginLimiter>,

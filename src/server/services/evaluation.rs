@@ -4,7 +4,7 @@
 //!
 //! The figures are computed in the background, never on a request: each instance that runs
 //! model jobs also runs an evaluator, woken when a prediction or a human mask version arrives
-//! (and every few seconds, for those another instance wrote). One instance at a time computes
+//! (and every 30 s, for those another instance wrote). One instance at a time computes
 //! each (prediction, human version): it holds a claim row with a lease. A request reads the
 //! stored figures and says how many cases are still pending.
 
@@ -24,8 +24,9 @@ use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::state::AppState;
 
-/// How often an idle evaluator looks for work another instance made.
-const EVALUATOR_POLL: Duration = Duration::from_secs(3);
+/// How often an idle evaluator looks for work another instance made (saves on instances
+/// without workers); work made here wakes it at once. Each look reads every unscored pair.
+const EVALUATOR_POLL: Duration = Duration::from_secs(30);
 /// A claim older than this belongs to an instance that stopped; another may take it over.
 const CLAIM_LEASE_MS: i64 = 10 * 60 * 1000;
 /// Pairs looked up per pass.

@@ -168,7 +168,7 @@ async fn apply_and_commit(
     idempotency::complete(&mut tx, &user.id, key, 201, &body).await?;
     tx.commit().await?;
     state.heads.insert(new_mask_ref, Arc::new(edited));
-    state.evaluations_ready.notify_waiters();
+    state.evaluations_ready.notify_one();
     tracing::info!(case_id, label_id = %saved.label_id, voxels_changed, "label saved");
     Ok(body)
 }

@@ -127,7 +127,7 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
         prelabel_case(&mut tx, &state.db, job, &version, &counts).await?;
     }
     tx.commit().await?;
-    state.evaluations_ready.notify_waiters();
+    state.evaluations_ready.notify_one();
     tracing::info!(job_id = %job.id, case_id = %job.case_id, model_id = %job.model_id, role = %job.role, "model job succeeded");
     Ok(())
 }
