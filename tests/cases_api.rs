@@ -463,3 +463,29 @@ async fn health_probes_answer_quickly_while_two_large_imports_run() {
     assert!(slowest < std::time::Duration::from_millis(500), "healthz took {slowest:?} at worst while imports ran");
     app.stop().await;
 }
+
+/// Imports at once all commit: each new case also updates the name index (a trigger on
+/// SQLite), which must not meet a stale snapshot when another import committed meanwhile.
+#[tokio::test]
+async fn concurrent_imports_all_commit() {
+    let app = TestApp::spawn().await;
+    let token = app.user("mle", &[Role::MlEngineer]).await;
+    let header = nifti::NiftiHeader { pixdim: [1.0; 8], ..nifti::NiftiHeader::default() };
+    let image = seglab::nifti_io::gzip(&seglab::nifti_io::encode_volume(&header, [8; 3], nifti::NiftiType::Uint8, &[7; 512]), 1);
+    let imports: Vec<_> = (0..12)
+        .map(|n| {
+            let (client, url, token, image) = (app.client.clone(), app.url("/cases"), token.clone(), image.clone());
+            tokio::spawn(async move {
+                let response = client.post(url).bearer_auth(token).multipart(form(&format!("parallel {n}"), image, None)).send().await.unwrap();
+                (response.status(), response.text().await.unwrap())
+            })
+        })
+        .collect();
+    for import in imports {
+        let (status, body) = import.await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let found: seglab::api::Worklist = app.get_json(&token, "/worklist?q=PARALLEL&per_page=20").await;
+    assert_eq!(found.total, 12);
+    app.stop().await;
+}

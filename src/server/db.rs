@@ -93,6 +93,17 @@ impl Db {
         result.map_err(|e| CliError::startup("database migration failed", e))
     }
 
+    /// A transaction that will write. On SQLite it takes the write lock at `BEGIN IMMEDIATE`:
+    /// a statement that reads before it writes (a new case's trigger updating the FTS5 name
+    /// index) would otherwise find its snapshot stale when another import committed meanwhile,
+    /// an error waiting cannot cure. PostgreSQL's plain `BEGIN` is enough.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// Readiness probe: the database answers a trivial query.
     pub async fn ping(&self) -> Result<(), AppError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

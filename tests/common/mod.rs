@@ -88,6 +88,10 @@ impl TestApp {
         configure: impl FnOnce(&mut Config),
         customise: impl FnOnce(&mut ServeArgs),
     ) -> TestApp {
+        // `SEGLAB_TEST_LOG=info` (a tracing filter) shows the servers' logs with a test's output.
+        if let Ok(filter) = std::env::var("SEGLAB_TEST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
         let mut args: Vec<String> = vec!["seglab".into()];
         for (name, value) in &env {
             let flag = match name.as_str() {

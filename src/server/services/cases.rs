@@ -246,7 +246,7 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
     // A new case is a run trigger: one job per active model version, queued with the case.
     let active = registry::all_active(state).await?;
     let created_at = now_ms();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin_write().await?;
     sqlx::query(
         "INSERT INTO cases (id, name, search_name, labels_json, label_counts_json, image_ref, head_mask_ref, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
