@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use sqlx::any::AnyRow;
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -106,38 +107,45 @@ async fn compute(state: &AppState, case: &EvaluableCase, labels: Vec<u8>) -> Res
     Ok(())
 }
 
-/// The latest prediction of each (version not archived, case) whose score against the case's
-/// latest human mask is not stored yet.
-async fn unscored(state: &AppState) -> Result<Vec<(String, EvaluableCase)>, AppError> {
-    let rows = sqlx::query(
+/// Each case's latest prediction by each model version `versions` selects (a condition on
+/// `p.model_id`), with the case's latest human mask, as `t`; rows of unlabelled cases are
+/// left out.
+fn latest_predictions(versions: &str) -> String {
+    format!(
         "SELECT t.* FROM (
-             SELECT p.model_id, p.case_id, p.id, p.object_ref,
+             SELECT p.model_id, p.case_id, c.name, p.id, p.object_ref,
                     (SELECT l.new_mask_ref FROM labels l WHERE l.case_id = p.case_id
                      ORDER BY l.created_at DESC, l.id DESC LIMIT 1) AS human_ref
-             FROM predictions p JOIN models m ON m.id = p.model_id
-             WHERE m.state <> 'archived'
+             FROM predictions p JOIN cases c ON c.id = p.case_id
+             WHERE {versions}
                AND p.created_at = (SELECT MAX(q.created_at) FROM predictions q WHERE q.model_id = p.model_id AND q.case_id = p.case_id)
          ) t
-         WHERE t.human_ref IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM evaluations e WHERE e.prediction_id = t.id AND e.human_ref = t.human_ref)
-         ORDER BY t.id LIMIT $1",
+         WHERE t.human_ref IS NOT NULL"
     )
+}
+
+fn evaluable(row: &AnyRow) -> EvaluableCase {
+    EvaluableCase {
+        case_id: row.get("case_id"),
+        case_name: row.get("name"),
+        prediction_id: row.get("id"),
+        prediction_ref: row.get("object_ref"),
+        human_ref: row.get("human_ref"),
+    }
+}
+
+/// The latest prediction of each (version not archived, case) whose score against the case's
+/// latest human mask is not stored yet, with its version.
+async fn unscored(state: &AppState) -> Result<Vec<(String, EvaluableCase)>, AppError> {
+    let rows = sqlx::query(&format!(
+        "{} AND NOT EXISTS (SELECT 1 FROM evaluations e WHERE e.prediction_id = t.id AND e.human_ref = t.human_ref)
+         ORDER BY t.id LIMIT $1",
+        latest_predictions("p.model_id IN (SELECT id FROM models WHERE state <> 'archived')"),
+    ))
     .bind(PAIRS_PER_PASS)
     .fetch_all(&state.db.pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let case = EvaluableCase {
-                case_id: row.get("case_id"),
-                case_name: String::new(),
-                prediction_id: row.get("id"),
-                prediction_ref: row.get("object_ref"),
-                human_ref: row.get("human_ref"),
-            };
-            (row.get("model_id"), case)
-        })
-        .collect())
+    Ok(rows.iter().map(|row| (row.get("model_id"), evaluable(row))).collect())
 }
 
 /// Takes the claim on (prediction, human mask) for `worker`: `false` when another instance
@@ -218,33 +226,13 @@ pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker
     }
 }
 
-/// Each case's latest prediction by `model_id`, with the case's latest human mask.
+/// Each labelled case's latest prediction by `model_id`, with the case's latest human mask.
 async fn evaluable_cases(state: &AppState, model_id: &str) -> Result<Vec<EvaluableCase>, AppError> {
-    let rows = sqlx::query(
-        "SELECT p.case_id, c.name, p.id, p.object_ref,
-                (SELECT l.new_mask_ref FROM labels l WHERE l.case_id = p.case_id
-                 ORDER BY l.created_at DESC, l.id DESC LIMIT 1) AS human_ref
-         FROM predictions p JOIN cases c ON c.id = p.case_id
-         WHERE p.model_id = $1
-           AND p.created_at = (SELECT MAX(q.created_at) FROM predictions q WHERE q.model_id = p.model_id AND q.case_id = p.case_id)
-         ORDER BY p.case_id",
-    )
-    .bind(model_id)
-    .fetch_all(&state.db.pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|row| {
-            let human_ref: Option<String> = row.get("human_ref");
-            Some(EvaluableCase {
-                case_id: row.get("case_id"),
-                case_name: row.get("name"),
-                prediction_id: row.get("id"),
-                prediction_ref: row.get("object_ref"),
-                human_ref: human_ref?,
-            })
-        })
-        .collect())
+    let rows = sqlx::query(&format!("{} ORDER BY t.case_id", latest_predictions("p.model_id = $1")))
+        .bind(model_id)
+        .fetch_all(&state.db.pool)
+        .await?;
+    Ok(rows.iter().map(evaluable).collect())
 }
 
 /// The train and validation cases of the snapshots a model was trained on.
