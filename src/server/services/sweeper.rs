@@ -78,21 +78,24 @@ pub async fn count_unknown_labels(state: &AppState) -> Result<usize, AppError> {
     Ok(counted)
 }
 
-/// Runs the housekeeping at start and then periodically until `shutdown`.
+async fn count_labels(state: &AppState) {
+    match count_unknown_labels(state).await {
+        Ok(0) => {}
+        Ok(counted) => tracing::info!(counted, "counted the labels of cases imported before counts were kept"),
+        Err(err) => tracing::warn!(%err, "label counting failed; will retry"),
+    }
+}
+
+/// Counts unknown label counts at start (cases from before they were kept show them soon),
+/// then runs all the housekeeping periodically until `shutdown`.
 pub async fn run(state: AppState, shutdown: CancellationToken) {
-    let mut first = true;
+    count_labels(&state).await;
     loop {
-        if !std::mem::take(&mut first) {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(SWEEP_EVERY) => {}
-            }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
         }
-        match count_unknown_labels(&state).await {
-            Ok(0) => {}
-            Ok(counted) => tracing::info!(counted, "counted the labels of cases imported before counts were kept"),
-            Err(err) => tracing::warn!(%err, "label counting failed; will retry"),
-        }
+        count_labels(&state).await;
         if let Err(err) = sweep_orphans(&state, ORPHAN_MIN_AGE).await {
             tracing::warn!(%err, "orphan sweep failed; will retry");
         }
