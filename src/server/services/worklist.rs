@@ -71,8 +71,9 @@ fn trigram_phrase(text: &str) -> String {
     format!("\"{}\"", text.replace('"', "\"\""))
 }
 
-/// The conditions of `query` but its status: the counts per status use them as they are.
-fn filter(user: &User, query: &WorklistQuery, backend: Backend, search: NameSearch) -> Filter {
+/// The conditions of `query` but its status (its name search, in lower case, planned apart):
+/// the counts per status use them as they are.
+fn filter(user: &User, query: &WorklistQuery, backend: Backend, search: Option<(String, NameSearch)>) -> Filter {
     let mut filter = Filter { conditions: Vec::new(), binds: Vec::new() };
     // Restricted cases only for those who label or review them (and coordinators).
     filter.binds.push(user.id.clone());
@@ -83,8 +84,8 @@ fn filter(user: &User, query: &WorklistQuery, backend: Backend, search: NameSear
         Some("none") => filter.condition("c.assignee_id IS NULL", None),
         Some(name) => filter.condition("c.assignee_id = (SELECT id FROM users WHERE username = ?)", Some(name.to_string())),
     }
-    if let Some(text) = search_text(query) {
-        match (search, backend) {
+    if let Some((text, plan)) = search {
+        match (plan, backend) {
             (NameSearch::TrigramIndex, _) => filter.condition(
                 "c.id IN (SELECT case_id FROM cases_name_search WHERE cases_name_search MATCH ?)",
                 Some(trigram_phrase(&text)),
@@ -131,8 +132,11 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
         Some(text) if text.chars().count() > MAX_SEARCH_CHARS => {
             return Err(AppError::Unprocessable(format!("a name search holds at most {MAX_SEARCH_CHARS} characters")));
         }
-        Some(text) => plan_name_search(&mut conn, state.db.backend, &text).await?,
-        None => NameSearch::Scan,
+        Some(text) => {
+            let plan = plan_name_search(&mut conn, state.db.backend, &text).await?;
+            Some((text, plan))
+        }
+        None => None,
     };
     let mut filter = filter(user, query, state.db.backend, search);
 
