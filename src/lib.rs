@@ -16,6 +16,7 @@ pub mod mask_ops;
 pub mod metrics;
 pub mod nifti_io;
 pub mod pages;
+pub mod slabs;
 pub mod viewer;
 
 #[cfg(feature = "ssr")]

@@ -43,7 +43,7 @@ pub struct Volume {
 #[error("{0}")]
 pub struct VolumeError(pub String);
 
-fn refuse(what: &str, detail: impl std::fmt::Display) -> VolumeError {
+pub fn refuse(what: &str, detail: impl std::fmt::Display) -> VolumeError {
     VolumeError(format!("{what} is not a readable NIfTI-1 volume: {detail}"))
 }
 
@@ -68,11 +68,11 @@ fn voxel_type_name(datatype: NiftiType) -> Option<&'static str> {
 }
 
 /// An I/O failure while reading `what`: for a gzip stream, damage or truncation.
-fn unreadable(what: &str, err: std::io::Error) -> VolumeError {
+pub fn unreadable(what: &str, err: std::io::Error) -> VolumeError {
     refuse(what, format!("the file is damaged or truncated ({err})"))
 }
 
-/// A volume's header and metadata, checked against its file (see [`inspect`]).
+/// A volume's header and metadata, checked against its file (see `crate::slabs::inspect`).
 pub struct VolumeInfo {
     pub header: NiftiHeader,
     pub meta: VolumeMeta,
@@ -96,10 +96,50 @@ impl VolumeInfo {
     }
 }
 
-/// Reads and checks the header, and skips to the voxels; returns the volume's information and
-/// how many bytes of voxels follow.
-fn read_header(what: &str, source: &mut impl Read, max_voxels: u64) -> Result<(VolumeInfo, u64), VolumeError> {
-    let header = NiftiHeader::from_reader(&mut *source).map_err(|e| match e {
+/// Reads and checks the header, and skips to the voxels; returns the volume's information, the
+/// header's 348 bytes as stored, and how many bytes of voxels follow.
+pub fn read_header(
+    what: &str,
+    source: &mut impl Read,
+    max_voxels: u64,
+) -> Result<(VolumeInfo, Vec<u8>, u64), VolumeError> {
+    let mut header_bytes = vec![0; HEADER_BYTES as usize];
+    source
+        .read_exact(&mut header_bytes)
+        .map_err(|e| unreadable(what, e))?;
+    let (info, voxel_bytes) = check_header(what, &header_bytes, max_voxels)?;
+    // The voxels start at vox_offset; what lies between (extension flag, extensions,
+    // padding) is skipped, as nibabel does.
+    let offset = info.header.vox_offset;
+    if !offset.is_finite() || offset.fract() != 0.0 || f64::from(offset) < VOX_OFFSET as f64 {
+        return Err(refuse(
+            what,
+            format!("its vox_offset {offset} does not point past the header"),
+        ));
+    }
+    let gap = offset as u64 - HEADER_BYTES;
+    if gap > MAX_EXTENSION_BYTES {
+        return Err(refuse(what, format!("its vox_offset {offset} leaves more than {MAX_EXTENSION_BYTES} bytes of extensions")));
+    }
+    let skipped = std::io::copy(&mut (&mut *source).take(gap), &mut std::io::sink())
+        .map_err(|e| unreadable(what, e))?;
+    if skipped < gap {
+        return Err(refuse(
+            what,
+            format!("its vox_offset {offset} lies beyond the end of the file"),
+        ));
+    }
+    Ok((info, header_bytes, voxel_bytes))
+}
+
+/// Parses and checks a header's 348 bytes: a single-file NIfTI-1 3-D volume of a supported
+/// voxel type within the budget; returns it with how many bytes its voxels take.
+fn check_header(
+    what: &str,
+    header_bytes: &[u8],
+    max_voxels: u64,
+) -> Result<(VolumeInfo, u64), VolumeError> {
+    let header = NiftiHeader::from_reader(header_bytes).map_err(|e| match e {
         nifti::NiftiError::Io(e) => unreadable(what, e),
         other => refuse(what, other),
     })?;
@@ -127,20 +167,6 @@ fn read_header(what: &str, source: &mut impl Read, max_voxels: u64) -> Result<(V
     if header.bitpix as usize != datatype.size_of() * 8 {
         return Err(refuse(what, format!("its bitpix {} does not fit voxel type {voxel_type}", header.bitpix)));
     }
-    // The voxels start at vox_offset; what lies between (extension flag, extensions,
-    // padding) is skipped, as nibabel does.
-    let offset = header.vox_offset;
-    if !offset.is_finite() || offset.fract() != 0.0 || f64::from(offset) < VOX_OFFSET as f64 {
-        return Err(refuse(what, format!("its vox_offset {offset} does not point past the header")));
-    }
-    let gap = offset as u64 - HEADER_BYTES;
-    if gap > MAX_EXTENSION_BYTES {
-        return Err(refuse(what, format!("its vox_offset {offset} leaves more than {MAX_EXTENSION_BYTES} bytes of extensions")));
-    }
-    let skipped = std::io::copy(&mut (&mut *source).take(gap), &mut std::io::sink()).map_err(|e| unreadable(what, e))?;
-    if skipped < gap {
-        return Err(refuse(what, format!("its vox_offset {offset} lies beyond the end of the file")));
-    }
     let pixdim = |axis: usize| header.pixdim[axis].abs();
     let meta = VolumeMeta {
         dims: [dim[0] as u32, dim[1] as u32, dim[2] as u32],
@@ -150,29 +176,8 @@ fn read_header(what: &str, source: &mut impl Read, max_voxels: u64) -> Result<(V
     Ok((VolumeInfo { header, meta }, voxels * datatype.size_of() as u64))
 }
 
-/// Checks a `.nii` or `.nii.gz` file as [`Volume::parse_within`] does (header, budget,
-/// `vox_offset`, every voxel present) while holding none of its voxels: for files too large
-/// to keep in memory, such as uploaded images.
-pub fn inspect(what: &str, mut file: impl std::io::BufRead, max_voxels: u64) -> Result<VolumeInfo, VolumeError> {
-    let gzipped = file.fill_buf().map_err(|e| unreadable(what, e))?.starts_with(&[0x1f, 0x8b]);
-    if gzipped {
-        inspect_stream(what, GzDecoder::new(file), max_voxels)
-    } else {
-        inspect_stream(what, file, max_voxels)
-    }
-}
-
-fn inspect_stream(what: &str, mut source: impl Read, max_voxels: u64) -> Result<VolumeInfo, VolumeError> {
-    let (info, expected) = read_header(what, &mut source, max_voxels)?;
-    let present = std::io::copy(&mut source.take(expected), &mut std::io::sink()).map_err(|e| unreadable(what, e))?;
-    if present < expected {
-        return Err(refuse(what, format!("the file is truncated: it holds {present} of its {expected} voxel bytes")));
-    }
-    Ok(info)
-}
-
 fn read_volume(what: &str, mut source: impl Read, max_voxels: u64) -> Result<Volume, VolumeError> {
-    let (VolumeInfo { header, meta }, expected) = read_header(what, &mut source, max_voxels)?;
+    let (VolumeInfo { header, meta }, _, expected) = read_header(what, &mut source, max_voxels)?;
     let mut raw = Vec::new();
     raw.try_reserve_exact(expected as usize)
         .map_err(|_| refuse(what, format!("{expected} bytes of voxels do not fit in memory")))?;
@@ -205,8 +210,45 @@ impl Volume {
         }
     }
 
+    /// A volume from a header's 348 bytes and its voxel bytes (as stored, the file's byte
+    /// order), such as the slabs of a volume joined; the voxels must be exactly as many as the
+    /// header declares.
+    pub fn from_parts(
+        what: &str,
+        header_bytes: &[u8],
+        raw: Vec<u8>,
+    ) -> Result<Volume, VolumeError> {
+        let (VolumeInfo { header, meta }, expected) =
+            check_header(what, header_bytes, DEFAULT_MAX_VOXELS)?;
+        if raw.len() as u64 != expected {
+            return Err(refuse(
+                what,
+                format!(
+                    "it holds {} voxel bytes where its header declares {expected}",
+                    raw.len()
+                ),
+            ));
+        }
+        Ok(Volume { header, meta, raw })
+    }
+
     pub fn voxel_count(&self) -> usize {
         self.meta.dims.iter().map(|&d| d as usize).product()
+    }
+
+    /// A volume of the header's size, every voxel bytes 0, to be filled (slab by slab).
+    pub fn zeroed(what: &str, header_bytes: &[u8]) -> Result<Volume, VolumeError> {
+        let (VolumeInfo { header, meta }, expected) =
+            check_header(what, header_bytes, DEFAULT_MAX_VOXELS)?;
+        let mut raw = Vec::new();
+        raw.try_reserve_exact(expected as usize).map_err(|_| {
+            refuse(
+                what,
+                format!("{expected} bytes of voxels do not fit in memory"),
+            )
+        })?;
+        raw.resize(expected as usize, 0);
+        Ok(Volume { header, meta, raw })
     }
 
     /// The voxels as label values, refusing anything that is not an integer in 0..=255.
@@ -311,7 +353,13 @@ impl Volume {
         if big_endian {
             bytes.chunks_exact_mut(datatype.size_of()).for_each(<[u8]>::reverse);
         }
-        Ok(Samples { kind, bytes, slope, inter })
+        Ok(Samples {
+            kind,
+            bytes,
+            slope,
+            inter,
+            big_endian,
+        })
     }
 
     /// The header and metadata alone.
@@ -340,6 +388,8 @@ pub struct Samples {
     bytes: Vec<u8>,
     slope: f32,
     inter: f32,
+    /// Whether the file stores them big-endian (they are kept little-endian).
+    big_endian: bool,
 }
 
 impl Samples {
@@ -382,11 +432,35 @@ impl Samples {
         raw * self.slope + self.inter
     }
 
+    /// Writes voxel bytes as the file stores them (a slab's) from voxel `first` on.
+    pub fn write_file_bytes(&mut self, first: usize, raw: &[u8]) {
+        let size = self.size_of();
+        let target = &mut self.bytes[first * size..first * size + raw.len()];
+        target.copy_from_slice(raw);
+        if self.big_endian {
+            target.chunks_exact_mut(size).for_each(<[u8]>::reverse);
+        }
+    }
+
     /// Intensities at the `low` and `high` fractions (0..=1) of the distribution, estimated
     /// from an even sample of at most 100,000 voxels; NaNs are ignored.
     pub fn percentiles(&self, low: f64, high: f64) -> (f32, f32) {
-        let step = (self.len() / 100_000).max(1);
-        let mut values: Vec<f32> = (0..self.len()).step_by(step).map(|i| self.get(i)).filter(|v| v.is_finite()).collect();
+        self.percentiles_of(0..self.len(), low, high)
+    }
+
+    /// [`Samples::percentiles`] of the voxels in `voxels` alone.
+    pub fn percentiles_of(
+        &self,
+        voxels: std::ops::Range<usize>,
+        low: f64,
+        high: f64,
+    ) -> (f32, f32) {
+        let step = (voxels.len() / 100_000).max(1);
+        let mut values: Vec<f32> = voxels
+            .step_by(step)
+            .map(|i| self.get(i))
+            .filter(|v| v.is_finite())
+            .collect();
         if values.is_empty() {
             return (0.0, 1.0);
         }
@@ -418,10 +492,38 @@ pub fn gzip_empty_mask(reference: &NiftiHeader, dims: [u32; 3], level: u32) -> V
 
 /// A uint8 label mask as a `.nii.gz`, compressed without first copying the voxels.
 pub fn gzip_mask(reference: &NiftiHeader, dims: [u32; 3], labels: &[u8], level: u32) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(labels.len() / 16 + 1024), Compression::new(level));
-    encoder.write_all(&volume_header(reference, dims, NiftiType::Uint8)).expect("writing to a Vec cannot fail");
-    encoder.write_all(labels).expect("writing to a Vec cannot fail");
+    gzip_mask_slabs(reference, dims, &[labels], level)
+}
+
+/// A uint8 label mask held in consecutive parts (slabs) as a `.nii.gz`, without joining them.
+pub fn gzip_mask_slabs(
+    reference: &NiftiHeader,
+    dims: [u32; 3],
+    parts: &[impl AsRef<[u8]>],
+    level: u32,
+) -> Vec<u8> {
+    let size: usize = parts.iter().map(|p| p.as_ref().len()).sum();
+    let mut encoder = GzEncoder::new(
+        Vec::with_capacity(size / 16 + 1024),
+        Compression::new(level),
+    );
+    encoder
+        .write_all(&volume_header(reference, dims, NiftiType::Uint8))
+        .expect("writing to a Vec cannot fail");
+    for part in parts {
+        encoder
+            .write_all(part.as_ref())
+            .expect("writing to a Vec cannot fail");
+    }
     encoder.finish().expect("writing to a Vec cannot fail")
+}
+
+/// The 348-byte header of a uint8 mask with the geometry of `reference`, as [`gzip_mask`]
+/// writes it.
+pub fn mask_header(reference: &NiftiHeader, dims: [u32; 3]) -> Vec<u8> {
+    let mut header = volume_header(reference, dims, NiftiType::Uint8);
+    header.truncate(HEADER_BYTES as usize);
+    header
 }
 
 /// An uncompressed single-file NIfTI-1 volume with the geometry of `reference`; `voxels` are

@@ -80,6 +80,47 @@ async fn mni152_template_imports_and_its_artifacts_download_through_presigned_ur
     assert_eq!(mask.meta.dims, [197, 233, 189]);
     assert!(mask.into_labels("mask").unwrap().iter().all(|v| *v == 0), "a new case starts with an empty mask");
 
+    // The same voxels in slabs, each fetched cross-origin by its own URL: joined in order
+    // they are the image's voxels, and with the header they read as the image does.
+    let slabs = &image_artifact.slabs;
+    assert_eq!(slabs.depth, 22, "about 1 MiB slabs of 197×233 uint8 slices");
+    assert_eq!(slabs.urls.len(), 9);
+    let mut joined = Vec::new();
+    for (index, url) in slabs.urls.iter().enumerate() {
+        let slab = plain
+            .get(url)
+            .header("Origin", PAGE_ORIGIN)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            slab.headers().get("access-control-allow-origin").is_some(),
+            "no CORS header on slab {index}"
+        );
+        let expected = 197 * 233 * if index < 8 { 22 } else { 189 - 8 * 22 };
+        joined.extend(
+            seglab::slabs::decompress("slab", &slab.bytes().await.unwrap(), expected).unwrap(),
+        );
+    }
+    use base64::Engine;
+    let header = base64::engine::general_purpose::STANDARD
+        .decode(&slabs.header)
+        .unwrap();
+    let from_slabs = seglab::nifti_io::Volume::from_parts("image", &header, joined)
+        .unwrap()
+        .into_samples("image")
+        .unwrap();
+    let from_file = seglab::nifti_io::Volume::parse("image", &image)
+        .unwrap()
+        .into_samples("image")
+        .unwrap();
+    assert_eq!(from_slabs.len(), from_file.len());
+    assert!(
+        (0..from_file.len()).all(|i| from_slabs.get(i) == from_file.get(i)),
+        "the slabs differ from the image"
+    );
+    assert_eq!(mask_artifact.slabs.urls.len(), 9);
+
     // The URL grants that one object only: pointing it at another key breaks the signature.
     let (path, query) = image_artifact.url.split_once('?').unwrap();
     let other = format!("{}?{}", path.replace("image.nii.gz", "other.nii.gz"), query);

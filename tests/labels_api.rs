@@ -99,8 +99,14 @@ async fn running_claim(app: &TestApp, username: &str, key: &str, request: &Value
     .unwrap();
 }
 
-async fn mask_objects(app: &TestApp, case_id: &str) -> usize {
-    app.state.store.list(&format!("cases/{case_id}/masks/")).await.unwrap().len()
+/// Mask versions recorded for the case.
+async fn mask_versions(app: &TestApp, case_id: &str) -> i64 {
+    sqlx::query("SELECT COUNT(*) FROM objects WHERE case_id = $1 AND kind = 'mask'")
+        .bind(case_id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap()
+        .get(0)
 }
 
 #[tokio::test]
@@ -134,7 +140,7 @@ async fn a_save_writes_a_new_version_with_exactly_the_edited_voxels_and_replays(
     assert_eq!(artifacts.history[0].voxels_changed, 40);
 
     // The new object holds exactly the edit; the old version is untouched.
-    let new_file = reqwest::get(&artifacts.artifacts[1].url).await.unwrap().bytes().await.unwrap();
+    let new_file = app.download(&token, &artifacts.artifacts[1].url).await;
     let new_mask = Volume::parse("mask", &new_file).unwrap();
     assert_eq!(new_mask.meta.dims, DIMS);
     assert_eq!(new_mask.header.srow_x, [-0.9, 0.0, 0.0, 14.0]);
@@ -160,8 +166,12 @@ async fn a_save_writes_a_new_version_with_exactly_the_edited_voxels_and_replays(
     assert_eq!(theirs.status(), StatusCode::CREATED);
 
     assert_eq!(app.count("SELECT COUNT(*) FROM labels").await, 2);
-    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'").await, 2);
-    assert_eq!(mask_objects(&app, &case_id).await, 3);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'")
+            .await,
+        2
+    );
+    assert_eq!(mask_versions(&app, &case_id).await, 3);
     app.stop().await;
 }
 
@@ -186,8 +196,12 @@ async fn fifty_concurrent_requests_with_one_key_make_exactly_one_label() {
     }
     assert_eq!(fresh, 1);
     assert_eq!(app.count("SELECT COUNT(*) FROM labels").await, 1);
-    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'").await, 1);
-    assert_eq!(mask_objects(&app, &case_id).await, 2);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'")
+            .await,
+        1
+    );
+    assert_eq!(mask_versions(&app, &case_id).await, 2);
     app.stop().await;
 }
 
@@ -206,7 +220,7 @@ async fn a_save_on_a_stale_base_is_refused_with_the_current_head() {
     assert_eq!(error["error"]["code"], "stale_base");
     assert_eq!(error["error"]["current_mask_ref"], saved.new_mask_ref.as_str());
     assert_eq!(app.count("SELECT COUNT(*) FROM labels").await, 1);
-    assert_eq!(mask_objects(&app, &case_id).await, 2);
+    assert_eq!(mask_versions(&app, &case_id).await, 2);
     // Bob's key was not used up: after reloading he saves with it on the new head.
     let retry = post(&app, &bob, Some("b1"), &body(&case_id, &saved.new_mask_ref, &stroke(2))).await;
     assert_eq!(retry.status(), StatusCode::CREATED);
@@ -222,6 +236,12 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
     let token = app.user("lab", &[Role::Labeler]).await;
     let engineer = app.user("mle", &[Role::MlEngineer]).await;
     let (case_id, base) = small_case(&app).await;
+    let stored_before = app
+        .state
+        .store
+        .list(&format!("cases/{case_id}/"))
+        .await
+        .unwrap();
     let run = |start: u64, len: u64, value: u8| {
         let mut mask = vec![0u8; VOXELS + 64];
         mask[start as usize..(start + len) as usize].fill(value);
@@ -301,7 +321,16 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'").await, 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM idempotency_keys").await, 0);
     assert_eq!(current_mask_ref(&app, &case_id).await, base);
-    assert_eq!(mask_objects(&app, &case_id).await, 1);
+    assert_eq!(mask_versions(&app, &case_id).await, 1);
+    assert_eq!(
+        app.state
+            .store
+            .list(&format!("cases/{case_id}/"))
+            .await
+            .unwrap(),
+        stored_before,
+        "nothing was stored"
+    );
     // And the key "k" is still free for a good request.
     assert_eq!(post(&app, &token, Some("k"), &valid).await.status(), StatusCode::CREATED);
     app.stop().await;
@@ -365,7 +394,20 @@ async fn a_crash_before_commit_leaves_an_orphan_the_sweeper_removes_and_the_retr
     assert_eq!(sweep_orphans(&app.state, std::time::Duration::ZERO).await.unwrap(), 1);
     let remaining = app.state.store.list(&format!("cases/{case_id}/")).await.unwrap();
     assert!(!remaining.contains(&orphan));
-    assert_eq!(remaining.len(), 3, "image, first mask, saved mask stay: {remaining:?}");
+    let files: Vec<_> = remaining
+        .iter()
+        .filter(|r| !r.contains("/slabs/"))
+        .collect();
+    assert_eq!(
+        files.len(),
+        2,
+        "the image and first mask files stay (the save wrote a slab): {remaining:?}"
+    );
+    assert_eq!(
+        remaining.len() as i64 - 2,
+        app.count("SELECT COUNT(*) FROM slabs").await,
+        "every recorded slab stays"
+    );
     app.stop().await;
 }
 
@@ -419,7 +461,7 @@ async fn nibabel_reads_the_saved_mask_with_the_same_geometry_and_exactly_the_edi
     let saved: LabelSaved = post(&app, &token, Some("interop"), &body(&case_id, &base, &stroke(2))).await.json().await.unwrap();
 
     let file = app.data_dir.path().join("saved.nii.gz");
-    std::fs::write(&file, app.state.store.get(&saved.new_mask_ref).await.unwrap()).unwrap();
+    std::fs::write(&file, app.mask_file(&token, &saved.new_mask_ref).await).unwrap();
     let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python");
     assert!(python.exists(), "{} is missing: run `.ci/setup test` for the nibabel environment", python.display());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/read_mask.py");
@@ -644,5 +686,287 @@ async fn with_an_audit_key_a_chain_rewritten_without_it_does_not_verify() {
     let (seq, reason) = report.first_broken.expect("with the key the rewrite is found");
     assert_eq!(seq, 5, "the head row's seal");
     assert!(reason.contains("not sealed with the audit key"), "{reason}");
+    app.stop().await;
+}
+
+/// A 256×256×40 case whose mask holds a block of label 1: its mask is three slabs of 16, 16
+/// and 8 slices. Returns the case id, its first mask version, and that mask's labels.
+async fn slabbed_case(app: &TestApp) -> (String, String, Vec<u8>) {
+    const DIMS: [u32; 3] = [256, 256, 40];
+    let voxels = 256 * 256 * 40;
+    let header = nifti::NiftiHeader {
+        pixdim: [-1.0, 0.7, 0.7, 2.5, 1.0, 1.0, 1.0, 1.0],
+        qform_code: 1,
+        quatern_b: 0.0,
+        quatern_c: 1.0,
+        quatern_d: 0.0,
+        quatern_x: 90.0,
+        quatern_y: -126.0,
+        quatern_z: -72.0,
+        sform_code: 2,
+        srow_x: [-0.7, 0.0, 0.0, 90.0],
+        srow_y: [0.0, 0.7, 0.0, -126.0],
+        srow_z: [0.0, 0.0, 2.5, -72.0],
+        ..nifti::NiftiHeader::default()
+    };
+    let image: Vec<u8> = (0..voxels)
+        .flat_map(|i| ((i % 1000) as i16 - 200).to_le_bytes())
+        .collect();
+    let mut mask = vec![0u8; voxels];
+    for k in 5..30 {
+        for j in 100..140 {
+            mask[(k * 256 + j) * 256 + 60..(k * 256 + j) * 256 + 120].fill(1);
+        }
+    }
+    let new_case = NewCase {
+        name: "slabbed".into(),
+        image: gzip(
+            &encode_volume(&header, DIMS, nifti::NiftiType::Int16, &image),
+            1,
+        )
+        .into(),
+        mask: Some(gzip(&encode_mask(&header, DIMS, &mask), 1).into()),
+        labels: vec![(1, "liver".into()), (2, "tumour".into())],
+    };
+    let case = import_case(&app.state, None, new_case).await.unwrap();
+    let head = current_mask_ref(app, &case.id).await;
+    (case.id, head, mask)
+}
+
+/// The slab ids a mask version lists.
+async fn slab_ids(app: &TestApp, object_ref: &str) -> Vec<String> {
+    let json: String = sqlx::query("SELECT slabs_json FROM objects WHERE object_ref = $1")
+        .bind(object_ref)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap()
+        .get(0);
+    serde_json::from_str::<Value>(&json).unwrap()["slabs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A brush stroke of about 3,000 voxels: a disc of radius 31 in slice `k`, centred at (128, 128).
+fn disc(k: usize, radius: i64) -> Vec<usize> {
+    let mut voxels = Vec::new();
+    for j in 128 - radius..=128 + radius {
+        for i in 128 - radius..=128 + radius {
+            if (i - 128) * (i - 128) + (j - 128) * (j - 128) <= radius * radius {
+                voxels.push((k * 256 + j as usize) * 256 + i as usize);
+            }
+        }
+    }
+    voxels
+}
+
+#[tokio::test]
+async fn a_save_writes_only_the_slabs_it_touches_and_every_version_downloads_as_the_whole_file_did()
+{
+    let app = TestApp::spawn().await;
+    let token = app.user("lab", &[Role::Labeler]).await;
+    let (case_id, first, imported) = slabbed_case(&app).await;
+    let imported_header = Volume::parse("mask", &app.mask_file(&token, &first).await)
+        .unwrap()
+        .header;
+
+    // Three saves: a 3,000-voxel stroke in slab 0; one across the border of slabs 0 and 1
+    // (slices 15 and 16); a whole slice of the thinner last slab.
+    let stroke_in = |mask: &[u8], voxels: &[usize], value: u8| {
+        let mut edited = mask.to_vec();
+        voxels.iter().for_each(|&v| edited[v] = value);
+        edited
+    };
+    let mut versions = vec![(first.clone(), imported.clone())];
+    let plans: [(Vec<usize>, u8, usize); 3] = [
+        (disc(3, 31), 2, 1),
+        (disc(15, 20).into_iter().chain(disc(16, 20)).collect(), 2, 2),
+        ((0..256 * 256).map(|v| 36 * 256 * 256 + v).collect(), 2, 1),
+    ];
+    for (voxels, value, slabs_written) in &plans {
+        let (base_ref, base) = versions.last().unwrap().clone();
+        let edited = stroke_in(&base, voxels, *value);
+        let slabs_before = app.count("SELECT COUNT(*) FROM slabs").await;
+        let bytes_before = app
+            .count("SELECT COALESCE(SUM(size_bytes), 0) FROM slabs")
+            .await;
+        let response = app
+            .post_label(
+                &token,
+                &case_id,
+                &base_ref,
+                &MaskEdits::diff(&base, &edited).encode(),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let saved: LabelSaved = response.json().await.unwrap();
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM slabs").await - slabs_before,
+            *slabs_written as i64
+        );
+        let stored = app
+            .count("SELECT COALESCE(SUM(size_bytes), 0) FROM slabs")
+            .await
+            - bytes_before;
+        assert!(
+            stored < 64 * 1024,
+            "{stored} bytes stored for a save of {} voxels",
+            voxels.len()
+        );
+        // The version lists the base's slabs but for those it wrote.
+        let (old_ids, new_ids) = (
+            slab_ids(&app, &base_ref).await,
+            slab_ids(&app, &saved.new_mask_ref).await,
+        );
+        assert_eq!(
+            old_ids.iter().zip(&new_ids).filter(|(a, b)| a != b).count(),
+            *slabs_written
+        );
+        versions.push((saved.new_mask_ref, edited));
+    }
+    assert_eq!(disc(3, 31).len(), 3001);
+
+    // Every version, the newest first, downloads as a .nii.gz identical, header and voxels, to
+    // the file a save wrote before slabs (the import's geometry, the edited voxels).
+    let artifacts: CaseArtifacts = app
+        .get_json(&token, &format!("/cases/{case_id}/artifacts?history=true"))
+        .await;
+    assert_eq!(artifacts.history.len(), 3);
+    for (entry, (object_ref, labels)) in artifacts.history.iter().zip(versions.iter().rev()) {
+        assert_eq!(&entry.new_mask_ref, object_ref);
+        assert_eq!(
+            entry.url,
+            format!("/{object_ref}"),
+            "not written yet, so the API path"
+        );
+        let file = app.download(&token, &entry.url).await;
+        let mut inflated = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&file[..]), &mut inflated)
+            .unwrap();
+        assert!(
+            inflated == encode_mask(&imported_header, [256, 256, 40], labels),
+            "{object_ref} differs from the whole-file path"
+        );
+        let row = sqlx::query(
+            "SELECT file_stored, size_bytes, sha256 FROM objects WHERE object_ref = $1",
+        )
+        .bind(object_ref)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+        assert_eq!(row.get::<i64, _>("file_stored"), 1);
+        assert_eq!(row.get::<i64, _>("size_bytes") as usize, file.len());
+        use sha2::Digest;
+        assert_eq!(
+            row.get::<String, _>("sha256"),
+            hex::encode(sha2::Sha256::digest(&file))
+        );
+    }
+    // Written once: now the artifacts point at storage directly.
+    let again: CaseArtifacts = app
+        .get_json(&token, &format!("/cases/{case_id}/artifacts?history=true"))
+        .await;
+    assert!(
+        again
+            .history
+            .iter()
+            .all(|entry| entry.url.starts_with("http")),
+        "{:?}",
+        again.history
+    );
+    assert_eq!(
+        app.download(&token, &again.artifacts[1].url).await,
+        app.mask_file(&token, &versions[3].0).await
+    );
+
+    // The first version is still the imported file, and storage holds what was recorded.
+    let first_file = Volume::parse("mask", &app.mask_file(&token, &first).await).unwrap();
+    assert!(first_file.into_labels("mask").unwrap() == imported);
+    let verified = app.run_cli(&["objects", "verify"]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+
+    // Another user may not read the version through the API path.
+    let outsider = app.user("outsider", &[Role::Labeler]).await;
+    sqlx::query("UPDATE cases SET restricted = 1 WHERE id = $1")
+        .bind(&case_id)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let refused = app
+        .client
+        .get(app.url(&format!("/{}", versions[1].0)))
+        .bearer_auth(&outsider)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let missing = app
+        .client
+        .get(app.url(&format!("/cases/{case_id}/masks/none.nii.gz")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn volumes_stored_before_slabs_are_cut_on_first_use_and_saved_on_as_usual() {
+    let app = TestApp::spawn().await;
+    let token = app.user("lab", &[Role::Labeler]).await;
+    let (case_id, first, imported) = slabbed_case(&app).await;
+    // As the database of an older release left it: files only.
+    sqlx::query("UPDATE objects SET slabs_json = '' WHERE case_id = $1")
+        .bind(&case_id)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM slabs WHERE case_id = $1")
+        .bind(&case_id)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+
+    // Opening the case cuts the image and the mask into slabs, once.
+    let artifacts: CaseArtifacts = app
+        .get_json(&token, &format!("/cases/{case_id}/artifacts"))
+        .await;
+    assert_eq!(
+        [
+            artifacts.artifacts[0].slabs.urls.len(),
+            artifacts.artifacts[1].slabs.urls.len()
+        ],
+        [5, 3]
+    );
+    let cut = app.count("SELECT COUNT(*) FROM slabs").await;
+    assert_eq!(cut, 8);
+    let _: CaseArtifacts = app
+        .get_json(&token, &format!("/cases/{case_id}/artifacts"))
+        .await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM slabs").await, cut);
+
+    let mut edited = imported.clone();
+    disc(20, 31).into_iter().for_each(|v| edited[v] = 2);
+    let saved: LabelSaved = app
+        .post_label(
+            &token,
+            &case_id,
+            &first,
+            &MaskEdits::diff(&imported, &edited).encode(),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(app.count("SELECT COUNT(*) FROM slabs").await, cut + 1);
+    let file = Volume::parse("mask", &app.mask_file(&token, &saved.new_mask_ref).await).unwrap();
+    assert!(file.into_labels("mask").unwrap() == edited);
     app.stop().await;
 }

@@ -14,6 +14,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("crate::api", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::viewer"]),
     ("crate::edits", &["crate::server", "crate::browser", "crate::pages", "crate::app"]),
     ("crate::nifti_io", &["crate::server", "crate::browser", "crate::pages", "crate::app"]),
+    ("crate::slabs", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::viewer"]),
     ("crate::mask_ops", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::viewer"]),
     ("crate::metrics", &["crate::server", "crate::browser", "crate::pages", "crate::app"]),
     ("crate::viewer", &["crate::server", "crate::browser", "crate::pages", "crate::app"]),

@@ -355,7 +355,7 @@ async fn each_trigger_runs_one_production_and_one_shadow_job_with_outputs_apart(
     // The production result pre-labels the unlabelled case; shadow output is never listed.
     let artifacts: Value = app.get_json(&labeler, &format!("/cases/{case_id}/artifacts?history=true")).await;
     let mask_url = artifacts["artifacts"][1]["url"].as_str().unwrap();
-    let head = Volume::parse("mask", &app.client.get(mask_url).send().await.unwrap().bytes().await.unwrap()).unwrap();
+    let head = Volume::parse("mask", &app.download(&labeler, mask_url).await).unwrap();
     assert_eq!(head.into_labels("mask").unwrap(), labels);
     assert!(!artifacts.to_string().contains("predictions/"), "labelers never see model outputs");
     let seen: Vec<Value> = app.get_json(&labeler, &format!("/cases/{case_id}/jobs")).await;
@@ -759,9 +759,21 @@ async fn evaluation_leaves_out_training_cases_and_flags_a_versions_own_prelabels
         let case_id = case_id.clone();
         async move { sqlx::query("SELECT label_counts_json FROM cases WHERE id = $1").bind(case_id).fetch_one(&pool).await.unwrap().get::<String, _>(0) }
     };
-    assert_eq!(counts(&app).await, r#"{"1":872}"#, "the pre-label's voxels: the cube and 360 face voxels");
-    let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
-    let predicted = Volume::parse("mask", &app.state.store.get(&head).await.unwrap()).unwrap().into_labels("mask").unwrap();
+    assert_eq!(
+        counts(&app).await,
+        r#"{"1":872}"#,
+        "the pre-label's voxels: the cube and 360 face voxels"
+    );
+    let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
+        .bind(&case_id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap()
+        .get(0);
+    let predicted = Volume::parse("mask", &app.mask_file(&lead, &head).await)
+        .unwrap()
+        .into_labels("mask")
+        .unwrap();
     let cube: Vec<u8> = (0..VOXELS).map(|i| in_cube(i) as u8).collect();
     let saved = app.post_label(&lead, &case_id, &head, &MaskEdits::diff(&predicted, &cube).encode()).await;
     assert_eq!(saved.status(), StatusCode::CREATED);

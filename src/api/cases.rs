@@ -29,7 +29,9 @@ pub struct Artifact {
     pub kind: ArtifactKind,
     /// Immutable object reference (the storage key); mask versions are never overwritten.
     pub object_ref: String,
-    /// Presigned GET URL, valid until `url_expires_at_ms`, for this one object only.
+    /// Presigned GET URL, valid until `url_expires_at_ms`, for this one object only; for a
+    /// mask version whose `.nii.gz` is not written yet, the API path that writes it and
+    /// redirects to such a URL.
     pub url: String,
     pub url_expires_at_ms: i64,
     pub size_bytes: i64,
@@ -38,6 +40,20 @@ pub struct Artifact {
     /// Voxel spacing in millimetres along i, j, k.
     pub spacing_mm: [f32; 3],
     pub created_at_ms: i64,
+    /// The same voxels in slabs of whole k-slices, for viewers that draw before the whole
+    /// volume has arrived.
+    pub slabs: VolumeSlabs,
+}
+
+/// A volume's voxels in slabs of `depth` k-slices (the last may be thinner), each a gzip
+/// object of the file's voxel bytes for those slices (i fastest, as in the file), in k order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VolumeSlabs {
+    pub depth: u32,
+    /// The volume's NIfTI-1 header (348 bytes), base64: its type, scaling and placement.
+    pub header: String,
+    /// Presigned GET URLs, one per slab, valid as long as the artifact's `url`.
+    pub urls: Vec<String>,
 }
 
 /// A label value a mask may hold, with its display name and colour.
@@ -78,7 +94,8 @@ pub struct MaskVersion {
     pub new_mask_ref: String,
     pub voxels_changed: i64,
     pub created_at_ms: i64,
-    /// Presigned GET URL of `new_mask_ref`.
+    /// Where `new_mask_ref` downloads as a `.nii.gz`: a presigned URL, or, for a version whose
+    /// file is not written yet, the API path that writes it and redirects there.
     pub url: String,
 }
 
@@ -125,7 +142,7 @@ pub struct ReviewBase {
     pub mask_ref: String,
     /// Whether `mask_ref` is the last approved version (else the imported one).
     pub approved: bool,
-    /// Presigned GET URL of `mask_ref`.
+    /// Where `mask_ref` downloads as a `.nii.gz` (see [`MaskVersion::url`]).
     pub url: String,
 }
 

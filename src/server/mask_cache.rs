@@ -1,17 +1,46 @@
 //! Decoded mask versions kept in memory, so that consecutive saves on a case skip fetching and
 //! decoding their base. Keyed by immutable object reference, so entries never go stale; the
-//! least recently stored go first when the byte budget is spent.
+//! least recently stored go first when the byte budget is spent (versions share unchanged
+//! slabs, so the budget counts those more than once).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use nifti::NiftiHeader;
 
-/// A mask version decoded in memory.
+use crate::slabs::SlabGrid;
+
+/// A mask version decoded in memory: its labels in slabs (see [`crate::slabs`]), so a saved
+/// version shares the slabs its edits left alone with the version it replaced.
 pub struct DecodedMask {
+    /// The header its `.nii.gz` is written with.
     pub header: NiftiHeader,
-    pub dims: [u32; 3],
-    pub labels: Vec<u8>,
+    pub grid: SlabGrid,
+    pub slabs: Vec<Arc<[u8]>>,
+}
+
+impl DecodedMask {
+    /// A mask held whole, cut into slabs.
+    pub fn from_labels(header: NiftiHeader, dims: [u32; 3], labels: &[u8]) -> DecodedMask {
+        let grid = SlabGrid::new(dims, 1);
+        let slabs = (0..grid.count())
+            .map(|index| Arc::from(&labels[grid.byte_range(index)]))
+            .collect();
+        DecodedMask {
+            header,
+            grid,
+            slabs,
+        }
+    }
+
+    pub fn dims(&self) -> [u32; 3] {
+        self.grid.dims
+    }
+
+    /// All the labels in one buffer (a copy), for whole-volume computations.
+    pub fn labels(&self) -> Vec<u8> {
+        self.slabs.concat()
+    }
 }
 
 pub struct HeadCache {
@@ -35,7 +64,7 @@ impl HeadCache {
         entries.push_front((object_ref, mask));
         let mut total = 0;
         entries.retain(|(_, m)| {
-            total += m.labels.len();
+            total += m.grid.total_bytes();
             total <= self.max_bytes
         });
     }

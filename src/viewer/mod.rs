@@ -49,9 +49,51 @@ pub struct Editor {
 
 impl Editor {
     /// From the downloaded image and mask files; refuses a mask that does not fit the image.
-    pub fn open(image_file: &[u8], mask_file: &[u8], mask_ref: String) -> Result<Editor, VolumeError> {
-        let image = Volume::parse("image", image_file)?;
-        let mask = Volume::parse("mask", mask_file)?;
+    pub fn open(
+        image_file: &[u8],
+        mask_file: &[u8],
+        mask_ref: String,
+    ) -> Result<Editor, VolumeError> {
+        Self::from_volumes(
+            Volume::parse("image", image_file)?,
+            Volume::parse("mask", mask_file)?,
+            mask_ref,
+        )
+    }
+
+    /// For an image and mask arriving in slabs (see `crate::slabs`), from their headers: every
+    /// voxel 0 until [`Editor::fill_image_slab`] and [`Editor::fill_mask_slab`] write it, and
+    /// [`Editor::loaded`] once all have.
+    pub fn awaiting_slabs(
+        image_header: &[u8],
+        mask_header: &[u8],
+        mask_ref: String,
+    ) -> Result<Editor, VolumeError> {
+        Self::from_volumes(
+            Volume::zeroed("image", image_header)?,
+            Volume::zeroed("mask", mask_header)?,
+            mask_ref,
+        )
+    }
+
+    /// Writes an image slab: the file's bytes of the voxels from `first` on.
+    pub fn fill_image_slab(&mut self, first: usize, raw: &[u8]) {
+        self.image.write_file_bytes(first, raw);
+    }
+
+    /// Writes a mask slab (uint8 labels) from voxel `first` on, as saved and as shown.
+    pub fn fill_mask_slab(&mut self, first: usize, labels: &[u8]) {
+        self.base[first..first + labels.len()].copy_from_slice(labels);
+        self.mask[first..first + labels.len()].copy_from_slice(labels);
+    }
+
+    /// Every slab is in: counts and the default window are computed from the whole volume.
+    pub fn loaded(&mut self) {
+        self.robust_range = self.image.percentiles(0.005, 0.995);
+        self.recount();
+    }
+
+    fn from_volumes(image: Volume, mask: Volume, mask_ref: String) -> Result<Editor, VolumeError> {
         if image.meta.dims != mask.meta.dims {
             return Err(VolumeError(format!(
                 "the mask's size {:?} differs from the image's {:?}",
@@ -258,6 +300,48 @@ mod tests {
         let n = dims.iter().product::<u32>() as usize;
         let image: Vec<u8> = (0..n).flat_map(|i| (i as f32).to_le_bytes()).collect();
         (gzip(&encode_volume(&header, dims, NiftiType::Float32, &image), 1), gzip(&encode_mask(&header, dims, &vec![0; n]), 1))
+    }
+
+    #[test]
+    fn an_editor_filled_slab_by_slab_equals_one_opened_from_the_files() {
+        use crate::slabs::SlabGrid;
+        let dims = [9, 7, 11];
+        let header = NiftiHeader {
+            pixdim: [1.0; 8],
+            ..NiftiHeader::default()
+        };
+        let n = dims.iter().product::<u32>() as usize;
+        let image: Vec<u8> = (0..n)
+            .flat_map(|i| ((i * 37 % 1000) as i16 - 300).to_le_bytes())
+            .collect();
+        let labels: Vec<u8> = (0..n).map(|i| (i % 5 == 0) as u8 * 2).collect();
+        let image_file = encode_volume(&header, dims, NiftiType::Int16, &image);
+        let mask_file = encode_mask(&header, dims, &labels);
+        let whole = Editor::open(&image_file, &mask_file, "v1".into()).unwrap();
+
+        let mut filled =
+            Editor::awaiting_slabs(&image_file[..348], &mask_file[..348], "v1".into()).unwrap();
+        for (file, voxel_bytes) in [(&image_file, 2), (&mask_file, 1)] {
+            let grid = SlabGrid {
+                dims,
+                voxel_bytes,
+                depth: 3,
+            };
+            for index in (0..grid.count()).rev() {
+                let range = grid.byte_range(index);
+                let slab = &file[352 + range.start..352 + range.end];
+                match voxel_bytes {
+                    2 => filled.fill_image_slab(range.start / 2, slab),
+                    _ => filled.fill_mask_slab(range.start, slab),
+                }
+            }
+        }
+        filled.loaded();
+        assert!((0..n).all(|i| filled.image.get(i) == whole.image.get(i)));
+        assert_eq!(filled.mask, whole.mask);
+        assert_eq!(filled.counts, whole.counts);
+        assert_eq!(filled.robust_range, whole.robust_range);
+        assert_eq!(filled.unsaved_edits().voxel_count(), 0);
     }
 
     #[test]

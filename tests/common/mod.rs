@@ -144,6 +144,23 @@ impl TestApp {
         self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap().json().await.unwrap()
     }
 
+    /// The `.nii.gz` at a `url` the API gave: presigned, or an API path (a mask version whose
+    /// file is written on first request) fetched with `token`, following its redirect.
+    pub async fn download(&self, token: &str, url: &str) -> Vec<u8> {
+        let request = match url.starts_with('/') {
+            true => self.client.get(self.url(url)).bearer_auth(token),
+            false => self.client.get(url),
+        };
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK, "GET {url}");
+        response.bytes().await.unwrap().to_vec()
+    }
+
+    /// Mask version `object_ref` as a `.nii.gz`, through `GET /{object_ref}` with `token`.
+    pub async fn mask_file(&self, token: &str, object_ref: &str) -> Vec<u8> {
+        self.download(token, &format!("/{object_ref}")).await
+    }
+
     /// `POST /labels` of encoded `edits` on mask version `base`, under a fresh idempotency key.
     pub async fn post_label(&self, token: &str, case_id: &str, base: &str, edits: &[u8]) -> reqwest::Response {
         use base64::Engine;

@@ -1,5 +1,5 @@
-//! Case routes: the list, importing a case (multipart upload), and the artifacts with
-//! presigned URLs that the viewer downloads from object storage directly.
+//! Case routes: the list, importing a case (multipart upload), the artifacts with presigned
+//! URLs that the viewer downloads from object storage directly, and mask versions as files.
 
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::StatusCode;
@@ -20,6 +20,19 @@ pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
     Router::new()
         .route("/cases", get(list_cases).post(import_case).layer(DefaultBodyLimit::max(max_upload_bytes)))
         .route("/cases/{id}/artifacts", get(case_artifacts))
+        .route("/cases/{id}/masks/{file}", get(mask_file))
+}
+
+/// A mask version as a `.nii.gz`: written from its slabs on first request, then a redirect
+/// (303) to a presigned URL of the file.
+async fn mask_file(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path((case_id, file)): Path<(String, String)>,
+) -> Result<axum::response::Redirect, AppError> {
+    Ok(axum::response::Redirect::to(
+        &cases::mask_file_url(&state, &user, &case_id, &file).await?,
+    ))
 }
 
 async fn list_cases(State(state): State<AppState>, Caller(user): Caller) -> Result<Json<Vec<CaseSummary>>, AppError> {

@@ -13,17 +13,19 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
 use super::jobs::{self, Trigger};
-use super::mask_versions::mask_object_ref;
+use super::mask_versions::{self, mask_object_ref};
 use super::registry;
 use super::users::User;
+use super::volume_slabs::{self, PackedSlab, SlabManifest};
 use super::workflow;
 use crate::api::{Artifact, ArtifactKind, CaseArtifacts, CasePrediction, CaseSummary, LabelDef, MaskVersion, ModelState, ReviewBase};
 use crate::mask_ops::label_counts;
-use crate::nifti_io::{gzip, gzip_empty_mask, gzip_mask, inspect, Volume, VolumeMeta};
+use crate::nifti_io::{gzip, gzip_empty_mask, gzip_mask, mask_header, Volume, VolumeMeta};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::scratch::ScratchFile;
 use crate::server::state::AppState;
+use crate::slabs::{inspect, SlabGrid};
 
 /// Distinct colours for label values 1, 2, … (cycled).
 const LABEL_COLORS: [&str; 8] =
@@ -103,6 +105,18 @@ enum Body {
 }
 
 impl Body {
+    /// The stored file, read from its start.
+    fn reader(&self) -> Result<Box<dyn BufRead + Send>, AppError> {
+        let path = match self {
+            Body::Bytes(bytes) => return Ok(Box::new(std::io::Cursor::new(bytes.clone()))),
+            Body::Path(path) => path.as_path(),
+            Body::Scratch(file) => file.path(),
+        };
+        Ok(Box::new(BufReader::new(
+            File::open(path).map_err(AppError::internal)?,
+        )))
+    }
+
     fn size_and_sha256(&self) -> Result<(i64, String), AppError> {
         let path = match self {
             Body::Bytes(bytes) => return Ok((bytes.len() as i64, hex::encode(Sha256::digest(bytes)))),
@@ -156,18 +170,28 @@ fn label_defs(named: &[(u8, String)], present: &BTreeSet<u8>) -> Vec<LabelDef> {
 }
 
 /// Checks an arriving case's files against each other and the voxel budget and prepares the
-/// objects to store: the image (gzipped) and the first mask version. The image is read as a
-/// stream, never held whole; a mask is decoded (one byte per voxel).
+/// objects to store: the image (gzipped) and the first mask version, as a file and in slabs.
+/// The image is read as a stream, never held whole; a mask is decoded (one byte per voxel).
 #[allow(clippy::type_complexity)] // one use, right below
 fn stored_objects(
     case_id: &str,
     new: NewCase,
     max_voxels: u64,
     scratch: &Path,
-) -> Result<(VolumeMeta, Vec<LabelDef>, BTreeMap<u8, u64>, [StoredObject; 2]), AppError> {
+) -> Result<
+    (
+        VolumeMeta,
+        Vec<LabelDef>,
+        BTreeMap<u8, u64>,
+        [StoredObject; 2],
+        (SlabManifest, Vec<PackedSlab>),
+    ),
+    AppError,
+> {
     let image = inspect("image", new.image.reader()?, max_voxels)?;
     let dims = image.meta.dims;
-    let (mask_file, counts) = match new.mask {
+    let grid = SlabGrid::new(dims, 1);
+    let (mask_file, counts, mask_slabs) = match new.mask {
         Some(file) => {
             let mask = Volume::parse_within("mask", &file.into_bytes()?, max_voxels)?;
             if !image.same_geometry(&mask.info()) {
@@ -179,9 +203,38 @@ fn stored_objects(
             let header = mask.header.clone();
             let labels = mask.into_labels("mask")?;
             let counts = label_counts(&labels);
-            (gzip_mask(&header, dims, &labels, 6), counts)
+            let packed: Vec<PackedSlab> = (0..grid.count())
+                .map(|index| PackedSlab::pack(&labels[grid.byte_range(index)]))
+                .collect();
+            let ids = packed.iter().map(|slab| slab.id().to_string()).collect();
+            let manifest = SlabManifest::new(grid, &mask_header(&header, dims), ids);
+            (
+                gzip_mask(&header, dims, &labels, 6),
+                counts,
+                (manifest, packed),
+            )
         }
-        None => (gzip_empty_mask(&image.header, dims, 6), BTreeMap::new()),
+        None => {
+            // Every slab is zeros: one stored slab (and one for a thinner last) serves them all.
+            let last = grid.count() - 1;
+            let mut packed = vec![PackedSlab::pack(&vec![0; grid.byte_range(0).len()])];
+            if grid.byte_range(last).len() != grid.byte_range(0).len() {
+                packed.push(PackedSlab::pack(&vec![0; grid.byte_range(last).len()]));
+            }
+            let ids = (0..grid.count())
+                .map(|index| {
+                    packed[usize::from(index == last && packed.len() == 2)]
+                        .id()
+                        .to_string()
+                })
+                .collect();
+            let manifest = SlabManifest::new(grid, &mask_header(&image.header, dims), ids);
+            (
+                gzip_empty_mask(&image.header, dims, 6),
+                BTreeMap::new(),
+                (manifest, packed),
+            )
+        }
     };
     let present: BTreeSet<u8> = counts.keys().copied().collect();
     let label_defs = label_defs(&new.labels, &present);
@@ -207,7 +260,7 @@ fn stored_objects(
             meta: mask_meta,
         },
     ];
-    Ok((image.meta, label_defs, counts, objects))
+    Ok((image.meta, label_defs, counts, objects, mask_slabs))
 }
 
 struct StoredObject {
@@ -233,8 +286,10 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
     // Inflating and checking volumes is CPU work and memory: off the async threads, and a few
     // imports at a time.
     let _slot = state.imports.acquire().await.map_err(AppError::internal)?;
-    let (image_meta, label_defs, counts, objects) =
-        tokio::task::spawn_blocking(move || stored_objects(&id, new, max_voxels, &scratch)).await.map_err(AppError::internal)??;
+    let (image_meta, label_defs, counts, objects, (mask_manifest, mask_slabs)) =
+        tokio::task::spawn_blocking(move || stored_objects(&id, new, max_voxels, &scratch))
+            .await
+            .map_err(AppError::internal)??;
     for object in &objects {
         match &object.body {
             Body::Bytes(bytes) => state.store.put(&object.object_ref, bytes.clone()).await?,
@@ -242,6 +297,10 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
             Body::Scratch(file) => state.store.put_file(&object.object_ref, file.path()).await?,
         }
     }
+    let (image_manifest, mut slabs) =
+        volume_slabs::put_file(state, &case_id, "image", objects[0].body.reader()?).await?;
+    slabs.extend(volume_slabs::put(state, &case_id, mask_slabs).await?);
+    let manifests = [image_manifest.to_json(), mask_manifest.to_json()];
 
     // A new case is a run trigger: one job per active model version, queued with the case.
     let active = registry::all_active(state).await?;
@@ -261,11 +320,11 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
     .bind(created_at)
     .execute(&mut *tx)
     .await?;
-    for object in &objects {
+    for (object, manifest) in objects.iter().zip(&manifests) {
         sqlx::query(
             "INSERT INTO objects (object_ref, case_id, kind, size_bytes, sha256, dim_i, dim_j, dim_k,
-                                  voxel_type, spacing_i, spacing_j, spacing_k, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                                  voxel_type, spacing_i, spacing_j, spacing_k, created_at, slabs_json)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&object.object_ref)
         .bind(&case_id)
@@ -280,9 +339,11 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
         .bind(object.meta.spacing_mm[1] as f64)
         .bind(object.meta.spacing_mm[2] as f64)
         .bind(created_at)
+        .bind(manifest)
         .execute(&mut *tx)
         .await?;
     }
+    volume_slabs::record(&mut tx, &case_id, &slabs, created_at).await?;
     audit::record(
         &mut tx,
         &state.db,
@@ -350,7 +411,7 @@ pub async fn case_artifacts(state: &AppState, user: &User, case_id: &str, includ
     let head_mask_ref: String = case.get("head_mask_ref");
     let rows = sqlx::query(
         "SELECT object_ref, kind, size_bytes, dim_i, dim_j, dim_k, voxel_type,
-                spacing_i, spacing_j, spacing_k, created_at
+                spacing_i, spacing_j, spacing_k, created_at, slabs_json, file_stored
          FROM objects WHERE object_ref = $1 OR object_ref = $2",
     )
     .bind(&image_ref)
@@ -366,9 +427,15 @@ pub async fn case_artifacts(state: &AppState, user: &User, case_id: &str, includ
             "image" => ArtifactKind::Image,
             _ => ArtifactKind::Mask,
         };
+        let manifest = match SlabManifest::parse(&row.get::<String, _>("slabs_json"))? {
+            Some(manifest) => manifest,
+            None => volume_slabs::ensure(state, &object_ref).await?,
+        };
         artifacts.push(Artifact {
             kind,
-            url: state.store.presign_get(&object_ref).await?,
+            url: mask_versions::file_url(state, &object_ref, row.get::<i64, _>("file_stored") == 1)
+                .await?,
+            slabs: volume_slabs::urls(state, case_id, &manifest).await?,
             url_expires_at_ms: expires_at,
             object_ref,
             size_bytes: row.get("size_bytes"),
@@ -396,6 +463,20 @@ pub async fn case_artifacts(state: &AppState, user: &User, case_id: &str, includ
         review_base,
         predictions,
     })
+}
+
+/// A presigned URL of mask version `cases/{case_id}/masks/{file}` as a `.nii.gz`, written from
+/// its slabs first if nobody asked for it before, if `user` may read the case.
+pub async fn mask_file_url(
+    state: &AppState,
+    user: &User,
+    case_id: &str,
+    file: &str,
+) -> Result<String, AppError> {
+    workflow::check_may_read(state, user, case_id).await?;
+    let object_ref = format!("cases/{case_id}/masks/{file}");
+    mask_versions::ensure_file(state, &object_ref).await?;
+    state.store.presign_get(&object_ref).await
 }
 
 /// The latest prediction of each production and shadow version on the case, production first.
@@ -436,13 +517,22 @@ async fn review_base(state: &AppState, case_id: &str, approved: Option<&str>) ->
             .await?
             .get("object_ref"),
     };
-    Ok(ReviewBase { url: state.store.presign_get(&mask_ref).await?, mask_ref, approved: approved.is_some() })
+    let file_stored: i64 = sqlx::query("SELECT file_stored FROM objects WHERE object_ref = $1")
+        .bind(&mask_ref)
+        .fetch_one(&state.db.pool)
+        .await?
+        .get(0);
+    Ok(ReviewBase {
+        url: mask_versions::file_url(state, &mask_ref, file_stored == 1).await?,
+        mask_ref,
+        approved: approved.is_some(),
+    })
 }
 
 async fn mask_history(state: &AppState, case_id: &str) -> Result<Vec<MaskVersion>, AppError> {
     let rows = sqlx::query(
-        "SELECT l.id, u.username, l.old_mask_ref, l.new_mask_ref, l.voxels_changed, l.created_at
-         FROM labels l JOIN users u ON u.id = l.user_id
+        "SELECT l.id, u.username, l.old_mask_ref, l.new_mask_ref, l.voxels_changed, l.created_at, o.file_stored
+         FROM labels l JOIN users u ON u.id = l.user_id JOIN objects o ON o.object_ref = l.new_mask_ref
          WHERE l.case_id = $1 ORDER BY l.created_at DESC, l.id",
     )
     .bind(case_id)
@@ -455,7 +545,12 @@ async fn mask_history(state: &AppState, case_id: &str) -> Result<Vec<MaskVersion
             label_id: row.get("id"),
             username: row.get("username"),
             old_mask_ref: row.get("old_mask_ref"),
-            url: state.store.presign_get(&new_mask_ref).await?,
+            url: mask_versions::file_url(
+                state,
+                &new_mask_ref,
+                row.get::<i64, _>("file_stored") == 1,
+            )
+            .await?,
             new_mask_ref,
             voxels_changed: row.get("voxels_changed"),
             created_at_ms: row.get("created_at"),

@@ -17,6 +17,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
+use super::mask_versions;
 use super::registry::unique_conflict;
 use super::users::{Role, User};
 use crate::api::{DatasetSummary, LabelDef, Manifest, ManifestCase, ManifestFile, NewDataset, Split};
@@ -105,17 +106,31 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
                 _ => label_map.insert(label.value, label.name),
             };
         }
-        let split = request
-            .splits
-            .get(&case_id)
-            .copied()
-            .unwrap_or_else(|| drawn_split(request.seed, &case_id, request.validation_fraction, request.test_fraction));
+        let split = request.splits.get(&case_id).copied().unwrap_or_else(|| {
+            drawn_split(
+                request.seed,
+                &case_id,
+                request.validation_fraction,
+                request.test_fraction,
+            )
+        });
+        let mask_ref: String = row.get("approved_mask_ref");
+        let mut mask_sha256: String = row.get("mask_sha256");
+        if mask_sha256.is_empty() {
+            // A version saved in slabs only: its file is written now, as a snapshot lists files.
+            mask_versions::ensure_file(state, &mask_ref).await?;
+            mask_sha256 = sqlx::query("SELECT sha256 FROM objects WHERE object_ref = $1")
+                .bind(&mask_ref)
+                .fetch_one(&state.db.pool)
+                .await?
+                .get(0);
+        }
         frozen.push(Frozen {
             case_name: row.get("name"),
             image_ref: row.get("image_ref"),
             image_sha256: row.get("image_sha256"),
-            mask_ref: row.get("approved_mask_ref"),
-            mask_sha256: row.get("mask_sha256"),
+            mask_ref,
+            mask_sha256,
             split,
             case_id,
         });

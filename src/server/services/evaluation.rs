@@ -73,16 +73,32 @@ async fn stored_scores(state: &AppState, prediction_id: &str, human_ref: &str) -
 /// Computes and stores the scores of `case` for `labels`, all labels in one transaction (a
 /// partial set would look complete to readers).
 async fn compute(state: &AppState, case: &EvaluableCase, labels: Vec<u8>) -> Result<(), AppError> {
-    let (prediction, human) = (load_mask(state, &case.prediction_ref).await?, load_mask(state, &case.human_ref).await?);
-    if prediction.dims != human.dims {
-        return Err(AppError::Internal(format!("prediction {} and mask {} differ in size", case.prediction_ref, case.human_ref)));
+    let (prediction, human) = (
+        load_mask(state, &case.prediction_ref).await?,
+        load_mask(state, &case.human_ref).await?,
+    );
+    if prediction.dims() != human.dims() {
+        return Err(AppError::Internal(format!(
+            "prediction {} and mask {} differ in size",
+            case.prediction_ref, case.human_ref
+        )));
     }
     let computed = tokio::task::spawn_blocking(move || {
-        let dims = human.dims.map(|d| d as usize);
-        let spacing = [1, 2, 3].map(|axis| human.header.pixdim[axis].abs().max(f32::EPSILON) as f64);
+        let dims = human.dims().map(|d| d as usize);
+        let spacing =
+            [1, 2, 3].map(|axis| human.header.pixdim[axis].abs().max(f32::EPSILON) as f64);
+        let (prediction, human) = (prediction.labels(), human.labels());
         labels
             .into_iter()
-            .map(|value| (value, (dice(&prediction.labels, &human.labels, value), hd95(&prediction.labels, &human.labels, value, dims, spacing))))
+            .map(|value| {
+                (
+                    value,
+                    (
+                        dice(&prediction, &human, value),
+                        hd95(&prediction, &human, value, dims, spacing),
+                    ),
+                )
+            })
             .collect::<BTreeMap<_, _>>()
     })
     .await

@@ -1,5 +1,6 @@
-//! Whether storage holds what the database says it does: every recorded object is fetched and
-//! compared with its recorded size and SHA-256 (`seglab objects verify`). Objects are checked
+//! Whether storage holds what the database says it does: every recorded object (volume files
+//! written so far, and slabs) is fetched and compared with its recorded size and SHA-256
+//! (`seglab objects verify`). Objects are checked
 //! one at a time, so memory holds one object.
 
 use sha2::{Digest, Sha256};
@@ -15,9 +16,12 @@ pub struct ObjectsReport {
 }
 
 pub async fn verify_objects(state: &AppState) -> Result<ObjectsReport, AppError> {
-    let rows = sqlx::query("SELECT object_ref, size_bytes, sha256 FROM objects ORDER BY created_at, object_ref")
-        .fetch_all(&state.db.pool)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT object_ref, size_bytes, sha256, created_at FROM objects WHERE file_stored = 1
+         UNION ALL SELECT object_ref, size_bytes, sha256, created_at FROM slabs ORDER BY created_at, object_ref",
+    )
+    .fetch_all(&state.db.pool)
+    .await?;
     let mut problems = Vec::new();
     for row in &rows {
         let (object_ref, size, sha256): (String, i64, String) = (row.get("object_ref"), row.get("size_bytes"), row.get("sha256"));

@@ -1,7 +1,8 @@
 //! Saving a labeler's edits: the label-save arrow of the design. The edits are applied to the
-//! case's current mask, the result is written as a new object (never overwriting), and one
-//! transaction records the label, the audit row and the idempotent response and moves the
-//! case's head, but only if the head is still the version the edits were based on.
+//! case's current mask, the slabs they change are written as new objects (never overwriting;
+//! the others are shared with the version before), and one transaction records the new
+//! version, the label, the audit row and the idempotent response and moves the case's head,
+//! but only if the head is still the version the edits were based on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,20 +15,17 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
 use super::idempotency::{self, Claim, IdempotencyKey};
-use super::mask_versions::{self, load_mask, mask_object_ref, NewVersion};
+use super::mask_versions::{self, load_mask, NewVersion};
 use super::users::{Role, User};
+use super::volume_slabs::SlabManifest;
 use super::workflow;
 use crate::api::{LabelDef, LabelSaved, SaveLabelRequest};
 use crate::edits::MaskEdits;
-use crate::nifti_io::gzip_mask;
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::mask_cache::DecodedMask;
 use crate::server::state::AppState;
-
-/// gzip level of saved masks: level 1 is several times faster than 6 and masks, mostly
-/// runs of zeros, compress almost as well.
-const MASK_GZIP_LEVEL: u32 = 1;
+use crate::slabs::edit_slabs;
 
 /// The HTTP answer of a save: a fresh one, or the stored one for a repeated key.
 #[derive(Debug)]
@@ -76,7 +74,7 @@ async fn apply_and_commit(
 ) -> Result<String, AppError> {
     let case_id = request.case_id.as_str();
     let case = sqlx::query(
-        "SELECT c.labels_json, c.head_mask_ref, o.dim_i, o.dim_j, o.dim_k
+        "SELECT c.labels_json, c.head_mask_ref, o.dim_i, o.dim_j, o.dim_k, o.slabs_json
          FROM cases c JOIN objects o ON o.object_ref = c.head_mask_ref WHERE c.id = $1",
     )
     .bind(case_id)
@@ -91,25 +89,34 @@ async fn apply_and_commit(
     let allowed: Vec<u8> = labels.iter().map(|l| l.value).collect();
     let dims = ["dim_i", "dim_j", "dim_k"].map(|c| case.get::<i64, _>(c) as u32);
     let voxel_count = dims.iter().map(|&d| d as u64).product();
-    let edits = MaskEdits::decode(encoded_edits, voxel_count, &allowed).map_err(|e| AppError::Unprocessable(e.to_string()))?;
+    let edits = MaskEdits::decode(encoded_edits, voxel_count, &allowed)
+        .map_err(|e| AppError::Unprocessable(e.to_string()))?;
+    let base_manifest = SlabManifest::parse(&case.get::<String, _>("slabs_json"))?;
 
+    // Only the slabs the edits touch are copied, edited and written; the rest are shared with
+    // the version the edits replace.
     let base = load_mask(state, &head).await?;
     let voxels_changed = edits.voxel_count();
     let runs = edits.runs().len();
-    let (file, edited, count_changes) = tokio::task::spawn_blocking(move || {
-        let count_changes = edits.count_changes(&base.labels);
-        let mut labels = base.labels.clone();
-        edits.apply(&mut labels);
-        let file = gzip_mask(&base.header, base.dims, &labels, MASK_GZIP_LEVEL);
-        (file, DecodedMask { header: base.header.clone(), dims: base.dims, labels }, count_changes)
-    })
-    .await
-    .map_err(AppError::internal)?;
-
-    let new_mask_ref = mask_object_ref(case_id);
-    let size_bytes = file.len() as i64;
-    let sha256 = hex::encode(Sha256::digest(&file));
-    state.store.put(&new_mask_ref, file).await?;
+    let (edited, count_changes) = {
+        let base = base.clone();
+        tokio::task::spawn_blocking(move || edit_slabs(&base.grid, &base.slabs, &edits))
+            .await
+            .map_err(AppError::internal)?
+    };
+    let mut slabs = base.slabs.clone();
+    let changed: Vec<usize> = edited.iter().map(|(index, _)| *index).collect();
+    for (index, slab) in edited {
+        slabs[index] = Arc::from(slab);
+    }
+    let mask = DecodedMask {
+        header: base.header.clone(),
+        grid: base.grid,
+        slabs,
+    };
+    let stored =
+        mask_versions::store_version(state, case_id, base_manifest.as_ref(), mask, changed).await?;
+    let new_mask_ref = stored.object_ref.clone();
 
     let saved = LabelSaved { label_id: Uuid::new_v4().to_string(), new_mask_ref: new_mask_ref.clone(), voxels_changed };
     let body = serde_json::to_string(&saved).map_err(AppError::internal)?;
@@ -118,9 +125,7 @@ async fn apply_and_commit(
     let version = NewVersion {
         case_id,
         replaces: &head,
-        object_ref: &new_mask_ref,
-        size_bytes,
-        sha256: &sha256,
+        stored: &stored,
         created_at,
     };
     if !mask_versions::commit(&mut tx, &version).await? {
@@ -167,7 +172,7 @@ async fn apply_and_commit(
     .await?;
     idempotency::complete(&mut tx, &user.id, key, 201, &body).await?;
     tx.commit().await?;
-    state.heads.insert(new_mask_ref, Arc::new(edited));
+    state.heads.insert(new_mask_ref, Arc::new(stored.mask));
     state.evaluations_ready.notify_one();
     tracing::info!(case_id, label_id = %saved.label_id, voxels_changed, "label saved");
     Ok(body)

@@ -1,39 +1,125 @@
-//! Mask versions, shared by label saves and model pre-labels: fresh object keys, loading a
-//! version (through the decoded-mask cache), and committing a stored version as the case's
-//! current mask by compare-and-swap of the case's head.
+//! Mask versions, shared by imports, label saves and model pre-labels: fresh object keys,
+//! storing a version in slabs (only those that differ from the version it replaces), loading
+//! a version (through the decoded-mask cache), committing a stored version as the case's
+//! current mask by compare-and-swap of the case's head, and writing a version's `.nii.gz`
+//! when someone first asks for it.
 
 use std::sync::Arc;
 
-use sqlx::AnyConnection;
+use sha2::{Digest, Sha256};
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::nifti_io::Volume;
+use super::volume_slabs::{self, PackedSlab, SlabManifest, StoredSlab};
+use crate::nifti_io::{gzip_mask_slabs, mask_header, Volume};
 use crate::server::error::AppError;
 use crate::server::mask_cache::DecodedMask;
 use crate::server::state::AppState;
+use crate::slabs::SLAB_GZIP_LEVEL;
 
 /// A fresh, never-used key for a mask version of `case_id`.
 pub fn mask_object_ref(case_id: &str) -> String {
     format!("cases/{case_id}/masks/{}.nii.gz", Uuid::new_v4())
 }
 
-/// A mask version from the cache, or fetched from storage and decoded.
+/// A mask version (or model prediction) from the cache, or fetched from storage: from its
+/// slabs when it has them, else from its file.
 pub async fn load_mask(state: &AppState, object_ref: &str) -> Result<Arc<DecodedMask>, AppError> {
     if let Some(mask) = state.heads.get(object_ref) {
         return Ok(mask);
     }
-    let bytes = state.store.get(object_ref).await?;
-    let max_voxels = state.config.max_volume_voxels;
-    let mask = tokio::task::spawn_blocking(move || -> Result<DecodedMask, AppError> {
-        let volume = Volume::parse_within("stored mask", &bytes, max_voxels)?;
-        let (header, dims) = (volume.header.clone(), volume.meta.dims);
-        Ok(DecodedMask { header, dims, labels: volume.into_labels("stored mask")? })
-    })
-    .await
-    .map_err(AppError::internal)??;
+    let stored = sqlx::query("SELECT case_id, slabs_json FROM objects WHERE object_ref = $1")
+        .bind(object_ref)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    let manifest = match &stored {
+        Some(row) => SlabManifest::parse(&row.get::<String, _>("slabs_json"))?,
+        None => None,
+    };
+    let mask = match (stored, manifest) {
+        (Some(row), Some(manifest)) => {
+            let slabs =
+                volume_slabs::load(state, &row.get::<String, _>("case_id"), &manifest).await?;
+            let header = nifti::NiftiHeader::from_reader(&manifest.header_bytes()?[..])
+                .map_err(AppError::internal)?;
+            DecodedMask {
+                header,
+                grid: manifest.grid,
+                slabs,
+            }
+        }
+        _ => {
+            let bytes = state.store.get(object_ref).await?;
+            let max_voxels = state.config.max_volume_voxels;
+            tokio::task::spawn_blocking(move || -> Result<DecodedMask, AppError> {
+                let volume = Volume::parse_within("stored mask", &bytes, max_voxels)?;
+                let (header, dims) = (volume.header.clone(), volume.meta.dims);
+                Ok(DecodedMask::from_labels(
+                    header,
+                    dims,
+                    &volume.into_labels("stored mask")?,
+                ))
+            })
+            .await
+            .map_err(AppError::internal)??
+        }
+    };
     let mask = Arc::new(mask);
     state.heads.insert(object_ref.to_string(), mask.clone());
     Ok(mask)
+}
+
+/// A mask version's voxels stored in slabs, ready to commit (with [`commit`]).
+pub struct StoredVersion {
+    pub object_ref: String,
+    pub manifest: SlabManifest,
+    /// The slabs this version wrote (the others it shares with the version it replaces).
+    pub written: Vec<StoredSlab>,
+    pub mask: DecodedMask,
+}
+
+/// Stores `mask` as a new version of `case_id` made from `base` (the version it replaces and
+/// its manifest), writing only the slabs listed in `changed`; with no base manifest, every
+/// slab is written. Compression runs off the async threads.
+pub async fn store_version(
+    state: &AppState,
+    case_id: &str,
+    base: Option<&SlabManifest>,
+    mask: DecodedMask,
+    changed: Vec<usize>,
+) -> Result<StoredVersion, AppError> {
+    let base = base.filter(|manifest| manifest.grid == mask.grid);
+    let to_write: Vec<usize> = match base {
+        Some(_) => changed,
+        None => (0..mask.grid.count()).collect(),
+    };
+    let slabs: Vec<Arc<[u8]>> = to_write
+        .iter()
+        .map(|&index| mask.slabs[index].clone())
+        .collect();
+    let packed = tokio::task::spawn_blocking(move || {
+        slabs
+            .iter()
+            .map(|raw| PackedSlab::pack(raw))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(AppError::internal)?;
+    let mut ids = match base {
+        Some(manifest) => manifest.slabs.clone(),
+        None => vec![String::new(); mask.grid.count()],
+    };
+    for (&index, slab) in to_write.iter().zip(&packed) {
+        ids[index] = slab.id().to_string();
+    }
+    let written = volume_slabs::put(state, case_id, packed).await?;
+    let manifest = SlabManifest::new(mask.grid, &mask_header(&mask.header, mask.grid.dims), ids);
+    Ok(StoredVersion {
+        object_ref: mask_object_ref(case_id),
+        manifest,
+        written,
+        mask,
+    })
 }
 
 /// A mask version already written to storage, to become its case's current mask.
@@ -41,40 +127,89 @@ pub struct NewVersion<'a> {
     pub case_id: &'a str,
     /// The version the new one was made from; it must still be the case's current mask.
     pub replaces: &'a str,
-    /// Where the new version is stored.
-    pub object_ref: &'a str,
-    /// The stored file's size and hex SHA-256.
-    pub size_bytes: i64,
-    pub sha256: &'a str,
+    pub stored: &'a StoredVersion,
     pub created_at: i64,
 }
 
 /// Inside the caller's transaction: moves the case's head from `replaces` to the new version
-/// and records the version's object (geometry copied from the version it replaces). Returns
-/// `false`, changing nothing, when the head is no longer `replaces`: someone committed another
-/// version first, and this one must not silently discard theirs.
+/// and records the version's object (geometry copied from the version it replaces; its file
+/// not written yet) and its new slabs. Returns `false`, changing nothing, when the head is no
+/// longer `replaces`: someone committed another version first, and this one must not silently
+/// discard theirs.
 pub async fn commit(tx: &mut AnyConnection, version: &NewVersion<'_>) -> Result<bool, AppError> {
-    let moved = sqlx::query("UPDATE cases SET head_mask_ref = $1 WHERE id = $2 AND head_mask_ref = $3")
-        .bind(version.object_ref)
-        .bind(version.case_id)
-        .bind(version.replaces)
-        .execute(&mut *tx)
-        .await?;
+    let moved =
+        sqlx::query("UPDATE cases SET head_mask_ref = $1 WHERE id = $2 AND head_mask_ref = $3")
+            .bind(&version.stored.object_ref)
+            .bind(version.case_id)
+            .bind(version.replaces)
+            .execute(&mut *tx)
+            .await?;
     if moved.rows_affected() != 1 {
         return Ok(false);
     }
     sqlx::query(
         "INSERT INTO objects (object_ref, case_id, kind, size_bytes, sha256, dim_i, dim_j, dim_k,
-                              voxel_type, spacing_i, spacing_j, spacing_k, created_at)
-         SELECT $1, case_id, 'mask', $2, $3, dim_i, dim_j, dim_k, 'uint8', spacing_i, spacing_j, spacing_k, $4
-         FROM objects WHERE object_ref = $5",
+                              voxel_type, spacing_i, spacing_j, spacing_k, created_at, slabs_json, file_stored)
+         SELECT $1, case_id, 'mask', 0, '', dim_i, dim_j, dim_k, 'uint8', spacing_i, spacing_j, spacing_k, $2, $3, 0
+         FROM objects WHERE object_ref = $4",
     )
-    .bind(version.object_ref)
-    .bind(version.size_bytes)
-    .bind(version.sha256)
+    .bind(&version.stored.object_ref)
     .bind(version.created_at)
+    .bind(version.stored.manifest.to_json())
     .bind(version.replaces)
     .execute(&mut *tx)
     .await?;
+    volume_slabs::record(
+        tx,
+        version.case_id,
+        &version.stored.written,
+        version.created_at,
+    )
+    .await?;
     Ok(true)
+}
+
+/// Where mask version `object_ref` downloads as a `.nii.gz`: a presigned URL once its file is
+/// written, else the API path (the same as the key) that writes it and redirects.
+pub async fn file_url(
+    state: &AppState,
+    object_ref: &str,
+    file_stored: bool,
+) -> Result<String, AppError> {
+    if file_stored {
+        state.store.presign_get(object_ref).await
+    } else {
+        Ok(format!("/{object_ref}"))
+    }
+}
+
+/// Writes the `.nii.gz` of mask version `object_ref` from its slabs unless it is written
+/// already. Concurrent writers write the same bytes, and the first record stands.
+pub async fn ensure_file(state: &AppState, object_ref: &str) -> Result<(), AppError> {
+    let stored: i64 =
+        sqlx::query("SELECT file_stored FROM objects WHERE object_ref = $1 AND kind = 'mask'")
+            .bind(object_ref)
+            .fetch_optional(&state.db.pool)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("mask version {object_ref}")))?
+            .get(0);
+    if stored == 1 {
+        return Ok(());
+    }
+    let mask = load_mask(state, object_ref).await?;
+    let file = tokio::task::spawn_blocking(move || {
+        gzip_mask_slabs(&mask.header, mask.dims(), &mask.slabs, SLAB_GZIP_LEVEL)
+    })
+    .await
+    .map_err(AppError::internal)?;
+    let (size, sha256) = (file.len() as i64, hex::encode(Sha256::digest(&file)));
+    state.store.put(object_ref, file).await?;
+    sqlx::query("UPDATE objects SET file_stored = 1, size_bytes = $1, sha256 = $2 WHERE object_ref = $3 AND file_stored = 0")
+        .bind(size)
+        .bind(sha256)
+        .bind(object_ref)
+        .execute(&state.db.pool)
+        .await?;
+    tracing::info!(%object_ref, size, "mask version file written");
+    Ok(())
 }

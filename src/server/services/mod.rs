@@ -19,5 +19,6 @@ pub mod orchestrator;
 pub mod registry;
 pub mod sweeper;
 pub mod users;
+pub mod volume_slabs;
 pub mod workflow;
 pub mod worklist;

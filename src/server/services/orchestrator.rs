@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -17,7 +16,7 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
 use super::jobs::{self, Claimed, JobFilter, Trigger};
-use super::mask_versions::{self, load_mask, mask_object_ref, NewVersion};
+use super::mask_versions::{self, load_mask, NewVersion};
 use super::registry;
 use crate::mask_ops::label_counts;
 use super::users::{Role, User};
@@ -27,6 +26,7 @@ use crate::server::clock::now_ms;
 use crate::server::db::Db;
 use crate::server::error::AppError;
 use crate::server::inference::{Image, ModelVersion};
+use crate::server::mask_cache::DecodedMask;
 use crate::server::state::AppState;
 use crate::viewer::orientation::Orientation;
 
@@ -90,22 +90,34 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
     .map_err(AppError::internal)??;
     let model = ModelVersion { id: job.model_id.clone(), artifact_ref, card };
     let labels = state.runner.segment(&model, image).await?;
-    let (output, counts) = tokio::task::spawn_blocking(move || (gzip_mask(&header, dims, &labels, GZIP_LEVEL), label_counts(&labels)))
-        .await
-        .map_err(AppError::internal)?;
-    let output_ref = format!("predictions/{}/{}/{}/{}.nii.gz", job.role, job.case_id, job.model_id, Uuid::new_v4());
-    state.store.put(&output_ref, output.clone()).await?;
+    let (output, counts, mask) = tokio::task::spawn_blocking(move || {
+        let output = gzip_mask(&header, dims, &labels, GZIP_LEVEL);
+        (
+            output,
+            label_counts(&labels),
+            DecodedMask::from_labels(header, dims, &labels),
+        )
+    })
+    .await
+    .map_err(AppError::internal)?;
+    let output_ref = format!(
+        "predictions/{}/{}/{}/{}.nii.gz",
+        job.role,
+        job.case_id,
+        job.model_id,
+        Uuid::new_v4()
+    );
+    state.store.put(&output_ref, output).await?;
 
     let prelabel = match job.role.as_str() {
         "production" => blank_head(state, &job.case_id).await?,
         _ => None,
     };
     let prelabel = match prelabel {
-        Some(blank) => {
-            let object_ref = mask_object_ref(&job.case_id);
-            state.store.put(&object_ref, output.clone()).await?;
-            Some((blank, object_ref))
-        }
+        Some(blank) => Some((
+            blank,
+            mask_versions::store_version(state, &job.case_id, None, mask, Vec::new()).await?,
+        )),
         None => None,
     };
 
@@ -114,14 +126,11 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
     if !jobs::succeed(&mut tx, job, worker, &output_ref, at).await? {
         return Err(AppError::Conflict("the job's lease expired while it ran".into()));
     }
-    if let Some((blank, object_ref)) = prelabel {
-        let sha256 = hex::encode(Sha256::digest(&output));
+    if let Some((blank, stored)) = &prelabel {
         let version = NewVersion {
             case_id: &job.case_id,
-            replaces: &blank,
-            object_ref: &object_ref,
-            size_bytes: output.len() as i64,
-            sha256: &sha256,
+            replaces: blank,
+            stored,
             created_at: at,
         };
         prelabel_case(&mut tx, &state.db, job, &version, &counts).await?;
@@ -149,7 +158,11 @@ async fn blank_head(state: &AppState, case_id: &str) -> Result<Option<String>, A
         return Ok(None);
     }
     let mask = load_mask(state, &head).await?;
-    Ok(mask.labels.iter().all(|&v| v == 0).then_some(head))
+    Ok(mask
+        .slabs
+        .iter()
+        .all(|slab| slab.iter().all(|&v| v == 0))
+        .then_some(head))
 }
 
 /// Makes `version` (a copy of the job's output) the case's mask if the mask is still the
@@ -176,13 +189,15 @@ async fn prelabel_case(
         .bind(&job.case_id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO prelabels (mask_ref, case_id, model_id, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(version.object_ref)
-        .bind(&job.case_id)
-        .bind(&job.model_id)
-        .bind(version.created_at)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO prelabels (mask_ref, case_id, model_id, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&version.stored.object_ref)
+    .bind(&job.case_id)
+    .bind(&job.model_id)
+    .bind(version.created_at)
+    .execute(&mut *tx)
+    .await?;
     audit::record(
         tx,
         db,
@@ -190,7 +205,7 @@ async fn prelabel_case(
             action: "prelabel",
             user_id: None,
             case_id: Some(&job.case_id),
-            details: json!({ "job_id": job.id, "model_id": job.model_id, "mask_ref": version.object_ref }),
+            details: json!({ "job_id": job.id, "model_id": job.model_id, "mask_ref": version.stored.object_ref }),
         },
     )
     .await?;

@@ -1,8 +1,8 @@
-//! Housekeeping that keeps storage and the database tidy after failures: objects written by a
-//! save or import whose transaction never committed (a crash, a lost database) are deleted
-//! once old enough that no save can still be committing them, expired idempotency keys are
-//! forgotten, and cases whose label counts are not known yet (imported before the worklist
-//! kept them) are counted from their current mask.
+//! Housekeeping that keeps storage and the database tidy after failures: objects (files and
+//! slabs) written by a save or import whose transaction never committed (a crash, a lost
+//! database) are deleted once old enough that no save can still be committing them, expired
+//! idempotency keys are forgotten, and cases whose label counts are not known yet (imported
+//! before the worklist kept them) are counted from their current mask.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -27,7 +27,7 @@ pub async fn sweep_orphans(state: &AppState, min_age: Duration) -> Result<usize,
     let mut stored = state.store.list_with_age("cases/").await?;
     stored.extend(state.store.list_with_age("predictions/").await?);
     let known: HashSet<String> =
-        sqlx::query("SELECT object_ref FROM objects UNION SELECT object_ref FROM predictions")
+        sqlx::query("SELECT object_ref FROM objects UNION SELECT object_ref FROM predictions UNION SELECT object_ref FROM slabs")
             .fetch_all(&state.db.pool)
             .await?
             .into_iter()
@@ -66,7 +66,9 @@ pub async fn count_unknown_labels(state: &AppState) -> Result<usize, AppError> {
                 continue;
             }
         };
-        let counts = tokio::task::spawn_blocking(move || label_counts(&mask.labels)).await.map_err(AppError::internal)?;
+        let counts = tokio::task::spawn_blocking(move || label_counts(&mask.labels()))
+            .await
+            .map_err(AppError::internal)?;
         let updated = sqlx::query("UPDATE cases SET label_counts_json = $1 WHERE id = $2 AND head_mask_ref = $3 AND label_counts_json = ''")
             .bind(serde_json::to_string(&counts).map_err(AppError::internal)?)
             .bind(&case_id)

@@ -1,0 +1,294 @@
+//! Volumes stored in slabs (see [`crate::slabs`]): each slab an object of its own under a
+//! fresh key, recorded in `slabs`, and listed in order by its volume's `objects` row. Images
+//! are cut at import, mask versions when they are made; a save writes only the slabs it
+//! changed. The browser fetches slabs by presigned URL, the shown slice's first.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+use crate::api::VolumeSlabs;
+use crate::server::clock::now_ms;
+use crate::server::error::AppError;
+use crate::server::state::AppState;
+use crate::slabs::{self, SlabGrid, SlabReader};
+
+/// Slabs stored or fetched at once by one request.
+const SLABS_IN_FLIGHT: usize = 8;
+
+/// How a volume is stored in slabs: its grid, header, and slab ids in k order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlabManifest {
+    pub grid: SlabGrid,
+    /// The volume's NIfTI-1 header (348 bytes), base64.
+    pub header: String,
+    /// Slab `id` of case `c` is stored at `cases/{c}/slabs/{id}.gz`.
+    pub slabs: Vec<String>,
+}
+
+impl SlabManifest {
+    pub fn new(grid: SlabGrid, header_bytes: &[u8], slabs: Vec<String>) -> SlabManifest {
+        SlabManifest {
+            grid,
+            header: base64::engine::general_purpose::STANDARD.encode(header_bytes),
+            slabs,
+        }
+    }
+
+    /// The manifest recorded in `slabs_json`; none for a volume stored only as a file.
+    pub fn parse(json: &str) -> Result<Option<SlabManifest>, AppError> {
+        if json.is_empty() {
+            return Ok(None);
+        }
+        let manifest: SlabManifest = serde_json::from_str(json)
+            .map_err(|e| AppError::internal(format!("slab manifest: {e}")))?;
+        if manifest.slabs.len() != manifest.grid.count() {
+            return Err(AppError::internal(
+                "slab manifest: its slabs do not match its grid",
+            ));
+        }
+        Ok(Some(manifest))
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a manifest serialises")
+    }
+
+    pub fn header_bytes(&self) -> Result<Vec<u8>, AppError> {
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.header)
+            .map_err(AppError::internal)
+    }
+}
+
+pub fn slab_ref(case_id: &str, id: &str) -> String {
+    format!("cases/{case_id}/slabs/{id}.gz")
+}
+
+/// A slab written to storage; recorded (with [`record`]) in the transaction that commits
+/// the volume listing it.
+#[derive(Clone, Debug)]
+pub struct StoredSlab {
+    pub id: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+}
+
+/// A slab compressed and ready to store under a fresh id.
+pub struct PackedSlab {
+    id: String,
+    stored: Vec<u8>,
+}
+
+impl PackedSlab {
+    /// Compresses `raw` (CPU work: call off the async threads).
+    pub fn pack(raw: &[u8]) -> PackedSlab {
+        PackedSlab {
+            id: Uuid::new_v4().simple().to_string(),
+            stored: slabs::compress(raw),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// Stores packed slabs, a few at a time; their records in the same order.
+pub async fn put(
+    state: &AppState,
+    case_id: &str,
+    packed: impl IntoIterator<Item = PackedSlab>,
+) -> Result<Vec<StoredSlab>, AppError> {
+    futures::stream::iter(packed)
+        .map(|slab| put_one(state, case_id, slab))
+        .buffered(SLABS_IN_FLIGHT)
+        .try_collect()
+        .await
+}
+
+async fn put_packed(
+    state: &AppState,
+    case_id: &str,
+    packed: Result<PackedSlab, AppError>,
+) -> Result<StoredSlab, AppError> {
+    put_one(state, case_id, packed?).await
+}
+
+async fn put_one(
+    state: &AppState,
+    case_id: &str,
+    slab: PackedSlab,
+) -> Result<StoredSlab, AppError> {
+    let record = StoredSlab {
+        size_bytes: slab.stored.len() as i64,
+        sha256: hex::encode(Sha256::digest(&slab.stored)),
+        id: slab.id,
+    };
+    state
+        .store
+        .put(&slab_ref(case_id, &record.id), slab.stored)
+        .await?;
+    Ok(record)
+}
+
+/// Inside the caller's transaction: records slabs just stored for `case_id`.
+pub async fn record(
+    tx: &mut AnyConnection,
+    case_id: &str,
+    stored: &[StoredSlab],
+    created_at: i64,
+) -> Result<(), AppError> {
+    for slab in stored {
+        sqlx::query("INSERT INTO slabs (object_ref, case_id, size_bytes, sha256, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(slab_ref(case_id, &slab.id))
+            .bind(case_id)
+            .bind(slab.size_bytes)
+            .bind(&slab.sha256)
+            .bind(created_at)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Cuts a `.nii` / `.nii.gz` file into slabs and stores them, holding a few slabs in memory
+/// at a time whatever the volume's size: one thread reads and compresses while the slabs
+/// before are being stored. The manifest and the slabs to record.
+pub async fn put_file(
+    state: &AppState,
+    case_id: &str,
+    what: &'static str,
+    file: Box<dyn std::io::BufRead + Send>,
+) -> Result<(SlabManifest, Vec<StoredSlab>), AppError> {
+    let max_voxels = state.config.max_volume_voxels;
+    let (sender, mut receiver) =
+        tokio::sync::mpsc::channel::<Result<PackedSlab, AppError>>(SLABS_IN_FLIGHT);
+    let (head_sender, head) = tokio::sync::oneshot::channel();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut reader = match SlabReader::open(what, file, max_voxels) {
+            Ok(reader) => reader,
+            Err(err) => return sender.blocking_send(Err(err.into())),
+        };
+        let _ = head_sender.send((reader.grid, reader.header_bytes.clone()));
+        loop {
+            let packed = match reader.next_slab() {
+                Ok(Some(raw)) => Ok(PackedSlab::pack(&raw)),
+                Ok(None) => return Ok(()),
+                Err(err) => Err(err.into()),
+            };
+            sender.blocking_send(packed)?;
+        }
+    });
+    let slabs = futures::stream::poll_fn(|cx| receiver.poll_recv(cx));
+    let stored: Result<Vec<StoredSlab>, AppError> = slabs
+        .map(|packed| put_packed(state, case_id, packed))
+        .buffered(SLABS_IN_FLIGHT)
+        .try_collect()
+        .await;
+    drop(receiver);
+    let _ = reader.await;
+    let stored = stored?;
+    let (grid, header_bytes) = head
+        .await
+        .map_err(|_| AppError::internal("the slab reader stopped before the header"))?;
+    let manifest = SlabManifest::new(
+        grid,
+        &header_bytes,
+        stored.iter().map(|s| s.id.clone()).collect(),
+    );
+    Ok((manifest, stored))
+}
+
+/// The voxel bytes of every slab, in k order, fetched a few at a time.
+pub async fn load(
+    state: &AppState,
+    case_id: &str,
+    manifest: &SlabManifest,
+) -> Result<Vec<Arc<[u8]>>, AppError> {
+    futures::stream::iter(manifest.slabs.iter().cloned().enumerate())
+        .map(|(index, id)| load_one(state, case_id, manifest.grid, index, id))
+        .buffered(SLABS_IN_FLIGHT)
+        .try_collect()
+        .await
+}
+
+async fn load_one(
+    state: &AppState,
+    case_id: &str,
+    grid: SlabGrid,
+    index: usize,
+    id: String,
+) -> Result<Arc<[u8]>, AppError> {
+    let stored = state.store.get(&slab_ref(case_id, &id)).await?;
+    let expected = grid.byte_range(index).len();
+    let raw = tokio::task::spawn_blocking(move || {
+        slabs::decompress(&format!("stored slab {index}"), &stored, expected)
+    })
+    .await
+    .map_err(AppError::internal)??;
+    Ok(Arc::from(raw))
+}
+
+/// Presigned URLs of a volume's slabs, for the browser.
+pub async fn urls(
+    state: &AppState,
+    case_id: &str,
+    manifest: &SlabManifest,
+) -> Result<VolumeSlabs, AppError> {
+    let mut urls = Vec::with_capacity(manifest.slabs.len());
+    for id in &manifest.slabs {
+        urls.push(state.store.presign_get(&slab_ref(case_id, id)).await?);
+    }
+    Ok(VolumeSlabs {
+        depth: manifest.grid.depth,
+        header: manifest.header.clone(),
+        urls,
+    })
+}
+
+/// The slab manifest of the volume at `object_ref`, cutting the stored file into slabs first
+/// for volumes stored before slabs were (each once; concurrent callers keep the first).
+pub async fn ensure(state: &AppState, object_ref: &str) -> Result<SlabManifest, AppError> {
+    let row = sqlx::query("SELECT case_id, slabs_json FROM objects WHERE object_ref = $1")
+        .bind(object_ref)
+        .fetch_one(&state.db.pool)
+        .await?;
+    if let Some(manifest) = SlabManifest::parse(&row.get::<String, _>("slabs_json"))? {
+        return Ok(manifest);
+    }
+    let case_id: String = row.get("case_id");
+    let file = state.store.get(object_ref).await?;
+    let (manifest, stored) = put_file(
+        state,
+        &case_id,
+        "stored volume",
+        Box::new(std::io::Cursor::new(file)),
+    )
+    .await?;
+    let mut tx = state.db.begin_write().await?;
+    let updated =
+        sqlx::query("UPDATE objects SET slabs_json = $1 WHERE object_ref = $2 AND slabs_json = ''")
+            .bind(manifest.to_json())
+            .bind(object_ref)
+            .execute(&mut *tx)
+            .await?;
+    if updated.rows_affected() == 1 {
+        record(&mut tx, &case_id, &stored, now_ms()).await?;
+        tx.commit().await?;
+        return Ok(manifest);
+    }
+    // Someone else cut it first: theirs stands (ours are unrecorded and swept later).
+    tx.rollback().await?;
+    let json: String = sqlx::query("SELECT slabs_json FROM objects WHERE object_ref = $1")
+        .bind(object_ref)
+        .fetch_one(&state.db.pool)
+        .await?
+        .get(0);
+    SlabManifest::parse(&json)?.ok_or_else(|| AppError::internal("a volume lost its slabs"))
+}
