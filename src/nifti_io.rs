@@ -394,14 +394,15 @@ pub struct Samples {
 
 impl Samples {
     pub fn len(&self) -> usize {
-        self.bytes.len() / self.size_of()
+        self.bytes.len() / self.voxel_bytes()
     }
 
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
 
-    fn size_of(&self) -> usize {
+    /// Bytes per voxel.
+    pub fn voxel_bytes(&self) -> usize {
         match self.kind {
             SampleKind::U8 | SampleKind::I8 => 1,
             SampleKind::I16 | SampleKind::U16 => 2,
@@ -434,7 +435,7 @@ impl Samples {
 
     /// Writes voxel bytes as the file stores them (a slab's) from voxel `first` on.
     pub fn write_file_bytes(&mut self, first: usize, raw: &[u8]) {
-        let size = self.size_of();
+        let size = self.voxel_bytes();
         let target = &mut self.bytes[first * size..first * size + raw.len()];
         target.copy_from_slice(raw);
         if self.big_endian {

@@ -9,7 +9,7 @@ use web_sys::{Headers, ReadableStreamDefaultReader, Request, RequestInit, Respon
 
 use crate::api::{ApiError, CaseArtifacts, ErrorBody, ErrorCode, LabelSaved, SaveLabelRequest};
 
-fn describe(err: JsValue) -> String {
+pub(crate) fn describe(err: JsValue) -> String {
     err.as_string()
         .or_else(|| Reflect::get(&err, &"message".into()).ok().and_then(|m| m.as_string()))
         .unwrap_or_else(|| format!("{err:?}"))

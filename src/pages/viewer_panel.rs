@@ -222,13 +222,13 @@ pub fn CaseViewer(case: CaseArtifacts, compare_with: Option<ModelState>, focus_l
                         </div>
                     })}
                     <Show when=move || !ui.ready.get()>
-                        <div class="loading" data-testid="loading">
+                        <div class="loading" class:streaming=move || ui.streaming.get() data-testid="loading">
                             {move || match ui.failure.get() {
                                 Some(message) => view! { <p class="error">{message}</p> }.into_any(),
                                 None => {
                                     let (loaded, total) = ui.progress.get();
                                     view! {
-                                        <p>"Downloading image and mask…"</p>
+                                        <p>"Loading image and mask…"</p>
                                         <progress max=total.max(1.0) value=loaded></progress>
                                         <p class="muted">{format!("{:.1} MB", loaded / 1e6)}</p>
                                     }.into_any()

@@ -133,6 +133,8 @@ pub struct ViewerUi {
     /// Download progress: bytes received and expected (0 when unknown).
     pub progress: RwSignal<(f64, f64)>,
     pub ready: RwSignal<bool>,
+    /// The first slices are drawn while the rest of the volume arrives.
+    pub streaming: RwSignal<bool>,
     pub failure: RwSignal<Option<String>>,
     pub layout: RwSignal<Layout>,
     /// The active view's plane: the slice slider, keys and wheel act on it.
@@ -204,6 +206,7 @@ impl ViewerUi {
             case: StoredValue::new(case),
             progress: RwSignal::new((0.0, 0.0)),
             ready: RwSignal::new(false),
+            streaming: RwSignal::new(false),
             failure: RwSignal::new(None),
             layout: RwSignal::new(Layout::Three),
             plane: RwSignal::new(Plane::Axial),

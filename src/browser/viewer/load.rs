@@ -1,56 +1,129 @@
-//! Opening a case: the image and the mask downloaded at once from object storage (with
-//! progress shown), decoded into the editor, and the first slices drawn, the crosshair at the
-//! volume's centre.
+//! Opening a case: the image and the mask arrive in slabs (see `crate::slabs`), fetched and
+//! inflated by Web Workers, the slabs of the middle slice first. The views are drawn as soon
+//! as that slice is in, then redrawn as the rest arrives; editing starts once all of it has.
 
+use base64::Engine;
 use leptos::prelude::*;
 use web_sys::HtmlCanvasElement;
 
+use super::slabs::SlabFetcher;
 use super::state::{alive, Viewer};
-use super::timing::{mark, Milestone};
+use super::timing::{mark, now_ms, Milestone};
 use super::view::View;
 use crate::api::ArtifactKind;
-use crate::browser::net;
+use crate::slabs::SlabGrid;
 use crate::viewer::orientation::Plane;
 use crate::viewer::render::{Overlay, Window};
 use crate::viewer::ui::ViewerUi;
 use crate::viewer::Editor;
 
-/// The viewer of the case in `ui` on the three `canvases`, its crosshair at the centre.
+/// While slabs arrive, the views are redrawn at most this often.
+const REDRAW_EVERY_MS: f64 = 200.0;
+const IMAGE: usize = 0;
+const MASK: usize = 1;
+
+/// The viewer of the case in `ui` on the three `canvases`, its crosshair at the centre, with
+/// every slab of the image and mask in.
 pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Result<Viewer, String> {
     mark(Milestone::OpenStart);
     let case = ui.case.get_value();
     let artifact = |kind| case.artifacts.iter().find(|a| a.kind == kind).ok_or("the case lacks an image or mask");
-    let (image, mask) = (artifact(ArtifactKind::Image)?, artifact(ArtifactKind::Mask)?);
-    let total = (image.size_bytes + mask.size_bytes) as f64;
-    // Both at once: the mask's request does not wait behind the image's transfer.
-    let received = std::cell::Cell::new([0.0; 2]);
-    let progress = |file: usize, bytes: f64| {
-        let mut both = received.get();
-        both[file] = bytes;
-        received.set(both);
-        let _ = ui.progress.try_set((both[0] + both[1], total));
+    let volumes = [&artifact(ArtifactKind::Image)?.slabs, &artifact(ArtifactKind::Mask)?.slabs];
+    let header = |index: usize| {
+        base64::engine::general_purpose::STANDARD.decode(&volumes[index].header).map_err(|e| format!("a volume header is unreadable: {e}"))
     };
-    let (image_file, mask_file) = futures::future::join(
-        net::download(&image.url, |bytes, _| progress(0, bytes)),
-        net::download(&mask.url, |bytes, _| progress(1, bytes)),
-    )
-    .await;
-    let (image_file, mask_file) = (image_file?, mask_file?);
-    if !alive(ui) {
-        return Err("the case page was left".into());
+    let editor = Editor::awaiting_slabs(&header(IMAGE)?, &header(MASK)?, case.current_mask_ref.clone()).map_err(|e| e.to_string())?;
+    let dims = editor.dims.map(|d| d as u32);
+    let grids = [
+        SlabGrid { dims, voxel_bytes: editor.image.voxel_bytes() as u32, depth: volumes[IMAGE].depth },
+        SlabGrid { dims, voxel_bytes: 1, depth: volumes[MASK].depth },
+    ];
+    if (0..2).any(|v| volumes[v].depth == 0 || volumes[v].urls.len() != grids[v].count()) {
+        return Err("the case's slabs do not match its volumes".into());
+    }
+
+    // The middle slice's slabs first, then the mask's (small), then the image's outwards.
+    let middle = dims[2] as usize / 2;
+    let mut fetcher = SlabFetcher::start()?;
+    let mut order: Vec<(usize, usize)> = vec![(IMAGE, grids[IMAGE].slab_of_slice(middle)), (MASK, grids[MASK].slab_of_slice(middle))];
+    for volume in [MASK, IMAGE] {
+        let first = grids[volume].slab_of_slice(middle);
+        let mut rest: Vec<usize> = (0..grids[volume].count()).filter(|&i| i != first).collect();
+        rest.sort_by_key(|&i| i.abs_diff(first));
+        order.extend(rest.into_iter().map(|i| (volume, i)));
+    }
+    for &(volume, index) in &order {
+        fetcher.request(volume, index, &volumes[volume].urls[index])?;
+    }
+
+    let total = (grids[IMAGE].total_bytes() + grids[MASK].total_bytes()) as f64;
+    let mut viewer = viewer(ui, canvases, editor, &case)?;
+    let (mut received, mut remaining, mut drawn_at) = (0.0, order.len(), None::<f64>);
+    let mut middle_in = [false; 2];
+    let mut first_window = None;
+    while remaining > 0 {
+        let arrived = fetcher.next().await.ok_or("the slab workers stopped")?;
+        if !alive(ui) {
+            return Err("the case page was left".into());
+        }
+        let what = ["image", "mask"].get(arrived.volume).ok_or("a slab of no volume arrived")?;
+        let bytes = arrived.bytes.map_err(|e| format!("slab {} of the {what} could not be loaded: {e}", arrived.index))?;
+        let grid = grids[arrived.volume];
+        let range = grid.byte_range(arrived.index);
+        if bytes.length() as usize != range.len() {
+            return Err(format!("slab {} of the {what} holds {} bytes, not {}", arrived.index, bytes.length(), range.len()));
+        }
+        let mut raw = vec![0; range.len()];
+        bytes.copy_to(&mut raw);
+        match arrived.volume {
+            IMAGE => viewer.editor.fill_image_slab(range.start / grid.voxel_bytes as usize, &raw),
+            _ => viewer.editor.fill_mask_slab(range.start, &raw),
+        }
+        remaining -= 1;
+        received += range.len() as f64;
+        let _ = ui.progress.try_set((received, total));
+        middle_in[arrived.volume] |= arrived.index == grid.slab_of_slice(middle);
+        match drawn_at {
+            // The middle slice is complete: draw, windowed by the intensities of its slab.
+            None if middle_in == [true, true] => {
+                let voxels = grids[IMAGE].byte_range(grids[IMAGE].slab_of_slice(middle));
+                let per_voxel = grids[IMAGE].voxel_bytes as usize;
+                let (low, high) = viewer.editor.image.percentiles_of(voxels.start / per_voxel..voxels.end / per_voxel, 0.005, 0.995);
+                first_window = Some(Window::spanning(low, high));
+                ui.window.set(Window::spanning(low, high));
+                ui.threshold.set((low + (high - low) * 0.5, high));
+                viewer.draw();
+                ui.streaming.set(true);
+                drawn_at = Some(now_ms());
+            }
+            Some(at) if now_ms() - at >= REDRAW_EVERY_MS => {
+                viewer.draw();
+                drawn_at = Some(now_ms());
+            }
+            _ => {}
+        }
     }
     mark(Milestone::Downloaded);
-    let editor = Editor::open(&image_file, &mask_file, case.current_mask_ref.clone()).map_err(|e| e.to_string())?;
+    viewer.editor.loaded();
     mark(Milestone::Decoded);
-    drop((image_file, mask_file));
+    // The whole volume's window, unless the person has set one meanwhile.
+    let (low, high) = viewer.editor.robust_range;
+    if ui.window.get_untracked() == first_window.unwrap_or(Window::spanning(low, high)) {
+        ui.window.set(Window::spanning(low, high));
+        ui.threshold.set((low + (high - low) * 0.5, high));
+    }
+    ui.counts.set(viewer.editor.counts.to_vec());
+    viewer.draw();
+    ui.streaming.set(false);
+    ui.ready.set(true);
+    Ok(viewer)
+}
 
+/// The viewer on `editor`, its crosshair at the volume's centre, nothing drawn yet.
+fn viewer(ui: ViewerUi, canvases: [HtmlCanvasElement; 3], editor: Editor, case: &crate::api::CaseArtifacts) -> Result<Viewer, String> {
     let [axial, coronal, sagittal] = canvases;
     let views = [View::new(axial)?, View::new(coronal)?, View::new(sagittal)?];
-    let (low, high) = editor.robust_range;
-    ui.window.set(Window::spanning(low, high));
-    ui.threshold.set((low + (high - low) * 0.5, high));
     ui.voxel_ml.set(editor.grid().voxel_volume_mm3() / 1000.0);
-    ui.counts.set(editor.counts.to_vec());
     let mut viewer = Viewer {
         ui,
         case_id: case.case_id.clone(),
@@ -70,7 +143,5 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
     };
     viewer.activate(Plane::Axial);
     viewer.move_point(viewer.point);
-    viewer.draw();
-    ui.ready.set(true);
     Ok(viewer)
 }

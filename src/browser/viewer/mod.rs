@@ -12,6 +12,7 @@ mod input;
 mod keep;
 mod load;
 mod predictions;
+mod slabs;
 mod state;
 mod timing;
 mod view;
