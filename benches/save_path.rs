@@ -1,6 +1,8 @@
-//! The label-save path, end to end through HTTP on the embedded backend: decode base (or take
-//! it from the head cache), apply the edits, encode and gzip, PUT the new object, commit.
-//! In the same run, Python's nibabel does the same load-apply-save on the same files.
+//! The label-save path, end to end through HTTP on the embedded backend: decode the base (or
+//! take it from the head cache), apply the edits to the slabs they touch, gzip and PUT those
+//! slabs, commit; and the bytes each save stores. In the same run, Python's nibabel does the
+//! same load-apply-save on the same files (`benches/nibabel_save.py`, the fastest plain
+//! script: the voxels kept as uint8, edited in place, saved at gzip level 1).
 //!
 //! Run: `cargo bench --features ssr --bench save_path` (after `.ci/setup test`, which makes the
 //! Python environment with nibabel).
@@ -51,7 +53,15 @@ struct Figures {
     p99: f64,
     cold: f64,
     edit_bytes: usize,
+    /// Bytes stored per save (new slabs): median and largest.
+    stored_p50: i64,
+    stored_max: i64,
     nibabel_p50: f64,
+}
+
+/// Bytes of all the slabs stored so far.
+async fn slab_bytes(app: &TestApp) -> i64 {
+    sqlx::query("SELECT COALESCE(SUM(size_bytes), 0) FROM slabs").fetch_one(&app.state.db.pool).await.unwrap().get(0)
 }
 
 async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) -> Figures {
@@ -101,6 +111,7 @@ async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) 
     // Warm: consecutive saves, as a labeler works, through HTTP.
     let mut times = Vec::with_capacity(iterations);
     let mut edit_bytes = 0;
+    let mut stored = Vec::with_capacity(iterations);
     for i in 0..iterations {
         let k = 2 + i % (dims[2] as usize - 2);
         let edits = stroke(dims, k, 1, &current);
@@ -110,6 +121,7 @@ async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) 
             "base_mask_ref": head,
             "edits": base64::engine::general_purpose::STANDARD.encode(&edits),
         });
+        let stored_before = slab_bytes(app).await;
         let began = Instant::now();
         let response = app
             .client
@@ -123,10 +135,12 @@ async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) 
         assert_eq!(response.status(), 201);
         let saved: LabelSaved = response.json().await.unwrap();
         times.push(began.elapsed().as_secs_f64() * 1000.0);
+        stored.push(slab_bytes(app).await - stored_before);
         MaskEdits::decode(&edits, voxels as u64, &[1]).unwrap().apply(&mut current);
         head = saved.new_mask_ref;
     }
     times.sort_by(f64::total_cmp);
+    stored.sort_unstable();
 
     // nibabel on the same mask file and an edit of the same size.
     let file = app.data_dir.path().join(format!("bench-{}.nii.gz", dims[2]));
@@ -148,6 +162,8 @@ async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) 
         p99: percentile(&times, 0.99),
         cold,
         edit_bytes,
+        stored_p50: stored[stored.len() / 2],
+        stored_max: stored[stored.len() - 1],
         nibabel_p50: percentile(&nibabel, 0.5),
     }
 }
@@ -158,16 +174,24 @@ fn main() {
         let app = TestApp::spawn_with(|_| {}).await;
         let token = app.user("bench", &[Role::Labeler]).await;
         let mut rows = Vec::new();
-        for (dims, iterations) in [([256, 256, 256], 40), ([512, 512, 300], 30)] {
+        for (dims, iterations) in [([256, 256, 256], 100), ([512, 512, 300], 200)] {
             rows.push(measure(&app, &token, dims, iterations).await);
         }
         println!("\nlabel save path ({}; warm = base mask in the head cache)", common::backend_name());
-        println!("| mask | edit payload | seglab p50 | seglab p99 | seglab cold | nibabel p50 | speed-up (p50) |");
-        println!("|---|---|---|---|---|---|---|");
+        println!("| mask | edit payload | stored per save (median, max) | seglab p50 | seglab p99 | seglab cold | nibabel p50 | speed-up (p50) |");
+        println!("|---|---|---|---|---|---|---|---|");
         for r in &rows {
             println!(
-                "| {} | {} B | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1}× |",
-                r.label, r.edit_bytes, r.p50, r.p99, r.cold, r.nibabel_p50, r.nibabel_p50 / r.p50
+                "| {} | {} B | {:.1} KB, {:.1} KB | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1}× |",
+                r.label,
+                r.edit_bytes,
+                r.stored_p50 as f64 / 1024.0,
+                r.stored_max as f64 / 1024.0,
+                r.p50,
+                r.p99,
+                r.cold,
+                r.nibabel_p50,
+                r.nibabel_p50 / r.p50
             );
         }
         app.stop().await;

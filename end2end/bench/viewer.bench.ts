@@ -1,5 +1,6 @@
 // Viewer benchmark in headless Chromium against the release build (`.ci/bench-viewer`):
-// time from opening a case to its first slice drawn, repaint time during a brush stroke on a
+// time from opening a case to its first slice drawn and to the whole volume in, Niivue opening
+// the same files side by side, repaint time during a brush stroke on a
 // 512×512 slice (three views and one), the 3-D tools on the 512×512×300 volume (fill between
 // slices over 60 slices, region growing of 1 M voxels, islands, holes, closing), and the WASM
 // bundle size. Figures go to stdout and target/bench/viewer.json.
@@ -123,7 +124,10 @@ async function importCase(page: Page, name: string, image: Buffer) {
 
 const MILESTONES = ["openStartMs", "downloadedMs", "decodedMs", "firstSliceMs"] as const;
 
-/** Per page load, the time from navigation start to each milestone of opening the case. */
+/**
+ * Per page load, the time from navigation start to each milestone of opening the case: the
+ * first slice drawn (the middle slice's slabs in), and the whole volume in and browsable.
+ */
 async function openingTimes(page: Page, caseId: string) {
   const times: Record<string, number[]> = Object.fromEntries(MILESTONES.map((m) => [m, []]));
   for (let run = 0; run < RUNS; run++) {
@@ -131,15 +135,61 @@ async function openingTimes(page: Page, caseId: string) {
     const stats = await page.evaluate(() => (window as any).__seglab);
     MILESTONES.forEach((m) => times[m].push(stats[m]));
   }
+  const p50 = (values: number[]) => +quantile(values, 0.5).toFixed(1);
   return {
     first_slice: summary(times.firstSliceMs),
-    // Medians of the phases: page + WASM start, download, decode, first render.
+    whole_volume_browsable: summary(times.decodedMs),
+    // Medians of the phases: page + WASM start, then (from there) the first slice drawn and
+    // every slab arrived; slabs are fetched and inflated in Web Workers while the page draws.
     phases_p50: {
-      page_and_wasm_start: +quantile(times.openStartMs, 0.5).toFixed(1),
-      download: +quantile(times.downloadedMs.map((t, n) => t - times.openStartMs[n]), 0.5).toFixed(1),
-      inflate_and_decode: +quantile(times.decodedMs.map((t, n) => t - times.downloadedMs[n]), 0.5).toFixed(1),
-      first_render: +quantile(times.firstSliceMs.map((t, n) => t - times.decodedMs[n]), 0.5).toFixed(1),
+      page_and_wasm_start: p50(times.openStartMs),
+      first_slice_after_start: p50(times.firstSliceMs.map((t, n) => t - times.openStartMs[n])),
+      all_slabs_after_start: p50(times.downloadedMs.map((t, n) => t - times.openStartMs[n])),
+      counts_and_window: p50(times.decodedMs.map((t, n) => t - times.downloadedMs[n])),
     },
+  };
+}
+
+const NIIVUE_PAGE = `<!doctype html><html><body style="margin:0">
+<canvas id="gl" width="1024" height="768"></canvas>
+<script src="/niivue-bench/niivue.umd.js"></script>
+<script>
+  // Load and decode (fetch, inflate, parse), then the first draw (texture upload and render,
+  // through SwiftShader's software WebGL2 here: no GPU), timed apart.
+  window.openWithNiivue = async (url) => {
+    const started = performance.now();
+    const image = await niivue.NVImage.loadFromUrl({ url, name: "image.nii.gz" });
+    const loaded = performance.now();
+    const nv = new niivue.Niivue();
+    await nv.attachToCanvas(document.getElementById("gl"));
+    nv.addVolume(image);
+    await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+    const drawn = performance.now();
+    return { script_ready: started, load_and_decode: loaded - started, first_draw: drawn - loaded, since_navigation: drawn };
+  };
+</script></body></html>`;
+
+/**
+ * Niivue (npm @niivue/niivue, in the same Chromium) opening the same image file from the same
+ * storage by its presigned URL, from a page on the same origin; `runs` fresh page loads.
+ */
+async function niivueTimes(page: Page, caseId: string, runs: number) {
+  await page.route("**/niivue-bench/page.html", (route) => route.fulfill({ body: NIIVUE_PAGE, contentType: "text/html" }));
+  await page.route("**/niivue-bench/niivue.umd.js", (route) =>
+    route.fulfill({ path: "node_modules/@niivue/niivue/dist/niivue.umd.js", contentType: "text/javascript" }),
+  );
+  const results: Record<string, number>[] = [];
+  for (let run = 0; run < runs; run++) {
+    const artifacts = await (await page.request.get(`/cases/${caseId}/artifacts`)).json();
+    await page.goto("/niivue-bench/page.html");
+    results.push(await page.evaluate((url) => (window as any).openWithNiivue(url), artifacts.artifacts[0].url));
+  }
+  const p50 = (key: string) => +quantile(results.map((r) => r[key]), 0.5).toFixed(1);
+  return {
+    runs,
+    load_and_decode_p50: p50("load_and_decode"),
+    first_draw_p50: p50("first_draw"),
+    drawn_since_navigation_p50: p50("since_navigation"),
   };
 }
 
@@ -151,6 +201,11 @@ test("viewer benchmark", async ({ page }) => {
 
   const mniOpening = await openingTimes(page, mni);
   const largeOpening = await openingTimes(page, large);
+  const niivue = {
+    mni152_197x233x189_uint8: await niivueTimes(page, mni, 3),
+    ct_512x512x300_int16: await niivueTimes(page, large, 2),
+  };
+  await openCase(page, large);
 
   // Repaint during a brush stroke on the 512×512 axial slice, with three views and with one.
   const threeViews = await strokeRepaints(page, [0.35, 0.4], [0.65, 0.6]);
@@ -207,6 +262,7 @@ test("viewer benchmark", async ({ page }) => {
   const results = {
     machine: "2 cores, headless Debian Chromium, release build (wasm-opt)",
     opening_ms: { mni152_197x233x189_uint8: mniOpening, ct_512x512x300_int16: largeOpening },
+    niivue_opening_ms: niivue,
     large_file_mb: +(largeFile.length / 1e6).toFixed(1),
     brush_repaint_ms_512x512: { three_views: threeViews, one_view: oneView },
     tools_ms_512x512x300: {

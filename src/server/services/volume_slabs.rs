@@ -3,6 +3,7 @@
 //! are cut at import, mask versions when they are made; a save writes only the slabs it
 //! changed. The browser fetches slabs by presigned URL, the shown slice's first.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -205,17 +206,23 @@ pub async fn put_file(
     Ok((manifest, stored))
 }
 
-/// The voxel bytes of every slab, in k order, fetched a few at a time.
-pub async fn load(
-    state: &AppState,
-    case_id: &str,
-    manifest: &SlabManifest,
-) -> Result<Vec<Arc<[u8]>>, AppError> {
-    futures::stream::iter(manifest.slabs.iter().cloned().enumerate())
+/// The voxel bytes of every slab, in k order, fetched a few at a time; a slab listed more than
+/// once (the zeros of an empty mask) is fetched once and shared.
+pub async fn load(state: &AppState, case_id: &str, manifest: &SlabManifest) -> Result<Vec<Arc<[u8]>>, AppError> {
+    let mut slot_of: HashMap<&str, usize> = HashMap::new();
+    let mut unique = Vec::new();
+    for (index, id) in manifest.slabs.iter().enumerate() {
+        slot_of.entry(id).or_insert_with(|| {
+            unique.push((index, id.clone()));
+            unique.len() - 1
+        });
+    }
+    let fetched: Vec<Arc<[u8]>> = futures::stream::iter(unique)
         .map(|(index, id)| load_one(state, case_id, manifest.grid, index, id))
         .buffered(SLABS_IN_FLIGHT)
         .try_collect()
-        .await
+        .await?;
+    Ok(manifest.slabs.iter().map(|id| fetched[slot_of[id.as_str()]].clone()).collect())
 }
 
 async fn load_one(
