@@ -69,15 +69,23 @@ impl MaskEdits {
     /// The voxels of `current` that differ from `base`, with their new values.
     pub fn diff(base: &[u8], current: &[u8]) -> MaskEdits {
         assert_eq!(base.len(), current.len(), "diff of masks of different sizes");
+        Self::diff_parts([(0, base)], current)
+    }
+
+    /// The voxels of `current` that differ from a base known only in `parts` (each its first
+    /// voxel and values, in increasing order, not overlapping), equal to `current` elsewhere.
+    pub fn diff_parts<'a>(parts: impl IntoIterator<Item = (usize, &'a [u8])>, current: &[u8]) -> MaskEdits {
         let mut runs: Vec<Run> = Vec::new();
-        for (index, (old, new)) in base.iter().zip(current).enumerate() {
-            if old == new {
-                continue;
-            }
-            let index = index as u64;
-            match runs.last_mut() {
-                Some(run) if run.start + run.len == index && run.value == *new => run.len += 1,
-                _ => runs.push(Run { start: index, len: 1, value: *new }),
+        for (first, base) in parts {
+            for (offset, (old, new)) in base.iter().zip(&current[first..first + base.len()]).enumerate() {
+                if old == new {
+                    continue;
+                }
+                let index = (first + offset) as u64;
+                match runs.last_mut() {
+                    Some(run) if run.start + run.len == index && run.value == *new => run.len += 1,
+                    _ => runs.push(Run { start: index, len: 1, value: *new }),
+                }
             }
         }
         MaskEdits { runs }

@@ -5,7 +5,7 @@
 // slices over 60 slices, region growing of 1 M voxels, islands, holes, closing), and the WASM
 // bundle size. Figures go to stdout and target/bench/viewer.json.
 import { expect, Page, test } from "@playwright/test";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { canvasPoint, logIn, openCase } from "../tests/helpers";
 
@@ -112,6 +112,59 @@ function largeCt(): Buffer {
   return gzipSync(Buffer.concat([header, voxels]), { level: 1 });
 }
 
+/**
+ * A 1024×1024×400 int16 volume (800 MB of voxels, 0.4×0.4×1 mm) as `.nii.gz`: a disc on a
+ * gradient whose radius steps every 100 slices.
+ */
+function hugeVolume(): Buffer {
+  const [ni, nj, nk] = [1024, 1024, 400];
+  const header = Buffer.alloc(352);
+  header.writeInt32LE(348, 0);
+  [3, ni, nj, nk, 1, 1, 1, 1].forEach((d, n) => header.writeInt16LE(d, 40 + 2 * n));
+  header.writeInt16LE(4, 70); // int16
+  header.writeInt16LE(16, 72);
+  [1, 0.4, 0.4, 1.0, 1, 1, 1, 1].forEach((p, n) => header.writeFloatLE(p, 76 + 4 * n));
+  header.writeFloatLE(352, 108);
+  header.writeFloatLE(1, 112);
+  header.write("n+1\0", 344, "latin1");
+  const slices = [0, 1, 2, 3].map((step) => {
+    const slice = new Int16Array(ni * nj);
+    for (let j = 0; j < nj; j++) {
+      for (let i = 0; i < ni; i++) {
+        const inside = (i - 512) ** 2 + (j - 512) ** 2 < (300 + 40 * step) ** 2;
+        slice[i + ni * j] = inside ? 700 + ((i + j) % 40) : ((i * 3 + j) % 300) - 100;
+      }
+    }
+    return slice;
+  });
+  const voxels = new Int16Array(ni * nj * nk);
+  for (let k = 0; k < nk; k++) voxels.set(slices[Math.floor(k / 100)], k * ni * nj);
+  return gzipSync(Buffer.concat([header, Buffer.from(voxels.buffer)]), { level: 1 });
+}
+
+/** Process ids of Chromium's renderer processes now running. */
+function rendererPids(): string[] {
+  return readdirSync("/proc").filter((pid) => {
+    try {
+      return /^\d+$/.test(pid) && readFileSync(`/proc/${pid}/cmdline`, "latin1").includes("--type=renderer");
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** The largest peak resident memory (VmHWM) of the renderer processes `pids`, in MB. */
+function peakResidentMb(pids: string[]): number {
+  let peak = 0;
+  for (const pid of pids) {
+    try {
+      const kb = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "latin1"));
+      if (kb) peak = Math.max(peak, +kb[1] / 1024);
+    } catch {}
+  }
+  return Math.round(peak);
+}
+
 async function importCase(page: Page, name: string, image: Buffer) {
   const response = await page.request.post("/cases", {
     headers: { Origin: new URL(page.url()).origin },
@@ -171,13 +224,14 @@ const NIIVUE_PAGE = `<!doctype html><html><body style="margin:0">
 
 /**
  * Niivue (npm @niivue/niivue, in the same Chromium) opening the same image file from the same
- * storage by its presigned URL, from a page on the same origin; `runs` fresh page loads.
+ * storage by its presigned URL, from a page the same server serves (from its site folder: a
+ * page Playwright made up would have no address, and Chromium keeps such pages from loopback
+ * addresses); `runs` fresh page loads.
  */
 async function niivueTimes(page: Page, caseId: string, runs: number) {
-  await page.route("**/niivue-bench/page.html", (route) => route.fulfill({ body: NIIVUE_PAGE, contentType: "text/html" }));
-  await page.route("**/niivue-bench/niivue.umd.js", (route) =>
-    route.fulfill({ path: "node_modules/@niivue/niivue/dist/niivue.umd.js", contentType: "text/javascript" }),
-  );
+  mkdirSync("../target/site/niivue-bench", { recursive: true });
+  writeFileSync("../target/site/niivue-bench/page.html", NIIVUE_PAGE);
+  copyFileSync("node_modules/@niivue/niivue/dist/niivue.umd.js", "../target/site/niivue-bench/niivue.umd.js");
   const results: Record<string, number>[] = [];
   for (let run = 0; run < runs; run++) {
     const artifacts = await (await page.request.get(`/cases/${caseId}/artifacts`)).json();
@@ -258,11 +312,39 @@ test("viewer benchmark", async ({ page }) => {
   const largeIslands = await timeButton(page, "Keep largest island", "islands");
   const largeHoles = await timeButton(page, "Fill holes", "holes");
 
+  // A 1024×1024×400 int16 volume in a tab of its own: opened, browsed through every slice
+  // of the active view, and the tab's peak memory read from /proc.
+  const hugeFile = hugeVolume();
+  const huge = await importCase(page, "CT 1024x1024x400 int16", hugeFile);
+  const others = new Set(rendererPids());
+  const context = await page.context().browser()!.newContext({ baseURL: new URL(page.url()).origin });
+  const tab = await context.newPage();
+  await logIn(tab);
+  await tab.goto(`/cases/${huge}`);
+  await tab.locator("body[data-hydrated=true]").waitFor();
+  await expect(tab.getByTestId("loading")).toHaveCount(0, { timeout: 300_000 });
+  const hugeStats = await tab.evaluate(() => (window as any).__seglab);
+  await tab.evaluate(() => ((window as any).__seglab.renderMs = []));
+  for (const slice of [0, 99, 199, 299, 399, 249]) {
+    await tab.getByLabel("Slice").fill(`${slice}`);
+    await expect(tab.getByTestId("slice")).toHaveText(`${slice + 1} / 400`);
+  }
+  const browsing = summary(await tab.evaluate(() => (window as any).__seglab.renderMs as number[]));
+  const hugeOpening = {
+    first_slice: +hugeStats.firstSliceMs.toFixed(1),
+    whole_volume_browsable: +hugeStats.decodedMs.toFixed(1),
+    redraw_while_browsing: browsing,
+    tab_peak_resident_mb: peakResidentMb(rendererPids().filter((pid) => !others.has(pid))),
+    file_mb: +(hugeFile.length / 1e6).toFixed(1),
+  };
+  await context.close();
+
   const wasm = readFileSync("../target/site/pkg/seglab.wasm");
   const results = {
     machine: "2 cores, headless Debian Chromium, release build (wasm-opt)",
     opening_ms: { mni152_197x233x189_uint8: mniOpening, ct_512x512x300_int16: largeOpening },
     niivue_opening_ms: niivue,
+    ct_1024x1024x400_int16: hugeOpening,
     large_file_mb: +(largeFile.length / 1e6).toFixed(1),
     brush_repaint_ms_512x512: { three_views: threeViews, one_view: oneView },
     tools_ms_512x512x300: {

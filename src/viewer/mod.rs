@@ -5,6 +5,7 @@ pub mod disagreement;
 pub mod orientation;
 pub mod preview;
 pub mod render;
+pub mod saved_base;
 pub mod tools;
 pub mod ui;
 
@@ -14,6 +15,7 @@ use crate::mask_ops::{grow, interpolate, morphology, Grid};
 use crate::nifti_io::{Samples, Volume, VolumeError};
 use orientation::Orientation;
 use preview::{Preview, PreviewKind};
+use saved_base::SavedBase;
 use tools::{Delta, EditableArea, History};
 
 /// Morphological smoothing of one label.
@@ -37,7 +39,7 @@ pub struct Editor {
     pub robust_range: (f32, f32),
     /// Reference and voxels of the saved version the edits apply to.
     pub base_ref: String,
-    base: Vec<u8>,
+    base: SavedBase,
     /// The mask as shown and edited.
     pub mask: Vec<u8>,
     pub history: History,
@@ -81,9 +83,9 @@ impl Editor {
         self.image.write_file_bytes(first, raw);
     }
 
-    /// Writes a mask slab (uint8 labels) from voxel `first` on, as saved and as shown.
+    /// Writes a mask slab (uint8 labels) from voxel `first` on, as saved and as shown (before
+    /// any edit).
     pub fn fill_mask_slab(&mut self, first: usize, labels: &[u8]) {
-        self.base[first..first + labels.len()].copy_from_slice(labels);
         self.mask[first..first + labels.len()].copy_from_slice(labels);
     }
 
@@ -106,7 +108,7 @@ impl Editor {
         let orientation = Orientation::from_affine(&affine);
         let image = image.into_samples("image")?;
         let robust_range = image.percentiles(0.005, 0.995);
-        let base = mask.into_labels("mask")?;
+        let mask = mask.into_labels("mask")?;
         let mut editor = Editor {
             image,
             dims,
@@ -115,8 +117,8 @@ impl Editor {
             orientation,
             robust_range,
             base_ref: mask_ref,
-            mask: base.clone(),
-            base,
+            base: SavedBase::same_as_mask(mask.len()),
+            mask,
             history: History::default(),
             counts: [0; 256],
             preview: None,
@@ -143,12 +145,16 @@ impl Editor {
 
     /// Records an edit already applied to `mask`: one undoable step.
     pub fn record(&mut self, delta: Delta) {
+        self.base.keep_before(&self.mask, &delta);
         count(&mut self.counts, &delta, false);
         self.history.push(delta);
     }
 
     /// Reverts the newest edit; false when there is none.
     pub fn undo(&mut self) -> bool {
+        if let Some(delta) = self.history.next_undo() {
+            self.base.keep_for(&self.mask, delta);
+        }
         let Some(delta) = self.history.undo(&mut self.mask) else { return false };
         count(&mut self.counts, delta, true);
         true
@@ -156,6 +162,9 @@ impl Editor {
 
     /// Re-applies the newest undone edit; false when there is none.
     pub fn redo(&mut self) -> bool {
+        if let Some(delta) = self.history.next_redo() {
+            self.base.keep_for(&self.mask, delta);
+        }
         let Some(delta) = self.history.redo(&mut self.mask) else { return false };
         count(&mut self.counts, delta, false);
         true
@@ -220,23 +229,22 @@ impl Editor {
 
     /// What changed since the base version: what a save sends.
     pub fn unsaved_edits(&self) -> MaskEdits {
-        MaskEdits::diff(&self.base, &self.mask)
+        self.base.edits(&self.mask)
     }
 
     /// The edits were saved as version `new_ref`: it becomes the base. Undo history stays, so
     /// a saved edit can still be undone (and the undo saved as a new version).
     pub fn saved(&mut self, new_ref: String, saved: &MaskEdits) {
-        saved.apply(&mut self.base);
+        self.base.apply(&self.mask, saved);
         self.base_ref = new_ref;
     }
 
     /// Moves onto a newer version `base` (someone else's save, or a restore) and applies
     /// `edits` on top: the person's own changes win where both touched a voxel.
     pub fn rebase(&mut self, base_ref: String, base_file: &[u8], edits: &MaskEdits) -> Result<(), VolumeError> {
-        let base = Self::labels_of(base_file, self.mask.len())?;
-        let mut mask = base.clone();
+        let mut mask = Self::labels_of(base_file, self.mask.len())?;
+        self.base = SavedBase::with_edits(&mask, edits);
         edits.apply(&mut mask);
-        self.base = base;
         self.base_ref = base_ref;
         self.mask = mask;
         self.history.clear();
@@ -247,6 +255,7 @@ impl Editor {
 
     /// Re-applies edits kept from an earlier visit; they cannot be undone one by one.
     pub fn restore(&mut self, edits: &MaskEdits) {
+        self.base.keep_runs(&self.mask, edits);
         edits.apply(&mut self.mask);
         self.history.clear();
         self.preview = None;

@@ -265,6 +265,16 @@ impl History {
         self.undo.last()
     }
 
+    /// The edit [`History::undo`] would revert next.
+    pub fn next_undo(&self) -> Option<&Delta> {
+        self.undo.last()
+    }
+
+    /// The edit [`History::redo`] would re-apply next.
+    pub fn next_redo(&self) -> Option<&Delta> {
+        self.redo.last()
+    }
+
     pub fn can_undo(&self) -> bool {
         !self.undo.is_empty()
     }

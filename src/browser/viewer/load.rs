@@ -2,6 +2,8 @@
 //! inflated by Web Workers, the slabs of the middle slice first. The views are drawn as soon
 //! as that slice is in, then redrawn as the rest arrives; editing starts once all of it has.
 
+use std::collections::HashMap;
+
 use base64::Engine;
 use leptos::prelude::*;
 use web_sys::HtmlCanvasElement;
@@ -52,13 +54,20 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
         rest.sort_by_key(|&i| i.abs_diff(first));
         order.extend(rest.into_iter().map(|i| (volume, i)));
     }
+    // A slab listed at several places (the zeros of an empty mask) is fetched once.
+    let mut places: HashMap<(usize, &str), Vec<usize>> = HashMap::new();
     for &(volume, index) in &order {
-        fetcher.request(volume, index, &volumes[volume].urls[index])?;
+        let url = volumes[volume].urls[index].as_str();
+        let at = places.entry((volume, url)).or_default();
+        if at.is_empty() {
+            fetcher.request(volume, index, url)?;
+        }
+        at.push(index);
     }
 
     let total = (grids[IMAGE].total_bytes() + grids[MASK].total_bytes()) as f64;
     let mut viewer = viewer(ui, canvases, editor, &case)?;
-    let (mut received, mut remaining, mut drawn_at) = (0.0, order.len(), None::<f64>);
+    let (mut received, mut remaining, mut drawn_at) = (0.0, places.len(), None::<f64>);
     let mut middle_in = [false; 2];
     let mut first_window = None;
     while remaining > 0 {
@@ -75,14 +84,21 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
         }
         let mut raw = vec![0; range.len()];
         bytes.copy_to(&mut raw);
-        match arrived.volume {
-            IMAGE => viewer.editor.fill_image_slab(range.start / grid.voxel_bytes as usize, &raw),
-            _ => viewer.editor.fill_mask_slab(range.start, &raw),
+        let url = volumes[arrived.volume].urls[arrived.index].as_str();
+        for &index in places.get(&(arrived.volume, url)).map(Vec::as_slice).unwrap_or_default() {
+            let range = grid.byte_range(index);
+            if range.len() != raw.len() {
+                return Err(format!("slab {index} of the {what} is listed with a slab of another size"));
+            }
+            match arrived.volume {
+                IMAGE => viewer.editor.fill_image_slab(range.start / grid.voxel_bytes as usize, &raw),
+                _ => viewer.editor.fill_mask_slab(range.start, &raw),
+            }
+            received += range.len() as f64;
+            middle_in[arrived.volume] |= index == grid.slab_of_slice(middle);
         }
         remaining -= 1;
-        received += range.len() as f64;
         let _ = ui.progress.try_set((received, total));
-        middle_in[arrived.volume] |= arrived.index == grid.slab_of_slice(middle);
         match drawn_at {
             // The middle slice is complete: draw, windowed by the intensities of its slab.
             None if middle_in == [true, true] => {
