@@ -67,6 +67,17 @@ fn voxel_type_name(datatype: NiftiType) -> Option<&'static str> {
     })
 }
 
+/// Bytes per voxel of a voxel type as artifacts name it (`int16`: 2).
+pub fn voxel_type_bytes(name: &str) -> Option<u32> {
+    Some(match name {
+        "uint8" | "int8" => 1,
+        "int16" | "uint16" => 2,
+        "int32" | "uint32" | "float32" => 4,
+        "float64" => 8,
+        _ => return None,
+    })
+}
+
 /// An I/O failure while reading `what`: for a gzip stream, damage or truncation.
 pub fn unreadable(what: &str, err: std::io::Error) -> VolumeError {
     refuse(what, format!("the file is damaged or truncated ({err})"))
@@ -238,17 +249,13 @@ impl Volume {
 
     /// A volume of the header's size, every voxel bytes 0, to be filled (slab by slab).
     pub fn zeroed(what: &str, header_bytes: &[u8]) -> Result<Volume, VolumeError> {
-        let (VolumeInfo { header, meta }, expected) =
-            check_header(what, header_bytes, DEFAULT_MAX_VOXELS)?;
-        let mut raw = Vec::new();
-        raw.try_reserve_exact(expected as usize).map_err(|_| {
-            refuse(
-                what,
-                format!("{expected} bytes of voxels do not fit in memory"),
-            )
-        })?;
-        raw.resize(expected as usize, 0);
-        Ok(Volume { header, meta, raw })
+        let (VolumeInfo { header, meta }, expected) = check_header(what, header_bytes, DEFAULT_MAX_VOXELS)?;
+        // Asked for first so that a volume too large for memory is refused, not a crash; then
+        // allocated zeroed, which costs nothing on fresh memory (no byte-by-byte fill).
+        Vec::<u8>::new()
+            .try_reserve_exact(expected as usize)
+            .map_err(|_| refuse(what, format!("{expected} bytes of voxels do not fit in memory")))?;
+        Ok(Volume { header, meta, raw: vec![0; expected as usize] })
     }
 
     /// The voxels as label values, refusing anything that is not an integer in 0..=255.

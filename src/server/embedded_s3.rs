@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use axum::serve::ListenerExt;
 use axum::error_handling::HandleError;
 use axum::http::{header, Method, StatusCode};
 use axum::Router;
@@ -236,7 +237,8 @@ impl S3 for LocalStore {
         };
         file.seek(SeekFrom::Start(range.start)).await.map_err(io_error)?;
         let size = range.end - range.start;
-        let body = ReaderStream::new(tokio::io::AsyncReadExt::take(file, size));
+        // Large reads: each read of a tokio file is a trip to the blocking thread pool.
+        let body = ReaderStream::with_capacity(tokio::io::AsyncReadExt::take(file, size), 256 << 10);
         Ok(S3Response::new(GetObjectOutput {
             body: Some(StreamingBlob::wrap(body)),
             content_length: Some(size as i64),
@@ -356,6 +358,13 @@ pub async fn start(
         .await
         .map_err(|e| CliError::startup(&format!("embedded object storage cannot listen on {addr}"), e))?;
     let bound = listener.local_addr().map_err(|e| CliError::startup("embedded object storage", e))?;
+    // Without TCP_NODELAY, a streamed object's last small write waits for the client's delayed
+    // acknowledgement: about 40 ms per request, whatever the object's size.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::warn!(%err, "cannot set TCP_NODELAY on an object storage connection");
+        }
+    });
     tasks.spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())

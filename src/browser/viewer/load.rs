@@ -13,6 +13,7 @@ use super::state::{alive, Viewer};
 use super::timing::{mark, now_ms, Milestone};
 use super::view::View;
 use crate::api::ArtifactKind;
+use crate::nifti_io::voxel_type_bytes;
 use crate::slabs::SlabGrid;
 use crate::viewer::orientation::Plane;
 use crate::viewer::render::{Overlay, Window};
@@ -21,6 +22,8 @@ use crate::viewer::Editor;
 
 /// While slabs arrive, the views are redrawn at most this often.
 const REDRAW_EVERY_MS: f64 = 200.0;
+/// Slab requests in flight at once: as many as a browser opens connections to one host.
+const SLABS_IN_FLIGHT: usize = 6;
 const IMAGE: usize = 0;
 const MASK: usize = 1;
 
@@ -30,19 +33,17 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
     mark(Milestone::OpenStart);
     let case = ui.case.get_value();
     let artifact = |kind| case.artifacts.iter().find(|a| a.kind == kind).ok_or("the case lacks an image or mask");
-    let volumes = [&artifact(ArtifactKind::Image)?.slabs, &artifact(ArtifactKind::Mask)?.slabs];
-    let header = |index: usize| {
-        base64::engine::general_purpose::STANDARD.decode(&volumes[index].header).map_err(|e| format!("a volume header is unreadable: {e}"))
-    };
-    let editor = Editor::awaiting_slabs(&header(IMAGE)?, &header(MASK)?, case.current_mask_ref.clone()).map_err(|e| e.to_string())?;
-    let dims = editor.dims.map(|d| d as u32);
+    let (image, mask) = (artifact(ArtifactKind::Image)?, artifact(ArtifactKind::Mask)?);
+    let volumes = [&image.slabs, &mask.slabs];
+    let voxel_bytes = voxel_type_bytes(&image.voxel_type).ok_or("the image's voxel type is not supported")?;
     let grids = [
-        SlabGrid { dims, voxel_bytes: editor.image.voxel_bytes() as u32, depth: volumes[IMAGE].depth },
-        SlabGrid { dims, voxel_bytes: 1, depth: volumes[MASK].depth },
+        SlabGrid { dims: image.dims, voxel_bytes, depth: volumes[IMAGE].depth },
+        SlabGrid { dims: image.dims, voxel_bytes: 1, depth: volumes[MASK].depth },
     ];
-    if (0..2).any(|v| volumes[v].depth == 0 || volumes[v].urls.len() != grids[v].count()) {
+    if mask.dims != image.dims || (0..2).any(|v| volumes[v].depth == 0 || volumes[v].urls.len() != grids[v].count()) {
         return Err("the case's slabs do not match its volumes".into());
     }
+    let dims = image.dims;
 
     // The middle slice's slabs first, then the mask's (small), then the image's outwards.
     let middle = dims[2] as usize / 2;
@@ -54,15 +55,31 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
         rest.sort_by_key(|&i| i.abs_diff(first));
         order.extend(rest.into_iter().map(|i| (volume, i)));
     }
-    // A slab listed at several places (the zeros of an empty mask) is fetched once.
+    // A slab listed at several places (the zeros of an empty mask) is fetched once. A few
+    // requests are in flight at a time, so the first ones do not share the network and the
+    // workers with all the others, and only a few slabs wait in memory.
     let mut places: HashMap<(usize, &str), Vec<usize>> = HashMap::new();
+    let mut requests = Vec::new();
     for &(volume, index) in &order {
         let url = volumes[volume].urls[index].as_str();
         let at = places.entry((volume, url)).or_default();
         if at.is_empty() {
-            fetcher.request(volume, index, url)?;
+            requests.push((volume, index, url));
         }
         at.push(index);
+    }
+    let mut pending = requests.into_iter();
+    for (volume, index, url) in pending.by_ref().take(SLABS_IN_FLIGHT) {
+        fetcher.request(volume, index, url)?;
+    }
+
+    // The editor's volumes are made while the first slabs travel.
+    let header = |index: usize| {
+        base64::engine::general_purpose::STANDARD.decode(&volumes[index].header).map_err(|e| format!("a volume header is unreadable: {e}"))
+    };
+    let editor = Editor::awaiting_slabs(&header(IMAGE)?, &header(MASK)?, case.current_mask_ref.clone()).map_err(|e| e.to_string())?;
+    if editor.dims != dims.map(|d| d as usize) || editor.image.voxel_bytes() != voxel_bytes as usize {
+        return Err("the case's volumes do not match their headers".into());
     }
 
     let total = (grids[IMAGE].total_bytes() + grids[MASK].total_bytes()) as f64;
@@ -81,6 +98,9 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
         let range = grid.byte_range(arrived.index);
         if bytes.length() as usize != range.len() {
             return Err(format!("slab {} of the {what} holds {} bytes, not {}", arrived.index, bytes.length(), range.len()));
+        }
+        if let Some((volume, index, url)) = pending.next() {
+            fetcher.request(volume, index, url)?;
         }
         let mut raw = vec![0; range.len()];
         bytes.copy_to(&mut raw);
