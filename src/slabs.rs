@@ -14,10 +14,26 @@ use serde::{Deserialize, Serialize};
 use crate::edits::MaskEdits;
 use crate::nifti_io::{self, VolumeError, VolumeInfo};
 
-/// About this many uncompressed bytes per slab: one 512×512 int16 CT slab is 2 slices (1 MiB),
-/// one mask slab 4 slices. Small enough that a brush stroke rewrites little and the first
-/// slice arrives quickly; large enough that a volume is a few hundred objects at most.
-pub const TARGET_SLAB_BYTES: u64 = 1 << 20;
+/// What a volume's slabs hold, which sets their size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlabKind {
+    /// About 4 MiB per slab (a 512×512 int16 CT slab is 8 slices): each request a browser makes
+    /// costs several milliseconds besides its bytes, so fewer, larger slabs arrive sooner in
+    /// all, while the slab of the first slice shown still arrives in a few tens of ms.
+    Image,
+    /// About 1 MiB per slab (4 slices of a 512×512 mask): a brush stroke rewrites and stores
+    /// little.
+    Mask,
+}
+
+impl SlabKind {
+    fn target_bytes(self) -> u64 {
+        match self {
+            SlabKind::Image => 4 << 20,
+            SlabKind::Mask => 1 << 20,
+        }
+    }
+}
 
 /// gzip level of stored slabs: level 1 is several times faster than 6, and masks, mostly
 /// runs of zeros, compress almost as well.
@@ -33,11 +49,10 @@ pub struct SlabGrid {
 }
 
 impl SlabGrid {
-    /// The grid for a volume: as many slices per slab as fit in [`TARGET_SLAB_BYTES`], at
-    /// least one.
-    pub fn new(dims: [u32; 3], voxel_bytes: u32) -> SlabGrid {
+    /// The grid for a volume: as many slices per slab as fit in the kind's size, at least one.
+    pub fn new(dims: [u32; 3], voxel_bytes: u32, kind: SlabKind) -> SlabGrid {
         let slice_bytes = (u64::from(dims[0]) * u64::from(dims[1]) * u64::from(voxel_bytes)).max(1);
-        let depth = (TARGET_SLAB_BYTES / slice_bytes).clamp(1, u64::from(dims[2].max(1))) as u32;
+        let depth = (kind.target_bytes() / slice_bytes).clamp(1, u64::from(dims[2].max(1))) as u32;
         SlabGrid {
             dims,
             voxel_bytes,
@@ -153,7 +168,7 @@ pub fn edit_slabs(
 /// `vox_offset`, every voxel present) while holding at most one slab of its voxels: for files
 /// too large to keep in memory, such as uploaded images.
 pub fn inspect(what: &str, file: impl BufRead, max_voxels: u64) -> Result<VolumeInfo, VolumeError> {
-    let mut reader = SlabReader::open(what, file, max_voxels)?;
+    let mut reader = SlabReader::open(what, file, max_voxels, SlabKind::Image)?;
     while reader.next_slab()?.is_some() {}
     Ok(reader.info)
 }
@@ -175,6 +190,7 @@ impl<'a> SlabReader<'a> {
         what: &str,
         mut file: impl BufRead + 'a,
         max_voxels: u64,
+        kind: SlabKind,
     ) -> Result<SlabReader<'a>, VolumeError> {
         let gzipped = file
             .fill_buf()
@@ -197,6 +213,7 @@ impl<'a> SlabReader<'a> {
                     .map(|&d| u64::from(d))
                     .product::<u64>()
                     .max(1)) as u32,
+            kind,
         );
         Ok(SlabReader {
             info,
@@ -248,15 +265,16 @@ mod tests {
 
     #[test]
     fn grids_cover_every_slice_once_with_slabs_near_the_target_size() {
-        for (dims, voxel_bytes, depth) in [
-            ([512, 512, 300], 2, 2),
-            ([512, 512, 300], 1, 4),
-            ([1024, 1024, 400], 2, 1),
-            ([91, 109, 91], 4, 26),
-            ([3, 5, 7], 8, 7),
-            ([2000, 2000, 3], 1, 1),
+        for (dims, voxel_bytes, kind, depth) in [
+            ([512, 512, 300], 2, SlabKind::Image, 8),
+            ([512, 512, 300], 1, SlabKind::Mask, 4),
+            ([1024, 1024, 400], 2, SlabKind::Image, 2),
+            ([1024, 1024, 400], 1, SlabKind::Mask, 1),
+            ([91, 109, 91], 4, SlabKind::Mask, 26),
+            ([3, 5, 7], 8, SlabKind::Image, 7),
+            ([2000, 2000, 3], 1, SlabKind::Mask, 1),
         ] {
-            let grid = SlabGrid::new(dims, voxel_bytes);
+            let grid = SlabGrid::new(dims, voxel_bytes, kind);
             assert_eq!(grid.depth, depth, "{dims:?} × {voxel_bytes}");
             let mut next = 0;
             for index in 0..grid.count() {
@@ -292,7 +310,7 @@ mod tests {
                 let voxels: Vec<u8> = (0..count * size)
                     .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
                     .collect();
-                let grid = SlabGrid::new(dims, size as u32);
+                let grid = SlabGrid::new(dims, size as u32, SlabKind::Mask);
                 let stored: Vec<Vec<u8>> = (0..grid.count())
                     .map(|i| compress(&voxels[grid.byte_range(i)]))
                     .collect();

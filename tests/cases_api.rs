@@ -83,8 +83,8 @@ async fn mni152_template_imports_and_its_artifacts_download_through_presigned_ur
     // The same voxels in slabs, each fetched cross-origin by its own URL: joined in order
     // they are the image's voxels, and with the header they read as the image does.
     let slabs = &image_artifact.slabs;
-    assert_eq!(slabs.depth, 22, "about 1 MiB slabs of 197×233 uint8 slices");
-    assert_eq!(slabs.urls.len(), 9);
+    assert_eq!(slabs.depth, 91, "about 4 MiB slabs of 197×233 uint8 slices");
+    assert_eq!(slabs.urls.len(), 3);
     let mut joined = Vec::new();
     for (index, url) in slabs.urls.iter().enumerate() {
         let slab = plain
@@ -97,7 +97,7 @@ async fn mni152_template_imports_and_its_artifacts_download_through_presigned_ur
             slab.headers().get("access-control-allow-origin").is_some(),
             "no CORS header on slab {index}"
         );
-        let expected = 197 * 233 * if index < 8 { 22 } else { 189 - 8 * 22 };
+        let expected = 197 * 233 * if index < 2 { 91 } else { 189 - 2 * 91 };
         joined.extend(
             seglab::slabs::decompress("slab", &slab.bytes().await.unwrap(), expected).unwrap(),
         );
@@ -119,7 +119,7 @@ async fn mni152_template_imports_and_its_artifacts_download_through_presigned_ur
         (0..from_file.len()).all(|i| from_slabs.get(i) == from_file.get(i)),
         "the slabs differ from the image"
     );
-    assert_eq!(mask_artifact.slabs.urls.len(), 9);
+    assert_eq!(mask_artifact.slabs.urls.len(), 9, "about 1 MiB mask slabs");
 
     // The URL grants that one object only: pointing it at another key breaks the signature.
     let (path, query) = image_artifact.url.split_once('?').unwrap();

@@ -943,10 +943,10 @@ async fn volumes_stored_before_slabs_are_cut_on_first_use_and_saved_on_as_usual(
             artifacts.artifacts[0].slabs.urls.len(),
             artifacts.artifacts[1].slabs.urls.len()
         ],
-        [5, 3]
+        [2, 3]
     );
     let cut = app.count("SELECT COUNT(*) FROM slabs").await;
-    assert_eq!(cut, 8);
+    assert_eq!(cut, 5);
     let _: CaseArtifacts = app
         .get_json(&token, &format!("/cases/{case_id}/artifacts"))
         .await;

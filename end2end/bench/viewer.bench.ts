@@ -175,7 +175,7 @@ async function importCase(page: Page, name: string, image: Buffer) {
   return (await response.json()).id as string;
 }
 
-const MILESTONES = ["openStartMs", "downloadedMs", "decodedMs", "firstSliceMs"] as const;
+const MILESTONES = ["openStartMs", "firstSlabMs", "downloadedMs", "decodedMs", "firstSliceMs"] as const;
 
 /**
  * Per page load, the time from navigation start to each milestone of opening the case: the
@@ -196,6 +196,7 @@ async function openingTimes(page: Page, caseId: string) {
     // every slab arrived; slabs are fetched and inflated in Web Workers while the page draws.
     phases_p50: {
       page_and_wasm_start: p50(times.openStartMs),
+      first_slab_after_start: p50(times.firstSlabMs.map((t, n) => t - times.openStartMs[n])),
       first_slice_after_start: p50(times.firstSliceMs.map((t, n) => t - times.openStartMs[n])),
       all_slabs_after_start: p50(times.downloadedMs.map((t, n) => t - times.openStartMs[n])),
       counts_and_window: p50(times.decodedMs.map((t, n) => t - times.downloadedMs[n])),

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use nifti::NiftiHeader;
 
-use crate::slabs::SlabGrid;
+use crate::slabs::{SlabGrid, SlabKind};
 
 /// A mask version decoded in memory: its labels in slabs (see [`crate::slabs`]), so a saved
 /// version shares the slabs its edits left alone with the version it replaced.
@@ -22,7 +22,7 @@ pub struct DecodedMask {
 impl DecodedMask {
     /// A mask held whole, cut into slabs.
     pub fn from_labels(header: NiftiHeader, dims: [u32; 3], labels: &[u8]) -> DecodedMask {
-        let grid = SlabGrid::new(dims, 1);
+        let grid = SlabGrid::new(dims, 1, SlabKind::Mask);
         let slabs = (0..grid.count())
             .map(|index| Arc::from(&labels[grid.byte_range(index)]))
             .collect();

@@ -1,5 +1,5 @@
-//! Opening a case: the image and the mask arrive in slabs (see `crate::slabs`), fetched and
-//! inflated by Web Workers, the slabs of the middle slice first. The views are drawn as soon
+//! Opening a case: the image and the mask arrive in slabs (see `crate::slabs`), fetched by Web
+//! Workers and inflated here one at a time, the slabs of the middle slice first. The views are drawn as soon
 //! as that slice is in, then redrawn as the rest arrives; editing starts once all of it has.
 
 use std::collections::HashMap;
@@ -89,6 +89,9 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
     let mut first_window = None;
     while remaining > 0 {
         let arrived = fetcher.next().await.ok_or("the slab workers stopped")?;
+        if remaining == places.len() {
+            mark(Milestone::FirstSlab);
+        }
         if !alive(ui) {
             return Err("the case page was left".into());
         }
@@ -96,14 +99,11 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
         let bytes = arrived.bytes.map_err(|e| format!("slab {} of the {what} could not be loaded: {e}", arrived.index))?;
         let grid = grids[arrived.volume];
         let range = grid.byte_range(arrived.index);
-        if bytes.length() as usize != range.len() {
-            return Err(format!("slab {} of the {what} holds {} bytes, not {}", arrived.index, bytes.length(), range.len()));
-        }
+        let stored = bytes.to_vec();
         if let Some((volume, index, url)) = pending.next() {
             fetcher.request(volume, index, url)?;
         }
-        let mut raw = vec![0; range.len()];
-        bytes.copy_to(&mut raw);
+        let raw = crate::slabs::decompress(&format!("slab {} of the {what}", arrived.index), &stored, range.len()).map_err(|e| e.to_string())?;
         let url = volumes[arrived.volume].urls[arrived.index].as_str();
         for &index in places.get(&(arrived.volume, url)).map(Vec::as_slice).unwrap_or_default() {
             let range = grid.byte_range(index);

@@ -1,6 +1,6 @@
-//! Slabs of the case's volumes fetched and inflated in Web Workers (`/slab_worker.js`, with the
-//! browser's own DecompressionStream): the page only copies each slab's voxels into place, so
-//! drawing never waits behind inflating.
+//! Slabs of the case's volumes fetched by Web Workers (`/slab_worker.js`): each arrives as
+//! its stored, gzipped bytes, which the page inflates (`crate::slabs::decompress`) one slab at
+//! a time, so drawing waits at most one slab's inflating (a few milliseconds per MiB).
 
 use futures::channel::mpsc::{unbounded, UnboundedReceiver};
 use futures::StreamExt;
@@ -14,7 +14,7 @@ use crate::browser::net::describe;
 /// Workers: one per core here; each has many fetches in flight.
 const WORKERS: usize = 2;
 
-/// A slab that arrived (inflated), or why it did not.
+/// A slab that arrived (still gzipped), or why it did not.
 pub(super) struct Arrived {
     /// Which volume, as numbered by the requester.
     pub volume: usize,

@@ -9,6 +9,7 @@ use wasm_bindgen::{JsCast, JsValue};
 #[derive(Clone, Copy)]
 pub(super) enum Milestone {
     OpenStart,
+    FirstSlab,
     Downloaded,
     Decoded,
     FirstSlice,
@@ -18,6 +19,7 @@ impl Milestone {
     fn property(self) -> &'static str {
         match self {
             Milestone::OpenStart => "openStartMs",
+            Milestone::FirstSlab => "firstSlabMs",
             Milestone::Downloaded => "downloadedMs",
             Milestone::Decoded => "decodedMs",
             Milestone::FirstSlice => "firstSliceMs",

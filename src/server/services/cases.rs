@@ -25,7 +25,7 @@ use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::scratch::ScratchFile;
 use crate::server::state::AppState;
-use crate::slabs::{inspect, SlabGrid};
+use crate::slabs::{inspect, SlabGrid, SlabKind};
 
 /// Distinct colours for label values 1, 2, … (cycled).
 const LABEL_COLORS: [&str; 8] =
@@ -190,7 +190,7 @@ fn stored_objects(
 > {
     let image = inspect("image", new.image.reader()?, max_voxels)?;
     let dims = image.meta.dims;
-    let grid = SlabGrid::new(dims, 1);
+    let grid = SlabGrid::new(dims, 1, SlabKind::Mask);
     let (mask_file, counts, mask_slabs) = match new.mask {
         Some(file) => {
             let mask = Volume::parse_within("mask", &file.into_bytes()?, max_voxels)?;
@@ -298,7 +298,7 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
         }
     }
     let (image_manifest, mut slabs) =
-        volume_slabs::put_file(state, &case_id, "image", objects[0].body.reader()?).await?;
+        volume_slabs::put_file(state, &case_id, "image", SlabKind::Image, objects[0].body.reader()?).await?;
     slabs.extend(volume_slabs::put(state, &case_id, mask_slabs).await?);
     let manifests = [image_manifest.to_json(), mask_manifest.to_json()];
 

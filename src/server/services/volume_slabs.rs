@@ -17,7 +17,7 @@ use crate::api::VolumeSlabs;
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::state::AppState;
-use crate::slabs::{self, SlabGrid, SlabReader};
+use crate::slabs::{self, SlabGrid, SlabKind, SlabReader};
 
 /// Slabs stored or fetched at once by one request.
 const SLABS_IN_FLIGHT: usize = 8;
@@ -165,6 +165,7 @@ pub async fn put_file(
     state: &AppState,
     case_id: &str,
     what: &'static str,
+    kind: SlabKind,
     file: Box<dyn std::io::BufRead + Send>,
 ) -> Result<(SlabManifest, Vec<StoredSlab>), AppError> {
     let max_voxels = state.config.max_volume_voxels;
@@ -172,7 +173,7 @@ pub async fn put_file(
         tokio::sync::mpsc::channel::<Result<PackedSlab, AppError>>(SLABS_IN_FLIGHT);
     let (head_sender, head) = tokio::sync::oneshot::channel();
     let reader = tokio::task::spawn_blocking(move || {
-        let mut reader = match SlabReader::open(what, file, max_voxels) {
+        let mut reader = match SlabReader::open(what, file, max_voxels, kind) {
             Ok(reader) => reader,
             Err(err) => return sender.blocking_send(Err(err.into())),
         };
@@ -262,7 +263,7 @@ pub async fn urls(
 /// The slab manifest of the volume at `object_ref`, cutting the stored file into slabs first
 /// for volumes stored before slabs were (each once; concurrent callers keep the first).
 pub async fn ensure(state: &AppState, object_ref: &str) -> Result<SlabManifest, AppError> {
-    let row = sqlx::query("SELECT case_id, slabs_json FROM objects WHERE object_ref = $1")
+    let row = sqlx::query("SELECT case_id, kind, slabs_json FROM objects WHERE object_ref = $1")
         .bind(object_ref)
         .fetch_one(&state.db.pool)
         .await?;
@@ -270,14 +271,12 @@ pub async fn ensure(state: &AppState, object_ref: &str) -> Result<SlabManifest, 
         return Ok(manifest);
     }
     let case_id: String = row.get("case_id");
+    let kind = match row.get::<String, _>("kind").as_str() {
+        "image" => SlabKind::Image,
+        _ => SlabKind::Mask,
+    };
     let file = state.store.get(object_ref).await?;
-    let (manifest, stored) = put_file(
-        state,
-        &case_id,
-        "stored volume",
-        Box::new(std::io::Cursor::new(file)),
-    )
-    .await?;
+    let (manifest, stored) = put_file(state, &case_id, "stored volume", kind, Box::new(std::io::Cursor::new(file))).await?;
     let mut tx = state.db.begin_write().await?;
     let updated =
         sqlx::query("UPDATE objects SET slabs_json = $1 WHERE object_ref = $2 AND slabs_json = ''")
