@@ -52,6 +52,19 @@ pub async fn download(url: &str, mut progress: impl FnMut(f64, f64)) -> Result<V
     Ok(bytes)
 }
 
+/// Starts a GET of `url` at once (not when first polled) and gives its whole body.
+pub fn get_now(url: &str) -> impl std::future::Future<Output = Result<Vec<u8>, String>> {
+    let started = web_sys::window().map(|window| JsFuture::from(window.fetch_with_str(url)));
+    async move {
+        let response: Response = started.ok_or("no window")?.await.map_err(describe)?.dyn_into().map_err(describe)?;
+        if !response.ok() {
+            return Err(format!("object storage answered {} {}", response.status(), response.status_text()));
+        }
+        let buffer = JsFuture::from(response.array_buffer().map_err(describe)?).await.map_err(describe)?;
+        Ok(Uint8Array::new(&buffer).to_vec())
+    }
+}
+
 /// Why a request to the API did not succeed.
 enum Failure {
     /// No answer arrived: the network failed, or the request could not be made.

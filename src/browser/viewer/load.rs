@@ -13,6 +13,7 @@ use super::state::{alive, Viewer};
 use super::timing::{mark, now_ms, Milestone};
 use super::view::View;
 use crate::api::ArtifactKind;
+use crate::browser::net;
 use crate::nifti_io::voxel_type_bytes;
 use crate::slabs::SlabGrid;
 use crate::viewer::orientation::Plane;
@@ -47,7 +48,6 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
 
     // The middle slice's slabs first, then the mask's (small), then the image's outwards.
     let middle = dims[2] as usize / 2;
-    let mut fetcher = SlabFetcher::start()?;
     let mut order: Vec<(usize, usize)> = vec![(IMAGE, grids[IMAGE].slab_of_slice(middle)), (MASK, grids[MASK].slab_of_slice(middle))];
     for volume in [MASK, IMAGE] {
         let first = grids[volume].slab_of_slice(middle);
@@ -68,10 +68,11 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
         }
         at.push(index);
     }
+    // The middle slice's slabs come straight to the page, with no worker to wait for; the
+    // workers start meanwhile and fetch the rest once those are in.
     let mut pending = requests.into_iter();
-    for (volume, index, url) in pending.by_ref().take(SLABS_IN_FLIGHT) {
-        fetcher.request(volume, index, url)?;
-    }
+    let first: Vec<_> = pending.by_ref().take(2).map(|(volume, index, url)| (volume, index, net::get_now(url))).collect();
+    let mut fetcher = SlabFetcher::start()?;
 
     // The editor's volumes are made while the first slabs travel.
     let header = |index: usize| {
@@ -87,35 +88,45 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
     let (mut received, mut remaining, mut drawn_at) = (0.0, places.len(), None::<f64>);
     let mut middle_in = [false; 2];
     let mut first_window = None;
+    let mut direct = Vec::with_capacity(first.len());
+    for (volume, index, bytes) in first {
+        direct.push((volume, index, bytes.await));
+    }
+    mark(Milestone::FirstSlab);
+    for (volume, index, url) in pending.by_ref().take(SLABS_IN_FLIGHT) {
+        fetcher.request(volume, index, url)?;
+    }
     while remaining > 0 {
-        let arrived = fetcher.next().await.ok_or("the slab workers stopped")?;
-        if remaining == places.len() {
-            mark(Milestone::FirstSlab);
-        }
+        let (volume, slab, bytes) = match direct.pop() {
+            Some(arrived) => arrived,
+            None => {
+                let arrived = fetcher.next().await.ok_or("the slab workers stopped")?;
+                if let Some((volume, index, url)) = pending.next() {
+                    fetcher.request(volume, index, url)?;
+                }
+                (arrived.volume, arrived.index, arrived.bytes.map(|bytes| bytes.to_vec()))
+            }
+        };
         if !alive(ui) {
             return Err("the case page was left".into());
         }
-        let what = ["image", "mask"].get(arrived.volume).ok_or("a slab of no volume arrived")?;
-        let bytes = arrived.bytes.map_err(|e| format!("slab {} of the {what} could not be loaded: {e}", arrived.index))?;
-        let grid = grids[arrived.volume];
-        let range = grid.byte_range(arrived.index);
-        let stored = bytes.to_vec();
-        if let Some((volume, index, url)) = pending.next() {
-            fetcher.request(volume, index, url)?;
-        }
-        let raw = crate::slabs::decompress(&format!("slab {} of the {what}", arrived.index), &stored, range.len()).map_err(|e| e.to_string())?;
-        let url = volumes[arrived.volume].urls[arrived.index].as_str();
-        for &index in places.get(&(arrived.volume, url)).map(Vec::as_slice).unwrap_or_default() {
+        let what = ["image", "mask"].get(volume).ok_or("a slab of no volume arrived")?;
+        let stored = bytes.map_err(|e| format!("slab {slab} of the {what} could not be loaded: {e}"))?;
+        let grid = grids[volume];
+        let raw = crate::slabs::decompress(&format!("slab {slab} of the {what}"), &stored, grid.byte_range(slab).len())
+            .map_err(|e| e.to_string())?;
+        let url = volumes[volume].urls[slab].as_str();
+        for &index in places.get(&(volume, url)).map(Vec::as_slice).unwrap_or_default() {
             let range = grid.byte_range(index);
             if range.len() != raw.len() {
                 return Err(format!("slab {index} of the {what} is listed with a slab of another size"));
             }
-            match arrived.volume {
+            match volume {
                 IMAGE => viewer.editor.fill_image_slab(range.start / grid.voxel_bytes as usize, &raw),
                 _ => viewer.editor.fill_mask_slab(range.start, &raw),
             }
             received += range.len() as f64;
-            middle_in[arrived.volume] |= index == grid.slab_of_slice(middle);
+            middle_in[volume] |= index == grid.slab_of_slice(middle);
         }
         remaining -= 1;
         let _ = ui.progress.try_set((received, total));
