@@ -61,7 +61,7 @@ struct Figures {
 
 /// Bytes of all the slabs stored so far.
 async fn slab_bytes(app: &TestApp) -> i64 {
-    sqlx::query("SELECT COALESCE(SUM(size_bytes), 0) FROM slabs").fetch_one(&app.state.db.pool).await.unwrap().get(0)
+    sqlx::query("SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM slabs").fetch_one(&app.state.db.pool).await.unwrap().get(0)
 }
 
 async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) -> Figures {

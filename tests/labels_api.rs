@@ -790,7 +790,7 @@ async fn a_save_writes_only_the_slabs_it_touches_and_every_version_downloads_as_
         let edited = stroke_in(&base, voxels, *value);
         let slabs_before = app.count("SELECT COUNT(*) FROM slabs").await;
         let bytes_before = app
-            .count("SELECT COALESCE(SUM(size_bytes), 0) FROM slabs")
+            .count("SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM slabs")
             .await;
         let response = app
             .post_label(
@@ -807,7 +807,7 @@ async fn a_save_writes_only_the_slabs_it_touches_and_every_version_downloads_as_
             *slabs_written as i64
         );
         let stored = app
-            .count("SELECT COALESCE(SUM(size_bytes), 0) FROM slabs")
+            .count("SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM slabs")
             .await
             - bytes_before;
         assert!(

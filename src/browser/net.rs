@@ -1,11 +1,11 @@
-//! HTTP from the browser: volumes straight from object storage (with progress), and the API:
+//! HTTP from the browser: volumes straight from object storage, and the API:
 //! the case's artifacts, label saves (retried under one idempotency key) and forms, with error
 //! answers read into the shared [`ApiError`].
 
 use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{Headers, ReadableStreamDefaultReader, Request, RequestInit, Response};
+use web_sys::{Headers, Request, RequestInit, Response};
 
 use crate::api::{ApiError, CaseArtifacts, ErrorBody, ErrorCode, LabelSaved, SaveLabelRequest};
 
@@ -19,37 +19,6 @@ async fn fetch(request: &Request) -> Result<Response, String> {
     let window = web_sys::window().ok_or("no window")?;
     let response = JsFuture::from(window.fetch_with_request(request)).await.map_err(describe)?;
     response.dyn_into().map_err(describe)
-}
-
-/// Downloads `url`, reporting (received, expected) bytes as chunks arrive.
-pub async fn download(url: &str, mut progress: impl FnMut(f64, f64)) -> Result<Vec<u8>, String> {
-    let request = Request::new_with_str(url).map_err(describe)?;
-    let response = fetch(&request).await?;
-    if !response.ok() {
-        return Err(format!("object storage answered {} {}", response.status(), response.status_text()));
-    }
-    let expected = response
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|length| length.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    let body = response.body().ok_or("the download has no body")?;
-    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-    let mut bytes = Vec::with_capacity(expected as usize);
-    loop {
-        let chunk = JsFuture::from(reader.read()).await.map_err(describe)?;
-        if Reflect::get(&chunk, &"done".into()).map_err(describe)?.as_bool() == Some(true) {
-            break;
-        }
-        let data: Uint8Array = Reflect::get(&chunk, &"value".into()).map_err(describe)?.dyn_into().map_err(describe)?;
-        let start = bytes.len();
-        bytes.resize(start + data.length() as usize, 0);
-        data.copy_to(&mut bytes[start..]);
-        progress(bytes.len() as f64, expected);
-    }
-    Ok(bytes)
 }
 
 /// Starts a GET of `url` at once (not when first polled) and gives its whole body.

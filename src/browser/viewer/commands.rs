@@ -182,7 +182,7 @@ async fn load_newest(shared: &Shared) -> Result<(), String> {
     let case_id = shared.borrow().case_id.clone();
     let fresh = net::case_artifacts(&case_id).await?;
     let mask = fresh.artifacts.iter().find(|a| a.kind == ArtifactKind::Mask).ok_or("the case has no mask")?;
-    let file = net::download(&mask.url, |_, _| {}).await?;
+    let file = net::get_now(&mask.url).await?;
     let ui = {
         let mut viewer = shared.borrow_mut();
         let edits = viewer.editor.unsaved_edits();
@@ -221,7 +221,7 @@ async fn show_version(shared: &Shared, version: &MaskVersion) -> Result<(), Stri
     let case_id = shared.borrow().case_id.clone();
     let fresh = net::case_artifacts(&case_id).await?;
     let url = fresh.history.iter().find(|v| v.label_id == version.label_id).map(|v| v.url.clone()).ok_or("that version is gone")?;
-    let file = net::download(&url, |_, _| {}).await?;
+    let file = net::get_now(&url).await?;
     let mut viewer = shared.borrow_mut();
     let labels = Editor::labels_of(&file, viewer.editor.mask.len()).map_err(|e| e.to_string())?;
     viewer.viewing = Some(labels);
@@ -243,7 +243,7 @@ pub(super) async fn compare(shared: &Shared, on: bool) {
     let compared = async {
         let case_id = shared.borrow().case_id.clone();
         let fresh = net::case_artifacts(&case_id).await?;
-        let file = net::download(&fresh.review_base.url, |_, _| {}).await?;
+        let file = net::get_now(&fresh.review_base.url).await?;
         let mut viewer = shared.borrow_mut();
         let labels = Editor::labels_of(&file, viewer.editor.mask.len()).map_err(|e| e.to_string())?;
         let changes = changes_between(&labels, &viewer.editor.mask);

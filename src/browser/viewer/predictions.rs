@@ -70,7 +70,7 @@ async fn download(shared: &Shared, n: usize) -> Result<(), String> {
         .find(|p| p.object_ref == object_ref)
         .map(|p| p.url)
         .ok_or("the prediction is no longer listed (the version changed state); reload the page")?;
-    let file = net::download(&url, |_, _| {}).await?;
+    let file = net::get_now(&url).await?;
     let mut viewer = shared.borrow_mut();
     let labels = Editor::labels_of(&file, viewer.editor.mask.len()).map_err(|e| e.to_string())?;
     viewer.predictions[n] = Some(labels);
