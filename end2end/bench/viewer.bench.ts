@@ -7,7 +7,7 @@
 import { expect, Page, test } from "@playwright/test";
 import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
-import { canvasPoint, logIn, openCase } from "../tests/helpers";
+import { canvasPoint, int16Volume, logIn, openCase } from "../tests/helpers";
 
 /** Durations of the 3-D tool runs named `name` recorded since the page opened. */
 async function opTimes(page: Page, name: string): Promise<number[]> {
@@ -80,20 +80,7 @@ const summary = (values: number[]) => ({
 /** A 512×512×300 int16 CT-like volume (body ellipse, organs, noise) as `.nii.gz`. */
 function largeCt(): Buffer {
   const [ni, nj, nk] = [512, 512, 300];
-  const header = Buffer.alloc(352);
-  header.writeInt32LE(348, 0);
-  [3, ni, nj, nk, 1, 1, 1, 1].forEach((d, n) => header.writeInt16LE(d, 40 + 2 * n));
-  header.writeInt16LE(4, 70); // int16
-  header.writeInt16LE(16, 72);
-  [1, 0.7, 0.7, 1.0, 1, 1, 1, 1].forEach((p, n) => header.writeFloatLE(p, 76 + 4 * n));
-  header.writeFloatLE(352, 108);
-  header.writeFloatLE(1, 112);
-  header.writeInt16LE(1, 254); // sform_code
-  [[-0.7, 0, 0, 179], [0, -0.7, 0, 179], [0, 0, 1, -150]].forEach((row, r) =>
-    row.forEach((v, c) => header.writeFloatLE(v, 280 + 16 * r + 4 * c)),
-  );
-  header.write("n+1\0", 344, "latin1");
-  const voxels = Buffer.alloc(ni * nj * nk * 2);
+  const voxels = new Int16Array(ni * nj * nk);
   let seed = 1;
   for (let k = 0; k < nk; k++) {
     for (let j = 0; j < nj; j++) {
@@ -105,11 +92,12 @@ function largeCt(): Buffer {
           seed = (seed * 1103515245 + 12345) & 0x7fffffff;
           hu += (seed % 17) - 8;
         }
-        voxels.writeInt16LE(hu, 2 * (i + ni * (j + nj * k)));
+        voxels[i + ni * (j + nj * k)] = hu;
       }
     }
   }
-  return gzipSync(Buffer.concat([header, voxels]), { level: 1 });
+  const sform = [[-0.7, 0, 0, 179], [0, -0.7, 0, 179], [0, 0, 1, -150]];
+  return int16Volume([ni, nj, nk], [0.7, 0.7, 1.0], voxels, sform);
 }
 
 /**
@@ -118,15 +106,6 @@ function largeCt(): Buffer {
  */
 function hugeVolume(): Buffer {
   const [ni, nj, nk] = [1024, 1024, 400];
-  const header = Buffer.alloc(352);
-  header.writeInt32LE(348, 0);
-  [3, ni, nj, nk, 1, 1, 1, 1].forEach((d, n) => header.writeInt16LE(d, 40 + 2 * n));
-  header.writeInt16LE(4, 70); // int16
-  header.writeInt16LE(16, 72);
-  [1, 0.4, 0.4, 1.0, 1, 1, 1, 1].forEach((p, n) => header.writeFloatLE(p, 76 + 4 * n));
-  header.writeFloatLE(352, 108);
-  header.writeFloatLE(1, 112);
-  header.write("n+1\0", 344, "latin1");
   const slices = [0, 1, 2, 3].map((step) => {
     const slice = new Int16Array(ni * nj);
     for (let j = 0; j < nj; j++) {
@@ -139,7 +118,7 @@ function hugeVolume(): Buffer {
   });
   const voxels = new Int16Array(ni * nj * nk);
   for (let k = 0; k < nk; k++) voxels.set(slices[Math.floor(k / 100)], k * ni * nj);
-  return gzipSync(Buffer.concat([header, Buffer.from(voxels.buffer)]), { level: 1 });
+  return int16Volume([ni, nj, nk], [0.4, 0.4, 1.0], voxels);
 }
 
 /** Process ids of Chromium's renderer processes now running. */

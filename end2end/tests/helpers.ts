@@ -1,5 +1,5 @@
 import { APIRequestContext, expect, Page } from "@playwright/test";
-import { gunzipSync } from "node:zlib";
+import { gunzipSync, gzipSync } from "node:zlib";
 
 export const DEMO_PASSWORD = "demo-e2e-password";
 
@@ -140,4 +140,25 @@ export async function stroke(page: Page, from: [number, number], to: [number, nu
   await page.mouse.down();
   await page.mouse.move(end.x, end.y, { steps: 12 });
   await page.mouse.up();
+}
+
+/**
+ * An int16 NIfTI-1 volume as `.nii.gz` (gzip level 1): `voxels` in file order (i fastest),
+ * `spacing` in mm, and an sform row per axis when given (else none).
+ */
+export function int16Volume(dims: [number, number, number], spacing: [number, number, number], voxels: Int16Array, sform?: number[][]): Buffer {
+  const header = Buffer.alloc(352);
+  header.writeInt32LE(348, 0);
+  [3, ...dims, 1, 1, 1, 1].forEach((d, n) => header.writeInt16LE(d, 40 + 2 * n));
+  header.writeInt16LE(4, 70); // int16
+  header.writeInt16LE(16, 72);
+  [1, ...spacing, 1, 1, 1, 1].forEach((p, n) => header.writeFloatLE(p, 76 + 4 * n));
+  header.writeFloatLE(352, 108); // vox_offset
+  header.writeFloatLE(1, 112); // scl_slope
+  if (sform) {
+    header.writeInt16LE(1, 254); // sform_code
+    sform.forEach((row, r) => row.forEach((v, c) => header.writeFloatLE(v, 280 + 16 * r + 4 * c)));
+  }
+  header.write("n+1\0", 344, "latin1");
+  return gzipSync(Buffer.concat([header, Buffer.from(voxels.buffer, voxels.byteOffset, voxels.byteLength)]), { level: 1 });
 }
