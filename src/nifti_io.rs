@@ -53,29 +53,25 @@ pub fn gzip(bytes: &[u8], level: u32) -> Vec<u8> {
     encoder.finish().expect("writing to a Vec cannot fail")
 }
 
+/// The voxel types volumes may have, with the names artifacts give them.
+const VOXEL_TYPES: [(NiftiType, &str); 8] = [
+    (NiftiType::Uint8, "uint8"),
+    (NiftiType::Int8, "int8"),
+    (NiftiType::Int16, "int16"),
+    (NiftiType::Uint16, "uint16"),
+    (NiftiType::Int32, "int32"),
+    (NiftiType::Uint32, "uint32"),
+    (NiftiType::Float32, "float32"),
+    (NiftiType::Float64, "float64"),
+];
+
 fn voxel_type_name(datatype: NiftiType) -> Option<&'static str> {
-    Some(match datatype {
-        NiftiType::Uint8 => "uint8",
-        NiftiType::Int8 => "int8",
-        NiftiType::Int16 => "int16",
-        NiftiType::Uint16 => "uint16",
-        NiftiType::Int32 => "int32",
-        NiftiType::Uint32 => "uint32",
-        NiftiType::Float32 => "float32",
-        NiftiType::Float64 => "float64",
-        _ => return None,
-    })
+    VOXEL_TYPES.iter().find(|(t, _)| *t == datatype).map(|(_, name)| *name)
 }
 
 /// Bytes per voxel of a voxel type as artifacts name it (`int16`: 2).
 pub fn voxel_type_bytes(name: &str) -> Option<u32> {
-    Some(match name {
-        "uint8" | "int8" => 1,
-        "int16" | "uint16" => 2,
-        "int32" | "uint32" | "float32" => 4,
-        "float64" => 8,
-        _ => return None,
-    })
+    VOXEL_TYPES.iter().find(|(_, n)| *n == name).map(|(t, _)| t.size_of() as u32)
 }
 
 /// An I/O failure while reading `what`: for a gzip stream, damage or truncation.

@@ -509,19 +509,16 @@ async fn predictions(state: &AppState, case_id: &str) -> Result<Vec<CasePredicti
 
 /// The last approved version, else the mask the case was imported with (its oldest).
 async fn review_base(state: &AppState, case_id: &str, approved: Option<&str>) -> Result<ReviewBase, AppError> {
-    let mask_ref = match approved {
-        Some(approved) => approved.to_string(),
-        None => sqlx::query("SELECT object_ref FROM objects WHERE case_id = $1 AND kind = 'mask' ORDER BY created_at, object_ref LIMIT 1")
-            .bind(case_id)
-            .fetch_one(&state.db.pool)
-            .await?
-            .get("object_ref"),
-    };
-    let file_stored: i64 = sqlx::query("SELECT file_stored FROM objects WHERE object_ref = $1")
-        .bind(&mask_ref)
-        .fetch_one(&state.db.pool)
-        .await?
-        .get(0);
+    let base = match approved {
+        Some(approved) => sqlx::query("SELECT object_ref, file_stored FROM objects WHERE object_ref = $1").bind(approved),
+        None => sqlx::query(
+            "SELECT object_ref, file_stored FROM objects WHERE case_id = $1 AND kind = 'mask' ORDER BY created_at, object_ref LIMIT 1",
+        )
+        .bind(case_id),
+    }
+    .fetch_one(&state.db.pool)
+    .await?;
+    let (mask_ref, file_stored): (String, i64) = (base.get("object_ref"), base.get("file_stored"));
     Ok(ReviewBase {
         url: mask_versions::file_url(state, &mask_ref, file_stored == 1).await?,
         mask_ref,
