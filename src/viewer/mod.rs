@@ -57,11 +57,13 @@ impl Editor {
         mask_file: &[u8],
         mask_ref: String,
     ) -> Result<Editor, VolumeError> {
-        Self::from_volumes(
+        let mut editor = Self::from_volumes(
             Volume::parse("image", image_file)?,
             Volume::parse("mask", mask_file)?,
             mask_ref,
-        )
+        )?;
+        editor.loaded();
+        Ok(editor)
     }
 
     /// For an image and mask arriving in slabs (see `crate::slabs`), from their headers: every
@@ -72,11 +74,15 @@ impl Editor {
         mask_header: &[u8],
         mask_ref: String,
     ) -> Result<Editor, VolumeError> {
-        Self::from_volumes(
+        let mut editor = Self::from_volumes(
             Volume::zeroed("image", image_header)?,
             Volume::zeroed("mask", mask_header)?,
             mask_ref,
-        )
+        )?;
+        // Known without reading the voxels: reading them would commit every page of memory
+        // (1.2 GB for a 1024×1024×400 int16 case) before the first slab could be drawn.
+        editor.counts[0] = editor.mask.len() as _;
+        Ok(editor)
     }
 
     /// Writes an image slab: the file's bytes of the voxels from `first` on.
@@ -96,6 +102,8 @@ impl Editor {
         self.recount();
     }
 
+    /// The editor on `image` and `mask`, its counts and window not yet computed (see
+    /// [`Editor::loaded`]).
     fn from_volumes(image: Volume, mask: Volume, mask_ref: String) -> Result<Editor, VolumeError> {
         if image.meta.dims != mask.meta.dims {
             return Err(VolumeError(format!(
@@ -108,24 +116,21 @@ impl Editor {
         let affine = image.affine();
         let orientation = Orientation::from_affine(&affine);
         let image = image.into_samples("image")?;
-        let robust_range = image.percentiles(0.005, 0.995);
         let mask = mask.into_labels("mask")?;
-        let mut editor = Editor {
+        Ok(Editor {
             image,
             dims,
             spacing,
             affine,
             orientation,
-            robust_range,
+            robust_range: (0.0, 1.0),
             base_ref: mask_ref,
             base: SavedBase::same_as_mask(mask.len()),
             mask,
             history: History::default(),
             counts: [0; 256],
             preview: None,
-        };
-        editor.recount();
-        Ok(editor)
+        })
     }
 
     pub fn grid(&self) -> Grid {

@@ -10,7 +10,7 @@ use web_sys::HtmlCanvasElement;
 
 use super::slabs::SlabFetcher;
 use super::state::{alive, Viewer};
-use super::timing::{mark, now_ms, Milestone};
+use super::timing::{mark, now_ms, record_loading, timed, LoadingWork, Milestone};
 use super::view::View;
 use crate::api::ArtifactKind;
 use crate::browser::net;
@@ -87,6 +87,7 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
     let mut viewer = viewer(ui, canvases, editor, &case)?;
     let (mut received, mut remaining, mut drawn_at) = (0.0, places.len(), None::<f64>);
     let mut middle_in = [false; 2];
+    let mut work = LoadingWork::default();
     let mut first_window = None;
     let mut direct = Vec::with_capacity(first.len());
     for (volume, index, bytes) in first {
@@ -100,7 +101,9 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
         let (volume, slab, bytes) = match direct.pop() {
             Some(arrived) => arrived,
             None => {
+                let waiting_from = now_ms();
                 let arrived = fetcher.next().await.ok_or("the slab workers stopped")?;
+                work.waiting += now_ms() - waiting_from;
                 if let Some((volume, index, url)) = pending.next() {
                     fetcher.request(volume, index, url)?;
                 }
@@ -113,8 +116,11 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
         let what = ["image", "mask"].get(volume).ok_or("a slab of no volume arrived")?;
         let stored = bytes.map_err(|e| format!("slab {slab} of the {what} could not be loaded: {e}"))?;
         let grid = grids[volume];
-        let raw = crate::slabs::decompress(&format!("slab {slab} of the {what}"), &stored, grid.byte_range(slab).len())
-            .map_err(|e| e.to_string())?;
+        let raw = timed(&mut work.inflating, || {
+            crate::slabs::decompress(&format!("slab {slab} of the {what}"), &stored, grid.byte_range(slab).len())
+        })
+        .map_err(|e| e.to_string())?;
+        let filling_from = now_ms();
         let url = volumes[volume].urls[slab].as_str();
         for &index in places.get(&(volume, url)).map(Vec::as_slice).unwrap_or_default() {
             let range = grid.byte_range(index);
@@ -129,6 +135,8 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
             middle_in[volume] |= index == grid.slab_of_slice(middle);
         }
         remaining -= 1;
+        work.filling += now_ms() - filling_from;
+        let drawing_from = now_ms();
         let _ = ui.progress.try_set((received, total));
         match drawn_at {
             // The middle slice is complete: draw, windowed by the intensities of its slab.
@@ -149,7 +157,9 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
             }
             _ => {}
         }
+        work.drawing += now_ms() - drawing_from;
     }
+    record_loading(&work);
     mark(Milestone::Downloaded);
     viewer.editor.loaded();
     mark(Milestone::Decoded);

@@ -1,6 +1,7 @@
 //! Timings for benchmarks and tests, in `window.__seglab`: milestones of opening a case (from
 //! navigation start), the duration of every repaint (`renderMs`), and of every 3-D tool run
-//! (`ops`: name, milliseconds, voxels). The property names are read by the benchmarks and the
+//! (`ops`: name, milliseconds, voxels), and where the page's time went while a case's slabs
+//! arrived (`loading`). The property names are read by the benchmarks and the
 //! end-to-end tests.
 
 use wasm_bindgen::{JsCast, JsValue};
@@ -65,5 +66,36 @@ pub(super) fn record_op(name: &str, ms: f64, voxels: usize) {
         let _ = js_sys::Reflect::set(&entry, &"ms".into(), &ms.into());
         let _ = js_sys::Reflect::set(&entry, &"voxels".into(), &(voxels as f64).into());
         ops.unchecked_into::<js_sys::Array>().push(&entry);
+    }
+}
+
+/// Where the page's time went while slabs arrived, in milliseconds: waiting for the next slab,
+/// inflating, copying into the volumes, and drawing (with the progress bar).
+#[derive(Default)]
+pub(super) struct LoadingWork {
+    pub waiting: f64,
+    pub inflating: f64,
+    pub filling: f64,
+    pub drawing: f64,
+}
+
+/// Runs `work`, adding its duration to `total`.
+pub(super) fn timed<T>(total: &mut f64, work: impl FnOnce() -> T) -> T {
+    let from = now_ms();
+    let result = work();
+    *total += now_ms() - from;
+    result
+}
+
+/// Records `work` as `window.__seglab.loading` (`waitingMs`, `inflatingMs`, `fillingMs`,
+/// `drawingMs`).
+pub(super) fn record_loading(work: &LoadingWork) {
+    if let Some(stats) = timings() {
+        let entry = js_sys::Object::new();
+        let phases = [("waitingMs", work.waiting), ("inflatingMs", work.inflating), ("fillingMs", work.filling), ("drawingMs", work.drawing)];
+        for (name, ms) in phases {
+            let _ = js_sys::Reflect::set(&entry, &name.into(), &ms.into());
+        }
+        let _ = js_sys::Reflect::set(&stats, &"loading".into(), &entry);
     }
 }
