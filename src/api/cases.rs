@@ -52,8 +52,11 @@ pub struct VolumeSlabs {
     pub depth: u32,
     /// The volume's NIfTI-1 header (348 bytes), base64: its type, scaling and placement.
     pub header: String,
-    /// Presigned GET URLs, one per slab, valid as long as the artifact's `url`.
+    /// Presigned GET URLs of the distinct stored slabs, valid as long as the artifact's `url`.
     pub urls: Vec<String>,
+    /// For each slab in k order, the index in `urls` of its stored slab: positions holding the
+    /// same stored slab (the zeros of a new case's mask) list it once.
+    pub slabs: Vec<u32>,
 }
 
 /// A label value a mask may hold, with its display name and colour.

@@ -41,7 +41,12 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
         SlabGrid { dims: image.dims, voxel_bytes, depth: volumes[IMAGE].depth },
         SlabGrid { dims: image.dims, voxel_bytes: 1, depth: volumes[MASK].depth },
     ];
-    if mask.dims != image.dims || (0..2).any(|v| volumes[v].depth == 0 || volumes[v].urls.len() != grids[v].count()) {
+    let listed_well = |v: usize| {
+        volumes[v].depth > 0
+            && volumes[v].slabs.len() == grids[v].count()
+            && volumes[v].slabs.iter().all(|&stored| (stored as usize) < volumes[v].urls.len())
+    };
+    if mask.dims != image.dims || !listed_well(IMAGE) || !listed_well(MASK) {
         return Err("the case's slabs do not match its volumes".into());
     }
     let dims = image.dims;
@@ -55,16 +60,16 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
         rest.sort_by_key(|&i| i.abs_diff(first));
         order.extend(rest.into_iter().map(|i| (volume, i)));
     }
-    // A slab listed at several places (the zeros of an empty mask) is fetched once. A few
-    // requests are in flight at a time, so the first ones do not share the network and the
+    // A stored slab listed at several places (the zeros of an empty mask) is fetched once. A
+    // few requests are in flight at a time, so the first ones do not share the network and the
     // workers with all the others, and only a few slabs wait in memory.
-    let mut places: HashMap<(usize, &str), Vec<usize>> = HashMap::new();
+    let mut places: HashMap<(usize, u32), Vec<usize>> = HashMap::new();
     let mut requests = Vec::new();
     for &(volume, index) in &order {
-        let url = volumes[volume].urls[index].as_str();
-        let at = places.entry((volume, url)).or_default();
+        let stored = volumes[volume].slabs[index];
+        let at = places.entry((volume, stored)).or_default();
         if at.is_empty() {
-            requests.push((volume, index, url));
+            requests.push((volume, index, volumes[volume].urls[stored as usize].as_str()));
         }
         at.push(index);
     }
@@ -121,8 +126,7 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
         })
         .map_err(|e| e.to_string())?;
         let filling_from = now_ms();
-        let url = volumes[volume].urls[slab].as_str();
-        for &index in places.get(&(volume, url)).map(Vec::as_slice).unwrap_or_default() {
+        for &index in places.get(&(volume, volumes[volume].slabs[slab])).map(Vec::as_slice).unwrap_or_default() {
             let range = grid.byte_range(index);
             if range.len() != raw.len() {
                 return Err(format!("slab {index} of the {what} is listed with a slab of another size"));

@@ -249,14 +249,23 @@ pub async fn urls(
     case_id: &str,
     manifest: &SlabManifest,
 ) -> Result<VolumeSlabs, AppError> {
-    let mut urls = Vec::with_capacity(manifest.slabs.len());
+    let mut listed: HashMap<&str, u32> = HashMap::new();
+    let (mut urls, mut slabs) = (Vec::new(), Vec::with_capacity(manifest.slabs.len()));
     for id in &manifest.slabs {
-        urls.push(state.store.presign_get(&slab_ref(case_id, id)).await?);
+        let index = match listed.get(id.as_str()) {
+            Some(&index) => index,
+            None => {
+                urls.push(state.store.presign_get(&slab_ref(case_id, id)).await?);
+                *listed.entry(id).or_insert(urls.len() as u32 - 1)
+            }
+        };
+        slabs.push(index);
     }
     Ok(VolumeSlabs {
         depth: manifest.grid.depth,
         header: manifest.header.clone(),
         urls,
+        slabs,
     })
 }
 
