@@ -161,6 +161,19 @@ impl ObjectStore {
         Ok(body.into_bytes().to_vec())
     }
 
+    /// The object at `object_ref` as a stream, for reading without holding it whole.
+    pub async fn get_reader(&self, object_ref: &str) -> Result<impl tokio::io::AsyncBufRead + Send + Unpin, AppError> {
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(object_ref))
+            .send()
+            .await
+            .map_err(storage_error)?;
+        Ok(output.body.into_async_read())
+    }
+
     pub async fn delete(&self, object_ref: &str) -> Result<(), AppError> {
         self.client
             .delete_object()

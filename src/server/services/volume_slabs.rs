@@ -284,8 +284,10 @@ pub async fn ensure(state: &AppState, object_ref: &str) -> Result<SlabManifest, 
         "image" => SlabKind::Image,
         _ => SlabKind::Mask,
     };
-    let file = state.store.get(object_ref).await?;
-    let (manifest, stored) = put_file(state, &case_id, "stored volume", kind, Box::new(std::io::Cursor::new(file))).await?;
+    // Streamed from storage into the slab reader's blocking thread: a volume's file is never
+    // held whole, however large.
+    let file = tokio_util::io::SyncIoBridge::new(state.store.get_reader(object_ref).await?);
+    let (manifest, stored) = put_file(state, &case_id, "stored volume", kind, Box::new(file)).await?;
     let mut tx = state.db.begin_write().await?;
     let updated =
         sqlx::query("UPDATE objects SET slabs_json = $1 WHERE object_ref = $2 AND slabs_json = ''")
