@@ -146,15 +146,7 @@ impl ObjectStore {
     }
 
     pub async fn get(&self, object_ref: &str) -> Result<Vec<u8>, AppError> {
-        let output = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(object_ref))
-            .send()
-            .await
-            .map_err(storage_error)?;
-        let body = output.body.collect().await.map_err(|e| AppError::Unavailable {
+        let body = self.body(object_ref).await?.collect().await.map_err(|e| AppError::Unavailable {
             service: "object storage",
             detail: e.to_string(),
         })?;
@@ -163,6 +155,10 @@ impl ObjectStore {
 
     /// The object at `object_ref` as a stream, for reading without holding it whole.
     pub async fn get_reader(&self, object_ref: &str) -> Result<impl tokio::io::AsyncBufRead + Send + Unpin, AppError> {
+        Ok(self.body(object_ref).await?.into_async_read())
+    }
+
+    async fn body(&self, object_ref: &str) -> Result<ByteStream, AppError> {
         let output = self
             .client
             .get_object()
@@ -171,7 +167,7 @@ impl ObjectStore {
             .send()
             .await
             .map_err(storage_error)?;
-        Ok(output.body.into_async_read())
+        Ok(output.body)
     }
 
     pub async fn delete(&self, object_ref: &str) -> Result<(), AppError> {
