@@ -20,6 +20,9 @@ pub struct Run {
     pub value: u8,
 }
 
+/// How many voxels of each label value an edit adds (negative: takes away); label 0 left out.
+pub type LabelChanges = std::collections::BTreeMap<u8, i64>;
+
 /// Sorted, non-overlapping runs of changed voxels.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MaskEdits {
@@ -92,8 +95,9 @@ impl MaskEdits {
     }
 
     /// How many voxels of each label value applying these edits to `base` adds (or, negative,
-    /// takes away); label 0 is left out. Costs the edit's size, not the volume's.
-    pub fn count_changes(&self, base: &[u8]) -> std::collections::BTreeMap<u8, i64> {
+    /// takes away); label 0 is left out. The reference the slab-wise count is tested against.
+    #[cfg(test)]
+    pub fn count_changes(&self, base: &[u8]) -> LabelChanges {
         let mut changes = std::collections::BTreeMap::new();
         for run in &self.runs {
             for &old in &base[run.start as usize..(run.start + run.len) as usize] {

@@ -11,7 +11,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde::{Deserialize, Serialize};
 
-use crate::edits::MaskEdits;
+use crate::edits::{LabelChanges, MaskEdits};
 use crate::nifti_io::{self, VolumeError, VolumeInfo};
 
 /// What a volume's slabs hold, which sets their size.
@@ -132,10 +132,10 @@ pub fn edit_slabs(
     grid: &SlabGrid,
     slabs: &[impl AsRef<[u8]>],
     edits: &MaskEdits,
-) -> (Vec<(usize, Vec<u8>)>, std::collections::BTreeMap<u8, i64>) {
+) -> (Vec<(usize, Vec<u8>)>, LabelChanges) {
     let slab_voxels = grid.slice_bytes() * grid.depth as usize;
     let mut edited: Vec<(usize, Vec<u8>)> = Vec::new();
-    let mut changes = std::collections::BTreeMap::new();
+    let mut changes = LabelChanges::new();
     for run in edits.runs() {
         let (mut start, end) = (run.start as usize, (run.start + run.len) as usize);
         while start < end {

@@ -20,7 +20,7 @@ use super::users::{Role, User};
 use super::volume_slabs::SlabManifest;
 use super::workflow;
 use crate::api::{LabelDef, LabelSaved, SaveLabelRequest};
-use crate::edits::MaskEdits;
+use crate::edits::{LabelChanges, MaskEdits};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::mask_cache::DecodedMask;
@@ -180,7 +180,7 @@ async fn apply_and_commit(
 
 /// Inside the save's transaction (the case's row is locked): adds the edit's changes to the
 /// case's label counts, unless those are not known (cases imported before they were kept).
-async fn update_label_counts(tx: &mut sqlx::AnyConnection, case_id: &str, changes: &BTreeMap<u8, i64>) -> Result<(), AppError> {
+async fn update_label_counts(tx: &mut sqlx::AnyConnection, case_id: &str, changes: &LabelChanges) -> Result<(), AppError> {
     let stored: String = sqlx::query("SELECT label_counts_json FROM cases WHERE id = $1").bind(case_id).fetch_one(&mut *tx).await?.get(0);
     if stored.is_empty() || changes.is_empty() {
         return Ok(());
