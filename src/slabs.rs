@@ -4,11 +4,9 @@
 //! images and mask versions into slabs and writes only the slabs a save touches; the browser
 //! fetches the slab of the slice it shows first and the rest behind it.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Read};
 
 use flate2::read::GzDecoder;
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use serde::{Deserialize, Serialize};
 
 use crate::edits::{LabelChanges, MaskEdits};
@@ -95,14 +93,7 @@ impl SlabGrid {
 
 /// A slab compressed for storage.
 pub fn compress(raw: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(
-        Vec::with_capacity(raw.len() / 16 + 64),
-        Compression::new(SLAB_GZIP_LEVEL),
-    );
-    encoder
-        .write_all(raw)
-        .expect("writing to a Vec cannot fail");
-    encoder.finish().expect("writing to a Vec cannot fail")
+    nifti_io::gzip(raw, SLAB_GZIP_LEVEL)
 }
 
 /// A stored slab inflated, which must hold exactly `expected` bytes: a damaged or foreign
@@ -203,18 +194,9 @@ impl<'a> SlabReader<'a> {
         };
         let (info, header_bytes, voxel_bytes) =
             nifti_io::read_header(what, &mut source, max_voxels)?;
-        let grid = SlabGrid::new(
-            info.meta.dims,
-            (voxel_bytes
-                / info
-                    .meta
-                    .dims
-                    .iter()
-                    .map(|&d| u64::from(d))
-                    .product::<u64>()
-                    .max(1)) as u32,
-            kind,
-        );
+        let per_voxel = nifti_io::voxel_type_bytes(info.meta.voxel_type)
+            .expect("read_header accepts only the listed voxel types");
+        let grid = SlabGrid::new(info.meta.dims, per_voxel, kind);
         Ok(SlabReader {
             info,
             header_bytes,

@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use axum::serve::ListenerExt;
 use axum::error_handling::HandleError;
 use axum::http::{header, Method, StatusCode};
 use axum::Router;
@@ -31,6 +30,7 @@ use tokio_util::task::TaskTracker;
 use tower_http::cors::{Any, CorsLayer};
 
 use super::error::CliError;
+use super::listener::without_delay;
 
 /// Where uploads are written before they are renamed into place.
 const UPLOADS: &str = ".uploads";
@@ -358,13 +358,7 @@ pub async fn start(
         .await
         .map_err(|e| CliError::startup(&format!("embedded object storage cannot listen on {addr}"), e))?;
     let bound = listener.local_addr().map_err(|e| CliError::startup("embedded object storage", e))?;
-    // Without TCP_NODELAY, a streamed object's last small write waits for the client's delayed
-    // acknowledgement: about 40 ms per request, whatever the object's size.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::warn!(%err, "cannot set TCP_NODELAY on an object storage connection");
-        }
-    });
+    let listener = without_delay(listener, "an object storage");
     tasks.spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())

@@ -6,8 +6,9 @@
 //! - infrastructure: `db` (metadata database), `storage` (object storage, presigning),
 //!   `embedded_s3` (the in-process S3 endpoint of the zero-dependency default), `mask_cache`
 //!   (decoded mask versions), `inference` (runs models in a child process), `oip` (or on an
-//!   Open Inference Protocol v2 server), `login_limit`
-//!   (failed logins), `scratch` (uploads on disk), `session_store`, gathered in `state`; and
+//!   Open Inference Protocol v2 server), `login_limit` (failed logins), `listener` (TCP
+//!   without delayed writes), `scratch` (uploads on disk), `session_store`, gathered in
+//!   `state`; and
 //!   `charts`, the SVG the model page shows.
 
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod embedded_s3;
 pub mod error;
 pub mod http;
 pub mod inference;
+pub mod listener;
 pub mod login_limit;
 pub mod mask_cache;
 pub mod oip;

@@ -3,7 +3,6 @@
 //! server functions, and the layers around them.
 
 use axum::extract::DefaultBodyLimit;
-use axum::serve::ListenerExt;
 use axum::{middleware, Router};
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
@@ -27,6 +26,7 @@ use crate::app::{shell, App};
 use crate::server::auth;
 use crate::server::config::ServeArgs;
 use crate::server::error::CliError;
+use crate::server::listener::without_delay;
 use crate::server::state::AppState;
 
 /// The REST API, usable on its own (tests, scripts) or inside [`router`].
@@ -71,12 +71,7 @@ pub async fn serve(state: AppState, args: &ServeArgs, shutdown: CancellationToke
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| CliError::startup(&format!("cannot listen on {}", args.addr), e))?;
-    // Responses go out as soon as written (TCP_NODELAY), not after the client's delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::warn!(%err, "cannot set TCP_NODELAY on a connection");
-        }
-    });
+    let listener = without_delay(listener, "an app");
     // With each connection's address, which the login limits count per client.
     axum::serve(listener, router(state, args).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown.cancelled_owned())

@@ -118,12 +118,7 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
         let mut mask_sha256: String = row.get("mask_sha256");
         if mask_sha256.is_empty() {
             // A version saved in slabs only: its file is written now, as a snapshot lists files.
-            mask_versions::ensure_file(state, &mask_ref).await?;
-            mask_sha256 = sqlx::query("SELECT sha256 FROM objects WHERE object_ref = $1")
-                .bind(&mask_ref)
-                .fetch_one(&state.db.pool)
-                .await?
-                .get(0);
+            mask_sha256 = mask_versions::ensure_file(state, &mask_ref).await?;
         }
         frozen.push(Frozen {
             case_name: row.get("name"),

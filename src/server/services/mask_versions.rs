@@ -184,17 +184,16 @@ pub async fn file_url(
 }
 
 /// Writes the `.nii.gz` of mask version `object_ref` from its slabs unless it is written
-/// already. Concurrent writers write the same bytes, and the first record stands.
-pub async fn ensure_file(state: &AppState, object_ref: &str) -> Result<(), AppError> {
-    let stored: i64 =
-        sqlx::query("SELECT file_stored FROM objects WHERE object_ref = $1 AND kind = 'mask'")
-            .bind(object_ref)
-            .fetch_optional(&state.db.pool)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("mask version {object_ref}")))?
-            .get(0);
-    if stored == 1 {
-        return Ok(());
+/// already; its hex SHA-256. Concurrent writers write the same bytes, and the first record
+/// stands.
+pub async fn ensure_file(state: &AppState, object_ref: &str) -> Result<String, AppError> {
+    let row = sqlx::query("SELECT file_stored, sha256 FROM objects WHERE object_ref = $1 AND kind = 'mask'")
+        .bind(object_ref)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("mask version {object_ref}")))?;
+    if row.get::<i64, _>("file_stored") == 1 {
+        return Ok(row.get("sha256"));
     }
     let mask = load_mask(state, object_ref).await?;
     let file = tokio::task::spawn_blocking(move || {
@@ -206,10 +205,10 @@ pub async fn ensure_file(state: &AppState, object_ref: &str) -> Result<(), AppEr
     state.store.put(object_ref, file).await?;
     sqlx::query("UPDATE objects SET file_stored = 1, size_bytes = $1, sha256 = $2 WHERE object_ref = $3 AND file_stored = 0")
         .bind(size)
-        .bind(sha256)
+        .bind(&sha256)
         .bind(object_ref)
         .execute(&state.db.pool)
         .await?;
     tracing::info!(%object_ref, size, "mask version file written");
-    Ok(())
+    Ok(sha256)
 }

@@ -90,13 +90,17 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
     .map_err(AppError::internal)??;
     let model = ModelVersion { id: job.model_id.clone(), artifact_ref, card };
     let labels = state.runner.segment(&model, image).await?;
+    // A production model pre-labels a case nobody has labelled: only then is its output also
+    // kept as a mask version.
+    let blank = match job.role.as_str() {
+        "production" => blank_head(state, &job.case_id).await?,
+        _ => None,
+    };
+    let prelabels = blank.is_some();
     let (output, counts, mask) = tokio::task::spawn_blocking(move || {
         let output = gzip_mask(&header, dims, &labels, GZIP_LEVEL);
-        (
-            output,
-            label_counts(&labels),
-            DecodedMask::from_labels(header, dims, &labels),
-        )
+        let mask = prelabels.then(|| DecodedMask::from_labels(header, dims, &labels));
+        (output, label_counts(&labels), mask)
     })
     .await
     .map_err(AppError::internal)?;
@@ -108,17 +112,12 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
         Uuid::new_v4()
     );
     state.store.put(&output_ref, output).await?;
-
-    let prelabel = match job.role.as_str() {
-        "production" => blank_head(state, &job.case_id).await?,
-        _ => None,
-    };
-    let prelabel = match prelabel {
-        Some(blank) => Some((
+    let prelabel = match (blank, mask) {
+        (Some(blank), Some(mask)) => Some((
             blank,
             mask_versions::store_version(state, &job.case_id, None, mask, Vec::new()).await?,
         )),
-        None => None,
+        _ => None,
     };
 
     let at = now_ms();

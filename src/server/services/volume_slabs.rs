@@ -60,6 +60,26 @@ impl SlabManifest {
         serde_json::to_string(self).expect("a manifest serialises")
     }
 
+    /// The distinct slab ids, each with the first position listing it, and for each position
+    /// the index of its id among them: a slab listed many times (the zeros of an empty mask)
+    /// is fetched or presigned once.
+    fn distinct(&self) -> (Vec<(usize, String)>, Vec<usize>) {
+        let mut index_of: HashMap<&str, usize> = HashMap::new();
+        let mut distinct = Vec::new();
+        let positions = self
+            .slabs
+            .iter()
+            .enumerate()
+            .map(|(position, id)| {
+                *index_of.entry(id).or_insert_with(|| {
+                    distinct.push((position, id.clone()));
+                    distinct.len() - 1
+                })
+            })
+            .collect();
+        (distinct, positions)
+    }
+
     pub fn header_bytes(&self) -> Result<Vec<u8>, AppError> {
         base64::engine::general_purpose::STANDARD
             .decode(&self.header)
@@ -210,20 +230,13 @@ pub async fn put_file(
 /// The voxel bytes of every slab, in k order, fetched a few at a time; a slab listed more than
 /// once (the zeros of an empty mask) is fetched once and shared.
 pub async fn load(state: &AppState, case_id: &str, manifest: &SlabManifest) -> Result<Vec<Arc<[u8]>>, AppError> {
-    let mut slot_of: HashMap<&str, usize> = HashMap::new();
-    let mut unique = Vec::new();
-    for (index, id) in manifest.slabs.iter().enumerate() {
-        slot_of.entry(id).or_insert_with(|| {
-            unique.push((index, id.clone()));
-            unique.len() - 1
-        });
-    }
-    let fetched: Vec<Arc<[u8]>> = futures::stream::iter(unique)
+    let (distinct, positions) = manifest.distinct();
+    let fetched: Vec<Arc<[u8]>> = futures::stream::iter(distinct)
         .map(|(index, id)| load_one(state, case_id, manifest.grid, index, id))
         .buffered(SLABS_IN_FLIGHT)
         .try_collect()
         .await?;
-    Ok(manifest.slabs.iter().map(|id| fetched[slot_of[id.as_str()]].clone()).collect())
+    Ok(positions.into_iter().map(|at| fetched[at].clone()).collect())
 }
 
 async fn load_one(
@@ -249,23 +262,16 @@ pub async fn urls(
     case_id: &str,
     manifest: &SlabManifest,
 ) -> Result<VolumeSlabs, AppError> {
-    let mut listed: HashMap<&str, u32> = HashMap::new();
-    let (mut urls, mut slabs) = (Vec::new(), Vec::with_capacity(manifest.slabs.len()));
-    for id in &manifest.slabs {
-        let index = match listed.get(id.as_str()) {
-            Some(&index) => index,
-            None => {
-                urls.push(state.store.presign_get(&slab_ref(case_id, id)).await?);
-                *listed.entry(id).or_insert(urls.len() as u32 - 1)
-            }
-        };
-        slabs.push(index);
+    let (distinct, positions) = manifest.distinct();
+    let mut urls = Vec::with_capacity(distinct.len());
+    for (_, id) in distinct {
+        urls.push(state.store.presign_get(&slab_ref(case_id, &id)).await?);
     }
     Ok(VolumeSlabs {
         depth: manifest.grid.depth,
         header: manifest.header.clone(),
         urls,
-        slabs,
+        slabs: positions.into_iter().map(|at| at as u32).collect(),
     })
 }
 
