@@ -19,6 +19,7 @@ use seglab::edits::MaskEdits;
 use seglab::nifti_io::gzip_mask;
 use seglab::server::services::cases::{import_case, NewCase};
 use seglab::server::mask_cache::HeadCache;
+use seglab::server::services::access;
 use seglab::server::services::labels::save_label;
 use seglab::server::services::users::{user_for_token, Role};
 use seglab::api::{LabelSaved, SaveLabelRequest};
@@ -102,7 +103,8 @@ async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) 
         edits: base64::engine::general_purpose::STANDARD.encode(&edits),
     };
     let began = Instant::now();
-    let outcome = save_label(&cold_state, &user, Some(&format!("cold-{}", dims[2])), &request).await.unwrap();
+    let access = access::authorize(&cold_state, &user, &case.id, access::Save).await.unwrap();
+    let outcome = save_label(&cold_state, access, Some(&format!("cold-{}", dims[2])), &request).await.unwrap();
     let cold = began.elapsed().as_secs_f64() * 1000.0;
     let saved: LabelSaved = serde_json::from_str(&outcome.body).unwrap();
     MaskEdits::decode(&edits, voxels as u64, &[1]).unwrap().apply(&mut current);

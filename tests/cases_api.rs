@@ -532,3 +532,52 @@ async fn concurrent_imports_all_commit() {
     assert_eq!(found.total, 12);
     app.stop().await;
 }
+
+/// A small case made directly by the service, with an empty mask.
+async fn tiny_case(app: &TestApp, name: &str) -> String {
+    use seglab::nifti_io::{encode_mask, encode_volume, gzip};
+    use seglab::server::services::cases::{import_case, NewCase};
+    let header = nifti::NiftiHeader { pixdim: [1.0; 8], sform_code: 1, ..nifti::NiftiHeader::default() };
+    let case = NewCase {
+        name: name.into(),
+        image: gzip(&encode_volume(&header, [4, 4, 2], nifti::NiftiType::Int16, &[0; 64]), 1).into(),
+        mask: Some(gzip(&encode_mask(&header, [4, 4, 2], &[0; 32]), 1).into()),
+        labels: vec![(1, "organ".into())],
+    };
+    import_case(&app.state, None, case).await.unwrap().id
+}
+
+#[tokio::test]
+async fn the_case_list_and_a_case_history_come_in_bounded_pages() {
+    let app = TestApp::spawn().await;
+    let token = app.user("lab", &[Role::Labeler]).await;
+    let ids = [tiny_case(&app, "a").await, tiny_case(&app, "b").await, tiny_case(&app, "c").await];
+    let page = |query: &'static str| app.client.get(app.url(&format!("/cases{query}"))).bearer_auth(&token).send();
+    let first = page("?per_page=2").await.unwrap();
+    assert_eq!(first.headers()["x-total-count"], "3");
+    assert_eq!(first.headers()["link"], "</cases?page=2&per_page=2>; rel=\"next\"");
+    let first: Vec<CaseSummary> = first.json().await.unwrap();
+    let second = page("?page=2&per_page=2").await.unwrap();
+    assert!(second.headers().get("link").is_none());
+    let second: Vec<CaseSummary> = second.json().await.unwrap();
+    let listed: Vec<String> = first.iter().chain(&second).map(|case| case.id.clone()).collect();
+    assert_eq!(listed, ids);
+    for bad in ["?per_page=0", "?per_page=1001", "?page=0", "?page=x", "?limit=5"] {
+        assert_eq!(page(bad).await.unwrap().status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    // A history lists the newest 200 versions, and how many there are.
+    let case_id = &ids[0];
+    for n in 0..201u32 {
+        let head = artifacts(&app, &token, case_id).await.current_mask_ref;
+        // Each pass over the 32 voxels flips them: on, then off again.
+        let (voxel, was) = ((n % 32) as usize, ((n / 32) % 2) as u8);
+        let (mut from, mut to) = (vec![0u8; 32], vec![0u8; 32]);
+        (from[voxel], to[voxel]) = (was, 1 - was);
+        let edits = seglab::edits::MaskEdits::diff(&from, &to).encode();
+        assert_eq!(app.post_label(&token, case_id, &head, &edits).await.status(), StatusCode::CREATED, "save {n}");
+    }
+    let with_history: CaseArtifacts = app.get_json(&token, &format!("/cases/{case_id}/artifacts?history=true")).await;
+    assert_eq!((with_history.history.len(), with_history.history_total), (200, 201));
+    app.stop().await;
+}

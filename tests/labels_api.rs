@@ -358,7 +358,9 @@ async fn storage_outage_gives_503_with_no_rows_and_the_retry_succeeds() {
         },
     );
     broken.heads = std::sync::Arc::new(seglab::server::mask_cache::HeadCache::new(0));
-    let err = seglab::server::services::labels::save_label(&broken, &user, Some("outage"), &request).await.unwrap_err();
+    use seglab::server::services::access;
+    let access = access::authorize(&broken, &user, &case_id, access::Save).await.unwrap();
+    let err = seglab::server::services::labels::save_label(&broken, access, Some("outage"), &request).await.unwrap_err();
     assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(err.to_string().contains("object storage is unavailable"), "{err}");
     assert_eq!(app.count("SELECT COUNT(*) FROM labels").await, 0);
@@ -905,7 +907,7 @@ async fn a_save_writes_only_the_slabs_it_touches_and_every_version_downloads_as_
         .send()
         .await
         .unwrap();
-    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(refused.status(), StatusCode::NOT_FOUND);
     let missing = app
         .client
         .get(app.url(&format!("/cases/{case_id}/masks/none.nii.gz")))
@@ -966,5 +968,21 @@ async fn volumes_stored_before_slabs_are_cut_on_first_use_and_saved_on_as_usual(
     assert_eq!(app.count("SELECT COUNT(*) FROM slabs").await, cut + 1);
     let file = Volume::parse("mask", &app.mask_file(&token, &saved.new_mask_ref).await).unwrap();
     assert!(file.into_labels("mask").unwrap() == edited);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_first_requests_for_a_mask_file_write_it_once() {
+    let app = TestApp::spawn().await;
+    let token = app.user("lab", &[Role::Labeler]).await;
+    let (case_id, base) = small_case(&app).await;
+    let saved = post(&app, &token, Some("one"), &json!({ "case_id": case_id, "base_mask_ref": base, "edits": b64(&stroke(1)) })).await;
+    assert_eq!(saved.status(), StatusCode::CREATED);
+    let saved: LabelSaved = saved.json().await.unwrap();
+    let path = app.url(&format!("/{}", saved.new_mask_ref));
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let answers = join_all((0..8).map(|_| no_redirects.get(&path).bearer_auth(&token).send())).await;
+    assert!(answers.iter().all(|answer| answer.as_ref().unwrap().status() == StatusCode::SEE_OTHER));
+    assert_eq!(app.state.mask_files.done(), 1, "the file was written by more than one request");
     app.stop().await;
 }

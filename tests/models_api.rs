@@ -386,6 +386,28 @@ async fn each_trigger_runs_one_production_and_one_shadow_job_with_outputs_apart(
 }
 
 #[tokio::test]
+async fn a_repeated_run_trigger_queues_nothing_while_the_first_run_is_pending() {
+    // No workers: the jobs stay queued.
+    let app = TestApp::spawn_configured(|c| c.orchestrator.workers = 0, |_| {}).await;
+    let engineer = app.user("mle", &[Role::MlEngineer]).await;
+    let v1 = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
+    assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::OK);
+    let case_id = cube_case(&app).await;
+    // The import queued the shadow version's job: the triggers find it pending.
+    assert_eq!(app.count("SELECT COUNT(*) FROM model_jobs").await, 1);
+    let trigger = || async {
+        let started = app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&engineer).send().await.unwrap();
+        assert_eq!(started.status(), StatusCode::ACCEPTED);
+        started.json::<Value>().await.unwrap()["run_id"].as_str().unwrap().to_string()
+    };
+    let runs = futures::future::join_all((0..6).map(|_| trigger())).await;
+    assert!(runs.iter().all(|run| *run == runs[0]), "{runs:?}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM model_jobs").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'model_run'").await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_failing_job_is_retried_with_backoff_then_marked_failed() {
     let app = TestApp::spawn_configured(|c| c.orchestrator.job_retry_base_ms = 50, |_| {}).await;
     // `broken` wants two input channels; the case image has one.

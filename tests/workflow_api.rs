@@ -299,10 +299,11 @@ async fn a_restricted_case_is_read_only_by_its_labeler_reviewer_and_coordinators
         let response = app.client.get(app.url(&format!("/cases/{secret}/artifacts"))).bearer_auth(token).send().await.unwrap();
         assert_eq!(response.status().is_success(), readable, "{}", response.status());
         if !readable {
-            assert!(refused(response, StatusCode::FORBIDDEN).await.contains("restricted"));
+            // As if it did not exist: nobody named.
+            assert!(!refused(response, StatusCode::NOT_FOUND).await.contains("alice"));
             for path in ["comments", "jobs"] {
                 let response = app.client.get(app.url(&format!("/cases/{secret}/{path}"))).bearer_auth(token).send().await.unwrap();
-                assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
+                assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
             }
         }
         let listed: Vec<seglab::api::CaseSummary> = app.get_json(token, "/cases").await;
@@ -315,7 +316,7 @@ async fn a_restricted_case_is_read_only_by_its_labeler_reviewer_and_coordinators
     // Lifting the restriction opens it again; leaving the field out keeps it as it is.
     workflow(put(&app, &team.engineer, &format!("/cases/{secret}/assignment"), json!({ "assignee": "alice" })).await).await;
     let still = app.client.get(app.url(&format!("/cases/{secret}/artifacts"))).bearer_auth(&team.bob).send().await.unwrap();
-    assert_eq!(still.status(), StatusCode::FORBIDDEN);
+    assert_eq!(still.status(), StatusCode::NOT_FOUND);
     workflow(put(&app, &team.engineer, &format!("/cases/{secret}/assignment"), json!({ "assignee": "alice", "restricted": false })).await).await;
     let opened = app.client.get(app.url(&format!("/cases/{secret}/artifacts"))).bearer_auth(&team.bob).send().await.unwrap();
     assert_eq!(opened.status(), StatusCode::OK);

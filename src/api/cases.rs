@@ -112,9 +112,12 @@ pub struct CaseArtifacts {
     pub current_mask_ref: String,
     /// The image and the current mask.
     pub artifacts: Vec<Artifact>,
-    /// Saved mask versions, newest first; only with `?history=true`.
+    /// Saved mask versions, newest first, at most 200 of them; only with `?history=true`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<MaskVersion>,
+    /// How many mask versions were saved in all (with `?history=true`).
+    #[serde(default)]
+    pub history_total: i64,
     /// Where the case stands in labeling and review.
     pub workflow: CaseWorkflow,
     /// The version a reviewer compares the current mask with.

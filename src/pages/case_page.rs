@@ -10,25 +10,30 @@ use crate::pages::common::loaded;
 use crate::pages::registry::JobTable;
 use crate::pages::viewer_panel::CaseViewer;
 
-#[server]
+#[server(endpoint = "get_case_artifacts")]
 pub async fn get_case_artifacts(case_id: String) -> Result<CaseArtifacts, ApiError> {
+    use crate::server::services::{access, cases};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
-    Ok(crate::server::services::cases::case_artifacts(&state, &user, &case_id, true).await?)
+    let access = access::authorize(&state, &user, &case_id, access::Read).await?;
+    Ok(cases::case_artifacts(&state, &access, true).await?)
 }
 
-#[server]
+#[server(endpoint = "case_jobs")]
 pub async fn case_jobs(case_id: String) -> Result<Vec<Job>, ApiError> {
+    use crate::server::services::access;
     use crate::server::services::jobs::{list_jobs, JobFilter};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
-    crate::server::services::workflow::check_may_read(&state, &user, &case_id).await?;
-    Ok(list_jobs(&state, &user, JobFilter::Case(&case_id)).await?)
+    let access = access::authorize(&state, &user, &case_id, access::Read).await?;
+    Ok(list_jobs(&state, &user, JobFilter::Case(&access)).await?)
 }
 
 /// The manual run trigger: every active model version on this case.
-#[server]
+#[server(endpoint = "run_models")]
 pub async fn run_models(case_id: String) -> Result<RunStarted, ApiError> {
+    use crate::server::services::{access, orchestrator};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
-    Ok(crate::server::services::orchestrator::run_on_case(&state, &case_id, &user).await?)
+    let access = access::authorize(&state, &user, &case_id, access::RunModels).await?;
+    Ok(orchestrator::run_on_case(&state, access).await?)
 }
 
 #[component]

@@ -9,20 +9,24 @@ use crate::api::{ApiError, AssignablePeople, CaseComment, CaseReview, CaseStatus
 use crate::pages::common::{format_time, loaded};
 use crate::viewer::ui::{Command, ViewerUi};
 
-#[server]
+#[server(endpoint = "get_case_review")]
 pub async fn get_case_review(case_id: String) -> Result<CaseReview, ApiError> {
+    use crate::server::services::{access, workflow};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
-    Ok(crate::server::services::workflow::review(&state, &user, &case_id).await?)
+    let access = access::authorize(&state, &user, &case_id, access::Read).await?;
+    Ok(workflow::review(&state, &access).await?)
 }
 
-#[server]
+#[server(endpoint = "take_case")]
 pub async fn take_case(case_id: String) -> Result<CaseWorkflow, ApiError> {
+    use crate::server::services::{access, workflow};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
-    Ok(crate::server::services::workflow::take(&state, &user, &case_id).await?)
+    let access = access::authorize(&state, &user, &case_id, access::Take).await?;
+    Ok(workflow::take(&state, access).await?)
 }
 
 /// The assignment form's save; `None` leaves the case without a labeler or with any reviewer.
-#[server]
+#[server(endpoint = "set_case_people")]
 pub async fn set_case_people(
     case_id: String,
     assignee: Option<String>,
@@ -30,12 +34,14 @@ pub async fn set_case_people(
     restricted: bool,
 ) -> Result<CaseWorkflow, ApiError> {
     use crate::api::AssignCase;
+    use crate::server::services::{access, workflow};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
+    let access = access::authorize(&state, &user, &case_id, access::Assign).await?;
     let request = AssignCase { assignee, reviewer, restricted: Some(restricted) };
-    Ok(crate::server::services::workflow::assign(&state, &user, &case_id, &request).await?)
+    Ok(workflow::assign(&state, access, &request).await?)
 }
 
-#[server]
+#[server(endpoint = "change_case_status")]
 pub async fn change_case_status(
     case_id: String,
     status: CaseStatus,
@@ -43,9 +49,11 @@ pub async fn change_case_status(
     anchor: Option<[u32; 3]>,
 ) -> Result<CaseWorkflow, ApiError> {
     use crate::api::ChangeStatus;
+    use crate::server::services::{access, workflow};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
+    let access = access::authorize(&state, &user, &case_id, access::Transition(status)).await?;
     let request = ChangeStatus { status, comment, anchor };
-    Ok(crate::server::services::workflow::change_status(&state, &user, &case_id, &request).await?)
+    Ok(workflow::change_status(&state, access, &request).await?)
 }
 
 /// How the page names a status.

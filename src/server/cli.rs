@@ -16,7 +16,7 @@ use super::services::audit::{self, verify_chain};
 use super::services::cases::{import_case, parse_label_names, CaseFile, NewCase};
 use super::services::users::{add_user, Role};
 use super::services::datasets::{self, ExportFormat};
-use super::services::{access, evaluation, integrity, orchestrator, sweeper};
+use super::services::{accounts, evaluation, integrity, orchestrator, sweeper};
 use crate::api::UserChange;
 use super::state::AppState;
 use super::{demo, http};
@@ -104,7 +104,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             change_account(&cli.config, &username, UserChange { remove_roles: vec![role], ..UserChange::default() }).await
         }
         Command::Token(TokenCommand::Add { username, expires_in_days }) => {
-            let issued = access::issue_token(&Db::open(&cli.config).await?, None, &username, expires_in_days).await?;
+            let issued = accounts::issue_token(&Db::open(&cli.config).await?, None, &username, expires_in_days).await?;
             println!("API token for {username} (shown once): {}", issued.token);
             Ok(())
         }
@@ -113,7 +113,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 Some(token) => token,
                 None => read_line()?,
             };
-            access::revoke_token(&Db::open(&cli.config).await?, None, token.trim()).await?;
+            accounts::revoke_token(&Db::open(&cli.config).await?, None, token.trim()).await?;
             println!("token revoked");
             Ok(())
         }
@@ -185,7 +185,7 @@ async fn verify_audit(config: &Config, expect_head: Option<String>) -> Result<()
 }
 
 async fn change_account(config: &Config, username: &str, change: UserChange) -> Result<(), CliError> {
-    let account = access::change_user(&Db::open(config).await?, None, username, &change).await?;
+    let account = accounts::change_user(&Db::open(config).await?, None, username, &change).await?;
     let state = if account.disabled { "disabled" } else { "enabled" };
     println!("user {} is {state}, with roles {}", account.username, account.roles.join(","));
     Ok(())

@@ -29,5 +29,6 @@ pub mod oip;
 pub mod scratch;
 pub mod services;
 pub mod session_store;
+pub mod single_flight;
 pub mod state;
 pub mod storage;

@@ -15,12 +15,16 @@ use super::oip::{CardRunner, OipRunner};
 use super::login_limit::LoginLimiter;
 use super::mask_cache::HeadCache;
 use super::session_store;
+use super::single_flight::SingleFlight;
 use super::storage::{Connection, ObjectStore};
 
 /// Memory for decoded mask versions: a few 512×512×300 masks.
 const HEAD_CACHE_BYTES: usize = 512 << 20;
 /// Imports at once: each holds its files and the decoded mask in memory.
 const IMPORTS_AT_ONCE: usize = 2;
+/// Mask version files written from their slabs at once: each decodes and gzips a whole mask.
+const MASK_FILES_AT_ONCE: usize = 2;
+
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub db: Db,
@@ -41,6 +45,8 @@ pub struct AppState {
     pub logins: Arc<LoginLimiter>,
     /// Imports checking and storing their files at once.
     pub imports: Arc<tokio::sync::Semaphore>,
+    /// Mask version files being written from their slabs: one writer per version, a few at once.
+    pub mask_files: Arc<SingleFlight>,
 }
 
 impl std::fmt::Debug for dyn Runner {
@@ -132,6 +138,7 @@ impl AppState {
             evaluations_ready: Arc::new(Notify::new()),
             logins,
             imports: Arc::new(tokio::sync::Semaphore::new(IMPORTS_AT_ONCE)),
+            mask_files: Arc::new(SingleFlight::new(MASK_FILES_AT_ONCE)),
         })
     }
 }

@@ -163,13 +163,15 @@ async fn save(shared: Shared) {
             // offer back what is now saved.
             keep_now(&shared).await;
             let case_id = shared.borrow().case_id.clone();
-            if let Ok(fresh) = net::case_artifacts(&case_id).await {
-                let _ = ui.history.try_set(fresh.history);
-            }
-            let _ = ui.status.try_set(SaveStatus::Saved {
-                version: ui.history.try_with_untracked(Vec::len).unwrap_or(0),
-                voxels: saved.voxels_changed,
-            });
+            // The history lists the newest versions only; the count is of them all.
+            let version = match net::case_artifacts(&case_id).await {
+                Ok(fresh) => {
+                    let _ = ui.history.try_set(fresh.history);
+                    fresh.history_total as usize
+                }
+                Err(_) => ui.history.try_with_untracked(Vec::len).unwrap_or(0),
+            };
+            let _ = ui.status.try_set(SaveStatus::Saved { version, voxels: saved.voxels_changed });
         }
         Err(message) => {
             let _ = ui.status.try_set(SaveStatus::Failed(message));

@@ -2,15 +2,16 @@
 //! URLs that the viewer downloads from object storage directly, and mask versions as files.
 
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::extract::{bad_form, field_text, field_to_file, ApiQuery, Caller};
+use super::extract::{bad_form, field_text, field_to_file, ApiQuery, Caller, Coordinator, Holding};
 use crate::api::{CaseArtifacts, CaseSummary};
 use crate::server::error::AppError;
+use crate::server::services::access::{self, Read};
 use crate::server::services::cases::{self, CaseFile, NewCase};
-use crate::server::services::users::Role;
 use crate::server::state::AppState;
 
 /// Longest `name` or `labels` field accepted.
@@ -30,13 +31,42 @@ async fn mask_file(
     Caller(user): Caller,
     Path((case_id, file)): Path<(String, String)>,
 ) -> Result<axum::response::Redirect, AppError> {
-    Ok(axum::response::Redirect::to(
-        &cases::mask_file_url(&state, &user, &case_id, &file).await?,
-    ))
+    let access = access::authorize(&state, &user, &case_id, Read).await?;
+    Ok(axum::response::Redirect::to(&cases::mask_file_url(&state, &access, &file).await?))
 }
 
-async fn list_cases(State(state): State<AppState>, Caller(user): Caller) -> Result<Json<Vec<CaseSummary>>, AppError> {
-    Ok(Json(cases::list_cases(&state, &user).await?))
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CasesQuery {
+    #[serde(default = "first_page")]
+    page: u32,
+    #[serde(default = "default_per_page")]
+    per_page: u32,
+}
+
+fn first_page() -> u32 {
+    1
+}
+
+fn default_per_page() -> u32 {
+    100
+}
+
+/// `GET /cases?page=&per_page=`: a page of the cases the caller may read, with their number in
+/// `X-Total-Count` and the next page in a `Link` header while there is one.
+async fn list_cases(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    ApiQuery(query): ApiQuery<CasesQuery>,
+) -> Result<impl IntoResponse, AppError> {
+    let (cases, total) = cases::list_cases(&state, &user, query.page, query.per_page).await?;
+    let mut headers = HeaderMap::new();
+    headers.insert("x-total-count", HeaderValue::from(total));
+    if i64::from(query.page) * i64::from(query.per_page) < total {
+        let next = format!("</cases?page={}&per_page={}>; rel=\"next\"", query.page + 1, query.per_page);
+        headers.insert(header::LINK, HeaderValue::from_str(&next).map_err(AppError::internal)?);
+    }
+    Ok((headers, Json(cases)))
 }
 
 #[derive(serde::Deserialize)]
@@ -51,17 +81,17 @@ async fn case_artifacts(
     Path(case_id): Path<String>,
     ApiQuery(query): ApiQuery<ArtifactsQuery>,
 ) -> Result<Json<CaseArtifacts>, AppError> {
-    Ok(Json(cases::case_artifacts(&state, &user, &case_id, query.history).await?))
+    let access = access::authorize(&state, &user, &case_id, Read).await?;
+    Ok(Json(cases::case_artifacts(&state, &access, query.history).await?))
 }
 
 /// `POST /cases`, multipart: `name`, `image` (file), optional `mask` (file) and `labels`
 /// (`1=liver,2=tumour`).
 async fn import_case(
     State(state): State<AppState>,
-    Caller(user): Caller,
+    Holding(user, _): Coordinator,
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<CaseSummary>), AppError> {
-    user.require_any(&[Role::MlEngineer, Role::Admin], "importing a case")?;
     // The files go to scratch files as they arrive; they are removed when this request ends.
     let scratch = state.config.scratch_dir();
     let (mut name, mut image, mut mask, mut labels) = (None, None, None, Vec::new());

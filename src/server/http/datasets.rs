@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::extract::{ApiJson, Caller, Coordinator};
+use super::extract::{ApiJson, Caller, Coordinator, Holding};
 use crate::api::{DatasetSummary, Manifest, NewDataset};
 use crate::server::error::AppError;
 use crate::server::services::datasets;
@@ -19,7 +19,7 @@ pub fn routes() -> Router<AppState> {
 /// `POST /datasets` (ml_engineer, admin).
 async fn create(
     State(state): State<AppState>,
-    Coordinator(user): Coordinator,
+    Holding(user, _): Coordinator,
     ApiJson(request): ApiJson<NewDataset>,
 ) -> Result<(StatusCode, Json<DatasetSummary>), AppError> {
     Ok((StatusCode::CREATED, Json(datasets::create(&state, &user, &request).await?)))

@@ -3,10 +3,14 @@
 //! other failure.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
+use std::marker::PhantomData;
 use std::path::Path;
 
 use axum::extract::multipart::Field;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request};
+use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
+use axum::Router;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::Json;
@@ -41,18 +45,54 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// A caller holding one of [`Role::COORDINATORS`] (ml_engineer, admin). As a parts extractor
-/// it runs before any body extractor, so a refused request never has its body read.
-pub struct Coordinator(pub User);
+/// The roles a route needs, checked by [`Holding`].
+pub trait RouteRoles {
+    const ROLES: &'static [Role];
+}
 
-impl FromRequestParts<AppState> for Coordinator {
+/// A caller holding one of `R::ROLES`. As a parts extractor it runs before any body extractor,
+/// so a refused request never has its body read: role before body.
+pub struct Holding<R>(pub User, pub PhantomData<R>);
+
+impl<R: RouteRoles> FromRequestParts<AppState> for Holding<R> {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let Caller(user) = Caller::from_request_parts(parts, state).await?;
-        user.require_any(&Role::COORDINATORS, &format!("{} {}", parts.method, parts.uri.path()))?;
-        Ok(Coordinator(user))
+        user.require_any(R::ROLES, &format!("{} {}", parts.method, parts.uri.path()))?;
+        Ok(Holding(user, PhantomData))
     }
+}
+
+/// ML engineers and admins: models, datasets, assignments, runs.
+pub struct Coordinators;
+impl RouteRoles for Coordinators {
+    const ROLES: &'static [Role] = &Role::COORDINATORS;
+}
+pub type Coordinator = Holding<Coordinators>;
+
+/// Those who save labels.
+pub struct Labelers;
+impl RouteRoles for Labelers {
+    const ROLES: &'static [Role] = &[Role::Labeler];
+}
+
+/// Those who move cases through the workflow: labelers submit, reviewers review, admins both.
+pub struct CaseWorkers;
+impl RouteRoles for CaseWorkers {
+    const ROLES: &'static [Role] = &[Role::Labeler, Role::Reviewer, Role::Admin];
+}
+
+/// Bounds the bodies of `routes` to `max_bytes`: a request declaring a longer body is refused
+/// before anything is read (413), and one that grows past the bound while read is refused too.
+pub fn bounded_body(routes: Router<AppState>, max_bytes: usize) -> Router<AppState> {
+    routes.layer(DefaultBodyLimit::max(max_bytes)).layer(middleware::from_fn(move |request: Request, next: Next| async move {
+        let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > max_bytes as u64) {
+            return AppError::PayloadTooLarge(format!("this request's body may hold at most {max_bytes} bytes")).into_response();
+        }
+        next.run(request).await
+    }))
 }
 
 /// A JSON body whose rejections are `AppError`s: syntax → 400, wrong fields or types → 422.

@@ -6,11 +6,12 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::extract::{Caller, Coordinator};
+use super::extract::{Caller, Coordinator, Holding};
 use crate::api::{BackfillProgress, Job, RunStarted};
 use crate::server::error::AppError;
 use crate::server::services::jobs::{self, JobFilter};
-use crate::server::services::{backfill, orchestrator, workflow};
+use crate::server::services::access::{self, Read, RunModels};
+use crate::server::services::{backfill, orchestrator};
 use crate::server::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -30,12 +31,13 @@ async fn run_on_case(
     Caller(user): Caller,
     Path(case_id): Path<String>,
 ) -> Result<(StatusCode, Json<RunStarted>), AppError> {
-    Ok((StatusCode::ACCEPTED, Json(orchestrator::run_on_case(&state, &case_id, &user).await?)))
+    let access = access::authorize(&state, &user, &case_id, RunModels).await?;
+    Ok((StatusCode::ACCEPTED, Json(orchestrator::run_on_case(&state, access).await?)))
 }
 
 async fn case_jobs(State(state): State<AppState>, Caller(user): Caller, Path(id): Path<String>) -> Result<Json<Vec<Job>>, AppError> {
-    workflow::check_may_read(&state, &user, &id).await?;
-    Ok(Json(jobs::list_jobs(&state, &user, JobFilter::Case(&id)).await?))
+    let access = access::authorize(&state, &user, &id, Read).await?;
+    Ok(Json(jobs::list_jobs(&state, &user, JobFilter::Case(&access)).await?))
 }
 
 async fn run_jobs(State(state): State<AppState>, Caller(user): Caller, Path(id): Path<String>) -> Result<Json<Vec<Job>>, AppError> {
@@ -49,7 +51,7 @@ async fn model_jobs(State(state): State<AppState>, Caller(user): Caller, Path(id
 /// `POST /models/{id}/backfill`: evaluate the version on every labelled case (202: jobs queued).
 async fn start_backfill(
     State(state): State<AppState>,
-    Coordinator(user): Coordinator,
+    Holding(user, _): Coordinator,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<BackfillProgress>), AppError> {
     Ok((StatusCode::ACCEPTED, Json(backfill::start(&state, &user, &id).await?)))
@@ -59,6 +61,6 @@ async fn backfill_progress(State(state): State<AppState>, _caller: Coordinator, 
     Ok(Json(backfill::progress(&state, &id).await?))
 }
 
-async fn cancel_backfill(State(state): State<AppState>, Coordinator(user): Coordinator, Path(id): Path<String>) -> Result<Json<BackfillProgress>, AppError> {
+async fn cancel_backfill(State(state): State<AppState>, Holding(user, _): Coordinator, Path(id): Path<String>) -> Result<Json<BackfillProgress>, AppError> {
     Ok(Json(backfill::cancel(&state, &user, &id).await?))
 }

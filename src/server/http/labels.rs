@@ -6,9 +6,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 
-use super::extract::{ApiJson, Caller};
+use super::extract::{ApiJson, Holding, Labelers};
 use crate::api::SaveLabelRequest;
 use crate::server::error::AppError;
+use crate::server::services::access::{self, Save};
 use crate::server::services::labels;
 use crate::server::state::AppState;
 
@@ -19,13 +20,14 @@ pub fn routes() -> Router<AppState> {
 /// `POST /labels`: the edits of one save, once per `Idempotency-Key`.
 async fn save_label(
     State(state): State<AppState>,
-    Caller(user): Caller,
+    Holding(user, _): Holding<Labelers>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<SaveLabelRequest>,
 ) -> Result<Response, AppError> {
     // A value that is not text reads as empty, which the key check refuses.
     let key = headers.get("idempotency-key").map(|v| v.to_str().unwrap_or_default());
-    let outcome = labels::save_label(&state, &user, key, &request).await?;
+    let access = access::authorize(&state, &user, &request.case_id, Save).await?;
+    let outcome = labels::save_label(&state, access, key, &request).await?;
     let status = StatusCode::from_u16(outcome.status).map_err(AppError::internal)?;
     let mut response = (status, [(header::CONTENT_TYPE, "application/json")], outcome.body).into_response();
     if outcome.replayed {

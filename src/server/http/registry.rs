@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{bad_form, field_text, field_to_file, ApiJson, ApiQuery, Caller, Coordinator};
+use super::extract::{bad_form, field_text, field_to_file, ApiJson, ApiQuery, Caller, Coordinator, Holding};
 use crate::api::{ActiveModels, ModelDetail, ModelSummary, PairedEvaluation, Rollback, StateChange, VersionEvaluation};
 use crate::server::charts;
 use crate::server::error::AppError;
@@ -36,7 +36,7 @@ pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
 /// `POST /models`, multipart: `card` (the model card as JSON) and `artifact` (the ONNX file).
 async fn register_model(
     State(state): State<AppState>,
-    Coordinator(user): Coordinator,
+    Holding(user, _): Coordinator,
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
     // The artifact goes to a scratch file as it arrives, removed when this request ends.
@@ -72,7 +72,7 @@ struct NewState {
 /// `PUT /models/{id}/state {"state": "shadow"}`.
 async fn change_state(
     State(state): State<AppState>,
-    Coordinator(user): Coordinator,
+    Holding(user, _): Coordinator,
     Path(id): Path<String>,
     ApiJson(change): ApiJson<NewState>,
 ) -> Result<Json<ModelSummary>, AppError> {
@@ -82,7 +82,7 @@ async fn change_state(
 
 /// `POST /models/{id}/rollback`: the production version `id` is archived and the previous
 /// production version returns.
-async fn rollback(State(state): State<AppState>, Coordinator(user): Coordinator, Path(id): Path<String>) -> Result<Json<Rollback>, AppError> {
+async fn rollback(State(state): State<AppState>, Holding(user, _): Coordinator, Path(id): Path<String>) -> Result<Json<Rollback>, AppError> {
     Ok(Json(registry::rollback(&state, &user, &id).await?))
 }
 

@@ -7,18 +7,24 @@ use axum::http::StatusCode;
 use axum::routing::{post, put};
 use axum::{Json, Router};
 
-use super::extract::{ApiJson, Caller};
+use super::extract::{bounded_body, ApiJson, Caller};
 use crate::api::{IssuedToken, TokenRequest, TokenRevocation, UserAccount, UserChange};
 use crate::server::error::AppError;
-use crate::server::services::access;
+use crate::server::services::accounts;
 use crate::server::state::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    let routes = Router::new()
         .route("/users/{username}", put(change_user))
         .route("/users/{username}/tokens", post(issue_token))
-        .route("/tokens/revoke", post(revoke_token))
+        .route("/tokens/revoke", post(revoke_token));
+    // A token, a few role names: anyone may revoke their own token, so the bound is all that
+    // limits what such a request costs.
+    bounded_body(routes, MAX_BODY_BYTES)
 }
+
+/// The largest body of these routes.
+const MAX_BODY_BYTES: usize = 4 * 1024;
 
 /// The JSON body of `request`, read only now.
 async fn body<T: serde::de::DeserializeOwned>(request: Request, state: &AppState) -> Result<T, AppError> {
@@ -33,9 +39,9 @@ async fn change_user(
     Path(username): Path<String>,
     request: Request,
 ) -> Result<Json<UserAccount>, AppError> {
-    access::may_manage(&admin)?;
+    accounts::may_manage(&admin)?;
     let change: UserChange = body(request, &state).await?;
-    Ok(Json(access::change_user(&state.db, Some(&admin), &username, &change).await?))
+    Ok(Json(accounts::change_user(&state.db, Some(&admin), &username, &change).await?))
 }
 
 /// `POST /users/{username}/tokens` `{expires_in_days?}` → 201 with the token, shown once.
@@ -45,9 +51,9 @@ async fn issue_token(
     Path(username): Path<String>,
     request: Request,
 ) -> Result<(StatusCode, Json<IssuedToken>), AppError> {
-    access::may_manage(&admin)?;
+    accounts::may_manage(&admin)?;
     let wanted: TokenRequest = body(request, &state).await?;
-    Ok((StatusCode::CREATED, Json(access::issue_token(&state.db, Some(&admin), &username, wanted.expires_in_days).await?)))
+    Ok((StatusCode::CREATED, Json(accounts::issue_token(&state.db, Some(&admin), &username, wanted.expires_in_days).await?)))
 }
 
 /// `POST /tokens/revoke` `{token}` → 204.
@@ -56,6 +62,6 @@ async fn revoke_token(
     Caller(user): Caller,
     ApiJson(revocation): ApiJson<TokenRevocation>,
 ) -> Result<StatusCode, AppError> {
-    access::revoke_token(&state.db, Some(&user), &revocation.token).await?;
+    accounts::revoke_token(&state.db, Some(&user), &revocation.token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

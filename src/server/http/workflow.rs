@@ -6,47 +6,55 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 
-use super::extract::{ApiJson, Caller, Coordinator};
+use super::extract::{bounded_body, ApiJson, Caller, CaseWorkers, Coordinator, Holding};
 use crate::api::{AssignCase, CaseComment, CaseWorkflow, ChangeStatus};
 use crate::server::error::AppError;
+use crate::server::services::access::{self, Assign, Read, Take, Transition};
 use crate::server::services::workflow;
 use crate::server::state::AppState;
 
+/// The largest body of an assignment or a status change: a comment is at most 4,000 bytes.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    let routes = Router::new()
         .route("/cases/{id}/assignment", put(assign))
         .route("/cases/{id}/take", post(take))
         .route("/cases/{id}/status", put(change_status))
-        .route("/cases/{id}/comments", get(comments))
+        .route("/cases/{id}/comments", get(comments));
+    bounded_body(routes, MAX_BODY_BYTES)
 }
 
 /// `PUT /cases/{id}/assignment {assignee, reviewer, restricted}` (ml_engineer, admin).
 async fn assign(
     State(state): State<AppState>,
-    Coordinator(user): Coordinator,
+    Holding(user, _): Coordinator,
     Path(id): Path<String>,
     ApiJson(request): ApiJson<AssignCase>,
 ) -> Result<Json<CaseWorkflow>, AppError> {
-    Ok(Json(workflow::assign(&state, &user, &id, &request).await?))
+    let access = access::authorize(&state, &user, &id, Assign).await?;
+    Ok(Json(workflow::assign(&state, access, &request).await?))
 }
 
 /// `POST /cases/{id}/take` (labeler, where self-assignment is allowed).
 async fn take(State(state): State<AppState>, Caller(user): Caller, Path(id): Path<String>) -> Result<Json<CaseWorkflow>, AppError> {
-    Ok(Json(workflow::take(&state, &user, &id).await?))
+    let access = access::authorize(&state, &user, &id, Take).await?;
+    Ok(Json(workflow::take(&state, access).await?))
 }
 
 /// `PUT /cases/{id}/status {status, comment, anchor}`.
 async fn change_status(
     State(state): State<AppState>,
-    Caller(user): Caller,
+    Holding(user, _): Holding<CaseWorkers>,
     Path(id): Path<String>,
     ApiJson(request): ApiJson<ChangeStatus>,
 ) -> Result<Json<CaseWorkflow>, AppError> {
-    Ok(Json(workflow::change_status(&state, &user, &id, &request).await?))
+    let access = access::authorize(&state, &user, &id, Transition(request.status)).await?;
+    Ok(Json(workflow::change_status(&state, access, &request).await?))
 }
 
 /// `GET /cases/{id}/comments`.
 async fn comments(State(state): State<AppState>, Caller(user): Caller, Path(id): Path<String>) -> Result<Json<Vec<CaseComment>>, AppError> {
-    workflow::check_may_read(&state, &user, &id).await?;
-    Ok(Json(workflow::comments(&state, &id).await?))
+    let access = access::authorize(&state, &user, &id, Read).await?;
+    Ok(Json(workflow::comments(&state, &access).await?))
 }

@@ -1,132 +1,389 @@
-//! Access that can be taken back: disabling and enabling users (their sessions and tokens stop
-//! working at once, since every request looks the user up), changing roles, issuing tokens
-//! with an expiry and revoking them. Every change is audited; `actor` is the admin who made
-//! it (none from the command line).
+//! Who may do what to a case: the one place that decides. Every service that reads or changes
+//! a case takes a [`CaseAccess`], which only [`authorize`] makes, after reading the case's
+//! facts (restriction, assignment, status, the caller's authorship since the last approval) in
+//! one statement and applying the rules below to the caller's roles. A route that forgets to
+//! ask does not compile.
+//!
+//! | action | who |
+//! |---|---|
+//! | read (artifacts, mask files, history, comments, jobs, review panel) | coordinators (ml_engineer, admin); anyone when the case is not restricted; else its labeler while they hold the labeler role and its reviewer while they hold the reviewer role |
+//! | save | a reader with the labeler role who is the case's labeler, or anyone such when it is unassigned and self-assignment is on; admins with the labeler role |
+//! | take | a reader with the labeler role, where self-assignment is on and the case is unassigned (or theirs) |
+//! | submit | its labeler holding the labeler role, or an admin; from in_progress or changes_requested |
+//! | approve, request changes | a reviewer (the case's, when it has one) or an admin, never its labeler, and never anyone who saved a version since the last approval; from submitted |
+//! | reopen | a reviewer (the case's, when it has one) or an admin; from approved |
+//! | assign, run models | coordinators |
+//!
+//! A caller who may not read a case gets the same 404 as for a case that does not exist, so a
+//! refusal tells nothing about it: neither that it exists nor who works on it.
 
-use serde_json::json;
-use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::audit::{self, AuditEvent};
-use super::users::{new_token, store_token, token_hash, Role, User};
-use crate::api::{IssuedToken, UserAccount, UserChange};
-use crate::server::clock::now_ms;
-use crate::server::db::Db;
+use super::users::{Role, User};
+use crate::api::{CaseActions, CaseStatus};
 use crate::server::error::AppError;
+use crate::server::state::AppState;
 
-/// 403 unless `user` may manage accounts.
-pub fn may_manage(user: &User) -> Result<(), AppError> {
-    user.require_any(&[Role::Admin], "managing users and tokens")
+/// What the rules need to know about a case, read in one statement.
+#[derive(Clone, Debug)]
+pub struct CaseFacts {
+    pub status: CaseStatus,
+    pub assignee_id: Option<String>,
+    /// The labeler's username; named only to callers who may read the case.
+    pub assignee: Option<String>,
+    pub reviewer_id: Option<String>,
+    pub restricted: bool,
+    /// Whether the caller saved a mask version since the case's last approval (since import
+    /// when it was never approved).
+    pub authored_since_approval: bool,
 }
 
-fn parse_roles(names: &[String]) -> Result<Vec<Role>, AppError> {
-    names.iter().map(|name| name.parse()).collect()
+impl CaseFacts {
+    fn is_assignee(&self, user: &User) -> bool {
+        self.assignee_id.as_deref() == Some(user.id.as_str())
+    }
+
+    fn is_reviewer(&self, user: &User) -> bool {
+        self.reviewer_id.as_deref() == Some(user.id.as_str())
+    }
 }
 
-/// Locks the user's row for the rest of the transaction (a write first, so SQLite takes its
-/// write lock before any read) and returns it.
-async fn lock_user(tx: &mut AnyConnection, username: &str) -> Result<AnyRow, AppError> {
-    sqlx::query("UPDATE users SET username = username WHERE username = $1 RETURNING id, roles, disabled_at")
-        .bind(username)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("user {username:?}")))
+/// The deployment's settings the rules read.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    pub self_assignment: bool,
 }
 
-/// Applies `change` to `username`: enables or disables them, adds and removes roles.
-pub async fn change_user(db: &Db, actor: Option<&User>, username: &str, change: &UserChange) -> Result<UserAccount, AppError> {
-    let (add, remove) = (parse_roles(&change.add_roles)?, parse_roles(&change.remove_roles)?);
-    let mut tx = db.pool.begin().await?;
-    let row = lock_user(&mut tx, username).await?;
-    let user_id: String = row.get("id");
-    let mut roles: Vec<Role> = row.get::<String, _>("roles").split(',').filter_map(|r| r.parse().ok()).collect();
-    roles.retain(|role| !remove.contains(role));
-    for role in add {
-        if !roles.contains(&role) {
-            roles.push(role);
+/// Something a caller may ask to do to a case. Read access is decided before any action.
+pub trait CaseAction: std::fmt::Debug + Send + Sync {
+    fn decide(&self, user: &User, case: &CaseFacts, rules: Rules) -> Result<(), AppError>;
+}
+
+/// Reading the case: its files, versions, workflow, comments and jobs.
+#[derive(Clone, Copy, Debug)]
+pub struct Read;
+/// Saving a mask version (`POST /labels`).
+#[derive(Clone, Copy, Debug)]
+pub struct Save;
+/// Taking an unassigned case (`POST /cases/{id}/take`).
+#[derive(Clone, Copy, Debug)]
+pub struct Take;
+/// Moving the case to a status (`PUT /cases/{id}/status`).
+#[derive(Clone, Copy, Debug)]
+pub struct Transition(pub CaseStatus);
+/// Setting the case's labeler, reviewer and restriction.
+#[derive(Clone, Copy, Debug)]
+pub struct Assign;
+/// Queuing a run of the active model versions on the case.
+#[derive(Clone, Copy, Debug)]
+pub struct RunModels;
+
+impl CaseAction for Read {
+    fn decide(&self, _: &User, _: &CaseFacts, _: Rules) -> Result<(), AppError> {
+        Ok(())
+    }
+}
+
+impl CaseAction for Save {
+    fn decide(&self, user: &User, case: &CaseFacts, rules: Rules) -> Result<(), AppError> {
+        user.require_any(&[Role::Labeler], "saving labels")?;
+        match &case.assignee {
+            _ if user.has_role(Role::Admin) || case.is_assignee(user) => Ok(()),
+            Some(assignee) => {
+                Err(AppError::Forbidden(format!("this case is assigned to {assignee}; only they (or an admin) can save on it")))
+            }
+            None if rules.self_assignment => Ok(()),
+            None => Err(AppError::Forbidden("this case is not assigned to you; an ML engineer or admin assigns cases here".into())),
         }
     }
-    if roles.is_empty() {
-        return Err(AppError::Unprocessable(format!("user {username:?} would be left without a role; disable them instead")));
+}
+
+impl CaseAction for Take {
+    fn decide(&self, user: &User, case: &CaseFacts, rules: Rules) -> Result<(), AppError> {
+        user.require_any(&[Role::Labeler], "taking a case")?;
+        if !rules.self_assignment {
+            return Err(AppError::Forbidden("labelers cannot take cases themselves here; an ML engineer or admin assigns them".into()));
+        }
+        match &case.assignee {
+            Some(assignee) if !case.is_assignee(user) => Err(AppError::Conflict(format!("this case is already assigned to {assignee}"))),
+            _ => Ok(()),
+        }
     }
-    let was_disabled = row.get::<Option<i64>, _>("disabled_at").is_some();
-    let disabled = change.disabled.unwrap_or(was_disabled);
-    let role_names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-    sqlx::query("UPDATE users SET roles = $1, disabled_at = $2 WHERE id = $3")
-        .bind(role_names.join(","))
-        .bind(match (disabled, was_disabled) {
-            (true, true) => row.get::<Option<i64>, _>("disabled_at"),
-            (true, false) => Some(now_ms()),
-            (false, _) => None,
-        })
-        .bind(&user_id)
-        .execute(&mut *tx)
-        .await?;
-    audit::record(
-        &mut tx,
-        db,
-        AuditEvent {
-            action: "user_change",
-            user_id: actor.map(|a| a.id.as_str()),
-            case_id: None,
-            details: json!({ "username": username, "user_id": user_id, "roles": role_names, "disabled": disabled }),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(UserAccount { username: username.to_string(), roles: role_names.iter().map(|r| r.to_string()).collect(), disabled })
 }
 
-/// A new token for `username`, valid for `expires_in_days` (none: until revoked).
-pub async fn issue_token(db: &Db, actor: Option<&User>, username: &str, expires_in_days: Option<u32>) -> Result<IssuedToken, AppError> {
-    let token = new_token();
-    let now = now_ms();
-    let expires_at_ms = expires_in_days.map(|days| now + i64::from(days) * 86_400_000);
-    let mut tx = db.pool.begin().await?;
-    let row = lock_user(&mut tx, username).await?;
-    let user_id: String = row.get("id");
-    store_token(&mut tx, &user_id, &token, expires_at_ms).await?;
-    audit::record(
-        &mut tx,
-        db,
-        AuditEvent {
-            action: "token_issue",
-            user_id: actor.map(|a| a.id.as_str()),
-            case_id: None,
-            details: json!({ "username": username, "user_id": user_id, "expires_at_ms": expires_at_ms }),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(IssuedToken { token, expires_at_ms })
+impl CaseAction for Transition {
+    /// The person first, then the status: a refused person learns nothing from a 409.
+    fn decide(&self, user: &User, case: &CaseFacts, _: Rules) -> Result<(), AppError> {
+        let admin = user.has_role(Role::Admin);
+        let to = self.0;
+        match to {
+            CaseStatus::Submitted => {
+                if !admin && !(user.has_role(Role::Labeler) && case.is_assignee(user)) {
+                    return Err(AppError::Forbidden("only the case's labeler can submit it".into()));
+                }
+            }
+            CaseStatus::Approved | CaseStatus::ChangesRequested | CaseStatus::InProgress => {
+                user.require_any(&[Role::Reviewer, Role::Admin], "reviewing cases")?;
+                if !admin && case.reviewer_id.is_some() && !case.is_reviewer(user) {
+                    return Err(AppError::Forbidden("this case is assigned to another reviewer".into()));
+                }
+                if to != CaseStatus::InProgress {
+                    if !admin && case.is_assignee(user) {
+                        return Err(AppError::Forbidden("a case is reviewed by someone other than its labeler".into()));
+                    }
+                    if case.authored_since_approval {
+                        return Err(AppError::Forbidden(
+                            "you saved a version of this case since its last approval; someone who did not label it reviews it".into(),
+                        ));
+                    }
+                }
+            }
+            CaseStatus::New => {}
+        }
+        let from = case.status;
+        let allowed_from: &[CaseStatus] = match to {
+            CaseStatus::Submitted => &[CaseStatus::InProgress, CaseStatus::ChangesRequested],
+            CaseStatus::Approved | CaseStatus::ChangesRequested => &[CaseStatus::Submitted],
+            CaseStatus::InProgress => &[CaseStatus::Approved],
+            CaseStatus::New => &[],
+        };
+        if !allowed_from.contains(&from) {
+            let hint = match to {
+                CaseStatus::Submitted => "only a case in progress (or sent back with changes requested) can be submitted",
+                CaseStatus::Approved | CaseStatus::ChangesRequested => "only a submitted case can be approved or sent back",
+                CaseStatus::InProgress => "only an approved case is reopened this way; saving moves other cases to in_progress",
+                CaseStatus::New => "no case goes back to new",
+            };
+            return Err(AppError::Conflict(format!("the case is {}; it cannot become {}: {hint}", from.as_str(), to.as_str())));
+        }
+        Ok(())
+    }
 }
 
-/// Revokes `token` at once. `actor` may revoke any token as an admin, or their own.
-pub async fn revoke_token(db: &Db, actor: Option<&User>, token: &str) -> Result<(), AppError> {
-    let admin = actor.is_none_or(|a| a.has_role(Role::Admin));
-    let mut tx = db.pool.begin().await?;
-    let revoked = sqlx::query(
-        "UPDATE api_tokens SET revoked_at = $1 WHERE token_sha256 = $2 AND revoked_at IS NULL AND ($3 OR user_id = $4)
-         RETURNING user_id",
+impl CaseAction for Assign {
+    fn decide(&self, user: &User, _: &CaseFacts, _: Rules) -> Result<(), AppError> {
+        user.require_any(&Role::COORDINATORS, "assigning cases")
+    }
+}
+
+impl CaseAction for RunModels {
+    fn decide(&self, user: &User, _: &CaseFacts, _: Rules) -> Result<(), AppError> {
+        user.require_any(&Role::COORDINATORS, "running models")
+    }
+}
+
+/// Whether `user` may read a case with these facts.
+fn may_read(user: &User, case: &CaseFacts) -> bool {
+    user.is_coordinator()
+        || !case.restricted
+        || (user.has_role(Role::Labeler) && case.is_assignee(user))
+        || (user.has_role(Role::Reviewer) && case.is_reviewer(user))
+}
+
+/// The SQL condition (on cases `c`) of the cases `user` may read, binding the user's id as
+/// `$param`: the same rule as [`may_read`], for lists.
+pub fn readable_condition(user: &User, param: usize) -> String {
+    if user.is_coordinator() {
+        // True for everyone (ids are never empty) without reading a column of the case, so a
+        // count stays an index-only scan; it names the parameter because PostgreSQL refuses a
+        // bound value the statement never uses.
+        return format!("(${param} <> '')");
+    }
+    let mut readable = vec!["c.restricted = 0".to_string()];
+    if user.has_role(Role::Labeler) {
+        readable.push(format!("c.assignee_id = ${param}"));
+    }
+    if user.has_role(Role::Reviewer) {
+        readable.push(format!("c.reviewer_id = ${param}"));
+    }
+    if readable.len() == 1 {
+        // The parameter must appear in the statement (see above); it never matches a column.
+        readable.push(format!("${param} = ''"));
+    }
+    format!("({})", readable.join(" OR "))
+}
+
+/// The one answer for a case that does not exist and for one the caller may not read.
+fn no_such_case(case_id: &str) -> AppError {
+    AppError::NotFound(format!("case {case_id}"))
+}
+
+/// Permission for `user` to do `A` to one case, with the facts it was decided on. Only
+/// [`authorize`] makes one.
+#[derive(Debug)]
+pub struct CaseAccess<A> {
+    case_id: String,
+    user: User,
+    facts: CaseFacts,
+    action: A,
+}
+
+impl<A: CaseAction> CaseAccess<A> {
+    pub fn case_id(&self) -> &str {
+        &self.case_id
+    }
+
+    pub fn user(&self) -> &User {
+        &self.user
+    }
+
+    pub fn facts(&self) -> &CaseFacts {
+        &self.facts
+    }
+
+    pub fn action(&self) -> &A {
+        &self.action
+    }
+
+    /// Inside a transaction that has locked the case's row: decides again on the facts as they
+    /// are now (the case may have been reassigned or reviewed since), and keeps them.
+    pub async fn recheck(&mut self, tx: &mut AnyConnection, rules: Rules) -> Result<(), AppError> {
+        self.facts = decide(tx, &self.user, &self.case_id, &self.action, rules).await?;
+        Ok(())
+    }
+}
+
+/// Decides whether `user` may do `action` to case `case_id`: 404 when the case does not exist
+/// or the caller may not read it, else the action's own refusal (403, or 409 for a state that
+/// forbids it).
+pub async fn authorize<A: CaseAction>(state: &AppState, user: &User, case_id: &str, action: A) -> Result<CaseAccess<A>, AppError> {
+    let rules = rules(state);
+    let facts = decide(&mut *state.db.pool.acquire().await?, user, case_id, &action, rules).await?;
+    Ok(CaseAccess { case_id: case_id.to_string(), user: user.clone(), facts, action })
+}
+
+pub fn rules(state: &AppState) -> Rules {
+    Rules { self_assignment: state.config.allows_self_assignment() }
+}
+
+async fn decide(conn: &mut AnyConnection, user: &User, case_id: &str, action: &dyn CaseAction, rules: Rules) -> Result<CaseFacts, AppError> {
+    // Ids are UUIDs: anything else is no case, and never reaches a query.
+    if uuid::Uuid::parse_str(case_id).is_err() {
+        return Err(no_such_case(case_id));
+    }
+    let facts = facts(conn, user, case_id).await?.ok_or_else(|| no_such_case(case_id))?;
+    if !may_read(user, &facts) {
+        return Err(no_such_case(case_id));
+    }
+    action.decide(user, &facts, rules)?;
+    Ok(facts)
+}
+
+/// The case's facts as `user` is concerned, or none for no such case.
+async fn facts(conn: &mut AnyConnection, user: &User, case_id: &str) -> Result<Option<CaseFacts>, AppError> {
+    // Versions since the last approval: saves at or after the approved version's save, other
+    // than that version itself; every save when the approved version is none or not a save.
+    let Some(row) = sqlx::query(
+        "SELECT c.status, c.assignee_id, a.username AS assignee, c.reviewer_id, c.restricted,
+                CAST(CASE WHEN EXISTS (
+                    SELECT 1 FROM labels l
+                    WHERE l.case_id = c.id AND l.user_id = $2 AND l.new_mask_ref <> COALESCE(c.approved_mask_ref, '')
+                      AND l.created_at >= COALESCE((SELECT p.created_at FROM labels p WHERE p.new_mask_ref = c.approved_mask_ref), 0)
+                ) THEN 1 ELSE 0 END AS BIGINT) AS authored
+         FROM cases c LEFT JOIN users a ON a.id = c.assignee_id
+         WHERE c.id = $1",
     )
-    .bind(now_ms())
-    .bind(token_hash(token))
-    .bind(admin)
-    .bind(actor.map(|a| a.id.clone()).unwrap_or_default())
-    .fetch_optional(&mut *tx)
+    .bind(case_id)
+    .bind(&user.id)
+    .fetch_optional(&mut *conn)
     .await?
-    .ok_or_else(|| AppError::NotFound("token (or it is revoked already, or not yours)".into()))?;
-    audit::record(
-        &mut tx,
-        db,
-        AuditEvent {
-            action: "token_revoke",
-            user_id: actor.map(|a| a.id.as_str()),
-            case_id: None,
-            details: json!({ "user_id": revoked.get::<String, _>("user_id") }),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    else {
+        return Ok(None);
+    };
+    let status: String = row.get("status");
+    Ok(Some(CaseFacts {
+        status: CaseStatus::parse(&status).ok_or_else(|| AppError::internal(format!("case {case_id} has status {status:?}")))?,
+        assignee_id: row.get("assignee_id"),
+        assignee: row.get("assignee"),
+        reviewer_id: row.get("reviewer_id"),
+        restricted: row.get::<i64, _>("restricted") != 0,
+        authored_since_approval: row.get::<i64, _>("authored") > 0,
+    }))
+}
+
+/// What the reader of a case may do with it now: the buttons a page shows, from the same
+/// decisions the actions make.
+pub fn actions(access: &CaseAccess<Read>, rules: Rules) -> CaseActions {
+    let (user, case) = (&access.user, &access.facts);
+    let may = |action: &dyn CaseAction| action.decide(user, case, rules).is_ok();
+    CaseActions {
+        take: may(&Take) && case.assignee_id.is_none(),
+        save: may(&Save),
+        submit: may(&Transition(CaseStatus::Submitted)),
+        review: may(&Transition(CaseStatus::Approved)),
+        reopen: may(&Transition(CaseStatus::InProgress)),
+        assign: may(&Assign),
+        run_models: may(&RunModels),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str, roles: &[Role]) -> User {
+        User { id: id.into(), username: id.into(), roles: roles.to_vec() }
+    }
+
+    fn case(status: CaseStatus, assignee: Option<&str>, reviewer: Option<&str>, restricted: bool) -> CaseFacts {
+        CaseFacts {
+            status,
+            assignee_id: assignee.map(str::to_string),
+            assignee: assignee.map(str::to_string),
+            reviewer_id: reviewer.map(str::to_string),
+            restricted,
+            authored_since_approval: false,
+        }
+    }
+
+    const OPEN: Rules = Rules { self_assignment: true };
+
+    #[test]
+    fn a_restricted_case_is_read_through_the_role_its_assignment_needs() {
+        let restricted = case(CaseStatus::InProgress, Some("alice"), Some("rita"), true);
+        assert!(may_read(&user("alice", &[Role::Labeler]), &restricted));
+        assert!(may_read(&user("rita", &[Role::Reviewer]), &restricted));
+        assert!(may_read(&user("mle", &[Role::MlEngineer]), &restricted));
+        assert!(!may_read(&user("bob", &[Role::Labeler, Role::Reviewer]), &restricted));
+        // A role taken back takes the access with it, although the assignment stays.
+        assert!(!may_read(&user("alice", &[Role::Reviewer]), &restricted));
+        assert!(!may_read(&user("rita", &[Role::Labeler]), &restricted));
+    }
+
+    #[test]
+    fn nobody_reviews_a_version_they_saved_since_the_last_approval() {
+        let mut submitted = case(CaseStatus::Submitted, None, None, false);
+        let carol = user("carol", &[Role::Labeler, Role::Reviewer, Role::Admin]);
+        assert!(Transition(CaseStatus::Approved).decide(&carol, &submitted, OPEN).is_ok());
+        submitted.authored_since_approval = true;
+        for to in [CaseStatus::Approved, CaseStatus::ChangesRequested] {
+            let refused = Transition(to).decide(&carol, &submitted, OPEN).unwrap_err();
+            assert!(matches!(refused, AppError::Forbidden(_)), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn the_person_is_checked_before_the_status() {
+        let approved = case(CaseStatus::Approved, Some("alice"), Some("rita"), false);
+        let refused = Transition(CaseStatus::Approved).decide(&user("rolf", &[Role::Reviewer]), &approved, OPEN).unwrap_err();
+        assert!(matches!(refused, AppError::Forbidden(_)), "{refused:?}");
+        let refused = Transition(CaseStatus::Approved).decide(&user("rita", &[Role::Reviewer]), &approved, OPEN).unwrap_err();
+        assert!(matches!(refused, AppError::Conflict(_)), "{refused:?}");
+    }
+
+    #[test]
+    fn only_a_labeler_submits_and_saves() {
+        let mine = case(CaseStatus::InProgress, Some("alice"), None, false);
+        let alice_without_role = user("alice", &[Role::Reviewer]);
+        assert!(Transition(CaseStatus::Submitted).decide(&alice_without_role, &mine, OPEN).is_err());
+        assert!(Save.decide(&alice_without_role, &mine, OPEN).is_err());
+        assert!(Transition(CaseStatus::Submitted).decide(&user("alice", &[Role::Labeler]), &mine, OPEN).is_ok());
+    }
+
+    #[test]
+    fn the_list_condition_follows_the_roles() {
+        assert_eq!(readable_condition(&user("a", &[Role::Labeler]), 1), "(c.restricted = 0 OR c.assignee_id = $1)");
+        assert_eq!(readable_condition(&user("a", &[Role::Reviewer]), 2), "(c.restricted = 0 OR c.reviewer_id = $2)");
+        assert_eq!(readable_condition(&user("a", &[Role::MlEngineer]), 1), "($1 <> '')");
+    }
 }

@@ -11,6 +11,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::access::{self, CaseAccess, Read};
 use super::audit::{self, AuditEvent};
 use super::jobs::{self, Trigger};
 use super::mask_versions::{self, mask_object_ref};
@@ -374,19 +375,32 @@ fn dims_of(row: &AnyRow) -> [u32; 3] {
     ["dim_i", "dim_j", "dim_k"].map(|c| row.get::<i64, _>(c) as u32)
 }
 
-/// The cases `user` may read (restricted ones only for those involved and coordinators).
-pub async fn list_cases(state: &AppState, user: &User) -> Result<Vec<CaseSummary>, AppError> {
+/// Most cases `GET /cases` answers at once.
+pub const MAX_CASES_PER_PAGE: u32 = 1000;
+
+/// One page (from 1) of the cases `user` may read, oldest first, and how many there are in all.
+pub async fn list_cases(state: &AppState, user: &User, page: u32, per_page: u32) -> Result<(Vec<CaseSummary>, i64), AppError> {
+    if page == 0 || per_page == 0 || per_page > MAX_CASES_PER_PAGE {
+        return Err(AppError::BadRequest(format!("`page` counts from 1 and `per_page` lies between 1 and {MAX_CASES_PER_PAGE}")));
+    }
+    let readable = access::readable_condition(user, 1);
+    let total: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM cases c WHERE {readable}"))
+        .bind(&user.id)
+        .fetch_one(&state.db.pool)
+        .await?
+        .get(0);
     let rows = sqlx::query(&format!(
         "SELECT c.id, c.name, c.created_at, o.dim_i, o.dim_j, o.dim_k, o.voxel_type
          FROM cases c JOIN objects o ON o.object_ref = c.image_ref
-         WHERE {}
-         ORDER BY c.created_at, c.name",
-        workflow::readable_condition(user, 1)
+         WHERE {readable}
+         ORDER BY c.created_at, c.name, c.id LIMIT $2 OFFSET $3"
     ))
     .bind(&user.id)
+    .bind(i64::from(per_page))
+    .bind(i64::from(page - 1) * i64::from(per_page))
     .fetch_all(&state.db.pool)
     .await?;
-    Ok(rows
+    let cases = rows
         .iter()
         .map(|row| CaseSummary {
             id: row.get("id"),
@@ -395,13 +409,14 @@ pub async fn list_cases(state: &AppState, user: &User) -> Result<Vec<CaseSummary
             image_voxel_type: row.get("voxel_type"),
             created_at_ms: row.get("created_at"),
         })
-        .collect())
+        .collect();
+    Ok((cases, total))
 }
 
-/// The image and the current mask of a case, each with a presigned GET URL, if `user` may read
-/// the case. With `include_history`, also every saved mask version, newest first.
-pub async fn case_artifacts(state: &AppState, user: &User, case_id: &str, include_history: bool) -> Result<CaseArtifacts, AppError> {
-    workflow::check_may_read(state, user, case_id).await?;
+/// The image and the current mask of a case, each with a presigned GET URL. With
+/// `include_history`, also its newest saved mask versions (at most [`HISTORY_LIMIT`]).
+pub async fn case_artifacts(state: &AppState, access: &CaseAccess<Read>, include_history: bool) -> Result<CaseArtifacts, AppError> {
+    let (user, case_id) = (access.user(), access.case_id());
     let case = sqlx::query("SELECT name, labels_json, image_ref, head_mask_ref FROM cases WHERE id = $1")
         .bind(case_id)
         .fetch_optional(&state.db.pool)
@@ -448,7 +463,7 @@ pub async fn case_artifacts(state: &AppState, user: &User, case_id: &str, includ
     artifacts.sort_by_key(|a| a.kind != ArtifactKind::Image);
     let labels: Vec<LabelDef> = serde_json::from_str(&case.get::<String, _>("labels_json"))
         .map_err(|e| AppError::internal(format!("labels of case {case_id}: {e}")))?;
-    let history = if include_history { mask_history(state, case_id).await? } else { Vec::new() };
+    let (history, history_total) = if include_history { mask_history(state, case_id).await? } else { (Vec::new(), 0) };
     let workflow = workflow::workflow_of(&mut *state.db.pool.acquire().await?, case_id).await?;
     let review_base = review_base(state, case_id, workflow.approved_mask_ref.as_deref()).await?;
     let predictions = if user.is_coordinator() { predictions(state, case_id).await? } else { Vec::new() };
@@ -459,6 +474,7 @@ pub async fn case_artifacts(state: &AppState, user: &User, case_id: &str, includ
         current_mask_ref: head_mask_ref,
         artifacts,
         history,
+        history_total,
         workflow,
         review_base,
         predictions,
@@ -466,15 +482,9 @@ pub async fn case_artifacts(state: &AppState, user: &User, case_id: &str, includ
 }
 
 /// A presigned URL of mask version `cases/{case_id}/masks/{file}` as a `.nii.gz`, written from
-/// its slabs first if nobody asked for it before, if `user` may read the case.
-pub async fn mask_file_url(
-    state: &AppState,
-    user: &User,
-    case_id: &str,
-    file: &str,
-) -> Result<String, AppError> {
-    workflow::check_may_read(state, user, case_id).await?;
-    let object_ref = format!("cases/{case_id}/masks/{file}");
+/// its slabs first if nobody asked for it before.
+pub async fn mask_file_url(state: &AppState, access: &CaseAccess<Read>, file: &str) -> Result<String, AppError> {
+    let object_ref = format!("cases/{}/masks/{file}", access.case_id());
     mask_versions::ensure_file(state, &object_ref).await?;
     state.store.presign_get(&object_ref).await
 }
@@ -526,13 +536,19 @@ async fn review_base(state: &AppState, case_id: &str, approved: Option<&str>) ->
     })
 }
 
-async fn mask_history(state: &AppState, case_id: &str) -> Result<Vec<MaskVersion>, AppError> {
+/// Most versions a history lists: the newest ones.
+pub const HISTORY_LIMIT: i64 = 200;
+
+/// The newest saved versions of the case, newest first, and how many there are in all.
+async fn mask_history(state: &AppState, case_id: &str) -> Result<(Vec<MaskVersion>, i64), AppError> {
+    let total: i64 = sqlx::query("SELECT COUNT(*) FROM labels WHERE case_id = $1").bind(case_id).fetch_one(&state.db.pool).await?.get(0);
     let rows = sqlx::query(
         "SELECT l.id, u.username, l.old_mask_ref, l.new_mask_ref, l.voxels_changed, l.created_at, o.file_stored
          FROM labels l JOIN users u ON u.id = l.user_id JOIN objects o ON o.object_ref = l.new_mask_ref
-         WHERE l.case_id = $1 ORDER BY l.created_at DESC, l.id",
+         WHERE l.case_id = $1 ORDER BY l.created_at DESC, l.id LIMIT $2",
     )
     .bind(case_id)
+    .bind(HISTORY_LIMIT)
     .fetch_all(&state.db.pool)
     .await?;
     let mut history = Vec::with_capacity(rows.len());
@@ -553,5 +569,5 @@ async fn mask_history(state: &AppState, case_id: &str) -> Result<Vec<MaskVersion
             created_at_ms: row.get("created_at"),
         });
     }
-    Ok(history)
+    Ok((history, total))
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
 use super::users::User;
-use super::workflow::readable_condition;
+use super::access::{readable_condition, CaseAccess, Read};
 use crate::api::{Job, JobStatus, ModelState, ModelSummary};
 use crate::server::clock::now_ms;
 use crate::server::db::Backend;
@@ -127,7 +127,7 @@ pub async fn enqueue_backfill(tx: &mut AnyConnection, state: &AppState, backfill
 
 /// Which jobs to list.
 pub enum JobFilter<'a> {
-    Case(&'a str),
+    Case(&'a CaseAccess<Read>),
     Run(&'a str),
     Model(&'a str),
 }
@@ -158,7 +158,7 @@ fn job(row: &AnyRow, show_output: bool) -> Result<Job, AppError> {
 /// engineers and admins (labelers never see what a shadow version did).
 pub async fn list_jobs(state: &AppState, user: &User, filter: JobFilter<'_>) -> Result<Vec<Job>, AppError> {
     let (column, value) = match filter {
-        JobFilter::Case(id) => ("j.case_id", id),
+        JobFilter::Case(access) => ("j.case_id", access.case_id()),
         JobFilter::Run(id) => ("j.run_id", id),
         JobFilter::Model(id) => ("j.model_id", id),
     };

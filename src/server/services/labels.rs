@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::audit::{self, AuditEvent};
 use super::idempotency::{self, Claim, IdempotencyKey};
 use super::mask_versions::{self, load_mask, NewVersion};
-use super::users::{Role, User};
+use super::access::{CaseAccess, Save};
 use super::volume_slabs::SlabManifest;
 use super::workflow;
 use crate::api::{LabelDef, LabelSaved, SaveLabelRequest};
@@ -35,16 +35,18 @@ pub struct SaveOutcome {
     pub replayed: bool,
 }
 
-/// Saves `request` for `user` once per idempotency key.
+/// Saves `request` once per idempotency key, as the caller `access` was granted to.
 pub async fn save_label(
     state: &AppState,
-    user: &User,
+    mut access: CaseAccess<Save>,
     idempotency_key: Option<&str>,
     request: &SaveLabelRequest,
 ) -> Result<SaveOutcome, AppError> {
-    user.require_any(&[Role::Labeler], "saving labels")?;
+    if access.case_id() != request.case_id {
+        return Err(AppError::internal(format!("a permission to save on case {} used for case {}", access.case_id(), request.case_id)));
+    }
     let key = IdempotencyKey::parse(idempotency_key)?;
-    workflow::check_save_allowed(state, user, &request.case_id).await?;
+    let user = access.user().clone();
     let edits = base64::engine::general_purpose::STANDARD
         .decode(request.edits.as_bytes())
         .map_err(|e| AppError::BadRequest(format!("`edits` is not valid base64: {e}")))?;
@@ -53,7 +55,7 @@ pub async fn save_label(
         Claim::Replay { status, body } => return Ok(SaveOutcome { status, body, replayed: true }),
         Claim::Run => {}
     }
-    match apply_and_commit(state, user, &key, request, &edits).await {
+    match apply_and_commit(state, &mut access, &key, request, &edits).await {
         Ok(body) => Ok(SaveOutcome { status: 201, body, replayed: false }),
         Err(err) => {
             if let Err(release_err) = idempotency::release(&state.db, &user.id, &key).await {
@@ -67,12 +69,12 @@ pub async fn save_label(
 /// Does the save and returns the JSON body of its 201 answer (also stored for replays).
 async fn apply_and_commit(
     state: &AppState,
-    user: &User,
+    access: &mut CaseAccess<Save>,
     key: &IdempotencyKey,
     request: &SaveLabelRequest,
     encoded_edits: &[u8],
 ) -> Result<String, AppError> {
-    let case_id = request.case_id.as_str();
+    let (user, case_id) = (access.user().clone(), request.case_id.as_str());
     let case = sqlx::query(
         "SELECT c.labels_json, c.head_mask_ref, o.dim_i, o.dim_j, o.dim_k, o.slabs_json
          FROM cases c JOIN objects o ON o.object_ref = c.head_mask_ref WHERE c.id = $1",
@@ -137,7 +139,7 @@ async fn apply_and_commit(
             .get("head_mask_ref");
         return Err(AppError::StaleBase { base: head, current });
     }
-    workflow::on_save(&mut tx, state, user, case_id).await?;
+    workflow::on_save(&mut tx, state, access).await?;
     update_label_counts(&mut tx, case_id, &count_changes).await?;
     sqlx::query(
         "INSERT INTO labels (id, case_id, user_id, old_mask_ref, new_mask_ref, voxels_changed, runs, created_at)

@@ -184,17 +184,19 @@ pub async fn file_url(
 }
 
 /// Writes the `.nii.gz` of mask version `object_ref` from its slabs unless it is written
-/// already; its hex SHA-256. Concurrent writers write the same bytes, and the first record
-/// stands.
+/// already; its hex SHA-256. Within an instance one request writes a version's file while the
+/// others asking for it wait, and only a few are written at once. Writers in different
+/// instances write the same bytes, and the first record stands.
 pub async fn ensure_file(state: &AppState, object_ref: &str) -> Result<String, AppError> {
-    let row = sqlx::query("SELECT file_stored, sha256 FROM objects WHERE object_ref = $1 AND kind = 'mask'")
-        .bind(object_ref)
-        .fetch_optional(&state.db.pool)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("mask version {object_ref}")))?;
-    if row.get::<i64, _>("file_stored") == 1 {
-        return Ok(row.get("sha256"));
+    if let Some(sha256) = stored_file(state, object_ref).await? {
+        return Ok(sha256);
     }
+    let turn = state.mask_files.turn(object_ref).await;
+    // Written by the request this one waited for?
+    if let Some(sha256) = stored_file(state, object_ref).await? {
+        return Ok(sha256);
+    }
+    turn.did_work();
     let mask = load_mask(state, object_ref).await?;
     let file = tokio::task::spawn_blocking(move || {
         gzip_mask_slabs(&mask.header, mask.dims(), &mask.slabs, SLAB_GZIP_LEVEL)
@@ -211,4 +213,14 @@ pub async fn ensure_file(state: &AppState, object_ref: &str) -> Result<String, A
         .await?;
     tracing::info!(%object_ref, size, "mask version file written");
     Ok(sha256)
+}
+
+/// The SHA-256 of mask version `object_ref`'s file when it is written.
+async fn stored_file(state: &AppState, object_ref: &str) -> Result<Option<String>, AppError> {
+    let row = sqlx::query("SELECT file_stored, sha256 FROM objects WHERE object_ref = $1 AND kind = 'mask'")
+        .bind(object_ref)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("mask version {object_ref}")))?;
+    Ok((row.get::<i64, _>("file_stored") == 1).then(|| row.get("sha256")))
 }

@@ -2,9 +2,11 @@
 //! the server functions and the command line alike. Imports between services go one way:
 //! `labels` and `orchestrator` build on `mask_versions`; `cases` and `orchestrator` on `jobs`
 //! and `registry`; `evaluation` on `mask_versions` and `registry`; `labels` and `cases` on
-//! `workflow`; everything on `audit`.
+//! `workflow`; everything that touches a case on `access`, which decides who may do what to
+//! it; everything on `audit`.
 
 pub mod access;
+pub mod accounts;
 pub mod audit;
 pub mod backfill;
 pub mod cases;

@@ -19,7 +19,7 @@ use super::jobs::{self, Claimed, JobFilter, Trigger};
 use super::mask_versions::{self, load_mask, NewVersion};
 use super::registry;
 use crate::mask_ops::label_counts;
-use super::users::{Role, User};
+use super::access::{CaseAccess, RunModels};
 use crate::api::RunStarted;
 use crate::nifti_io::{gzip_mask, Volume};
 use crate::server::clock::now_ms;
@@ -34,21 +34,39 @@ use crate::viewer::orientation::Orientation;
 const IDLE_POLL: Duration = Duration::from_secs(1);
 const GZIP_LEVEL: u32 = 1;
 
-/// A manual trigger by an ML engineer or admin: runs every active model version on `case_id`.
-pub async fn run_on_case(state: &AppState, case_id: &str, user: &User) -> Result<RunStarted, AppError> {
-    user.require_any(&[Role::MlEngineer, Role::Admin], "run models")?;
-    let exists = sqlx::query("SELECT id FROM cases WHERE id = $1").bind(case_id).fetch_optional(&state.db.pool).await?;
-    if exists.is_none() {
-        return Err(AppError::NotFound(format!("case {case_id}")));
-    }
+/// A manual trigger by an ML engineer or admin: runs every active model version on the case,
+/// except those with a job for it queued or running already. When every one has, nothing is
+/// queued and the answer is the newest such run, so repeating the request costs nothing.
+pub async fn run_on_case(state: &AppState, access: CaseAccess<RunModels>) -> Result<RunStarted, AppError> {
+    let (user, case_id) = (access.user(), access.case_id());
     let active = registry::all_active(state).await?;
     if active.is_empty() {
         return Err(AppError::Conflict("no model version is in production or shadow; promote one first".into()));
     }
     let mut tx = state.db.pool.begin().await?;
-    let run_id = jobs::enqueue(&mut tx, state, &active, case_id, Trigger::Manual, Some(&user.id)).await?;
-    tx.commit().await?;
-    state.jobs_ready.notify_waiters();
+    // A write first: it serialises the triggers of one case (SQLite's write lock, PostgreSQL's
+    // row lock), so two at once cannot both see nothing pending.
+    sqlx::query("UPDATE cases SET status = status WHERE id = $1").bind(case_id).execute(&mut *tx).await?;
+    let pending = sqlx::query(
+        "SELECT model_id, run_id FROM model_jobs WHERE case_id = $1 AND status IN ('queued', 'running') ORDER BY created_at DESC, id",
+    )
+    .bind(case_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let pending_models: Vec<String> = pending.iter().map(|row| row.get("model_id")).collect();
+    let to_run: Vec<_> = active.into_iter().filter(|model| !pending_models.contains(&model.id)).collect();
+    let run_id = match (to_run.is_empty(), pending.first()) {
+        (true, Some(newest)) => {
+            tx.rollback().await?;
+            newest.get("run_id")
+        }
+        _ => {
+            let run_id = jobs::enqueue(&mut tx, state, &to_run, case_id, Trigger::Manual, Some(&user.id)).await?;
+            tx.commit().await?;
+            state.jobs_ready.notify_waiters();
+            run_id
+        }
+    };
     Ok(RunStarted { run_id: run_id.clone(), jobs: jobs::list_jobs(state, user, JobFilter::Run(&run_id)).await? })
 }
 

@@ -77,7 +77,7 @@ fn filter(user: &User, query: &WorklistQuery, backend: Backend, search: Option<(
     let mut filter = Filter { conditions: Vec::new(), binds: Vec::new() };
     // Restricted cases only for those who label or review them (and coordinators).
     filter.binds.push(user.id.clone());
-    filter.conditions.push(super::workflow::readable_condition(user, filter.binds.len()));
+    filter.conditions.push(super::access::readable_condition(user, filter.binds.len()));
     match query.assignee.as_deref() {
         None => {}
         Some("me") => filter.condition("c.assignee_id = ?", Some(user.id.clone())),
@@ -207,6 +207,11 @@ pub fn default_query(user: &User) -> WorklistQuery {
 /// `GET /worklist/next`: the caller's next case not yet submitted, those sent back first, then
 /// those in progress, then new ones, oldest first.
 pub async fn next_case(state: &AppState, user: &User) -> Result<NextCase, AppError> {
+    let none_waits = || AppError::NotFound("a case assigned to you that is waiting for labeling".into());
+    // An assignment outlives a labeler role taken back; the case is no longer theirs to open.
+    if !user.has_role(Role::Labeler) {
+        return Err(none_waits());
+    }
     let row = sqlx::query(
         "SELECT c.id, c.name FROM cases c
          WHERE c.assignee_id = $1 AND c.status IN ('changes_requested', 'in_progress', 'new')
@@ -216,6 +221,6 @@ pub async fn next_case(state: &AppState, user: &User) -> Result<NextCase, AppErr
     .bind(&user.id)
     .fetch_optional(&state.db.pool)
     .await?
-    .ok_or_else(|| AppError::NotFound("a case assigned to you that is waiting for labeling".into()))?;
+    .ok_or_else(none_waits)?;
     Ok(NextCase { id: row.get("id"), name: row.get("name") })
 }
