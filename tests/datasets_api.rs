@@ -32,19 +32,24 @@ async fn new_case(app: &TestApp, name: &str) -> String {
     import_case(&app.state, None, case).await.unwrap().id
 }
 
-/// Saves voxels `from..from + 20` as label 1, then submits and approves (an admin may do all).
+/// Saves voxels `from..from + 20` as label 1 and submits (an admin may do both), then a reviewer
+/// approves (nobody approves what they saved).
 async fn label_and_approve(app: &TestApp, admin: &str, case_id: &str, from: usize) -> String {
+    let reviewer = match app.count("SELECT COUNT(*) FROM users WHERE username = 'rita'").await {
+        0 => app.user("rita", &[Role::Reviewer]).await,
+        _ => seglab::server::services::accounts::issue_token(&app.state.db, None, "rita", None).await.unwrap().token,
+    };
     let case: CaseArtifacts = app.get_json(admin, &format!("/cases/{case_id}/artifacts")).await;
     let mut mask = vec![0u8; VOXELS];
     mask[from..from + 20].fill(1);
     let saved = app.post_label(admin, case_id, &case.current_mask_ref, &MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode()).await;
     assert_eq!(saved.status(), StatusCode::CREATED);
     let new_ref = saved.json::<Value>().await.unwrap()["new_mask_ref"].as_str().unwrap().to_string();
-    for status in ["submitted", "approved"] {
+    for (status, token) in [("submitted", admin), ("approved", reviewer.as_str())] {
         let changed = app
             .client
             .put(app.url(&format!("/cases/{case_id}/status")))
-            .bearer_auth(admin)
+            .bearer_auth(token)
             .json(&json!({ "status": status }))
             .send()
             .await
