@@ -289,3 +289,46 @@ async fn a_failed_login_takes_as_long_for_an_unknown_name_as_for_a_known_one() {
     assert!(unknown * 3 > known, "unknown name refused in {unknown:?}, known name in {known:?}");
     app.stop().await;
 }
+
+/// A NUL in a username is a text PostgreSQL refuses (it was a 500 there): a 400 before any
+/// lookup, neither counted as a failed login nor audited, through `POST /session` and the login
+/// page's server function alike.
+#[tokio::test]
+async fn a_control_character_in_a_login_is_a_bad_request_not_a_failed_login() {
+    let app = TestApp::spawn_configured(|config| config.login_failures_per_username = 3, |_| {}).await;
+    app.user("lab", &[Role::Labeler]).await;
+    let audit_rows = app.count("SELECT COUNT(*) FROM audit_log").await;
+    for (username, password) in [("lab\0", PASSWORD); 5].into_iter().chain([("lab", "correct\u{1b}horse"), ("\u{7f}", PASSWORD)]) {
+        let response = app.client.post(app.url("/session")).json(&json!({ "username": username, "password": password })).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{username:?}");
+        assert!(response.headers().get("set-cookie").is_none());
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().contains("holds the control character"), "{body}");
+    }
+    let message = |body: &Value| body["error"]["message"].as_str().unwrap().to_string();
+    let response = app.client.post(app.url("/session")).json(&json!({ "username": "lab\0", "password": PASSWORD })).send().await.unwrap();
+    assert!(message(&response.json().await.unwrap()).starts_with("JSON body field `username` holds the control character U+0000"));
+
+    let server_fn = |username: &'static str| {
+        app.client
+            .post(app.url(<seglab::pages::login::LogIn as leptos::server_fn::ServerFn>::PATH))
+            .header("origin", &app.base)
+            .form(&[("username", username), ("password", PASSWORD)])
+            .send()
+    };
+    for _ in 0..5 {
+        let refused = server_fn("lab\0").await.unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        assert!(refused.headers().get("set-cookie").is_none());
+        let error: seglab::api::ApiError = refused.json().await.unwrap();
+        assert!(error.message.starts_with("server function argument `username` holds the control character U+0000"), "{}", error.message);
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log").await, audit_rows, "no login_failed rows");
+    // Not failures: the user's limit of 3 is untouched, and both ways in still work.
+    let login = app.client.post(app.url("/session")).json(&json!({ "username": "lab", "password": PASSWORD })).send().await.unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let page_login = server_fn("lab").await.unwrap();
+    assert_eq!(page_login.status(), StatusCode::OK);
+    assert!(page_login.headers().get("set-cookie").is_some());
+    app.stop().await;
+}

@@ -322,3 +322,59 @@ async fn a_restricted_case_is_read_only_by_its_labeler_reviewer_and_coordinators
     assert_eq!(opened.status(), StatusCode::OK);
     app.stop().await;
 }
+
+/// A control character in a JSON field (a comment, a name, a key) or in a path id is a 400
+/// naming where it is, and nothing is written: PostgreSQL refuses such text (it was a 500
+/// there) and SQLite would have stored it.
+#[tokio::test]
+async fn a_control_character_in_a_body_or_a_path_is_refused_and_nothing_is_written() {
+    let app = TestApp::spawn().await;
+    let team = hire(&app).await;
+    let case_id = new_case(&app).await;
+    workflow(put(&app, &team.engineer, &format!("/cases/{case_id}/assignment"), json!({ "assignee": "alice", "reviewer": "rita" })).await)
+        .await;
+    assert_eq!(save(&app, &team.alice, &case_id, 1).await.status(), StatusCode::CREATED);
+    workflow(status(&app, &team.alice, &case_id, json!({ "status": "submitted" })).await).await;
+    let written = || async {
+        [
+            footprint(&app).await,
+            [
+                app.count("SELECT COUNT(*) FROM case_comments").await,
+                app.count("SELECT COUNT(*) FROM datasets").await,
+                app.count("SELECT COUNT(*) FROM cases WHERE status = 'submitted'").await,
+            ],
+        ]
+    };
+    let before = written().await;
+
+    let sent_back = json!({ "status": "changes_requested", "comment": "the lower\nedge\u{0} is missing" });
+    let message = refused(status(&app, &team.reviewer, &case_id, sent_back.clone()).await, StatusCode::BAD_REQUEST).await;
+    assert!(message.starts_with("JSON body field `comment` holds the control character U+0000"), "{message}");
+    let message = refused(
+        put(&app, &team.engineer, &format!("/cases/{case_id}/assignment"), json!({ "assignee": "alice\u{0}" })).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(message.starts_with("JSON body field `assignee`"), "{message}");
+    let dataset = |body: Value| app.client.post(app.url("/datasets")).bearer_auth(&team.engineer).json(&body).send();
+    let message = refused(dataset(json!({ "name": "snap\u{0}shot" })).await.unwrap(), StatusCode::BAD_REQUEST).await;
+    assert!(message.starts_with("JSON body field `name`"), "{message}");
+    let message = refused(dataset(json!({ "name": "snap", "splits": { "case\u{0}": "train" } })).await.unwrap(), StatusCode::BAD_REQUEST).await;
+    assert!(message.starts_with("a key of JSON body field `splits`"), "{message}");
+
+    // A path id: `%00` is decoded before it reaches a query.
+    for path in ["/cases/%00/status".to_string(), format!("/cases/{case_id}%00/status")] {
+        let message = refused(put(&app, &team.reviewer, &path, sent_back.clone()).await, StatusCode::BAD_REQUEST).await;
+        assert!(message.starts_with("the path holds the control character U+0000"), "{path}: {message}");
+    }
+    let artifacts = app.client.get(app.url("/cases/%00/artifacts")).bearer_auth(&team.alice).send().await.unwrap();
+    assert_eq!(refused(artifacts, StatusCode::BAD_REQUEST).await.split(';').next().unwrap(), "the path holds the control character U+0000");
+    assert_eq!(written().await, before);
+
+    // Line breaks and tabs are text: a multi-line comment is taken.
+    let sent_back = json!({ "status": "changes_requested", "comment": "the lower edge:\r\n\t- is missing" });
+    workflow(status(&app, &team.reviewer, &case_id, sent_back).await).await;
+    let comments: Vec<CaseComment> = app.get_json(&team.alice, &format!("/cases/{case_id}/comments")).await;
+    assert_eq!(comments.last().unwrap().body, "the lower edge:\r\n\t- is missing");
+    app.stop().await;
+}

@@ -248,3 +248,43 @@ async fn the_next_case_is_the_one_sent_back_then_in_progress_then_new() {
     assert_eq!(opened(next(alice.clone()).await).await, "first", "submitted cases are not next");
     app.stop().await;
 }
+
+/// A NUL in a search ended full-text search's reading (and is a text PostgreSQL refuses): it
+/// is a 400 naming the parameter, through REST and the page's server function alike.
+#[tokio::test]
+async fn a_control_character_in_a_search_is_a_bad_request() {
+    let app = TestApp::spawn().await;
+    let engineer = app.user("mle", &[Role::MlEngineer]).await;
+    new_case(&app, "mni 152").await;
+    assert_eq!(names(&worklist(&app, &engineer, "?q=mni").await.rows), ["mni 152"]);
+    for query in ["?q=mni%00", "?q=mni%1B", "?q=mni&status%00=new"] {
+        let response = app.client.get(app.url(&format!("/worklist{query}"))).bearer_auth(&engineer).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "bad_request", "{query}");
+    }
+    let response = app.client.get(app.url("/worklist?q=mni%00")).bearer_auth(&engineer).send().await.unwrap();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("query parameter `q` holds the control character U+0000"), "{body}");
+
+    // The worklist page's server function, as the browser calls it: its error is the bare
+    // `{code, message}`.
+    let cookie = app.login_cookie("mle", common::PASSWORD).await;
+    let search = |q: &'static str| {
+        app.client
+            .post(app.url(<seglab::pages::case_list::GetWorklist as leptos::server_fn::ServerFn>::PATH))
+            .header("cookie", &cookie)
+            .header("origin", &app.base)
+            .form(&[("query[q]", q)])
+            .send()
+    };
+    let found = search("mni").await.unwrap();
+    assert_eq!(found.status(), StatusCode::OK);
+    assert_eq!(names(&found.json::<Worklist>().await.unwrap().rows), ["mni 152"]);
+    let refused = search("mni\0").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let error: seglab::api::ApiError = refused.json().await.unwrap();
+    assert_eq!(error.code, seglab::api::ErrorCode::BadRequest);
+    assert!(error.message.starts_with("server function argument `query[q]` holds the control character U+0000"), "{}", error.message);
+    app.stop().await;
+}

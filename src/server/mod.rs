@@ -8,7 +8,7 @@
 //!   (decoded mask versions), `inference` (runs models in a child process), `oip` (or on an
 //!   Open Inference Protocol v2 server), `login_limit` (failed logins), `listener` (TCP
 //!   without delayed writes), `scratch` (uploads on disk), `session_store`, gathered in
-//!   `state`; and
+//!   `state`; `text`, the control characters refused in a client's text; and
 //!   `charts`, the SVG the model page shows.
 
 pub mod auth;
@@ -32,3 +32,4 @@ pub mod session_store;
 pub mod single_flight;
 pub mod state;
 pub mod storage;
+pub mod text;

@@ -1,6 +1,6 @@
 //! Extractors of the REST routes: the caller (bearer token or browser session), and JSON
 //! bodies, query strings and multipart forms whose rejections are `AppError`s like every
-//! other failure.
+//! other failure (text holding control characters among them, see `server::text`).
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use std::marker::PhantomData;
@@ -22,6 +22,7 @@ use crate::server::error::AppError;
 use crate::server::scratch::ScratchFile;
 use crate::server::services::users::{self, Role, User};
 use crate::server::state::AppState;
+use crate::server::text::{check_json_text, check_text};
 
 /// The caller of a REST route: from `Authorization: Bearer <token>` when the header is sent,
 /// otherwise from the browser session.
@@ -95,21 +96,26 @@ pub fn bounded_body(routes: Router<AppState>, max_bytes: usize) -> Router<AppSta
     }))
 }
 
-/// A JSON body whose rejections are `AppError`s: syntax → 400, wrong fields or types → 422.
+/// A JSON body whose rejections are `AppError`s: syntax or a control character in any string
+/// → 400, wrong fields or types → 422.
 pub struct ApiJson<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(JsonRejection::JsonDataError(e)) => Err(AppError::Unprocessable(e.body_text())),
+        // Read as a JSON value first, so that every string is checked, whatever `T` makes of it.
+        let value = match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(value)) => value,
             Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(AppError::PayloadTooLarge(format!("request body too large: {}", e.body_text())))
+                return Err(AppError::PayloadTooLarge(format!("request body too large: {}", e.body_text())))
             }
-            Err(other) => Err(AppError::BadRequest(other.body_text())),
-        }
+            Err(other) => return Err(AppError::BadRequest(other.body_text())),
+        };
+        check_json_text("JSON body", &value)?;
+        serde_path_to_error::deserialize(value).map(ApiJson).map_err(|e| {
+            AppError::Unprocessable(format!("Failed to deserialize the JSON body into the target type: {e}"))
+        })
     }
 }
 
@@ -142,7 +148,9 @@ pub async fn field_text(mut field: Field<'_>, max_bytes: usize) -> Result<String
         }
         text.extend_from_slice(&chunk);
     }
-    String::from_utf8(text).map_err(|_| AppError::BadRequest(format!("form field `{name}` is not UTF-8 text")))
+    let text = String::from_utf8(text).map_err(|_| AppError::BadRequest(format!("form field `{name}` is not UTF-8 text")))?;
+    check_text(&format!("form field `{name}`"), &text)?;
+    Ok(text)
 }
 
 /// A file field of a form, written to a scratch file in `dir` as it arrives: an upload is

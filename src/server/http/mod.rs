@@ -18,6 +18,7 @@ mod labels;
 mod probes;
 mod registry;
 mod session;
+mod text_check;
 mod users;
 mod workflow;
 mod worklist;
@@ -58,6 +59,7 @@ pub fn router(state: AppState, args: &ServeArgs) -> Router {
             move || shell(leptos_options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn(text_check::refuse_control_characters))
         .layer(middleware::from_fn_with_state(state.clone(), auth::reject_cross_site))
         .layer(state.sessions.clone().layer(args.cookie_secure))
         .layer(DefaultBodyLimit::max(args.max_body_bytes))

@@ -54,6 +54,8 @@ pub fn parse_card(json: &str) -> Result<ValidCard, AppError> {
             _ => unprocessable(format!("model card field `{path}`: {}", err.inner())),
         }
     })?;
+    // A `\u0000` escape is valid JSON but a NUL no text column takes.
+    crate::server::text::check_json_text("model card", &serde_json::to_value(&card).map_err(AppError::internal)?)?;
     check_rules(&card)?;
     Ok(ValidCard(card))
 }
@@ -532,6 +534,16 @@ mod tests {
     fn a_complete_card_is_accepted() {
         let parsed = parse_card(&card().to_string()).unwrap();
         assert_eq!(parsed.label_map["1"], "liver");
+    }
+
+    #[test]
+    fn a_control_character_in_a_card_is_a_bad_request() {
+        let mut c = card();
+        c["limitations"] = json!("phantoms\u{0} only");
+        match parse_card(&c.to_string()) {
+            Err(AppError::BadRequest(message)) => assert!(message.starts_with("model card field `limitations` holds"), "{message}"),
+            other => panic!("expected a 400, got {other:?}"),
+        }
     }
 
     #[test]
