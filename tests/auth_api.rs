@@ -1,11 +1,12 @@
 //! Browser sessions and API tokens: login, logout, cookie attributes, cross-site refusal,
-//! 401 versus 403, and the audit rows of logins.
+//! 401 versus 403, the audit rows of logins, and what the readiness probe tells whom.
 
 mod common;
 
 use common::{TestApp, PASSWORD};
 use reqwest::StatusCode;
 use seglab::server::services::users::Role;
+use seglab::server::storage::{Connection, ObjectStore};
 use serde_json::{json, Value};
 use sqlx::Row;
 
@@ -330,5 +331,57 @@ async fn a_control_character_in_a_login_is_a_bad_request_not_a_failed_login() {
     let page_login = server_fn("lab").await.unwrap();
     assert_eq!(page_login.status(), StatusCode::OK);
     assert!(page_login.headers().get("set-cookie").is_some());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_tells_why_a_dependency_failed_to_admins_only() {
+    let app = TestApp::spawn().await;
+    let admin = app.user("root", &[Role::Admin]).await;
+    let engineer = app.user("mle", &[Role::MlEngineer]).await;
+    let healthy = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(healthy.status(), StatusCode::OK);
+    assert_eq!(healthy.json::<Value>().await.unwrap(), json!({ "database": "ok", "object_storage": "ok" }));
+
+    // The same app on a store at a port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut state = app.state.clone();
+    state.store = ObjectStore::new(
+        &app.state.config.s3,
+        Connection {
+            endpoint: Some(format!("http://127.0.0.1:{closed}")),
+            public_endpoint: None,
+            access_key_id: "nobody".into(),
+            secret_access_key: "nothing".into(),
+        },
+    );
+    let base = app.serve_state(state).await;
+    let ready = |authorization: Option<(&'static str, String)>| {
+        let mut request = app.client.get(format!("{base}/readyz"));
+        if let Some((name, value)) = authorization {
+            request = request.header(name, value);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+
+    // Anyone else, an unknown token and a user who is not an admin: which, not why.
+    let bare = json!({ "database": "ok", "object_storage": "unavailable" });
+    assert_eq!(ready(None).await, bare);
+    assert_eq!(ready(Some(("authorization", "Bearer not-a-token".into()))).await, bare);
+    assert_eq!(ready(Some(("authorization", format!("Bearer {engineer}")))).await, bare);
+
+    // An admin, by token or by browser session, reads the reason.
+    let cookie = app.login_cookie("root", PASSWORD).await;
+    for authorization in [("authorization", format!("Bearer {admin}")), ("cookie", cookie)] {
+        let body = ready(Some(authorization)).await;
+        assert_eq!(body["database"], "ok");
+        let reason = body["object_storage"].as_str().unwrap();
+        assert!(reason.starts_with("object storage is unavailable"), "{body}");
+        assert!(reason.len() > "object storage is unavailable".len(), "{body}");
+    }
     app.stop().await;
 }

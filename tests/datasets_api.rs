@@ -9,7 +9,7 @@ use std::path::Path;
 
 use common::TestApp;
 use reqwest::StatusCode;
-use seglab::api::{CaseArtifacts, DatasetSummary, Manifest, Split};
+use seglab::api::{CaseArtifacts, DatasetSummary, Manifest, Split, MAX_LISTED_CASES};
 use seglab::edits::MaskEdits;
 use seglab::nifti_io::{encode_mask, encode_volume, gzip};
 use seglab::server::services::cases::{import_case, NewCase};
@@ -141,6 +141,68 @@ async fn snapshots_freeze_approved_versions_and_never_change() {
     let delete = sqlx::query("DELETE FROM datasets WHERE id = $1").bind(&first.id).execute(&app.state.db.pool).await;
     assert!(delete.is_err());
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'dataset_created'").await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn lists_past_the_cap_are_refused_and_nothing_is_written() {
+    let app = TestApp::spawn().await;
+    let admin = app.user("root", &[Role::Labeler, Role::Reviewer, Role::Admin]).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let id = new_case(&app, &format!("Liver {n}")).await;
+        label_and_approve(&app, &admin, &id, n * 10).await;
+        ids.push(id);
+    }
+    // `entries` ids, the approved cases over and over.
+    let listing = |entries: usize| ids.iter().cycle().take(entries).cloned().collect::<Vec<_>>();
+    let request = |name: &str, case_ids: Vec<String>| {
+        json!({
+            "name": name, "case_ids": case_ids, "validation_fraction": 0.3, "test_fraction": 0.3, "seed": 7,
+            "splits": { ids[0].clone(): "test" },
+        })
+    };
+    let frozen = |summary: DatasetSummary| {
+        let app = &app;
+        let admin = &admin;
+        async move {
+            let manifest: Manifest = app.get_json(admin, &format!("/datasets/{}/manifest", summary.id)).await;
+            let cases: Vec<_> = manifest.cases.into_iter().map(|c| (c.case_id, c.split, c.mask.object_ref)).collect();
+            ((summary.train, summary.validation, summary.test), cases)
+        }
+    };
+
+    // Each id once, or repeated up to the cap: the same snapshot.
+    let once = post(&app, &admin, request("once", ids.clone())).await;
+    assert_eq!(once.status(), StatusCode::CREATED);
+    let once = frozen(once.json().await.unwrap()).await;
+    assert_eq!(once.1.len(), 3);
+    let at_cap = post(&app, &admin, request("at-cap", listing(MAX_LISTED_CASES))).await;
+    assert_eq!(at_cap.status(), StatusCode::CREATED);
+    assert_eq!(frozen(at_cap.json().await.unwrap()).await, once);
+
+    // One entry more in either list: refused, naming the list and the cap; nothing written.
+    let written = || {
+        let app = &app;
+        async move {
+            (
+                app.count("SELECT COUNT(*) FROM datasets").await,
+                app.count("SELECT COUNT(*) FROM dataset_cases").await,
+                app.count("SELECT COUNT(*) FROM audit_log").await,
+            )
+        }
+    };
+    let before = written().await;
+    let over = post(&app, &admin, request("over", listing(MAX_LISTED_CASES + 1))).await;
+    assert_eq!(over.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let message = over.text().await.unwrap();
+    assert!(message.contains("case_ids") && message.contains(&format!("at most {MAX_LISTED_CASES}")), "{message}");
+    let splits: serde_json::Map<String, Value> = (0..=MAX_LISTED_CASES).map(|n| (format!("case-{n}"), json!("train"))).collect();
+    let over = post(&app, &admin, json!({ "name": "over", "splits": splits })).await;
+    assert_eq!(over.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let message = over.text().await.unwrap();
+    assert!(message.contains("splits") && message.contains(&format!("at most {MAX_LISTED_CASES}")), "{message}");
+    assert_eq!(written().await, before);
     app.stop().await;
 }
 

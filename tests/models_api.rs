@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -13,10 +15,13 @@ use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use seglab::edits::MaskEdits;
 use seglab::nifti_io::{encode_mask, encode_volume, gzip, Volume};
+use seglab::api::{PairedEvaluation, VersionEvaluation};
 use seglab::server::services::cases::{import_case, NewCase};
 use seglab::server::services::{evaluation, jobs};
-use seglab::server::services::users::Role;
+use seglab::server::services::users::{self, Role, User};
+use seglab::server::state::AppState;
 use serde_json::{json, Value};
+use sqlx::any::AnyPoolOptions;
 use sqlx::Row;
 
 const N: usize = 20;
@@ -693,6 +698,191 @@ async fn evaluations_are_for_ml_engineers_and_admins_only() {
     assert!(refused.text().await.unwrap().contains("reading model evaluations needs the role ml_engineer or admin"));
     let allowed = app.client.get(app.url("/models/evaluation?name=cube-seg")).bearer_auth(&engineer).send().await.unwrap();
     assert_eq!(allowed.status(), StatusCode::OK);
+    app.stop().await;
+}
+
+/// What the evaluator has made of one version's prediction of a case.
+#[derive(Clone, Copy)]
+enum Scored {
+    NotPredicted,
+    Pending,
+    /// Dice and HD95 of label 1.
+    Stored(Option<f64>, Option<f64>),
+}
+
+/// A new cube case with what an evaluation reads of it, written as the orchestrator, a person
+/// and the evaluator would write it: a human mask version when `labelled`, and each version's
+/// prediction and scores.
+async fn evaluated_case(app: &TestApp, user_id: &str, labelled: bool, versions: [(&str, Scored); 2]) -> String {
+    let case_id = cube_case(app).await; // queues a job per active version
+    let now = seglab::server::clock::now_ms();
+    let human_ref = format!("cases/{case_id}/masks/{}", uuid::Uuid::new_v4());
+    if labelled {
+        sqlx::query(
+            "INSERT INTO labels (id, case_id, user_id, old_mask_ref, new_mask_ref, voxels_changed, runs, created_at)
+             VALUES ($1, $2, $3, '', $4, 0, 0, $5)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(&case_id)
+        .bind(user_id)
+        .bind(&human_ref)
+        .bind(now)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    }
+    for (model_id, scored) in versions {
+        if matches!(scored, Scored::NotPredicted) {
+            continue;
+        }
+        let prediction_id = uuid::Uuid::new_v4().to_string();
+        sqlx::query(
+            "INSERT INTO predictions (id, job_id, case_id, model_id, role, object_ref, created_at)
+             SELECT $1, id, case_id, model_id, role, $2, $3 FROM model_jobs WHERE case_id = $4 AND model_id = $5",
+        )
+        .bind(&prediction_id)
+        .bind(format!("predictions/{prediction_id}.nii.gz"))
+        .bind(now)
+        .bind(&case_id)
+        .bind(model_id)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+        if let Scored::Stored(dice, hd95) = scored {
+            sqlx::query("INSERT INTO evaluations (prediction_id, human_ref, label_value, dice, hd95_mm, created_at) VALUES ($1, $2, 1, $3, $4, $5)")
+                .bind(&prediction_id)
+                .bind(&human_ref)
+                .bind(dice)
+                .bind(hd95)
+                .bind(now)
+                .execute(&app.state.db.pool)
+                .await
+                .unwrap();
+        }
+    }
+    case_id
+}
+
+/// This app's state on a pool of one connection that counts the statements run through it:
+/// each statement takes that connection from the pool, where it lies idle between them.
+async fn counted_state(app: &TestApp) -> (AppState, Arc<AtomicUsize>) {
+    let statements = Arc::new(AtomicUsize::new(0));
+    let counter = statements.clone();
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .before_acquire(move |_, _| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(true) })
+        })
+        .connect(&app.state.config.database_url())
+        .await
+        .unwrap();
+    let mut state = app.state.clone();
+    state.db.pool = pool;
+    (state, statements)
+}
+
+/// The paired evaluation of `name` and the own evaluation of `model_id`, read on `state`, each
+/// with the number of statements it took.
+async fn counted_reads(
+    state: &AppState,
+    statements: &AtomicUsize,
+    user: &User,
+    name: &str,
+    model_id: &str,
+) -> ((PairedEvaluation, usize), (VersionEvaluation, usize)) {
+    let start = statements.load(Ordering::SeqCst);
+    let paired = evaluation::paired_evaluation(state, user, name).await.unwrap();
+    let middle = statements.load(Ordering::SeqCst);
+    let own = evaluation::version_evaluation(state, user, model_id).await.unwrap();
+    let end = statements.load(Ordering::SeqCst);
+    ((paired, middle - start), (own, end - middle))
+}
+
+/// Mean and median, as the evaluation states them.
+fn mean_median(values: &[f64]) -> (f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    let median = if sorted.len() % 2 == 1 { sorted[middle] } else { (sorted[middle - 1] + sorted[middle]) / 2.0 };
+    (sorted.iter().sum::<f64>() / sorted.len() as f64, median)
+}
+
+fn assert_stats(stats: &Value, values: &[f64]) {
+    let (mean, median) = mean_median(values);
+    assert_eq!(stats["cases"], values.len(), "{stats}");
+    assert!((stats["mean"].as_f64().unwrap() - mean).abs() < 1e-12, "{stats}: mean {mean}");
+    assert!((stats["median"].as_f64().unwrap() - median).abs() < 1e-12, "{stats}: median {median}");
+}
+
+#[tokio::test]
+async fn an_evaluation_is_read_in_as_many_statements_for_many_cases_as_for_few() {
+    // No workers: nothing computes behind the test's back.
+    let app = TestApp::spawn_configured(|c| c.orchestrator.workers = 0, |_| {}).await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let user = users::user_for_token(&app.state.db, &engineer).await.unwrap().unwrap();
+    let production = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
+    let shadow = registered(&app, &engineer, "cube-seg", "2.0.0", "segmenter_v2").await;
+    for (id, state) in [(&production, "shadow"), (&production, "production"), (&shadow, "shadow")] {
+        assert_eq!(set_state(&app, &engineer, id, state).await.status(), StatusCode::OK);
+    }
+    use Scored::*;
+    let case = |labelled: bool, p: Scored, s: Scored| evaluated_case(&app, &user.id, labelled, [(production.as_str(), p), (shadow.as_str(), s)]);
+    // Paired, and pre-labelled by production.
+    let anchored = case(true, Stored(Some(0.9), Some(1.0)), Stored(Some(0.7), Some(2.0))).await;
+    sqlx::query("INSERT INTO prelabels (mask_ref, case_id, model_id, created_at) VALUES ($1, $2, $3, 0)")
+        .bind(format!("cases/{anchored}/masks/prelabel"))
+        .bind(&anchored)
+        .bind(&production)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    case(true, Stored(Some(0.8), None), Pending).await; // left out of both until scored
+    case(true, Stored(Some(0.5), Some(3.0)), NotPredicted).await; // production's own only
+    case(false, Pending, Pending).await; // nobody labelled it: not evaluated
+    case(true, Stored(None, None), Stored(None, None)).await; // the label is not in the human mask
+
+    let (counted, statements) = counted_state(&app).await;
+    let ((paired, few_paired), (own, few_own)) = counted_reads(&counted, &statements, &user, "cube-seg", &production).await;
+    assert!(few_paired > 0 && few_own > 0, "statements are counted");
+    let paired = serde_json::to_value(&paired).unwrap();
+    assert_eq!(paired, app.get_json::<Value>(&engineer, "/models/evaluation?name=cube-seg").await);
+    assert_eq!((&paired["paired_cases"], &paired["pending_cases"], &paired["excluded_training_cases"]), (&json!(2), &json!(1), &json!(0)));
+    assert_stats(&paired["production"]["labels"][0]["dice"], &[0.9]);
+    assert_stats(&paired["production"]["labels"][0]["hd95_mm"], &[1.0]);
+    assert_stats(&paired["shadow"]["labels"][0]["dice"], &[0.7]);
+    assert_stats(&paired["shadow"]["labels"][0]["hd95_mm"], &[2.0]);
+    let pair = json!([{ "case_id": anchored, "case_name": "cube", "label": 1, "production_dice": 0.9, "shadow_dice": 0.7 }]);
+    assert_eq!((&paired["pairs"], &paired["disagreements"]), (&pair, &pair));
+    assert_eq!(paired["anchored_cases"], json!([{ "case_id": anchored, "case_name": "cube", "model_version": "1.0.0" }]));
+    let own = serde_json::to_value(&own).unwrap();
+    assert_eq!(own, app.get_json::<Value>(&engineer, &format!("/models/{production}/evaluation")).await);
+    assert_eq!((&own["pending_cases"], &own["excluded_training_cases"]), (&json!(0), &json!(0)));
+    assert_stats(&own["score"]["labels"][0]["dice"], &[0.9, 0.8, 0.5]);
+    assert_stats(&own["score"]["labels"][0]["hd95_mm"], &[1.0, 3.0]);
+
+    // Twelve more paired cases: the same statements, the figures of all of them.
+    let (mut production_dice, mut shadow_dice) = (vec![0.9], vec![0.7]);
+    for n in 0..12 {
+        let (p, s) = (0.5 + n as f64 / 100.0, 0.6 + n as f64 / 50.0);
+        case(true, Stored(Some(p), Some(n as f64)), Stored(Some(s), Some(1.0))).await;
+        production_dice.push(p);
+        shadow_dice.push(s);
+    }
+    let ((paired, many_paired), (own, many_own)) = counted_reads(&counted, &statements, &user, "cube-seg", &production).await;
+    assert_eq!((many_paired, many_own), (few_paired, few_own), "statements for 14 cases against 2");
+    let paired = serde_json::to_value(&paired).unwrap();
+    assert_eq!(paired, app.get_json::<Value>(&engineer, "/models/evaluation?name=cube-seg").await);
+    assert_eq!((&paired["paired_cases"], &paired["pending_cases"]), (&json!(14), &json!(1)));
+    assert_stats(&paired["production"]["labels"][0]["dice"], &production_dice);
+    assert_stats(&paired["shadow"]["labels"][0]["dice"], &shadow_dice);
+    assert_eq!(paired["pairs"].as_array().unwrap().len(), 13);
+    let gaps: Vec<f64> = paired["disagreements"].as_array().unwrap().iter().map(|d| (d["production_dice"].as_f64().unwrap() - d["shadow_dice"].as_f64().unwrap()).abs()).collect();
+    assert_eq!(gaps.len(), 10);
+    assert!(gaps.windows(2).all(|w| w[0] >= w[1]), "largest first: {gaps:?}");
+    let own = serde_json::to_value(&own).unwrap();
+    assert_eq!(own, app.get_json::<Value>(&engineer, &format!("/models/{production}/evaluation")).await);
+    assert_stats(&own["score"]["labels"][0]["dice"], &[production_dice.as_slice(), &[0.8, 0.5]].concat());
     app.stop().await;
 }
 

@@ -28,12 +28,17 @@ impl Split {
     }
 }
 
+/// The most entries `case_ids` and `splits` of a [`NewDataset`] may hold each: a request
+/// past it is refused before any work.
+pub const MAX_LISTED_CASES: usize = 10_000;
+
 /// Body of `POST /datasets`: which approved cases to freeze and how to split them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewDataset {
     pub name: String,
-    /// Only these cases (each must be approved); absent: every approved case.
+    /// Only these cases (each must be approved), at most [`MAX_LISTED_CASES`]; absent: every
+    /// approved case.
     #[serde(default)]
     pub case_ids: Option<Vec<String>>,
     /// Only cases whose name contains this (any case).
@@ -47,7 +52,7 @@ pub struct NewDataset {
     pub test_fraction: f64,
     #[serde(default)]
     pub seed: u64,
-    /// Splits given for some cases, overriding the drawn ones.
+    /// Splits given for some cases (at most [`MAX_LISTED_CASES`]), overriding the drawn ones.
     #[serde(default)]
     pub splits: BTreeMap<String, Split>,
 }

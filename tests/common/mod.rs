@@ -130,6 +130,19 @@ impl TestApp {
         TestApp { base, state, client: reqwest::Client::new(), data_dir, env, shutdown, tasks }
     }
 
+    /// Serves the app's routes with `state` (this app's, altered: say, a store that cannot be
+    /// reached) on another free port, until the app stops; returns that server's base URL.
+    pub async fn serve_state(&self, state: AppState) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = seglab::server::http::router(state, &ServeOnly::parse_from(["seglab"]).args);
+        let stop = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await.unwrap();
+        });
+        base
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -8,7 +8,7 @@
 //! the name. Its version is computed in the insert itself, and `UNIQUE (name, version)` leaves
 //! two concurrent requests one version each.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use serde_json::json;
@@ -20,7 +20,7 @@ use super::audit::{self, AuditEvent};
 use super::mask_versions;
 use super::registry::unique_conflict;
 use super::users::{Role, User};
-use crate::api::{DatasetSummary, LabelDef, Manifest, ManifestCase, ManifestFile, NewDataset, Split};
+use crate::api::{DatasetSummary, LabelDef, Manifest, ManifestCase, ManifestFile, NewDataset, Split, MAX_LISTED_CASES};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::state::AppState;
@@ -56,6 +56,10 @@ fn check_request(request: &NewDataset) -> Result<(), AppError> {
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
         return Err(AppError::Unprocessable(format!("a dataset name holds 1–{MAX_NAME_CHARS} characters")));
     }
+    let listed = [("case_ids", request.case_ids.as_ref().map_or(0, Vec::len)), ("splits", request.splits.len())];
+    if let Some((field, entries)) = listed.into_iter().find(|(_, entries)| *entries > MAX_LISTED_CASES) {
+        return Err(AppError::Unprocessable(format!("{field} lists {entries} cases; at most {MAX_LISTED_CASES} are allowed")));
+    }
     let fractions = [request.validation_fraction, request.test_fraction];
     if fractions.iter().any(|f| !f.is_finite() || *f < 0.0) || fractions.iter().sum::<f64>() > 1.0 {
         return Err(AppError::Unprocessable("validation_fraction and test_fraction are 0–1 and add up to at most 1".into()));
@@ -76,13 +80,16 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
     .fetch_all(&state.db.pool)
     .await?;
     let search = request.name_contains.as_deref().map(|text| text.trim().to_lowercase());
+    // Sets, not scans of the lists: linear in the approved cases plus the ids named.
+    let wanted: Option<HashSet<&str>> = request.case_ids.as_ref().map(|ids| ids.iter().map(String::as_str).collect());
     let selected: Vec<_> = rows
         .iter()
-        .filter(|row| request.case_ids.as_ref().is_none_or(|ids| ids.contains(&row.get::<String, _>("id"))))
+        .filter(|row| wanted.as_ref().is_none_or(|ids| ids.contains(row.get::<String, _>("id").as_str())))
         .filter(|row| search.as_deref().is_none_or(|text| row.get::<String, _>("search_name").contains(text)))
         .collect();
+    let selected_ids: HashSet<String> = selected.iter().map(|row| row.get("id")).collect();
     for id in request.case_ids.iter().flatten().chain(request.splits.keys()) {
-        if !selected.iter().any(|row| row.get::<String, _>("id") == *id) {
+        if !selected_ids.contains(id) {
             return Err(AppError::Unprocessable(format!("case {id} is not an approved case this snapshot selects")));
         }
     }

@@ -47,27 +47,20 @@ fn stats(values: &mut [f64]) -> Option<Stats> {
 /// undefined where `crate::metrics` says so (an empty mask).
 type LabelScores = BTreeMap<u8, (Option<f64>, Option<f64>)>;
 
-/// A case one model version predicted and a person labelled.
+/// A prediction to score against a person's mask of the same case.
 struct EvaluableCase {
-    case_id: String,
-    case_name: String,
     prediction_id: String,
     prediction_ref: String,
     human_ref: String,
 }
 
-/// The stored scores of one prediction against one human mask; `None` while not computed.
-async fn stored_scores(state: &AppState, prediction_id: &str, human_ref: &str) -> Result<Option<LabelScores>, AppError> {
-    let rows = sqlx::query("SELECT label_value, dice, hd95_mm FROM evaluations WHERE prediction_id = $1 AND human_ref = $2")
-        .bind(prediction_id)
-        .bind(human_ref)
-        .fetch_all(&state.db.pool)
-        .await?;
-    Ok((!rows.is_empty()).then(|| {
-        rows.into_iter()
-            .map(|row| (row.get::<i64, _>("label_value") as u8, (row.get::<Option<f64>, _>("dice"), row.get("hd95_mm"))))
-            .collect()
-    }))
+/// A case a version is scored on, as a request reads it.
+struct ScoredCase {
+    case_id: String,
+    case_name: String,
+    /// Of the version's latest prediction of the case against the case's latest human mask;
+    /// `None` while the evaluator has not stored them.
+    scores: Option<LabelScores>,
 }
 
 /// Computes and stores the scores of `case` for `labels`, all labels in one transaction (a
@@ -142,8 +135,6 @@ fn latest_predictions(versions: &str) -> String {
 
 fn evaluable(row: &AnyRow) -> EvaluableCase {
     EvaluableCase {
-        case_id: row.get("case_id"),
-        case_name: row.get("name"),
         prediction_id: row.get("id"),
         prediction_ref: row.get("object_ref"),
         human_ref: row.get("human_ref"),
@@ -242,26 +233,53 @@ pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker
     }
 }
 
-/// Each labelled case's latest prediction by `model_id`, with the case's latest human mask.
-async fn evaluable_cases(state: &AppState, model_id: &str) -> Result<Vec<EvaluableCase>, AppError> {
-    let rows = sqlx::query(&format!("{} ORDER BY t.case_id", latest_predictions("p.model_id = $1")))
-        .bind(model_id)
-        .fetch_all(&state.db.pool)
-        .await?;
-    Ok(rows.iter().map(evaluable).collect())
-}
-
-/// The train and validation cases of the snapshots a model was trained on.
-async fn training_cases(state: &AppState, datasets: &[String]) -> Result<BTreeSet<String>, AppError> {
-    let mut cases = BTreeSet::new();
-    for dataset in datasets {
-        let rows = sqlx::query("SELECT case_id FROM dataset_cases WHERE dataset_id = $1 AND split IN ('train', 'validation')")
-            .bind(dataset)
-            .fetch_all(&state.db.pool)
-            .await?;
-        cases.extend(rows.iter().map(|row| row.get::<String, _>("case_id")));
+/// Each labelled case's latest prediction by `model_id` with its stored scores against the
+/// case's latest human mask: one statement however many cases there are.
+async fn scored_cases(state: &AppState, model_id: &str) -> Result<Vec<ScoredCase>, AppError> {
+    let rows = sqlx::query(&format!(
+        "SELECT s.id, s.case_id, s.name, e.label_value, e.dice, e.hd95_mm FROM ({}) s
+         LEFT JOIN evaluations e ON e.prediction_id = s.id AND e.human_ref = s.human_ref
+         ORDER BY s.case_id, s.id, e.label_value",
+        latest_predictions("p.model_id = $1")
+    ))
+    .bind(model_id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    // One row per stored label score, or one row of NULLs for a prediction not scored yet.
+    let mut cases: Vec<ScoredCase> = Vec::new();
+    let mut prediction: Option<String> = None;
+    for row in &rows {
+        let id: String = row.get("id");
+        if prediction.as_ref() != Some(&id) {
+            cases.push(ScoredCase { case_id: row.get("case_id"), case_name: row.get("name"), scores: None });
+            prediction = Some(id);
+        }
+        if let Some(label) = row.get::<Option<i64>, _>("label_value") {
+            let case = cases.last_mut().expect("each row's prediction has its case");
+            case.scores.get_or_insert_with(BTreeMap::new).insert(label as u8, (row.get("dice"), row.get("hd95_mm")));
+        }
     }
     Ok(cases)
+}
+
+/// The train and validation cases of the snapshots a model was trained on, in one statement.
+async fn training_cases(state: &AppState, datasets: &[String]) -> Result<BTreeSet<String>, AppError> {
+    // Distinct ids: a card may name a snapshot twice, and each one is a bound parameter.
+    let datasets: BTreeSet<&String> = datasets.iter().collect();
+    if datasets.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let placeholders: Vec<String> = (1..=datasets.len()).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "SELECT DISTINCT case_id FROM dataset_cases WHERE dataset_id IN ({}) AND split IN ('train', 'validation')",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for dataset in datasets {
+        query = query.bind(dataset.as_str());
+    }
+    let rows = query.fetch_all(&state.db.pool).await?;
+    Ok(rows.iter().map(|row| row.get::<String, _>("case_id")).collect())
 }
 
 /// Evaluated cases a version itself pre-labelled.
@@ -280,7 +298,7 @@ async fn anchored_cases(state: &AppState, versions: &[EvaluatedVersion]) -> Resu
 }
 
 /// A version under evaluation: its role, summary, label names and the cases it is scored on.
-type EvaluatedVersion = (ModelState, ModelSummary, BTreeMap<u8, String>, Vec<EvaluableCase>);
+type EvaluatedVersion = (ModelState, ModelSummary, BTreeMap<u8, String>, Vec<ScoredCase>);
 
 fn score(model: &ModelSummary, names: &BTreeMap<u8, String>, per_case: &[LabelScores]) -> ModelScore {
     let labels = names
@@ -306,16 +324,17 @@ pub fn may_read(user: &User) -> bool {
 }
 
 /// A version's label names and the cases it is scored on: its latest prediction of each
-/// labelled case, but for those it was trained or validated on (added to `excluded`).
+/// labelled case, but for those it was trained or validated on (added to `excluded`). A fixed
+/// number of statements, whatever the number of cases.
 async fn evaluable_version(
     state: &AppState,
     model: &ModelSummary,
     excluded: &mut BTreeSet<String>,
-) -> Result<(BTreeMap<u8, String>, Vec<EvaluableCase>), AppError> {
+) -> Result<(BTreeMap<u8, String>, Vec<ScoredCase>), AppError> {
     let card = model_card(state, &model.id).await?;
     let names: BTreeMap<u8, String> = card.label_map.iter().filter_map(|(v, n)| Some((v.parse().ok()?, n.clone()))).collect();
     let training = training_cases(state, &card.training_datasets).await?;
-    let mut cases = evaluable_cases(state, &model.id).await?;
+    let mut cases = scored_cases(state, &model.id).await?;
     cases.retain(|case| {
         let trained_on = training.contains(&case.case_id);
         if trained_on {
@@ -334,8 +353,8 @@ pub async fn version_evaluation(state: &AppState, user: &User, model_id: &str) -
     let mut excluded = BTreeSet::new();
     let (names, cases) = evaluable_version(state, &model, &mut excluded).await?;
     let (mut scored, mut pending_cases) = (Vec::new(), 0);
-    for case in &cases {
-        match stored_scores(state, &case.prediction_id, &case.human_ref).await? {
+    for case in cases {
+        match case.scores {
             Some(scores) => scored.push(scores),
             None => pending_cases += 1,
         }
@@ -358,8 +377,8 @@ pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Res
     }
     // With both versions, compare only on cases both predicted.
     if versions.len() == 2 {
-        let shared: BTreeSet<String> =
-            versions[0].3.iter().map(|c| c.case_id.clone()).filter(|id| versions[1].3.iter().any(|c| &c.case_id == id)).collect();
+        let second: BTreeSet<&String> = versions[1].3.iter().map(|c| &c.case_id).collect();
+        let shared: BTreeSet<String> = versions[0].3.iter().map(|c| &c.case_id).filter(|id| second.contains(id)).cloned().collect();
         for version in &mut versions {
             version.3.retain(|c| shared.contains(&c.case_id));
         }
@@ -382,9 +401,9 @@ pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Res
     for (_, _, _, cases) in &versions {
         let mut by_case = BTreeMap::new();
         for case in cases {
-            match stored_scores(state, &case.prediction_id, &case.human_ref).await? {
+            match &case.scores {
                 Some(scores) => {
-                    by_case.insert(case.case_id.clone(), scores);
+                    by_case.insert(case.case_id.clone(), scores.clone());
                 }
                 None => {
                     pending.insert(case.case_id.clone());
