@@ -968,3 +968,24 @@ async fn requests_to_an_inference_server_time_out_and_stay_within_the_concurrenc
     assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 1, "two workers, one request in flight at a time");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_backfill_starts_queue_one_backfill() {
+    let app = TestApp::spawn_configured(|c| c.orchestrator.workers = 0, |_| {}).await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let labeler = app.user("lee", &[Role::Labeler]).await;
+    let v1 = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
+    let cube: Vec<u8> = (0..VOXELS).map(|i| in_cube(i) as u8).collect();
+    for _ in 0..2 {
+        let case_id = cube_case(&app).await;
+        let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
+        label_case(&app, &labeler, &case_id, &head, &vec![0; VOXELS], &cube).await;
+    }
+    let starts = (0..6).map(|_| start_backfill(&app, &engineer, &v1));
+    let statuses: Vec<StatusCode> = futures::future::join_all(starts).await.iter().map(|r| r.status()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::ACCEPTED).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == StatusCode::ACCEPTED || *s == StatusCode::CONFLICT), "{statuses:?}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM backfills").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM model_jobs").await, 2, "one job per labelled case");
+    app.stop().await;
+}
