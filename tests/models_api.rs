@@ -1087,6 +1087,7 @@ async fn an_oip_v2_version_on_mlserver_labels_each_voxel_as_in_process_inference
         |c| {
             c.orchestrator.job_max_attempts = 1;
             c.orchestrator.oip_attempts = 2;
+            c.orchestrator.oip_allowed_hosts = vec!["127.0.0.1".into()];
         },
         |_| {},
     )
@@ -1178,5 +1179,267 @@ async fn requests_to_an_inference_server_time_out_and_stay_within_the_concurrenc
         assert!(error.contains(&format!("inference server {endpoint}/v2/models/segmenter-v1/infer")) && error.contains("no answer"), "{error}");
     }
     assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 1, "two workers, one request in flight at a time");
+    app.stop().await;
+}
+
+/// An `oip-v2` card for `segmenter-v1` on the inference server at `endpoint`.
+fn remote_card(name: &str, endpoint: &str) -> Value {
+    let mut remote = card(name, "1.0.0", "segmenter_v1");
+    remote["artifact"] = json!({ "format": "oip-v2", "sha256": fixture_sha("segmenter_v1"), "endpoint": endpoint, "model_name": "segmenter-v1" });
+    remote
+}
+
+/// `endpoint` as an `--oip-allowed-hosts` entry (`host:port`).
+fn host_of(endpoint: &str) -> String {
+    endpoint.trim_start_matches("http://").to_string()
+}
+
+/// What a fake, hostile inference server does with each request it has read.
+enum Hostile {
+    /// Answers these bytes, a whole HTTP response, and closes.
+    Answer(String),
+    /// Answers 200 with logits that never end.
+    EndlessAnswer,
+    /// Announces an answer of 1 TiB and sends none of it.
+    HugeAnswer,
+}
+
+/// A fake inference server on a free port, behaving as `hostile` says. Returns its base URL
+/// and the number of requests it has read.
+async fn hostile_server(hostile: Hostile) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (counter, hostile) = (requests.clone(), std::sync::Arc::new(hostile));
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let (counter, hostile) = (counter.clone(), hostile.clone());
+            tokio::spawn(async move {
+                // The request's head, then as many body bytes as it announces.
+                let mut received = Vec::new();
+                let mut buffer = vec![0u8; 1 << 16];
+                loop {
+                    if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
+                        let length = head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                        if received.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                    match socket.read(&mut buffer).await {
+                        Ok(n) if n > 0 => received.extend_from_slice(&buffer[..n]),
+                        _ => return,
+                    }
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                match &*hostile {
+                    Hostile::Answer(response) => {
+                        let _ = socket.write_all(response.as_bytes()).await;
+                        let _ = socket.shutdown().await;
+                    }
+                    Hostile::EndlessAnswer => {
+                        let chunk = |data: &str| format!("{:x}\r\n{data}\r\n", data.len());
+                        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                        let start = r#"{"outputs":[{"name":"logits","shape":[1,2,20,20,20],"datatype":"FP32","data":["#;
+                        let zeros = chunk(&"0,".repeat(32 << 10));
+                        let _ = socket.write_all(format!("{head}{}", chunk(start)).as_bytes()).await;
+                        while socket.write_all(zeros.as_bytes()).await.is_ok() {}
+                    }
+                    Hostile::HugeAnswer => {
+                        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1099511627776\r\n\r\n";
+                        let _ = socket.write_all(head.as_bytes()).await;
+                        // Hold the connection until the client gives up on it.
+                        while socket.read(&mut buffer).await.is_ok_and(|n| n > 0) {}
+                    }
+                }
+            });
+        }
+    });
+    (url, requests)
+}
+
+/// A whole HTTP response with `status` and `body`.
+fn http_answer(status: &str, headers: &str, body: &str) -> String {
+    format!("HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+}
+
+#[tokio::test]
+async fn registration_accepts_only_the_operators_inference_servers_and_bounded_channels() {
+    let app = TestApp::spawn_configured(
+        |c| {
+            c.orchestrator.oip_endpoint = Some("http://gpu.internal:8080".into());
+            c.orchestrator.oip_allowed_hosts = vec!["triton.internal:8443".into()];
+        },
+        |_| {},
+    )
+    .await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let mut too_many = card("cube-seg", "1.0.0", "segmenter_v1");
+    too_many["label_map"] = (1..=255).map(|v: u32| (v.to_string(), json!(format!("label {v}")))).collect::<serde_json::Map<_, _>>().into();
+    too_many["output_channels"] = json!((0..257).map(|v| v % 256).collect::<Vec<u32>>());
+    let mut repeated = card("cube-seg", "1.0.0", "segmenter_v1");
+    repeated["output_channels"] = json!([0, 1, 1]);
+    let refused: Vec<(Value, &str, &str)> = vec![
+        (remote_card("remote", "http://evil.example:8080"), "artifact.endpoint", "evil.example:8080 is not an inference server"),
+        (remote_card("remote", "http://gpu.internal:9999"), "artifact.endpoint", "gpu.internal:9999 is not an inference server"),
+        // The card may not choose the path (a fragment cuts off what follows), add a query, or carry credentials.
+        (remote_card("remote", "http://gpu.internal:8080/x#"), "artifact.endpoint", "fragment"),
+        (remote_card("remote", "http://gpu.internal:8080/?model=other"), "artifact.endpoint", "query"),
+        (remote_card("remote", "http://admin:secret@triton.internal:8443"), "artifact.endpoint", "credentials"),
+        (too_many, "output_channels", "2 to 256"),
+        (repeated, "output_channels", "none twice"),
+    ];
+    for (card, field, why) in refused {
+        let response = register(&app, &engineer, &card, fixture("segmenter_v1")).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{card}");
+        let message = response.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains(&format!("model card field `{field}`")) && message.contains(why), "{message}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM models").await, 0);
+    // --oip-endpoint's host and port under another base path, and a listed host.
+    for (name, endpoint) in [("on-default", "http://gpu.internal:8080/kserve"), ("on-listed", "http://triton.internal:8443")] {
+        assert_eq!(register(&app, &engineer, &remote_card(name, endpoint), fixture("segmenter_v1")).await.status(), StatusCode::CREATED);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_taken_off_the_allowlist_gets_no_more_images() {
+    let (server, requests) = hostile_server(Hostile::Answer(http_answer("500 Internal Server Error", "", "down"))).await;
+    let allowed = host_of(&server);
+    let app = TestApp::spawn_configured(|c| c.orchestrator.oip_allowed_hosts = vec![allowed], |_| {}).await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let response = register(&app, &engineer, &remote_card("cube-remote", &server), fixture("segmenter_v1")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let model = response.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string();
+    // The operator restarts the instance without that server.
+    let app = app.restart(|c| c.orchestrator.job_max_attempts = 1).await;
+    assert_eq!(set_state(&app, &engineer, &model, "shadow").await.status(), StatusCode::OK);
+    let case_id = cube_case(&app).await;
+    let job = finished_jobs(&app, &engineer, &case_id, 1).await.remove(0);
+    assert_eq!(job["status"], "failed");
+    let error = job["last_error"].as_str().unwrap();
+    assert!(error.contains("card field `artifact.endpoint`") && error.contains("is not an inference server this instance may use"), "{error}");
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 0, "the image was not sent");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_inference_servers_redirect_is_not_followed() {
+    let (elsewhere, reached) = hostile_server(Hostile::Answer(http_answer("200 OK", "", "{}"))).await;
+    let headers = format!("location: {elsewhere}/v2/models/segmenter-v1/infer\r\n");
+    let (server, _) = hostile_server(Hostile::Answer(http_answer("307 Temporary Redirect", &headers, ""))).await;
+    let allowed = host_of(&server);
+    let app = TestApp::spawn_configured(
+        |c| {
+            c.orchestrator.oip_allowed_hosts = vec![allowed];
+            c.orchestrator.job_max_attempts = 1;
+        },
+        |_| {},
+    )
+    .await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let response = register(&app, &engineer, &remote_card("cube-remote", &server), fixture("segmenter_v1")).await;
+    let model = response.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string();
+    assert_eq!(set_state(&app, &engineer, &model, "shadow").await.status(), StatusCode::OK);
+    let case_id = cube_case(&app).await;
+    let job = finished_jobs(&app, &engineer, &case_id, 1).await.remove(0);
+    let error = job["last_error"].as_str().unwrap();
+    assert!(error.contains("redirected the request (status 307); redirects are not followed"), "{error}");
+    assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0, "the image went nowhere else");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_answer_over_the_cap_is_refused_as_soon_as_it_passes_or_announces_it() {
+    let (endless, _) = hostile_server(Hostile::EndlessAnswer).await;
+    let (huge, _) = hostile_server(Hostile::HugeAnswer).await;
+    let allowed = vec![host_of(&endless), host_of(&huge)];
+    let app = TestApp::spawn_configured(
+        |c| {
+            c.orchestrator.oip_allowed_hosts = allowed;
+            c.orchestrator.oip_max_answer_bytes = 1 << 20;
+            c.orchestrator.workers = 2;
+            c.orchestrator.job_max_attempts = 1;
+            // Far longer than the test waits: only the cap ends these requests.
+            c.orchestrator.oip_timeout_secs = 120;
+        },
+        |_| {},
+    )
+    .await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    for (name, server) in [("endless", &endless), ("huge", &huge)] {
+        let response = register(&app, &engineer, &remote_card(name, server), fixture("segmenter_v1")).await;
+        let model = response.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string();
+        assert_eq!(set_state(&app, &engineer, &model, "shadow").await.status(), StatusCode::OK);
+    }
+    let case_id = cube_case(&app).await;
+    let jobs = finished_jobs(&app, &engineer, &case_id, 2).await;
+    let error_of = |name: &str| jobs.iter().find(|j| j["model_name"] == name).unwrap()["last_error"].as_str().unwrap().to_string();
+    let cap = "this instance reads at most 1048576 (--oip-max-answer-bytes)";
+    let endless_error = error_of("endless");
+    assert!(endless_error.contains("an answer of more than 1048576 bytes") && endless_error.contains(cap), "{endless_error}");
+    let huge_error = error_of("huge");
+    assert!(huge_error.contains("an answer of 1099511627776 bytes") && huge_error.contains(cap), "{huge_error}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn what_an_inference_server_says_is_shown_to_ml_engineers_and_admins_only() {
+    let said = format!("Traceback: /srv/secret-models/liver.onnx: bad input; token=SECRET-123 {}", "x".repeat(10_000));
+    let (server, _) = hostile_server(Hostile::Answer(http_answer("400 Bad Request", "content-type: text/plain\r\n", &said))).await;
+    let allowed = host_of(&server);
+    let app = TestApp::spawn_configured(
+        |c| {
+            c.orchestrator.oip_allowed_hosts = vec![allowed];
+            c.orchestrator.job_max_attempts = 1;
+        },
+        |_| {},
+    )
+    .await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let admin = app.user("root", &[Role::Admin]).await;
+    let labeler = app.user("lee", &[Role::Labeler]).await;
+    let response = register(&app, &engineer, &remote_card("cube-remote", &server), fixture("segmenter_v1")).await;
+    let model = response.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string();
+    for state in ["shadow", "production"] {
+        assert_eq!(set_state(&app, &engineer, &model, state).await.status(), StatusCode::OK);
+    }
+    // A production job: labelers see it too.
+    let case_id = cube_case(&app).await;
+    let job = finished_jobs(&app, &engineer, &case_id, 1).await.remove(0);
+    assert_eq!(job["status"], "failed");
+    let summary = "the inference server refused the request (status 400) (attempt 1)";
+    let seen: Vec<Value> = app.get_json(&labeler, &format!("/cases/{case_id}/jobs")).await;
+    assert_eq!(seen[0]["last_error"], summary, "labelers get our words only");
+    for token in [&engineer, &admin] {
+        let seen: Vec<Value> = app.get_json(token, &format!("/cases/{case_id}/jobs")).await;
+        let error = seen[0]["last_error"].as_str().unwrap();
+        assert!(error.starts_with(summary) && error.contains("token=SECRET-123"), "{error}");
+        assert!(error.len() < 1200, "the server's words are cut short: {} bytes", error.len());
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_backfill_starts_queue_one_backfill() {
+    let app = TestApp::spawn_configured(|c| c.orchestrator.workers = 0, |_| {}).await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let labeler = app.user("lee", &[Role::Labeler]).await;
+    let v1 = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
+    let cube: Vec<u8> = (0..VOXELS).map(|i| in_cube(i) as u8).collect();
+    for _ in 0..2 {
+        let case_id = cube_case(&app).await;
+        let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
+        label_case(&app, &labeler, &case_id, &head, &vec![0; VOXELS], &cube).await;
+    }
+    let starts = (0..6).map(|_| start_backfill(&app, &engineer, &v1));
+    let statuses: Vec<StatusCode> = futures::future::join_all(starts).await.iter().map(|r| r.status()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::ACCEPTED).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == StatusCode::ACCEPTED || *s == StatusCode::CONFLICT), "{statuses:?}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM backfills").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM model_jobs").await, 2, "one job per labelled case");
     app.stop().await;
 }

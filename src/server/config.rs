@@ -281,9 +281,18 @@ pub struct OrchestratorConfig {
     /// needs more fails its job with that reason instead of pressing on the machine.
     #[arg(long, global = true, env = "SEGLAB_INFERENCE_MEMORY_MIB", default_value_t = 8192)]
     pub inference_memory_mib: u64,
-    /// The Open Inference Protocol v2 server of `oip-v2` versions whose card names none.
+    /// The Open Inference Protocol v2 server of `oip-v2` versions whose card names none; cards
+    /// may also name other base URLs on its host and port.
     #[arg(long, global = true, env = "SEGLAB_OIP_ENDPOINT")]
     pub oip_endpoint: Option<String>,
+    /// Further inference servers a card's `artifact.endpoint` may name: `host` (any port) or
+    /// `host:port`; repeat or comma-separate. Case images go nowhere else.
+    #[arg(long, global = true, env = "SEGLAB_OIP_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub oip_allowed_hosts: Vec<String>,
+    /// Largest answer read from an inference server, in bytes: a longer one fails the request
+    /// as soon as it passes this. Each request in flight may hold this much.
+    #[arg(long, global = true, env = "SEGLAB_OIP_MAX_ANSWER_BYTES", default_value_t = 512 << 20)]
+    pub oip_max_answer_bytes: u64,
     /// One request to an inference server that takes longer fails (and may be retried).
     #[arg(long, global = true, env = "SEGLAB_OIP_TIMEOUT_SECS", default_value_t = 300)]
     pub oip_timeout_secs: u64,

@@ -41,6 +41,11 @@ pub enum AppError {
     /// A dependency (database, object storage) cannot be reached; retrying later may work.
     #[error("{service} is unavailable, try again shortly ({detail})")]
     Unavailable { service: &'static str, detail: String },
+    /// An inference server refused a request or answered what cannot be used. `summary` is
+    /// ours; `detail` holds the server's own words, which may carry anything (host names,
+    /// stack traces, data echoed back): only ML engineers and admins read it, with the job.
+    #[error("{summary}: {detail}")]
+    InferenceServer { summary: String, detail: String },
     /// A bug or an unexpected state; details go to the log, not to the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -50,7 +55,7 @@ impl AppError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::BadRequest(_) => ErrorCode::BadRequest,
-            Self::Unprocessable(_) => ErrorCode::Unprocessable,
+            Self::Unprocessable(_) | Self::InferenceServer { .. } => ErrorCode::Unprocessable,
             Self::Unauthorized => ErrorCode::Unauthorized,
             Self::BadCredentials => ErrorCode::BadCredentials,
             Self::Forbidden(_) => ErrorCode::Forbidden,
@@ -80,6 +85,7 @@ impl AppError {
                 tracing::error!(%detail, "internal error");
                 "internal error; the details are in the server log".to_string()
             }
+            Self::InferenceServer { summary, .. } => summary.clone(),
             other => {
                 if other.status().is_server_error() {
                     tracing::warn!(error = %other, "request failed");

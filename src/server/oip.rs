@@ -7,10 +7,17 @@
 //! written from and read into flat `f32` buffers with no JSON tree between.
 //! Each request has a timeout; connection failures, 429 and 5xx answers are retried with a
 //! doubling pause; a semaphore bounds the requests in flight.
+//!
+//! Images go only where the operator says ([`AllowedServers`]: `--oip-endpoint` and
+//! `--oip-allowed-hosts`), checked when a card is registered and again before each run;
+//! redirects are not followed. At most `--oip-max-answer-bytes` of an answer are ever held.
+//! What a server says when it refuses a request stays apart from our own words
+//! ([`AppError::InferenceServer`]), for ML engineers and admins only.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::Url;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -22,14 +29,117 @@ use crate::server::error::AppError;
 
 /// Pause before the first retry; doubles with each further one.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
-/// Room for one JSON number of the answer (`-0.35185185074806213,`) and its framing.
-const ANSWER_BYTES_PER_VALUE: usize = 32;
+/// How much of a refusal's body is read and kept.
+const REFUSAL_BODY_BYTES: usize = 500;
+/// Longest server's-own-words detail kept with a job's error.
+const DETAIL_BYTES: usize = 1000;
+
+/// The inference servers this instance may send case images to, as the operator set them:
+/// the host and port of `--oip-endpoint`, and each `--oip-allowed-hosts` entry.
+#[derive(Clone, Debug)]
+pub struct AllowedServers {
+    default: Option<Url>,
+    hosts: Vec<AllowedHost>,
+}
+
+/// One `--oip-allowed-hosts` entry: a host (normalised as in URLs), on one port or any.
+#[derive(Clone, Debug, PartialEq)]
+struct AllowedHost {
+    host: String,
+    port: Option<u16>,
+}
+
+impl AllowedServers {
+    /// Reads the operator's settings, naming a malformed one.
+    pub fn new(default_endpoint: Option<&str>, allowed_hosts: &[String]) -> Result<AllowedServers, String> {
+        let default = default_endpoint
+            .map(|endpoint| base_url(endpoint).map_err(|why| format!("--oip-endpoint: {why}")))
+            .transpose()?;
+        let hosts = allowed_hosts.iter().map(|entry| allowed_host(entry)).collect::<Result<_, _>>()?;
+        Ok(AllowedServers { default, hosts })
+    }
+
+    /// `endpoint` as the base URL of an inference server the operator allows, or why not.
+    pub fn check(&self, endpoint: &str) -> Result<Url, String> {
+        let url = base_url(endpoint)?;
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default();
+        let is_default = self.default.as_ref().is_some_and(|d| d.host_str() == Some(host) && d.port_or_known_default() == port);
+        let is_listed = self.hosts.iter().any(|allowed| allowed.host == host && allowed.port.is_none_or(|p| Some(p) == port));
+        if is_default || is_listed {
+            Ok(url)
+        } else {
+            Err(format!(
+                "{host}:{} is not an inference server this instance may use (the operator allows --oip-endpoint and --oip-allowed-hosts)",
+                port.unwrap_or_default()
+            ))
+        }
+    }
+
+    /// The base URL a version runs on: its card's `endpoint`, else `--oip-endpoint`.
+    fn base_for(&self, card_endpoint: Option<&str>) -> Result<Url, String> {
+        match card_endpoint {
+            Some(endpoint) => self.check(endpoint).map_err(|why| format!("card field `artifact.endpoint`: {why}")),
+            None => self.default.clone().ok_or_else(|| {
+                "it runs on an inference server, but neither its card (`artifact.endpoint`) nor this instance (--oip-endpoint) names one".to_string()
+            }),
+        }
+    }
+}
+
+/// `endpoint` as an http(s) base URL holding nothing that would steer the request elsewhere
+/// than `{endpoint}/v2/models/{name}/infer`: no credentials, no query, no fragment.
+fn base_url(endpoint: &str) -> Result<Url, String> {
+    let url = Url::parse(endpoint).map_err(|e| format!("{endpoint:?} is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{endpoint:?}: use an http:// or https:// base URL"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{endpoint:?}: no credentials (user:password@) in the URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{endpoint:?}: no query (?…) or fragment (#…); the request goes to …/v2/models/{{model_name}}/infer"));
+    }
+    Ok(url)
+}
+
+/// An `--oip-allowed-hosts` entry: `host` or `host:port` (IPv6 in brackets).
+fn allowed_host(entry: &str) -> Result<AllowedHost, String> {
+    let entry = entry.trim();
+    let refused = || format!("--oip-allowed-hosts: {entry:?} is not a host name or address with an optional :port");
+    if entry.is_empty() || entry.contains(['/', '?', '#', '@', '\\']) {
+        return Err(refused());
+    }
+    // Parsed as a URL's authority, so it is normalised as the endpoints it is compared with.
+    let url = Url::parse(&format!("http://{entry}")).map_err(|_| refused())?;
+    let host = url.host_str().ok_or_else(refused)?.to_string();
+    // A port written out (even :80, which URLs leave implicit) allows that port alone.
+    let port_written = entry.rsplit_once(':').is_some_and(|(_, digits)| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+    Ok(AllowedHost { host, port: if port_written { url.port_or_known_default() } else { None } })
+}
+
+/// `{base}/v2/models/{name}/infer`, the name one escaped path segment.
+fn infer_url(base: &Url, model_name: &str) -> Url {
+    let mut url = base.clone();
+    url.path_segments_mut().expect("http(s) URLs have paths").pop_if_empty().extend(["v2", "models", model_name, "infer"]);
+    url
+}
+
+/// At most `limit` bytes of `text`, cut at a character boundary.
+fn clipped(text: String, limit: usize) -> String {
+    if text.len() <= limit {
+        return text;
+    }
+    let end = (0..=limit).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    format!("{}…", &text[..end])
+}
 
 pub struct OipRunner {
     client: reqwest::Client,
-    default_endpoint: Option<String>,
+    servers: AllowedServers,
     attempts: u32,
     slots: Arc<Semaphore>,
+    max_answer_bytes: usize,
 }
 
 /// Runs each version where its card says: `onnx` in a child process here, `oip-v2` on its
@@ -51,30 +161,48 @@ impl Runner for CardRunner {
 
 /// Why one request failed, and whether another may succeed.
 struct Failure {
-    message: String,
+    /// Ours, for anyone who sees the job.
+    summary: String,
+    /// What the server itself said, if anything.
+    said: Option<String>,
     retry: bool,
 }
 
+impl Failure {
+    fn ours(summary: String, retry: bool) -> Failure {
+        Failure { summary, said: None, retry }
+    }
+
+    /// The job's error after `attempt` requests to `url`.
+    fn into_error(self, url: &Url, attempt: u32) -> AppError {
+        match self.said {
+            Some(said) => AppError::InferenceServer { summary: format!("{} (attempt {attempt})", self.summary), detail: said },
+            None => AppError::Unprocessable(format!("inference server {url}: {} (attempt {attempt})", self.summary)),
+        }
+    }
+}
+
 impl OipRunner {
-    pub fn new(config: &OrchestratorConfig) -> Result<OipRunner, reqwest::Error> {
+    pub fn new(config: &OrchestratorConfig, servers: AllowedServers) -> Result<OipRunner, reqwest::Error> {
         Ok(OipRunner {
-            client: reqwest::Client::builder().timeout(Duration::from_secs(config.oip_timeout_secs)).build()?,
-            default_endpoint: config.oip_endpoint.clone(),
+            // A redirect would send the image to a server the operator did not allow.
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(config.oip_timeout_secs))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+            servers,
             attempts: config.oip_attempts.max(1),
             slots: Arc::new(Semaphore::new(config.oip_concurrency.max(1))),
+            max_answer_bytes: usize::try_from(config.oip_max_answer_bytes).unwrap_or(usize::MAX),
         })
     }
 
     pub async fn segment(&self, model: &ModelVersion, image: Image) -> Result<Vec<u8>, AppError> {
         let artifact = &model.card.artifact;
-        let endpoint = artifact.endpoint.as_deref().or(self.default_endpoint.as_deref()).ok_or_else(|| {
-            AppError::Unprocessable(format!(
-                "model {} runs on an inference server, but neither its card (`artifact.endpoint`) nor this instance (--oip-endpoint) names one",
-                model.id
-            ))
-        })?;
-        let name = artifact.model_name.as_deref().unwrap_or_default();
-        let url = format!("{}/v2/models/{name}/infer", endpoint.trim_end_matches('/'));
+        // Checked at each run as well as at registration: the operator may have narrowed the
+        // allowlist since.
+        let base = self.servers.base_for(artifact.endpoint.as_deref()).map_err(|why| AppError::Unprocessable(format!("model {}: {why}", model.id)))?;
+        let url = infer_url(&base, artifact.model_name.as_deref().unwrap_or_default());
         let [ni, nj, nk] = image.dims;
         let Image { mut intensities, .. } = image;
         normalise(&mut intensities, model.card.input_spec.intensity_normalisation);
@@ -86,47 +214,79 @@ impl OipRunner {
         drop(intensities);
         let channels = &model.card.output_channels;
         let voxels = ni * nj * nk;
-        let answer_limit = channels.len() * voxels * ANSWER_BYTES_PER_VALUE + (1 << 20);
         let _slot = self.slots.acquire().await.map_err(AppError::internal)?;
         let mut pause = RETRY_PAUSE;
         for attempt in 1..=self.attempts {
-            match self.request(&url, body.clone(), answer_limit).await {
+            match self.request(&url, body.clone()).await {
                 Ok(answer) => {
-                    let logits = logits_of(answer, &[1, channels.len(), nk, nj, ni])
-                        .map_err(|problem| AppError::Unprocessable(format!("{url} answered {problem}")))?;
+                    let logits = logits_of(answer, &[1, channels.len(), nk, nj, ni]).map_err(|problem| AppError::InferenceServer {
+                        summary: "the inference server's answer does not fit the model card".into(),
+                        detail: clipped(format!("{url} answered {problem}"), DETAIL_BYTES),
+                    })?;
                     return Ok(argmax_labels(&logits, channels, voxels));
                 }
                 Err(failure) if failure.retry && attempt < self.attempts => {
-                    tracing::warn!(%url, attempt, error = %failure.message, "inference request failed; retrying");
+                    tracing::warn!(%url, attempt, error = %failure.summary, said = failure.said.as_deref().unwrap_or_default(), "inference request failed; retrying");
                     tokio::time::sleep(pause).await;
                     pause *= 2;
                 }
-                Err(failure) => {
-                    return Err(AppError::Unprocessable(format!("inference server {url}: {} (attempt {attempt})", failure.message)));
-                }
+                Err(failure) => return Err(failure.into_error(&url, attempt)),
             }
         }
         unreachable!("the loop returns on its last attempt")
     }
 
-    /// One request; the answer is read up to `limit` bytes.
-    async fn request(&self, url: &str, body: bytes::Bytes, limit: usize) -> Result<InferResponse, Failure> {
-        let sent = self.client.post(url).header("content-type", "application/json").body(body).send().await;
-        let mut response = sent.map_err(|e| Failure { message: format!("no answer: {e}"), retry: true })?;
+    /// One request. At most `max_answer_bytes` of the answer are read, refused as soon as it
+    /// announces or passes more.
+    async fn request(&self, url: &Url, body: bytes::Bytes) -> Result<InferResponse, Failure> {
+        let sent = self.client.post(url.clone()).header("content-type", "application/json").body(body).send().await;
+        let mut response = sent.map_err(|e| Failure::ours(format!("no answer: {e}"), true))?;
         let status = response.status();
+        if !status.is_success() {
+            return Err(refusal(url, response).await);
+        }
+        let limit = self.max_answer_bytes;
+        let too_long = |size: String| Failure::ours(format!("an answer of {size} bytes; this instance reads at most {limit} (--oip-max-answer-bytes)"), false);
+        if let Some(announced) = response.content_length().filter(|&length| length > limit as u64) {
+            return Err(too_long(announced.to_string()));
+        }
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| Failure { message: format!("answer cut off: {e}"), retry: true })? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| Failure::ours(format!("answer cut off: {e}"), true))? {
             if bytes.len() + chunk.len() > limit {
-                return Err(Failure { message: format!("an answer over {limit} bytes"), retry: false });
+                return Err(too_long(format!("more than {limit}")));
             }
             bytes.extend_from_slice(&chunk);
         }
-        if !status.is_success() {
-            let said = String::from_utf8_lossy(&bytes[..bytes.len().min(500)]).into_owned();
-            return Err(Failure { message: format!("HTTP {status}: {said}"), retry: status.is_server_error() || status.as_u16() == 429 });
-        }
-        serde_json::from_slice(&bytes).map_err(|e| Failure { message: format!("an answer that is not an inference response: {e}"), retry: false })
+        serde_json::from_slice(&bytes).map_err(|e| Failure {
+            summary: "the inference server's answer is not an inference response".into(),
+            said: Some(clipped(format!("{url} answered: {e}"), DETAIL_BYTES)),
+            retry: false,
+        })
     }
+}
+
+/// A non-success answer as a failure: the status for everyone, the start of its body (and
+/// where a redirect pointed) as the server's own words.
+async fn refusal(url: &Url, mut response: reqwest::Response) -> Failure {
+    let status = response.status();
+    let location = response.headers().get(reqwest::header::LOCATION).map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    let mut body = Vec::new();
+    while body.len() < REFUSAL_BODY_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(REFUSAL_BODY_BYTES);
+    let body = String::from_utf8_lossy(&body);
+    let (summary, said) = match location {
+        Some(location) if status.is_redirection() => (
+            format!("the inference server redirected the request (status {}); redirects are not followed", status.as_u16()),
+            format!("POST {url} answered: redirect to {location}: {body}"),
+        ),
+        _ => (format!("the inference server refused the request (status {})", status.as_u16()), format!("POST {url} answered: {body}")),
+    };
+    Failure { summary, said: Some(clipped(said, DETAIL_BYTES)), retry: status.is_server_error() || status.as_u16() == 429 }
 }
 
 /// `POST /v2/models/{name}/infer`'s body: one input tensor, one output asked for.
@@ -256,6 +416,62 @@ mod tests {
         // Strings are no tensor data: the answer does not parse.
         let strings = json!({ "outputs": [{ "shape": [1], "datatype": "BYTES", "data": ["a"] }] });
         assert!(serde_json::from_value::<InferResponse>(strings).is_err());
+    }
+
+    #[test]
+    fn only_the_operators_servers_are_allowed() {
+        let hosts = ["Triton.Internal".to_string(), " 10.0.0.5:8000".into(), "[::1]:80".into()];
+        let servers = AllowedServers::new(Some("http://gpu.internal:8080/kserve"), &hosts).unwrap();
+        // --oip-endpoint's host and port, under any base path.
+        assert!(servers.check("http://gpu.internal:8080/other/").is_ok());
+        assert!(servers.check("http://gpu.internal:9090").unwrap_err().contains("gpu.internal:9090 is not an inference server"));
+        // A listed host without a port allows every port; names compare as URLs normalise them.
+        assert!(servers.check("https://triton.internal").is_ok());
+        assert!(servers.check("http://TRITON.internal:1234/").is_ok());
+        assert!(servers.check("http://10.0.0.5:8000").is_ok());
+        assert!(servers.check("http://10.0.0.5:8001").is_err());
+        assert!(servers.check("http://[::1]/").is_ok(), "[::1]:80 written out is http's default port");
+        assert!(servers.check("http://[::1]:8080/").is_err());
+        assert!(servers.check("http://evil.example:8080").is_err());
+        assert!(AllowedServers::new(None, &[]).unwrap().check("http://gpu.internal:8080").is_err(), "nothing is allowed unless listed");
+        // Nothing in the URL may steer the request, even to an allowed server.
+        for (endpoint, why) in [
+            ("http://gpu.internal:8080/#", "fragment"),
+            ("http://gpu.internal:8080/x#/v2/models/other/infer", "fragment"),
+            ("http://gpu.internal:8080/?model=other", "query"),
+            ("http://user:secret@gpu.internal:8080", "credentials"),
+            ("http://user@gpu.internal:8080", "credentials"),
+            ("ftp://gpu.internal:8080", "http://"),
+            ("gpu.internal:8080", "http://"),
+            ("not a url", "not a URL"),
+        ] {
+            let refusal = servers.check(endpoint).unwrap_err();
+            assert!(refusal.contains(why), "{endpoint}: {refusal}");
+        }
+        // A card without an endpoint runs on --oip-endpoint.
+        assert_eq!(servers.base_for(None).unwrap().as_str(), "http://gpu.internal:8080/kserve");
+        assert!(servers.base_for(Some("http://evil.example")).unwrap_err().contains("`artifact.endpoint`"));
+        assert!(AllowedServers::new(None, &[]).unwrap().base_for(None).unwrap_err().contains("--oip-endpoint"));
+        // Malformed settings are named.
+        assert!(AllowedServers::new(Some("http://gpu.internal:8080/?x=1"), &[]).unwrap_err().contains("--oip-endpoint"));
+        for entry in ["", "http://gpu", "gpu/path", "user@gpu", "gpu:port"] {
+            let refusal = AllowedServers::new(None, &[entry.to_string()]).unwrap_err();
+            assert!(refusal.contains("--oip-allowed-hosts"), "{entry:?}: {refusal}");
+        }
+    }
+
+    #[test]
+    fn the_model_name_is_one_path_segment_under_the_base() {
+        let base = Url::parse("http://gpu.internal:8080/kserve/").unwrap();
+        assert_eq!(infer_url(&base, "liver-seg").as_str(), "http://gpu.internal:8080/kserve/v2/models/liver-seg/infer");
+        let base = Url::parse("http://gpu.internal:8080").unwrap();
+        assert_eq!(infer_url(&base, "a/b?c#d").as_str(), "http://gpu.internal:8080/v2/models/a%2Fb%3Fc%23d/infer");
+    }
+
+    #[test]
+    fn details_are_clipped_at_a_character_boundary() {
+        assert_eq!(clipped("short".into(), 10), "short");
+        assert_eq!(clipped("ééé".into(), 3), "é…");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::db::Db;
 use super::embedded_s3;
 use super::error::CliError;
 use super::inference::{ProcessRunner, Runner};
-use super::oip::{CardRunner, OipRunner};
+use super::oip::{AllowedServers, CardRunner, OipRunner};
 use super::login_limit::LoginLimiter;
 use super::mask_cache::HeadCache;
 use super::session_store;
@@ -36,6 +36,8 @@ pub struct AppState {
     pub sessions: session_store::Store,
     /// Runs model versions for the orchestrator's jobs.
     pub runner: Arc<dyn Runner>,
+    /// The inference servers model cards may name (`--oip-endpoint`, `--oip-allowed-hosts`).
+    pub inference_servers: AllowedServers,
     /// Wakes this instance's idle orchestrator workers when jobs are enqueued here.
     pub jobs_ready: Arc<Notify>,
     /// Wakes this instance's evaluator when a prediction or a human mask version is stored here
@@ -119,7 +121,9 @@ impl AppState {
         let memory = config.orchestrator.inference_memory_mib;
         let local = ProcessRunner::new(store.clone(), program, memory, config.data_dir.join("inference"), workers)
             .map_err(|e| CliError::startup("inference work folder", e))?;
-        let remote = OipRunner::new(&config.orchestrator).map_err(|e| CliError::startup("inference server client", e))?;
+        let orchestrator = &config.orchestrator;
+        let inference_servers = AllowedServers::new(orchestrator.oip_endpoint.as_deref(), &orchestrator.oip_allowed_hosts).map_err(CliError::Config)?;
+        let remote = OipRunner::new(orchestrator, inference_servers.clone()).map_err(|e| CliError::startup("inference server client", e))?;
         let runner = CardRunner { local, remote };
         let logins = Arc::new(LoginLimiter::new(
             std::time::Duration::from_secs(config.login_window_secs),
@@ -134,6 +138,7 @@ impl AppState {
             heads: Arc::new(HeadCache::new(HEAD_CACHE_BYTES)),
             sessions,
             runner: Arc::new(runner),
+            inference_servers,
             jobs_ready: Arc::new(Notify::new()),
             evaluations_ready: Arc::new(Notify::new()),
             logins,

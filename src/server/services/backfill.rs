@@ -10,7 +10,6 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
 use super::jobs;
-use super::registry::model_detail;
 use super::users::{Role, User};
 use crate::api::{BackfillProgress, ModelState};
 use crate::server::clock::now_ms;
@@ -18,18 +17,36 @@ use crate::server::error::AppError;
 use crate::server::state::AppState;
 
 /// `POST /models/{id}/backfill`: queues the version's jobs; one unfinished backfill per
-/// version at a time.
+/// version at a time, however many ask at once.
 pub async fn start(state: &AppState, user: &User, model_id: &str) -> Result<BackfillProgress, AppError> {
     user.require_any(&Role::COORDINATORS, "starting a backfill")?;
-    let model = model_detail(state, model_id).await?.summary;
-    if !matches!(model.state, ModelState::Shadow | ModelState::Registered) {
+    let mut tx = state.db.pool.begin().await?;
+    // A write first: SQLite takes its write lock before any read, and PostgreSQL locks the
+    // version's row until commit, so of two starts at once the later one sees the earlier's jobs.
+    let locked = sqlx::query("UPDATE models SET updated_at = updated_at WHERE id = $1").bind(model_id).execute(&mut *tx).await?;
+    if locked.rows_affected() == 0 {
+        return Err(AppError::NotFound(format!("model {model_id}")));
+    }
+    let model = sqlx::query("SELECT name, version, state FROM models WHERE id = $1").bind(model_id).fetch_one(&mut *tx).await?;
+    let (name, version, model_state): (String, String, String) = (model.get("name"), model.get("version"), model.get("state"));
+    if !matches!(ModelState::parse(&model_state), Some(ModelState::Shadow | ModelState::Registered)) {
         return Err(AppError::Conflict(format!(
-            "{} {} is {}; a backfill evaluates a shadow or registered version (production runs on every new case already)",
-            model.name, model.version, model.state
+            "{name} {version} is {model_state}; a backfill evaluates a shadow or registered version (production runs on every new case already)"
         )));
     }
-    if let Some(running) = latest(state, model_id).await?.filter(|progress| !progress.finished) {
-        return Err(AppError::Conflict(format!("backfill {} of this version is still running; cancel it or wait", running.id)));
+    let running = sqlx::query(
+        "SELECT b.id FROM backfills b
+         WHERE b.model_id = $1 AND EXISTS (SELECT 1 FROM model_jobs j WHERE j.backfill_id = b.id AND j.status IN ('queued', 'running'))
+         LIMIT 1",
+    )
+    .bind(model_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(running) = running {
+        return Err(AppError::Conflict(format!(
+            "backfill {} of this version is still running; cancel it or wait",
+            running.get::<String, _>("id")
+        )));
     }
     let cases: Vec<String> = sqlx::query(
         "SELECT c.id FROM cases c
@@ -39,30 +56,27 @@ pub async fn start(state: &AppState, user: &User, model_id: &str) -> Result<Back
          ORDER BY c.created_at, c.id",
     )
     .bind(model_id)
-    .fetch_all(&state.db.pool)
+    .fetch_all(&mut *tx)
     .await?
     .iter()
     .map(|row| row.get("id"))
     .collect();
     if cases.is_empty() {
         return Err(AppError::Conflict(format!(
-            "every labelled case already has a prediction of {} {} (or one is on its way)",
-            model.name, model.version
+            "every labelled case already has a prediction of {name} {version} (or one is on its way)"
         )));
     }
     let id = Uuid::new_v4().to_string();
-    let at = now_ms();
-    let mut tx = state.db.pool.begin().await?;
     sqlx::query("INSERT INTO backfills (id, model_id, created_by, total, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(&id)
         .bind(model_id)
         .bind(&user.id)
         .bind(cases.len() as i64)
-        .bind(at)
+        .bind(now_ms())
         .execute(&mut *tx)
         .await?;
     jobs::enqueue_backfill(&mut tx, state, &id, model_id, &cases).await?;
-    let details = json!({ "backfill_id": id, "model_id": model_id, "name": model.name, "version": model.version, "cases": cases.len() });
+    let details = json!({ "backfill_id": id, "model_id": model_id, "name": name, "version": version, "cases": cases.len() });
     audit::record(&mut tx, &state.db, AuditEvent { action: "backfill_started", user_id: Some(&user.id), case_id: None, details }).await?;
     tx.commit().await?;
     state.jobs_ready.notify_waiters();

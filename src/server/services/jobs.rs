@@ -132,7 +132,31 @@ pub enum JobFilter<'a> {
     Model(&'a str),
 }
 
-fn job(row: &AnyRow, show_output: bool) -> Result<Job, AppError> {
+/// In `last_error`, what an inference server said itself follows this character (the ASCII
+/// unit separator, never in our own messages).
+const SERVER_WORDS: char = '\u{1f}';
+
+/// `err` as a job's `last_error` keeps it, an inference server's own words set apart.
+pub fn stored_error(err: &AppError) -> String {
+    match err {
+        AppError::InferenceServer { summary, detail } => format!("{summary}{SERVER_WORDS}{detail}"),
+        other => other.to_string(),
+    }
+}
+
+/// A stored `last_error` as its reader sees it: what an inference server said (which may
+/// carry anything) only for ML engineers and admins, our summary for everyone.
+fn readable_error(stored: String, is_coordinator: bool) -> String {
+    match stored.split_once(SERVER_WORDS) {
+        Some((summary, said)) if is_coordinator => format!("{summary}: {said}"),
+        Some((summary, _)) => summary.to_string(),
+        None => stored,
+    }
+}
+
+/// A job as `is_coordinator` may see it: outputs and inference servers' words for ML
+/// engineers and admins only.
+fn job(row: &AnyRow, is_coordinator: bool) -> Result<Job, AppError> {
     let status: String = row.get("status");
     let role: String = row.get("role");
     Ok(Job {
@@ -147,8 +171,8 @@ fn job(row: &AnyRow, show_output: bool) -> Result<Job, AppError> {
         status: JobStatus::parse(&status).ok_or_else(|| AppError::Internal(format!("unknown job status {status}")))?,
         attempts: row.get("attempts"),
         max_attempts: row.get("max_attempts"),
-        last_error: row.get("last_error"),
-        output_ref: if show_output { row.get("output_ref") } else { None },
+        last_error: row.get::<Option<String>, _>("last_error").map(|stored| readable_error(stored, is_coordinator)),
+        output_ref: if is_coordinator { row.get("output_ref") } else { None },
         created_at_ms: row.get("created_at"),
         updated_at_ms: row.get("updated_at"),
     })
@@ -295,4 +319,23 @@ pub async fn release(state: &AppState, job: &Claimed, worker: &str) -> Result<()
     .execute(&state.db.pool)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_inference_servers_words_are_for_coordinators_only() {
+        let refused = AppError::InferenceServer {
+            summary: "the inference server refused the request (status 400) (attempt 1)".into(),
+            detail: "POST http://gpu:8080/v2/models/m/infer answered: secret".into(),
+        };
+        let stored = stored_error(&refused);
+        assert_eq!(readable_error(stored.clone(), false), "the inference server refused the request (status 400) (attempt 1)");
+        assert_eq!(readable_error(stored, true), refused.to_string());
+        // Our own messages read the same for everyone.
+        let ours = stored_error(&AppError::Unprocessable("the case image is stored LPS; the model expects RAS".into()));
+        assert_eq!(readable_error(ours.clone(), false), ours);
+    }
 }

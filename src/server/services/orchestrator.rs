@@ -259,7 +259,7 @@ async fn work(state: AppState, shutdown: CancellationToken, worker: String) {
         };
         let error = match outcome {
             Ok(Ok(())) => continue,
-            Ok(Err(err)) => err.to_string(),
+            Ok(Err(err)) => jobs::stored_error(&err),
             Err(_) => format!("timed out after {} s", timeout.as_secs()),
         };
         if let Err(err) = jobs::fail(&state, &job, &worker, &error).await {

@@ -24,9 +24,12 @@ use crate::api::{ActiveModels, ArtifactFormat, ArtifactSpec, ModelCard, ModelDet
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::inference;
+use crate::server::oip::AllowedServers;
 use crate::server::state::AppState;
 
 const VOXEL_TYPES: [&str; 8] = ["uint8", "int8", "int16", "uint16", "int32", "uint32", "float32", "float64"];
+/// Most output channels a card may list: one per label value 0–255, each once.
+const MAX_OUTPUT_CHANNELS: usize = 256;
 
 fn unprocessable(message: impl Into<String>) -> AppError {
     AppError::Unprocessable(message.into())
@@ -44,8 +47,9 @@ impl std::ops::Deref for ValidCard {
     }
 }
 
-/// Parses a card, naming the offending field on failure (`input_spec.voxel_type: …`).
-pub fn parse_card(json: &str) -> Result<ValidCard, AppError> {
+/// Parses a card, naming the offending field on failure (`input_spec.voxel_type: …`); an
+/// `oip-v2` card may only name one of `servers`.
+pub fn parse_card(json: &str, servers: &AllowedServers) -> Result<ValidCard, AppError> {
     let deserializer = &mut serde_json::Deserializer::from_str(json);
     let card: ModelCard = serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -56,12 +60,12 @@ pub fn parse_card(json: &str) -> Result<ValidCard, AppError> {
     })?;
     // A `\u0000` escape is valid JSON but a NUL no text column takes.
     crate::server::text::check_json_text("model card", &serde_json::to_value(&card).map_err(AppError::internal)?)?;
-    check_rules(&card)?;
+    check_rules(&card, servers)?;
     Ok(ValidCard(card))
 }
 
 /// The rules serde's types cannot express.
-fn check_rules(card: &ModelCard) -> Result<(), AppError> {
+fn check_rules(card: &ModelCard, servers: &AllowedServers) -> Result<(), AppError> {
     let name_ok = (1..=100).contains(&card.name.len())
         && card.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
     if !name_ok {
@@ -83,10 +87,13 @@ fn check_rules(card: &ModelCard) -> Result<(), AppError> {
         }
     }
     let known = |value: u8| value == 0 || card.label_map.contains_key(&value.to_string());
-    if card.output_channels.len() < 2 || !card.output_channels.iter().all(|&v| known(v)) {
-        return Err(unprocessable(
-            "model card field `output_channels`: list at least two channels, each 0 (background) or a value of `label_map`",
-        ));
+    let channels = &card.output_channels;
+    // Each channel's logits are read and held: a repeated value only makes the answer longer.
+    let distinct = channels.iter().collect::<std::collections::HashSet<_>>().len() == channels.len();
+    if !(2..=MAX_OUTPUT_CHANNELS).contains(&channels.len()) || !distinct || !channels.iter().all(|&v| known(v)) {
+        return Err(unprocessable(format!(
+            "model card field `output_channels`: list 2 to {MAX_OUTPUT_CHANNELS} channels, each 0 (background) or a value of `label_map`, none twice"
+        )));
     }
     let spec = &card.input_spec;
     if !VOXEL_TYPES.contains(&spec.voxel_type.as_str()) {
@@ -122,27 +129,31 @@ fn check_rules(card: &ModelCard) -> Result<(), AppError> {
     if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
         return Err(unprocessable("model card field `artifact.sha256`: 64 lowercase hexadecimal digits"));
     }
-    check_remote(&card.artifact)
+    check_remote(&card.artifact, servers)
 }
 
-/// An `oip-v2` artifact names its model on the server (and may name the server); an `onnx`
-/// one names neither.
-fn check_remote(artifact: &ArtifactSpec) -> Result<(), AppError> {
+/// An `oip-v2` artifact names its model on the server (and may name the server, one the
+/// operator allows); an `onnx` one names neither.
+fn check_remote(artifact: &ArtifactSpec, servers: &AllowedServers) -> Result<(), AppError> {
     match artifact.format {
         ArtifactFormat::Onnx if artifact.endpoint.is_some() || artifact.model_name.is_some() => {
             Err(unprocessable("model card field `artifact`: `endpoint` and `model_name` belong to format `oip-v2`"))
         }
         ArtifactFormat::Onnx => Ok(()),
         ArtifactFormat::OipV2 => {
+            // Starting with a letter or digit, it is never `.` or `..`, which would leave its path segment.
             let name_ok = artifact.model_name.as_deref().is_some_and(|name| {
-                !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                name.len() <= 128
+                    && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             });
             if !name_ok {
-                return Err(unprocessable("model card field `artifact.model_name`: the model's name on the server (letters, digits, -_.)"));
+                return Err(unprocessable(
+                    "model card field `artifact.model_name`: the model's name on the server (letters, digits, -_., starting with a letter or digit)",
+                ));
             }
-            match artifact.endpoint.as_deref().map(reqwest::Url::parse) {
-                Some(Ok(url)) if matches!(url.scheme(), "http" | "https") && url.query().is_none() => Ok(()),
-                Some(_) => Err(unprocessable("model card field `artifact.endpoint`: an http:// or https:// base URL")),
+            match artifact.endpoint.as_deref() {
+                Some(endpoint) => servers.check(endpoint).map(drop).map_err(|why| unprocessable(format!("model card field `artifact.endpoint`: {why}"))),
                 None => Ok(()),
             }
         }
@@ -173,7 +184,7 @@ pub fn may_register(user: &User) -> Result<(), AppError> {
 
 pub async fn register(state: &AppState, user: &User, card_json: &str, artifact: &Path) -> Result<ModelSummary, AppError> {
     may_register(user)?;
-    let card = parse_card(card_json)?;
+    let card = parse_card(card_json, &state.inference_servers)?;
     for dataset in &card.training_datasets {
         let known = sqlx::query("SELECT 1 FROM datasets WHERE id = $1").bind(dataset).fetch_optional(&state.db.pool).await?.is_some();
         if !known {
@@ -523,8 +534,13 @@ mod tests {
         })
     }
 
+    /// The operator's inference servers in these tests.
+    fn servers() -> AllowedServers {
+        AllowedServers::new(Some("http://gpu.example:8080"), &["gpu.example:8443".to_string()]).unwrap()
+    }
+
     fn refusal(card: serde_json::Value) -> String {
-        match parse_card(&card.to_string()) {
+        match parse_card(&card.to_string(), &servers()) {
             Err(AppError::Unprocessable(message)) => message,
             other => panic!("expected a 422, got {other:?}"),
         }
@@ -532,7 +548,7 @@ mod tests {
 
     #[test]
     fn a_complete_card_is_accepted() {
-        let parsed = parse_card(&card().to_string()).unwrap();
+        let parsed = parse_card(&card().to_string(), &servers()).unwrap();
         assert_eq!(parsed.label_map["1"], "liver");
     }
 
@@ -583,14 +599,32 @@ mod tests {
         assert!(refusal(c.clone()).contains("artifact.model_name"));
         c["artifact"]["model_name"] = json!("liver seg");
         assert!(refusal(c.clone()).contains("artifact.model_name"));
+        c["artifact"]["model_name"] = json!("..");
+        assert!(refusal(c.clone()).contains("artifact.model_name"), "a name that would leave its path segment");
         c["artifact"]["model_name"] = json!("liver-seg");
         c["artifact"]["endpoint"] = json!("ftp://gpu:8080");
         assert!(refusal(c.clone()).contains("artifact.endpoint"));
+        c["artifact"]["endpoint"] = json!("https://elsewhere.example:8443/kserve");
+        assert!(refusal(c.clone()).contains("model card field `artifact.endpoint`: elsewhere.example:8443 is not an inference server"));
+        c["artifact"]["endpoint"] = json!("https://gpu.example:8443/kserve#");
+        assert!(refusal(c.clone()).contains("model card field `artifact.endpoint`"), "a fragment would choose the path");
         c["artifact"]["endpoint"] = json!("https://gpu.example:8443/kserve");
-        assert!(parse_card(&c.to_string()).is_ok());
+        assert!(parse_card(&c.to_string(), &servers()).is_ok());
         let mut c = card();
         c["artifact"]["model_name"] = json!("liver-seg");
         assert!(refusal(c).contains("belong to format `oip-v2`"));
+    }
+
+    #[test]
+    fn output_channels_are_at_most_256_distinct_values() {
+        let mut c = card();
+        c["label_map"] = (1..=255).map(|v| (v.to_string(), json!(format!("label {v}")))).collect::<serde_json::Map<_, _>>().into();
+        c["output_channels"] = json!((0..=255).collect::<Vec<u8>>());
+        assert!(parse_card(&c.to_string(), &servers()).is_ok(), "every label value once");
+        c["output_channels"] = json!((0..=256).map(|v| v % 256).collect::<Vec<u32>>());
+        assert!(refusal(c.clone()).contains("model card field `output_channels`"), "257 channels");
+        c["output_channels"] = json!([0, 1, 1]);
+        assert!(refusal(c).contains("model card field `output_channels`"), "a repeated value");
     }
 
     #[test]
