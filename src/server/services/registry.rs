@@ -556,7 +556,7 @@ mod tests {
     fn a_control_character_in_a_card_is_a_bad_request() {
         let mut c = card();
         c["limitations"] = json!("phantoms\u{0} only");
-        match parse_card(&c.to_string()) {
+        match parse_card(&c.to_string(), &servers()) {
             Err(AppError::BadRequest(message)) => assert!(message.starts_with("model card field `limitations` holds"), "{message}"),
             other => panic!("expected a 400, got {other:?}"),
         }
