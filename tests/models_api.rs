@@ -995,9 +995,11 @@ async fn evaluation_leaves_out_training_cases_and_flags_a_versions_own_prelabels
     assert_eq!(evaluation["anchored_cases"][0]["case_id"], case_id.as_str(), "{evaluation}");
     assert_eq!(evaluation["anchored_cases"][0]["model_version"], "1.0.0");
 
-    // The case is approved and frozen into a snapshot; v2 says it was trained on it.
-    for status in ["submitted", "approved"] {
-        let changed = app.client.put(app.url(&format!("/cases/{case_id}/status"))).bearer_auth(&lead).json(&json!({ "status": status })).send().await.unwrap();
+    // The case is approved (by someone who did not label it) and frozen into a snapshot; v2
+    // says it was trained on it.
+    let reviewer = app.user("rita", &[Role::Reviewer]).await;
+    for (status, token) in [("submitted", &lead), ("approved", &reviewer)] {
+        let changed = app.client.put(app.url(&format!("/cases/{case_id}/status"))).bearer_auth(token).json(&json!({ "status": status })).send().await.unwrap();
         assert_eq!(changed.status(), StatusCode::OK);
     }
     let snapshot = app.client.post(app.url("/datasets")).bearer_auth(&lead).json(&json!({ "name": "cubes" })).send().await.unwrap();
