@@ -738,7 +738,7 @@ async fn evaluated_case(app: &TestApp, user_id: &str, labelled: bool, versions: 
         let prediction_id = uuid::Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO predictions (id, job_id, case_id, model_id, role, object_ref, created_at)
-             SELECT $1, id, case_id, model_id, role, $2, $3 FROM model_jobs WHERE case_id = $4 AND model_id = $5",
+             SELECT $1, id, case_id, model_id, role, $2, CAST($3 AS BIGINT) FROM model_jobs WHERE case_id = $4 AND model_id = $5",
         )
         .bind(&prediction_id)
         .bind(format!("predictions/{prediction_id}.nii.gz"))
