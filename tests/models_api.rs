@@ -749,11 +749,16 @@ async fn evaluated_case(app: &TestApp, user_id: &str, labelled: bool, versions: 
         .await
         .unwrap();
         if let Scored::Stored(dice, hd95) = scored {
-            sqlx::query("INSERT INTO evaluations (prediction_id, human_ref, label_value, dice, hd95_mm, created_at) VALUES ($1, $2, 1, $3, $4, $5)")
+            // The scores are written as literals: a bound `None` and a bound float share one
+            // prepared statement badly on PostgreSQL through the `Any` driver.
+            let literal = |score: Option<f64>| score.map_or("NULL".to_string(), |value| format!("{value:?}"));
+            sqlx::query(&format!(
+                "INSERT INTO evaluations (prediction_id, human_ref, label_value, dice, hd95_mm, created_at) VALUES ($1, $2, 1, {}, {}, $3)",
+                literal(dice),
+                literal(hd95)
+            ))
                 .bind(&prediction_id)
                 .bind(&human_ref)
-                .bind(dice)
-                .bind(hd95)
                 .bind(now)
                 .execute(&app.state.db.pool)
                 .await
