@@ -1190,6 +1190,13 @@ async fn requests_to_an_inference_server_time_out_and_stay_within_the_concurrenc
 }
 
 /// An `oip-v2` card for `segmenter-v1` on the inference server at `endpoint`.
+/// Registers version 1.0.0 of `name`, served by the inference server at `endpoint`; its id.
+async fn remote_version(app: &TestApp, token: &str, name: &str, endpoint: &str) -> String {
+    let response = register(app, token, &remote_card(name, endpoint), fixture("segmenter_v1")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string()
+}
+
 fn remote_card(name: &str, endpoint: &str) -> Value {
     let mut remote = card(name, "1.0.0", "segmenter_v1");
     remote["artifact"] = json!({ "format": "oip-v2", "sha256": fixture_sha("segmenter_v1"), "endpoint": endpoint, "model_name": "segmenter-v1" });
@@ -1318,9 +1325,7 @@ async fn a_server_taken_off_the_allowlist_gets_no_more_images() {
     let allowed = host_of(&server);
     let app = TestApp::spawn_configured(|c| c.orchestrator.oip_allowed_hosts = vec![allowed], |_| {}).await;
     let engineer = app.user("ada", &[Role::MlEngineer]).await;
-    let response = register(&app, &engineer, &remote_card("cube-remote", &server), fixture("segmenter_v1")).await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let model = response.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string();
+    let model = remote_version(&app, &engineer, "cube-remote", &server).await;
     // The operator restarts the instance without that server.
     let app = app.restart(|c| c.orchestrator.job_max_attempts = 1).await;
     assert_eq!(set_state(&app, &engineer, &model, "shadow").await.status(), StatusCode::OK);
@@ -1348,8 +1353,7 @@ async fn an_inference_servers_redirect_is_not_followed() {
     )
     .await;
     let engineer = app.user("ada", &[Role::MlEngineer]).await;
-    let response = register(&app, &engineer, &remote_card("cube-remote", &server), fixture("segmenter_v1")).await;
-    let model = response.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string();
+    let model = remote_version(&app, &engineer, "cube-remote", &server).await;
     assert_eq!(set_state(&app, &engineer, &model, "shadow").await.status(), StatusCode::OK);
     let case_id = cube_case(&app).await;
     let job = finished_jobs(&app, &engineer, &case_id, 1).await.remove(0);
@@ -1378,8 +1382,7 @@ async fn an_answer_over_the_cap_is_refused_as_soon_as_it_passes_or_announces_it(
     .await;
     let engineer = app.user("ada", &[Role::MlEngineer]).await;
     for (name, server) in [("endless", &endless), ("huge", &huge)] {
-        let response = register(&app, &engineer, &remote_card(name, server), fixture("segmenter_v1")).await;
-        let model = response.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string();
+        let model = remote_version(&app, &engineer, name, server).await;
         assert_eq!(set_state(&app, &engineer, &model, "shadow").await.status(), StatusCode::OK);
     }
     let case_id = cube_case(&app).await;
@@ -1409,8 +1412,7 @@ async fn what_an_inference_server_says_is_shown_to_ml_engineers_and_admins_only(
     let engineer = app.user("ada", &[Role::MlEngineer]).await;
     let admin = app.user("root", &[Role::Admin]).await;
     let labeler = app.user("lee", &[Role::Labeler]).await;
-    let response = register(&app, &engineer, &remote_card("cube-remote", &server), fixture("segmenter_v1")).await;
-    let model = response.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string();
+    let model = remote_version(&app, &engineer, "cube-remote", &server).await;
     for state in ["shadow", "production"] {
         assert_eq!(set_state(&app, &engineer, &model, state).await.status(), StatusCode::OK);
     }
