@@ -1190,6 +1190,19 @@ async fn requests_to_an_inference_server_time_out_and_stay_within_the_concurrenc
 }
 
 /// An `oip-v2` card for `segmenter-v1` on the inference server at `endpoint`.
+/// An app that may use the inference server at `endpoint`, one attempt per job.
+async fn app_using(endpoint: &str) -> TestApp {
+    let allowed = host_of(endpoint);
+    TestApp::spawn_configured(
+        |c| {
+            c.orchestrator.oip_allowed_hosts = vec![allowed];
+            c.orchestrator.job_max_attempts = 1;
+        },
+        |_| {},
+    )
+    .await
+}
+
 /// Registers version 1.0.0 of `name`, served by the inference server at `endpoint`; its id.
 async fn remote_version(app: &TestApp, token: &str, name: &str, endpoint: &str) -> String {
     let response = register(app, token, &remote_card(name, endpoint), fixture("segmenter_v1")).await;
@@ -1343,15 +1356,7 @@ async fn an_inference_servers_redirect_is_not_followed() {
     let (elsewhere, reached) = hostile_server(Hostile::Answer(http_answer("200 OK", "", "{}"))).await;
     let headers = format!("location: {elsewhere}/v2/models/segmenter-v1/infer\r\n");
     let (server, _) = hostile_server(Hostile::Answer(http_answer("307 Temporary Redirect", &headers, ""))).await;
-    let allowed = host_of(&server);
-    let app = TestApp::spawn_configured(
-        |c| {
-            c.orchestrator.oip_allowed_hosts = vec![allowed];
-            c.orchestrator.job_max_attempts = 1;
-        },
-        |_| {},
-    )
-    .await;
+    let app = app_using(&server).await;
     let engineer = app.user("ada", &[Role::MlEngineer]).await;
     let model = remote_version(&app, &engineer, "cube-remote", &server).await;
     assert_eq!(set_state(&app, &engineer, &model, "shadow").await.status(), StatusCode::OK);
@@ -1400,15 +1405,7 @@ async fn an_answer_over_the_cap_is_refused_as_soon_as_it_passes_or_announces_it(
 async fn what_an_inference_server_says_is_shown_to_ml_engineers_and_admins_only() {
     let said = format!("Traceback: /srv/secret-models/liver.onnx: bad input; token=SECRET-123 {}", "x".repeat(10_000));
     let (server, _) = hostile_server(Hostile::Answer(http_answer("400 Bad Request", "content-type: text/plain\r\n", &said))).await;
-    let allowed = host_of(&server);
-    let app = TestApp::spawn_configured(
-        |c| {
-            c.orchestrator.oip_allowed_hosts = vec![allowed];
-            c.orchestrator.job_max_attempts = 1;
-        },
-        |_| {},
-    )
-    .await;
+    let app = app_using(&server).await;
     let engineer = app.user("ada", &[Role::MlEngineer]).await;
     let admin = app.user("root", &[Role::Admin]).await;
     let labeler = app.user("lee", &[Role::Labeler]).await;
