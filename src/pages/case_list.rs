@@ -113,7 +113,7 @@ fn WorklistView(worklist: Worklist, query: RwSignal<Option<WorklistQuery>>) -> i
             </label>
         </div>
         {match rows.is_empty() {
-            true => view! { <p data-testid="no-cases">"No cases here. Change the filters, or import cases with `seglab import`."</p> }.into_any(),
+            true => view! { <p data-testid="no-cases">"No cases here. Change the filters, or import cases with "<code>"seglab import"</code>"."</p> }.into_any(),
             false => view! {
                 <table class="cases">
                     <thead>
@@ -132,11 +132,11 @@ fn WorklistView(worklist: Worklist, query: RwSignal<Option<WorklistQuery>>) -> i
             }.into_any(),
         }}
         <p class="actions pager">
-            <button prop:disabled=current.page <= 1 on:click=move |_| query.set(Some(WorklistQuery { page: applied.get_value().page - 1, ..applied.get_value() }))>
+            <button prop:disabled={current.page <= 1} on:click=move |_| query.set(Some(WorklistQuery { page: applied.get_value().page - 1, ..applied.get_value() }))>
                 "Previous"
             </button>
             <span data-testid="page">{format!("Page {} of {pages} · {total} cases", current.page)}</span>
-            <button prop:disabled=current.page as u64 >= pages on:click=move |_| query.set(Some(WorklistQuery { page: applied.get_value().page + 1, ..applied.get_value() }))>
+            <button prop:disabled={current.page as u64 >= pages} on:click=move |_| query.set(Some(WorklistQuery { page: applied.get_value().page + 1, ..applied.get_value() }))>
                 "Next"
             </button>
         </p>
@@ -147,7 +147,9 @@ fn row(case: WorklistRow) -> impl IntoView {
     let [i, j, k] = case.dims;
     let labelled = match case.label_counts {
         Some(counts) if counts.is_empty() => "none".to_string(),
-        Some(counts) => counts.iter().map(|(label, voxels)| format!("{label}: {voxels}")).collect::<Vec<_>>().join(" · "),
+        Some(counts) => {
+            counts.iter().map(|(label, voxels)| format!("{label}: {voxels}")).collect::<Vec<_>>().join(" · ")
+        }
         None => "–".to_string(),
     };
     let last_save = match (case.last_saved_by, case.last_saved_at_ms) {

@@ -44,8 +44,9 @@ pub fn DatasetsPage() -> impl IntoView {
     view! {
         <h1>"Datasets"</h1>
         <p class="muted">
-            "Snapshots of approved cases (image and approved mask, with their SHA-256 and split), for training and fair evaluation. \
-             Export one with `seglab dataset export ID DIR --format nnunet|monai`; scripts read `GET /datasets/{id}/manifest`."
+            "Snapshots of approved cases (image and approved mask, with their SHA-256 and split), for training and fair evaluation. Export one with "
+            <code>"seglab dataset export ID DIR --format nnunet|monai"</code>
+            "; scripts read "<code>"GET /datasets/{id}/manifest"</code>"."
         </p>
         <Transition fallback=|| view! { <p>"Loading datasets…"</p> }>
             {move || Suspend::new(async move {
