@@ -46,8 +46,9 @@ fn mask_where(grid: Grid, inside: impl Fn(f32, f32, f32) -> bool) -> Vec<u8> {
 
 /// An ellipsoid of about 10 M voxels, 20 closed cavities in it and 50 small islands around it.
 fn organ_with_islands(grid: Grid) -> Vec<u8> {
-    let in_organ =
-        |i: f32, j: f32, k: f32| ((i - 256.0) / 150.0).powi(2) + ((j - 256.0) / 120.0).powi(2) + ((k - 150.0) / 130.0).powi(2) <= 1.0;
+    let in_organ = |i: f32, j: f32, k: f32| {
+        ((i - 256.0) / 150.0).powi(2) + ((j - 256.0) / 120.0).powi(2) + ((k - 150.0) / 130.0).powi(2) <= 1.0
+    };
     let mut mask = mask_where(grid, in_organ);
     let mut paint_cube = |corner: [usize; 3], size: usize, value: u8| {
         for k in corner[2]..corner[2] + size {
@@ -91,10 +92,11 @@ fn main() {
     drop(two_slices);
 
     let grow_grid = Grid { dims: DIMS, spacing: [0.7, 0.7, 1.0] };
-    let image: Vec<i16> = mask_where(grow_grid, |i, j, k| (i - 256.0).powi(2) + (j - 256.0).powi(2) + (k - 150.0).powi(2) <= 62.0 * 62.0)
-        .iter()
-        .map(|&inside| if inside == 1 { 180 } else { -50 })
-        .collect();
+    let image: Vec<i16> =
+        mask_where(grow_grid, |i, j, k| (i - 256.0).powi(2) + (j - 256.0).powi(2) + (k - 150.0).powi(2) <= 62.0 * 62.0)
+            .iter()
+            .map(|&inside| if inside == 1 { 180 } else { -50 })
+            .collect();
     report(
         "region growing (sphere of 1 M voxels)",
         Some(150.0),
@@ -114,8 +116,16 @@ fn main() {
         Some(300.0),
         time(runs, || format!("{} voxels removed", remove_islands(&organ, organ_grid, 1, Islands::KeepLargest).len())),
     );
-    report("component sizes", None, time(runs, || format!("{} components", component_sizes(&organ, organ_grid, 1).len())));
-    report("enclosed holes", Some(400.0), time(runs, || format!("{} voxels", enclosed_holes(&organ, organ_grid, 1).len())));
+    report(
+        "component sizes",
+        None,
+        time(runs, || format!("{} components", component_sizes(&organ, organ_grid, 1).len())),
+    );
+    report(
+        "enclosed holes",
+        Some(400.0),
+        time(runs, || format!("{} voxels", enclosed_holes(&organ, organ_grid, 1).len())),
+    );
     report(
         "closing, radius 3 mm (0.7×0.7×1.0 mm)",
         None,

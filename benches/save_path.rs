@@ -15,14 +15,14 @@ use std::time::Instant;
 
 use base64::Engine;
 use common::TestApp;
+use seglab::api::{LabelSaved, SaveLabelRequest};
 use seglab::edits::MaskEdits;
 use seglab::nifti_io::gzip_mask;
-use seglab::server::services::cases::{import_case, NewCase};
 use seglab::server::mask_cache::HeadCache;
 use seglab::server::services::access;
+use seglab::server::services::cases::{import_case, NewCase};
 use seglab::server::services::labels::save_label;
 use seglab::server::services::users::{user_for_token, Role};
-use seglab::api::{LabelSaved, SaveLabelRequest};
 use serde_json::json;
 use sqlx::Row;
 
@@ -62,7 +62,11 @@ struct Figures {
 
 /// Bytes of all the slabs stored so far.
 async fn slab_bytes(app: &TestApp) -> i64 {
-    sqlx::query("SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM slabs").fetch_one(&app.state.db.pool).await.unwrap().get(0)
+    sqlx::query("SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM slabs")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap()
+        .get(0)
 }
 
 async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) -> Figures {
@@ -80,7 +84,12 @@ async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) 
     let case = import_case(
         &app.state,
         None,
-        NewCase { name: format!("bench {dims:?}"), image: mask_file.clone().into(), mask: None, labels: vec![(1, "organ".into())] },
+        NewCase {
+            name: format!("bench {dims:?}"),
+            image: mask_file.clone().into(),
+            mask: None,
+            labels: vec![(1, "organ".into())],
+        },
     )
     .await
     .unwrap();

@@ -33,15 +33,33 @@ async fn fill(app: &TestApp) {
             .unwrap();
         labelers.push(id);
     }
-    let statuses = ["new", "new", "new", "new", "in_progress", "in_progress", "in_progress", "submitted", "changes_requested", "approved"];
+    let statuses = [
+        "new",
+        "new",
+        "new",
+        "new",
+        "in_progress",
+        "in_progress",
+        "in_progress",
+        "submitted",
+        "changes_requested",
+        "approved",
+    ];
     for batch in 0..CASES / 1000 {
         let (mut cases, mut objects) = (Vec::new(), Vec::new());
         for n in batch * 1000..(batch + 1) * 1000 {
             let status = statuses[n % statuses.len()];
             // Each labeler holds cases of every status.
-            let assignee =
-                if status == "new" && n % 3 == 0 { "NULL".to_string() } else { format!("'{}'", labelers[(n / statuses.len()) % LABELERS]) };
-            let saved = if status == "new" { "0, NULL".to_string() } else { format!("{}, {assignee}", 1_700_000_000_000i64 + (n as i64 * 7919) % 1_000_000) };
+            let assignee = if status == "new" && n % 3 == 0 {
+                "NULL".to_string()
+            } else {
+                format!("'{}'", labelers[(n / statuses.len()) % LABELERS])
+            };
+            let saved = if status == "new" {
+                "0, NULL".to_string()
+            } else {
+                format!("{}, {assignee}", 1_700_000_000_000i64 + (n as i64 * 7919) % 1_000_000)
+            };
             let name = format!("Case {n:06} {}", ["liver", "kidney", "lung", "brain"][n % 4]);
             cases.push(format!(
                 "('case-{n:06}', '{name}', '{}', '[]', 'img-{n:06}', 'mask-{n:06}', {n}, '{status}', {assignee}, {saved}, {})",
@@ -49,7 +67,9 @@ async fn fill(app: &TestApp) {
                 // One case in a hundred is restricted to its labeler and reviewer.
                 i64::from(n % 100 == 7)
             ));
-            objects.push(format!("('img-{n:06}', 'case-{n:06}', 'image', 1, 'x', 512, 512, 300, 'int16', 0.7, 0.7, 1.0, {n})"));
+            objects.push(format!(
+                "('img-{n:06}', 'case-{n:06}', 'image', 1, 'x', 512, 512, 300, 'int16', 0.7, 0.7, 1.0, {n})"
+            ));
         }
         let mut tx = pool.begin().await.unwrap();
         sqlx::query(&format!(

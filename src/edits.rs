@@ -44,14 +44,18 @@ pub enum EditsError {
 impl fmt::Display for EditsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::UnknownVersion(v) => write!(f, "edits use format version {v}; this server reads version {FORMAT_VERSION}"),
+            Self::UnknownVersion(v) => {
+                write!(f, "edits use format version {v}; this server reads version {FORMAT_VERSION}")
+            }
             Self::Truncated => write!(f, "edits are truncated"),
             Self::TrailingBytes => write!(f, "edits have bytes after the last run"),
             Self::EmptyRun { run } => write!(f, "edit run {run} has length 0"),
             Self::OutOfBounds { run, end, voxel_count } => {
                 write!(f, "edit run {run} reaches voxel {end}, beyond the mask's {voxel_count} voxels")
             }
-            Self::UnknownLabel { run, value } => write!(f, "edit run {run} sets label {value}, which this case does not define"),
+            Self::UnknownLabel { run, value } => {
+                write!(f, "edit run {run} sets label {value}, which this case does not define")
+            }
             Self::Empty => write!(f, "edits change no voxel"),
         }
     }
@@ -280,7 +284,11 @@ mod tests {
         let count = |mask: &[u8], value: u8| mask.iter().filter(|&&v| v == value).count() as i64;
         let changes = edits.count_changes(&base);
         for value in [1, 2] {
-            assert_eq!(changes.get(&value).copied().unwrap_or(0), count(&after, value) - count(&base, value), "label {value}");
+            assert_eq!(
+                changes.get(&value).copied().unwrap_or(0),
+                count(&after, value) - count(&base, value),
+                "label {value}"
+            );
         }
         assert_eq!(changes.get(&0), None);
     }

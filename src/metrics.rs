@@ -73,7 +73,9 @@ fn bounding_box(a: &[u8], b: &[u8], value: u8, dims: [usize; 3]) -> Option<([usi
             }
         }
     }
-    (to[0] > 0).then(|| ([0, 1, 2].map(|axis| from[axis].saturating_sub(1)), [0, 1, 2].map(|axis| (to[axis] + 1).min(dims[axis]))))
+    (to[0] > 0).then(|| {
+        ([0, 1, 2].map(|axis| from[axis].saturating_sub(1)), [0, 1, 2].map(|axis| (to[axis] + 1).min(dims[axis])))
+    })
 }
 
 /// Voxels of label `value` with a 6-neighbour outside it (or on the volume's edge).
@@ -152,7 +154,9 @@ mod tests {
         for (p, computed) in field.iter().enumerate() {
             let brute = (0..n)
                 .filter(|&q| feature[q])
-                .map(|q| (0..3).map(|a| ((coords(p)[a] as f64 - coords(q)[a] as f64) * spacing[a]).powi(2)).sum::<f64>())
+                .map(|q| {
+                    (0..3).map(|a| ((coords(p)[a] as f64 - coords(q)[a] as f64) * spacing[a]).powi(2)).sum::<f64>()
+                })
                 .fold(f64::INFINITY, f64::min);
             assert!((computed - brute).abs() < 1e-9, "voxel {p}: {computed} vs {brute}");
         }

@@ -111,41 +111,32 @@ pub fn read_header(
     max_voxels: u64,
 ) -> Result<(VolumeInfo, Vec<u8>, u64), VolumeError> {
     let mut header_bytes = vec![0; HEADER_BYTES as usize];
-    source
-        .read_exact(&mut header_bytes)
-        .map_err(|e| unreadable(what, e))?;
+    source.read_exact(&mut header_bytes).map_err(|e| unreadable(what, e))?;
     let (info, voxel_bytes) = check_header(what, &header_bytes, max_voxels)?;
     // The voxels start at vox_offset; what lies between (extension flag, extensions,
     // padding) is skipped, as nibabel does.
     let offset = info.header.vox_offset;
     if !offset.is_finite() || offset.fract() != 0.0 || f64::from(offset) < VOX_OFFSET as f64 {
-        return Err(refuse(
-            what,
-            format!("its vox_offset {offset} does not point past the header"),
-        ));
+        return Err(refuse(what, format!("its vox_offset {offset} does not point past the header")));
     }
     let gap = offset as u64 - HEADER_BYTES;
     if gap > MAX_EXTENSION_BYTES {
-        return Err(refuse(what, format!("its vox_offset {offset} leaves more than {MAX_EXTENSION_BYTES} bytes of extensions")));
-    }
-    let skipped = std::io::copy(&mut (&mut *source).take(gap), &mut std::io::sink())
-        .map_err(|e| unreadable(what, e))?;
-    if skipped < gap {
         return Err(refuse(
             what,
-            format!("its vox_offset {offset} lies beyond the end of the file"),
+            format!("its vox_offset {offset} leaves more than {MAX_EXTENSION_BYTES} bytes of extensions"),
         ));
+    }
+    let skipped =
+        std::io::copy(&mut (&mut *source).take(gap), &mut std::io::sink()).map_err(|e| unreadable(what, e))?;
+    if skipped < gap {
+        return Err(refuse(what, format!("its vox_offset {offset} lies beyond the end of the file")));
     }
     Ok((info, header_bytes, voxel_bytes))
 }
 
 /// Parses and checks a header's 348 bytes: a single-file NIfTI-1 3-D volume of a supported
 /// voxel type within the budget; returns it with how many bytes its voxels take.
-fn check_header(
-    what: &str,
-    header_bytes: &[u8],
-    max_voxels: u64,
-) -> Result<(VolumeInfo, u64), VolumeError> {
+fn check_header(what: &str, header_bytes: &[u8], max_voxels: u64) -> Result<(VolumeInfo, u64), VolumeError> {
     let header = NiftiHeader::from_reader(header_bytes).map_err(|e| match e {
         nifti::NiftiError::Io(e) => unreadable(what, e),
         other => refuse(what, other),
@@ -190,7 +181,10 @@ fn read_volume(what: &str, mut source: impl Read, max_voxels: u64) -> Result<Vol
         .map_err(|_| refuse(what, format!("{expected} bytes of voxels do not fit in memory")))?;
     source.take(expected).read_to_end(&mut raw).map_err(|e| unreadable(what, e))?;
     if (raw.len() as u64) < expected {
-        return Err(refuse(what, format!("the file is truncated: it holds {} of its {expected} voxel bytes", raw.len())));
+        return Err(refuse(
+            what,
+            format!("the file is truncated: it holds {} of its {expected} voxel bytes", raw.len()),
+        ));
     }
     Ok(Volume { header, meta, raw })
 }
@@ -220,20 +214,12 @@ impl Volume {
     /// A volume from a header's 348 bytes and its voxel bytes (as stored, the file's byte
     /// order), such as the slabs of a volume joined; the voxels must be exactly as many as the
     /// header declares.
-    pub fn from_parts(
-        what: &str,
-        header_bytes: &[u8],
-        raw: Vec<u8>,
-    ) -> Result<Volume, VolumeError> {
-        let (VolumeInfo { header, meta }, expected) =
-            check_header(what, header_bytes, DEFAULT_MAX_VOXELS)?;
+    pub fn from_parts(what: &str, header_bytes: &[u8], raw: Vec<u8>) -> Result<Volume, VolumeError> {
+        let (VolumeInfo { header, meta }, expected) = check_header(what, header_bytes, DEFAULT_MAX_VOXELS)?;
         if raw.len() as u64 != expected {
             return Err(refuse(
                 what,
-                format!(
-                    "it holds {} voxel bytes where its header declares {expected}",
-                    raw.len()
-                ),
+                format!("it holds {} voxel bytes where its header declares {expected}", raw.len()),
             ));
         }
         Ok(Volume { header, meta, raw })
@@ -289,9 +275,7 @@ impl Volume {
                 if value.fract() == 0.0 && (0.0..=255.0).contains(&value) {
                     Ok(value as u8)
                 } else {
-                    Err(VolumeError(format!(
-                        "{what} holds {value} at voxel {index}; label masks hold integers 0–255"
-                    )))
+                    Err(VolumeError(format!("{what} holds {value} at voxel {index}; label masks hold integers 0–255")))
                 }
             })
             .collect()
@@ -314,11 +298,7 @@ impl Volume {
         }
         let spacing = [1, 2, 3].map(|axis| f64::from(h.pixdim[axis]));
         if h.qform_code <= 0 {
-            return [
-                [spacing[0], 0.0, 0.0, 0.0],
-                [0.0, spacing[1], 0.0, 0.0],
-                [0.0, 0.0, spacing[2], 0.0],
-            ];
+            return [[spacing[0], 0.0, 0.0, 0.0], [0.0, spacing[1], 0.0, 0.0], [0.0, 0.0, spacing[2], 0.0]];
         }
         let [b, c, d] = [h.quatern_b, h.quatern_c, h.quatern_d].map(f64::from);
         let a = (1.0 - (b * b + c * c + d * d)).max(0.0).sqrt();
@@ -356,13 +336,7 @@ impl Volume {
         if big_endian {
             bytes.chunks_exact_mut(datatype.size_of()).for_each(<[u8]>::reverse);
         }
-        Ok(Samples {
-            kind,
-            bytes,
-            slope,
-            inter,
-            big_endian,
-        })
+        Ok(Samples { kind, bytes, slope, inter, big_endian })
     }
 
     /// The header and metadata alone.
@@ -453,18 +427,9 @@ impl Samples {
     }
 
     /// [`Samples::percentiles`] of the voxels in `voxels` alone.
-    pub fn percentiles_of(
-        &self,
-        voxels: std::ops::Range<usize>,
-        low: f64,
-        high: f64,
-    ) -> (f32, f32) {
+    pub fn percentiles_of(&self, voxels: std::ops::Range<usize>, low: f64, high: f64) -> (f32, f32) {
         let step = (voxels.len() / 100_000).max(1);
-        let mut values: Vec<f32> = voxels
-            .step_by(step)
-            .map(|i| self.get(i))
-            .filter(|v| v.is_finite())
-            .collect();
+        let mut values: Vec<f32> = voxels.step_by(step).map(|i| self.get(i)).filter(|v| v.is_finite()).collect();
         if values.is_empty() {
             return (0.0, 1.0);
         }
@@ -500,24 +465,12 @@ pub fn gzip_mask(reference: &NiftiHeader, dims: [u32; 3], labels: &[u8], level: 
 }
 
 /// A uint8 label mask held in consecutive parts (slabs) as a `.nii.gz`, without joining them.
-pub fn gzip_mask_slabs(
-    reference: &NiftiHeader,
-    dims: [u32; 3],
-    parts: &[impl AsRef<[u8]>],
-    level: u32,
-) -> Vec<u8> {
+pub fn gzip_mask_slabs(reference: &NiftiHeader, dims: [u32; 3], parts: &[impl AsRef<[u8]>], level: u32) -> Vec<u8> {
     let size: usize = parts.iter().map(|p| p.as_ref().len()).sum();
-    let mut encoder = GzEncoder::new(
-        Vec::with_capacity(size / 16 + 1024),
-        Compression::new(level),
-    );
-    encoder
-        .write_all(&volume_header(reference, dims, NiftiType::Uint8))
-        .expect("writing to a Vec cannot fail");
+    let mut encoder = GzEncoder::new(Vec::with_capacity(size / 16 + 1024), Compression::new(level));
+    encoder.write_all(&volume_header(reference, dims, NiftiType::Uint8)).expect("writing to a Vec cannot fail");
     for part in parts {
-        encoder
-            .write_all(part.as_ref())
-            .expect("writing to a Vec cannot fail");
+        encoder.write_all(part.as_ref()).expect("writing to a Vec cannot fail");
     }
     encoder.finish().expect("writing to a Vec cannot fail")
 }
@@ -670,7 +623,10 @@ mod tests {
         let header = encode_volume(&reference(), [2048, 2048, 1024], NiftiType::Int16, &[])[..VOX_OFFSET].to_vec();
         let mut source = Counting { inner: (&header[..]).chain(std::io::repeat(0)), read: 0 };
         let err = read_volume("image", &mut source, DEFAULT_MAX_VOXELS).err().unwrap();
-        assert!(err.to_string().contains("2048 × 2048 × 1024 = 4294967296 voxels, more than the budget of 536870912"), "{err}");
+        assert!(
+            err.to_string().contains("2048 × 2048 × 1024 = 4294967296 voxels, more than the budget of 536870912"),
+            "{err}"
+        );
         assert!(source.read <= 4096, "read {} bytes before refusing", source.read);
         let small = encode_volume(&reference(), [5, 4, 3], NiftiType::Int16, &[0; 120]);
         assert!(Volume::parse_within("image", &small, 59).err().unwrap().to_string().contains("budget of 59"));

@@ -51,11 +51,7 @@ impl SlabGrid {
     pub fn new(dims: [u32; 3], voxel_bytes: u32, kind: SlabKind) -> SlabGrid {
         let slice_bytes = (u64::from(dims[0]) * u64::from(dims[1]) * u64::from(voxel_bytes)).max(1);
         let depth = (kind.target_bytes() / slice_bytes).clamp(1, u64::from(dims[2].max(1))) as u32;
-        SlabGrid {
-            dims,
-            voxel_bytes,
-            depth,
-        }
+        SlabGrid { dims, voxel_bytes, depth }
     }
 
     /// Bytes of one k-slice.
@@ -108,10 +104,7 @@ pub fn decompress(what: &str, stored: &[u8], expected: usize) -> Result<Vec<u8>,
         .read_to_end(&mut raw)
         .map_err(|e| VolumeError(format!("{what} is damaged ({e})")))?;
     if raw.len() != expected {
-        return Err(VolumeError(format!(
-            "{what} holds {} bytes where {expected} were expected",
-            raw.len()
-        )));
+        return Err(VolumeError(format!("{what} holds {} bytes where {expected} were expected", raw.len())));
     }
     Ok(raw)
 }
@@ -183,19 +176,11 @@ impl<'a> SlabReader<'a> {
         max_voxels: u64,
         kind: SlabKind,
     ) -> Result<SlabReader<'a>, VolumeError> {
-        let gzipped = file
-            .fill_buf()
-            .map_err(|e| nifti_io::unreadable(what, e))?
-            .starts_with(&[0x1f, 0x8b]);
-        let mut source: Box<dyn Read + 'a> = if gzipped {
-            Box::new(GzDecoder::new(file))
-        } else {
-            Box::new(file)
-        };
-        let (info, header_bytes, voxel_bytes) =
-            nifti_io::read_header(what, &mut source, max_voxels)?;
-        let per_voxel = nifti_io::voxel_type_bytes(info.meta.voxel_type)
-            .expect("read_header accepts only the listed voxel types");
+        let gzipped = file.fill_buf().map_err(|e| nifti_io::unreadable(what, e))?.starts_with(&[0x1f, 0x8b]);
+        let mut source: Box<dyn Read + 'a> = if gzipped { Box::new(GzDecoder::new(file)) } else { Box::new(file) };
+        let (info, header_bytes, voxel_bytes) = nifti_io::read_header(what, &mut source, max_voxels)?;
+        let per_voxel =
+            nifti_io::voxel_type_bytes(info.meta.voxel_type).expect("read_header accepts only the listed voxel types");
         let grid = SlabGrid::new(info.meta.dims, per_voxel, kind);
         Ok(SlabReader {
             info,
@@ -215,10 +200,7 @@ impl<'a> SlabReader<'a> {
         let range = self.grid.byte_range(self.next);
         let mut slab = Vec::new();
         slab.try_reserve_exact(range.len()).map_err(|_| {
-            nifti_io::refuse(
-                &self.what,
-                format!("{} bytes of voxels do not fit in memory", range.len()),
-            )
+            nifti_io::refuse(&self.what, format!("{} bytes of voxels do not fit in memory", range.len()))
         })?;
         (&mut self.source)
             .take(range.len() as u64)
@@ -289,13 +271,9 @@ mod tests {
             for dims in [[1, 1, 1], [7, 3, 5], [131, 67, 29], [1031, 517, 3]] {
                 let size = datatype.size_of();
                 let count = dims.iter().map(|&d| d as usize).product::<usize>();
-                let voxels: Vec<u8> = (0..count * size)
-                    .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
-                    .collect();
+                let voxels: Vec<u8> = (0..count * size).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
                 let grid = SlabGrid::new(dims, size as u32, SlabKind::Mask);
-                let stored: Vec<Vec<u8>> = (0..grid.count())
-                    .map(|i| compress(&voxels[grid.byte_range(i)]))
-                    .collect();
+                let stored: Vec<Vec<u8>> = (0..grid.count()).map(|i| compress(&voxels[grid.byte_range(i)])).collect();
                 let mut joined = Vec::new();
                 for (index, slab) in stored.iter().enumerate() {
                     joined.extend(decompress("slab", slab, grid.byte_range(index).len()).unwrap());
@@ -303,18 +281,9 @@ mod tests {
                 assert!(joined == voxels, "{datatype:?} {dims:?}");
                 let file = encode_volume(&NiftiHeader::default(), dims, datatype, &voxels);
                 let header = &file[..348];
-                let whole = Volume::parse("image", &file)
-                    .unwrap()
-                    .into_samples("image")
-                    .unwrap();
-                let parts = Volume::from_parts("image", header, joined)
-                    .unwrap()
-                    .into_samples("image")
-                    .unwrap();
-                assert!(
-                    (0..count).all(|i| whole.get(i).to_bits() == parts.get(i).to_bits()),
-                    "{datatype:?} {dims:?}"
-                );
+                let whole = Volume::parse("image", &file).unwrap().into_samples("image").unwrap();
+                let parts = Volume::from_parts("image", header, joined).unwrap().into_samples("image").unwrap();
+                assert!((0..count).all(|i| whole.get(i).to_bits() == parts.get(i).to_bits()), "{datatype:?} {dims:?}");
             }
         }
     }
@@ -329,10 +298,7 @@ mod tests {
             .to_string()
             .contains("slab 3 holds 1000 bytes where 999"));
         assert!(decompress("slab 3", &stored, 1001).is_err());
-        assert!(decompress("slab 3", &stored[..stored.len() / 2], 1000)
-            .unwrap_err()
-            .to_string()
-            .contains("damaged"));
+        assert!(decompress("slab 3", &stored[..stored.len() / 2], 1000).unwrap_err().to_string().contains("damaged"));
         // A bomb: a megabyte of zeros where ten bytes are expected stops after eleven.
         let bomb = compress(&vec![0u8; 1 << 20]);
         assert!(decompress("slab", &bomb, 10).is_err());
@@ -340,26 +306,17 @@ mod tests {
 
     #[test]
     fn edits_copy_only_the_slabs_they_touch() {
-        let grid = SlabGrid {
-            dims: [4, 2, 10],
-            voxel_bytes: 1,
-            depth: 3,
-        };
+        let grid = SlabGrid { dims: [4, 2, 10], voxel_bytes: 1, depth: 3 };
         let mut whole = vec![0u8; 80];
         whole[30] = 2;
-        let slabs: Vec<Vec<u8>> = (0..grid.count())
-            .map(|i| whole[grid.byte_range(i)].to_vec())
-            .collect();
+        let slabs: Vec<Vec<u8>> = (0..grid.count()).map(|i| whole[grid.byte_range(i)].to_vec()).collect();
         // Voxels 20..34 (slabs 0 and 1, across their border) become 1; 78 becomes 3.
         let mut edited_whole = whole.clone();
         edited_whole[20..34].fill(1);
         edited_whole[78] = 3;
         let edits = MaskEdits::diff(&whole, &edited_whole);
         let (edited, changes) = edit_slabs(&grid, &slabs, &edits);
-        assert_eq!(
-            edited.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
-            vec![0, 1, 3]
-        );
+        assert_eq!(edited.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 1, 3]);
         for (index, slab) in &edited {
             assert_eq!(slab[..], edited_whole[grid.byte_range(*index)]);
         }

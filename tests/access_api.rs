@@ -40,7 +40,15 @@ const REST_ROUTES: [&str; 12] = [
     "GET /worklist",
 ];
 /// Every server function taking a case the matrix calls.
-const SERVER_FNS: [&str; 7] = ["get_case_artifacts", "case_jobs", "run_models", "get_case_review", "take_case", "set_case_people", "change_case_status"];
+const SERVER_FNS: [&str; 7] = [
+    "get_case_artifacts",
+    "case_jobs",
+    "run_models",
+    "get_case_review",
+    "take_case",
+    "set_case_people",
+    "change_case_status",
+];
 
 struct Person {
     name: &'static str,
@@ -100,17 +108,37 @@ impl Situation {
     fn facts(self) -> Facts {
         match self {
             Situation::Open => Facts { restricted: false, assignee: None, reviewer: None, status: "new", authors: &[] },
-            Situation::RestrictedInProgress => {
-                Facts { restricted: true, assignee: Some("alice"), reviewer: Some("rita"), status: "in_progress", authors: &["alice"] }
+            Situation::RestrictedInProgress => Facts {
+                restricted: true,
+                assignee: Some("alice"),
+                reviewer: Some("rita"),
+                status: "in_progress",
+                authors: &["alice"],
+            },
+            Situation::RestrictedSubmitted => Facts {
+                restricted: true,
+                assignee: Some("alice"),
+                reviewer: None,
+                status: "submitted",
+                authors: &["alice"],
+            },
+            Situation::AuthoredThenReassigned => Facts {
+                restricted: false,
+                assignee: Some("alice"),
+                reviewer: None,
+                status: "submitted",
+                authors: &["carol"],
+            },
+            Situation::FormerLabeler => {
+                Facts { restricted: true, assignee: Some("dora"), reviewer: Some("rita"), status: "new", authors: &[] }
             }
-            Situation::RestrictedSubmitted => {
-                Facts { restricted: true, assignee: Some("alice"), reviewer: None, status: "submitted", authors: &["alice"] }
-            }
-            Situation::AuthoredThenReassigned => {
-                Facts { restricted: false, assignee: Some("alice"), reviewer: None, status: "submitted", authors: &["carol"] }
-            }
-            Situation::FormerLabeler => Facts { restricted: true, assignee: Some("dora"), reviewer: Some("rita"), status: "new", authors: &[] },
-            Situation::Approved => Facts { restricted: false, assignee: Some("alice"), reviewer: Some("rita"), status: "approved", authors: &[] },
+            Situation::Approved => Facts {
+                restricted: false,
+                assignee: Some("alice"),
+                reviewer: Some("rita"),
+                status: "approved",
+                authors: &[],
+            },
         }
     }
 }
@@ -178,7 +206,10 @@ fn expected(op: Op, who: Who, facts: &Facts) -> u16 {
     let reviewer = who.has(Role::Reviewer);
     let admin = who.has(Role::Admin);
     let is_assignee = facts.assignee == Some(who.name);
-    let reads = who.coordinator() || !facts.restricted || (labeler && is_assignee) || (reviewer && facts.reviewer == Some(who.name));
+    let reads = who.coordinator()
+        || !facts.restricted
+        || (labeler && is_assignee)
+        || (reviewer && facts.reviewer == Some(who.name));
     // Role gates at the REST edge, before the body or the case is looked at.
     match op {
         Op::Save if !labeler => return 403,
@@ -214,7 +245,14 @@ fn expected(op: Op, who: Who, facts: &Facts) -> u16 {
         }
     };
     match op {
-        Op::Artifacts | Op::Comments | Op::Jobs | Op::FnArtifacts | Op::FnJobs | Op::FnReview | Op::ListCases | Op::Worklist => 200,
+        Op::Artifacts
+        | Op::Comments
+        | Op::Jobs
+        | Op::FnArtifacts
+        | Op::FnJobs
+        | Op::FnReview
+        | Op::ListCases
+        | Op::Worklist => 200,
         Op::MaskFile => 303,
         Op::Take | Op::FnTake => match (labeler, facts.assignee) {
             (false, _) => 403,
@@ -266,7 +304,8 @@ impl World {
     }
 
     async fn head(&self, case_id: &str) -> String {
-        let artifacts: CaseArtifacts = self.app.get_json(&self.person("mle").token, &format!("/cases/{case_id}/artifacts")).await;
+        let artifacts: CaseArtifacts =
+            self.app.get_json(&self.person("mle").token, &format!("/cases/{case_id}/artifacts")).await;
         artifacts.current_mask_ref
     }
 
@@ -278,8 +317,14 @@ impl World {
     }
 
     async fn put(&self, who: &str, path: &str, body: Value) {
-        let response = self.client.put(self.app.url(path)).bearer_auth(&self.person(who).token).json(&body).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "set-up: PUT {path} {body} as {who}: {}", response.text().await.unwrap());
+        let response =
+            self.client.put(self.app.url(path)).bearer_auth(&self.person(who).token).json(&body).send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "set-up: PUT {path} {body} as {who}: {}",
+            response.text().await.unwrap()
+        );
     }
 
     /// A new case in `situation`, made through the API as people would.
@@ -291,11 +336,13 @@ impl World {
         match situation {
             Situation::Open => {}
             Situation::RestrictedInProgress => {
-                self.put("mle", &assignment, json!({ "assignee": "alice", "reviewer": "rita", "restricted": true })).await;
+                self.put("mle", &assignment, json!({ "assignee": "alice", "reviewer": "rita", "restricted": true }))
+                    .await;
                 assert_eq!(self.save(&token("alice"), &id).await, StatusCode::CREATED);
             }
             Situation::RestrictedSubmitted => {
-                self.put("mle", &assignment, json!({ "assignee": "alice", "reviewer": null, "restricted": true })).await;
+                self.put("mle", &assignment, json!({ "assignee": "alice", "reviewer": null, "restricted": true }))
+                    .await;
                 assert_eq!(self.save(&token("alice"), &id).await, StatusCode::CREATED);
                 self.put("alice", &status, json!({ "status": "submitted" })).await;
             }
@@ -373,7 +420,9 @@ impl World {
                 };
                 return self.save(&person.token, case_id).await.as_u16();
             }
-            Op::Status(to) => rest(reqwest::Method::PUT, format!("/cases/{case_id}/status")).json(&status_body(to)).send().await,
+            Op::Status(to) => {
+                rest(reqwest::Method::PUT, format!("/cases/{case_id}/status")).json(&status_body(to)).send().await
+            }
             Op::Assign => {
                 // The people it has already: allowed, it changes nothing but the audit log.
                 let facts = self.facts_of(case_id).await;
@@ -390,7 +439,10 @@ impl World {
                 return if cases.iter().any(|c| c.id == case_id) { 200 } else { 0 };
             }
             Op::Worklist => {
-                let response = rest(reqwest::Method::GET, "/worklist?sort=created&desc=true&per_page=200".into()).send().await.unwrap();
+                let response = rest(reqwest::Method::GET, "/worklist?sort=created&desc=true&per_page=200".into())
+                    .send()
+                    .await
+                    .unwrap();
                 if response.status() != StatusCode::OK {
                     return response.status().as_u16();
                 }
@@ -423,12 +475,14 @@ impl World {
 
     /// The case's labeler and reviewer (usernames) and whether it is restricted.
     async fn facts_of(&self, case_id: &str) -> (Option<String>, Option<String>, bool) {
-        let artifacts: CaseArtifacts = self.app.get_json(&self.person("mle").token, &format!("/cases/{case_id}/artifacts")).await;
+        let artifacts: CaseArtifacts =
+            self.app.get_json(&self.person("mle").token, &format!("/cases/{case_id}/artifacts")).await;
         (artifacts.workflow.assignee, artifacts.workflow.reviewer, artifacts.workflow.restricted)
     }
 
     async fn server_fn(&self, name: &str, who: Who<'_>, args: &[(&str, &str)]) -> u16 {
-        let mut request = self.client.post(self.app.url(&format!("/api/{name}"))).header("Origin", &self.app.base).form(args);
+        let mut request =
+            self.client.post(self.app.url(&format!("/api/{name}"))).header("Origin", &self.app.base).form(args);
         if let Some(person) = who {
             request = request.header("Cookie", &person.cookie);
         }
@@ -517,7 +571,8 @@ async fn a_case_the_caller_may_not_read_answers_as_if_it_did_not_exist() {
     ] {
         let mut answers = Vec::new();
         for id in [&case_id, &missing] {
-            let mut request = world.client.request(method.clone(), world.app.url(&path.replace("{id}", id))).bearer_auth(token);
+            let mut request =
+                world.client.request(method.clone(), world.app.url(&path.replace("{id}", id))).bearer_auth(token);
             if !body.is_null() {
                 request = request.json(&body);
             }
@@ -535,7 +590,13 @@ async fn a_case_the_caller_may_not_read_answers_as_if_it_did_not_exist() {
     assert_eq!(bob_saves, StatusCode::NOT_FOUND);
     // A labeler role taken back takes the case out of its former labeler's next case too.
     world.build(Situation::FormerLabeler).await;
-    let next = world.client.get(world.app.url("/worklist/next")).bearer_auth(&world.person("dora").token).send().await.unwrap();
+    let next = world
+        .client
+        .get(world.app.url("/worklist/next"))
+        .bearer_auth(&world.person("dora").token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(next.status(), StatusCode::NOT_FOUND);
     world.app.stop().await;
 }
@@ -555,7 +616,14 @@ async fn nobody_approves_work_they_saved_since_the_last_approval() {
     }
     // Reassigned to nobody: still carol's work.
     world.put("mle", &format!("/cases/{case_id}/assignment"), json!({ "assignee": null, "reviewer": null })).await;
-    let refused = world.client.put(world.app.url(&status)).bearer_auth(carol).json(&json!({ "status": "approved" })).send().await.unwrap();
+    let refused = world
+        .client
+        .put(world.app.url(&status))
+        .bearer_auth(carol)
+        .json(&json!({ "status": "approved" }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     // rita approves; alice saves anew and submits; carol may review that.
     world.put("rita", &status, json!({ "status": "approved" })).await;
@@ -612,7 +680,9 @@ async fn the_role_is_checked_before_the_body_is_read() {
         stream.write_all(head.as_bytes()).await.unwrap();
         let mut answer = vec![0u8; 1024];
         let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer)).await;
-        let read = read.unwrap_or_else(|_| panic!("{method} {path}: no answer while the body was pending, so it waited for the body"));
+        let read = read.unwrap_or_else(|_| {
+            panic!("{method} {path}: no answer while the body was pending, so it waited for the body")
+        });
         let text = String::from_utf8_lossy(&answer[..read.unwrap()]).to_string();
         let status = text.split(' ').nth(1).unwrap_or_default().to_string();
         assert_eq!(status, want.to_string(), "{method} {path}: {text}");
@@ -631,18 +701,22 @@ fn every_case_route_has_a_row() {
         for line in source.lines().filter(|line| line.trim_start().starts_with(".route(\"")) {
             let path = line.split('"').nth(1).unwrap();
             let methods = ["get", "post", "put", "delete", "patch"].into_iter().filter(|m| {
-                line.match_indices(&format!("{m}(")).any(|(at, _)| at == 0 || !line.as_bytes()[at - 1].is_ascii_alphanumeric())
+                line.match_indices(&format!("{m}("))
+                    .any(|(at, _)| at == 0 || !line.as_bytes()[at - 1].is_ascii_alphanumeric())
             });
             for method in methods {
                 routes.insert(format!("{} {path}", method.to_uppercase()));
             }
         }
     }
-    let case_routes: BTreeSet<String> =
-        routes.into_iter().filter(|route| route.contains(" /cases") || route.ends_with(" /labels") || route.contains(" /worklist")).collect();
+    let case_routes: BTreeSet<String> = routes
+        .into_iter()
+        .filter(|route| route.contains(" /cases") || route.ends_with(" /labels") || route.contains(" /worklist"))
+        .collect();
     // `GET /worklist/next` names only the caller's own assignments: see
     // `a_case_the_caller_may_not_read_answers_as_if_it_did_not_exist`.
-    let covered: BTreeSet<String> = REST_ROUTES.iter().map(|r| r.to_string()).chain(["GET /worklist/next".to_string()]).collect();
+    let covered: BTreeSet<String> =
+        REST_ROUTES.iter().map(|r| r.to_string()).chain(["GET /worklist/next".to_string()]).collect();
     let missing: Vec<_> = case_routes.difference(&covered).collect();
     assert!(missing.is_empty(), "case routes without a row in the access matrix: {missing:?}");
 

@@ -25,17 +25,35 @@ async fn login_sets_a_strict_http_only_cookie_and_logout_ends_the_session() {
     let app = TestApp::spawn().await;
     app.user("lab", &[Role::Labeler]).await;
 
-    let wrong = app.client.post(app.url("/session")).json(&json!({ "username": "lab", "password": "nope-nope" })).send().await.unwrap();
+    let wrong = app
+        .client
+        .post(app.url("/session"))
+        .json(&json!({ "username": "lab", "password": "nope-nope" }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     assert!(wrong.headers().get("set-cookie").is_none());
     let body: Value = wrong.json().await.unwrap();
     assert_eq!(body["error"]["message"], "wrong username or password");
-    let unknown = app.client.post(app.url("/session")).json(&json!({ "username": "ghost", "password": PASSWORD })).send().await.unwrap();
+    let unknown = app
+        .client
+        .post(app.url("/session"))
+        .json(&json!({ "username": "ghost", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
     let malformed = app.client.post(app.url("/session")).json(&json!({ "user": "lab" })).send().await.unwrap();
     assert_eq!(malformed.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
-    let response = app.client.post(app.url("/session")).json(&json!({ "username": "lab", "password": PASSWORD })).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/session"))
+        .json(&json!({ "username": "lab", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_string();
     for attribute in ["HttpOnly", "SameSite=Strict", "Secure"] {
@@ -105,11 +123,23 @@ async fn anonymous_logins_cannot_write_unbounded_data_into_the_audit_log() {
 
     // A body far larger than any login is refused before it is read as JSON.
     let huge = "x".repeat(64 * 1024);
-    let response = app.client.post(app.url("/session")).json(&json!({ "username": huge, "password": "whatever1" })).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/session"))
+        .json(&json!({ "username": huge, "password": "whatever1" }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // Within the body limit, a name or password longer than any valid one: 400, no lookup, no row.
     for (username, password) in [("y".repeat(65), PASSWORD.to_string()), ("lab".to_string(), "p".repeat(1025))] {
-        let response = app.client.post(app.url("/session")).json(&json!({ "username": username, "password": password })).send().await.unwrap();
+        let response = app
+            .client
+            .post(app.url("/session"))
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "bad_request");
@@ -118,7 +148,13 @@ async fn anonymous_logins_cannot_write_unbounded_data_into_the_audit_log() {
 
     // A failed login's row names the attempt only when it could be a user's name.
     for username in ["ghost", "robert'); DROP TABLE users;--"] {
-        let response = app.client.post(app.url("/session")).json(&json!({ "username": username, "password": PASSWORD })).send().await.unwrap();
+        let response = app
+            .client
+            .post(app.url("/session"))
+            .json(&json!({ "username": username, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
     let names: Vec<String> = sqlx::query("SELECT details FROM audit_log WHERE action = 'login_failed' ORDER BY seq")
@@ -126,7 +162,12 @@ async fn anonymous_logins_cannot_write_unbounded_data_into_the_audit_log() {
         .await
         .unwrap()
         .iter()
-        .map(|r| serde_json::from_str::<Value>(&r.get::<String, _>("details")).unwrap()["username"].as_str().unwrap().to_string())
+        .map(|r| {
+            serde_json::from_str::<Value>(&r.get::<String, _>("details")).unwrap()["username"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(names, ["ghost", "(not a valid username)"]);
     app.stop().await;
@@ -137,7 +178,8 @@ async fn logins_and_bearer_requests_are_checked_for_their_site_too() {
     let app = TestApp::spawn().await;
     let token = app.user("lab", &[Role::Labeler]).await;
     let login = |origin: Option<&str>| {
-        let mut request = app.client.post(app.url("/session")).json(&json!({ "username": "lab", "password": PASSWORD }));
+        let mut request =
+            app.client.post(app.url("/session")).json(&json!({ "username": "lab", "password": PASSWORD }));
         if let Some(origin) = origin {
             request = request.header("origin", origin);
         }
@@ -190,7 +232,8 @@ async fn access_can_be_taken_back_at_once_by_admins_and_from_the_command_line() 
         let request = app.client.get(app.url("/cases")).bearer_auth(token);
         async move { request.send().await.unwrap().status() }
     };
-    let session_status = || async { app.client.get(app.url("/cases")).header("cookie", &cookie).send().await.unwrap().status() };
+    let session_status =
+        || async { app.client.get(app.url("/cases")).header("cookie", &cookie).send().await.unwrap().status() };
     let change = |token: &str, username: &str, body: Value| {
         app.client.put(app.url(&format!("/users/{username}"))).bearer_auth(token).json(&body).send()
     };
@@ -203,10 +246,19 @@ async fn access_can_be_taken_back_at_once_by_admins_and_from_the_command_line() 
     // Disabled: the token, the open session and new logins stop working at once.
     let disabled = change(&admin, "lab", json!({ "disabled": true })).await.unwrap();
     assert_eq!(disabled.status(), StatusCode::OK);
-    assert_eq!(disabled.json::<Value>().await.unwrap(), json!({ "username": "lab", "roles": ["labeler"], "disabled": true }));
+    assert_eq!(
+        disabled.json::<Value>().await.unwrap(),
+        json!({ "username": "lab", "roles": ["labeler"], "disabled": true })
+    );
     assert_eq!(status(lab.clone()).await, StatusCode::UNAUTHORIZED);
     assert_eq!(session_status().await, StatusCode::UNAUTHORIZED);
-    let login = app.client.post(app.url("/session")).json(&json!({ "username": "lab", "password": PASSWORD })).send().await.unwrap();
+    let login = app
+        .client
+        .post(app.url("/session"))
+        .json(&json!({ "username": "lab", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
     // Enabled again from the command line, and given a role.
     assert!(app.run_cli(&["user", "enable", "lab"]).status.success());
@@ -218,14 +270,22 @@ async fn access_can_be_taken_back_at_once_by_admins_and_from_the_command_line() 
     assert_eq!(change(&admin, "nobody", json!({ "disabled": true })).await.unwrap().status(), StatusCode::NOT_FOUND);
 
     // Tokens: issued by an admin, expired on time, revoked by their owner.
-    let issue = |days: u32| app.client.post(app.url("/users/lab/tokens")).bearer_auth(&admin).json(&json!({ "expires_in_days": days })).send();
+    let issue = |days: u32| {
+        app.client
+            .post(app.url("/users/lab/tokens"))
+            .bearer_auth(&admin)
+            .json(&json!({ "expires_in_days": days }))
+            .send()
+    };
     let issued = issue(30).await.unwrap();
     assert_eq!(issued.status(), StatusCode::CREATED);
     let second = issued.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
     assert_eq!(status(second.clone()).await, StatusCode::OK);
     let expired = issue(0).await.unwrap().json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
     assert_eq!(status(expired).await, StatusCode::UNAUTHORIZED, "a token past its expiry");
-    let revoke = |by: &str, token: &str| app.client.post(app.url("/tokens/revoke")).bearer_auth(by).json(&json!({ "token": token })).send();
+    let revoke = |by: &str, token: &str| {
+        app.client.post(app.url("/tokens/revoke")).bearer_auth(by).json(&json!({ "token": token })).send()
+    };
     assert_eq!(revoke(&lab, &admin).await.unwrap().status(), StatusCode::NOT_FOUND, "not theirs to revoke");
     assert_eq!(revoke(&lab, &second).await.unwrap().status(), StatusCode::NO_CONTENT);
     assert_eq!(status(second.clone()).await, StatusCode::UNAUTHORIZED);
@@ -260,7 +320,11 @@ async fn repeated_failed_logins_are_slowed_to_a_stop_with_429_and_retry_after() 
         assert!((1..=900).contains(&wait), "Retry-After {wait}");
         assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "too_many_requests");
     }
-    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log").await, audit_rows, "refused attempts cost no Argon2 and no row");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_log").await,
+        audit_rows,
+        "refused attempts cost no Argon2 and no row"
+    );
     assert_eq!(login("mle", PASSWORD).await.unwrap().status(), StatusCode::OK, "other users are not locked out");
     app.stop().await;
 }
@@ -277,7 +341,13 @@ async fn a_failed_login_takes_as_long_for_an_unknown_name_as_for_a_known_one() {
             let mut times = Vec::new();
             for _ in 0..7 {
                 let started = std::time::Instant::now();
-                let response = app.client.post(app.url("/session")).json(&json!({ "username": username, "password": "wrong-password" })).send().await.unwrap();
+                let response = app
+                    .client
+                    .post(app.url("/session"))
+                    .json(&json!({ "username": username, "password": "wrong-password" }))
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
                 times.push(started.elapsed());
             }
@@ -299,16 +369,31 @@ async fn a_control_character_in_a_login_is_a_bad_request_not_a_failed_login() {
     let app = TestApp::spawn_configured(|config| config.login_failures_per_username = 3, |_| {}).await;
     app.user("lab", &[Role::Labeler]).await;
     let audit_rows = app.count("SELECT COUNT(*) FROM audit_log").await;
-    for (username, password) in [("lab\0", PASSWORD); 5].into_iter().chain([("lab", "correct\u{1b}horse"), ("\u{7f}", PASSWORD)]) {
-        let response = app.client.post(app.url("/session")).json(&json!({ "username": username, "password": password })).send().await.unwrap();
+    for (username, password) in
+        [("lab\0", PASSWORD); 5].into_iter().chain([("lab", "correct\u{1b}horse"), ("\u{7f}", PASSWORD)])
+    {
+        let response = app
+            .client
+            .post(app.url("/session"))
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{username:?}");
         assert!(response.headers().get("set-cookie").is_none());
         let body: Value = response.json().await.unwrap();
         assert!(body["error"]["message"].as_str().unwrap().contains("holds the control character"), "{body}");
     }
     let message = |body: &Value| body["error"]["message"].as_str().unwrap().to_string();
-    let response = app.client.post(app.url("/session")).json(&json!({ "username": "lab\0", "password": PASSWORD })).send().await.unwrap();
-    assert!(message(&response.json().await.unwrap()).starts_with("JSON body field `username` holds the control character U+0000"));
+    let response = app
+        .client
+        .post(app.url("/session"))
+        .json(&json!({ "username": "lab\0", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert!(message(&response.json().await.unwrap())
+        .starts_with("JSON body field `username` holds the control character U+0000"));
 
     let server_fn = |username: &'static str| {
         app.client
@@ -322,11 +407,21 @@ async fn a_control_character_in_a_login_is_a_bad_request_not_a_failed_login() {
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
         assert!(refused.headers().get("set-cookie").is_none());
         let error: seglab::api::ApiError = refused.json().await.unwrap();
-        assert!(error.message.starts_with("server function argument `username` holds the control character U+0000"), "{}", error.message);
+        assert!(
+            error.message.starts_with("server function argument `username` holds the control character U+0000"),
+            "{}",
+            error.message
+        );
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_log").await, audit_rows, "no login_failed rows");
     // Not failures: the user's limit of 3 is untouched, and both ways in still work.
-    let login = app.client.post(app.url("/session")).json(&json!({ "username": "lab", "password": PASSWORD })).send().await.unwrap();
+    let login = app
+        .client
+        .post(app.url("/session"))
+        .json(&json!({ "username": "lab", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(login.status(), StatusCode::OK);
     let page_login = server_fn("lab").await.unwrap();
     assert_eq!(page_login.status(), StatusCode::OK);

@@ -6,12 +6,13 @@ mod common;
 use common::{backend_name, test_data, TestApp, PAGE_ORIGIN};
 use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
-use seglab::server::services::users::Role;
 use seglab::api::{ArtifactKind, CaseArtifacts, CaseSummary};
+use seglab::server::services::users::Role;
 use serde_json::Value;
 
 fn form(name: &str, image: Vec<u8>, mask: Option<Vec<u8>>) -> Form {
-    let mut form = Form::new().text("name", name.to_string()).part("image", Part::bytes(image).file_name("image.nii.gz"));
+    let mut form =
+        Form::new().text("name", name.to_string()).part("image", Part::bytes(image).file_name("image.nii.gz"));
     if let Some(mask) = mask {
         form = form.part("mask", Part::bytes(mask).file_name("mask.nii.gz"));
     }
@@ -23,7 +24,8 @@ async fn import(app: &TestApp, token: &str, form: Form) -> reqwest::Response {
 }
 
 async fn artifacts(app: &TestApp, token: &str, case_id: &str) -> CaseArtifacts {
-    let response = app.client.get(app.url(&format!("/cases/{case_id}/artifacts"))).bearer_auth(token).send().await.unwrap();
+    let response =
+        app.client.get(app.url(&format!("/cases/{case_id}/artifacts"))).bearer_auth(token).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     response.json().await.unwrap()
 }
@@ -87,38 +89,18 @@ async fn mni152_template_imports_and_its_artifacts_download_through_presigned_ur
     assert_eq!((slabs.urls.len(), &slabs.slabs[..]), (3, &[0, 1, 2][..]));
     let mut joined = Vec::new();
     for (index, url) in slabs.urls.iter().enumerate() {
-        let slab = plain
-            .get(url)
-            .header("Origin", PAGE_ORIGIN)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            slab.headers().get("access-control-allow-origin").is_some(),
-            "no CORS header on slab {index}"
-        );
+        let slab = plain.get(url).header("Origin", PAGE_ORIGIN).send().await.unwrap();
+        assert!(slab.headers().get("access-control-allow-origin").is_some(), "no CORS header on slab {index}");
         let expected = 197 * 233 * if index < 2 { 91 } else { 189 - 2 * 91 };
-        joined.extend(
-            seglab::slabs::decompress("slab", &slab.bytes().await.unwrap(), expected).unwrap(),
-        );
+        joined.extend(seglab::slabs::decompress("slab", &slab.bytes().await.unwrap(), expected).unwrap());
     }
     use base64::Engine;
-    let header = base64::engine::general_purpose::STANDARD
-        .decode(&slabs.header)
-        .unwrap();
-    let from_slabs = seglab::nifti_io::Volume::from_parts("image", &header, joined)
-        .unwrap()
-        .into_samples("image")
-        .unwrap();
-    let from_file = seglab::nifti_io::Volume::parse("image", &image)
-        .unwrap()
-        .into_samples("image")
-        .unwrap();
+    let header = base64::engine::general_purpose::STANDARD.decode(&slabs.header).unwrap();
+    let from_slabs =
+        seglab::nifti_io::Volume::from_parts("image", &header, joined).unwrap().into_samples("image").unwrap();
+    let from_file = seglab::nifti_io::Volume::parse("image", &image).unwrap().into_samples("image").unwrap();
     assert_eq!(from_slabs.len(), from_file.len());
-    assert!(
-        (0..from_file.len()).all(|i| from_slabs.get(i) == from_file.get(i)),
-        "the slabs differ from the image"
-    );
+    assert!((0..from_file.len()).all(|i| from_slabs.get(i) == from_file.get(i)), "the slabs differ from the image");
     // The empty mask: 9 slabs of about 1 MiB, all zeros, stored as one slab and a thinner last.
     assert_eq!(mask_artifact.slabs.slabs, [0, 0, 0, 0, 0, 0, 0, 0, 1]);
     assert_eq!(mask_artifact.slabs.urls.len(), 2);
@@ -242,7 +224,8 @@ async fn health_and_readiness_report_the_dependencies() {
 #[tokio::test]
 async fn demo_seed_runs_once_and_pages_render_before_any_script() {
     let app = TestApp::spawn().await;
-    let login = seglab::server::demo::seed_if_empty(&app.state, None).await.unwrap().expect("first seed creates the demo user");
+    let login =
+        seglab::server::demo::seed_if_empty(&app.state, None).await.unwrap().expect("first seed creates the demo user");
     let token = login.token;
     assert!(seglab::server::demo::seed_if_empty(&app.state, None).await.unwrap().is_none(), "seeding twice");
 
@@ -282,14 +265,20 @@ async fn cli_import_and_user_add_work_against_the_same_backend() {
     let app = TestApp::spawn().await;
     let run = |args: &[&str]| {
         let output = app.run_cli(args);
-        (output.status.success(), String::from_utf8_lossy(&output.stdout).to_string(), String::from_utf8_lossy(&output.stderr).to_string())
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
     };
     let (ok, stdout, stderr) = run(&["user", "add", "script", "--role", "ml_engineer", "--role", "labeler"]);
     assert!(ok, "{stderr}");
-    let token = stdout.lines().find_map(|l| l.strip_prefix("API token (shown once): ")).expect("token printed").to_string();
+    let token =
+        stdout.lines().find_map(|l| l.strip_prefix("API token (shown once): ")).expect("token printed").to_string();
 
     let mni = test_data("mni152_t1.nii.gz");
-    let (ok, stdout, stderr) = run(&["import", "--name", "MNI via CLI", "--labels", "1=grey matter,2=white matter", mni.to_str().unwrap()]);
+    let (ok, stdout, stderr) =
+        run(&["import", "--name", "MNI via CLI", "--labels", "1=grey matter,2=white matter", mni.to_str().unwrap()]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("imported case"), "{stdout}");
 
@@ -329,7 +318,14 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
 
 /// Starts an upload of `declared` bytes to `path` as `token` in form field `field`, and sends
 /// its first `sent` bytes of content.
-async fn start_upload(app: &TestApp, path: &str, token: &str, field: &str, declared: u64, sent: usize) -> tokio::net::TcpStream {
+async fn start_upload(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    field: &str,
+    declared: u64,
+    sent: usize,
+) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
     let address = app.base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
@@ -359,7 +355,8 @@ async fn uploads_go_to_disk_as_they_arrive_and_an_abandoned_one_leaves_nothing()
     let engineer = app.user("mle", &[Role::MlEngineer]).await;
     let uploads = app.data_dir.path().join("uploads");
     let largest_upload = || {
-        std::fs::read_dir(&uploads).map_or(0, |files| files.filter_map(|f| f.ok()?.metadata().ok()).map(|m| m.len()).max().unwrap_or(0))
+        std::fs::read_dir(&uploads)
+            .map_or(0, |files| files.filter_map(|f| f.ok()?.metadata().ok()).map(|m| m.len()).max().unwrap_or(0))
     };
     let stream = start_upload(&app, "/cases", &engineer, "image", 512 << 20, 8 << 20).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -398,13 +395,17 @@ async fn voxels_are_read_at_vox_offset_past_header_extensions_as_nibabel_reads_t
     let (file, voxels) = (dir.path().join("extended.nii.gz"), dir.path().join("voxels.bin"));
     let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/write_with_extension.py");
-    let output = std::process::Command::new(python).args([script, file.to_str().unwrap(), voxels.to_str().unwrap()]).output().unwrap();
+    let output = std::process::Command::new(python)
+        .args([script, file.to_str().unwrap(), voxels.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let vox_offset: u32 = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap();
     assert!(vox_offset > 352, "the extension moves the voxels: vox_offset {vox_offset}");
 
     let bytes = std::fs::read(&file).unwrap();
-    let expected: Vec<f32> = std::fs::read(&voxels).unwrap().chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32).collect();
+    let expected: Vec<f32> =
+        std::fs::read(&voxels).unwrap().chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32).collect();
     let samples = seglab::nifti_io::Volume::parse("image", &bytes).unwrap().into_samples("image").unwrap();
     let read: Vec<f32> = (0..samples.len()).map(|i| samples.get(i)).collect();
     assert_eq!(read, expected);
@@ -426,7 +427,10 @@ async fn a_volume_over_the_voxel_budget_is_refused_from_its_header_and_nothing_i
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = response.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("65 × 64 × 64 = 266240 voxels") && message.contains("budget of 262144 voxels"), "{message}");
+    assert!(
+        message.contains("65 × 64 × 64 = 266240 voxels") && message.contains("budget of 262144 voxels"),
+        "{message}"
+    );
     assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, 0);
     assert!(app.state.store.list("cases/").await.unwrap().is_empty());
     app.stop().await;
@@ -459,14 +463,17 @@ async fn health_probes_answer_quickly_while_two_large_imports_run() {
     // seconds of CPU work.
     const N: u32 = 320;
     let header = nifti::NiftiHeader { pixdim: [1.0; 8], ..nifti::NiftiHeader::default() };
-    let voxels: Vec<u8> = (0..N * N * N).flat_map(|i| ((i.wrapping_mul(2_654_435_761) >> 13) as i16).to_le_bytes()).collect();
+    let voxels: Vec<u8> =
+        (0..N * N * N).flat_map(|i| ((i.wrapping_mul(2_654_435_761) >> 13) as i16).to_le_bytes()).collect();
     let raw = seglab::nifti_io::encode_volume(&header, [N; 3], nifti::NiftiType::Int16, &voxels);
     drop(voxels);
     let imports: Vec<_> = (0..2)
         .map(|n| {
             let (client, url, token, file) = (app.client.clone(), app.url("/cases"), token.clone(), raw.clone());
             tokio::spawn(async move {
-                let form = Form::new().text("name", format!("large {n}")).part("image", Part::bytes(file).file_name("large.nii"));
+                let form = Form::new()
+                    .text("name", format!("large {n}"))
+                    .part("image", Part::bytes(file).file_name("large.nii"));
                 let response = client.post(url).bearer_auth(token).multipart(form).send().await.unwrap();
                 (response.status(), response.text().await.unwrap())
             })
@@ -514,12 +521,21 @@ async fn concurrent_imports_all_commit() {
     let app = TestApp::spawn().await;
     let token = app.user("mle", &[Role::MlEngineer]).await;
     let header = nifti::NiftiHeader { pixdim: [1.0; 8], ..nifti::NiftiHeader::default() };
-    let image = seglab::nifti_io::gzip(&seglab::nifti_io::encode_volume(&header, [8; 3], nifti::NiftiType::Uint8, &[7; 512]), 1);
+    let image = seglab::nifti_io::gzip(
+        &seglab::nifti_io::encode_volume(&header, [8; 3], nifti::NiftiType::Uint8, &[7; 512]),
+        1,
+    );
     let imports: Vec<_> = (0..12)
         .map(|n| {
             let (client, url, token, image) = (app.client.clone(), app.url("/cases"), token.clone(), image.clone());
             tokio::spawn(async move {
-                let response = client.post(url).bearer_auth(token).multipart(form(&format!("parallel {n}"), image, None)).send().await.unwrap();
+                let response = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .multipart(form(&format!("parallel {n}"), image, None))
+                    .send()
+                    .await
+                    .unwrap();
                 (response.status(), response.text().await.unwrap())
             })
         })

@@ -21,7 +21,11 @@ const DIMS: [u32; 3] = [10, 8, 6];
 const VOXELS: usize = 10 * 8 * 6;
 
 async fn new_case(app: &TestApp, name: &str) -> String {
-    let header = nifti::NiftiHeader { pixdim: [1.0, 0.8, 0.8, 2.0, 1.0, 1.0, 1.0, 1.0], sform_code: 1, ..nifti::NiftiHeader::default() };
+    let header = nifti::NiftiHeader {
+        pixdim: [1.0, 0.8, 0.8, 2.0, 1.0, 1.0, 1.0, 1.0],
+        sform_code: 1,
+        ..nifti::NiftiHeader::default()
+    };
     let image: Vec<u8> = (0..VOXELS).flat_map(|i| ((i % 50) as i16).to_le_bytes()).collect();
     let case = NewCase {
         name: name.into(),
@@ -42,7 +46,9 @@ async fn label_and_approve(app: &TestApp, admin: &str, case_id: &str, from: usiz
     let case: CaseArtifacts = app.get_json(admin, &format!("/cases/{case_id}/artifacts")).await;
     let mut mask = vec![0u8; VOXELS];
     mask[from..from + 20].fill(1);
-    let saved = app.post_label(admin, case_id, &case.current_mask_ref, &MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode()).await;
+    let saved = app
+        .post_label(admin, case_id, &case.current_mask_ref, &MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode())
+        .await;
     assert_eq!(saved.status(), StatusCode::CREATED);
     let new_ref = saved.json::<Value>().await.unwrap()["new_mask_ref"].as_str().unwrap().to_string();
     for (status, token) in [("submitted", admin), ("approved", reviewer.as_str())] {
@@ -102,7 +108,10 @@ async fn snapshots_freeze_approved_versions_and_never_change() {
     assert_eq!((first.name.as_str(), first.version, first.train + first.validation + first.test), ("liver", 1, 6));
     // The manifest's links open every case, so only ML engineers and admins read it.
     let path = format!("/datasets/{}/manifest", first.id);
-    assert_eq!(app.client.get(app.url(&path)).bearer_auth(&labeler).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.client.get(app.url(&path)).bearer_auth(&labeler).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
     let manifest: Manifest = app.get_json(&admin, &path).await;
     assert_eq!(manifest.label_map.get(&1).map(String::as_str), Some("liver"));
     assert_eq!(manifest.cases.iter().find(|c| c.case_id == approved[0].0).unwrap().split, Split::Test);
@@ -118,14 +127,30 @@ async fn snapshots_freeze_approved_versions_and_never_change() {
     // A later save does not change the snapshot; the same request again is version 2, same split.
     let case_id = &approved[1].0;
     let case: CaseArtifacts = app.get_json(&admin, &format!("/cases/{case_id}/artifacts")).await;
-    let later = app.post_label(&admin, case_id, &case.current_mask_ref, &MaskEdits::diff(&vec![0u8; VOXELS], &vec![2u8; VOXELS]).encode()).await;
+    let later = app
+        .post_label(
+            &admin,
+            case_id,
+            &case.current_mask_ref,
+            &MaskEdits::diff(&vec![0u8; VOXELS], &vec![2u8; VOXELS]).encode(),
+        )
+        .await;
     assert_eq!(later.status(), StatusCode::CREATED);
     let again: Manifest = app.get_json(&admin, &format!("/datasets/{}/manifest", first.id)).await;
-    assert_eq!(again.cases.iter().map(|c| &c.mask.object_ref).collect::<Vec<_>>(), manifest.cases.iter().map(|c| &c.mask.object_ref).collect::<Vec<_>>());
+    assert_eq!(
+        again.cases.iter().map(|c| &c.mask.object_ref).collect::<Vec<_>>(),
+        manifest.cases.iter().map(|c| &c.mask.object_ref).collect::<Vec<_>>()
+    );
     let second: DatasetSummary = post(&app, &admin, request).await.json().await.unwrap();
     assert_eq!(second.version, 2);
-    assert_eq!(second.train + second.validation + second.test, 5, "the case reopened by the save is no longer approved");
-    let splits_of = |m: &Manifest| m.cases.iter().map(|c| (c.case_id.clone(), c.split)).collect::<std::collections::BTreeMap<_, _>>();
+    assert_eq!(
+        second.train + second.validation + second.test,
+        5,
+        "the case reopened by the save is no longer approved"
+    );
+    let splits_of = |m: &Manifest| {
+        m.cases.iter().map(|c| (c.case_id.clone(), c.split)).collect::<std::collections::BTreeMap<_, _>>()
+    };
     let second_manifest: Manifest = app.get_json(&admin, &format!("/datasets/{}/manifest", second.id)).await;
     for (id, split) in splits_of(&second_manifest) {
         assert_eq!(splits_of(&manifest)[&id], split, "the seed gives each case the same split");
@@ -134,9 +159,13 @@ async fn snapshots_freeze_approved_versions_and_never_change() {
     assert_eq!(listed.len(), 2);
 
     // Never changed: no route edits a snapshot, and the database refuses it.
-    let put = app.client.put(app.url(&format!("/datasets/{}/manifest", first.id))).bearer_auth(&admin).send().await.unwrap();
+    let put =
+        app.client.put(app.url(&format!("/datasets/{}/manifest", first.id))).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(put.status(), StatusCode::METHOD_NOT_ALLOWED);
-    let update = sqlx::query("UPDATE dataset_cases SET split = 'train' WHERE dataset_id = $1").bind(&first.id).execute(&app.state.db.pool).await;
+    let update = sqlx::query("UPDATE dataset_cases SET split = 'train' WHERE dataset_id = $1")
+        .bind(&first.id)
+        .execute(&app.state.db.pool)
+        .await;
     assert!(update.unwrap_err().to_string().contains("never changed"));
     let delete = sqlx::query("DELETE FROM datasets WHERE id = $1").bind(&first.id).execute(&app.state.db.pool).await;
     assert!(delete.is_err());
@@ -197,7 +226,8 @@ async fn lists_past_the_cap_are_refused_and_nothing_is_written() {
     assert_eq!(over.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let message = over.text().await.unwrap();
     assert!(message.contains("case_ids") && message.contains(&format!("at most {MAX_LISTED_CASES}")), "{message}");
-    let splits: serde_json::Map<String, Value> = (0..=MAX_LISTED_CASES).map(|n| (format!("case-{n}"), json!("train"))).collect();
+    let splits: serde_json::Map<String, Value> =
+        (0..=MAX_LISTED_CASES).map(|n| (format!("case-{n}"), json!("train"))).collect();
     let over = post(&app, &admin, json!({ "name": "over", "splits": splits })).await;
     assert_eq!(over.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let message = over.text().await.unwrap();

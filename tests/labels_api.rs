@@ -7,11 +7,11 @@ use base64::Engine;
 use common::TestApp;
 use futures::future::join_all;
 use reqwest::StatusCode;
+use seglab::api::{CaseArtifacts, LabelSaved};
 use seglab::edits::MaskEdits;
 use seglab::nifti_io::{encode_mask, encode_volume, gzip, Volume};
 use seglab::server::services::cases::{import_case, NewCase};
 use seglab::server::services::users::Role;
-use seglab::api::{CaseArtifacts, LabelSaved};
 use serde_json::{json, Value};
 use sqlx::Row;
 
@@ -166,11 +166,7 @@ async fn a_save_writes_a_new_version_with_exactly_the_edited_voxels_and_replays(
     assert_eq!(theirs.status(), StatusCode::CREATED);
 
     assert_eq!(app.count("SELECT COUNT(*) FROM labels").await, 2);
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'")
-            .await,
-        2
-    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'").await, 2);
     assert_eq!(mask_versions(&app, &case_id).await, 3);
     app.stop().await;
 }
@@ -196,11 +192,7 @@ async fn fifty_concurrent_requests_with_one_key_make_exactly_one_label() {
     }
     assert_eq!(fresh, 1);
     assert_eq!(app.count("SELECT COUNT(*) FROM labels").await, 1);
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'")
-            .await,
-        1
-    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'").await, 1);
     assert_eq!(mask_versions(&app, &case_id).await, 2);
     app.stop().await;
 }
@@ -236,12 +228,7 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
     let token = app.user("lab", &[Role::Labeler]).await;
     let engineer = app.user("mle", &[Role::MlEngineer]).await;
     let (case_id, base) = small_case(&app).await;
-    let stored_before = app
-        .state
-        .store
-        .list(&format!("cases/{case_id}/"))
-        .await
-        .unwrap();
+    let stored_before = app.state.store.list(&format!("cases/{case_id}/")).await.unwrap();
     let run = |start: u64, len: u64, value: u8| {
         let mut mask = vec![0u8; VOXELS + 64];
         mask[start as usize..(start + len) as usize].fill(value);
@@ -280,27 +267,171 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
         ("broken JSON", &token, Some("k"), "application/json", "{\"case_id\": ".into(), 400, "JSON"),
         ("JSON array", &token, Some("k"), "application/json", "[1,2]".into(), 422, "invalid type"),
         ("missing case_id", &token, Some("k"), "application/json", without("case_id").to_string(), 422, "case_id"),
-        ("missing base", &token, Some("k"), "application/json", without("base_mask_ref").to_string(), 422, "base_mask_ref"),
+        (
+            "missing base",
+            &token,
+            Some("k"),
+            "application/json",
+            without("base_mask_ref").to_string(),
+            422,
+            "base_mask_ref",
+        ),
         ("missing edits", &token, Some("k"), "application/json", without("edits").to_string(), 422, "edits"),
-        ("unknown field", &token, Some("k"), "application/json", with("colour", json!("red")).to_string(), 422, "unknown field"),
-        ("numeric case_id", &token, Some("k"), "application/json", with("case_id", json!(7)).to_string(), 422, "case_id"),
+        (
+            "unknown field",
+            &token,
+            Some("k"),
+            "application/json",
+            with("colour", json!("red")).to_string(),
+            422,
+            "unknown field",
+        ),
+        (
+            "numeric case_id",
+            &token,
+            Some("k"),
+            "application/json",
+            with("case_id", json!(7)).to_string(),
+            422,
+            "case_id",
+        ),
         ("null edits", &token, Some("k"), "application/json", with("edits", Value::Null).to_string(), 422, "edits"),
-        ("edits not base64", &token, Some("k"), "application/json", with("edits", json!("%%%")).to_string(), 400, "not valid base64"),
+        (
+            "edits not base64",
+            &token,
+            Some("k"),
+            "application/json",
+            with("edits", json!("%%%")).to_string(),
+            400,
+            "not valid base64",
+        ),
         ("edits empty", &token, Some("k"), "application/json", with("edits", json!("")).to_string(), 422, "truncated"),
-        ("format version 2", &token, Some("k"), "application/json", with("edits", json!(b64(&[2, 0]))).to_string(), 422, "format version 2"),
-        ("truncated runs", &token, Some("k"), "application/json", with("edits", json!(b64(&good[..good.len() - 1]))).to_string(), 422, "truncated"),
-        ("trailing bytes", &token, Some("k"), "application/json", with("edits", json!(b64(&trailing))).to_string(), 422, "after the last run"),
-        ("zero-length run", &token, Some("k"), "application/json", with("edits", json!(b64(&[1, 1, 0, 0, 1]))).to_string(), 422, "length 0"),
-        ("no runs", &token, Some("k"), "application/json", with("edits", json!(b64(&[1, 0]))).to_string(), 422, "change no voxel"),
-        ("past the end", &token, Some("k"), "application/json", with("edits", json!(b64(&run(VOXELS as u64 - 2, 10, 1)))).to_string(), 422, "beyond the mask"),
-        ("gap overflow", &token, Some("k"), "application/json", with("edits", json!(b64(&huge_gap))).to_string(), 422, "beyond the mask"),
-        ("run count lie", &token, Some("k"), "application/json", with("edits", json!(b64(&[1, 0xff, 0xff, 0x03, 0, 1, 1]))).to_string(), 422, "truncated"),
-        ("unknown label 9", &token, Some("k"), "application/json", with("edits", json!(b64(&run(5, 3, 9)))).to_string(), 422, "label 9"),
-        ("unknown label 255", &token, Some("k"), "application/json", with("edits", json!(b64(&run(5, 3, 255)))).to_string(), 422, "label 255"),
-        ("unknown case", &token, Some("k"), "application/json", with("case_id", json!("nope")).to_string(), 404, "case nope not found"),
-        ("path-like case", &token, Some("k"), "application/json", with("case_id", json!("../cases")).to_string(), 404, "not found"),
-        ("bogus base", &token, Some("k"), "application/json", with("base_mask_ref", json!("cases/x/masks/y.nii.gz")).to_string(), 409, "changed by someone else"),
-        ("empty base", &token, Some("k"), "application/json", with("base_mask_ref", json!("")).to_string(), 409, "changed by someone else"),
+        (
+            "format version 2",
+            &token,
+            Some("k"),
+            "application/json",
+            with("edits", json!(b64(&[2, 0]))).to_string(),
+            422,
+            "format version 2",
+        ),
+        (
+            "truncated runs",
+            &token,
+            Some("k"),
+            "application/json",
+            with("edits", json!(b64(&good[..good.len() - 1]))).to_string(),
+            422,
+            "truncated",
+        ),
+        (
+            "trailing bytes",
+            &token,
+            Some("k"),
+            "application/json",
+            with("edits", json!(b64(&trailing))).to_string(),
+            422,
+            "after the last run",
+        ),
+        (
+            "zero-length run",
+            &token,
+            Some("k"),
+            "application/json",
+            with("edits", json!(b64(&[1, 1, 0, 0, 1]))).to_string(),
+            422,
+            "length 0",
+        ),
+        (
+            "no runs",
+            &token,
+            Some("k"),
+            "application/json",
+            with("edits", json!(b64(&[1, 0]))).to_string(),
+            422,
+            "change no voxel",
+        ),
+        (
+            "past the end",
+            &token,
+            Some("k"),
+            "application/json",
+            with("edits", json!(b64(&run(VOXELS as u64 - 2, 10, 1)))).to_string(),
+            422,
+            "beyond the mask",
+        ),
+        (
+            "gap overflow",
+            &token,
+            Some("k"),
+            "application/json",
+            with("edits", json!(b64(&huge_gap))).to_string(),
+            422,
+            "beyond the mask",
+        ),
+        (
+            "run count lie",
+            &token,
+            Some("k"),
+            "application/json",
+            with("edits", json!(b64(&[1, 0xff, 0xff, 0x03, 0, 1, 1]))).to_string(),
+            422,
+            "truncated",
+        ),
+        (
+            "unknown label 9",
+            &token,
+            Some("k"),
+            "application/json",
+            with("edits", json!(b64(&run(5, 3, 9)))).to_string(),
+            422,
+            "label 9",
+        ),
+        (
+            "unknown label 255",
+            &token,
+            Some("k"),
+            "application/json",
+            with("edits", json!(b64(&run(5, 3, 255)))).to_string(),
+            422,
+            "label 255",
+        ),
+        (
+            "unknown case",
+            &token,
+            Some("k"),
+            "application/json",
+            with("case_id", json!("nope")).to_string(),
+            404,
+            "case nope not found",
+        ),
+        (
+            "path-like case",
+            &token,
+            Some("k"),
+            "application/json",
+            with("case_id", json!("../cases")).to_string(),
+            404,
+            "not found",
+        ),
+        (
+            "bogus base",
+            &token,
+            Some("k"),
+            "application/json",
+            with("base_mask_ref", json!("cases/x/masks/y.nii.gz")).to_string(),
+            409,
+            "changed by someone else",
+        ),
+        (
+            "empty base",
+            &token,
+            Some("k"),
+            "application/json",
+            with("base_mask_ref", json!("")).to_string(),
+            409,
+            "changed by someone else",
+        ),
         ("body too large", &token, Some("k"), "application/json", big, 413, "too large"),
     ];
     assert!(cases.len() >= 30);
@@ -322,15 +453,7 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
     assert_eq!(app.count("SELECT COUNT(*) FROM idempotency_keys").await, 0);
     assert_eq!(current_mask_ref(&app, &case_id).await, base);
     assert_eq!(mask_versions(&app, &case_id).await, 1);
-    assert_eq!(
-        app.state
-            .store
-            .list(&format!("cases/{case_id}/"))
-            .await
-            .unwrap(),
-        stored_before,
-        "nothing was stored"
-    );
+    assert_eq!(app.state.store.list(&format!("cases/{case_id}/")).await.unwrap(), stored_before, "nothing was stored");
     // And the key "k" is still free for a good request.
     assert_eq!(post(&app, &token, Some("k"), &valid).await.status(), StatusCode::CREATED);
     app.stop().await;
@@ -342,7 +465,8 @@ async fn storage_outage_gives_503_with_no_rows_and_the_retry_succeeds() {
     let token = app.user("lab", &[Role::Labeler]).await;
     let user = seglab::server::services::users::user_for_token(&app.state.db, &token).await.unwrap().unwrap();
     let (case_id, base) = small_case(&app).await;
-    let request = seglab::api::SaveLabelRequest { case_id: case_id.clone(), base_mask_ref: base.clone(), edits: b64(&stroke(1)) };
+    let request =
+        seglab::api::SaveLabelRequest { case_id: case_id.clone(), base_mask_ref: base.clone(), edits: b64(&stroke(1)) };
 
     // The same app, but its object storage unreachable (and no cached head to hide it).
     let mut broken = app.state.clone();
@@ -360,7 +484,8 @@ async fn storage_outage_gives_503_with_no_rows_and_the_retry_succeeds() {
     broken.heads = std::sync::Arc::new(seglab::server::mask_cache::HeadCache::new(0));
     use seglab::server::services::access;
     let access = access::authorize(&broken, &user, &case_id, access::Save).await.unwrap();
-    let err = seglab::server::services::labels::save_label(&broken, access, Some("outage"), &request).await.unwrap_err();
+    let err =
+        seglab::server::services::labels::save_label(&broken, access, Some("outage"), &request).await.unwrap_err();
     assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(err.to_string().contains("object storage is unavailable"), "{err}");
     assert_eq!(app.count("SELECT COUNT(*) FROM labels").await, 0);
@@ -387,7 +512,10 @@ async fn a_crash_before_commit_leaves_an_orphan_the_sweeper_removes_and_the_retr
     let waiting = post(&app, &token, Some("crashed"), &request).await;
     assert_eq!(waiting.status(), StatusCode::CONFLICT);
     assert_eq!(waiting.headers()["retry-after"], "2");
-    sqlx::query("UPDATE idempotency_keys SET locked_at = locked_at - 120000").execute(&app.state.db.pool).await.unwrap();
+    sqlx::query("UPDATE idempotency_keys SET locked_at = locked_at - 120000")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
     let retried = post(&app, &token, Some("crashed"), &request).await;
     assert_eq!(retried.status(), StatusCode::CREATED);
 
@@ -396,20 +524,9 @@ async fn a_crash_before_commit_leaves_an_orphan_the_sweeper_removes_and_the_retr
     assert_eq!(sweep_orphans(&app.state, std::time::Duration::ZERO).await.unwrap(), 1);
     let remaining = app.state.store.list(&format!("cases/{case_id}/")).await.unwrap();
     assert!(!remaining.contains(&orphan));
-    let files: Vec<_> = remaining
-        .iter()
-        .filter(|r| !r.contains("/slabs/"))
-        .collect();
-    assert_eq!(
-        files.len(),
-        2,
-        "the image and first mask files stay (the save wrote a slab): {remaining:?}"
-    );
-    assert_eq!(
-        remaining.len() as i64 - 2,
-        app.count("SELECT COUNT(*) FROM slabs").await,
-        "every recorded slab stays"
-    );
+    let files: Vec<_> = remaining.iter().filter(|r| !r.contains("/slabs/")).collect();
+    assert_eq!(files.len(), 2, "the image and first mask files stay (the save wrote a slab): {remaining:?}");
+    assert_eq!(remaining.len() as i64 - 2, app.count("SELECT COUNT(*) FROM slabs").await, "every recorded slab stays");
     app.stop().await;
 }
 
@@ -444,7 +561,10 @@ async fn the_audit_log_is_append_only_and_its_chain_verifies() {
         seglab::server::db::Backend::Postgres => "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change",
     };
     sqlx::query(lift).execute(&app.state.db.pool).await.unwrap();
-    sqlx::query("UPDATE audit_log SET details = '{\"forged\":true}' WHERE seq = 2").execute(&app.state.db.pool).await.unwrap();
+    sqlx::query("UPDATE audit_log SET details = '{\"forged\":true}' WHERE seq = 2")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
     let report = verify_chain(&app.state.db).await.unwrap();
     assert_eq!(report.first_broken.as_ref().map(|(seq, _)| *seq), Some(2), "{report:?}");
 
@@ -460,7 +580,8 @@ async fn nibabel_reads_the_saved_mask_with_the_same_geometry_and_exactly_the_edi
     let app = TestApp::spawn().await;
     let token = app.user("lab", &[Role::Labeler]).await;
     let (case_id, base) = small_case(&app).await;
-    let saved: LabelSaved = post(&app, &token, Some("interop"), &body(&case_id, &base, &stroke(2))).await.json().await.unwrap();
+    let saved: LabelSaved =
+        post(&app, &token, Some("interop"), &body(&case_id, &base, &stroke(2))).await.json().await.unwrap();
 
     let file = app.data_dir.path().join("saved.nii.gz");
     std::fs::write(&file, app.mask_file(&token, &saved.new_mask_ref).await).unwrap();
@@ -474,7 +595,12 @@ async fn nibabel_reads_the_saved_mask_with_the_same_geometry_and_exactly_the_edi
     assert_eq!(read["dtype"], "uint8");
     assert_eq!(
         read["affine"],
-        json!([[-0.9f32 as f64, 0.0, 0.0, 14.0], [0.0, 0.9f32 as f64, 0.0, -10.0], [0.0, 0.0, 3.0, -22.0], [0.0, 0.0, 0.0, 1.0]])
+        json!([
+            [-0.9f32 as f64, 0.0, 0.0, 14.0],
+            [0.0, 0.9f32 as f64, 0.0, -10.0],
+            [0.0, 0.0, 3.0, -22.0],
+            [0.0, 0.0, 0.0, 1.0]
+        ])
     );
     assert_eq!(read["indices"], json!((100..140).collect::<Vec<_>>()));
     assert_eq!(read["values"], json!(vec![2; 40]));
@@ -505,7 +631,8 @@ async fn audit_verify_detects_rows_cut_from_the_end() {
     let app = TestApp::spawn().await;
     let token = app.user("lab", &[Role::Labeler]).await;
     let (case_id, base) = small_case(&app).await;
-    let first: LabelSaved = post(&app, &token, Some("a"), &body(&case_id, &base, &stroke(1))).await.json().await.unwrap();
+    let first: LabelSaved =
+        post(&app, &token, Some("a"), &body(&case_id, &base, &stroke(1))).await.json().await.unwrap();
     let second = post(&app, &token, Some("b"), &body(&case_id, &first.new_mask_ref, &stroke(2))).await;
     assert_eq!(second.status(), StatusCode::CREATED);
     use seglab::server::services::audit::verify_chain;
@@ -550,7 +677,16 @@ async fn a_retry_whose_original_finishes_meanwhile_gets_the_original_answer() {
     running_claim(&app, "lab", "lost-answer", &request).await;
     let retry = tokio::spawn({
         let (client, url, token, request) = (app.client.clone(), app.url("/labels"), token.clone(), request.clone());
-        async move { client.post(url).bearer_auth(token).header("Idempotency-Key", "lost-answer").json(&request).send().await.unwrap() }
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .header("Idempotency-Key", "lost-answer")
+                .json(&request)
+                .send()
+                .await
+                .unwrap()
+        }
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     // ... and commits while the retry waits.
@@ -577,7 +713,13 @@ async fn every_acknowledged_save_is_stored_as_recorded_after_a_kill_in_a_save_st
         cases.push(small_case(&app).await);
     }
     // A second server process on the same database and storage: the one that gets killed.
-    let (mut server, base_url, ready) = app.start_server_process(&["--workers", "0", "--self-assignment", "true"], &["--no-demo"], std::process::Stdio::null()).await;
+    let (mut server, base_url, ready) = app
+        .start_server_process(
+            &["--workers", "0", "--self-assignment", "true"],
+            &["--no-demo"],
+            std::process::Stdio::null(),
+        )
+        .await;
     assert!(ready, "the second server did not become ready");
 
     // Four labelers save on their own cases as fast as they can until the server dies.
@@ -587,7 +729,13 @@ async fn every_acknowledged_save_is_stored_as_recorded_after_a_kill_in_a_save_st
             let mut acknowledged = Vec::new();
             for save in 0..500u32 {
                 let request = body(&case_id, &head, &stroke(1 + ((save + n as u32) % 2) as u8));
-                let sent = client.post(&url).bearer_auth(&token).header("Idempotency-Key", uuid::Uuid::new_v4().to_string()).json(&request).send().await;
+                let sent = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+                    .json(&request)
+                    .send()
+                    .await;
                 let Ok(response) = sent else { break };
                 if response.status() != StatusCode::CREATED {
                     break;
@@ -648,7 +796,8 @@ async fn a_head_exported_earlier_must_still_be_in_the_chain() {
 
 #[tokio::test]
 async fn with_an_audit_key_a_chain_rewritten_without_it_does_not_verify() {
-    let app = TestApp::spawn_configured(|config| config.audit_key = Some("kept-outside-the-database".into()), |_| {}).await;
+    let app =
+        TestApp::spawn_configured(|config| config.audit_key = Some("kept-outside-the-database".into()), |_| {}).await;
     let token = app.user("lab", &[Role::Labeler]).await;
     let (case_id, base) = small_case(&app).await;
     assert_eq!(post(&app, &token, Some("a"), &body(&case_id, &base, &stroke(1))).await.status(), StatusCode::CREATED);
@@ -663,13 +812,24 @@ async fn with_an_audit_key_a_chain_rewritten_without_it_does_not_verify() {
         seglab::server::db::Backend::Postgres => "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change",
     };
     sqlx::query(lift).execute(pool).await.unwrap();
-    let rows = sqlx::query("SELECT seq, at, action, user_id, case_id, details FROM audit_log ORDER BY seq").fetch_all(pool).await.unwrap();
+    let rows = sqlx::query("SELECT seq, at, action, user_id, case_id, details FROM audit_log ORDER BY seq")
+        .fetch_all(pool)
+        .await
+        .unwrap();
     let mut previous = "0".repeat(64);
     for row in rows {
         let seq: i64 = row.get("seq");
         let details = if seq == 2 { r#"{"forged":true}"#.to_string() } else { row.get::<String, _>("details") };
         let (user_id, case_id): (Option<String>, Option<String>) = (row.get("user_id"), row.get("case_id"));
-        let hash = row_hash(seq, row.get("at"), &row.get::<String, _>("action"), user_id.as_deref(), case_id.as_deref(), &details, &previous);
+        let hash = row_hash(
+            seq,
+            row.get("at"),
+            &row.get::<String, _>("action"),
+            user_id.as_deref(),
+            case_id.as_deref(),
+            &details,
+            &previous,
+        );
         sqlx::query("UPDATE audit_log SET details = $1, prev_hash = $2, hash = $3 WHERE seq = $4")
             .bind(&details)
             .bind(&previous)
@@ -711,9 +871,7 @@ async fn slabbed_case(app: &TestApp) -> (String, String, Vec<u8>) {
         srow_z: [0.0, 0.0, 2.5, -72.0],
         ..nifti::NiftiHeader::default()
     };
-    let image: Vec<u8> = (0..voxels)
-        .flat_map(|i| ((i % 1000) as i16 - 200).to_le_bytes())
-        .collect();
+    let image: Vec<u8> = (0..voxels).flat_map(|i| ((i % 1000) as i16 - 200).to_le_bytes()).collect();
     let mut mask = vec![0u8; voxels];
     for k in 5..30 {
         for j in 100..140 {
@@ -722,11 +880,7 @@ async fn slabbed_case(app: &TestApp) -> (String, String, Vec<u8>) {
     }
     let new_case = NewCase {
         name: "slabbed".into(),
-        image: gzip(
-            &encode_volume(&header, DIMS, nifti::NiftiType::Int16, &image),
-            1,
-        )
-        .into(),
+        image: gzip(&encode_volume(&header, DIMS, nifti::NiftiType::Int16, &image), 1).into(),
         mask: Some(gzip(&encode_mask(&header, DIMS, &mask), 1).into()),
         labels: vec![(1, "liver".into()), (2, "tumour".into())],
     };
@@ -765,14 +919,11 @@ fn disc(k: usize, radius: i64) -> Vec<usize> {
 }
 
 #[tokio::test]
-async fn a_save_writes_only_the_slabs_it_touches_and_every_version_downloads_as_the_whole_file_did()
-{
+async fn a_save_writes_only_the_slabs_it_touches_and_every_version_downloads_as_the_whole_file_did() {
     let app = TestApp::spawn().await;
     let token = app.user("lab", &[Role::Labeler]).await;
     let (case_id, first, imported) = slabbed_case(&app).await;
-    let imported_header = Volume::parse("mask", &app.mask_file(&token, &first).await)
-        .unwrap()
-        .header;
+    let imported_header = Volume::parse("mask", &app.mask_file(&token, &first).await).unwrap().header;
 
     // Three saves: a 3,000-voxel stroke in slab 0; one across the border of slabs 0 and 1
     // (slices 15 and 16); a whole slice of the thinner last slab.
@@ -791,107 +942,54 @@ async fn a_save_writes_only_the_slabs_it_touches_and_every_version_downloads_as_
         let (base_ref, base) = versions.last().unwrap().clone();
         let edited = stroke_in(&base, voxels, *value);
         let slabs_before = app.count("SELECT COUNT(*) FROM slabs").await;
-        let bytes_before = app
-            .count("SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM slabs")
-            .await;
-        let response = app
-            .post_label(
-                &token,
-                &case_id,
-                &base_ref,
-                &MaskEdits::diff(&base, &edited).encode(),
-            )
-            .await;
+        let bytes_before = app.count("SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM slabs").await;
+        let response = app.post_label(&token, &case_id, &base_ref, &MaskEdits::diff(&base, &edited).encode()).await;
         assert_eq!(response.status(), StatusCode::CREATED);
         let saved: LabelSaved = response.json().await.unwrap();
-        assert_eq!(
-            app.count("SELECT COUNT(*) FROM slabs").await - slabs_before,
-            *slabs_written as i64
-        );
-        let stored = app
-            .count("SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM slabs")
-            .await
-            - bytes_before;
-        assert!(
-            stored < 64 * 1024,
-            "{stored} bytes stored for a save of {} voxels",
-            voxels.len()
-        );
+        assert_eq!(app.count("SELECT COUNT(*) FROM slabs").await - slabs_before, *slabs_written as i64);
+        let stored = app.count("SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM slabs").await - bytes_before;
+        assert!(stored < 64 * 1024, "{stored} bytes stored for a save of {} voxels", voxels.len());
         // The version lists the base's slabs but for those it wrote.
-        let (old_ids, new_ids) = (
-            slab_ids(&app, &base_ref).await,
-            slab_ids(&app, &saved.new_mask_ref).await,
-        );
-        assert_eq!(
-            old_ids.iter().zip(&new_ids).filter(|(a, b)| a != b).count(),
-            *slabs_written
-        );
+        let (old_ids, new_ids) = (slab_ids(&app, &base_ref).await, slab_ids(&app, &saved.new_mask_ref).await);
+        assert_eq!(old_ids.iter().zip(&new_ids).filter(|(a, b)| a != b).count(), *slabs_written);
         versions.push((saved.new_mask_ref, edited));
     }
     assert_eq!(disc(3, 31).len(), 3001);
 
     // Every version, the newest first, downloads as a .nii.gz identical, header and voxels, to
     // the file a save wrote before slabs (the import's geometry, the edited voxels).
-    let artifacts: CaseArtifacts = app
-        .get_json(&token, &format!("/cases/{case_id}/artifacts?history=true"))
-        .await;
+    let artifacts: CaseArtifacts = app.get_json(&token, &format!("/cases/{case_id}/artifacts?history=true")).await;
     assert_eq!(artifacts.history.len(), 3);
     for (entry, (object_ref, labels)) in artifacts.history.iter().zip(versions.iter().rev()) {
         assert_eq!(&entry.new_mask_ref, object_ref);
-        assert_eq!(
-            entry.url,
-            format!("/{object_ref}"),
-            "not written yet, so the API path"
-        );
+        assert_eq!(entry.url, format!("/{object_ref}"), "not written yet, so the API path");
         let file = app.download(&token, &entry.url).await;
         let mut inflated = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&file[..]), &mut inflated)
-            .unwrap();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&file[..]), &mut inflated).unwrap();
         assert!(
             inflated == encode_mask(&imported_header, [256, 256, 40], labels),
             "{object_ref} differs from the whole-file path"
         );
-        let row = sqlx::query(
-            "SELECT file_stored, size_bytes, sha256 FROM objects WHERE object_ref = $1",
-        )
-        .bind(object_ref)
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap();
+        let row = sqlx::query("SELECT file_stored, size_bytes, sha256 FROM objects WHERE object_ref = $1")
+            .bind(object_ref)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
         assert_eq!(row.get::<i64, _>("file_stored"), 1);
         assert_eq!(row.get::<i64, _>("size_bytes") as usize, file.len());
         use sha2::Digest;
-        assert_eq!(
-            row.get::<String, _>("sha256"),
-            hex::encode(sha2::Sha256::digest(&file))
-        );
+        assert_eq!(row.get::<String, _>("sha256"), hex::encode(sha2::Sha256::digest(&file)));
     }
     // Written once: now the artifacts point at storage directly.
-    let again: CaseArtifacts = app
-        .get_json(&token, &format!("/cases/{case_id}/artifacts?history=true"))
-        .await;
-    assert!(
-        again
-            .history
-            .iter()
-            .all(|entry| entry.url.starts_with("http")),
-        "{:?}",
-        again.history
-    );
-    assert_eq!(
-        app.download(&token, &again.artifacts[1].url).await,
-        app.mask_file(&token, &versions[3].0).await
-    );
+    let again: CaseArtifacts = app.get_json(&token, &format!("/cases/{case_id}/artifacts?history=true")).await;
+    assert!(again.history.iter().all(|entry| entry.url.starts_with("http")), "{:?}", again.history);
+    assert_eq!(app.download(&token, &again.artifacts[1].url).await, app.mask_file(&token, &versions[3].0).await);
 
     // The first version is still the imported file, and storage holds what was recorded.
     let first_file = Volume::parse("mask", &app.mask_file(&token, &first).await).unwrap();
     assert!(first_file.into_labels("mask").unwrap() == imported);
     let verified = app.run_cli(&["objects", "verify"]);
-    assert!(
-        verified.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verified.stderr)
-    );
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
 
     // Another user may not read the version through the API path.
     let outsider = app.user("outsider", &[Role::Labeler]).await;
@@ -900,13 +998,7 @@ async fn a_save_writes_only_the_slabs_it_touches_and_every_version_downloads_as_
         .execute(&app.state.db.pool)
         .await
         .unwrap();
-    let refused = app
-        .client
-        .get(app.url(&format!("/{}", versions[1].0)))
-        .bearer_auth(&outsider)
-        .send()
-        .await
-        .unwrap();
+    let refused = app.client.get(app.url(&format!("/{}", versions[1].0))).bearer_auth(&outsider).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::NOT_FOUND);
     let missing = app
         .client
@@ -930,16 +1022,10 @@ async fn volumes_stored_before_slabs_are_cut_on_first_use_and_saved_on_as_usual(
         .execute(&app.state.db.pool)
         .await
         .unwrap();
-    sqlx::query("DELETE FROM slabs WHERE case_id = $1")
-        .bind(&case_id)
-        .execute(&app.state.db.pool)
-        .await
-        .unwrap();
+    sqlx::query("DELETE FROM slabs WHERE case_id = $1").bind(&case_id).execute(&app.state.db.pool).await.unwrap();
 
     // Opening the case cuts the image and the mask into slabs, once.
-    let artifacts: CaseArtifacts = app
-        .get_json(&token, &format!("/cases/{case_id}/artifacts"))
-        .await;
+    let artifacts: CaseArtifacts = app.get_json(&token, &format!("/cases/{case_id}/artifacts")).await;
     let listed = |n: usize| {
         let slabs = &artifacts.artifacts[n].slabs;
         (slabs.slabs.len(), slabs.urls.len())
@@ -947,20 +1033,13 @@ async fn volumes_stored_before_slabs_are_cut_on_first_use_and_saved_on_as_usual(
     assert_eq!([listed(0), listed(1)], [(2, 2), (3, 3)]);
     let cut = app.count("SELECT COUNT(*) FROM slabs").await;
     assert_eq!(cut, 5);
-    let _: CaseArtifacts = app
-        .get_json(&token, &format!("/cases/{case_id}/artifacts"))
-        .await;
+    let _: CaseArtifacts = app.get_json(&token, &format!("/cases/{case_id}/artifacts")).await;
     assert_eq!(app.count("SELECT COUNT(*) FROM slabs").await, cut);
 
     let mut edited = imported.clone();
     disc(20, 31).into_iter().for_each(|v| edited[v] = 2);
     let saved: LabelSaved = app
-        .post_label(
-            &token,
-            &case_id,
-            &first,
-            &MaskEdits::diff(&imported, &edited).encode(),
-        )
+        .post_label(&token, &case_id, &first, &MaskEdits::diff(&imported, &edited).encode())
         .await
         .json()
         .await
@@ -976,7 +1055,13 @@ async fn concurrent_first_requests_for_a_mask_file_write_it_once() {
     let app = TestApp::spawn().await;
     let token = app.user("lab", &[Role::Labeler]).await;
     let (case_id, base) = small_case(&app).await;
-    let saved = post(&app, &token, Some("one"), &json!({ "case_id": case_id, "base_mask_ref": base, "edits": b64(&stroke(1)) })).await;
+    let saved = post(
+        &app,
+        &token,
+        Some("one"),
+        &json!({ "case_id": case_id, "base_mask_ref": base, "edits": b64(&stroke(1)) }),
+    )
+    .await;
     assert_eq!(saved.status(), StatusCode::CREATED);
     let saved: LabelSaved = saved.json().await.unwrap();
     let path = app.url(&format!("/{}", saved.new_mask_ref));

@@ -21,7 +21,10 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     // The browser controller talks to pages only through `crate::viewer::ui`.
     ("crate::browser", &["crate::server", "crate::pages", "crate::app"]),
     // Services own the rules; the HTTP edge, sessions and the CLI sit on top of them.
-    ("crate::server::services", &["crate::server::http", "crate::server::auth", "crate::server::cli", "crate::pages", "crate::app"]),
+    (
+        "crate::server::services",
+        &["crate::server::http", "crate::server::auth", "crate::server::cli", "crate::pages", "crate::app"],
+    ),
 ];
 
 fn main_dir() -> PathBuf {
@@ -121,7 +124,10 @@ fn code_only(text: &str) -> String {
                 }
             }
             out.push(' ');
-        } else if c == 'r' && (next == Some('"') || (next == Some('#') && !prev_is_ident(&chars, i))) && !prev_is_ident(&chars, i) {
+        } else if c == 'r'
+            && (next == Some('"') || (next == Some('#') && !prev_is_ident(&chars, i)))
+            && !prev_is_ident(&chars, i)
+        {
             // Raw string: r"…" or r#…"…"#…
             let mut hashes = 0;
             let mut j = i + 1;
@@ -239,7 +245,9 @@ fn named_paths(code: &str, children: &BTreeSet<String>) -> BTreeSet<String> {
     // Paths written inline in the code.
     let bytes = code.as_bytes();
     for start in ["crate::", "super::"].iter().flat_map(|needle| code.match_indices(needle).map(|(i, _)| i)) {
-        if start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_' || bytes[start - 1] == b':') {
+        if start > 0
+            && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_' || bytes[start - 1] == b':')
+        {
             continue;
         }
         let end = code[start..]
@@ -347,7 +355,14 @@ fn cycles(graph: &Graph) -> Vec<Vec<String>> {
             }
         }
     }
-    let mut state = State { graph, index: BTreeMap::new(), low: BTreeMap::new(), stack: Vec::new(), on_stack: BTreeSet::new(), found: Vec::new() };
+    let mut state = State {
+        graph,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        on_stack: BTreeSet::new(),
+        found: Vec::new(),
+    };
     for node in graph.edges.keys() {
         if !state.index.contains_key(node.as_str()) {
             visit(&mut state, node);
@@ -370,7 +385,12 @@ fn the_module_graph_has_no_cycle() {
         .map(|component| {
             let links: Vec<String> = component
                 .iter()
-                .flat_map(|from| graph.edges[from].iter().filter(|to| component.contains(to)).map(move |to| format!("  {from} → {to}")))
+                .flat_map(|from| {
+                    graph.edges[from]
+                        .iter()
+                        .filter(|to| component.contains(to))
+                        .map(move |to| format!("  {from} → {to}"))
+                })
                 .collect();
             format!("cycle among {}:\n{}", component.join(", "), links.join("\n"))
         })
@@ -404,7 +424,9 @@ fn the_scanner_sees_use_trees_inline_paths_and_relative_modules() {
     let code = code_only("use crate::a::b; // crate::c::d\nlet s = \"crate::e\"; x = super::f::g(); let c = '\"';");
     let paths = named_paths(&code, &BTreeSet::new());
     assert_eq!(paths, ["crate::a::b", "super::f::g"].map(String::from).into());
-    let code = without_inline_modules("use crate::a;\n#[cfg(test)]\nmod tests { use super::*; fn f() { if x { } } }\nmod child;");
+    let code = without_inline_modules(
+        "use crate::a;\n#[cfg(test)]\nmod tests { use super::*; fn f() { if x { } } }\nmod child;",
+    );
     assert_eq!(named_paths(&code, &BTreeSet::new()), ["crate::a".to_string()].into());
     let modules: BTreeSet<String> = ["crate", "crate::x", "crate::x::y", "crate::x::z"].map(String::from).into();
     assert_eq!(resolve("super::z::Thing", "crate::x::y", &modules).as_deref(), Some("crate::x::z"));

@@ -13,12 +13,12 @@ use base64::Engine;
 use common::TestApp;
 use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
+use seglab::api::{PairedEvaluation, VersionEvaluation};
 use seglab::edits::MaskEdits;
 use seglab::nifti_io::{encode_mask, encode_volume, gzip, Volume};
-use seglab::api::{PairedEvaluation, VersionEvaluation};
 use seglab::server::services::cases::{import_case, NewCase};
-use seglab::server::services::{evaluation, jobs};
 use seglab::server::services::users::{self, Role, User};
+use seglab::server::services::{evaluation, jobs};
 use seglab::server::state::AppState;
 use serde_json::{json, Value};
 use sqlx::any::AnyPoolOptions;
@@ -33,7 +33,8 @@ fn fixture(name: &str) -> Vec<u8> {
 
 /// The checked-in SHA-256 of a fixture, as the card states it.
 fn fixture_sha(name: &str) -> String {
-    let sums = std::fs::read_to_string(format!("{}/tests/fixtures/models/SHA256SUMS", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let sums =
+        std::fs::read_to_string(format!("{}/tests/fixtures/models/SHA256SUMS", env!("CARGO_MANIFEST_DIR"))).unwrap();
     sums.lines().find(|l| l.ends_with(&format!(" {name}.onnx"))).unwrap().split_whitespace().next().unwrap().to_string()
 }
 
@@ -50,9 +51,8 @@ fn card(name: &str, version: &str, fixture_name: &str) -> Value {
 }
 
 async fn register(app: &TestApp, token: &str, card: &Value, artifact: Vec<u8>) -> reqwest::Response {
-    let form = Form::new()
-        .text("card", card.to_string())
-        .part("artifact", Part::bytes(artifact).file_name("model.onnx"));
+    let form =
+        Form::new().text("card", card.to_string()).part("artifact", Part::bytes(artifact).file_name("model.onnx"));
     app.client.post(app.url("/models")).bearer_auth(token).multipart(form).send().await.unwrap()
 }
 
@@ -63,7 +63,13 @@ async fn registered(app: &TestApp, token: &str, name: &str, version: &str, fixtu
 }
 
 async fn set_state(app: &TestApp, token: &str, id: &str, state: &str) -> reqwest::Response {
-    app.client.put(app.url(&format!("/models/{id}/state"))).bearer_auth(token).json(&json!({ "state": state })).send().await.unwrap()
+    app.client
+        .put(app.url(&format!("/models/{id}/state")))
+        .bearer_auth(token)
+        .json(&json!({ "state": state }))
+        .send()
+        .await
+        .unwrap()
 }
 
 /// A 20³ float volume (RAS, 1 mm) that is 1 inside the cube [6, 14)³ and 0 elsewhere.
@@ -233,13 +239,20 @@ async fn transitions_follow_the_lifecycle_and_are_audited() {
     assert_eq!(set_state(&app, &engineer, &v2, "production").await.status(), StatusCode::OK);
     let v1_detail: Value = app.get_json(&engineer, &format!("/models/{v1}")).await;
     assert_eq!(v1_detail["state"], "archived");
-    assert_eq!(set_state(&app, &engineer, &v1, "production").await.status(), StatusCode::CONFLICT, "back only through shadow");
+    assert_eq!(
+        set_state(&app, &engineer, &v1, "production").await.status(),
+        StatusCode::CONFLICT,
+        "back only through shadow"
+    );
     assert_eq!(app.count("SELECT COUNT(*) FROM models WHERE state = 'production'").await, 1);
 
     // What was in production when, from the audit log.
-    let then: Value = app.get_json(&labeler, &format!("/models/production-at?name=cube-seg&at={v1_production_at}")).await;
+    let then: Value =
+        app.get_json(&labeler, &format!("/models/production-at?name=cube-seg&at={v1_production_at}")).await;
     assert_eq!(then["model_id"], v1.as_str());
-    let now: Value = app.get_json(&labeler, &format!("/models/production-at?name=cube-seg&at={}", seglab::server::clock::now_ms())).await;
+    let now: Value = app
+        .get_json(&labeler, &format!("/models/production-at?name=cube-seg&at={}", seglab::server::clock::now_ms()))
+        .await;
     assert_eq!(now["version"], "2.0.0");
     // Malformed queries get the API's JSON 400.
     for path in ["/models/production-at?name=cube-seg&at=yesterday", "/models/active", "/models/evaluation?name="] {
@@ -261,24 +274,47 @@ async fn transitions_follow_the_lifecycle_and_are_audited() {
     let rolled = rollback(engineer.clone(), v2.clone()).await;
     assert_eq!(rolled.status(), StatusCode::OK);
     let rolled: Value = rolled.json().await.unwrap();
-    assert_eq!((rolled["restored"]["id"].as_str(), rolled["restored"]["state"].as_str()), (Some(v1.as_str()), Some("production")));
-    assert_eq!((rolled["archived"]["id"].as_str(), rolled["archived"]["state"].as_str()), (Some(v2.as_str()), Some("archived")));
+    assert_eq!(
+        (rolled["restored"]["id"].as_str(), rolled["restored"]["state"].as_str()),
+        (Some(v1.as_str()), Some("production"))
+    );
+    assert_eq!(
+        (rolled["archived"]["id"].as_str(), rolled["archived"]["state"].as_str()),
+        (Some(v2.as_str()), Some("archived"))
+    );
     let active: Value = app.get_json(&labeler, "/models/active?name=cube-seg").await;
     assert_eq!((active["production"]["id"].as_str(), &active["shadow"]), (Some(v1.as_str()), &Value::Null));
-    let now: Value = app.get_json(&labeler, &format!("/models/production-at?name=cube-seg&at={}", seglab::server::clock::now_ms())).await;
+    let now: Value = app
+        .get_json(&labeler, &format!("/models/production-at?name=cube-seg&at={}", seglab::server::clock::now_ms()))
+        .await;
     assert_eq!(now["version"], "1.0.0");
     // The timeline tells the whole story, the rollback marked as such.
     let timeline: Vec<Value> = app.get_json(&labeler, "/models/timeline?name=cube-seg").await;
     let story: Vec<String> = timeline
         .iter()
-        .map(|c| format!("{} {}→{}{}", c["version"].as_str().unwrap(), c["from"].as_str().unwrap_or("new"), c["to"].as_str().unwrap(), if c["rollback"] == true { " (rollback)" } else { "" }))
+        .map(|c| {
+            format!(
+                "{} {}→{}{}",
+                c["version"].as_str().unwrap(),
+                c["from"].as_str().unwrap_or("new"),
+                c["to"].as_str().unwrap(),
+                if c["rollback"] == true { " (rollback)" } else { "" }
+            )
+        })
         .collect();
     assert_eq!(
         story,
         [
-            "1.0.0 new→registered", "2.0.0 new→registered", "1.0.0 registered→shadow", "1.0.0 shadow→production",
-            "2.0.0 registered→shadow", "1.0.0 production→archived", "2.0.0 shadow→production", "1.0.0 archived→shadow",
-            "2.0.0 production→archived (rollback)", "1.0.0 shadow→production (rollback)",
+            "1.0.0 new→registered",
+            "2.0.0 new→registered",
+            "1.0.0 registered→shadow",
+            "1.0.0 shadow→production",
+            "2.0.0 registered→shadow",
+            "1.0.0 production→archived",
+            "2.0.0 shadow→production",
+            "1.0.0 archived→shadow",
+            "2.0.0 production→archived (rollback)",
+            "1.0.0 shadow→production (rollback)",
         ]
     );
     assert!(timeline.iter().all(|c| c["by"] == "ada"));
@@ -297,7 +333,8 @@ async fn a_first_production_version_has_nothing_to_roll_back_to() {
     for state in ["shadow", "production"] {
         assert_eq!(set_state(&app, &engineer, &v1, state).await.status(), StatusCode::OK);
     }
-    let refused = app.client.post(app.url(&format!("/models/{v1}/rollback"))).bearer_auth(&engineer).send().await.unwrap();
+    let refused =
+        app.client.post(app.url(&format!("/models/{v1}/rollback"))).bearer_auth(&engineer).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::CONFLICT);
     assert!(refused.text().await.unwrap().contains("nothing to roll back to"));
     assert_eq!(app.count("SELECT COUNT(*) FROM models WHERE state = 'production'").await, 1);
@@ -317,7 +354,11 @@ async fn concurrent_promotions_leave_exactly_one_winner() {
     let statuses: Vec<StatusCode> = futures::future::join_all(attempts).await.iter().map(|r| r.status()).collect();
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == StatusCode::OK || *s == StatusCode::CONFLICT), "{statuses:?}");
-    let shadow: String = sqlx::query("SELECT id FROM models WHERE state = 'shadow'").fetch_one(&app.state.db.pool).await.unwrap().get("id");
+    let shadow: String = sqlx::query("SELECT id FROM models WHERE state = 'shadow'")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap()
+        .get("id");
     // Six requests promote the shadow to production at once: one wins.
     let attempts = (0..6).map(|_| set_state(&app, &engineer, &shadow, "production"));
     let statuses: Vec<StatusCode> = futures::future::join_all(attempts).await.iter().map(|r| r.status()).collect();
@@ -343,7 +384,8 @@ async fn each_trigger_runs_one_production_and_one_shadow_job_with_outputs_apart(
     let jobs = finished_jobs(&app, &engineer, &case_id, 2).await;
     assert!(jobs.iter().all(|j| j["status"] == "succeeded" && j["trigger"] == "case_import"), "{jobs:?}");
     assert_eq!(jobs[0]["run_id"], jobs[1]["run_id"]);
-    let mut pinned: Vec<(String, String)> = jobs.iter().map(|j| (j["role"].as_str().unwrap().into(), j["model_id"].as_str().unwrap().into())).collect();
+    let mut pinned: Vec<(String, String)> =
+        jobs.iter().map(|j| (j["role"].as_str().unwrap().into(), j["model_id"].as_str().unwrap().into())).collect();
     pinned.sort();
     assert_eq!(pinned, vec![("production".to_string(), v1.clone()), ("shadow".to_string(), v2.clone())]);
     let outputs = prediction_refs(&app, &case_id).await;
@@ -372,15 +414,18 @@ async fn each_trigger_runs_one_production_and_one_shadow_job_with_outputs_apart(
     assert!(seen.iter().all(|j| j["output_ref"].as_str().is_some_and(|r| r.starts_with("predictions/"))), "{seen:?}");
     let artifacts: Value = app.get_json(&engineer, &format!("/cases/{case_id}/artifacts")).await;
     let predictions = artifacts["predictions"].as_array().unwrap();
-    let roles: Vec<(&str, &str)> = predictions.iter().map(|p| (p["role"].as_str().unwrap(), p["model_version"].as_str().unwrap())).collect();
+    let roles: Vec<(&str, &str)> =
+        predictions.iter().map(|p| (p["role"].as_str().unwrap(), p["model_version"].as_str().unwrap())).collect();
     assert_eq!(roles, [("production", "1.0.0"), ("shadow", "2.0.0")]);
     let shown = app.client.get(predictions[0]["url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(Volume::parse("prediction", &shown).unwrap().into_labels("prediction").unwrap(), labels);
 
     // Trigger 2: manual, for ML engineers only.
-    let forbidden = app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&labeler).send().await.unwrap();
+    let forbidden =
+        app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&labeler).send().await.unwrap();
     assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
-    let started = app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&engineer).send().await.unwrap();
+    let started =
+        app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&engineer).send().await.unwrap();
     assert_eq!(started.status(), StatusCode::ACCEPTED);
     let started: Value = started.json().await.unwrap();
     assert_eq!(started["jobs"].as_array().unwrap().len(), 2);
@@ -401,7 +446,8 @@ async fn a_repeated_run_trigger_queues_nothing_while_the_first_run_is_pending() 
     // The import queued the shadow version's job: the triggers find it pending.
     assert_eq!(app.count("SELECT COUNT(*) FROM model_jobs").await, 1);
     let trigger = || async {
-        let started = app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&engineer).send().await.unwrap();
+        let started =
+            app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&engineer).send().await.unwrap();
         assert_eq!(started.status(), StatusCode::ACCEPTED);
         started.json::<Value>().await.unwrap()["run_id"].as_str().unwrap().to_string()
     };
@@ -489,7 +535,12 @@ async fn dice_and_hd95_against_human_labels_on_a_known_case() {
     finished_jobs(&app, &engineer, &case_id, 1).await;
 
     // A person labels exactly the cube (512 voxels).
-    let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
+    let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
+        .bind(&case_id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap()
+        .get(0);
     let cube: Vec<u8> = (0..VOXELS).map(|i| in_cube(i) as u8).collect();
     let edits = MaskEdits::diff(&vec![0; VOXELS], &cube).encode();
     let saved = app
@@ -515,7 +566,8 @@ async fn dice_and_hd95_against_human_labels_on_a_known_case() {
     // Promote v1, shadow v2 (threshold 0.8: cube plus 216 face voxels), run both: paired.
     assert_eq!(set_state(&app, &engineer, &v1, "production").await.status(), StatusCode::OK);
     assert_eq!(set_state(&app, &engineer, &v2, "shadow").await.status(), StatusCode::OK);
-    let started = app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&engineer).send().await.unwrap();
+    let started =
+        app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&engineer).send().await.unwrap();
     assert_eq!(started.status(), StatusCode::ACCEPTED);
     finished_jobs(&app, &engineer, &case_id, 3).await;
     let evaluation: Value = evaluated(&app, &engineer, "cube-seg").await;
@@ -529,15 +581,22 @@ async fn dice_and_hd95_against_human_labels_on_a_known_case() {
     assert_eq!(disagreement["label"], 1);
     assert_eq!(evaluation["pairs"].as_array().unwrap().len(), 1);
     // The paired Dice drawn by the server: one point, at (production, shadow).
-    let chart = app.client.get(app.url("/models/evaluation/chart?name=cube-seg")).bearer_auth(&engineer).send().await.unwrap();
+    let chart =
+        app.client.get(app.url("/models/evaluation/chart?name=cube-seg")).bearer_auth(&engineer).send().await.unwrap();
     assert_eq!(chart.headers()["content-type"], "image/svg+xml");
     let svg = chart.text().await.unwrap();
     assert_eq!(svg.matches(r#"class="pair""#).count(), 1);
     assert!(svg.contains(&format!("production {production_dice:.3}, shadow {shadow_dice:.3}")), "{svg}");
-    let refused = app.client.get(app.url("/models/evaluation/chart?name=cube-seg")).bearer_auth(&labeler).send().await.unwrap();
+    let refused =
+        app.client.get(app.url("/models/evaluation/chart?name=cube-seg")).bearer_auth(&labeler).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     // The human label stays the case's mask: production output does not replace it.
-    let head_now: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
+    let head_now: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
+        .bind(&case_id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap()
+        .get(0);
     assert!(head_now.starts_with(&format!("cases/{case_id}/masks/")));
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'prelabel'").await, 0);
     app.stop().await;
@@ -559,7 +618,12 @@ async fn evaluations_are_computed_in_the_background_once_per_prediction_and_huma
     assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::OK);
     let case_id = cube_case(&app).await;
     finished_jobs(&app, &engineer, &case_id, 1).await;
-    let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
+    let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
+        .bind(&case_id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap()
+        .get(0);
     let cube: Vec<u8> = (0..VOXELS).map(|i| in_cube(i) as u8).collect();
     let first = label_case(&app, &labeler, &case_id, &head, &vec![0; VOXELS], &cube).await;
     // The running evaluator scores the new human version without anyone asking.
@@ -582,8 +646,14 @@ async fn evaluations_are_computed_in_the_background_once_per_prediction_and_huma
     assert_eq!(app.count("SELECT COUNT(*) FROM evaluations").await, 1);
 
     // Another instance's live claim keeps this one off the pair; an expired claim is taken over.
-    let prediction_id: String = sqlx::query("SELECT id FROM predictions").fetch_one(&app.state.db.pool).await.unwrap().get(0);
-    let human: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
+    let prediction_id: String =
+        sqlx::query("SELECT id FROM predictions").fetch_one(&app.state.db.pool).await.unwrap().get(0);
+    let human: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
+        .bind(&case_id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap()
+        .get(0);
     sqlx::query("INSERT INTO evaluation_claims (prediction_id, human_ref, worker, lease_until) VALUES ($1, $2, 'elsewhere', $3)")
         .bind(&prediction_id)
         .bind(&human)
@@ -620,7 +690,12 @@ async fn a_backfill_evaluates_every_labelled_case_behind_interactive_jobs_and_ca
     let mut labelled = Vec::new();
     for _ in 0..3 {
         let case_id = cube_case(&app).await;
-        let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
+        let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
+            .bind(&case_id)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap()
+            .get(0);
         label_case(&app, &labeler, &case_id, &head, &vec![0; VOXELS], &cube).await;
         labelled.push(case_id);
     }
@@ -630,16 +705,26 @@ async fn a_backfill_evaluates_every_labelled_case_behind_interactive_jobs_and_ca
     let started = start_backfill(&app, &engineer, &v1).await;
     assert_eq!(started.status(), StatusCode::ACCEPTED);
     let backfill: Value = started.json().await.unwrap();
-    assert_eq!((backfill["total"].as_u64(), backfill["queued"].as_u64(), backfill["finished"].as_bool()), (Some(3), Some(3), Some(false)));
+    assert_eq!(
+        (backfill["total"].as_u64(), backfill["queued"].as_u64(), backfill["finished"].as_bool()),
+        (Some(3), Some(3), Some(false))
+    );
     let again = start_backfill(&app, &engineer, &v1).await;
     assert_eq!(again.status(), StatusCode::CONFLICT, "one running backfill per version");
 
     // Cancelling removes the queued jobs; running ones would finish.
     let other: Value = start_backfill(&app, &engineer, &v3).await.json().await.unwrap();
     let cancel_path = format!("/backfills/{}/cancel", other["id"].as_str().unwrap());
-    assert_eq!(app.client.post(app.url(&cancel_path)).bearer_auth(&labeler).send().await.unwrap().status(), StatusCode::FORBIDDEN);
-    let cancelled: Value = app.client.post(app.url(&cancel_path)).bearer_auth(&engineer).send().await.unwrap().json().await.unwrap();
-    assert_eq!((cancelled["cancelled"].as_u64(), cancelled["queued"].as_u64(), cancelled["finished"].as_bool()), (Some(3), Some(0), Some(true)));
+    assert_eq!(
+        app.client.post(app.url(&cancel_path)).bearer_auth(&labeler).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let cancelled: Value =
+        app.client.post(app.url(&cancel_path)).bearer_auth(&engineer).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (cancelled["cancelled"].as_u64(), cancelled["queued"].as_u64(), cancelled["finished"].as_bool()),
+        (Some(3), Some(0), Some(true))
+    );
     assert!(cancelled["cancelled_at_ms"].is_i64());
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM model_jobs WHERE model_id = '{v3}'")).await, 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'backfill_cancelled'").await, 1);
@@ -648,7 +733,8 @@ async fn a_backfill_evaluates_every_labelled_case_behind_interactive_jobs_and_ca
 
     // A run someone asks for later still goes first.
     assert_eq!(set_state(&app, &engineer, &v2, "shadow").await.status(), StatusCode::OK);
-    let manual = app.client.post(app.url(&format!("/cases/{}/runs", labelled[0]))).bearer_auth(&engineer).send().await.unwrap();
+    let manual =
+        app.client.post(app.url(&format!("/cases/{}/runs", labelled[0]))).bearer_auth(&engineer).send().await.unwrap();
     assert_eq!(manual.status(), StatusCode::ACCEPTED);
     let first = jobs::claim(&app.state, "probe").await.unwrap().unwrap();
     assert_eq!(first.model_id, v2, "the interactive job before three older backfill jobs");
@@ -680,7 +766,8 @@ async fn a_backfill_evaluates_every_labelled_case_behind_interactive_jobs_and_ca
     let dice = &scored["score"]["labels"][0]["dice"];
     assert_eq!(dice["cases"], 3, "{scored}");
     assert!((dice["mean"].as_f64().unwrap() - 1024.0 / 1384.0).abs() < 1e-9);
-    let refused = app.client.get(app.url(&format!("/models/{v1}/evaluation"))).bearer_auth(&labeler).send().await.unwrap();
+    let refused =
+        app.client.get(app.url(&format!("/models/{v1}/evaluation"))).bearer_auth(&labeler).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     let nothing_left = start_backfill(&app, &engineer, &v1).await;
     assert_eq!(nothing_left.status(), StatusCode::CONFLICT);
@@ -693,10 +780,12 @@ async fn evaluations_are_for_ml_engineers_and_admins_only() {
     let app = TestApp::spawn().await;
     let labeler = app.user("lab", &[Role::Labeler]).await;
     let engineer = app.user("mle", &[Role::MlEngineer]).await;
-    let refused = app.client.get(app.url("/models/evaluation?name=cube-seg")).bearer_auth(&labeler).send().await.unwrap();
+    let refused =
+        app.client.get(app.url("/models/evaluation?name=cube-seg")).bearer_auth(&labeler).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert!(refused.text().await.unwrap().contains("reading model evaluations needs the role ml_engineer or admin"));
-    let allowed = app.client.get(app.url("/models/evaluation?name=cube-seg")).bearer_auth(&engineer).send().await.unwrap();
+    let allowed =
+        app.client.get(app.url("/models/evaluation?name=cube-seg")).bearer_auth(&engineer).send().await.unwrap();
     assert_eq!(allowed.status(), StatusCode::OK);
     app.stop().await;
 }
@@ -832,7 +921,9 @@ async fn an_evaluation_is_read_in_as_many_statements_for_many_cases_as_for_few()
         assert_eq!(set_state(&app, &engineer, id, state).await.status(), StatusCode::OK);
     }
     use Scored::*;
-    let case = |labelled: bool, p: Scored, s: Scored| evaluated_case(&app, &user.id, labelled, [(production.as_str(), p), (shadow.as_str(), s)]);
+    let case = |labelled: bool, p: Scored, s: Scored| {
+        evaluated_case(&app, &user.id, labelled, [(production.as_str(), p), (shadow.as_str(), s)])
+    };
     // Paired, and pre-labelled by production.
     let anchored = case(true, Stored(Some(0.9), Some(1.0)), Stored(Some(0.7), Some(2.0))).await;
     sqlx::query("INSERT INTO prelabels (mask_ref, case_id, model_id, created_at) VALUES ($1, $2, $3, 0)")
@@ -848,18 +939,26 @@ async fn an_evaluation_is_read_in_as_many_statements_for_many_cases_as_for_few()
     case(true, Stored(None, None), Stored(None, None)).await; // the label is not in the human mask
 
     let (counted, statements) = counted_state(&app).await;
-    let ((paired, few_paired), (own, few_own)) = counted_reads(&counted, &statements, &user, "cube-seg", &production).await;
+    let ((paired, few_paired), (own, few_own)) =
+        counted_reads(&counted, &statements, &user, "cube-seg", &production).await;
     assert!(few_paired > 0 && few_own > 0, "statements are counted");
     let paired = serde_json::to_value(&paired).unwrap();
     assert_eq!(paired, app.get_json::<Value>(&engineer, "/models/evaluation?name=cube-seg").await);
-    assert_eq!((&paired["paired_cases"], &paired["pending_cases"], &paired["excluded_training_cases"]), (&json!(2), &json!(1), &json!(0)));
+    assert_eq!(
+        (&paired["paired_cases"], &paired["pending_cases"], &paired["excluded_training_cases"]),
+        (&json!(2), &json!(1), &json!(0))
+    );
     assert_stats(&paired["production"]["labels"][0]["dice"], &[0.9]);
     assert_stats(&paired["production"]["labels"][0]["hd95_mm"], &[1.0]);
     assert_stats(&paired["shadow"]["labels"][0]["dice"], &[0.7]);
     assert_stats(&paired["shadow"]["labels"][0]["hd95_mm"], &[2.0]);
-    let pair = json!([{ "case_id": anchored, "case_name": "cube", "label": 1, "production_dice": 0.9, "shadow_dice": 0.7 }]);
+    let pair =
+        json!([{ "case_id": anchored, "case_name": "cube", "label": 1, "production_dice": 0.9, "shadow_dice": 0.7 }]);
     assert_eq!((&paired["pairs"], &paired["disagreements"]), (&pair, &pair));
-    assert_eq!(paired["anchored_cases"], json!([{ "case_id": anchored, "case_name": "cube", "model_version": "1.0.0" }]));
+    assert_eq!(
+        paired["anchored_cases"],
+        json!([{ "case_id": anchored, "case_name": "cube", "model_version": "1.0.0" }])
+    );
     let own = serde_json::to_value(&own).unwrap();
     assert_eq!(own, app.get_json::<Value>(&engineer, &format!("/models/{production}/evaluation")).await);
     assert_eq!((&own["pending_cases"], &own["excluded_training_cases"]), (&json!(0), &json!(0)));
@@ -874,7 +973,8 @@ async fn an_evaluation_is_read_in_as_many_statements_for_many_cases_as_for_few()
         production_dice.push(p);
         shadow_dice.push(s);
     }
-    let ((paired, many_paired), (own, many_own)) = counted_reads(&counted, &statements, &user, "cube-seg", &production).await;
+    let ((paired, many_paired), (own, many_own)) =
+        counted_reads(&counted, &statements, &user, "cube-seg", &production).await;
     assert_eq!((many_paired, many_own), (few_paired, few_own), "statements for 14 cases against 2");
     let paired = serde_json::to_value(&paired).unwrap();
     assert_eq!(paired, app.get_json::<Value>(&engineer, "/models/evaluation?name=cube-seg").await);
@@ -882,7 +982,12 @@ async fn an_evaluation_is_read_in_as_many_statements_for_many_cases_as_for_few()
     assert_stats(&paired["production"]["labels"][0]["dice"], &production_dice);
     assert_stats(&paired["shadow"]["labels"][0]["dice"], &shadow_dice);
     assert_eq!(paired["pairs"].as_array().unwrap().len(), 13);
-    let gaps: Vec<f64> = paired["disagreements"].as_array().unwrap().iter().map(|d| (d["production_dice"].as_f64().unwrap() - d["shadow_dice"].as_f64().unwrap()).abs()).collect();
+    let gaps: Vec<f64> = paired["disagreements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["production_dice"].as_f64().unwrap() - d["shadow_dice"].as_f64().unwrap()).abs())
+        .collect();
     assert_eq!(gaps.len(), 10);
     assert!(gaps.windows(2).all(|w| w[0] >= w[1]), "largest first: {gaps:?}");
     let own = serde_json::to_value(&own).unwrap();
@@ -974,23 +1079,23 @@ async fn evaluation_leaves_out_training_cases_and_flags_a_versions_own_prelabels
     let counts = |app: &TestApp| {
         let pool = app.state.db.pool.clone();
         let case_id = case_id.clone();
-        async move { sqlx::query("SELECT label_counts_json FROM cases WHERE id = $1").bind(case_id).fetch_one(&pool).await.unwrap().get::<String, _>(0) }
+        async move {
+            sqlx::query("SELECT label_counts_json FROM cases WHERE id = $1")
+                .bind(case_id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .get::<String, _>(0)
+        }
     };
-    assert_eq!(
-        counts(&app).await,
-        r#"{"1":872}"#,
-        "the pre-label's voxels: the cube and 360 face voxels"
-    );
+    assert_eq!(counts(&app).await, r#"{"1":872}"#, "the pre-label's voxels: the cube and 360 face voxels");
     let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
         .bind(&case_id)
         .fetch_one(&app.state.db.pool)
         .await
         .unwrap()
         .get(0);
-    let predicted = Volume::parse("mask", &app.mask_file(&lead, &head).await)
-        .unwrap()
-        .into_labels("mask")
-        .unwrap();
+    let predicted = Volume::parse("mask", &app.mask_file(&lead, &head).await).unwrap().into_labels("mask").unwrap();
     let cube: Vec<u8> = (0..VOXELS).map(|i| in_cube(i) as u8).collect();
     let saved = app.post_label(&lead, &case_id, &head, &MaskEdits::diff(&predicted, &cube).encode()).await;
     assert_eq!(saved.status(), StatusCode::CREATED);
@@ -1004,10 +1109,24 @@ async fn evaluation_leaves_out_training_cases_and_flags_a_versions_own_prelabels
     // says it was trained on it.
     let reviewer = app.user("rita", &[Role::Reviewer]).await;
     for (status, token) in [("submitted", &lead), ("approved", &reviewer)] {
-        let changed = app.client.put(app.url(&format!("/cases/{case_id}/status"))).bearer_auth(token).json(&json!({ "status": status })).send().await.unwrap();
+        let changed = app
+            .client
+            .put(app.url(&format!("/cases/{case_id}/status")))
+            .bearer_auth(token)
+            .json(&json!({ "status": status }))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(changed.status(), StatusCode::OK);
     }
-    let snapshot = app.client.post(app.url("/datasets")).bearer_auth(&lead).json(&json!({ "name": "cubes" })).send().await.unwrap();
+    let snapshot = app
+        .client
+        .post(app.url("/datasets"))
+        .bearer_auth(&lead)
+        .json(&json!({ "name": "cubes" }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(snapshot.status(), StatusCode::CREATED);
     let dataset_id = snapshot.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
     let mut unknown = card("cube-seg", "2.0.0", "segmenter_v2");
@@ -1078,12 +1197,20 @@ async fn start_mlserver() -> MlServer {
     let server = MlServer { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
     let client = reqwest::Client::new();
     for _ in 0..600 {
-        if client.get(format!("{}/v2/models/segmenter-v1/ready", server.url)).send().await.is_ok_and(|r| r.status().is_success()) {
+        if client
+            .get(format!("{}/v2/models/segmenter-v1/ready", server.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return server;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("MLServer did not become ready: {}", std::fs::read_to_string(server._dir.path().join("mlserver.log")).unwrap_or_default());
+    panic!(
+        "MLServer did not become ready: {}",
+        std::fs::read_to_string(server._dir.path().join("mlserver.log")).unwrap_or_default()
+    );
 }
 
 #[tokio::test]
@@ -1115,9 +1242,8 @@ async fn an_oip_v2_version_on_mlserver_labels_each_voxel_as_in_process_inference
     let case_id = cube_case(&app).await;
     let jobs = finished_jobs(&app, &engineer, &case_id, 2).await;
     assert!(jobs.iter().all(|j| j["status"] == "succeeded"), "{jobs:?}");
-    let output_of = |model: &str| {
-        jobs.iter().find(|j| j["model_id"] == model).unwrap()["output_ref"].as_str().unwrap().to_string()
-    };
+    let output_of =
+        |model: &str| jobs.iter().find(|j| j["model_id"] == model).unwrap()["output_ref"].as_str().unwrap().to_string();
     let labels_of = |bytes: &[u8]| Volume::parse("prediction", bytes).unwrap().into_labels("prediction").unwrap();
     let in_process = labels_of(&app.state.store.get(&output_of(&local)).await.unwrap());
     let over_oip = labels_of(&app.state.store.get(&output_of(&remote)).await.unwrap());
@@ -1126,14 +1252,20 @@ async fn an_oip_v2_version_on_mlserver_labels_each_voxel_as_in_process_inference
 
     // With the server gone, the remote job fails with the reason after its retries.
     drop(server);
-    let started = app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&engineer).send().await.unwrap();
+    let started =
+        app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&engineer).send().await.unwrap();
     assert_eq!(started.status(), StatusCode::ACCEPTED);
     let jobs = finished_jobs(&app, &engineer, &case_id, 4).await;
     let failed: Vec<&Value> = jobs.iter().filter(|j| j["status"] == "failed").collect();
     assert_eq!(failed.len(), 1, "{jobs:?}");
     assert_eq!(failed[0]["model_id"], remote.as_str());
     let error = failed[0]["last_error"].as_str().unwrap();
-    assert!(error.contains("inference server http://127.0.0.1:") && error.contains("no answer") && error.contains("(attempt 2)"), "{error}");
+    assert!(
+        error.contains("inference server http://127.0.0.1:")
+            && error.contains("no answer")
+            && error.contains("(attempt 2)"),
+        "{error}"
+    );
     app.stop().await;
 }
 
@@ -1142,7 +1274,10 @@ async fn requests_to_an_inference_server_time_out_and_stay_within_the_concurrenc
     // A server that accepts connections and never answers, counting those open at once.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let (open, most) = (std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)), std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)));
+    let (open, most) = (
+        std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+    );
     let (counting, peak) = (open.clone(), most.clone());
     tokio::spawn(async move {
         loop {
@@ -1174,7 +1309,8 @@ async fn requests_to_an_inference_server_time_out_and_stay_within_the_concurrenc
     let engineer = app.user("ada", &[Role::MlEngineer]).await;
     // No endpoint in the card: the instance's --oip-endpoint.
     let mut remote_card = card("cube-remote", "1.0.0", "segmenter_v1");
-    remote_card["artifact"] = json!({ "format": "oip-v2", "sha256": fixture_sha("segmenter_v1"), "model_name": "segmenter-v1" });
+    remote_card["artifact"] =
+        json!({ "format": "oip-v2", "sha256": fixture_sha("segmenter_v1"), "model_name": "segmenter-v1" });
     let response = register(&app, &engineer, &remote_card, fixture("segmenter_v1")).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let remote = response.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string();
@@ -1183,7 +1319,11 @@ async fn requests_to_an_inference_server_time_out_and_stay_within_the_concurrenc
     for case_id in &cases {
         let jobs = finished_jobs(&app, &engineer, case_id, 1).await;
         let error = jobs[0]["last_error"].as_str().unwrap();
-        assert!(error.contains(&format!("inference server {endpoint}/v2/models/segmenter-v1/infer")) && error.contains("no answer"), "{error}");
+        assert!(
+            error.contains(&format!("inference server {endpoint}/v2/models/segmenter-v1/infer"))
+                && error.contains("no answer"),
+            "{error}"
+        );
     }
     assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 1, "two workers, one request in flight at a time");
     app.stop().await;
@@ -1250,7 +1390,10 @@ async fn hostile_server(hostile: Hostile) -> (String, std::sync::Arc<std::sync::
                 loop {
                     if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
                         let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
-                        let length = head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
                         if received.len() >= end + 4 + length {
                             break;
                         }
@@ -1268,7 +1411,8 @@ async fn hostile_server(hostile: Hostile) -> (String, std::sync::Arc<std::sync::
                     }
                     Hostile::EndlessAnswer => {
                         let chunk = |data: &str| format!("{:x}\r\n{data}\r\n", data.len());
-                        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                        let head =
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
                         let start = r#"{"outputs":[{"name":"logits","shape":[1,2,20,20,20],"datatype":"FP32","data":["#;
                         let zeros = chunk(&"0,".repeat(32 << 10));
                         let _ = socket.write_all(format!("{head}{}", chunk(start)).as_bytes()).await;
@@ -1304,13 +1448,22 @@ async fn registration_accepts_only_the_operators_inference_servers_and_bounded_c
     .await;
     let engineer = app.user("ada", &[Role::MlEngineer]).await;
     let mut too_many = card("cube-seg", "1.0.0", "segmenter_v1");
-    too_many["label_map"] = (1..=255).map(|v: u32| (v.to_string(), json!(format!("label {v}")))).collect::<serde_json::Map<_, _>>().into();
+    too_many["label_map"] =
+        (1..=255).map(|v: u32| (v.to_string(), json!(format!("label {v}")))).collect::<serde_json::Map<_, _>>().into();
     too_many["output_channels"] = json!((0..257).map(|v| v % 256).collect::<Vec<u32>>());
     let mut repeated = card("cube-seg", "1.0.0", "segmenter_v1");
     repeated["output_channels"] = json!([0, 1, 1]);
     let refused: Vec<(Value, &str, &str)> = vec![
-        (remote_card("remote", "http://evil.example:8080"), "artifact.endpoint", "evil.example:8080 is not an inference server"),
-        (remote_card("remote", "http://gpu.internal:9999"), "artifact.endpoint", "gpu.internal:9999 is not an inference server"),
+        (
+            remote_card("remote", "http://evil.example:8080"),
+            "artifact.endpoint",
+            "evil.example:8080 is not an inference server",
+        ),
+        (
+            remote_card("remote", "http://gpu.internal:9999"),
+            "artifact.endpoint",
+            "gpu.internal:9999 is not an inference server",
+        ),
         // The card may not choose the path (a fragment cuts off what follows), add a query, or carry credentials.
         (remote_card("remote", "http://gpu.internal:8080/x#"), "artifact.endpoint", "fragment"),
         (remote_card("remote", "http://gpu.internal:8080/?model=other"), "artifact.endpoint", "query"),
@@ -1326,15 +1479,21 @@ async fn registration_accepts_only_the_operators_inference_servers_and_bounded_c
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM models").await, 0);
     // --oip-endpoint's host and port under another base path, and a listed host.
-    for (name, endpoint) in [("on-default", "http://gpu.internal:8080/kserve"), ("on-listed", "http://triton.internal:8443")] {
-        assert_eq!(register(&app, &engineer, &remote_card(name, endpoint), fixture("segmenter_v1")).await.status(), StatusCode::CREATED);
+    for (name, endpoint) in
+        [("on-default", "http://gpu.internal:8080/kserve"), ("on-listed", "http://triton.internal:8443")]
+    {
+        assert_eq!(
+            register(&app, &engineer, &remote_card(name, endpoint), fixture("segmenter_v1")).await.status(),
+            StatusCode::CREATED
+        );
     }
     app.stop().await;
 }
 
 #[tokio::test]
 async fn a_server_taken_off_the_allowlist_gets_no_more_images() {
-    let (server, requests) = hostile_server(Hostile::Answer(http_answer("500 Internal Server Error", "", "down"))).await;
+    let (server, requests) =
+        hostile_server(Hostile::Answer(http_answer("500 Internal Server Error", "", "down"))).await;
     let allowed = host_of(&server);
     let app = TestApp::spawn_configured(|c| c.orchestrator.oip_allowed_hosts = vec![allowed], |_| {}).await;
     let engineer = app.user("ada", &[Role::MlEngineer]).await;
@@ -1346,7 +1505,11 @@ async fn a_server_taken_off_the_allowlist_gets_no_more_images() {
     let job = finished_jobs(&app, &engineer, &case_id, 1).await.remove(0);
     assert_eq!(job["status"], "failed");
     let error = job["last_error"].as_str().unwrap();
-    assert!(error.contains("card field `artifact.endpoint`") && error.contains("is not an inference server this instance may use"), "{error}");
+    assert!(
+        error.contains("card field `artifact.endpoint`")
+            && error.contains("is not an inference server this instance may use"),
+        "{error}"
+    );
     assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 0, "the image was not sent");
     app.stop().await;
 }
@@ -1392,10 +1555,14 @@ async fn an_answer_over_the_cap_is_refused_as_soon_as_it_passes_or_announces_it(
     }
     let case_id = cube_case(&app).await;
     let jobs = finished_jobs(&app, &engineer, &case_id, 2).await;
-    let error_of = |name: &str| jobs.iter().find(|j| j["model_name"] == name).unwrap()["last_error"].as_str().unwrap().to_string();
+    let error_of =
+        |name: &str| jobs.iter().find(|j| j["model_name"] == name).unwrap()["last_error"].as_str().unwrap().to_string();
     let cap = "this instance reads at most 1048576 (--oip-max-answer-bytes)";
     let endless_error = error_of("endless");
-    assert!(endless_error.contains("an answer of more than 1048576 bytes") && endless_error.contains(cap), "{endless_error}");
+    assert!(
+        endless_error.contains("an answer of more than 1048576 bytes") && endless_error.contains(cap),
+        "{endless_error}"
+    );
     let huge_error = error_of("huge");
     assert!(huge_error.contains("an answer of 1099511627776 bytes") && huge_error.contains(cap), "{huge_error}");
     app.stop().await;
@@ -1404,7 +1571,8 @@ async fn an_answer_over_the_cap_is_refused_as_soon_as_it_passes_or_announces_it(
 #[tokio::test]
 async fn what_an_inference_server_says_is_shown_to_ml_engineers_and_admins_only() {
     let said = format!("Traceback: /srv/secret-models/liver.onnx: bad input; token=SECRET-123 {}", "x".repeat(10_000));
-    let (server, _) = hostile_server(Hostile::Answer(http_answer("400 Bad Request", "content-type: text/plain\r\n", &said))).await;
+    let (server, _) =
+        hostile_server(Hostile::Answer(http_answer("400 Bad Request", "content-type: text/plain\r\n", &said))).await;
     let app = app_using(&server).await;
     let engineer = app.user("ada", &[Role::MlEngineer]).await;
     let admin = app.user("root", &[Role::Admin]).await;
@@ -1438,7 +1606,12 @@ async fn concurrent_backfill_starts_queue_one_backfill() {
     let cube: Vec<u8> = (0..VOXELS).map(|i| in_cube(i) as u8).collect();
     for _ in 0..2 {
         let case_id = cube_case(&app).await;
-        let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1").bind(&case_id).fetch_one(&app.state.db.pool).await.unwrap().get(0);
+        let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
+            .bind(&case_id)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap()
+            .get(0);
         label_case(&app, &labeler, &case_id, &head, &vec![0; VOXELS], &cube).await;
     }
     let starts = (0..6).map(|_| start_backfill(&app, &engineer, &v1));

@@ -15,7 +15,8 @@ type Schema = BTreeSet<String>;
 
 fn migration_names(engine: &str) -> Vec<String> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(engine);
-    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     names
 }
@@ -23,28 +24,36 @@ fn migration_names(engine: &str) -> Vec<String> {
 async fn sqlite_schema() -> Schema {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("schema.db").display()), 1).await.unwrap();
-    let tables: Vec<String> = sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx%'
-           AND name NOT LIKE 'cases_name_search%'")
-        .fetch_all(&db.pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get("name"))
-        .collect();
+    let tables: Vec<String> = sqlx::query(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx%'
+           AND name NOT LIKE 'cases_name_search%'",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get("name"))
+    .collect();
     let mut schema = Schema::new();
     for table in tables {
-        let columns = sqlx::query(&format!("SELECT name, \"notnull\" AS not_null, pk FROM pragma_table_info('{table}')"))
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
+        let columns =
+            sqlx::query(&format!("SELECT name, \"notnull\" AS not_null, pk FROM pragma_table_info('{table}')"))
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
         for column in columns {
-            let (name, not_null, pk): (String, i64, i64) = (column.get("name"), column.get("not_null"), column.get("pk"));
+            let (name, not_null, pk): (String, i64, i64) =
+                (column.get("name"), column.get("not_null"), column.get("pk"));
             // SQLite lets a primary key column hold NULL unless told otherwise; PostgreSQL never does.
             let nullable = if not_null == 1 || pk > 0 { "not null" } else { "null" };
             schema.insert(format!("{table}.{name} {nullable}{}", if pk > 0 { " pk" } else { "" }));
         }
     }
-    for index in sqlx::query("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").fetch_all(&db.pool).await.unwrap() {
+    for index in sqlx::query("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+    {
         schema.insert(format!("index {}", index.get::<String, _>("name")));
     }
     schema
@@ -109,15 +118,21 @@ async fn migrating_an_older_database_recovers_its_prelabels() {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
     upgrade_with_an_old_prelabel(&url, sqlx::migrate!("migrations/sqlite"), sqlx::migrate!("migrations/sqlite")).await;
     let db = Db::connect(&url, 1).await.unwrap();
-    let found: String = sqlx::query("SELECT case_id FROM cases_name_search WHERE cases_name_search MATCH '\"old liv\"'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap()
-        .get(0);
+    let found: String =
+        sqlx::query("SELECT case_id FROM cases_name_search WHERE cases_name_search MATCH '\"old liv\"'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+            .get(0);
     assert_eq!(found, "case-1");
     if let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") {
         let url = common::fresh_postgres_database(&admin_url).await;
-        upgrade_with_an_old_prelabel(&url, sqlx::migrate!("migrations/postgres"), sqlx::migrate!("migrations/postgres")).await;
+        upgrade_with_an_old_prelabel(
+            &url,
+            sqlx::migrate!("migrations/postgres"),
+            sqlx::migrate!("migrations/postgres"),
+        )
+        .await;
     }
 }
 
@@ -141,9 +156,13 @@ async fn upgrade_with_an_old_prelabel(url: &str, mut before: sqlx::migrate::Migr
         sqlx::query(statement).execute(&pool).await.unwrap();
     }
     all.run(&pool).await.unwrap();
-    let rows = sqlx::query("SELECT mask_ref, case_id, model_id, created_at FROM prelabels").fetch_all(&pool).await.unwrap();
+    let rows =
+        sqlx::query("SELECT mask_ref, case_id, model_id, created_at FROM prelabels").fetch_all(&pool).await.unwrap();
     let recovered: Vec<(String, String, String, i64)> =
         rows.iter().map(|r| (r.get("mask_ref"), r.get("case_id"), r.get("model_id"), r.get("created_at"))).collect();
-    assert_eq!(recovered, [("cases/case-1/masks/m1.nii.gz".to_string(), "case-1".to_string(), "model-1".to_string(), 42)]);
+    assert_eq!(
+        recovered,
+        [("cases/case-1/masks/m1.nii.gz".to_string(), "case-1".to_string(), "model-1".to_string(), 42)]
+    );
     pool.close().await;
 }

@@ -96,23 +96,47 @@ async fn assignment_is_for_coordinators_and_names_users_with_the_right_role() {
     let case_id = new_case(&app).await;
     let path = format!("/cases/{case_id}/assignment");
 
-    let message = refused(put(&app, &team.alice, &path, json!({ "assignee": "alice" })).await, StatusCode::FORBIDDEN).await;
+    let message =
+        refused(put(&app, &team.alice, &path, json!({ "assignee": "alice" })).await, StatusCode::FORBIDDEN).await;
     assert!(message.contains("assignment needs the role ml_engineer or admin"), "{message}");
     // The role is checked before the body is read: a labeler's malformed body is still 403.
-    let garbage = app.client.put(app.url(&path)).bearer_auth(&team.alice).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let garbage = app
+        .client
+        .put(app.url(&path))
+        .bearer_auth(&team.alice)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     refused(garbage, StatusCode::FORBIDDEN).await;
-    let message = refused(put(&app, &team.engineer, &path, json!({ "assignee": "rita" })).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let message = refused(
+        put(&app, &team.engineer, &path, json!({ "assignee": "rita" })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert!(message.contains("rita does not have the role labeler"), "{message}");
-    let message =
-        refused(put(&app, &team.engineer, &path, json!({ "assignee": "alice", "reviewer": "bob" })).await, StatusCode::UNPROCESSABLE_ENTITY)
-            .await;
+    let message = refused(
+        put(&app, &team.engineer, &path, json!({ "assignee": "alice", "reviewer": "bob" })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert!(message.contains("bob does not have the role reviewer"), "{message}");
-    let message = refused(put(&app, &team.engineer, &path, json!({ "assignee": "nobody" })).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let message = refused(
+        put(&app, &team.engineer, &path, json!({ "assignee": "nobody" })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert!(message.contains("no active user named \"nobody\""), "{message}");
-    refused(put(&app, &team.engineer, "/cases/no-such-case/assignment", json!({ "assignee": "alice" })).await, StatusCode::NOT_FOUND).await;
+    refused(
+        put(&app, &team.engineer, "/cases/no-such-case/assignment", json!({ "assignee": "alice" })).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'case_assigned'").await, 0);
 
-    let assigned = workflow(put(&app, &team.engineer, &path, json!({ "assignee": "alice", "reviewer": "rita" })).await).await;
+    let assigned =
+        workflow(put(&app, &team.engineer, &path, json!({ "assignee": "alice", "reviewer": "rita" })).await).await;
     assert_eq!(
         assigned,
         CaseWorkflow {
@@ -134,7 +158,8 @@ async fn only_the_assigned_labeler_saves_and_another_labelers_save_writes_nothin
     let team = hire(&app).await;
     let admin = app.user("root", &[Role::Labeler, Role::Admin]).await;
     let case_id = new_case(&app).await;
-    workflow(put(&app, &team.engineer, &format!("/cases/{case_id}/assignment"), json!({ "assignee": "alice" })).await).await;
+    workflow(put(&app, &team.engineer, &format!("/cases/{case_id}/assignment"), json!({ "assignee": "alice" })).await)
+        .await;
 
     let before = footprint(&app).await;
     let message = refused(save(&app, &team.bob, &case_id, 1).await, StatusCode::FORBIDDEN).await;
@@ -145,7 +170,11 @@ async fn only_the_assigned_labeler_saves_and_another_labelers_save_writes_nothin
     let saved = save(&app, &team.alice, &case_id, 1).await;
     assert_eq!(saved.status(), StatusCode::CREATED);
     let after = artifacts(&app, &team.alice, &case_id).await.workflow;
-    assert_eq!((after.status, after.assignee.as_deref()), (CaseStatus::InProgress, Some("alice")), "saving moves new to in_progress");
+    assert_eq!(
+        (after.status, after.assignee.as_deref()),
+        (CaseStatus::InProgress, Some("alice")),
+        "saving moves new to in_progress"
+    );
     assert_eq!(save(&app, &admin, &case_id, 1).await.status(), StatusCode::CREATED, "an admin corrects any case");
     app.stop().await;
 }
@@ -162,7 +191,9 @@ async fn unassigned_cases_are_taken_by_a_save_or_explicitly_where_self_assignmen
     refused(save(&app, &team.bob, &first, 1).await, StatusCode::FORBIDDEN).await;
 
     // "Take this case": once; again by the same labeler is a no-op, by another a conflict.
-    let take = |token: &str, case_id: &str| app.client.post(app.url(&format!("/cases/{case_id}/take"))).bearer_auth(token.to_string()).send();
+    let take = |token: &str, case_id: &str| {
+        app.client.post(app.url(&format!("/cases/{case_id}/take"))).bearer_auth(token.to_string()).send()
+    };
     assert_eq!(workflow(take(&team.bob, &second).await.unwrap()).await.assignee.as_deref(), Some("bob"));
     assert_eq!(workflow(take(&team.bob, &second).await.unwrap()).await.assignee.as_deref(), Some("bob"));
     let message = refused(take(&team.alice, &second).await.unwrap(), StatusCode::CONFLICT).await;
@@ -178,7 +209,8 @@ async fn unassigned_cases_are_taken_by_a_save_or_explicitly_where_self_assignmen
     let before = footprint(&app).await;
     let message = refused(save(&app, &team.alice, &case_id, 1).await, StatusCode::FORBIDDEN).await;
     assert!(message.contains("not assigned to you"), "{message}");
-    let taken = app.client.post(app.url(&format!("/cases/{case_id}/take"))).bearer_auth(&team.alice).send().await.unwrap();
+    let taken =
+        app.client.post(app.url(&format!("/cases/{case_id}/take"))).bearer_auth(&team.alice).send().await.unwrap();
     let message = refused(taken, StatusCode::FORBIDDEN).await;
     assert!(message.contains("cannot take cases themselves"), "{message}");
     assert_eq!(footprint(&app).await, before);
@@ -190,32 +222,64 @@ async fn submit_review_send_back_approve_and_reopen() {
     let app = TestApp::spawn().await;
     let team = hire(&app).await;
     let case_id = new_case(&app).await;
-    workflow(put(&app, &team.engineer, &format!("/cases/{case_id}/assignment"), json!({ "assignee": "alice", "reviewer": "rita" })).await)
-        .await;
+    workflow(
+        put(
+            &app,
+            &team.engineer,
+            &format!("/cases/{case_id}/assignment"),
+            json!({ "assignee": "alice", "reviewer": "rita" }),
+        )
+        .await,
+    )
+    .await;
 
     // Nothing to submit before the labeler worked on it.
-    let message = refused(status(&app, &team.alice, &case_id, json!({ "status": "submitted" })).await, StatusCode::CONFLICT).await;
+    let message =
+        refused(status(&app, &team.alice, &case_id, json!({ "status": "submitted" })).await, StatusCode::CONFLICT)
+            .await;
     assert!(message.contains("the case is new; it cannot become submitted"), "{message}");
     assert_eq!(save(&app, &team.alice, &case_id, 1).await.status(), StatusCode::CREATED);
     refused(status(&app, &team.bob, &case_id, json!({ "status": "submitted" })).await, StatusCode::FORBIDDEN).await;
     refused(status(&app, &team.reviewer, &case_id, json!({ "status": "approved" })).await, StatusCode::CONFLICT).await;
-    assert_eq!(workflow(status(&app, &team.alice, &case_id, json!({ "status": "submitted" })).await).await.status, CaseStatus::Submitted);
+    assert_eq!(
+        workflow(status(&app, &team.alice, &case_id, json!({ "status": "submitted" })).await).await.status,
+        CaseStatus::Submitted
+    );
 
     // Review: only reviewers, only the case's reviewer, and sending back needs a comment.
     refused(status(&app, &team.alice, &case_id, json!({ "status": "approved" })).await, StatusCode::FORBIDDEN).await;
-    let message = refused(status(&app, &team.other_reviewer, &case_id, json!({ "status": "approved" })).await, StatusCode::FORBIDDEN).await;
+    let message = refused(
+        status(&app, &team.other_reviewer, &case_id, json!({ "status": "approved" })).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
     assert!(message.contains("another reviewer"), "{message}");
-    let message = refused(status(&app, &team.reviewer, &case_id, json!({ "status": "changes_requested" })).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let message = refused(
+        status(&app, &team.reviewer, &case_id, json!({ "status": "changes_requested" })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert!(message.contains("needs one"), "{message}");
     refused(status(&app, &team.reviewer, &case_id, json!({ "status": "new" })).await, StatusCode::CONFLICT).await;
-    refused(status(&app, &team.reviewer, &case_id, json!({ "status": "finished" })).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    refused(
+        status(&app, &team.reviewer, &case_id, json!({ "status": "finished" })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     let outside = json!({ "status": "changes_requested", "comment": "here", "anchor": [16, 0, 0] });
     refused(status(&app, &team.reviewer, &case_id, outside).await, StatusCode::UNPROCESSABLE_ENTITY).await;
-    let sent_back = json!({ "status": "changes_requested", "comment": "the lower edge is missing", "anchor": [3, 4, 5] });
-    assert_eq!(workflow(status(&app, &team.reviewer, &case_id, sent_back).await).await.status, CaseStatus::ChangesRequested);
+    let sent_back =
+        json!({ "status": "changes_requested", "comment": "the lower edge is missing", "anchor": [3, 4, 5] });
+    assert_eq!(
+        workflow(status(&app, &team.reviewer, &case_id, sent_back).await).await.status,
+        CaseStatus::ChangesRequested
+    );
     let comments: Vec<CaseComment> = app.get_json(&team.alice, &format!("/cases/{case_id}/comments")).await;
     assert_eq!(comments.len(), 1);
-    assert_eq!((comments[0].username.as_str(), comments[0].body.as_str(), comments[0].anchor), ("rita", "the lower edge is missing", Some([3, 4, 5])));
+    assert_eq!(
+        (comments[0].username.as_str(), comments[0].body.as_str(), comments[0].anchor),
+        ("rita", "the lower edge is missing", Some([3, 4, 5]))
+    );
 
     // The labeler fixes it (a save moves it back to in_progress) and submits again.
     assert_eq!(save(&app, &team.alice, &case_id, 1).await.status(), StatusCode::CREATED);
@@ -225,7 +289,10 @@ async fn submit_review_send_back_approve_and_reopen() {
     // Approval pins the version that was reviewed.
     let reviewed = artifacts(&app, &team.reviewer, &case_id).await.current_mask_ref;
     let approved = workflow(status(&app, &team.reviewer, &case_id, json!({ "status": "approved" })).await).await;
-    assert_eq!((approved.status, approved.approved_mask_ref.as_deref()), (CaseStatus::Approved, Some(reviewed.as_str())));
+    assert_eq!(
+        (approved.status, approved.approved_mask_ref.as_deref()),
+        (CaseStatus::Approved, Some(reviewed.as_str()))
+    );
 
     // A later save reopens the case as in progress; what was approved stays pinned.
     let later = save(&app, &team.alice, &case_id, 1).await;
@@ -233,22 +300,37 @@ async fn submit_review_send_back_approve_and_reopen() {
     let later: LabelSaved = later.json().await.unwrap();
     let after = artifacts(&app, &team.alice, &case_id).await;
     assert_eq!(after.current_mask_ref, later.new_mask_ref);
-    assert_eq!((after.workflow.status, after.workflow.approved_mask_ref.as_deref()), (CaseStatus::InProgress, Some(reviewed.as_str())));
+    assert_eq!(
+        (after.workflow.status, after.workflow.approved_mask_ref.as_deref()),
+        (CaseStatus::InProgress, Some(reviewed.as_str()))
+    );
 
     // Reopening an approval is the reviewer's, with a comment; never silent.
     workflow(status(&app, &team.alice, &case_id, json!({ "status": "submitted" })).await).await;
     let approved = workflow(status(&app, &team.reviewer, &case_id, json!({ "status": "approved" })).await).await;
     assert_eq!(approved.approved_mask_ref.as_deref(), Some(later.new_mask_ref.as_str()));
-    refused(status(&app, &team.reviewer, &case_id, json!({ "status": "in_progress" })).await, StatusCode::UNPROCESSABLE_ENTITY).await;
-    refused(status(&app, &team.alice, &case_id, json!({ "status": "in_progress", "comment": "mine" })).await, StatusCode::FORBIDDEN).await;
-    let reopened = workflow(status(&app, &team.reviewer, &case_id, json!({ "status": "in_progress", "comment": "a second look" })).await).await;
+    refused(
+        status(&app, &team.reviewer, &case_id, json!({ "status": "in_progress" })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    refused(
+        status(&app, &team.alice, &case_id, json!({ "status": "in_progress", "comment": "mine" })).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let reopened = workflow(
+        status(&app, &team.reviewer, &case_id, json!({ "status": "in_progress", "comment": "a second look" })).await,
+    )
+    .await;
     assert_eq!((reopened.status, reopened.approved_mask_ref), (CaseStatus::InProgress, approved.approved_mask_ref));
 
     // Every transition is one audit row, with its comment.
-    let transitions: Vec<String> = sqlx::query_scalar("SELECT details FROM audit_log WHERE action = 'case_status' ORDER BY seq")
-        .fetch_all(&app.state.db.pool)
-        .await
-        .unwrap();
+    let transitions: Vec<String> =
+        sqlx::query_scalar("SELECT details FROM audit_log WHERE action = 'case_status' ORDER BY seq")
+            .fetch_all(&app.state.db.pool)
+            .await
+            .unwrap();
     let steps: Vec<(String, String)> = transitions
         .iter()
         .map(|details| serde_json::from_str::<Value>(details).unwrap())
@@ -280,10 +362,14 @@ async fn a_labeler_does_not_review_their_own_case_but_any_reviewer_may_review_an
     let case_id = new_case(&app).await;
     assert_eq!(save(&app, &both, &case_id, 1).await.status(), StatusCode::CREATED);
     workflow(status(&app, &both, &case_id, json!({ "status": "submitted" })).await).await;
-    let message = refused(status(&app, &both, &case_id, json!({ "status": "approved" })).await, StatusCode::FORBIDDEN).await;
+    let message =
+        refused(status(&app, &both, &case_id, json!({ "status": "approved" })).await, StatusCode::FORBIDDEN).await;
     assert!(message.contains("someone other than its labeler"), "{message}");
     // No reviewer assigned: any reviewer may.
-    assert_eq!(workflow(status(&app, &team.other_reviewer, &case_id, json!({ "status": "approved" })).await).await.status, CaseStatus::Approved);
+    assert_eq!(
+        workflow(status(&app, &team.other_reviewer, &case_id, json!({ "status": "approved" })).await).await.status,
+        CaseStatus::Approved
+    );
     app.stop().await;
 }
 
@@ -292,17 +378,36 @@ async fn a_restricted_case_is_read_only_by_its_labeler_reviewer_and_coordinators
     let app = TestApp::spawn().await;
     let team = hire(&app).await;
     let (secret, open) = (new_case(&app).await, new_case(&app).await);
-    let assigned = put(&app, &team.engineer, &format!("/cases/{secret}/assignment"), json!({ "assignee": "alice", "reviewer": "rita", "restricted": true })).await;
+    let assigned = put(
+        &app,
+        &team.engineer,
+        &format!("/cases/{secret}/assignment"),
+        json!({ "assignee": "alice", "reviewer": "rita", "restricted": true }),
+    )
+    .await;
     assert!(workflow(assigned).await.restricted);
 
-    for (token, readable) in [(&team.alice, true), (&team.reviewer, true), (&team.engineer, true), (&team.bob, false), (&team.other_reviewer, false)] {
-        let response = app.client.get(app.url(&format!("/cases/{secret}/artifacts"))).bearer_auth(token).send().await.unwrap();
+    for (token, readable) in [
+        (&team.alice, true),
+        (&team.reviewer, true),
+        (&team.engineer, true),
+        (&team.bob, false),
+        (&team.other_reviewer, false),
+    ] {
+        let response =
+            app.client.get(app.url(&format!("/cases/{secret}/artifacts"))).bearer_auth(token).send().await.unwrap();
         assert_eq!(response.status().is_success(), readable, "{}", response.status());
         if !readable {
             // As if it did not exist: nobody named.
             assert!(!refused(response, StatusCode::NOT_FOUND).await.contains("alice"));
             for path in ["comments", "jobs"] {
-                let response = app.client.get(app.url(&format!("/cases/{secret}/{path}"))).bearer_auth(token).send().await.unwrap();
+                let response = app
+                    .client
+                    .get(app.url(&format!("/cases/{secret}/{path}")))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
             }
         }
@@ -314,11 +419,23 @@ async fn a_restricted_case_is_read_only_by_its_labeler_reviewer_and_coordinators
         assert_eq!(worklist.total, if readable { 2 } else { 1 });
     }
     // Lifting the restriction opens it again; leaving the field out keeps it as it is.
-    workflow(put(&app, &team.engineer, &format!("/cases/{secret}/assignment"), json!({ "assignee": "alice" })).await).await;
-    let still = app.client.get(app.url(&format!("/cases/{secret}/artifacts"))).bearer_auth(&team.bob).send().await.unwrap();
+    workflow(put(&app, &team.engineer, &format!("/cases/{secret}/assignment"), json!({ "assignee": "alice" })).await)
+        .await;
+    let still =
+        app.client.get(app.url(&format!("/cases/{secret}/artifacts"))).bearer_auth(&team.bob).send().await.unwrap();
     assert_eq!(still.status(), StatusCode::NOT_FOUND);
-    workflow(put(&app, &team.engineer, &format!("/cases/{secret}/assignment"), json!({ "assignee": "alice", "restricted": false })).await).await;
-    let opened = app.client.get(app.url(&format!("/cases/{secret}/artifacts"))).bearer_auth(&team.bob).send().await.unwrap();
+    workflow(
+        put(
+            &app,
+            &team.engineer,
+            &format!("/cases/{secret}/assignment"),
+            json!({ "assignee": "alice", "restricted": false }),
+        )
+        .await,
+    )
+    .await;
+    let opened =
+        app.client.get(app.url(&format!("/cases/{secret}/artifacts"))).bearer_auth(&team.bob).send().await.unwrap();
     assert_eq!(opened.status(), StatusCode::OK);
     app.stop().await;
 }
@@ -331,8 +448,16 @@ async fn a_control_character_in_a_body_or_a_path_is_refused_and_nothing_is_writt
     let app = TestApp::spawn().await;
     let team = hire(&app).await;
     let case_id = new_case(&app).await;
-    workflow(put(&app, &team.engineer, &format!("/cases/{case_id}/assignment"), json!({ "assignee": "alice", "reviewer": "rita" })).await)
-        .await;
+    workflow(
+        put(
+            &app,
+            &team.engineer,
+            &format!("/cases/{case_id}/assignment"),
+            json!({ "assignee": "alice", "reviewer": "rita" }),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(save(&app, &team.alice, &case_id, 1).await.status(), StatusCode::CREATED);
     workflow(status(&app, &team.alice, &case_id, json!({ "status": "submitted" })).await).await;
     let written = || async {
@@ -348,7 +473,8 @@ async fn a_control_character_in_a_body_or_a_path_is_refused_and_nothing_is_writt
     let before = written().await;
 
     let sent_back = json!({ "status": "changes_requested", "comment": "the lower\nedge\u{0} is missing" });
-    let message = refused(status(&app, &team.reviewer, &case_id, sent_back.clone()).await, StatusCode::BAD_REQUEST).await;
+    let message =
+        refused(status(&app, &team.reviewer, &case_id, sent_back.clone()).await, StatusCode::BAD_REQUEST).await;
     assert!(message.starts_with("JSON body field `comment` holds the control character U+0000"), "{message}");
     let message = refused(
         put(&app, &team.engineer, &format!("/cases/{case_id}/assignment"), json!({ "assignee": "alice\u{0}" })).await,
@@ -359,7 +485,11 @@ async fn a_control_character_in_a_body_or_a_path_is_refused_and_nothing_is_writt
     let dataset = |body: Value| app.client.post(app.url("/datasets")).bearer_auth(&team.engineer).json(&body).send();
     let message = refused(dataset(json!({ "name": "snap\u{0}shot" })).await.unwrap(), StatusCode::BAD_REQUEST).await;
     assert!(message.starts_with("JSON body field `name`"), "{message}");
-    let message = refused(dataset(json!({ "name": "snap", "splits": { "case\u{0}": "train" } })).await.unwrap(), StatusCode::BAD_REQUEST).await;
+    let message = refused(
+        dataset(json!({ "name": "snap", "splits": { "case\u{0}": "train" } })).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
     assert!(message.starts_with("a key of JSON body field `splits`"), "{message}");
 
     // A path id: `%00` is decoded before it reaches a query.
@@ -368,7 +498,10 @@ async fn a_control_character_in_a_body_or_a_path_is_refused_and_nothing_is_writt
         assert!(message.starts_with("the path holds the control character U+0000"), "{path}: {message}");
     }
     let artifacts = app.client.get(app.url("/cases/%00/artifacts")).bearer_auth(&team.alice).send().await.unwrap();
-    assert_eq!(refused(artifacts, StatusCode::BAD_REQUEST).await.split(';').next().unwrap(), "the path holds the control character U+0000");
+    assert_eq!(
+        refused(artifacts, StatusCode::BAD_REQUEST).await.split(';').next().unwrap(),
+        "the path holds the control character U+0000"
+    );
     assert_eq!(written().await, before);
 
     // Line breaks and tabs are text: a multi-line comment is taken.

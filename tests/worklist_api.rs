@@ -31,7 +31,9 @@ async fn save(app: &TestApp, token: &str, case_id: &str) {
     let case: seglab::api::CaseArtifacts = app.get_json(token, &format!("/cases/{case_id}/artifacts")).await;
     let mut mask = vec![0u8; VOXELS];
     mask[3] = 1;
-    let response = app.post_label(token, case_id, &case.current_mask_ref, &MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode()).await;
+    let response = app
+        .post_label(token, case_id, &case.current_mask_ref, &MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode())
+        .await;
     assert_eq!(response.status(), StatusCode::CREATED);
 }
 
@@ -83,7 +85,8 @@ async fn filters_counts_sorting_and_pages() {
 
     let all = worklist(&app, &engineer, "").await;
     assert_eq!(all.total, 7);
-    let expected_counts = [(CaseStatus::New, 2), (CaseStatus::InProgress, 3), (CaseStatus::Submitted, 1), (CaseStatus::Approved, 1)];
+    let expected_counts =
+        [(CaseStatus::New, 2), (CaseStatus::InProgress, 3), (CaseStatus::Submitted, 1), (CaseStatus::Approved, 1)];
     for (status, cases) in expected_counts {
         assert_eq!(count(&all, status), cases, "{status:?}");
     }
@@ -98,7 +101,11 @@ async fn filters_counts_sorting_and_pages() {
     assert!(row.last_saved_at_ms.is_some());
     assert_eq!(row.label_counts, Some([(1, 1)].into()), "one voxel of label 1, counted from the save's edits");
     // Counts not known (a case from before they were kept) are counted by the housekeeping.
-    sqlx::query("UPDATE cases SET label_counts_json = '' WHERE id = $1").bind(&row.id).execute(&app.state.db.pool).await.unwrap();
+    sqlx::query("UPDATE cases SET label_counts_json = '' WHERE id = $1")
+        .bind(&row.id)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
     let unknown = worklist(&app, &engineer, "?status=in_progress").await;
     assert_eq!(unknown.rows.iter().find(|r| r.id == row.id).unwrap().label_counts, None);
     assert_eq!(seglab::server::services::sweeper::count_unknown_labels(&app.state).await.unwrap(), 1);
@@ -116,7 +123,10 @@ async fn filters_counts_sorting_and_pages() {
     assert_eq!(worklist(&app, &engineer, "?assignee=nobody-by-that-name").await.total, 0);
 
     // Name search: any case, and the pattern's own wildcards are literal.
-    assert_eq!(names(&worklist(&app, &engineer, "?q=LIVER&sort=name").await.rows), ["liver 001", "Liver 002", "Liver 003"]);
+    assert_eq!(
+        names(&worklist(&app, &engineer, "?q=LIVER&sort=name").await.rows),
+        ["liver 001", "Liver 002", "Liver 003"]
+    );
     assert_eq!(names(&worklist(&app, &engineer, "?q=100%25").await.rows), ["Kidney 100%"]);
     assert_eq!(names(&worklist(&app, &engineer, "?q=y_").await.rows), ["Kidney_2"]);
     // Across a space, and with the query syntax of SQLite's trigram index taken literally.
@@ -148,7 +158,8 @@ async fn filters_counts_sorting_and_pages() {
         ("?status=finished", StatusCode::BAD_REQUEST),
         ("?colour=red", StatusCode::BAD_REQUEST),
     ] {
-        let response = app.client.get(app.url(&format!("/worklist{query}"))).bearer_auth(&engineer).send().await.unwrap();
+        let response =
+            app.client.get(app.url(&format!("/worklist{query}"))).bearer_auth(&engineer).send().await.unwrap();
         assert_eq!(response.status(), status, "{query}");
     }
     let long = format!("?q={}", "a".repeat(201));
@@ -222,7 +233,8 @@ async fn the_next_case_is_the_one_sent_back_then_in_progress_then_new() {
     };
     assert_eq!(next(alice.clone()).await.status(), StatusCode::NOT_FOUND);
 
-    let (first, second, third) = (new_case(&app, "first").await, new_case(&app, "second").await, new_case(&app, "third").await);
+    let (first, second, third) =
+        (new_case(&app, "first").await, new_case(&app, "second").await, new_case(&app, "third").await);
     for id in [&first, &second, &third] {
         let response = app
             .client
@@ -258,14 +270,21 @@ async fn a_control_character_in_a_search_is_a_bad_request() {
     new_case(&app, "mni 152").await;
     assert_eq!(names(&worklist(&app, &engineer, "?q=mni").await.rows), ["mni 152"]);
     for query in ["?q=mni%00", "?q=mni%1B", "?q=mni&status%00=new"] {
-        let response = app.client.get(app.url(&format!("/worklist{query}"))).bearer_auth(&engineer).send().await.unwrap();
+        let response =
+            app.client.get(app.url(&format!("/worklist{query}"))).bearer_auth(&engineer).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "bad_request", "{query}");
     }
     let response = app.client.get(app.url("/worklist?q=mni%00")).bearer_auth(&engineer).send().await.unwrap();
     let body: serde_json::Value = response.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().starts_with("query parameter `q` holds the control character U+0000"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("query parameter `q` holds the control character U+0000"),
+        "{body}"
+    );
 
     // The worklist page's server function, as the browser calls it: its error is the bare
     // `{code, message}`.
@@ -285,6 +304,10 @@ async fn a_control_character_in_a_search_is_a_bad_request() {
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     let error: seglab::api::ApiError = refused.json().await.unwrap();
     assert_eq!(error.code, seglab::api::ErrorCode::BadRequest);
-    assert!(error.message.starts_with("server function argument `query[q]` holds the control character U+0000"), "{}", error.message);
+    assert!(
+        error.message.starts_with("server function argument `query[q]` holds the control character U+0000"),
+        "{}",
+        error.message
+    );
     app.stop().await;
 }

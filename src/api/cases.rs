@@ -165,8 +165,13 @@ pub enum CaseStatus {
 }
 
 impl CaseStatus {
-    pub const ALL: [CaseStatus; 5] =
-        [CaseStatus::New, CaseStatus::InProgress, CaseStatus::Submitted, CaseStatus::ChangesRequested, CaseStatus::Approved];
+    pub const ALL: [CaseStatus; 5] = [
+        CaseStatus::New,
+        CaseStatus::InProgress,
+        CaseStatus::Submitted,
+        CaseStatus::ChangesRequested,
+        CaseStatus::Approved,
+    ];
 
     /// The name stored in the database and used on the wire.
     pub fn as_str(self) -> &'static str {

@@ -103,7 +103,10 @@ mod tests {
 
     #[test]
     fn the_wire_shape_keeps_its_field_names() {
-        let stale = ApiError { current_mask_ref: Some("cases/c/masks/m.nii.gz".into()), ..ApiError::new(ErrorCode::StaleBase, "stale") };
+        let stale = ApiError {
+            current_mask_ref: Some("cases/c/masks/m.nii.gz".into()),
+            ..ApiError::new(ErrorCode::StaleBase, "stale")
+        };
         let json = serde_json::to_value(ErrorBody { error: stale.clone() }).unwrap();
         assert_eq!(json["error"]["code"], "stale_base");
         assert_eq!(json["error"]["current_mask_ref"], "cases/c/masks/m.nii.gz");

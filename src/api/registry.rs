@@ -124,7 +124,8 @@ pub enum ModelState {
 }
 
 impl ModelState {
-    pub const ALL: [ModelState; 4] = [ModelState::Registered, ModelState::Shadow, ModelState::Production, ModelState::Archived];
+    pub const ALL: [ModelState; 4] =
+        [ModelState::Registered, ModelState::Shadow, ModelState::Production, ModelState::Archived];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -44,7 +44,8 @@ async fn finished(request: &IdbRequest) -> Result<JsValue, String> {
 }
 
 async fn open() -> Result<IdbDatabase, String> {
-    let factory = web_sys::window().ok_or("no window")?.indexed_db().map_err(error)?.ok_or("IndexedDB is unavailable")?;
+    let factory =
+        web_sys::window().ok_or("no window")?.indexed_db().map_err(error)?.ok_or("IndexedDB is unavailable")?;
     let request = factory.open_with_u32(DATABASE, 1).map_err(error)?;
     let upgrade = request.clone();
     let on_upgrade = Closure::once_into_js(move || {

@@ -99,7 +99,9 @@ pub async fn case_artifacts(case_id: &str) -> Result<CaseArtifacts, String> {
 pub enum SaveAnswer {
     Saved(LabelSaved),
     /// Someone saved another version first; it is now `current`.
-    Stale { current: String },
+    Stale {
+        current: String,
+    },
     /// Worth retrying with the same key: the network failed or the server was unavailable.
     Retry(String),
     /// Retrying cannot help (bad request, logged out, …); the error is the server's.

@@ -34,7 +34,8 @@ pub fn remove_islands(mask: &[u8], grid: Grid, label: u8, rule: Islands) -> Vec<
 pub fn component_sizes(mask: &[u8], grid: Grid, label: u8) -> Vec<usize> {
     grid.check(mask.len());
     let components = Components::of(Runs::new(mask, grid, label, true, [0; 3], grid.dims));
-    let mut sizes: Vec<usize> = components.sizes().into_iter().filter(|&size| size > 0).map(|size| size as usize).collect();
+    let mut sizes: Vec<usize> =
+        components.sizes().into_iter().filter(|&size| size > 0).map(|size| size as usize).collect();
     sizes.sort_unstable_by(|a, b| b.cmp(a));
     sizes
 }
@@ -117,7 +118,10 @@ impl Runs {
                 } else {
                     let mut i = 0;
                     while let Some(start) = row[i..].iter().position(|&v| (v == label) == is_label).map(|s| i + s) {
-                        i = row[start..].iter().position(|&v| (v == label) != is_label).map_or(row.len(), |e| start + e);
+                        i = row[start..]
+                            .iter()
+                            .position(|&v| (v == label) != is_label)
+                            .map_or(row.len(), |e| start + e);
                         spans.push(((from[0] + start) as u32, (from[0] + i) as u32));
                     }
                 }
@@ -185,7 +189,12 @@ impl Components {
 
 /// Unites every run in `current` with each run in `previous` that it overlaps along i (both
 /// ranges hold runs in ascending order).
-fn join_overlapping(runs: &Runs, current: std::ops::Range<usize>, previous: std::ops::Range<usize>, parent: &mut [u32]) {
+fn join_overlapping(
+    runs: &Runs,
+    current: std::ops::Range<usize>,
+    previous: std::ops::Range<usize>,
+    parent: &mut [u32],
+) {
     let (mut a, mut b) = (current.start, previous.start);
     while a < current.end && b < previous.end {
         let (a_span, b_span) = (runs.spans[a], runs.spans[b]);

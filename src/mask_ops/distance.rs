@@ -29,7 +29,12 @@ pub struct BallDilation {
 impl BallDilation {
     /// Dilation by a ball of `radius_mm` on voxels of `spacing` mm.
     pub fn new(spacing: [f32; 3], radius_mm: f32) -> Self {
-        BallDilation { spacing, limit: (radius_mm as f64).powi(2) * (1.0 + 1e-5), field: Vec::new(), envelope: Envelope::default() }
+        BallDilation {
+            spacing,
+            limit: (radius_mm as f64).powi(2) * (1.0 + 1e-5),
+            field: Vec::new(),
+            envelope: Envelope::default(),
+        }
     }
 
     /// Dilates `set`, a box of `dims` voxels in file order; nothing outside the box counts.
@@ -76,7 +81,14 @@ impl Squared for f32 {
 const BLOCK: usize = 16;
 
 /// One pass of the transform along `axis`; values beyond `limit` become infinite.
-fn transform_axis<T: Squared>(field: &mut [T], dims: [usize; 3], axis: usize, spacing: f64, limit: f64, envelope: &mut Envelope) {
+fn transform_axis<T: Squared>(
+    field: &mut [T],
+    dims: [usize; 3],
+    axis: usize,
+    spacing: f64,
+    limit: f64,
+    envelope: &mut Envelope,
+) {
     let n = dims[axis];
     if n <= 1 || field.is_empty() {
         return;
@@ -192,7 +204,9 @@ impl Envelope {
         // Each parabola is lowest from its start to the next one's: fill that stretch in one go.
         let mut from = first;
         for (parabola, (&q, &height)) in sites.iter().zip(heights.iter()).enumerate() {
-            let to = starts.get(parabola + 1).map_or(end, |&next| ((next / spacing).ceil().max(0.0) as usize).clamp(from, end));
+            let to = starts
+                .get(parabola + 1)
+                .map_or(end, |&next| ((next / spacing).ceil().max(0.0) as usize).clamp(from, end));
             for (p, value) in f[from..to].iter_mut().enumerate().map(|(offset, value)| (from + offset, value)) {
                 let squared = ((p as f64 - q as f64) * spacing).powi(2) + height;
                 // A value of zero is a feature voxel (or a run of zeros left out of the sites).
@@ -220,7 +234,9 @@ mod tests {
             .map(|p| {
                 (0..feature.len())
                     .filter(|&q| feature[q])
-                    .map(|q| (0..3).map(|a| ((coords(p)[a] as f64 - coords(q)[a] as f64) * spacing[a]).powi(2)).sum::<f64>())
+                    .map(|q| {
+                        (0..3).map(|a| ((coords(p)[a] as f64 - coords(q)[a] as f64) * spacing[a]).powi(2)).sum::<f64>()
+                    })
                     .fold(f64::INFINITY, f64::min)
             })
             .collect()
@@ -246,7 +262,8 @@ mod tests {
     #[test]
     fn ball_dilation_matches_brute_force() {
         let dims = [19, 9, 7];
-        let feature: Vec<bool> = (0..dims.iter().product()).map(|i: usize| i % 53 == 7 || (200..206).contains(&i)).collect();
+        let feature: Vec<bool> =
+            (0..dims.iter().product()).map(|i: usize| i % 53 == 7 || (200..206).contains(&i)).collect();
         let spacing = [0.7, 0.9, 2.0];
         let exact = brute_force(&feature, dims, spacing.map(|s| s as f64));
         for radius in [0.0, 0.7, 1.4, 2.0, 3.3] {

@@ -15,7 +15,13 @@ pub struct Grown {
 /// Voxels 6-connected to `seed` whose intensity lies in `low..=high`, at most `cap` of them
 /// (then `capped` is true). Empty when the seed itself is outside the range or the volume.
 /// Generic over the intensity lookup so it is inlined.
-pub fn grow_region(intensity: impl Fn(usize) -> f32, grid: Grid, seed: [usize; 3], (low, high): (f32, f32), cap: usize) -> Grown {
+pub fn grow_region(
+    intensity: impl Fn(usize) -> f32,
+    grid: Grid,
+    seed: [usize; 3],
+    (low, high): (f32, f32),
+    cap: usize,
+) -> Grown {
     assert!(grid.len() <= u32::MAX as usize, "volume too large for u32 voxel indices");
     let in_range = |voxel: usize| (low..=high).contains(&intensity(voxel));
     if seed.iter().zip(grid.dims).any(|(&at, n)| at >= n) || !in_range(grid.index(seed)) {

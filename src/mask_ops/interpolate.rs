@@ -143,7 +143,8 @@ impl Plane {
     /// half-way between the boundary pixels on either side.
     fn signed_distance(&self, mask: &[u8], label: u8, slice: usize, region: &Region) -> Vec<f32> {
         let pixels = region.size[0] * region.size[1];
-        let inside: Vec<bool> = (0..pixels).map(|pixel| self.voxel(slice, region.at(pixel)).is_some_and(|v| mask[v] == label)).collect();
+        let inside: Vec<bool> =
+            (0..pixels).map(|pixel| self.voxel(slice, region.at(pixel)).is_some_and(|v| mask[v] == label)).collect();
         let outside: Vec<bool> = inside.iter().map(|&inside| !inside).collect();
         let dims = [region.size[0], region.size[1], 1];
         let spacing = [self.grid.spacing[self.in_plane[0]] as f64, self.grid.spacing[self.in_plane[1]] as f64, 1.0];
@@ -162,7 +163,13 @@ mod tests {
 
     /// A mask of `slices` slices across `axis`, each `size` pixels, with `shapes` painted: for
     /// each slice, discs of label 1.
-    fn painted(axis: usize, size: [usize; 2], spacing: [f32; 2], slices: usize, shapes: &[(usize, &[Disc])]) -> (Vec<u8>, Grid) {
+    fn painted(
+        axis: usize,
+        size: [usize; 2],
+        spacing: [f32; 2],
+        slices: usize,
+        shapes: &[(usize, &[Disc])],
+    ) -> (Vec<u8>, Grid) {
         let plane = Plane::across(Grid { dims: [1; 3], spacing: [1.0; 3] }, axis);
         let mut dims = [slices; 3];
         let mut voxel_spacing = [1.0; 3];
@@ -177,7 +184,10 @@ mod tests {
             for v in 0..size[1] {
                 for u in 0..size[0] {
                     let (x, y) = (u as f32, v as f32);
-                    if discs.iter().any(|&(cu, cv, r)| ((x - cu) * spacing[0]).powi(2) + ((y - cv) * spacing[1]).powi(2) <= r * r) {
+                    if discs
+                        .iter()
+                        .any(|&(cu, cv, r)| ((x - cu) * spacing[0]).powi(2) + ((y - cv) * spacing[1]).powi(2) <= r * r)
+                    {
                         mask[plane.voxel(slice, [u as isize, v as isize]).expect("in the volume")] = 1;
                     }
                 }
@@ -211,12 +221,16 @@ mod tests {
     #[test]
     fn discs_of_radius_10_and_20_give_15_half_way_along_each_axis() {
         for axis in 0..3 {
-            let (mask, grid) = painted(axis, [64, 64], [1.0, 1.0], 11, &[(0, &[(32.0, 32.0, 10.0)]), (10, &[(32.0, 32.0, 20.0)])]);
+            let (mask, grid) =
+                painted(axis, [64, 64], [1.0, 1.0], 11, &[(0, &[(32.0, 32.0, 10.0)]), (10, &[(32.0, 32.0, 20.0)])]);
             let fill = fill_between_slices(&mask, grid, 1, axis);
             assert!(fill.windows(2).all(|pair| pair[0] < pair[1]), "ascending");
             assert_disc(&filled_in(&fill, grid, axis, 5), [32.0, 32.0], [1.0, 1.0], 15.0);
             assert_disc(&filled_in(&fill, grid, axis, 2), [32.0, 32.0], [1.0, 1.0], 12.0);
-            assert!(filled_in(&fill, grid, axis, 0).is_empty() && filled_in(&fill, grid, axis, 10).is_empty(), "key slices stay");
+            assert!(
+                filled_in(&fill, grid, axis, 0).is_empty() && filled_in(&fill, grid, axis, 10).is_empty(),
+                "key slices stay"
+            );
         }
     }
 
@@ -224,7 +238,8 @@ mod tests {
     fn anisotropic_spacing_interpolates_in_mm() {
         // 0.5 mm along u: circles in mm are ellipses twice as wide in voxels.
         let spacing = [0.5, 1.0];
-        let (mask, grid) = painted(2, [100, 64], spacing, 11, &[(0, &[(50.0, 32.0, 10.0)]), (10, &[(50.0, 32.0, 20.0)])]);
+        let (mask, grid) =
+            painted(2, [100, 64], spacing, 11, &[(0, &[(50.0, 32.0, 10.0)]), (10, &[(50.0, 32.0, 20.0)])]);
         let fill = fill_between_slices(&mask, grid, 1, 2);
         assert_disc(&filled_in(&fill, grid, 2, 5), [50.0, 32.0], spacing, 15.0);
     }
@@ -237,8 +252,9 @@ mod tests {
         let (mask, grid) = painted(1, [64, 64], [1.0, 1.0], 11, &[(0, one), (10, two)]);
         let fill = fill_between_slices(&mask, grid, 1, 1);
         let plane = Plane::across(grid, 1);
-        let in_a_key_shape =
-            |[u, v]: [usize; 2]| [0, 10].iter().any(|&s| mask[plane.voxel(s, [u as isize, v as isize]).expect("in the volume")] == 1);
+        let in_a_key_shape = |[u, v]: [usize; 2]| {
+            [0, 10].iter().any(|&s| mask[plane.voxel(s, [u as isize, v as isize]).expect("in the volume")] == 1)
+        };
         for slice in 1..10 {
             let pixels = filled_in(&fill, grid, 1, slice);
             assert!(!pixels.is_empty(), "slice {slice} is filled");

@@ -269,7 +269,8 @@ mod tests {
         for dk in -reach[2]..=reach[2] {
             for dj in -reach[1]..=reach[1] {
                 for di in -reach[0]..=reach[0] {
-                    let [x, y, z] = [di as f32 * grid.spacing[0], dj as f32 * grid.spacing[1], dk as f32 * grid.spacing[2]];
+                    let [x, y, z] =
+                        [di as f32 * grid.spacing[0], dj as f32 * grid.spacing[1], dk as f32 * grid.spacing[2]];
                     if x * x + y * y + z * z <= radius * radius * (1.0 + 1e-5) {
                         ball.push([di, dj, dk]);
                     }
@@ -292,7 +293,8 @@ mod tests {
         };
         let full_ball = |p: usize| ball_around(p).count() == ball.len();
         let dilated: Vec<bool> = (0..padded.len()).map(|p| ball_around(p).any(|q| is_label[q])).collect();
-        let eroded: Vec<bool> = (0..padded.len()).map(|p| full_ball(p) && ball_around(p).all(|q| is_label[q])).collect();
+        let eroded: Vec<bool> =
+            (0..padded.len()).map(|p| full_ball(p) && ball_around(p).all(|q| is_label[q])).collect();
         let mut removed = Vec::new();
         let mut added = Vec::new();
         for (p, &label) in is_label.iter().enumerate() {
@@ -343,6 +345,9 @@ mod tests {
         // Margins of 1 keep the first two apart (gap of 2); margins of 2 merge them.
         assert_eq!(Window::around_components(&mask, grid, 1, [1; 3]).len(), 3);
         let merged = Window::around_components(&mask, grid, 1, [2; 3]);
-        assert_eq!(merged, [Window { origin: [0, 0, 0], dims: [12, 8, 8] }, Window { origin: [28, 1, 1], dims: [7, 6, 6] }]);
+        assert_eq!(
+            merged,
+            [Window { origin: [0, 0, 0], dims: [12, 8, 8] }, Window { origin: [28, 1, 1], dims: [7, 6, 6] }]
+        );
     }
 }

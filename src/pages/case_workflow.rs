@@ -181,7 +181,12 @@ pub fn ReviewPanel(ui: ViewerUi) -> impl IntoView {
 /// Who labels and who reviews the case, and whether it is restricted to them: for ML engineers
 /// and admins.
 #[component]
-fn AssignForm(case_id: String, workflow: CaseWorkflow, people: AssignablePeople, assign: ServerAction<SetCasePeople>) -> impl IntoView {
+fn AssignForm(
+    case_id: String,
+    workflow: CaseWorkflow,
+    people: AssignablePeople,
+    assign: ServerAction<SetCasePeople>,
+) -> impl IntoView {
     let labeler = RwSignal::new(workflow.assignee.clone().unwrap_or_default());
     let reviewer = RwSignal::new(workflow.reviewer.clone().unwrap_or_default());
     let restricted = RwSignal::new(workflow.restricted);

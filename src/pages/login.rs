@@ -8,7 +8,8 @@ use crate::api::ApiError;
 pub async fn log_in(username: String, password: String) -> Result<(), ApiError> {
     use crate::server::auth;
     let (state, session) = auth::server_fn_session().await?;
-    let parts: axum::http::request::Parts = leptos_axum::extract().await.map_err(crate::server::error::AppError::internal)?;
+    let parts: axum::http::request::Parts =
+        leptos_axum::extract().await.map_err(crate::server::error::AppError::internal)?;
     auth::log_in(&state, &session, auth::client_address(&parts.extensions), &username, &password).await?;
     leptos_axum::redirect("/");
     Ok(())

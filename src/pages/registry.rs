@@ -7,7 +7,8 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::{
-    ApiError, BackfillProgress, Job, ModelOverview, ModelState, ModelSummary, PairedEvaluation, Rollback, StateChange, Stats, VersionEvaluation,
+    ApiError, BackfillProgress, Job, ModelOverview, ModelState, ModelSummary, PairedEvaluation, Rollback, StateChange,
+    Stats, VersionEvaluation,
 };
 use crate::pages::common::{format_time, loaded};
 
@@ -194,7 +195,17 @@ pub fn ModelPage() -> impl IntoView {
 
 #[component]
 fn ModelView(overview: ModelOverview, changes: RwSignal<u32>) -> impl IntoView {
-    let ModelOverview { detail, evaluation, chart_svg, jobs, timeline, rollback_to, backfill, may_backfill, own_evaluation } = overview;
+    let ModelOverview {
+        detail,
+        evaluation,
+        chart_svg,
+        jobs,
+        timeline,
+        rollback_to,
+        backfill,
+        may_backfill,
+        own_evaluation,
+    } = overview;
     // While results are still coming, the page reloads its figures every two seconds.
     let filling = backfill.as_ref().is_some_and(|b| !b.finished)
         || evaluation.as_ref().is_some_and(|e| e.pending_cases > 0)
@@ -215,7 +226,9 @@ fn ModelView(overview: ModelOverview, changes: RwSignal<u32>) -> impl IntoView {
         }
     });
     let failure = move || match (transition.value().get(), rollback.value().get()) {
-        (Some(Err(err)), _) | (_, Some(Err(err))) => Some(view! { <p class="error" role="alert">{err.to_string()}</p> }),
+        (Some(Err(err)), _) | (_, Some(Err(err))) => {
+            Some(view! { <p class="error" role="alert">{err.to_string()}</p> })
+        }
         _ => None,
     };
     let id = summary.id.clone();
@@ -313,7 +326,12 @@ fn OwnEvaluation(own: VersionEvaluation) -> impl IntoView {
 
 /// "Evaluate on all labelled cases": the button, and the latest backfill's progress with cancel.
 #[component]
-fn Backfill(model_id: String, backfill: Option<BackfillProgress>, may_backfill: bool, changes: RwSignal<u32>) -> impl IntoView {
+fn Backfill(
+    model_id: String,
+    backfill: Option<BackfillProgress>,
+    may_backfill: bool,
+    changes: RwSignal<u32>,
+) -> impl IntoView {
     let start = ServerAction::<StartBackfill>::new();
     let cancel = ServerAction::<CancelBackfill>::new();
     Effect::new(move |_| {
@@ -323,7 +341,9 @@ fn Backfill(model_id: String, backfill: Option<BackfillProgress>, may_backfill: 
     });
     let running = backfill.as_ref().is_some_and(|b| !b.finished);
     let failure = move || match (start.value().get(), cancel.value().get()) {
-        (Some(Err(err)), _) | (_, Some(Err(err))) => Some(view! { <p class="error" role="alert">{err.to_string()}</p> }),
+        (Some(Err(err)), _) | (_, Some(Err(err))) => {
+            Some(view! { <p class="error" role="alert">{err.to_string()}</p> })
+        }
         _ => None,
     };
     view! {

@@ -293,7 +293,14 @@ where
 
 /// Low and high bounds of an intensity range, shown while `shown` is the tool.
 #[component]
-fn RangeInputs(ui: ViewerUi, shown: Tool, title: &'static str, low: &'static str, high: &'static str, range: RwSignal<(f32, f32)>) -> impl IntoView {
+fn RangeInputs(
+    ui: ViewerUi,
+    shown: Tool,
+    title: &'static str,
+    low: &'static str,
+    high: &'static str,
+    range: RwSignal<(f32, f32)>,
+) -> impl IntoView {
     view! {
         <label class="group" class:hidden=move || ui.tool.get() != shown>
             {title}

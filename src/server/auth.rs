@@ -31,13 +31,9 @@ pub async fn reject_cross_site(State(state): State<AppState>, mut request: Reque
         return next.run(request).await;
     }
     let headers = request.headers();
-    let has_session_cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|cookies| {
-            cookies.split(';').any(|c| c.trim_start().strip_prefix(COOKIE_NAME).is_some_and(|rest| rest.starts_with('=')))
-        });
+    let has_session_cookie = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).any(|cookies| {
+        cookies.split(';').any(|c| c.trim_start().strip_prefix(COOKIE_NAME).is_some_and(|rest| rest.starts_with('=')))
+    });
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let source = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER)).and_then(|v| v.to_str().ok());
     let from_this_site = |source: &str| {
@@ -50,7 +46,8 @@ pub async fn reject_cross_site(State(state): State<AppState>, mut request: Reque
     };
     if !allowed {
         return AppError::Forbidden(
-            "cross-site request refused: state-changing requests from a browser must come from this site's pages".into(),
+            "cross-site request refused: state-changing requests from a browser must come from this site's pages"
+                .into(),
         )
         .into_response();
     }

@@ -38,7 +38,8 @@ pub fn paired_dice_svg(evaluation: &PairedEvaluation) -> Option<String> {
         .flatten()
         .flat_map(|score| score.labels.iter().map(|l| (l.label, l.name.clone())))
         .collect();
-    let labels: Vec<u8> = evaluation.pairs.iter().map(|p| p.label).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let labels: Vec<u8> =
+        evaluation.pairs.iter().map(|p| p.label).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let name = |label: u8| label_names.get(&label).cloned().unwrap_or_else(|| format!("label {label}"));
     let row_height = 26.0;
     let distribution_top = MARGIN + PLOT + 56.0;
@@ -59,16 +60,33 @@ pub fn paired_dice_svg(evaluation: &PairedEvaluation) -> Option<String> {
 fn scatter(svg: &mut String, pairs: &[PairedDice], labels: &[u8], name: &impl Fn(u8) -> String) {
     let x = |dice: f64| MARGIN + dice * PLOT;
     let y = |dice: f64| MARGIN + (1.0 - dice) * PLOT;
-    let _ = write!(svg, r##"<rect x="{MARGIN}" y="{MARGIN}" width="{PLOT}" height="{PLOT}" fill="none" stroke="#999"/>"##);
+    let _ =
+        write!(svg, r##"<rect x="{MARGIN}" y="{MARGIN}" width="{PLOT}" height="{PLOT}" fill="none" stroke="#999"/>"##);
     // Above the diagonal, shadow agrees better with people than production does.
-    let _ = write!(svg, r##"<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#bbb" stroke-dasharray="4 3"/>"##, x(0.0), y(0.0), x(1.0), y(1.0));
+    let _ = write!(
+        svg,
+        r##"<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#bbb" stroke-dasharray="4 3"/>"##,
+        x(0.0),
+        y(0.0),
+        x(1.0),
+        y(1.0)
+    );
     for tick in [0.0, 0.25, 0.5, 0.75, 1.0] {
         let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle">{tick}</text>"#, x(tick), MARGIN + PLOT + 14.0);
         let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="end">{tick}</text>"#, MARGIN - 5.0, y(tick) + 4.0);
     }
-    let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle">production Dice</text>"#, x(0.5), MARGIN + PLOT + 30.0);
-    let _ = write!(svg, r#"<text transform="translate(12 {}) rotate(-90)" text-anchor="middle">shadow Dice</text>"#, y(0.5));
-    let _ = write!(svg, r#"<text x="{MARGIN}" y="{}" font-weight="bold">Dice per case: production against shadow</text>"#, MARGIN - 14.0);
+    let _ =
+        write!(svg, r#"<text x="{}" y="{}" text-anchor="middle">production Dice</text>"#, x(0.5), MARGIN + PLOT + 30.0);
+    let _ = write!(
+        svg,
+        r#"<text transform="translate(12 {}) rotate(-90)" text-anchor="middle">shadow Dice</text>"#,
+        y(0.5)
+    );
+    let _ = write!(
+        svg,
+        r#"<text x="{MARGIN}" y="{}" font-weight="bold">Dice per case: production against shadow</text>"#,
+        MARGIN - 14.0
+    );
     for pair in pairs {
         let _ = write!(
             svg,
@@ -91,20 +109,32 @@ fn scatter(svg: &mut String, pairs: &[PairedDice], labels: &[u8], name: &impl Fn
     }
 }
 
-fn distributions(svg: &mut String, pairs: &[PairedDice], labels: &[u8], name: &impl Fn(u8) -> String, top: f64, row_height: f64) {
+fn distributions(
+    svg: &mut String,
+    pairs: &[PairedDice],
+    labels: &[u8],
+    name: &impl Fn(u8) -> String,
+    top: f64,
+    row_height: f64,
+) {
     // Room on the left for "kidney production".
     let x = |dice: f64| MARGIN + 120.0 + dice * (PLOT - 80.0);
-    let _ = write!(svg, r#"<text x="{MARGIN}" y="{}" font-weight="bold">Dice distribution per label</text>"#, top - 12.0);
+    let _ =
+        write!(svg, r#"<text x="{MARGIN}" y="{}" font-weight="bold">Dice distribution per label</text>"#, top - 12.0);
     let mut row = 0.0;
     for &label in labels {
         for (version, pick) in [("production", true), ("shadow", false)] {
-            let mut values: Vec<f64> =
-                pairs.iter().filter(|p| p.label == label).map(|p| if pick { p.production_dice } else { p.shadow_dice }).collect();
+            let mut values: Vec<f64> = pairs
+                .iter()
+                .filter(|p| p.label == label)
+                .map(|p| if pick { p.production_dice } else { p.shadow_dice })
+                .collect();
             values.sort_unstable_by(f64::total_cmp);
             let middle = top + row * row_height + row_height / 2.0;
             let _ = write!(svg, r#"<text x="{MARGIN}" y="{}">{} {version}</text>"#, middle + 4.0, escape(&name(label)));
             let [low, q1, median, q3, high] = [0.0, 0.25, 0.5, 0.75, 1.0].map(|q| quantile(&values, q));
-            let _ = write!(svg, r##"<line x1="{}" x2="{}" y1="{middle}" y2="{middle}" stroke="#777"/>"##, x(low), x(high));
+            let _ =
+                write!(svg, r##"<line x1="{}" x2="{}" y1="{middle}" y2="{middle}" stroke="#777"/>"##, x(low), x(high));
             let _ = write!(
                 svg,
                 r#"<rect x="{}" y="{}" width="{}" height="12" fill="{}" fill-opacity="0.3" stroke="{}"/>"#,
@@ -114,7 +144,13 @@ fn distributions(svg: &mut String, pairs: &[PairedDice], labels: &[u8], name: &i
                 colour(label),
                 colour(label)
             );
-            let _ = write!(svg, r##"<line x1="{m}" x2="{m}" y1="{}" y2="{}" stroke="#000" stroke-width="2"/>"##, middle - 6.0, middle + 6.0, m = x(median));
+            let _ = write!(
+                svg,
+                r##"<line x1="{m}" x2="{m}" y1="{}" y2="{}" stroke="#000" stroke-width="2"/>"##,
+                middle - 6.0,
+                middle + 6.0,
+                m = x(median)
+            );
             row += 1.0;
         }
     }
@@ -130,7 +166,13 @@ mod tests {
     use crate::api::{LabelStats, ModelScore, ModelState, ModelSummary};
 
     fn pair(case: &str, label: u8, production: f64, shadow: f64) -> PairedDice {
-        PairedDice { case_id: case.into(), case_name: format!("<{case}> & co"), label, production_dice: production, shadow_dice: shadow }
+        PairedDice {
+            case_id: case.into(),
+            case_name: format!("<{case}> & co"),
+            label,
+            production_dice: production,
+            shadow_dice: shadow,
+        }
     }
 
     #[test]

@@ -7,19 +7,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::{
-    AuditCommand, Cli, Command, Config, DatasetCommand, ExportLayout, ImportArgs, ObjectsCommand, RoleCommand, ServeArgs, TokenCommand,
-    UserCommand,
+    AuditCommand, Cli, Command, Config, DatasetCommand, ExportLayout, ImportArgs, ObjectsCommand, RoleCommand,
+    ServeArgs, TokenCommand, UserCommand,
 };
 use super::db::Db;
 use super::error::{AppError, CliError};
 use super::services::audit::{self, verify_chain};
 use super::services::cases::{import_case, parse_label_names, CaseFile, NewCase};
-use super::services::users::{add_user, Role};
 use super::services::datasets::{self, ExportFormat};
+use super::services::users::{add_user, Role};
 use super::services::{accounts, evaluation, integrity, orchestrator, sweeper};
-use crate::api::UserChange;
 use super::state::AppState;
 use super::{demo, http};
+use crate::api::UserChange;
 
 fn leptos_options(args: &ServeArgs) -> LeptosOptions {
     LeptosOptions::builder()
@@ -68,21 +68,22 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             cancel_on_signal(shutdown.clone());
             let embedded_addr = cli.config.s3.embedded_s3_addr;
             let state =
-                AppState::connect(cli.config, embedded_addr, leptos_options(&args), shutdown.clone(), &tasks)
-                    .await?;
+                AppState::connect(cli.config, embedded_addr, leptos_options(&args), shutdown.clone(), &tasks).await?;
             tasks.spawn(sweeper::run(state.clone(), shutdown.clone()));
             orchestrator::start(&state, &shutdown, &tasks);
             evaluation::start(&state, &shutdown, &tasks);
             serve(state, args, shutdown.clone()).await
         }
         Command::Import(args) => {
-            let state =
-                AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks)
-                    .await?;
+            let state = AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks).await?;
             import(&state, args).await
         }
         Command::User(UserCommand::Add { username, roles, password_stdin }) => {
-            let roles = roles.iter().map(|r| r.parse()).collect::<Result<Vec<Role>, AppError>>().map_err(|e| CliError::Config(e.to_string()))?;
+            let roles = roles
+                .iter()
+                .map(|r| r.parse())
+                .collect::<Result<Vec<Role>, AppError>>()
+                .map_err(|e| CliError::Config(e.to_string()))?;
             let password = if password_stdin { Some(read_line()?) } else { None };
             let db = Db::open(&cli.config).await?;
             let (user, token) = add_user(&db, &username, &roles, password.as_deref()).await?;
@@ -101,7 +102,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             change_account(&cli.config, &username, UserChange { add_roles: vec![role], ..UserChange::default() }).await
         }
         Command::User(UserCommand::Role(RoleCommand::Remove { username, role })) => {
-            change_account(&cli.config, &username, UserChange { remove_roles: vec![role], ..UserChange::default() }).await
+            change_account(&cli.config, &username, UserChange { remove_roles: vec![role], ..UserChange::default() })
+                .await
         }
         Command::Token(TokenCommand::Add { username, expires_in_days }) => {
             let issued = accounts::issue_token(&Db::open(&cli.config).await?, None, &username, expires_in_days).await?;
@@ -174,7 +176,9 @@ async fn verify_audit(config: &Config, expect_head: Option<String>) -> Result<()
         let (seq, hash) = expected
             .split_once(':')
             .and_then(|(seq, hash)| Some((seq.parse::<i64>().ok()?, hash.to_string())))
-            .ok_or_else(|| CliError::Config(format!("--expect-head {expected:?}: use SEQ:HASH as `audit head` prints it")))?;
+            .ok_or_else(|| {
+                CliError::Config(format!("--expect-head {expected:?}: use SEQ:HASH as `audit head` prints it"))
+            })?;
         if audit::hash_of(&db, seq).await?.as_deref() != Some(hash.as_str()) {
             let reason = "it differs from the head exported earlier: the log was rewritten".to_string();
             return Err(CliError::AuditBroken { seq, rows: report.rows, reason });

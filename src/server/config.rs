@@ -354,9 +354,9 @@ impl Config {
 
     /// The database URL, defaulting to a SQLite file in the data folder.
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}?mode=rwc", self.data_dir.join("seglab.db").display())
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("seglab.db").display()))
     }
 }
 

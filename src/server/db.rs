@@ -56,12 +56,10 @@ impl Db {
         } else if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else {
-            return Err(CliError::Config(format!(
-                "unsupported database URL {url:?}: use postgres://… or sqlite://…"
-            )));
+            return Err(CliError::Config(format!("unsupported database URL {url:?}: use postgres://… or sqlite://…")));
         };
-        let options = AnyConnectOptions::from_str(url)
-            .map_err(|e| CliError::Config(format!("invalid database URL: {e}")))?;
+        let options =
+            AnyConnectOptions::from_str(url).map_err(|e| CliError::Config(format!("invalid database URL: {e}")))?;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))

@@ -3,11 +3,11 @@
 
 use nifti::{NiftiHeader, NiftiType};
 
-use crate::nifti_io::{encode_volume, gzip, gzip_mask};
+use super::error::AppError;
 use super::services::cases::{import_case, NewCase};
 use super::services::users::{add_user, user_count, Role};
-use super::error::AppError;
 use super::state::AppState;
+use crate::nifti_io::{encode_volume, gzip, gzip_mask};
 
 /// How a phantom's voxel axes run in the patient.
 #[derive(Clone, Copy, PartialEq)]
@@ -44,9 +44,7 @@ fn header(dims: [u32; 3], spacing: [f32; 3], storage: Storage) -> NiftiHeader {
 fn grid(dims: [u32; 3]) -> impl Iterator<Item = [f32; 3]> {
     let [ni, nj, nk] = dims;
     let norm = |v: u32, n: u32| 2.0 * (v as f32 + 0.5) / n as f32 - 1.0;
-    (0..nk).flat_map(move |k| {
-        (0..nj).flat_map(move |j| (0..ni).map(move |i| [norm(i, ni), norm(j, nj), norm(k, nk)]))
-    })
+    (0..nk).flat_map(move |k| (0..nj).flat_map(move |j| (0..ni).map(move |i| [norm(i, ni), norm(j, nj), norm(k, nk)])))
 }
 
 fn inside_ellipsoid(p: [f32; 3], centre: [f32; 3], radii: [f32; 3]) -> bool {

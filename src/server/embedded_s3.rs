@@ -76,9 +76,8 @@ impl LocalStore {
     fn object_path(&self, bucket: &str, key: &str) -> S3Result<PathBuf> {
         let bucket_path = self.bucket_path(bucket)?;
         let relative = Path::new(key);
-        let plain = !key.is_empty()
-            && !key.ends_with('/')
-            && relative.components().all(|c| matches!(c, Component::Normal(_)));
+        let plain =
+            !key.is_empty() && !key.ends_with('/') && relative.components().all(|c| matches!(c, Component::Normal(_)));
         if !plain {
             return Err(s3_error!(InvalidArgument, "unsupported object key"));
         }
@@ -107,7 +106,8 @@ fn io_error(err: std::io::Error) -> s3s::S3Error {
 /// A stable, cheap entity tag: objects are never rewritten in place, so size and modification
 /// time name one content.
 fn entity_tag(metadata: &std::fs::Metadata) -> ETag {
-    let modified = metadata.modified().ok().and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).unwrap_or_default();
+    let modified =
+        metadata.modified().ok().and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).unwrap_or_default();
     ETag::Strong(format!("{:x}-{:x}", metadata.len(), modified.as_nanos()))
 }
 
@@ -291,7 +291,9 @@ impl S3 for LocalStore {
                         folders.push(path);
                         continue;
                     }
-                    let Some(key) = path.strip_prefix(&root).ok().and_then(|k| k.to_str()).map(|k| k.replace('\\', "/")) else {
+                    let Some(key) =
+                        path.strip_prefix(&root).ok().and_then(|k| k.to_str()).map(|k| k.replace('\\', "/"))
+                    else {
                         continue;
                     };
                     if key.starts_with(&prefix) && key > after {
@@ -309,7 +311,13 @@ impl S3 for LocalStore {
         })
         .await
         .map_err(|e| s3_error!(e, InternalError))?
-        .map_err(|e| if e.kind() == std::io::ErrorKind::NotFound { s3_error!(NoSuchBucket) } else { io_error(e) })?;
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                s3_error!(NoSuchBucket)
+            } else {
+                io_error(e)
+            }
+        })?;
         objects.sort_by(|a, b| a.key.cmp(&b.key));
         let truncated = objects.len() > max_keys;
         objects.truncate(max_keys);
@@ -337,7 +345,8 @@ pub async fn start(
     shutdown: CancellationToken,
     tasks: &TaskTracker,
 ) -> Result<SocketAddr, CliError> {
-    let store = LocalStore::open(root).map_err(|e| CliError::startup(&format!("embedded object storage in {}", root.display()), e))?;
+    let store = LocalStore::open(root)
+        .map_err(|e| CliError::startup(&format!("embedded object storage in {}", root.display()), e))?;
     let mut builder = S3ServiceBuilder::new(store);
     builder.set_auth(SimpleAuth::from_single(access_key_id, secret_access_key));
     let s3 = builder.build();
@@ -360,9 +369,7 @@ pub async fn start(
     let bound = listener.local_addr().map_err(|e| CliError::startup("embedded object storage", e))?;
     let listener = without_delay(listener, "an object storage");
     tasks.spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
+        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
         if let Err(err) = served {
             tracing::error!(%err, "embedded object storage stopped");
         }
@@ -379,7 +386,10 @@ mod tests {
     fn names_cannot_reach_outside_their_bucket_or_into_the_uploads() {
         let root = std::env::temp_dir().join(format!("seglab-store-{}", uuid::Uuid::new_v4().simple()));
         let store = LocalStore::open(&root).unwrap();
-        assert_eq!(store.object_path("seglab", "cases/c/masks/m.nii.gz").unwrap(), root.join("seglab/cases/c/masks/m.nii.gz"));
+        assert_eq!(
+            store.object_path("seglab", "cases/c/masks/m.nii.gz").unwrap(),
+            root.join("seglab/cases/c/masks/m.nii.gz")
+        );
         for bucket in [".uploads", "..", "ab", "Seglab", "-seglab", "seglab.", "se/glab"] {
             assert!(store.bucket_path(bucket).is_err(), "bucket {bucket:?}");
         }

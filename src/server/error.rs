@@ -136,9 +136,7 @@ impl From<sqlx::Error> for AppError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_) => {
-                Self::Unavailable { service: "database", detail: err.to_string() }
-            }
+            | sqlx::Error::Protocol(_) => Self::Unavailable { service: "database", detail: err.to_string() },
             other => Self::Internal(format!("database: {other}")),
         }
     }

@@ -81,7 +81,13 @@ pub fn argmax_labels(logits: &[f32], channels: &[u8], voxels: usize) -> Vec<u8> 
 /// Runs the ONNX model `onnx` on an image: normalises the intensities, takes `[1, 1, k, j, i]`
 /// in and `[1, C, k, j, i]` logits out, and labels each voxel by its largest logit. The errors
 /// say what a person can act on.
-fn segment(onnx: &[u8], dims: [usize; 3], mut intensities: Vec<f32>, normalisation: Normalisation, channels: &[u8]) -> Result<Vec<u8>, String> {
+fn segment(
+    onnx: &[u8],
+    dims: [usize; 3],
+    mut intensities: Vec<f32>,
+    normalisation: Normalisation,
+    channels: &[u8],
+) -> Result<Vec<u8>, String> {
     let [ni, nj, nk] = dims;
     let plan = tract_onnx::onnx()
         .model_for_read(&mut Cursor::new(onnx))
@@ -122,7 +128,8 @@ pub fn run_child(args: &InferArgs) -> Result<(), String> {
     }));
     let onnx = std::fs::read(&args.model).map_err(|e| format!("cannot read {}: {e}", args.model.display()))?;
     let raw = std::fs::read(&args.input).map_err(|e| format!("cannot read {}: {e}", args.input.display()))?;
-    let dims: [usize; 3] = args.dims.as_slice().try_into().map_err(|_| format!("--dims {:?}: give three sizes", args.dims))?;
+    let dims: [usize; 3] =
+        args.dims.as_slice().try_into().map_err(|_| format!("--dims {:?}: give three sizes", args.dims))?;
     if raw.len() != dims.iter().product::<usize>() * 4 {
         return Err(format!("the input holds {} bytes, not {dims:?} float32 voxels", raw.len()));
     }
@@ -190,7 +197,13 @@ pub struct ProcessRunner {
 }
 
 impl ProcessRunner {
-    pub fn new(store: ObjectStore, program: PathBuf, memory_mib: u64, work_dir: PathBuf, concurrency: usize) -> std::io::Result<ProcessRunner> {
+    pub fn new(
+        store: ObjectStore,
+        program: PathBuf,
+        memory_mib: u64,
+        work_dir: PathBuf,
+        concurrency: usize,
+    ) -> std::io::Result<ProcessRunner> {
         std::fs::create_dir_all(work_dir.join("models"))?;
         std::fs::create_dir_all(work_dir.join("jobs"))?;
         Ok(ProcessRunner { store, program, memory_mib, work_dir, slots: Arc::new(Semaphore::new(concurrency.max(1))) })
@@ -245,7 +258,14 @@ impl Runner for ProcessRunner {
             .arg(&files.input)
             .arg("--output")
             .arg(&files.output)
-            .args(["--dims", &format!("{ni},{nj},{nk}"), "--normalisation", &normalisation, "--channels", &channels.join(",")])
+            .args([
+                "--dims",
+                &format!("{ni},{nj},{nk}"),
+                "--normalisation",
+                &normalisation,
+                "--channels",
+                &channels.join(","),
+            ])
             .args(["--memory-mib", &self.memory_mib.to_string()])
             // A backtrace would be read by no one and allocates when memory is what ran out.
             .env("RUST_BACKTRACE", "0")
@@ -278,7 +298,12 @@ impl Runner for ProcessRunner {
         }
         let labels = tokio::fs::read(&files.output).await.map_err(AppError::internal)?;
         if labels.len() != ni * nj * nk {
-            return Err(AppError::Internal(format!("model {}: {} labels for {} voxels", model.id, labels.len(), ni * nj * nk)));
+            return Err(AppError::Internal(format!(
+                "model {}: {} labels for {} voxels",
+                model.id,
+                labels.len(),
+                ni * nj * nk
+            )));
         }
         Ok(labels)
     }

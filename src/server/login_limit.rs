@@ -29,7 +29,11 @@ impl LoginLimiter {
     }
 
     fn limit_of(&self, key: &str) -> u32 {
-        if key.starts_with("user ") { self.per_username } else { self.per_address }
+        if key.starts_with("user ") {
+            self.per_username
+        } else {
+            self.per_address
+        }
     }
 
     /// `Err(wait)` while `username` or `address` has used up its failures.

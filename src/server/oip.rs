@@ -64,8 +64,10 @@ impl AllowedServers {
         let url = base_url(endpoint)?;
         let host = url.host_str().unwrap_or_default();
         let port = url.port_or_known_default();
-        let is_default = self.default.as_ref().is_some_and(|d| d.host_str() == Some(host) && d.port_or_known_default() == port);
-        let is_listed = self.hosts.iter().any(|allowed| allowed.host == host && allowed.port.is_none_or(|p| Some(p) == port));
+        let is_default =
+            self.default.as_ref().is_some_and(|d| d.host_str() == Some(host) && d.port_or_known_default() == port);
+        let is_listed =
+            self.hosts.iter().any(|allowed| allowed.host == host && allowed.port.is_none_or(|p| Some(p) == port));
         if is_default || is_listed {
             Ok(url)
         } else {
@@ -98,7 +100,9 @@ fn base_url(endpoint: &str) -> Result<Url, String> {
         return Err(format!("{endpoint:?}: no credentials (user:password@) in the URL"));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("{endpoint:?}: no query (?…) or fragment (#…); the request goes to …/v2/models/{{model_name}}/infer"));
+        return Err(format!(
+            "{endpoint:?}: no query (?…) or fragment (#…); the request goes to …/v2/models/{{model_name}}/infer"
+        ));
     }
     Ok(url)
 }
@@ -114,14 +118,19 @@ fn allowed_host(entry: &str) -> Result<AllowedHost, String> {
     let url = Url::parse(&format!("http://{entry}")).map_err(|_| refused())?;
     let host = url.host_str().ok_or_else(refused)?.to_string();
     // A port written out (even :80, which URLs leave implicit) allows that port alone.
-    let port_written = entry.rsplit_once(':').is_some_and(|(_, digits)| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+    let port_written = entry
+        .rsplit_once(':')
+        .is_some_and(|(_, digits)| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
     Ok(AllowedHost { host, port: if port_written { url.port_or_known_default() } else { None } })
 }
 
 /// `{base}/v2/models/{name}/infer`, the name one escaped path segment.
 fn infer_url(base: &Url, model_name: &str) -> Url {
     let mut url = base.clone();
-    url.path_segments_mut().expect("http(s) URLs have paths").pop_if_empty().extend(["v2", "models", model_name, "infer"]);
+    url.path_segments_mut()
+        .expect("http(s) URLs have paths")
+        .pop_if_empty()
+        .extend(["v2", "models", model_name, "infer"]);
     url
 }
 
@@ -176,7 +185,9 @@ impl Failure {
     /// The job's error after `attempt` requests to `url`.
     fn into_error(self, url: &Url, attempt: u32) -> AppError {
         match self.said {
-            Some(said) => AppError::InferenceServer { summary: format!("{} (attempt {attempt})", self.summary), detail: said },
+            Some(said) => {
+                AppError::InferenceServer { summary: format!("{} (attempt {attempt})", self.summary), detail: said }
+            }
             None => AppError::Unprocessable(format!("inference server {url}: {} (attempt {attempt})", self.summary)),
         }
     }
@@ -201,7 +212,10 @@ impl OipRunner {
         let artifact = &model.card.artifact;
         // Checked at each run as well as at registration: the operator may have narrowed the
         // allowlist since.
-        let base = self.servers.base_for(artifact.endpoint.as_deref()).map_err(|why| AppError::Unprocessable(format!("model {}: {why}", model.id)))?;
+        let base = self
+            .servers
+            .base_for(artifact.endpoint.as_deref())
+            .map_err(|why| AppError::Unprocessable(format!("model {}: {why}", model.id)))?;
         let url = infer_url(&base, artifact.model_name.as_deref().unwrap_or_default());
         let [ni, nj, nk] = image.dims;
         let Image { mut intensities, .. } = image;
@@ -219,9 +233,11 @@ impl OipRunner {
         for attempt in 1..=self.attempts {
             match self.request(&url, body.clone()).await {
                 Ok(answer) => {
-                    let logits = logits_of(answer, &[1, channels.len(), nk, nj, ni]).map_err(|problem| AppError::InferenceServer {
-                        summary: "the inference server's answer does not fit the model card".into(),
-                        detail: clipped(format!("{url} answered {problem}"), DETAIL_BYTES),
+                    let logits = logits_of(answer, &[1, channels.len(), nk, nj, ni]).map_err(|problem| {
+                        AppError::InferenceServer {
+                            summary: "the inference server's answer does not fit the model card".into(),
+                            detail: clipped(format!("{url} answered {problem}"), DETAIL_BYTES),
+                        }
                     })?;
                     return Ok(argmax_labels(&logits, channels, voxels));
                 }
@@ -246,12 +262,19 @@ impl OipRunner {
             return Err(refusal(url, response).await);
         }
         let limit = self.max_answer_bytes;
-        let too_long = |size: String| Failure::ours(format!("an answer of {size} bytes; this instance reads at most {limit} (--oip-max-answer-bytes)"), false);
+        let too_long = |size: String| {
+            Failure::ours(
+                format!("an answer of {size} bytes; this instance reads at most {limit} (--oip-max-answer-bytes)"),
+                false,
+            )
+        };
         if let Some(announced) = response.content_length().filter(|&length| length > limit as u64) {
             return Err(too_long(announced.to_string()));
         }
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| Failure::ours(format!("answer cut off: {e}"), true))? {
+        while let Some(chunk) =
+            response.chunk().await.map_err(|e| Failure::ours(format!("answer cut off: {e}"), true))?
+        {
             if bytes.len() + chunk.len() > limit {
                 return Err(too_long(format!("more than {limit}")));
             }
@@ -269,7 +292,10 @@ impl OipRunner {
 /// where a redirect pointed) as the server's own words.
 async fn refusal(url: &Url, mut response: reqwest::Response) -> Failure {
     let status = response.status();
-    let location = response.headers().get(reqwest::header::LOCATION).map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
     let mut body = Vec::new();
     while body.len() < REFUSAL_BODY_BYTES {
         match response.chunk().await {
@@ -281,12 +307,22 @@ async fn refusal(url: &Url, mut response: reqwest::Response) -> Failure {
     let body = String::from_utf8_lossy(&body);
     let (summary, said) = match location {
         Some(location) if status.is_redirection() => (
-            format!("the inference server redirected the request (status {}); redirects are not followed", status.as_u16()),
+            format!(
+                "the inference server redirected the request (status {}); redirects are not followed",
+                status.as_u16()
+            ),
             format!("POST {url} answered: redirect to {location}: {body}"),
         ),
-        _ => (format!("the inference server refused the request (status {})", status.as_u16()), format!("POST {url} answered: {body}")),
+        _ => (
+            format!("the inference server refused the request (status {})", status.as_u16()),
+            format!("POST {url} answered: {body}"),
+        ),
     };
-    Failure { summary, said: Some(clipped(said, DETAIL_BYTES)), retry: status.is_server_error() || status.as_u16() == 429 }
+    Failure {
+        summary,
+        said: Some(clipped(said, DETAIL_BYTES)),
+        retry: status.is_server_error() || status.as_u16() == 429,
+    }
 }
 
 /// `POST /v2/models/{name}/infer`'s body: one input tensor, one output asked for.
@@ -403,14 +439,21 @@ mod tests {
 
     #[test]
     fn logits_flat_or_nested_of_the_promised_shape() {
-        let flat = || answer(json!({ "outputs": [{ "name": "logits", "shape": [1, 2, 1, 1, 2], "datatype": "FP32", "data": [0.5, -1, 2, 3] }] }));
+        let flat = || {
+            answer(
+                json!({ "outputs": [{ "name": "logits", "shape": [1, 2, 1, 1, 2], "datatype": "FP32", "data": [0.5, -1, 2, 3] }] }),
+            )
+        };
         assert_eq!(logits_of(flat(), &[1, 2, 1, 1, 2]).unwrap(), vec![0.5, -1.0, 2.0, 3.0]);
-        let nested = answer(json!({ "outputs": [{ "shape": [1, 2, 1, 1, 2], "datatype": "FP32", "data": [[[[[0.5, -1]]], [[[2, 3]]]]] }] }));
+        let nested = answer(
+            json!({ "outputs": [{ "shape": [1, 2, 1, 1, 2], "datatype": "FP32", "data": [[[[[0.5, -1]]], [[[2, 3]]]]] }] }),
+        );
         assert_eq!(logits_of(nested, &[1, 2, 1, 1, 2]).unwrap(), vec![0.5, -1.0, 2.0, 3.0]);
         assert!(logits_of(flat(), &[1, 3, 1, 1, 2]).unwrap_err().contains("the card promises"));
         let short = answer(json!({ "outputs": [{ "shape": [1, 2, 1, 1, 2], "datatype": "FP32", "data": [1, 2, 3] }] }));
         assert!(logits_of(short, &[1, 2, 1, 1, 2]).unwrap_err().contains("3 values"));
-        let text = answer(json!({ "outputs": [{ "shape": [1, 2, 1, 1, 2], "datatype": "BYTES", "data": [1, 2, 3, 4] }] }));
+        let text =
+            answer(json!({ "outputs": [{ "shape": [1, 2, 1, 1, 2], "datatype": "BYTES", "data": [1, 2, 3, 4] }] }));
         assert!(logits_of(text, &[1, 2, 1, 1, 2]).unwrap_err().contains("datatype"));
         assert_eq!(logits_of(answer(json!({})), &[1]).unwrap_err(), "no outputs");
         // Strings are no tensor data: the answer does not parse.
@@ -424,7 +467,10 @@ mod tests {
         let servers = AllowedServers::new(Some("http://gpu.internal:8080/kserve"), &hosts).unwrap();
         // --oip-endpoint's host and port, under any base path.
         assert!(servers.check("http://gpu.internal:8080/other/").is_ok());
-        assert!(servers.check("http://gpu.internal:9090").unwrap_err().contains("gpu.internal:9090 is not an inference server"));
+        assert!(servers
+            .check("http://gpu.internal:9090")
+            .unwrap_err()
+            .contains("gpu.internal:9090 is not an inference server"));
         // A listed host without a port allows every port; names compare as URLs normalise them.
         assert!(servers.check("https://triton.internal").is_ok());
         assert!(servers.check("http://TRITON.internal:1234/").is_ok());
@@ -433,7 +479,10 @@ mod tests {
         assert!(servers.check("http://[::1]/").is_ok(), "[::1]:80 written out is http's default port");
         assert!(servers.check("http://[::1]:8080/").is_err());
         assert!(servers.check("http://evil.example:8080").is_err());
-        assert!(AllowedServers::new(None, &[]).unwrap().check("http://gpu.internal:8080").is_err(), "nothing is allowed unless listed");
+        assert!(
+            AllowedServers::new(None, &[]).unwrap().check("http://gpu.internal:8080").is_err(),
+            "nothing is allowed unless listed"
+        );
         // Nothing in the URL may steer the request, even to an allowed server.
         for (endpoint, why) in [
             ("http://gpu.internal:8080/#", "fragment"),
@@ -453,7 +502,9 @@ mod tests {
         assert!(servers.base_for(Some("http://evil.example")).unwrap_err().contains("`artifact.endpoint`"));
         assert!(AllowedServers::new(None, &[]).unwrap().base_for(None).unwrap_err().contains("--oip-endpoint"));
         // Malformed settings are named.
-        assert!(AllowedServers::new(Some("http://gpu.internal:8080/?x=1"), &[]).unwrap_err().contains("--oip-endpoint"));
+        assert!(AllowedServers::new(Some("http://gpu.internal:8080/?x=1"), &[])
+            .unwrap_err()
+            .contains("--oip-endpoint"));
         for entry in ["", "http://gpu", "gpu/path", "user@gpu", "gpu:port"] {
             let refusal = AllowedServers::new(None, &[entry.to_string()]).unwrap_err();
             assert!(refusal.contains("--oip-allowed-hosts"), "{entry:?}: {refusal}");

@@ -30,13 +30,15 @@ impl Store {
         let failed = |e: sqlx::Error| CliError::startup("session store", e);
         let store = match backend {
             Backend::Sqlite => {
-                let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(4).connect(url).await.map_err(failed)?;
+                let pool =
+                    sqlx::sqlite::SqlitePoolOptions::new().max_connections(4).connect(url).await.map_err(failed)?;
                 let store = SqliteStore::new(pool);
                 store.migrate().await.map_err(failed)?;
                 Store::Sqlite(store)
             }
             Backend::Postgres => {
-                let pool = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(url).await.map_err(failed)?;
+                let pool =
+                    sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(url).await.map_err(failed)?;
                 let store = PostgresStore::new(pool);
                 store.migrate().await.map_err(failed)?;
                 Store::Postgres(store)

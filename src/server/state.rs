@@ -11,9 +11,9 @@ use super::db::Db;
 use super::embedded_s3;
 use super::error::CliError;
 use super::inference::{ProcessRunner, Runner};
-use super::oip::{AllowedServers, CardRunner, OipRunner};
 use super::login_limit::LoginLimiter;
 use super::mask_cache::HeadCache;
+use super::oip::{AllowedServers, CardRunner, OipRunner};
 use super::session_store;
 use super::single_flight::SingleFlight;
 use super::storage::{Connection, ObjectStore};
@@ -77,27 +77,25 @@ impl AppState {
             Some(endpoint) => Connection {
                 endpoint: Some(endpoint.clone()),
                 public_endpoint: config.s3.s3_public_endpoint.clone(),
-                access_key_id: config.s3.s3_access_key_id.clone().ok_or_else(|| {
-                    CliError::Config("S3_ACCESS_KEY_ID is required with S3_ENDPOINT".into())
-                })?,
-                secret_access_key: config.s3.s3_secret_access_key.clone().ok_or_else(|| {
-                    CliError::Config("S3_SECRET_ACCESS_KEY is required with S3_ENDPOINT".into())
-                })?,
+                access_key_id: config
+                    .s3
+                    .s3_access_key_id
+                    .clone()
+                    .ok_or_else(|| CliError::Config("S3_ACCESS_KEY_ID is required with S3_ENDPOINT".into()))?,
+                secret_access_key: config
+                    .s3
+                    .s3_secret_access_key
+                    .clone()
+                    .ok_or_else(|| CliError::Config("S3_SECRET_ACCESS_KEY is required with S3_ENDPOINT".into()))?,
             },
             None => {
                 // Fresh keys each start: only this process holds them, and URLs last minutes.
                 let access_key_id = format!("seglab-{}", uuid::Uuid::new_v4().simple());
                 let secret_access_key = uuid::Uuid::new_v4().simple().to_string();
                 let root = config.data_dir.join("objects");
-                let bound = embedded_s3::start(
-                    &root,
-                    embedded_s3_addr,
-                    &access_key_id,
-                    &secret_access_key,
-                    shutdown,
-                    tasks,
-                )
-                .await?;
+                let bound =
+                    embedded_s3::start(&root, embedded_s3_addr, &access_key_id, &secret_access_key, shutdown, tasks)
+                        .await?;
                 Connection {
                     endpoint: Some(format!("http://{bound}")),
                     public_endpoint: config.s3.s3_public_endpoint.clone(),
@@ -111,19 +109,26 @@ impl AppState {
         let store = ObjectStore::new(&config.s3, connection);
         store.ensure_bucket().await.map_err(|e| CliError::startup("object storage", e))?;
         if config.s3.s3_endpoint.is_some() && !config.s3.s3_cors_origins.is_empty() {
-            store.allow_cors(&config.s3.s3_cors_origins).await.map_err(|e| CliError::startup("object storage CORS rule", e))?;
+            store
+                .allow_cors(&config.s3.s3_cors_origins)
+                .await
+                .map_err(|e| CliError::startup("object storage CORS rule", e))?;
         }
         let workers = config.orchestrator.workers;
         let program = match &config.orchestrator.inference_program {
             Some(program) => program.clone(),
-            None => std::env::current_exe().map_err(|e| CliError::startup("cannot find the seglab binary for inference", e))?,
+            None => std::env::current_exe()
+                .map_err(|e| CliError::startup("cannot find the seglab binary for inference", e))?,
         };
         let memory = config.orchestrator.inference_memory_mib;
         let local = ProcessRunner::new(store.clone(), program, memory, config.data_dir.join("inference"), workers)
             .map_err(|e| CliError::startup("inference work folder", e))?;
         let orchestrator = &config.orchestrator;
-        let inference_servers = AllowedServers::new(orchestrator.oip_endpoint.as_deref(), &orchestrator.oip_allowed_hosts).map_err(CliError::Config)?;
-        let remote = OipRunner::new(orchestrator, inference_servers.clone()).map_err(|e| CliError::startup("inference server client", e))?;
+        let inference_servers =
+            AllowedServers::new(orchestrator.oip_endpoint.as_deref(), &orchestrator.oip_allowed_hosts)
+                .map_err(CliError::Config)?;
+        let remote = OipRunner::new(orchestrator, inference_servers.clone())
+            .map_err(|e| CliError::startup("inference server client", e))?;
         let runner = CardRunner { local, remote };
         let logins = Arc::new(LoginLimiter::new(
             std::time::Duration::from_secs(config.login_window_secs),

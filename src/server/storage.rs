@@ -146,10 +146,12 @@ impl ObjectStore {
     }
 
     pub async fn get(&self, object_ref: &str) -> Result<Vec<u8>, AppError> {
-        let body = self.body(object_ref).await?.collect().await.map_err(|e| AppError::Unavailable {
-            service: "object storage",
-            detail: e.to_string(),
-        })?;
+        let body = self
+            .body(object_ref)
+            .await?
+            .collect()
+            .await
+            .map_err(|e| AppError::Unavailable { service: "object storage", detail: e.to_string() })?;
         Ok(body.into_bytes().to_vec())
     }
 
@@ -203,13 +205,8 @@ impl ObjectStore {
     /// Stored objects under `prefix` with their last-modified time (epoch milliseconds).
     pub async fn list_with_age(&self, prefix: &str) -> Result<Vec<(String, i64)>, AppError> {
         let mut refs = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(self.full_key(prefix))
-            .into_paginator()
-            .send();
+        let mut pages =
+            self.client.list_objects_v2().bucket(&self.bucket).prefix(self.full_key(prefix)).into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(storage_error)?;
             for object in page.contents() {

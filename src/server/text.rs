@@ -95,15 +95,22 @@ mod tests {
 
     #[test]
     fn every_string_of_a_json_document_is_checked_keys_included() {
-        let clean = json!({ "name": "liver", "splits": { "case-1": "train" }, "anchor": [1, 2, 3], "note": null, "ok": true });
+        let clean =
+            json!({ "name": "liver", "splits": { "case-1": "train" }, "anchor": [1, 2, 3], "note": null, "ok": true });
         assert!(check_json_text("JSON body", &clean).is_ok());
         let message = refusal(check_json_text("JSON body", &json!({ "status": "approved", "comment": "fine\u{0}" })));
         assert!(message.starts_with("JSON body field `comment` holds the control character U+0000"), "{message}");
         let message = refusal(check_json_text("JSON body", &json!({ "splits": { "a": "train", "b\u{1}": "test" } })));
-        assert!(message.starts_with("a key of JSON body field `splits` holds the control character U+0001"), "{message}");
-        let message = refusal(check_json_text("model card", &json!({ "metrics": [{ "name": "dice" }, { "name": "hd\u{1b}" }] })));
+        assert!(
+            message.starts_with("a key of JSON body field `splits` holds the control character U+0001"),
+            "{message}"
+        );
+        let message =
+            refusal(check_json_text("model card", &json!({ "metrics": [{ "name": "dice" }, { "name": "hd\u{1b}" }] })));
         assert!(message.starts_with("model card field `metrics[1].name`"), "{message}");
         assert!(refusal(check_json_text("JSON body", &json!("\u{0}"))).starts_with("the JSON body holds"));
-        assert!(refusal(check_json_text("JSON body", &json!({ "\u{0}": 1 }))).starts_with("a key of the JSON body holds"));
+        assert!(
+            refusal(check_json_text("JSON body", &json!({ "\u{0}": 1 }))).starts_with("a key of the JSON body holds")
+        );
     }
 }

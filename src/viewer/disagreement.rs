@@ -5,7 +5,13 @@
 /// In the slice across `axis` holding the most voxels where the two disagree about `label`
 /// (any label when `None`), the disagreeing voxel nearest to their centre; `None` when they
 /// agree everywhere.
-pub fn largest_disagreement(prediction: &[u8], mask: &[u8], label: Option<u8>, dims: [usize; 3], axis: usize) -> Option<[usize; 3]> {
+pub fn largest_disagreement(
+    prediction: &[u8],
+    mask: &[u8],
+    label: Option<u8>,
+    dims: [usize; 3],
+    axis: usize,
+) -> Option<[usize; 3]> {
     let differs = |voxel: usize| match label {
         Some(label) => (prediction[voxel] == label) != (mask[voxel] == label),
         None => prediction[voxel] != mask[voxel],
@@ -15,11 +21,13 @@ pub fn largest_disagreement(prediction: &[u8], mask: &[u8], label: Option<u8>, d
     for voxel in (0..prediction.len()).filter(|&v| differs(v)) {
         per_slice[coordinates(voxel)[axis]] += 1;
     }
-    let (slice, &most) = per_slice.iter().enumerate().max_by_key(|(slice, count)| (**count, std::cmp::Reverse(*slice)))?;
+    let (slice, &most) =
+        per_slice.iter().enumerate().max_by_key(|(slice, count)| (**count, std::cmp::Reverse(*slice)))?;
     if most == 0 {
         return None;
     }
-    let in_slice: Vec<[usize; 3]> = (0..prediction.len()).filter(|&v| differs(v)).map(coordinates).filter(|at| at[axis] == slice).collect();
+    let in_slice: Vec<[usize; 3]> =
+        (0..prediction.len()).filter(|&v| differs(v)).map(coordinates).filter(|at| at[axis] == slice).collect();
     let centre = [0, 1, 2].map(|a| in_slice.iter().map(|at| at[a] as f64).sum::<f64>() / in_slice.len() as f64);
     let distance = |at: &[usize; 3]| (0..3).map(|a| (at[a] as f64 - centre[a]).powi(2)).sum::<f64>();
     in_slice.into_iter().min_by(|a, b| distance(a).total_cmp(&distance(b)))
@@ -44,10 +52,18 @@ mod tests {
         mask[index([0, 0, 0])] = 2;
         mask[index([1, 1, 1])] = 1;
         prediction[index([1, 1, 1])] = 1;
-        assert_eq!(changes_between(&prediction, &mask), (1, 3), "one voxel only the person labelled, three only the model");
+        assert_eq!(
+            changes_between(&prediction, &mask),
+            (1, 3),
+            "one voxel only the person labelled, three only the model"
+        );
         assert_eq!(largest_disagreement(&prediction, &mask, None, dims, 2), Some([1, 1, 2]), "the middle of the row");
         assert_eq!(largest_disagreement(&prediction, &mask, Some(2), dims, 2), Some([0, 0, 0]));
-        assert_eq!(largest_disagreement(&prediction, &mask, Some(1), dims, 0), Some([0, 1, 2]), "slices across i hold one each: the first");
+        assert_eq!(
+            largest_disagreement(&prediction, &mask, Some(1), dims, 0),
+            Some([0, 1, 2]),
+            "slices across i hold one each: the first"
+        );
         assert_eq!(largest_disagreement(&mask, &mask, None, dims, 2), None);
     }
 }

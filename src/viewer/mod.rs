@@ -52,16 +52,9 @@ pub struct Editor {
 impl Editor {
     /// From whole image and mask files (the tests' way in; the viewer fills slabs).
     #[cfg(test)]
-    pub fn open(
-        image_file: &[u8],
-        mask_file: &[u8],
-        mask_ref: String,
-    ) -> Result<Editor, VolumeError> {
-        let mut editor = Self::from_volumes(
-            Volume::parse("image", image_file)?,
-            Volume::parse("mask", mask_file)?,
-            mask_ref,
-        )?;
+    pub fn open(image_file: &[u8], mask_file: &[u8], mask_ref: String) -> Result<Editor, VolumeError> {
+        let mut editor =
+            Self::from_volumes(Volume::parse("image", image_file)?, Volume::parse("mask", mask_file)?, mask_ref)?;
         editor.loaded();
         Ok(editor)
     }
@@ -69,16 +62,9 @@ impl Editor {
     /// For an image and mask arriving in slabs (see `crate::slabs`), from their headers: every
     /// voxel 0 until [`Editor::fill_image_slab`] and [`Editor::fill_mask_slab`] write it, and
     /// [`Editor::loaded`] once all have.
-    pub fn awaiting_slabs(
-        image_header: &[u8],
-        mask_header: &[u8],
-        mask_ref: String,
-    ) -> Result<Editor, VolumeError> {
-        let mut editor = Self::from_volumes(
-            Volume::zeroed("image", image_header)?,
-            Volume::zeroed("mask", mask_header)?,
-            mask_ref,
-        )?;
+    pub fn awaiting_slabs(image_header: &[u8], mask_header: &[u8], mask_ref: String) -> Result<Editor, VolumeError> {
+        let mut editor =
+            Self::from_volumes(Volume::zeroed("image", image_header)?, Volume::zeroed("mask", mask_header)?, mask_ref)?;
         // Known without reading the voxels: reading 1.2 GB of zeros (a 1024×1024×400 int16
         // case) delayed its first slice by 0.4 s.
         editor.counts[0] = editor.mask.len() as _;
@@ -194,7 +180,13 @@ impl Editor {
     pub fn preview_grow(&mut self, label: u8, seed: [usize; 3], range: (f32, f32), cap: usize) -> &Preview {
         let image = &self.image;
         let grown = grow::grow_region(|index| image.get(index), self.grid(), seed, range, cap);
-        self.preview.insert(Preview::new(PreviewKind::Grow { seed }, label, grown.voxels, self.mask.len(), grown.capped))
+        self.preview.insert(Preview::new(
+            PreviewKind::Grow { seed },
+            label,
+            grown.voxels,
+            self.mask.len(),
+            grown.capped,
+        ))
     }
 
     /// Applies the proposed edit where `area` allows; the voxels changed.
@@ -311,37 +303,37 @@ mod tests {
     use nifti::{NiftiHeader, NiftiType};
 
     fn files(dims: [u32; 3]) -> (Vec<u8>, Vec<u8>) {
-        let header = NiftiHeader { pixdim: [1.0; 8], sform_code: 1, srow_x: [-1.0, 0.0, 0.0, 0.0], srow_y: [0.0, -1.0, 0.0, 0.0], srow_z: [0.0, 0.0, 1.0, 0.0], ..NiftiHeader::default() };
+        let header = NiftiHeader {
+            pixdim: [1.0; 8],
+            sform_code: 1,
+            srow_x: [-1.0, 0.0, 0.0, 0.0],
+            srow_y: [0.0, -1.0, 0.0, 0.0],
+            srow_z: [0.0, 0.0, 1.0, 0.0],
+            ..NiftiHeader::default()
+        };
         let n = dims.iter().product::<u32>() as usize;
         let image: Vec<u8> = (0..n).flat_map(|i| (i as f32).to_le_bytes()).collect();
-        (gzip(&encode_volume(&header, dims, NiftiType::Float32, &image), 1), gzip(&encode_mask(&header, dims, &vec![0; n]), 1))
+        (
+            gzip(&encode_volume(&header, dims, NiftiType::Float32, &image), 1),
+            gzip(&encode_mask(&header, dims, &vec![0; n]), 1),
+        )
     }
 
     #[test]
     fn an_editor_filled_slab_by_slab_equals_one_opened_from_the_files() {
         use crate::slabs::SlabGrid;
         let dims = [9, 7, 11];
-        let header = NiftiHeader {
-            pixdim: [1.0; 8],
-            ..NiftiHeader::default()
-        };
+        let header = NiftiHeader { pixdim: [1.0; 8], ..NiftiHeader::default() };
         let n = dims.iter().product::<u32>() as usize;
-        let image: Vec<u8> = (0..n)
-            .flat_map(|i| ((i * 37 % 1000) as i16 - 300).to_le_bytes())
-            .collect();
+        let image: Vec<u8> = (0..n).flat_map(|i| ((i * 37 % 1000) as i16 - 300).to_le_bytes()).collect();
         let labels: Vec<u8> = (0..n).map(|i| (i % 5 == 0) as u8 * 2).collect();
         let image_file = encode_volume(&header, dims, NiftiType::Int16, &image);
         let mask_file = encode_mask(&header, dims, &labels);
         let whole = Editor::open(&image_file, &mask_file, "v1".into()).unwrap();
 
-        let mut filled =
-            Editor::awaiting_slabs(&image_file[..348], &mask_file[..348], "v1".into()).unwrap();
+        let mut filled = Editor::awaiting_slabs(&image_file[..348], &mask_file[..348], "v1".into()).unwrap();
         for (file, voxel_bytes) in [(&image_file, 2), (&mask_file, 1)] {
-            let grid = SlabGrid {
-                dims,
-                voxel_bytes,
-                depth: 3,
-            };
+            let grid = SlabGrid { dims, voxel_bytes, depth: 3 };
             for index in (0..grid.count()).rev() {
                 let range = grid.byte_range(index);
                 let slab = &file[352 + range.start..352 + range.end];
@@ -366,7 +358,10 @@ mod tests {
         assert_eq!(editor.orientation.axis_codes(), "LPS");
         assert_eq!(editor.image.get(9), 9.0);
         let geometry = editor.orientation.slice_geometry(orientation::Plane::Axial, editor.dims, editor.spacing);
-        let mut stroke = Stroke::begin(Paint { value: 1, radius_mm: 1.0, intensity_range: None, area: tools::EditableArea::Everywhere }, 2);
+        let mut stroke = Stroke::begin(
+            Paint { value: 1, radius_mm: 1.0, intensity_range: None, area: tools::EditableArea::Everywhere },
+            2,
+        );
         stroke.extend_to(&geometry, &editor.image, &mut editor.mask, 4.5, 4.5);
         editor.record(stroke.finish());
         let edits = editor.unsaved_edits();

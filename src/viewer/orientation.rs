@@ -114,7 +114,10 @@ impl VoxelBox {
     }
 
     pub fn union(self, other: VoxelBox) -> VoxelBox {
-        VoxelBox { lo: [0, 1, 2].map(|n| self.lo[n].min(other.lo[n])), hi: [0, 1, 2].map(|n| self.hi[n].max(other.hi[n])) }
+        VoxelBox {
+            lo: [0, 1, 2].map(|n| self.lo[n].min(other.lo[n])),
+            hi: [0, 1, 2].map(|n| self.hi[n].max(other.hi[n])),
+        }
     }
 }
 
@@ -170,7 +173,8 @@ impl SliceGeometry {
     pub fn voxel(&self, slice: usize, col: usize, row: usize) -> [usize; 3] {
         let mut ijk = [0; 3];
         ijk[self.through] = slice;
-        let place = |screen: ScreenAxis, pos: usize| if screen.reversed { self.dims[screen.axis] - 1 - pos } else { pos };
+        let place =
+            |screen: ScreenAxis, pos: usize| if screen.reversed { self.dims[screen.axis] - 1 - pos } else { pos };
         ijk[self.across.axis] = place(self.across, col);
         ijk[self.down.axis] = place(self.down, row);
         ijk
@@ -180,7 +184,11 @@ impl SliceGeometry {
     pub fn pixel_of(&self, ijk: [usize; 3]) -> (usize, usize) {
         let place = |screen: ScreenAxis| {
             let pos = ijk[screen.axis];
-            if screen.reversed { self.dims[screen.axis] - 1 - pos } else { pos }
+            if screen.reversed {
+                self.dims[screen.axis] - 1 - pos
+            } else {
+                pos
+            }
         };
         (place(self.across), place(self.down))
     }
@@ -211,7 +219,11 @@ impl SliceGeometry {
     pub fn walk(&self, slice: usize) -> (usize, isize, isize) {
         let step = |screen: ScreenAxis| {
             let stride = self.stride(screen.axis) as isize;
-            if screen.reversed { -stride } else { stride }
+            if screen.reversed {
+                -stride
+            } else {
+                stride
+            }
         };
         (self.index(slice, 0, 0), step(self.across), step(self.down))
     }
@@ -285,7 +297,8 @@ mod tests {
                 }
             }
         }
-        let g = Orientation::from_affine(&diagonal(1.0, 2.0, 3.0)).slice_geometry(Plane::Coronal, dims, [1.0, 2.0, 3.0]);
+        let g =
+            Orientation::from_affine(&diagonal(1.0, 2.0, 3.0)).slice_geometry(Plane::Coronal, dims, [1.0, 2.0, 3.0]);
         assert_eq!(g.pixel_aspect, 3.0, "coronal rows are z, 3 mm against 1 mm columns");
     }
 

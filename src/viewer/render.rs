@@ -140,9 +140,16 @@ impl<'a> Layers<'a> {
 /// Whether the voxel at (`row`, `col`) of a slice, holding `label` in `labels`, lies on the
 /// edge of its region: a 4-neighbour in the slice holds another label, or it is at the border.
 #[inline]
-fn on_edge(labels: &[u8], label: u8, (row, col): (usize, usize), (width, height): (usize, usize), walk: (usize, isize, isize)) -> bool {
+fn on_edge(
+    labels: &[u8],
+    label: u8,
+    (row, col): (usize, usize),
+    (width, height): (usize, usize),
+    walk: (usize, isize, isize),
+) -> bool {
     let (origin, col_step, row_step) = walk;
-    let at = |row: usize, col: usize| labels[(origin as isize + col as isize * col_step + row as isize * row_step) as usize];
+    let at =
+        |row: usize, col: usize| labels[(origin as isize + col as isize * col_step + row as isize * row_step) as usize];
     row == 0
         || col == 0
         || row + 1 == height
@@ -213,7 +220,11 @@ pub fn render_slice(
                     }
                     match layer.style {
                         PredictionStyle::Fill => blend(&mut rgb, layer.color, 112),
-                        PredictionStyle::Outline if on_edge(layer.labels, predicted, (row, col), (width, height), walk) => rgb = layer.color,
+                        PredictionStyle::Outline
+                            if on_edge(layer.labels, predicted, (row, col), (width, height), walk) =>
+                        {
+                            rgb = layer.color
+                        }
                         PredictionStyle::Outline => {}
                     }
                 }
@@ -234,7 +245,10 @@ mod tests {
     fn volume(dims: [u32; 3], values: &[i16]) -> Samples {
         let header = NiftiHeader { pixdim: [1.0; 8], ..NiftiHeader::default() };
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        Volume::parse("image", &encode_volume(&header, dims, NiftiType::Int16, &bytes)).unwrap().into_samples("image").unwrap()
+        Volume::parse("image", &encode_volume(&header, dims, NiftiType::Int16, &bytes))
+            .unwrap()
+            .into_samples("image")
+            .unwrap()
     }
 
     #[test]
@@ -272,7 +286,16 @@ mod tests {
             }
         }
         let mut out = vec![0; 100];
-        render_slice(&image, Layers::mask(&mask), &geometry, 0, Window::spanning(0.0, 1.0), &Overlay::new([(2, "#00ff00")], 1.0, true), geometry.whole(), &mut out);
+        render_slice(
+            &image,
+            Layers::mask(&mask),
+            &geometry,
+            0,
+            Window::spanning(0.0, 1.0),
+            &Overlay::new([(2, "#00ff00")], 1.0, true),
+            geometry.whole(),
+            &mut out,
+        );
         let green = |col: usize, row: usize| out[(row * 5 + col) * 4 + 1] == 255;
         assert!(green(1, 1) && green(3, 2) && green(2, 3), "edges drawn");
         assert!(!green(2, 2), "the inside stays clear");
@@ -297,7 +320,16 @@ mod tests {
         let preview = Preview::new(PreviewKind::FillBetween { axis: 2 }, 3, (0..36).collect(), 36, false);
         let mut out = vec![0; 36 * 4];
         let layers = Layers { preview: Some(&preview), ..Layers::mask(&[0; 36]) };
-        render_slice(&image, layers, &geometry, 0, Window::spanning(0.0, 1.0), &Overlay::new([(3, "#0000ff")], 0.5, false), geometry.whole(), &mut out);
+        render_slice(
+            &image,
+            layers,
+            &geometry,
+            0,
+            Window::spanning(0.0, 1.0),
+            &Overlay::new([(3, "#0000ff")], 0.5, false),
+            geometry.whole(),
+            &mut out,
+        );
         let blue = out.chunks(4).filter(|p| p == &[0, 0, 255, 255]).count();
         let black = out.chunks(4).filter(|p| p == &[0, 0, 0, 255]).count();
         assert_eq!((blue, black), (18, 18), "half the pixels in stripes of full colour");
@@ -311,7 +343,16 @@ mod tests {
             .slice_geometry(Plane::Axial, [4, 4, 1], [1.0; 3]);
         let mut out = vec![7; 64];
         let region = PixelRect { col: 1, row: 2, width: 2, height: 1 };
-        render_slice(&image, Layers::mask(&[0; 16]), &geometry, 0, Window::spanning(0.0, 100.0), &Overlay::new([], 0.5, false), region, &mut out);
+        render_slice(
+            &image,
+            Layers::mask(&[0; 16]),
+            &geometry,
+            0,
+            Window::spanning(0.0, 100.0),
+            &Overlay::new([], 0.5, false),
+            region,
+            &mut out,
+        );
         let white: Vec<usize> = (0..16).filter(|p| out[p * 4] == 255).collect();
         assert_eq!(white, vec![9, 10], "row 2, columns 1 and 2");
         assert!((0..16).filter(|p| ![9, 10].contains(p)).all(|p| out[p * 4..p * 4 + 4] == [7; 4]));
@@ -326,7 +367,16 @@ mod tests {
         let mut out = vec![0; 16];
         // Voxels: unchanged label, added, removed, relabelled (counts as added).
         let layers = Layers { reference: Some(&[1, 0, 1, 1]), ..Layers::mask(&[1, 1, 0, 2]) };
-        render_slice(&image, layers, &geometry, 0, Window::spanning(0.0, 1.0), &Overlay::new([(1, "#0000ff")], 1.0, false), geometry.whole(), &mut out);
+        render_slice(
+            &image,
+            layers,
+            &geometry,
+            0,
+            Window::spanning(0.0, 1.0),
+            &Overlay::new([(1, "#0000ff")], 1.0, false),
+            geometry.whole(),
+            &mut out,
+        );
         let pixels: Vec<[u8; 3]> = out.chunks(4).map(|p| [p[0], p[1], p[2]]).collect();
         assert_eq!(pixels, vec![[0, 0, 255], ADDED, REMOVED, ADDED]);
     }
@@ -341,14 +391,29 @@ mod tests {
         let (mask, predicted) = ([1, 1, 0, 0], [1, 0, 1, 0]);
         let pixels = |layers: Layers| {
             let mut out = vec![0; 16];
-            render_slice(&image, layers, &geometry, 0, Window::spanning(0.0, 1.0), &overlay, geometry.whole(), &mut out);
+            render_slice(
+                &image,
+                layers,
+                &geometry,
+                0,
+                Window::spanning(0.0, 1.0),
+                &overlay,
+                geometry.whole(),
+                &mut out,
+            );
             out.chunks(4).map(|p| [p[0], p[1], p[2]]).collect::<Vec<[u8; 3]>>()
         };
         // Agreeing, only the person's, only the model's, neither.
-        assert_eq!(pixels(Layers { disagreement: Some(&predicted), ..Layers::mask(&mask) }), vec![[0, 0, 255], HUMAN_ONLY, PREDICTION_ONLY, [0, 0, 0]]);
+        assert_eq!(
+            pixels(Layers { disagreement: Some(&predicted), ..Layers::mask(&mask) }),
+            vec![[0, 0, 255], HUMAN_ONLY, PREDICTION_ONLY, [0, 0, 0]]
+        );
         // Outlined in one row, every labelled voxel is an edge; a fill blends over what is below.
         let outline = [PredictionLayer { labels: &predicted, style: PredictionStyle::Outline, color: [255, 0, 0] }];
-        assert_eq!(pixels(Layers { predictions: &outline, ..Layers::mask(&mask) }), vec![[255, 0, 0], [0, 0, 255], [255, 0, 0], [0, 0, 0]]);
+        assert_eq!(
+            pixels(Layers { predictions: &outline, ..Layers::mask(&mask) }),
+            vec![[255, 0, 0], [0, 0, 255], [255, 0, 0], [0, 0, 0]]
+        );
         let fill = [PredictionLayer { labels: &predicted, style: PredictionStyle::Fill, color: [255, 0, 0] }];
         let filled = pixels(Layers { predictions: &fill, ..Layers::mask(&mask) });
         assert_eq!(filled[2], [111, 0, 0], "112/256 of red over black");

@@ -74,7 +74,11 @@ impl SavedBase {
 
     /// Where `mask` differs from the base.
     pub fn edits(&self, mask: &[u8]) -> MaskEdits {
-        let parts = self.blocks.iter().enumerate().filter_map(|(block, copy)| copy.as_deref().map(|copy| (block * BLOCK, copy)));
+        let parts = self
+            .blocks
+            .iter()
+            .enumerate()
+            .filter_map(|(block, copy)| copy.as_deref().map(|copy| (block * BLOCK, copy)));
         MaskEdits::diff_parts(parts, mask)
     }
 
@@ -129,7 +133,8 @@ mod tests {
             match next(10) {
                 0..=5 => {
                     let start = next(len - 3000);
-                    let indices: Vec<u32> = (0..next(3000)).map(|n| (start + n * next(3).max(1)).min(len - 1) as u32).collect();
+                    let indices: Vec<u32> =
+                        (0..next(3000)).map(|n| (start + n * next(3).max(1)).min(len - 1) as u32).collect();
                     let delta = Delta::set_all(&mut mask, &indices, next(4) as u8, EditableArea::Everywhere);
                     base.keep_before(&mask, &delta);
                     history.push(delta);

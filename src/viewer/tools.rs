@@ -303,7 +303,10 @@ mod tests {
         let n = dims.iter().product::<u32>() as usize;
         // Intensity = i, so columns have known values.
         let bytes: Vec<u8> = (0..n).flat_map(|index| ((index % dims[0] as usize) as i16).to_le_bytes()).collect();
-        Volume::parse("image", &encode_volume(&header, dims, NiftiType::Int16, &bytes)).unwrap().into_samples("image").unwrap()
+        Volume::parse("image", &encode_volume(&header, dims, NiftiType::Int16, &bytes))
+            .unwrap()
+            .into_samples("image")
+            .unwrap()
     }
 
     fn axial(dims: [usize; 3]) -> SliceGeometry {
@@ -339,12 +342,16 @@ mod tests {
         let dims = [40, 10, 1];
         let (image, geometry) = (ramp([40, 10, 1]), axial(dims));
         let mut mask = vec![0u8; 400];
-        let mut stroke = Stroke::begin(Paint { value: 2, radius_mm: 1.0, intensity_range: None, area: EditableArea::Everywhere }, 0);
+        let mut stroke =
+            Stroke::begin(Paint { value: 2, radius_mm: 1.0, intensity_range: None, area: EditableArea::Everywhere }, 0);
         stroke.extend_to(&geometry, &image, &mut mask, 2.5, 5.5);
         stroke.extend_to(&geometry, &image, &mut mask, 37.5, 5.5);
         stroke.finish();
         assert!((2..=37).all(|col| mask[geometry.index(0, col, 5)] == 2), "continuous line");
-        let mut eraser = Stroke::begin(Paint { value: 0, radius_mm: 30.0, intensity_range: None, area: EditableArea::Everywhere }, 0);
+        let mut eraser = Stroke::begin(
+            Paint { value: 0, radius_mm: 30.0, intensity_range: None, area: EditableArea::Everywhere },
+            0,
+        );
         eraser.extend_to(&geometry, &image, &mut mask, 20.0, 5.0);
         assert!(eraser.finish().len() > 30);
         assert!(mask.iter().all(|&v| v == 0));
@@ -355,7 +362,8 @@ mod tests {
         let dims = [20, 20, 1];
         let (image, geometry) = (ramp([20, 20, 1]), axial(dims));
         let mut mask = vec![0u8; 400];
-        let limited = Paint { value: 1, radius_mm: 50.0, intensity_range: Some((5.0, 9.0)), area: EditableArea::Everywhere };
+        let limited =
+            Paint { value: 1, radius_mm: 50.0, intensity_range: Some((5.0, 9.0)), area: EditableArea::Everywhere };
         let mut stroke = Stroke::begin(limited, 0);
         stroke.extend_to(&geometry, &image, &mut mask, 10.0, 10.0);
         assert_eq!(stroke.finish().len(), 5 * 20, "only columns with i in 5..=9");
@@ -363,10 +371,24 @@ mod tests {
 
         // Fill the unlabelled area left of the band (screen right is i decreasing).
         let seed = (19, 0); // i = 0
-        let fill = flood_fill(&geometry, &image, &mut mask, 0, seed, Paint { value: 3, radius_mm: 1.0, intensity_range: None, area: EditableArea::Everywhere });
+        let fill = flood_fill(
+            &geometry,
+            &image,
+            &mut mask,
+            0,
+            seed,
+            Paint { value: 3, radius_mm: 1.0, intensity_range: None, area: EditableArea::Everywhere },
+        );
         assert_eq!(fill.len(), 5 * 20, "i in 0..=4, stopped by the band");
         assert!((0..400).all(|index| (mask[index] == 3) == (index % 20 < 5)));
-        let nothing = flood_fill(&geometry, &image, &mut mask, 0, seed, Paint { value: 3, radius_mm: 1.0, intensity_range: None, area: EditableArea::Everywhere });
+        let nothing = flood_fill(
+            &geometry,
+            &image,
+            &mut mask,
+            0,
+            seed,
+            Paint { value: 3, radius_mm: 1.0, intensity_range: None, area: EditableArea::Everywhere },
+        );
         assert!(nothing.is_empty());
     }
 

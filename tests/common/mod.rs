@@ -34,7 +34,11 @@ pub struct TestApp {
 
 /// Which backend this run tests, for messages.
 pub fn backend_name() -> &'static str {
-    if std::env::var("TEST_POSTGRES_URL").is_ok() { "postgres+s3" } else { "sqlite+embedded-s3" }
+    if std::env::var("TEST_POSTGRES_URL").is_ok() {
+        "postgres+s3"
+    } else {
+        "sqlite+embedded-s3"
+    }
 }
 
 pub async fn fresh_postgres_database(admin_url: &str) -> String {
@@ -57,7 +61,10 @@ impl TestApp {
     }
 
     /// Spawns with `configure` applied to the shared settings (orchestrator, …) as well.
-    pub async fn spawn_configured(configure: impl FnOnce(&mut Config), customise: impl FnOnce(&mut ServeArgs)) -> TestApp {
+    pub async fn spawn_configured(
+        configure: impl FnOnce(&mut Config),
+        customise: impl FnOnce(&mut ServeArgs),
+    ) -> TestApp {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut env = vec![("SEGLAB_DATA_DIR".to_string(), data_dir.path().display().to_string())];
         if let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") {
@@ -115,9 +122,8 @@ impl TestApp {
         let tasks = TaskTracker::new();
         let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let options = leptos::config::LeptosOptions::builder().output_name("seglab").build();
-        let state = AppState::connect(config, any_port, options, shutdown.clone(), &tasks)
-            .await
-            .expect("connect test backend");
+        let state =
+            AppState::connect(config, any_port, options, shutdown.clone(), &tasks).await.expect("connect test backend");
         seglab::server::services::orchestrator::start(&state, &shutdown, &tasks);
         seglab::server::services::evaluation::start(&state, &shutdown, &tasks);
         let listener = tokio::net::TcpListener::bind(serve.addr).await.unwrap();
@@ -223,7 +229,12 @@ impl TestApp {
     /// Starts `seglab … serve --addr <free port>` as a separate process on this app's database
     /// and storage, with `global_args` before `serve` and `serve_args` after it, and waits until
     /// it is ready. Returns the process, its base URL, and whether it became ready.
-    pub async fn start_server_process(&self, global_args: &[&str], serve_args: &[&str], stdout: std::process::Stdio) -> (std::process::Child, String, bool) {
+    pub async fn start_server_process(
+        &self,
+        global_args: &[&str],
+        serve_args: &[&str],
+        stdout: std::process::Stdio,
+    ) -> (std::process::Child, String, bool) {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let address = format!("127.0.0.1:{port}");
         let server = std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
@@ -238,7 +249,13 @@ impl TestApp {
             .unwrap();
         let base = format!("http://{address}");
         for _ in 0..100 {
-            if self.client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
+            if self
+                .client
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+            {
                 return (server, base, true);
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;

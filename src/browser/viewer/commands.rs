@@ -222,7 +222,12 @@ async fn restore_kept(shared: &Shared) -> Result<(), String> {
 async fn show_version(shared: &Shared, version: &MaskVersion) -> Result<(), String> {
     let case_id = shared.borrow().case_id.clone();
     let fresh = net::case_artifacts(&case_id).await?;
-    let url = fresh.history.iter().find(|v| v.label_id == version.label_id).map(|v| v.url.clone()).ok_or("that version is gone")?;
+    let url = fresh
+        .history
+        .iter()
+        .find(|v| v.label_id == version.label_id)
+        .map(|v| v.url.clone())
+        .ok_or("that version is gone")?;
     let file = net::get_now(&url).await?;
     let mut viewer = shared.borrow_mut();
     let labels = Editor::labels_of(&file, viewer.editor.mask.len()).map_err(|e| e.to_string())?;
@@ -259,7 +264,8 @@ pub(super) async fn compare(shared: &Shared, on: bool) {
             let _ = ui.changes.try_set(Some(changes));
         }
         Err(message) => {
-            let _ = ui.status.try_set(SaveStatus::Failed(format!("could not load the version to compare with: {message}")));
+            let _ =
+                ui.status.try_set(SaveStatus::Failed(format!("could not load the version to compare with: {message}")));
         }
     }
 }

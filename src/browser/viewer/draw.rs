@@ -76,7 +76,9 @@ impl Viewer {
             .iter()
             .zip(&self.predictions)
             .zip(roles)
-            .filter_map(|((style, labels), role)| Some(PredictionLayer { labels: labels.as_deref()?, style: (*style)?, color: prediction_color(role) }))
+            .filter_map(|((style, labels), role)| {
+                Some(PredictionLayer { labels: labels.as_deref()?, style: (*style)?, color: prediction_color(role) })
+            })
             .collect();
         let disagreement = self.ui.disagreement.get_untracked().and_then(|n| self.predictions.get(n)?.as_deref());
         let layers = Layers {
@@ -104,7 +106,9 @@ impl Viewer {
             }
             std::borrow::Cow::Owned(part)
         };
-        if let Ok(image) = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), region.width as u32, region.height as u32) {
+        if let Ok(image) =
+            ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), region.width as u32, region.height as u32)
+        {
             let _ = view.slice_context.put_image_data(&image, region.col as f64, region.row as f64);
         }
         true

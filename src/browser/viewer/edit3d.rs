@@ -30,7 +30,11 @@ impl Viewer {
 
     /// Publishes the preview (or its absence) to the page and draws it.
     fn show_preview(&mut self, what: &'static str) {
-        let info = self.editor.preview.as_ref().map(|p: &Preview| PreviewInfo { what, voxels: p.voxels().len(), capped: p.capped });
+        let info = self.editor.preview.as_ref().map(|p: &Preview| PreviewInfo {
+            what,
+            voxels: p.voxels().len(),
+            capped: p.capped,
+        });
         self.ui.preview.set(info);
         self.draw();
     }

@@ -42,7 +42,11 @@ impl Viewer {
         };
         let index = self.editor.grid().index(voxel);
         let mask = self.viewing.as_deref().unwrap_or(&self.editor.mask);
-        self.ui.cursor.set(format!("voxel ({i}, {j}, {k})  value {}  label {}", self.editor.image.get(index), mask[index]));
+        self.ui.cursor.set(format!(
+            "voxel ({i}, {j}, {k})  value {}  label {}",
+            self.editor.image.get(index),
+            mask[index]
+        ));
     }
 
     /// Left press with the current tool in `plane`'s view; the drag it starts, if any.
@@ -66,7 +70,14 @@ impl Viewer {
                 if self.voxel_at(plane, point).is_some() {
                     let paint = self.paint();
                     let editor = &mut self.editor;
-                    let delta = flood_fill(&geometry, &editor.image, &mut editor.mask, slice, (col as usize, row as usize), paint);
+                    let delta = flood_fill(
+                        &geometry,
+                        &editor.image,
+                        &mut editor.mask,
+                        slice,
+                        (col as usize, row as usize),
+                        paint,
+                    );
                     editor.record(delta);
                     self.draw();
                     schedule_keep_later(shared);
@@ -101,7 +112,11 @@ fn schedule_keep_later(shared: &Shared) {
     leptos::task::spawn_local(async move { schedule_keep(&shared) });
 }
 
-fn on_canvas<E: wasm_bindgen::convert::FromWasmAbi + 'static>(canvas: &HtmlCanvasElement, event: &str, handler: impl FnMut(E) + 'static) {
+fn on_canvas<E: wasm_bindgen::convert::FromWasmAbi + 'static>(
+    canvas: &HtmlCanvasElement,
+    event: &str,
+    handler: impl FnMut(E) + 'static,
+) {
     let closure = Closure::<dyn FnMut(E)>::new(handler);
     let _ = canvas.add_event_listener_with_callback(event, closure.as_ref().unchecked_ref());
     // The canvas owns its listeners for the page's life.
@@ -138,7 +153,9 @@ pub(super) fn listen_pointer(shared: &Shared, plane: Plane) {
         match viewer.drag.take() {
             // The button came up where no pointerup reached us (another window, a dialog), or
             // the slice changed under the stroke (keys, wheel): the stroke ends.
-            Some(Drag::Paint(stroke, on)) if event.buttons() & 1 == 0 || on != plane || stroke.slice() != viewer.slice_in(&geometry) => {
+            Some(Drag::Paint(stroke, on))
+                if event.buttons() & 1 == 0 || on != plane || stroke.slice() != viewer.slice_in(&geometry) =>
+            {
                 viewer.editor.record(stroke.finish());
                 viewer.present(plane);
                 drop(viewer);
@@ -235,7 +252,9 @@ pub(super) fn listen_keys(shared: &Shared) {
         // Keys typed into a text field or list belong to it; sliders and buttons do not take text.
         let typing = event.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()).is_some_and(|el| {
             match el.tag_name().as_str() {
-                "INPUT" => !matches!(el.get_attribute("type").as_deref(), Some("range" | "checkbox" | "radio" | "button")),
+                "INPUT" => {
+                    !matches!(el.get_attribute("type").as_deref(), Some("range" | "checkbox" | "radio" | "button"))
+                }
                 tag => matches!(tag, "SELECT" | "TEXTAREA"),
             }
         });

@@ -53,7 +53,8 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
 
     // The middle slice's slabs first, then the mask's (small), then the image's outwards.
     let middle = dims[2] as usize / 2;
-    let mut order: Vec<(usize, usize)> = vec![(IMAGE, grids[IMAGE].slab_of_slice(middle)), (MASK, grids[MASK].slab_of_slice(middle))];
+    let mut order: Vec<(usize, usize)> =
+        vec![(IMAGE, grids[IMAGE].slab_of_slice(middle)), (MASK, grids[MASK].slab_of_slice(middle))];
     for volume in [MASK, IMAGE] {
         let first = grids[volume].slab_of_slice(middle);
         let mut rest: Vec<usize> = (0..grids[volume].count()).filter(|&i| i != first).collect();
@@ -76,14 +77,18 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
     // The middle slice's slabs come straight to the page, with no worker to wait for; the
     // workers start meanwhile and fetch the rest once those are in.
     let mut pending = requests.into_iter();
-    let first: Vec<_> = pending.by_ref().take(2).map(|(volume, index, url)| (volume, index, net::get_now(url))).collect();
+    let first: Vec<_> =
+        pending.by_ref().take(2).map(|(volume, index, url)| (volume, index, net::get_now(url))).collect();
     let mut fetcher = SlabFetcher::start()?;
 
     // The editor's volumes are made while the first slabs travel.
     let header = |index: usize| {
-        base64::engine::general_purpose::STANDARD.decode(&volumes[index].header).map_err(|e| format!("a volume header is unreadable: {e}"))
+        base64::engine::general_purpose::STANDARD
+            .decode(&volumes[index].header)
+            .map_err(|e| format!("a volume header is unreadable: {e}"))
     };
-    let editor = Editor::awaiting_slabs(&header(IMAGE)?, &header(MASK)?, case.current_mask_ref.clone()).map_err(|e| e.to_string())?;
+    let editor = Editor::awaiting_slabs(&header(IMAGE)?, &header(MASK)?, case.current_mask_ref.clone())
+        .map_err(|e| e.to_string())?;
     if editor.dims != dims.map(|d| d as usize) || editor.image.voxel_bytes() != voxel_bytes as usize {
         return Err("the case's volumes do not match their headers".into());
     }
@@ -147,7 +152,8 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
             None if middle_in == [true, true] => {
                 let voxels = grids[IMAGE].byte_range(grids[IMAGE].slab_of_slice(middle));
                 let per_voxel = grids[IMAGE].voxel_bytes as usize;
-                let (low, high) = viewer.editor.image.percentiles_of(voxels.start / per_voxel..voxels.end / per_voxel, 0.005, 0.995);
+                let (low, high) =
+                    viewer.editor.image.percentiles_of(voxels.start / per_voxel..voxels.end / per_voxel, 0.005, 0.995);
                 first_window = Some(Window::spanning(low, high));
                 ui.window.set(Window::spanning(low, high));
                 ui.threshold.set((low + (high - low) * 0.5, high));
@@ -181,7 +187,12 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
 }
 
 /// The viewer on `editor`, its crosshair at the volume's centre, nothing drawn yet.
-fn viewer(ui: ViewerUi, canvases: [HtmlCanvasElement; 3], editor: Editor, case: &crate::api::CaseArtifacts) -> Result<Viewer, String> {
+fn viewer(
+    ui: ViewerUi,
+    canvases: [HtmlCanvasElement; 3],
+    editor: Editor,
+    case: &crate::api::CaseArtifacts,
+) -> Result<Viewer, String> {
     let [axial, coronal, sagittal] = canvases;
     let views = [View::new(axial)?, View::new(coronal)?, View::new(sagittal)?];
     ui.voxel_ml.set(editor.grid().voxel_volume_mm3() / 1000.0);

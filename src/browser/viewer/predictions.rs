@@ -48,7 +48,13 @@ pub(super) async fn show(shared: &Shared, jump: bool) {
         let target = compared.and_then(|n| {
             let predicted = viewer.predictions.get(n)?.as_deref()?;
             let axis = viewer.geometry_of(viewer.active()).through;
-            largest_disagreement(predicted, &viewer.editor.mask, ui.focus_label.get_untracked(), viewer.editor.dims, axis)
+            largest_disagreement(
+                predicted,
+                &viewer.editor.mask,
+                ui.focus_label.get_untracked(),
+                viewer.editor.dims,
+                axis,
+            )
         });
         if let Some(voxel) = target {
             viewer.move_point(voxel);

@@ -55,7 +55,9 @@ impl SlabFetcher {
     /// Asks for slab `index` of `volume` at `url`; requests start in the order made.
     pub(super) fn request(&mut self, volume: usize, index: usize, url: &str) -> Result<(), String> {
         let message = Object::new();
-        for (key, value) in [("volume", JsValue::from(volume as f64)), ("index", JsValue::from(index as f64)), ("url", url.into())] {
+        for (key, value) in
+            [("volume", JsValue::from(volume as f64)), ("index", JsValue::from(index as f64)), ("url", url.into())]
+        {
             Reflect::set(&message, &key.into(), &value).map_err(describe)?;
         }
         self.workers[self.sent % self.workers.len()].post_message(&message).map_err(describe)?;

@@ -22,8 +22,13 @@ pub(super) type Shared = Rc<RefCell<Viewer>>;
 pub(super) enum Drag {
     /// A stroke on one slice of one plane; it ends if either changes mid-drag.
     Paint(Stroke, Plane),
-    Window { last: (f64, f64) },
-    Pan { plane: Plane, last: (f64, f64) },
+    Window {
+        last: (f64, f64),
+    },
+    Pan {
+        plane: Plane,
+        last: (f64, f64),
+    },
     /// Moving the crosshair within one view.
     Crosshair(Plane),
 }

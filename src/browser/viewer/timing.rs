@@ -92,7 +92,12 @@ pub(super) fn timed<T>(total: &mut f64, work: impl FnOnce() -> T) -> T {
 pub(super) fn record_loading(work: &LoadingWork) {
     if let Some(stats) = timings() {
         let entry = js_sys::Object::new();
-        let phases = [("waitingMs", work.waiting), ("inflatingMs", work.inflating), ("fillingMs", work.filling), ("drawingMs", work.drawing)];
+        let phases = [
+            ("waitingMs", work.waiting),
+            ("inflatingMs", work.inflating),
+            ("fillingMs", work.filling),
+            ("drawingMs", work.drawing),
+        ];
         for (name, ms) in phases {
             let _ = js_sys::Reflect::set(&entry, &name.into(), &ms.into());
         }

@@ -31,6 +31,10 @@ async fn list(State(state): State<AppState>, Caller(_user): Caller) -> Result<Js
 }
 
 /// `GET /datasets/{id}/manifest` (ml_engineer, admin: its links open every case, restricted ones too).
-async fn manifest(State(state): State<AppState>, _caller: Coordinator, Path(id): Path<String>) -> Result<Json<Manifest>, AppError> {
+async fn manifest(
+    State(state): State<AppState>,
+    _caller: Coordinator,
+    Path(id): Path<String>,
+) -> Result<Json<Manifest>, AppError> {
     Ok(Json(datasets::manifest(&state, &id).await?))
 }

@@ -8,12 +8,12 @@ use std::path::Path;
 
 use axum::extract::multipart::Field;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request};
-use axum::middleware::{self, Next};
-use axum::response::IntoResponse;
-use axum::Router;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
 use axum::Json;
+use axum::Router;
 use tokio::io::AsyncWriteExt;
 use tower_sessions::Session;
 
@@ -87,13 +87,17 @@ impl RouteRoles for CaseWorkers {
 /// Bounds the bodies of `routes` to `max_bytes`: a request declaring a longer body is refused
 /// before anything is read (413), and one that grows past the bound while read is refused too.
 pub fn bounded_body(routes: Router<AppState>, max_bytes: usize) -> Router<AppState> {
-    routes.layer(DefaultBodyLimit::max(max_bytes)).layer(middleware::from_fn(move |request: Request, next: Next| async move {
-        let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > max_bytes as u64) {
-            return AppError::PayloadTooLarge(format!("this request's body may hold at most {max_bytes} bytes")).into_response();
-        }
-        next.run(request).await
-    }))
+    routes.layer(DefaultBodyLimit::max(max_bytes)).layer(middleware::from_fn(
+        move |request: Request, next: Next| async move {
+            let declared =
+                request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            if declared.is_some_and(|length| length > max_bytes as u64) {
+                return AppError::PayloadTooLarge(format!("this request's body may hold at most {max_bytes} bytes"))
+                    .into_response();
+            }
+            next.run(request).await
+        },
+    ))
 }
 
 /// A JSON body whose rejections are `AppError`s: syntax or a control character in any string
@@ -148,7 +152,8 @@ pub async fn field_text(mut field: Field<'_>, max_bytes: usize) -> Result<String
         }
         text.extend_from_slice(&chunk);
     }
-    let text = String::from_utf8(text).map_err(|_| AppError::BadRequest(format!("form field `{name}` is not UTF-8 text")))?;
+    let text =
+        String::from_utf8(text).map_err(|_| AppError::BadRequest(format!("form field `{name}` is not UTF-8 text")))?;
     check_text(&format!("form field `{name}`"), &text)?;
     Ok(text)
 }

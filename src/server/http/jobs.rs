@@ -9,8 +9,8 @@ use axum::{Json, Router};
 use super::extract::{Caller, Coordinator, Holding};
 use crate::api::{BackfillProgress, Job, RunStarted};
 use crate::server::error::AppError;
-use crate::server::services::jobs::{self, JobFilter};
 use crate::server::services::access::{self, Read, RunModels};
+use crate::server::services::jobs::{self, JobFilter};
 use crate::server::services::{backfill, orchestrator};
 use crate::server::state::AppState;
 
@@ -35,16 +35,28 @@ async fn run_on_case(
     Ok((StatusCode::ACCEPTED, Json(orchestrator::run_on_case(&state, access).await?)))
 }
 
-async fn case_jobs(State(state): State<AppState>, Caller(user): Caller, Path(id): Path<String>) -> Result<Json<Vec<Job>>, AppError> {
+async fn case_jobs(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Job>>, AppError> {
     let access = access::authorize(&state, &user, &id, Read).await?;
     Ok(Json(jobs::list_jobs(&state, &user, JobFilter::Case(&access)).await?))
 }
 
-async fn run_jobs(State(state): State<AppState>, Caller(user): Caller, Path(id): Path<String>) -> Result<Json<Vec<Job>>, AppError> {
+async fn run_jobs(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Job>>, AppError> {
     Ok(Json(jobs::list_jobs(&state, &user, JobFilter::Run(&id)).await?))
 }
 
-async fn model_jobs(State(state): State<AppState>, Caller(user): Caller, Path(id): Path<String>) -> Result<Json<Vec<Job>>, AppError> {
+async fn model_jobs(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Job>>, AppError> {
     Ok(Json(jobs::list_jobs(&state, &user, JobFilter::Model(&id)).await?))
 }
 
@@ -57,10 +69,18 @@ async fn start_backfill(
     Ok((StatusCode::ACCEPTED, Json(backfill::start(&state, &user, &id).await?)))
 }
 
-async fn backfill_progress(State(state): State<AppState>, _caller: Coordinator, Path(id): Path<String>) -> Result<Json<BackfillProgress>, AppError> {
+async fn backfill_progress(
+    State(state): State<AppState>,
+    _caller: Coordinator,
+    Path(id): Path<String>,
+) -> Result<Json<BackfillProgress>, AppError> {
     Ok(Json(backfill::progress(&state, &id).await?))
 }
 
-async fn cancel_backfill(State(state): State<AppState>, Holding(user, _): Coordinator, Path(id): Path<String>) -> Result<Json<BackfillProgress>, AppError> {
+async fn cancel_backfill(
+    State(state): State<AppState>,
+    Holding(user, _): Coordinator,
+    Path(id): Path<String>,
+) -> Result<Json<BackfillProgress>, AppError> {
     Ok(Json(backfill::cancel(&state, &user, &id).await?))
 }

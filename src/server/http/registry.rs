@@ -46,20 +46,31 @@ async fn register_model(
         match name.as_str() {
             "card" => card = Some(field_text(field, MAX_CARD_BYTES).await?),
             "artifact" => artifact = Some(field_to_file(field, &state.config.scratch_dir()).await?),
-            other => return Err(AppError::BadRequest(format!("unknown form field {other:?}; send `card` and `artifact`"))),
+            other => {
+                return Err(AppError::BadRequest(format!("unknown form field {other:?}; send `card` and `artifact`")))
+            }
         }
     }
-    let card = card.ok_or_else(|| AppError::BadRequest("form field `card` (the model card JSON) is required".into()))?;
-    let artifact = artifact.ok_or_else(|| AppError::BadRequest("form field `artifact` (the ONNX file) is required".into()))?;
+    let card =
+        card.ok_or_else(|| AppError::BadRequest("form field `card` (the model card JSON) is required".into()))?;
+    let artifact =
+        artifact.ok_or_else(|| AppError::BadRequest("form field `artifact` (the ONNX file) is required".into()))?;
     let model = registry::register(&state, &user, &card, artifact.path()).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "model_id": model.id, "name": model.name, "version": model.version, "state": model.state }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "model_id": model.id, "name": model.name, "version": model.version, "state": model.state })),
+    ))
 }
 
 async fn list_models(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<ModelSummary>>, AppError> {
     Ok(Json(registry::list_models(&state).await?))
 }
 
-async fn model_detail(State(state): State<AppState>, _caller: Caller, Path(id): Path<String>) -> Result<Json<ModelDetail>, AppError> {
+async fn model_detail(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ModelDetail>, AppError> {
     Ok(Json(registry::model_detail(&state, &id).await?))
 }
 
@@ -82,12 +93,20 @@ async fn change_state(
 
 /// `POST /models/{id}/rollback`: the production version `id` is archived and the previous
 /// production version returns.
-async fn rollback(State(state): State<AppState>, Holding(user, _): Coordinator, Path(id): Path<String>) -> Result<Json<Rollback>, AppError> {
+async fn rollback(
+    State(state): State<AppState>,
+    Holding(user, _): Coordinator,
+    Path(id): Path<String>,
+) -> Result<Json<Rollback>, AppError> {
     Ok(Json(registry::rollback(&state, &user, &id).await?))
 }
 
 /// `GET /models/{id}/evaluation`: the version on its own, against every labelled case it predicted.
-async fn version_evaluation(State(state): State<AppState>, Caller(user): Caller, Path(id): Path<String>) -> Result<Json<VersionEvaluation>, AppError> {
+async fn version_evaluation(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<VersionEvaluation>, AppError> {
     Ok(Json(evaluation::version_evaluation(&state, &user, &id).await?))
 }
 
@@ -97,21 +116,36 @@ struct NameQuery {
 }
 
 fn required_name(query: NameQuery) -> Result<String, AppError> {
-    query.name.filter(|n| !n.is_empty()).ok_or_else(|| AppError::BadRequest("query parameter `name` (the model name) is required".into()))
+    query
+        .name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| AppError::BadRequest("query parameter `name` (the model name) is required".into()))
 }
 
 /// `GET /models/active?name=` (the seed's getActiveModels).
-async fn active_models(State(state): State<AppState>, _caller: Caller, ApiQuery(query): ApiQuery<NameQuery>) -> Result<Json<ActiveModels>, AppError> {
+async fn active_models(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiQuery(query): ApiQuery<NameQuery>,
+) -> Result<Json<ActiveModels>, AppError> {
     Ok(Json(registry::active_models(&state, &required_name(query)?).await?))
 }
 
 /// `GET /models/evaluation?name=`: production against shadow on human-labelled cases.
-async fn evaluate(State(state): State<AppState>, Caller(user): Caller, ApiQuery(query): ApiQuery<NameQuery>) -> Result<Json<PairedEvaluation>, AppError> {
+async fn evaluate(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    ApiQuery(query): ApiQuery<NameQuery>,
+) -> Result<Json<PairedEvaluation>, AppError> {
     Ok(Json(evaluation::paired_evaluation(&state, &user, &required_name(query)?).await?))
 }
 
 /// `GET /models/timeline?name=`: every registration and state change of the name's versions.
-async fn timeline(State(state): State<AppState>, _caller: Caller, ApiQuery(query): ApiQuery<NameQuery>) -> Result<Json<Vec<StateChange>>, AppError> {
+async fn timeline(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiQuery(query): ApiQuery<NameQuery>,
+) -> Result<Json<Vec<StateChange>>, AppError> {
     Ok(Json(registry::timeline(&state, &required_name(query)?).await?))
 }
 
@@ -143,7 +177,9 @@ async fn production_at(
 ) -> Result<Json<serde_json::Value>, AppError> {
     let found = registry::production_at(&state, &query.name, query.at).await?;
     Ok(Json(match found {
-        Some((model_id, version)) => json!({ "name": query.name, "at": query.at, "model_id": model_id, "version": version }),
+        Some((model_id, version)) => {
+            json!({ "name": query.name, "at": query.at, "model_id": model_id, "version": version })
+        }
         None => json!({ "name": query.name, "at": query.at, "model_id": null, "version": null }),
     }))
 }

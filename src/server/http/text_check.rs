@@ -39,10 +39,13 @@ async fn checked(request: Request, server_fn: bool) -> Result<Request, AppError>
     // decoded whatever content type the request names: the body is read as such. It is small,
     // and bounded by the body limit like the server function's own read.
     let (parts, body) = request.into_parts();
-    let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), &()).await.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge(format!("request body too large: {}", e.body_text())),
-        _ => AppError::BadRequest(e.body_text()),
-    })?;
+    let bytes =
+        Bytes::from_request(Request::from_parts(parts.clone(), body), &()).await.map_err(|e| match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                AppError::PayloadTooLarge(format!("request body too large: {}", e.body_text()))
+            }
+            _ => AppError::BadRequest(e.body_text()),
+        })?;
     check_form("server function argument", &bytes)?;
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }

@@ -53,7 +53,10 @@ async fn issue_token(
 ) -> Result<(StatusCode, Json<IssuedToken>), AppError> {
     accounts::may_manage(&admin)?;
     let wanted: TokenRequest = body(request, &state).await?;
-    Ok((StatusCode::CREATED, Json(accounts::issue_token(&state.db, Some(&admin), &username, wanted.expires_in_days).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(accounts::issue_token(&state.db, Some(&admin), &username, wanted.expires_in_days).await?),
+    ))
 }
 
 /// `POST /tokens/revoke` `{token}` → 204.

@@ -37,7 +37,11 @@ async fn assign(
 }
 
 /// `POST /cases/{id}/take` (labeler, where self-assignment is allowed).
-async fn take(State(state): State<AppState>, Caller(user): Caller, Path(id): Path<String>) -> Result<Json<CaseWorkflow>, AppError> {
+async fn take(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<CaseWorkflow>, AppError> {
     let access = access::authorize(&state, &user, &id, Take).await?;
     Ok(Json(workflow::take(&state, access).await?))
 }
@@ -54,7 +58,11 @@ async fn change_status(
 }
 
 /// `GET /cases/{id}/comments`.
-async fn comments(State(state): State<AppState>, Caller(user): Caller, Path(id): Path<String>) -> Result<Json<Vec<CaseComment>>, AppError> {
+async fn comments(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<CaseComment>>, AppError> {
     let access = access::authorize(&state, &user, &id, Read).await?;
     Ok(Json(workflow::comments(&state, &access).await?))
 }

@@ -16,7 +16,11 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// `GET /worklist?status=&assignee=&q=&sort=&desc=&page=&per_page=`.
-async fn list(State(state): State<AppState>, Caller(user): Caller, ApiQuery(query): ApiQuery<WorklistQuery>) -> Result<Json<Worklist>, AppError> {
+async fn list(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    ApiQuery(query): ApiQuery<WorklistQuery>,
+) -> Result<Json<Worklist>, AppError> {
     Ok(Json(worklist::list(&state, &user, &query).await?))
 }
 

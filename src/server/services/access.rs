@@ -89,11 +89,13 @@ impl CaseAction for Save {
         user.require_any(&[Role::Labeler], "saving labels")?;
         match &case.assignee {
             _ if user.has_role(Role::Admin) || case.is_assignee(user) => Ok(()),
-            Some(assignee) => {
-                Err(AppError::Forbidden(format!("this case is assigned to {assignee}; only they (or an admin) can save on it")))
-            }
+            Some(assignee) => Err(AppError::Forbidden(format!(
+                "this case is assigned to {assignee}; only they (or an admin) can save on it"
+            ))),
             None if rules.self_assignment => Ok(()),
-            None => Err(AppError::Forbidden("this case is not assigned to you; an ML engineer or admin assigns cases here".into())),
+            None => Err(AppError::Forbidden(
+                "this case is not assigned to you; an ML engineer or admin assigns cases here".into(),
+            )),
         }
     }
 }
@@ -102,10 +104,14 @@ impl CaseAction for Take {
     fn decide(&self, user: &User, case: &CaseFacts, rules: Rules) -> Result<(), AppError> {
         user.require_any(&[Role::Labeler], "taking a case")?;
         if !rules.self_assignment {
-            return Err(AppError::Forbidden("labelers cannot take cases themselves here; an ML engineer or admin assigns them".into()));
+            return Err(AppError::Forbidden(
+                "labelers cannot take cases themselves here; an ML engineer or admin assigns them".into(),
+            ));
         }
         match &case.assignee {
-            Some(assignee) if !case.is_assignee(user) => Err(AppError::Conflict(format!("this case is already assigned to {assignee}"))),
+            Some(assignee) if !case.is_assignee(user) => {
+                Err(AppError::Conflict(format!("this case is already assigned to {assignee}")))
+            }
             _ => Ok(()),
         }
     }
@@ -149,12 +155,22 @@ impl CaseAction for Transition {
         };
         if !allowed_from.contains(&from) {
             let hint = match to {
-                CaseStatus::Submitted => "only a case in progress (or sent back with changes requested) can be submitted",
-                CaseStatus::Approved | CaseStatus::ChangesRequested => "only a submitted case can be approved or sent back",
-                CaseStatus::InProgress => "only an approved case is reopened this way; saving moves other cases to in_progress",
+                CaseStatus::Submitted => {
+                    "only a case in progress (or sent back with changes requested) can be submitted"
+                }
+                CaseStatus::Approved | CaseStatus::ChangesRequested => {
+                    "only a submitted case can be approved or sent back"
+                }
+                CaseStatus::InProgress => {
+                    "only an approved case is reopened this way; saving moves other cases to in_progress"
+                }
                 CaseStatus::New => "no case goes back to new",
             };
-            return Err(AppError::Conflict(format!("the case is {}; it cannot become {}: {hint}", from.as_str(), to.as_str())));
+            return Err(AppError::Conflict(format!(
+                "the case is {}; it cannot become {}: {hint}",
+                from.as_str(),
+                to.as_str()
+            )));
         }
         Ok(())
     }
@@ -246,7 +262,12 @@ impl<A: CaseAction> CaseAccess<A> {
 /// Decides whether `user` may do `action` to case `case_id`: 404 when the case does not exist
 /// or the caller may not read it, else the action's own refusal (403, or 409 for a state that
 /// forbids it).
-pub async fn authorize<A: CaseAction>(state: &AppState, user: &User, case_id: &str, action: A) -> Result<CaseAccess<A>, AppError> {
+pub async fn authorize<A: CaseAction>(
+    state: &AppState,
+    user: &User,
+    case_id: &str,
+    action: A,
+) -> Result<CaseAccess<A>, AppError> {
     let rules = rules(state);
     let facts = decide(&mut *state.db.pool.acquire().await?, user, case_id, &action, rules).await?;
     Ok(CaseAccess { case_id: case_id.to_string(), user: user.clone(), facts, action })
@@ -256,7 +277,13 @@ pub fn rules(state: &AppState) -> Rules {
     Rules { self_assignment: state.config.allows_self_assignment() }
 }
 
-async fn decide(conn: &mut AnyConnection, user: &User, case_id: &str, action: &dyn CaseAction, rules: Rules) -> Result<CaseFacts, AppError> {
+async fn decide(
+    conn: &mut AnyConnection,
+    user: &User,
+    case_id: &str,
+    action: &dyn CaseAction,
+    rules: Rules,
+) -> Result<CaseFacts, AppError> {
     // Ids are UUIDs: anything else is no case, and never reaches a query.
     if uuid::Uuid::parse_str(case_id).is_err() {
         return Err(no_such_case(case_id));
@@ -292,7 +319,8 @@ async fn facts(conn: &mut AnyConnection, user: &User, case_id: &str) -> Result<O
     };
     let status: String = row.get("status");
     Ok(Some(CaseFacts {
-        status: CaseStatus::parse(&status).ok_or_else(|| AppError::internal(format!("case {case_id} has status {status:?}")))?,
+        status: CaseStatus::parse(&status)
+            .ok_or_else(|| AppError::internal(format!("case {case_id} has status {status:?}")))?,
         assignee_id: row.get("assignee_id"),
         assignee: row.get("assignee"),
         reviewer_id: row.get("reviewer_id"),
@@ -365,9 +393,11 @@ mod tests {
     #[test]
     fn the_person_is_checked_before_the_status() {
         let approved = case(CaseStatus::Approved, Some("alice"), Some("rita"), false);
-        let refused = Transition(CaseStatus::Approved).decide(&user("rolf", &[Role::Reviewer]), &approved, OPEN).unwrap_err();
+        let refused =
+            Transition(CaseStatus::Approved).decide(&user("rolf", &[Role::Reviewer]), &approved, OPEN).unwrap_err();
         assert!(matches!(refused, AppError::Forbidden(_)), "{refused:?}");
-        let refused = Transition(CaseStatus::Approved).decide(&user("rita", &[Role::Reviewer]), &approved, OPEN).unwrap_err();
+        let refused =
+            Transition(CaseStatus::Approved).decide(&user("rita", &[Role::Reviewer]), &approved, OPEN).unwrap_err();
         assert!(matches!(refused, AppError::Conflict(_)), "{refused:?}");
     }
 

@@ -34,7 +34,12 @@ async fn lock_user(tx: &mut AnyConnection, username: &str) -> Result<AnyRow, App
 }
 
 /// Applies `change` to `username`: enables or disables them, adds and removes roles.
-pub async fn change_user(db: &Db, actor: Option<&User>, username: &str, change: &UserChange) -> Result<UserAccount, AppError> {
+pub async fn change_user(
+    db: &Db,
+    actor: Option<&User>,
+    username: &str,
+    change: &UserChange,
+) -> Result<UserAccount, AppError> {
     let (add, remove) = (parse_roles(&change.add_roles)?, parse_roles(&change.remove_roles)?);
     let mut tx = db.pool.begin().await?;
     let row = lock_user(&mut tx, username).await?;
@@ -47,7 +52,9 @@ pub async fn change_user(db: &Db, actor: Option<&User>, username: &str, change: 
         }
     }
     if roles.is_empty() {
-        return Err(AppError::Unprocessable(format!("user {username:?} would be left without a role; disable them instead")));
+        return Err(AppError::Unprocessable(format!(
+            "user {username:?} would be left without a role; disable them instead"
+        )));
     }
     let was_disabled = row.get::<Option<i64>, _>("disabled_at").is_some();
     let disabled = change.disabled.unwrap_or(was_disabled);
@@ -74,11 +81,20 @@ pub async fn change_user(db: &Db, actor: Option<&User>, username: &str, change: 
     )
     .await?;
     tx.commit().await?;
-    Ok(UserAccount { username: username.to_string(), roles: role_names.iter().map(|r| r.to_string()).collect(), disabled })
+    Ok(UserAccount {
+        username: username.to_string(),
+        roles: role_names.iter().map(|r| r.to_string()).collect(),
+        disabled,
+    })
 }
 
 /// A new token for `username`, valid for `expires_in_days` (none: until revoked).
-pub async fn issue_token(db: &Db, actor: Option<&User>, username: &str, expires_in_days: Option<u32>) -> Result<IssuedToken, AppError> {
+pub async fn issue_token(
+    db: &Db,
+    actor: Option<&User>,
+    username: &str,
+    expires_in_days: Option<u32>,
+) -> Result<IssuedToken, AppError> {
     let token = new_token();
     let now = now_ms();
     let expires_at_ms = expires_in_days.map(|days| now + i64::from(days) * 86_400_000);

@@ -21,7 +21,15 @@ pub struct AuditEvent<'a> {
 }
 
 /// A row's hash: SHA-256 over its fields and the previous row's hash.
-pub fn row_hash(seq: i64, at: i64, action: &str, user_id: Option<&str>, case_id: Option<&str>, details: &str, prev_hash: &str) -> String {
+pub fn row_hash(
+    seq: i64,
+    at: i64,
+    action: &str,
+    user_id: Option<&str>,
+    case_id: Option<&str>,
+    details: &str,
+    prev_hash: &str,
+) -> String {
     // A JSON array is an unambiguous encoding of the fields.
     let canonical = serde_json::to_string(&(seq, at, action, user_id, case_id, details, prev_hash))
         .expect("serialising plain values cannot fail");
@@ -40,9 +48,8 @@ fn seal(key: &AuditKey, seq: i64, hash: &str) -> String {
 pub async fn record(tx: &mut AnyConnection, db: &Db, event: AuditEvent<'_>) -> Result<i64, AppError> {
     // Updating the single head row locks it until commit: writers take turns, so the chain
     // stays linear even with several app instances.
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-        .fetch_one(&mut *tx)
-        .await?;
+    let head =
+        sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash").fetch_one(&mut *tx).await?;
     let seq: i64 = head.get("seq");
     let prev_hash: String = head.get("hash");
     let at = now_ms();
@@ -63,7 +70,11 @@ pub async fn record(tx: &mut AnyConnection, db: &Db, event: AuditEvent<'_>) -> R
     .execute(&mut *tx)
     .await?;
     let mac = db.audit_key.as_ref().map(|key| seal(key, seq, &hash));
-    sqlx::query("UPDATE audit_head SET hash = $1, mac = $2 WHERE id = 1").bind(&hash).bind(mac).execute(&mut *tx).await?;
+    sqlx::query("UPDATE audit_head SET hash = $1, mac = $2 WHERE id = 1")
+        .bind(&hash)
+        .bind(mac)
+        .execute(&mut *tx)
+        .await?;
     Ok(seq)
 }
 
@@ -76,11 +87,10 @@ pub struct ChainReport {
 }
 
 pub async fn verify_chain(db: &Db) -> Result<ChainReport, AppError> {
-    let rows = sqlx::query(
-        "SELECT seq, at, action, user_id, case_id, details, prev_hash, hash FROM audit_log ORDER BY seq",
-    )
-    .fetch_all(&db.pool)
-    .await?;
+    let rows =
+        sqlx::query("SELECT seq, at, action, user_id, case_id, details, prev_hash, hash FROM audit_log ORDER BY seq")
+            .fetch_all(&db.pool)
+            .await?;
     let mut expected_prev = "0".repeat(64);
     for (index, row) in rows.iter().enumerate() {
         let seq: i64 = row.get("seq");
@@ -112,7 +122,8 @@ pub async fn verify_chain(db: &Db) -> Result<ChainReport, AppError> {
     // Rows cut from the end leave a chain that verifies by itself; the head row, written in
     // the same transaction as every append, still names the last one.
     let head = sqlx::query("SELECT seq, hash, mac FROM audit_head WHERE id = 1").fetch_one(&db.pool).await?;
-    let (head_seq, head_hash, head_mac): (i64, String, Option<String>) = (head.get("seq"), head.get("hash"), head.get("mac"));
+    let (head_seq, head_hash, head_mac): (i64, String, Option<String>) =
+        (head.get("seq"), head.get("hash"), head.get("mac"));
     let rows_count = rows.len() as i64;
     if head_seq != rows_count || head_hash != expected_prev {
         return Ok(ChainReport {
@@ -141,7 +152,10 @@ pub async fn verify_chain(db: &Db) -> Result<ChainReport, AppError> {
 /// Seals the current head with the audit key, after checking the chain: for a log written
 /// before the key was configured.
 pub async fn seal_head(db: &Db) -> Result<(), AppError> {
-    let key = db.audit_key.as_ref().ok_or_else(|| AppError::BadRequest("no audit key is configured (SEGLAB_AUDIT_KEY)".into()))?;
+    let key = db
+        .audit_key
+        .as_ref()
+        .ok_or_else(|| AppError::BadRequest("no audit key is configured (SEGLAB_AUDIT_KEY)".into()))?;
     let unkeyed = Db { audit_key: None, ..db.clone() };
     if let Some((seq, reason)) = verify_chain(&unkeyed).await?.first_broken {
         return Err(AppError::Conflict(format!("the chain is broken at row {seq} ({reason}); it is not sealed")));

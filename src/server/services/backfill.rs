@@ -23,12 +23,15 @@ pub async fn start(state: &AppState, user: &User, model_id: &str) -> Result<Back
     let mut tx = state.db.pool.begin().await?;
     // A write first: SQLite takes its write lock before any read, and PostgreSQL locks the
     // version's row until commit, so of two starts at once the later one sees the earlier's jobs.
-    let locked = sqlx::query("UPDATE models SET updated_at = updated_at WHERE id = $1").bind(model_id).execute(&mut *tx).await?;
+    let locked =
+        sqlx::query("UPDATE models SET updated_at = updated_at WHERE id = $1").bind(model_id).execute(&mut *tx).await?;
     if locked.rows_affected() == 0 {
         return Err(AppError::NotFound(format!("model {model_id}")));
     }
-    let model = sqlx::query("SELECT name, version, state FROM models WHERE id = $1").bind(model_id).fetch_one(&mut *tx).await?;
-    let (name, version, model_state): (String, String, String) = (model.get("name"), model.get("version"), model.get("state"));
+    let model =
+        sqlx::query("SELECT name, version, state FROM models WHERE id = $1").bind(model_id).fetch_one(&mut *tx).await?;
+    let (name, version, model_state): (String, String, String) =
+        (model.get("name"), model.get("version"), model.get("state"));
     if !matches!(ModelState::parse(&model_state), Some(ModelState::Shadow | ModelState::Registered)) {
         return Err(AppError::Conflict(format!(
             "{name} {version} is {model_state}; a backfill evaluates a shadow or registered version (production runs on every new case already)"
@@ -76,8 +79,14 @@ pub async fn start(state: &AppState, user: &User, model_id: &str) -> Result<Back
         .execute(&mut *tx)
         .await?;
     jobs::enqueue_backfill(&mut tx, state, &id, model_id, &cases).await?;
-    let details = json!({ "backfill_id": id, "model_id": model_id, "name": name, "version": version, "cases": cases.len() });
-    audit::record(&mut tx, &state.db, AuditEvent { action: "backfill_started", user_id: Some(&user.id), case_id: None, details }).await?;
+    let details =
+        json!({ "backfill_id": id, "model_id": model_id, "name": name, "version": version, "cases": cases.len() });
+    audit::record(
+        &mut tx,
+        &state.db,
+        AuditEvent { action: "backfill_started", user_id: Some(&user.id), case_id: None, details },
+    )
+    .await?;
     tx.commit().await?;
     state.jobs_ready.notify_waiters();
     tracing::info!(backfill_id = %id, %model_id, cases = cases.len(), "backfill started");
@@ -86,11 +95,12 @@ pub async fn start(state: &AppState, user: &User, model_id: &str) -> Result<Back
 
 /// `GET /backfills/{id}`.
 pub async fn progress(state: &AppState, id: &str) -> Result<BackfillProgress, AppError> {
-    let backfill = sqlx::query("SELECT model_id, total, cancelled_jobs, cancelled_at, created_at FROM backfills WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&state.db.pool)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("backfill {id}")))?;
+    let backfill =
+        sqlx::query("SELECT model_id, total, cancelled_jobs, cancelled_at, created_at FROM backfills WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&state.db.pool)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("backfill {id}")))?;
     let counts = sqlx::query(
         "SELECT status, COUNT(*) AS jobs, MAX(updated_at) AS last FROM model_jobs WHERE backfill_id = $1 GROUP BY status",
     )
@@ -120,7 +130,11 @@ pub async fn progress(state: &AppState, id: &str) -> Result<BackfillProgress, Ap
         match status.as_str() {
             "succeeded" | "failed" => {
                 last_finish = last_finish.max(row.get("last"));
-                if status == "succeeded" { progress.succeeded = jobs } else { progress.failed = jobs }
+                if status == "succeeded" {
+                    progress.succeeded = jobs
+                } else {
+                    progress.failed = jobs
+                }
             }
             "running" => progress.running = jobs,
             _ => progress.queued = jobs,
@@ -156,7 +170,11 @@ pub async fn cancel(state: &AppState, user: &User, id: &str) -> Result<BackfillP
     let at = now_ms();
     let mut tx = state.db.pool.begin().await?;
     // The write first: SQLite takes its write lock before any read.
-    let removed = sqlx::query("DELETE FROM model_jobs WHERE backfill_id = $1 AND status = 'queued'").bind(id).execute(&mut *tx).await?.rows_affected();
+    let removed = sqlx::query("DELETE FROM model_jobs WHERE backfill_id = $1 AND status = 'queued'")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     let updated = sqlx::query(
         "UPDATE backfills SET cancelled_jobs = cancelled_jobs + $1, cancelled_at = COALESCE(cancelled_at, $2) WHERE id = $3",
     )
@@ -169,7 +187,12 @@ pub async fn cancel(state: &AppState, user: &User, id: &str) -> Result<BackfillP
         return Err(AppError::NotFound(format!("backfill {id}")));
     }
     let details = json!({ "backfill_id": id, "removed_jobs": removed });
-    audit::record(&mut tx, &state.db, AuditEvent { action: "backfill_cancelled", user_id: Some(&user.id), case_id: None, details }).await?;
+    audit::record(
+        &mut tx,
+        &state.db,
+        AuditEvent { action: "backfill_cancelled", user_id: Some(&user.id), case_id: None, details },
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(backfill_id = %id, removed, "backfill cancelled");
     progress(state, id).await

@@ -19,7 +19,9 @@ use super::registry;
 use super::users::User;
 use super::volume_slabs::{self, PackedSlab, SlabManifest};
 use super::workflow;
-use crate::api::{Artifact, ArtifactKind, CaseArtifacts, CasePrediction, CaseSummary, LabelDef, MaskVersion, ModelState, ReviewBase};
+use crate::api::{
+    Artifact, ArtifactKind, CaseArtifacts, CasePrediction, CaseSummary, LabelDef, MaskVersion, ModelState, ReviewBase,
+};
 use crate::mask_ops::label_counts;
 use crate::nifti_io::{gzip, gzip_empty_mask, gzip_mask, mask_header, Volume, VolumeMeta};
 use crate::server::clock::now_ms;
@@ -113,9 +115,7 @@ impl Body {
             Body::Path(path) => path.as_path(),
             Body::Scratch(file) => file.path(),
         };
-        Ok(Box::new(BufReader::new(
-            File::open(path).map_err(AppError::internal)?,
-        )))
+        Ok(Box::new(BufReader::new(File::open(path).map_err(AppError::internal)?)))
     }
 
     fn size_and_sha256(&self) -> Result<(i64, String), AppError> {
@@ -125,7 +125,8 @@ impl Body {
             Body::Scratch(file) => file.path(),
         };
         let mut hasher = Sha256::new();
-        let size = std::io::copy(&mut File::open(path).map_err(AppError::internal)?, &mut hasher).map_err(AppError::internal)?;
+        let size = std::io::copy(&mut File::open(path).map_err(AppError::internal)?, &mut hasher)
+            .map_err(AppError::internal)?;
         Ok((size as i64, hex::encode(hasher.finalize())))
     }
 }
@@ -135,12 +136,15 @@ pub fn parse_label_names(specs: &[String]) -> Result<Vec<(u8, String)>, AppError
     specs
         .iter()
         .map(|spec| {
-            let (value, name) = spec.split_once('=').ok_or_else(|| {
-                AppError::BadRequest(format!("label {spec:?} should look like 1=liver"))
-            })?;
-            let value: u8 = value.trim().parse().ok().filter(|v| *v > 0).ok_or_else(|| {
-                AppError::BadRequest(format!("label value in {spec:?} must be 1–255"))
-            })?;
+            let (value, name) = spec
+                .split_once('=')
+                .ok_or_else(|| AppError::BadRequest(format!("label {spec:?} should look like 1=liver")))?;
+            let value: u8 = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| AppError::BadRequest(format!("label value in {spec:?} must be 1–255")))?;
             let name = name.trim();
             if name.is_empty() || name.len() > 64 {
                 return Err(AppError::BadRequest(format!("label name in {spec:?} must be 1–64 characters")));
@@ -179,16 +183,8 @@ fn stored_objects(
     new: NewCase,
     max_voxels: u64,
     scratch: &Path,
-) -> Result<
-    (
-        VolumeMeta,
-        Vec<LabelDef>,
-        BTreeMap<u8, u64>,
-        [StoredObject; 2],
-        (SlabManifest, Vec<PackedSlab>),
-    ),
-    AppError,
-> {
+) -> Result<(VolumeMeta, Vec<LabelDef>, BTreeMap<u8, u64>, [StoredObject; 2], (SlabManifest, Vec<PackedSlab>)), AppError>
+{
     let image = inspect("image", new.image.reader()?, max_voxels)?;
     let dims = image.meta.dims;
     let grid = SlabGrid::new(dims, 1, SlabKind::Mask);
@@ -204,16 +200,11 @@ fn stored_objects(
             let header = mask.header.clone();
             let labels = mask.into_labels("mask")?;
             let counts = label_counts(&labels);
-            let packed: Vec<PackedSlab> = (0..grid.count())
-                .map(|index| PackedSlab::pack(&labels[grid.byte_range(index)]))
-                .collect();
+            let packed: Vec<PackedSlab> =
+                (0..grid.count()).map(|index| PackedSlab::pack(&labels[grid.byte_range(index)])).collect();
             let ids = packed.iter().map(|slab| slab.id().to_string()).collect();
             let manifest = SlabManifest::new(grid, &mask_header(&header, dims), ids);
-            (
-                gzip_mask(&header, dims, &labels, 6),
-                counts,
-                (manifest, packed),
-            )
+            (gzip_mask(&header, dims, &labels, 6), counts, (manifest, packed))
         }
         None => {
             // Every slab is zeros: one stored slab (and one for a thinner last) serves them all.
@@ -223,18 +214,10 @@ fn stored_objects(
                 packed.push(PackedSlab::pack(&vec![0; grid.byte_range(last).len()]));
             }
             let ids = (0..grid.count())
-                .map(|index| {
-                    packed[usize::from(index == last && packed.len() == 2)]
-                        .id()
-                        .to_string()
-                })
+                .map(|index| packed[usize::from(index == last && packed.len() == 2)].id().to_string())
                 .collect();
             let manifest = SlabManifest::new(grid, &mask_header(&image.header, dims), ids);
-            (
-                gzip_empty_mask(&image.header, dims, 6),
-                BTreeMap::new(),
-                (manifest, packed),
-            )
+            (gzip_empty_mask(&image.header, dims, 6), BTreeMap::new(), (manifest, packed))
         }
     };
     let present: BTreeSet<u8> = counts.keys().copied().collect();
@@ -379,9 +362,16 @@ fn dims_of(row: &AnyRow) -> [u32; 3] {
 pub const MAX_CASES_PER_PAGE: u32 = 1000;
 
 /// One page (from 1) of the cases `user` may read, oldest first, and how many there are in all.
-pub async fn list_cases(state: &AppState, user: &User, page: u32, per_page: u32) -> Result<(Vec<CaseSummary>, i64), AppError> {
+pub async fn list_cases(
+    state: &AppState,
+    user: &User,
+    page: u32,
+    per_page: u32,
+) -> Result<(Vec<CaseSummary>, i64), AppError> {
     if page == 0 || per_page == 0 || per_page > MAX_CASES_PER_PAGE {
-        return Err(AppError::BadRequest(format!("`page` counts from 1 and `per_page` lies between 1 and {MAX_CASES_PER_PAGE}")));
+        return Err(AppError::BadRequest(format!(
+            "`page` counts from 1 and `per_page` lies between 1 and {MAX_CASES_PER_PAGE}"
+        )));
     }
     let readable = access::readable_condition(user, 1);
     let total: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM cases c WHERE {readable}"))
@@ -415,7 +405,11 @@ pub async fn list_cases(state: &AppState, user: &User, page: u32, per_page: u32)
 
 /// The image and the current mask of a case, each with a presigned GET URL. With
 /// `include_history`, also its newest saved mask versions (at most [`HISTORY_LIMIT`]).
-pub async fn case_artifacts(state: &AppState, access: &CaseAccess<Read>, include_history: bool) -> Result<CaseArtifacts, AppError> {
+pub async fn case_artifacts(
+    state: &AppState,
+    access: &CaseAccess<Read>,
+    include_history: bool,
+) -> Result<CaseArtifacts, AppError> {
     let (user, case_id) = (access.user(), access.case_id());
     let case = sqlx::query("SELECT name, labels_json, image_ref, head_mask_ref FROM cases WHERE id = $1")
         .bind(case_id)
@@ -448,8 +442,7 @@ pub async fn case_artifacts(state: &AppState, access: &CaseAccess<Read>, include
         };
         artifacts.push(Artifact {
             kind,
-            url: mask_versions::file_url(state, &object_ref, row.get::<i64, _>("file_stored") == 1)
-                .await?,
+            url: mask_versions::file_url(state, &object_ref, row.get::<i64, _>("file_stored") == 1).await?,
             slabs: volume_slabs::urls(state, case_id, &manifest).await?,
             url_expires_at_ms: expires_at,
             object_ref,
@@ -505,7 +498,8 @@ async fn predictions(state: &AppState, case_id: &str) -> Result<Vec<CasePredicti
         let object_ref: String = row.get("object_ref");
         let state_name: String = row.get("state");
         predictions.push(CasePrediction {
-            role: ModelState::parse(&state_name).ok_or_else(|| AppError::internal(format!("model state {state_name:?}")))?,
+            role: ModelState::parse(&state_name)
+                .ok_or_else(|| AppError::internal(format!("model state {state_name:?}")))?,
             model_id: row.get("id"),
             model_name: row.get("name"),
             model_version: row.get("version"),
@@ -541,7 +535,11 @@ pub const HISTORY_LIMIT: i64 = 200;
 
 /// The newest saved versions of the case, newest first, and how many there are in all.
 async fn mask_history(state: &AppState, case_id: &str) -> Result<(Vec<MaskVersion>, i64), AppError> {
-    let total: i64 = sqlx::query("SELECT COUNT(*) FROM labels WHERE case_id = $1").bind(case_id).fetch_one(&state.db.pool).await?.get(0);
+    let total: i64 = sqlx::query("SELECT COUNT(*) FROM labels WHERE case_id = $1")
+        .bind(case_id)
+        .fetch_one(&state.db.pool)
+        .await?
+        .get(0);
     let rows = sqlx::query(
         "SELECT l.id, u.username, l.old_mask_ref, l.new_mask_ref, l.voxels_changed, l.created_at, o.file_stored
          FROM labels l JOIN users u ON u.id = l.user_id JOIN objects o ON o.object_ref = l.new_mask_ref
@@ -558,12 +556,7 @@ async fn mask_history(state: &AppState, case_id: &str) -> Result<(Vec<MaskVersio
             label_id: row.get("id"),
             username: row.get("username"),
             old_mask_ref: row.get("old_mask_ref"),
-            url: mask_versions::file_url(
-                state,
-                &new_mask_ref,
-                row.get::<i64, _>("file_stored") == 1,
-            )
-            .await?,
+            url: mask_versions::file_url(state, &new_mask_ref, row.get::<i64, _>("file_stored") == 1).await?,
             new_mask_ref,
             voxels_changed: row.get("voxels_changed"),
             created_at_ms: row.get("created_at"),

@@ -58,11 +58,15 @@ fn check_request(request: &NewDataset) -> Result<(), AppError> {
     }
     let listed = [("case_ids", request.case_ids.as_ref().map_or(0, Vec::len)), ("splits", request.splits.len())];
     if let Some((field, entries)) = listed.into_iter().find(|(_, entries)| *entries > MAX_LISTED_CASES) {
-        return Err(AppError::Unprocessable(format!("{field} lists {entries} cases; at most {MAX_LISTED_CASES} are allowed")));
+        return Err(AppError::Unprocessable(format!(
+            "{field} lists {entries} cases; at most {MAX_LISTED_CASES} are allowed"
+        )));
     }
     let fractions = [request.validation_fraction, request.test_fraction];
     if fractions.iter().any(|f| !f.is_finite() || *f < 0.0) || fractions.iter().sum::<f64>() > 1.0 {
-        return Err(AppError::Unprocessable("validation_fraction and test_fraction are 0–1 and add up to at most 1".into()));
+        return Err(AppError::Unprocessable(
+            "validation_fraction and test_fraction are 0–1 and add up to at most 1".into(),
+        ));
     }
     Ok(())
 }
@@ -101,7 +105,8 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
     let mut frozen = Vec::with_capacity(selected.len());
     for row in selected {
         let case_id: String = row.get("id");
-        let labels: Vec<LabelDef> = serde_json::from_str(&row.get::<String, _>("labels_json")).map_err(AppError::internal)?;
+        let labels: Vec<LabelDef> =
+            serde_json::from_str(&row.get::<String, _>("labels_json")).map_err(AppError::internal)?;
         for label in labels {
             match label_map.get(&label.value) {
                 Some(name) if *name != label.name => {
@@ -113,14 +118,10 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
                 _ => label_map.insert(label.value, label.name),
             };
         }
-        let split = request.splits.get(&case_id).copied().unwrap_or_else(|| {
-            drawn_split(
-                request.seed,
-                &case_id,
-                request.validation_fraction,
-                request.test_fraction,
-            )
-        });
+        let split =
+            request.splits.get(&case_id).copied().unwrap_or_else(|| {
+                drawn_split(request.seed, &case_id, request.validation_fraction, request.test_fraction)
+            });
         let mask_ref: String = row.get("approved_mask_ref");
         let mut mask_sha256: String = row.get("mask_sha256");
         if mask_sha256.is_empty() {
@@ -174,7 +175,12 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
         .await?;
     }
     let details = json!({ "dataset_id": id, "name": name, "version": version, "cases": frozen.len() });
-    audit::record(&mut tx, &state.db, AuditEvent { action: "dataset_created", user_id: Some(&user.id), case_id: None, details }).await?;
+    audit::record(
+        &mut tx,
+        &state.db,
+        AuditEvent { action: "dataset_created", user_id: Some(&user.id), case_id: None, details },
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(dataset_id = %id, name, version, cases = frozen.len(), "dataset snapshot made");
     summary(state, &id).await
@@ -201,11 +207,13 @@ const SUMMARY_SQL: &str = "SELECT d.id, d.name, d.version, u.username AS created
      FROM datasets d JOIN users u ON u.id = d.created_by JOIN dataset_cases s ON s.dataset_id = d.id";
 
 async fn summary(state: &AppState, id: &str) -> Result<DatasetSummary, AppError> {
-    let row = sqlx::query(&format!("{SUMMARY_SQL} WHERE d.id = $1 GROUP BY d.id, d.name, d.version, u.username, d.created_at"))
-        .bind(id)
-        .fetch_optional(&state.db.pool)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("dataset {id}")))?;
+    let row = sqlx::query(&format!(
+        "{SUMMARY_SQL} WHERE d.id = $1 GROUP BY d.id, d.name, d.version, u.username, d.created_at"
+    ))
+    .bind(id)
+    .fetch_optional(&state.db.pool)
+    .await?
+    .ok_or_else(|| AppError::NotFound(format!("dataset {id}")))?;
     Ok(summary_of(&row))
 }
 
@@ -222,8 +230,11 @@ pub async fn list(state: &AppState) -> Result<Vec<DatasetSummary>, AppError> {
 /// `GET /datasets/{id}/manifest`: the snapshot's cases with presigned URLs.
 pub async fn manifest(state: &AppState, id: &str) -> Result<Manifest, AppError> {
     let dataset = summary(state, id).await?;
-    let label_map_json: String =
-        sqlx::query("SELECT label_map_json FROM datasets WHERE id = $1").bind(id).fetch_one(&state.db.pool).await?.get("label_map_json");
+    let label_map_json: String = sqlx::query("SELECT label_map_json FROM datasets WHERE id = $1")
+        .bind(id)
+        .fetch_one(&state.db.pool)
+        .await?
+        .get("label_map_json");
     let rows = sqlx::query(
         "SELECT case_id, case_name, image_ref, image_sha256, mask_ref, mask_sha256, split FROM dataset_cases
          WHERE dataset_id = $1 ORDER BY case_name, case_id",
@@ -240,7 +251,8 @@ pub async fn manifest(state: &AppState, id: &str) -> Result<Manifest, AppError> 
         cases.push(ManifestCase {
             case_id: row.get("case_id"),
             case_name: row.get("case_name"),
-            split: Split::parse(&split).ok_or_else(|| AppError::internal(format!("a snapshot holds split {split:?}")))?,
+            split: Split::parse(&split)
+                .ok_or_else(|| AppError::internal(format!("a snapshot holds split {split:?}")))?,
             image: file(row.get("image_ref"), row.get("image_sha256")).await?,
             mask: file(row.get("mask_ref"), row.get("mask_sha256")).await?,
         });
@@ -261,7 +273,13 @@ pub enum ExportFormat {
 /// Writes the snapshot into the empty (or new) folder `dir` in `format`, every file checked
 /// against its SHA-256 before it is written; `progress(done, total)` after each case. Returns
 /// the number of cases written.
-pub async fn export(state: &AppState, id: &str, dir: &Path, format: ExportFormat, mut progress: impl FnMut(usize, usize)) -> Result<usize, AppError> {
+pub async fn export(
+    state: &AppState,
+    id: &str,
+    dir: &Path,
+    format: ExportFormat,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<usize, AppError> {
     let manifest = manifest(state, id).await?;
     if dir.exists() && std::fs::read_dir(dir).map_err(AppError::internal)?.next().is_some() {
         return Err(AppError::Conflict(format!("{} is not empty; export into a new or empty folder", dir.display())));
@@ -278,8 +296,12 @@ pub async fn export(state: &AppState, id: &str, dir: &Path, format: ExportFormat
     for (n, case) in manifest.cases.iter().enumerate() {
         let identifier = format!("case_{:04}", n + 1);
         let (image_path, label_path) = match (format, case.split) {
-            (ExportFormat::Nnunet, Split::Test) => (format!("imagesTs/{identifier}_0000.nii.gz"), format!("labelsTs/{identifier}.nii.gz")),
-            (ExportFormat::Nnunet, _) => (format!("imagesTr/{identifier}_0000.nii.gz"), format!("labelsTr/{identifier}.nii.gz")),
+            (ExportFormat::Nnunet, Split::Test) => {
+                (format!("imagesTs/{identifier}_0000.nii.gz"), format!("labelsTs/{identifier}.nii.gz"))
+            }
+            (ExportFormat::Nnunet, _) => {
+                (format!("imagesTr/{identifier}_0000.nii.gz"), format!("labelsTr/{identifier}.nii.gz"))
+            }
             (ExportFormat::Monai, _) => (format!("images/{identifier}.nii.gz"), format!("labels/{identifier}.nii.gz")),
         };
         for (file, path) in [(&case.image, &image_path), (&case.mask, &label_path)] {
@@ -322,10 +344,17 @@ pub async fn export(state: &AppState, id: &str, dir: &Path, format: ExportFormat
                 }),
             )?;
             let identifiers = |split| in_split(split).map(|(identifier, ..)| identifier.clone()).collect::<Vec<_>>();
-            write_json("splits_final.json", json!([{ "train": identifiers(Split::Train), "val": identifiers(Split::Validation) }]))?;
+            write_json(
+                "splits_final.json",
+                json!([{ "train": identifiers(Split::Train), "val": identifiers(Split::Validation) }]),
+            )?;
         }
         ExportFormat::Monai => {
-            let list = |split| in_split(split).map(|(_, image, label, _)| json!({ "image": image, "label": label })).collect::<Vec<_>>();
+            let list = |split| {
+                in_split(split)
+                    .map(|(_, image, label, _)| json!({ "image": image, "label": label }))
+                    .collect::<Vec<_>>()
+            };
             write_json(
                 "datalist.json",
                 json!({
@@ -347,7 +376,10 @@ pub async fn export(state: &AppState, id: &str, dir: &Path, format: ExportFormat
             })
         })
         .collect();
-    write_json("seglab_manifest.json", json!({ "dataset": manifest.dataset, "label_map": manifest.label_map, "cases": cases }))?;
+    write_json(
+        "seglab_manifest.json",
+        json!({ "dataset": manifest.dataset, "label_map": manifest.label_map, "cases": cases }),
+    )?;
     Ok(total)
 }
 

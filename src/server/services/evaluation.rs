@@ -19,7 +19,10 @@ use tokio_util::task::TaskTracker;
 use super::mask_versions::load_mask;
 use super::registry::{active_models, model_card};
 use super::users::{Role, User};
-use crate::api::{AnchoredCase, LabelStats, ModelScore, ModelState, ModelSummary, PairedDice, PairedEvaluation, Stats, VersionEvaluation};
+use crate::api::{
+    AnchoredCase, LabelStats, ModelScore, ModelState, ModelSummary, PairedDice, PairedEvaluation, Stats,
+    VersionEvaluation,
+};
 use crate::metrics::{dice, hd95};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
@@ -66,10 +69,7 @@ struct ScoredCase {
 /// Computes and stores the scores of `case` for `labels`, all labels in one transaction (a
 /// partial set would look complete to readers).
 async fn compute(state: &AppState, case: &EvaluableCase, labels: Vec<u8>) -> Result<(), AppError> {
-    let (prediction, human) = (
-        load_mask(state, &case.prediction_ref).await?,
-        load_mask(state, &case.human_ref).await?,
-    );
+    let (prediction, human) = (load_mask(state, &case.prediction_ref).await?, load_mask(state, &case.human_ref).await?);
     if prediction.dims() != human.dims() {
         return Err(AppError::Internal(format!(
             "prediction {} and mask {} differ in size",
@@ -78,20 +78,11 @@ async fn compute(state: &AppState, case: &EvaluableCase, labels: Vec<u8>) -> Res
     }
     let computed = tokio::task::spawn_blocking(move || {
         let dims = human.dims().map(|d| d as usize);
-        let spacing =
-            [1, 2, 3].map(|axis| human.header.pixdim[axis].abs().max(f32::EPSILON) as f64);
+        let spacing = [1, 2, 3].map(|axis| human.header.pixdim[axis].abs().max(f32::EPSILON) as f64);
         let (prediction, human) = (prediction.labels(), human.labels());
         labels
             .into_iter()
-            .map(|value| {
-                (
-                    value,
-                    (
-                        dice(&prediction, &human, value),
-                        hd95(&prediction, &human, value, dims, spacing),
-                    ),
-                )
-            })
+            .map(|value| (value, (dice(&prediction, &human, value), hd95(&prediction, &human, value, dims, spacing))))
             .collect::<BTreeMap<_, _>>()
     })
     .await
@@ -190,15 +181,19 @@ pub async fn evaluate_pending(state: &AppState, worker: &str) -> Result<usize, A
         }
         match compute(state, &case, labels_of[&model_id].clone()).await {
             Ok(()) => {
-                sqlx::query("DELETE FROM evaluation_claims WHERE prediction_id = $1 AND human_ref = $2 AND worker = $3")
-                    .bind(&case.prediction_id)
-                    .bind(&case.human_ref)
-                    .bind(worker)
-                    .execute(&state.db.pool)
-                    .await?;
+                sqlx::query(
+                    "DELETE FROM evaluation_claims WHERE prediction_id = $1 AND human_ref = $2 AND worker = $3",
+                )
+                .bind(&case.prediction_id)
+                .bind(&case.human_ref)
+                .bind(worker)
+                .execute(&state.db.pool)
+                .await?;
                 stored += 1;
             }
-            Err(err) => tracing::warn!(prediction_id = %case.prediction_id, human_ref = %case.human_ref, %err, "evaluation failed; retried after its lease"),
+            Err(err) => {
+                tracing::warn!(prediction_id = %case.prediction_id, human_ref = %case.human_ref, %err, "evaluation failed; retried after its lease")
+            }
         }
     }
     Ok(stored)
@@ -286,7 +281,10 @@ async fn training_cases(state: &AppState, datasets: &[String]) -> Result<BTreeSe
 async fn anchored_cases(state: &AppState, versions: &[EvaluatedVersion]) -> Result<Vec<AnchoredCase>, AppError> {
     let mut anchored = Vec::new();
     for (_, model, _, cases) in versions {
-        let rows = sqlx::query("SELECT DISTINCT case_id FROM prelabels WHERE model_id = $1").bind(&model.id).fetch_all(&state.db.pool).await?;
+        let rows = sqlx::query("SELECT DISTINCT case_id FROM prelabels WHERE model_id = $1")
+            .bind(&model.id)
+            .fetch_all(&state.db.pool)
+            .await?;
         let prelabelled: BTreeSet<String> = rows.iter().map(|row| row.get("case_id")).collect();
         anchored.extend(cases.iter().filter(|case| prelabelled.contains(&case.case_id)).map(|case| AnchoredCase {
             case_id: case.case_id.clone(),
@@ -306,12 +304,7 @@ fn score(model: &ModelSummary, names: &BTreeMap<u8, String>, per_case: &[LabelSc
         .map(|(&label, name)| {
             let mut dices: Vec<f64> = per_case.iter().filter_map(|s| s.get(&label).and_then(|v| v.0)).collect();
             let mut distances: Vec<f64> = per_case.iter().filter_map(|s| s.get(&label).and_then(|v| v.1)).collect();
-            LabelStats {
-                label,
-                name: name.clone(),
-                dice: stats(&mut dices),
-                hd95_mm: stats(&mut distances),
-            }
+            LabelStats { label, name: name.clone(), dice: stats(&mut dices), hd95_mm: stats(&mut distances) }
         })
         .collect();
     ModelScore { model: model.clone(), labels }
@@ -332,7 +325,8 @@ async fn evaluable_version(
     excluded: &mut BTreeSet<String>,
 ) -> Result<(BTreeMap<u8, String>, Vec<ScoredCase>), AppError> {
     let card = model_card(state, &model.id).await?;
-    let names: BTreeMap<u8, String> = card.label_map.iter().filter_map(|(v, n)| Some((v.parse().ok()?, n.clone()))).collect();
+    let names: BTreeMap<u8, String> =
+        card.label_map.iter().filter_map(|(v, n)| Some((v.parse().ok()?, n.clone()))).collect();
     let training = training_cases(state, &card.training_datasets).await?;
     let mut cases = scored_cases(state, &model.id).await?;
     cases.retain(|case| {
@@ -359,7 +353,11 @@ pub async fn version_evaluation(state: &AppState, user: &User, model_id: &str) -
             None => pending_cases += 1,
         }
     }
-    Ok(VersionEvaluation { score: score(&model, &names, &scored), pending_cases, excluded_training_cases: excluded.len() })
+    Ok(VersionEvaluation {
+        score: score(&model, &names, &scored),
+        pending_cases,
+        excluded_training_cases: excluded.len(),
+    })
 }
 
 /// Production against shadow for model `name`, on the cases both have predicted and a person
@@ -378,7 +376,8 @@ pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Res
     // With both versions, compare only on cases both predicted.
     if versions.len() == 2 {
         let second: BTreeSet<&String> = versions[1].3.iter().map(|c| &c.case_id).collect();
-        let shared: BTreeSet<String> = versions[0].3.iter().map(|c| &c.case_id).filter(|id| second.contains(id)).cloned().collect();
+        let shared: BTreeSet<String> =
+            versions[0].3.iter().map(|c| &c.case_id).filter(|id| second.contains(id)).cloned().collect();
         for version in &mut versions {
             version.3.retain(|c| shared.contains(&c.case_id));
         }
@@ -429,7 +428,9 @@ pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Res
         let case_names: BTreeMap<&String, &String> = versions[0].3.iter().map(|c| (&c.case_id, &c.case_name)).collect();
         for (case_id, p_scores) in production {
             for (label, (p_dice, _)) in p_scores {
-                if let (Some(p_dice), Some((Some(s_dice), _))) = (p_dice, shadow.get(case_id).and_then(|s| s.get(label))) {
+                if let (Some(p_dice), Some((Some(s_dice), _))) =
+                    (p_dice, shadow.get(case_id).and_then(|s| s.get(label)))
+                {
                     result.pairs.push(PairedDice {
                         case_id: case_id.clone(),
                         case_name: case_names.get(case_id).map(|n| n.to_string()).unwrap_or_default(),

@@ -124,7 +124,13 @@ async fn try_claim(db: &Db, user_id: &str, key: &IdempotencyKey, fingerprint: &s
 }
 
 /// Stores the response, inside the transaction that commits the work.
-pub async fn complete(tx: &mut AnyConnection, user_id: &str, key: &IdempotencyKey, status: u16, body: &str) -> Result<(), AppError> {
+pub async fn complete(
+    tx: &mut AnyConnection,
+    user_id: &str,
+    key: &IdempotencyKey,
+    status: u16,
+    body: &str,
+) -> Result<(), AppError> {
     sqlx::query(
         "UPDATE idempotency_keys SET state = 'done', response_status = $1, response_body = $2
          WHERE user_id = $3 AND idem_key = $4",

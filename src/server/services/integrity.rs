@@ -24,7 +24,8 @@ pub async fn verify_objects(state: &AppState) -> Result<ObjectsReport, AppError>
     .await?;
     let mut problems = Vec::new();
     for row in &rows {
-        let (object_ref, size, sha256): (String, i64, String) = (row.get("object_ref"), row.get("size_bytes"), row.get("sha256"));
+        let (object_ref, size, sha256): (String, i64, String) =
+            (row.get("object_ref"), row.get("size_bytes"), row.get("sha256"));
         match state.store.get(&object_ref).await {
             Err(err) => problems.push(format!("{object_ref}: cannot be read ({err})")),
             Ok(bytes) if bytes.len() as i64 != size => {

@@ -9,9 +9,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
+use super::access::{readable_condition, CaseAccess, Read};
 use super::audit::{self, AuditEvent};
 use super::users::User;
-use super::access::{readable_condition, CaseAccess, Read};
 use crate::api::{Job, JobStatus, ModelState, ModelSummary};
 use crate::server::clock::now_ms;
 use crate::server::db::Backend;
@@ -60,9 +60,12 @@ pub async fn enqueue(
     let at = now_ms();
     let mut jobs = Vec::new();
     for model in active {
-        let job = NewJob { run_id: &run_id, case_id, model_id: &model.id, role: model.state, trigger, backfill_id: None };
+        let job =
+            NewJob { run_id: &run_id, case_id, model_id: &model.id, role: model.state, trigger, backfill_id: None };
         let job_id = insert(tx, state, job, at).await?;
-        jobs.push(json!({ "job_id": job_id, "model_id": model.id, "version": model.version, "role": model.state.as_str() }));
+        jobs.push(
+            json!({ "job_id": job_id, "model_id": model.id, "version": model.version, "role": model.state.as_str() }),
+        );
     }
     if !jobs.is_empty() {
         audit::record(
@@ -116,10 +119,23 @@ async fn insert(tx: &mut AnyConnection, state: &AppState, job: NewJob<'_>, at: i
 /// Enqueues the jobs of backfill `backfill_id` (also their run id): `model_id` on each case,
 /// as shadow runs (their output goes apart and never pre-labels a case), behind every job of
 /// imports and people.
-pub async fn enqueue_backfill(tx: &mut AnyConnection, state: &AppState, backfill_id: &str, model_id: &str, case_ids: &[String]) -> Result<(), AppError> {
+pub async fn enqueue_backfill(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    backfill_id: &str,
+    model_id: &str,
+    case_ids: &[String],
+) -> Result<(), AppError> {
     let at = now_ms();
     for case_id in case_ids {
-        let job = NewJob { run_id: backfill_id, case_id, model_id, role: ModelState::Shadow, trigger: Trigger::Backfill, backfill_id: Some(backfill_id) };
+        let job = NewJob {
+            run_id: backfill_id,
+            case_id,
+            model_id,
+            role: ModelState::Shadow,
+            trigger: Trigger::Backfill,
+            backfill_id: Some(backfill_id),
+        };
         insert(tx, state, job, at).await?;
     }
     Ok(())
@@ -257,7 +273,13 @@ pub async fn claim(state: &AppState, worker: &str) -> Result<Option<Claimed>, Ap
 /// Marks `job` succeeded with its output and records the prediction, inside the caller's
 /// transaction; `false` when this worker no longer holds the job (its lease ran out and
 /// another worker took it over, whose result will count).
-pub async fn succeed(tx: &mut AnyConnection, job: &Claimed, worker: &str, output_ref: &str, at: i64) -> Result<bool, AppError> {
+pub async fn succeed(
+    tx: &mut AnyConnection,
+    job: &Claimed,
+    worker: &str,
+    output_ref: &str,
+    at: i64,
+) -> Result<bool, AppError> {
     let finished = sqlx::query(
         "UPDATE model_jobs SET status = 'succeeded', output_ref = $1, lease_until = NULL, last_error = NULL, updated_at = $2
          WHERE id = $3 AND worker = $4 AND status = 'running'",
@@ -332,7 +354,10 @@ mod tests {
             detail: "POST http://gpu:8080/v2/models/m/infer answered: secret".into(),
         };
         let stored = stored_error(&refused);
-        assert_eq!(readable_error(stored.clone(), false), "the inference server refused the request (status 400) (attempt 1)");
+        assert_eq!(
+            readable_error(stored.clone(), false),
+            "the inference server refused the request (status 400) (attempt 1)"
+        );
         assert_eq!(readable_error(stored, true), refused.to_string());
         // Our own messages read the same for everyone.
         let ours = stored_error(&AppError::Unprocessable("the case image is stored LPS; the model expects RAS".into()));

@@ -13,10 +13,10 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::access::{CaseAccess, Save};
 use super::audit::{self, AuditEvent};
 use super::idempotency::{self, Claim, IdempotencyKey};
 use super::mask_versions::{self, load_mask, NewVersion};
-use super::access::{CaseAccess, Save};
 use super::volume_slabs::SlabManifest;
 use super::workflow;
 use crate::api::{LabelDef, LabelSaved, SaveLabelRequest};
@@ -43,7 +43,11 @@ pub async fn save_label(
     request: &SaveLabelRequest,
 ) -> Result<SaveOutcome, AppError> {
     if access.case_id() != request.case_id {
-        return Err(AppError::internal(format!("a permission to save on case {} used for case {}", access.case_id(), request.case_id)));
+        return Err(AppError::internal(format!(
+            "a permission to save on case {} used for case {}",
+            access.case_id(),
+            request.case_id
+        )));
     }
     let key = IdempotencyKey::parse(idempotency_key)?;
     let user = access.user().clone();
@@ -87,12 +91,13 @@ async fn apply_and_commit(
     if head != request.base_mask_ref {
         return Err(AppError::StaleBase { base: request.base_mask_ref.clone(), current: head });
     }
-    let labels: Vec<LabelDef> = serde_json::from_str(&case.get::<String, _>("labels_json")).map_err(AppError::internal)?;
+    let labels: Vec<LabelDef> =
+        serde_json::from_str(&case.get::<String, _>("labels_json")).map_err(AppError::internal)?;
     let allowed: Vec<u8> = labels.iter().map(|l| l.value).collect();
     let dims = ["dim_i", "dim_j", "dim_k"].map(|c| case.get::<i64, _>(c) as u32);
     let voxel_count = dims.iter().map(|&d| d as u64).product();
-    let edits = MaskEdits::decode(encoded_edits, voxel_count, &allowed)
-        .map_err(|e| AppError::Unprocessable(e.to_string()))?;
+    let edits =
+        MaskEdits::decode(encoded_edits, voxel_count, &allowed).map_err(|e| AppError::Unprocessable(e.to_string()))?;
     let base_manifest = SlabManifest::parse(&case.get::<String, _>("slabs_json"))?;
 
     // Only the slabs the edits touch are copied, edited and written; the rest are shared with
@@ -111,25 +116,15 @@ async fn apply_and_commit(
     for (index, slab) in edited {
         slabs[index] = Arc::from(slab);
     }
-    let mask = DecodedMask {
-        header: base.header.clone(),
-        grid: base.grid,
-        slabs,
-    };
-    let stored =
-        mask_versions::store_version(state, case_id, base_manifest.as_ref(), mask, changed).await?;
+    let mask = DecodedMask { header: base.header.clone(), grid: base.grid, slabs };
+    let stored = mask_versions::store_version(state, case_id, base_manifest.as_ref(), mask, changed).await?;
     let new_mask_ref = stored.object_ref.clone();
 
     let saved = LabelSaved { label_id: Uuid::new_v4().to_string(), new_mask_ref: new_mask_ref.clone(), voxels_changed };
     let body = serde_json::to_string(&saved).map_err(AppError::internal)?;
     let created_at = now_ms();
     let mut tx = state.db.pool.begin().await?;
-    let version = NewVersion {
-        case_id,
-        replaces: &head,
-        stored: &stored,
-        created_at,
-    };
+    let version = NewVersion { case_id, replaces: &head, stored: &stored, created_at };
     if !mask_versions::commit(&mut tx, &version).await? {
         tx.rollback().await?;
         let current = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
@@ -182,8 +177,16 @@ async fn apply_and_commit(
 
 /// Inside the save's transaction (the case's row is locked): adds the edit's changes to the
 /// case's label counts, unless those are not known (cases imported before they were kept).
-async fn update_label_counts(tx: &mut sqlx::AnyConnection, case_id: &str, changes: &LabelChanges) -> Result<(), AppError> {
-    let stored: String = sqlx::query("SELECT label_counts_json FROM cases WHERE id = $1").bind(case_id).fetch_one(&mut *tx).await?.get(0);
+async fn update_label_counts(
+    tx: &mut sqlx::AnyConnection,
+    case_id: &str,
+    changes: &LabelChanges,
+) -> Result<(), AppError> {
+    let stored: String = sqlx::query("SELECT label_counts_json FROM cases WHERE id = $1")
+        .bind(case_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
     if stored.is_empty() || changes.is_empty() {
         return Ok(());
     }

@@ -38,15 +38,9 @@ pub async fn load_mask(state: &AppState, object_ref: &str) -> Result<Arc<Decoded
     };
     let mask = match (stored, manifest) {
         (Some(row), Some(manifest)) => {
-            let slabs =
-                volume_slabs::load(state, &row.get::<String, _>("case_id"), &manifest).await?;
-            let header = nifti::NiftiHeader::from_reader(&manifest.header_bytes()?[..])
-                .map_err(AppError::internal)?;
-            DecodedMask {
-                header,
-                grid: manifest.grid,
-                slabs,
-            }
+            let slabs = volume_slabs::load(state, &row.get::<String, _>("case_id"), &manifest).await?;
+            let header = nifti::NiftiHeader::from_reader(&manifest.header_bytes()?[..]).map_err(AppError::internal)?;
+            DecodedMask { header, grid: manifest.grid, slabs }
         }
         _ => {
             let bytes = state.store.get(object_ref).await?;
@@ -54,11 +48,7 @@ pub async fn load_mask(state: &AppState, object_ref: &str) -> Result<Arc<Decoded
             tokio::task::spawn_blocking(move || -> Result<DecodedMask, AppError> {
                 let volume = Volume::parse_within("stored mask", &bytes, max_voxels)?;
                 let (header, dims) = (volume.header.clone(), volume.meta.dims);
-                Ok(DecodedMask::from_labels(
-                    header,
-                    dims,
-                    &volume.into_labels("stored mask")?,
-                ))
+                Ok(DecodedMask::from_labels(header, dims, &volume.into_labels("stored mask")?))
             })
             .await
             .map_err(AppError::internal)??
@@ -93,18 +83,10 @@ pub async fn store_version(
         Some(_) => changed,
         None => (0..mask.grid.count()).collect(),
     };
-    let slabs: Vec<Arc<[u8]>> = to_write
-        .iter()
-        .map(|&index| mask.slabs[index].clone())
-        .collect();
-    let packed = tokio::task::spawn_blocking(move || {
-        slabs
-            .iter()
-            .map(|raw| PackedSlab::pack(raw))
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(AppError::internal)?;
+    let slabs: Vec<Arc<[u8]>> = to_write.iter().map(|&index| mask.slabs[index].clone()).collect();
+    let packed = tokio::task::spawn_blocking(move || slabs.iter().map(|raw| PackedSlab::pack(raw)).collect::<Vec<_>>())
+        .await
+        .map_err(AppError::internal)?;
     let mut ids = match base {
         Some(manifest) => manifest.slabs.clone(),
         None => vec![String::new(); mask.grid.count()],
@@ -114,12 +96,7 @@ pub async fn store_version(
     }
     let written = volume_slabs::put(state, case_id, packed).await?;
     let manifest = SlabManifest::new(mask.grid, &mask_header(&mask.header, mask.grid.dims), ids);
-    Ok(StoredVersion {
-        object_ref: mask_object_ref(case_id),
-        manifest,
-        written,
-        mask,
-    })
+    Ok(StoredVersion { object_ref: mask_object_ref(case_id), manifest, written, mask })
 }
 
 /// A mask version already written to storage, to become its case's current mask.
@@ -137,13 +114,12 @@ pub struct NewVersion<'a> {
 /// longer `replaces`: someone committed another version first, and this one must not silently
 /// discard theirs.
 pub async fn commit(tx: &mut AnyConnection, version: &NewVersion<'_>) -> Result<bool, AppError> {
-    let moved =
-        sqlx::query("UPDATE cases SET head_mask_ref = $1 WHERE id = $2 AND head_mask_ref = $3")
-            .bind(&version.stored.object_ref)
-            .bind(version.case_id)
-            .bind(version.replaces)
-            .execute(&mut *tx)
-            .await?;
+    let moved = sqlx::query("UPDATE cases SET head_mask_ref = $1 WHERE id = $2 AND head_mask_ref = $3")
+        .bind(&version.stored.object_ref)
+        .bind(version.case_id)
+        .bind(version.replaces)
+        .execute(&mut *tx)
+        .await?;
     if moved.rows_affected() != 1 {
         return Ok(false);
     }
@@ -159,23 +135,13 @@ pub async fn commit(tx: &mut AnyConnection, version: &NewVersion<'_>) -> Result<
     .bind(version.replaces)
     .execute(&mut *tx)
     .await?;
-    volume_slabs::record(
-        tx,
-        version.case_id,
-        &version.stored.written,
-        version.created_at,
-    )
-    .await?;
+    volume_slabs::record(tx, version.case_id, &version.stored.written, version.created_at).await?;
     Ok(true)
 }
 
 /// Where mask version `object_ref` downloads as a `.nii.gz`: a presigned URL once its file is
 /// written, else the API path (the same as the key) that writes it and redirects.
-pub async fn file_url(
-    state: &AppState,
-    object_ref: &str,
-    file_stored: bool,
-) -> Result<String, AppError> {
+pub async fn file_url(state: &AppState, object_ref: &str, file_stored: bool) -> Result<String, AppError> {
     if file_stored {
         state.store.presign_get(object_ref).await
     } else {
@@ -198,19 +164,20 @@ pub async fn ensure_file(state: &AppState, object_ref: &str) -> Result<String, A
     }
     turn.did_work();
     let mask = load_mask(state, object_ref).await?;
-    let file = tokio::task::spawn_blocking(move || {
-        gzip_mask_slabs(&mask.header, mask.dims(), &mask.slabs, SLAB_GZIP_LEVEL)
-    })
-    .await
-    .map_err(AppError::internal)?;
+    let file =
+        tokio::task::spawn_blocking(move || gzip_mask_slabs(&mask.header, mask.dims(), &mask.slabs, SLAB_GZIP_LEVEL))
+            .await
+            .map_err(AppError::internal)?;
     let (size, sha256) = (file.len() as i64, hex::encode(Sha256::digest(&file)));
     state.store.put(object_ref, file).await?;
-    sqlx::query("UPDATE objects SET file_stored = 1, size_bytes = $1, sha256 = $2 WHERE object_ref = $3 AND file_stored = 0")
-        .bind(size)
-        .bind(&sha256)
-        .bind(object_ref)
-        .execute(&state.db.pool)
-        .await?;
+    sqlx::query(
+        "UPDATE objects SET file_stored = 1, size_bytes = $1, sha256 = $2 WHERE object_ref = $3 AND file_stored = 0",
+    )
+    .bind(size)
+    .bind(&sha256)
+    .bind(object_ref)
+    .execute(&state.db.pool)
+    .await?;
     tracing::info!(%object_ref, size, "mask version file written");
     Ok(sha256)
 }

@@ -14,13 +14,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use super::access::{CaseAccess, RunModels};
 use super::audit::{self, AuditEvent};
 use super::jobs::{self, Claimed, JobFilter, Trigger};
 use super::mask_versions::{self, load_mask, NewVersion};
 use super::registry;
-use crate::mask_ops::label_counts;
-use super::access::{CaseAccess, RunModels};
 use crate::api::RunStarted;
+use crate::mask_ops::label_counts;
 use crate::nifti_io::{gzip_mask, Volume};
 use crate::server::clock::now_ms;
 use crate::server::db::Db;
@@ -122,19 +122,12 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
     })
     .await
     .map_err(AppError::internal)?;
-    let output_ref = format!(
-        "predictions/{}/{}/{}/{}.nii.gz",
-        job.role,
-        job.case_id,
-        job.model_id,
-        Uuid::new_v4()
-    );
+    let output_ref = format!("predictions/{}/{}/{}/{}.nii.gz", job.role, job.case_id, job.model_id, Uuid::new_v4());
     state.store.put(&output_ref, output).await?;
     let prelabel = match (blank, mask) {
-        (Some(blank), Some(mask)) => Some((
-            blank,
-            mask_versions::store_version(state, &job.case_id, None, mask, Vec::new()).await?,
-        )),
+        (Some(blank), Some(mask)) => {
+            Some((blank, mask_versions::store_version(state, &job.case_id, None, mask, Vec::new()).await?))
+        }
         _ => None,
     };
 
@@ -144,12 +137,7 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
         return Err(AppError::Conflict("the job's lease expired while it ran".into()));
     }
     if let Some((blank, stored)) = &prelabel {
-        let version = NewVersion {
-            case_id: &job.case_id,
-            replaces: blank,
-            stored,
-            created_at: at,
-        };
+        let version = NewVersion { case_id: &job.case_id, replaces: blank, stored, created_at: at };
         prelabel_case(&mut tx, &state.db, job, &version, &counts).await?;
     }
     tx.commit().await?;
@@ -175,11 +163,7 @@ async fn blank_head(state: &AppState, case_id: &str) -> Result<Option<String>, A
         return Ok(None);
     }
     let mask = load_mask(state, &head).await?;
-    Ok(mask
-        .slabs
-        .iter()
-        .all(|slab| slab.iter().all(|&v| v == 0))
-        .then_some(head))
+    Ok(mask.slabs.iter().all(|slab| slab.iter().all(|&v| v == 0)).then_some(head))
 }
 
 /// Makes `version` (a copy of the job's output) the case's mask if the mask is still the
@@ -206,15 +190,13 @@ async fn prelabel_case(
         .bind(&job.case_id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "INSERT INTO prelabels (mask_ref, case_id, model_id, created_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(&version.stored.object_ref)
-    .bind(&job.case_id)
-    .bind(&job.model_id)
-    .bind(version.created_at)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query("INSERT INTO prelabels (mask_ref, case_id, model_id, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&version.stored.object_ref)
+        .bind(&job.case_id)
+        .bind(&job.model_id)
+        .bind(version.created_at)
+        .execute(&mut *tx)
+        .await?;
     audit::record(
         tx,
         db,

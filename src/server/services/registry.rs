@@ -20,7 +20,9 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
 use super::users::{Role, User};
-use crate::api::{ActiveModels, ArtifactFormat, ArtifactSpec, ModelCard, ModelDetail, ModelState, ModelSummary, Rollback, StateChange};
+use crate::api::{
+    ActiveModels, ArtifactFormat, ArtifactSpec, ModelCard, ModelDetail, ModelState, ModelSummary, Rollback, StateChange,
+};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::inference;
@@ -71,8 +73,9 @@ fn check_rules(card: &ModelCard, servers: &AllowedServers) -> Result<(), AppErro
     if !name_ok {
         return Err(unprocessable("model card field `name`: use 1–100 lowercase letters, digits, `-`, `_` or `.`"));
     }
-    semver::Version::parse(&card.version)
-        .map_err(|e| unprocessable(format!("model card field `version`: {:?} is not a semantic version ({e})", card.version)))?;
+    semver::Version::parse(&card.version).map_err(|e| {
+        unprocessable(format!("model card field `version`: {:?} is not a semantic version ({e})", card.version))
+    })?;
     if card.label_map.is_empty() {
         return Err(unprocessable("model card field `label_map`: name at least one label"));
     }
@@ -97,7 +100,10 @@ fn check_rules(card: &ModelCard, servers: &AllowedServers) -> Result<(), AppErro
     }
     let spec = &card.input_spec;
     if !VOXEL_TYPES.contains(&spec.voxel_type.as_str()) {
-        return Err(unprocessable(format!("model card field `input_spec.voxel_type`: one of {}", VOXEL_TYPES.join(", "))));
+        return Err(unprocessable(format!(
+            "model card field `input_spec.voxel_type`: one of {}",
+            VOXEL_TYPES.join(", ")
+        )));
     }
     let axes = spec.orientation.as_bytes();
     let axis_of = |c: u8| match c {
@@ -115,14 +121,18 @@ fn check_rules(card: &ModelCard, servers: &AllowedServers) -> Result<(), AppErro
     if spec.spacing_mm.is_some_and(|s| s.iter().any(|v| !(v.is_finite() && *v > 0.0))) {
         return Err(unprocessable("model card field `input_spec.spacing_mm`: three positive numbers"));
     }
-    for (field, text) in [("intended_use", &card.intended_use), ("limitations", &card.limitations), ("license", &card.license)] {
+    for (field, text) in
+        [("intended_use", &card.intended_use), ("limitations", &card.limitations), ("license", &card.license)]
+    {
         if text.trim().is_empty() {
             return Err(unprocessable(format!("model card field `{field}`: must not be empty")));
         }
     }
     for (index, metric) in card.metrics.iter().enumerate() {
         if metric.name.trim().is_empty() || metric.dataset.trim().is_empty() || !metric.value.is_finite() {
-            return Err(unprocessable(format!("model card field `metrics[{index}]`: name, dataset and a finite value are required")));
+            return Err(unprocessable(format!(
+                "model card field `metrics[{index}]`: name, dataset and a finite value are required"
+            )));
         }
     }
     let sha = &card.artifact.sha256;
@@ -153,7 +163,10 @@ fn check_remote(artifact: &ArtifactSpec, servers: &AllowedServers) -> Result<(),
                 ));
             }
             match artifact.endpoint.as_deref() {
-                Some(endpoint) => servers.check(endpoint).map(drop).map_err(|why| unprocessable(format!("model card field `artifact.endpoint`: {why}"))),
+                Some(endpoint) => servers
+                    .check(endpoint)
+                    .map(drop)
+                    .map_err(|why| unprocessable(format!("model card field `artifact.endpoint`: {why}"))),
                 None => Ok(()),
             }
         }
@@ -182,13 +195,24 @@ pub fn may_register(user: &User) -> Result<(), AppError> {
     user.require_any(&Role::COORDINATORS, "register models")
 }
 
-pub async fn register(state: &AppState, user: &User, card_json: &str, artifact: &Path) -> Result<ModelSummary, AppError> {
+pub async fn register(
+    state: &AppState,
+    user: &User,
+    card_json: &str,
+    artifact: &Path,
+) -> Result<ModelSummary, AppError> {
     may_register(user)?;
     let card = parse_card(card_json, &state.inference_servers)?;
     for dataset in &card.training_datasets {
-        let known = sqlx::query("SELECT 1 FROM datasets WHERE id = $1").bind(dataset).fetch_optional(&state.db.pool).await?.is_some();
+        let known = sqlx::query("SELECT 1 FROM datasets WHERE id = $1")
+            .bind(dataset)
+            .fetch_optional(&state.db.pool)
+            .await?
+            .is_some();
         if !known {
-            return Err(unprocessable(format!("model card field `training_datasets`: there is no dataset snapshot {dataset}")));
+            return Err(unprocessable(format!(
+                "model card field `training_datasets`: there is no dataset snapshot {dataset}"
+            )));
         }
     }
     // The artifact stays on disk: its digest is computed and tract reads it from the file.
@@ -365,7 +389,10 @@ pub async fn transition(state: &AppState, user: &User, id: &str, to: ModelState)
         .map_err(|e| {
             unique_conflict(
                 e,
-                format!("another version of {} is already in {to}; move it first (at most one {to} version per name)", current.name),
+                format!(
+                    "another version of {} is already in {to}; move it first (at most one {to} version per name)",
+                    current.name
+                ),
             )
         })?;
     if changed.rows_affected() == 0 {
@@ -379,10 +406,17 @@ pub async fn transition(state: &AppState, user: &User, id: &str, to: ModelState)
         "from": current.state.as_str(), "to": to.as_str(),
     }));
     for details in audit_rows {
-        audit::record(&mut tx, &state.db, AuditEvent { action: "model_state", user_id: Some(&user.id), case_id: None, details }).await?;
+        audit::record(
+            &mut tx,
+            &state.db,
+            AuditEvent { action: "model_state", user_id: Some(&user.id), case_id: None, details },
+        )
+        .await?;
     }
     // PostgreSQL checks the unique indexes at each statement; SQLite may at commit.
-    tx.commit().await.map_err(|e| unique_conflict(e, format!("another version of {} is already in {to}", current.name)))?;
+    tx.commit()
+        .await
+        .map_err(|e| unique_conflict(e, format!("another version of {} is already in {to}", current.name)))?;
     tracing::info!(model_id = %id, from = %current.state, %to, "model state changed");
     Ok(ModelSummary { state: to, updated_at_ms: at, ..current })
 }
@@ -428,7 +462,8 @@ pub async fn timeline(state: &AppState, name: &str) -> Result<Vec<StateChange>, 
     .await?;
     let mut changes = Vec::new();
     for row in rows {
-        let details: serde_json::Value = serde_json::from_str(&row.get::<String, _>("details")).map_err(AppError::internal)?;
+        let details: serde_json::Value =
+            serde_json::from_str(&row.get::<String, _>("details")).map_err(AppError::internal)?;
         if details["name"] != name {
             continue;
         }
@@ -440,7 +475,11 @@ pub async fn timeline(state: &AppState, name: &str) -> Result<Vec<StateChange>, 
             model_id: text("model_id").unwrap_or_default(),
             version: text("version").unwrap_or_default(),
             from: if registration { None } else { state_of("from") },
-            to: if registration { ModelState::Registered } else { state_of("to").ok_or_else(|| AppError::internal("a state change without its state"))? },
+            to: if registration {
+                ModelState::Registered
+            } else {
+                state_of("to").ok_or_else(|| AppError::internal("a state change without its state"))?
+            },
             by: row.get("username"),
             reason: text("reason"),
             rollback: details["rollback"] == true,
@@ -455,7 +494,9 @@ pub async fn production_at(state: &AppState, name: &str, at_ms: i64) -> Result<O
     for change in timeline(state, name).await?.into_iter().take_while(|change| change.at_ms <= at_ms) {
         if change.to == ModelState::Production {
             current = Some((change.model_id, change.version));
-        } else if change.from == Some(ModelState::Production) && current.as_ref().is_some_and(|c| c.0 == change.model_id) {
+        } else if change.from == Some(ModelState::Production)
+            && current.as_ref().is_some_and(|c| c.0 == change.model_id)
+        {
             current = None;
         }
     }
@@ -483,7 +524,12 @@ pub async fn rollback(state: &AppState, user: &User, id: &str) -> Result<Rollbac
     }
     let previous_id = previous_production(&timeline(state, &current.name).await?, &current.id)
         .map(|change| change.model_id.clone())
-        .ok_or_else(|| AppError::Conflict(format!("no earlier version of {} was in production; there is nothing to roll back to", current.name)))?;
+        .ok_or_else(|| {
+            AppError::Conflict(format!(
+                "no earlier version of {} was in production; there is nothing to roll back to",
+                current.name
+            ))
+        })?;
     let previous = summary(&model_row(state, &previous_id).await?)?;
     let at = now_ms();
     let mut tx = state.db.pool.begin().await?;
@@ -497,7 +543,10 @@ pub async fn rollback(state: &AppState, user: &User, id: &str) -> Result<Rollbac
             .execute(&mut *tx)
             .await?;
         if changed.rows_affected() == 0 {
-            return Err(AppError::Conflict(format!("{} {} changed state while this request ran; reload and try again", model.name, model.version)));
+            return Err(AppError::Conflict(format!(
+                "{} {} changed state while this request ran; reload and try again",
+                model.name, model.version
+            )));
         }
     }
     for (model, to, reason) in [
@@ -508,7 +557,12 @@ pub async fn rollback(state: &AppState, user: &User, id: &str) -> Result<Rollbac
             "model_id": model.id, "name": model.name, "version": model.version,
             "from": model.state.as_str(), "to": to.as_str(), "reason": reason, "rollback": true,
         });
-        audit::record(&mut tx, &state.db, AuditEvent { action: "model_state", user_id: Some(&user.id), case_id: None, details }).await?;
+        audit::record(
+            &mut tx,
+            &state.db,
+            AuditEvent { action: "model_state", user_id: Some(&user.id), case_id: None, details },
+        )
+        .await?;
     }
     tx.commit().await?;
     tracing::warn!(name = %current.name, from = %current.version, to = %previous.version, "production rolled back");
@@ -557,7 +611,9 @@ mod tests {
         let mut c = card();
         c["limitations"] = json!("phantoms\u{0} only");
         match parse_card(&c.to_string(), &servers()) {
-            Err(AppError::BadRequest(message)) => assert!(message.starts_with("model card field `limitations` holds"), "{message}"),
+            Err(AppError::BadRequest(message)) => {
+                assert!(message.starts_with("model card field `limitations` holds"), "{message}")
+            }
             other => panic!("expected a 400, got {other:?}"),
         }
     }
@@ -605,9 +661,13 @@ mod tests {
         c["artifact"]["endpoint"] = json!("ftp://gpu:8080");
         assert!(refusal(c.clone()).contains("artifact.endpoint"));
         c["artifact"]["endpoint"] = json!("https://elsewhere.example:8443/kserve");
-        assert!(refusal(c.clone()).contains("model card field `artifact.endpoint`: elsewhere.example:8443 is not an inference server"));
+        assert!(refusal(c.clone())
+            .contains("model card field `artifact.endpoint`: elsewhere.example:8443 is not an inference server"));
         c["artifact"]["endpoint"] = json!("https://gpu.example:8443/kserve#");
-        assert!(refusal(c.clone()).contains("model card field `artifact.endpoint`"), "a fragment would choose the path");
+        assert!(
+            refusal(c.clone()).contains("model card field `artifact.endpoint`"),
+            "a fragment would choose the path"
+        );
         c["artifact"]["endpoint"] = json!("https://gpu.example:8443/kserve");
         assert!(parse_card(&c.to_string(), &servers()).is_ok());
         let mut c = card();
@@ -618,7 +678,8 @@ mod tests {
     #[test]
     fn output_channels_are_at_most_256_distinct_values() {
         let mut c = card();
-        c["label_map"] = (1..=255).map(|v| (v.to_string(), json!(format!("label {v}")))).collect::<serde_json::Map<_, _>>().into();
+        c["label_map"] =
+            (1..=255).map(|v| (v.to_string(), json!(format!("label {v}")))).collect::<serde_json::Map<_, _>>().into();
         c["output_channels"] = json!((0..=255).collect::<Vec<u8>>());
         assert!(parse_card(&c.to_string(), &servers()).is_ok(), "every label value once");
         c["output_channels"] = json!((0..=256).map(|v| v % 256).collect::<Vec<u32>>());

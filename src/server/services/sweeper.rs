@@ -26,13 +26,14 @@ const SWEEP_EVERY: Duration = Duration::from_secs(600);
 pub async fn sweep_orphans(state: &AppState, min_age: Duration) -> Result<usize, AppError> {
     let mut stored = state.store.list_with_age("cases/").await?;
     stored.extend(state.store.list_with_age("predictions/").await?);
-    let known: HashSet<String> =
-        sqlx::query("SELECT object_ref FROM objects UNION SELECT object_ref FROM predictions UNION SELECT object_ref FROM slabs")
-            .fetch_all(&state.db.pool)
-            .await?
-            .into_iter()
-            .map(|row| row.get("object_ref"))
-            .collect();
+    let known: HashSet<String> = sqlx::query(
+        "SELECT object_ref FROM objects UNION SELECT object_ref FROM predictions UNION SELECT object_ref FROM slabs",
+    )
+    .fetch_all(&state.db.pool)
+    .await?
+    .into_iter()
+    .map(|row| row.get("object_ref"))
+    .collect();
     let cutoff = now_ms() - min_age.as_millis() as i64;
     let mut deleted = 0;
     for (object_ref, modified) in stored {
@@ -66,15 +67,16 @@ pub async fn count_unknown_labels(state: &AppState) -> Result<usize, AppError> {
                 continue;
             }
         };
-        let counts = tokio::task::spawn_blocking(move || label_counts(&mask.labels()))
-            .await
-            .map_err(AppError::internal)?;
-        let updated = sqlx::query("UPDATE cases SET label_counts_json = $1 WHERE id = $2 AND head_mask_ref = $3 AND label_counts_json = ''")
-            .bind(serde_json::to_string(&counts).map_err(AppError::internal)?)
-            .bind(&case_id)
-            .bind(&mask_ref)
-            .execute(&state.db.pool)
-            .await?;
+        let counts =
+            tokio::task::spawn_blocking(move || label_counts(&mask.labels())).await.map_err(AppError::internal)?;
+        let updated = sqlx::query(
+            "UPDATE cases SET label_counts_json = $1 WHERE id = $2 AND head_mask_ref = $3 AND label_counts_json = ''",
+        )
+        .bind(serde_json::to_string(&counts).map_err(AppError::internal)?)
+        .bind(&case_id)
+        .bind(&mask_ref)
+        .execute(&state.db.pool)
+        .await?;
         counted += updated.rows_affected() as usize;
     }
     Ok(counted)

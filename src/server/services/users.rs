@@ -50,9 +50,7 @@ impl FromStr for Role {
     type Err = AppError;
     fn from_str(s: &str) -> Result<Self, AppError> {
         Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
-            AppError::BadRequest(format!(
-                "unknown role {s:?}; roles are labeler, reviewer, ml_engineer, admin"
-            ))
+            AppError::BadRequest(format!("unknown role {s:?}; roles are labeler, reviewer, ml_engineer, admin"))
         })
     }
 }
@@ -96,7 +94,12 @@ pub fn token_hash(token: &str) -> String {
 
 /// Records `token` (its hash) for `user_id` in the caller's transaction, valid until revoked
 /// or until `expires_at_ms`.
-pub async fn store_token(tx: &mut sqlx::AnyConnection, user_id: &str, token: &str, expires_at_ms: Option<i64>) -> Result<(), AppError> {
+pub async fn store_token(
+    tx: &mut sqlx::AnyConnection,
+    user_id: &str,
+    token: &str,
+    expires_at_ms: Option<i64>,
+) -> Result<(), AppError> {
     sqlx::query("INSERT INTO api_tokens (token_sha256, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
         .bind(token_hash(token))
         .bind(user_id)
@@ -125,7 +128,12 @@ pub fn is_valid_username(username: &str) -> bool {
 
 /// Creates a user and returns it with a new API token (shown once; only its hash is kept);
 /// with a `password` the user can also log in from the browser.
-pub async fn add_user(db: &Db, username: &str, roles: &[Role], password: Option<&str>) -> Result<(User, String), AppError> {
+pub async fn add_user(
+    db: &Db,
+    username: &str,
+    roles: &[Role],
+    password: Option<&str>,
+) -> Result<(User, String), AppError> {
     if !is_valid_username(username) {
         return Err(AppError::BadRequest(format!(
             "invalid username {username:?}: use 1–64 letters, digits, '.', '_' or '-'"
@@ -156,7 +164,9 @@ pub async fn add_user(db: &Db, username: &str, roles: &[Role], password: Option<
         .execute(&mut *tx)
         .await
         .map_err(|err| match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => AppError::Conflict(format!("user {username:?} already exists")),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                AppError::Conflict(format!("user {username:?} already exists"))
+            }
             _ => err.into(),
         })?;
     store_token(&mut tx, &user.id, &token, None).await?;
@@ -215,10 +225,11 @@ pub async fn login(db: &Db, username: &str, password: &str) -> Result<User, AppE
         )));
     }
     // A disabled user is refused like an unknown one.
-    let row = sqlx::query("SELECT id, username, roles, password_hash FROM users WHERE username = $1 AND disabled_at IS NULL")
-        .bind(username)
-        .fetch_optional(&db.pool)
-        .await?;
+    let row =
+        sqlx::query("SELECT id, username, roles, password_hash FROM users WHERE username = $1 AND disabled_at IS NULL")
+            .bind(username)
+            .fetch_optional(&db.pool)
+            .await?;
     let (user, stored_hash) = match row {
         Some(row) => (Some(user_from_row(&row)), row.get::<Option<String>, _>("password_hash")),
         None => (None, None),
@@ -244,7 +255,12 @@ pub async fn login(db: &Db, username: &str, password: &str) -> Result<User, AppE
     audit::record(
         &mut tx,
         db,
-        AuditEvent { action: outcome.0, user_id: outcome.1, case_id: None, details: serde_json::json!({ "username": attempted }) },
+        AuditEvent {
+            action: outcome.0,
+            user_id: outcome.1,
+            case_id: None,
+            details: serde_json::json!({ "username": attempted }),
+        },
     )
     .await?;
     tx.commit().await?;

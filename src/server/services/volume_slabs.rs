@@ -34,11 +34,7 @@ pub struct SlabManifest {
 
 impl SlabManifest {
     pub fn new(grid: SlabGrid, header_bytes: &[u8], slabs: Vec<String>) -> SlabManifest {
-        SlabManifest {
-            grid,
-            header: base64::engine::general_purpose::STANDARD.encode(header_bytes),
-            slabs,
-        }
+        SlabManifest { grid, header: base64::engine::general_purpose::STANDARD.encode(header_bytes), slabs }
     }
 
     /// The manifest recorded in `slabs_json`; none for a volume stored only as a file.
@@ -46,12 +42,10 @@ impl SlabManifest {
         if json.is_empty() {
             return Ok(None);
         }
-        let manifest: SlabManifest = serde_json::from_str(json)
-            .map_err(|e| AppError::internal(format!("slab manifest: {e}")))?;
+        let manifest: SlabManifest =
+            serde_json::from_str(json).map_err(|e| AppError::internal(format!("slab manifest: {e}")))?;
         if manifest.slabs.len() != manifest.grid.count() {
-            return Err(AppError::internal(
-                "slab manifest: its slabs do not match its grid",
-            ));
+            return Err(AppError::internal("slab manifest: its slabs do not match its grid"));
         }
         Ok(Some(manifest))
     }
@@ -81,9 +75,7 @@ impl SlabManifest {
     }
 
     pub fn header_bytes(&self) -> Result<Vec<u8>, AppError> {
-        base64::engine::general_purpose::STANDARD
-            .decode(&self.header)
-            .map_err(AppError::internal)
+        base64::engine::general_purpose::STANDARD.decode(&self.header).map_err(AppError::internal)
     }
 }
 
@@ -109,10 +101,7 @@ pub struct PackedSlab {
 impl PackedSlab {
     /// Compresses `raw` (CPU work: call off the async threads).
     pub fn pack(raw: &[u8]) -> PackedSlab {
-        PackedSlab {
-            id: Uuid::new_v4().simple().to_string(),
-            stored: slabs::compress(raw),
-        }
+        PackedSlab { id: Uuid::new_v4().simple().to_string(), stored: slabs::compress(raw) }
     }
 
     pub fn id(&self) -> &str {
@@ -141,20 +130,13 @@ async fn put_packed(
     put_one(state, case_id, packed?).await
 }
 
-async fn put_one(
-    state: &AppState,
-    case_id: &str,
-    slab: PackedSlab,
-) -> Result<StoredSlab, AppError> {
+async fn put_one(state: &AppState, case_id: &str, slab: PackedSlab) -> Result<StoredSlab, AppError> {
     let record = StoredSlab {
         size_bytes: slab.stored.len() as i64,
         sha256: hex::encode(Sha256::digest(&slab.stored)),
         id: slab.id,
     };
-    state
-        .store
-        .put(&slab_ref(case_id, &record.id), slab.stored)
-        .await?;
+    state.store.put(&slab_ref(case_id, &record.id), slab.stored).await?;
     Ok(record)
 }
 
@@ -166,14 +148,16 @@ pub async fn record(
     created_at: i64,
 ) -> Result<(), AppError> {
     for slab in stored {
-        sqlx::query("INSERT INTO slabs (object_ref, case_id, size_bytes, sha256, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(slab_ref(case_id, &slab.id))
-            .bind(case_id)
-            .bind(slab.size_bytes)
-            .bind(&slab.sha256)
-            .bind(created_at)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO slabs (object_ref, case_id, size_bytes, sha256, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(slab_ref(case_id, &slab.id))
+        .bind(case_id)
+        .bind(slab.size_bytes)
+        .bind(&slab.sha256)
+        .bind(created_at)
+        .execute(&mut *tx)
+        .await?;
     }
     Ok(())
 }
@@ -189,8 +173,7 @@ pub async fn put_file(
     file: Box<dyn std::io::BufRead + Send>,
 ) -> Result<(SlabManifest, Vec<StoredSlab>), AppError> {
     let max_voxels = state.config.max_volume_voxels;
-    let (sender, mut receiver) =
-        tokio::sync::mpsc::channel::<Result<PackedSlab, AppError>>(SLABS_IN_FLIGHT);
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Result<PackedSlab, AppError>>(SLABS_IN_FLIGHT);
     let (head_sender, head) = tokio::sync::oneshot::channel();
     let reader = tokio::task::spawn_blocking(move || {
         let mut reader = match SlabReader::open(what, file, max_voxels, kind) {
@@ -208,22 +191,14 @@ pub async fn put_file(
         }
     });
     let slabs = futures::stream::poll_fn(|cx| receiver.poll_recv(cx));
-    let stored: Result<Vec<StoredSlab>, AppError> = slabs
-        .map(|packed| put_packed(state, case_id, packed))
-        .buffered(SLABS_IN_FLIGHT)
-        .try_collect()
-        .await;
+    let stored: Result<Vec<StoredSlab>, AppError> =
+        slabs.map(|packed| put_packed(state, case_id, packed)).buffered(SLABS_IN_FLIGHT).try_collect().await;
     drop(receiver);
     let _ = reader.await;
     let stored = stored?;
-    let (grid, header_bytes) = head
-        .await
-        .map_err(|_| AppError::internal("the slab reader stopped before the header"))?;
-    let manifest = SlabManifest::new(
-        grid,
-        &header_bytes,
-        stored.iter().map(|s| s.id.clone()).collect(),
-    );
+    let (grid, header_bytes) =
+        head.await.map_err(|_| AppError::internal("the slab reader stopped before the header"))?;
+    let manifest = SlabManifest::new(grid, &header_bytes, stored.iter().map(|s| s.id.clone()).collect());
     Ok((manifest, stored))
 }
 
@@ -248,20 +223,15 @@ async fn load_one(
 ) -> Result<Arc<[u8]>, AppError> {
     let stored = state.store.get(&slab_ref(case_id, &id)).await?;
     let expected = grid.byte_range(index).len();
-    let raw = tokio::task::spawn_blocking(move || {
-        slabs::decompress(&format!("stored slab {index}"), &stored, expected)
-    })
-    .await
-    .map_err(AppError::internal)??;
+    let raw =
+        tokio::task::spawn_blocking(move || slabs::decompress(&format!("stored slab {index}"), &stored, expected))
+            .await
+            .map_err(AppError::internal)??;
     Ok(Arc::from(raw))
 }
 
 /// Presigned URLs of a volume's slabs, for the browser.
-pub async fn urls(
-    state: &AppState,
-    case_id: &str,
-    manifest: &SlabManifest,
-) -> Result<VolumeSlabs, AppError> {
+pub async fn urls(state: &AppState, case_id: &str, manifest: &SlabManifest) -> Result<VolumeSlabs, AppError> {
     let (distinct, positions) = manifest.distinct();
     let mut urls = Vec::with_capacity(distinct.len());
     for (_, id) in distinct {
@@ -295,12 +265,11 @@ pub async fn ensure(state: &AppState, object_ref: &str) -> Result<SlabManifest, 
     let file = tokio_util::io::SyncIoBridge::new(state.store.get_reader(object_ref).await?);
     let (manifest, stored) = put_file(state, &case_id, "stored volume", kind, Box::new(file)).await?;
     let mut tx = state.db.begin_write().await?;
-    let updated =
-        sqlx::query("UPDATE objects SET slabs_json = $1 WHERE object_ref = $2 AND slabs_json = ''")
-            .bind(manifest.to_json())
-            .bind(object_ref)
-            .execute(&mut *tx)
-            .await?;
+    let updated = sqlx::query("UPDATE objects SET slabs_json = $1 WHERE object_ref = $2 AND slabs_json = ''")
+        .bind(manifest.to_json())
+        .bind(object_ref)
+        .execute(&mut *tx)
+        .await?;
     if updated.rows_affected() == 1 {
         record(&mut tx, &case_id, &stored, now_ms()).await?;
         tx.commit().await?;

@@ -57,10 +57,18 @@ pub async fn on_save(tx: &mut AnyConnection, state: &AppState, access: &mut Case
     access.recheck(tx, access::rules(state)).await?;
     let (user, case_id, case) = (access.user(), access.case_id(), access.facts());
     if case.assignee_id.is_none() && !user.has_role(Role::Admin) {
-        sqlx::query("UPDATE cases SET assignee_id = $1 WHERE id = $2").bind(&user.id).bind(case_id).execute(&mut *tx).await?;
-        let details = json!({ "assignee": user.username, "reason": "first save" });
-        audit::record(tx, &state.db, AuditEvent { action: "case_taken", user_id: Some(&user.id), case_id: Some(case_id), details })
+        sqlx::query("UPDATE cases SET assignee_id = $1 WHERE id = $2")
+            .bind(&user.id)
+            .bind(case_id)
+            .execute(&mut *tx)
             .await?;
+        let details = json!({ "assignee": user.username, "reason": "first save" });
+        audit::record(
+            tx,
+            &state.db,
+            AuditEvent { action: "case_taken", user_id: Some(&user.id), case_id: Some(case_id), details },
+        )
+        .await?;
     }
     // One write of the row: who saved last, and in progress (whatever it was before).
     sqlx::query("UPDATE cases SET last_saved_at = $1, last_saved_by = $2, status = $3 WHERE id = $4")
@@ -72,8 +80,12 @@ pub async fn on_save(tx: &mut AnyConnection, state: &AppState, access: &mut Case
         .await?;
     if case.status != CaseStatus::InProgress {
         let details = json!({ "from": case.status.as_str(), "to": "in_progress", "reason": "save" });
-        audit::record(tx, &state.db, AuditEvent { action: "case_status", user_id: Some(&user.id), case_id: Some(case_id), details })
-            .await?;
+        audit::record(
+            tx,
+            &state.db,
+            AuditEvent { action: "case_status", user_id: Some(&user.id), case_id: Some(case_id), details },
+        )
+        .await?;
     }
     Ok(())
 }
@@ -86,13 +98,19 @@ async fn user_with_role(conn: &mut AnyConnection, name: &str, role: Role) -> Res
         .await?
         .ok_or_else(|| AppError::Unprocessable(format!("there is no active user named {name:?}")))?;
     if !parse_roles(&row.get::<String, _>("roles")).contains(&role) {
-        return Err(AppError::Unprocessable(format!("{name} does not have the role {role}, so cannot be the case's {role}")));
+        return Err(AppError::Unprocessable(format!(
+            "{name} does not have the role {role}, so cannot be the case's {role}"
+        )));
     }
     Ok(row.get("id"))
 }
 
 /// `PUT /cases/{id}/assignment`: sets (or clears) the case's labeler and reviewer.
-pub async fn assign(state: &AppState, access: CaseAccess<Assign>, request: &AssignCase) -> Result<CaseWorkflow, AppError> {
+pub async fn assign(
+    state: &AppState,
+    access: CaseAccess<Assign>,
+    request: &AssignCase,
+) -> Result<CaseWorkflow, AppError> {
     let (user, case_id) = (access.user(), access.case_id());
     let mut conn = state.db.pool.acquire().await?;
     let assignee = match &request.assignee {
@@ -106,19 +124,26 @@ pub async fn assign(state: &AppState, access: CaseAccess<Assign>, request: &Assi
     drop(conn);
     // The write comes first in the transaction (SQLite takes its write lock before any read).
     let mut tx = state.db.pool.begin().await?;
-    let changed = sqlx::query("UPDATE cases SET assignee_id = $1, reviewer_id = $2, restricted = COALESCE($3, restricted) WHERE id = $4")
-        .bind(&assignee)
-        .bind(&reviewer)
-        .bind(request.restricted.map(i64::from))
-        .bind(case_id)
-        .execute(&mut *tx)
-        .await?;
+    let changed = sqlx::query(
+        "UPDATE cases SET assignee_id = $1, reviewer_id = $2, restricted = COALESCE($3, restricted) WHERE id = $4",
+    )
+    .bind(&assignee)
+    .bind(&reviewer)
+    .bind(request.restricted.map(i64::from))
+    .bind(case_id)
+    .execute(&mut *tx)
+    .await?;
     if changed.rows_affected() == 0 {
         return Err(AppError::NotFound(format!("case {case_id}")));
     }
-    let details = json!({ "assignee": request.assignee, "reviewer": request.reviewer, "restricted": request.restricted });
-    audit::record(&mut tx, &state.db, AuditEvent { action: "case_assigned", user_id: Some(&user.id), case_id: Some(case_id), details })
-        .await?;
+    let details =
+        json!({ "assignee": request.assignee, "reviewer": request.reviewer, "restricted": request.restricted });
+    audit::record(
+        &mut tx,
+        &state.db,
+        AuditEvent { action: "case_assigned", user_id: Some(&user.id), case_id: Some(case_id), details },
+    )
+    .await?;
     let workflow = workflow_of(&mut tx, case_id).await?;
     tx.commit().await?;
     Ok(workflow)
@@ -161,7 +186,12 @@ pub async fn take(state: &AppState, mut access: CaseAccess<Take>) -> Result<Case
         return Ok(workflow);
     }
     let details = json!({ "assignee": user.username, "reason": "taken" });
-    audit::record(&mut tx, &state.db, AuditEvent { action: "case_taken", user_id: Some(&user.id), case_id: Some(case_id), details }).await?;
+    audit::record(
+        &mut tx,
+        &state.db,
+        AuditEvent { action: "case_taken", user_id: Some(&user.id), case_id: Some(case_id), details },
+    )
+    .await?;
     let workflow = workflow_of(&mut tx, case_id).await?;
     tx.commit().await?;
     Ok(workflow)
@@ -169,15 +199,26 @@ pub async fn take(state: &AppState, mut access: CaseAccess<Take>) -> Result<Case
 
 /// `PUT /cases/{id}/status`: submit, approve (pinning the current mask version), request
 /// changes or reopen, with an optional comment (required when sending back or reopening).
-pub async fn change_status(state: &AppState, mut access: CaseAccess<Transition>, request: &ChangeStatus) -> Result<CaseWorkflow, AppError> {
+pub async fn change_status(
+    state: &AppState,
+    mut access: CaseAccess<Transition>,
+    request: &ChangeStatus,
+) -> Result<CaseWorkflow, AppError> {
     let to = access.action().0;
     if to != request.status {
-        return Err(AppError::internal(format!("a permission to move the case to {} used for {}", to.as_str(), request.status.as_str())));
+        return Err(AppError::internal(format!(
+            "a permission to move the case to {} used for {}",
+            to.as_str(),
+            request.status.as_str()
+        )));
     }
     let comment = request.comment.as_deref().map(str::trim).filter(|text| !text.is_empty());
     let needs_comment = matches!(to, CaseStatus::ChangesRequested | CaseStatus::InProgress);
     if needs_comment && comment.is_none() {
-        return Err(AppError::Unprocessable(format!("say why in a comment: moving a case to {} needs one", to.as_str())));
+        return Err(AppError::Unprocessable(format!(
+            "say why in a comment: moving a case to {} needs one",
+            to.as_str()
+        )));
     }
     if comment.is_some_and(|text| text.len() > MAX_COMMENT_BYTES) {
         return Err(AppError::Unprocessable(format!("a comment holds at most {MAX_COMMENT_BYTES} bytes")));
@@ -194,7 +235,11 @@ pub async fn change_status(state: &AppState, mut access: CaseAccess<Transition>,
     access.recheck(&mut tx, access::rules(state)).await?;
     let (user, case_id, from) = (access.user(), access.case_id(), access.facts().status);
     let pin = if to == CaseStatus::Approved { ", approved_mask_ref = head_mask_ref" } else { "" };
-    sqlx::query(&format!("UPDATE cases SET status = $1{pin} WHERE id = $2")).bind(to.as_str()).bind(case_id).execute(&mut *tx).await?;
+    sqlx::query(&format!("UPDATE cases SET status = $1{pin} WHERE id = $2"))
+        .bind(to.as_str())
+        .bind(case_id)
+        .execute(&mut *tx)
+        .await?;
     let comment_id = match comment {
         Some(body) => Some(add_comment(&mut tx, user, case_id, body, request.anchor).await?),
         None => None,
@@ -207,7 +252,12 @@ pub async fn change_status(state: &AppState, mut access: CaseAccess<Transition>,
         "comment": comment,
         "approved_mask_ref": (to == CaseStatus::Approved).then_some(&workflow.approved_mask_ref),
     });
-    audit::record(&mut tx, &state.db, AuditEvent { action: "case_status", user_id: Some(&user.id), case_id: Some(case_id), details }).await?;
+    audit::record(
+        &mut tx,
+        &state.db,
+        AuditEvent { action: "case_status", user_id: Some(&user.id), case_id: Some(case_id), details },
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(case_id, from = from.as_str(), to = to.as_str(), user = %user.username, "case status changed");
     Ok(workflow)
@@ -221,12 +271,20 @@ async fn check_anchor(conn: &mut AnyConnection, case_id: &str, anchor: [u32; 3])
         .await?;
     let dims = ["dim_i", "dim_j", "dim_k"].map(|column| row.get::<i64, _>(column));
     if anchor.iter().zip(dims).any(|(&at, size)| at as i64 >= size) {
-        return Err(AppError::Unprocessable(format!("the comment's voxel {anchor:?} lies outside the volume {dims:?}")));
+        return Err(AppError::Unprocessable(format!(
+            "the comment's voxel {anchor:?} lies outside the volume {dims:?}"
+        )));
     }
     Ok(())
 }
 
-async fn add_comment(tx: &mut AnyConnection, user: &User, case_id: &str, body: &str, anchor: Option<[u32; 3]>) -> Result<String, AppError> {
+async fn add_comment(
+    tx: &mut AnyConnection,
+    user: &User,
+    case_id: &str,
+    body: &str,
+    anchor: Option<[u32; 3]>,
+) -> Result<String, AppError> {
     let id = Uuid::new_v4().to_string();
     let [i, j, k] = anchor.map(|a| a.map(|at| Some(at as i64))).unwrap_or([None; 3]);
     sqlx::query(

@@ -32,7 +32,11 @@ impl Filter {
     }
 
     fn sql(&self) -> String {
-        if self.conditions.is_empty() { String::new() } else { format!("WHERE {}", self.conditions.join(" AND ")) }
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
     }
 }
 
@@ -82,7 +86,9 @@ fn filter(user: &User, query: &WorklistQuery, backend: Backend, search: Option<(
         None => {}
         Some("me") => filter.condition("c.assignee_id = ?", Some(user.id.clone())),
         Some("none") => filter.condition("c.assignee_id IS NULL", None),
-        Some(name) => filter.condition("c.assignee_id = (SELECT id FROM users WHERE username = ?)", Some(name.to_string())),
+        Some(name) => {
+            filter.condition("c.assignee_id = (SELECT id FROM users WHERE username = ?)", Some(name.to_string()))
+        }
     }
     if let Some((text, plan)) = search {
         match (plan, backend) {
@@ -152,7 +158,11 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
             count.cases = row.get::<i64, _>("cases") as u64;
         }
     }
-    let total = counts.iter().filter(|count| query.status.is_none_or(|status| status == count.status)).map(|count| count.cases).sum();
+    let total = counts
+        .iter()
+        .filter(|count| query.status.is_none_or(|status| status == count.status))
+        .map(|count| count.cases)
+        .sum();
 
     if let Some(status) = query.status {
         filter.condition("c.status = ?", Some(status.as_str().to_string()));
@@ -183,7 +193,8 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
                 id: row.get("id"),
                 name: row.get("name"),
                 dims: ["dim_i", "dim_j", "dim_k"].map(|column| row.get::<i64, _>(column) as u32),
-                status: CaseStatus::parse(&status).ok_or_else(|| AppError::internal(format!("a case has status {status:?}")))?,
+                status: CaseStatus::parse(&status)
+                    .ok_or_else(|| AppError::internal(format!("a case has status {status:?}")))?,
                 assignee: row.get("assignee"),
                 reviewer: row.get("reviewer"),
                 last_saved_by: row.get("last_saved_by"),
