@@ -7,7 +7,10 @@
 //! Run: `cargo bench --features ssr --bench save_path` (after `.ci/setup test`, which makes the
 //! Python environment with nibabel).
 
-#[path = "../tests/common/mod.rs"]
+// A benchmark stops at the first failure: it unwraps.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../tests/api/common.rs"]
 mod common;
 
 use std::process::Command;
@@ -18,11 +21,12 @@ use common::TestApp;
 use seglab::api::{LabelSaved, SaveLabelRequest};
 use seglab::edits::MaskEdits;
 use seglab::nifti_io::gzip_mask;
+use seglab::server::identity::Role;
 use seglab::server::mask_cache::HeadCache;
 use seglab::server::services::access;
 use seglab::server::services::cases::{import_case, NewCase};
 use seglab::server::services::labels::save_label;
-use seglab::server::services::users::{user_for_token, Role};
+use seglab::server::services::users::user_for_token;
 use serde_json::json;
 use sqlx::Row;
 

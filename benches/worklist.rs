@@ -6,13 +6,16 @@
 //! Run: `cargo bench --features ssr --bench worklist` (SQLite and the embedded store), and
 //! after `source .ci/services` for PostgreSQL and Garage.
 
-#[path = "../tests/common/mod.rs"]
+// A benchmark stops at the first failure: it unwraps.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../tests/api/common.rs"]
 mod common;
 
 use std::time::Instant;
 
 use common::TestApp;
-use seglab::server::services::users::Role;
+use seglab::server::identity::Role;
 
 const CASES: usize = 100_000;
 const LABELERS: usize = 50;

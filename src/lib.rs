@@ -12,6 +12,7 @@ pub mod app;
 #[cfg(feature = "hydrate")]
 pub mod browser;
 pub mod edits;
+pub mod geometry;
 pub mod mask_ops;
 pub mod metrics;
 pub mod nifti_io;
@@ -20,7 +21,11 @@ pub mod slabs;
 pub mod viewer;
 
 #[cfg(feature = "ssr")]
+pub mod cli;
+#[cfg(feature = "ssr")]
 pub mod server;
+#[cfg(feature = "ssr")]
+pub mod startup;
 
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]

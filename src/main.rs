@@ -8,7 +8,7 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = seglab::server::config::Cli::parse();
-    match seglab::server::cli::run(cli).await {
+    match seglab::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");

@@ -26,7 +26,7 @@ const MAX_EXTENSION_BYTES: u64 = 16 << 20;
 #[derive(Clone, Debug, PartialEq)]
 pub struct VolumeMeta {
     pub dims: [u32; 3],
-    pub voxel_type: &'static str,
+    pub voxel_type: VoxelType,
     pub spacing_mm: [f32; 3],
 }
 
@@ -53,25 +53,77 @@ pub fn gzip(bytes: &[u8], level: u32) -> Vec<u8> {
     encoder.finish().expect("writing to a Vec cannot fail")
 }
 
-/// The voxel types volumes may have, with the names artifacts give them.
-const VOXEL_TYPES: [(NiftiType, &str); 8] = [
-    (NiftiType::Uint8, "uint8"),
-    (NiftiType::Int8, "int8"),
-    (NiftiType::Int16, "int16"),
-    (NiftiType::Uint16, "uint16"),
-    (NiftiType::Int32, "int32"),
-    (NiftiType::Uint32, "uint32"),
-    (NiftiType::Float32, "float32"),
-    (NiftiType::Float64, "float64"),
-];
-
-fn voxel_type_name(datatype: NiftiType) -> Option<&'static str> {
-    VOXEL_TYPES.iter().find(|(t, _)| *t == datatype).map(|(_, name)| *name)
+/// The voxel types volumes may have, named in artifacts and model cards as `uint8`, `int16`, …
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VoxelType {
+    Uint8,
+    Int8,
+    Int16,
+    Uint16,
+    Int32,
+    Uint32,
+    Float32,
+    Float64,
 }
 
-/// Bytes per voxel of a voxel type as artifacts name it (`int16`: 2).
-pub fn voxel_type_bytes(name: &str) -> Option<u32> {
-    VOXEL_TYPES.iter().find(|(_, n)| *n == name).map(|(t, _)| t.size_of() as u32)
+impl VoxelType {
+    pub const ALL: [VoxelType; 8] = [
+        VoxelType::Uint8,
+        VoxelType::Int8,
+        VoxelType::Int16,
+        VoxelType::Uint16,
+        VoxelType::Int32,
+        VoxelType::Uint32,
+        VoxelType::Float32,
+        VoxelType::Float64,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VoxelType::Uint8 => "uint8",
+            VoxelType::Int8 => "int8",
+            VoxelType::Int16 => "int16",
+            VoxelType::Uint16 => "uint16",
+            VoxelType::Int32 => "int32",
+            VoxelType::Uint32 => "uint32",
+            VoxelType::Float32 => "float32",
+            VoxelType::Float64 => "float64",
+        }
+    }
+
+    /// The type named `name` as [`VoxelType::as_str`] writes it.
+    pub fn parse(name: &str) -> Option<VoxelType> {
+        VoxelType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
+    pub fn nifti_type(self) -> NiftiType {
+        match self {
+            VoxelType::Uint8 => NiftiType::Uint8,
+            VoxelType::Int8 => NiftiType::Int8,
+            VoxelType::Int16 => NiftiType::Int16,
+            VoxelType::Uint16 => NiftiType::Uint16,
+            VoxelType::Int32 => NiftiType::Int32,
+            VoxelType::Uint32 => NiftiType::Uint32,
+            VoxelType::Float32 => NiftiType::Float32,
+            VoxelType::Float64 => NiftiType::Float64,
+        }
+    }
+
+    fn of(datatype: NiftiType) -> Option<VoxelType> {
+        VoxelType::ALL.into_iter().find(|t| t.nifti_type() == datatype)
+    }
+
+    /// Bytes per voxel (`int16`: 2).
+    pub fn bytes(self) -> u32 {
+        self.nifti_type().size_of() as u32
+    }
+}
+
+impl std::fmt::Display for VoxelType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An I/O failure while reading `what`: for a gzip stream, damage or truncation.
@@ -160,7 +212,7 @@ fn check_header(what: &str, header_bytes: &[u8], max_voxels: u64) -> Result<(Vol
         )));
     }
     let datatype = header.data_type().map_err(|e| refuse(what, e))?;
-    let voxel_type = voxel_type_name(datatype)
+    let voxel_type = VoxelType::of(datatype)
         .ok_or_else(|| VolumeError(format!("{what} has voxel type {datatype:?}, which is not supported")))?;
     if header.bitpix as usize != datatype.size_of() * 8 {
         return Err(refuse(what, format!("its bitpix {} does not fit voxel type {voxel_type}", header.bitpix)));
@@ -579,7 +631,7 @@ mod tests {
         assert_eq!(raw, encode_mask(&reference(), dims, &labels));
         let volume = Volume::parse("mask", &file).unwrap();
         assert_eq!(volume.meta.dims, dims);
-        assert_eq!(volume.meta.voxel_type, "uint8");
+        assert_eq!(volume.meta.voxel_type, VoxelType::Uint8);
         assert_eq!(volume.meta.spacing_mm, [0.8, 0.9, 2.5]);
         assert_eq!(volume.header.srow_x, reference().srow_x);
         assert_eq!(volume.header.sform_code, 1);

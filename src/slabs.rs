@@ -179,8 +179,7 @@ impl<'a> SlabReader<'a> {
         let gzipped = file.fill_buf().map_err(|e| nifti_io::unreadable(what, e))?.starts_with(&[0x1f, 0x8b]);
         let mut source: Box<dyn Read + 'a> = if gzipped { Box::new(GzDecoder::new(file)) } else { Box::new(file) };
         let (info, header_bytes, voxel_bytes) = nifti_io::read_header(what, &mut source, max_voxels)?;
-        let per_voxel =
-            nifti_io::voxel_type_bytes(info.meta.voxel_type).expect("read_header accepts only the listed voxel types");
+        let per_voxel = info.meta.voxel_type.bytes();
         let grid = SlabGrid::new(info.meta.dims, per_voxel, kind);
         Ok(SlabReader {
             info,

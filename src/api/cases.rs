@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::nifti_io::VoxelType;
+
 /// One row of the case list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CaseSummary {
@@ -10,7 +12,7 @@ pub struct CaseSummary {
     /// Volume size in voxels along i, j, k.
     pub dims: [u32; 3],
     /// NIfTI voxel type of the image, e.g. `int16`.
-    pub image_voxel_type: String,
+    pub image_voxel_type: VoxelType,
     /// Milliseconds since the Unix epoch.
     pub created_at_ms: i64,
 }
@@ -21,6 +23,20 @@ pub struct CaseSummary {
 pub enum ArtifactKind {
     Image,
     Mask,
+}
+
+impl ArtifactKind {
+    /// The name stored with the object, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArtifactKind::Image => "image",
+            ArtifactKind::Mask => "mask",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ArtifactKind> {
+        [ArtifactKind::Image, ArtifactKind::Mask].into_iter().find(|kind| kind.as_str() == name)
+    }
 }
 
 /// One stored object of a case, with a short-lived URL the browser fetches directly.
@@ -36,7 +52,7 @@ pub struct Artifact {
     pub url_expires_at_ms: i64,
     pub size_bytes: i64,
     pub dims: [u32; 3],
-    pub voxel_type: String,
+    pub voxel_type: VoxelType,
     /// Voxel spacing in millimetres along i, j, k.
     pub spacing_mm: [f32; 3],
     pub created_at_ms: i64,

@@ -120,7 +120,7 @@ fn artifact_row(artifact: Artifact) -> impl IntoView {
         <tr>
             <td>{kind}</td>
             <td>{format!("{i} × {j} × {k}")}</td>
-            <td>{artifact.voxel_type}</td>
+            <td>{artifact.voxel_type.as_str()}</td>
             <td>{format!("{si:.2} × {sj:.2} × {sk:.2}")}</td>
             <td>
                 <a href=artifact.url data-kind=kind>

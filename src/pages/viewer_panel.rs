@@ -5,9 +5,9 @@
 use leptos::prelude::*;
 
 use crate::api::{CaseArtifacts, CasePrediction, LabelDef, ModelState};
+use crate::geometry::Plane;
 use crate::pages::case_workflow::ReviewPanel;
 use crate::pages::common::format_time;
-use crate::viewer::orientation::Plane;
 use crate::viewer::render::{prediction_color, PredictionStyle, Window};
 use crate::viewer::tools::EditableArea;
 use crate::viewer::ui::{Command, Crosshair, Layout, SaveStatus, Tool, ViewerUi, PERCENTILE_PRESETS};

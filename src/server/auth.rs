@@ -10,9 +10,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::AppError;
-use super::services::users::{self, User};
+use super::services::users;
 use super::session_store::{COOKIE_NAME, USER_ID};
 use super::state::AppState;
+use crate::server::identity::User;
 
 /// Refuses state-changing requests from another site's pages. A request that names where it
 /// comes from (`Origin`, else `Referer`, which browsers send on cross-site requests) must name

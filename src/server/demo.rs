@@ -5,9 +5,10 @@ use nifti::{NiftiHeader, NiftiType};
 
 use super::error::AppError;
 use super::services::cases::{import_case, NewCase};
-use super::services::users::{add_user, user_count, Role};
+use super::services::users::{add_user, user_count};
 use super::state::AppState;
 use crate::nifti_io::{encode_volume, gzip, gzip_mask};
+use crate::server::identity::Role;
 
 /// How a phantom's voxel axes run in the patient.
 #[derive(Clone, Copy, PartialEq)]

@@ -141,6 +141,7 @@ pub fn run_child(args: &InferArgs) -> Result<(), String> {
 }
 
 /// Caps this process's data segment (heap and private mappings: what a model's tensors use).
+#[allow(unsafe_code)] // the one foreign call of the crate
 fn limit_memory(bytes: u64) -> Result<(), String> {
     let limit = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
     // SAFETY: setrlimit reads the struct it is given and changes only this process's limits.

@@ -1,7 +1,8 @@
 //! Everything that runs only on the server, in layers that import downwards only:
 //!
 //! - the edge: `http` (REST routes) and the server functions in `crate::pages`, both thin,
-//!   authenticating through `auth` and calling `services`; `cli` for the command line;
+//!   authenticating through `auth` and calling `services` (`crate::cli` and `crate::startup`,
+//!   above this module, are the command line and the start-up that mounts the pages);
 //! - `services`: the one implementation of each operation;
 //! - infrastructure: `db` (metadata database), `storage` (object storage, presigning),
 //!   `embedded_s3` (the in-process S3 endpoint of the zero-dependency default), `mask_cache`
@@ -13,7 +14,6 @@
 
 pub mod auth;
 pub mod charts;
-pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
@@ -21,6 +21,7 @@ pub mod demo;
 pub mod embedded_s3;
 pub mod error;
 pub mod http;
+pub mod identity;
 pub mod inference;
 pub mod listener;
 pub mod login_limit;

@@ -2,7 +2,6 @@
 //! compiled unchanged into the WASM front end (`crate::browser` draws and listens).
 
 pub mod disagreement;
-pub mod orientation;
 pub mod preview;
 pub mod render;
 pub mod saved_base;
@@ -10,10 +9,10 @@ pub mod tools;
 pub mod ui;
 
 use crate::edits::MaskEdits;
+use crate::geometry::Orientation;
 use crate::mask_ops::components::{self, Islands};
 use crate::mask_ops::{grow, interpolate, morphology, Grid};
 use crate::nifti_io::{Samples, Volume, VolumeError};
-use orientation::Orientation;
 use preview::{Preview, PreviewKind};
 use saved_base::SavedBase;
 use tools::{Delta, EditableArea, History};
@@ -357,7 +356,7 @@ mod tests {
         let mut editor = Editor::open(&image, &mask, "v1".into()).unwrap();
         assert_eq!(editor.orientation.axis_codes(), "LPS");
         assert_eq!(editor.image.get(9), 9.0);
-        let geometry = editor.orientation.slice_geometry(orientation::Plane::Axial, editor.dims, editor.spacing);
+        let geometry = editor.orientation.slice_geometry(crate::geometry::Plane::Axial, editor.dims, editor.spacing);
         let mut stroke = Stroke::begin(
             Paint { value: 1, radius_mm: 1.0, intensity_range: None, area: tools::EditableArea::Everywhere },
             2,

@@ -2,9 +2,9 @@
 //! colours blended on top (filled or as outlines), a proposed edit striped in its label's
 //! colour, and model predictions drawn over the mask or compared with it.
 
-use super::orientation::{PixelRect, SliceGeometry};
 use super::preview::Preview;
 use crate::api::ModelState;
+use crate::geometry::{PixelRect, SliceGeometry};
 use crate::nifti_io::Samples;
 
 /// Intensity window: `center ± width / 2` maps to black..white.
@@ -238,8 +238,8 @@ pub fn render_slice(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::geometry::{Orientation, Plane};
     use crate::nifti_io::{encode_volume, Volume};
-    use crate::viewer::orientation::{Orientation, Plane};
     use nifti::{NiftiHeader, NiftiType};
 
     fn volume(dims: [u32; 3], values: &[i16]) -> Samples {

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use super::orientation::{SliceGeometry, VoxelBox};
+use crate::geometry::{SliceGeometry, VoxelBox};
 use crate::nifti_io::Samples;
 
 /// Voxels changed by one edit: index, old label, new label.
@@ -292,8 +292,8 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::geometry::{Orientation, Plane};
     use crate::nifti_io::{encode_volume, Volume};
-    use crate::viewer::orientation::{Orientation, Plane};
     use nifti::{NiftiHeader, NiftiType};
 
     const IDENTITY: [[f64; 4]; 3] = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]];

@@ -7,11 +7,11 @@ use std::rc::Rc;
 
 use leptos::prelude::*;
 
-use super::orientation::Plane;
 use super::render::{PredictionStyle, Window};
 use super::tools::EditableArea;
 use super::Smoothing;
 use crate::api::{CaseArtifacts, MaskVersion};
+use crate::geometry::Plane;
 
 /// Editing tool on the left mouse button.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use web_sys::ImageData;
 
 use super::state::{alive, Viewer};
 use super::timing::{mark, now_ms, record_render, Milestone};
-use crate::viewer::orientation::{Plane, VoxelBox};
+use crate::geometry::{Plane, VoxelBox};
 use crate::viewer::render::{prediction_color, render_slice, Layers, PredictionLayer};
 use crate::viewer::ui::Layout;
 

@@ -9,7 +9,7 @@ use web_sys::{HtmlCanvasElement, KeyboardEvent, MouseEvent, PointerEvent, WheelE
 
 use super::keep::schedule_keep;
 use super::state::{ui_of, Drag, Shared, Viewer};
-use crate::viewer::orientation::Plane;
+use crate::geometry::Plane;
 use crate::viewer::tools::{flood_fill, Paint, Stroke};
 use crate::viewer::ui::{Command, Layout, Tool, ViewerUi};
 

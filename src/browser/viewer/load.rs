@@ -14,9 +14,8 @@ use super::timing::{mark, now_ms, record_loading, timed, LoadingWork, Milestone}
 use super::view::View;
 use crate::api::ArtifactKind;
 use crate::browser::net;
-use crate::nifti_io::voxel_type_bytes;
+use crate::geometry::Plane;
 use crate::slabs::SlabGrid;
-use crate::viewer::orientation::Plane;
 use crate::viewer::render::{Overlay, Window};
 use crate::viewer::ui::ViewerUi;
 use crate::viewer::Editor;
@@ -36,7 +35,7 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
     let artifact = |kind| case.artifacts.iter().find(|a| a.kind == kind).ok_or("the case lacks an image or mask");
     let (image, mask) = (artifact(ArtifactKind::Image)?, artifact(ArtifactKind::Mask)?);
     let volumes = [&image.slabs, &mask.slabs];
-    let voxel_bytes = voxel_type_bytes(&image.voxel_type).ok_or("the image's voxel type is not supported")?;
+    let voxel_bytes = image.voxel_type.bytes();
     let grids = [
         SlabGrid { dims: image.dims, voxel_bytes, depth: volumes[IMAGE].depth },
         SlabGrid { dims: image.dims, voxel_bytes: 1, depth: volumes[MASK].depth },

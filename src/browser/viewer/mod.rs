@@ -24,7 +24,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use web_sys::HtmlCanvasElement;
 
-use crate::viewer::orientation::Plane;
+use crate::geometry::Plane;
 use crate::viewer::ui::{Command, ViewerUi};
 use state::{alive, Shared};
 

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use leptos::prelude::*;
 
 use super::view::View;
-use crate::viewer::orientation::{Plane, SliceGeometry};
+use crate::geometry::{Plane, SliceGeometry};
 use crate::viewer::render::Overlay;
 use crate::viewer::tools::Stroke;
 use crate::viewer::ui::{Crosshair, Layout, ViewerUi};

@@ -5,7 +5,7 @@
 use wasm_bindgen::JsCast;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, PointerEvent};
 
-use crate::viewer::orientation::SliceGeometry;
+use crate::geometry::SliceGeometry;
 
 /// One canvas on the page showing a slice, with its own zoom and pan.
 pub(super) struct View {

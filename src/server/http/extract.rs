@@ -19,8 +19,9 @@ use tower_sessions::Session;
 
 use crate::server::auth;
 use crate::server::error::AppError;
+use crate::server::identity::{Role, User};
 use crate::server::scratch::ScratchFile;
-use crate::server::services::users::{self, Role, User};
+use crate::server::services::users;
 use crate::server::state::AppState;
 use crate::server::text::{check_json_text, check_text};
 

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::extract::Caller;
 use crate::server::error::AppError;
-use crate::server::services::users::Role;
+use crate::server::identity::Role;
 use crate::server::state::AppState;
 
 pub fn routes() -> Router<AppState> {

@@ -19,9 +19,9 @@
 
 use sqlx::{AnyConnection, Row};
 
-use super::users::{Role, User};
 use crate::api::{CaseActions, CaseStatus};
 use crate::server::error::AppError;
+use crate::server::identity::{Role, User};
 use crate::server::state::AppState;
 
 /// What the rules need to know about a case, read in one statement.
@@ -124,7 +124,8 @@ impl CaseAction for Transition {
         let to = self.0;
         match to {
             CaseStatus::Submitted => {
-                if !admin && !(user.has_role(Role::Labeler) && case.is_assignee(user)) {
+                let own_labeler = user.has_role(Role::Labeler) && case.is_assignee(user);
+                if !(admin || own_labeler) {
                     return Err(AppError::Forbidden("only the case's labeler can submit it".into()));
                 }
             }

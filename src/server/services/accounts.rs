@@ -7,12 +7,13 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::audit::{self, AuditEvent};
-use super::users::{new_token, store_token, token_hash, Role, User};
+use super::audit::{self, AuditAction, AuditEvent};
+use super::users::{new_token, store_token, token_hash};
 use crate::api::{IssuedToken, UserAccount, UserChange};
 use crate::server::clock::now_ms;
 use crate::server::db::Db;
 use crate::server::error::AppError;
+use crate::server::identity::{Role, User};
 
 /// 403 unless `user` may manage accounts.
 pub fn may_manage(user: &User) -> Result<(), AppError> {
@@ -73,7 +74,7 @@ pub async fn change_user(
         &mut tx,
         db,
         AuditEvent {
-            action: "user_change",
+            action: AuditAction::UserChange,
             user_id: actor.map(|a| a.id.as_str()),
             case_id: None,
             details: json!({ "username": username, "user_id": user_id, "roles": role_names, "disabled": disabled }),
@@ -106,7 +107,7 @@ pub async fn issue_token(
         &mut tx,
         db,
         AuditEvent {
-            action: "token_issue",
+            action: AuditAction::TokenIssue,
             user_id: actor.map(|a| a.id.as_str()),
             case_id: None,
             details: json!({ "username": username, "user_id": user_id, "expires_at_ms": expires_at_ms }),
@@ -136,7 +137,7 @@ pub async fn revoke_token(db: &Db, actor: Option<&User>, token: &str) -> Result<
         &mut tx,
         db,
         AuditEvent {
-            action: "token_revoke",
+            action: AuditAction::TokenRevoke,
             user_id: actor.map(|a| a.id.as_str()),
             case_id: None,
             details: json!({ "user_id": revoked.get::<String, _>("user_id") }),

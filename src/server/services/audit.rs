@@ -12,9 +12,75 @@ use crate::server::clock::now_ms;
 use crate::server::db::{AuditKey, Db};
 use crate::server::error::AppError;
 
+/// What an audit row records; stored as its [`AuditAction::as_str`] name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditAction {
+    /// A case imported (image, first mask, labels).
+    CaseImport,
+    /// A labeler took an unassigned case.
+    CaseTaken,
+    /// A case's workflow status changed.
+    CaseStatus,
+    /// A coordinator set a case's labeler or reviewer.
+    CaseAssigned,
+    /// A mask version saved by a person.
+    LabelEdit,
+    /// A mask version written from a model's prediction.
+    Prelabel,
+    /// Models run on a case on request.
+    ModelRun,
+    /// A model version registered.
+    ModelRegister,
+    /// A model version's state changed.
+    ModelState,
+    /// A dataset snapshot made.
+    DatasetCreated,
+    /// An evaluation backfill started.
+    BackfillStarted,
+    /// An evaluation backfill cancelled.
+    BackfillCancelled,
+    /// A user created.
+    UserAdd,
+    /// A user's roles or access changed.
+    UserChange,
+    /// An API token issued.
+    TokenIssue,
+    /// An API token revoked.
+    TokenRevoke,
+    /// A browser login.
+    Login,
+    /// A refused login.
+    LoginFailed,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::CaseImport => "case_import",
+            AuditAction::CaseTaken => "case_taken",
+            AuditAction::CaseStatus => "case_status",
+            AuditAction::CaseAssigned => "case_assigned",
+            AuditAction::LabelEdit => "label_edit",
+            AuditAction::Prelabel => "prelabel",
+            AuditAction::ModelRun => "model_run",
+            AuditAction::ModelRegister => "model_register",
+            AuditAction::ModelState => "model_state",
+            AuditAction::DatasetCreated => "dataset_created",
+            AuditAction::BackfillStarted => "backfill_started",
+            AuditAction::BackfillCancelled => "backfill_cancelled",
+            AuditAction::UserAdd => "user_add",
+            AuditAction::UserChange => "user_change",
+            AuditAction::TokenIssue => "token_issue",
+            AuditAction::TokenRevoke => "token_revoke",
+            AuditAction::Login => "login",
+            AuditAction::LoginFailed => "login_failed",
+        }
+    }
+}
+
 /// One action to record.
 pub struct AuditEvent<'a> {
-    pub action: &'a str,
+    pub action: AuditAction,
     pub user_id: Option<&'a str>,
     pub case_id: Option<&'a str>,
     pub details: Value,
@@ -54,14 +120,14 @@ pub async fn record(tx: &mut AnyConnection, db: &Db, event: AuditEvent<'_>) -> R
     let prev_hash: String = head.get("hash");
     let at = now_ms();
     let details = event.details.to_string();
-    let hash = row_hash(seq, at, event.action, event.user_id, event.case_id, &details, &prev_hash);
+    let hash = row_hash(seq, at, event.action.as_str(), event.user_id, event.case_id, &details, &prev_hash);
     sqlx::query(
         "INSERT INTO audit_log (seq, at, action, user_id, case_id, details, prev_hash, hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(seq)
     .bind(at)
-    .bind(event.action)
+    .bind(event.action.as_str())
     .bind(event.user_id)
     .bind(event.case_id)
     .bind(&details)

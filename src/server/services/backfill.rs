@@ -8,12 +8,12 @@ use serde_json::json;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::audit::{self, AuditEvent};
+use super::audit::{self, AuditAction, AuditEvent};
 use super::jobs;
-use super::users::{Role, User};
 use crate::api::{BackfillProgress, ModelState};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
+use crate::server::identity::{Role, User};
 use crate::server::state::AppState;
 
 /// `POST /models/{id}/backfill`: queues the version's jobs; one unfinished backfill per
@@ -84,7 +84,7 @@ pub async fn start(state: &AppState, user: &User, model_id: &str) -> Result<Back
     audit::record(
         &mut tx,
         &state.db,
-        AuditEvent { action: "backfill_started", user_id: Some(&user.id), case_id: None, details },
+        AuditEvent { action: AuditAction::BackfillStarted, user_id: Some(&user.id), case_id: None, details },
     )
     .await?;
     tx.commit().await?;
@@ -190,7 +190,7 @@ pub async fn cancel(state: &AppState, user: &User, id: &str) -> Result<BackfillP
     audit::record(
         &mut tx,
         &state.db,
-        AuditEvent { action: "backfill_cancelled", user_id: Some(&user.id), case_id: None, details },
+        AuditEvent { action: AuditAction::BackfillCancelled, user_id: Some(&user.id), case_id: None, details },
     )
     .await?;
     tx.commit().await?;

@@ -12,20 +12,20 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::access::{self, CaseAccess, Read};
-use super::audit::{self, AuditEvent};
+use super::audit::{self, AuditAction, AuditEvent};
 use super::jobs::{self, Trigger};
 use super::mask_versions::{self, mask_object_ref};
 use super::registry;
-use super::users::User;
 use super::volume_slabs::{self, PackedSlab, SlabManifest};
 use super::workflow;
 use crate::api::{
     Artifact, ArtifactKind, CaseArtifacts, CasePrediction, CaseSummary, LabelDef, MaskVersion, ModelState, ReviewBase,
 };
 use crate::mask_ops::label_counts;
-use crate::nifti_io::{gzip, gzip_empty_mask, gzip_mask, mask_header, Volume, VolumeMeta};
+use crate::nifti_io::{gzip, gzip_empty_mask, gzip_mask, mask_header, Volume, VolumeMeta, VoxelType};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
+use crate::server::identity::User;
 use crate::server::scratch::ScratchFile;
 use crate::server::state::AppState;
 use crate::slabs::{inspect, SlabGrid, SlabKind};
@@ -222,14 +222,14 @@ fn stored_objects(
     };
     let present: BTreeSet<u8> = counts.keys().copied().collect();
     let label_defs = label_defs(&new.labels, &present);
-    let mask_meta = VolumeMeta { voxel_type: "uint8", ..image.meta.clone() };
+    let mask_meta = VolumeMeta { voxel_type: VoxelType::Uint8, ..image.meta.clone() };
     let (image_body, image_size, image_sha256) = new.image.into_stored_body(scratch)?;
     let mask_body = Body::Bytes(mask_file);
     let (mask_size, mask_sha256) = mask_body.size_and_sha256()?;
     let objects = [
         StoredObject {
             object_ref: format!("cases/{case_id}/image.nii.gz"),
-            kind: "image",
+            kind: ArtifactKind::Image,
             body: image_body,
             size_bytes: image_size,
             sha256: image_sha256,
@@ -237,7 +237,7 @@ fn stored_objects(
         },
         StoredObject {
             object_ref: mask_object_ref(case_id),
-            kind: "mask",
+            kind: ArtifactKind::Mask,
             body: mask_body,
             size_bytes: mask_size,
             sha256: mask_sha256,
@@ -249,7 +249,7 @@ fn stored_objects(
 
 struct StoredObject {
     object_ref: String,
-    kind: &'static str,
+    kind: ArtifactKind,
     body: Body,
     size_bytes: i64,
     sha256: String,
@@ -312,13 +312,13 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
         )
         .bind(&object.object_ref)
         .bind(&case_id)
-        .bind(object.kind)
+        .bind(object.kind.as_str())
         .bind(object.size_bytes)
         .bind(&object.sha256)
         .bind(object.meta.dims[0] as i64)
         .bind(object.meta.dims[1] as i64)
         .bind(object.meta.dims[2] as i64)
-        .bind(object.meta.voxel_type)
+        .bind(object.meta.voxel_type.as_str())
         .bind(object.meta.spacing_mm[0] as f64)
         .bind(object.meta.spacing_mm[1] as f64)
         .bind(object.meta.spacing_mm[2] as f64)
@@ -332,7 +332,7 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
         &mut tx,
         &state.db,
         AuditEvent {
-            action: "case_import",
+            action: AuditAction::CaseImport,
             user_id,
             case_id: Some(&case_id),
             details: serde_json::json!({ "name": name, "image_ref": objects[0].object_ref, "mask_ref": objects[1].object_ref }),
@@ -349,9 +349,15 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
         id: case_id,
         name,
         dims: image_meta.dims,
-        image_voxel_type: image_meta.voxel_type.to_string(),
+        image_voxel_type: image_meta.voxel_type,
         created_at_ms: created_at,
     })
+}
+
+/// An object row's voxel type; a name this build does not know is a damaged row, not a guess.
+fn stored_voxel_type(row: &AnyRow) -> Result<VoxelType, AppError> {
+    let name: String = row.get("voxel_type");
+    VoxelType::parse(&name).ok_or_else(|| AppError::internal(format!("an object row holds voxel type {name:?}")))
 }
 
 fn dims_of(row: &AnyRow) -> [u32; 3] {
@@ -392,14 +398,16 @@ pub async fn list_cases(
     .await?;
     let cases = rows
         .iter()
-        .map(|row| CaseSummary {
-            id: row.get("id"),
-            name: row.get("name"),
-            dims: dims_of(row),
-            image_voxel_type: row.get("voxel_type"),
-            created_at_ms: row.get("created_at"),
+        .map(|row| {
+            Ok(CaseSummary {
+                id: row.get("id"),
+                name: row.get("name"),
+                dims: dims_of(row),
+                image_voxel_type: stored_voxel_type(row)?,
+                created_at_ms: row.get("created_at"),
+            })
         })
-        .collect();
+        .collect::<Result<_, AppError>>()?;
     Ok((cases, total))
 }
 
@@ -432,10 +440,7 @@ pub async fn case_artifacts(
     let mut artifacts = Vec::with_capacity(rows.len());
     for row in &rows {
         let object_ref: String = row.get("object_ref");
-        let kind = match row.get::<String, _>("kind").as_str() {
-            "image" => ArtifactKind::Image,
-            _ => ArtifactKind::Mask,
-        };
+        let kind = volume_slabs::stored_kind(row)?;
         let manifest = match SlabManifest::parse(&row.get::<String, _>("slabs_json"))? {
             Some(manifest) => manifest,
             None => volume_slabs::ensure(state, &object_ref).await?,
@@ -448,7 +453,7 @@ pub async fn case_artifacts(
             object_ref,
             size_bytes: row.get("size_bytes"),
             dims: dims_of(row),
-            voxel_type: row.get("voxel_type"),
+            voxel_type: stored_voxel_type(row)?,
             spacing_mm: ["spacing_i", "spacing_j", "spacing_k"].map(|c| row.get::<f64, _>(c) as f32),
             created_at_ms: row.get("created_at"),
         });

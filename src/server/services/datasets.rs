@@ -16,13 +16,15 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::audit::{self, AuditEvent};
+use super::audit::{self, AuditAction, AuditEvent};
 use super::mask_versions;
 use super::registry::unique_conflict;
-use super::users::{Role, User};
-use crate::api::{DatasetSummary, LabelDef, Manifest, ManifestCase, ManifestFile, NewDataset, Split, MAX_LISTED_CASES};
+use crate::api::{
+    CaseStatus, DatasetSummary, LabelDef, Manifest, ManifestCase, ManifestFile, NewDataset, Split, MAX_LISTED_CASES,
+};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
+use crate::server::identity::{Role, User};
 use crate::server::state::AppState;
 
 const MAX_NAME_CHARS: usize = 100;
@@ -79,8 +81,9 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
         "SELECT c.id, c.name, c.search_name, c.labels_json, c.image_ref, c.approved_mask_ref, i.sha256 AS image_sha256,
                 m.sha256 AS mask_sha256
          FROM cases c JOIN objects i ON i.object_ref = c.image_ref JOIN objects m ON m.object_ref = c.approved_mask_ref
-         WHERE c.status = 'approved' ORDER BY c.created_at, c.id",
+         WHERE c.status = $1 ORDER BY c.created_at, c.id",
     )
+    .bind(CaseStatus::Approved.as_str())
     .fetch_all(&state.db.pool)
     .await?;
     let search = request.name_contains.as_deref().map(|text| text.trim().to_lowercase());
@@ -178,7 +181,7 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
     audit::record(
         &mut tx,
         &state.db,
-        AuditEvent { action: "dataset_created", user_id: Some(&user.id), case_id: None, details },
+        AuditEvent { action: AuditAction::DatasetCreated, user_id: Some(&user.id), case_id: None, details },
     )
     .await?;
     tx.commit().await?;

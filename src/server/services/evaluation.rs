@@ -18,7 +18,6 @@ use tokio_util::task::TaskTracker;
 
 use super::mask_versions::load_mask;
 use super::registry::{active_models, model_card};
-use super::users::{Role, User};
 use crate::api::{
     AnchoredCase, LabelStats, ModelScore, ModelState, ModelSummary, PairedDice, PairedEvaluation, Stats,
     VersionEvaluation,
@@ -26,6 +25,7 @@ use crate::api::{
 use crate::metrics::{dice, hd95};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
+use crate::server::identity::{Role, User};
 use crate::server::state::AppState;
 
 /// How often an idle evaluator looks for work another instance made (saves on instances

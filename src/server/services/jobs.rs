@@ -10,12 +10,12 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::access::{readable_condition, CaseAccess, Read};
-use super::audit::{self, AuditEvent};
-use super::users::User;
+use super::audit::{self, AuditAction, AuditEvent};
 use crate::api::{Job, JobStatus, ModelState, ModelSummary};
 use crate::server::clock::now_ms;
 use crate::server::db::Backend;
 use crate::server::error::AppError;
+use crate::server::identity::User;
 use crate::server::state::AppState;
 
 /// What made a run happen.
@@ -72,7 +72,7 @@ pub async fn enqueue(
             tx,
             &state.db,
             AuditEvent {
-                action: "model_run",
+                action: AuditAction::ModelRun,
                 user_id,
                 case_id: Some(case_id),
                 details: json!({ "run_id": run_id, "trigger": trigger.as_str(), "jobs": jobs }),

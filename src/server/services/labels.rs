@@ -14,7 +14,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::access::{CaseAccess, Save};
-use super::audit::{self, AuditEvent};
+use super::audit::{self, AuditAction, AuditEvent};
 use super::idempotency::{self, Claim, IdempotencyKey};
 use super::mask_versions::{self, load_mask, NewVersion};
 use super::volume_slabs::SlabManifest;
@@ -154,7 +154,7 @@ async fn apply_and_commit(
         &mut tx,
         &state.db,
         AuditEvent {
-            action: "label_edit",
+            action: AuditAction::LabelEdit,
             user_id: Some(&user.id),
             case_id: Some(case_id),
             details: json!({

@@ -15,11 +15,12 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::access::{CaseAccess, RunModels};
-use super::audit::{self, AuditEvent};
+use super::audit::{self, AuditAction, AuditEvent};
 use super::jobs::{self, Claimed, JobFilter, Trigger};
 use super::mask_versions::{self, load_mask, NewVersion};
 use super::registry;
 use crate::api::RunStarted;
+use crate::geometry::Orientation;
 use crate::mask_ops::label_counts;
 use crate::nifti_io::{gzip_mask, Volume};
 use crate::server::clock::now_ms;
@@ -28,7 +29,6 @@ use crate::server::error::AppError;
 use crate::server::inference::{Image, ModelVersion};
 use crate::server::mask_cache::DecodedMask;
 use crate::server::state::AppState;
-use crate::viewer::orientation::Orientation;
 
 /// How long an idle worker waits before looking for due retries.
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -201,7 +201,7 @@ async fn prelabel_case(
         tx,
         db,
         AuditEvent {
-            action: "prelabel",
+            action: AuditAction::Prelabel,
             user_id: None,
             case_id: Some(&job.case_id),
             details: json!({ "job_id": job.id, "model_id": job.model_id, "mask_ref": version.stored.object_ref }),

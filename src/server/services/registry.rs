@@ -18,18 +18,18 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::audit::{self, AuditEvent};
-use super::users::{Role, User};
+use super::audit::{self, AuditAction, AuditEvent};
 use crate::api::{
     ActiveModels, ArtifactFormat, ArtifactSpec, ModelCard, ModelDetail, ModelState, ModelSummary, Rollback, StateChange,
 };
+use crate::nifti_io::VoxelType;
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
+use crate::server::identity::{Role, User};
 use crate::server::inference;
 use crate::server::oip::AllowedServers;
 use crate::server::state::AppState;
 
-const VOXEL_TYPES: [&str; 8] = ["uint8", "int8", "int16", "uint16", "int32", "uint32", "float32", "float64"];
 /// Most output channels a card may list: one per label value 0–255, each once.
 const MAX_OUTPUT_CHANNELS: usize = 256;
 
@@ -99,11 +99,9 @@ fn check_rules(card: &ModelCard, servers: &AllowedServers) -> Result<(), AppErro
         )));
     }
     let spec = &card.input_spec;
-    if !VOXEL_TYPES.contains(&spec.voxel_type.as_str()) {
-        return Err(unprocessable(format!(
-            "model card field `input_spec.voxel_type`: one of {}",
-            VOXEL_TYPES.join(", ")
-        )));
+    if VoxelType::parse(&spec.voxel_type).is_none() {
+        let names: Vec<_> = VoxelType::ALL.iter().map(|t| t.as_str()).collect();
+        return Err(unprocessable(format!("model card field `input_spec.voxel_type`: one of {}", names.join(", "))));
     }
     let axes = spec.orientation.as_bytes();
     let axis_of = |c: u8| match c {
@@ -266,7 +264,7 @@ pub async fn register(
         &mut tx,
         &state.db,
         AuditEvent {
-            action: "model_register",
+            action: AuditAction::ModelRegister,
             user_id: Some(&user.id),
             case_id: None,
             details: json!({ "model_id": id, "name": card.name, "version": card.version, "sha256": actual }),
@@ -409,7 +407,7 @@ pub async fn transition(state: &AppState, user: &User, id: &str, to: ModelState)
         audit::record(
             &mut tx,
             &state.db,
-            AuditEvent { action: "model_state", user_id: Some(&user.id), case_id: None, details },
+            AuditEvent { action: AuditAction::ModelState, user_id: Some(&user.id), case_id: None, details },
         )
         .await?;
     }
@@ -456,8 +454,10 @@ pub async fn all_active(state: &AppState) -> Result<Vec<ModelSummary>, AppError>
 pub async fn timeline(state: &AppState, name: &str) -> Result<Vec<StateChange>, AppError> {
     let rows = sqlx::query(
         "SELECT a.at, a.action, a.details, u.username FROM audit_log a LEFT JOIN users u ON u.id = a.user_id
-         WHERE a.action IN ('model_register', 'model_state') ORDER BY a.seq",
+         WHERE a.action IN ($1, $2) ORDER BY a.seq",
     )
+    .bind(AuditAction::ModelRegister.as_str())
+    .bind(AuditAction::ModelState.as_str())
     .fetch_all(&state.db.pool)
     .await?;
     let mut changes = Vec::new();
@@ -560,7 +560,7 @@ pub async fn rollback(state: &AppState, user: &User, id: &str) -> Result<Rollbac
         audit::record(
             &mut tx,
             &state.db,
-            AuditEvent { action: "model_state", user_id: Some(&user.id), case_id: None, details },
+            AuditEvent { action: AuditAction::ModelState, user_id: Some(&user.id), case_id: None, details },
         )
         .await?;
     }

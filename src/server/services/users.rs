@@ -1,7 +1,5 @@
-//! Users, their roles, and API tokens for REST clients.
-
-use std::fmt;
-use std::str::FromStr;
+//! Accounts: creating users, their passwords and API tokens for REST clients, and looking
+//! a caller up by session or token. Who a caller is and may be lives in `identity`.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -11,81 +9,11 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::audit::{self, AuditEvent};
+use super::audit::{self, AuditAction, AuditEvent};
 use crate::server::clock::now_ms;
 use crate::server::db::Db;
 use crate::server::error::AppError;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Labeler,
-    /// Approves submitted cases or sends them back with comments.
-    Reviewer,
-    MlEngineer,
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 4] = [Role::Labeler, Role::Reviewer, Role::MlEngineer, Role::Admin];
-    /// Who manages models and dataset snapshots, assigns cases, and reads every case.
-    pub const COORDINATORS: [Role; 2] = [Role::MlEngineer, Role::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Labeler => "labeler",
-            Role::Reviewer => "reviewer",
-            Role::MlEngineer => "ml_engineer",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = AppError;
-    fn from_str(s: &str) -> Result<Self, AppError> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
-            AppError::BadRequest(format!("unknown role {s:?}; roles are labeler, reviewer, ml_engineer, admin"))
-        })
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct User {
-    pub id: String,
-    pub username: String,
-    pub roles: Vec<Role>,
-}
-
-impl User {
-    pub fn has_role(&self, role: Role) -> bool {
-        self.roles.contains(&role)
-    }
-
-    /// Whether the user holds one of [`Role::COORDINATORS`].
-    pub fn is_coordinator(&self) -> bool {
-        Role::COORDINATORS.iter().any(|role| self.has_role(*role))
-    }
-
-    /// 403 unless the user holds one of `roles`.
-    pub fn require_any(&self, roles: &[Role], action: &str) -> Result<(), AppError> {
-        if roles.iter().any(|r| self.has_role(*r)) {
-            return Ok(());
-        }
-        let names: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
-        Err(AppError::Forbidden(format!("{action} needs the role {}", names.join(" or "))))
-    }
-}
-
-/// The roles of a stored `roles` column (comma-separated); unknown names are left out.
-pub fn parse_roles(text: &str) -> Vec<Role> {
-    text.split(',').filter_map(|r| r.parse().ok()).collect()
-}
+use crate::server::identity::{is_valid_username, parse_roles, Role, User};
 
 /// What is stored of a token: its SHA-256, so the database never holds a usable token.
 pub fn token_hash(token: &str) -> String {
@@ -120,11 +48,6 @@ pub fn new_token() -> String {
 /// Longest password accepted, in bytes: Argon2 hashes any length, but an unbounded one costs
 /// memory and hashing time on every attempt.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
-
-/// 1–64 letters, digits, `.`, `_` or `-`.
-pub fn is_valid_username(username: &str) -> bool {
-    (1..=64).contains(&username.len()) && username.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-}
 
 /// Creates a user and returns it with a new API token (shown once; only its hash is kept);
 /// with a `password` the user can also log in from the browser.
@@ -174,7 +97,7 @@ pub async fn add_user(
         &mut tx,
         db,
         AuditEvent {
-            action: "user_add",
+            action: AuditAction::UserAdd,
             user_id: Some(&user.id),
             case_id: None,
             details: serde_json::json!({ "username": user.username, "roles": role_list }),
@@ -247,8 +170,8 @@ pub async fn login(db: &Db, username: &str, password: &str) -> Result<User, AppE
     drop(slot);
     let mut tx = db.pool.begin().await?;
     let outcome = match (&user, verified) {
-        (Some(user), true) => ("login", Some(user.id.as_str())),
-        _ => ("login_failed", None),
+        (Some(user), true) => (AuditAction::Login, Some(user.id.as_str())),
+        _ => (AuditAction::LoginFailed, None),
     };
     // Only a name that could be a user's is stored: the audit log is append-only.
     let attempted = if is_valid_username(username) { username } else { "(not a valid username)" };

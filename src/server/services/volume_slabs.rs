@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::api::VolumeSlabs;
+use crate::api::{ArtifactKind, VolumeSlabs};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::state::AppState;
@@ -256,9 +256,9 @@ pub async fn ensure(state: &AppState, object_ref: &str) -> Result<SlabManifest, 
         return Ok(manifest);
     }
     let case_id: String = row.get("case_id");
-    let kind = match row.get::<String, _>("kind").as_str() {
-        "image" => SlabKind::Image,
-        _ => SlabKind::Mask,
+    let kind = match stored_kind(&row)? {
+        ArtifactKind::Image => SlabKind::Image,
+        ArtifactKind::Mask => SlabKind::Mask,
     };
     // Streamed from storage into the slab reader's blocking thread: a volume's file is never
     // held whole, however large.
@@ -283,4 +283,10 @@ pub async fn ensure(state: &AppState, object_ref: &str) -> Result<SlabManifest, 
         .await?
         .get(0);
     SlabManifest::parse(&json)?.ok_or_else(|| AppError::internal("a volume lost its slabs"))
+}
+
+/// An object row's kind, `image` or `mask`; a name this build does not know is a damaged row.
+pub fn stored_kind(row: &sqlx::any::AnyRow) -> Result<ArtifactKind, AppError> {
+    let name: String = row.get("kind");
+    ArtifactKind::parse(&name).ok_or_else(|| AppError::internal(format!("an object row holds kind {name:?}")))
 }

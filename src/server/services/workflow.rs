@@ -15,11 +15,11 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::access::{self, Assign, CaseAccess, Read, Save, Take, Transition};
-use super::audit::{self, AuditEvent};
-use super::users::{parse_roles, Role, User};
+use super::audit::{self, AuditAction, AuditEvent};
 use crate::api::{AssignCase, AssignablePeople, CaseComment, CaseReview, CaseStatus, CaseWorkflow, ChangeStatus};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
+use crate::server::identity::{parse_roles, Role, User};
 use crate::server::state::AppState;
 
 /// Longest comment accepted, in bytes.
@@ -66,7 +66,7 @@ pub async fn on_save(tx: &mut AnyConnection, state: &AppState, access: &mut Case
         audit::record(
             tx,
             &state.db,
-            AuditEvent { action: "case_taken", user_id: Some(&user.id), case_id: Some(case_id), details },
+            AuditEvent { action: AuditAction::CaseTaken, user_id: Some(&user.id), case_id: Some(case_id), details },
         )
         .await?;
     }
@@ -83,7 +83,7 @@ pub async fn on_save(tx: &mut AnyConnection, state: &AppState, access: &mut Case
         audit::record(
             tx,
             &state.db,
-            AuditEvent { action: "case_status", user_id: Some(&user.id), case_id: Some(case_id), details },
+            AuditEvent { action: AuditAction::CaseStatus, user_id: Some(&user.id), case_id: Some(case_id), details },
         )
         .await?;
     }
@@ -141,7 +141,7 @@ pub async fn assign(
     audit::record(
         &mut tx,
         &state.db,
-        AuditEvent { action: "case_assigned", user_id: Some(&user.id), case_id: Some(case_id), details },
+        AuditEvent { action: AuditAction::CaseAssigned, user_id: Some(&user.id), case_id: Some(case_id), details },
     )
     .await?;
     let workflow = workflow_of(&mut tx, case_id).await?;
@@ -189,7 +189,7 @@ pub async fn take(state: &AppState, mut access: CaseAccess<Take>) -> Result<Case
     audit::record(
         &mut tx,
         &state.db,
-        AuditEvent { action: "case_taken", user_id: Some(&user.id), case_id: Some(case_id), details },
+        AuditEvent { action: AuditAction::CaseTaken, user_id: Some(&user.id), case_id: Some(case_id), details },
     )
     .await?;
     let workflow = workflow_of(&mut tx, case_id).await?;
@@ -255,7 +255,7 @@ pub async fn change_status(
     audit::record(
         &mut tx,
         &state.db,
-        AuditEvent { action: "case_status", user_id: Some(&user.id), case_id: Some(case_id), details },
+        AuditEvent { action: AuditAction::CaseStatus, user_id: Some(&user.id), case_id: Some(case_id), details },
     )
     .await?;
     tx.commit().await?;

@@ -5,10 +5,10 @@
 
 use sqlx::{AnyConnection, Row};
 
-use super::users::{Role, User};
 use crate::api::{CaseStatus, NextCase, StatusCount, Worklist, WorklistQuery, WorklistRow, WorklistSort};
 use crate::server::db::Backend;
 use crate::server::error::AppError;
+use crate::server::identity::{Role, User};
 use crate::server::state::AppState;
 
 /// Longest name search accepted.
@@ -109,19 +109,25 @@ fn search_text(query: &WorklistQuery) -> Option<String> {
     query.q.as_deref().map(str::trim).filter(|text| !text.is_empty()).map(str::to_lowercase)
 }
 
+/// A case's place in the labeling order, as SQL: new, in progress, sent back, submitted,
+/// approved. Its literals are the enum's own names, so they cannot drift from what is stored.
+fn status_rank() -> String {
+    let order = [CaseStatus::New, CaseStatus::InProgress, CaseStatus::ChangesRequested, CaseStatus::Submitted];
+    let arms: String =
+        order.iter().enumerate().map(|(rank, status)| format!("WHEN '{}' THEN {rank} ", status.as_str())).collect();
+    format!("CASE c.status {arms}ELSE {} END", order.len())
+}
+
 fn order_by(query: &WorklistQuery) -> String {
-    let column = match query.sort {
-        WorklistSort::Created => "c.created_at",
-        // In any case, as people read names (the lower-case name is indexed).
-        WorklistSort::Name => "c.search_name",
-        WorklistSort::Status => {
-            "CASE c.status WHEN 'new' THEN 0 WHEN 'in_progress' THEN 1 WHEN 'changes_requested' THEN 2 \
-             WHEN 'submitted' THEN 3 ELSE 4 END"
-        }
-        // Never-saved cases hold 0, so both engines order them alike.
-        WorklistSort::LastSaved => "c.last_saved_at",
-    };
     let direction = if query.desc { "DESC" } else { "ASC" };
+    let column = match query.sort {
+        WorklistSort::Created => "c.created_at".to_string(),
+        // In any case, as people read names (the lower-case name is indexed).
+        WorklistSort::Name => "c.search_name".to_string(),
+        WorklistSort::Status => status_rank(),
+        // Never-saved cases hold 0, so both engines order them alike.
+        WorklistSort::LastSaved => "c.last_saved_at".to_string(),
+    };
     format!("ORDER BY {column} {direction}, c.id {direction}")
 }
 
@@ -225,11 +231,14 @@ pub async fn next_case(state: &AppState, user: &User) -> Result<NextCase, AppErr
     }
     let row = sqlx::query(
         "SELECT c.id, c.name FROM cases c
-         WHERE c.assignee_id = $1 AND c.status IN ('changes_requested', 'in_progress', 'new')
-         ORDER BY CASE c.status WHEN 'changes_requested' THEN 0 WHEN 'in_progress' THEN 1 ELSE 2 END, c.created_at, c.id
+         WHERE c.assignee_id = $1 AND c.status IN ($2, $3, $4)
+         ORDER BY CASE c.status WHEN $2 THEN 0 WHEN $3 THEN 1 ELSE 2 END, c.created_at, c.id
          LIMIT 1",
     )
     .bind(&user.id)
+    .bind(CaseStatus::ChangesRequested.as_str())
+    .bind(CaseStatus::InProgress.as_str())
+    .bind(CaseStatus::New.as_str())
     .fetch_optional(&state.db.pool)
     .await?
     .ok_or_else(none_waits)?;

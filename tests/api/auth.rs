@@ -1,11 +1,9 @@
 //! Browser sessions and API tokens: login, logout, cookie attributes, cross-site refusal,
 //! 401 versus 403, the audit rows of logins, and what the readiness probe tells whom.
 
-mod common;
-
-use common::{TestApp, PASSWORD};
+use crate::common::{TestApp, PASSWORD};
 use reqwest::StatusCode;
-use seglab::server::services::users::Role;
+use seglab::server::identity::Role;
 use seglab::server::storage::{Connection, ObjectStore};
 use serde_json::{json, Value};
 use sqlx::Row;

@@ -1,17 +1,15 @@
 //! `POST /labels` on the backend under test: versioned saves, idempotency, lost-update
 //! protection, refusal of bad input without side effects, faults, and the audit chain.
 
-mod common;
-
+use crate::common::TestApp;
+use crate::fixtures::{self, CaseBuilder};
 use base64::Engine;
-use common::TestApp;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use seglab::api::{CaseArtifacts, LabelSaved};
 use seglab::edits::MaskEdits;
-use seglab::nifti_io::{encode_mask, encode_volume, gzip, Volume};
-use seglab::server::services::cases::{import_case, NewCase};
-use seglab::server::services::users::Role;
+use seglab::nifti_io::{encode_mask, Volume};
+use seglab::server::identity::Role;
 use serde_json::{json, Value};
 use sqlx::Row;
 
@@ -21,23 +19,21 @@ const VOXELS: usize = 32 * 24 * 16;
 /// A small case with labels 1 and 2 and an empty mask; returns its id and current mask ref.
 async fn small_case(app: &TestApp) -> (String, String) {
     let header = nifti::NiftiHeader {
-        pixdim: [1.0, 0.9, 0.9, 3.0, 1.0, 1.0, 1.0, 1.0],
-        sform_code: 1,
         srow_x: [-0.9, 0.0, 0.0, 14.0],
         srow_y: [0.0, 0.9, 0.0, -10.0],
         srow_z: [0.0, 0.0, 3.0, -22.0],
-        ..nifti::NiftiHeader::default()
+        ..fixtures::header()
     };
-    let image: Vec<u8> = (0..VOXELS).flat_map(|i| ((i % 300) as i16).to_le_bytes()).collect();
-    let new_case = NewCase {
-        name: "small".into(),
-        image: gzip(&encode_volume(&header, DIMS, nifti::NiftiType::Int16, &image), 1).into(),
-        mask: Some(gzip(&encode_mask(&header, DIMS, &vec![0; VOXELS]), 1).into()),
-        labels: vec![(1, "liver".into()), (2, "tumour".into())],
-    };
-    let case = import_case(&app.state, None, new_case).await.unwrap();
-    let head = current_mask_ref(app, &case.id).await;
-    (case.id, head)
+    let case_id = CaseBuilder::new("small")
+        .dims(DIMS)
+        .header(header)
+        .spacing([0.9, 0.9, 3.0])
+        .int16(|i| (i % 300) as i16)
+        .labels(&[(1, "liver"), (2, "tumour")])
+        .import(app)
+        .await;
+    let head = current_mask_ref(app, &case_id).await;
+    (case_id, head)
 }
 
 async fn current_mask_ref(app: &TestApp, case_id: &str) -> String {
@@ -871,22 +867,22 @@ async fn slabbed_case(app: &TestApp) -> (String, String, Vec<u8>) {
         srow_z: [0.0, 0.0, 2.5, -72.0],
         ..nifti::NiftiHeader::default()
     };
-    let image: Vec<u8> = (0..voxels).flat_map(|i| ((i % 1000) as i16 - 200).to_le_bytes()).collect();
     let mut mask = vec![0u8; voxels];
     for k in 5..30 {
         for j in 100..140 {
             mask[(k * 256 + j) * 256 + 60..(k * 256 + j) * 256 + 120].fill(1);
         }
     }
-    let new_case = NewCase {
-        name: "slabbed".into(),
-        image: gzip(&encode_volume(&header, DIMS, nifti::NiftiType::Int16, &image), 1).into(),
-        mask: Some(gzip(&encode_mask(&header, DIMS, &mask), 1).into()),
-        labels: vec![(1, "liver".into()), (2, "tumour".into())],
-    };
-    let case = import_case(&app.state, None, new_case).await.unwrap();
-    let head = current_mask_ref(app, &case.id).await;
-    (case.id, head, mask)
+    let case_id = CaseBuilder::new("slabbed")
+        .dims(DIMS)
+        .header(header)
+        .int16(|i| (i % 1000) as i16 - 200)
+        .mask(mask.clone())
+        .labels(&[(1, "liver"), (2, "tumour")])
+        .import(app)
+        .await;
+    let head = current_mask_ref(app, &case_id).await;
+    (case_id, head, mask)
 }
 
 /// The slab ids a mask version lists.

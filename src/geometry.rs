@@ -1,5 +1,6 @@
-//! Which voxels a displayed slice shows, and where: the three anatomical planes laid out in
-//! the radiological convention (patient's right on the screen's left, anterior or superior
+//! Volume geometry, shared by the editor and the server (which names a model input's axes
+//! with it): which voxels a displayed slice shows, and where; the three anatomical planes laid
+//! out in the radiological convention (patient's right on the screen's left, anterior or superior
 //! at the top), whatever order and direction the file stores its axes in.
 //!
 //! Each voxel axis is matched to the world (RAS+) axis its direction is closest to, as

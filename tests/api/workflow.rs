@@ -2,30 +2,19 @@
 //! transition allowed and refused, approval pinning the reviewed version, comments, and the
 //! audit row of each change.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
+use crate::fixtures::CaseBuilder;
 use reqwest::StatusCode;
 use seglab::api::{CaseArtifacts, CaseComment, CaseStatus, CaseWorkflow, LabelSaved};
 use seglab::edits::MaskEdits;
-use seglab::nifti_io::{encode_mask, encode_volume, gzip};
-use seglab::server::services::cases::{import_case, NewCase};
-use seglab::server::services::users::Role;
+use seglab::server::identity::Role;
 use serde_json::{json, Value};
 
 const DIMS: [u32; 3] = [16, 12, 8];
 const VOXELS: usize = 16 * 12 * 8;
 
 async fn new_case(app: &TestApp) -> String {
-    let header = nifti::NiftiHeader { pixdim: [1.0; 8], sform_code: 1, ..nifti::NiftiHeader::default() };
-    let image: Vec<u8> = (0..VOXELS).flat_map(|i| ((i % 100) as i16).to_le_bytes()).collect();
-    let case = NewCase {
-        name: "workflow".into(),
-        image: gzip(&encode_volume(&header, DIMS, nifti::NiftiType::Int16, &image), 1).into(),
-        mask: Some(gzip(&encode_mask(&header, DIMS, &vec![0; VOXELS]), 1).into()),
-        labels: vec![(1, "organ".into())],
-    };
-    import_case(&app.state, None, case).await.unwrap().id
+    CaseBuilder::new("workflow").dims(DIMS).int16(|i| (i % 100) as i16).import(app).await
 }
 
 struct Team {

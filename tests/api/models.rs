@@ -3,21 +3,20 @@
 //! resuming after a restart, and Dice/HD95 against human labels on a case with a known answer.
 //! Runs on SQLite + embedded S3 and on PostgreSQL + Garage (see `common`).
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::TestApp;
+use crate::fixtures::{self, CaseBuilder};
 use base64::Engine;
-use common::TestApp;
 use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use seglab::api::{PairedEvaluation, VersionEvaluation};
 use seglab::edits::MaskEdits;
-use seglab::nifti_io::{encode_mask, encode_volume, gzip, Volume};
-use seglab::server::services::cases::{import_case, NewCase};
-use seglab::server::services::users::{self, Role, User};
+use seglab::nifti_io::Volume;
+use seglab::server::identity::{Role, User};
+use seglab::server::services::users;
 use seglab::server::services::{evaluation, jobs};
 use seglab::server::state::AppState;
 use serde_json::{json, Value};
@@ -73,17 +72,13 @@ async fn set_state(app: &TestApp, token: &str, id: &str, state: &str) -> reqwest
 }
 
 /// A 20³ float volume (RAS, 1 mm) that is 1 inside the cube [6, 14)³ and 0 elsewhere.
-fn cube_image() -> (nifti::NiftiHeader, Vec<u8>) {
-    let header = nifti::NiftiHeader {
-        pixdim: [1.0; 8],
-        sform_code: 1,
+fn cube_header() -> nifti::NiftiHeader {
+    nifti::NiftiHeader {
         srow_x: [1.0, 0.0, 0.0, 0.0],
         srow_y: [0.0, 1.0, 0.0, 0.0],
         srow_z: [0.0, 0.0, 1.0, 0.0],
-        ..nifti::NiftiHeader::default()
-    };
-    let values: Vec<u8> = (0..VOXELS).flat_map(|index| (in_cube(index) as u8 as f32).to_le_bytes()).collect();
-    (header, values)
+        ..fixtures::header()
+    }
 }
 
 fn in_cube(index: usize) -> bool {
@@ -92,20 +87,13 @@ fn in_cube(index: usize) -> bool {
 }
 
 async fn cube_case(app: &TestApp) -> String {
-    let (header, image) = cube_image();
-    let case = import_case(
-        &app.state,
-        None,
-        NewCase {
-            name: "cube".into(),
-            image: gzip(&encode_volume(&header, [N as u32; 3], nifti::NiftiType::Float32, &image), 1).into(),
-            mask: Some(gzip(&encode_mask(&header, [N as u32; 3], &vec![0; VOXELS]), 1).into()),
-            labels: vec![(1, "lesion".into())],
-        },
-    )
-    .await
-    .unwrap();
-    case.id
+    CaseBuilder::new("cube")
+        .dims([N as u32; 3])
+        .header(cube_header())
+        .float32(|index| in_cube(index) as u8 as f32)
+        .labels(&[(1, "lesion")])
+        .import(app)
+        .await
 }
 
 /// Waits until every job of `case_id` has finished; returns them.

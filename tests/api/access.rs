@@ -6,18 +6,15 @@
 //!
 //! Also: the role is checked before a body is read, on every route that takes one.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{TestApp, PASSWORD};
+use crate::common::{TestApp, PASSWORD};
+use crate::fixtures::CaseBuilder;
 use reqwest::StatusCode;
 use seglab::api::{CaseArtifacts, CaseSummary, ErrorCode, Worklist};
 use seglab::edits::MaskEdits;
-use seglab::nifti_io::{encode_mask, encode_volume, gzip};
-use seglab::server::services::cases::{import_case, NewCase};
-use seglab::server::services::users::Role;
+use seglab::server::identity::Role;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -292,15 +289,7 @@ impl World {
     }
 
     async fn new_case(&self) -> String {
-        let header = nifti::NiftiHeader { pixdim: [1.0; 8], sform_code: 1, ..nifti::NiftiHeader::default() };
-        let image: Vec<u8> = (0..VOXELS).flat_map(|i| ((i % 50) as i16).to_le_bytes()).collect();
-        let case = NewCase {
-            name: "matrix".into(),
-            image: gzip(&encode_volume(&header, DIMS, nifti::NiftiType::Int16, &image), 1).into(),
-            mask: Some(gzip(&encode_mask(&header, DIMS, &vec![0; VOXELS]), 1).into()),
-            labels: vec![(1, "organ".into())],
-        };
-        import_case(&self.app.state, None, case).await.unwrap().id
+        CaseBuilder::new("matrix").dims(DIMS).import(&self.app).await
     }
 
     async fn head(&self, case_id: &str) -> String {
@@ -313,7 +302,7 @@ impl World {
         let head = self.head(case_id).await;
         let mut mask = vec![0u8; VOXELS];
         mask[3..9].fill(1);
-        self.app.post_label(token, case_id, &head, &MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode()).await.status()
+        self.app.post_label(token, case_id, &head, &MaskEdits::diff(&[0u8; VOXELS], &mask).encode()).await.status()
     }
 
     async fn put(&self, who: &str, path: &str, body: Value) {

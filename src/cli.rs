@@ -1,4 +1,5 @@
-//! The `seglab` command: parse, connect, dispatch.
+//! The `seglab` command: parse, connect, dispatch. `serve` starts the app through
+//! [`Application`]; the one-shot commands use the services directly.
 
 use std::net::SocketAddr;
 
@@ -6,29 +7,22 @@ use leptos::config::LeptosOptions;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::config::{
+use crate::api::UserChange;
+use crate::server::config::{
     AuditCommand, Cli, Command, Config, DatasetCommand, ExportLayout, ImportArgs, ObjectsCommand, RoleCommand,
     ServeArgs, TokenCommand, UserCommand,
 };
-use super::db::Db;
-use super::error::{AppError, CliError};
-use super::services::audit::{self, verify_chain};
-use super::services::cases::{import_case, parse_label_names, CaseFile, NewCase};
-use super::services::datasets::{self, ExportFormat};
-use super::services::users::{add_user, Role};
-use super::services::{accounts, evaluation, integrity, orchestrator, sweeper};
-use super::state::AppState;
-use super::{demo, http};
-use crate::api::UserChange;
-
-fn leptos_options(args: &ServeArgs) -> LeptosOptions {
-    LeptosOptions::builder()
-        .output_name("seglab")
-        .site_root(args.site_root.as_str())
-        .site_pkg_dir("pkg")
-        .site_addr(args.addr)
-        .build()
-}
+use crate::server::db::Db;
+use crate::server::demo;
+use crate::server::error::{AppError, CliError};
+use crate::server::identity::Role;
+use crate::server::services::audit::{self, verify_chain};
+use crate::server::services::cases::{import_case, parse_label_names, CaseFile, NewCase};
+use crate::server::services::datasets::{self, ExportFormat};
+use crate::server::services::users::add_user;
+use crate::server::services::{accounts, integrity};
+use crate::server::state::AppState;
+use crate::startup::Application;
 
 /// One-shot commands render no pages.
 fn no_pages() -> LeptosOptions {
@@ -66,13 +60,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let result = match command {
         Command::Serve(args) => {
             cancel_on_signal(shutdown.clone());
-            let embedded_addr = cli.config.s3.embedded_s3_addr;
-            let state =
-                AppState::connect(cli.config, embedded_addr, leptos_options(&args), shutdown.clone(), &tasks).await?;
-            tasks.spawn(sweeper::run(state.clone(), shutdown.clone()));
-            orchestrator::start(&state, &shutdown, &tasks);
-            evaluation::start(&state, &shutdown, &tasks);
-            serve(state, args, shutdown.clone()).await
+            let app = Application::build(cli.config, &args, shutdown.clone(), &tasks).await?;
+            serve(app, &args).await
         }
         Command::Import(args) => {
             let state = AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks).await?;
@@ -202,17 +191,18 @@ fn read_line() -> Result<String, CliError> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-async fn serve(state: AppState, args: ServeArgs, shutdown: CancellationToken) -> Result<(), CliError> {
+async fn serve(app: Application, args: &ServeArgs) -> Result<(), CliError> {
+    let state = app.state();
     // A demo login with every role belongs on a try-out machine, never on a shared deployment.
     if !args.no_demo && state.config.is_embedded_default() {
-        if let Some(login) = demo::seed_if_empty(&state, args.demo_password.clone()).await? {
+        if let Some(login) = demo::seed_if_empty(state, args.demo_password.clone()).await? {
             println!("Created demo cases and the user `demo` (all roles), as this is the embedded default.");
-            println!("Log in at http://{}/login as demo / {}", args.addr, login.password);
+            println!("Log in at http://{}/login as demo / {}", app.address(), login.password);
             println!("API token for `demo` (shown once): {}", login.token);
         }
     }
-    println!("seglab is running at http://{}", args.addr);
-    http::serve(state, &args, shutdown).await
+    println!("seglab is running at http://{}", app.address());
+    app.run_until_stopped().await
 }
 
 /// Imports the files where they are: the image is checked and stored as a stream.

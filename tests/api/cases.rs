@@ -1,13 +1,12 @@
 //! The case flow through HTTP on the backend under test: import, list, artifacts with
 //! presigned URLs, refusals that store nothing, health probes, pages.
 
-mod common;
-
-use common::{backend_name, test_data, TestApp, PAGE_ORIGIN};
+use crate::common::{backend_name, test_data, TestApp, PAGE_ORIGIN};
+use crate::fixtures::CaseBuilder;
 use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use seglab::api::{ArtifactKind, CaseArtifacts, CaseSummary};
-use seglab::server::services::users::Role;
+use seglab::server::identity::Role;
 use serde_json::Value;
 
 fn form(name: &str, image: Vec<u8>, mask: Option<Vec<u8>>) -> Form {
@@ -52,7 +51,7 @@ async fn mni152_template_imports_and_its_artifacts_download_through_presigned_ur
     assert_eq!(response.status(), StatusCode::CREATED, "{}", backend_name());
     let case: CaseSummary = response.json().await.unwrap();
     assert_eq!(case.dims, [197, 233, 189]);
-    assert_eq!(case.image_voxel_type, "uint8");
+    assert_eq!(case.image_voxel_type, seglab::nifti_io::VoxelType::Uint8);
 
     let listed: Vec<CaseSummary> = app.get_json(&token, "/cases").await;
     assert_eq!(listed, vec![case.clone()]);
@@ -66,7 +65,7 @@ async fn mni152_template_imports_and_its_artifacts_download_through_presigned_ur
     assert_eq!(mask_artifact.kind, ArtifactKind::Mask);
     assert_eq!(mask_artifact.object_ref, found.current_mask_ref);
     assert_eq!(image_artifact.dims, [197, 233, 189]);
-    assert_eq!(mask_artifact.voxel_type, "uint8");
+    assert_eq!(mask_artifact.voxel_type, seglab::nifti_io::VoxelType::Uint8);
     assert_eq!(image_artifact.spacing_mm, [1.0, 1.0, 1.0]);
 
     // The browser's download: straight from storage, no credentials but the URL, cross-origin.
@@ -421,7 +420,7 @@ async fn voxels_are_read_at_vox_offset_past_header_extensions_as_nibabel_reads_t
 async fn a_volume_over_the_voxel_budget_is_refused_from_its_header_and_nothing_is_stored() {
     let app = TestApp::spawn_configured(|config| config.max_volume_voxels = 64 * 64 * 64, |_| {}).await;
     let token = app.user("mle", &[Role::MlEngineer]).await;
-    let header = nifti::NiftiHeader { pixdim: [1.0; 8], ..nifti::NiftiHeader::default() };
+    let header = crate::fixtures::header();
     let raw = seglab::nifti_io::encode_volume(&header, [65, 64, 64], nifti::NiftiType::Uint8, &vec![0; 65 * 64 * 64]);
     let response = import(&app, &token, form("too big", seglab::nifti_io::gzip(&raw, 1), None)).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -462,7 +461,7 @@ async fn health_probes_answer_quickly_while_two_large_imports_run() {
     // Uncompressed 320³ int16 volumes of noise (62.5 MiB): the server checks and gzips them,
     // seconds of CPU work.
     const N: u32 = 320;
-    let header = nifti::NiftiHeader { pixdim: [1.0; 8], ..nifti::NiftiHeader::default() };
+    let header = crate::fixtures::header();
     let voxels: Vec<u8> =
         (0..N * N * N).flat_map(|i| ((i.wrapping_mul(2_654_435_761) >> 13) as i16).to_le_bytes()).collect();
     let raw = seglab::nifti_io::encode_volume(&header, [N; 3], nifti::NiftiType::Int16, &voxels);
@@ -520,7 +519,7 @@ async fn health_probes_answer_quickly_while_two_large_imports_run() {
 async fn concurrent_imports_all_commit() {
     let app = TestApp::spawn().await;
     let token = app.user("mle", &[Role::MlEngineer]).await;
-    let header = nifti::NiftiHeader { pixdim: [1.0; 8], ..nifti::NiftiHeader::default() };
+    let header = crate::fixtures::header();
     let image = seglab::nifti_io::gzip(
         &seglab::nifti_io::encode_volume(&header, [8; 3], nifti::NiftiType::Uint8, &[7; 512]),
         1,
@@ -551,16 +550,7 @@ async fn concurrent_imports_all_commit() {
 
 /// A small case made directly by the service, with an empty mask.
 async fn tiny_case(app: &TestApp, name: &str) -> String {
-    use seglab::nifti_io::{encode_mask, encode_volume, gzip};
-    use seglab::server::services::cases::{import_case, NewCase};
-    let header = nifti::NiftiHeader { pixdim: [1.0; 8], sform_code: 1, ..nifti::NiftiHeader::default() };
-    let case = NewCase {
-        name: name.into(),
-        image: gzip(&encode_volume(&header, [4, 4, 2], nifti::NiftiType::Int16, &[0; 64]), 1).into(),
-        mask: Some(gzip(&encode_mask(&header, [4, 4, 2], &[0; 32]), 1).into()),
-        labels: vec![(1, "organ".into())],
-    };
-    import_case(&app.state, None, case).await.unwrap().id
+    CaseBuilder::new(name).dims([4, 4, 2]).int16(|_| 0).import(app).await
 }
 
 #[tokio::test]

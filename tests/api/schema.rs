@@ -3,8 +3,6 @@
 //! fresh database and read back; the PostgreSQL side needs `TEST_POSTGRES_URL` (`.ci/test`
 //! sets it for its second run), without which only the file lists are compared.
 
-mod common;
-
 use std::collections::BTreeSet;
 
 use seglab::server::db::Db;
@@ -60,7 +58,7 @@ async fn sqlite_schema() -> Schema {
 }
 
 async fn postgres_schema(admin_url: &str) -> Schema {
-    let db = Db::connect(&common::fresh_postgres_database(admin_url).await, 1).await.unwrap();
+    let db = Db::connect(&crate::common::fresh_postgres_database(admin_url).await, 1).await.unwrap();
     let mut schema = Schema::new();
     let columns = sqlx::query(
         "SELECT c.table_name::text AS table_name, c.column_name::text AS column_name, c.is_nullable::text AS is_nullable,
@@ -97,7 +95,7 @@ async fn sqlite_and_postgres_migrations_describe_the_same_schema() {
     // which PostgreSQL does without.
     let sqlite = sqlite_schema().await;
     assert!(sqlite.contains("labels.new_mask_ref not null") && sqlite.contains("index labels_case"), "{sqlite:#?}");
-    let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") else {
+    let Some(admin_url) = crate::common::postgres_admin_url() else {
         eprintln!("TEST_POSTGRES_URL is unset: compared the migration lists only; `.ci/test` compares the schemas too");
         return;
     };
@@ -125,8 +123,8 @@ async fn migrating_an_older_database_recovers_its_prelabels() {
             .unwrap()
             .get(0);
     assert_eq!(found, "case-1");
-    if let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") {
-        let url = common::fresh_postgres_database(&admin_url).await;
+    if let Some(admin_url) = crate::common::postgres_admin_url() {
+        let url = crate::common::fresh_postgres_database(&admin_url).await;
         upgrade_with_an_old_prelabel(
             &url,
             sqlx::migrate!("migrations/postgres"),

@@ -2,29 +2,19 @@
 //! assignee and name, counts per status, sorting, pagination, refusals, and the order in which
 //! a labeler is given their next case.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
+use crate::fixtures::CaseBuilder;
 use reqwest::StatusCode;
 use seglab::api::{CaseStatus, NextCase, Worklist, WorklistRow};
 use seglab::edits::MaskEdits;
-use seglab::nifti_io::{encode_mask, encode_volume, gzip};
-use seglab::server::services::cases::{import_case, NewCase};
-use seglab::server::services::users::Role;
+use seglab::server::identity::Role;
 use serde_json::json;
 
 const DIMS: [u32; 3] = [8, 8, 4];
 const VOXELS: usize = 8 * 8 * 4;
 
 async fn new_case(app: &TestApp, name: &str) -> String {
-    let header = nifti::NiftiHeader { pixdim: [1.0; 8], sform_code: 1, ..nifti::NiftiHeader::default() };
-    let case = NewCase {
-        name: name.into(),
-        image: gzip(&encode_volume(&header, DIMS, nifti::NiftiType::Uint8, &vec![7; VOXELS]), 1).into(),
-        mask: Some(gzip(&encode_mask(&header, DIMS, &vec![0; VOXELS]), 1).into()),
-        labels: vec![(1, "organ".into())],
-    };
-    import_case(&app.state, None, case).await.unwrap().id
+    CaseBuilder::new(name).dims(DIMS).uint8(|_| 7).import(app).await
 }
 
 async fn save(app: &TestApp, token: &str, case_id: &str) {
@@ -288,7 +278,7 @@ async fn a_control_character_in_a_search_is_a_bad_request() {
 
     // The worklist page's server function, as the browser calls it: its error is the bare
     // `{code, message}`.
-    let cookie = app.login_cookie("mle", common::PASSWORD).await;
+    let cookie = app.login_cookie("mle", crate::common::PASSWORD).await;
     let search = |q: &'static str| {
         app.client
             .post(app.url(<seglab::pages::case_list::GetWorklist as leptos::server_fn::ServerFn>::PATH))

@@ -3,17 +3,14 @@
 //! versions), the manifest's URLs give bytes with the recorded SHA-256, and the export in both
 //! layouts writes files nibabel reads, each matching its SHA-256.
 
-mod common;
-
 use std::path::Path;
 
-use common::TestApp;
+use crate::common::TestApp;
+use crate::fixtures::CaseBuilder;
 use reqwest::StatusCode;
 use seglab::api::{CaseArtifacts, DatasetSummary, Manifest, Split, MAX_LISTED_CASES};
 use seglab::edits::MaskEdits;
-use seglab::nifti_io::{encode_mask, encode_volume, gzip};
-use seglab::server::services::cases::{import_case, NewCase};
-use seglab::server::services::users::Role;
+use seglab::server::identity::Role;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -21,19 +18,7 @@ const DIMS: [u32; 3] = [10, 8, 6];
 const VOXELS: usize = 10 * 8 * 6;
 
 async fn new_case(app: &TestApp, name: &str) -> String {
-    let header = nifti::NiftiHeader {
-        pixdim: [1.0, 0.8, 0.8, 2.0, 1.0, 1.0, 1.0, 1.0],
-        sform_code: 1,
-        ..nifti::NiftiHeader::default()
-    };
-    let image: Vec<u8> = (0..VOXELS).flat_map(|i| ((i % 50) as i16).to_le_bytes()).collect();
-    let case = NewCase {
-        name: name.into(),
-        image: gzip(&encode_volume(&header, DIMS, nifti::NiftiType::Int16, &image), 1).into(),
-        mask: Some(gzip(&encode_mask(&header, DIMS, &vec![0; VOXELS]), 1).into()),
-        labels: vec![(1, "liver".into()), (2, "tumour".into())],
-    };
-    import_case(&app.state, None, case).await.unwrap().id
+    CaseBuilder::new(name).dims(DIMS).spacing([0.8, 0.8, 2.0]).labels(&[(1, "liver"), (2, "tumour")]).import(app).await
 }
 
 /// Saves voxels `from..from + 20` as label 1 and submits (an admin may do both), then a reviewer

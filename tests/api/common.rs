@@ -6,13 +6,14 @@
 //! fresh PostgreSQL database per test and a fresh key prefix in the external bucket.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
 use seglab::server::config::{Config, ServeArgs, ServeOnly};
-use seglab::server::services::users::{add_user, Role};
+use seglab::server::identity::Role;
+use seglab::server::services::users::add_user;
 use seglab::server::state::AppState;
+use seglab::startup::Application;
 use sqlx::{Connection, Row};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -32,9 +33,22 @@ pub struct TestApp {
     tasks: TaskTracker,
 }
 
+/// The PostgreSQL admin URL this run tests against, if any. `.ci/test` names the backend of
+/// its second run (`SEGLAB_TEST_BACKEND=postgres`): a run meant for PostgreSQL that cannot
+/// find it fails, rather than passing on SQLite again.
+pub fn postgres_admin_url() -> Option<String> {
+    let url = std::env::var("TEST_POSTGRES_URL").ok();
+    let required = std::env::var("SEGLAB_TEST_BACKEND").is_ok_and(|backend| backend == "postgres");
+    assert!(
+        url.is_some() || !required,
+        "SEGLAB_TEST_BACKEND=postgres, but TEST_POSTGRES_URL is unset: `source .ci/services` starts PostgreSQL"
+    );
+    url
+}
+
 /// Which backend this run tests, for messages.
 pub fn backend_name() -> &'static str {
-    if std::env::var("TEST_POSTGRES_URL").is_ok() {
+    if postgres_admin_url().is_some() {
         "postgres+s3"
     } else {
         "sqlite+embedded-s3"
@@ -67,7 +81,7 @@ impl TestApp {
     ) -> TestApp {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut env = vec![("SEGLAB_DATA_DIR".to_string(), data_dir.path().display().to_string())];
-        if let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") {
+        if let Some(admin_url) = postgres_admin_url() {
             env.push(("DATABASE_URL".into(), fresh_postgres_database(&admin_url).await));
             env.push(("S3_KEY_PREFIX".into(), format!("test-{}/", uuid::Uuid::new_v4().simple())));
             env.push(("S3_CORS_ORIGINS".into(), PAGE_ORIGIN.into()));
@@ -108,6 +122,7 @@ impl TestApp {
             args.push(format!("{flag}={value}"));
         }
         let mut config = ConfigOnly::parse_from(args).config;
+        config.s3.embedded_s3_addr = "127.0.0.1:0".parse().unwrap();
         configure(&mut config);
         // Both backends behave alike: labelers take unassigned cases by saving on them, as on
         // the embedded default (tests of the other setting say so).
@@ -120,19 +135,10 @@ impl TestApp {
 
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let options = leptos::config::LeptosOptions::builder().output_name("seglab").build();
-        let state =
-            AppState::connect(config, any_port, options, shutdown.clone(), &tasks).await.expect("connect test backend");
-        seglab::server::services::orchestrator::start(&state, &shutdown, &tasks);
-        seglab::server::services::evaluation::start(&state, &shutdown, &tasks);
-        let listener = tokio::net::TcpListener::bind(serve.addr).await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let router = seglab::server::http::router(state.clone(), &serve);
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await.unwrap();
-        });
+        let app = Application::build(config, &serve, shutdown.clone(), &tasks).await.expect("start the test app");
+        let base = format!("http://{}", app.address());
+        let state = app.state().clone();
+        tasks.spawn(async move { app.run_until_stopped().await.unwrap() });
         TestApp { base, state, client: reqwest::Client::new(), data_dir, env, shutdown, tasks }
     }
 
@@ -141,11 +147,8 @@ impl TestApp {
     pub async fn serve_state(&self, state: AppState) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let router = seglab::server::http::router(state, &ServeOnly::parse_from(["seglab"]).args);
-        let stop = self.shutdown.clone();
-        self.tasks.spawn(async move {
-            axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await.unwrap();
-        });
+        let router = seglab::startup::router(state, &ServeOnly::parse_from(["seglab"]).args);
+        self.tasks.spawn(seglab::startup::serve(listener, router, self.shutdown.clone()));
         base
     }
 

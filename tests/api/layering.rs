@@ -3,16 +3,42 @@
 //! Every `use` tree and every `crate::…`/`super::…` path in the code (comments and string
 //! literals removed) is an edge from the file's module to the module it names. A cycle, or an
 //! edge a rule below forbids, fails the test with the files involved. Run it alone with
-//! `cargo test --features ssr --test layering`.
+//! `cargo test --no-default-features --features ssr --test api -- layering::`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+/// The composition roots: they put the app together and may import anything; nothing imports them.
+const ROOTS: &[&str] = &["crate::startup", "crate::cli"];
+
+/// Infrastructure: database, storage, processes, listeners. Below the services.
+const INFRASTRUCTURE: &[&str] = &[
+    "crate::server::db",
+    "crate::server::storage",
+    "crate::server::embedded_s3",
+    "crate::server::mask_cache",
+    "crate::server::inference",
+    "crate::server::oip",
+    "crate::server::login_limit",
+    "crate::server::listener",
+    "crate::server::scratch",
+    "crate::server::session_store",
+    "crate::server::single_flight",
+    "crate::server::state",
+    "crate::server::text",
+    "crate::server::clock",
+    "crate::server::config",
+    "crate::server::error",
+    "crate::server::charts",
+    "crate::server::identity",
+];
 
 /// Modules (and everything under them) that may not import the ones listed after them.
 const FORBIDDEN: &[(&str, &[&str])] = &[
     // Shared pure code compiles into both builds and knows neither side.
     ("crate::api", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::viewer"]),
     ("crate::edits", &["crate::server", "crate::browser", "crate::pages", "crate::app"]),
+    ("crate::geometry", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::viewer"]),
     ("crate::nifti_io", &["crate::server", "crate::browser", "crate::pages", "crate::app"]),
     ("crate::slabs", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::viewer"]),
     ("crate::mask_ops", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::viewer"]),
@@ -20,11 +46,10 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("crate::viewer", &["crate::server", "crate::browser", "crate::pages", "crate::app"]),
     // The browser controller talks to pages only through `crate::viewer::ui`.
     ("crate::browser", &["crate::server", "crate::pages", "crate::app"]),
+    // The server never names the front end: `crate::startup` mounts the pages.
+    ("crate::server", &["crate::app", "crate::pages", "crate::viewer", "crate::browser"]),
     // Services own the rules; the HTTP edge, sessions and the CLI sit on top of them.
-    (
-        "crate::server::services",
-        &["crate::server::http", "crate::server::auth", "crate::server::cli", "crate::pages", "crate::app"],
-    ),
+    ("crate::server::services", &["crate::server::http", "crate::server::auth", "crate::server::demo"]),
 ];
 
 fn main_dir() -> PathBuf {
@@ -413,6 +438,67 @@ fn layers_import_only_downwards() {
         }
     }
     assert!(violations.is_empty(), "{}", violations.join("\n"));
+}
+
+#[test]
+fn infrastructure_and_roots_keep_their_place() {
+    let graph = module_graph();
+    let mut violations = Vec::new();
+    for (from, targets) in &graph.edges {
+        for to in targets {
+            let infrastructure_upwards = INFRASTRUCTURE.iter().any(|layer| within(from, layer))
+                && ["crate::server::services", "crate::server::http", "crate::server::auth"]
+                    .iter()
+                    .any(|upper| within(to, upper));
+            let into_a_root = ROOTS.iter().any(|root| within(to, root)) && !ROOTS.iter().any(|root| within(from, root));
+            if infrastructure_upwards || into_a_root {
+                violations.push(format!("{} imports {to}", graph.files[from].display()));
+            }
+        }
+    }
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+}
+
+/// The top-level folders (`crate::server`, `crate::pages`, …) import one another without a
+/// loop: each can be read, built and replaced knowing only the ones below it.
+#[test]
+fn the_top_level_folders_have_no_loop() {
+    let graph = module_graph();
+    let top = |module: &str| module.split("::").take(2).collect::<Vec<_>>().join("::");
+    let mut folders = Graph { files: BTreeMap::new(), edges: BTreeMap::new() };
+    for (from, targets) in &graph.edges {
+        if from == "crate" {
+            continue; // lib.rs declares every folder
+        }
+        let edges = folders.edges.entry(top(from)).or_default();
+        edges.extend(targets.iter().filter(|to| *to != "crate").map(|to| top(to)).filter(|to| *to != top(from)));
+        folders.files.entry(top(from)).or_insert_with(|| graph.files[from].clone());
+    }
+    for targets in folders.edges.clone().values() {
+        for to in targets {
+            folders.edges.entry(to.clone()).or_default();
+        }
+    }
+    let found = cycles(&folders);
+    let report: Vec<String> = found
+        .iter()
+        .map(|component| {
+            let links: Vec<String> = component
+                .iter()
+                .flat_map(|from| {
+                    graph
+                        .edges
+                        .iter()
+                        .filter(move |(module, _)| top(module) == *from)
+                        .flat_map(|(module, targets)| targets.iter().map(move |to| (module, to)))
+                        .filter(|(_, to)| component.contains(&top(to)) && top(to) != *from)
+                        .map(|(module, to)| format!("  {module} → {to}"))
+                })
+                .collect();
+            format!("loop among {}:\n{}", component.join(", "), links.join("\n"))
+        })
+        .collect();
+    assert!(found.is_empty(), "{}", report.join("\n"));
 }
 
 #[test]

@@ -1,0 +1,102 @@
+//! Start-up, the one place the app is put together: it connects the state, starts the
+//! background work, mounts the REST API and the pages of [`crate::app`] on one router, and
+//! serves. The binary (through [`crate::cli`]), the integration tests and the benchmarks all
+//! start the app here, so `server` never names the front end.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::app::{shell, App};
+use crate::server::config::{Config, ServeArgs};
+use crate::server::error::CliError;
+use crate::server::http;
+use crate::server::listener::without_delay;
+use crate::server::services::{evaluation, orchestrator, sweeper};
+use crate::server::state::AppState;
+
+/// A started app, listening, not yet serving.
+pub struct Application {
+    state: AppState,
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Connects to the backend `config` names (starting the embedded S3 endpoint on the
+    /// embedded default), starts the orchestrator, the evaluator and the sweeper on `tasks`,
+    /// and listens on `args.addr` (port 0: any free port). Everything stops with `shutdown`.
+    pub async fn build(
+        config: Config,
+        args: &ServeArgs,
+        shutdown: CancellationToken,
+        tasks: &TaskTracker,
+    ) -> Result<Application, CliError> {
+        let listener = TcpListener::bind(args.addr)
+            .await
+            .map_err(|e| CliError::startup(&format!("cannot listen on {}", args.addr), e))?;
+        let address = listener.local_addr().map_err(|e| CliError::startup("cannot read the bound address", e))?;
+        let embedded_s3_addr = config.s3.embedded_s3_addr;
+        let state =
+            AppState::connect(config, embedded_s3_addr, leptos_options(args, address), shutdown.clone(), tasks).await?;
+        tasks.spawn(sweeper::run(state.clone(), shutdown.clone()));
+        orchestrator::start(&state, &shutdown, tasks);
+        evaluation::start(&state, &shutdown, tasks);
+        Ok(Application { router: router(state.clone(), args), state, listener, shutdown })
+    }
+
+    /// The address it listens on, with the port chosen when `args.addr` asked for any.
+    pub fn address(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` is cancelled, then finishes the requests in flight.
+    pub async fn run_until_stopped(self) -> Result<(), CliError> {
+        serve(self.listener, self.router, self.shutdown).await
+    }
+}
+
+/// The whole application over `state`: REST, pages, server functions, static files.
+pub fn router(state: AppState, args: &ServeArgs) -> Router {
+    let leptos_options = state.leptos_options.clone();
+    let context_state = state.clone();
+    let pages = Router::new()
+        .leptos_routes_with_context(
+            &state,
+            generate_route_list(App),
+            move || provide_context(context_state.clone()),
+            move || shell(leptos_options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell));
+    http::router(state, args, pages)
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> Result<(), CliError> {
+    let listener = without_delay(listener, "an app");
+    // With each connection's address, which the login limits count per client.
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .map_err(|e| CliError::startup("the web server stopped", e))
+}
+
+fn leptos_options(args: &ServeArgs, address: SocketAddr) -> LeptosOptions {
+    LeptosOptions::builder()
+        .output_name("seglab")
+        .site_root(args.site_root.as_str())
+        .site_pkg_dir("pkg")
+        .site_addr(address)
+        .build()
+}
