@@ -11,6 +11,8 @@ pub mod api;
 pub mod app;
 #[cfg(feature = "hydrate")]
 pub mod browser;
+pub mod display;
+pub mod editor;
 pub mod edits;
 pub mod geometry;
 pub mod mask_ops;
@@ -18,7 +20,6 @@ pub mod metrics;
 pub mod nifti_io;
 pub mod pages;
 pub mod slabs;
-pub mod viewer;
 
 #[cfg(feature = "ssr")]
 pub mod cli;

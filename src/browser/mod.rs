@@ -1,10 +1,7 @@
-//! Browser-only code of the WASM front end: the canvas viewer and mask editor, HTTP to object
-//! storage and the API, and edits kept in IndexedDB. Its logic lives in `crate::viewer`,
-//! shared with the server build and unit-tested natively.
+//! Browser-only HTTP of the WASM front end, for the pages and the editor's browser side
+//! (`crate::editor::browser`): object storage downloads, REST calls with typed errors, forms.
 
-mod kept;
-mod net;
-pub mod viewer;
+pub mod net;
 
 /// Sends the model registration form to `POST /models`; the new model's id, or the
 /// server's explanation of what is wrong.

@@ -4,8 +4,9 @@
 use leptos::prelude::*;
 
 use crate::api::{ApiError, CaseStatus, NextCase, Worklist, WorklistQuery, WorklistRow, WorklistSort};
+use crate::display::format_time;
 use crate::pages::case_workflow::status_text;
-use crate::pages::common::{format_time, loaded};
+use crate::pages::common::loaded;
 
 /// A page of the worklist; without a query, the view the person's roles start with (a
 /// labeler's own cases).

@@ -5,10 +5,12 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::{ApiError, Artifact, ArtifactKind, CaseArtifacts, Job, JobStatus, ModelState, RunStarted};
+use crate::editor::panel::CaseViewer;
+use crate::editor::ui::ViewerUi;
 use crate::pages::case_workflow::get_case_review;
+use crate::pages::case_workflow::ReviewPanel;
 use crate::pages::common::loaded;
 use crate::pages::registry::JobTable;
-use crate::pages::viewer_panel::CaseViewer;
 
 #[server(endpoint = "get_case_artifacts")]
 pub async fn get_case_artifacts(case_id: String) -> Result<CaseArtifacts, ApiError> {
@@ -52,7 +54,7 @@ pub fn CasePage() -> impl IntoView {
     view! {
         <Suspense fallback=|| view! { <p>"Loading case…"</p> }>
             {move || Suspend::new(async move {
-                loaded(opened.await, move |case| view! { <h1>{case.case_name.clone()}</h1> <CaseViewer case compare_with focus_label/> })
+                loaded(opened.await, move |case| view! { <h1>{case.case_name.clone()}</h1> <CaseViewer case compare_with focus_label review=review_panel/> })
             })}
         </Suspense>
         <ModelRuns case_id=case_id()/>
@@ -189,4 +191,9 @@ fn ModelRuns(case_id: String) -> impl IntoView {
             </Transition>
         </section>
     }
+}
+
+/// The review panel the editor shows for this case.
+fn review_panel(ui: ViewerUi) -> AnyView {
+    view! { <ReviewPanel ui/> }.into_any()
 }

@@ -6,8 +6,9 @@
 use leptos::prelude::*;
 
 use crate::api::{ApiError, AssignablePeople, CaseComment, CaseReview, CaseStatus, CaseWorkflow};
-use crate::pages::common::{format_time, loaded};
-use crate::viewer::ui::{Command, ViewerUi};
+use crate::display::format_time;
+use crate::editor::ui::{Command, ViewerUi};
+use crate::pages::common::loaded;
 
 #[server(endpoint = "get_case_review")]
 pub async fn get_case_review(case_id: String) -> Result<CaseReview, ApiError> {

@@ -5,7 +5,8 @@
 use leptos::prelude::*;
 
 use crate::api::{ApiError, DatasetSummary};
-use crate::pages::common::{format_time, loaded};
+use crate::display::format_time;
+use crate::pages::common::loaded;
 
 #[server]
 pub async fn list_datasets() -> Result<(Vec<DatasetSummary>, bool), ApiError> {

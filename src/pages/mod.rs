@@ -8,4 +8,3 @@ pub mod common;
 pub mod datasets;
 pub mod login;
 pub mod registry;
-pub mod viewer_panel;

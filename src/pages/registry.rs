@@ -10,7 +10,8 @@ use crate::api::{
     ApiError, BackfillProgress, Job, ModelOverview, ModelState, ModelSummary, PairedEvaluation, Rollback, StateChange,
     Stats, VersionEvaluation,
 };
-use crate::pages::common::{format_time, loaded};
+use crate::display::format_time;
+use crate::pages::common::loaded;
 
 #[server]
 pub async fn list_models() -> Result<Vec<ModelSummary>, ApiError> {

@@ -33,21 +33,35 @@ const INFRASTRUCTURE: &[&str] = &[
     "crate::server::identity",
 ];
 
+/// The browser-only code, which the editor's shared logic never names.
+const EDITOR_BROWSER: &[&str] = &["crate::editor::browser", "crate::browser"];
+
 /// Modules (and everything under them) that may not import the ones listed after them.
 const FORBIDDEN: &[(&str, &[&str])] = &[
     // Shared pure code compiles into both builds and knows neither side.
-    ("crate::api", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::viewer"]),
+    ("crate::api", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::editor"]),
     ("crate::edits", &["crate::server", "crate::browser", "crate::pages", "crate::app"]),
-    ("crate::geometry", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::viewer"]),
+    ("crate::geometry", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::editor"]),
+    ("crate::display", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::editor"]),
     ("crate::nifti_io", &["crate::server", "crate::browser", "crate::pages", "crate::app"]),
-    ("crate::slabs", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::viewer"]),
-    ("crate::mask_ops", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::viewer"]),
+    ("crate::slabs", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::editor"]),
+    ("crate::mask_ops", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::editor"]),
     ("crate::metrics", &["crate::server", "crate::browser", "crate::pages", "crate::app"]),
-    ("crate::viewer", &["crate::server", "crate::browser", "crate::pages", "crate::app"]),
-    // The browser controller talks to pages only through `crate::viewer::ui`.
-    ("crate::browser", &["crate::server", "crate::pages", "crate::app"]),
+    // The editor knows neither the server nor the pages that show it; its browser side
+    // (`editor::browser`) talks to the controls only through `editor::ui`.
+    ("crate::editor", &["crate::server", "crate::pages", "crate::app"]),
+    ("crate::editor::browser", &["crate::editor::panel"]),
+    // The editor's logic compiles natively: only its browser side uses the browser.
+    ("crate::editor::ui", EDITOR_BROWSER),
+    ("crate::editor::tools", EDITOR_BROWSER),
+    ("crate::editor::render", EDITOR_BROWSER),
+    ("crate::editor::preview", EDITOR_BROWSER),
+    ("crate::editor::saved_base", EDITOR_BROWSER),
+    ("crate::editor::disagreement", EDITOR_BROWSER),
+    ("crate::editor::shortcuts", EDITOR_BROWSER),
+    ("crate::browser", &["crate::server", "crate::pages", "crate::app", "crate::editor"]),
     // The server never names the front end: `crate::startup` mounts the pages.
-    ("crate::server", &["crate::app", "crate::pages", "crate::viewer", "crate::browser"]),
+    ("crate::server", &["crate::app", "crate::pages", "crate::editor", "crate::browser"]),
     // Services own the rules; the HTTP edge, sessions and the CLI sit on top of them.
     ("crate::server::services", &["crate::server::http", "crate::server::auth", "crate::server::demo"]),
 ];

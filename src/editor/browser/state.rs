@@ -8,11 +8,11 @@ use std::rc::Rc;
 use leptos::prelude::*;
 
 use super::view::View;
+use crate::editor::render::Overlay;
+use crate::editor::tools::Stroke;
+use crate::editor::ui::{Crosshair, Layout, ViewerUi};
+use crate::editor::Editor;
 use crate::geometry::{Plane, SliceGeometry};
-use crate::viewer::render::Overlay;
-use crate::viewer::tools::Stroke;
-use crate::viewer::ui::{Crosshair, Layout, ViewerUi};
-use crate::viewer::Editor;
 
 /// The viewer as its listeners, effects and tasks hold it; borrowed briefly, never across an
 /// await.

@@ -6,9 +6,9 @@ use leptos::prelude::*;
 
 use super::state::{alive, ui_of, Shared, Viewer};
 use crate::browser::net;
-use crate::viewer::disagreement::largest_disagreement;
-use crate::viewer::ui::SaveStatus;
-use crate::viewer::{changes_between, Editor};
+use crate::editor::disagreement::largest_disagreement;
+use crate::editor::ui::SaveStatus;
+use crate::editor::{changes_between, Editor};
 
 impl Viewer {
     /// Counts the disagreement with the compared prediction (after each edit too).

@@ -1,5 +1,5 @@
-//! The contract between the viewer's controls (`crate::pages::viewer_panel`, rendered on the
-//! server and hydrated in the browser) and the browser controller (`crate::browser::viewer`)
+//! The contract between the viewer's controls (`crate::editor::panel`, rendered on the
+//! server and hydrated in the browser) and the browser controller (`crate::editor::browser`)
 //! that downloads, draws and edits: the settings both sides read and write, and the commands
 //! the controls send. Here so that neither side imports the other.
 
@@ -29,13 +29,14 @@ pub enum Tool {
 }
 
 impl Tool {
-    pub const ALL: [(Tool, &'static str, &'static str); 6] = [
-        (Tool::Brush, "Brush", "B"),
-        (Tool::Eraser, "Eraser", "E"),
-        (Tool::ThresholdBrush, "Threshold brush", "T"),
-        (Tool::Fill, "Fill", "F"),
-        (Tool::Grow, "Region grow", "G"),
-        (Tool::Crosshair, "Crosshair", "X"),
+    /// Each tool with its name on the toolbar (its key is in `shortcuts`).
+    pub const ALL: [(Tool, &'static str); 6] = [
+        (Tool::Brush, "Brush"),
+        (Tool::Eraser, "Eraser"),
+        (Tool::ThresholdBrush, "Threshold brush"),
+        (Tool::Fill, "Fill"),
+        (Tool::Grow, "Region grow"),
+        (Tool::Crosshair, "Crosshair"),
     ];
 
     /// Whether the tool paints with the brush (and shows its outline).

@@ -8,6 +8,7 @@
 mod commands;
 mod draw;
 mod edit3d;
+mod indexed_db;
 mod input;
 mod keep;
 mod load;
@@ -24,8 +25,8 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use web_sys::HtmlCanvasElement;
 
+use crate::editor::ui::{Command, ViewerUi};
 use crate::geometry::Plane;
-use crate::viewer::ui::{Command, ViewerUi};
 use state::{alive, Shared};
 
 /// Starts the viewer on the three `canvases` (axial, coronal, sagittal) for the case in `ui`;

@@ -9,9 +9,10 @@ use web_sys::{HtmlCanvasElement, KeyboardEvent, MouseEvent, PointerEvent, WheelE
 
 use super::keep::schedule_keep;
 use super::state::{ui_of, Drag, Shared, Viewer};
+use crate::editor::shortcuts::{self, Action};
+use crate::editor::tools::{flood_fill, Paint, Stroke};
+use crate::editor::ui::{Command, Layout, Tool, ViewerUi};
 use crate::geometry::Plane;
-use crate::viewer::tools::{flood_fill, Paint, Stroke};
-use crate::viewer::ui::{Command, Layout, Tool, ViewerUi};
 
 impl Viewer {
     /// What the left button paints with, from the controls.
@@ -263,46 +264,38 @@ pub(super) fn listen_keys(shared: &Shared) {
         }
         let ui = ui_of(&keys);
         let command = event.ctrl_key() || event.meta_key();
-        let key = event.key();
-        match (command, key.as_str()) {
-            (true, "z") | (true, "Z") if event.shift_key() => ui.send(Command::Redo),
-            (true, "z") => ui.send(Command::Undo),
-            (true, "y") => ui.send(Command::Redo),
-            (true, "s") => ui.send(Command::Save),
-            (true, _) => return,
-            (false, "b" | "B") => ui.tool.set(Tool::Brush),
-            (false, "e" | "E") => ui.tool.set(Tool::Eraser),
-            (false, "t" | "T") => ui.tool.set(Tool::ThresholdBrush),
-            (false, "f" | "F") => ui.tool.set(Tool::Fill),
-            (false, "g" | "G") => ui.tool.set(Tool::Grow),
-            (false, "x" | "X") => ui.tool.set(Tool::Crosshair),
-            (false, "i" | "I") => ui.send(Command::FillBetween),
-            (false, "Enter") if ui.preview.get_untracked().is_some() => ui.send(Command::ApplyPreview),
-            (false, "m" | "M") => toggle_layout(ui),
-            (false, "a" | "A") => ui.plane.set(Plane::Axial),
-            (false, "c" | "C") => ui.plane.set(Plane::Coronal),
-            (false, "s" | "S") => ui.plane.set(Plane::Sagittal),
-            (false, "o" | "O") => ui.outline.update(|o| *o = !*o),
-            (false, "r" | "R") => ui.send(Command::ResetView),
-            (false, "[") => ui.radius_mm.update(|r| *r = (*r - 0.5).max(0.5)),
-            (false, "]") => ui.radius_mm.update(|r| *r = (*r + 0.5).min(30.0)),
-            (false, "ArrowUp" | "PageUp") => step_slice(ui, 1),
-            (false, "ArrowDown" | "PageDown") => step_slice(ui, -1),
-            (false, "?") => ui.help.update(|h| *h = !*h),
-            (false, "Escape") => {
+        let Some(action) = shortcuts::action_for(&event.key(), command, event.shift_key()) else {
+            return;
+        };
+        match action {
+            Action::Tool(tool) => ui.tool.set(tool),
+            Action::FillBetween => ui.send(Command::FillBetween),
+            Action::ApplyPreview if ui.preview.get_untracked().is_some() => ui.send(Command::ApplyPreview),
+            Action::ApplyPreview => return,
+            Action::Dismiss => {
                 ui.help.set(false);
                 if ui.preview.get_untracked().is_some() {
                     ui.send(Command::CancelPreview);
                 }
             }
-            (false, digit) if digit.len() == 1 && digit.as_bytes()[0].is_ascii_digit() => {
-                let position = (digit.as_bytes()[0] - b'0') as usize;
-                match ui.case.with_value(|case| case.labels.get(position.wrapping_sub(1)).map(|l| l.value)) {
+            Action::Label(position) => {
+                match ui.case.with_value(|case| case.labels.get(position - 1).map(|l| l.value)) {
                     Some(value) => ui.label.set(value),
                     None => return,
                 }
             }
-            _ => return,
+            Action::SmallerBrush => ui.radius_mm.update(|r| *r = (*r - 0.5).max(0.5)),
+            Action::LargerBrush => ui.radius_mm.update(|r| *r = (*r + 0.5).min(30.0)),
+            Action::NextSlice => step_slice(ui, 1),
+            Action::PreviousSlice => step_slice(ui, -1),
+            Action::Plane(plane) => ui.plane.set(plane),
+            Action::ToggleLayout => toggle_layout(ui),
+            Action::ToggleOutline => ui.outline.update(|o| *o = !*o),
+            Action::ResetView => ui.send(Command::ResetView),
+            Action::Undo => ui.send(Command::Undo),
+            Action::Redo => ui.send(Command::Redo),
+            Action::Save => ui.send(Command::Save),
+            Action::ToggleHelp => ui.help.update(|h| *h = !*h),
         }
         event.prevent_default();
     });

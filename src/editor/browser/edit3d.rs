@@ -7,10 +7,10 @@ use leptos::prelude::*;
 use super::keep::schedule_keep;
 use super::state::{GrowInputs, Shared, Viewer};
 use super::timing::{now_ms, record_op};
+use crate::editor::preview::{Preview, PreviewKind};
+use crate::editor::ui::{Command, PreviewInfo};
+use crate::editor::Smoothing;
 use crate::mask_ops::components::Islands;
-use crate::viewer::preview::{Preview, PreviewKind};
-use crate::viewer::ui::{Command, PreviewInfo};
-use crate::viewer::Smoothing;
 
 impl Viewer {
     /// Shows the region grown from `seed` with the range and cap set, unless it is shown already.

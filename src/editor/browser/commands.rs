@@ -7,14 +7,15 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::edit3d;
+use super::indexed_db as kept;
 use super::keep::{keep_now, schedule_keep};
 use super::state::{ui_of, Shared};
 use crate::api::{ArtifactKind, ErrorCode, MaskVersion, SaveLabelRequest};
-use crate::browser::{kept, net};
+use crate::browser::net;
+use crate::editor::render::Window;
+use crate::editor::ui::{Command, SaveStatus};
+use crate::editor::{changes_between, Editor};
 use crate::edits::MaskEdits;
-use crate::viewer::render::Window;
-use crate::viewer::ui::{Command, SaveStatus};
-use crate::viewer::{changes_between, Editor};
 
 /// Has the commands sent through the viewer's `ViewerUi` carried out from now on. Each runs in
 /// a task of its own: a command may be sent from a listener that is borrowing the viewer.

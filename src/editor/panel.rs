@@ -1,46 +1,29 @@
 //! The viewer and mask editor's controls and its three views. The server renders them; in the browser
-//! `crate::browser::viewer` downloads the volumes, draws, and carries out the commands the
+//! `crate::editor::browser` downloads the volumes, draws, and carries out the commands the
 //! controls send through [`ViewerUi`].
 
 use leptos::prelude::*;
 
 use crate::api::{CaseArtifacts, CasePrediction, LabelDef, ModelState};
+use crate::display::format_time;
+use crate::editor::render::{prediction_color, PredictionStyle, Window};
+use crate::editor::shortcuts::{self, Action, SHORTCUTS};
+use crate::editor::tools::EditableArea;
+use crate::editor::ui::{Command, Crosshair, Layout, SaveStatus, Tool, ViewerUi, PERCENTILE_PRESETS};
+use crate::editor::Smoothing;
 use crate::geometry::Plane;
-use crate::pages::case_workflow::ReviewPanel;
-use crate::pages::common::format_time;
-use crate::viewer::render::{prediction_color, PredictionStyle, Window};
-use crate::viewer::tools::EditableArea;
-use crate::viewer::ui::{Command, Crosshair, Layout, SaveStatus, Tool, ViewerUi, PERCENTILE_PRESETS};
-use crate::viewer::Smoothing;
-
-/// Keyboard shortcuts, listed in the help overlay (ITK-SNAP / OHIF style).
-pub const SHORTCUTS: [(&str, &str); 20] = [
-    ("B / E / T / F", "brush, eraser, threshold brush, 2-D fill"),
-    ("G", "region growing from a click (previewed)"),
-    ("X", "crosshair: click or drag to move all views to a point"),
-    ("I", "fill between slices along the active view (previewed)"),
-    ("Enter / Escape", "apply / cancel the preview"),
-    ("1 – 9", "choose label"),
-    ("[ / ]", "smaller / larger brush"),
-    ("↑ ↓, Page Up / Down, wheel", "next / previous slice of the active view"),
-    ("A / C / S", "make the axial, coronal or sagittal view active"),
-    ("M, double-click", "maximise the active view / back to three views"),
-    ("Ctrl + wheel", "zoom"),
-    ("Shift + drag, middle drag", "pan"),
-    ("Right drag", "window / level (shared by all views)"),
-    ("O", "outline / filled mask"),
-    ("R", "reset zoom and pan"),
-    ("Ctrl + Z", "undo"),
-    ("Ctrl + Y, Ctrl + Shift + Z", "redo"),
-    ("Ctrl + S", "save"),
-    ("?", "show / hide this help"),
-    ("Esc", "close this help"),
-];
 
 /// The case's viewer. `compare_with` (from the page's address, as the evaluation's links set
 /// it) turns on the comparison with that role's prediction, looking first at `focus_label`.
 #[component]
-pub fn CaseViewer(case: CaseArtifacts, compare_with: Option<ModelState>, focus_label: Option<u8>) -> impl IntoView {
+pub fn CaseViewer(
+    case: CaseArtifacts,
+    compare_with: Option<ModelState>,
+    focus_label: Option<u8>,
+    /// The case's workflow and review panel, beside the label list: the page supplies it, as
+    /// it talks to the server.
+    review: fn(ViewerUi) -> AnyView,
+) -> impl IntoView {
     let ui = ViewerUi::new(case);
     if let Some(role) = compare_with {
         ui.disagreement.set(ui.case.with_value(|case| case.predictions.iter().position(|p| p.role == role)));
@@ -60,7 +43,7 @@ pub fn CaseViewer(case: CaseArtifacts, compare_with: Option<ModelState>, focus_l
                     .and_then(|element| element.dyn_into::<web_sys::HtmlCanvasElement>().ok())
                     .expect("the viewer renders one canvas per plane")
             };
-            crate::browser::viewer::start(ui, Plane::ALL.map(canvas), owner);
+            crate::editor::browser::start(ui, Plane::ALL.map(canvas), owner);
         });
     }
     let labels = ui.case.with_value(|case| case.labels.clone());
@@ -72,14 +55,14 @@ pub fn CaseViewer(case: CaseArtifacts, compare_with: Option<ModelState>, focus_l
                     <button
                         class:active=move || ui.layout.get() == Layout::Three
                         on:click=move |_| ui.layout.set(Layout::Three)
-                        title="Axial, coronal and sagittal side by side (M)"
+                        title=format!("Axial, coronal and sagittal side by side ({})", shortcuts::key_of(Action::ToggleLayout))
                     >
                         "3 views"
                     </button>
                     <button
                         class:active=move || ui.layout.get() == Layout::One
                         on:click=move |_| ui.layout.set(Layout::One)
-                        title="The active view alone (M)"
+                        title=format!("The active view alone ({})", shortcuts::key_of(Action::ToggleLayout))
                     >
                         "1 view"
                     </button>
@@ -102,11 +85,11 @@ pub fn CaseViewer(case: CaseArtifacts, compare_with: Option<ModelState>, focus_l
                 <div class="group tools">
                     {Tool::ALL
                         .into_iter()
-                        .map(|(tool, name, key)| {
+                        .map(|(tool, name)| {
                             view! {
                                 <button
                                     class:active=move || ui.tool.get() == tool
-                                    title=format!("{name} ({key})")
+                                    title=format!("{name} ({})", shortcuts::key_of(Action::Tool(tool)))
                                     on:click=move |_| ui.tool.set(tool)
                                 >
                                     {name}
@@ -126,7 +109,7 @@ pub fn CaseViewer(case: CaseArtifacts, compare_with: Option<ModelState>, focus_l
                 <div class="group">
                     <button on:click=move |_| ui.send(Command::Undo) prop:disabled=move || !ui.can_undo.get()>"Undo"</button>
                     <button on:click=move |_| ui.send(Command::Redo) prop:disabled=move || !ui.can_redo.get()>"Redo"</button>
-                    <button on:click=move |_| ui.help.update(|open| *open = !*open) title="Keyboard shortcuts (?)">"?"</button>
+                    <button on:click=move |_| ui.help.update(|open| *open = !*open) title=format!("Keyboard shortcuts ({})", shortcuts::key_of(Action::ToggleHelp))>"?"</button>
                 </div>
             </div>
             <div class="toolbar">
@@ -240,14 +223,14 @@ pub fn CaseViewer(case: CaseArtifacts, compare_with: Option<ModelState>, focus_l
                         <div class="help" data-testid="help">
                             <h2>"Keyboard shortcuts"</h2>
                             <table>
-                                {SHORTCUTS.iter().map(|(keys, what)| view! { <tr><th>{*keys}</th><td>{*what}</td></tr> }).collect_view()}
+                                {SHORTCUTS.iter().map(|shortcut| view! { <tr><th>{shortcut.keys}</th><td>{shortcut.does}</td></tr> }).collect_view()}
                             </table>
                             <button on:click=move |_| ui.help.set(false)>"Close"</button>
                         </div>
                     </Show>
                 </div>
                 <div class="side">
-                    <ReviewPanel ui/>
+                    {review(ui)}
                     <PredictionsPanel ui/>
                     <LabelList ui labels/>
                     <HistoryPanel ui/>
@@ -324,7 +307,7 @@ fn Tools3d(ui: ViewerUi, labels: Vec<LabelDef>) -> impl IntoView {
     let inside_choices = labels.clone();
     view! {
         <div class="toolbar tools3d">
-            <button on:click=move |_| ui.send(Command::FillBetween) title="Fill between slices along the active view (I)">
+            <button on:click=move |_| ui.send(Command::FillBetween) title=format!("Fill between slices along the active view ({})", shortcuts::key_of(Action::FillBetween))>
                 "Fill between slices"
             </button>
             <div class="group">

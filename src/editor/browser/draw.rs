@@ -9,9 +9,9 @@ use web_sys::ImageData;
 
 use super::state::{alive, Viewer};
 use super::timing::{mark, now_ms, record_render, Milestone};
+use crate::editor::render::{prediction_color, render_slice, Layers, PredictionLayer};
+use crate::editor::ui::Layout;
 use crate::geometry::{Plane, VoxelBox};
-use crate::viewer::render::{prediction_color, render_slice, Layers, PredictionLayer};
-use crate::viewer::ui::Layout;
 
 /// Crosshair colour: a cyan no label palette uses, so tests can find its lines.
 pub(super) const CROSSHAIR_COLOR: &str = "#00d0ff";

@@ -14,11 +14,11 @@ use super::timing::{mark, now_ms, record_loading, timed, LoadingWork, Milestone}
 use super::view::View;
 use crate::api::ArtifactKind;
 use crate::browser::net;
+use crate::editor::render::{Overlay, Window};
+use crate::editor::ui::ViewerUi;
+use crate::editor::Editor;
 use crate::geometry::Plane;
 use crate::slabs::SlabGrid;
-use crate::viewer::render::{Overlay, Window};
-use crate::viewer::ui::ViewerUi;
-use crate::viewer::Editor;
 
 /// While slabs arrive, the views are redrawn at most this often.
 const REDRAW_EVERY_MS: f64 = 200.0;

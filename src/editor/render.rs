@@ -312,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_preview_is_striped_over_whatever_is_below() {
-        use crate::viewer::preview::{Preview, PreviewKind};
+        use crate::editor::preview::{Preview, PreviewKind};
         let dims = [6, 6, 1];
         let image = volume(dims, &[0; 36]);
         let geometry = Orientation::from_affine(&[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])

@@ -112,7 +112,7 @@ impl SavedBase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::viewer::tools::{EditableArea, History};
+    use crate::editor::tools::{EditableArea, History};
 
     /// Edits, undos, redos and saves in a pseudo-random order, across block borders: the
     /// sparse base always finds what a whole copy of the base finds.

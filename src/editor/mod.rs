@@ -1,10 +1,20 @@
-//! The viewer and mask editor's logic, free of the browser so it is unit-tested natively and
-//! compiled unchanged into the WASM front end (`crate::browser` draws and listens).
+//! The viewer and mask editor, in one folder. This module and its shared children are the
+//! editor's logic, free of the browser so it is unit-tested natively and compiled unchanged
+//! into the WASM front end: rendering (`render`), tools and paint rules (`tools`), 3-D steps
+//! previewed before they apply (`preview`), the saved version kept in blocks (`saved_base`),
+//! predictions against the mask (`disagreement`), the keyboard shortcuts (`shortcuts`), and
+//! the contract between the controls and the browser controller (`ui`). `panel` is the
+//! controls and views as a Leptos component, rendered on the server and hydrated; `browser`
+//! (hydrate only) downloads, draws, listens and saves.
 
+#[cfg(feature = "hydrate")]
+pub mod browser;
 pub mod disagreement;
+pub mod panel;
 pub mod preview;
 pub mod render;
 pub mod saved_base;
+pub mod shortcuts;
 pub mod tools;
 pub mod ui;
 

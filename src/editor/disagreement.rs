@@ -36,7 +36,7 @@ pub fn largest_disagreement(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::viewer::changes_between;
+    use crate::editor::changes_between;
 
     #[test]
     fn counts_each_side_and_finds_the_slice_of_most_disagreement() {

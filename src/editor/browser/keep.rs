@@ -6,10 +6,11 @@ use base64::Engine;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use super::indexed_db as kept;
 use super::state::{Shared, Viewer};
-use crate::browser::{kept, net};
-use crate::viewer::changes_between;
-use crate::viewer::ui::{KeptEdits, SaveStatus};
+use crate::browser::net;
+use crate::editor::changes_between;
+use crate::editor::ui::{KeptEdits, SaveStatus};
 
 impl Viewer {
     /// Undo and redo follow the history, the label list its counts; a "Saved" notice no
