@@ -111,7 +111,7 @@ async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) 
     let mut current = empty.clone();
     let edits = stroke(dims, 1, 1, &current);
     let request = SaveLabelRequest {
-        case_id: case.id.clone(),
+        case_id: case.id.to_string(),
         base_mask_ref: head.clone(),
         edits: base64::engine::general_purpose::STANDARD.encode(&edits),
     };

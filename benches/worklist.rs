@@ -65,13 +65,13 @@ async fn fill(app: &TestApp) {
             };
             let name = format!("Case {n:06} {}", ["liver", "kidney", "lung", "brain"][n % 4]);
             cases.push(format!(
-                "('case-{n:06}', '{name}', '{}', '[]', 'img-{n:06}', 'mask-{n:06}', {n}, '{status}', {assignee}, {saved}, {})",
+                "('00000000-0000-4000-8000-{n:012}', '{name}', '{}', '[]', 'img-{n:06}', 'mask-{n:06}', {n}, '{status}', {assignee}, {saved}, {})",
                 name.to_lowercase(),
                 // One case in a hundred is restricted to its labeler and reviewer.
                 i64::from(n % 100 == 7)
             ));
             objects.push(format!(
-                "('img-{n:06}', 'case-{n:06}', 'image', 1, 'x', 512, 512, 300, 'int16', 0.7, 0.7, 1.0, {n})"
+                "('img-{n:06}', '00000000-0000-4000-8000-{n:012}', 'image', 1, 'x', 512, 512, 300, 'int16', 0.7, 0.7, 1.0, {n})"
             ));
         }
         let mut tx = pool.begin().await.unwrap();

@@ -2,12 +2,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ids::CaseId;
+
 use crate::nifti_io::VoxelType;
 
 /// One row of the case list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CaseSummary {
-    pub id: String,
+    pub id: CaseId,
     pub name: String,
     /// Volume size in voxels along i, j, k.
     pub dims: [u32; 3],
@@ -88,6 +90,8 @@ pub struct LabelDef {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SaveLabelRequest {
+    /// Text, read as a case id by the server: one that cannot be is no such case (404), as
+    /// in a path.
     pub case_id: String,
     /// The mask version the edits were made on (`current_mask_ref` when the case was opened).
     pub base_mask_ref: String,
@@ -121,7 +125,7 @@ pub struct MaskVersion {
 /// Answer of `GET /cases/{id}/artifacts`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CaseArtifacts {
-    pub case_id: String,
+    pub case_id: CaseId,
     pub case_name: String,
     pub labels: Vec<LabelDef>,
     /// Reference of the mask version a save must name as its base.
@@ -350,7 +354,7 @@ impl Default for WorklistQuery {
 /// One case in the worklist.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorklistRow {
-    pub id: String,
+    pub id: CaseId,
     pub name: String,
     pub dims: [u32; 3],
     pub status: CaseStatus,
@@ -383,6 +387,6 @@ pub struct Worklist {
 /// Answer of `GET /worklist/next`: the case to open next.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NextCase {
-    pub id: String,
+    pub id: CaseId,
     pub name: String,
 }

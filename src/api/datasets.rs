@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::ids::CaseId;
+
 /// Which part of a snapshot a case is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,7 +42,7 @@ pub struct NewDataset {
     /// Only these cases (each must be approved), at most [`MAX_LISTED_CASES`]; absent: every
     /// approved case.
     #[serde(default)]
-    pub case_ids: Option<Vec<String>>,
+    pub case_ids: Option<Vec<CaseId>>,
     /// Only cases whose name contains this (any case).
     #[serde(default)]
     pub name_contains: Option<String>,
@@ -54,7 +56,7 @@ pub struct NewDataset {
     pub seed: u64,
     /// Splits given for some cases (at most [`MAX_LISTED_CASES`]), overriding the drawn ones.
     #[serde(default)]
-    pub splits: BTreeMap<String, Split>,
+    pub splits: BTreeMap<CaseId, Split>,
 }
 
 /// A snapshot as listed and as `POST /datasets` answers it.
@@ -83,7 +85,7 @@ pub struct ManifestFile {
 /// One case of a snapshot.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ManifestCase {
-    pub case_id: String,
+    pub case_id: CaseId,
     pub case_name: String,
     pub split: Split,
     pub image: ManifestFile,

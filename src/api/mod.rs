@@ -5,10 +5,12 @@ pub mod accounts;
 pub mod cases;
 pub mod datasets;
 pub mod error;
+pub mod ids;
 pub mod registry;
 
 pub use accounts::*;
 pub use cases::*;
 pub use datasets::*;
 pub use error::{ApiError, ErrorBody, ErrorCode};
+pub use ids::{CaseId, NotACaseId};
 pub use registry::*;

@@ -10,6 +10,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::ids::CaseId;
+
 /// What a model version declares about itself (`POST /models`, field `card`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -285,7 +287,7 @@ impl JobStatus {
 pub struct Job {
     pub id: String,
     pub run_id: String,
-    pub case_id: String,
+    pub case_id: CaseId,
     pub model_id: String,
     pub model_name: String,
     pub model_version: String,
@@ -340,7 +342,7 @@ pub struct ModelScore {
 /// Production's and shadow's Dice for one label of one case.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PairedDice {
-    pub case_id: String,
+    pub case_id: CaseId,
     pub case_name: String,
     pub label: u8,
     pub production_dice: f64,
@@ -384,7 +386,7 @@ pub struct VersionEvaluation {
 /// A case whose human mask began as a model version's pre-label.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AnchoredCase {
-    pub case_id: String,
+    pub case_id: CaseId,
     pub case_name: String,
     pub model_version: String,
 }

@@ -7,7 +7,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, Request, RequestInit, Response};
 
-use crate::api::{ApiError, CaseArtifacts, ErrorBody, ErrorCode, LabelSaved, SaveLabelRequest};
+use crate::api::{ApiError, CaseArtifacts, CaseId, ErrorBody, ErrorCode, LabelSaved, SaveLabelRequest};
 
 pub(crate) fn describe(err: JsValue) -> String {
     err.as_string()
@@ -88,8 +88,8 @@ async fn post(url: &str, headers: Option<&Headers>, body: &JsValue) -> Result<St
 
 /// `GET /cases/{id}/artifacts?history=true`: the case with fresh URLs and its saved mask
 /// versions. The session cookie goes along (same origin).
-pub async fn case_artifacts(case_id: &str) -> Result<CaseArtifacts, String> {
-    let url = format!("/cases/{}/artifacts?history=true", String::from(js_sys::encode_uri_component(case_id)));
+pub async fn case_artifacts(case_id: &CaseId) -> Result<CaseArtifacts, String> {
+    let url = format!("/cases/{case_id}/artifacts?history=true");
     let request = Request::new_with_str(&url).map_err(describe)?;
     let body = call(&request).await.map_err(Failure::into_message)?;
     serde_json::from_str(&body).map_err(|err| format!("unexpected answer: {err}"))

@@ -16,7 +16,7 @@ use crate::pages::registry::JobTable;
 pub async fn get_case_artifacts(case_id: String) -> Result<CaseArtifacts, ApiError> {
     use crate::server::services::{access, cases};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
-    let access = access::authorize(&state, &user, &case_id, access::Read).await?;
+    let access = access::authorize(&state, &user, &access::case_named(&case_id)?, access::Read).await?;
     Ok(cases::case_artifacts(&state, &access, true).await?)
 }
 
@@ -25,7 +25,7 @@ pub async fn case_jobs(case_id: String) -> Result<Vec<Job>, ApiError> {
     use crate::server::services::access;
     use crate::server::services::jobs::{list_jobs, JobFilter};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
-    let access = access::authorize(&state, &user, &case_id, access::Read).await?;
+    let access = access::authorize(&state, &user, &access::case_named(&case_id)?, access::Read).await?;
     Ok(list_jobs(&state, &user, JobFilter::Case(&access)).await?)
 }
 
@@ -34,7 +34,7 @@ pub async fn case_jobs(case_id: String) -> Result<Vec<Job>, ApiError> {
 pub async fn run_models(case_id: String) -> Result<RunStarted, ApiError> {
     use crate::server::services::{access, orchestrator};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
-    let access = access::authorize(&state, &user, &case_id, access::RunModels).await?;
+    let access = access::authorize(&state, &user, &access::case_named(&case_id)?, access::RunModels).await?;
     Ok(orchestrator::run_on_case(&state, access).await?)
 }
 

@@ -14,7 +14,7 @@ use crate::pages::common::loaded;
 pub async fn get_case_review(case_id: String) -> Result<CaseReview, ApiError> {
     use crate::server::services::{access, workflow};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
-    let access = access::authorize(&state, &user, &case_id, access::Read).await?;
+    let access = access::authorize(&state, &user, &access::case_named(&case_id)?, access::Read).await?;
     Ok(workflow::review(&state, &access).await?)
 }
 
@@ -22,7 +22,7 @@ pub async fn get_case_review(case_id: String) -> Result<CaseReview, ApiError> {
 pub async fn take_case(case_id: String) -> Result<CaseWorkflow, ApiError> {
     use crate::server::services::{access, workflow};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
-    let access = access::authorize(&state, &user, &case_id, access::Take).await?;
+    let access = access::authorize(&state, &user, &access::case_named(&case_id)?, access::Take).await?;
     Ok(workflow::take(&state, access).await?)
 }
 
@@ -37,7 +37,7 @@ pub async fn set_case_people(
     use crate::api::AssignCase;
     use crate::server::services::{access, workflow};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
-    let access = access::authorize(&state, &user, &case_id, access::Assign).await?;
+    let access = access::authorize(&state, &user, &access::case_named(&case_id)?, access::Assign).await?;
     let request = AssignCase { assignee, reviewer, restricted: Some(restricted) };
     Ok(workflow::assign(&state, access, &request).await?)
 }
@@ -52,7 +52,7 @@ pub async fn change_case_status(
     use crate::api::ChangeStatus;
     use crate::server::services::{access, workflow};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
-    let access = access::authorize(&state, &user, &case_id, access::Transition(status)).await?;
+    let access = access::authorize(&state, &user, &access::case_named(&case_id)?, access::Transition(status)).await?;
     let request = ChangeStatus { status, comment, anchor };
     Ok(workflow::change_status(&state, access, &request).await?)
 }
@@ -70,7 +70,7 @@ pub fn status_text(status: CaseStatus) -> &'static str {
 
 #[component]
 pub fn ReviewPanel(ui: ViewerUi) -> impl IntoView {
-    let case_id = StoredValue::new(ui.case.with_value(|case| case.case_id.clone()));
+    let case_id = StoredValue::new(ui.case.with_value(|case| case.case_id.to_string()));
     let take = ServerAction::<TakeCase>::new();
     let change = ServerAction::<ChangeCaseStatus>::new();
     let assign = ServerAction::<SetCasePeople>::new();

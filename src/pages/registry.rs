@@ -516,7 +516,7 @@ pub fn JobTable(jobs: Vec<Job>) -> impl IntoView {
                                 <tr>
                                     <td><a href=format!("/registry/{}", job.model_id)>{format!("{} {}", job.model_name, job.model_version)}</a></td>
                                     <td>{job.role.as_str()}</td>
-                                    <td><a href=format!("/cases/{}", job.case_id)>{job.case_id[..8].to_string()}</a></td>
+                                    <td><a href=format!("/cases/{}", job.case_id)>{job.case_id.as_str()[..8].to_string()}</a></td>
                                     <td>{job.trigger.clone()}</td>
                                     <td class=format!("job {}", job.status.as_str())>
                                         {job.status.as_str()}

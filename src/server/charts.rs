@@ -91,7 +91,7 @@ fn scatter(svg: &mut String, pairs: &[PairedDice], labels: &[u8], name: &impl Fn
         let _ = write!(
             svg,
             r#"<a href="/cases/{}"><circle class="pair" cx="{:.1}" cy="{:.1}" r="4" fill="{}" fill-opacity="0.75"><title>{} · {}: production {:.3}, shadow {:.3}</title></circle></a>"#,
-            escape(&pair.case_id),
+            escape(pair.case_id.as_str()),
             x(pair.production_dice),
             y(pair.shadow_dice),
             colour(pair.label),
@@ -167,7 +167,7 @@ mod tests {
 
     fn pair(case: &str, label: u8, production: f64, shadow: f64) -> PairedDice {
         PairedDice {
-            case_id: case.into(),
+            case_id: crate::api::CaseId::new(),
             case_name: format!("<{case}> & co"),
             label,
             production_dice: production,

@@ -108,3 +108,44 @@ impl Db {
         Ok(())
     }
 }
+
+/// Typed ids are stored as their text: bound and read like a `String`.
+mod typed_ids {
+    use sqlx::database::Database;
+    use sqlx::encode::IsNull;
+    use sqlx::error::BoxDynError;
+    use sqlx::{Decode, Encode, Type};
+
+    use crate::api::CaseId;
+
+    impl<DB: Database> Type<DB> for CaseId
+    where
+        String: Type<DB>,
+    {
+        fn type_info() -> DB::TypeInfo {
+            <String as Type<DB>>::type_info()
+        }
+
+        fn compatible(ty: &DB::TypeInfo) -> bool {
+            <String as Type<DB>>::compatible(ty)
+        }
+    }
+
+    impl<'q, DB: Database> Encode<'q, DB> for CaseId
+    where
+        String: Encode<'q, DB>,
+    {
+        fn encode_by_ref(&self, buf: &mut <DB as Database>::ArgumentBuffer<'q>) -> Result<IsNull, BoxDynError> {
+            <String as Encode<'q, DB>>::encode_by_ref(&self.as_str().to_string(), buf)
+        }
+    }
+
+    impl<'r, DB: Database> Decode<'r, DB> for CaseId
+    where
+        String: Decode<'r, DB>,
+    {
+        fn decode(value: <DB as Database>::ValueRef<'r>) -> Result<CaseId, BoxDynError> {
+            Ok(CaseId::stored(<String as Decode<'r, DB>>::decode(value)?))
+        }
+    }
+}

@@ -425,7 +425,7 @@ impl World {
                     return response.status().as_u16();
                 }
                 let cases: Vec<CaseSummary> = response.json().await.unwrap();
-                return if cases.iter().any(|c| c.id == case_id) { 200 } else { 0 };
+                return if cases.iter().any(|c| c.id.as_str() == case_id) { 200 } else { 0 };
             }
             Op::Worklist => {
                 let response = rest(reqwest::Method::GET, "/worklist?sort=created&desc=true&per_page=200".into())
@@ -436,7 +436,7 @@ impl World {
                     return response.status().as_u16();
                 }
                 let list: Worklist = response.json().await.unwrap();
-                return if list.rows.iter().any(|row| row.id == case_id) { 200 } else { 0 };
+                return if list.rows.iter().any(|row| row.id.as_str() == case_id) { 200 } else { 0 };
             }
             Op::FnArtifacts => return self.server_fn("get_case_artifacts", who, &[("case_id", case_id)]).await,
             Op::FnJobs => return self.server_fn("case_jobs", who, &[("case_id", case_id)]).await,

@@ -56,7 +56,7 @@ async fn mni152_template_imports_and_its_artifacts_download_through_presigned_ur
     let listed: Vec<CaseSummary> = app.get_json(&token, "/cases").await;
     assert_eq!(listed, vec![case.clone()]);
 
-    let found = artifacts(&app, &token, &case.id).await;
+    let found = artifacts(&app, &token, case.id.as_str()).await;
     assert_eq!(found.case_name, "MNI152 T1");
     assert_eq!(found.artifacts.len(), 2);
     let image_artifact = &found.artifacts[0];
@@ -283,7 +283,7 @@ async fn cli_import_and_user_add_work_against_the_same_backend() {
 
     let cases: Vec<CaseSummary> = app.get_json(&token, "/cases").await;
     assert_eq!(cases.len(), 1);
-    let found = artifacts(&app, &token, &cases[0].id).await;
+    let found = artifacts(&app, &token, cases[0].id.as_str()).await;
     let names: Vec<_> = found.labels.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(names, ["grey matter", "white matter"]);
 
@@ -566,7 +566,7 @@ async fn the_case_list_and_a_case_history_come_in_bounded_pages() {
     let second = page("?page=2&per_page=2").await.unwrap();
     assert!(second.headers().get("link").is_none());
     let second: Vec<CaseSummary> = second.json().await.unwrap();
-    let listed: Vec<String> = first.iter().chain(&second).map(|case| case.id.clone()).collect();
+    let listed: Vec<String> = first.iter().chain(&second).map(|case| case.id.to_string()).collect();
     assert_eq!(listed, ids);
     for bad in ["?per_page=0", "?per_page=1001", "?page=0", "?page=x", "?limit=5"] {
         assert_eq!(page(bad).await.unwrap().status(), StatusCode::BAD_REQUEST, "{bad}");

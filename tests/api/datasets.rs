@@ -99,9 +99,9 @@ async fn snapshots_freeze_approved_versions_and_never_change() {
     );
     let manifest: Manifest = app.get_json(&admin, &path).await;
     assert_eq!(manifest.label_map.get(&1).map(String::as_str), Some("liver"));
-    assert_eq!(manifest.cases.iter().find(|c| c.case_id == approved[0].0).unwrap().split, Split::Test);
+    assert_eq!(manifest.cases.iter().find(|c| c.case_id.as_str() == approved[0].0).unwrap().split, Split::Test);
     for case in &manifest.cases {
-        let expected = &approved.iter().find(|(id, _)| *id == case.case_id).unwrap().1;
+        let expected = &approved.iter().find(|(id, _)| id == case.case_id.as_str()).unwrap().1;
         assert_eq!(&case.mask.object_ref, expected, "the approved version");
         for file in [&case.image, &case.mask] {
             let bytes = app.client.get(&file.url).send().await.unwrap().bytes().await.unwrap();
@@ -212,7 +212,7 @@ async fn lists_past_the_cap_are_refused_and_nothing_is_written() {
     let message = over.text().await.unwrap();
     assert!(message.contains("case_ids") && message.contains(&format!("at most {MAX_LISTED_CASES}")), "{message}");
     let splits: serde_json::Map<String, Value> =
-        (0..=MAX_LISTED_CASES).map(|n| (format!("case-{n}"), json!("train"))).collect();
+        (0..=MAX_LISTED_CASES).map(|_| (seglab::api::CaseId::new().to_string(), json!("train"))).collect();
     let over = post(&app, &admin, json!({ "name": "over", "splits": splits })).await;
     assert_eq!(over.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let message = over.text().await.unwrap();
@@ -254,7 +254,7 @@ async fn export_writes_nnunet_and_monai_layouts_that_nibabel_reads() {
         assert_eq!(cases.len(), 4);
         let mut files = Vec::new();
         for case in cases {
-            let recorded = manifest.cases.iter().find(|c| c.case_id == case["case_id"]).unwrap();
+            let recorded = manifest.cases.iter().find(|c| c.case_id.as_str() == case["case_id"]).unwrap();
             for (path, sha) in [(&case["image"], &recorded.image.sha256), (&case["label"], &recorded.mask.sha256)] {
                 let file = dir.join(path.as_str().unwrap());
                 assert_eq!(&sha256_of(&std::fs::read(&file).unwrap()), sha, "{}", file.display());

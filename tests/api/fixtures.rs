@@ -121,6 +121,6 @@ impl CaseBuilder {
             FirstMask::Labels(labels) => mask_file(&self.header, self.dims, labels),
         };
         let case = NewCase { name: self.name, image: image.into(), mask: Some(mask.into()), labels: self.labels };
-        import_case(&app.state, None, case).await.expect("import the test case").id
+        import_case(&app.state, None, case).await.expect("import the test case").id.to_string()
     }
 }

@@ -479,7 +479,7 @@ async fn storage_outage_gives_503_with_no_rows_and_the_retry_succeeds() {
     );
     broken.heads = std::sync::Arc::new(seglab::server::mask_cache::HeadCache::new(0));
     use seglab::server::services::access;
-    let access = access::authorize(&broken, &user, &case_id, access::Save).await.unwrap();
+    let access = access::authorize(&broken, &user, &case_id.parse().unwrap(), access::Save).await.unwrap();
     let err =
         seglab::server::services::labels::save_label(&broken, access, Some("outage"), &request).await.unwrap_err();
     assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -500,7 +500,7 @@ async fn a_crash_before_commit_leaves_an_orphan_the_sweeper_removes_and_the_retr
     let request = body(&case_id, &base, &stroke(1));
 
     // What a crash after the PUT leaves: the object, and the key claimed but never completed.
-    let orphan = seglab::server::services::mask_versions::mask_object_ref(&case_id);
+    let orphan = seglab::server::services::mask_versions::mask_object_ref(&case_id.parse().unwrap());
     app.state.store.put(&orphan, b"half a save".to_vec()).await.unwrap();
     running_claim(&app, "lab", "crashed", &request).await;
 

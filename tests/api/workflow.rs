@@ -401,10 +401,10 @@ async fn a_restricted_case_is_read_only_by_its_labeler_reviewer_and_coordinators
             }
         }
         let listed: Vec<seglab::api::CaseSummary> = app.get_json(token, "/cases").await;
-        assert_eq!(listed.iter().any(|case| case.id == secret), readable);
-        assert!(listed.iter().any(|case| case.id == open), "unrestricted cases stay open to everyone");
+        assert_eq!(listed.iter().any(|case| case.id.as_str() == secret), readable);
+        assert!(listed.iter().any(|case| case.id.as_str() == open), "unrestricted cases stay open to everyone");
         let worklist: seglab::api::Worklist = app.get_json(token, "/worklist").await;
-        assert_eq!(worklist.rows.iter().any(|row| row.id == secret), readable);
+        assert_eq!(worklist.rows.iter().any(|row| row.id.as_str() == secret), readable);
         assert_eq!(worklist.total, if readable { 2 } else { 1 });
     }
     // Lifting the restriction opens it again; leaving the field out keeps it as it is.

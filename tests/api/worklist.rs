@@ -170,12 +170,14 @@ async fn a_narrow_name_search_finds_the_same_cases_through_the_index() {
         .chain(["Ki\"dney 100%", "liver OR heart", "Ünïcode Lïver"].map(String::from))
         .collect();
     let mut tx = app.state.db.pool.begin().await.unwrap();
+    // Case ids as the server makes them: clients read them back as ids.
+    let ids: Vec<String> = bulk.iter().map(|_| seglab::api::CaseId::new().to_string()).collect();
     for (n, name) in bulk.iter().enumerate() {
         sqlx::query(
             "INSERT INTO cases (id, name, search_name, labels_json, image_ref, head_mask_ref, created_at)
              VALUES ($1, $2, $3, '[]', $4, 'mask', $5)",
         )
-        .bind(format!("case-{n:04}"))
+        .bind(&ids[n])
         .bind(name)
         .bind(name.to_lowercase())
         .bind(format!("img-{n:04}"))
@@ -188,7 +190,7 @@ async fn a_narrow_name_search_finds_the_same_cases_through_the_index() {
              VALUES ($1, $2, 'image', 1, 'x', 4, 4, 4, 'uint8', 1.0, 1.0, 1.0, 0)",
         )
         .bind(format!("img-{n:04}"))
-        .bind(format!("case-{n:04}"))
+        .bind(&ids[n])
         .execute(&mut *tx)
         .await
         .unwrap();

@@ -9,6 +9,8 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{IdbDatabase, IdbRequest, IdbTransactionMode};
 
+use crate::api::CaseId;
+
 const DATABASE: &str = "seglab";
 const STORE: &str = "unsaved_edits";
 
@@ -70,21 +72,22 @@ async fn store_request(
     result
 }
 
-pub async fn load(case_id: &str) -> Result<Option<KeptRecord>, String> {
-    let value = store_request(IdbTransactionMode::Readonly, |store| store.get(&case_id.into())).await?;
+pub async fn load(case_id: &CaseId) -> Result<Option<KeptRecord>, String> {
+    let value = store_request(IdbTransactionMode::Readonly, |store| store.get(&case_id.as_str().into())).await?;
     match value.as_string() {
         Some(json) => serde_json::from_str(&json).map(Some).map_err(|e| e.to_string()),
         None => Ok(None),
     }
 }
 
-pub async fn save(case_id: &str, record: &KeptRecord) -> Result<(), String> {
+pub async fn save(case_id: &CaseId, record: &KeptRecord) -> Result<(), String> {
     let json = serde_json::to_string(record).map_err(|e| e.to_string())?;
-    store_request(IdbTransactionMode::Readwrite, |store| store.put_with_key(&json.into(), &case_id.into())).await?;
+    store_request(IdbTransactionMode::Readwrite, |store| store.put_with_key(&json.into(), &case_id.as_str().into()))
+        .await?;
     Ok(())
 }
 
-pub async fn forget(case_id: &str) -> Result<(), String> {
-    store_request(IdbTransactionMode::Readwrite, |store| store.delete(&case_id.into())).await?;
+pub async fn forget(case_id: &CaseId) -> Result<(), String> {
+    store_request(IdbTransactionMode::Readwrite, |store| store.delete(&case_id.as_str().into())).await?;
     Ok(())
 }

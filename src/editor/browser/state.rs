@@ -8,6 +8,7 @@ use std::rc::Rc;
 use leptos::prelude::*;
 
 use super::view::View;
+use crate::api::CaseId;
 use crate::editor::render::Overlay;
 use crate::editor::tools::Stroke;
 use crate::editor::ui::{Crosshair, Layout, ViewerUi};
@@ -43,7 +44,7 @@ pub(super) struct GrowInputs {
 
 pub(super) struct Viewer {
     pub(super) ui: ViewerUi,
-    pub(super) case_id: String,
+    pub(super) case_id: CaseId,
     pub(super) editor: Editor,
     /// One view per plane, in [`Plane::ALL`] order.
     pub(super) views: [View; 3],

@@ -31,7 +31,7 @@ async fn mask_file(
     Caller(user): Caller,
     Path((case_id, file)): Path<(String, String)>,
 ) -> Result<axum::response::Redirect, AppError> {
-    let access = access::authorize(&state, &user, &case_id, Read).await?;
+    let access = access::authorize(&state, &user, &access::case_named(&case_id)?, Read).await?;
     Ok(axum::response::Redirect::to(&cases::mask_file_url(&state, &access, &file).await?))
 }
 
@@ -81,7 +81,7 @@ async fn case_artifacts(
     Path(case_id): Path<String>,
     ApiQuery(query): ApiQuery<ArtifactsQuery>,
 ) -> Result<Json<CaseArtifacts>, AppError> {
-    let access = access::authorize(&state, &user, &case_id, Read).await?;
+    let access = access::authorize(&state, &user, &access::case_named(&case_id)?, Read).await?;
     Ok(Json(cases::case_artifacts(&state, &access, query.history).await?))
 }
 

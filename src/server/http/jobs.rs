@@ -31,7 +31,7 @@ async fn run_on_case(
     Caller(user): Caller,
     Path(case_id): Path<String>,
 ) -> Result<(StatusCode, Json<RunStarted>), AppError> {
-    let access = access::authorize(&state, &user, &case_id, RunModels).await?;
+    let access = access::authorize(&state, &user, &access::case_named(&case_id)?, RunModels).await?;
     Ok((StatusCode::ACCEPTED, Json(orchestrator::run_on_case(&state, access).await?)))
 }
 
@@ -40,7 +40,7 @@ async fn case_jobs(
     Caller(user): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<Job>>, AppError> {
-    let access = access::authorize(&state, &user, &id, Read).await?;
+    let access = access::authorize(&state, &user, &access::case_named(&id)?, Read).await?;
     Ok(Json(jobs::list_jobs(&state, &user, JobFilter::Case(&access)).await?))
 }
 

@@ -26,7 +26,7 @@ async fn save_label(
 ) -> Result<Response, AppError> {
     // A value that is not text reads as empty, which the key check refuses.
     let key = headers.get("idempotency-key").map(|v| v.to_str().unwrap_or_default());
-    let access = access::authorize(&state, &user, &request.case_id, Save).await?;
+    let access = access::authorize(&state, &user, &access::case_named(&request.case_id)?, Save).await?;
     let outcome = labels::save_label(&state, access, key, &request).await?;
     let status = StatusCode::from_u16(outcome.status).map_err(AppError::internal)?;
     let mut response = (status, [(header::CONTENT_TYPE, "application/json")], outcome.body).into_response();

@@ -32,7 +32,7 @@ async fn assign(
     Path(id): Path<String>,
     ApiJson(request): ApiJson<AssignCase>,
 ) -> Result<Json<CaseWorkflow>, AppError> {
-    let access = access::authorize(&state, &user, &id, Assign).await?;
+    let access = access::authorize(&state, &user, &access::case_named(&id)?, Assign).await?;
     Ok(Json(workflow::assign(&state, access, &request).await?))
 }
 
@@ -42,7 +42,7 @@ async fn take(
     Caller(user): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<CaseWorkflow>, AppError> {
-    let access = access::authorize(&state, &user, &id, Take).await?;
+    let access = access::authorize(&state, &user, &access::case_named(&id)?, Take).await?;
     Ok(Json(workflow::take(&state, access).await?))
 }
 
@@ -53,7 +53,7 @@ async fn change_status(
     Path(id): Path<String>,
     ApiJson(request): ApiJson<ChangeStatus>,
 ) -> Result<Json<CaseWorkflow>, AppError> {
-    let access = access::authorize(&state, &user, &id, Transition(request.status)).await?;
+    let access = access::authorize(&state, &user, &access::case_named(&id)?, Transition(request.status)).await?;
     Ok(Json(workflow::change_status(&state, access, &request).await?))
 }
 
@@ -63,6 +63,6 @@ async fn comments(
     Caller(user): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<CaseComment>>, AppError> {
-    let access = access::authorize(&state, &user, &id, Read).await?;
+    let access = access::authorize(&state, &user, &access::case_named(&id)?, Read).await?;
     Ok(Json(workflow::comments(&state, &access).await?))
 }

@@ -19,7 +19,7 @@
 
 use sqlx::{AnyConnection, Row};
 
-use crate::api::{CaseActions, CaseStatus};
+use crate::api::{CaseActions, CaseId, CaseStatus};
 use crate::server::error::AppError;
 use crate::server::identity::{Role, User};
 use crate::server::state::AppState;
@@ -225,18 +225,24 @@ fn no_such_case(case_id: &str) -> AppError {
     AppError::NotFound(format!("case {case_id}"))
 }
 
+/// The case a client names (a path, a server function's argument): a text that cannot be a
+/// case id is no such case, the same 404 as any other.
+pub fn case_named(text: &str) -> Result<CaseId, AppError> {
+    CaseId::parse(text).map_err(|_| no_such_case(text))
+}
+
 /// Permission for `user` to do `A` to one case, with the facts it was decided on. Only
 /// [`authorize`] makes one.
 #[derive(Debug)]
 pub struct CaseAccess<A> {
-    case_id: String,
+    case_id: CaseId,
     user: User,
     facts: CaseFacts,
     action: A,
 }
 
 impl<A: CaseAction> CaseAccess<A> {
-    pub fn case_id(&self) -> &str {
+    pub fn case_id(&self) -> &CaseId {
         &self.case_id
     }
 
@@ -266,12 +272,12 @@ impl<A: CaseAction> CaseAccess<A> {
 pub async fn authorize<A: CaseAction>(
     state: &AppState,
     user: &User,
-    case_id: &str,
+    case_id: &CaseId,
     action: A,
 ) -> Result<CaseAccess<A>, AppError> {
     let rules = rules(state);
     let facts = decide(&mut *state.db.pool.acquire().await?, user, case_id, &action, rules).await?;
-    Ok(CaseAccess { case_id: case_id.to_string(), user: user.clone(), facts, action })
+    Ok(CaseAccess { case_id: case_id.clone(), user: user.clone(), facts, action })
 }
 
 pub fn rules(state: &AppState) -> Rules {
@@ -281,24 +287,20 @@ pub fn rules(state: &AppState) -> Rules {
 async fn decide(
     conn: &mut AnyConnection,
     user: &User,
-    case_id: &str,
+    case_id: &CaseId,
     action: &dyn CaseAction,
     rules: Rules,
 ) -> Result<CaseFacts, AppError> {
-    // Ids are UUIDs: anything else is no case, and never reaches a query.
-    if uuid::Uuid::parse_str(case_id).is_err() {
-        return Err(no_such_case(case_id));
-    }
-    let facts = facts(conn, user, case_id).await?.ok_or_else(|| no_such_case(case_id))?;
+    let facts = facts(conn, user, case_id).await?.ok_or_else(|| no_such_case(case_id.as_str()))?;
     if !may_read(user, &facts) {
-        return Err(no_such_case(case_id));
+        return Err(no_such_case(case_id.as_str()));
     }
     action.decide(user, &facts, rules)?;
     Ok(facts)
 }
 
 /// The case's facts as `user` is concerned, or none for no such case.
-async fn facts(conn: &mut AnyConnection, user: &User, case_id: &str) -> Result<Option<CaseFacts>, AppError> {
+async fn facts(conn: &mut AnyConnection, user: &User, case_id: &CaseId) -> Result<Option<CaseFacts>, AppError> {
     // Versions since the last approval: saves at or after the approved version's save, other
     // than that version itself; every save when the approved version is none or not a save.
     let Some(row) = sqlx::query(

@@ -8,6 +8,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 
+use crate::api::CaseId;
 use crate::server::clock::now_ms;
 use crate::server::db::{AuditKey, Db};
 use crate::server::error::AppError;
@@ -82,7 +83,7 @@ impl AuditAction {
 pub struct AuditEvent<'a> {
     pub action: AuditAction,
     pub user_id: Option<&'a str>,
-    pub case_id: Option<&'a str>,
+    pub case_id: Option<&'a CaseId>,
     pub details: Value,
 }
 
@@ -120,7 +121,15 @@ pub async fn record(tx: &mut AnyConnection, db: &Db, event: AuditEvent<'_>) -> R
     let prev_hash: String = head.get("hash");
     let at = now_ms();
     let details = event.details.to_string();
-    let hash = row_hash(seq, at, event.action.as_str(), event.user_id, event.case_id, &details, &prev_hash);
+    let hash = row_hash(
+        seq,
+        at,
+        event.action.as_str(),
+        event.user_id,
+        event.case_id.map(CaseId::as_str),
+        &details,
+        &prev_hash,
+    );
     sqlx::query(
         "INSERT INTO audit_log (seq, at, action, user_id, case_id, details, prev_hash, hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditAction, AuditEvent};
 use super::jobs;
-use crate::api::{BackfillProgress, ModelState};
+use crate::api::{BackfillProgress, CaseId, ModelState};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::identity::{Role, User};
@@ -51,7 +51,7 @@ pub async fn start(state: &AppState, user: &User, model_id: &str) -> Result<Back
             running.get::<String, _>("id")
         )));
     }
-    let cases: Vec<String> = sqlx::query(
+    let cases: Vec<CaseId> = sqlx::query(
         "SELECT c.id FROM cases c
          WHERE EXISTS (SELECT 1 FROM labels l WHERE l.case_id = c.id)
            AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.case_id = c.id AND p.model_id = $1)

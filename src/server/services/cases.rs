@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::Row;
-use uuid::Uuid;
 
 use super::access::{self, CaseAccess, Read};
 use super::audit::{self, AuditAction, AuditEvent};
@@ -19,7 +18,8 @@ use super::registry;
 use super::volume_slabs::{self, PackedSlab, SlabManifest};
 use super::workflow;
 use crate::api::{
-    Artifact, ArtifactKind, CaseArtifacts, CasePrediction, CaseSummary, LabelDef, MaskVersion, ModelState, ReviewBase,
+    Artifact, ArtifactKind, CaseArtifacts, CaseId, CasePrediction, CaseSummary, LabelDef, MaskVersion, ModelState,
+    ReviewBase,
 };
 use crate::mask_ops::label_counts;
 use crate::nifti_io::{gzip, gzip_empty_mask, gzip_mask, mask_header, Volume, VolumeMeta, VoxelType};
@@ -179,7 +179,7 @@ fn label_defs(named: &[(u8, String)], present: &BTreeSet<u8>) -> Vec<LabelDef> {
 /// The image is read as a stream, never held whole; a mask is decoded (one byte per voxel).
 #[allow(clippy::type_complexity)] // one use, right below
 fn stored_objects(
-    case_id: &str,
+    case_id: &CaseId,
     new: NewCase,
     max_voxels: u64,
     scratch: &Path,
@@ -263,7 +263,7 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
     if name.is_empty() || name.chars().count() > 200 {
         return Err(AppError::BadRequest("case name must be 1–200 characters".into()));
     }
-    let case_id = Uuid::new_v4().to_string();
+    let case_id = CaseId::new();
     let max_voxels = state.config.max_volume_voxels;
     let scratch = state.config.scratch_dir();
     let id = case_id.clone();
@@ -466,7 +466,7 @@ pub async fn case_artifacts(
     let review_base = review_base(state, case_id, workflow.approved_mask_ref.as_deref()).await?;
     let predictions = if user.is_coordinator() { predictions(state, case_id).await? } else { Vec::new() };
     Ok(CaseArtifacts {
-        case_id: case_id.to_string(),
+        case_id: case_id.clone(),
         case_name: case.get("name"),
         labels,
         current_mask_ref: head_mask_ref,
@@ -488,7 +488,7 @@ pub async fn mask_file_url(state: &AppState, access: &CaseAccess<Read>, file: &s
 }
 
 /// The latest prediction of each production and shadow version on the case, production first.
-async fn predictions(state: &AppState, case_id: &str) -> Result<Vec<CasePrediction>, AppError> {
+async fn predictions(state: &AppState, case_id: &CaseId) -> Result<Vec<CasePrediction>, AppError> {
     let rows = sqlx::query(
         "SELECT p.object_ref, p.created_at, m.id, m.name, m.version, m.state FROM predictions p JOIN models m ON m.id = p.model_id
          WHERE p.case_id = $1 AND m.state IN ('production', 'shadow')
@@ -517,7 +517,7 @@ async fn predictions(state: &AppState, case_id: &str) -> Result<Vec<CasePredicti
 }
 
 /// The last approved version, else the mask the case was imported with (its oldest).
-async fn review_base(state: &AppState, case_id: &str, approved: Option<&str>) -> Result<ReviewBase, AppError> {
+async fn review_base(state: &AppState, case_id: &CaseId, approved: Option<&str>) -> Result<ReviewBase, AppError> {
     let base = match approved {
         Some(approved) => sqlx::query("SELECT object_ref, file_stored FROM objects WHERE object_ref = $1").bind(approved),
         None => sqlx::query(
@@ -539,7 +539,7 @@ async fn review_base(state: &AppState, case_id: &str, approved: Option<&str>) ->
 pub const HISTORY_LIMIT: i64 = 200;
 
 /// The newest saved versions of the case, newest first, and how many there are in all.
-async fn mask_history(state: &AppState, case_id: &str) -> Result<(Vec<MaskVersion>, i64), AppError> {
+async fn mask_history(state: &AppState, case_id: &CaseId) -> Result<(Vec<MaskVersion>, i64), AppError> {
     let total: i64 = sqlx::query("SELECT COUNT(*) FROM labels WHERE case_id = $1")
         .bind(case_id)
         .fetch_one(&state.db.pool)

@@ -20,7 +20,8 @@ use super::audit::{self, AuditAction, AuditEvent};
 use super::mask_versions;
 use super::registry::unique_conflict;
 use crate::api::{
-    CaseStatus, DatasetSummary, LabelDef, Manifest, ManifestCase, ManifestFile, NewDataset, Split, MAX_LISTED_CASES,
+    CaseId, CaseStatus, DatasetSummary, LabelDef, Manifest, ManifestCase, ManifestFile, NewDataset, Split,
+    MAX_LISTED_CASES,
 };
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
@@ -31,7 +32,7 @@ const MAX_NAME_CHARS: usize = 100;
 
 /// One approved case as frozen into a snapshot.
 struct Frozen {
-    case_id: String,
+    case_id: CaseId,
     case_name: String,
     image_ref: String,
     image_sha256: String,
@@ -41,8 +42,8 @@ struct Frozen {
 }
 
 /// The split a case falls in: a hash of the seed and the case id, as a fraction in [0, 1).
-fn drawn_split(seed: u64, case_id: &str, validation: f64, test: f64) -> Split {
-    let digest = Sha256::new().chain_update(seed.to_le_bytes()).chain_update(case_id.as_bytes()).finalize();
+fn drawn_split(seed: u64, case_id: &CaseId, validation: f64, test: f64) -> Split {
+    let digest = Sha256::new().chain_update(seed.to_le_bytes()).chain_update(case_id.as_str().as_bytes()).finalize();
     let at = u64::from_le_bytes(digest[..8].try_into().expect("a SHA-256 has 8 bytes")) as f64 / 2f64.powi(64);
     if at < test {
         Split::Test
@@ -88,13 +89,13 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
     .await?;
     let search = request.name_contains.as_deref().map(|text| text.trim().to_lowercase());
     // Sets, not scans of the lists: linear in the approved cases plus the ids named.
-    let wanted: Option<HashSet<&str>> = request.case_ids.as_ref().map(|ids| ids.iter().map(String::as_str).collect());
+    let wanted: Option<HashSet<&CaseId>> = request.case_ids.as_ref().map(|ids| ids.iter().collect());
     let selected: Vec<_> = rows
         .iter()
-        .filter(|row| wanted.as_ref().is_none_or(|ids| ids.contains(row.get::<String, _>("id").as_str())))
+        .filter(|row| wanted.as_ref().is_none_or(|ids| ids.contains(&row.get::<CaseId, _>("id"))))
         .filter(|row| search.as_deref().is_none_or(|text| row.get::<String, _>("search_name").contains(text)))
         .collect();
-    let selected_ids: HashSet<String> = selected.iter().map(|row| row.get("id")).collect();
+    let selected_ids: HashSet<CaseId> = selected.iter().map(|row| row.get("id")).collect();
     for id in request.case_ids.iter().flatten().chain(request.splits.keys()) {
         if !selected_ids.contains(id) {
             return Err(AppError::Unprocessable(format!("case {id} is not an approved case this snapshot selects")));
@@ -107,7 +108,7 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
     let mut label_map: BTreeMap<u8, String> = BTreeMap::new();
     let mut frozen = Vec::with_capacity(selected.len());
     for row in selected {
-        let case_id: String = row.get("id");
+        let case_id: CaseId = row.get("id");
         let labels: Vec<LabelDef> =
             serde_json::from_str(&row.get::<String, _>("labels_json")).map_err(AppError::internal)?;
         for label in labels {
@@ -392,7 +393,7 @@ mod tests {
 
     #[test]
     fn splits_are_drawn_from_the_seed_and_the_case_alone() {
-        let ids: Vec<String> = (0..2000).map(|n| format!("case-{n}")).collect();
+        let ids: Vec<CaseId> = (0..2000).map(|_| CaseId::new()).collect();
         let draw = |seed| ids.iter().map(|id| drawn_split(seed, id, 0.2, 0.1)).collect::<Vec<_>>();
         assert_eq!(draw(7), draw(7), "the same seed gives the same split");
         assert_ne!(draw(7), draw(8));

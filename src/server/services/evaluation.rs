@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use super::mask_versions::load_mask;
 use super::registry::{active_models, model_card};
 use crate::api::{
-    AnchoredCase, LabelStats, ModelScore, ModelState, ModelSummary, PairedDice, PairedEvaluation, Stats,
+    AnchoredCase, CaseId, LabelStats, ModelScore, ModelState, ModelSummary, PairedDice, PairedEvaluation, Stats,
     VersionEvaluation,
 };
 use crate::metrics::{dice, hd95};
@@ -59,7 +59,7 @@ struct EvaluableCase {
 
 /// A case a version is scored on, as a request reads it.
 struct ScoredCase {
-    case_id: String,
+    case_id: CaseId,
     case_name: String,
     /// Of the version's latest prediction of the case against the case's latest human mask;
     /// `None` while the evaluator has not stored them.
@@ -258,7 +258,7 @@ async fn scored_cases(state: &AppState, model_id: &str) -> Result<Vec<ScoredCase
 }
 
 /// The train and validation cases of the snapshots a model was trained on, in one statement.
-async fn training_cases(state: &AppState, datasets: &[String]) -> Result<BTreeSet<String>, AppError> {
+async fn training_cases(state: &AppState, datasets: &[String]) -> Result<BTreeSet<CaseId>, AppError> {
     // Distinct ids: a card may name a snapshot twice, and each one is a bound parameter.
     let datasets: BTreeSet<&String> = datasets.iter().collect();
     if datasets.is_empty() {
@@ -274,7 +274,7 @@ async fn training_cases(state: &AppState, datasets: &[String]) -> Result<BTreeSe
         query = query.bind(dataset.as_str());
     }
     let rows = query.fetch_all(&state.db.pool).await?;
-    Ok(rows.iter().map(|row| row.get::<String, _>("case_id")).collect())
+    Ok(rows.iter().map(|row| row.get::<CaseId, _>("case_id")).collect())
 }
 
 /// Evaluated cases a version itself pre-labelled.
@@ -285,7 +285,7 @@ async fn anchored_cases(state: &AppState, versions: &[EvaluatedVersion]) -> Resu
             .bind(&model.id)
             .fetch_all(&state.db.pool)
             .await?;
-        let prelabelled: BTreeSet<String> = rows.iter().map(|row| row.get("case_id")).collect();
+        let prelabelled: BTreeSet<CaseId> = rows.iter().map(|row| row.get("case_id")).collect();
         anchored.extend(cases.iter().filter(|case| prelabelled.contains(&case.case_id)).map(|case| AnchoredCase {
             case_id: case.case_id.clone(),
             case_name: case.case_name.clone(),
@@ -322,7 +322,7 @@ pub fn may_read(user: &User) -> bool {
 async fn evaluable_version(
     state: &AppState,
     model: &ModelSummary,
-    excluded: &mut BTreeSet<String>,
+    excluded: &mut BTreeSet<CaseId>,
 ) -> Result<(BTreeMap<u8, String>, Vec<ScoredCase>), AppError> {
     let card = model_card(state, &model.id).await?;
     let names: BTreeMap<u8, String> =
@@ -375,8 +375,8 @@ pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Res
     }
     // With both versions, compare only on cases both predicted.
     if versions.len() == 2 {
-        let second: BTreeSet<&String> = versions[1].3.iter().map(|c| &c.case_id).collect();
-        let shared: BTreeSet<String> =
+        let second: BTreeSet<&CaseId> = versions[1].3.iter().map(|c| &c.case_id).collect();
+        let shared: BTreeSet<CaseId> =
             versions[0].3.iter().map(|c| &c.case_id).filter(|id| second.contains(id)).cloned().collect();
         for version in &mut versions {
             version.3.retain(|c| shared.contains(&c.case_id));
@@ -396,7 +396,7 @@ pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Res
     // Cases whose figures are still being computed are left out of every version (so the
     // comparison stays paired) and counted.
     let mut pending = BTreeSet::new();
-    let mut found: Vec<BTreeMap<String, LabelScores>> = Vec::new();
+    let mut found: Vec<BTreeMap<CaseId, LabelScores>> = Vec::new();
     for (_, _, _, cases) in &versions {
         let mut by_case = BTreeMap::new();
         for case in cases {
@@ -412,7 +412,7 @@ pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Res
         found.push(by_case);
     }
     result.pending_cases = pending.len();
-    let mut per_version: Vec<BTreeMap<String, LabelScores>> = Vec::new();
+    let mut per_version: Vec<BTreeMap<CaseId, LabelScores>> = Vec::new();
     for ((role, model, names, _), mut by_case) in versions.iter().zip(found) {
         by_case.retain(|case_id, _| !pending.contains(case_id));
         let all: Vec<_> = by_case.values().cloned().collect();
@@ -425,7 +425,7 @@ pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Res
     }
     if let [production, shadow] = per_version.as_slice() {
         result.paired_cases = production.len();
-        let case_names: BTreeMap<&String, &String> = versions[0].3.iter().map(|c| (&c.case_id, &c.case_name)).collect();
+        let case_names: BTreeMap<&CaseId, &String> = versions[0].3.iter().map(|c| (&c.case_id, &c.case_name)).collect();
         for (case_id, p_scores) in production {
             for (label, (p_dice, _)) in p_scores {
                 if let (Some(p_dice), Some((Some(s_dice), _))) =

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::access::{readable_condition, CaseAccess, Read};
 use super::audit::{self, AuditAction, AuditEvent};
-use crate::api::{Job, JobStatus, ModelState, ModelSummary};
+use crate::api::{CaseId, Job, JobStatus, ModelState, ModelSummary};
 use crate::server::clock::now_ms;
 use crate::server::db::Backend;
 use crate::server::error::AppError;
@@ -52,7 +52,7 @@ pub async fn enqueue(
     tx: &mut AnyConnection,
     state: &AppState,
     active: &[ModelSummary],
-    case_id: &str,
+    case_id: &CaseId,
     trigger: Trigger,
     user_id: Option<&str>,
 ) -> Result<String, AppError> {
@@ -86,7 +86,7 @@ pub async fn enqueue(
 /// One job to queue.
 struct NewJob<'a> {
     run_id: &'a str,
-    case_id: &'a str,
+    case_id: &'a CaseId,
     model_id: &'a str,
     role: ModelState,
     trigger: Trigger,
@@ -124,7 +124,7 @@ pub async fn enqueue_backfill(
     state: &AppState,
     backfill_id: &str,
     model_id: &str,
-    case_ids: &[String],
+    case_ids: &[CaseId],
 ) -> Result<(), AppError> {
     let at = now_ms();
     for case_id in case_ids {
@@ -198,7 +198,7 @@ fn job(row: &AnyRow, is_coordinator: bool) -> Result<Job, AppError> {
 /// engineers and admins (labelers never see what a shadow version did).
 pub async fn list_jobs(state: &AppState, user: &User, filter: JobFilter<'_>) -> Result<Vec<Job>, AppError> {
     let (column, value) = match filter {
-        JobFilter::Case(access) => ("j.case_id", access.case_id()),
+        JobFilter::Case(access) => ("j.case_id", access.case_id().as_str()),
         JobFilter::Run(id) => ("j.run_id", id),
         JobFilter::Model(id) => ("j.model_id", id),
     };
@@ -221,7 +221,7 @@ pub async fn list_jobs(state: &AppState, user: &User, filter: JobFilter<'_>) -> 
 /// A claimed job.
 pub struct Claimed {
     pub id: String,
-    pub case_id: String,
+    pub case_id: CaseId,
     pub model_id: String,
     pub role: String,
     pub attempts: i64,

@@ -19,7 +19,7 @@ use super::idempotency::{self, Claim, IdempotencyKey};
 use super::mask_versions::{self, load_mask, NewVersion};
 use super::volume_slabs::SlabManifest;
 use super::workflow;
-use crate::api::{LabelDef, LabelSaved, SaveLabelRequest};
+use crate::api::{CaseId, LabelDef, LabelSaved, SaveLabelRequest};
 use crate::edits::{LabelChanges, MaskEdits};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
@@ -42,7 +42,7 @@ pub async fn save_label(
     idempotency_key: Option<&str>,
     request: &SaveLabelRequest,
 ) -> Result<SaveOutcome, AppError> {
-    if access.case_id() != request.case_id {
+    if access.case_id().as_str() != request.case_id {
         return Err(AppError::internal(format!(
             "a permission to save on case {} used for case {}",
             access.case_id(),
@@ -78,7 +78,7 @@ async fn apply_and_commit(
     request: &SaveLabelRequest,
     encoded_edits: &[u8],
 ) -> Result<String, AppError> {
-    let (user, case_id) = (access.user().clone(), request.case_id.as_str());
+    let (user, case_id) = (access.user().clone(), &access.case_id().clone());
     let case = sqlx::query(
         "SELECT c.labels_json, c.head_mask_ref, o.dim_i, o.dim_j, o.dim_k, o.slabs_json
          FROM cases c JOIN objects o ON o.object_ref = c.head_mask_ref WHERE c.id = $1",
@@ -171,7 +171,7 @@ async fn apply_and_commit(
     tx.commit().await?;
     state.heads.insert(new_mask_ref, Arc::new(stored.mask));
     state.evaluations_ready.notify_one();
-    tracing::info!(case_id, label_id = %saved.label_id, voxels_changed, "label saved");
+    tracing::info!(%case_id, label_id = %saved.label_id, voxels_changed, "label saved");
     Ok(body)
 }
 
@@ -179,7 +179,7 @@ async fn apply_and_commit(
 /// case's label counts, unless those are not known (cases imported before they were kept).
 async fn update_label_counts(
     tx: &mut sqlx::AnyConnection,
-    case_id: &str,
+    case_id: &CaseId,
     changes: &LabelChanges,
 ) -> Result<(), AppError> {
     let stored: String = sqlx::query("SELECT label_counts_json FROM cases WHERE id = $1")

@@ -4,6 +4,7 @@
 //! current mask by compare-and-swap of the case's head, and writing a version's `.nii.gz`
 //! when someone first asks for it.
 
+use crate::api::CaseId;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -18,7 +19,7 @@ use crate::server::state::AppState;
 use crate::slabs::SLAB_GZIP_LEVEL;
 
 /// A fresh, never-used key for a mask version of `case_id`.
-pub fn mask_object_ref(case_id: &str) -> String {
+pub fn mask_object_ref(case_id: &CaseId) -> String {
     format!("cases/{case_id}/masks/{}.nii.gz", Uuid::new_v4())
 }
 
@@ -38,7 +39,7 @@ pub async fn load_mask(state: &AppState, object_ref: &str) -> Result<Arc<Decoded
     };
     let mask = match (stored, manifest) {
         (Some(row), Some(manifest)) => {
-            let slabs = volume_slabs::load(state, &row.get::<String, _>("case_id"), &manifest).await?;
+            let slabs = volume_slabs::load(state, &row.get::<CaseId, _>("case_id"), &manifest).await?;
             let header = nifti::NiftiHeader::from_reader(&manifest.header_bytes()?[..]).map_err(AppError::internal)?;
             DecodedMask { header, grid: manifest.grid, slabs }
         }
@@ -73,7 +74,7 @@ pub struct StoredVersion {
 /// slab is written. Compression runs off the async threads.
 pub async fn store_version(
     state: &AppState,
-    case_id: &str,
+    case_id: &CaseId,
     base: Option<&SlabManifest>,
     mask: DecodedMask,
     changed: Vec<usize>,
@@ -101,7 +102,7 @@ pub async fn store_version(
 
 /// A mask version already written to storage, to become its case's current mask.
 pub struct NewVersion<'a> {
-    pub case_id: &'a str,
+    pub case_id: &'a CaseId,
     /// The version the new one was made from; it must still be the case's current mask.
     pub replaces: &'a str,
     pub stored: &'a StoredVersion,

@@ -19,7 +19,7 @@ use super::audit::{self, AuditAction, AuditEvent};
 use super::jobs::{self, Claimed, JobFilter, Trigger};
 use super::mask_versions::{self, load_mask, NewVersion};
 use super::registry;
-use crate::api::RunStarted;
+use crate::api::{CaseId, RunStarted};
 use crate::geometry::Orientation;
 use crate::mask_ops::label_counts;
 use crate::nifti_io::{gzip_mask, Volume};
@@ -148,7 +148,7 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
 
 /// The case's current mask reference when it is still the empty mask made at import: nobody
 /// has labelled the case, it came without a mask, and no model has pre-labelled it yet.
-async fn blank_head(state: &AppState, case_id: &str) -> Result<Option<String>, AppError> {
+async fn blank_head(state: &AppState, case_id: &CaseId) -> Result<Option<String>, AppError> {
     let row = sqlx::query(
         "SELECT c.head_mask_ref,
                 (SELECT COUNT(*) FROM labels l WHERE l.case_id = c.id) AS saves,

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::api::{ArtifactKind, VolumeSlabs};
+use crate::api::{ArtifactKind, CaseId, VolumeSlabs};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::state::AppState;
@@ -79,7 +79,7 @@ impl SlabManifest {
     }
 }
 
-pub fn slab_ref(case_id: &str, id: &str) -> String {
+pub fn slab_ref(case_id: &CaseId, id: &str) -> String {
     format!("cases/{case_id}/slabs/{id}.gz")
 }
 
@@ -112,7 +112,7 @@ impl PackedSlab {
 /// Stores packed slabs, a few at a time; their records in the same order.
 pub async fn put(
     state: &AppState,
-    case_id: &str,
+    case_id: &CaseId,
     packed: impl IntoIterator<Item = PackedSlab>,
 ) -> Result<Vec<StoredSlab>, AppError> {
     futures::stream::iter(packed)
@@ -124,13 +124,13 @@ pub async fn put(
 
 async fn put_packed(
     state: &AppState,
-    case_id: &str,
+    case_id: &CaseId,
     packed: Result<PackedSlab, AppError>,
 ) -> Result<StoredSlab, AppError> {
     put_one(state, case_id, packed?).await
 }
 
-async fn put_one(state: &AppState, case_id: &str, slab: PackedSlab) -> Result<StoredSlab, AppError> {
+async fn put_one(state: &AppState, case_id: &CaseId, slab: PackedSlab) -> Result<StoredSlab, AppError> {
     let record = StoredSlab {
         size_bytes: slab.stored.len() as i64,
         sha256: hex::encode(Sha256::digest(&slab.stored)),
@@ -143,7 +143,7 @@ async fn put_one(state: &AppState, case_id: &str, slab: PackedSlab) -> Result<St
 /// Inside the caller's transaction: records slabs just stored for `case_id`.
 pub async fn record(
     tx: &mut AnyConnection,
-    case_id: &str,
+    case_id: &CaseId,
     stored: &[StoredSlab],
     created_at: i64,
 ) -> Result<(), AppError> {
@@ -167,7 +167,7 @@ pub async fn record(
 /// before are being stored. The manifest and the slabs to record.
 pub async fn put_file(
     state: &AppState,
-    case_id: &str,
+    case_id: &CaseId,
     what: &'static str,
     kind: SlabKind,
     file: Box<dyn std::io::BufRead + Send>,
@@ -204,7 +204,7 @@ pub async fn put_file(
 
 /// The voxel bytes of every slab, in k order, fetched a few at a time; a slab listed more than
 /// once (the zeros of an empty mask) is fetched once and shared.
-pub async fn load(state: &AppState, case_id: &str, manifest: &SlabManifest) -> Result<Vec<Arc<[u8]>>, AppError> {
+pub async fn load(state: &AppState, case_id: &CaseId, manifest: &SlabManifest) -> Result<Vec<Arc<[u8]>>, AppError> {
     let (distinct, positions) = manifest.distinct();
     let fetched: Vec<Arc<[u8]>> = futures::stream::iter(distinct)
         .map(|(index, id)| load_one(state, case_id, manifest.grid, index, id))
@@ -216,7 +216,7 @@ pub async fn load(state: &AppState, case_id: &str, manifest: &SlabManifest) -> R
 
 async fn load_one(
     state: &AppState,
-    case_id: &str,
+    case_id: &CaseId,
     grid: SlabGrid,
     index: usize,
     id: String,
@@ -231,7 +231,7 @@ async fn load_one(
 }
 
 /// Presigned URLs of a volume's slabs, for the browser.
-pub async fn urls(state: &AppState, case_id: &str, manifest: &SlabManifest) -> Result<VolumeSlabs, AppError> {
+pub async fn urls(state: &AppState, case_id: &CaseId, manifest: &SlabManifest) -> Result<VolumeSlabs, AppError> {
     let (distinct, positions) = manifest.distinct();
     let mut urls = Vec::with_capacity(distinct.len());
     for (_, id) in distinct {
@@ -255,7 +255,7 @@ pub async fn ensure(state: &AppState, object_ref: &str) -> Result<SlabManifest, 
     if let Some(manifest) = SlabManifest::parse(&row.get::<String, _>("slabs_json"))? {
         return Ok(manifest);
     }
-    let case_id: String = row.get("case_id");
+    let case_id: CaseId = row.get("case_id");
     let kind = match stored_kind(&row)? {
         ArtifactKind::Image => SlabKind::Image,
         ArtifactKind::Mask => SlabKind::Mask,

@@ -16,7 +16,9 @@ use uuid::Uuid;
 
 use super::access::{self, Assign, CaseAccess, Read, Save, Take, Transition};
 use super::audit::{self, AuditAction, AuditEvent};
-use crate::api::{AssignCase, AssignablePeople, CaseComment, CaseReview, CaseStatus, CaseWorkflow, ChangeStatus};
+use crate::api::{
+    AssignCase, AssignablePeople, CaseComment, CaseId, CaseReview, CaseStatus, CaseWorkflow, ChangeStatus,
+};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::identity::{parse_roles, Role, User};
@@ -26,12 +28,12 @@ use crate::server::state::AppState;
 const MAX_COMMENT_BYTES: usize = 4000;
 
 /// A status as the database holds it.
-fn parse_status(case_id: &str, status: &str) -> Result<CaseStatus, AppError> {
+fn parse_status(case_id: &CaseId, status: &str) -> Result<CaseStatus, AppError> {
     CaseStatus::parse(status).ok_or_else(|| AppError::internal(format!("case {case_id} has status {status:?}")))
 }
 
 /// The case's workflow as clients see it: usernames, not ids.
-pub async fn workflow_of(conn: &mut AnyConnection, case_id: &str) -> Result<CaseWorkflow, AppError> {
+pub async fn workflow_of(conn: &mut AnyConnection, case_id: &CaseId) -> Result<CaseWorkflow, AppError> {
     let row = sqlx::query(
         "SELECT c.status, a.username AS assignee, r.username AS reviewer, c.approved_mask_ref, c.restricted
          FROM cases c LEFT JOIN users a ON a.id = c.assignee_id LEFT JOIN users r ON r.id = c.reviewer_id
@@ -170,8 +172,8 @@ async fn assignable_people(state: &AppState) -> Result<AssignablePeople, AppErro
 
 /// `POST /cases/{id}/take`: a labeler takes an unassigned case, where the deployment allows it.
 pub async fn take(state: &AppState, mut access: CaseAccess<Take>) -> Result<CaseWorkflow, AppError> {
-    let (user, case_id) = (access.user().clone(), access.case_id().to_string());
-    let case_id = case_id.as_str();
+    let (user, case_id) = (access.user().clone(), access.case_id().clone());
+    let case_id = &case_id;
     let mut tx = state.db.pool.begin().await?;
     let taken = sqlx::query("UPDATE cases SET assignee_id = $1 WHERE id = $2 AND assignee_id IS NULL")
         .bind(&user.id)
@@ -259,12 +261,12 @@ pub async fn change_status(
     )
     .await?;
     tx.commit().await?;
-    tracing::info!(case_id, from = from.as_str(), to = to.as_str(), user = %user.username, "case status changed");
+    tracing::info!(%case_id, from = from.as_str(), to = to.as_str(), user = %user.username, "case status changed");
     Ok(workflow)
 }
 
 /// Refuses an anchor outside the case's volume.
-async fn check_anchor(conn: &mut AnyConnection, case_id: &str, anchor: [u32; 3]) -> Result<(), AppError> {
+async fn check_anchor(conn: &mut AnyConnection, case_id: &CaseId, anchor: [u32; 3]) -> Result<(), AppError> {
     let row = sqlx::query("SELECT o.dim_i, o.dim_j, o.dim_k FROM cases c JOIN objects o ON o.object_ref = c.head_mask_ref WHERE c.id = $1")
         .bind(case_id)
         .fetch_one(&mut *conn)
@@ -281,7 +283,7 @@ async fn check_anchor(conn: &mut AnyConnection, case_id: &str, anchor: [u32; 3])
 async fn add_comment(
     tx: &mut AnyConnection,
     user: &User,
-    case_id: &str,
+    case_id: &CaseId,
     body: &str,
     anchor: Option<[u32; 3]>,
 ) -> Result<String, AppError> {
