@@ -14,10 +14,10 @@ use crate::pages::registry::JobTable;
 
 #[server(endpoint = "get_case_artifacts")]
 pub async fn get_case_artifacts(case_id: String) -> Result<CaseArtifacts, ApiError> {
-    use crate::server::services::{access, cases};
+    use crate::server::services::{access, case_view};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
     let access = access::authorize(&state, &user, &access::case_named(&case_id)?, access::Read).await?;
-    Ok(cases::case_artifacts(&state, &access, true).await?)
+    Ok(case_view::case_artifacts(&state, &access, true).await?)
 }
 
 #[server(endpoint = "case_jobs")]

@@ -21,7 +21,7 @@ pub async fn list_models() -> Result<Vec<ModelSummary>, ApiError> {
 
 #[server]
 pub async fn get_model(id: String) -> Result<ModelOverview, ApiError> {
-    use crate::server::services::{evaluation, jobs, registry};
+    use crate::server::services::{comparison, jobs, registry};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
     let mut detail = registry::model_detail(&state, &id).await?;
     let may_manage = registry::may_register(&user).is_ok();
@@ -29,16 +29,16 @@ pub async fn get_model(id: String) -> Result<ModelOverview, ApiError> {
     if !may_manage {
         detail.allowed_next.clear();
     }
-    let evaluation = match evaluation::may_read(&user) {
-        true => Some(evaluation::paired_evaluation(&state, &user, &detail.summary.name).await?),
+    let evaluation = match comparison::may_read(&user) {
+        true => Some(comparison::paired_evaluation(&state, &user, &detail.summary.name).await?),
         false => None,
     };
     let timeline = registry::timeline(&state, &detail.summary.name).await?;
-    let (backfill, own_evaluation) = match evaluation::may_read(&user) {
+    let (backfill, own_evaluation) = match comparison::may_read(&user) {
         true => (
             crate::server::services::backfill::latest(&state, &id).await?,
             match detail.summary.state {
-                ModelState::Registered => Some(evaluation::version_evaluation(&state, &user, &id).await?),
+                ModelState::Registered => Some(comparison::version_evaluation(&state, &user, &id).await?),
                 _ => None,
             },
         ),
@@ -80,11 +80,9 @@ pub async fn roll_back_model(id: String) -> Result<Rollback, ApiError> {
 }
 
 #[server]
-pub async fn set_model_state(id: String, state: String) -> Result<ModelSummary, ApiError> {
-    use crate::server::services::registry;
+pub async fn set_model_state(id: String, state: ModelState) -> Result<ModelSummary, ApiError> {
     let (app, user) = crate::server::auth::server_fn_caller().await?;
-    let to = registry::parse_state(&state)?;
-    Ok(registry::transition(&app, &user, &id, to).await?)
+    Ok(crate::server::services::registry::transition(&app, &user, &id, state).await?)
 }
 
 /// Whether the caller may register models and change their states.
@@ -260,7 +258,7 @@ fn ModelView(overview: ModelOverview, changes: RwSignal<u32>) -> impl IntoView {
                         view! {
                             <button
                                 class=if next == ModelState::Production { "primary" } else { "" }
-                                on:click=move |_| { transition.dispatch(SetModelState { id: id.clone(), state: next.as_str().to_string() }); }
+                                on:click=move |_| { transition.dispatch(SetModelState { id: id.clone(), state: next }); }
                             >
                                 {label}
                             </button>

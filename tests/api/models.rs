@@ -17,7 +17,7 @@ use seglab::edits::MaskEdits;
 use seglab::nifti_io::Volume;
 use seglab::server::identity::{Role, User};
 use seglab::server::services::users;
-use seglab::server::services::{evaluation, jobs};
+use seglab::server::services::{comparison, evaluation, jobs};
 use seglab::server::state::AppState;
 use serde_json::{json, Value};
 use sqlx::any::AnyPoolOptions;
@@ -874,9 +874,9 @@ async fn counted_reads(
     model_id: &str,
 ) -> ((PairedEvaluation, usize), (VersionEvaluation, usize)) {
     let start = statements.load(Ordering::SeqCst);
-    let paired = evaluation::paired_evaluation(state, user, name).await.unwrap();
+    let paired = comparison::paired_evaluation(state, user, name).await.unwrap();
     let middle = statements.load(Ordering::SeqCst);
-    let own = evaluation::version_evaluation(state, user, model_id).await.unwrap();
+    let own = comparison::version_evaluation(state, user, model_id).await.unwrap();
     let end = statements.load(Ordering::SeqCst);
     ((paired, middle - start), (own, end - middle))
 }

@@ -11,6 +11,7 @@ use super::extract::{bad_form, field_text, field_to_file, ApiQuery, Caller, Coor
 use crate::api::{CaseArtifacts, CaseSummary};
 use crate::server::error::AppError;
 use crate::server::services::access::{self, Read};
+use crate::server::services::case_view;
 use crate::server::services::cases::{self, CaseFile, NewCase};
 use crate::server::state::AppState;
 
@@ -32,7 +33,7 @@ async fn mask_file(
     Path((case_id, file)): Path<(String, String)>,
 ) -> Result<axum::response::Redirect, AppError> {
     let access = access::authorize(&state, &user, &access::case_named(&case_id)?, Read).await?;
-    Ok(axum::response::Redirect::to(&cases::mask_file_url(&state, &access, &file).await?))
+    Ok(axum::response::Redirect::to(&case_view::mask_file_url(&state, &access, &file).await?))
 }
 
 #[derive(serde::Deserialize)]
@@ -59,7 +60,7 @@ async fn list_cases(
     Caller(user): Caller,
     ApiQuery(query): ApiQuery<CasesQuery>,
 ) -> Result<impl IntoResponse, AppError> {
-    let (cases, total) = cases::list_cases(&state, &user, query.page, query.per_page).await?;
+    let (cases, total) = case_view::list_cases(&state, &user, query.page, query.per_page).await?;
     let mut headers = HeaderMap::new();
     headers.insert("x-total-count", HeaderValue::from(total));
     if i64::from(query.page) * i64::from(query.per_page) < total {
@@ -82,7 +83,7 @@ async fn case_artifacts(
     ApiQuery(query): ApiQuery<ArtifactsQuery>,
 ) -> Result<Json<CaseArtifacts>, AppError> {
     let access = access::authorize(&state, &user, &access::case_named(&case_id)?, Read).await?;
-    Ok(Json(cases::case_artifacts(&state, &access, query.history).await?))
+    Ok(Json(case_view::case_artifacts(&state, &access, query.history).await?))
 }
 
 /// `POST /cases`, multipart: `name`, `image` (file), optional `mask` (file) and `labels`

@@ -13,7 +13,7 @@ use super::extract::{bad_form, field_text, field_to_file, ApiJson, ApiQuery, Cal
 use crate::api::{ActiveModels, ModelDetail, ModelSummary, PairedEvaluation, Rollback, StateChange, VersionEvaluation};
 use crate::server::charts;
 use crate::server::error::AppError;
-use crate::server::services::{evaluation, registry};
+use crate::server::services::{comparison, registry};
 use crate::server::state::AppState;
 
 /// Largest model card accepted.
@@ -107,7 +107,7 @@ async fn version_evaluation(
     Caller(user): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<VersionEvaluation>, AppError> {
-    Ok(Json(evaluation::version_evaluation(&state, &user, &id).await?))
+    Ok(Json(comparison::version_evaluation(&state, &user, &id).await?))
 }
 
 #[derive(Deserialize)]
@@ -137,7 +137,7 @@ async fn evaluate(
     Caller(user): Caller,
     ApiQuery(query): ApiQuery<NameQuery>,
 ) -> Result<Json<PairedEvaluation>, AppError> {
-    Ok(Json(evaluation::paired_evaluation(&state, &user, &required_name(query)?).await?))
+    Ok(Json(comparison::paired_evaluation(&state, &user, &required_name(query)?).await?))
 }
 
 /// `GET /models/timeline?name=`: every registration and state change of the name's versions.
@@ -156,7 +156,7 @@ async fn evaluation_chart(
     Caller(user): Caller,
     ApiQuery(query): ApiQuery<NameQuery>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), AppError> {
-    let evaluation = evaluation::paired_evaluation(&state, &user, &required_name(query)?).await?;
+    let evaluation = comparison::paired_evaluation(&state, &user, &required_name(query)?).await?;
     let svg = charts::paired_dice_svg(&evaluation)
         .ok_or_else(|| AppError::NotFound("a case scored by both production and shadow".into()))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "image/svg+xml")], svg))

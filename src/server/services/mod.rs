@@ -3,13 +3,17 @@
 //! `labels` and `orchestrator` build on `mask_versions`; `cases` and `orchestrator` on `jobs`
 //! and `registry`; `evaluation` on `mask_versions` and `registry`; `labels` and `cases` on
 //! `workflow`; everything that touches a case on `access`, which decides who may do what to
-//! it; everything on `audit`.
+//! it; everything on `audit`. Commands and read models are apart where a page reads much:
+//! `cases` imports and `case_view` answers the case page; `evaluation` computes scores and
+//! `comparison` answers the model page.
 
 pub mod access;
 pub mod accounts;
 pub mod audit;
 pub mod backfill;
+pub mod case_view;
 pub mod cases;
+pub mod comparison;
 pub mod datasets;
 pub mod evaluation;
 pub mod idempotency;

@@ -330,7 +330,7 @@ pub async fn runnable(state: &AppState, id: &str) -> Result<(String, ModelCard),
     Ok((row.get("artifact_ref"), card))
 }
 
-/// A state named by a client (REST body, page button), or 422 listing the states.
+/// A state named in a REST body, or 422 listing the states.
 pub fn parse_state(text: &str) -> Result<ModelState, AppError> {
     ModelState::parse(text).ok_or_else(|| {
         AppError::Unprocessable(format!(

@@ -1,0 +1,264 @@
+//! How well model versions agree with human labels, as the model page and REST clients read
+//! it: a version's own figures, and the paired production-versus-shadow summary shown before a
+//! promotion, from the scores the evaluator (`evaluation`) stored. A request reads the stored
+//! figures and says how many cases are still pending; it never computes one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sqlx::Row;
+
+use super::evaluation::latest_predictions;
+use super::registry::{active_models, model_card};
+use crate::api::{
+    AnchoredCase, CaseId, LabelStats, ModelScore, ModelState, ModelSummary, PairedDice, PairedEvaluation, Stats,
+    VersionEvaluation,
+};
+use crate::server::error::AppError;
+use crate::server::identity::{Role, User};
+use crate::server::state::AppState;
+
+/// Per label value: Dice and HD95 (mm) of one prediction against one human mask, each
+/// undefined where `crate::metrics` says so (an empty mask).
+type LabelScores = BTreeMap<u8, (Option<f64>, Option<f64>)>;
+
+/// A case a version is scored on, as a request reads it.
+struct ScoredCase {
+    case_id: CaseId,
+    case_name: String,
+    /// Of the version's latest prediction of the case against the case's latest human mask;
+    /// `None` while the evaluator has not stored them.
+    scores: Option<LabelScores>,
+}
+
+fn stats(values: &mut [f64]) -> Option<Stats> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    let median = if values.len() % 2 == 1 { values[middle] } else { (values[middle - 1] + values[middle]) / 2.0 };
+    Some(Stats { mean: values.iter().sum::<f64>() / values.len() as f64, median, cases: values.len() })
+}
+
+/// Each labelled case's latest prediction by `model_id` with its stored scores against the
+/// case's latest human mask: one statement however many cases there are.
+async fn scored_cases(state: &AppState, model_id: &str) -> Result<Vec<ScoredCase>, AppError> {
+    let rows = sqlx::query(&format!(
+        "SELECT s.id, s.case_id, s.name, e.label_value, e.dice, e.hd95_mm FROM ({}) s
+         LEFT JOIN evaluations e ON e.prediction_id = s.id AND e.human_ref = s.human_ref
+         ORDER BY s.case_id, s.id, e.label_value",
+        latest_predictions("p.model_id = $1")
+    ))
+    .bind(model_id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    // One row per stored label score, or one row of NULLs for a prediction not scored yet.
+    let mut cases: Vec<ScoredCase> = Vec::new();
+    let mut prediction: Option<String> = None;
+    for row in &rows {
+        let id: String = row.get("id");
+        if prediction.as_ref() != Some(&id) {
+            cases.push(ScoredCase { case_id: row.get("case_id"), case_name: row.get("name"), scores: None });
+            prediction = Some(id);
+        }
+        if let Some(label) = row.get::<Option<i64>, _>("label_value") {
+            let case = cases.last_mut().expect("each row's prediction has its case");
+            case.scores.get_or_insert_with(BTreeMap::new).insert(label as u8, (row.get("dice"), row.get("hd95_mm")));
+        }
+    }
+    Ok(cases)
+}
+
+/// The train and validation cases of the snapshots a model was trained on, in one statement.
+async fn training_cases(state: &AppState, datasets: &[String]) -> Result<BTreeSet<CaseId>, AppError> {
+    // Distinct ids: a card may name a snapshot twice, and each one is a bound parameter.
+    let datasets: BTreeSet<&String> = datasets.iter().collect();
+    if datasets.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let placeholders: Vec<String> = (1..=datasets.len()).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "SELECT DISTINCT case_id FROM dataset_cases WHERE dataset_id IN ({}) AND split IN ('train', 'validation')",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for dataset in datasets {
+        query = query.bind(dataset.as_str());
+    }
+    let rows = query.fetch_all(&state.db.pool).await?;
+    Ok(rows.iter().map(|row| row.get::<CaseId, _>("case_id")).collect())
+}
+
+/// Evaluated cases a version itself pre-labelled.
+async fn anchored_cases(state: &AppState, versions: &[EvaluatedVersion]) -> Result<Vec<AnchoredCase>, AppError> {
+    let mut anchored = Vec::new();
+    for (_, model, _, cases) in versions {
+        let rows = sqlx::query("SELECT DISTINCT case_id FROM prelabels WHERE model_id = $1")
+            .bind(&model.id)
+            .fetch_all(&state.db.pool)
+            .await?;
+        let prelabelled: BTreeSet<CaseId> = rows.iter().map(|row| row.get("case_id")).collect();
+        anchored.extend(cases.iter().filter(|case| prelabelled.contains(&case.case_id)).map(|case| AnchoredCase {
+            case_id: case.case_id.clone(),
+            case_name: case.case_name.clone(),
+            model_version: model.version.clone(),
+        }));
+    }
+    Ok(anchored)
+}
+
+/// A version under evaluation: its role, summary, label names and the cases it is scored on.
+type EvaluatedVersion = (ModelState, ModelSummary, BTreeMap<u8, String>, Vec<ScoredCase>);
+
+fn score(model: &ModelSummary, names: &BTreeMap<u8, String>, per_case: &[LabelScores]) -> ModelScore {
+    let labels = names
+        .iter()
+        .map(|(&label, name)| {
+            let mut dices: Vec<f64> = per_case.iter().filter_map(|s| s.get(&label).and_then(|v| v.0)).collect();
+            let mut distances: Vec<f64> = per_case.iter().filter_map(|s| s.get(&label).and_then(|v| v.1)).collect();
+            LabelStats { label, name: name.clone(), dice: stats(&mut dices), hd95_mm: stats(&mut distances) }
+        })
+        .collect();
+    ModelScore { model: model.clone(), labels }
+}
+
+/// Who may read evaluations, the coordinators: they compare shadow models with people's
+/// labels, and computing them is heavy.
+pub fn may_read(user: &User) -> bool {
+    user.is_coordinator()
+}
+
+/// A version's label names and the cases it is scored on: its latest prediction of each
+/// labelled case, but for those it was trained or validated on (added to `excluded`). A fixed
+/// number of statements, whatever the number of cases.
+async fn evaluable_version(
+    state: &AppState,
+    model: &ModelSummary,
+    excluded: &mut BTreeSet<CaseId>,
+) -> Result<(BTreeMap<u8, String>, Vec<ScoredCase>), AppError> {
+    let card = model_card(state, &model.id).await?;
+    let names: BTreeMap<u8, String> =
+        card.label_map.iter().filter_map(|(v, n)| Some((v.parse().ok()?, n.clone()))).collect();
+    let training = training_cases(state, &card.training_datasets).await?;
+    let mut cases = scored_cases(state, &model.id).await?;
+    cases.retain(|case| {
+        let trained_on = training.contains(&case.case_id);
+        if trained_on {
+            excluded.insert(case.case_id.clone());
+        }
+        !trained_on
+    });
+    Ok((names, cases))
+}
+
+/// `GET /models/{id}/evaluation`: one version against human labels on every labelled case it
+/// predicted (a backfill's result), whatever its state.
+pub async fn version_evaluation(state: &AppState, user: &User, model_id: &str) -> Result<VersionEvaluation, AppError> {
+    user.require_any(&Role::COORDINATORS, "reading model evaluations")?;
+    let model = super::registry::model_detail(state, model_id).await?.summary;
+    let mut excluded = BTreeSet::new();
+    let (names, cases) = evaluable_version(state, &model, &mut excluded).await?;
+    let (mut scored, mut pending_cases) = (Vec::new(), 0);
+    for case in cases {
+        match case.scores {
+            Some(scores) => scored.push(scores),
+            None => pending_cases += 1,
+        }
+    }
+    Ok(VersionEvaluation {
+        score: score(&model, &names, &scored),
+        pending_cases,
+        excluded_training_cases: excluded.len(),
+    })
+}
+
+/// Production against shadow for model `name`, on the cases both have predicted and a person
+/// has labelled; a version without a counterpart is scored on all its labelled cases.
+pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Result<PairedEvaluation, AppError> {
+    user.require_any(&Role::COORDINATORS, "reading model evaluations")?;
+    let active = active_models(state, name).await?;
+    let mut versions = Vec::new();
+    let mut excluded = BTreeSet::new();
+    for (role, model) in [(ModelState::Production, &active.production), (ModelState::Shadow, &active.shadow)] {
+        if let Some(model) = model {
+            let (names, cases) = evaluable_version(state, model, &mut excluded).await?;
+            versions.push((role, model.clone(), names, cases));
+        }
+    }
+    // With both versions, compare only on cases both predicted.
+    if versions.len() == 2 {
+        let second: BTreeSet<&CaseId> = versions[1].3.iter().map(|c| &c.case_id).collect();
+        let shared: BTreeSet<CaseId> =
+            versions[0].3.iter().map(|c| &c.case_id).filter(|id| second.contains(id)).cloned().collect();
+        for version in &mut versions {
+            version.3.retain(|c| shared.contains(&c.case_id));
+        }
+    }
+    let mut result = PairedEvaluation {
+        name: name.to_string(),
+        paired_cases: 0,
+        production: None,
+        shadow: None,
+        disagreements: Vec::new(),
+        pairs: Vec::new(),
+        excluded_training_cases: excluded.len(),
+        pending_cases: 0,
+        anchored_cases: anchored_cases(state, &versions).await?,
+    };
+    // Cases whose figures are still being computed are left out of every version (so the
+    // comparison stays paired) and counted.
+    let mut pending = BTreeSet::new();
+    let mut found: Vec<BTreeMap<CaseId, LabelScores>> = Vec::new();
+    for (_, _, _, cases) in &versions {
+        let mut by_case = BTreeMap::new();
+        for case in cases {
+            match &case.scores {
+                Some(scores) => {
+                    by_case.insert(case.case_id.clone(), scores.clone());
+                }
+                None => {
+                    pending.insert(case.case_id.clone());
+                }
+            }
+        }
+        found.push(by_case);
+    }
+    result.pending_cases = pending.len();
+    let mut per_version: Vec<BTreeMap<CaseId, LabelScores>> = Vec::new();
+    for ((role, model, names, _), mut by_case) in versions.iter().zip(found) {
+        by_case.retain(|case_id, _| !pending.contains(case_id));
+        let all: Vec<_> = by_case.values().cloned().collect();
+        let summary = Some(score(model, names, &all));
+        match role {
+            ModelState::Production => result.production = summary,
+            _ => result.shadow = summary,
+        }
+        per_version.push(by_case);
+    }
+    if let [production, shadow] = per_version.as_slice() {
+        result.paired_cases = production.len();
+        let case_names: BTreeMap<&CaseId, &String> = versions[0].3.iter().map(|c| (&c.case_id, &c.case_name)).collect();
+        for (case_id, p_scores) in production {
+            for (label, (p_dice, _)) in p_scores {
+                if let (Some(p_dice), Some((Some(s_dice), _))) =
+                    (p_dice, shadow.get(case_id).and_then(|s| s.get(label)))
+                {
+                    result.pairs.push(PairedDice {
+                        case_id: case_id.clone(),
+                        case_name: case_names.get(case_id).map(|n| n.to_string()).unwrap_or_default(),
+                        label: *label,
+                        production_dice: *p_dice,
+                        shadow_dice: *s_dice,
+                    });
+                }
+            }
+        }
+        let gap = |pair: &PairedDice| (pair.production_dice - pair.shadow_dice).abs();
+        result.disagreements = result.pairs.clone();
+        result.disagreements.sort_by(|a, b| gap(b).total_cmp(&gap(a)));
+        result.disagreements.truncate(10);
+    } else {
+        result.paired_cases = 0;
+    }
+    Ok(result)
+}
