@@ -419,22 +419,24 @@ fn the_module_graph_has_no_cycle() {
     let graph = module_graph();
     assert!(graph.files.len() > 30, "the scan found only {} modules", graph.files.len());
     let found = cycles(&graph);
-    let report: Vec<String> = found
+    let report = loop_report("cycle", &found, |component| {
+        component
+            .iter()
+            .flat_map(|from| {
+                graph.edges[from].iter().filter(|to| component.contains(to)).map(move |to| format!("  {from} → {to}"))
+            })
+            .collect()
+    });
+    assert!(found.is_empty(), "{report}");
+}
+
+/// Each strongly connected component as "`kind` among a, b:" and, below, the imports in it.
+fn loop_report(kind: &str, found: &[Vec<String>], links: impl Fn(&[String]) -> Vec<String>) -> String {
+    let reports: Vec<String> = found
         .iter()
-        .map(|component| {
-            let links: Vec<String> = component
-                .iter()
-                .flat_map(|from| {
-                    graph.edges[from]
-                        .iter()
-                        .filter(|to| component.contains(to))
-                        .map(move |to| format!("  {from} → {to}"))
-                })
-                .collect();
-            format!("cycle among {}:\n{}", component.join(", "), links.join("\n"))
-        })
+        .map(|component| format!("{kind} among {}:\n{}", component.join(", "), links(component).join("\n")))
         .collect();
-    assert!(found.is_empty(), "{}", report.join("\n"));
+    reports.join("\n")
 }
 
 #[test]
@@ -494,25 +496,17 @@ fn the_top_level_folders_have_no_loop() {
         }
     }
     let found = cycles(&folders);
-    let report: Vec<String> = found
-        .iter()
-        .map(|component| {
-            let links: Vec<String> = component
-                .iter()
-                .flat_map(|from| {
-                    graph
-                        .edges
-                        .iter()
-                        .filter(move |(module, _)| top(module) == *from)
-                        .flat_map(|(module, targets)| targets.iter().map(move |to| (module, to)))
-                        .filter(|(_, to)| component.contains(&top(to)) && top(to) != *from)
-                        .map(|(module, to)| format!("  {module} → {to}"))
-                })
-                .collect();
-            format!("loop among {}:\n{}", component.join(", "), links.join("\n"))
-        })
-        .collect();
-    assert!(found.is_empty(), "{}", report.join("\n"));
+    let report = loop_report("loop", &found, |component| {
+        graph
+            .edges
+            .iter()
+            .filter(|(module, _)| component.contains(&top(module)))
+            .flat_map(|(module, targets)| targets.iter().map(move |to| (module, to)))
+            .filter(|(module, to)| component.contains(&top(to)) && top(to) != top(module))
+            .map(|(module, to)| format!("  {module} → {to}"))
+            .collect()
+    });
+    assert!(found.is_empty(), "{report}");
 }
 
 #[test]
