@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditAction, AuditEvent};
 use super::jobs;
-use crate::api::{BackfillProgress, CaseId, ModelState};
+use crate::api::{BackfillProgress, CaseId, JobStatus, ModelState};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::identity::{Role, User};
@@ -39,10 +39,12 @@ pub async fn start(state: &AppState, user: &User, model_id: &str) -> Result<Back
     }
     let running = sqlx::query(
         "SELECT b.id FROM backfills b
-         WHERE b.model_id = $1 AND EXISTS (SELECT 1 FROM model_jobs j WHERE j.backfill_id = b.id AND j.status IN ('queued', 'running'))
+         WHERE b.model_id = $1 AND EXISTS (SELECT 1 FROM model_jobs j WHERE j.backfill_id = b.id AND j.status IN ($2, $3))
          LIMIT 1",
     )
     .bind(model_id)
+    .bind(JobStatus::Queued.as_str())
+    .bind(JobStatus::Running.as_str())
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(running) = running {
@@ -55,10 +57,12 @@ pub async fn start(state: &AppState, user: &User, model_id: &str) -> Result<Back
         "SELECT c.id FROM cases c
          WHERE EXISTS (SELECT 1 FROM labels l WHERE l.case_id = c.id)
            AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.case_id = c.id AND p.model_id = $1)
-           AND NOT EXISTS (SELECT 1 FROM model_jobs j WHERE j.case_id = c.id AND j.model_id = $1 AND j.status IN ('queued', 'running'))
+           AND NOT EXISTS (SELECT 1 FROM model_jobs j WHERE j.case_id = c.id AND j.model_id = $1 AND j.status IN ($2, $3))
          ORDER BY c.created_at, c.id",
     )
     .bind(model_id)
+    .bind(JobStatus::Queued.as_str())
+    .bind(JobStatus::Running.as_str())
     .fetch_all(&mut *tx)
     .await?
     .iter()
@@ -170,8 +174,9 @@ pub async fn cancel(state: &AppState, user: &User, id: &str) -> Result<BackfillP
     let at = now_ms();
     let mut tx = state.db.pool.begin().await?;
     // The write first: SQLite takes its write lock before any read.
-    let removed = sqlx::query("DELETE FROM model_jobs WHERE backfill_id = $1 AND status = 'queued'")
+    let removed = sqlx::query("DELETE FROM model_jobs WHERE backfill_id = $1 AND status = $2")
         .bind(id)
+        .bind(JobStatus::Queued.as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected();

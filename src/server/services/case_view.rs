@@ -157,11 +157,13 @@ pub async fn mask_file_url(state: &AppState, access: &CaseAccess<Read>, file: &s
 async fn predictions(state: &AppState, case_id: &CaseId) -> Result<Vec<CasePrediction>, AppError> {
     let rows = sqlx::query(
         "SELECT p.object_ref, p.created_at, m.id, m.name, m.version, m.state FROM predictions p JOIN models m ON m.id = p.model_id
-         WHERE p.case_id = $1 AND m.state IN ('production', 'shadow')
+         WHERE p.case_id = $1 AND m.state IN ($2, $3)
            AND p.created_at = (SELECT MAX(q.created_at) FROM predictions q WHERE q.model_id = p.model_id AND q.case_id = p.case_id)
          ORDER BY m.state, m.name",
     )
     .bind(case_id)
+    .bind(ModelState::Production.as_str())
+    .bind(ModelState::Shadow.as_str())
     .fetch_all(&state.db.pool)
     .await?;
     let mut predictions = Vec::with_capacity(rows.len());
@@ -187,9 +189,10 @@ async fn review_base(state: &AppState, case_id: &CaseId, approved: Option<&str>)
     let base = match approved {
         Some(approved) => sqlx::query("SELECT object_ref, file_stored FROM objects WHERE object_ref = $1").bind(approved),
         None => sqlx::query(
-            "SELECT object_ref, file_stored FROM objects WHERE case_id = $1 AND kind = 'mask' ORDER BY created_at, object_ref LIMIT 1",
+            "SELECT object_ref, file_stored FROM objects WHERE case_id = $1 AND kind = $2 ORDER BY created_at, object_ref LIMIT 1",
         )
-        .bind(case_id),
+        .bind(case_id)
+        .bind(ArtifactKind::Mask.as_str()),
     }
     .fetch_one(&state.db.pool)
     .await?;

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use super::mask_versions::load_mask;
 use super::registry::model_card;
+use crate::api::ModelState;
 use crate::metrics::{dice, hd95};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
@@ -109,9 +110,10 @@ async fn unscored(state: &AppState) -> Result<Vec<(String, EvaluableCase)>, AppE
     let rows = sqlx::query(&format!(
         "{} AND NOT EXISTS (SELECT 1 FROM evaluations e WHERE e.prediction_id = t.id AND e.human_ref = t.human_ref)
          ORDER BY t.id LIMIT $1",
-        latest_predictions("p.model_id IN (SELECT id FROM models WHERE state <> 'archived')"),
+        latest_predictions("p.model_id IN (SELECT id FROM models WHERE state <> $2)"),
     ))
     .bind(PAIRS_PER_PASS)
+    .bind(ModelState::Archived.as_str())
     .fetch_all(&state.db.pool)
     .await?;
     Ok(rows.iter().map(|row| (row.get("model_id"), evaluable(row))).collect())

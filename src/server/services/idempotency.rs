@@ -27,6 +27,22 @@ pub enum Claim {
     Replay { status: u16, body: String },
 }
 
+/// Where a key's request is: running (claimed), or done with its answer stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyState {
+    Running,
+    Done,
+}
+
+impl KeyState {
+    fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Running => "running",
+            KeyState::Done => "done",
+        }
+    }
+}
+
 /// A key as the client sent it in the `Idempotency-Key` header: 1–255 visible ASCII
 /// characters (a UUID is recommended), optionally quoted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,13 +88,14 @@ async fn try_claim(db: &Db, user_id: &str, key: &IdempotencyKey, fingerprint: &s
     let now = now_ms();
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, state, created_at, locked_at)
-         VALUES ($1, $2, $3, 'running', $4, $4)
+         VALUES ($1, $2, $3, $5, $4, $4)
          ON CONFLICT (user_id, idem_key) DO NOTHING",
     )
     .bind(user_id)
     .bind(key.as_str())
     .bind(fingerprint)
     .bind(now)
+    .bind(KeyState::Running.as_str())
     .execute(&db.pool)
     .await?;
     if inserted.rows_affected() == 1 {
@@ -101,7 +118,7 @@ async fn try_claim(db: &Db, user_id: &str, key: &IdempotencyKey, fingerprint: &s
             "this Idempotency-Key was already used with a different request; use a new key for a new save".into(),
         ));
     }
-    if row.get::<String, _>("state") == "done" {
+    if row.get::<String, _>("state") == KeyState::Done.as_str() {
         let status: i64 = row.get("response_status");
         return Ok(Some(Claim::Replay { status: status as u16, body: row.get("response_body") }));
     }
@@ -112,12 +129,13 @@ async fn try_claim(db: &Db, user_id: &str, key: &IdempotencyKey, fingerprint: &s
     // Take over an abandoned claim; the condition on locked_at lets only one taker win.
     let taken = sqlx::query(
         "UPDATE idempotency_keys SET locked_at = $1
-         WHERE user_id = $2 AND idem_key = $3 AND state = 'running' AND locked_at = $4",
+         WHERE user_id = $2 AND idem_key = $3 AND state = $5 AND locked_at = $4",
     )
     .bind(now)
     .bind(user_id)
     .bind(key.as_str())
     .bind(locked_at)
+    .bind(KeyState::Running.as_str())
     .execute(&db.pool)
     .await?;
     Ok((taken.rows_affected() == 1).then_some(Claim::Run))
@@ -132,13 +150,14 @@ pub async fn complete(
     body: &str,
 ) -> Result<(), AppError> {
     sqlx::query(
-        "UPDATE idempotency_keys SET state = 'done', response_status = $1, response_body = $2
+        "UPDATE idempotency_keys SET state = $5, response_status = $1, response_body = $2
          WHERE user_id = $3 AND idem_key = $4",
     )
     .bind(status as i64)
     .bind(body)
     .bind(user_id)
     .bind(key.as_str())
+    .bind(KeyState::Done.as_str())
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -146,9 +165,10 @@ pub async fn complete(
 
 /// Gives the key back after a failure, so that a retry runs afresh.
 pub async fn release(db: &Db, user_id: &str, key: &IdempotencyKey) -> Result<(), AppError> {
-    sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND state = 'running'")
+    sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND state = $3")
         .bind(user_id)
         .bind(key.as_str())
+        .bind(KeyState::Running.as_str())
         .execute(&db.pool)
         .await?;
     Ok(())
@@ -156,8 +176,9 @@ pub async fn release(db: &Db, user_id: &str, key: &IdempotencyKey) -> Result<(),
 
 /// Forgets finished keys older than the retention time.
 pub async fn purge_expired(db: &Db) -> Result<u64, AppError> {
-    let purged = sqlx::query("DELETE FROM idempotency_keys WHERE state = 'done' AND created_at < $1")
+    let purged = sqlx::query("DELETE FROM idempotency_keys WHERE state = $2 AND created_at < $1")
         .bind(now_ms() - RETENTION_MS)
+        .bind(KeyState::Done.as_str())
         .execute(&db.pool)
         .await?;
     Ok(purged.rows_affected())

@@ -99,7 +99,7 @@ async fn insert(tx: &mut AnyConnection, state: &AppState, job: NewJob<'_>, at: i
     sqlx::query(
         "INSERT INTO model_jobs (id, run_id, case_id, model_id, role, trigger_kind, status, attempts,
                                  max_attempts, next_attempt_at, created_at, updated_at, priority, backfill_id)
-         VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $8, $8, $8, $9, $10)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $9, $9, $10, $11)",
     )
     .bind(&job_id)
     .bind(job.run_id)
@@ -107,6 +107,7 @@ async fn insert(tx: &mut AnyConnection, state: &AppState, job: NewJob<'_>, at: i
     .bind(job.model_id)
     .bind(job.role.as_str())
     .bind(job.trigger.as_str())
+    .bind(JobStatus::Queued.as_str())
     .bind(state.config.orchestrator.job_max_attempts as i64)
     .bind(at)
     .bind(job.trigger.priority())
@@ -202,7 +203,7 @@ pub async fn list_jobs(state: &AppState, user: &User, filter: JobFilter<'_>) -> 
         JobFilter::Run(id) => ("j.run_id", id),
         JobFilter::Model(id) => ("j.model_id", id),
     };
-    let roles = if user.is_coordinator() { "" } else { "AND j.role = 'production'" };
+    let roles = if user.is_coordinator() { "" } else { "AND j.role = $3" };
     let rows = sqlx::query(&format!(
         "SELECT j.id, j.run_id, j.case_id, j.model_id, m.name, m.version, j.role, j.trigger_kind, j.status,
                 j.attempts, j.max_attempts, j.last_error, j.output_ref, j.created_at, j.updated_at
@@ -213,6 +214,7 @@ pub async fn list_jobs(state: &AppState, user: &User, filter: JobFilter<'_>) -> 
     ))
     .bind(value)
     .bind(&user.id)
+    .bind(ModelState::Production.as_str())
     .fetch_all(&state.db.pool)
     .await?;
     rows.iter().map(|row| job(row, user.is_coordinator())).collect()
@@ -234,11 +236,13 @@ pub async fn claim(state: &AppState, worker: &str) -> Result<Option<Claimed>, Ap
     // A job whose worker vanished during its last attempt (a crash, perhaps caused by the job)
     // is not tried again.
     sqlx::query(
-        "UPDATE model_jobs SET status = 'failed', lease_until = NULL, worker = NULL, updated_at = $1,
+        "UPDATE model_jobs SET status = $2, lease_until = NULL, worker = NULL, updated_at = $1,
                 last_error = 'the worker stopped during the last attempt (crash or kill)'
-         WHERE status = 'running' AND lease_until < $1 AND attempts >= max_attempts",
+         WHERE status = $3 AND lease_until < $1 AND attempts >= max_attempts",
     )
     .bind(now)
+    .bind(JobStatus::Failed.as_str())
+    .bind(JobStatus::Running.as_str())
     .execute(&state.db.pool)
     .await?;
     let lease = now + (state.config.orchestrator.job_timeout_secs as i64 + 30) * 1000;
@@ -248,16 +252,18 @@ pub async fn claim(state: &AppState, worker: &str) -> Result<Option<Claimed>, Ap
         Backend::Sqlite => "",
     };
     let row = sqlx::query(&format!(
-        "UPDATE model_jobs SET status = 'running', attempts = attempts + 1, lease_until = $1, worker = $2, updated_at = $3
+        "UPDATE model_jobs SET status = $4, attempts = attempts + 1, lease_until = $1, worker = $2, updated_at = $3
          WHERE id = (SELECT id FROM model_jobs
-                     WHERE (status = 'queued' AND next_attempt_at <= $3)
-                        OR (status = 'running' AND lease_until < $3 AND attempts < max_attempts)
+                     WHERE (status = $5 AND next_attempt_at <= $3)
+                        OR (status = $4 AND lease_until < $3 AND attempts < max_attempts)
                      ORDER BY priority, next_attempt_at, created_at LIMIT 1 {lock})
          RETURNING id, case_id, model_id, role, attempts, max_attempts"
     ))
     .bind(lease)
     .bind(worker)
     .bind(now)
+    .bind(JobStatus::Running.as_str())
+    .bind(JobStatus::Queued.as_str())
     .fetch_optional(&state.db.pool)
     .await?;
     Ok(row.map(|row| Claimed {
@@ -281,13 +287,15 @@ pub async fn succeed(
     at: i64,
 ) -> Result<bool, AppError> {
     let finished = sqlx::query(
-        "UPDATE model_jobs SET status = 'succeeded', output_ref = $1, lease_until = NULL, last_error = NULL, updated_at = $2
-         WHERE id = $3 AND worker = $4 AND status = 'running'",
+        "UPDATE model_jobs SET status = $5, output_ref = $1, lease_until = NULL, last_error = NULL, updated_at = $2
+         WHERE id = $3 AND worker = $4 AND status = $6",
     )
     .bind(output_ref)
     .bind(at)
     .bind(&job.id)
     .bind(worker)
+    .bind(JobStatus::Succeeded.as_str())
+    .bind(JobStatus::Running.as_str())
     .execute(&mut *tx)
     .await?;
     if finished.rows_affected() == 0 {
@@ -315,14 +323,15 @@ pub async fn fail(state: &AppState, job: &Claimed, worker: &str, error: &str) ->
     let backoff = state.config.orchestrator.job_retry_base_ms as i64 * (1i64 << (job.attempts - 1).clamp(0, 16));
     sqlx::query(
         "UPDATE model_jobs SET status = $1, next_attempt_at = $2, last_error = $3, lease_until = NULL, worker = NULL, updated_at = $4
-         WHERE id = $5 AND worker = $6 AND status = 'running'",
+         WHERE id = $5 AND worker = $6 AND status = $7",
     )
-    .bind(if final_attempt { "failed" } else { "queued" })
+    .bind(if final_attempt { JobStatus::Failed } else { JobStatus::Queued }.as_str())
     .bind(now + backoff)
     .bind(error)
     .bind(now)
     .bind(&job.id)
     .bind(worker)
+    .bind(JobStatus::Running.as_str())
     .execute(&state.db.pool)
     .await?;
     tracing::warn!(job_id = %job.id, attempt = job.attempts, final_attempt, %error, "model job failed");
@@ -332,12 +341,14 @@ pub async fn fail(state: &AppState, job: &Claimed, worker: &str, error: &str) ->
 /// Hands a job back on shutdown: the interrupted attempt does not count.
 pub async fn release(state: &AppState, job: &Claimed, worker: &str) -> Result<(), AppError> {
     sqlx::query(
-        "UPDATE model_jobs SET status = 'queued', attempts = attempts - 1, lease_until = NULL, worker = NULL, next_attempt_at = $1, updated_at = $1
-         WHERE id = $2 AND worker = $3 AND status = 'running'",
+        "UPDATE model_jobs SET status = $4, attempts = attempts - 1, lease_until = NULL, worker = NULL, next_attempt_at = $1, updated_at = $1
+         WHERE id = $2 AND worker = $3 AND status = $5",
     )
     .bind(now_ms())
     .bind(&job.id)
     .bind(worker)
+    .bind(JobStatus::Queued.as_str())
+    .bind(JobStatus::Running.as_str())
     .execute(&state.db.pool)
     .await?;
     Ok(())

@@ -4,7 +4,7 @@
 //! current mask by compare-and-swap of the case's head, and writing a version's `.nii.gz`
 //! when someone first asks for it.
 
-use crate::api::CaseId;
+use crate::api::{ArtifactKind, CaseId};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -12,7 +12,7 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::volume_slabs::{self, PackedSlab, SlabManifest, StoredSlab};
-use crate::nifti_io::{gzip_mask_slabs, mask_header, Volume};
+use crate::nifti_io::{gzip_mask_slabs, mask_header, Volume, VoxelType};
 use crate::server::error::AppError;
 use crate::server::mask_cache::DecodedMask;
 use crate::server::state::AppState;
@@ -127,13 +127,15 @@ pub async fn commit(tx: &mut AnyConnection, version: &NewVersion<'_>) -> Result<
     sqlx::query(
         "INSERT INTO objects (object_ref, case_id, kind, size_bytes, sha256, dim_i, dim_j, dim_k,
                               voxel_type, spacing_i, spacing_j, spacing_k, created_at, slabs_json, file_stored)
-         SELECT $1, case_id, 'mask', 0, '', dim_i, dim_j, dim_k, 'uint8', spacing_i, spacing_j, spacing_k, $2, $3, 0
+         SELECT $1, case_id, $5, 0, '', dim_i, dim_j, dim_k, $6, spacing_i, spacing_j, spacing_k, $2, $3, 0
          FROM objects WHERE object_ref = $4",
     )
     .bind(&version.stored.object_ref)
     .bind(version.created_at)
     .bind(version.stored.manifest.to_json())
     .bind(version.replaces)
+    .bind(ArtifactKind::Mask.as_str())
+    .bind(VoxelType::Uint8.as_str())
     .execute(&mut *tx)
     .await?;
     volume_slabs::record(tx, version.case_id, &version.stored.written, version.created_at).await?;
@@ -185,8 +187,9 @@ pub async fn ensure_file(state: &AppState, object_ref: &str) -> Result<String, A
 
 /// The SHA-256 of mask version `object_ref`'s file when it is written.
 async fn stored_file(state: &AppState, object_ref: &str) -> Result<Option<String>, AppError> {
-    let row = sqlx::query("SELECT file_stored, sha256 FROM objects WHERE object_ref = $1 AND kind = 'mask'")
+    let row = sqlx::query("SELECT file_stored, sha256 FROM objects WHERE object_ref = $1 AND kind = $2")
         .bind(object_ref)
+        .bind(ArtifactKind::Mask.as_str())
         .fetch_optional(&state.db.pool)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("mask version {object_ref}")))?;

@@ -19,7 +19,7 @@ use super::audit::{self, AuditAction, AuditEvent};
 use super::jobs::{self, Claimed, JobFilter, Trigger};
 use super::mask_versions::{self, load_mask, NewVersion};
 use super::registry;
-use crate::api::{CaseId, RunStarted};
+use crate::api::{ArtifactKind, CaseId, JobStatus, ModelState, RunStarted};
 use crate::geometry::Orientation;
 use crate::mask_ops::label_counts;
 use crate::nifti_io::{gzip_mask, Volume};
@@ -48,9 +48,11 @@ pub async fn run_on_case(state: &AppState, access: CaseAccess<RunModels>) -> Res
     // row lock), so two at once cannot both see nothing pending.
     sqlx::query("UPDATE cases SET status = status WHERE id = $1").bind(case_id).execute(&mut *tx).await?;
     let pending = sqlx::query(
-        "SELECT model_id, run_id FROM model_jobs WHERE case_id = $1 AND status IN ('queued', 'running') ORDER BY created_at DESC, id",
+        "SELECT model_id, run_id FROM model_jobs WHERE case_id = $1 AND status IN ($2, $3) ORDER BY created_at DESC, id",
     )
     .bind(case_id)
+    .bind(JobStatus::Queued.as_str())
+    .bind(JobStatus::Running.as_str())
     .fetch_all(&mut *tx)
     .await?;
     let pending_models: Vec<String> = pending.iter().map(|row| row.get("model_id")).collect();
@@ -152,10 +154,11 @@ async fn blank_head(state: &AppState, case_id: &CaseId) -> Result<Option<String>
     let row = sqlx::query(
         "SELECT c.head_mask_ref,
                 (SELECT COUNT(*) FROM labels l WHERE l.case_id = c.id) AS saves,
-                (SELECT COUNT(*) FROM objects o WHERE o.case_id = c.id AND o.kind = 'mask') AS masks
+                (SELECT COUNT(*) FROM objects o WHERE o.case_id = c.id AND o.kind = $2) AS masks
          FROM cases c WHERE c.id = $1",
     )
     .bind(case_id)
+    .bind(ArtifactKind::Mask.as_str())
     .fetch_one(&state.db.pool)
     .await?;
     let (head, saves, masks): (String, i64, i64) = (row.get("head_mask_ref"), row.get("saves"), row.get("masks"));
@@ -177,8 +180,9 @@ async fn prelabel_case(
     version: &NewVersion<'_>,
     counts: &std::collections::BTreeMap<u8, u64>,
 ) -> Result<(), AppError> {
-    let still_production = sqlx::query("SELECT 1 FROM models WHERE id = $1 AND state = 'production'")
+    let still_production = sqlx::query("SELECT 1 FROM models WHERE id = $1 AND state = $2")
         .bind(&job.model_id)
+        .bind(ModelState::Production.as_str())
         .fetch_optional(&mut *tx)
         .await?
         .is_some();

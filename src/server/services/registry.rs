@@ -247,7 +247,7 @@ pub async fn register(
     let mut tx = state.db.pool.begin().await?;
     sqlx::query(
         "INSERT INTO models (id, name, version, state, card, artifact_ref, sha256, created_by, created_at, updated_at)
-         VALUES ($1, $2, $3, 'registered', $4, $5, $6, $7, $8, $8)",
+         VALUES ($1, $2, $3, $9, $4, $5, $6, $7, $8, $8)",
     )
     .bind(&id)
     .bind(&card.name)
@@ -257,6 +257,7 @@ pub async fn register(
     .bind(&actual)
     .bind(&user.id)
     .bind(at)
+    .bind(ModelState::Registered.as_str())
     .execute(&mut *tx)
     .await
     .map_err(|e| unique_conflict(e, format!("{} {} is already registered", card.name, card.version)))?;
@@ -362,12 +363,14 @@ pub async fn transition(state: &AppState, user: &User, id: &str, to: ModelState)
         // Writes come first in the transaction, so SQLite takes its write lock before any
         // read (a read-then-write transaction fails at once when another commits between).
         let archived = sqlx::query(
-            "UPDATE models SET state = 'archived', updated_at = $1
-             WHERE name = $2 AND state = 'production' AND id <> $3 RETURNING id, version",
+            "UPDATE models SET state = $4, updated_at = $1
+             WHERE name = $2 AND state = $5 AND id <> $3 RETURNING id, version",
         )
         .bind(at)
         .bind(&current.name)
         .bind(id)
+        .bind(ModelState::Archived.as_str())
+        .bind(ModelState::Production.as_str())
         .fetch_all(&mut *tx)
         .await?;
         for previous in archived {
@@ -421,12 +424,12 @@ pub async fn transition(state: &AppState, user: &User, id: &str, to: ModelState)
 
 /// The production and shadow versions of `name`, read in one statement (one snapshot).
 pub async fn active_models(state: &AppState, name: &str) -> Result<ActiveModels, AppError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {SUMMARY_COLUMNS} FROM models WHERE name = $1 AND state IN ('production', 'shadow')"
-    ))
-    .bind(name)
-    .fetch_all(&state.db.pool)
-    .await?;
+    let rows = sqlx::query(&format!("SELECT {SUMMARY_COLUMNS} FROM models WHERE name = $1 AND state IN ($2, $3)"))
+        .bind(name)
+        .bind(ModelState::Production.as_str())
+        .bind(ModelState::Shadow.as_str())
+        .fetch_all(&state.db.pool)
+        .await?;
     let mut active = ActiveModels { name: name.to_string(), production: None, shadow: None };
     for row in &rows {
         let model = summary(row)?;
@@ -441,11 +444,12 @@ pub async fn active_models(state: &AppState, name: &str) -> Result<ActiveModels,
 /// Every production and shadow version of every name, read in one statement: the snapshot
 /// one orchestrator trigger dispatches from.
 pub async fn all_active(state: &AppState) -> Result<Vec<ModelSummary>, AppError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {SUMMARY_COLUMNS} FROM models WHERE state IN ('production', 'shadow') ORDER BY name, state"
-    ))
-    .fetch_all(&state.db.pool)
-    .await?;
+    let rows =
+        sqlx::query(&format!("SELECT {SUMMARY_COLUMNS} FROM models WHERE state IN ($1, $2) ORDER BY name, state"))
+            .bind(ModelState::Production.as_str())
+            .bind(ModelState::Shadow.as_str())
+            .fetch_all(&state.db.pool)
+            .await?;
     rows.iter().map(summary).collect()
 }
 
