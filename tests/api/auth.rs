@@ -23,35 +23,18 @@ async fn login_sets_a_strict_http_only_cookie_and_logout_ends_the_session() {
     let app = TestApp::spawn().await;
     app.user("lab", &[Role::Labeler]).await;
 
-    let wrong = app
-        .client
-        .post(app.url("/session"))
-        .json(&json!({ "username": "lab", "password": "nope-nope" }))
-        .send()
-        .await
-        .unwrap();
+    let log_in = |body: Value| app.client.post(app.url("/session")).json(&body).send();
+    let wrong = log_in(json!({ "username": "lab", "password": "nope-nope" })).await.unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     assert!(wrong.headers().get("set-cookie").is_none());
     let body: Value = wrong.json().await.unwrap();
     assert_eq!(body["error"]["message"], "wrong username or password");
-    let unknown = app
-        .client
-        .post(app.url("/session"))
-        .json(&json!({ "username": "ghost", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
+    let unknown = log_in(json!({ "username": "ghost", "password": PASSWORD })).await.unwrap();
     assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
-    let malformed = app.client.post(app.url("/session")).json(&json!({ "user": "lab" })).send().await.unwrap();
+    let malformed = log_in(json!({ "user": "lab" })).await.unwrap();
     assert_eq!(malformed.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
-    let response = app
-        .client
-        .post(app.url("/session"))
-        .json(&json!({ "username": "lab", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
+    let response = log_in(json!({ "username": "lab", "password": PASSWORD })).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_string();
     for attribute in ["HttpOnly", "SameSite=Strict", "Secure"] {

@@ -161,6 +161,27 @@ impl TestApp {
         sqlx::query(sql).fetch_one(&self.state.db.pool).await.unwrap().get::<i64, _>(0)
     }
 
+    /// The case's current mask version, as the database records it.
+    pub async fn head_mask_ref(&self, case_id: &str) -> String {
+        sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
+            .bind(case_id)
+            .fetch_one(&self.state.db.pool)
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// `PUT /cases/{case_id}/status` to `status` (with a comment), as `token`'s holder.
+    pub async fn set_case_status(&self, token: &str, case_id: &str, status: &str) -> reqwest::Response {
+        self.client
+            .put(self.url(&format!("/cases/{case_id}/status")))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "status": status, "comment": "noted" }))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// `GET path` with a bearer token, as JSON.
     pub async fn get_json<T: serde::de::DeserializeOwned>(&self, token: &str, path: &str) -> T {
         self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap().json().await.unwrap()

@@ -37,15 +37,7 @@ async fn label_and_approve(app: &TestApp, admin: &str, case_id: &str, from: usiz
     assert_eq!(saved.status(), StatusCode::CREATED);
     let new_ref = saved.json::<Value>().await.unwrap()["new_mask_ref"].as_str().unwrap().to_string();
     for (status, token) in [("submitted", admin), ("approved", reviewer.as_str())] {
-        let changed = app
-            .client
-            .put(app.url(&format!("/cases/{case_id}/status")))
-            .bearer_auth(token)
-            .json(&json!({ "status": status }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(changed.status(), StatusCode::OK);
+        assert_eq!(app.set_case_status(token, case_id, status).await.status(), StatusCode::OK);
     }
     new_ref
 }

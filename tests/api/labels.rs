@@ -32,17 +32,8 @@ async fn small_case(app: &TestApp) -> (String, String) {
         .labels(&[(1, "liver"), (2, "tumour")])
         .import(app)
         .await;
-    let head = current_mask_ref(app, &case_id).await;
+    let head = app.head_mask_ref(&case_id).await;
     (case_id, head)
-}
-
-async fn current_mask_ref(app: &TestApp, case_id: &str) -> String {
-    sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
-        .bind(case_id)
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap()
-        .get("head_mask_ref")
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -447,7 +438,7 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
     assert_eq!(app.count("SELECT COUNT(*) FROM labels").await, 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'label_edit'").await, 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM idempotency_keys").await, 0);
-    assert_eq!(current_mask_ref(&app, &case_id).await, base);
+    assert_eq!(app.head_mask_ref(&case_id).await, base);
     assert_eq!(mask_versions(&app, &case_id).await, 1);
     assert_eq!(app.state.store.list(&format!("cases/{case_id}/")).await.unwrap(), stored_before, "nothing was stored");
     // And the key "k" is still free for a good request.
@@ -881,7 +872,7 @@ async fn slabbed_case(app: &TestApp) -> (String, String, Vec<u8>) {
         .labels(&[(1, "liver"), (2, "tumour")])
         .import(app)
         .await;
-    let head = current_mask_ref(app, &case_id).await;
+    let head = app.head_mask_ref(&case_id).await;
     (case_id, head, mask)
 }
 

@@ -523,12 +523,7 @@ async fn dice_and_hd95_against_human_labels_on_a_known_case() {
     finished_jobs(&app, &engineer, &case_id, 1).await;
 
     // A person labels exactly the cube (512 voxels).
-    let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
-        .bind(&case_id)
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap()
-        .get(0);
+    let head = app.head_mask_ref(&case_id).await;
     let cube: Vec<u8> = (0..VOXELS).map(|i| in_cube(i) as u8).collect();
     let edits = MaskEdits::diff(&vec![0; VOXELS], &cube).encode();
     let saved = app
@@ -579,12 +574,7 @@ async fn dice_and_hd95_against_human_labels_on_a_known_case() {
         app.client.get(app.url("/models/evaluation/chart?name=cube-seg")).bearer_auth(&labeler).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     // The human label stays the case's mask: production output does not replace it.
-    let head_now: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
-        .bind(&case_id)
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap()
-        .get(0);
+    let head_now = app.head_mask_ref(&case_id).await;
     assert!(head_now.starts_with(&format!("cases/{case_id}/masks/")));
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'prelabel'").await, 0);
     app.stop().await;
@@ -606,12 +596,7 @@ async fn evaluations_are_computed_in_the_background_once_per_prediction_and_huma
     assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::OK);
     let case_id = cube_case(&app).await;
     finished_jobs(&app, &engineer, &case_id, 1).await;
-    let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
-        .bind(&case_id)
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap()
-        .get(0);
+    let head = app.head_mask_ref(&case_id).await;
     let cube: Vec<u8> = (0..VOXELS).map(|i| in_cube(i) as u8).collect();
     let first = label_case(&app, &labeler, &case_id, &head, &vec![0; VOXELS], &cube).await;
     // The running evaluator scores the new human version without anyone asking.
@@ -636,12 +621,7 @@ async fn evaluations_are_computed_in_the_background_once_per_prediction_and_huma
     // Another instance's live claim keeps this one off the pair; an expired claim is taken over.
     let prediction_id: String =
         sqlx::query("SELECT id FROM predictions").fetch_one(&app.state.db.pool).await.unwrap().get(0);
-    let human: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
-        .bind(&case_id)
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap()
-        .get(0);
+    let human = app.head_mask_ref(&case_id).await;
     sqlx::query("INSERT INTO evaluation_claims (prediction_id, human_ref, worker, lease_until) VALUES ($1, $2, 'elsewhere', $3)")
         .bind(&prediction_id)
         .bind(&human)
@@ -678,12 +658,7 @@ async fn a_backfill_evaluates_every_labelled_case_behind_interactive_jobs_and_ca
     let mut labelled = Vec::new();
     for _ in 0..3 {
         let case_id = cube_case(&app).await;
-        let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
-            .bind(&case_id)
-            .fetch_one(&app.state.db.pool)
-            .await
-            .unwrap()
-            .get(0);
+        let head = app.head_mask_ref(&case_id).await;
         label_case(&app, &labeler, &case_id, &head, &vec![0; VOXELS], &cube).await;
         labelled.push(case_id);
     }
@@ -1077,12 +1052,7 @@ async fn evaluation_leaves_out_training_cases_and_flags_a_versions_own_prelabels
         }
     };
     assert_eq!(counts(&app).await, r#"{"1":872}"#, "the pre-label's voxels: the cube and 360 face voxels");
-    let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
-        .bind(&case_id)
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap()
-        .get(0);
+    let head = app.head_mask_ref(&case_id).await;
     let predicted = Volume::parse("mask", &app.mask_file(&lead, &head).await).unwrap().into_labels("mask").unwrap();
     let cube: Vec<u8> = (0..VOXELS).map(|i| in_cube(i) as u8).collect();
     let saved = app.post_label(&lead, &case_id, &head, &MaskEdits::diff(&predicted, &cube).encode()).await;
@@ -1097,15 +1067,7 @@ async fn evaluation_leaves_out_training_cases_and_flags_a_versions_own_prelabels
     // says it was trained on it.
     let reviewer = app.user("rita", &[Role::Reviewer]).await;
     for (status, token) in [("submitted", &lead), ("approved", &reviewer)] {
-        let changed = app
-            .client
-            .put(app.url(&format!("/cases/{case_id}/status")))
-            .bearer_auth(token)
-            .json(&json!({ "status": status }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(changed.status(), StatusCode::OK);
+        assert_eq!(app.set_case_status(token, &case_id, status).await.status(), StatusCode::OK);
     }
     let snapshot = app
         .client
@@ -1594,12 +1556,7 @@ async fn concurrent_backfill_starts_queue_one_backfill() {
     let cube: Vec<u8> = (0..VOXELS).map(|i| in_cube(i) as u8).collect();
     for _ in 0..2 {
         let case_id = cube_case(&app).await;
-        let head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
-            .bind(&case_id)
-            .fetch_one(&app.state.db.pool)
-            .await
-            .unwrap()
-            .get(0);
+        let head = app.head_mask_ref(&case_id).await;
         label_case(&app, &labeler, &case_id, &head, &vec![0; VOXELS], &cube).await;
     }
     let starts = (0..6).map(|_| start_backfill(&app, &engineer, &v1));

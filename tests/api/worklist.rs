@@ -28,14 +28,7 @@ async fn save(app: &TestApp, token: &str, case_id: &str) {
 }
 
 async fn set_status(app: &TestApp, token: &str, case_id: &str, status: &str) {
-    let response = app
-        .client
-        .put(app.url(&format!("/cases/{case_id}/status")))
-        .bearer_auth(token)
-        .json(&json!({ "status": status, "comment": "noted" }))
-        .send()
-        .await
-        .unwrap();
+    let response = app.set_case_status(token, case_id, status).await;
     assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
 }
 
