@@ -23,18 +23,17 @@ async fn login_sets_a_strict_http_only_cookie_and_logout_ends_the_session() {
     let app = TestApp::spawn().await;
     app.user("lab", &[Role::Labeler]).await;
 
-    let log_in = |body: Value| app.client.post(app.url("/session")).json(&body).send();
-    let wrong = log_in(json!({ "username": "lab", "password": "nope-nope" })).await.unwrap();
+    let wrong = app.log_in(json!({ "username": "lab", "password": "nope-nope" })).await;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     assert!(wrong.headers().get("set-cookie").is_none());
     let body: Value = wrong.json().await.unwrap();
     assert_eq!(body["error"]["message"], "wrong username or password");
-    let unknown = log_in(json!({ "username": "ghost", "password": PASSWORD })).await.unwrap();
+    let unknown = app.log_in(json!({ "username": "ghost", "password": PASSWORD })).await;
     assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
-    let malformed = log_in(json!({ "user": "lab" })).await.unwrap();
+    let malformed = app.log_in(json!({ "user": "lab" })).await;
     assert_eq!(malformed.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
-    let response = log_in(json!({ "username": "lab", "password": PASSWORD })).await.unwrap();
+    let response = app.log_in(json!({ "username": "lab", "password": PASSWORD })).await;
     assert_eq!(response.status(), StatusCode::OK);
     let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_string();
     for attribute in ["HttpOnly", "SameSite=Strict", "Secure"] {
@@ -104,23 +103,11 @@ async fn anonymous_logins_cannot_write_unbounded_data_into_the_audit_log() {
 
     // A body far larger than any login is refused before it is read as JSON.
     let huge = "x".repeat(64 * 1024);
-    let response = app
-        .client
-        .post(app.url("/session"))
-        .json(&json!({ "username": huge, "password": "whatever1" }))
-        .send()
-        .await
-        .unwrap();
+    let response = app.log_in(json!({ "username": huge, "password": "whatever1" })).await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // Within the body limit, a name or password longer than any valid one: 400, no lookup, no row.
     for (username, password) in [("y".repeat(65), PASSWORD.to_string()), ("lab".to_string(), "p".repeat(1025))] {
-        let response = app
-            .client
-            .post(app.url("/session"))
-            .json(&json!({ "username": username, "password": password }))
-            .send()
-            .await
-            .unwrap();
+        let response = app.log_in(json!({ "username": username, "password": password })).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "bad_request");
@@ -129,13 +116,7 @@ async fn anonymous_logins_cannot_write_unbounded_data_into_the_audit_log() {
 
     // A failed login's row names the attempt only when it could be a user's name.
     for username in ["ghost", "robert'); DROP TABLE users;--"] {
-        let response = app
-            .client
-            .post(app.url("/session"))
-            .json(&json!({ "username": username, "password": PASSWORD }))
-            .send()
-            .await
-            .unwrap();
+        let response = app.log_in(json!({ "username": username, "password": PASSWORD })).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
     let names: Vec<String> = sqlx::query("SELECT details FROM audit_log WHERE action = 'login_failed' ORDER BY seq")
@@ -233,13 +214,7 @@ async fn access_can_be_taken_back_at_once_by_admins_and_from_the_command_line() 
     );
     assert_eq!(status(lab.clone()).await, StatusCode::UNAUTHORIZED);
     assert_eq!(session_status().await, StatusCode::UNAUTHORIZED);
-    let login = app
-        .client
-        .post(app.url("/session"))
-        .json(&json!({ "username": "lab", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
+    let login = app.log_in(json!({ "username": "lab", "password": PASSWORD })).await;
     assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
     // Enabled again from the command line, and given a role.
     assert!(app.run_cli(&["user", "enable", "lab"]).status.success());
@@ -322,13 +297,7 @@ async fn a_failed_login_takes_as_long_for_an_unknown_name_as_for_a_known_one() {
             let mut times = Vec::new();
             for _ in 0..7 {
                 let started = std::time::Instant::now();
-                let response = app
-                    .client
-                    .post(app.url("/session"))
-                    .json(&json!({ "username": username, "password": "wrong-password" }))
-                    .send()
-                    .await
-                    .unwrap();
+                let response = app.log_in(json!({ "username": username, "password": "wrong-password" })).await;
                 assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
                 times.push(started.elapsed());
             }
@@ -353,26 +322,14 @@ async fn a_control_character_in_a_login_is_a_bad_request_not_a_failed_login() {
     for (username, password) in
         [("lab\0", PASSWORD); 5].into_iter().chain([("lab", "correct\u{1b}horse"), ("\u{7f}", PASSWORD)])
     {
-        let response = app
-            .client
-            .post(app.url("/session"))
-            .json(&json!({ "username": username, "password": password }))
-            .send()
-            .await
-            .unwrap();
+        let response = app.log_in(json!({ "username": username, "password": password })).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{username:?}");
         assert!(response.headers().get("set-cookie").is_none());
         let body: Value = response.json().await.unwrap();
         assert!(body["error"]["message"].as_str().unwrap().contains("holds the control character"), "{body}");
     }
     let message = |body: &Value| body["error"]["message"].as_str().unwrap().to_string();
-    let response = app
-        .client
-        .post(app.url("/session"))
-        .json(&json!({ "username": "lab\0", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
+    let response = app.log_in(json!({ "username": "lab\0", "password": PASSWORD })).await;
     assert!(message(&response.json().await.unwrap())
         .starts_with("JSON body field `username` holds the control character U+0000"));
 
@@ -396,13 +353,7 @@ async fn a_control_character_in_a_login_is_a_bad_request_not_a_failed_login() {
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_log").await, audit_rows, "no login_failed rows");
     // Not failures: the user's limit of 3 is untouched, and both ways in still work.
-    let login = app
-        .client
-        .post(app.url("/session"))
-        .json(&json!({ "username": "lab", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
+    let login = app.log_in(json!({ "username": "lab", "password": PASSWORD })).await;
     assert_eq!(login.status(), StatusCode::OK);
     let page_login = server_fn("lab").await.unwrap();
     assert_eq!(page_login.status(), StatusCode::OK);

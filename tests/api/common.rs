@@ -227,15 +227,14 @@ impl TestApp {
         add_user(&self.state.db, name, roles, Some(PASSWORD)).await.expect("add user").1
     }
 
+    /// `POST /session` with `body` (a login: `username`, `password`).
+    pub async fn log_in(&self, body: serde_json::Value) -> reqwest::Response {
+        self.client.post(self.url("/session")).json(&body).send().await.unwrap()
+    }
+
     /// Logs `username` in through `POST /session`; returns the `Cookie` header value.
     pub async fn login_cookie(&self, username: &str, password: &str) -> String {
-        let response = self
-            .client
-            .post(self.url("/session"))
-            .json(&serde_json::json!({ "username": username, "password": password }))
-            .send()
-            .await
-            .unwrap();
+        let response = self.log_in(serde_json::json!({ "username": username, "password": password })).await;
         assert_eq!(response.status(), reqwest::StatusCode::OK, "login of {username}");
         let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_string();
         set_cookie.split(';').next().unwrap().to_string()
