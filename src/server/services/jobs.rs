@@ -204,19 +204,20 @@ pub async fn list_jobs(state: &AppState, user: &User, filter: JobFilter<'_>) -> 
         JobFilter::Model(id) => ("j.model_id", id),
     };
     let roles = if user.is_coordinator() { "" } else { "AND j.role = $3" };
-    let rows = sqlx::query(&format!(
+    let sql = format!(
         "SELECT j.id, j.run_id, j.case_id, j.model_id, m.name, m.version, j.role, j.trigger_kind, j.status,
                 j.attempts, j.max_attempts, j.last_error, j.output_ref, j.created_at, j.updated_at
          FROM model_jobs j JOIN models m ON m.id = j.model_id JOIN cases c ON c.id = j.case_id
          WHERE {column} = $1 AND {readable} {roles}
          ORDER BY j.created_at DESC, m.name, j.role LIMIT 200",
         readable = readable_condition(user, 2),
-    ))
-    .bind(value)
-    .bind(&user.id)
-    .bind(ModelState::Production.as_str())
-    .fetch_all(&state.db.pool)
-    .await?;
+    );
+    let mut query = sqlx::query(&sql).bind(value).bind(&user.id);
+    // Bound only where the statement names it: PostgreSQL refuses an unused parameter.
+    if !user.is_coordinator() {
+        query = query.bind(ModelState::Production.as_str());
+    }
+    let rows = query.fetch_all(&state.db.pool).await?;
     rows.iter().map(|row| job(row, user.is_coordinator())).collect()
 }
 

@@ -78,7 +78,9 @@ async fn apply_and_commit(
     request: &SaveLabelRequest,
     encoded_edits: &[u8],
 ) -> Result<String, AppError> {
-    let (user, case_id) = (access.user().clone(), &access.case_id().clone());
+    // Owned copies: `access` is lent again to the workflow rules before the commit.
+    let (user, case_id) = (access.user().clone(), access.case_id().clone());
+    let case_id = &case_id;
     let case = sqlx::query(
         "SELECT c.labels_json, c.head_mask_ref, o.dim_i, o.dim_j, o.dim_k, o.slabs_json
          FROM cases c JOIN objects o ON o.object_ref = c.head_mask_ref WHERE c.id = $1",
