@@ -17,7 +17,7 @@ pub struct NotACaseId(pub String);
 
 impl CaseId {
     /// A new, random case id.
-    pub fn new() -> CaseId {
+    pub fn random() -> CaseId {
         CaseId(uuid::Uuid::new_v4().to_string())
     }
 
@@ -38,12 +38,6 @@ impl CaseId {
 
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl Default for CaseId {
-    fn default() -> CaseId {
-        CaseId::new()
     }
 }
 
@@ -79,7 +73,7 @@ mod tests {
 
     #[test]
     fn a_case_id_is_a_uuid_in_the_form_the_server_writes() {
-        let id = CaseId::new();
+        let id = CaseId::random();
         assert_eq!(CaseId::parse(id.as_str()), Ok(id.clone()));
         assert_eq!(serde_json::from_value::<CaseId>(serde_json::json!(id.as_str())).unwrap(), id);
         assert_eq!(serde_json::to_value(&id).unwrap(), serde_json::json!(id.as_str()));

@@ -167,7 +167,7 @@ mod tests {
 
     fn pair(case: &str, label: u8, production: f64, shadow: f64) -> PairedDice {
         PairedDice {
-            case_id: crate::api::CaseId::new(),
+            case_id: crate::api::CaseId::random(),
             case_name: format!("<{case}> & co"),
             label,
             production_dice: production,

@@ -204,7 +204,7 @@ async fn lists_past_the_cap_are_refused_and_nothing_is_written() {
     let message = over.text().await.unwrap();
     assert!(message.contains("case_ids") && message.contains(&format!("at most {MAX_LISTED_CASES}")), "{message}");
     let splits: serde_json::Map<String, Value> =
-        (0..=MAX_LISTED_CASES).map(|_| (seglab::api::CaseId::new().to_string(), json!("train"))).collect();
+        (0..=MAX_LISTED_CASES).map(|_| (seglab::api::CaseId::random().to_string(), json!("train"))).collect();
     let over = post(&app, &admin, json!({ "name": "over", "splits": splits })).await;
     assert_eq!(over.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let message = over.text().await.unwrap();

@@ -164,7 +164,7 @@ async fn a_narrow_name_search_finds_the_same_cases_through_the_index() {
         .collect();
     let mut tx = app.state.db.pool.begin().await.unwrap();
     // Case ids as the server makes them: clients read them back as ids.
-    let ids: Vec<String> = bulk.iter().map(|_| seglab::api::CaseId::new().to_string()).collect();
+    let ids: Vec<String> = bulk.iter().map(|_| seglab::api::CaseId::random().to_string()).collect();
     for (n, name) in bulk.iter().enumerate() {
         sqlx::query(
             "INSERT INTO cases (id, name, search_name, labels_json, image_ref, head_mask_ref, created_at)

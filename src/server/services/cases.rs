@@ -256,7 +256,7 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
     if name.is_empty() || name.chars().count() > 200 {
         return Err(AppError::BadRequest("case name must be 1–200 characters".into()));
     }
-    let case_id = CaseId::new();
+    let case_id = CaseId::random();
     let max_voxels = state.config.max_volume_voxels;
     let scratch = state.config.scratch_dir();
     let id = case_id.clone();

@@ -393,7 +393,7 @@ mod tests {
 
     #[test]
     fn splits_are_drawn_from_the_seed_and_the_case_alone() {
-        let ids: Vec<CaseId> = (0..2000).map(|_| CaseId::new()).collect();
+        let ids: Vec<CaseId> = (0..2000).map(|_| CaseId::random()).collect();
         let draw = |seed| ids.iter().map(|id| drawn_split(seed, id, 0.2, 0.1)).collect::<Vec<_>>();
         assert_eq!(draw(7), draw(7), "the same seed gives the same split");
         assert_ne!(draw(7), draw(8));
