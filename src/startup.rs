@@ -18,7 +18,7 @@ use crate::server::config::{Config, ServeArgs};
 use crate::server::error::CliError;
 use crate::server::http;
 use crate::server::listener::without_delay;
-use crate::server::services::{evaluation, orchestrator, sweeper};
+use crate::server::services::{evaluation, orchestrator, sweeper, volume_slabs};
 use crate::server::state::AppState;
 
 /// A started app, listening, not yet serving.
@@ -31,7 +31,7 @@ pub struct Application {
 
 impl Application {
     /// Connects to the backend `config` names (starting the embedded S3 endpoint on the
-    /// embedded default), starts the orchestrator, the evaluator and the sweeper on `tasks`,
+    /// embedded default), cuts volumes an older release stored whole into slabs, starts the orchestrator, the evaluator and the sweeper on `tasks`,
     /// and listens on `args.addr` (port 0: any free port). Everything stops with `shutdown`.
     pub async fn build(
         config: Config,
@@ -46,6 +46,9 @@ impl Application {
         let embedded_s3_addr = config.s3.embedded_s3_addr;
         let state =
             AppState::connect(config, embedded_s3_addr, leptos_options(args, address), shutdown.clone(), tasks).await?;
+        volume_slabs::cut_stored_files(&state)
+            .await
+            .map_err(|e| CliError::startup("cannot cut the volumes stored before slabs", e))?;
         tasks.spawn(sweeper::run(state.clone(), shutdown.clone()));
         orchestrator::start(&state, &shutdown, tasks);
         evaluation::start(&state, &shutdown, tasks);

@@ -122,6 +122,17 @@ pub struct MaskVersion {
     pub url: String,
 }
 
+/// Answer of `GET /cases/{id}/overview`: everything the case page shows, read under one access
+/// decision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaseOpened {
+    /// With the newest mask versions.
+    pub artifacts: CaseArtifacts,
+    pub review: CaseReview,
+    /// The case's model jobs the caller may see, newest first.
+    pub jobs: Vec<super::registry::Job>,
+}
+
 /// Answer of `GET /cases/{id}/artifacts`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CaseArtifacts {

@@ -1,16 +1,24 @@
 //! One case: the viewer and mask editor, the version history, and the artifacts with their
-//! presigned links.
+//! presigned links. The page opens with one read (`get_case_page`); its parts refresh on their
+//! own after a change.
 
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::{ApiError, Artifact, ArtifactKind, CaseArtifacts, Job, JobStatus, ModelState, RunStarted};
+use crate::api::{ApiError, Artifact, ArtifactKind, CaseArtifacts, CaseOpened, Job, JobStatus, ModelState, RunStarted};
 use crate::editor::panel::CaseViewer;
 use crate::editor::ui::ViewerUi;
-use crate::pages::case_workflow::get_case_review;
-use crate::pages::case_workflow::ReviewPanel;
+use crate::pages::case_workflow::{OpenedReview, ReviewPanel};
 use crate::pages::common::loaded;
 use crate::pages::registry::JobTable;
+
+#[server(endpoint = "get_case_page")]
+pub async fn get_case_page(case_id: String) -> Result<CaseOpened, ApiError> {
+    use crate::server::services::{access, case_view};
+    let (state, user) = crate::server::auth::server_fn_caller().await?;
+    let access = access::authorize(&state, &user, &access::case_named(&case_id)?, access::Read).await?;
+    Ok(case_view::case_page(&state, &access).await?)
+}
 
 #[server(endpoint = "get_case_artifacts")]
 pub async fn get_case_artifacts(case_id: String) -> Result<CaseArtifacts, ApiError> {
@@ -47,20 +55,52 @@ pub fn CasePage() -> impl IntoView {
     let compare_with = query.read_untracked().get("compare").and_then(|role| ModelState::parse(&role));
     let focus_label = query.read_untracked().get("label").and_then(|label| label.parse::<u8>().ok());
     // The editor loads once per case; the links table below can refresh on its own.
-    let opened = Resource::new(case_id, get_case_artifacts);
-    // Bumping this re-requests the artifacts, which presigns fresh URLs.
-    let refreshes = RwSignal::new(0u32);
-    let artifacts = Resource::new(move || (case_id(), refreshes.get()), |(id, _)| get_case_artifacts(id));
+    let opened = Resource::new(case_id, get_case_page);
     view! {
         <Suspense fallback=|| view! { <p>"Loading case…"</p> }>
             {move || Suspend::new(async move {
-                loaded(opened.await, move |case| view! { <h1>{case.case_name.clone()}</h1> <CaseViewer case compare_with focus_label review=review_panel/> })
+                loaded(opened.await, move |CaseOpened { artifacts, review, jobs }| {
+                    let may_run = review.actions.run_models;
+                    provide_context(OpenedReview(review));
+                    view! {
+                        <h1>{artifacts.case_name.clone()}</h1>
+                        <CaseViewer case=artifacts.clone() compare_with focus_label review=review_panel/>
+                        <ModelRuns case_id=artifacts.case_id.to_string() jobs may_run/>
+                        <Files case=artifacts/>
+                    }
+                })
             })}
         </Suspense>
-        <ModelRuns case_id=case_id()/>
+    }
+}
+
+/// The labels and the artifacts with their links, which the button presigns afresh.
+#[component]
+fn Files(case: CaseArtifacts) -> impl IntoView {
+    let case_id = case.case_id.to_string();
+    let refreshes = RwSignal::new(0u32);
+    let refreshed = Resource::new(
+        move || refreshes.get(),
+        move |refresh| {
+            let case_id = case_id.clone();
+            async move {
+                match refresh {
+                    0 => None,
+                    _ => Some(get_case_artifacts(case_id).await),
+                }
+            }
+        },
+    );
+    let opened = StoredValue::new(case);
+    view! {
         <h2>"Files"</h2>
         <Transition fallback=|| view! { <p>"Loading case…"</p> }>
-            {move || Suspend::new(async move { loaded(artifacts.await, |case| view! { <CaseDetails case/> }) })}
+            {move || Suspend::new(async move {
+                match refreshed.await {
+                    None => view! { <CaseDetails case=opened.get_value()/> }.into_any(),
+                    Some(result) => loaded(result, |case| view! { <CaseDetails case/> }),
+                }
+            })}
         </Transition>
         <p class="actions">
             <button data-testid="refresh-links" on:click=move |_| refreshes.update(|n| *n += 1)>
@@ -133,19 +173,29 @@ fn artifact_row(artifact: Artifact) -> impl IntoView {
     }
 }
 
-/// Model jobs of this case and the button that runs the active models on it. The list
-/// refreshes every two seconds while a job is queued or running.
+/// Model jobs of this case (`jobs` as the page opened) and, for those who may run models, the
+/// button that runs the active models on it. The list refreshes every two seconds while a job
+/// is queued or running.
 #[component]
-fn ModelRuns(case_id: String) -> impl IntoView {
+fn ModelRuns(case_id: String, jobs: Vec<Job>, may_run: bool) -> impl IntoView {
     let run = ServerAction::<RunModels>::new();
     let ticks = RwSignal::new(0u32);
     let id = case_id.clone();
-    // The run button is shown only to those who may run models.
-    let reviewed = case_id.clone();
-    let may_run = Resource::new(|| (), move |_| get_case_review(reviewed.clone()));
-    let jobs = Resource::new(move || (ticks.get(), run.version().get()), move |_| case_jobs(id.clone()));
+    let listed = Resource::new(
+        move || (ticks.get(), run.version().get()),
+        move |changes| {
+            let (id, opened) = (id.clone(), (changes == (0, 0)).then(|| jobs.clone()));
+            async move {
+                match opened {
+                    Some(jobs) => Ok(jobs),
+                    None => case_jobs(id).await,
+                }
+            }
+        },
+    );
     let busy = move || {
-        jobs.get()
+        listed
+            .get()
             .and_then(Result::ok)
             .is_some_and(|jobs| jobs.iter().any(|j| matches!(j.status, JobStatus::Queued | JobStatus::Running)))
     };
@@ -168,18 +218,11 @@ fn ModelRuns(case_id: String) -> impl IntoView {
     view! {
         <section class="runs">
             <p class="actions">
-                <Transition fallback=|| ()>
-                    {move || {
-                        let case_id = case_id.clone();
-                        Suspend::new(async move {
-                            may_run.await.is_ok_and(|review| review.actions.run_models).then(|| view! {
-                                <button on:click=move |_| { run.dispatch(RunModels { case_id: case_id.clone() }); }>
-                                    "Run models on this case"
-                                </button>
-                            })
-                        })
-                    }}
-                </Transition>
+                {may_run.then(|| view! {
+                    <button on:click=move |_| { run.dispatch(RunModels { case_id: case_id.clone() }); }>
+                        "Run models on this case"
+                    </button>
+                })}
                 {move || match run.value().get() {
                     Some(Ok(started)) => Some(view! { <span data-testid="run-status">{format!("Jobs queued: {}", started.jobs.len())}</span> }.into_any()),
                     Some(Err(err)) => Some(view! { <span class="error" role="alert">{err.to_string()}</span> }.into_any()),
@@ -187,7 +230,7 @@ fn ModelRuns(case_id: String) -> impl IntoView {
                 }}
             </p>
             <Transition fallback=|| ()>
-                {move || Suspend::new(async move { loaded(jobs.await, |jobs| view! { <JobTable jobs/> }) })}
+                {move || Suspend::new(async move { loaded(listed.await, |jobs| view! { <JobTable jobs/> }) })}
             </Transition>
         </section>
     }

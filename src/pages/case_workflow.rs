@@ -68,6 +68,11 @@ pub fn status_text(status: CaseStatus) -> &'static str {
     }
 }
 
+/// The review the case page opened with (in [`crate::api::CaseOpened`]): the panel shows it
+/// without a request of its own until something changes.
+#[derive(Clone, Debug)]
+pub struct OpenedReview(pub CaseReview);
+
 #[component]
 pub fn ReviewPanel(ui: ViewerUi) -> impl IntoView {
     let case_id = StoredValue::new(ui.case.with_value(|case| case.case_id.to_string()));
@@ -75,9 +80,19 @@ pub fn ReviewPanel(ui: ViewerUi) -> impl IntoView {
     let change = ServerAction::<ChangeCaseStatus>::new();
     let assign = ServerAction::<SetCasePeople>::new();
     // Refreshed after each action and each save (a save moves a case back to in progress).
+    let opened = use_context::<OpenedReview>().map(|OpenedReview(review)| review);
+    let as_opened = (0, 0, 0, ui.history.with_untracked(Vec::len));
     let review = Resource::new(
         move || (take.version().get(), change.version().get(), assign.version().get(), ui.history.with(Vec::len)),
-        move |_| get_case_review(case_id.get_value()),
+        move |changes| {
+            let opened = opened.clone().filter(|_| changes == as_opened);
+            async move {
+                match opened {
+                    Some(review) => Ok(review),
+                    None => get_case_review(case_id.get_value()).await,
+                }
+            }
+        },
     );
     let comment = RwSignal::new(String::new());
     let at_crosshair = RwSignal::new(true);

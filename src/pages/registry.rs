@@ -21,44 +21,8 @@ pub async fn list_models() -> Result<Vec<ModelSummary>, ApiError> {
 
 #[server]
 pub async fn get_model(id: String) -> Result<ModelOverview, ApiError> {
-    use crate::server::services::{comparison, jobs, registry};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
-    let mut detail = registry::model_detail(&state, &id).await?;
-    let may_manage = registry::may_register(&user).is_ok();
-    // The lifecycle buttons are shown only to those who may press them.
-    if !may_manage {
-        detail.allowed_next.clear();
-    }
-    let evaluation = match comparison::may_read(&user) {
-        true => Some(comparison::paired_evaluation(&state, &user, &detail.summary.name).await?),
-        false => None,
-    };
-    let timeline = registry::timeline(&state, &detail.summary.name).await?;
-    let (backfill, own_evaluation) = match comparison::may_read(&user) {
-        true => (
-            crate::server::services::backfill::latest(&state, &id).await?,
-            match detail.summary.state {
-                ModelState::Registered => Some(comparison::version_evaluation(&state, &user, &id).await?),
-                _ => None,
-            },
-        ),
-        false => (None, None),
-    };
-    let may_backfill = may_manage && matches!(detail.summary.state, ModelState::Shadow | ModelState::Registered);
-    let rollback_to = (may_manage && detail.summary.state == ModelState::Production)
-        .then(|| registry::previous_production(&timeline, &detail.summary.id).map(|change| change.version.clone()))
-        .flatten();
-    Ok(ModelOverview {
-        chart_svg: evaluation.as_ref().and_then(crate::server::charts::paired_dice_svg),
-        evaluation,
-        jobs: jobs::list_jobs(&state, &user, jobs::JobFilter::Model(&id)).await?,
-        timeline,
-        rollback_to,
-        backfill,
-        may_backfill,
-        own_evaluation,
-        detail,
-    })
+    Ok(crate::server::services::model_view::model_overview(&state, &user, &id).await?)
 }
 
 #[server]

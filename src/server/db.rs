@@ -109,43 +109,63 @@ impl Db {
     }
 }
 
-/// Typed ids are stored as their text: bound and read like a `String`.
-mod typed_ids {
+/// Typed ids and enums are stored as their text: bound like a `String`, and read back through
+/// their parser, so that a row holding a name this build does not know fails to decode (a
+/// damaged row, answered 500) instead of becoming some default.
+mod stored_as_text {
     use sqlx::database::Database;
     use sqlx::encode::IsNull;
     use sqlx::error::BoxDynError;
     use sqlx::{Decode, Encode, Type};
 
-    use crate::api::CaseId;
+    use crate::api::{ArtifactKind, CaseId, CaseStatus, JobStatus, ModelState, Split};
+    use crate::nifti_io::VoxelType;
 
-    impl<DB: Database> Type<DB> for CaseId
-    where
-        String: Type<DB>,
-    {
-        fn type_info() -> DB::TypeInfo {
-            <String as Type<DB>>::type_info()
-        }
+    macro_rules! stored_as_text {
+        ($($ty:ty => |$text:ident| $parse:expr;)*) => {$(
+            impl<DB: Database> Type<DB> for $ty
+            where
+                String: Type<DB>,
+            {
+                fn type_info() -> DB::TypeInfo {
+                    <String as Type<DB>>::type_info()
+                }
 
-        fn compatible(ty: &DB::TypeInfo) -> bool {
-            <String as Type<DB>>::compatible(ty)
-        }
+                fn compatible(ty: &DB::TypeInfo) -> bool {
+                    <String as Type<DB>>::compatible(ty)
+                }
+            }
+
+            impl<'q, DB: Database> Encode<'q, DB> for $ty
+            where
+                String: Encode<'q, DB>,
+            {
+                fn encode_by_ref(&self, buf: &mut <DB as Database>::ArgumentBuffer<'q>) -> Result<IsNull, BoxDynError> {
+                    <String as Encode<'q, DB>>::encode_by_ref(&self.as_str().to_string(), buf)
+                }
+            }
+
+            impl<'r, DB: Database> Decode<'r, DB> for $ty
+            where
+                String: Decode<'r, DB>,
+            {
+                fn decode(value: <DB as Database>::ValueRef<'r>) -> Result<$ty, BoxDynError> {
+                    let $text = <String as Decode<'r, DB>>::decode(value)?;
+                    let parsed: Result<$ty, String> = $parse;
+                    parsed.map_err(|text| format!("a row holds {} {text:?}", stringify!($ty)).into())
+                }
+            }
+        )*};
     }
 
-    impl<'q, DB: Database> Encode<'q, DB> for CaseId
-    where
-        String: Encode<'q, DB>,
-    {
-        fn encode_by_ref(&self, buf: &mut <DB as Database>::ArgumentBuffer<'q>) -> Result<IsNull, BoxDynError> {
-            <String as Encode<'q, DB>>::encode_by_ref(&self.as_str().to_string(), buf)
-        }
-    }
-
-    impl<'r, DB: Database> Decode<'r, DB> for CaseId
-    where
-        String: Decode<'r, DB>,
-    {
-        fn decode(value: <DB as Database>::ValueRef<'r>) -> Result<CaseId, BoxDynError> {
-            Ok(CaseId::stored(<String as Decode<'r, DB>>::decode(value)?))
-        }
+    stored_as_text! {
+        // The database holds only ids the server wrote: taken as stored.
+        CaseId => |text| Ok(CaseId::stored(text));
+        ArtifactKind => |text| ArtifactKind::parse(&text).ok_or(text);
+        CaseStatus => |text| CaseStatus::parse(&text).ok_or(text);
+        JobStatus => |text| JobStatus::parse(&text).ok_or(text);
+        ModelState => |text| ModelState::parse(&text).ok_or(text);
+        Split => |text| Split::parse(&text).ok_or(text);
+        VoxelType => |text| VoxelType::parse(&text).ok_or(text);
     }
 }

@@ -27,6 +27,7 @@ pub mod listener;
 pub mod login_limit;
 pub mod mask_cache;
 pub mod oip;
+pub mod rows;
 pub mod scratch;
 pub mod services;
 pub mod session_store;

@@ -22,9 +22,10 @@ const DIMS: [u32; 3] = [8, 6, 4];
 const VOXELS: usize = 8 * 6 * 4;
 
 /// Every case route (method and path as the router names them) the matrix calls.
-const REST_ROUTES: [&str; 12] = [
+const REST_ROUTES: [&str; 13] = [
     "GET /cases",
     "POST /cases",
+    "GET /cases/{id}/overview",
     "GET /cases/{id}/artifacts",
     "GET /cases/{id}/masks/{file}",
     "GET /cases/{id}/comments",
@@ -37,7 +38,8 @@ const REST_ROUTES: [&str; 12] = [
     "GET /worklist",
 ];
 /// Every server function taking a case the matrix calls.
-const SERVER_FNS: [&str; 7] = [
+const SERVER_FNS: [&str; 8] = [
+    "get_case_page",
     "get_case_artifacts",
     "case_jobs",
     "run_models",
@@ -142,6 +144,7 @@ impl Situation {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Op {
+    Page,
     Artifacts,
     MaskFile,
     Comments,
@@ -153,6 +156,7 @@ enum Op {
     Runs,
     ListCases,
     Worklist,
+    FnPage,
     FnArtifacts,
     FnJobs,
     FnRuns,
@@ -163,13 +167,15 @@ enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 24] = [
+    const ALL: [Op; 26] = [
+        Op::Page,
         Op::Artifacts,
         Op::MaskFile,
         Op::Comments,
         Op::Jobs,
         Op::ListCases,
         Op::Worklist,
+        Op::FnPage,
         Op::FnArtifacts,
         Op::FnJobs,
         Op::FnReview,
@@ -242,9 +248,11 @@ fn expected(op: Op, who: Who, facts: &Facts) -> u16 {
         }
     };
     match op {
-        Op::Artifacts
+        Op::Page
+        | Op::Artifacts
         | Op::Comments
         | Op::Jobs
+        | Op::FnPage
         | Op::FnArtifacts
         | Op::FnJobs
         | Op::FnReview
@@ -395,6 +403,7 @@ impl World {
             _ => json!({ "status": to }),
         };
         let response = match op {
+            Op::Page => rest(reqwest::Method::GET, format!("/cases/{case_id}/overview")).send().await,
             Op::Artifacts => rest(reqwest::Method::GET, format!("/cases/{case_id}/artifacts")).send().await,
             Op::MaskFile => {
                 let head = self.head(case_id).await;
@@ -438,6 +447,7 @@ impl World {
                 let list: Worklist = response.json().await.unwrap();
                 return if list.rows.iter().any(|row| row.id.as_str() == case_id) { 200 } else { 0 };
             }
+            Op::FnPage => return self.server_fn("get_case_page", who, &[("case_id", case_id)]).await,
             Op::FnArtifacts => return self.server_fn("get_case_artifacts", who, &[("case_id", case_id)]).await,
             Op::FnJobs => return self.server_fn("case_jobs", who, &[("case_id", case_id)]).await,
             Op::FnRuns => return self.server_fn("run_models", who, &[("case_id", case_id)]).await,
@@ -554,6 +564,7 @@ async fn a_case_the_caller_may_not_read_answers_as_if_it_did_not_exist() {
     let rolf = &world.person("rolf").token;
     for (token, method, path, body) in [
         (bob, reqwest::Method::POST, "/cases/{id}/take", Value::Null),
+        (bob, reqwest::Method::GET, "/cases/{id}/overview", Value::Null),
         (bob, reqwest::Method::GET, "/cases/{id}/artifacts", Value::Null),
         (rolf, reqwest::Method::PUT, "/cases/{id}/status", json!({ "status": "approved" })),
         (rolf, reqwest::Method::PUT, "/cases/{id}/status", json!({ "status": "in_progress", "comment": "x" })),

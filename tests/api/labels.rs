@@ -999,7 +999,7 @@ async fn a_save_writes_only_the_slabs_it_touches_and_every_version_downloads_as_
 }
 
 #[tokio::test]
-async fn volumes_stored_before_slabs_are_cut_on_first_use_and_saved_on_as_usual() {
+async fn volumes_stored_before_slabs_are_cut_at_start_up_and_saved_on_as_usual() {
     let app = TestApp::spawn().await;
     let token = app.user("lab", &[Role::Labeler]).await;
     let (case_id, first, imported) = slabbed_case(&app).await;
@@ -1011,7 +1011,14 @@ async fn volumes_stored_before_slabs_are_cut_on_first_use_and_saved_on_as_usual(
         .unwrap();
     sqlx::query("DELETE FROM slabs WHERE case_id = $1").bind(&case_id).execute(&app.state.db.pool).await.unwrap();
 
-    // Opening the case cuts the image and the mask into slabs, once.
+    // Opening the case only reads: it is not ready until a start-up cuts its volumes.
+    let opened =
+        app.client.get(app.url(&format!("/cases/{case_id}/artifacts"))).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(opened.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(app.count("SELECT COUNT(*) FROM slabs").await, 0);
+
+    // The start-up cuts the image and the mask into slabs, once.
+    let app = app.restart(|_| {}).await;
     let artifacts: CaseArtifacts = app.get_json(&token, &format!("/cases/{case_id}/artifacts")).await;
     let listed = |n: usize| {
         let slabs = &artifacts.artifacts[n].slabs;
@@ -1020,7 +1027,7 @@ async fn volumes_stored_before_slabs_are_cut_on_first_use_and_saved_on_as_usual(
     assert_eq!([listed(0), listed(1)], [(2, 2), (3, 3)]);
     let cut = app.count("SELECT COUNT(*) FROM slabs").await;
     assert_eq!(cut, 5);
-    let _: CaseArtifacts = app.get_json(&token, &format!("/cases/{case_id}/artifacts")).await;
+    let app = app.restart(|_| {}).await;
     assert_eq!(app.count("SELECT COUNT(*) FROM slabs").await, cut);
 
     let mut edited = imported.clone();

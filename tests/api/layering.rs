@@ -27,6 +27,7 @@ const INFRASTRUCTURE: &[&str] = &[
     "crate::server::state",
     "crate::server::text",
     "crate::server::clock",
+    "crate::server::rows",
     "crate::server::config",
     "crate::server::error",
     "crate::server::charts",

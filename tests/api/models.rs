@@ -408,6 +408,26 @@ async fn each_trigger_runs_one_production_and_one_shadow_job_with_outputs_apart(
     let shown = app.client.get(predictions[0]["url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(Volume::parse("prediction", &shown).unwrap().into_labels("prediction").unwrap(), labels);
 
+    // The case page's one read and the model page's overview show each caller the same.
+    for (token, jobs, predictions, may_run) in [(&labeler, 1, 0, false), (&engineer, 2, 2, true)] {
+        let page: Value = app.get_json(token, &format!("/cases/{case_id}/overview")).await;
+        assert_eq!(page["jobs"].as_array().unwrap().len(), jobs);
+        assert_eq!(page["artifacts"]["predictions"].as_array().map_or(0, Vec::len), predictions);
+        assert_eq!(page["artifacts"]["history_total"], artifacts["history_total"]);
+        assert_eq!(page["review"]["actions"]["run_models"], may_run);
+        assert_eq!(page["review"]["workflow"], artifacts["workflow"]);
+    }
+    let overview: Value = app.get_json(&labeler, &format!("/models/{v2}/overview")).await;
+    assert_eq!(overview["detail"]["state"], "shadow");
+    assert_eq!(overview["detail"]["allowed_next"], json!([]), "no lifecycle buttons for labelers");
+    assert!(overview["evaluation"].is_null() && overview["jobs"] == json!([]) && overview["may_backfill"] == false);
+    let overview: Value = app.get_json(&engineer, &format!("/models/{v2}/overview")).await;
+    assert_eq!(overview["detail"]["allowed_next"], json!(["production", "registered"]));
+    assert_eq!(overview["jobs"].as_array().unwrap().len(), 1);
+    assert!(overview["evaluation"].is_object() && overview["may_backfill"] == true);
+    let missing = app.client.get(app.url("/models/nothing/overview")).bearer_auth(&engineer).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
     // Trigger 2: manual, for ML engineers only.
     let forbidden =
         app.client.post(app.url(&format!("/cases/{case_id}/runs"))).bearer_auth(&labeler).send().await.unwrap();

@@ -1,4 +1,4 @@
-//! Case routes: the list, importing a case (multipart upload), the artifacts with presigned
+//! Case routes: the list, importing a case (multipart upload), the case page's content, the artifacts with presigned
 //! URLs that the viewer downloads from object storage directly, and mask versions as files.
 
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
@@ -8,7 +8,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use super::extract::{bad_form, field_text, field_to_file, ApiQuery, Caller, Coordinator, Holding};
-use crate::api::{CaseArtifacts, CaseSummary};
+use crate::api::{CaseArtifacts, CaseOpened, CaseSummary};
 use crate::server::error::AppError;
 use crate::server::services::access::{self, Read};
 use crate::server::services::case_view;
@@ -21,6 +21,7 @@ const MAX_TEXT_FIELD_BYTES: usize = 64 * 1024;
 pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
     Router::new()
         .route("/cases", get(list_cases).post(import_case).layer(DefaultBodyLimit::max(max_upload_bytes)))
+        .route("/cases/{id}/overview", get(case_page))
         .route("/cases/{id}/artifacts", get(case_artifacts))
         .route("/cases/{id}/masks/{file}", get(mask_file))
 }
@@ -74,6 +75,16 @@ async fn list_cases(
 struct ArtifactsQuery {
     #[serde(default)]
     history: bool,
+}
+
+/// `GET /cases/{id}/overview`: what the case page shows, in one answer.
+async fn case_page(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(case_id): Path<String>,
+) -> Result<Json<CaseOpened>, AppError> {
+    let access = access::authorize(&state, &user, &access::case_named(&case_id)?, Read).await?;
+    Ok(Json(case_view::case_page(&state, &access).await?))
 }
 
 async fn case_artifacts(

@@ -10,10 +10,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::{bad_form, field_text, field_to_file, ApiJson, ApiQuery, Caller, Coordinator, Holding};
-use crate::api::{ActiveModels, ModelDetail, ModelSummary, PairedEvaluation, Rollback, StateChange, VersionEvaluation};
+use crate::api::{
+    ActiveModels, ModelDetail, ModelOverview, ModelSummary, PairedEvaluation, Rollback, StateChange, VersionEvaluation,
+};
 use crate::server::charts;
 use crate::server::error::AppError;
-use crate::server::services::{comparison, registry};
+use crate::server::services::{comparison, model_view, registry};
 use crate::server::state::AppState;
 
 /// Largest model card accepted.
@@ -28,6 +30,7 @@ pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
         .route("/models/production-at", get(production_at))
         .route("/models/timeline", get(timeline))
         .route("/models/{id}", get(model_detail))
+        .route("/models/{id}/overview", get(model_overview))
         .route("/models/{id}/state", put(change_state))
         .route("/models/{id}/rollback", post(rollback))
         .route("/models/{id}/evaluation", get(version_evaluation))
@@ -72,6 +75,15 @@ async fn model_detail(
     Path(id): Path<String>,
 ) -> Result<Json<ModelDetail>, AppError> {
     Ok(Json(registry::model_detail(&state, &id).await?))
+}
+
+/// `GET /models/{id}/overview`: what the model page shows, as the caller may see it.
+async fn model_overview(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ModelOverview>, AppError> {
+    Ok(Json(model_view::model_overview(&state, &user, &id).await?))
 }
 
 #[derive(Deserialize)]

@@ -17,28 +17,64 @@
 //! A caller who may not read a case gets the same 404 as for a case that does not exist, so a
 //! refusal tells nothing about it: neither that it exists nor who works on it.
 
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, FromRow};
 
-use crate::api::{CaseActions, CaseId, CaseStatus};
+use crate::api::{CaseActions, CaseId, CaseStatus, CaseWorkflow};
 use crate::server::error::AppError;
 use crate::server::identity::{Role, User};
 use crate::server::state::AppState;
 
-/// What the rules need to know about a case, read in one statement.
-#[derive(Clone, Debug)]
-pub struct CaseFacts {
+/// A case's workflow as clients see it (usernames, not ids), read from `cases c` joined with
+/// its labeler `a` and reviewer `r` (see [`WORKFLOW_FROM`]).
+#[derive(Clone, Debug, FromRow)]
+pub struct WorkflowRow {
     pub status: CaseStatus,
-    pub assignee_id: Option<String>,
-    /// The labeler's username; named only to callers who may read the case.
     pub assignee: Option<String>,
+    pub reviewer: Option<String>,
+    pub approved_mask_ref: Option<String>,
+    pub restricted: i64,
+}
+
+/// The columns of a [`WorkflowRow`] and the tables they come from.
+pub const WORKFLOW_FROM: (&str, &str) = (
+    "c.status, a.username AS assignee, r.username AS reviewer, c.approved_mask_ref, c.restricted",
+    "cases c LEFT JOIN users a ON a.id = c.assignee_id LEFT JOIN users r ON r.id = c.reviewer_id",
+);
+
+impl From<WorkflowRow> for CaseWorkflow {
+    fn from(row: WorkflowRow) -> CaseWorkflow {
+        CaseWorkflow {
+            status: row.status,
+            assignee: row.assignee,
+            reviewer: row.reviewer,
+            approved_mask_ref: row.approved_mask_ref,
+            restricted: row.restricted != 0,
+        }
+    }
+}
+
+/// What the rules need to know about a case, read in one statement with its workflow.
+#[derive(Clone, Debug, FromRow)]
+pub struct CaseFacts {
+    /// Named only to callers who may read the case.
+    #[sqlx(flatten)]
+    pub workflow: WorkflowRow,
+    pub assignee_id: Option<String>,
     pub reviewer_id: Option<String>,
-    pub restricted: bool,
-    /// Whether the caller saved a mask version since the case's last approval (since import
+    /// 1 when the caller saved a mask version since the case's last approval (since import
     /// when it was never approved).
-    pub authored_since_approval: bool,
+    pub authored_since_approval: i64,
 }
 
 impl CaseFacts {
+    pub fn status(&self) -> CaseStatus {
+        self.workflow.status
+    }
+
+    fn restricted(&self) -> bool {
+        self.workflow.restricted != 0
+    }
+
     fn is_assignee(&self, user: &User) -> bool {
         self.assignee_id.as_deref() == Some(user.id.as_str())
     }
@@ -87,7 +123,7 @@ impl CaseAction for Read {
 impl CaseAction for Save {
     fn decide(&self, user: &User, case: &CaseFacts, rules: Rules) -> Result<(), AppError> {
         user.require_any(&[Role::Labeler], "saving labels")?;
-        match &case.assignee {
+        match &case.workflow.assignee {
             _ if user.has_role(Role::Admin) || case.is_assignee(user) => Ok(()),
             Some(assignee) => Err(AppError::Forbidden(format!(
                 "this case is assigned to {assignee}; only they (or an admin) can save on it"
@@ -108,7 +144,7 @@ impl CaseAction for Take {
                 "labelers cannot take cases themselves here; an ML engineer or admin assigns them".into(),
             ));
         }
-        match &case.assignee {
+        match &case.workflow.assignee {
             Some(assignee) if !case.is_assignee(user) => {
                 Err(AppError::Conflict(format!("this case is already assigned to {assignee}")))
             }
@@ -138,7 +174,7 @@ impl CaseAction for Transition {
                     if !admin && case.is_assignee(user) {
                         return Err(AppError::Forbidden("a case is reviewed by someone other than its labeler".into()));
                     }
-                    if case.authored_since_approval {
+                    if case.authored_since_approval > 0 {
                         return Err(AppError::Forbidden(
                             "you saved a version of this case since its last approval; someone who did not label it reviews it".into(),
                         ));
@@ -147,7 +183,7 @@ impl CaseAction for Transition {
             }
             CaseStatus::New => {}
         }
-        let from = case.status;
+        let from = case.status();
         let allowed_from: &[CaseStatus] = match to {
             CaseStatus::Submitted => &[CaseStatus::InProgress, CaseStatus::ChangesRequested],
             CaseStatus::Approved | CaseStatus::ChangesRequested => &[CaseStatus::Submitted],
@@ -192,7 +228,7 @@ impl CaseAction for RunModels {
 /// Whether `user` may read a case with these facts.
 fn may_read(user: &User, case: &CaseFacts) -> bool {
     user.is_coordinator()
-        || !case.restricted
+        || !case.restricted()
         || (user.has_role(Role::Labeler) && case.is_assignee(user))
         || (user.has_role(Role::Reviewer) && case.is_reviewer(user))
 }
@@ -303,33 +339,21 @@ async fn decide(
 async fn facts(conn: &mut AnyConnection, user: &User, case_id: &CaseId) -> Result<Option<CaseFacts>, AppError> {
     // Versions since the last approval: saves at or after the approved version's save, other
     // than that version itself; every save when the approved version is none or not a save.
-    let Some(row) = sqlx::query(
-        "SELECT c.status, c.assignee_id, a.username AS assignee, c.reviewer_id, c.restricted,
+    let (workflow, cases) = WORKFLOW_FROM;
+    Ok(sqlx::query_as(&format!(
+        "SELECT {workflow}, c.assignee_id, c.reviewer_id,
                 CAST(CASE WHEN EXISTS (
                     SELECT 1 FROM labels l
                     WHERE l.case_id = c.id AND l.user_id = $2 AND l.new_mask_ref <> COALESCE(c.approved_mask_ref, '')
                       AND l.created_at >= COALESCE((SELECT p.created_at FROM labels p WHERE p.new_mask_ref = c.approved_mask_ref), 0)
-                ) THEN 1 ELSE 0 END AS BIGINT) AS authored
-         FROM cases c LEFT JOIN users a ON a.id = c.assignee_id
-         WHERE c.id = $1",
-    )
+                ) THEN 1 ELSE 0 END AS BIGINT) AS authored_since_approval
+         FROM {cases}
+         WHERE c.id = $1"
+    ))
     .bind(case_id)
     .bind(&user.id)
     .fetch_optional(&mut *conn)
-    .await?
-    else {
-        return Ok(None);
-    };
-    let status: String = row.get("status");
-    Ok(Some(CaseFacts {
-        status: CaseStatus::parse(&status)
-            .ok_or_else(|| AppError::internal(format!("case {case_id} has status {status:?}")))?,
-        assignee_id: row.get("assignee_id"),
-        assignee: row.get("assignee"),
-        reviewer_id: row.get("reviewer_id"),
-        restricted: row.get::<i64, _>("restricted") != 0,
-        authored_since_approval: row.get::<i64, _>("authored") > 0,
-    }))
+    .await?)
 }
 
 /// What the reader of a case may do with it now: the buttons a page shows, from the same
@@ -358,12 +382,16 @@ mod tests {
 
     fn case(status: CaseStatus, assignee: Option<&str>, reviewer: Option<&str>, restricted: bool) -> CaseFacts {
         CaseFacts {
-            status,
+            workflow: WorkflowRow {
+                status,
+                assignee: assignee.map(str::to_string),
+                reviewer: reviewer.map(str::to_string),
+                approved_mask_ref: None,
+                restricted: restricted.into(),
+            },
             assignee_id: assignee.map(str::to_string),
-            assignee: assignee.map(str::to_string),
             reviewer_id: reviewer.map(str::to_string),
-            restricted,
-            authored_since_approval: false,
+            authored_since_approval: 0,
         }
     }
 
@@ -386,7 +414,7 @@ mod tests {
         let mut submitted = case(CaseStatus::Submitted, None, None, false);
         let carol = user("carol", &[Role::Labeler, Role::Reviewer, Role::Admin]);
         assert!(Transition(CaseStatus::Approved).decide(&carol, &submitted, OPEN).is_ok());
-        submitted.authored_since_approval = true;
+        submitted.authored_since_approval = 1;
         for to in [CaseStatus::Approved, CaseStatus::ChangesRequested] {
             let refused = Transition(to).decide(&carol, &submitted, OPEN).unwrap_err();
             assert!(matches!(refused, AppError::Forbidden(_)), "{refused:?}");

@@ -4,8 +4,7 @@
 //! it (none from the command line).
 
 use serde_json::json;
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use super::audit::{self, AuditAction, AuditEvent};
 use super::users::{new_token, store_token, token_hash};
@@ -13,21 +12,29 @@ use crate::api::{IssuedToken, UserAccount, UserChange};
 use crate::server::clock::now_ms;
 use crate::server::db::Db;
 use crate::server::error::AppError;
-use crate::server::identity::{Role, User};
+use crate::server::identity::{self, Role, User};
 
 /// 403 unless `user` may manage accounts.
 pub fn may_manage(user: &User) -> Result<(), AppError> {
     user.require_any(&[Role::Admin], "managing users and tokens")
 }
 
-fn parse_roles(names: &[String]) -> Result<Vec<Role>, AppError> {
+fn requested_roles(names: &[String]) -> Result<Vec<Role>, AppError> {
     names.iter().map(|name| name.parse()).collect()
+}
+
+/// A user's row, as an account change reads it.
+#[derive(sqlx::FromRow)]
+struct LockedUser {
+    id: String,
+    roles: String,
+    disabled_at: Option<i64>,
 }
 
 /// Locks the user's row for the rest of the transaction (a write first, so SQLite takes its
 /// write lock before any read) and returns it.
-async fn lock_user(tx: &mut AnyConnection, username: &str) -> Result<AnyRow, AppError> {
-    sqlx::query("UPDATE users SET username = username WHERE username = $1 RETURNING id, roles, disabled_at")
+async fn lock_user(tx: &mut AnyConnection, username: &str) -> Result<LockedUser, AppError> {
+    sqlx::query_as("UPDATE users SET username = username WHERE username = $1 RETURNING id, roles, disabled_at")
         .bind(username)
         .fetch_optional(&mut *tx)
         .await?
@@ -41,11 +48,11 @@ pub async fn change_user(
     username: &str,
     change: &UserChange,
 ) -> Result<UserAccount, AppError> {
-    let (add, remove) = (parse_roles(&change.add_roles)?, parse_roles(&change.remove_roles)?);
+    let (add, remove) = (requested_roles(&change.add_roles)?, requested_roles(&change.remove_roles)?);
     let mut tx = db.pool.begin().await?;
     let row = lock_user(&mut tx, username).await?;
-    let user_id: String = row.get("id");
-    let mut roles: Vec<Role> = row.get::<String, _>("roles").split(',').filter_map(|r| r.parse().ok()).collect();
+    let user_id = row.id;
+    let mut roles = identity::parse_roles(&row.roles);
     roles.retain(|role| !remove.contains(role));
     for role in add {
         if !roles.contains(&role) {
@@ -57,13 +64,13 @@ pub async fn change_user(
             "user {username:?} would be left without a role; disable them instead"
         )));
     }
-    let was_disabled = row.get::<Option<i64>, _>("disabled_at").is_some();
+    let was_disabled = row.disabled_at.is_some();
     let disabled = change.disabled.unwrap_or(was_disabled);
     let role_names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
     sqlx::query("UPDATE users SET roles = $1, disabled_at = $2 WHERE id = $3")
         .bind(role_names.join(","))
         .bind(match (disabled, was_disabled) {
-            (true, true) => row.get::<Option<i64>, _>("disabled_at"),
+            (true, true) => row.disabled_at,
             (true, false) => Some(now_ms()),
             (false, _) => None,
         })
@@ -100,8 +107,7 @@ pub async fn issue_token(
     let now = now_ms();
     let expires_at_ms = expires_in_days.map(|days| now + i64::from(days) * 86_400_000);
     let mut tx = db.pool.begin().await?;
-    let row = lock_user(&mut tx, username).await?;
-    let user_id: String = row.get("id");
+    let user_id = lock_user(&mut tx, username).await?.id;
     store_token(&mut tx, &user_id, &token, expires_at_ms).await?;
     audit::record(
         &mut tx,
@@ -122,7 +128,7 @@ pub async fn issue_token(
 pub async fn revoke_token(db: &Db, actor: Option<&User>, token: &str) -> Result<(), AppError> {
     let admin = actor.is_none_or(|a| a.has_role(Role::Admin));
     let mut tx = db.pool.begin().await?;
-    let revoked = sqlx::query(
+    let revoked_user: String = sqlx::query_scalar(
         "UPDATE api_tokens SET revoked_at = $1 WHERE token_sha256 = $2 AND revoked_at IS NULL AND ($3 OR user_id = $4)
          RETURNING user_id",
     )
@@ -140,7 +146,7 @@ pub async fn revoke_token(db: &Db, actor: Option<&User>, token: &str) -> Result<
             action: AuditAction::TokenRevoke,
             user_id: actor.map(|a| a.id.as_str()),
             case_id: None,
-            details: json!({ "user_id": revoked.get::<String, _>("user_id") }),
+            details: json!({ "user_id": revoked_user }),
         },
     )
     .await?;

@@ -6,7 +6,7 @@
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use crate::api::CaseId;
 use crate::server::clock::now_ms;
@@ -115,10 +115,10 @@ fn seal(key: &AuditKey, seq: i64, hash: &str) -> String {
 pub async fn record(tx: &mut AnyConnection, db: &Db, event: AuditEvent<'_>) -> Result<i64, AppError> {
     // Updating the single head row locks it until commit: writers take turns, so the chain
     // stays linear even with several app instances.
-    let head =
-        sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash").fetch_one(&mut *tx).await?;
-    let seq: i64 = head.get("seq");
-    let prev_hash: String = head.get("hash");
+    let (seq, prev_hash): (i64, String) =
+        sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+            .fetch_one(&mut *tx)
+            .await?;
     let at = now_ms();
     let details = event.details.to_string();
     let hash = row_hash(
@@ -161,45 +161,54 @@ pub struct ChainReport {
     pub first_broken: Option<(i64, String)>,
 }
 
+/// An `audit_log` row as stored: texts as written, since the hash covers exactly those.
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    seq: i64,
+    at: i64,
+    action: String,
+    user_id: Option<String>,
+    case_id: Option<String>,
+    details: String,
+    prev_hash: String,
+    hash: String,
+}
+
 pub async fn verify_chain(db: &Db) -> Result<ChainReport, AppError> {
-    let rows =
-        sqlx::query("SELECT seq, at, action, user_id, case_id, details, prev_hash, hash FROM audit_log ORDER BY seq")
-            .fetch_all(&db.pool)
-            .await?;
+    let rows: Vec<AuditRow> = sqlx::query_as(
+        "SELECT seq, at, action, user_id, case_id, details, prev_hash, hash FROM audit_log ORDER BY seq",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    let rows_count = rows.len() as i64;
     let mut expected_prev = "0".repeat(64);
-    for (index, row) in rows.iter().enumerate() {
-        let seq: i64 = row.get("seq");
-        let prev_hash: String = row.get("prev_hash");
-        let hash: String = row.get("hash");
-        let broken = |reason: String| Ok(ChainReport { rows: rows.len() as i64, first_broken: Some((seq, reason)) });
+    for (index, row) in rows.into_iter().enumerate() {
+        let seq = row.seq;
+        let broken = |reason: String| Ok(ChainReport { rows: rows_count, first_broken: Some((seq, reason)) });
         if seq != index as i64 + 1 {
             return broken(format!("expected row {}, found row {seq}: rows are missing", index + 1));
         }
-        if prev_hash != expected_prev {
+        if row.prev_hash != expected_prev {
             return broken("its previous-hash does not match the row before it".into());
         }
-        let user_id: Option<String> = row.get("user_id");
-        let case_id: Option<String> = row.get("case_id");
         let computed = row_hash(
             seq,
-            row.get("at"),
-            row.get::<String, _>("action").as_str(),
-            user_id.as_deref(),
-            case_id.as_deref(),
-            row.get::<String, _>("details").as_str(),
-            &prev_hash,
+            row.at,
+            &row.action,
+            row.user_id.as_deref(),
+            row.case_id.as_deref(),
+            &row.details,
+            &row.prev_hash,
         );
-        if computed != hash {
+        if computed != row.hash {
             return broken("its content does not match its hash: the row was altered".into());
         }
-        expected_prev = hash;
+        expected_prev = row.hash;
     }
     // Rows cut from the end leave a chain that verifies by itself; the head row, written in
     // the same transaction as every append, still names the last one.
-    let head = sqlx::query("SELECT seq, hash, mac FROM audit_head WHERE id = 1").fetch_one(&db.pool).await?;
     let (head_seq, head_hash, head_mac): (i64, String, Option<String>) =
-        (head.get("seq"), head.get("hash"), head.get("mac"));
-    let rows_count = rows.len() as i64;
+        sqlx::query_as("SELECT seq, hash, mac FROM audit_head WHERE id = 1").fetch_one(&db.pool).await?;
     if head_seq != rows_count || head_hash != expected_prev {
         return Ok(ChainReport {
             rows: rows_count,
@@ -246,12 +255,10 @@ pub async fn seal_head(db: &Db) -> Result<(), AppError> {
 
 /// The chain's last row: its sequence number and hash.
 pub async fn head(db: &Db) -> Result<(i64, String), AppError> {
-    let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&db.pool).await?;
-    Ok((row.get("seq"), row.get("hash")))
+    Ok(sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&db.pool).await?)
 }
 
 /// The hash of row `seq`, if the log holds it.
 pub async fn hash_of(db: &Db, seq: i64) -> Result<Option<String>, AppError> {
-    let row = sqlx::query("SELECT hash FROM audit_log WHERE seq = $1").bind(seq).fetch_optional(&db.pool).await?;
-    Ok(row.map(|row| row.get("hash")))
+    Ok(sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1").bind(seq).fetch_optional(&db.pool).await?)
 }

@@ -5,7 +5,6 @@
 //! cancelling removes the jobs still queued (running ones finish).
 
 use serde_json::json;
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::audit::{self, AuditAction, AuditEvent};
@@ -28,16 +27,17 @@ pub async fn start(state: &AppState, user: &User, model_id: &str) -> Result<Back
     if locked.rows_affected() == 0 {
         return Err(AppError::NotFound(format!("model {model_id}")));
     }
-    let model =
-        sqlx::query("SELECT name, version, state FROM models WHERE id = $1").bind(model_id).fetch_one(&mut *tx).await?;
-    let (name, version, model_state): (String, String, String) =
-        (model.get("name"), model.get("version"), model.get("state"));
-    if !matches!(ModelState::parse(&model_state), Some(ModelState::Shadow | ModelState::Registered)) {
+    let (name, version, model_state): (String, String, ModelState) =
+        sqlx::query_as("SELECT name, version, state FROM models WHERE id = $1")
+            .bind(model_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !matches!(model_state, ModelState::Shadow | ModelState::Registered) {
         return Err(AppError::Conflict(format!(
             "{name} {version} is {model_state}; a backfill evaluates a shadow or registered version (production runs on every new case already)"
         )));
     }
-    let running = sqlx::query(
+    let running: Option<String> = sqlx::query_scalar(
         "SELECT b.id FROM backfills b
          WHERE b.model_id = $1 AND EXISTS (SELECT 1 FROM model_jobs j WHERE j.backfill_id = b.id AND j.status IN ($2, $3))
          LIMIT 1",
@@ -49,11 +49,10 @@ pub async fn start(state: &AppState, user: &User, model_id: &str) -> Result<Back
     .await?;
     if let Some(running) = running {
         return Err(AppError::Conflict(format!(
-            "backfill {} of this version is still running; cancel it or wait",
-            running.get::<String, _>("id")
+            "backfill {running} of this version is still running; cancel it or wait"
         )));
     }
-    let cases: Vec<CaseId> = sqlx::query(
+    let cases: Vec<CaseId> = sqlx::query_scalar(
         "SELECT c.id FROM cases c
          WHERE EXISTS (SELECT 1 FROM labels l WHERE l.case_id = c.id)
            AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.case_id = c.id AND p.model_id = $1)
@@ -64,10 +63,7 @@ pub async fn start(state: &AppState, user: &User, model_id: &str) -> Result<Back
     .bind(JobStatus::Queued.as_str())
     .bind(JobStatus::Running.as_str())
     .fetch_all(&mut *tx)
-    .await?
-    .iter()
-    .map(|row| row.get("id"))
-    .collect();
+    .await?;
     if cases.is_empty() {
         return Err(AppError::Conflict(format!(
             "every labelled case already has a prediction of {name} {version} (or one is on its way)"
@@ -99,49 +95,53 @@ pub async fn start(state: &AppState, user: &User, model_id: &str) -> Result<Back
 
 /// `GET /backfills/{id}`.
 pub async fn progress(state: &AppState, id: &str) -> Result<BackfillProgress, AppError> {
-    let backfill =
-        sqlx::query("SELECT model_id, total, cancelled_jobs, cancelled_at, created_at FROM backfills WHERE id = $1")
+    #[derive(sqlx::FromRow)]
+    struct BackfillRow {
+        model_id: String,
+        total: i64,
+        cancelled_jobs: i64,
+        cancelled_at: Option<i64>,
+        created_at: i64,
+    }
+    let backfill: BackfillRow =
+        sqlx::query_as("SELECT model_id, total, cancelled_jobs, cancelled_at, created_at FROM backfills WHERE id = $1")
             .bind(id)
             .fetch_optional(&state.db.pool)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("backfill {id}")))?;
-    let counts = sqlx::query(
+    let counts: Vec<(JobStatus, i64, i64)> = sqlx::query_as(
         "SELECT status, COUNT(*) AS jobs, MAX(updated_at) AS last FROM model_jobs WHERE backfill_id = $1 GROUP BY status",
     )
     .bind(id)
     .fetch_all(&state.db.pool)
     .await?;
-    let created_at: i64 = backfill.get("created_at");
+    let created_at = backfill.created_at;
     let mut progress = BackfillProgress {
         id: id.to_string(),
-        model_id: backfill.get("model_id"),
-        total: backfill.get::<i64, _>("total") as u64,
+        model_id: backfill.model_id,
+        total: backfill.total as u64,
         succeeded: 0,
         failed: 0,
         running: 0,
         queued: 0,
-        cancelled: backfill.get::<i64, _>("cancelled_jobs") as u64,
+        cancelled: backfill.cancelled_jobs as u64,
         created_at_ms: created_at,
-        cancelled_at_ms: backfill.get("cancelled_at"),
+        cancelled_at_ms: backfill.cancelled_at,
         finished: false,
         per_minute: None,
         eta_ms: None,
     };
     let mut last_finish = created_at;
-    for row in counts {
-        let (status, jobs): (String, i64) = (row.get("status"), row.get("jobs"));
+    for (status, jobs, last) in counts {
         let jobs = jobs as u64;
-        match status.as_str() {
-            "succeeded" | "failed" => {
-                last_finish = last_finish.max(row.get("last"));
-                if status == "succeeded" {
-                    progress.succeeded = jobs
-                } else {
-                    progress.failed = jobs
-                }
-            }
-            "running" => progress.running = jobs,
-            _ => progress.queued = jobs,
+        match status {
+            JobStatus::Succeeded => progress.succeeded = jobs,
+            JobStatus::Failed => progress.failed = jobs,
+            JobStatus::Running => progress.running = jobs,
+            JobStatus::Queued => progress.queued = jobs,
+        }
+        if matches!(status, JobStatus::Succeeded | JobStatus::Failed) {
+            last_finish = last_finish.max(last);
         }
     }
     let done = progress.succeeded + progress.failed;
@@ -158,12 +158,13 @@ pub async fn progress(state: &AppState, id: &str) -> Result<BackfillProgress, Ap
 
 /// The latest backfill of `model_id`, if any.
 pub async fn latest(state: &AppState, model_id: &str) -> Result<Option<BackfillProgress>, AppError> {
-    let row = sqlx::query("SELECT id FROM backfills WHERE model_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1")
-        .bind(model_id)
-        .fetch_optional(&state.db.pool)
-        .await?;
-    match row {
-        Some(row) => Ok(Some(progress(state, &row.get::<String, _>("id")).await?)),
+    let id: Option<String> =
+        sqlx::query_scalar("SELECT id FROM backfills WHERE model_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1")
+            .bind(model_id)
+            .fetch_optional(&state.db.pool)
+            .await?;
+    match id {
+        Some(id) => Ok(Some(progress(state, &id).await?)),
         None => Ok(None),
     }
 }

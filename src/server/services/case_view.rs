@@ -1,34 +1,23 @@
 //! The case read model: the list of cases a caller may read, and a case's artifacts with
 //! presigned URLs that the viewer downloads from object storage directly, its mask history,
-//! the base a reviewer compares with, and the models' predictions. Reads only; importing is
-//! `cases`.
-
-use sqlx::any::AnyRow;
-use sqlx::Row;
+//! the base a reviewer compares with, and the models' predictions; and the case page's whole
+//! content in one read. Reads only (nothing here writes); importing is `cases`.
 
 use super::access::{self, CaseAccess, Read};
+use super::jobs::{self, JobFilter};
 use super::mask_versions;
 use super::volume_slabs::{self, SlabManifest};
 use super::workflow;
 use crate::api::{
-    Artifact, ArtifactKind, CaseArtifacts, CaseId, CasePrediction, CaseSummary, LabelDef, MaskVersion, ModelState,
-    ReviewBase,
+    Artifact, ArtifactKind, CaseArtifacts, CaseId, CaseOpened, CasePrediction, CaseSummary, CaseWorkflow, LabelDef,
+    MaskVersion, ModelState, ReviewBase,
 };
 use crate::nifti_io::VoxelType;
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::identity::User;
+use crate::server::rows::ObjectRow;
 use crate::server::state::AppState;
-
-/// An object row's voxel type; a name this build does not know is a damaged row, not a guess.
-fn stored_voxel_type(row: &AnyRow) -> Result<VoxelType, AppError> {
-    let name: String = row.get("voxel_type");
-    VoxelType::parse(&name).ok_or_else(|| AppError::internal(format!("an object row holds voxel type {name:?}")))
-}
-
-fn dims_of(row: &AnyRow) -> [u32; 3] {
-    ["dim_i", "dim_j", "dim_k"].map(|c| row.get::<i64, _>(c) as u32)
-}
 
 /// Most cases `GET /cases` answers at once.
 pub const MAX_CASES_PER_PAGE: u32 = 1000;
@@ -46,12 +35,21 @@ pub async fn list_cases(
         )));
     }
     let readable = access::readable_condition(user, 1);
-    let total: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM cases c WHERE {readable}"))
+    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM cases c WHERE {readable}"))
         .bind(&user.id)
         .fetch_one(&state.db.pool)
-        .await?
-        .get(0);
-    let rows = sqlx::query(&format!(
+        .await?;
+    #[derive(sqlx::FromRow)]
+    struct Listed {
+        id: CaseId,
+        name: String,
+        created_at: i64,
+        dim_i: i64,
+        dim_j: i64,
+        dim_k: i64,
+        voxel_type: VoxelType,
+    }
+    let rows: Vec<Listed> = sqlx::query_as(&format!(
         "SELECT c.id, c.name, c.created_at, o.dim_i, o.dim_j, o.dim_k, o.voxel_type
          FROM cases c JOIN objects o ON o.object_ref = c.image_ref
          WHERE {readable}
@@ -63,17 +61,15 @@ pub async fn list_cases(
     .fetch_all(&state.db.pool)
     .await?;
     let cases = rows
-        .iter()
-        .map(|row| {
-            Ok(CaseSummary {
-                id: row.get("id"),
-                name: row.get("name"),
-                dims: dims_of(row),
-                image_voxel_type: stored_voxel_type(row)?,
-                created_at_ms: row.get("created_at"),
-            })
+        .into_iter()
+        .map(|row| CaseSummary {
+            id: row.id,
+            name: row.name,
+            dims: [row.dim_i, row.dim_j, row.dim_k].map(|d| d as u32),
+            image_voxel_type: row.voxel_type,
+            created_at_ms: row.created_at,
         })
-        .collect::<Result<_, AppError>>()?;
+        .collect();
     Ok((cases, total))
 }
 
@@ -85,55 +81,53 @@ pub async fn case_artifacts(
     include_history: bool,
 ) -> Result<CaseArtifacts, AppError> {
     let (user, case_id) = (access.user(), access.case_id());
-    let case = sqlx::query("SELECT name, labels_json, image_ref, head_mask_ref FROM cases WHERE id = $1")
-        .bind(case_id)
-        .fetch_optional(&state.db.pool)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("case {case_id}")))?;
-    let image_ref: String = case.get("image_ref");
-    let head_mask_ref: String = case.get("head_mask_ref");
-    let rows = sqlx::query(
-        "SELECT object_ref, kind, size_bytes, dim_i, dim_j, dim_k, voxel_type,
-                spacing_i, spacing_j, spacing_k, created_at, slabs_json, file_stored
-         FROM objects WHERE object_ref = $1 OR object_ref = $2",
-    )
+    let (name, labels_json, image_ref, head_mask_ref): (String, String, String, String) =
+        sqlx::query_as("SELECT name, labels_json, image_ref, head_mask_ref FROM cases WHERE id = $1")
+            .bind(case_id)
+            .fetch_optional(&state.db.pool)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("case {case_id}")))?;
+    let objects: Vec<ObjectRow> = sqlx::query_as(&format!(
+        "SELECT {} FROM objects o WHERE o.object_ref = $1 OR o.object_ref = $2",
+        ObjectRow::columns("o")
+    ))
     .bind(&image_ref)
     .bind(&head_mask_ref)
     .fetch_all(&state.db.pool)
     .await?;
 
     let expires_at = now_ms() + state.store.presign_ttl().as_millis() as i64;
-    let mut artifacts = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let object_ref: String = row.get("object_ref");
-        let kind = volume_slabs::stored_kind(row)?;
-        let manifest = match SlabManifest::parse(&row.get::<String, _>("slabs_json"))? {
-            Some(manifest) => manifest,
-            None => volume_slabs::ensure(state, &object_ref).await?,
-        };
+    let mut artifacts = Vec::with_capacity(objects.len());
+    for object in objects {
+        // Volumes stored before slabs are cut at start-up (`volume_slabs::cut_stored_files`);
+        // one without slabs here was written by an older release still running beside this one.
+        let manifest = SlabManifest::parse(&object.slabs_json)?.ok_or_else(|| AppError::Unavailable {
+            service: "volume slabs",
+            detail: format!("{} is not cut into slabs yet; a restart of the app cuts it", object.object_ref),
+        })?;
         artifacts.push(Artifact {
-            kind,
-            url: mask_versions::file_url(state, &object_ref, row.get::<i64, _>("file_stored") == 1).await?,
+            kind: object.kind,
+            url: mask_versions::file_url(state, &object.object_ref, object.file_stored()).await?,
             slabs: volume_slabs::urls(state, case_id, &manifest).await?,
             url_expires_at_ms: expires_at,
-            object_ref,
-            size_bytes: row.get("size_bytes"),
-            dims: dims_of(row),
-            voxel_type: stored_voxel_type(row)?,
-            spacing_mm: ["spacing_i", "spacing_j", "spacing_k"].map(|c| row.get::<f64, _>(c) as f32),
-            created_at_ms: row.get("created_at"),
+            size_bytes: object.size_bytes,
+            dims: object.dims(),
+            voxel_type: object.voxel_type,
+            spacing_mm: object.spacing_mm(),
+            created_at_ms: object.created_at,
+            object_ref: object.object_ref,
         });
     }
     artifacts.sort_by_key(|a| a.kind != ArtifactKind::Image);
-    let labels: Vec<LabelDef> = serde_json::from_str(&case.get::<String, _>("labels_json"))
-        .map_err(|e| AppError::internal(format!("labels of case {case_id}: {e}")))?;
+    let labels: Vec<LabelDef> =
+        serde_json::from_str(&labels_json).map_err(|e| AppError::internal(format!("labels of case {case_id}: {e}")))?;
     let (history, history_total) = if include_history { mask_history(state, case_id).await? } else { (Vec::new(), 0) };
-    let workflow = workflow::workflow_of(&mut *state.db.pool.acquire().await?, case_id).await?;
+    let workflow: CaseWorkflow = access.facts().workflow.clone().into();
     let review_base = review_base(state, case_id, workflow.approved_mask_ref.as_deref()).await?;
     let predictions = if user.is_coordinator() { predictions(state, case_id).await? } else { Vec::new() };
     Ok(CaseArtifacts {
         case_id: case_id.clone(),
-        case_name: case.get("name"),
+        case_name: name,
         labels,
         current_mask_ref: head_mask_ref,
         artifacts,
@@ -142,6 +136,16 @@ pub async fn case_artifacts(
         workflow,
         review_base,
         predictions,
+    })
+}
+
+/// `GET /cases/{id}/overview` and the case page: everything the page shows, under one access decision:
+/// the artifacts with the mask history, the review panel, and the case's model jobs.
+pub async fn case_page(state: &AppState, access: &CaseAccess<Read>) -> Result<CaseOpened, AppError> {
+    Ok(CaseOpened {
+        artifacts: case_artifacts(state, access, true).await?,
+        review: workflow::review(state, access).await?,
+        jobs: jobs::list_jobs(state, access.user(), JobFilter::Case(access)).await?,
     })
 }
 
@@ -155,7 +159,16 @@ pub async fn mask_file_url(state: &AppState, access: &CaseAccess<Read>, file: &s
 
 /// The latest prediction of each production and shadow version on the case, production first.
 async fn predictions(state: &AppState, case_id: &CaseId) -> Result<Vec<CasePrediction>, AppError> {
-    let rows = sqlx::query(
+    #[derive(sqlx::FromRow)]
+    struct PredictionRow {
+        object_ref: String,
+        created_at: i64,
+        id: String,
+        name: String,
+        version: String,
+        state: ModelState,
+    }
+    let rows: Vec<PredictionRow> = sqlx::query_as(
         "SELECT p.object_ref, p.created_at, m.id, m.name, m.version, m.state FROM predictions p JOIN models m ON m.id = p.model_id
          WHERE p.case_id = $1 AND m.state IN ($2, $3)
            AND p.created_at = (SELECT MAX(q.created_at) FROM predictions q WHERE q.model_id = p.model_id AND q.case_id = p.case_id)
@@ -168,17 +181,14 @@ async fn predictions(state: &AppState, case_id: &CaseId) -> Result<Vec<CasePredi
     .await?;
     let mut predictions = Vec::with_capacity(rows.len());
     for row in rows {
-        let object_ref: String = row.get("object_ref");
-        let state_name: String = row.get("state");
         predictions.push(CasePrediction {
-            role: ModelState::parse(&state_name)
-                .ok_or_else(|| AppError::internal(format!("model state {state_name:?}")))?,
-            model_id: row.get("id"),
-            model_name: row.get("name"),
-            model_version: row.get("version"),
-            url: state.store.presign_get(&object_ref).await?,
-            object_ref,
-            created_at_ms: row.get("created_at"),
+            role: row.state,
+            model_id: row.id,
+            model_name: row.name,
+            model_version: row.version,
+            url: state.store.presign_get(&row.object_ref).await?,
+            object_ref: row.object_ref,
+            created_at_ms: row.created_at,
         });
     }
     Ok(predictions)
@@ -186,9 +196,11 @@ async fn predictions(state: &AppState, case_id: &CaseId) -> Result<Vec<CasePredi
 
 /// The last approved version, else the mask the case was imported with (its oldest).
 async fn review_base(state: &AppState, case_id: &CaseId, approved: Option<&str>) -> Result<ReviewBase, AppError> {
-    let base = match approved {
-        Some(approved) => sqlx::query("SELECT object_ref, file_stored FROM objects WHERE object_ref = $1").bind(approved),
-        None => sqlx::query(
+    let (mask_ref, file_stored): (String, i64) = match approved {
+        Some(approved) => {
+            sqlx::query_as("SELECT object_ref, file_stored FROM objects WHERE object_ref = $1").bind(approved)
+        }
+        None => sqlx::query_as(
             "SELECT object_ref, file_stored FROM objects WHERE case_id = $1 AND kind = $2 ORDER BY created_at, object_ref LIMIT 1",
         )
         .bind(case_id)
@@ -196,7 +208,6 @@ async fn review_base(state: &AppState, case_id: &CaseId, approved: Option<&str>)
     }
     .fetch_one(&state.db.pool)
     .await?;
-    let (mask_ref, file_stored): (String, i64) = (base.get("object_ref"), base.get("file_stored"));
     Ok(ReviewBase {
         url: mask_versions::file_url(state, &mask_ref, file_stored == 1).await?,
         mask_ref,
@@ -209,12 +220,21 @@ pub const HISTORY_LIMIT: i64 = 200;
 
 /// The newest saved versions of the case, newest first, and how many there are in all.
 async fn mask_history(state: &AppState, case_id: &CaseId) -> Result<(Vec<MaskVersion>, i64), AppError> {
-    let total: i64 = sqlx::query("SELECT COUNT(*) FROM labels WHERE case_id = $1")
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM labels WHERE case_id = $1")
         .bind(case_id)
         .fetch_one(&state.db.pool)
-        .await?
-        .get(0);
-    let rows = sqlx::query(
+        .await?;
+    #[derive(sqlx::FromRow)]
+    struct VersionRow {
+        id: String,
+        username: String,
+        old_mask_ref: String,
+        new_mask_ref: String,
+        voxels_changed: i64,
+        created_at: i64,
+        file_stored: i64,
+    }
+    let rows: Vec<VersionRow> = sqlx::query_as(
         "SELECT l.id, u.username, l.old_mask_ref, l.new_mask_ref, l.voxels_changed, l.created_at, o.file_stored
          FROM labels l JOIN users u ON u.id = l.user_id JOIN objects o ON o.object_ref = l.new_mask_ref
          WHERE l.case_id = $1 ORDER BY l.created_at DESC, l.id LIMIT $2",
@@ -225,15 +245,14 @@ async fn mask_history(state: &AppState, case_id: &CaseId) -> Result<(Vec<MaskVer
     .await?;
     let mut history = Vec::with_capacity(rows.len());
     for row in rows {
-        let new_mask_ref: String = row.get("new_mask_ref");
         history.push(MaskVersion {
-            label_id: row.get("id"),
-            username: row.get("username"),
-            old_mask_ref: row.get("old_mask_ref"),
-            url: mask_versions::file_url(state, &new_mask_ref, row.get::<i64, _>("file_stored") == 1).await?,
-            new_mask_ref,
-            voxels_changed: row.get("voxels_changed"),
-            created_at_ms: row.get("created_at"),
+            label_id: row.id,
+            username: row.username,
+            old_mask_ref: row.old_mask_ref,
+            url: mask_versions::file_url(state, &row.new_mask_ref, row.file_stored == 1).await?,
+            new_mask_ref: row.new_mask_ref,
+            voxels_changed: row.voxels_changed,
+            created_at_ms: row.created_at,
         });
     }
     Ok((history, total))

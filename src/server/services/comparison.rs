@@ -5,12 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sqlx::Row;
-
 use super::evaluation::latest_predictions;
 use super::registry::{active_models, model_card};
 use crate::api::{
-    AnchoredCase, CaseId, LabelStats, ModelScore, ModelState, ModelSummary, PairedDice, PairedEvaluation, Stats,
+    AnchoredCase, CaseId, LabelStats, ModelScore, ModelState, ModelSummary, PairedDice, PairedEvaluation, Split, Stats,
     VersionEvaluation,
 };
 use crate::server::error::AppError;
@@ -43,7 +41,16 @@ fn stats(values: &mut [f64]) -> Option<Stats> {
 /// Each labelled case's latest prediction by `model_id` with its stored scores against the
 /// case's latest human mask: one statement however many cases there are.
 async fn scored_cases(state: &AppState, model_id: &str) -> Result<Vec<ScoredCase>, AppError> {
-    let rows = sqlx::query(&format!(
+    #[derive(sqlx::FromRow)]
+    struct ScoreRow {
+        id: String,
+        case_id: CaseId,
+        name: String,
+        label_value: Option<i64>,
+        dice: Option<f64>,
+        hd95_mm: Option<f64>,
+    }
+    let rows: Vec<ScoreRow> = sqlx::query_as(&format!(
         "SELECT s.id, s.case_id, s.name, e.label_value, e.dice, e.hd95_mm FROM ({}) s
          LEFT JOIN evaluations e ON e.prediction_id = s.id AND e.human_ref = s.human_ref
          ORDER BY s.case_id, s.id, e.label_value",
@@ -55,15 +62,14 @@ async fn scored_cases(state: &AppState, model_id: &str) -> Result<Vec<ScoredCase
     // One row per stored label score, or one row of NULLs for a prediction not scored yet.
     let mut cases: Vec<ScoredCase> = Vec::new();
     let mut prediction: Option<String> = None;
-    for row in &rows {
-        let id: String = row.get("id");
-        if prediction.as_ref() != Some(&id) {
-            cases.push(ScoredCase { case_id: row.get("case_id"), case_name: row.get("name"), scores: None });
-            prediction = Some(id);
+    for row in rows {
+        if prediction.as_ref() != Some(&row.id) {
+            cases.push(ScoredCase { case_id: row.case_id, case_name: row.name, scores: None });
+            prediction = Some(row.id);
         }
-        if let Some(label) = row.get::<Option<i64>, _>("label_value") {
+        if let Some(label) = row.label_value {
             let case = cases.last_mut().expect("each row's prediction has its case");
-            case.scores.get_or_insert_with(BTreeMap::new).insert(label as u8, (row.get("dice"), row.get("hd95_mm")));
+            case.scores.get_or_insert_with(BTreeMap::new).insert(label as u8, (row.dice, row.hd95_mm));
         }
     }
     Ok(cases)
@@ -76,28 +82,27 @@ async fn training_cases(state: &AppState, datasets: &[String]) -> Result<BTreeSe
     if datasets.is_empty() {
         return Ok(BTreeSet::new());
     }
-    let placeholders: Vec<String> = (1..=datasets.len()).map(|n| format!("${n}")).collect();
+    let placeholders: Vec<String> = (3..datasets.len() + 3).map(|n| format!("${n}")).collect();
     let sql = format!(
-        "SELECT DISTINCT case_id FROM dataset_cases WHERE dataset_id IN ({}) AND split IN ('train', 'validation')",
+        "SELECT DISTINCT case_id FROM dataset_cases WHERE split IN ($1, $2) AND dataset_id IN ({})",
         placeholders.join(", ")
     );
-    let mut query = sqlx::query(&sql);
+    let mut query = sqlx::query_scalar(&sql).bind(Split::Train).bind(Split::Validation);
     for dataset in datasets {
         query = query.bind(dataset.as_str());
     }
-    let rows = query.fetch_all(&state.db.pool).await?;
-    Ok(rows.iter().map(|row| row.get::<CaseId, _>("case_id")).collect())
+    Ok(query.fetch_all(&state.db.pool).await?.into_iter().collect())
 }
 
 /// Evaluated cases a version itself pre-labelled.
 async fn anchored_cases(state: &AppState, versions: &[EvaluatedVersion]) -> Result<Vec<AnchoredCase>, AppError> {
     let mut anchored = Vec::new();
     for (_, model, _, cases) in versions {
-        let rows = sqlx::query("SELECT DISTINCT case_id FROM prelabels WHERE model_id = $1")
+        let prelabelled: Vec<CaseId> = sqlx::query_scalar("SELECT DISTINCT case_id FROM prelabels WHERE model_id = $1")
             .bind(&model.id)
             .fetch_all(&state.db.pool)
             .await?;
-        let prelabelled: BTreeSet<CaseId> = rows.iter().map(|row| row.get("case_id")).collect();
+        let prelabelled: BTreeSet<CaseId> = prelabelled.into_iter().collect();
         anchored.extend(cases.iter().filter(|case| prelabelled.contains(&case.case_id)).map(|case| AnchoredCase {
             case_id: case.case_id.clone(),
             case_name: case.case_name.clone(),

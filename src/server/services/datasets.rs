@@ -13,7 +13,6 @@ use std::path::Path;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::audit::{self, AuditAction, AuditEvent};
@@ -78,24 +77,35 @@ fn check_request(request: &NewDataset) -> Result<(), AppError> {
 pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Result<DatasetSummary, AppError> {
     user.require_any(&Role::COORDINATORS, "making dataset snapshots")?;
     check_request(request)?;
-    let rows = sqlx::query(
+    #[derive(sqlx::FromRow)]
+    struct Approved {
+        id: CaseId,
+        name: String,
+        search_name: String,
+        labels_json: String,
+        image_ref: String,
+        approved_mask_ref: String,
+        image_sha256: String,
+        mask_sha256: String,
+    }
+    let rows: Vec<Approved> = sqlx::query_as(
         "SELECT c.id, c.name, c.search_name, c.labels_json, c.image_ref, c.approved_mask_ref, i.sha256 AS image_sha256,
                 m.sha256 AS mask_sha256
          FROM cases c JOIN objects i ON i.object_ref = c.image_ref JOIN objects m ON m.object_ref = c.approved_mask_ref
          WHERE c.status = $1 ORDER BY c.created_at, c.id",
     )
-    .bind(CaseStatus::Approved.as_str())
+    .bind(CaseStatus::Approved)
     .fetch_all(&state.db.pool)
     .await?;
     let search = request.name_contains.as_deref().map(|text| text.trim().to_lowercase());
     // Sets, not scans of the lists: linear in the approved cases plus the ids named.
     let wanted: Option<HashSet<&CaseId>> = request.case_ids.as_ref().map(|ids| ids.iter().collect());
-    let selected: Vec<_> = rows
-        .iter()
-        .filter(|row| wanted.as_ref().is_none_or(|ids| ids.contains(&row.get::<CaseId, _>("id"))))
-        .filter(|row| search.as_deref().is_none_or(|text| row.get::<String, _>("search_name").contains(text)))
+    let selected: Vec<Approved> = rows
+        .into_iter()
+        .filter(|row| wanted.as_ref().is_none_or(|ids| ids.contains(&row.id)))
+        .filter(|row| search.as_deref().is_none_or(|text| row.search_name.contains(text)))
         .collect();
-    let selected_ids: HashSet<CaseId> = selected.iter().map(|row| row.get("id")).collect();
+    let selected_ids: HashSet<&CaseId> = selected.iter().map(|row| &row.id).collect();
     for id in request.case_ids.iter().flatten().chain(request.splits.keys()) {
         if !selected_ids.contains(id) {
             return Err(AppError::Unprocessable(format!("case {id} is not an approved case this snapshot selects")));
@@ -108,9 +118,8 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
     let mut label_map: BTreeMap<u8, String> = BTreeMap::new();
     let mut frozen = Vec::with_capacity(selected.len());
     for row in selected {
-        let case_id: CaseId = row.get("id");
-        let labels: Vec<LabelDef> =
-            serde_json::from_str(&row.get::<String, _>("labels_json")).map_err(AppError::internal)?;
+        let case_id = row.id;
+        let labels: Vec<LabelDef> = serde_json::from_str(&row.labels_json).map_err(AppError::internal)?;
         for label in labels {
             match label_map.get(&label.value) {
                 Some(name) if *name != label.name => {
@@ -126,17 +135,16 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
             request.splits.get(&case_id).copied().unwrap_or_else(|| {
                 drawn_split(request.seed, &case_id, request.validation_fraction, request.test_fraction)
             });
-        let mask_ref: String = row.get("approved_mask_ref");
-        let mut mask_sha256: String = row.get("mask_sha256");
+        let mut mask_sha256 = row.mask_sha256;
         if mask_sha256.is_empty() {
             // A version saved in slabs only: its file is written now, as a snapshot lists files.
-            mask_sha256 = mask_versions::ensure_file(state, &mask_ref).await?;
+            mask_sha256 = mask_versions::ensure_file(state, &row.approved_mask_ref).await?;
         }
         frozen.push(Frozen {
-            case_name: row.get("name"),
-            image_ref: row.get("image_ref"),
-            image_sha256: row.get("image_sha256"),
-            mask_ref,
+            case_name: row.name,
+            image_ref: row.image_ref,
+            image_sha256: row.image_sha256,
+            mask_ref: row.approved_mask_ref,
             mask_sha256,
             split,
             case_id,
@@ -147,7 +155,7 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
     let name = request.name.trim();
     let mut tx = state.db.pool.begin().await?;
     // The write comes first, with the version computed in it.
-    let version: i64 = sqlx::query(
+    let version: i64 = sqlx::query_scalar(
         "INSERT INTO datasets (id, name, version, created_by, created_at, request_json, label_map_json)
          SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5, $6 FROM datasets WHERE name = $2
          RETURNING version",
@@ -160,8 +168,7 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
     .bind(serde_json::to_string(&label_map).map_err(AppError::internal)?)
     .fetch_one(&mut *tx)
     .await
-    .map_err(|e| unique_conflict(e, format!("another snapshot of {name} was made at the same moment; try again")))?
-    .get("version");
+    .map_err(|e| unique_conflict(e, format!("another snapshot of {name} was made at the same moment; try again")))?;
     for case in &frozen {
         sqlx::query(
             "INSERT INTO dataset_cases (dataset_id, case_id, case_name, image_ref, image_sha256, mask_ref, mask_sha256, split)
@@ -174,7 +181,7 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
         .bind(&case.image_sha256)
         .bind(&case.mask_ref)
         .bind(&case.mask_sha256)
-        .bind(case.split.as_str())
+        .bind(case.split)
         .execute(&mut *tx)
         .await?;
     }
@@ -190,56 +197,86 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
     summary(state, &id).await
 }
 
-fn summary_of(row: &sqlx::any::AnyRow) -> DatasetSummary {
-    let count = |column: &str| row.get::<i64, _>(column) as u64;
-    DatasetSummary {
-        id: row.get("id"),
-        name: row.get("name"),
-        version: row.get("version"),
-        created_by: row.get("created_by"),
-        created_at_ms: row.get("created_at"),
-        train: count("train"),
-        validation: count("validation"),
-        test: count("test"),
+/// A snapshot with how many of its cases each split holds.
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    id: String,
+    name: String,
+    version: i64,
+    created_by: String,
+    created_at: i64,
+    train: i64,
+    validation: i64,
+    test: i64,
+}
+
+impl From<SummaryRow> for DatasetSummary {
+    fn from(row: SummaryRow) -> DatasetSummary {
+        DatasetSummary {
+            id: row.id,
+            name: row.name,
+            version: row.version,
+            created_by: row.created_by,
+            created_at_ms: row.created_at,
+            train: row.train as u64,
+            validation: row.validation as u64,
+            test: row.test as u64,
+        }
     }
 }
 
-const SUMMARY_SQL: &str = "SELECT d.id, d.name, d.version, u.username AS created_by, d.created_at,
-        SUM(CASE WHEN s.split = 'train' THEN 1 ELSE 0 END) AS train,
-        SUM(CASE WHEN s.split = 'validation' THEN 1 ELSE 0 END) AS validation,
-        SUM(CASE WHEN s.split = 'test' THEN 1 ELSE 0 END) AS test
-     FROM datasets d JOIN users u ON u.id = d.created_by JOIN dataset_cases s ON s.dataset_id = d.id";
+/// The statement reading [`SummaryRow`]s, `condition` and `order` added; it binds the three
+/// splits as `$1` to `$3`.
+fn summary_sql(condition: &str, order: &str) -> String {
+    format!(
+        "SELECT d.id, d.name, d.version, u.username AS created_by, d.created_at,
+                SUM(CASE WHEN s.split = $1 THEN 1 ELSE 0 END) AS train,
+                SUM(CASE WHEN s.split = $2 THEN 1 ELSE 0 END) AS validation,
+                SUM(CASE WHEN s.split = $3 THEN 1 ELSE 0 END) AS test
+         FROM datasets d JOIN users u ON u.id = d.created_by JOIN dataset_cases s ON s.dataset_id = d.id
+         {condition} GROUP BY d.id, d.name, d.version, u.username, d.created_at {order}"
+    )
+}
+
+fn summary_query(sql: &str) -> sqlx::query::QueryAs<'_, sqlx::Any, SummaryRow, sqlx::any::AnyArguments<'_>> {
+    sqlx::query_as(sql).bind(Split::Train).bind(Split::Validation).bind(Split::Test)
+}
 
 async fn summary(state: &AppState, id: &str) -> Result<DatasetSummary, AppError> {
-    let row = sqlx::query(&format!(
-        "{SUMMARY_SQL} WHERE d.id = $1 GROUP BY d.id, d.name, d.version, u.username, d.created_at"
-    ))
-    .bind(id)
-    .fetch_optional(&state.db.pool)
-    .await?
-    .ok_or_else(|| AppError::NotFound(format!("dataset {id}")))?;
-    Ok(summary_of(&row))
+    let sql = summary_sql("WHERE d.id = $4", "");
+    let row = summary_query(&sql)
+        .bind(id)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("dataset {id}")))?;
+    Ok(row.into())
 }
 
 /// `GET /datasets`: every snapshot, newest first.
 pub async fn list(state: &AppState) -> Result<Vec<DatasetSummary>, AppError> {
-    let rows = sqlx::query(&format!(
-        "{SUMMARY_SQL} GROUP BY d.id, d.name, d.version, u.username, d.created_at ORDER BY d.created_at DESC, d.name, d.version DESC"
-    ))
-    .fetch_all(&state.db.pool)
-    .await?;
-    Ok(rows.iter().map(summary_of).collect())
+    let sql = summary_sql("", "ORDER BY d.created_at DESC, d.name, d.version DESC");
+    let rows = summary_query(&sql).fetch_all(&state.db.pool).await?;
+    Ok(rows.into_iter().map(DatasetSummary::from).collect())
 }
 
 /// `GET /datasets/{id}/manifest`: the snapshot's cases with presigned URLs.
 pub async fn manifest(state: &AppState, id: &str) -> Result<Manifest, AppError> {
     let dataset = summary(state, id).await?;
-    let label_map_json: String = sqlx::query("SELECT label_map_json FROM datasets WHERE id = $1")
+    let label_map_json: String = sqlx::query_scalar("SELECT label_map_json FROM datasets WHERE id = $1")
         .bind(id)
         .fetch_one(&state.db.pool)
-        .await?
-        .get("label_map_json");
-    let rows = sqlx::query(
+        .await?;
+    #[derive(sqlx::FromRow)]
+    struct FrozenRow {
+        case_id: CaseId,
+        case_name: String,
+        image_ref: String,
+        image_sha256: String,
+        mask_ref: String,
+        mask_sha256: String,
+        split: Split,
+    }
+    let rows: Vec<FrozenRow> = sqlx::query_as(
         "SELECT case_id, case_name, image_ref, image_sha256, mask_ref, mask_sha256, split FROM dataset_cases
          WHERE dataset_id = $1 ORDER BY case_name, case_id",
     )
@@ -247,18 +284,16 @@ pub async fn manifest(state: &AppState, id: &str) -> Result<Manifest, AppError> 
     .fetch_all(&state.db.pool)
     .await?;
     let mut cases = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         let file = |object_ref: String, sha256: String| async move {
             Ok::<_, AppError>(ManifestFile { url: state.store.presign_get(&object_ref).await?, object_ref, sha256 })
         };
-        let split: String = row.get("split");
         cases.push(ManifestCase {
-            case_id: row.get("case_id"),
-            case_name: row.get("case_name"),
-            split: Split::parse(&split)
-                .ok_or_else(|| AppError::internal(format!("a snapshot holds split {split:?}")))?,
-            image: file(row.get("image_ref"), row.get("image_sha256")).await?,
-            mask: file(row.get("mask_ref"), row.get("mask_sha256")).await?,
+            case_id: row.case_id,
+            case_name: row.case_name,
+            split: row.split,
+            image: file(row.image_ref, row.image_sha256).await?,
+            mask: file(row.mask_ref, row.mask_sha256).await?,
         });
     }
     Ok(Manifest { dataset, label_map: serde_json::from_str(&label_map_json).map_err(AppError::internal)?, cases })

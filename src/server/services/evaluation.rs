@@ -10,8 +10,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -96,27 +94,34 @@ pub(super) fn latest_predictions(versions: &str) -> String {
     )
 }
 
-fn evaluable(row: &AnyRow) -> EvaluableCase {
-    EvaluableCase {
-        prediction_id: row.get("id"),
-        prediction_ref: row.get("object_ref"),
-        human_ref: row.get("human_ref"),
+/// A row of [`latest_predictions`]: a version's prediction and the mask it is scored against.
+#[derive(sqlx::FromRow)]
+struct Evaluable {
+    model_id: String,
+    id: String,
+    object_ref: String,
+    human_ref: String,
+}
+
+impl From<Evaluable> for EvaluableCase {
+    fn from(row: Evaluable) -> EvaluableCase {
+        EvaluableCase { prediction_id: row.id, prediction_ref: row.object_ref, human_ref: row.human_ref }
     }
 }
 
 /// The latest prediction of each (version not archived, case) whose score against the case's
 /// latest human mask is not stored yet, with its version.
 async fn unscored(state: &AppState) -> Result<Vec<(String, EvaluableCase)>, AppError> {
-    let rows = sqlx::query(&format!(
+    let rows: Vec<Evaluable> = sqlx::query_as(&format!(
         "{} AND NOT EXISTS (SELECT 1 FROM evaluations e WHERE e.prediction_id = t.id AND e.human_ref = t.human_ref)
          ORDER BY t.id LIMIT $1",
         latest_predictions("p.model_id IN (SELECT id FROM models WHERE state <> $2)"),
     ))
     .bind(PAIRS_PER_PASS)
-    .bind(ModelState::Archived.as_str())
+    .bind(ModelState::Archived)
     .fetch_all(&state.db.pool)
     .await?;
-    Ok(rows.iter().map(|row| (row.get("model_id"), evaluable(row))).collect())
+    Ok(rows.into_iter().map(|row| (row.model_id.clone(), row.into())).collect())
 }
 
 /// Takes the claim on (prediction, human mask) for `worker`: `false` when another instance

@@ -4,7 +4,7 @@
 //! it and then gets its response (or 409 if it is still running), and a key reused with a
 //! different request gets 422. Keys are kept at least 24 hours.
 
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use crate::server::clock::now_ms;
 use crate::server::db::Db;
@@ -101,7 +101,15 @@ async fn try_claim(db: &Db, user_id: &str, key: &IdempotencyKey, fingerprint: &s
     if inserted.rows_affected() == 1 {
         return Ok(Some(Claim::Run));
     }
-    let Some(row) = sqlx::query(
+    #[derive(sqlx::FromRow)]
+    struct KeyRow {
+        fingerprint: String,
+        state: String,
+        response_status: Option<i64>,
+        response_body: Option<String>,
+        locked_at: i64,
+    }
+    let Some(row) = sqlx::query_as::<_, KeyRow>(
         "SELECT fingerprint, state, response_status, response_body, locked_at
          FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2",
     )
@@ -113,16 +121,18 @@ async fn try_claim(db: &Db, user_id: &str, key: &IdempotencyKey, fingerprint: &s
         // The holder failed and released the key between our two statements: try again.
         return Ok(None);
     };
-    if row.get::<String, _>("fingerprint") != fingerprint {
+    if row.fingerprint != fingerprint {
         return Err(AppError::Unprocessable(
             "this Idempotency-Key was already used with a different request; use a new key for a new save".into(),
         ));
     }
-    if row.get::<String, _>("state") == KeyState::Done.as_str() {
-        let status: i64 = row.get("response_status");
-        return Ok(Some(Claim::Replay { status: status as u16, body: row.get("response_body") }));
+    if row.state == KeyState::Done.as_str() {
+        let (Some(status), Some(body)) = (row.response_status, row.response_body) else {
+            return Err(AppError::internal("an idempotency key is done without its answer"));
+        };
+        return Ok(Some(Claim::Replay { status: status as u16, body }));
     }
-    let locked_at: i64 = row.get("locked_at");
+    let locked_at = row.locked_at;
     if now - locked_at < LEASE_MS {
         return Ok(None);
     }

@@ -4,7 +4,6 @@
 //! one at a time, so memory holds one object.
 
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
 use crate::server::error::AppError;
 use crate::server::state::AppState;
@@ -16,16 +15,17 @@ pub struct ObjectsReport {
 }
 
 pub async fn verify_objects(state: &AppState) -> Result<ObjectsReport, AppError> {
-    let rows = sqlx::query(
-        "SELECT object_ref, size_bytes, sha256, created_at FROM objects WHERE file_stored = 1
-         UNION ALL SELECT object_ref, size_bytes, sha256, created_at FROM slabs ORDER BY created_at, object_ref",
+    let rows: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT object_ref, size_bytes, sha256 FROM (
+             SELECT object_ref, size_bytes, sha256, created_at FROM objects WHERE file_stored = 1
+             UNION ALL SELECT object_ref, size_bytes, sha256, created_at FROM slabs
+         ) stored ORDER BY created_at, object_ref",
     )
     .fetch_all(&state.db.pool)
     .await?;
+    let checked = rows.len();
     let mut problems = Vec::new();
-    for row in &rows {
-        let (object_ref, size, sha256): (String, i64, String) =
-            (row.get("object_ref"), row.get("size_bytes"), row.get("sha256"));
+    for (object_ref, size, sha256) in rows {
         match state.store.get(&object_ref).await {
             Err(err) => problems.push(format!("{object_ref}: cannot be read ({err})")),
             Ok(bytes) if bytes.len() as i64 != size => {
@@ -37,5 +37,5 @@ pub async fn verify_objects(state: &AppState) -> Result<ObjectsReport, AppError>
             Ok(_) => {}
         }
     }
-    Ok(ObjectsReport { checked: rows.len(), problems })
+    Ok(ObjectsReport { checked, problems })
 }

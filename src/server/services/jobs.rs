@@ -5,8 +5,7 @@
 //! A job whose worker crashed becomes claimable again when its lease runs out.
 
 use serde_json::json;
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use super::access::{readable_condition, CaseAccess, Read};
@@ -171,28 +170,48 @@ fn readable_error(stored: String, is_coordinator: bool) -> String {
     }
 }
 
-/// A job as `is_coordinator` may see it: outputs and inference servers' words for ML
-/// engineers and admins only.
-fn job(row: &AnyRow, is_coordinator: bool) -> Result<Job, AppError> {
-    let status: String = row.get("status");
-    let role: String = row.get("role");
-    Ok(Job {
-        id: row.get("id"),
-        run_id: row.get("run_id"),
-        case_id: row.get("case_id"),
-        model_id: row.get("model_id"),
-        model_name: row.get("name"),
-        model_version: row.get("version"),
-        role: ModelState::parse(&role).ok_or_else(|| AppError::Internal(format!("unknown job role {role}")))?,
-        trigger: row.get("trigger_kind"),
-        status: JobStatus::parse(&status).ok_or_else(|| AppError::Internal(format!("unknown job status {status}")))?,
-        attempts: row.get("attempts"),
-        max_attempts: row.get("max_attempts"),
-        last_error: row.get::<Option<String>, _>("last_error").map(|stored| readable_error(stored, is_coordinator)),
-        output_ref: if is_coordinator { row.get("output_ref") } else { None },
-        created_at_ms: row.get("created_at"),
-        updated_at_ms: row.get("updated_at"),
-    })
+/// A job with its model's name and version, as listed.
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: String,
+    run_id: String,
+    case_id: CaseId,
+    model_id: String,
+    name: String,
+    version: String,
+    role: ModelState,
+    trigger_kind: String,
+    status: JobStatus,
+    attempts: i64,
+    max_attempts: i64,
+    last_error: Option<String>,
+    output_ref: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl JobRow {
+    /// The job as `is_coordinator` may see it: outputs and inference servers' words for ML
+    /// engineers and admins only.
+    fn seen_by(self, is_coordinator: bool) -> Job {
+        Job {
+            id: self.id,
+            run_id: self.run_id,
+            case_id: self.case_id,
+            model_id: self.model_id,
+            model_name: self.name,
+            model_version: self.version,
+            role: self.role,
+            trigger: self.trigger_kind,
+            status: self.status,
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            last_error: self.last_error.map(|stored| readable_error(stored, is_coordinator)),
+            output_ref: self.output_ref.filter(|_| is_coordinator),
+            created_at_ms: self.created_at,
+            updated_at_ms: self.updated_at,
+        }
+    }
 }
 
 /// The jobs `user` may see: those of cases they may read, and shadow jobs only for ML
@@ -212,21 +231,22 @@ pub async fn list_jobs(state: &AppState, user: &User, filter: JobFilter<'_>) -> 
          ORDER BY j.created_at DESC, m.name, j.role LIMIT 200",
         readable = readable_condition(user, 2),
     );
-    let mut query = sqlx::query(&sql).bind(value).bind(&user.id);
+    let mut query = sqlx::query_as::<_, JobRow>(&sql).bind(value).bind(&user.id);
     // Bound only where the statement names it: PostgreSQL refuses an unused parameter.
     if !user.is_coordinator() {
-        query = query.bind(ModelState::Production.as_str());
+        query = query.bind(ModelState::Production);
     }
     let rows = query.fetch_all(&state.db.pool).await?;
-    rows.iter().map(|row| job(row, user.is_coordinator())).collect()
+    Ok(rows.into_iter().map(|row| row.seen_by(user.is_coordinator())).collect())
 }
 
 /// A claimed job.
+#[derive(sqlx::FromRow)]
 pub struct Claimed {
     pub id: String,
     pub case_id: CaseId,
     pub model_id: String,
-    pub role: String,
+    pub role: ModelState,
     pub attempts: i64,
     pub max_attempts: i64,
 }
@@ -252,7 +272,7 @@ pub async fn claim(state: &AppState, worker: &str) -> Result<Option<Claimed>, Ap
         Backend::Postgres => "FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
     };
-    let row = sqlx::query(&format!(
+    let claimed = sqlx::query_as(&format!(
         "UPDATE model_jobs SET status = $4, attempts = attempts + 1, lease_until = $1, worker = $2, updated_at = $3
          WHERE id = (SELECT id FROM model_jobs
                      WHERE (status = $5 AND next_attempt_at <= $3)
@@ -267,14 +287,7 @@ pub async fn claim(state: &AppState, worker: &str) -> Result<Option<Claimed>, Ap
     .bind(JobStatus::Queued.as_str())
     .fetch_optional(&state.db.pool)
     .await?;
-    Ok(row.map(|row| Claimed {
-        id: row.get("id"),
-        case_id: row.get("case_id"),
-        model_id: row.get("model_id"),
-        role: row.get("role"),
-        attempts: row.get("attempts"),
-        max_attempts: row.get("max_attempts"),
-    }))
+    Ok(claimed)
 }
 
 /// Marks `job` succeeded with its output and records the prediction, inside the caller's
@@ -309,7 +322,7 @@ pub async fn succeed(
     .bind(&job.id)
     .bind(&job.case_id)
     .bind(&job.model_id)
-    .bind(&job.role)
+    .bind(job.role)
     .bind(output_ref)
     .bind(at)
     .execute(&mut *tx)

@@ -10,13 +10,12 @@ use std::sync::Arc;
 use base64::Engine;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::access::{CaseAccess, Save};
 use super::audit::{self, AuditAction, AuditEvent};
 use super::idempotency::{self, Claim, IdempotencyKey};
-use super::mask_versions::{self, load_mask, NewVersion};
+use super::mask_versions::{self, load_mask, NewVersion, StoredVersion};
 use super::volume_slabs::SlabManifest;
 use super::workflow;
 use crate::api::{CaseId, LabelDef, LabelSaved, SaveLabelRequest};
@@ -70,7 +69,8 @@ pub async fn save_label(
     }
 }
 
-/// Does the save and returns the JSON body of its 201 answer (also stored for replays).
+/// Does the save and returns the JSON body of its 201 answer (also stored for replays):
+/// reads the case's current version, writes the edited one beside it, then commits.
 async fn apply_and_commit(
     state: &AppState,
     access: &mut CaseAccess<Save>,
@@ -78,35 +78,79 @@ async fn apply_and_commit(
     request: &SaveLabelRequest,
     encoded_edits: &[u8],
 ) -> Result<String, AppError> {
-    // Owned copies: `access` is lent again to the workflow rules before the commit.
-    let (user, case_id) = (access.user().clone(), access.case_id().clone());
-    let case_id = &case_id;
-    let case = sqlx::query(
+    let case_id = access.case_id().clone();
+    let head = current_head(state, &case_id).await?;
+    if head.head_mask_ref != request.base_mask_ref {
+        return Err(AppError::StaleBase { base: request.base_mask_ref.clone(), current: head.head_mask_ref });
+    }
+    let edits = head.decode(encoded_edits)?;
+    let edited = write_edited(state, &case_id, &head, edits).await?;
+    let saved = LabelSaved {
+        label_id: Uuid::new_v4().to_string(),
+        new_mask_ref: edited.stored.object_ref.clone(),
+        voxels_changed: edited.voxels_changed,
+    };
+    let body = serde_json::to_string(&saved).map_err(AppError::internal)?;
+    commit(state, access, key, &head.head_mask_ref, &edited, &saved, &body).await?;
+    // Committed: the next save on this case edits the new version straight from memory, and
+    // the evaluator scores the models against it.
+    state.heads.insert(saved.new_mask_ref.clone(), Arc::new(edited.stored.mask));
+    state.evaluations_ready.notify_one();
+    tracing::info!(%case_id, label_id = %saved.label_id, voxels_changed = saved.voxels_changed, "label saved");
+    Ok(body)
+}
+
+/// The case's current mask version, which a save's edits must be based on.
+#[derive(sqlx::FromRow)]
+struct CurrentHead {
+    head_mask_ref: String,
+    labels_json: String,
+    dim_i: i64,
+    dim_j: i64,
+    dim_k: i64,
+    slabs_json: String,
+}
+
+async fn current_head(state: &AppState, case_id: &CaseId) -> Result<CurrentHead, AppError> {
+    sqlx::query_as(
         "SELECT c.labels_json, c.head_mask_ref, o.dim_i, o.dim_j, o.dim_k, o.slabs_json
          FROM cases c JOIN objects o ON o.object_ref = c.head_mask_ref WHERE c.id = $1",
     )
     .bind(case_id)
     .fetch_optional(&state.db.pool)
     .await?
-    .ok_or_else(|| AppError::NotFound(format!("case {case_id}")))?;
-    let head: String = case.get("head_mask_ref");
-    if head != request.base_mask_ref {
-        return Err(AppError::StaleBase { base: request.base_mask_ref.clone(), current: head });
-    }
-    let labels: Vec<LabelDef> =
-        serde_json::from_str(&case.get::<String, _>("labels_json")).map_err(AppError::internal)?;
-    let allowed: Vec<u8> = labels.iter().map(|l| l.value).collect();
-    let dims = ["dim_i", "dim_j", "dim_k"].map(|c| case.get::<i64, _>(c) as u32);
-    let voxel_count = dims.iter().map(|&d| d as u64).product();
-    let edits =
-        MaskEdits::decode(encoded_edits, voxel_count, &allowed).map_err(|e| AppError::Unprocessable(e.to_string()))?;
-    let base_manifest = SlabManifest::parse(&case.get::<String, _>("slabs_json"))?;
+    .ok_or_else(|| AppError::NotFound(format!("case {case_id}")))
+}
 
-    // Only the slabs the edits touch are copied, edited and written; the rest are shared with
-    // the version the edits replace.
-    let base = load_mask(state, &head).await?;
-    let voxels_changed = edits.voxel_count();
-    let runs = edits.runs().len();
+impl CurrentHead {
+    /// The encoded edits, checked against this version's size and the case's labels.
+    fn decode(&self, encoded: &[u8]) -> Result<MaskEdits, AppError> {
+        let labels: Vec<LabelDef> = serde_json::from_str(&self.labels_json).map_err(AppError::internal)?;
+        let allowed: Vec<u8> = labels.iter().map(|l| l.value).collect();
+        let voxel_count = [self.dim_i, self.dim_j, self.dim_k].iter().map(|&d| d as u64).product();
+        MaskEdits::decode(encoded, voxel_count, &allowed).map_err(|e| AppError::Unprocessable(e.to_string()))
+    }
+}
+
+/// A new mask version, stored but not yet the case's.
+struct EditedVersion {
+    stored: StoredVersion,
+    count_changes: LabelChanges,
+    voxels_changed: u64,
+    runs: usize,
+}
+
+/// Applies `edits` to `head` and stores the result. Only the slabs the edits touch are copied,
+/// edited and written; the rest are shared with the version the edits replace.
+async fn write_edited(
+    state: &AppState,
+    case_id: &CaseId,
+    head: &CurrentHead,
+    edits: MaskEdits,
+) -> Result<EditedVersion, AppError> {
+    let base_manifest = SlabManifest::parse(&head.slabs_json)?;
+    let base = load_mask(state, &head.head_mask_ref).await?;
+    let (voxels_changed, runs) = (edits.voxel_count(), edits.runs().len());
     let (edited, count_changes) = {
         let base = base.clone();
         tokio::task::spawn_blocking(move || edit_slabs(&base.grid, &base.slabs, &edits))
@@ -120,35 +164,46 @@ async fn apply_and_commit(
     }
     let mask = DecodedMask { header: base.header.clone(), grid: base.grid, slabs };
     let stored = mask_versions::store_version(state, case_id, base_manifest.as_ref(), mask, changed).await?;
-    let new_mask_ref = stored.object_ref.clone();
+    Ok(EditedVersion { stored, count_changes, voxels_changed, runs })
+}
 
-    let saved = LabelSaved { label_id: Uuid::new_v4().to_string(), new_mask_ref: new_mask_ref.clone(), voxels_changed };
-    let body = serde_json::to_string(&saved).map_err(AppError::internal)?;
+/// One transaction: moves the case's head from `replaced` to the edited version (or refuses
+/// as stale when another save moved it first), applies the workflow's rules of a save, and
+/// records the label, the audit row and the answer for replays.
+async fn commit(
+    state: &AppState,
+    access: &mut CaseAccess<Save>,
+    key: &IdempotencyKey,
+    replaced: &str,
+    edited: &EditedVersion,
+    saved: &LabelSaved,
+    body: &str,
+) -> Result<(), AppError> {
+    let (user, case_id) = (access.user().clone(), access.case_id().clone());
     let created_at = now_ms();
     let mut tx = state.db.pool.begin().await?;
-    let version = NewVersion { case_id, replaces: &head, stored: &stored, created_at };
+    let version = NewVersion { case_id: &case_id, replaces: replaced, stored: &edited.stored, created_at };
     if !mask_versions::commit(&mut tx, &version).await? {
         tx.rollback().await?;
-        let current = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
-            .bind(case_id)
+        let current = sqlx::query_scalar("SELECT head_mask_ref FROM cases WHERE id = $1")
+            .bind(&case_id)
             .fetch_one(&state.db.pool)
-            .await?
-            .get("head_mask_ref");
-        return Err(AppError::StaleBase { base: head, current });
+            .await?;
+        return Err(AppError::StaleBase { base: replaced.to_string(), current });
     }
     workflow::on_save(&mut tx, state, access).await?;
-    update_label_counts(&mut tx, case_id, &count_changes).await?;
+    update_label_counts(&mut tx, &case_id, &edited.count_changes).await?;
     sqlx::query(
         "INSERT INTO labels (id, case_id, user_id, old_mask_ref, new_mask_ref, voxels_changed, runs, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&saved.label_id)
-    .bind(case_id)
+    .bind(&case_id)
     .bind(&user.id)
-    .bind(&head)
-    .bind(&new_mask_ref)
-    .bind(voxels_changed as i64)
-    .bind(runs as i64)
+    .bind(replaced)
+    .bind(&saved.new_mask_ref)
+    .bind(edited.voxels_changed as i64)
+    .bind(edited.runs as i64)
     .bind(created_at)
     .execute(&mut *tx)
     .await?;
@@ -158,23 +213,20 @@ async fn apply_and_commit(
         AuditEvent {
             action: AuditAction::LabelEdit,
             user_id: Some(&user.id),
-            case_id: Some(case_id),
+            case_id: Some(&case_id),
             details: json!({
                 "label_id": saved.label_id,
-                "old_mask_ref": head,
-                "new_mask_ref": new_mask_ref,
-                "voxels_changed": voxels_changed,
-                "runs": runs,
+                "old_mask_ref": replaced,
+                "new_mask_ref": saved.new_mask_ref,
+                "voxels_changed": edited.voxels_changed,
+                "runs": edited.runs,
             }),
         },
     )
     .await?;
-    idempotency::complete(&mut tx, &user.id, key, 201, &body).await?;
+    idempotency::complete(&mut tx, &user.id, key, 201, body).await?;
     tx.commit().await?;
-    state.heads.insert(new_mask_ref, Arc::new(stored.mask));
-    state.evaluations_ready.notify_one();
-    tracing::info!(%case_id, label_id = %saved.label_id, voxels_changed, "label saved");
-    Ok(body)
+    Ok(())
 }
 
 /// Inside the save's transaction (the case's row is locked): adds the edit's changes to the
@@ -184,11 +236,10 @@ async fn update_label_counts(
     case_id: &CaseId,
     changes: &LabelChanges,
 ) -> Result<(), AppError> {
-    let stored: String = sqlx::query("SELECT label_counts_json FROM cases WHERE id = $1")
+    let stored: String = sqlx::query_scalar("SELECT label_counts_json FROM cases WHERE id = $1")
         .bind(case_id)
         .fetch_one(&mut *tx)
-        .await?
-        .get(0);
+        .await?;
     if stored.is_empty() || changes.is_empty() {
         return Ok(());
     }

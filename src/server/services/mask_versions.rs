@@ -8,7 +8,7 @@ use crate::api::{ArtifactKind, CaseId};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use super::volume_slabs::{self, PackedSlab, SlabManifest, StoredSlab};
@@ -29,21 +29,23 @@ pub async fn load_mask(state: &AppState, object_ref: &str) -> Result<Arc<Decoded
     if let Some(mask) = state.heads.get(object_ref) {
         return Ok(mask);
     }
-    let stored = sqlx::query("SELECT case_id, slabs_json FROM objects WHERE object_ref = $1")
-        .bind(object_ref)
-        .fetch_optional(&state.db.pool)
-        .await?;
-    let manifest = match &stored {
-        Some(row) => SlabManifest::parse(&row.get::<String, _>("slabs_json"))?,
+    // Predictions have no `objects` row: they are read from their file.
+    let stored: Option<(CaseId, String)> =
+        sqlx::query_as("SELECT case_id, slabs_json FROM objects WHERE object_ref = $1")
+            .bind(object_ref)
+            .fetch_optional(&state.db.pool)
+            .await?;
+    let sliced = match stored {
+        Some((case_id, slabs_json)) => SlabManifest::parse(&slabs_json)?.map(|manifest| (case_id, manifest)),
         None => None,
     };
-    let mask = match (stored, manifest) {
-        (Some(row), Some(manifest)) => {
-            let slabs = volume_slabs::load(state, &row.get::<CaseId, _>("case_id"), &manifest).await?;
+    let mask = match sliced {
+        Some((case_id, manifest)) => {
+            let slabs = volume_slabs::load(state, &case_id, &manifest).await?;
             let header = nifti::NiftiHeader::from_reader(&manifest.header_bytes()?[..]).map_err(AppError::internal)?;
             DecodedMask { header, grid: manifest.grid, slabs }
         }
-        _ => {
+        None => {
             let bytes = state.store.get(object_ref).await?;
             let max_voxels = state.config.max_volume_voxels;
             tokio::task::spawn_blocking(move || -> Result<DecodedMask, AppError> {
@@ -187,11 +189,12 @@ pub async fn ensure_file(state: &AppState, object_ref: &str) -> Result<String, A
 
 /// The SHA-256 of mask version `object_ref`'s file when it is written.
 async fn stored_file(state: &AppState, object_ref: &str) -> Result<Option<String>, AppError> {
-    let row = sqlx::query("SELECT file_stored, sha256 FROM objects WHERE object_ref = $1 AND kind = $2")
-        .bind(object_ref)
-        .bind(ArtifactKind::Mask.as_str())
-        .fetch_optional(&state.db.pool)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("mask version {object_ref}")))?;
-    Ok((row.get::<i64, _>("file_stored") == 1).then(|| row.get("sha256")))
+    let (file_stored, sha256): (i64, String) =
+        sqlx::query_as("SELECT file_stored, sha256 FROM objects WHERE object_ref = $1 AND kind = $2")
+            .bind(object_ref)
+            .bind(ArtifactKind::Mask)
+            .fetch_optional(&state.db.pool)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("mask version {object_ref}")))?;
+    Ok((file_stored == 1).then_some(sha256))
 }

@@ -4,8 +4,9 @@
 //! and `registry`; `evaluation` on `mask_versions` and `registry`; `labels` and `cases` on
 //! `workflow`; everything that touches a case on `access`, which decides who may do what to
 //! it; everything on `audit`. Commands and read models are apart where a page reads much:
-//! `cases` imports and `case_view` answers the case page; `evaluation` computes scores and
-//! `comparison` answers the model page.
+//! `cases` imports and `case_view` answers the case page; `registry` registers and moves
+//! versions, `evaluation` computes scores, and `model_view` (with `comparison`) answers the
+//! model page.
 
 pub mod access;
 pub mod accounts;
@@ -21,6 +22,7 @@ pub mod integrity;
 pub mod jobs;
 pub mod labels;
 pub mod mask_versions;
+pub mod model_view;
 pub mod orchestrator;
 pub mod registry;
 pub mod sweeper;

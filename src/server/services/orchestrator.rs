@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -47,20 +47,20 @@ pub async fn run_on_case(state: &AppState, access: CaseAccess<RunModels>) -> Res
     // A write first: it serialises the triggers of one case (SQLite's write lock, PostgreSQL's
     // row lock), so two at once cannot both see nothing pending.
     sqlx::query("UPDATE cases SET status = status WHERE id = $1").bind(case_id).execute(&mut *tx).await?;
-    let pending = sqlx::query(
+    let pending: Vec<(String, String)> = sqlx::query_as(
         "SELECT model_id, run_id FROM model_jobs WHERE case_id = $1 AND status IN ($2, $3) ORDER BY created_at DESC, id",
     )
     .bind(case_id)
-    .bind(JobStatus::Queued.as_str())
-    .bind(JobStatus::Running.as_str())
+    .bind(JobStatus::Queued)
+    .bind(JobStatus::Running)
     .fetch_all(&mut *tx)
     .await?;
-    let pending_models: Vec<String> = pending.iter().map(|row| row.get("model_id")).collect();
-    let to_run: Vec<_> = active.into_iter().filter(|model| !pending_models.contains(&model.id)).collect();
-    let run_id = match (to_run.is_empty(), pending.first()) {
-        (true, Some(newest)) => {
+    let to_run: Vec<_> =
+        active.into_iter().filter(|model| !pending.iter().any(|(pending, _)| *pending == model.id)).collect();
+    let run_id = match (to_run.is_empty(), pending.into_iter().next()) {
+        (true, Some((_, newest_run))) => {
             tx.rollback().await?;
-            newest.get("run_id")
+            newest_run
         }
         _ => {
             let run_id = jobs::enqueue(&mut tx, state, &to_run, case_id, Trigger::Manual, Some(&user.id)).await?;
@@ -75,21 +75,20 @@ pub async fn run_on_case(state: &AppState, access: CaseAccess<RunModels>) -> Res
 /// Runs the model of `job` on its case and stores the result.
 async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), AppError> {
     let (artifact_ref, card) = registry::runnable(state, &job.model_id).await?;
-    let case = sqlx::query(
+    let (image_ref, i, j, k): (String, i64, i64, i64) = sqlx::query_as(
         "SELECT c.image_ref, o.dim_i, o.dim_j, o.dim_k FROM cases c JOIN objects o ON o.object_ref = c.image_ref WHERE c.id = $1",
     )
     .bind(&job.case_id)
     .fetch_one(&state.db.pool)
     .await?;
     // Refused from the recorded size, before the image is fetched or anything allocated.
-    let voxels: i64 = ["dim_i", "dim_j", "dim_k"].iter().map(|c| case.get::<i64, _>(*c)).product();
+    let voxels = i * j * k;
     let budget = state.config.orchestrator.max_inference_voxels;
     if voxels as u64 > budget {
         return Err(AppError::Unprocessable(format!(
             "the case has {voxels} voxels, more than this instance's inference budget of {budget} (--max-inference-voxels)"
         )));
     }
-    let image_ref: String = case.get("image_ref");
     let bytes = state.store.get(&image_ref).await?;
     let expected_orientation = card.input_spec.orientation.clone();
     let max_voxels = state.config.max_volume_voxels;
@@ -112,8 +111,8 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
     let labels = state.runner.segment(&model, image).await?;
     // A production model pre-labels a case nobody has labelled: only then is its output also
     // kept as a mask version.
-    let blank = match job.role.as_str() {
-        "production" => blank_head(state, &job.case_id).await?,
+    let blank = match job.role {
+        ModelState::Production => blank_head(state, &job.case_id).await?,
         _ => None,
     };
     let prelabels = blank.is_some();
@@ -151,17 +150,16 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
 /// The case's current mask reference when it is still the empty mask made at import: nobody
 /// has labelled the case, it came without a mask, and no model has pre-labelled it yet.
 async fn blank_head(state: &AppState, case_id: &CaseId) -> Result<Option<String>, AppError> {
-    let row = sqlx::query(
+    let (head, saves, masks): (String, i64, i64) = sqlx::query_as(
         "SELECT c.head_mask_ref,
                 (SELECT COUNT(*) FROM labels l WHERE l.case_id = c.id) AS saves,
                 (SELECT COUNT(*) FROM objects o WHERE o.case_id = c.id AND o.kind = $2) AS masks
          FROM cases c WHERE c.id = $1",
     )
     .bind(case_id)
-    .bind(ArtifactKind::Mask.as_str())
+    .bind(ArtifactKind::Mask)
     .fetch_one(&state.db.pool)
     .await?;
-    let (head, saves, masks): (String, i64, i64) = (row.get("head_mask_ref"), row.get("saves"), row.get("masks"));
     if saves > 0 || masks > 1 {
         return Ok(None);
     }

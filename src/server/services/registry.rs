@@ -14,8 +14,6 @@ use std::path::Path;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use sqlx::any::AnyRow;
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::audit::{self, AuditAction, AuditEvent};
@@ -171,19 +169,46 @@ fn check_remote(artifact: &ArtifactSpec, servers: &AllowedServers) -> Result<(),
     }
 }
 
-fn summary(row: &AnyRow) -> Result<ModelSummary, AppError> {
-    let state: String = row.get("state");
-    Ok(ModelSummary {
-        id: row.get("id"),
-        name: row.get("name"),
-        version: row.get("version"),
-        state: ModelState::parse(&state).ok_or_else(|| AppError::Internal(format!("unknown model state {state}")))?,
-        created_at_ms: row.get("created_at"),
-        updated_at_ms: row.get("updated_at"),
-    })
+/// A model version as listed: a `models` row without its card and artifact.
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    id: String,
+    name: String,
+    version: String,
+    state: ModelState,
+    created_at: i64,
+    updated_at: i64,
 }
 
 const SUMMARY_COLUMNS: &str = "id, name, version, state, created_at, updated_at";
+
+impl From<SummaryRow> for ModelSummary {
+    fn from(row: SummaryRow) -> ModelSummary {
+        ModelSummary {
+            id: row.id,
+            name: row.name,
+            version: row.version,
+            state: row.state,
+            created_at_ms: row.created_at,
+            updated_at_ms: row.updated_at,
+        }
+    }
+}
+
+/// A whole `models` row.
+#[derive(sqlx::FromRow)]
+struct ModelRow {
+    #[sqlx(flatten)]
+    summary: SummaryRow,
+    card: String,
+    artifact_ref: String,
+}
+
+impl ModelRow {
+    fn card(&self) -> Result<ModelCard, AppError> {
+        serde_json::from_str(&self.card).map_err(AppError::internal)
+    }
+}
 
 /// Registers a model version in state `registered`: checks the card, the artifact's SHA-256
 /// and that the artifact is a loadable ONNX model, stores the artifact, audits.
@@ -202,7 +227,7 @@ pub async fn register(
     may_register(user)?;
     let card = parse_card(card_json, &state.inference_servers)?;
     for dataset in &card.training_datasets {
-        let known = sqlx::query("SELECT 1 FROM datasets WHERE id = $1")
+        let known = sqlx::query_scalar::<_, i64>("SELECT 1 FROM datasets WHERE id = $1")
             .bind(dataset)
             .fetch_optional(&state.db.pool)
             .await?
@@ -231,7 +256,7 @@ pub async fn register(
         )));
     }
     loadable.map_err(|e| unprocessable(format!("artifact: not a loadable ONNX model ({e})")))?;
-    let duplicate = sqlx::query("SELECT id FROM models WHERE name = $1 AND version = $2")
+    let duplicate = sqlx::query_scalar::<_, String>("SELECT id FROM models WHERE name = $1 AND version = $2")
         .bind(&card.name)
         .bind(&card.version)
         .fetch_optional(&state.db.pool)
@@ -285,7 +310,6 @@ pub async fn register(
     })
 }
 
-/// A unique-index violation as a 409 with `message`; other errors unchanged.
 /// A unique-index violation as a 409 with `message`; other errors as they are.
 pub fn unique_conflict(err: sqlx::Error, message: String) -> AppError {
     match &err {
@@ -295,40 +319,41 @@ pub fn unique_conflict(err: sqlx::Error, message: String) -> AppError {
 }
 
 pub async fn list_models(state: &AppState) -> Result<Vec<ModelSummary>, AppError> {
-    let rows = sqlx::query(&format!("SELECT {SUMMARY_COLUMNS} FROM models ORDER BY name, created_at DESC"))
-        .fetch_all(&state.db.pool)
-        .await?;
-    rows.iter().map(summary).collect()
+    let rows: Vec<SummaryRow> =
+        sqlx::query_as(&format!("SELECT {SUMMARY_COLUMNS} FROM models ORDER BY name, created_at DESC"))
+            .fetch_all(&state.db.pool)
+            .await?;
+    Ok(rows.into_iter().map(ModelSummary::from).collect())
 }
 
-async fn model_row(state: &AppState, id: &str) -> Result<AnyRow, AppError> {
-    sqlx::query(&format!("SELECT {SUMMARY_COLUMNS}, card, artifact_ref FROM models WHERE id = $1"))
+async fn model_row(state: &AppState, id: &str) -> Result<ModelRow, AppError> {
+    sqlx::query_as(&format!("SELECT {SUMMARY_COLUMNS}, card, artifact_ref FROM models WHERE id = $1"))
         .bind(id)
         .fetch_optional(&state.db.pool)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("model {id}")))
 }
 
+async fn summary_of(state: &AppState, id: &str) -> Result<ModelSummary, AppError> {
+    Ok(model_row(state, id).await?.summary.into())
+}
+
 pub async fn model_card(state: &AppState, id: &str) -> Result<ModelCard, AppError> {
-    let row = model_row(state, id).await?;
-    serde_json::from_str(&row.get::<String, _>("card")).map_err(AppError::internal)
+    model_row(state, id).await?.card()
 }
 
 pub async fn model_detail(state: &AppState, id: &str) -> Result<ModelDetail, AppError> {
     let row = model_row(state, id).await?;
-    let summary = summary(&row)?;
-    Ok(ModelDetail {
-        allowed_next: summary.state.allowed_next().to_vec(),
-        card: serde_json::from_str(&row.get::<String, _>("card")).map_err(AppError::internal)?,
-        summary,
-    })
+    let card = row.card()?;
+    let summary = ModelSummary::from(row.summary);
+    Ok(ModelDetail { allowed_next: summary.state.allowed_next().to_vec(), card, summary })
 }
 
 /// The artifact reference and card of a model version, for the runner.
 pub async fn runnable(state: &AppState, id: &str) -> Result<(String, ModelCard), AppError> {
     let row = model_row(state, id).await?;
-    let card = serde_json::from_str(&row.get::<String, _>("card")).map_err(AppError::internal)?;
-    Ok((row.get("artifact_ref"), card))
+    let card = row.card()?;
+    Ok((row.artifact_ref, card))
 }
 
 /// A state named in a REST body, or 422 listing the states.
@@ -344,7 +369,7 @@ pub fn parse_state(text: &str) -> Result<ModelState, AppError> {
 /// version in the same transaction; a second shadow is refused. Every change is audited.
 pub async fn transition(state: &AppState, user: &User, id: &str, to: ModelState) -> Result<ModelSummary, AppError> {
     user.require_any(&Role::COORDINATORS, "change model states")?;
-    let current = summary(&model_row(state, id).await?)?;
+    let current = summary_of(state, id).await?;
     let allowed = current.state.allowed_next();
     if !allowed.contains(&to) {
         let names: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
@@ -362,7 +387,7 @@ pub async fn transition(state: &AppState, user: &User, id: &str, to: ModelState)
     if to == ModelState::Production {
         // Writes come first in the transaction, so SQLite takes its write lock before any
         // read (a read-then-write transaction fails at once when another commits between).
-        let archived = sqlx::query(
+        let archived: Vec<(String, String)> = sqlx::query_as(
             "UPDATE models SET state = $4, updated_at = $1
              WHERE name = $2 AND state = $5 AND id <> $3 RETURNING id, version",
         )
@@ -373,9 +398,9 @@ pub async fn transition(state: &AppState, user: &User, id: &str, to: ModelState)
         .bind(ModelState::Production.as_str())
         .fetch_all(&mut *tx)
         .await?;
-        for previous in archived {
+        for (previous_id, previous_version) in archived {
             audit_rows.push(json!({
-                "model_id": previous.get::<String, _>("id"), "name": current.name, "version": previous.get::<String, _>("version"),
+                "model_id": previous_id, "name": current.name, "version": previous_version,
                 "from": "production", "to": "archived", "reason": format!("replaced by {}", current.version),
             }));
         }
@@ -424,15 +449,16 @@ pub async fn transition(state: &AppState, user: &User, id: &str, to: ModelState)
 
 /// The production and shadow versions of `name`, read in one statement (one snapshot).
 pub async fn active_models(state: &AppState, name: &str) -> Result<ActiveModels, AppError> {
-    let rows = sqlx::query(&format!("SELECT {SUMMARY_COLUMNS} FROM models WHERE name = $1 AND state IN ($2, $3)"))
-        .bind(name)
-        .bind(ModelState::Production.as_str())
-        .bind(ModelState::Shadow.as_str())
-        .fetch_all(&state.db.pool)
-        .await?;
+    let rows: Vec<SummaryRow> =
+        sqlx::query_as(&format!("SELECT {SUMMARY_COLUMNS} FROM models WHERE name = $1 AND state IN ($2, $3)"))
+            .bind(name)
+            .bind(ModelState::Production)
+            .bind(ModelState::Shadow)
+            .fetch_all(&state.db.pool)
+            .await?;
     let mut active = ActiveModels { name: name.to_string(), production: None, shadow: None };
-    for row in &rows {
-        let model = summary(row)?;
+    for row in rows {
+        let model = ModelSummary::from(row);
         match model.state {
             ModelState::Production => active.production = Some(model),
             _ => active.shadow = Some(model),
@@ -444,19 +470,19 @@ pub async fn active_models(state: &AppState, name: &str) -> Result<ActiveModels,
 /// Every production and shadow version of every name, read in one statement: the snapshot
 /// one orchestrator trigger dispatches from.
 pub async fn all_active(state: &AppState) -> Result<Vec<ModelSummary>, AppError> {
-    let rows =
-        sqlx::query(&format!("SELECT {SUMMARY_COLUMNS} FROM models WHERE state IN ($1, $2) ORDER BY name, state"))
-            .bind(ModelState::Production.as_str())
-            .bind(ModelState::Shadow.as_str())
+    let rows: Vec<SummaryRow> =
+        sqlx::query_as(&format!("SELECT {SUMMARY_COLUMNS} FROM models WHERE state IN ($1, $2) ORDER BY name, state"))
+            .bind(ModelState::Production)
+            .bind(ModelState::Shadow)
             .fetch_all(&state.db.pool)
             .await?;
-    rows.iter().map(summary).collect()
+    Ok(rows.into_iter().map(ModelSummary::from).collect())
 }
 
 /// Every registration and state change of the versions of `name`, oldest first, from the
 /// audit log.
 pub async fn timeline(state: &AppState, name: &str) -> Result<Vec<StateChange>, AppError> {
-    let rows = sqlx::query(
+    let rows: Vec<(i64, String, String, Option<String>)> = sqlx::query_as(
         "SELECT a.at, a.action, a.details, u.username FROM audit_log a LEFT JOIN users u ON u.id = a.user_id
          WHERE a.action IN ($1, $2) ORDER BY a.seq",
     )
@@ -465,17 +491,16 @@ pub async fn timeline(state: &AppState, name: &str) -> Result<Vec<StateChange>, 
     .fetch_all(&state.db.pool)
     .await?;
     let mut changes = Vec::new();
-    for row in rows {
-        let details: serde_json::Value =
-            serde_json::from_str(&row.get::<String, _>("details")).map_err(AppError::internal)?;
+    for (at, action, details, username) in rows {
+        let details: serde_json::Value = serde_json::from_str(&details).map_err(AppError::internal)?;
         if details["name"] != name {
             continue;
         }
         let text = |key: &str| details[key].as_str().map(str::to_string);
         let state_of = |key: &str| text(key).and_then(|s| ModelState::parse(&s));
-        let registration = row.get::<String, _>("action") == "model_register";
+        let registration = action == AuditAction::ModelRegister.as_str();
         changes.push(StateChange {
-            at_ms: row.get("at"),
+            at_ms: at,
             model_id: text("model_id").unwrap_or_default(),
             version: text("version").unwrap_or_default(),
             from: if registration { None } else { state_of("from") },
@@ -484,7 +509,7 @@ pub async fn timeline(state: &AppState, name: &str) -> Result<Vec<StateChange>, 
             } else {
                 state_of("to").ok_or_else(|| AppError::internal("a state change without its state"))?
             },
-            by: row.get("username"),
+            by: username,
             reason: text("reason"),
             rollback: details["rollback"] == true,
         });
@@ -519,7 +544,7 @@ pub fn previous_production<'a>(timeline: &'a [StateChange], current_id: &str) ->
 /// say it was a rollback.
 pub async fn rollback(state: &AppState, user: &User, id: &str) -> Result<Rollback, AppError> {
     user.require_any(&Role::COORDINATORS, "rolling back a promotion")?;
-    let current = summary(&model_row(state, id).await?)?;
+    let current = summary_of(state, id).await?;
     if current.state != ModelState::Production {
         return Err(AppError::Conflict(format!(
             "{} {} is {}; only the production version can be rolled back",
@@ -534,7 +559,7 @@ pub async fn rollback(state: &AppState, user: &User, id: &str) -> Result<Rollbac
                 current.name
             ))
         })?;
-    let previous = summary(&model_row(state, &previous_id).await?)?;
+    let previous = summary_of(state, &previous_id).await?;
     let at = now_ms();
     let mut tx = state.db.pool.begin().await?;
     // Both as compare-and-set: a concurrent change of either version refuses the rollback.

@@ -7,11 +7,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 use super::idempotency;
 use super::mask_versions::load_mask;
+use crate::api::CaseId;
 use crate::mask_ops::label_counts;
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
@@ -26,14 +26,12 @@ const SWEEP_EVERY: Duration = Duration::from_secs(600);
 pub async fn sweep_orphans(state: &AppState, min_age: Duration) -> Result<usize, AppError> {
     let mut stored = state.store.list_with_age("cases/").await?;
     stored.extend(state.store.list_with_age("predictions/").await?);
-    let known: HashSet<String> = sqlx::query(
+    let known: Vec<String> = sqlx::query_scalar(
         "SELECT object_ref FROM objects UNION SELECT object_ref FROM predictions UNION SELECT object_ref FROM slabs",
     )
     .fetch_all(&state.db.pool)
-    .await?
-    .into_iter()
-    .map(|row| row.get("object_ref"))
-    .collect();
+    .await?;
+    let known: HashSet<String> = known.into_iter().collect();
     let cutoff = now_ms() - min_age.as_millis() as i64;
     let mut deleted = 0;
     for (object_ref, modified) in stored {
@@ -53,13 +51,13 @@ const COUNTS_PER_PASS: i64 = 1000;
 /// from their current mask; returns how many were counted. A case saved meanwhile keeps its
 /// unknown counts until the next pass (compare-and-set on the mask it was counted from).
 pub async fn count_unknown_labels(state: &AppState) -> Result<usize, AppError> {
-    let cases = sqlx::query("SELECT id, head_mask_ref FROM cases WHERE label_counts_json = '' ORDER BY id LIMIT $1")
-        .bind(COUNTS_PER_PASS)
-        .fetch_all(&state.db.pool)
-        .await?;
+    let cases: Vec<(CaseId, String)> =
+        sqlx::query_as("SELECT id, head_mask_ref FROM cases WHERE label_counts_json = '' ORDER BY id LIMIT $1")
+            .bind(COUNTS_PER_PASS)
+            .fetch_all(&state.db.pool)
+            .await?;
     let mut counted = 0;
-    for case in cases {
-        let (case_id, mask_ref): (String, String) = (case.get("id"), case.get("head_mask_ref"));
+    for (case_id, mask_ref) in cases {
         let mask = match load_mask(state, &mask_ref).await {
             Ok(mask) => mask,
             Err(err) => {

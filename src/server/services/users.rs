@@ -6,7 +6,6 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::audit::{self, AuditAction, AuditEvent};
@@ -148,13 +147,20 @@ pub async fn login(db: &Db, username: &str, password: &str) -> Result<User, AppE
         )));
     }
     // A disabled user is refused like an unknown one.
-    let row =
-        sqlx::query("SELECT id, username, roles, password_hash FROM users WHERE username = $1 AND disabled_at IS NULL")
-            .bind(username)
-            .fetch_optional(&db.pool)
-            .await?;
+    #[derive(sqlx::FromRow)]
+    struct Credentials {
+        #[sqlx(flatten)]
+        user: UserRow,
+        password_hash: Option<String>,
+    }
+    let row: Option<Credentials> = sqlx::query_as(
+        "SELECT id, username, roles, password_hash FROM users WHERE username = $1 AND disabled_at IS NULL",
+    )
+    .bind(username)
+    .fetch_optional(&db.pool)
+    .await?;
     let (user, stored_hash) = match row {
-        Some(row) => (Some(user_from_row(&row)), row.get::<Option<String>, _>("password_hash")),
+        Some(row) => (Some(User::from(row.user)), row.password_hash),
         None => (None, None),
     };
     let candidate = password.to_string();
@@ -193,27 +199,34 @@ pub async fn login(db: &Db, username: &str, password: &str) -> Result<User, AppE
     }
 }
 
-fn user_from_row(row: &sqlx::any::AnyRow) -> User {
-    User {
-        id: row.get("id"),
-        username: row.get("username"),
-        roles: parse_roles(row.get::<String, _>("roles").as_str()),
+/// A user as the app knows its caller: `id, username, roles` of `users`.
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: String,
+    username: String,
+    roles: String,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> User {
+        User { id: row.id, username: row.username, roles: parse_roles(&row.roles) }
     }
 }
 
 /// The enabled user with this id: a disabled user's sessions stop working at once.
 pub async fn user_by_id(db: &Db, id: &str) -> Result<Option<User>, AppError> {
-    let row = sqlx::query("SELECT id, username, roles FROM users WHERE id = $1 AND disabled_at IS NULL")
-        .bind(id)
-        .fetch_optional(&db.pool)
-        .await?;
-    Ok(row.as_ref().map(user_from_row))
+    let row: Option<UserRow> =
+        sqlx::query_as("SELECT id, username, roles FROM users WHERE id = $1 AND disabled_at IS NULL")
+            .bind(id)
+            .fetch_optional(&db.pool)
+            .await?;
+    Ok(row.map(User::from))
 }
 
 /// The user an API token belongs to, if the token is known, neither revoked nor expired, and
 /// its user is enabled.
 pub async fn user_for_token(db: &Db, token: &str) -> Result<Option<User>, AppError> {
-    let row = sqlx::query(
+    let row: Option<UserRow> = sqlx::query_as(
         "SELECT u.id, u.username, u.roles FROM api_tokens t JOIN users u ON u.id = t.user_id
          WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)
            AND u.disabled_at IS NULL",
@@ -222,9 +235,9 @@ pub async fn user_for_token(db: &Db, token: &str) -> Result<Option<User>, AppErr
     .bind(now_ms())
     .fetch_optional(&db.pool)
     .await?;
-    Ok(row.as_ref().map(user_from_row))
+    Ok(row.map(User::from))
 }
 
 pub async fn user_count(db: &Db) -> Result<i64, AppError> {
-    Ok(sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(&db.pool).await?.get("n"))
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&db.pool).await?)
 }

@@ -10,7 +10,7 @@ use base64::Engine;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use crate::api::{ArtifactKind, CaseId, VolumeSlabs};
@@ -245,25 +245,37 @@ pub async fn urls(state: &AppState, case_id: &CaseId, manifest: &SlabManifest) -
     })
 }
 
-/// The slab manifest of the volume at `object_ref`, cutting the stored file into slabs first
-/// for volumes stored before slabs were (each once; concurrent callers keep the first).
-pub async fn ensure(state: &AppState, object_ref: &str) -> Result<SlabManifest, AppError> {
-    let row = sqlx::query("SELECT case_id, kind, slabs_json FROM objects WHERE object_ref = $1")
-        .bind(object_ref)
-        .fetch_one(&state.db.pool)
-        .await?;
-    if let Some(manifest) = SlabManifest::parse(&row.get::<String, _>("slabs_json"))? {
-        return Ok(manifest);
+/// Cuts into slabs every volume stored before slabs were (as an older release left the
+/// database), so that opening a case only ever reads. Run at start-up; each volume once, and
+/// instances starting together keep the first cut (the others' slabs are swept later).
+pub async fn cut_stored_files(state: &AppState) -> Result<usize, AppError> {
+    let uncut: Vec<(String, CaseId, ArtifactKind)> =
+        sqlx::query_as("SELECT object_ref, case_id, kind FROM objects WHERE slabs_json = '' ORDER BY created_at")
+            .fetch_all(&state.db.pool)
+            .await?;
+    for (object_ref, case_id, kind) in &uncut {
+        cut_stored_file(state, object_ref, case_id, *kind).await?;
     }
-    let case_id: CaseId = row.get("case_id");
-    let kind = match stored_kind(&row)? {
+    if !uncut.is_empty() {
+        tracing::info!(volumes = uncut.len(), "volumes stored before slabs cut into slabs");
+    }
+    Ok(uncut.len())
+}
+
+async fn cut_stored_file(
+    state: &AppState,
+    object_ref: &str,
+    case_id: &CaseId,
+    kind: ArtifactKind,
+) -> Result<(), AppError> {
+    let kind = match kind {
         ArtifactKind::Image => SlabKind::Image,
         ArtifactKind::Mask => SlabKind::Mask,
     };
     // Streamed from storage into the slab reader's blocking thread: a volume's file is never
     // held whole, however large.
     let file = tokio_util::io::SyncIoBridge::new(state.store.get_reader(object_ref).await?);
-    let (manifest, stored) = put_file(state, &case_id, "stored volume", kind, Box::new(file)).await?;
+    let (manifest, stored) = put_file(state, case_id, "stored volume", kind, Box::new(file)).await?;
     let mut tx = state.db.begin_write().await?;
     let updated = sqlx::query("UPDATE objects SET slabs_json = $1 WHERE object_ref = $2 AND slabs_json = ''")
         .bind(manifest.to_json())
@@ -271,22 +283,8 @@ pub async fn ensure(state: &AppState, object_ref: &str) -> Result<SlabManifest, 
         .execute(&mut *tx)
         .await?;
     if updated.rows_affected() == 1 {
-        record(&mut tx, &case_id, &stored, now_ms()).await?;
+        record(&mut tx, case_id, &stored, now_ms()).await?;
         tx.commit().await?;
-        return Ok(manifest);
     }
-    // Someone else cut it first: theirs stands (ours are unrecorded and swept later).
-    tx.rollback().await?;
-    let json: String = sqlx::query("SELECT slabs_json FROM objects WHERE object_ref = $1")
-        .bind(object_ref)
-        .fetch_one(&state.db.pool)
-        .await?
-        .get(0);
-    SlabManifest::parse(&json)?.ok_or_else(|| AppError::internal("a volume lost its slabs"))
-}
-
-/// An object row's kind, `image` or `mask`; a name this build does not know is a damaged row.
-pub fn stored_kind(row: &sqlx::any::AnyRow) -> Result<ArtifactKind, AppError> {
-    let name: String = row.get("kind");
-    ArtifactKind::parse(&name).ok_or_else(|| AppError::internal(format!("an object row holds kind {name:?}")))
+    Ok(())
 }

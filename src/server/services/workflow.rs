@@ -11,10 +11,9 @@
 
 use serde_json::json;
 use sqlx::AnyConnection;
-use sqlx::Row;
 use uuid::Uuid;
 
-use super::access::{self, Assign, CaseAccess, Read, Save, Take, Transition};
+use super::access::{self, Assign, CaseAccess, Read, Save, Take, Transition, WorkflowRow, WORKFLOW_FROM};
 use super::audit::{self, AuditAction, AuditEvent};
 use crate::api::{
     AssignCase, AssignablePeople, CaseComment, CaseId, CaseReview, CaseStatus, CaseWorkflow, ChangeStatus,
@@ -27,29 +26,15 @@ use crate::server::state::AppState;
 /// Longest comment accepted, in bytes.
 const MAX_COMMENT_BYTES: usize = 4000;
 
-/// A status as the database holds it.
-fn parse_status(case_id: &CaseId, status: &str) -> Result<CaseStatus, AppError> {
-    CaseStatus::parse(status).ok_or_else(|| AppError::internal(format!("case {case_id} has status {status:?}")))
-}
-
-/// The case's workflow as clients see it: usernames, not ids.
-pub async fn workflow_of(conn: &mut AnyConnection, case_id: &CaseId) -> Result<CaseWorkflow, AppError> {
-    let row = sqlx::query(
-        "SELECT c.status, a.username AS assignee, r.username AS reviewer, c.approved_mask_ref, c.restricted
-         FROM cases c LEFT JOIN users a ON a.id = c.assignee_id LEFT JOIN users r ON r.id = c.reviewer_id
-         WHERE c.id = $1",
-    )
-    .bind(case_id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| AppError::NotFound(format!("case {case_id}")))?;
-    Ok(CaseWorkflow {
-        status: parse_status(case_id, &row.get::<String, _>("status"))?,
-        assignee: row.get("assignee"),
-        reviewer: row.get("reviewer"),
-        approved_mask_ref: row.get("approved_mask_ref"),
-        restricted: row.get::<i64, _>("restricted") != 0,
-    })
+/// The case's workflow as it is now, after a change in `conn`'s transaction.
+async fn workflow_of(conn: &mut AnyConnection, case_id: &CaseId) -> Result<CaseWorkflow, AppError> {
+    let (workflow, cases) = WORKFLOW_FROM;
+    let row: WorkflowRow = sqlx::query_as(&format!("SELECT {workflow} FROM {cases} WHERE c.id = $1"))
+        .bind(case_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("case {case_id}")))?;
+    Ok(row.into())
 }
 
 /// Inside a save's transaction, after its compare-and-swap of the head has locked the case's
@@ -80,8 +65,8 @@ pub async fn on_save(tx: &mut AnyConnection, state: &AppState, access: &mut Case
         .bind(case_id)
         .execute(&mut *tx)
         .await?;
-    if case.status != CaseStatus::InProgress {
-        let details = json!({ "from": case.status.as_str(), "to": "in_progress", "reason": "save" });
+    if case.status() != CaseStatus::InProgress {
+        let details = json!({ "from": case.status().as_str(), "to": "in_progress", "reason": "save" });
         audit::record(
             tx,
             &state.db,
@@ -94,17 +79,18 @@ pub async fn on_save(tx: &mut AnyConnection, state: &AppState, access: &mut Case
 
 /// The id of the active user `name`, who must hold `role`.
 async fn user_with_role(conn: &mut AnyConnection, name: &str, role: Role) -> Result<String, AppError> {
-    let row = sqlx::query("SELECT id, roles FROM users WHERE username = $1 AND disabled_at IS NULL")
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| AppError::Unprocessable(format!("there is no active user named {name:?}")))?;
-    if !parse_roles(&row.get::<String, _>("roles")).contains(&role) {
+    let (id, roles): (String, String) =
+        sqlx::query_as("SELECT id, roles FROM users WHERE username = $1 AND disabled_at IS NULL")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| AppError::Unprocessable(format!("there is no active user named {name:?}")))?;
+    if !parse_roles(&roles).contains(&role) {
         return Err(AppError::Unprocessable(format!(
             "{name} does not have the role {role}, so cannot be the case's {role}"
         )));
     }
-    Ok(row.get("id"))
+    Ok(id)
 }
 
 /// `PUT /cases/{id}/assignment`: sets (or clears) the case's labeler and reviewer.
@@ -153,12 +139,12 @@ pub async fn assign(
 
 /// The active labelers and reviewers, for a coordinator's assignment form.
 async fn assignable_people(state: &AppState) -> Result<AssignablePeople, AppError> {
-    let rows = sqlx::query("SELECT username, roles FROM users WHERE disabled_at IS NULL ORDER BY username")
-        .fetch_all(&state.db.pool)
-        .await?;
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT username, roles FROM users WHERE disabled_at IS NULL ORDER BY username")
+            .fetch_all(&state.db.pool)
+            .await?;
     let mut people = AssignablePeople::default();
-    for row in rows {
-        let (username, roles): (String, String) = (row.get("username"), row.get("roles"));
+    for (username, roles) in rows {
         let roles = parse_roles(&roles);
         if roles.contains(&Role::Labeler) {
             people.labelers.push(username.clone());
@@ -235,7 +221,7 @@ pub async fn change_status(
     let mut tx = state.db.pool.begin().await?;
     sqlx::query("UPDATE cases SET status = status WHERE id = $1").bind(access.case_id()).execute(&mut *tx).await?;
     access.recheck(&mut tx, access::rules(state)).await?;
-    let (user, case_id, from) = (access.user(), access.case_id(), access.facts().status);
+    let (user, case_id, from) = (access.user(), access.case_id(), access.facts().status());
     let pin = if to == CaseStatus::Approved { ", approved_mask_ref = head_mask_ref" } else { "" };
     sqlx::query(&format!("UPDATE cases SET status = $1{pin} WHERE id = $2"))
         .bind(to.as_str())
@@ -267,11 +253,13 @@ pub async fn change_status(
 
 /// Refuses an anchor outside the case's volume.
 async fn check_anchor(conn: &mut AnyConnection, case_id: &CaseId, anchor: [u32; 3]) -> Result<(), AppError> {
-    let row = sqlx::query("SELECT o.dim_i, o.dim_j, o.dim_k FROM cases c JOIN objects o ON o.object_ref = c.head_mask_ref WHERE c.id = $1")
-        .bind(case_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    let dims = ["dim_i", "dim_j", "dim_k"].map(|column| row.get::<i64, _>(column));
+    let (i, j, k): (i64, i64, i64) = sqlx::query_as(
+        "SELECT o.dim_i, o.dim_j, o.dim_k FROM cases c JOIN objects o ON o.object_ref = c.head_mask_ref WHERE c.id = $1",
+    )
+    .bind(case_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let dims = [i, j, k];
     if anchor.iter().zip(dims).any(|(&at, size)| at as i64 >= size) {
         return Err(AppError::Unprocessable(format!(
             "the comment's voxel {anchor:?} lies outside the volume {dims:?}"
@@ -306,10 +294,11 @@ async fn add_comment(
     Ok(id)
 }
 
-/// The review panel's content for the case's reader.
+/// The review panel's content for the case's reader: the workflow as read with the access
+/// decision, the comments, and whom a coordinator may assign.
 pub async fn review(state: &AppState, access: &CaseAccess<Read>) -> Result<CaseReview, AppError> {
     let actions = access::actions(access, access::rules(state));
-    let workflow = workflow_of(&mut *state.db.pool.acquire().await?, access.case_id()).await?;
+    let workflow = access.facts().workflow.clone().into();
     let assignable = match actions.assign {
         true => Some(assignable_people(state).await?),
         false => None,
@@ -319,29 +308,35 @@ pub async fn review(state: &AppState, access: &CaseAccess<Read>) -> Result<CaseR
 
 /// `GET /cases/{id}/comments`: the case's comments, oldest first.
 pub async fn comments(state: &AppState, access: &CaseAccess<Read>) -> Result<Vec<CaseComment>, AppError> {
-    let mut conn = state.db.pool.acquire().await?;
-    let rows = sqlx::query(
+    #[derive(sqlx::FromRow)]
+    struct CommentRow {
+        id: String,
+        username: String,
+        body: String,
+        anchor_i: Option<i64>,
+        anchor_j: Option<i64>,
+        anchor_k: Option<i64>,
+        created_at: i64,
+    }
+    let rows: Vec<CommentRow> = sqlx::query_as(
         "SELECT m.id, u.username, m.body, m.anchor_i, m.anchor_j, m.anchor_k, m.created_at
          FROM case_comments m JOIN users u ON u.id = m.user_id
          WHERE m.case_id = $1 ORDER BY m.created_at, m.id",
     )
     .bind(access.case_id())
-    .fetch_all(&mut *conn)
+    .fetch_all(&state.db.pool)
     .await?;
     Ok(rows
-        .iter()
-        .map(|row| {
-            let anchor = ["anchor_i", "anchor_j", "anchor_k"].map(|column| row.get::<Option<i64>, _>(column));
-            CaseComment {
-                id: row.get("id"),
-                username: row.get("username"),
-                body: row.get("body"),
-                anchor: match anchor {
-                    [Some(i), Some(j), Some(k)] => Some([i as u32, j as u32, k as u32]),
-                    _ => None,
-                },
-                created_at_ms: row.get("created_at"),
-            }
+        .into_iter()
+        .map(|row| CaseComment {
+            id: row.id,
+            username: row.username,
+            body: row.body,
+            anchor: match [row.anchor_i, row.anchor_j, row.anchor_k] {
+                [Some(i), Some(j), Some(k)] => Some([i as u32, j as u32, k as u32]),
+                _ => None,
+            },
+            created_at_ms: row.created_at,
         })
         .collect())
 }

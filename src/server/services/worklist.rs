@@ -3,9 +3,9 @@
 //! who saved last is kept on the case row, the filters and orders have indexes, and the
 //! status counts (one grouped query) also give the total.
 
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
-use crate::api::{CaseStatus, NextCase, StatusCount, Worklist, WorklistQuery, WorklistRow, WorklistSort};
+use crate::api::{CaseId, CaseStatus, NextCase, StatusCount, Worklist, WorklistQuery, WorklistRow, WorklistSort};
 use crate::server::db::Backend;
 use crate::server::error::AppError;
 use crate::server::identity::{Role, User};
@@ -60,12 +60,11 @@ async fn plan_name_search(conn: &mut AnyConnection, backend: Backend, text: &str
         return Ok(NameSearch::Scan);
     }
     // About the number of cases (exact while none is deleted), read from the key alone.
-    let cases: i64 = sqlx::query("SELECT COALESCE(MAX(rowid), 0) FROM cases").fetch_one(&mut *conn).await?.get(0);
-    let matches: i64 = sqlx::query("SELECT COUNT(*) FROM cases_name_search WHERE cases_name_search MATCH $1")
+    let cases: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(rowid), 0) FROM cases").fetch_one(&mut *conn).await?;
+    let matches: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cases_name_search WHERE cases_name_search MATCH $1")
         .bind(trigram_phrase(text))
         .fetch_one(&mut *conn)
-        .await?
-        .get(0);
+        .await?;
     Ok(if matches * INDEXED_SEARCH_SHARE > cases { NameSearch::Scan } else { NameSearch::TrigramIndex })
 }
 
@@ -153,15 +152,14 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
     let mut filter = filter(user, query, state.db.backend, search);
 
     let count_sql = format!("SELECT c.status, COUNT(*) AS cases FROM cases c {} GROUP BY c.status", filter.sql());
-    let mut counting = sqlx::query(&count_sql);
+    let mut counting = sqlx::query_as::<_, (CaseStatus, i64)>(&count_sql);
     for value in &filter.binds {
         counting = counting.bind(value);
     }
     let mut counts: Vec<StatusCount> = CaseStatus::ALL.iter().map(|&status| StatusCount { status, cases: 0 }).collect();
-    for row in counting.fetch_all(&mut *conn).await? {
-        let status: String = row.get("status");
-        if let Some(count) = counts.iter_mut().find(|count| count.status.as_str() == status) {
-            count.cases = row.get::<i64, _>("cases") as u64;
+    for (status, cases) in counting.fetch_all(&mut *conn).await? {
+        if let Some(count) = counts.iter_mut().find(|count| count.status == status) {
+            count.cases = cases as u64;
         }
     }
     let total = counts
@@ -185,31 +183,42 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
         order_by(query),
         query.per_page,
     );
-    let mut selecting = sqlx::query(&rows_sql);
+    #[derive(sqlx::FromRow)]
+    struct Listed {
+        id: CaseId,
+        name: String,
+        status: CaseStatus,
+        created_at: i64,
+        last_saved_at: i64,
+        label_counts_json: String,
+        assignee: Option<String>,
+        reviewer: Option<String>,
+        last_saved_by: Option<String>,
+        dim_i: i64,
+        dim_j: i64,
+        dim_k: i64,
+    }
+    let mut selecting = sqlx::query_as::<_, Listed>(&rows_sql);
     for value in &filter.binds {
         selecting = selecting.bind(value);
     }
     let rows = selecting
         .fetch_all(&mut *conn)
         .await?
-        .iter()
-        .map(|row| {
-            let status: String = row.get("status");
-            Ok(WorklistRow {
-                id: row.get("id"),
-                name: row.get("name"),
-                dims: ["dim_i", "dim_j", "dim_k"].map(|column| row.get::<i64, _>(column) as u32),
-                status: CaseStatus::parse(&status)
-                    .ok_or_else(|| AppError::internal(format!("a case has status {status:?}")))?,
-                assignee: row.get("assignee"),
-                reviewer: row.get("reviewer"),
-                last_saved_by: row.get("last_saved_by"),
-                last_saved_at_ms: Some(row.get::<i64, _>("last_saved_at")).filter(|&at| at > 0),
-                created_at_ms: row.get("created_at"),
-                label_counts: serde_json::from_str(&row.get::<String, _>("label_counts_json")).ok(),
-            })
+        .into_iter()
+        .map(|row| WorklistRow {
+            id: row.id,
+            name: row.name,
+            dims: [row.dim_i, row.dim_j, row.dim_k].map(|d| d as u32),
+            status: row.status,
+            assignee: row.assignee,
+            reviewer: row.reviewer,
+            last_saved_by: row.last_saved_by,
+            last_saved_at_ms: Some(row.last_saved_at).filter(|&at| at > 0),
+            created_at_ms: row.created_at,
+            label_counts: serde_json::from_str(&row.label_counts_json).ok(),
         })
-        .collect::<Result<Vec<_>, AppError>>()?;
+        .collect();
     Ok(Worklist { query: query.clone(), rows, total, counts })
 }
 
@@ -229,18 +238,18 @@ pub async fn next_case(state: &AppState, user: &User) -> Result<NextCase, AppErr
     if !user.has_role(Role::Labeler) {
         return Err(none_waits());
     }
-    let row = sqlx::query(
+    let (id, name): (CaseId, String) = sqlx::query_as(
         "SELECT c.id, c.name FROM cases c
          WHERE c.assignee_id = $1 AND c.status IN ($2, $3, $4)
          ORDER BY CASE c.status WHEN $2 THEN 0 WHEN $3 THEN 1 ELSE 2 END, c.created_at, c.id
          LIMIT 1",
     )
     .bind(&user.id)
-    .bind(CaseStatus::ChangesRequested.as_str())
-    .bind(CaseStatus::InProgress.as_str())
-    .bind(CaseStatus::New.as_str())
+    .bind(CaseStatus::ChangesRequested)
+    .bind(CaseStatus::InProgress)
+    .bind(CaseStatus::New)
     .fetch_optional(&state.db.pool)
     .await?
     .ok_or_else(none_waits)?;
-    Ok(NextCase { id: row.get("id"), name: row.get("name") })
+    Ok(NextCase { id, name })
 }
