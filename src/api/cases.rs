@@ -164,7 +164,7 @@ pub struct CaseArtifacts {
 pub struct CasePrediction {
     /// The version's state now: production or shadow.
     pub role: super::registry::ModelState,
-    pub model_id: String,
+    pub model_id: super::ids::ModelId,
     pub model_name: String,
     pub model_version: String,
     pub object_ref: String,

@@ -5,71 +5,89 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A case: a UUID in its hyphenated lower-case form, as the server makes them.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct CaseId(String);
+/// Ids the server makes: a UUID in its hyphenated lower-case form, the one spelling, so that
+/// equal ids are equal texts.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident, $error:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
 
-/// Why a text is not a case id.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a case id (a UUID such as 5f0c…-…)")]
-pub struct NotACaseId(pub String);
+        #[doc = concat!("Why a text is not a ", $what, " id.")]
+        #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+        #[error("{0:?} is not a {what} id (a UUID such as 5f0c…-…)", what = $what)]
+        pub struct $error(pub String);
 
-impl CaseId {
-    /// A new, random case id.
-    pub fn random() -> CaseId {
-        CaseId(uuid::Uuid::new_v4().to_string())
-    }
+        impl $name {
+            pub fn random() -> $name {
+                $name(uuid::Uuid::new_v4().to_string())
+            }
 
-    pub fn parse(text: &str) -> Result<CaseId, NotACaseId> {
-        match uuid::Uuid::try_parse(text) {
-            // The one spelling the server writes, so that equal ids are equal texts.
-            Ok(uuid) if uuid.hyphenated().to_string() == text => Ok(CaseId(text.to_string())),
-            _ => Err(NotACaseId(text.chars().take(64).collect())),
+            pub fn parse(text: &str) -> Result<$name, $error> {
+                match uuid::Uuid::try_parse(text) {
+                    Ok(uuid) if uuid.hyphenated().to_string() == text => Ok($name(text.to_string())),
+                    _ => Err($error(text.chars().take(64).collect())),
+                }
+            }
+
+            /// An id read back from the database, which holds only ids the server wrote: taken
+            /// as stored, so that reading a row never fails a request.
+            #[cfg(feature = "ssr")]
+            pub(crate) fn stored(text: String) -> $name {
+                $name(text)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
         }
-    }
 
-    /// An id read back from the database, which holds only ids the server wrote: taken as
-    /// stored, so that reading a row never fails a request.
-    #[cfg(feature = "ssr")]
-    pub(crate) fn stored(text: String) -> CaseId {
-        CaseId(text)
-    }
+        impl TryFrom<String> for $name {
+            type Error = $error;
+            fn try_from(text: String) -> Result<$name, $error> {
+                $name::parse(&text)
+            }
+        }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $error;
+            fn from_str(text: &str) -> Result<$name, $error> {
+                $name::parse(text)
+            }
+        }
+    };
 }
 
-impl TryFrom<String> for CaseId {
-    type Error = NotACaseId;
-    fn try_from(text: String) -> Result<CaseId, NotACaseId> {
-        CaseId::parse(&text)
-    }
-}
+uuid_id!(
+    /// A case.
+    CaseId,
+    NotACaseId,
+    "case"
+);
 
-impl From<CaseId> for String {
-    fn from(id: CaseId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for CaseId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::str::FromStr for CaseId {
-    type Err = NotACaseId;
-    fn from_str(text: &str) -> Result<CaseId, NotACaseId> {
-        CaseId::parse(text)
-    }
-}
+uuid_id!(
+    /// A registered model version.
+    ModelId,
+    NotAModelId,
+    "model"
+);
 
 #[cfg(test)]
 mod tests {
-    use super::CaseId;
+    use super::{CaseId, ModelId};
 
     #[test]
     fn a_case_id_is_a_uuid_in_the_form_the_server_writes() {
@@ -81,5 +99,9 @@ mod tests {
             assert!(CaseId::parse(bad).is_err(), "{bad:?}");
             assert!(serde_json::from_value::<CaseId>(serde_json::json!(bad)).is_err(), "{bad:?}");
         }
+        // The same id is a different type as a model's.
+        let model = ModelId::parse(id.as_str()).unwrap();
+        assert_eq!(model.as_str(), id.as_str());
+        assert!(ModelId::parse("cube-seg").unwrap_err().to_string().contains("not a model id"));
     }
 }

@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::CaseId;
+use super::ids::{CaseId, ModelId};
 
 /// What a model version declares about itself (`POST /models`, field `card`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -164,7 +164,7 @@ impl fmt::Display for ModelState {
 /// A registered model version as listed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelSummary {
-    pub id: String,
+    pub id: ModelId,
     pub name: String,
     pub version: String,
     pub state: ModelState,
@@ -185,7 +185,7 @@ pub struct ModelDetail {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StateChange {
     pub at_ms: i64,
-    pub model_id: String,
+    pub model_id: ModelId,
     pub version: String,
     /// `None` for the registration.
     pub from: Option<ModelState>,
@@ -222,7 +222,7 @@ pub struct ModelOverview {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BackfillProgress {
     pub id: String,
-    pub model_id: String,
+    pub model_id: ModelId,
     /// Jobs queued when it started: one per labelled case without a prediction of the version.
     pub total: u64,
     pub succeeded: u64,
@@ -288,7 +288,7 @@ pub struct Job {
     pub id: String,
     pub run_id: String,
     pub case_id: CaseId,
-    pub model_id: String,
+    pub model_id: ModelId,
     pub model_name: String,
     pub model_version: String,
     /// `production` or `shadow`: the model's state when the run was triggered.

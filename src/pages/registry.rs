@@ -22,12 +22,14 @@ pub async fn list_models() -> Result<Vec<ModelSummary>, ApiError> {
 #[server]
 pub async fn get_model(id: String) -> Result<ModelOverview, ApiError> {
     let (state, user) = crate::server::auth::server_fn_caller().await?;
+    let id = crate::server::services::registry::model_named(&id)?;
     Ok(crate::server::services::model_view::model_overview(&state, &user, &id).await?)
 }
 
 #[server]
 pub async fn start_backfill(id: String) -> Result<BackfillProgress, ApiError> {
     let (state, user) = crate::server::auth::server_fn_caller().await?;
+    let id = crate::server::services::registry::model_named(&id)?;
     Ok(crate::server::services::backfill::start(&state, &user, &id).await?)
 }
 
@@ -40,12 +42,14 @@ pub async fn cancel_backfill(id: String) -> Result<BackfillProgress, ApiError> {
 #[server]
 pub async fn roll_back_model(id: String) -> Result<Rollback, ApiError> {
     let (state, user) = crate::server::auth::server_fn_caller().await?;
+    let id = crate::server::services::registry::model_named(&id)?;
     Ok(crate::server::services::registry::rollback(&state, &user, &id).await?)
 }
 
 #[server]
 pub async fn set_model_state(id: String, state: ModelState) -> Result<ModelSummary, ApiError> {
     let (app, user) = crate::server::auth::server_fn_caller().await?;
+    let id = crate::server::services::registry::model_named(&id)?;
     Ok(crate::server::services::registry::transition(&app, &user, &id, state).await?)
 }
 
@@ -206,7 +210,7 @@ fn ModelView(overview: ModelOverview, changes: RwSignal<u32>) -> impl IntoView {
             }}
             {chart_svg.map(|svg| view! { <div class="chart" inner_html=svg></div> })}
             {own_evaluation.map(|own| view! { <OwnEvaluation own/> })}
-            <Backfill model_id=summary.id.clone() backfill may_backfill changes/>
+            <Backfill model_id=summary.id.to_string() backfill may_backfill changes/>
             <div class="actions">
                 {detail
                     .allowed_next
@@ -222,7 +226,7 @@ fn ModelView(overview: ModelOverview, changes: RwSignal<u32>) -> impl IntoView {
                         view! {
                             <button
                                 class=if next == ModelState::Production { "primary" } else { "" }
-                                on:click=move |_| { transition.dispatch(SetModelState { id: id.clone(), state: next }); }
+                                on:click=move |_| { transition.dispatch(SetModelState { id: id.to_string(), state: next }); }
                             >
                                 {label}
                             </button>
@@ -230,7 +234,7 @@ fn ModelView(overview: ModelOverview, changes: RwSignal<u32>) -> impl IntoView {
                     })
                     .collect_view()}
                 {rollback_to.map(|version| view! {
-                    <button class="danger" on:click=move |_| { rollback.dispatch(RollBackModel { id: rollback_id.clone() }); }>
+                    <button class="danger" on:click=move |_| { rollback.dispatch(RollBackModel { id: rollback_id.to_string() }); }>
                         {format!("Roll back to {version}")}
                     </button>
                 })}

@@ -163,7 +163,7 @@ fn distributions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{LabelStats, ModelScore, ModelState, ModelSummary};
+    use crate::api::{LabelStats, ModelId, ModelScore, ModelState, ModelSummary};
 
     fn pair(case: &str, label: u8, production: f64, shadow: f64) -> PairedDice {
         PairedDice {
@@ -191,7 +191,7 @@ mod tests {
         assert_eq!(paired_dice_svg(&evaluation), None);
         evaluation.production = Some(ModelScore {
             model: ModelSummary {
-                id: "m".into(),
+                id: ModelId::random(),
                 name: "seg".into(),
                 version: "1.0.0".into(),
                 state: ModelState::Production,

@@ -16,14 +16,14 @@ use async_trait::async_trait;
 use tokio::sync::Semaphore;
 use tract_onnx::prelude::*;
 
-use crate::api::{ModelCard, Normalisation};
+use crate::api::{ModelCard, ModelId, Normalisation};
 use crate::server::config::InferArgs;
 use crate::server::error::AppError;
 use crate::server::storage::ObjectStore;
 
 /// A model version as the runner needs it.
 pub struct ModelVersion {
-    pub id: String,
+    pub id: ModelId,
     pub artifact_ref: String,
     pub card: ModelCard,
 }

@@ -12,7 +12,7 @@ use crate::fixtures::{self, CaseBuilder};
 use base64::Engine;
 use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
-use seglab::api::{PairedEvaluation, VersionEvaluation};
+use seglab::api::{ModelId, PairedEvaluation, VersionEvaluation};
 use seglab::edits::MaskEdits;
 use seglab::nifti_io::Volume;
 use seglab::server::identity::{Role, User};
@@ -720,7 +720,7 @@ async fn a_backfill_evaluates_every_labelled_case_behind_interactive_jobs_and_ca
         app.client.post(app.url(&format!("/cases/{}/runs", labelled[0]))).bearer_auth(&engineer).send().await.unwrap();
     assert_eq!(manual.status(), StatusCode::ACCEPTED);
     let first = jobs::claim(&app.state, "probe").await.unwrap().unwrap();
-    assert_eq!(first.model_id, v2, "the interactive job before three older backfill jobs");
+    assert_eq!(first.model_id.as_str(), v2, "the interactive job before three older backfill jobs");
     jobs::release(&app.state, &first, "probe").await.unwrap();
 
     // With a worker, everything runs; progress counts the backfill's jobs, then v1 is scored
@@ -871,7 +871,7 @@ async fn counted_reads(
     let start = statements.load(Ordering::SeqCst);
     let paired = comparison::paired_evaluation(state, user, name).await.unwrap();
     let middle = statements.load(Ordering::SeqCst);
-    let own = comparison::version_evaluation(state, user, model_id).await.unwrap();
+    let own = comparison::version_evaluation(state, user, &ModelId::parse(model_id).unwrap()).await.unwrap();
     let end = statements.load(Ordering::SeqCst);
     ((paired, middle - start), (own, end - middle))
 }

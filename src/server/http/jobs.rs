@@ -11,7 +11,7 @@ use crate::api::{BackfillProgress, Job, RunStarted};
 use crate::server::error::AppError;
 use crate::server::services::access::{self, Read, RunModels};
 use crate::server::services::jobs::{self, JobFilter};
-use crate::server::services::{backfill, orchestrator};
+use crate::server::services::{backfill, orchestrator, registry};
 use crate::server::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -57,7 +57,7 @@ async fn model_jobs(
     Caller(user): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<Job>>, AppError> {
-    Ok(Json(jobs::list_jobs(&state, &user, JobFilter::Model(&id)).await?))
+    Ok(Json(jobs::list_jobs(&state, &user, JobFilter::Model(&registry::model_named(&id)?)).await?))
 }
 
 /// `POST /models/{id}/backfill`: evaluate the version on every labelled case (202: jobs queued).
@@ -66,7 +66,7 @@ async fn start_backfill(
     Holding(user, _): Coordinator,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<BackfillProgress>), AppError> {
-    Ok((StatusCode::ACCEPTED, Json(backfill::start(&state, &user, &id).await?)))
+    Ok((StatusCode::ACCEPTED, Json(backfill::start(&state, &user, &registry::model_named(&id)?).await?)))
 }
 
 async fn backfill_progress(

@@ -74,7 +74,7 @@ async fn model_detail(
     _caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ModelDetail>, AppError> {
-    Ok(Json(registry::model_detail(&state, &id).await?))
+    Ok(Json(registry::model_detail(&state, &registry::model_named(&id)?).await?))
 }
 
 /// `GET /models/{id}/overview`: what the model page shows, as the caller may see it.
@@ -83,7 +83,7 @@ async fn model_overview(
     Caller(user): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ModelOverview>, AppError> {
-    Ok(Json(model_view::model_overview(&state, &user, &id).await?))
+    Ok(Json(model_view::model_overview(&state, &user, &registry::model_named(&id)?).await?))
 }
 
 #[derive(Deserialize)]
@@ -100,7 +100,7 @@ async fn change_state(
     ApiJson(change): ApiJson<NewState>,
 ) -> Result<Json<ModelSummary>, AppError> {
     let to = registry::parse_state(&change.state)?;
-    Ok(Json(registry::transition(&state, &user, &id, to).await?))
+    Ok(Json(registry::transition(&state, &user, &registry::model_named(&id)?, to).await?))
 }
 
 /// `POST /models/{id}/rollback`: the production version `id` is archived and the previous
@@ -110,7 +110,7 @@ async fn rollback(
     Holding(user, _): Coordinator,
     Path(id): Path<String>,
 ) -> Result<Json<Rollback>, AppError> {
-    Ok(Json(registry::rollback(&state, &user, &id).await?))
+    Ok(Json(registry::rollback(&state, &user, &registry::model_named(&id)?).await?))
 }
 
 /// `GET /models/{id}/evaluation`: the version on its own, against every labelled case it predicted.
@@ -119,7 +119,7 @@ async fn version_evaluation(
     Caller(user): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<VersionEvaluation>, AppError> {
-    Ok(Json(comparison::version_evaluation(&state, &user, &id).await?))
+    Ok(Json(comparison::version_evaluation(&state, &user, &registry::model_named(&id)?).await?))
 }
 
 #[derive(Deserialize)]

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditAction, AuditEvent};
 use super::jobs;
-use crate::api::{BackfillProgress, CaseId, JobStatus, ModelState};
+use crate::api::{BackfillProgress, CaseId, JobStatus, ModelId, ModelState};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::identity::{Role, User};
@@ -17,7 +17,7 @@ use crate::server::state::AppState;
 
 /// `POST /models/{id}/backfill`: queues the version's jobs; one unfinished backfill per
 /// version at a time, however many ask at once.
-pub async fn start(state: &AppState, user: &User, model_id: &str) -> Result<BackfillProgress, AppError> {
+pub async fn start(state: &AppState, user: &User, model_id: &ModelId) -> Result<BackfillProgress, AppError> {
     user.require_any(&Role::COORDINATORS, "starting a backfill")?;
     let mut tx = state.db.pool.begin().await?;
     // A write first: SQLite takes its write lock before any read, and PostgreSQL locks the
@@ -97,7 +97,7 @@ pub async fn start(state: &AppState, user: &User, model_id: &str) -> Result<Back
 pub async fn progress(state: &AppState, id: &str) -> Result<BackfillProgress, AppError> {
     #[derive(sqlx::FromRow)]
     struct BackfillRow {
-        model_id: String,
+        model_id: ModelId,
         total: i64,
         cancelled_jobs: i64,
         cancelled_at: Option<i64>,
@@ -157,7 +157,7 @@ pub async fn progress(state: &AppState, id: &str) -> Result<BackfillProgress, Ap
 }
 
 /// The latest backfill of `model_id`, if any.
-pub async fn latest(state: &AppState, model_id: &str) -> Result<Option<BackfillProgress>, AppError> {
+pub async fn latest(state: &AppState, model_id: &ModelId) -> Result<Option<BackfillProgress>, AppError> {
     let id: Option<String> =
         sqlx::query_scalar("SELECT id FROM backfills WHERE model_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1")
             .bind(model_id)

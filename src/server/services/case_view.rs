@@ -10,7 +10,7 @@ use super::volume_slabs::{self, SlabManifest};
 use super::workflow;
 use crate::api::{
     Artifact, ArtifactKind, CaseArtifacts, CaseId, CaseOpened, CasePrediction, CaseSummary, CaseWorkflow, LabelDef,
-    MaskVersion, ModelState, ReviewBase,
+    MaskVersion, ModelId, ModelState, ReviewBase,
 };
 use crate::nifti_io::VoxelType;
 use crate::server::clock::now_ms;
@@ -163,7 +163,7 @@ async fn predictions(state: &AppState, case_id: &CaseId) -> Result<Vec<CasePredi
     struct PredictionRow {
         object_ref: String,
         created_at: i64,
-        id: String,
+        id: ModelId,
         name: String,
         version: String,
         state: ModelState,

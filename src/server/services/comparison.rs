@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::evaluation::latest_predictions;
 use super::registry::{active_models, model_card};
 use crate::api::{
-    AnchoredCase, CaseId, LabelStats, ModelScore, ModelState, ModelSummary, PairedDice, PairedEvaluation, Split, Stats,
-    VersionEvaluation,
+    AnchoredCase, CaseId, LabelStats, ModelId, ModelScore, ModelState, ModelSummary, PairedDice, PairedEvaluation,
+    Split, Stats, VersionEvaluation,
 };
 use crate::server::error::AppError;
 use crate::server::identity::{Role, User};
@@ -40,7 +40,7 @@ fn stats(values: &mut [f64]) -> Option<Stats> {
 
 /// Each labelled case's latest prediction by `model_id` with its stored scores against the
 /// case's latest human mask: one statement however many cases there are.
-async fn scored_cases(state: &AppState, model_id: &str) -> Result<Vec<ScoredCase>, AppError> {
+async fn scored_cases(state: &AppState, model_id: &ModelId) -> Result<Vec<ScoredCase>, AppError> {
     #[derive(sqlx::FromRow)]
     struct ScoreRow {
         id: String,
@@ -158,7 +158,11 @@ async fn evaluable_version(
 
 /// `GET /models/{id}/evaluation`: one version against human labels on every labelled case it
 /// predicted (a backfill's result), whatever its state.
-pub async fn version_evaluation(state: &AppState, user: &User, model_id: &str) -> Result<VersionEvaluation, AppError> {
+pub async fn version_evaluation(
+    state: &AppState,
+    user: &User,
+    model_id: &ModelId,
+) -> Result<VersionEvaluation, AppError> {
     user.require_any(&Role::COORDINATORS, "reading model evaluations")?;
     let model = super::registry::model_detail(state, model_id).await?.summary;
     let mut excluded = BTreeSet::new();

@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use super::mask_versions::load_mask;
 use super::registry::model_card;
-use crate::api::ModelState;
+use crate::api::{ModelId, ModelState};
 use crate::metrics::{dice, hd95};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
@@ -97,7 +97,7 @@ pub(super) fn latest_predictions(versions: &str) -> String {
 /// A row of [`latest_predictions`]: a version's prediction and the mask it is scored against.
 #[derive(sqlx::FromRow)]
 struct Evaluable {
-    model_id: String,
+    model_id: ModelId,
     id: String,
     object_ref: String,
     human_ref: String,
@@ -111,7 +111,7 @@ impl From<Evaluable> for EvaluableCase {
 
 /// The latest prediction of each (version not archived, case) whose score against the case's
 /// latest human mask is not stored yet, with its version.
-async fn unscored(state: &AppState) -> Result<Vec<(String, EvaluableCase)>, AppError> {
+async fn unscored(state: &AppState) -> Result<Vec<(ModelId, EvaluableCase)>, AppError> {
     let rows: Vec<Evaluable> = sqlx::query_as(&format!(
         "{} AND NOT EXISTS (SELECT 1 FROM evaluations e WHERE e.prediction_id = t.id AND e.human_ref = t.human_ref)
          ORDER BY t.id LIMIT $1",
@@ -147,7 +147,7 @@ async fn claim(state: &AppState, case: &EvaluableCase, worker: &str) -> Result<b
 /// were stored. A failure keeps its claim until the lease runs out, so it is retried later
 /// rather than at once.
 pub async fn evaluate_pending(state: &AppState, worker: &str) -> Result<usize, AppError> {
-    let mut labels_of: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut labels_of: HashMap<ModelId, Vec<u8>> = HashMap::new();
     let mut stored = 0;
     for (model_id, case) in unscored(state).await? {
         if !claim(state, &case, worker).await? {

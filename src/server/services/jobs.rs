@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::access::{readable_condition, CaseAccess, Read};
 use super::audit::{self, AuditAction, AuditEvent};
-use crate::api::{CaseId, Job, JobStatus, ModelState, ModelSummary};
+use crate::api::{CaseId, Job, JobStatus, ModelId, ModelState, ModelSummary};
 use crate::server::clock::now_ms;
 use crate::server::db::Backend;
 use crate::server::error::AppError;
@@ -86,7 +86,7 @@ pub async fn enqueue(
 struct NewJob<'a> {
     run_id: &'a str,
     case_id: &'a CaseId,
-    model_id: &'a str,
+    model_id: &'a ModelId,
     role: ModelState,
     trigger: Trigger,
     backfill_id: Option<&'a str>,
@@ -123,7 +123,7 @@ pub async fn enqueue_backfill(
     tx: &mut AnyConnection,
     state: &AppState,
     backfill_id: &str,
-    model_id: &str,
+    model_id: &ModelId,
     case_ids: &[CaseId],
 ) -> Result<(), AppError> {
     let at = now_ms();
@@ -145,7 +145,7 @@ pub async fn enqueue_backfill(
 pub enum JobFilter<'a> {
     Case(&'a CaseAccess<Read>),
     Run(&'a str),
-    Model(&'a str),
+    Model(&'a ModelId),
 }
 
 /// In `last_error`, what an inference server said itself follows this character (the ASCII
@@ -176,7 +176,7 @@ struct JobRow {
     id: String,
     run_id: String,
     case_id: CaseId,
-    model_id: String,
+    model_id: ModelId,
     name: String,
     version: String,
     role: ModelState,
@@ -220,7 +220,7 @@ pub async fn list_jobs(state: &AppState, user: &User, filter: JobFilter<'_>) -> 
     let (column, value) = match filter {
         JobFilter::Case(access) => ("j.case_id", access.case_id().as_str()),
         JobFilter::Run(id) => ("j.run_id", id),
-        JobFilter::Model(id) => ("j.model_id", id),
+        JobFilter::Model(id) => ("j.model_id", id.as_str()),
     };
     let roles = if user.is_coordinator() { "" } else { "AND j.role = $3" };
     let sql = format!(
@@ -245,7 +245,7 @@ pub async fn list_jobs(state: &AppState, user: &User, filter: JobFilter<'_>) -> 
 pub struct Claimed {
     pub id: String,
     pub case_id: CaseId,
-    pub model_id: String,
+    pub model_id: ModelId,
     pub role: ModelState,
     pub attempts: i64,
     pub max_attempts: i64,

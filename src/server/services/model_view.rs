@@ -3,13 +3,13 @@
 //! those who may manage models, the evaluations for those who may read them. Reads only.
 
 use super::{backfill, comparison, jobs, registry};
-use crate::api::{ModelOverview, ModelState};
+use crate::api::{ModelId, ModelOverview, ModelState};
 use crate::server::charts;
 use crate::server::error::AppError;
 use crate::server::identity::User;
 use crate::server::state::AppState;
 
-pub async fn model_overview(state: &AppState, user: &User, id: &str) -> Result<ModelOverview, AppError> {
+pub async fn model_overview(state: &AppState, user: &User, id: &ModelId) -> Result<ModelOverview, AppError> {
     let mut detail = registry::model_detail(state, id).await?;
     let may_manage = registry::may_register(user).is_ok();
     // The lifecycle buttons are shown only to those who may press them.

@@ -19,7 +19,7 @@ use super::audit::{self, AuditAction, AuditEvent};
 use super::jobs::{self, Claimed, JobFilter, Trigger};
 use super::mask_versions::{self, load_mask, NewVersion};
 use super::registry;
-use crate::api::{ArtifactKind, CaseId, JobStatus, ModelState, RunStarted};
+use crate::api::{ArtifactKind, CaseId, JobStatus, ModelId, ModelState, RunStarted};
 use crate::geometry::Orientation;
 use crate::mask_ops::label_counts;
 use crate::nifti_io::{gzip_mask, Volume};
@@ -47,7 +47,7 @@ pub async fn run_on_case(state: &AppState, access: CaseAccess<RunModels>) -> Res
     // A write first: it serialises the triggers of one case (SQLite's write lock, PostgreSQL's
     // row lock), so two at once cannot both see nothing pending.
     sqlx::query("UPDATE cases SET status = status WHERE id = $1").bind(case_id).execute(&mut *tx).await?;
-    let pending: Vec<(String, String)> = sqlx::query_as(
+    let pending: Vec<(ModelId, String)> = sqlx::query_as(
         "SELECT model_id, run_id FROM model_jobs WHERE case_id = $1 AND status IN ($2, $3) ORDER BY created_at DESC, id",
     )
     .bind(case_id)

@@ -14,11 +14,11 @@ use std::path::Path;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 use super::audit::{self, AuditAction, AuditEvent};
 use crate::api::{
-    ActiveModels, ArtifactFormat, ArtifactSpec, ModelCard, ModelDetail, ModelState, ModelSummary, Rollback, StateChange,
+    ActiveModels, ArtifactFormat, ArtifactSpec, ModelCard, ModelDetail, ModelId, ModelState, ModelSummary, Rollback,
+    StateChange,
 };
 use crate::nifti_io::VoxelType;
 use crate::server::clock::now_ms;
@@ -172,7 +172,7 @@ fn check_remote(artifact: &ArtifactSpec, servers: &AllowedServers) -> Result<(),
 /// A model version as listed: a `models` row without its card and artifact.
 #[derive(sqlx::FromRow)]
 struct SummaryRow {
-    id: String,
+    id: ModelId,
     name: String,
     version: String,
     state: ModelState,
@@ -265,7 +265,7 @@ pub async fn register(
         return Err(AppError::Conflict(format!("{} {} is already registered", card.name, card.version)));
     }
 
-    let id = Uuid::new_v4().to_string();
+    let id = ModelId::random();
     let artifact_ref = format!("models/{id}/model.onnx");
     state.store.put_file(&artifact_ref, artifact).await?;
     let at = now_ms();
@@ -326,7 +326,13 @@ pub async fn list_models(state: &AppState) -> Result<Vec<ModelSummary>, AppError
     Ok(rows.into_iter().map(ModelSummary::from).collect())
 }
 
-async fn model_row(state: &AppState, id: &str) -> Result<ModelRow, AppError> {
+/// The model version a client names (a path, a server function's argument): a text that
+/// cannot be a model id is no such version, the same 404 as any other.
+pub fn model_named(text: &str) -> Result<ModelId, AppError> {
+    ModelId::parse(text).map_err(|_| AppError::NotFound(format!("model {text}")))
+}
+
+async fn model_row(state: &AppState, id: &ModelId) -> Result<ModelRow, AppError> {
     sqlx::query_as(&format!("SELECT {SUMMARY_COLUMNS}, card, artifact_ref FROM models WHERE id = $1"))
         .bind(id)
         .fetch_optional(&state.db.pool)
@@ -334,15 +340,15 @@ async fn model_row(state: &AppState, id: &str) -> Result<ModelRow, AppError> {
         .ok_or_else(|| AppError::NotFound(format!("model {id}")))
 }
 
-async fn summary_of(state: &AppState, id: &str) -> Result<ModelSummary, AppError> {
+async fn summary_of(state: &AppState, id: &ModelId) -> Result<ModelSummary, AppError> {
     Ok(model_row(state, id).await?.summary.into())
 }
 
-pub async fn model_card(state: &AppState, id: &str) -> Result<ModelCard, AppError> {
+pub async fn model_card(state: &AppState, id: &ModelId) -> Result<ModelCard, AppError> {
     model_row(state, id).await?.card()
 }
 
-pub async fn model_detail(state: &AppState, id: &str) -> Result<ModelDetail, AppError> {
+pub async fn model_detail(state: &AppState, id: &ModelId) -> Result<ModelDetail, AppError> {
     let row = model_row(state, id).await?;
     let card = row.card()?;
     let summary = ModelSummary::from(row.summary);
@@ -350,7 +356,7 @@ pub async fn model_detail(state: &AppState, id: &str) -> Result<ModelDetail, App
 }
 
 /// The artifact reference and card of a model version, for the runner.
-pub async fn runnable(state: &AppState, id: &str) -> Result<(String, ModelCard), AppError> {
+pub async fn runnable(state: &AppState, id: &ModelId) -> Result<(String, ModelCard), AppError> {
     let row = model_row(state, id).await?;
     let card = row.card()?;
     Ok((row.artifact_ref, card))
@@ -367,7 +373,7 @@ pub fn parse_state(text: &str) -> Result<ModelState, AppError> {
 
 /// Moves model `id` to `to`. Promoting to production archives the name's previous production
 /// version in the same transaction; a second shadow is refused. Every change is audited.
-pub async fn transition(state: &AppState, user: &User, id: &str, to: ModelState) -> Result<ModelSummary, AppError> {
+pub async fn transition(state: &AppState, user: &User, id: &ModelId, to: ModelState) -> Result<ModelSummary, AppError> {
     user.require_any(&Role::COORDINATORS, "change model states")?;
     let current = summary_of(state, id).await?;
     let allowed = current.state.allowed_next();
@@ -501,7 +507,8 @@ pub async fn timeline(state: &AppState, name: &str) -> Result<Vec<StateChange>, 
         let registration = action == AuditAction::ModelRegister.as_str();
         changes.push(StateChange {
             at_ms: at,
-            model_id: text("model_id").unwrap_or_default(),
+            // Written by `register` and `transition` from a stored id.
+            model_id: ModelId::stored(text("model_id").unwrap_or_default()),
             version: text("version").unwrap_or_default(),
             from: if registration { None } else { state_of("from") },
             to: if registration {
@@ -518,8 +525,8 @@ pub async fn timeline(state: &AppState, name: &str) -> Result<Vec<StateChange>, 
 }
 
 /// The version of `name` that was in production at `at_ms`, replayed from its timeline.
-pub async fn production_at(state: &AppState, name: &str, at_ms: i64) -> Result<Option<(String, String)>, AppError> {
-    let mut current: Option<(String, String)> = None;
+pub async fn production_at(state: &AppState, name: &str, at_ms: i64) -> Result<Option<(ModelId, String)>, AppError> {
+    let mut current: Option<(ModelId, String)> = None;
     for change in timeline(state, name).await?.into_iter().take_while(|change| change.at_ms <= at_ms) {
         if change.to == ModelState::Production {
             current = Some((change.model_id, change.version));
@@ -534,15 +541,15 @@ pub async fn production_at(state: &AppState, name: &str, at_ms: i64) -> Result<O
 
 /// The last promotion to production, in `timeline`, of a version other than `current_id`: what
 /// a rollback of `current_id` restores.
-pub fn previous_production<'a>(timeline: &'a [StateChange], current_id: &str) -> Option<&'a StateChange> {
-    timeline.iter().rev().find(|change| change.to == ModelState::Production && change.model_id != current_id)
+pub fn previous_production<'a>(timeline: &'a [StateChange], current_id: &ModelId) -> Option<&'a StateChange> {
+    timeline.iter().rev().find(|change| change.to == ModelState::Production && change.model_id != *current_id)
 }
 
 /// `POST /models/{id}/rollback`: undoes the promotion of the production version `id` in one
 /// step, for emergencies. `id` is archived and the version that was in production before it
 /// returns to production straight away (skipping shadow), in one transaction whose audit rows
 /// say it was a rollback.
-pub async fn rollback(state: &AppState, user: &User, id: &str) -> Result<Rollback, AppError> {
+pub async fn rollback(state: &AppState, user: &User, id: &ModelId) -> Result<Rollback, AppError> {
     user.require_any(&Role::COORDINATORS, "rolling back a promotion")?;
     let current = summary_of(state, id).await?;
     if current.state != ModelState::Production {
