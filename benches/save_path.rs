@@ -121,7 +121,7 @@ async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) 
     let cold = began.elapsed().as_secs_f64() * 1000.0;
     let saved: LabelSaved = serde_json::from_str(&outcome.body).unwrap();
     MaskEdits::decode(&edits, voxels as u64, &[1]).unwrap().apply(&mut current);
-    head = saved.new_mask_ref;
+    head = saved.new_mask_ref.to_string();
 
     // Warm: consecutive saves, as a labeler works, through HTTP.
     let mut times = Vec::with_capacity(iterations);
@@ -152,7 +152,7 @@ async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) 
         times.push(began.elapsed().as_secs_f64() * 1000.0);
         stored.push(slab_bytes(app).await - stored_before);
         MaskEdits::decode(&edits, voxels as u64, &[1]).unwrap().apply(&mut current);
-        head = saved.new_mask_ref;
+        head = saved.new_mask_ref.to_string();
     }
     times.sort_by(f64::total_cmp);
     stored.sort_unstable();

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::CaseId;
+use super::ids::{CaseId, MaskRef};
 
 use crate::nifti_io::VoxelType;
 
@@ -94,6 +94,7 @@ pub struct SaveLabelRequest {
     /// in a path.
     pub case_id: String,
     /// The mask version the edits were made on (`current_mask_ref` when the case was opened).
+    /// Text: one that is not the current version, whatever it is, is a stale base (409).
     pub base_mask_ref: String,
     /// Base64 of [`crate::edits::MaskEdits::encode`]: the changed voxels and their new labels.
     pub edits: String,
@@ -104,7 +105,7 @@ pub struct SaveLabelRequest {
 pub struct LabelSaved {
     pub label_id: String,
     /// The new current mask version.
-    pub new_mask_ref: String,
+    pub new_mask_ref: MaskRef,
     pub voxels_changed: u64,
 }
 
@@ -113,8 +114,8 @@ pub struct LabelSaved {
 pub struct MaskVersion {
     pub label_id: String,
     pub username: String,
-    pub old_mask_ref: String,
-    pub new_mask_ref: String,
+    pub old_mask_ref: MaskRef,
+    pub new_mask_ref: MaskRef,
     pub voxels_changed: i64,
     pub created_at_ms: i64,
     /// Where `new_mask_ref` downloads as a `.nii.gz`: a presigned URL, or, for a version whose
@@ -140,7 +141,7 @@ pub struct CaseArtifacts {
     pub case_name: String,
     pub labels: Vec<LabelDef>,
     /// Reference of the mask version a save must name as its base.
-    pub current_mask_ref: String,
+    pub current_mask_ref: MaskRef,
     /// The image and the current mask.
     pub artifacts: Vec<Artifact>,
     /// Saved mask versions, newest first, at most 200 of them; only with `?history=true`.
@@ -176,7 +177,7 @@ pub struct CasePrediction {
 /// imported with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReviewBase {
-    pub mask_ref: String,
+    pub mask_ref: MaskRef,
     /// Whether `mask_ref` is the last approved version (else the imported one).
     pub approved: bool,
     /// Where `mask_ref` downloads as a `.nii.gz` (see [`MaskVersion::url`]).
@@ -229,7 +230,7 @@ pub struct CaseWorkflow {
     /// Username of the reviewer the case is assigned to; any reviewer may review when none is.
     pub reviewer: Option<String>,
     /// The mask version a reviewer approved last; later saves do not change it.
-    pub approved_mask_ref: Option<String>,
+    pub approved_mask_ref: Option<MaskRef>,
     /// Readable only by its labeler and reviewer, ML engineers and admins.
     #[serde(default)]
     pub restricted: bool,

@@ -66,7 +66,7 @@ pub struct ApiError {
     pub message: String,
     /// With `stale_base`: the mask version that is current now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current_mask_ref: Option<String>,
+    pub current_mask_ref: Option<super::ids::MaskRef>,
 }
 
 impl ApiError {
@@ -103,13 +103,12 @@ mod tests {
 
     #[test]
     fn the_wire_shape_keeps_its_field_names() {
-        let stale = ApiError {
-            current_mask_ref: Some("cases/c/masks/m.nii.gz".into()),
-            ..ApiError::new(ErrorCode::StaleBase, "stale")
-        };
+        let current = crate::api::MaskRef::fresh(&crate::api::CaseId::random());
+        let stale =
+            ApiError { current_mask_ref: Some(current.clone()), ..ApiError::new(ErrorCode::StaleBase, "stale") };
         let json = serde_json::to_value(ErrorBody { error: stale.clone() }).unwrap();
         assert_eq!(json["error"]["code"], "stale_base");
-        assert_eq!(json["error"]["current_mask_ref"], "cases/c/masks/m.nii.gz");
+        assert_eq!(json["error"]["current_mask_ref"], current.as_str());
         assert_eq!(serde_json::from_value::<ErrorBody>(json).unwrap().error, stale);
         let plain = serde_json::to_value(ApiError::new(ErrorCode::IdempotencyKeyInUse, "wait")).unwrap();
         assert_eq!(plain, serde_json::json!({ "code": "idempotency_key_in_use", "message": "wait" }));

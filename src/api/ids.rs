@@ -85,9 +85,68 @@ uuid_id!(
     "model"
 );
 
+/// A mask version: the immutable object key `cases/{case id}/masks/{uuid}.nii.gz` it is
+/// stored under, never written twice.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MaskRef(String);
+
+/// Why a text is not a mask version's reference.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a mask version (cases/{{case id}}/masks/{{uuid}}.nii.gz)")]
+pub struct NotAMaskRef(pub String);
+
+impl MaskRef {
+    /// A fresh, never-used reference for a mask version of `case_id`.
+    pub fn fresh(case_id: &CaseId) -> MaskRef {
+        MaskRef(format!("cases/{case_id}/masks/{}.nii.gz", uuid::Uuid::new_v4()))
+    }
+
+    pub fn parse(text: &str) -> Result<MaskRef, NotAMaskRef> {
+        let refused = || NotAMaskRef(text.chars().take(128).collect());
+        let rest = text.strip_prefix("cases/").ok_or_else(refused)?;
+        let (case, file) = rest.split_once("/masks/").ok_or_else(refused)?;
+        let version = file.strip_suffix(".nii.gz").ok_or_else(refused)?;
+        CaseId::parse(case).map_err(|_| refused())?;
+        match uuid::Uuid::try_parse(version) {
+            Ok(uuid) if uuid.hyphenated().to_string() == version => Ok(MaskRef(text.to_string())),
+            _ => Err(refused()),
+        }
+    }
+
+    /// A reference read back from the database, which holds only those the server made.
+    #[cfg(feature = "ssr")]
+    pub(crate) fn stored(text: String) -> MaskRef {
+        MaskRef(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for MaskRef {
+    type Error = NotAMaskRef;
+    fn try_from(text: String) -> Result<MaskRef, NotAMaskRef> {
+        MaskRef::parse(&text)
+    }
+}
+
+impl From<MaskRef> for String {
+    fn from(mask: MaskRef) -> String {
+        mask.0
+    }
+}
+
+impl fmt::Display for MaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{CaseId, ModelId};
+    use super::{CaseId, MaskRef, ModelId};
 
     #[test]
     fn a_case_id_is_a_uuid_in_the_form_the_server_writes() {
@@ -103,5 +162,26 @@ mod tests {
         let model = ModelId::parse(id.as_str()).unwrap();
         assert_eq!(model.as_str(), id.as_str());
         assert!(ModelId::parse("cube-seg").unwrap_err().to_string().contains("not a model id"));
+    }
+
+    #[test]
+    fn a_mask_ref_is_the_key_of_a_mask_version_of_a_case() {
+        let case = CaseId::random();
+        let mask = MaskRef::fresh(&case);
+        assert!(mask.as_str().starts_with(&format!("cases/{case}/masks/")), "{mask}");
+        assert_eq!(MaskRef::parse(mask.as_str()), Ok(mask.clone()));
+        assert_eq!(serde_json::from_value::<MaskRef>(serde_json::json!(mask.as_str())).unwrap(), mask);
+        let other = MaskRef::fresh(&case);
+        for bad in [
+            "",
+            "cases/c/masks/m.nii.gz",
+            &mask.as_str().replace(".nii.gz", ".nii"),
+            &mask.as_str().replace("/masks/", "/slabs/"),
+            &format!("{}/../x", mask),
+            &format!("cases/{case}/masks/{}", other.as_str()),
+            &mask.as_str().to_uppercase(),
+        ] {
+            assert!(MaskRef::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

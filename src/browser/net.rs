@@ -7,7 +7,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, Request, RequestInit, Response};
 
-use crate::api::{ApiError, CaseArtifacts, CaseId, ErrorBody, ErrorCode, LabelSaved, SaveLabelRequest};
+use crate::api::{ApiError, CaseArtifacts, CaseId, ErrorBody, ErrorCode, LabelSaved, MaskRef, SaveLabelRequest};
 
 pub(crate) fn describe(err: JsValue) -> String {
     err.as_string()
@@ -100,7 +100,7 @@ pub enum SaveAnswer {
     Saved(LabelSaved),
     /// Someone saved another version first; it is now `current`.
     Stale {
-        current: String,
+        current: MaskRef,
     },
     /// Worth retrying with the same key: the network failed or the server was unavailable.
     Retry(String),
@@ -124,9 +124,10 @@ pub async fn post_label(request: &SaveLabelRequest, idempotency_key: &str) -> Sa
             Err(err) => SaveAnswer::Refused(ApiError::new(ErrorCode::Unknown, format!("unexpected answer: {err}"))),
         },
         Err(Failure::NoAnswer(message)) => SaveAnswer::Retry(message),
-        Err(Failure::Refused { error, .. }) if error.code == ErrorCode::StaleBase => {
-            SaveAnswer::Stale { current: error.current_mask_ref.unwrap_or_default() }
-        }
+        Err(Failure::Refused {
+            error: ApiError { code: ErrorCode::StaleBase, current_mask_ref: Some(current), .. },
+            ..
+        }) => SaveAnswer::Stale { current },
         // The same key is still being worked on, or the server is overloaded or down: wait and retry.
         Err(Failure::Refused { status, error }) if error.code.is_transient() || status == 429 || status >= 500 => {
             SaveAnswer::Retry(error.message)

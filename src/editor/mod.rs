@@ -18,6 +18,7 @@ pub mod shortcuts;
 pub mod tools;
 pub mod ui;
 
+use crate::api::MaskRef;
 use crate::edits::MaskEdits;
 use crate::geometry::Orientation;
 use crate::mask_ops::components::{self, Islands};
@@ -47,7 +48,7 @@ pub struct Editor {
     /// Intensities at the 0.5th and 99.5th percentiles, for the default window.
     pub robust_range: (f32, f32),
     /// Reference and voxels of the saved version the edits apply to.
-    pub base_ref: String,
+    pub base_ref: MaskRef,
     base: SavedBase,
     /// The mask as shown and edited.
     pub mask: Vec<u8>,
@@ -61,7 +62,7 @@ pub struct Editor {
 impl Editor {
     /// From whole image and mask files (the tests' way in; the viewer fills slabs).
     #[cfg(test)]
-    pub fn open(image_file: &[u8], mask_file: &[u8], mask_ref: String) -> Result<Editor, VolumeError> {
+    pub fn open(image_file: &[u8], mask_file: &[u8], mask_ref: MaskRef) -> Result<Editor, VolumeError> {
         let mut editor =
             Self::from_volumes(Volume::parse("image", image_file)?, Volume::parse("mask", mask_file)?, mask_ref)?;
         editor.loaded();
@@ -71,7 +72,7 @@ impl Editor {
     /// For an image and mask arriving in slabs (see `crate::slabs`), from their headers: every
     /// voxel 0 until [`Editor::fill_image_slab`] and [`Editor::fill_mask_slab`] write it, and
     /// [`Editor::loaded`] once all have.
-    pub fn awaiting_slabs(image_header: &[u8], mask_header: &[u8], mask_ref: String) -> Result<Editor, VolumeError> {
+    pub fn awaiting_slabs(image_header: &[u8], mask_header: &[u8], mask_ref: MaskRef) -> Result<Editor, VolumeError> {
         let mut editor =
             Self::from_volumes(Volume::zeroed("image", image_header)?, Volume::zeroed("mask", mask_header)?, mask_ref)?;
         // Known without reading the voxels: reading 1.2 GB of zeros (a 1024×1024×400 int16
@@ -99,7 +100,7 @@ impl Editor {
 
     /// The editor on `image` and `mask`, its counts and window not yet computed (see
     /// [`Editor::loaded`]).
-    fn from_volumes(image: Volume, mask: Volume, mask_ref: String) -> Result<Editor, VolumeError> {
+    fn from_volumes(image: Volume, mask: Volume, mask_ref: MaskRef) -> Result<Editor, VolumeError> {
         if image.meta.dims != mask.meta.dims {
             return Err(VolumeError(format!(
                 "the mask's size {:?} differs from the image's {:?}",
@@ -241,14 +242,14 @@ impl Editor {
 
     /// The edits were saved as version `new_ref`: it becomes the base. Undo history stays, so
     /// a saved edit can still be undone (and the undo saved as a new version).
-    pub fn saved(&mut self, new_ref: String, saved: &MaskEdits) {
+    pub fn saved(&mut self, new_ref: MaskRef, saved: &MaskEdits) {
         self.base.apply(&self.mask, saved);
         self.base_ref = new_ref;
     }
 
     /// Moves onto a newer version `base` (someone else's save, or a restore) and applies
     /// `edits` on top: the person's own changes win where both touched a voxel.
-    pub fn rebase(&mut self, base_ref: String, base_file: &[u8], edits: &MaskEdits) -> Result<(), VolumeError> {
+    pub fn rebase(&mut self, base_ref: MaskRef, base_file: &[u8], edits: &MaskEdits) -> Result<(), VolumeError> {
         let mut mask = Self::labels_of(base_file, self.mask.len())?;
         self.base = SavedBase::with_edits(&mask, edits);
         edits.apply(&mut mask);
@@ -311,6 +312,13 @@ mod tests {
     use crate::nifti_io::{encode_mask, encode_volume, gzip};
     use nifti::{NiftiHeader, NiftiType};
 
+    /// The mask version named `name` of one case, the same for the same name.
+    fn version(name: &str) -> MaskRef {
+        let case = "5f0c2a1e-0000-4000-8000-000000000000";
+        let number = name.trim_start_matches('v');
+        MaskRef::parse(&format!("cases/{case}/masks/00000000-0000-4000-8000-00000000000{number}.nii.gz")).unwrap()
+    }
+
     fn files(dims: [u32; 3]) -> (Vec<u8>, Vec<u8>) {
         let header = NiftiHeader {
             pixdim: [1.0; 8],
@@ -338,9 +346,9 @@ mod tests {
         let labels: Vec<u8> = (0..n).map(|i| (i % 5 == 0) as u8 * 2).collect();
         let image_file = encode_volume(&header, dims, NiftiType::Int16, &image);
         let mask_file = encode_mask(&header, dims, &labels);
-        let whole = Editor::open(&image_file, &mask_file, "v1".into()).unwrap();
+        let whole = Editor::open(&image_file, &mask_file, version("v1")).unwrap();
 
-        let mut filled = Editor::awaiting_slabs(&image_file[..348], &mask_file[..348], "v1".into()).unwrap();
+        let mut filled = Editor::awaiting_slabs(&image_file[..348], &mask_file[..348], version("v1")).unwrap();
         for (file, voxel_bytes) in [(&image_file, 2), (&mask_file, 1)] {
             let grid = SlabGrid { dims, voxel_bytes, depth: 3 };
             for index in (0..grid.count()).rev() {
@@ -363,7 +371,7 @@ mod tests {
     #[test]
     fn edits_since_the_base_survive_a_save_and_a_rebase() {
         let (image, mask) = files([8, 8, 4]);
-        let mut editor = Editor::open(&image, &mask, "v1".into()).unwrap();
+        let mut editor = Editor::open(&image, &mask, version("v1")).unwrap();
         assert_eq!(editor.orientation.axis_codes(), "LPS");
         assert_eq!(editor.image.get(9), 9.0);
         let geometry = editor.orientation.slice_geometry(crate::geometry::Plane::Axial, editor.dims, editor.spacing);
@@ -375,7 +383,7 @@ mod tests {
         editor.record(stroke.finish());
         let edits = editor.unsaved_edits();
         assert_eq!(edits.voxel_count(), 5);
-        editor.saved("v2".into(), &edits);
+        editor.saved(version("v2"), &edits);
         assert_eq!(editor.unsaved_edits().voxel_count(), 0);
 
         // Undo after the save is itself an unsaved change.
@@ -385,8 +393,8 @@ mod tests {
 
         // Someone else saved v3 (all zeros here): the undo's edits are re-applied on it.
         let (_, v3) = files([8, 8, 4]);
-        editor.rebase("v3".into(), &v3, &undo).unwrap();
-        assert_eq!(editor.base_ref, "v3");
+        editor.rebase(version("v3"), &v3, &undo).unwrap();
+        assert_eq!(editor.base_ref, version("v3"));
         assert_eq!(editor.unsaved_edits().voxel_count(), 0, "undo sets zeros, v3 is zeros");
     }
 
@@ -399,14 +407,14 @@ mod tests {
     fn a_mask_of_another_size_is_refused() {
         let (image, _) = files([8, 8, 4]);
         let (_, mask) = files([8, 8, 3]);
-        let err = Editor::open(&image, &mask, "v1".into()).err().unwrap();
+        let err = Editor::open(&image, &mask, version("v1")).err().unwrap();
         assert!(err.0.contains("differs"), "{err}");
     }
 
     #[test]
     fn a_3d_tool_is_one_undoable_step_and_the_counts_follow() {
         let (image, mask) = files([16, 16, 11]);
-        let mut editor = Editor::open(&image, &mask, "v1".into()).unwrap();
+        let mut editor = Editor::open(&image, &mask, version("v1")).unwrap();
         let grid = editor.grid();
         // Label 2 on slices 0 and 10 (3×3 squares); another label (1) in the way on slice 5.
         for k in [0, 10] {

@@ -147,7 +147,7 @@ fn CaseDetails(case: CaseArtifacts) -> impl IntoView {
                 {case.artifacts.into_iter().map(artifact_row).collect_view()}
             </tbody>
         </table>
-        <p class="mask-ref">"Current mask version: " <code>{case.current_mask_ref}</code></p>
+        <p class="mask-ref">"Current mask version: " <code>{case.current_mask_ref.to_string()}</code></p>
     }
 }
 

@@ -7,7 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::api::{ApiError, ErrorBody, ErrorCode};
+use crate::api::{ApiError, ErrorBody, ErrorCode, MaskRef};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -29,7 +29,7 @@ pub enum AppError {
     Conflict(String),
     /// The mask version a save was based on is no longer the case's current one.
     #[error("the mask was changed by someone else: your edits are based on {base}, the current version is {current}; reload and re-apply")]
-    StaleBase { base: String, current: String },
+    StaleBase { base: String, current: MaskRef },
     /// Another request with the same idempotency key is still running.
     #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
     KeyInUse,

@@ -303,7 +303,7 @@ impl World {
     async fn head(&self, case_id: &str) -> String {
         let artifacts: CaseArtifacts =
             self.app.get_json(&self.person("mle").token, &format!("/cases/{case_id}/artifacts")).await;
-        artifacts.current_mask_ref
+        artifacts.current_mask_ref.to_string()
     }
 
     async fn save(&self, token: &str, case_id: &str) -> StatusCode {

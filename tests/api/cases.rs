@@ -63,7 +63,7 @@ async fn mni152_template_imports_and_its_artifacts_download_through_presigned_ur
     let mask_artifact = &found.artifacts[1];
     assert_eq!(image_artifact.kind, ArtifactKind::Image);
     assert_eq!(mask_artifact.kind, ArtifactKind::Mask);
-    assert_eq!(mask_artifact.object_ref, found.current_mask_ref);
+    assert_eq!(mask_artifact.object_ref, found.current_mask_ref.as_str());
     assert_eq!(image_artifact.dims, [197, 233, 189]);
     assert_eq!(mask_artifact.voxel_type, seglab::nifti_io::VoxelType::Uint8);
     assert_eq!(image_artifact.spacing_mm, [1.0, 1.0, 1.0]);
@@ -581,7 +581,11 @@ async fn the_case_list_and_a_case_history_come_in_bounded_pages() {
         let (mut from, mut to) = (vec![0u8; 32], vec![0u8; 32]);
         (from[voxel], to[voxel]) = (was, 1 - was);
         let edits = seglab::edits::MaskEdits::diff(&from, &to).encode();
-        assert_eq!(app.post_label(&token, case_id, &head, &edits).await.status(), StatusCode::CREATED, "save {n}");
+        assert_eq!(
+            app.post_label(&token, case_id, head.as_str(), &edits).await.status(),
+            StatusCode::CREATED,
+            "save {n}"
+        );
     }
     let with_history: CaseArtifacts = app.get_json(&token, &format!("/cases/{case_id}/artifacts?history=true")).await;
     assert_eq!((with_history.history.len(), with_history.history_total), (200, 201));

@@ -32,7 +32,12 @@ async fn label_and_approve(app: &TestApp, admin: &str, case_id: &str, from: usiz
     let mut mask = vec![0u8; VOXELS];
     mask[from..from + 20].fill(1);
     let saved = app
-        .post_label(admin, case_id, &case.current_mask_ref, &MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode())
+        .post_label(
+            admin,
+            case_id,
+            case.current_mask_ref.as_str(),
+            &MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode(),
+        )
         .await;
     assert_eq!(saved.status(), StatusCode::CREATED);
     let new_ref = saved.json::<Value>().await.unwrap()["new_mask_ref"].as_str().unwrap().to_string();
@@ -108,7 +113,7 @@ async fn snapshots_freeze_approved_versions_and_never_change() {
         .post_label(
             &admin,
             case_id,
-            &case.current_mask_ref,
+            case.current_mask_ref.as_str(),
             &MaskEdits::diff(&vec![0u8; VOXELS], &vec![2u8; VOXELS]).encode(),
         )
         .await;

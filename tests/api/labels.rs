@@ -108,7 +108,7 @@ async fn a_save_writes_a_new_version_with_exactly_the_edited_voxels_and_replays(
     assert!(first.headers().get("idempotent-replayed").is_none());
     let saved: LabelSaved = first.json().await.unwrap();
     assert_eq!(saved.voxels_changed, 40);
-    assert_ne!(saved.new_mask_ref, base);
+    assert_ne!(saved.new_mask_ref.as_str(), base);
 
     let artifacts: CaseArtifacts = app
         .client
@@ -123,7 +123,7 @@ async fn a_save_writes_a_new_version_with_exactly_the_edited_voxels_and_replays(
     assert_eq!(artifacts.current_mask_ref, saved.new_mask_ref);
     assert_eq!(artifacts.history.len(), 1);
     assert_eq!(artifacts.history[0].username, "lab");
-    assert_eq!(artifacts.history[0].old_mask_ref, base);
+    assert_eq!(artifacts.history[0].old_mask_ref.as_str(), base);
     assert_eq!(artifacts.history[0].voxels_changed, 40);
 
     // The new object holds exactly the edit; the old version is untouched.
@@ -144,12 +144,12 @@ async fn a_save_writes_a_new_version_with_exactly_the_edited_voxels_and_replays(
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<LabelSaved>().await.unwrap(), saved);
     // Same key, another request: refused.
-    let other = post(&app, &token, Some("key-1"), &body(&case_id, &saved.new_mask_ref, &stroke(1))).await;
+    let other = post(&app, &token, Some("key-1"), &body(&case_id, saved.new_mask_ref.as_str(), &stroke(1))).await;
     assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
     // Keys are per user: another user's "key-1" is a different key (an admin, who may save
     // on a case assigned to someone else).
     let other_user = app.user("lab2", &[Role::Labeler, Role::Admin]).await;
-    let theirs = post(&app, &other_user, Some("key-1"), &body(&case_id, &saved.new_mask_ref, &stroke(1))).await;
+    let theirs = post(&app, &other_user, Some("key-1"), &body(&case_id, saved.new_mask_ref.as_str(), &stroke(1))).await;
     assert_eq!(theirs.status(), StatusCode::CREATED);
 
     assert_eq!(app.count("SELECT COUNT(*) FROM labels").await, 2);
@@ -201,7 +201,7 @@ async fn a_save_on_a_stale_base_is_refused_with_the_current_head() {
     assert_eq!(app.count("SELECT COUNT(*) FROM labels").await, 1);
     assert_eq!(mask_versions(&app, &case_id).await, 2);
     // Bob's key was not used up: after reloading he saves with it on the new head.
-    let retry = post(&app, &bob, Some("b1"), &body(&case_id, &saved.new_mask_ref, &stroke(2))).await;
+    let retry = post(&app, &bob, Some("b1"), &body(&case_id, saved.new_mask_ref.as_str(), &stroke(2))).await;
     assert_eq!(retry.status(), StatusCode::CREATED);
     app.stop().await;
 }
@@ -491,7 +491,7 @@ async fn a_crash_before_commit_leaves_an_orphan_the_sweeper_removes_and_the_retr
     let request = body(&case_id, &base, &stroke(1));
 
     // What a crash after the PUT leaves: the object, and the key claimed but never completed.
-    let orphan = seglab::server::services::mask_versions::mask_object_ref(&case_id.parse().unwrap());
+    let orphan = seglab::api::MaskRef::fresh(&case_id.parse().unwrap()).to_string();
     app.state.store.put(&orphan, b"half a save".to_vec()).await.unwrap();
     running_claim(&app, "lab", "crashed", &request).await;
 
@@ -571,7 +571,7 @@ async fn nibabel_reads_the_saved_mask_with_the_same_geometry_and_exactly_the_edi
         post(&app, &token, Some("interop"), &body(&case_id, &base, &stroke(2))).await.json().await.unwrap();
 
     let file = app.data_dir.path().join("saved.nii.gz");
-    std::fs::write(&file, app.mask_file(&token, &saved.new_mask_ref).await).unwrap();
+    std::fs::write(&file, app.mask_file(&token, saved.new_mask_ref.as_str()).await).unwrap();
     let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python");
     assert!(python.exists(), "{} is missing: run `.ci/setup test` for the nibabel environment", python.display());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/read_mask.py");
@@ -620,7 +620,7 @@ async fn audit_verify_detects_rows_cut_from_the_end() {
     let (case_id, base) = small_case(&app).await;
     let first: LabelSaved =
         post(&app, &token, Some("a"), &body(&case_id, &base, &stroke(1))).await.json().await.unwrap();
-    let second = post(&app, &token, Some("b"), &body(&case_id, &first.new_mask_ref, &stroke(2))).await;
+    let second = post(&app, &token, Some("b"), &body(&case_id, first.new_mask_ref.as_str(), &stroke(2))).await;
     assert_eq!(second.status(), StatusCode::CREATED);
     use seglab::server::services::audit::verify_chain;
     assert_eq!(verify_chain(&app.state.db).await.unwrap().first_broken, None);
@@ -728,7 +728,7 @@ async fn every_acknowledged_save_is_stored_as_recorded_after_a_kill_in_a_save_st
                     break;
                 }
                 let Ok(saved) = response.json::<LabelSaved>().await else { break };
-                head = saved.new_mask_ref.clone();
+                head = saved.new_mask_ref.to_string();
                 acknowledged.push(saved.new_mask_ref);
             }
             acknowledged
@@ -937,9 +937,9 @@ async fn a_save_writes_only_the_slabs_it_touches_and_every_version_downloads_as_
         let stored = app.count("SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM slabs").await - bytes_before;
         assert!(stored < 64 * 1024, "{stored} bytes stored for a save of {} voxels", voxels.len());
         // The version lists the base's slabs but for those it wrote.
-        let (old_ids, new_ids) = (slab_ids(&app, &base_ref).await, slab_ids(&app, &saved.new_mask_ref).await);
+        let (old_ids, new_ids) = (slab_ids(&app, &base_ref).await, slab_ids(&app, saved.new_mask_ref.as_str()).await);
         assert_eq!(old_ids.iter().zip(&new_ids).filter(|(a, b)| a != b).count(), *slabs_written);
-        versions.push((saved.new_mask_ref, edited));
+        versions.push((saved.new_mask_ref.to_string(), edited));
     }
     assert_eq!(disc(3, 31).len(), 3001);
 
@@ -948,7 +948,7 @@ async fn a_save_writes_only_the_slabs_it_touches_and_every_version_downloads_as_
     let artifacts: CaseArtifacts = app.get_json(&token, &format!("/cases/{case_id}/artifacts?history=true")).await;
     assert_eq!(artifacts.history.len(), 3);
     for (entry, (object_ref, labels)) in artifacts.history.iter().zip(versions.iter().rev()) {
-        assert_eq!(&entry.new_mask_ref, object_ref);
+        assert_eq!(entry.new_mask_ref.as_str(), object_ref);
         assert_eq!(entry.url, format!("/{object_ref}"), "not written yet, so the API path");
         let file = app.download(&token, &entry.url).await;
         let mut inflated = Vec::new();
@@ -1039,7 +1039,7 @@ async fn volumes_stored_before_slabs_are_cut_at_start_up_and_saved_on_as_usual()
         .await
         .unwrap();
     assert_eq!(app.count("SELECT COUNT(*) FROM slabs").await, cut + 1);
-    let file = Volume::parse("mask", &app.mask_file(&token, &saved.new_mask_ref).await).unwrap();
+    let file = Volume::parse("mask", &app.mask_file(&token, saved.new_mask_ref.as_str()).await).unwrap();
     assert!(file.into_labels("mask").unwrap() == edited);
     app.stop().await;
 }

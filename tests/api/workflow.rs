@@ -5,7 +5,7 @@
 use crate::common::TestApp;
 use crate::fixtures::CaseBuilder;
 use reqwest::StatusCode;
-use seglab::api::{CaseArtifacts, CaseComment, CaseStatus, CaseWorkflow, LabelSaved};
+use seglab::api::{CaseArtifacts, CaseComment, CaseStatus, CaseWorkflow, LabelSaved, MaskRef};
 use seglab::edits::MaskEdits;
 use seglab::server::identity::Role;
 use serde_json::{json, Value};
@@ -44,7 +44,7 @@ async fn save(app: &TestApp, token: &str, case_id: &str, value: u8) -> reqwest::
     let head = artifacts(app, token, case_id).await.current_mask_ref;
     let mut mask = vec![0u8; VOXELS];
     mask[10..20].fill(value);
-    app.post_label(token, case_id, &head, &MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode()).await
+    app.post_label(token, case_id, head.as_str(), &MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode()).await
 }
 
 async fn put(app: &TestApp, token: &str, path: &str, body: Value) -> reqwest::Response {
@@ -279,7 +279,7 @@ async fn submit_review_send_back_approve_and_reopen() {
     let reviewed = artifacts(&app, &team.reviewer, &case_id).await.current_mask_ref;
     let approved = workflow(status(&app, &team.reviewer, &case_id, json!({ "status": "approved" })).await).await;
     assert_eq!(
-        (approved.status, approved.approved_mask_ref.as_deref()),
+        (approved.status, approved.approved_mask_ref.as_ref().map(MaskRef::as_str)),
         (CaseStatus::Approved, Some(reviewed.as_str()))
     );
 
@@ -290,14 +290,14 @@ async fn submit_review_send_back_approve_and_reopen() {
     let after = artifacts(&app, &team.alice, &case_id).await;
     assert_eq!(after.current_mask_ref, later.new_mask_ref);
     assert_eq!(
-        (after.workflow.status, after.workflow.approved_mask_ref.as_deref()),
+        (after.workflow.status, after.workflow.approved_mask_ref.as_ref().map(MaskRef::as_str)),
         (CaseStatus::InProgress, Some(reviewed.as_str()))
     );
 
     // Reopening an approval is the reviewer's, with a comment; never silent.
     workflow(status(&app, &team.alice, &case_id, json!({ "status": "submitted" })).await).await;
     let approved = workflow(status(&app, &team.reviewer, &case_id, json!({ "status": "approved" })).await).await;
-    assert_eq!(approved.approved_mask_ref.as_deref(), Some(later.new_mask_ref.as_str()));
+    assert_eq!(approved.approved_mask_ref.as_ref().map(MaskRef::as_str), Some(later.new_mask_ref.as_str()));
     refused(
         status(&app, &team.reviewer, &case_id, json!({ "status": "in_progress" })).await,
         StatusCode::UNPROCESSABLE_ENTITY,

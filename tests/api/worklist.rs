@@ -22,7 +22,12 @@ async fn save(app: &TestApp, token: &str, case_id: &str) {
     let mut mask = vec![0u8; VOXELS];
     mask[3] = 1;
     let response = app
-        .post_label(token, case_id, &case.current_mask_ref, &MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode())
+        .post_label(
+            token,
+            case_id,
+            case.current_mask_ref.as_str(),
+            &MaskEdits::diff(&vec![0u8; VOXELS], &mask).encode(),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
 }

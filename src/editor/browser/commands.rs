@@ -123,7 +123,7 @@ async fn save(shared: Shared) {
         viewer.saving = true;
         let request = SaveLabelRequest {
             case_id: viewer.case_id.to_string(),
-            base_mask_ref: viewer.editor.base_ref.clone(),
+            base_mask_ref: viewer.editor.base_ref.to_string(),
             edits: base64::engine::general_purpose::STANDARD.encode(edits.encode()),
         };
         (viewer.ui, request, edits)

@@ -33,7 +33,7 @@ impl Viewer {
     fn kept_record(&self) -> kept::KeptRecord {
         let edits = self.editor.unsaved_edits();
         kept::KeptRecord {
-            base_mask_ref: self.editor.base_ref.clone(),
+            base_mask_ref: self.editor.base_ref.to_string(),
             edits: base64::engine::general_purpose::STANDARD.encode(edits.encode()),
             voxels: edits.voxel_count(),
             saved_at_ms: js_sys::Date::now() as i64,
@@ -84,7 +84,7 @@ pub(super) fn offer_kept(shared: Shared) {
                 let _ = ui.kept.try_set(Some(KeptEdits {
                     voxels: record.voxels,
                     saved_at_ms: record.saved_at_ms,
-                    on_older_version: record.base_mask_ref != base_ref,
+                    on_older_version: record.base_mask_ref != base_ref.as_str(),
                 }));
             }
         }

@@ -19,7 +19,7 @@
 
 use sqlx::{AnyConnection, FromRow};
 
-use crate::api::{CaseActions, CaseId, CaseStatus, CaseWorkflow};
+use crate::api::{CaseActions, CaseId, CaseStatus, CaseWorkflow, MaskRef};
 use crate::server::error::AppError;
 use crate::server::identity::{Role, User};
 use crate::server::state::AppState;
@@ -31,7 +31,7 @@ pub struct WorkflowRow {
     pub status: CaseStatus,
     pub assignee: Option<String>,
     pub reviewer: Option<String>,
-    pub approved_mask_ref: Option<String>,
+    pub approved_mask_ref: Option<MaskRef>,
     pub restricted: i64,
 }
 

@@ -10,7 +10,7 @@ use super::volume_slabs::{self, SlabManifest};
 use super::workflow;
 use crate::api::{
     Artifact, ArtifactKind, CaseArtifacts, CaseId, CaseOpened, CasePrediction, CaseSummary, CaseWorkflow, LabelDef,
-    MaskVersion, ModelId, ModelState, ReviewBase,
+    MaskRef, MaskVersion, ModelId, ModelState, ReviewBase,
 };
 use crate::nifti_io::VoxelType;
 use crate::server::clock::now_ms;
@@ -81,7 +81,7 @@ pub async fn case_artifacts(
     include_history: bool,
 ) -> Result<CaseArtifacts, AppError> {
     let (user, case_id) = (access.user(), access.case_id());
-    let (name, labels_json, image_ref, head_mask_ref): (String, String, String, String) =
+    let (name, labels_json, image_ref, head_mask_ref): (String, String, String, MaskRef) =
         sqlx::query_as("SELECT name, labels_json, image_ref, head_mask_ref FROM cases WHERE id = $1")
             .bind(case_id)
             .fetch_optional(&state.db.pool)
@@ -123,7 +123,7 @@ pub async fn case_artifacts(
         serde_json::from_str(&labels_json).map_err(|e| AppError::internal(format!("labels of case {case_id}: {e}")))?;
     let (history, history_total) = if include_history { mask_history(state, case_id).await? } else { (Vec::new(), 0) };
     let workflow: CaseWorkflow = access.facts().workflow.clone().into();
-    let review_base = review_base(state, case_id, workflow.approved_mask_ref.as_deref()).await?;
+    let review_base = review_base(state, case_id, workflow.approved_mask_ref.as_ref()).await?;
     let predictions = if user.is_coordinator() { predictions(state, case_id).await? } else { Vec::new() };
     Ok(CaseArtifacts {
         case_id: case_id.clone(),
@@ -195,8 +195,8 @@ async fn predictions(state: &AppState, case_id: &CaseId) -> Result<Vec<CasePredi
 }
 
 /// The last approved version, else the mask the case was imported with (its oldest).
-async fn review_base(state: &AppState, case_id: &CaseId, approved: Option<&str>) -> Result<ReviewBase, AppError> {
-    let (mask_ref, file_stored): (String, i64) = match approved {
+async fn review_base(state: &AppState, case_id: &CaseId, approved: Option<&MaskRef>) -> Result<ReviewBase, AppError> {
+    let (mask_ref, file_stored): (MaskRef, i64) = match approved {
         Some(approved) => {
             sqlx::query_as("SELECT object_ref, file_stored FROM objects WHERE object_ref = $1").bind(approved)
         }
@@ -209,7 +209,7 @@ async fn review_base(state: &AppState, case_id: &CaseId, approved: Option<&str>)
     .fetch_one(&state.db.pool)
     .await?;
     Ok(ReviewBase {
-        url: mask_versions::file_url(state, &mask_ref, file_stored == 1).await?,
+        url: mask_versions::file_url(state, mask_ref.as_str(), file_stored == 1).await?,
         mask_ref,
         approved: approved.is_some(),
     })
@@ -228,8 +228,8 @@ async fn mask_history(state: &AppState, case_id: &CaseId) -> Result<(Vec<MaskVer
     struct VersionRow {
         id: String,
         username: String,
-        old_mask_ref: String,
-        new_mask_ref: String,
+        old_mask_ref: MaskRef,
+        new_mask_ref: MaskRef,
         voxels_changed: i64,
         created_at: i64,
         file_stored: i64,
@@ -249,7 +249,7 @@ async fn mask_history(state: &AppState, case_id: &CaseId) -> Result<(Vec<MaskVer
             label_id: row.id,
             username: row.username,
             old_mask_ref: row.old_mask_ref,
-            url: mask_versions::file_url(state, &row.new_mask_ref, row.file_stored == 1).await?,
+            url: mask_versions::file_url(state, row.new_mask_ref.as_str(), row.file_stored == 1).await?,
             new_mask_ref: row.new_mask_ref,
             voxels_changed: row.voxels_changed,
             created_at_ms: row.created_at,

@@ -11,10 +11,9 @@ use sha2::{Digest, Sha256};
 
 use super::audit::{self, AuditAction, AuditEvent};
 use super::jobs::{self, Trigger};
-use super::mask_versions::mask_object_ref;
 use super::registry;
 use super::volume_slabs::{self, PackedSlab, SlabManifest};
-use crate::api::{ArtifactKind, CaseId, CaseSummary, LabelDef};
+use crate::api::{ArtifactKind, CaseId, CaseSummary, LabelDef, MaskRef};
 use crate::mask_ops::label_counts;
 use crate::nifti_io::{gzip, gzip_empty_mask, gzip_mask, mask_header, Volume, VolumeMeta, VoxelType};
 use crate::server::clock::now_ms;
@@ -229,7 +228,7 @@ fn stored_objects(
             meta: image.meta.clone(),
         },
         StoredObject {
-            object_ref: mask_object_ref(case_id),
+            object_ref: MaskRef::fresh(case_id).into(),
             kind: ArtifactKind::Mask,
             body: mask_body,
             size_bytes: mask_size,

@@ -18,7 +18,7 @@ use super::idempotency::{self, Claim, IdempotencyKey};
 use super::mask_versions::{self, load_mask, NewVersion, StoredVersion};
 use super::volume_slabs::SlabManifest;
 use super::workflow;
-use crate::api::{CaseId, LabelDef, LabelSaved, SaveLabelRequest};
+use crate::api::{CaseId, LabelDef, LabelSaved, MaskRef, SaveLabelRequest};
 use crate::edits::{LabelChanges, MaskEdits};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
@@ -80,7 +80,7 @@ async fn apply_and_commit(
 ) -> Result<String, AppError> {
     let case_id = access.case_id().clone();
     let head = current_head(state, &case_id).await?;
-    if head.head_mask_ref != request.base_mask_ref {
+    if head.head_mask_ref.as_str() != request.base_mask_ref {
         return Err(AppError::StaleBase { base: request.base_mask_ref.clone(), current: head.head_mask_ref });
     }
     let edits = head.decode(encoded_edits)?;
@@ -94,7 +94,7 @@ async fn apply_and_commit(
     commit(state, access, key, &head.head_mask_ref, &edited, &saved, &body).await?;
     // Committed: the next save on this case edits the new version straight from memory, and
     // the evaluator scores the models against it.
-    state.heads.insert(saved.new_mask_ref.clone(), Arc::new(edited.stored.mask));
+    state.heads.insert(saved.new_mask_ref.to_string(), Arc::new(edited.stored.mask));
     state.evaluations_ready.notify_one();
     tracing::info!(%case_id, label_id = %saved.label_id, voxels_changed = saved.voxels_changed, "label saved");
     Ok(body)
@@ -103,7 +103,7 @@ async fn apply_and_commit(
 /// The case's current mask version, which a save's edits must be based on.
 #[derive(sqlx::FromRow)]
 struct CurrentHead {
-    head_mask_ref: String,
+    head_mask_ref: MaskRef,
     labels_json: String,
     dim_i: i64,
     dim_j: i64,
@@ -149,7 +149,7 @@ async fn write_edited(
     edits: MaskEdits,
 ) -> Result<EditedVersion, AppError> {
     let base_manifest = SlabManifest::parse(&head.slabs_json)?;
-    let base = load_mask(state, &head.head_mask_ref).await?;
+    let base = load_mask(state, head.head_mask_ref.as_str()).await?;
     let (voxels_changed, runs) = (edits.voxel_count(), edits.runs().len());
     let (edited, count_changes) = {
         let base = base.clone();
@@ -174,7 +174,7 @@ async fn commit(
     state: &AppState,
     access: &mut CaseAccess<Save>,
     key: &IdempotencyKey,
-    replaced: &str,
+    replaced: &MaskRef,
     edited: &EditedVersion,
     saved: &LabelSaved,
     body: &str,

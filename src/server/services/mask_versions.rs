@@ -4,12 +4,11 @@
 //! current mask by compare-and-swap of the case's head, and writing a version's `.nii.gz`
 //! when someone first asks for it.
 
-use crate::api::{ArtifactKind, CaseId};
+use crate::api::{ArtifactKind, CaseId, MaskRef};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
-use uuid::Uuid;
 
 use super::volume_slabs::{self, PackedSlab, SlabManifest, StoredSlab};
 use crate::nifti_io::{gzip_mask_slabs, mask_header, Volume, VoxelType};
@@ -17,11 +16,6 @@ use crate::server::error::AppError;
 use crate::server::mask_cache::DecodedMask;
 use crate::server::state::AppState;
 use crate::slabs::SLAB_GZIP_LEVEL;
-
-/// A fresh, never-used key for a mask version of `case_id`.
-pub fn mask_object_ref(case_id: &CaseId) -> String {
-    format!("cases/{case_id}/masks/{}.nii.gz", Uuid::new_v4())
-}
 
 /// A mask version (or model prediction) from the cache, or fetched from storage: from its
 /// slabs when it has them, else from its file.
@@ -64,7 +58,7 @@ pub async fn load_mask(state: &AppState, object_ref: &str) -> Result<Arc<Decoded
 
 /// A mask version's voxels stored in slabs, ready to commit (with [`commit`]).
 pub struct StoredVersion {
-    pub object_ref: String,
+    pub object_ref: MaskRef,
     pub manifest: SlabManifest,
     /// The slabs this version wrote (the others it shares with the version it replaces).
     pub written: Vec<StoredSlab>,
@@ -99,14 +93,14 @@ pub async fn store_version(
     }
     let written = volume_slabs::put(state, case_id, packed).await?;
     let manifest = SlabManifest::new(mask.grid, &mask_header(&mask.header, mask.grid.dims), ids);
-    Ok(StoredVersion { object_ref: mask_object_ref(case_id), manifest, written, mask })
+    Ok(StoredVersion { object_ref: MaskRef::fresh(case_id), manifest, written, mask })
 }
 
 /// A mask version already written to storage, to become its case's current mask.
 pub struct NewVersion<'a> {
     pub case_id: &'a CaseId,
     /// The version the new one was made from; it must still be the case's current mask.
-    pub replaces: &'a str,
+    pub replaces: &'a MaskRef,
     pub stored: &'a StoredVersion,
     pub created_at: i64,
 }

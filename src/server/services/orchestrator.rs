@@ -19,7 +19,7 @@ use super::audit::{self, AuditAction, AuditEvent};
 use super::jobs::{self, Claimed, JobFilter, Trigger};
 use super::mask_versions::{self, load_mask, NewVersion};
 use super::registry;
-use crate::api::{ArtifactKind, CaseId, JobStatus, ModelId, ModelState, RunStarted};
+use crate::api::{ArtifactKind, CaseId, JobStatus, MaskRef, ModelId, ModelState, RunStarted};
 use crate::geometry::Orientation;
 use crate::mask_ops::label_counts;
 use crate::nifti_io::{gzip_mask, Volume};
@@ -149,8 +149,8 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
 
 /// The case's current mask reference when it is still the empty mask made at import: nobody
 /// has labelled the case, it came without a mask, and no model has pre-labelled it yet.
-async fn blank_head(state: &AppState, case_id: &CaseId) -> Result<Option<String>, AppError> {
-    let (head, saves, masks): (String, i64, i64) = sqlx::query_as(
+async fn blank_head(state: &AppState, case_id: &CaseId) -> Result<Option<MaskRef>, AppError> {
+    let (head, saves, masks): (MaskRef, i64, i64) = sqlx::query_as(
         "SELECT c.head_mask_ref,
                 (SELECT COUNT(*) FROM labels l WHERE l.case_id = c.id) AS saves,
                 (SELECT COUNT(*) FROM objects o WHERE o.case_id = c.id AND o.kind = $2) AS masks
@@ -163,7 +163,7 @@ async fn blank_head(state: &AppState, case_id: &CaseId) -> Result<Option<String>
     if saves > 0 || masks > 1 {
         return Ok(None);
     }
-    let mask = load_mask(state, &head).await?;
+    let mask = load_mask(state, head.as_str()).await?;
     Ok(mask.slabs.iter().all(|slab| slab.iter().all(|&v| v == 0)).then_some(head))
 }
 
