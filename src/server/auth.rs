@@ -22,7 +22,7 @@ use crate::server::identity::User;
 /// script's and passes unless it carries the session cookie. A valid bearer token carries no
 /// ambient credential and passes. SameSite=Strict already keeps the cookie off cross-site
 /// requests; this is the second lock.
-pub async fn reject_cross_site(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub(crate) async fn reject_cross_site(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(request).await;
     }
@@ -56,7 +56,7 @@ pub async fn reject_cross_site(State(state): State<AppState>, mut request: Reque
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if the request has one.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     Some(value.strip_prefix("Bearer ")?.trim())
 }
@@ -94,12 +94,15 @@ pub async fn log_in(
 }
 
 /// Ends the session: its record is deleted and the cookie cleared.
-pub async fn log_out(session: &tower_sessions::Session) -> Result<(), AppError> {
+pub(crate) async fn log_out(session: &tower_sessions::Session) -> Result<(), AppError> {
     session.flush().await.map_err(AppError::internal)
 }
 
 /// The user logged in on `session`, if any.
-pub async fn session_user(state: &AppState, session: &tower_sessions::Session) -> Result<Option<User>, AppError> {
+pub(crate) async fn session_user(
+    state: &AppState,
+    session: &tower_sessions::Session,
+) -> Result<Option<User>, AppError> {
     match session.get::<String>(USER_ID).await.map_err(AppError::internal)? {
         Some(user_id) => users::user_by_id(&state.db, &user_id).await,
         None => Ok(None),
@@ -107,12 +110,12 @@ pub async fn session_user(state: &AppState, session: &tower_sessions::Session) -
 }
 
 /// The address the request came from, when the server records it (`seglab serve` does).
-pub fn client_address(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+pub(crate) fn client_address(extensions: &axum::http::Extensions) -> Option<IpAddr> {
     extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip())
 }
 
 /// Inside a server function: the application state and its session.
-pub async fn server_fn_session() -> Result<(AppState, tower_sessions::Session), AppError> {
+pub(crate) async fn server_fn_session() -> Result<(AppState, tower_sessions::Session), AppError> {
     let state = leptos::prelude::use_context::<AppState>()
         .ok_or_else(|| AppError::Internal("application state missing from the server function's context".into()))?;
     let session: tower_sessions::Session = leptos_axum::extract().await.map_err(AppError::internal)?;
@@ -120,7 +123,7 @@ pub async fn server_fn_session() -> Result<(AppState, tower_sessions::Session), 
 }
 
 /// Inside a server function: the application state and the logged-in user, or 401.
-pub async fn server_fn_caller() -> Result<(AppState, User), AppError> {
+pub(crate) async fn server_fn_caller() -> Result<(AppState, User), AppError> {
     let (state, session) = server_fn_session().await?;
     let user = session_user(&state, &session).await?.ok_or(AppError::Unauthorized)?;
     Ok((state, user))

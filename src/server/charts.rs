@@ -29,7 +29,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Both charts, or `None` before production and shadow share a scored case.
-pub fn paired_dice_svg(evaluation: &PairedEvaluation) -> Option<String> {
+pub(crate) fn paired_dice_svg(evaluation: &PairedEvaluation) -> Option<String> {
     if evaluation.pairs.is_empty() {
         return None;
     }

@@ -150,7 +150,7 @@ pub struct ServeOnly {
 
 impl ServeArgs {
     /// The options `seglab serve` would get with no flags: defaults and environment.
-    pub fn from_env() -> ServeArgs {
+    pub(crate) fn from_env() -> ServeArgs {
         ServeOnly::parse_from(["seglab"]).args
     }
 }
@@ -338,17 +338,17 @@ pub struct S3Config {
 
 impl Config {
     /// The zero-dependency default: SQLite and the embedded object store in the data folder.
-    pub fn is_embedded_default(&self) -> bool {
+    pub(crate) fn is_embedded_default(&self) -> bool {
         self.database_url.is_none() && self.s3.s3_endpoint.is_none()
     }
 
     /// Whether labelers may take unassigned cases themselves.
-    pub fn allows_self_assignment(&self) -> bool {
+    pub(crate) fn allows_self_assignment(&self) -> bool {
         self.self_assignment.unwrap_or_else(|| self.is_embedded_default())
     }
 
     /// Where uploads and files made from them wait on their way to object storage.
-    pub fn scratch_dir(&self) -> PathBuf {
+    pub(crate) fn scratch_dir(&self) -> PathBuf {
         self.data_dir.join("uploads")
     }
 
@@ -361,7 +361,7 @@ impl Config {
 }
 
 impl S3Config {
-    pub fn presign_ttl(&self) -> Duration {
+    pub(crate) fn presign_ttl(&self) -> Duration {
         Duration::from_secs(self.presign_ttl_secs)
     }
 }

@@ -95,7 +95,7 @@ impl Db {
     /// a statement that reads before it writes (a new case's trigger updating the FTS5 name
     /// index) would otherwise find its snapshot stale when another import committed meanwhile,
     /// an error waiting cannot cure. PostgreSQL's plain `BEGIN` is enough.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
@@ -103,7 +103,7 @@ impl Db {
     }
 
     /// Readiness probe: the database answers a trivial query.
-    pub async fn ping(&self) -> Result<(), AppError> {
+    pub(crate) async fn ping(&self) -> Result<(), AppError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }

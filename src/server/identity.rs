@@ -54,17 +54,17 @@ pub struct User {
 }
 
 impl User {
-    pub fn has_role(&self, role: Role) -> bool {
+    pub(crate) fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
 
     /// Whether the user holds one of [`Role::COORDINATORS`].
-    pub fn is_coordinator(&self) -> bool {
+    pub(crate) fn is_coordinator(&self) -> bool {
         Role::COORDINATORS.iter().any(|role| self.has_role(*role))
     }
 
     /// 403 unless the user holds one of `roles`.
-    pub fn require_any(&self, roles: &[Role], action: &str) -> Result<(), AppError> {
+    pub(crate) fn require_any(&self, roles: &[Role], action: &str) -> Result<(), AppError> {
         if roles.iter().any(|r| self.has_role(*r)) {
             return Ok(());
         }
@@ -74,11 +74,11 @@ impl User {
 }
 
 /// The roles of a stored `roles` column (comma-separated); unknown names are left out.
-pub fn parse_roles(text: &str) -> Vec<Role> {
+pub(crate) fn parse_roles(text: &str) -> Vec<Role> {
     text.split(',').filter_map(|r| r.parse().ok()).collect()
 }
 
 /// 1–64 letters, digits, `.`, `_` or `-`.
-pub fn is_valid_username(username: &str) -> bool {
+pub(crate) fn is_valid_username(username: &str) -> bool {
     (1..=64).contains(&username.len()) && username.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }

@@ -41,13 +41,13 @@ pub trait Runner: Send + Sync {
 }
 
 /// Checks that `model` reads as an ONNX model tract can load.
-pub fn check_onnx(model: &mut dyn std::io::Read) -> TractResult<()> {
+pub(crate) fn check_onnx(model: &mut dyn std::io::Read) -> TractResult<()> {
     tract_onnx::onnx().model_for_read(model)?;
     Ok(())
 }
 
 /// Applies the card's intensity normalisation in place.
-pub fn normalise(intensities: &mut [f32], how: Normalisation) {
+pub(crate) fn normalise(intensities: &mut [f32], how: Normalisation) {
     let finite = || intensities.iter().copied().filter(|v| v.is_finite());
     match how {
         Normalisation::None => {}
@@ -67,7 +67,7 @@ pub fn normalise(intensities: &mut [f32], how: Normalisation) {
 }
 
 /// Per voxel, the label value of the channel with the largest logit.
-pub fn argmax_labels(logits: &[f32], channels: &[u8], voxels: usize) -> Vec<u8> {
+pub(crate) fn argmax_labels(logits: &[f32], channels: &[u8], voxels: usize) -> Vec<u8> {
     (0..voxels)
         .map(|voxel| {
             let best = (0..channels.len())
@@ -115,7 +115,7 @@ fn segment(
 /// file order), writes one label byte per voxel; a refusal goes to stderr with exit code 1.
 /// With a memory budget, an allocation beyond it aborts the child ("memory allocation of …
 /// failed"), which the parent reports as such.
-pub fn run_child(args: &InferArgs) -> Result<(), String> {
+pub(crate) fn run_child(args: &InferArgs) -> Result<(), String> {
     if let Some(mib) = args.memory_mib {
         limit_memory(mib << 20)?;
     }

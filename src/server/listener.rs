@@ -6,7 +6,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// `listener` with TCP_NODELAY on every connection it accepts (for `what`, in the warning if
 /// that fails): without it, a response's last small write waits for the client's delayed
 /// acknowledgement, about 40 ms per request whatever the response's size.
-pub fn without_delay(
+pub(crate) fn without_delay(
     listener: TcpListener,
     what: &'static str,
 ) -> TapIo<TcpListener, impl FnMut(&mut TcpStream) + Send + 'static> {

@@ -37,7 +37,7 @@ impl LoginLimiter {
     }
 
     /// `Err(wait)` while `username` or `address` has used up its failures.
-    pub fn check(&self, username: &str, address: Option<IpAddr>) -> Result<(), Duration> {
+    pub(crate) fn check(&self, username: &str, address: Option<IpAddr>) -> Result<(), Duration> {
         let failures = self.failures.lock().expect("login limiter lock");
         let now = Instant::now();
         let wait = Self::keys(username, address)

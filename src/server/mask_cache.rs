@@ -21,7 +21,7 @@ pub struct DecodedMask {
 
 impl DecodedMask {
     /// A mask held whole, cut into slabs.
-    pub fn from_labels(header: NiftiHeader, dims: [u32; 3], labels: &[u8]) -> DecodedMask {
+    pub(crate) fn from_labels(header: NiftiHeader, dims: [u32; 3], labels: &[u8]) -> DecodedMask {
         let grid = SlabGrid::new(dims, 1, SlabKind::Mask);
         let slabs = (0..grid.count()).map(|index| Arc::from(&labels[grid.byte_range(index)])).collect();
         DecodedMask { header, grid, slabs }

@@ -60,7 +60,7 @@ impl AllowedServers {
     }
 
     /// `endpoint` as the base URL of an inference server the operator allows, or why not.
-    pub fn check(&self, endpoint: &str) -> Result<Url, String> {
+    pub(crate) fn check(&self, endpoint: &str) -> Result<Url, String> {
         let url = base_url(endpoint)?;
         let host = url.host_str().unwrap_or_default();
         let port = url.port_or_known_default();
@@ -208,7 +208,7 @@ impl OipRunner {
         })
     }
 
-    pub async fn segment(&self, model: &ModelVersion, image: Image) -> Result<Vec<u8>, AppError> {
+    pub(crate) async fn segment(&self, model: &ModelVersion, image: Image) -> Result<Vec<u8>, AppError> {
         let artifact = &model.card.artifact;
         // Checked at each run as well as at registration: the operator may have narrowed the
         // allowlist since.

@@ -31,7 +31,7 @@ impl SingleFlight {
     }
 
     /// Waits for the turn on `key`, then for a permit.
-    pub async fn turn(&self, key: &str) -> Turn<'_> {
+    pub(crate) async fn turn(&self, key: &str) -> Turn<'_> {
         let lock = {
             let mut keys = self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             keys.entry(key.to_string()).or_default().clone()
@@ -49,7 +49,7 @@ impl SingleFlight {
 
 impl Turn<'_> {
     /// Notes that this turn did the work.
-    pub fn did_work(&self) {
+    pub(crate) fn did_work(&self) {
         self.flight.done.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -73,12 +73,12 @@ impl ObjectStore {
         format!("{}{}", self.key_prefix, object_ref)
     }
 
-    pub fn presign_ttl(&self) -> Duration {
+    pub(crate) fn presign_ttl(&self) -> Duration {
         self.presign_ttl
     }
 
     /// Creates the bucket when it does not exist yet (embedded store, first run).
-    pub async fn ensure_bucket(&self) -> Result<(), AppError> {
+    pub(crate) async fn ensure_bucket(&self) -> Result<(), AppError> {
         if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
             return Ok(());
         }
@@ -87,7 +87,7 @@ impl ObjectStore {
     }
 
     /// Lets pages from `origins` GET objects with presigned URLs (a bucket CORS rule).
-    pub async fn allow_cors(&self, origins: &[String]) -> Result<(), AppError> {
+    pub(crate) async fn allow_cors(&self, origins: &[String]) -> Result<(), AppError> {
         let rule = CorsRule::builder()
             .set_allowed_origins(Some(origins.to_vec()))
             .allowed_methods("GET")
@@ -110,7 +110,7 @@ impl ObjectStore {
     }
 
     /// Readiness probe: the bucket is reachable with our credentials.
-    pub async fn ping(&self) -> Result<(), AppError> {
+    pub(crate) async fn ping(&self) -> Result<(), AppError> {
         self.client.head_bucket().bucket(&self.bucket).send().await.map_err(storage_error)?;
         Ok(())
     }
@@ -129,7 +129,7 @@ impl ObjectStore {
     }
 
     /// Stores the file at `path` as `object_ref`, streamed from disk.
-    pub async fn put_file(&self, object_ref: &str, path: &std::path::Path) -> Result<(), AppError> {
+    pub(crate) async fn put_file(&self, object_ref: &str, path: &std::path::Path) -> Result<(), AppError> {
         let body = ByteStream::from_path(path)
             .await
             .map_err(|e| AppError::internal(format!("cannot read {}: {e}", path.display())))?;
@@ -156,7 +156,10 @@ impl ObjectStore {
     }
 
     /// The object at `object_ref` as a stream, for reading without holding it whole.
-    pub async fn get_reader(&self, object_ref: &str) -> Result<impl tokio::io::AsyncBufRead + Send + Unpin, AppError> {
+    pub(crate) async fn get_reader(
+        &self,
+        object_ref: &str,
+    ) -> Result<impl tokio::io::AsyncBufRead + Send + Unpin, AppError> {
         Ok(self.body(object_ref).await?.into_async_read())
     }
 
@@ -184,7 +187,7 @@ impl ObjectStore {
     }
 
     /// A GET URL for this one object, valid for the configured time.
-    pub async fn presign_get(&self, object_ref: &str) -> Result<String, AppError> {
+    pub(crate) async fn presign_get(&self, object_ref: &str) -> Result<String, AppError> {
         let presigning = PresigningConfig::expires_in(self.presign_ttl).map_err(AppError::internal)?;
         let request = self
             .presign_client
@@ -203,7 +206,7 @@ impl ObjectStore {
     }
 
     /// Stored objects under `prefix` with their last-modified time (epoch milliseconds).
-    pub async fn list_with_age(&self, prefix: &str) -> Result<Vec<(String, i64)>, AppError> {
+    pub(crate) async fn list_with_age(&self, prefix: &str) -> Result<Vec<(String, i64)>, AppError> {
         let mut refs = Vec::new();
         let mut pages =
             self.client.list_objects_v2().bucket(&self.bucket).prefix(self.full_key(prefix)).into_paginator().send();

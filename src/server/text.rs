@@ -7,12 +7,12 @@ use crate::server::error::AppError;
 
 /// Whether `c` is refused in a client's text: a Unicode control character other than tab, line
 /// feed and carriage return.
-pub fn is_refused(c: char) -> bool {
+fn is_refused(c: char) -> bool {
     c.is_control() && !matches!(c, '\t' | '\n' | '\r')
 }
 
 /// 400 naming `place` (e.g. "query parameter `q`") when `text` holds a refused character.
-pub fn check_text(place: &str, text: &str) -> Result<(), AppError> {
+pub(crate) fn check_text(place: &str, text: &str) -> Result<(), AppError> {
     match text.chars().find(|&c| is_refused(c)) {
         Some(c) => Err(AppError::BadRequest(format!(
             "{place} holds the control character U+{:04X}; text may hold no control characters but tab and line breaks",
@@ -24,7 +24,7 @@ pub fn check_text(place: &str, text: &str) -> Result<(), AppError> {
 
 /// [`check_text`] on every string of a JSON document, object keys included, naming the field by its
 /// path (`splits.case-1`, `anchor[2]`); `document` says what the JSON is ("JSON body").
-pub fn check_json_text(document: &str, value: &serde_json::Value) -> Result<(), AppError> {
+pub(crate) fn check_json_text(document: &str, value: &serde_json::Value) -> Result<(), AppError> {
     check_json_at(document, value, &mut String::new())
 }
 

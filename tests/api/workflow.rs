@@ -55,6 +55,10 @@ async fn status(app: &TestApp, token: &str, case_id: &str, body: Value) -> reqwe
     put(app, token, &format!("/cases/{case_id}/status"), body).await
 }
 
+async fn assign(app: &TestApp, token: &str, case_id: &str, body: Value) -> reqwest::Response {
+    put(app, token, &format!("/cases/{case_id}/assignment"), body).await
+}
+
 /// The error message of a refused request, after checking its status.
 async fn refused(response: reqwest::Response, expected: StatusCode) -> String {
     let got = response.status();
@@ -147,8 +151,7 @@ async fn only_the_assigned_labeler_saves_and_another_labelers_save_writes_nothin
     let team = hire(&app).await;
     let admin = app.user("root", &[Role::Labeler, Role::Admin]).await;
     let case_id = new_case(&app).await;
-    workflow(put(&app, &team.engineer, &format!("/cases/{case_id}/assignment"), json!({ "assignee": "alice" })).await)
-        .await;
+    workflow(assign(&app, &team.engineer, &case_id, json!({ "assignee": "alice" })).await).await;
 
     let before = footprint(&app).await;
     let message = refused(save(&app, &team.bob, &case_id, 1).await, StatusCode::FORBIDDEN).await;
@@ -211,16 +214,7 @@ async fn submit_review_send_back_approve_and_reopen() {
     let app = TestApp::spawn().await;
     let team = hire(&app).await;
     let case_id = new_case(&app).await;
-    workflow(
-        put(
-            &app,
-            &team.engineer,
-            &format!("/cases/{case_id}/assignment"),
-            json!({ "assignee": "alice", "reviewer": "rita" }),
-        )
-        .await,
-    )
-    .await;
+    workflow(assign(&app, &team.engineer, &case_id, json!({ "assignee": "alice", "reviewer": "rita" })).await).await;
 
     // Nothing to submit before the labeler worked on it.
     let message =
@@ -367,13 +361,9 @@ async fn a_restricted_case_is_read_only_by_its_labeler_reviewer_and_coordinators
     let app = TestApp::spawn().await;
     let team = hire(&app).await;
     let (secret, open) = (new_case(&app).await, new_case(&app).await);
-    let assigned = put(
-        &app,
-        &team.engineer,
-        &format!("/cases/{secret}/assignment"),
-        json!({ "assignee": "alice", "reviewer": "rita", "restricted": true }),
-    )
-    .await;
+    let assigned =
+        assign(&app, &team.engineer, &secret, json!({ "assignee": "alice", "reviewer": "rita", "restricted": true }))
+            .await;
     assert!(workflow(assigned).await.restricted);
 
     for (token, readable) in [
@@ -408,21 +398,11 @@ async fn a_restricted_case_is_read_only_by_its_labeler_reviewer_and_coordinators
         assert_eq!(worklist.total, if readable { 2 } else { 1 });
     }
     // Lifting the restriction opens it again; leaving the field out keeps it as it is.
-    workflow(put(&app, &team.engineer, &format!("/cases/{secret}/assignment"), json!({ "assignee": "alice" })).await)
-        .await;
+    workflow(assign(&app, &team.engineer, &secret, json!({ "assignee": "alice" })).await).await;
     let still =
         app.client.get(app.url(&format!("/cases/{secret}/artifacts"))).bearer_auth(&team.bob).send().await.unwrap();
     assert_eq!(still.status(), StatusCode::NOT_FOUND);
-    workflow(
-        put(
-            &app,
-            &team.engineer,
-            &format!("/cases/{secret}/assignment"),
-            json!({ "assignee": "alice", "restricted": false }),
-        )
-        .await,
-    )
-    .await;
+    workflow(assign(&app, &team.engineer, &secret, json!({ "assignee": "alice", "restricted": false })).await).await;
     let opened =
         app.client.get(app.url(&format!("/cases/{secret}/artifacts"))).bearer_auth(&team.bob).send().await.unwrap();
     assert_eq!(opened.status(), StatusCode::OK);
@@ -437,16 +417,7 @@ async fn a_control_character_in_a_body_or_a_path_is_refused_and_nothing_is_writt
     let app = TestApp::spawn().await;
     let team = hire(&app).await;
     let case_id = new_case(&app).await;
-    workflow(
-        put(
-            &app,
-            &team.engineer,
-            &format!("/cases/{case_id}/assignment"),
-            json!({ "assignee": "alice", "reviewer": "rita" }),
-        )
-        .await,
-    )
-    .await;
+    workflow(assign(&app, &team.engineer, &case_id, json!({ "assignee": "alice", "reviewer": "rita" })).await).await;
     assert_eq!(save(&app, &team.alice, &case_id, 1).await.status(), StatusCode::CREATED);
     workflow(status(&app, &team.alice, &case_id, json!({ "status": "submitted" })).await).await;
     let written = || async {
@@ -466,7 +437,7 @@ async fn a_control_character_in_a_body_or_a_path_is_refused_and_nothing_is_writt
         refused(status(&app, &team.reviewer, &case_id, sent_back.clone()).await, StatusCode::BAD_REQUEST).await;
     assert!(message.starts_with("JSON body field `comment` holds the control character U+0000"), "{message}");
     let message = refused(
-        put(&app, &team.engineer, &format!("/cases/{case_id}/assignment"), json!({ "assignee": "alice\u{0}" })).await,
+        assign(&app, &team.engineer, &case_id, json!({ "assignee": "alice\u{0}" })).await,
         StatusCode::BAD_REQUEST,
     )
     .await;

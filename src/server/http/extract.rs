@@ -87,7 +87,7 @@ impl RouteRoles for CaseWorkers {
 
 /// Bounds the bodies of `routes` to `max_bytes`: a request declaring a longer body is refused
 /// before anything is read (413), and one that grows past the bound while read is refused too.
-pub fn bounded_body(routes: Router<AppState>, max_bytes: usize) -> Router<AppState> {
+pub(crate) fn bounded_body(routes: Router<AppState>, max_bytes: usize) -> Router<AppState> {
     routes.layer(DefaultBodyLimit::max(max_bytes)).layer(middleware::from_fn(
         move |request: Request, next: Next| async move {
             let declared =
@@ -139,12 +139,12 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Api
 }
 
 /// A multipart body that cannot be read: 400.
-pub fn bad_form(err: axum::extract::multipart::MultipartError) -> AppError {
+pub(crate) fn bad_form(err: axum::extract::multipart::MultipartError) -> AppError {
     AppError::BadRequest(format!("invalid multipart form: {err}"))
 }
 
 /// A text field of a form, refused past `max_bytes` without reading further.
-pub async fn field_text(mut field: Field<'_>, max_bytes: usize) -> Result<String, AppError> {
+pub(crate) async fn field_text(mut field: Field<'_>, max_bytes: usize) -> Result<String, AppError> {
     let name = field.name().unwrap_or_default().to_string();
     let mut text = Vec::new();
     while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
@@ -161,7 +161,7 @@ pub async fn field_text(mut field: Field<'_>, max_bytes: usize) -> Result<String
 
 /// A file field of a form, written to a scratch file in `dir` as it arrives: an upload is
 /// never held in memory.
-pub async fn field_to_file(mut field: Field<'_>, dir: &Path) -> Result<ScratchFile, AppError> {
+pub(crate) async fn field_to_file(mut field: Field<'_>, dir: &Path) -> Result<ScratchFile, AppError> {
     let (scratch, file) = ScratchFile::create(dir).map_err(AppError::internal)?;
     let mut file = tokio::fs::File::from_std(file);
     while let Some(chunk) = field.chunk().await.map_err(bad_form)? {

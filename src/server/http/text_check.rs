@@ -17,7 +17,7 @@ use crate::server::text::check_text;
 /// Where `#[server]` puts server functions (its default prefix, which none of ours changes).
 const SERVER_FN_PREFIX: &str = "/api/";
 
-pub async fn refuse_control_characters(request: Request, next: Next) -> Response {
+pub(crate) async fn refuse_control_characters(request: Request, next: Next) -> Response {
     let server_fn = request.uri().path().starts_with(SERVER_FN_PREFIX);
     match checked(request, server_fn).await {
         Ok(request) => next.run(request).await,

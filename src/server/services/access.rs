@@ -235,7 +235,7 @@ fn may_read(user: &User, case: &CaseFacts) -> bool {
 
 /// The SQL condition (on cases `c`) of the cases `user` may read, binding the user's id as
 /// `$param`: the same rule as [`may_read`], for lists.
-pub fn readable_condition(user: &User, param: usize) -> String {
+pub(crate) fn readable_condition(user: &User, param: usize) -> String {
     if user.is_coordinator() {
         // True for everyone (ids are never empty) without reading a column of the case, so a
         // count stays an index-only scan; it names the parameter because PostgreSQL refuses a
@@ -263,7 +263,7 @@ fn no_such_case(case_id: &str) -> AppError {
 
 /// The case a client names (a path, a server function's argument): a text that cannot be a
 /// case id is no such case, the same 404 as any other.
-pub fn case_named(text: &str) -> Result<CaseId, AppError> {
+pub(crate) fn case_named(text: &str) -> Result<CaseId, AppError> {
     CaseId::parse(text).map_err(|_| no_such_case(text))
 }
 
@@ -296,7 +296,7 @@ impl<A: CaseAction> CaseAccess<A> {
 
     /// Inside a transaction that has locked the case's row: decides again on the facts as they
     /// are now (the case may have been reassigned or reviewed since), and keeps them.
-    pub async fn recheck(&mut self, tx: &mut AnyConnection, rules: Rules) -> Result<(), AppError> {
+    pub(crate) async fn recheck(&mut self, tx: &mut AnyConnection, rules: Rules) -> Result<(), AppError> {
         self.facts = decide(tx, &self.user, &self.case_id, &self.action, rules).await?;
         Ok(())
     }

@@ -15,7 +15,7 @@ use crate::server::error::AppError;
 use crate::server::identity::{self, Role, User};
 
 /// 403 unless `user` may manage accounts.
-pub fn may_manage(user: &User) -> Result<(), AppError> {
+pub(crate) fn may_manage(user: &User) -> Result<(), AppError> {
     user.require_any(&[Role::Admin], "managing users and tokens")
 }
 
@@ -42,7 +42,7 @@ async fn lock_user(tx: &mut AnyConnection, username: &str) -> Result<LockedUser,
 }
 
 /// Applies `change` to `username`: enables or disables them, adds and removes roles.
-pub async fn change_user(
+pub(crate) async fn change_user(
     db: &Db,
     actor: Option<&User>,
     username: &str,
@@ -125,7 +125,7 @@ pub async fn issue_token(
 }
 
 /// Revokes `token` at once. `actor` may revoke any token as an admin, or their own.
-pub async fn revoke_token(db: &Db, actor: Option<&User>, token: &str) -> Result<(), AppError> {
+pub(crate) async fn revoke_token(db: &Db, actor: Option<&User>, token: &str) -> Result<(), AppError> {
     let admin = actor.is_none_or(|a| a.has_role(Role::Admin));
     let mut tx = db.pool.begin().await?;
     let revoked_user: String = sqlx::query_scalar(

@@ -112,7 +112,7 @@ fn seal(key: &AuditKey, seq: i64, hash: &str) -> String {
 
 /// Appends `event` inside the caller's transaction, sealing the new head when `db` has an
 /// audit key; returns its sequence number.
-pub async fn record(tx: &mut AnyConnection, db: &Db, event: AuditEvent<'_>) -> Result<i64, AppError> {
+pub(crate) async fn record(tx: &mut AnyConnection, db: &Db, event: AuditEvent<'_>) -> Result<i64, AppError> {
     // Updating the single head row locks it until commit: writers take turns, so the chain
     // stays linear even with several app instances.
     let (seq, prev_hash): (i64, String) =
@@ -235,7 +235,7 @@ pub async fn verify_chain(db: &Db) -> Result<ChainReport, AppError> {
 
 /// Seals the current head with the audit key, after checking the chain: for a log written
 /// before the key was configured.
-pub async fn seal_head(db: &Db) -> Result<(), AppError> {
+pub(crate) async fn seal_head(db: &Db) -> Result<(), AppError> {
     let key = db
         .audit_key
         .as_ref()
@@ -259,6 +259,6 @@ pub async fn head(db: &Db) -> Result<(i64, String), AppError> {
 }
 
 /// The hash of row `seq`, if the log holds it.
-pub async fn hash_of(db: &Db, seq: i64) -> Result<Option<String>, AppError> {
+pub(crate) async fn hash_of(db: &Db, seq: i64) -> Result<Option<String>, AppError> {
     Ok(sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1").bind(seq).fetch_optional(&db.pool).await?)
 }

@@ -157,7 +157,7 @@ pub async fn progress(state: &AppState, id: &str) -> Result<BackfillProgress, Ap
 }
 
 /// The latest backfill of `model_id`, if any.
-pub async fn latest(state: &AppState, model_id: &ModelId) -> Result<Option<BackfillProgress>, AppError> {
+pub(crate) async fn latest(state: &AppState, model_id: &ModelId) -> Result<Option<BackfillProgress>, AppError> {
     let id: Option<String> =
         sqlx::query_scalar("SELECT id FROM backfills WHERE model_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1")
             .bind(model_id)

@@ -23,7 +23,7 @@ use crate::server::state::AppState;
 pub const MAX_CASES_PER_PAGE: u32 = 1000;
 
 /// One page (from 1) of the cases `user` may read, oldest first, and how many there are in all.
-pub async fn list_cases(
+pub(crate) async fn list_cases(
     state: &AppState,
     user: &User,
     page: u32,
@@ -75,7 +75,7 @@ pub async fn list_cases(
 
 /// The image and the current mask of a case, each with a presigned GET URL. With
 /// `include_history`, also its newest saved mask versions (at most [`HISTORY_LIMIT`]).
-pub async fn case_artifacts(
+pub(crate) async fn case_artifacts(
     state: &AppState,
     access: &CaseAccess<Read>,
     include_history: bool,
@@ -141,7 +141,7 @@ pub async fn case_artifacts(
 
 /// `GET /cases/{id}/overview` and the case page: everything the page shows, under one access decision:
 /// the artifacts with the mask history, the review panel, and the case's model jobs.
-pub async fn case_page(state: &AppState, access: &CaseAccess<Read>) -> Result<CaseOpened, AppError> {
+pub(crate) async fn case_page(state: &AppState, access: &CaseAccess<Read>) -> Result<CaseOpened, AppError> {
     Ok(CaseOpened {
         artifacts: case_artifacts(state, access, true).await?,
         review: workflow::review(state, access).await?,
@@ -151,7 +151,7 @@ pub async fn case_page(state: &AppState, access: &CaseAccess<Read>) -> Result<Ca
 
 /// A presigned URL of mask version `cases/{case_id}/masks/{file}` as a `.nii.gz`, written from
 /// its slabs first if nobody asked for it before.
-pub async fn mask_file_url(state: &AppState, access: &CaseAccess<Read>, file: &str) -> Result<String, AppError> {
+pub(crate) async fn mask_file_url(state: &AppState, access: &CaseAccess<Read>, file: &str) -> Result<String, AppError> {
     let object_ref = format!("cases/{}/masks/{file}", access.case_id());
     mask_versions::ensure_file(state, &object_ref).await?;
     state.store.presign_get(&object_ref).await

@@ -124,7 +124,7 @@ impl Body {
 }
 
 /// Parses `1=liver` style label names.
-pub fn parse_label_names(specs: &[String]) -> Result<Vec<(u8, String)>, AppError> {
+pub(crate) fn parse_label_names(specs: &[String]) -> Result<Vec<(u8, String)>, AppError> {
     specs
         .iter()
         .map(|spec| {

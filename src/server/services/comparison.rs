@@ -129,7 +129,7 @@ fn score(model: &ModelSummary, names: &BTreeMap<u8, String>, per_case: &[LabelSc
 
 /// Who may read evaluations, the coordinators: they compare shadow models with people's
 /// labels, and computing them is heavy.
-pub fn may_read(user: &User) -> bool {
+pub(crate) fn may_read(user: &User) -> bool {
     user.is_coordinator()
 }
 

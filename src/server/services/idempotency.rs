@@ -152,7 +152,7 @@ async fn try_claim(db: &Db, user_id: &str, key: &IdempotencyKey, fingerprint: &s
 }
 
 /// Stores the response, inside the transaction that commits the work.
-pub async fn complete(
+pub(crate) async fn complete(
     tx: &mut AnyConnection,
     user_id: &str,
     key: &IdempotencyKey,
@@ -185,7 +185,7 @@ pub async fn release(db: &Db, user_id: &str, key: &IdempotencyKey) -> Result<(),
 }
 
 /// Forgets finished keys older than the retention time.
-pub async fn purge_expired(db: &Db) -> Result<u64, AppError> {
+pub(crate) async fn purge_expired(db: &Db) -> Result<u64, AppError> {
     let purged = sqlx::query("DELETE FROM idempotency_keys WHERE state = $2 AND created_at < $1")
         .bind(now_ms() - RETENTION_MS)
         .bind(KeyState::Done.as_str())

@@ -14,7 +14,7 @@ pub struct ObjectsReport {
     pub problems: Vec<String>,
 }
 
-pub async fn verify_objects(state: &AppState) -> Result<ObjectsReport, AppError> {
+pub(crate) async fn verify_objects(state: &AppState) -> Result<ObjectsReport, AppError> {
     let rows: Vec<(String, i64, String)> = sqlx::query_as(
         "SELECT object_ref, size_bytes, sha256 FROM (
              SELECT object_ref, size_bytes, sha256, created_at FROM objects WHERE file_stored = 1

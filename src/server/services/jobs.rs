@@ -47,7 +47,7 @@ impl Trigger {
 }
 
 /// Enqueues one job per model in `active` for `case_id` inside the caller's transaction.
-pub async fn enqueue(
+pub(crate) async fn enqueue(
     tx: &mut AnyConnection,
     state: &AppState,
     active: &[ModelSummary],
@@ -119,7 +119,7 @@ async fn insert(tx: &mut AnyConnection, state: &AppState, job: NewJob<'_>, at: i
 /// Enqueues the jobs of backfill `backfill_id` (also their run id): `model_id` on each case,
 /// as shadow runs (their output goes apart and never pre-labels a case), behind every job of
 /// imports and people.
-pub async fn enqueue_backfill(
+pub(crate) async fn enqueue_backfill(
     tx: &mut AnyConnection,
     state: &AppState,
     backfill_id: &str,
@@ -153,7 +153,7 @@ pub enum JobFilter<'a> {
 const SERVER_WORDS: char = '\u{1f}';
 
 /// `err` as a job's `last_error` keeps it, an inference server's own words set apart.
-pub fn stored_error(err: &AppError) -> String {
+pub(crate) fn stored_error(err: &AppError) -> String {
     match err {
         AppError::InferenceServer { summary, detail } => format!("{summary}{SERVER_WORDS}{detail}"),
         other => other.to_string(),
@@ -216,7 +216,7 @@ impl JobRow {
 
 /// The jobs `user` may see: those of cases they may read, and shadow jobs only for ML
 /// engineers and admins (labelers never see what a shadow version did).
-pub async fn list_jobs(state: &AppState, user: &User, filter: JobFilter<'_>) -> Result<Vec<Job>, AppError> {
+pub(crate) async fn list_jobs(state: &AppState, user: &User, filter: JobFilter<'_>) -> Result<Vec<Job>, AppError> {
     let (column, value) = match filter {
         JobFilter::Case(access) => ("j.case_id", access.case_id().as_str()),
         JobFilter::Run(id) => ("j.run_id", id),
@@ -293,7 +293,7 @@ pub async fn claim(state: &AppState, worker: &str) -> Result<Option<Claimed>, Ap
 /// Marks `job` succeeded with its output and records the prediction, inside the caller's
 /// transaction; `false` when this worker no longer holds the job (its lease ran out and
 /// another worker took it over, whose result will count).
-pub async fn succeed(
+pub(crate) async fn succeed(
     tx: &mut AnyConnection,
     job: &Claimed,
     worker: &str,
@@ -331,7 +331,7 @@ pub async fn succeed(
 }
 
 /// Records a failed attempt: back to the queue after a backoff, or failed for good.
-pub async fn fail(state: &AppState, job: &Claimed, worker: &str, error: &str) -> Result<(), AppError> {
+pub(crate) async fn fail(state: &AppState, job: &Claimed, worker: &str, error: &str) -> Result<(), AppError> {
     let now = now_ms();
     let final_attempt = job.attempts >= job.max_attempts;
     let backoff = state.config.orchestrator.job_retry_base_ms as i64 * (1i64 << (job.attempts - 1).clamp(0, 16));

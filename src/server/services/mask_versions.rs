@@ -19,7 +19,7 @@ use crate::slabs::SLAB_GZIP_LEVEL;
 
 /// A mask version (or model prediction) from the cache, or fetched from storage: from its
 /// slabs when it has them, else from its file.
-pub async fn load_mask(state: &AppState, object_ref: &str) -> Result<Arc<DecodedMask>, AppError> {
+pub(crate) async fn load_mask(state: &AppState, object_ref: &str) -> Result<Arc<DecodedMask>, AppError> {
     if let Some(mask) = state.heads.get(object_ref) {
         return Ok(mask);
     }
@@ -68,7 +68,7 @@ pub struct StoredVersion {
 /// Stores `mask` as a new version of `case_id` made from `base` (the version it replaces and
 /// its manifest), writing only the slabs listed in `changed`; with no base manifest, every
 /// slab is written. Compression runs off the async threads.
-pub async fn store_version(
+pub(crate) async fn store_version(
     state: &AppState,
     case_id: &CaseId,
     base: Option<&SlabManifest>,
@@ -140,7 +140,7 @@ pub async fn commit(tx: &mut AnyConnection, version: &NewVersion<'_>) -> Result<
 
 /// Where mask version `object_ref` downloads as a `.nii.gz`: a presigned URL once its file is
 /// written, else the API path (the same as the key) that writes it and redirects.
-pub async fn file_url(state: &AppState, object_ref: &str, file_stored: bool) -> Result<String, AppError> {
+pub(crate) async fn file_url(state: &AppState, object_ref: &str, file_stored: bool) -> Result<String, AppError> {
     if file_stored {
         state.store.presign_get(object_ref).await
     } else {
@@ -152,7 +152,7 @@ pub async fn file_url(state: &AppState, object_ref: &str, file_stored: bool) -> 
 /// already; its hex SHA-256. Within an instance one request writes a version's file while the
 /// others asking for it wait, and only a few are written at once. Writers in different
 /// instances write the same bytes, and the first record stands.
-pub async fn ensure_file(state: &AppState, object_ref: &str) -> Result<String, AppError> {
+pub(crate) async fn ensure_file(state: &AppState, object_ref: &str) -> Result<String, AppError> {
     if let Some(sha256) = stored_file(state, object_ref).await? {
         return Ok(sha256);
     }

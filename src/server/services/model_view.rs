@@ -9,7 +9,7 @@ use crate::server::error::AppError;
 use crate::server::identity::User;
 use crate::server::state::AppState;
 
-pub async fn model_overview(state: &AppState, user: &User, id: &ModelId) -> Result<ModelOverview, AppError> {
+pub(crate) async fn model_overview(state: &AppState, user: &User, id: &ModelId) -> Result<ModelOverview, AppError> {
     let mut detail = registry::model_detail(state, id).await?;
     let may_manage = registry::may_register(user).is_ok();
     // The lifecycle buttons are shown only to those who may press them.

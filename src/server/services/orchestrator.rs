@@ -37,7 +37,7 @@ const GZIP_LEVEL: u32 = 1;
 /// A manual trigger by an ML engineer or admin: runs every active model version on the case,
 /// except those with a job for it queued or running already. When every one has, nothing is
 /// queued and the answer is the newest such run, so repeating the request costs nothing.
-pub async fn run_on_case(state: &AppState, access: CaseAccess<RunModels>) -> Result<RunStarted, AppError> {
+pub(crate) async fn run_on_case(state: &AppState, access: CaseAccess<RunModels>) -> Result<RunStarted, AppError> {
     let (user, case_id) = (access.user(), access.case_id());
     let active = registry::all_active(state).await?;
     if active.is_empty() {

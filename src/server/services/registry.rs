@@ -49,7 +49,7 @@ impl std::ops::Deref for ValidCard {
 
 /// Parses a card, naming the offending field on failure (`input_spec.voxel_type: …`); an
 /// `oip-v2` card may only name one of `servers`.
-pub fn parse_card(json: &str, servers: &AllowedServers) -> Result<ValidCard, AppError> {
+fn parse_card(json: &str, servers: &AllowedServers) -> Result<ValidCard, AppError> {
     let deserializer = &mut serde_json::Deserializer::from_str(json);
     let card: ModelCard = serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -214,7 +214,7 @@ impl ModelRow {
 /// and that the artifact is a loadable ONNX model, stores the artifact, audits.
 /// 403 unless `user` may register model versions; the upload route asks before it reads the
 /// body, so a refused upload costs nothing.
-pub fn may_register(user: &User) -> Result<(), AppError> {
+pub(crate) fn may_register(user: &User) -> Result<(), AppError> {
     user.require_any(&Role::COORDINATORS, "register models")
 }
 
@@ -311,14 +311,14 @@ pub async fn register(
 }
 
 /// A unique-index violation as a 409 with `message`; other errors as they are.
-pub fn unique_conflict(err: sqlx::Error, message: String) -> AppError {
+pub(crate) fn unique_conflict(err: sqlx::Error, message: String) -> AppError {
     match &err {
         sqlx::Error::Database(db) if db.is_unique_violation() => AppError::Conflict(message),
         _ => err.into(),
     }
 }
 
-pub async fn list_models(state: &AppState) -> Result<Vec<ModelSummary>, AppError> {
+pub(crate) async fn list_models(state: &AppState) -> Result<Vec<ModelSummary>, AppError> {
     let rows: Vec<SummaryRow> =
         sqlx::query_as(&format!("SELECT {SUMMARY_COLUMNS} FROM models ORDER BY name, created_at DESC"))
             .fetch_all(&state.db.pool)
@@ -328,7 +328,7 @@ pub async fn list_models(state: &AppState) -> Result<Vec<ModelSummary>, AppError
 
 /// The model version a client names (a path, a server function's argument): a text that
 /// cannot be a model id is no such version, the same 404 as any other.
-pub fn model_named(text: &str) -> Result<ModelId, AppError> {
+pub(crate) fn model_named(text: &str) -> Result<ModelId, AppError> {
     ModelId::parse(text).map_err(|_| AppError::NotFound(format!("model {text}")))
 }
 
@@ -344,11 +344,11 @@ async fn summary_of(state: &AppState, id: &ModelId) -> Result<ModelSummary, AppE
     Ok(model_row(state, id).await?.summary.into())
 }
 
-pub async fn model_card(state: &AppState, id: &ModelId) -> Result<ModelCard, AppError> {
+pub(crate) async fn model_card(state: &AppState, id: &ModelId) -> Result<ModelCard, AppError> {
     model_row(state, id).await?.card()
 }
 
-pub async fn model_detail(state: &AppState, id: &ModelId) -> Result<ModelDetail, AppError> {
+pub(crate) async fn model_detail(state: &AppState, id: &ModelId) -> Result<ModelDetail, AppError> {
     let row = model_row(state, id).await?;
     let card = row.card()?;
     let summary = ModelSummary::from(row.summary);
@@ -356,14 +356,14 @@ pub async fn model_detail(state: &AppState, id: &ModelId) -> Result<ModelDetail,
 }
 
 /// The artifact reference and card of a model version, for the runner.
-pub async fn runnable(state: &AppState, id: &ModelId) -> Result<(String, ModelCard), AppError> {
+pub(crate) async fn runnable(state: &AppState, id: &ModelId) -> Result<(String, ModelCard), AppError> {
     let row = model_row(state, id).await?;
     let card = row.card()?;
     Ok((row.artifact_ref, card))
 }
 
 /// A state named in a REST body, or 422 listing the states.
-pub fn parse_state(text: &str) -> Result<ModelState, AppError> {
+pub(crate) fn parse_state(text: &str) -> Result<ModelState, AppError> {
     ModelState::parse(text).ok_or_else(|| {
         AppError::Unprocessable(format!(
             "field `state`: {text:?} is not a state; states are registered, shadow, production, archived"
@@ -454,7 +454,7 @@ pub async fn transition(state: &AppState, user: &User, id: &ModelId, to: ModelSt
 }
 
 /// The production and shadow versions of `name`, read in one statement (one snapshot).
-pub async fn active_models(state: &AppState, name: &str) -> Result<ActiveModels, AppError> {
+pub(crate) async fn active_models(state: &AppState, name: &str) -> Result<ActiveModels, AppError> {
     let rows: Vec<SummaryRow> =
         sqlx::query_as(&format!("SELECT {SUMMARY_COLUMNS} FROM models WHERE name = $1 AND state IN ($2, $3)"))
             .bind(name)
@@ -475,7 +475,7 @@ pub async fn active_models(state: &AppState, name: &str) -> Result<ActiveModels,
 
 /// Every production and shadow version of every name, read in one statement: the snapshot
 /// one orchestrator trigger dispatches from.
-pub async fn all_active(state: &AppState) -> Result<Vec<ModelSummary>, AppError> {
+pub(crate) async fn all_active(state: &AppState) -> Result<Vec<ModelSummary>, AppError> {
     let rows: Vec<SummaryRow> =
         sqlx::query_as(&format!("SELECT {SUMMARY_COLUMNS} FROM models WHERE state IN ($1, $2) ORDER BY name, state"))
             .bind(ModelState::Production)
@@ -525,7 +525,11 @@ pub async fn timeline(state: &AppState, name: &str) -> Result<Vec<StateChange>, 
 }
 
 /// The version of `name` that was in production at `at_ms`, replayed from its timeline.
-pub async fn production_at(state: &AppState, name: &str, at_ms: i64) -> Result<Option<(ModelId, String)>, AppError> {
+pub(crate) async fn production_at(
+    state: &AppState,
+    name: &str,
+    at_ms: i64,
+) -> Result<Option<(ModelId, String)>, AppError> {
     let mut current: Option<(ModelId, String)> = None;
     for change in timeline(state, name).await?.into_iter().take_while(|change| change.at_ms <= at_ms) {
         if change.to == ModelState::Production {
@@ -541,7 +545,7 @@ pub async fn production_at(state: &AppState, name: &str, at_ms: i64) -> Result<O
 
 /// The last promotion to production, in `timeline`, of a version other than `current_id`: what
 /// a rollback of `current_id` restores.
-pub fn previous_production<'a>(timeline: &'a [StateChange], current_id: &ModelId) -> Option<&'a StateChange> {
+pub(crate) fn previous_production<'a>(timeline: &'a [StateChange], current_id: &ModelId) -> Option<&'a StateChange> {
     timeline.iter().rev().find(|change| change.to == ModelState::Production && change.model_id != *current_id)
 }
 

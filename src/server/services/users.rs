@@ -15,7 +15,7 @@ use crate::server::error::AppError;
 use crate::server::identity::{is_valid_username, parse_roles, Role, User};
 
 /// What is stored of a token: its SHA-256, so the database never holds a usable token.
-pub fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
@@ -214,7 +214,7 @@ impl From<UserRow> for User {
 }
 
 /// The enabled user with this id: a disabled user's sessions stop working at once.
-pub async fn user_by_id(db: &Db, id: &str) -> Result<Option<User>, AppError> {
+pub(crate) async fn user_by_id(db: &Db, id: &str) -> Result<Option<User>, AppError> {
     let row: Option<UserRow> =
         sqlx::query_as("SELECT id, username, roles FROM users WHERE id = $1 AND disabled_at IS NULL")
             .bind(id)
@@ -238,6 +238,6 @@ pub async fn user_for_token(db: &Db, token: &str) -> Result<Option<User>, AppErr
     Ok(row.map(User::from))
 }
 
-pub async fn user_count(db: &Db) -> Result<i64, AppError> {
+pub(crate) async fn user_count(db: &Db) -> Result<i64, AppError> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&db.pool).await?)
 }

@@ -50,7 +50,7 @@ impl SlabManifest {
         Ok(Some(manifest))
     }
 
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a manifest serialises")
     }
 
@@ -74,12 +74,12 @@ impl SlabManifest {
         (distinct, positions)
     }
 
-    pub fn header_bytes(&self) -> Result<Vec<u8>, AppError> {
+    pub(crate) fn header_bytes(&self) -> Result<Vec<u8>, AppError> {
         base64::engine::general_purpose::STANDARD.decode(&self.header).map_err(AppError::internal)
     }
 }
 
-pub fn slab_ref(case_id: &CaseId, id: &str) -> String {
+fn slab_ref(case_id: &CaseId, id: &str) -> String {
     format!("cases/{case_id}/slabs/{id}.gz")
 }
 
@@ -100,7 +100,7 @@ pub struct PackedSlab {
 
 impl PackedSlab {
     /// Compresses `raw` (CPU work: call off the async threads).
-    pub fn pack(raw: &[u8]) -> PackedSlab {
+    pub(crate) fn pack(raw: &[u8]) -> PackedSlab {
         PackedSlab { id: Uuid::new_v4().simple().to_string(), stored: slabs::compress(raw) }
     }
 
@@ -141,7 +141,7 @@ async fn put_one(state: &AppState, case_id: &CaseId, slab: PackedSlab) -> Result
 }
 
 /// Inside the caller's transaction: records slabs just stored for `case_id`.
-pub async fn record(
+pub(crate) async fn record(
     tx: &mut AnyConnection,
     case_id: &CaseId,
     stored: &[StoredSlab],
@@ -165,7 +165,7 @@ pub async fn record(
 /// Cuts a `.nii` / `.nii.gz` file into slabs and stores them, holding a few slabs in memory
 /// at a time whatever the volume's size: one thread reads and compresses while the slabs
 /// before are being stored. The manifest and the slabs to record.
-pub async fn put_file(
+pub(crate) async fn put_file(
     state: &AppState,
     case_id: &CaseId,
     what: &'static str,
@@ -248,7 +248,7 @@ pub async fn urls(state: &AppState, case_id: &CaseId, manifest: &SlabManifest) -
 /// Cuts into slabs every volume stored before slabs were (as an older release left the
 /// database), so that opening a case only ever reads. Run at start-up; each volume once, and
 /// instances starting together keep the first cut (the others' slabs are swept later).
-pub async fn cut_stored_files(state: &AppState) -> Result<usize, AppError> {
+pub(crate) async fn cut_stored_files(state: &AppState) -> Result<usize, AppError> {
     let uncut: Vec<(String, CaseId, ArtifactKind)> =
         sqlx::query_as("SELECT object_ref, case_id, kind FROM objects WHERE slabs_json = '' ORDER BY created_at")
             .fetch_all(&state.db.pool)

@@ -40,7 +40,11 @@ async fn workflow_of(conn: &mut AnyConnection, case_id: &CaseId) -> Result<CaseW
 /// Inside a save's transaction, after its compare-and-swap of the head has locked the case's
 /// row: decides again (the case may have been reassigned meanwhile), has an unassigned case
 /// taken by its first labeler, notes who saved last, and moves the case to `in_progress`.
-pub async fn on_save(tx: &mut AnyConnection, state: &AppState, access: &mut CaseAccess<Save>) -> Result<(), AppError> {
+pub(crate) async fn on_save(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    access: &mut CaseAccess<Save>,
+) -> Result<(), AppError> {
     access.recheck(tx, access::rules(state)).await?;
     let (user, case_id, case) = (access.user(), access.case_id(), access.facts());
     if case.assignee_id.is_none() && !user.has_role(Role::Admin) {
@@ -94,7 +98,7 @@ async fn user_with_role(conn: &mut AnyConnection, name: &str, role: Role) -> Res
 }
 
 /// `PUT /cases/{id}/assignment`: sets (or clears) the case's labeler and reviewer.
-pub async fn assign(
+pub(crate) async fn assign(
     state: &AppState,
     access: CaseAccess<Assign>,
     request: &AssignCase,
@@ -187,7 +191,7 @@ pub async fn take(state: &AppState, mut access: CaseAccess<Take>) -> Result<Case
 
 /// `PUT /cases/{id}/status`: submit, approve (pinning the current mask version), request
 /// changes or reopen, with an optional comment (required when sending back or reopening).
-pub async fn change_status(
+pub(crate) async fn change_status(
     state: &AppState,
     mut access: CaseAccess<Transition>,
     request: &ChangeStatus,

@@ -223,7 +223,7 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
 }
 
 /// The worklist a page shows first: a labeler who does not coordinate sees their own cases.
-pub fn default_query(user: &User) -> WorklistQuery {
+pub(crate) fn default_query(user: &User) -> WorklistQuery {
     WorklistQuery {
         assignee: (user.has_role(Role::Labeler) && !user.is_coordinator()).then(|| "me".to_string()),
         ..WorklistQuery::default()
@@ -232,7 +232,7 @@ pub fn default_query(user: &User) -> WorklistQuery {
 
 /// `GET /worklist/next`: the caller's next case not yet submitted, those sent back first, then
 /// those in progress, then new ones, oldest first.
-pub async fn next_case(state: &AppState, user: &User) -> Result<NextCase, AppError> {
+pub(crate) async fn next_case(state: &AppState, user: &User) -> Result<NextCase, AppError> {
     let none_waits = || AppError::NotFound("a case assigned to you that is waiting for labeling".into());
     // An assignment outlives a labeler role taken back; the case is no longer theirs to open.
     if !user.has_role(Role::Labeler) {
