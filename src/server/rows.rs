@@ -7,6 +7,20 @@ use sqlx::FromRow;
 use crate::api::{ArtifactKind, CaseId};
 use crate::nifti_io::VoxelType;
 
+/// A volume's size in voxels, from the `dim_i, dim_j, dim_k` columns of `objects`.
+#[derive(Clone, Copy, Debug, FromRow)]
+pub struct Dims {
+    pub dim_i: i64,
+    pub dim_j: i64,
+    pub dim_k: i64,
+}
+
+impl Dims {
+    pub fn voxels(self) -> [u32; 3] {
+        [self.dim_i, self.dim_j, self.dim_k].map(|d| d as u32)
+    }
+}
+
 /// A stored volume (`objects`): an image or a mask version.
 #[derive(Clone, Debug, FromRow)]
 pub struct ObjectRow {
@@ -15,9 +29,8 @@ pub struct ObjectRow {
     pub kind: ArtifactKind,
     pub size_bytes: i64,
     pub sha256: String,
-    pub dim_i: i64,
-    pub dim_j: i64,
-    pub dim_k: i64,
+    #[sqlx(flatten)]
+    pub dims: Dims,
     pub voxel_type: VoxelType,
     pub spacing_i: f64,
     pub spacing_j: f64,
@@ -51,10 +64,6 @@ impl ObjectRow {
         ]
         .map(|column| format!("{alias}.{column}"))
         .join(", ")
-    }
-
-    pub fn dims(&self) -> [u32; 3] {
-        [self.dim_i, self.dim_j, self.dim_k].map(|d| d as u32)
     }
 
     pub fn spacing_mm(&self) -> [f32; 3] {

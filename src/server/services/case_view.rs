@@ -16,7 +16,7 @@ use crate::nifti_io::VoxelType;
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::identity::User;
-use crate::server::rows::ObjectRow;
+use crate::server::rows::{Dims, ObjectRow};
 use crate::server::state::AppState;
 
 /// Most cases `GET /cases` answers at once.
@@ -44,9 +44,8 @@ pub(crate) async fn list_cases(
         id: CaseId,
         name: String,
         created_at: i64,
-        dim_i: i64,
-        dim_j: i64,
-        dim_k: i64,
+        #[sqlx(flatten)]
+        dims: Dims,
         voxel_type: VoxelType,
     }
     let rows: Vec<Listed> = sqlx::query_as(&format!(
@@ -65,7 +64,7 @@ pub(crate) async fn list_cases(
         .map(|row| CaseSummary {
             id: row.id,
             name: row.name,
-            dims: [row.dim_i, row.dim_j, row.dim_k].map(|d| d as u32),
+            dims: row.dims.voxels(),
             image_voxel_type: row.voxel_type,
             created_at_ms: row.created_at,
         })
@@ -111,7 +110,7 @@ pub(crate) async fn case_artifacts(
             slabs: volume_slabs::urls(state, case_id, &manifest).await?,
             url_expires_at_ms: expires_at,
             size_bytes: object.size_bytes,
-            dims: object.dims(),
+            dims: object.dims.voxels(),
             voxel_type: object.voxel_type,
             spacing_mm: object.spacing_mm(),
             created_at_ms: object.created_at,

@@ -29,7 +29,8 @@ use crate::server::state::AppState;
 
 const MAX_NAME_CHARS: usize = 100;
 
-/// One approved case as frozen into a snapshot.
+/// One approved case as frozen into a snapshot: a `dataset_cases` row.
+#[derive(sqlx::FromRow)]
 struct Frozen {
     case_id: CaseId,
     case_name: String,
@@ -266,17 +267,7 @@ pub async fn manifest(state: &AppState, id: &str) -> Result<Manifest, AppError> 
         .bind(id)
         .fetch_one(&state.db.pool)
         .await?;
-    #[derive(sqlx::FromRow)]
-    struct FrozenRow {
-        case_id: CaseId,
-        case_name: String,
-        image_ref: String,
-        image_sha256: String,
-        mask_ref: String,
-        mask_sha256: String,
-        split: Split,
-    }
-    let rows: Vec<FrozenRow> = sqlx::query_as(
+    let rows: Vec<Frozen> = sqlx::query_as(
         "SELECT case_id, case_name, image_ref, image_sha256, mask_ref, mask_sha256, split FROM dataset_cases
          WHERE dataset_id = $1 ORDER BY case_name, case_id",
     )

@@ -23,6 +23,7 @@ use crate::edits::{LabelChanges, MaskEdits};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::mask_cache::DecodedMask;
+use crate::server::rows::Dims;
 use crate::server::state::AppState;
 use crate::slabs::edit_slabs;
 
@@ -105,9 +106,8 @@ async fn apply_and_commit(
 struct CurrentHead {
     head_mask_ref: MaskRef,
     labels_json: String,
-    dim_i: i64,
-    dim_j: i64,
-    dim_k: i64,
+    #[sqlx(flatten)]
+    dims: Dims,
     slabs_json: String,
 }
 
@@ -127,7 +127,7 @@ impl CurrentHead {
     fn decode(&self, encoded: &[u8]) -> Result<MaskEdits, AppError> {
         let labels: Vec<LabelDef> = serde_json::from_str(&self.labels_json).map_err(AppError::internal)?;
         let allowed: Vec<u8> = labels.iter().map(|l| l.value).collect();
-        let voxel_count = [self.dim_i, self.dim_j, self.dim_k].iter().map(|&d| d as u64).product();
+        let voxel_count = self.dims.voxels().iter().map(|&d| u64::from(d)).product();
         MaskEdits::decode(encoded, voxel_count, &allowed).map_err(|e| AppError::Unprocessable(e.to_string()))
     }
 }

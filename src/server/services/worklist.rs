@@ -9,6 +9,7 @@ use crate::api::{CaseId, CaseStatus, NextCase, StatusCount, Worklist, WorklistQu
 use crate::server::db::Backend;
 use crate::server::error::AppError;
 use crate::server::identity::{Role, User};
+use crate::server::rows::Dims;
 use crate::server::state::AppState;
 
 /// Longest name search accepted.
@@ -194,9 +195,8 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
         assignee: Option<String>,
         reviewer: Option<String>,
         last_saved_by: Option<String>,
-        dim_i: i64,
-        dim_j: i64,
-        dim_k: i64,
+        #[sqlx(flatten)]
+        dims: Dims,
     }
     let mut selecting = sqlx::query_as::<_, Listed>(&rows_sql);
     for value in &filter.binds {
@@ -209,7 +209,7 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
         .map(|row| WorklistRow {
             id: row.id,
             name: row.name,
-            dims: [row.dim_i, row.dim_j, row.dim_k].map(|d| d as u32),
+            dims: row.dims.voxels(),
             status: row.status,
             assignee: row.assignee,
             reviewer: row.reviewer,
