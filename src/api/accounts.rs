@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// A user as `PUT /users/{username}` answers it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UserAccount {
-    pub username: String,
+    pub username: super::ids::UserName,
     pub roles: Vec<String>,
     pub disabled: bool,
 }

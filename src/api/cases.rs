@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{CaseId, MaskRef};
+use super::ids::{CaseId, MaskRef, UserName};
 
 use crate::nifti_io::VoxelType;
 
@@ -113,7 +113,7 @@ pub struct LabelSaved {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MaskVersion {
     pub label_id: String,
-    pub username: String,
+    pub username: UserName,
     pub old_mask_ref: MaskRef,
     pub new_mask_ref: MaskRef,
     pub voxels_changed: i64,
@@ -226,9 +226,9 @@ impl CaseStatus {
 pub struct CaseWorkflow {
     pub status: CaseStatus,
     /// Username of the labeler the case is assigned to.
-    pub assignee: Option<String>,
+    pub assignee: Option<UserName>,
     /// Username of the reviewer the case is assigned to; any reviewer may review when none is.
-    pub reviewer: Option<String>,
+    pub reviewer: Option<UserName>,
     /// The mask version a reviewer approved last; later saves do not change it.
     pub approved_mask_ref: Option<MaskRef>,
     /// Readable only by its labeler and reviewer, ML engineers and admins.
@@ -240,9 +240,9 @@ pub struct CaseWorkflow {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssignCase {
-    pub assignee: Option<String>,
+    pub assignee: Option<UserName>,
     #[serde(default)]
-    pub reviewer: Option<String>,
+    pub reviewer: Option<UserName>,
     /// Whether only the case's labeler and reviewer (and ML engineers and admins) may read it;
     /// absent: unchanged.
     #[serde(default)]
@@ -252,8 +252,8 @@ pub struct AssignCase {
 /// The active users a case can be assigned to, by username: the assignment form's choices.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AssignablePeople {
-    pub labelers: Vec<String>,
-    pub reviewers: Vec<String>,
+    pub labelers: Vec<UserName>,
+    pub reviewers: Vec<UserName>,
 }
 
 /// Body of `PUT /cases/{id}/status`. Requesting changes and reopening need a comment.
@@ -295,7 +295,7 @@ pub struct CaseReview {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CaseComment {
     pub id: String,
-    pub username: String,
+    pub username: UserName,
     pub body: String,
     pub anchor: Option<[u32; 3]>,
     pub created_at_ms: i64,
@@ -370,9 +370,9 @@ pub struct WorklistRow {
     pub name: String,
     pub dims: [u32; 3],
     pub status: CaseStatus,
-    pub assignee: Option<String>,
-    pub reviewer: Option<String>,
-    pub last_saved_by: Option<String>,
+    pub assignee: Option<UserName>,
+    pub reviewer: Option<UserName>,
+    pub last_saved_by: Option<UserName>,
     pub last_saved_at_ms: Option<i64>,
     pub created_at_ms: i64,
     /// Voxels per label value in the current mask; none where not known.

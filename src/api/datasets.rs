@@ -65,7 +65,7 @@ pub struct DatasetSummary {
     pub id: String,
     pub name: String,
     pub version: i64,
-    pub created_by: String,
+    pub created_by: super::ids::UserName,
     pub created_at_ms: i64,
     /// Cases per split.
     pub train: u64,

@@ -144,9 +144,69 @@ impl fmt::Display for MaskRef {
     }
 }
 
+/// A person's login name: 1 to 64 letters, digits, `.`, `_` or `-`, so that it is safe in a
+/// path, a log line and the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserName(String);
+
+/// Why a text is not a username.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a username (1–64 letters, digits, `.`, `_` or `-`)")]
+pub struct NotAUserName(pub String);
+
+impl UserName {
+    pub fn parse(text: &str) -> Result<UserName, NotAUserName> {
+        let valid =
+            (1..=64).contains(&text.len()) && text.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        match valid {
+            true => Ok(UserName(text.to_string())),
+            false => Err(NotAUserName(text.chars().take(64).collect())),
+        }
+    }
+
+    /// A name read back from the database, which holds only names that were parsed.
+    #[cfg(feature = "ssr")]
+    pub(crate) fn stored(text: String) -> UserName {
+        UserName(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for UserName {
+    type Error = NotAUserName;
+    fn try_from(text: String) -> Result<UserName, NotAUserName> {
+        UserName::parse(&text)
+    }
+}
+
+impl From<UserName> for String {
+    fn from(name: UserName) -> String {
+        name.0
+    }
+}
+
+/// Read as the text it is wherever text is wanted (a page, a comparison), since any username
+/// is a valid text; the reverse goes through [`UserName::parse`].
+impl std::ops::Deref for UserName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{CaseId, MaskRef, ModelId};
+    use super::{CaseId, MaskRef, ModelId, UserName};
 
     #[test]
     fn a_case_id_is_a_uuid_in_the_form_the_server_writes() {
@@ -182,6 +242,17 @@ mod tests {
             &mask.as_str().to_uppercase(),
         ] {
             assert!(MaskRef::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_username_is_safe_in_a_path_and_a_log_line() {
+        for good in ["alice", "a.b-c_d", "x", &"n".repeat(64)] {
+            assert_eq!(UserName::parse(good).unwrap().as_str(), good);
+        }
+        for bad in ["", "al ice", "../x", "alice\n", "ålice", &"n".repeat(65)] {
+            assert!(UserName::parse(bad).is_err(), "{bad:?}");
+            assert!(serde_json::from_value::<UserName>(serde_json::json!(bad)).is_err(), "{bad:?}");
         }
     }
 }

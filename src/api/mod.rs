@@ -12,5 +12,5 @@ pub use accounts::*;
 pub use cases::*;
 pub use datasets::*;
 pub use error::{ApiError, ErrorBody, ErrorCode};
-pub use ids::{CaseId, MaskRef, ModelId, NotACaseId, NotAMaskRef, NotAModelId};
+pub use ids::{CaseId, MaskRef, ModelId, NotACaseId, NotAMaskRef, NotAModelId, NotAUserName, UserName};
 pub use registry::*;

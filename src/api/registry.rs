@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{CaseId, ModelId};
+use super::ids::{CaseId, ModelId, UserName};
 
 /// What a model version declares about itself (`POST /models`, field `card`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -191,7 +191,7 @@ pub struct StateChange {
     pub from: Option<ModelState>,
     pub to: ModelState,
     /// Who made the change.
-    pub by: Option<String>,
+    pub by: Option<UserName>,
     /// Why, when it followed from another change ("replaced by 2.0.0") or was a rollback.
     pub reason: Option<String>,
     pub rollback: bool,

@@ -538,7 +538,7 @@ fn HistoryPanel(ui: ViewerUi) -> impl IntoView {
                             view! {
                                 <li>
                                     <strong>{format!("v{}", total - position)}</strong>
-                                    " " {version.username.clone()}
+                                    " " {version.username.to_string()}
                                     <br/>
                                     <span class="muted">
                                         {format!("{} · {} voxels", format_time(version.created_at_ms), version.voxels_changed)}

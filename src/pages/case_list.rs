@@ -161,8 +161,8 @@ fn row(case: WorklistRow) -> impl IntoView {
         <tr>
             <td><a href=format!("/cases/{}", case.id)>{case.name}</a></td>
             <td><span class=format!("case-status {}", case.status.as_str())>{status_text(case.status)}</span></td>
-            <td>{case.assignee.unwrap_or_else(|| "–".into())}</td>
-            <td>{case.reviewer.unwrap_or_else(|| "–".into())}</td>
+            <td>{case.assignee.map_or_else(|| "–".into(), String::from)}</td>
+            <td>{case.reviewer.map_or_else(|| "–".into(), String::from)}</td>
             <td>{last_save}</td>
             <td class="counts">{labelled}</td>
             <td>{format!("{i} × {j} × {k}")}</td>

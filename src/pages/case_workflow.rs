@@ -34,11 +34,16 @@ pub async fn set_case_people(
     reviewer: Option<String>,
     restricted: bool,
 ) -> Result<CaseWorkflow, ApiError> {
-    use crate::api::AssignCase;
+    use crate::api::{AssignCase, UserName};
+    use crate::server::error::AppError;
     use crate::server::services::{access, workflow};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
     let access = access::authorize(&state, &user, &access::case_named(&case_id)?, access::Assign).await?;
-    let request = AssignCase { assignee, reviewer, restricted: Some(restricted) };
+    // Names from the form, parsed as a JSON body's would be.
+    let named = |name: Option<String>| {
+        name.map(|name| UserName::parse(&name).map_err(|e| AppError::Unprocessable(e.to_string()))).transpose()
+    };
+    let request = AssignCase { assignee: named(assignee)?, reviewer: named(reviewer)?, restricted: Some(restricted) };
     Ok(workflow::assign(&state, access, &request).await?)
 }
 
@@ -203,8 +208,8 @@ fn AssignForm(
     people: AssignablePeople,
     assign: ServerAction<SetCasePeople>,
 ) -> impl IntoView {
-    let labeler = RwSignal::new(workflow.assignee.clone().unwrap_or_default());
-    let reviewer = RwSignal::new(workflow.reviewer.clone().unwrap_or_default());
+    let labeler = RwSignal::new(workflow.assignee.as_deref().unwrap_or_default().to_string());
+    let reviewer = RwSignal::new(workflow.reviewer.as_deref().unwrap_or_default().to_string());
     let restricted = RwSignal::new(workflow.restricted);
     let case_id = StoredValue::new(case_id);
     let chosen = |name: String| (!name.is_empty()).then_some(name);
@@ -236,13 +241,13 @@ fn AssignForm(
             <label>
                 "Labeler "
                 <select aria-label="Labeler" on:change=move |ev| labeler.set(event_target_value(&ev))>
-                    {options(labelers, labeler, "nobody")}
+                    {options(labelers.into_iter().map(String::from).collect(), labeler, "nobody")}
                 </select>
             </label>
             <label>
                 "Reviewer "
                 <select aria-label="Reviewer" on:change=move |ev| reviewer.set(event_target_value(&ev))>
-                    {options(reviewers, reviewer, "any reviewer")}
+                    {options(reviewers.into_iter().map(String::from).collect(), reviewer, "any reviewer")}
                 </select>
             </label>
             <label class="muted">
@@ -263,7 +268,7 @@ fn Comments(ui: ViewerUi, comments: Vec<CaseComment>) -> impl IntoView {
                 .map(|comment| {
                     view! {
                         <li>
-                            <strong>{comment.username}</strong>
+                            <strong>{comment.username.to_string()}</strong>
                             " "
                             <span class="muted">{format_time(comment.created_at_ms)}</span>
                             <p>{comment.body}</p>

@@ -368,7 +368,7 @@ fn Timeline(timeline: Vec<StateChange>) -> impl IntoView {
                                 Some(from) => format!("{from} → {}", change.to),
                                 None => "registered".to_string(),
                             }}</td>
-                            <td>{change.by.unwrap_or_default()}</td>
+                            <td>{change.by.map(String::from).unwrap_or_default()}</td>
                             <td>{change.reason.unwrap_or_default()}</td>
                         </tr>
                     })

@@ -118,7 +118,7 @@ mod stored_as_text {
     use sqlx::error::BoxDynError;
     use sqlx::{Decode, Encode, Type};
 
-    use crate::api::{ArtifactKind, CaseId, CaseStatus, JobStatus, MaskRef, ModelId, ModelState, Split};
+    use crate::api::{ArtifactKind, CaseId, CaseStatus, JobStatus, MaskRef, ModelId, ModelState, Split, UserName};
     use crate::nifti_io::VoxelType;
 
     macro_rules! stored_as_text {
@@ -163,6 +163,7 @@ mod stored_as_text {
         CaseId => |text| Ok(CaseId::stored(text));
         ModelId => |text| Ok(ModelId::stored(text));
         MaskRef => |text| Ok(MaskRef::stored(text));
+        UserName => |text| Ok(UserName::stored(text));
         ArtifactKind => |text| ArtifactKind::parse(&text).ok_or(text);
         CaseStatus => |text| CaseStatus::parse(&text).ok_or(text);
         JobStatus => |text| JobStatus::parse(&text).ok_or(text);

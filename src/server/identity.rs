@@ -5,6 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::api::UserName;
 use crate::server::error::AppError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +50,7 @@ impl FromStr for Role {
 #[derive(Clone, Debug, PartialEq)]
 pub struct User {
     pub id: String,
-    pub username: String,
+    pub username: UserName,
     pub roles: Vec<Role>,
 }
 
@@ -76,9 +77,4 @@ impl User {
 /// The roles of a stored `roles` column (comma-separated); unknown names are left out.
 pub(crate) fn parse_roles(text: &str) -> Vec<Role> {
     text.split(',').filter_map(|r| r.parse().ok()).collect()
-}
-
-/// 1–64 letters, digits, `.`, `_` or `-`.
-pub(crate) fn is_valid_username(username: &str) -> bool {
-    (1..=64).contains(&username.len()) && username.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }

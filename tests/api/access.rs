@@ -476,7 +476,11 @@ impl World {
     async fn facts_of(&self, case_id: &str) -> (Option<String>, Option<String>, bool) {
         let artifacts: CaseArtifacts =
             self.app.get_json(&self.person("mle").token, &format!("/cases/{case_id}/artifacts")).await;
-        (artifacts.workflow.assignee, artifacts.workflow.reviewer, artifacts.workflow.restricted)
+        (
+            artifacts.workflow.assignee.map(String::from),
+            artifacts.workflow.reviewer.map(String::from),
+            artifacts.workflow.restricted,
+        )
     }
 
     async fn server_fn(&self, name: &str, who: Who<'_>, args: &[(&str, &str)]) -> u16 {

@@ -122,7 +122,7 @@ async fn a_save_writes_a_new_version_with_exactly_the_edited_voxels_and_replays(
         .unwrap();
     assert_eq!(artifacts.current_mask_ref, saved.new_mask_ref);
     assert_eq!(artifacts.history.len(), 1);
-    assert_eq!(artifacts.history[0].username, "lab");
+    assert_eq!(artifacts.history[0].username.as_str(), "lab");
     assert_eq!(artifacts.history[0].old_mask_ref.as_str(), base);
     assert_eq!(artifacts.history[0].voxels_changed, 40);
 

@@ -5,7 +5,7 @@
 use crate::common::TestApp;
 use crate::fixtures::CaseBuilder;
 use reqwest::StatusCode;
-use seglab::api::{CaseArtifacts, CaseComment, CaseStatus, CaseWorkflow, LabelSaved, MaskRef};
+use seglab::api::{CaseArtifacts, CaseComment, CaseStatus, CaseWorkflow, LabelSaved, MaskRef, UserName};
 use seglab::edits::MaskEdits;
 use seglab::server::identity::Role;
 use serde_json::{json, Value};
@@ -134,8 +134,8 @@ async fn assignment_is_for_coordinators_and_names_users_with_the_right_role() {
         assigned,
         CaseWorkflow {
             status: CaseStatus::New,
-            assignee: Some("alice".into()),
-            reviewer: Some("rita".into()),
+            assignee: Some(UserName::parse("alice").unwrap()),
+            reviewer: Some(UserName::parse("rita").unwrap()),
             approved_mask_ref: None,
             restricted: false
         }

@@ -19,7 +19,7 @@
 
 use sqlx::{AnyConnection, FromRow};
 
-use crate::api::{CaseActions, CaseId, CaseStatus, CaseWorkflow, MaskRef};
+use crate::api::{CaseActions, CaseId, CaseStatus, CaseWorkflow, MaskRef, UserName};
 use crate::server::error::AppError;
 use crate::server::identity::{Role, User};
 use crate::server::state::AppState;
@@ -29,8 +29,8 @@ use crate::server::state::AppState;
 #[derive(Clone, Debug, FromRow)]
 pub struct WorkflowRow {
     pub status: CaseStatus,
-    pub assignee: Option<String>,
-    pub reviewer: Option<String>,
+    pub assignee: Option<UserName>,
+    pub reviewer: Option<UserName>,
     pub approved_mask_ref: Option<MaskRef>,
     pub restricted: i64,
 }
@@ -377,15 +377,15 @@ mod tests {
     use super::*;
 
     fn user(id: &str, roles: &[Role]) -> User {
-        User { id: id.into(), username: id.into(), roles: roles.to_vec() }
+        User { id: id.into(), username: UserName::parse(id).unwrap(), roles: roles.to_vec() }
     }
 
     fn case(status: CaseStatus, assignee: Option<&str>, reviewer: Option<&str>, restricted: bool) -> CaseFacts {
         CaseFacts {
             workflow: WorkflowRow {
                 status,
-                assignee: assignee.map(str::to_string),
-                reviewer: reviewer.map(str::to_string),
+                assignee: assignee.map(|name| UserName::parse(name).unwrap()),
+                reviewer: reviewer.map(|name| UserName::parse(name).unwrap()),
                 approved_mask_ref: None,
                 restricted: restricted.into(),
             },

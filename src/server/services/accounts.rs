@@ -8,7 +8,7 @@ use sqlx::AnyConnection;
 
 use super::audit::{self, AuditAction, AuditEvent};
 use super::users::{new_token, store_token, token_hash};
-use crate::api::{IssuedToken, UserAccount, UserChange};
+use crate::api::{IssuedToken, UserAccount, UserChange, UserName};
 use crate::server::clock::now_ms;
 use crate::server::db::Db;
 use crate::server::error::AppError;
@@ -27,6 +27,7 @@ fn requested_roles(names: &[String]) -> Result<Vec<Role>, AppError> {
 #[derive(sqlx::FromRow)]
 struct LockedUser {
     id: String,
+    username: UserName,
     roles: String,
     disabled_at: Option<i64>,
 }
@@ -34,11 +35,13 @@ struct LockedUser {
 /// Locks the user's row for the rest of the transaction (a write first, so SQLite takes its
 /// write lock before any read) and returns it.
 async fn lock_user(tx: &mut AnyConnection, username: &str) -> Result<LockedUser, AppError> {
-    sqlx::query_as("UPDATE users SET username = username WHERE username = $1 RETURNING id, roles, disabled_at")
-        .bind(username)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("user {username:?}")))
+    sqlx::query_as(
+        "UPDATE users SET username = username WHERE username = $1 RETURNING id, username, roles, disabled_at",
+    )
+    .bind(username)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| AppError::NotFound(format!("user {username:?}")))
 }
 
 /// Applies `change` to `username`: enables or disables them, adds and removes roles.
@@ -51,7 +54,7 @@ pub(crate) async fn change_user(
     let (add, remove) = (requested_roles(&change.add_roles)?, requested_roles(&change.remove_roles)?);
     let mut tx = db.pool.begin().await?;
     let row = lock_user(&mut tx, username).await?;
-    let user_id = row.id;
+    let (user_id, row_username) = (row.id, row.username);
     let mut roles = identity::parse_roles(&row.roles);
     roles.retain(|role| !remove.contains(role));
     for role in add {
@@ -89,11 +92,7 @@ pub(crate) async fn change_user(
     )
     .await?;
     tx.commit().await?;
-    Ok(UserAccount {
-        username: username.to_string(),
-        roles: role_names.iter().map(|r| r.to_string()).collect(),
-        disabled,
-    })
+    Ok(UserAccount { username: row_username, roles: role_names.iter().map(|r| r.to_string()).collect(), disabled })
 }
 
 /// A new token for `username`, valid for `expires_in_days` (none: until revoked).

@@ -10,7 +10,7 @@ use super::volume_slabs::{self, SlabManifest};
 use super::workflow;
 use crate::api::{
     Artifact, ArtifactKind, CaseArtifacts, CaseId, CaseOpened, CasePrediction, CaseSummary, CaseWorkflow, LabelDef,
-    MaskRef, MaskVersion, ModelId, ModelState, ReviewBase,
+    MaskRef, MaskVersion, ModelId, ModelState, ReviewBase, UserName,
 };
 use crate::nifti_io::VoxelType;
 use crate::server::clock::now_ms;
@@ -226,7 +226,7 @@ async fn mask_history(state: &AppState, case_id: &CaseId) -> Result<(Vec<MaskVer
     #[derive(sqlx::FromRow)]
     struct VersionRow {
         id: String,
-        username: String,
+        username: UserName,
         old_mask_ref: MaskRef,
         new_mask_ref: MaskRef,
         voxels_changed: i64,

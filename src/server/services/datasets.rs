@@ -19,7 +19,7 @@ use super::audit::{self, AuditAction, AuditEvent};
 use super::mask_versions;
 use super::registry::unique_conflict;
 use crate::api::{
-    CaseId, CaseStatus, DatasetSummary, LabelDef, Manifest, ManifestCase, ManifestFile, NewDataset, Split,
+    CaseId, CaseStatus, DatasetSummary, LabelDef, Manifest, ManifestCase, ManifestFile, NewDataset, Split, UserName,
     MAX_LISTED_CASES,
 };
 use crate::server::clock::now_ms;
@@ -204,7 +204,7 @@ struct SummaryRow {
     id: String,
     name: String,
     version: i64,
-    created_by: String,
+    created_by: UserName,
     created_at: i64,
     train: i64,
     validation: i64,

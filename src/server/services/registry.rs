@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::audit::{self, AuditAction, AuditEvent};
 use crate::api::{
     ActiveModels, ArtifactFormat, ArtifactSpec, ModelCard, ModelDetail, ModelId, ModelState, ModelSummary, Rollback,
-    StateChange,
+    StateChange, UserName,
 };
 use crate::nifti_io::VoxelType;
 use crate::server::clock::now_ms;
@@ -488,7 +488,7 @@ pub(crate) async fn all_active(state: &AppState) -> Result<Vec<ModelSummary>, Ap
 /// Every registration and state change of the versions of `name`, oldest first, from the
 /// audit log.
 pub async fn timeline(state: &AppState, name: &str) -> Result<Vec<StateChange>, AppError> {
-    let rows: Vec<(i64, String, String, Option<String>)> = sqlx::query_as(
+    let rows: Vec<(i64, String, String, Option<UserName>)> = sqlx::query_as(
         "SELECT a.at, a.action, a.details, u.username FROM audit_log a LEFT JOIN users u ON u.id = a.user_id
          WHERE a.action IN ($1, $2) ORDER BY a.seq",
     )

@@ -9,10 +9,11 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::audit::{self, AuditAction, AuditEvent};
+use crate::api::UserName;
 use crate::server::clock::now_ms;
 use crate::server::db::Db;
 use crate::server::error::AppError;
-use crate::server::identity::{is_valid_username, parse_roles, Role, User};
+use crate::server::identity::{parse_roles, Role, User};
 
 /// What is stored of a token: its SHA-256, so the database never holds a usable token.
 pub(crate) fn token_hash(token: &str) -> String {
@@ -56,11 +57,7 @@ pub async fn add_user(
     roles: &[Role],
     password: Option<&str>,
 ) -> Result<(User, String), AppError> {
-    if !is_valid_username(username) {
-        return Err(AppError::BadRequest(format!(
-            "invalid username {username:?}: use 1–64 letters, digits, '.', '_' or '-'"
-        )));
-    }
+    let username = UserName::parse(username).map_err(|e| AppError::BadRequest(e.to_string()))?;
     if roles.is_empty() {
         return Err(AppError::BadRequest("a user needs at least one role".into()));
     }
@@ -70,7 +67,7 @@ pub async fn add_user(
     };
     let mut roles = roles.to_vec();
     roles.dedup();
-    let user = User { id: Uuid::new_v4().to_string(), username: username.to_string(), roles };
+    let user = User { id: Uuid::new_v4().to_string(), username, roles };
     let token = new_token();
 
     // The insert comes first (the unique name refuses a duplicate): a transaction that reads
@@ -87,7 +84,7 @@ pub async fn add_user(
         .await
         .map_err(|err| match &err {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
-                AppError::Conflict(format!("user {username:?} already exists"))
+                AppError::Conflict(format!("user {:?} already exists", user.username.as_str()))
             }
             _ => err.into(),
         })?;
@@ -180,7 +177,7 @@ pub async fn login(db: &Db, username: &str, password: &str) -> Result<User, AppE
         _ => (AuditAction::LoginFailed, None),
     };
     // Only a name that could be a user's is stored: the audit log is append-only.
-    let attempted = if is_valid_username(username) { username } else { "(not a valid username)" };
+    let attempted = if UserName::parse(username).is_ok() { username } else { "(not a valid username)" };
     audit::record(
         &mut tx,
         db,
@@ -203,7 +200,7 @@ pub async fn login(db: &Db, username: &str, password: &str) -> Result<User, AppE
 #[derive(sqlx::FromRow)]
 struct UserRow {
     id: String,
-    username: String,
+    username: UserName,
     roles: String,
 }
 

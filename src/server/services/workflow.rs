@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::access::{self, Assign, CaseAccess, Read, Save, Take, Transition, WorkflowRow, WORKFLOW_FROM};
 use super::audit::{self, AuditAction, AuditEvent};
 use crate::api::{
-    AssignCase, AssignablePeople, CaseComment, CaseId, CaseReview, CaseStatus, CaseWorkflow, ChangeStatus,
+    AssignCase, AssignablePeople, CaseComment, CaseId, CaseReview, CaseStatus, CaseWorkflow, ChangeStatus, UserName,
 };
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
@@ -143,7 +143,7 @@ pub(crate) async fn assign(
 
 /// The active labelers and reviewers, for a coordinator's assignment form.
 async fn assignable_people(state: &AppState) -> Result<AssignablePeople, AppError> {
-    let rows: Vec<(String, String)> =
+    let rows: Vec<(UserName, String)> =
         sqlx::query_as("SELECT username, roles FROM users WHERE disabled_at IS NULL ORDER BY username")
             .fetch_all(&state.db.pool)
             .await?;
@@ -315,7 +315,7 @@ pub async fn comments(state: &AppState, access: &CaseAccess<Read>) -> Result<Vec
     #[derive(sqlx::FromRow)]
     struct CommentRow {
         id: String,
-        username: String,
+        username: UserName,
         body: String,
         anchor_i: Option<i64>,
         anchor_j: Option<i64>,

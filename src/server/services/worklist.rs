@@ -5,7 +5,9 @@
 
 use sqlx::AnyConnection;
 
-use crate::api::{CaseId, CaseStatus, NextCase, StatusCount, Worklist, WorklistQuery, WorklistRow, WorklistSort};
+use crate::api::{
+    CaseId, CaseStatus, NextCase, StatusCount, UserName, Worklist, WorklistQuery, WorklistRow, WorklistSort,
+};
 use crate::server::db::Backend;
 use crate::server::error::AppError;
 use crate::server::identity::{Role, User};
@@ -192,9 +194,9 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
         created_at: i64,
         last_saved_at: i64,
         label_counts_json: String,
-        assignee: Option<String>,
-        reviewer: Option<String>,
-        last_saved_by: Option<String>,
+        assignee: Option<UserName>,
+        reviewer: Option<UserName>,
+        last_saved_by: Option<UserName>,
         #[sqlx(flatten)]
         dims: Dims,
     }
