@@ -16,7 +16,7 @@ use crate::nifti_io::VoxelType;
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::identity::User;
-use crate::server::rows::{Dims, ObjectRow};
+use crate::server::rows::Dims;
 use crate::server::state::AppState;
 
 /// Most cases `GET /cases` answers at once.
@@ -86,10 +86,27 @@ pub(crate) async fn case_artifacts(
             .fetch_optional(&state.db.pool)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("case {case_id}")))?;
-    let objects: Vec<ObjectRow> = sqlx::query_as(&format!(
-        "SELECT {} FROM objects o WHERE o.object_ref = $1 OR o.object_ref = $2",
-        ObjectRow::columns("o")
-    ))
+    /// The image or the current mask, as stored.
+    #[derive(sqlx::FromRow)]
+    struct Stored {
+        object_ref: String,
+        kind: ArtifactKind,
+        size_bytes: i64,
+        #[sqlx(flatten)]
+        dims: Dims,
+        voxel_type: VoxelType,
+        spacing_i: f64,
+        spacing_j: f64,
+        spacing_k: f64,
+        created_at: i64,
+        slabs_json: String,
+        file_stored: i64,
+    }
+    let objects: Vec<Stored> = sqlx::query_as(
+        "SELECT object_ref, kind, size_bytes, dim_i, dim_j, dim_k, voxel_type, spacing_i, spacing_j, spacing_k,
+                created_at, slabs_json, file_stored
+         FROM objects WHERE object_ref = $1 OR object_ref = $2",
+    )
     .bind(&image_ref)
     .bind(&head_mask_ref)
     .fetch_all(&state.db.pool)
@@ -106,13 +123,13 @@ pub(crate) async fn case_artifacts(
         })?;
         artifacts.push(Artifact {
             kind: object.kind,
-            url: mask_versions::file_url(state, &object.object_ref, object.file_stored()).await?,
+            url: mask_versions::file_url(state, &object.object_ref, object.file_stored == 1).await?,
             slabs: volume_slabs::urls(state, case_id, &manifest).await?,
             url_expires_at_ms: expires_at,
             size_bytes: object.size_bytes,
             dims: object.dims.voxels(),
             voxel_type: object.voxel_type,
-            spacing_mm: object.spacing_mm(),
+            spacing_mm: [object.spacing_i, object.spacing_j, object.spacing_k].map(|s| s as f32),
             created_at_ms: object.created_at,
             object_ref: object.object_ref,
         });
