@@ -5,34 +5,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Ids the server makes: a UUID in its hyphenated lower-case form, the one spelling, so that
-/// equal ids are equal texts.
-macro_rules! uuid_id {
-    ($(#[$doc:meta])* $name:ident, $error:ident, $what:literal) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
-
-        #[doc = concat!("Why a text is not a ", $what, " id.")]
-        #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-        #[error("{0:?} is not a {what} id (a UUID such as 5f0c…-…)", what = $what)]
-        pub struct $error(pub String);
-
+/// What every text newtype here has besides its parser (`$name::parse`): its text, a value
+/// read back from the database as stored, and the conversions serde and `Display` use.
+macro_rules! parsed_text {
+    ($name:ident, $error:ident) => {
         impl $name {
-            pub fn random() -> $name {
-                $name(uuid::Uuid::new_v4().to_string())
-            }
-
-            pub fn parse(text: &str) -> Result<$name, $error> {
-                match uuid::Uuid::try_parse(text) {
-                    Ok(uuid) if uuid.hyphenated().to_string() == text => Ok($name(text.to_string())),
-                    _ => Err($error(text.chars().take(64).collect())),
-                }
-            }
-
-            /// An id read back from the database, which holds only ids the server wrote: taken
-            /// as stored, so that reading a row never fails a request.
+            /// A value read back from the database, which holds only values the server parsed or
+            /// made: taken as stored, so that reading a row never fails a request.
             #[cfg(feature = "ssr")]
             pub(crate) fn stored(text: String) -> $name {
                 $name(text)
@@ -51,8 +30,8 @@ macro_rules! uuid_id {
         }
 
         impl From<$name> for String {
-            fn from(id: $name) -> String {
-                id.0
+            fn from(value: $name) -> String {
+                value.0
             }
         }
 
@@ -68,6 +47,42 @@ macro_rules! uuid_id {
                 $name::parse(text)
             }
         }
+    };
+}
+
+/// Whether `text` is a UUID in its hyphenated lower-case form, the one spelling the server
+/// writes, so that equal ids are equal texts.
+fn is_canonical_uuid(text: &str) -> bool {
+    uuid::Uuid::try_parse(text).is_ok_and(|uuid| uuid.hyphenated().to_string() == text)
+}
+
+/// Ids the server makes: a UUID in its canonical form (see [`is_canonical_uuid`]).
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident, $error:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        #[doc = concat!("Why a text is not a ", $what, " id.")]
+        #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+        #[error("{0:?} is not a {what} id (a UUID such as 5f0c…-…)", what = $what)]
+        pub struct $error(pub String);
+
+        impl $name {
+            pub fn random() -> $name {
+                $name(uuid::Uuid::new_v4().to_string())
+            }
+
+            pub fn parse(text: &str) -> Result<$name, $error> {
+                match is_canonical_uuid(text) {
+                    true => Ok($name(text.to_string())),
+                    false => Err($error(text.chars().take(64).collect())),
+                }
+            }
+        }
+
+        parsed_text!($name, $error);
     };
 }
 
@@ -107,42 +122,14 @@ impl MaskRef {
         let rest = text.strip_prefix("cases/").ok_or_else(refused)?;
         let (case, file) = rest.split_once("/masks/").ok_or_else(refused)?;
         let version = file.strip_suffix(".nii.gz").ok_or_else(refused)?;
-        CaseId::parse(case).map_err(|_| refused())?;
-        match uuid::Uuid::try_parse(version) {
-            Ok(uuid) if uuid.hyphenated().to_string() == version => Ok(MaskRef(text.to_string())),
-            _ => Err(refused()),
+        match is_canonical_uuid(case) && is_canonical_uuid(version) {
+            true => Ok(MaskRef(text.to_string())),
+            false => Err(refused()),
         }
     }
-
-    /// A reference read back from the database, which holds only those the server made.
-    #[cfg(feature = "ssr")]
-    pub(crate) fn stored(text: String) -> MaskRef {
-        MaskRef(text)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl TryFrom<String> for MaskRef {
-    type Error = NotAMaskRef;
-    fn try_from(text: String) -> Result<MaskRef, NotAMaskRef> {
-        MaskRef::parse(&text)
-    }
-}
-
-impl From<MaskRef> for String {
-    fn from(mask: MaskRef) -> String {
-        mask.0
-    }
-}
-
-impl fmt::Display for MaskRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+parsed_text!(MaskRef, NotAMaskRef);
 
 /// A person's login name: 1 to 64 letters, digits, `.`, `_` or `-`, so that it is safe in a
 /// path, a log line and the audit log.
@@ -164,30 +151,9 @@ impl UserName {
             false => Err(NotAUserName(text.chars().take(64).collect())),
         }
     }
-
-    /// A name read back from the database, which holds only names that were parsed.
-    #[cfg(feature = "ssr")]
-    pub(crate) fn stored(text: String) -> UserName {
-        UserName(text)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl TryFrom<String> for UserName {
-    type Error = NotAUserName;
-    fn try_from(text: String) -> Result<UserName, NotAUserName> {
-        UserName::parse(&text)
-    }
-}
-
-impl From<UserName> for String {
-    fn from(name: UserName) -> String {
-        name.0
-    }
-}
+parsed_text!(UserName, NotAUserName);
 
 /// Read as the text it is wherever text is wanted (a page, a comparison), since any username
 /// is a valid text; the reverse goes through [`UserName::parse`].
@@ -195,12 +161,6 @@ impl std::ops::Deref for UserName {
     type Target = str;
     fn deref(&self) -> &str {
         &self.0
-    }
-}
-
-impl fmt::Display for UserName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
