@@ -93,6 +93,7 @@ async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) 
             image: mask_file.clone().into(),
             mask: None,
             labels: vec![(1, "organ".into())],
+            dicom: None,
         },
     )
     .await

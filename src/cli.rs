@@ -9,16 +9,19 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::UserChange;
 use crate::server::config::{
-    AuditCommand, Cli, Command, Config, DatasetCommand, ExportLayout, ImportArgs, ObjectsCommand, RoleCommand,
-    ServeArgs, TokenCommand, UserCommand,
+    AuditCommand, Cli, Command, Config, DatasetCommand, ExportLayout, ImportArgs, ImportDicomArgs, ObjectsCommand,
+    RoleCommand, ServeArgs, TokenCommand, UserCommand,
 };
 use crate::server::db::Db;
 use crate::server::demo;
+use crate::server::dicom::headers::SourceFile;
+use crate::server::dicom::{self, SeriesChoice};
 use crate::server::error::{AppError, CliError};
 use crate::server::identity::Role;
 use crate::server::services::audit::{self, verify_chain};
 use crate::server::services::cases::{import_case, parse_label_names, CaseFile, NewCase};
 use crate::server::services::datasets::{self, ExportFormat};
+use crate::server::services::dicom_import::{self, DicomImport};
 use crate::server::services::users::add_user;
 use crate::server::services::{accounts, integrity};
 use crate::server::state::AppState;
@@ -66,6 +69,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Import(args) => {
             let state = AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks).await?;
             import(&state, args).await
+        }
+        Command::ImportDicom(args) => {
+            let state = AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks).await?;
+            import_dicom(&state, args).await
         }
         Command::User(UserCommand::Add { username, roles, password_stdin }) => {
             let roles = roles
@@ -120,13 +127,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Infer(args) => crate::server::inference::run_child(&args).map_err(CliError::Inference),
-        Command::Dataset(DatasetCommand::Export { id, dir, format }) => {
+        Command::Dataset(DatasetCommand::Export { id, dir, format, dicom_seg }) => {
             let state = AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks).await?;
             let format = match format {
                 ExportLayout::Nnunet => ExportFormat::Nnunet,
                 ExportLayout::Monai => ExportFormat::Monai,
             };
-            let written = datasets::export(&state, &id, &dir, format, |done, total| {
+            let written = datasets::export(&state, &id, &dir, format, dicom_seg, |done, total| {
                 eprint!("\rexporting: {done}/{total} cases");
                 if done == total {
                     eprintln!();
@@ -205,6 +212,28 @@ async fn serve(app: Application, args: &ServeArgs) -> Result<(), CliError> {
     app.run_until_stopped().await
 }
 
+/// Imports DICOM series from files, folders and zips where they are.
+async fn import_dicom(state: &AppState, args: ImportDicomArgs) -> Result<(), CliError> {
+    let mut files = Vec::new();
+    for path in args.paths {
+        if path.is_dir() {
+            files.extend(dicom::files::walk(&path).map_err(CliError::Config)?);
+        } else {
+            files.push(SourceFile { name: path.display().to_string(), path });
+        }
+    }
+    let import = DicomImport {
+        files,
+        series: SeriesChoice::parse(args.series.as_deref()),
+        name: args.name,
+        labels: parse_label_names(&args.labels)?,
+    };
+    for case in dicom_import::import_dicom(state, None, import).await? {
+        println!("imported case {} ({}), {:?} {}", case.id, case.name, case.dims, case.image_voxel_type);
+    }
+    Ok(())
+}
+
 /// Imports the files where they are: the image is checked and stored as a stream.
 async fn import(state: &AppState, args: ImportArgs) -> Result<(), CliError> {
     let new_case = NewCase {
@@ -212,6 +241,7 @@ async fn import(state: &AppState, args: ImportArgs) -> Result<(), CliError> {
         image: CaseFile::Path(args.image),
         mask: args.mask.map(CaseFile::Path),
         labels: parse_label_names(&args.labels)?,
+        dicom: None,
     };
     let case = import_case(state, None, new_case).await?;
     println!("imported case {} ({}), {:?} {}", case.id, case.name, case.dims, case.image_voxel_type);

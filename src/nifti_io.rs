@@ -500,7 +500,9 @@ pub fn encode_mask(reference: &NiftiHeader, dims: [u32; 3], labels: &[u8]) -> Ve
 /// zeros is ever allocated.
 pub fn gzip_empty_mask(reference: &NiftiHeader, dims: [u32; 3], level: u32) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::new(level));
-    encoder.write_all(&volume_header(reference, dims, NiftiType::Uint8)).expect("writing to a Vec cannot fail");
+    encoder
+        .write_all(&volume_header(reference, dims, NiftiType::Uint8, UNSCALED))
+        .expect("writing to a Vec cannot fail");
     let zeros = [0u8; 1 << 16];
     let mut left: u64 = dims.iter().map(|&d| u64::from(d)).product();
     while left > 0 {
@@ -520,7 +522,9 @@ pub fn gzip_mask(reference: &NiftiHeader, dims: [u32; 3], labels: &[u8], level: 
 pub fn gzip_mask_slabs(reference: &NiftiHeader, dims: [u32; 3], parts: &[impl AsRef<[u8]>], level: u32) -> Vec<u8> {
     let size: usize = parts.iter().map(|p| p.as_ref().len()).sum();
     let mut encoder = GzEncoder::new(Vec::with_capacity(size / 16 + 1024), Compression::new(level));
-    encoder.write_all(&volume_header(reference, dims, NiftiType::Uint8)).expect("writing to a Vec cannot fail");
+    encoder
+        .write_all(&volume_header(reference, dims, NiftiType::Uint8, UNSCALED))
+        .expect("writing to a Vec cannot fail");
     for part in parts {
         encoder.write_all(part.as_ref()).expect("writing to a Vec cannot fail");
     }
@@ -530,7 +534,7 @@ pub fn gzip_mask_slabs(reference: &NiftiHeader, dims: [u32; 3], parts: &[impl As
 /// The 348-byte header of a uint8 mask with the geometry of `reference`, as [`gzip_mask`]
 /// writes it.
 pub fn mask_header(reference: &NiftiHeader, dims: [u32; 3]) -> Vec<u8> {
-    let mut header = volume_header(reference, dims, NiftiType::Uint8);
+    let mut header = volume_header(reference, dims, NiftiType::Uint8, UNSCALED);
     header.truncate(HEADER_BYTES as usize);
     header
 }
@@ -538,15 +542,82 @@ pub fn mask_header(reference: &NiftiHeader, dims: [u32; 3]) -> Vec<u8> {
 /// An uncompressed single-file NIfTI-1 volume with the geometry of `reference`; `voxels` are
 /// little-endian values of `datatype` in file order (i fastest).
 pub fn encode_volume(reference: &NiftiHeader, dims: [u32; 3], datatype: NiftiType, voxels: &[u8]) -> Vec<u8> {
-    let mut out = volume_header(reference, dims, datatype);
+    let mut out = volume_header(reference, dims, datatype, UNSCALED);
     out.extend_from_slice(voxels);
     out
 }
 
+/// The 352 bytes before the voxels of a new scanner-space image (a converted DICOM series):
+/// `affine` maps voxel indices to RAS+ millimetres and is written as both sform and qform
+/// (scanner, code 1), so every reader places it alike; values read as `stored × slope + inter`.
+pub fn image_header(dims: [u32; 3], affine: &[[f64; 4]; 3], voxel_type: VoxelType, scaling: (f32, f32)) -> Vec<u8> {
+    let column = |axis: usize| [affine[0][axis], affine[1][axis], affine[2][axis]];
+    let norm = |v: [f64; 3]| (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+    let spacing = [0, 1, 2].map(|axis| norm(column(axis)));
+    let mut rotation: [[f64; 3]; 3] =
+        std::array::from_fn(|row| std::array::from_fn(|axis| affine[row][axis] / spacing[axis].max(f64::MIN_POSITIVE)));
+    let determinant = rotation[0][0] * (rotation[1][1] * rotation[2][2] - rotation[1][2] * rotation[2][1])
+        - rotation[0][1] * (rotation[1][0] * rotation[2][2] - rotation[1][2] * rotation[2][0])
+        + rotation[0][2] * (rotation[1][0] * rotation[2][1] - rotation[1][1] * rotation[2][0]);
+    // A left-handed grid is a proper rotation with the third axis flipped (qfac = -1).
+    let qfac = if determinant < 0.0 { -1.0 } else { 1.0 };
+    rotation.iter_mut().for_each(|row| row[2] *= qfac);
+    let [b, c, d] = quaternion(&rotation);
+    let reference = NiftiHeader {
+        pixdim: [qfac as f32, spacing[0] as f32, spacing[1] as f32, spacing[2] as f32, 0.0, 0.0, 0.0, 0.0],
+        xyzt_units: 2, // millimetres
+        qform_code: 1,
+        sform_code: 1,
+        quatern_b: b as f32,
+        quatern_c: c as f32,
+        quatern_d: d as f32,
+        quatern_x: affine[0][3] as f32,
+        quatern_y: affine[1][3] as f32,
+        quatern_z: affine[2][3] as f32,
+        srow_x: affine[0].map(|v| v as f32),
+        srow_y: affine[1].map(|v| v as f32),
+        srow_z: affine[2].map(|v| v as f32),
+        ..NiftiHeader::default()
+    };
+    volume_header(&reference, dims, voxel_type.nifti_type(), scaling)
+}
+
+/// The quaternion (b, c, d; a ≥ 0) of a proper rotation matrix, as NIfTI-1's
+/// `nifti_mat44_to_quatern` computes it.
+fn quaternion(r: &[[f64; 3]; 3]) -> [f64; 3] {
+    let trace = r[0][0] + r[1][1] + r[2][2] + 1.0;
+    let [a, b, c, d] = if trace > 0.5 {
+        let a = 0.5 * trace.sqrt();
+        [a, 0.25 * (r[2][1] - r[1][2]) / a, 0.25 * (r[0][2] - r[2][0]) / a, 0.25 * (r[1][0] - r[0][1]) / a]
+    } else {
+        let xd = 1.0 + r[0][0] - (r[1][1] + r[2][2]);
+        let yd = 1.0 + r[1][1] - (r[0][0] + r[2][2]);
+        let zd = 1.0 + r[2][2] - (r[0][0] + r[1][1]);
+        if xd > 1.0 {
+            let b = 0.5 * xd.sqrt();
+            [0.25 * (r[2][1] - r[1][2]) / b, b, 0.25 * (r[0][1] + r[1][0]) / b, 0.25 * (r[0][2] + r[2][0]) / b]
+        } else if yd > 1.0 {
+            let c = 0.5 * yd.sqrt();
+            [0.25 * (r[0][2] - r[2][0]) / c, 0.25 * (r[0][1] + r[1][0]) / c, c, 0.25 * (r[1][2] + r[2][1]) / c]
+        } else {
+            let d = 0.5 * zd.sqrt();
+            [0.25 * (r[1][0] - r[0][1]) / d, 0.25 * (r[0][2] + r[2][0]) / d, 0.25 * (r[1][2] + r[2][1]) / d, d]
+        }
+    };
+    if a < 0.0 {
+        [-b, -c, -d]
+    } else {
+        [b, c, d]
+    }
+}
+
+/// Masks and derived volumes hold their values as stored.
+const UNSCALED: (f32, f32) = (1.0, 0.0);
+
 /// The 352 bytes before the voxels: header and an empty extension flag.
 ///
 /// Written by hand (the `nifti` crate writes only to paths): this is on the label-save path.
-fn volume_header(reference: &NiftiHeader, dims: [u32; 3], datatype: NiftiType) -> Vec<u8> {
+fn volume_header(reference: &NiftiHeader, dims: [u32; 3], datatype: NiftiType, scaling: (f32, f32)) -> Vec<u8> {
     let mut out = Vec::with_capacity(VOX_OFFSET);
     let mut put = |bytes: &[u8]| out.extend_from_slice(bytes);
     put(&348i32.to_le_bytes());
@@ -571,8 +642,8 @@ fn volume_header(reference: &NiftiHeader, dims: [u32; 3], datatype: NiftiType) -
     pixdim[4..].iter_mut().for_each(|p| *p = if *p == 0.0 { 1.0 } else { *p });
     pixdim.iter().for_each(|p| put(&p.to_le_bytes()));
     put(&(VOX_OFFSET as f32).to_le_bytes());
-    put(&1f32.to_le_bytes()); // scl_slope
-    put(&0f32.to_le_bytes()); // scl_inter
+    put(&scaling.0.to_le_bytes()); // scl_slope
+    put(&scaling.1.to_le_bytes()); // scl_inter
     put(&0i16.to_le_bytes()); // slice_end
     put(&[0u8, reference.xyzt_units]); // slice_code, units
     for v in [0f32, 0.0, 0.0, 0.0] {
@@ -716,5 +787,28 @@ mod tests {
         file[112..116].copy_from_slice(&0.5f32.to_le_bytes());
         let err = Volume::parse("mask", &file).unwrap().into_labels("mask").err().unwrap();
         assert!(err.to_string().contains("integers 0–255"), "{err}");
+    }
+
+    #[test]
+    fn image_headers_place_the_grid_alike_through_sform_and_qform() {
+        let (s, c) = (0.3f64.sin(), 0.3f64.cos());
+        let oblique = [[-0.7 * c, 0.0, 2.5 * s, 91.0], [0.0, -0.8, 0.0, 120.5], [-0.7 * s, 0.0, -2.5 * c, -40.0]];
+        let flipped = [[0.0, 0.0, -1.2, 10.0], [-0.5, 0.0, 0.0, -3.0], [0.0, 0.5, 0.0, 7.0]];
+        for affine in [oblique, flipped] {
+            let mut file = image_header([4, 3, 2], &affine, VoxelType::Int16, (2.0, -1024.0));
+            file.extend(vec![0; 4 * 3 * 2 * 2]);
+            let from_sform = Volume::parse("image", &file).unwrap();
+            assert_eq!((from_sform.header.scl_slope, from_sform.header.scl_inter), (2.0, -1024.0));
+            file[254..256].copy_from_slice(&0i16.to_le_bytes()); // sform_code: none, so the qform rules
+            let from_qform = Volume::parse("image", &file).unwrap();
+            for (placed, expected) in [from_sform.affine(), from_qform.affine()]
+                .iter()
+                .flatten()
+                .flatten()
+                .zip([affine, affine].iter().flatten().flatten())
+            {
+                assert!((placed - expected).abs() < 1e-4, "{placed} != {expected}");
+            }
+        }
     }
 }

@@ -158,6 +158,23 @@ pub struct CaseArtifacts {
     /// admins only (labelers never see model outputs here).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub predictions: Vec<CasePrediction>,
+    /// The DICOM series the case was imported from, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<SeriesInfo>,
+}
+
+/// The DICOM series a case was imported from, as its page shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeriesInfo {
+    pub modality: String,
+    pub series_description: String,
+    pub study_instance_uid: String,
+    pub series_instance_uid: String,
+    /// The series' own display window (WindowCenter, WindowWidth), in the image's values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<[f64; 2]>,
+    /// The patient's pseudonym: the same for every series of one patient.
+    pub pseudonym: String,
 }
 
 /// A model version's latest prediction on a case, with a presigned URL.
@@ -325,6 +342,15 @@ pub struct WorklistQuery {
     /// Part of the case name, in any case.
     #[serde(default)]
     pub q: Option<String>,
+    /// Cases imported from DICOM series of this modality (`CT`, `MR`, …).
+    #[serde(default)]
+    pub modality: Option<String>,
+    /// Cases of the patient with this pseudonym.
+    #[serde(default)]
+    pub patient: Option<String>,
+    /// Cases imported from series of this study (its StudyInstanceUID).
+    #[serde(default)]
+    pub study: Option<String>,
     #[serde(default)]
     pub sort: WorklistSort,
     #[serde(default)]
@@ -355,6 +381,9 @@ impl Default for WorklistQuery {
             status: None,
             assignee: None,
             q: None,
+            modality: None,
+            patient: None,
+            study: None,
             sort: WorklistSort::default(),
             desc: false,
             page: Self::first_page(),

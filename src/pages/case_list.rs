@@ -112,6 +112,22 @@ fn WorklistView(worklist: Worklist, query: RwSignal<Option<WorklistQuery>>) -> i
                         change(&|q| q.q = (!text.trim().is_empty()).then(|| text.clone()));
                     }/>
             </label>
+            <label class="group">
+                "Modality"
+                <input type="search" size="4" aria-label="Modality" placeholder="CT, MR…" prop:value=current.modality.clone().unwrap_or_default()
+                    on:change=move |ev| {
+                        let text = event_target_value(&ev);
+                        change(&|q| q.modality = (!text.trim().is_empty()).then(|| text.clone()));
+                    }/>
+            </label>
+            <label class="group">
+                "Patient"
+                <input type="search" size="12" aria-label="Patient pseudonym" placeholder="P-…" prop:value=current.patient.clone().unwrap_or_default()
+                    on:change=move |ev| {
+                        let text = event_target_value(&ev);
+                        change(&|q| q.patient = (!text.trim().is_empty()).then(|| text.clone()));
+                    }/>
+            </label>
         </div>
         {match rows.is_empty() {
             true => view! { <p data-testid="no-cases">"No cases here. Change the filters, or import cases with "<code>"seglab import"</code>"."</p> }.into_any(),

@@ -64,6 +64,13 @@ pub fn CasePage() -> impl IntoView {
                     provide_context(OpenedReview(review));
                     view! {
                         <h1>{artifacts.case_name.clone()}</h1>
+                        {artifacts.series.clone().map(|series| view! {
+                            <p class="series" data-testid="series">
+                                <span data-testid="pseudonym" title="Patient pseudonym">{series.pseudonym.clone()}</span>
+                                {format!(" · {} · {}", series.modality, series.series_description)}
+                                <span class="muted" title="StudyInstanceUID">{format!(" · study {}", series.study_instance_uid)}</span>
+                            </p>
+                        })}
                         <CaseViewer case=artifacts.clone() compare_with focus_label review=review_panel/>
                         <ModelRuns case_id=artifacts.case_id.to_string() jobs may_run/>
                         <Files case=artifacts/>
@@ -147,7 +154,16 @@ fn CaseDetails(case: CaseArtifacts) -> impl IntoView {
                 {case.artifacts.into_iter().map(artifact_row).collect_view()}
             </tbody>
         </table>
-        <p class="mask-ref">"Current mask version: " <code>{case.current_mask_ref.to_string()}</code></p>
+        <p class="mask-ref">
+            "Current mask version: " <code>{case.current_mask_ref.to_string()}</code>
+            // A case imported from DICOM goes back to the hospital as a Segmentation object.
+            {case.series.is_some().then(|| view! {
+                " "
+                <a data-testid="download-seg" href=format!("/{}?format=dicom-seg", case.current_mask_ref) download>
+                    "Download as DICOM SEG"
+                </a>
+            })}
+        </p>
     }
 }
 

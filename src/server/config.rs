@@ -22,6 +22,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Import a NIfTI image (and optionally its mask) as a new case.
     Import(ImportArgs),
+    /// Import DICOM series (files, folders or zips) as cases, one per series.
+    ImportDicom(ImportDicomArgs),
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
@@ -85,6 +87,10 @@ pub enum DatasetCommand {
         dir: PathBuf,
         #[arg(long, value_enum)]
         format: ExportLayout,
+        /// Also write each mask of a case imported from DICOM as a DICOM Segmentation
+        /// (`segmentations/{identifier}.seg.dcm`), referencing its source series.
+        #[arg(long)]
+        dicom_seg: bool,
     },
 }
 
@@ -170,6 +176,23 @@ pub struct ImportArgs {
     pub labels: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct ImportDicomArgs {
+    /// DICOM files, folders of them (walked), or zips.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The series to import (its SeriesInstanceUID), or `all` for a case per series; needed
+    /// when the files hold several series.
+    #[arg(long)]
+    pub series: Option<String>,
+    /// Display name of the new case; by default the series' modality and description.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Label names, e.g. `1=liver,2=tumour`; default `1=label 1`.
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Vec<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create a user and print an API token for `Authorization: Bearer <token>`.
@@ -249,10 +272,24 @@ pub struct Config {
     /// team member often does everything, off with an external database or object store.
     #[arg(long, global = true, env = "SEGLAB_SELF_ASSIGNMENT")]
     pub self_assignment: Option<bool>,
+    /// What a DICOM import keeps of who the patient is (name, ID, birth date, accession number,
+    /// study date and the like): `keep` stores them where only admins can read them, `drop`
+    /// stores none. Labelers see a pseudonym either way.
+    #[arg(long, global = true, env = "SEGLAB_DICOM_IDENTIFIERS", value_enum, default_value_t = IdentifierPolicy::Keep)]
+    pub dicom_identifiers: IdentifierPolicy,
     #[command(flatten)]
     pub s3: S3Config,
     #[command(flatten)]
     pub orchestrator: OrchestratorConfig,
+}
+
+/// What a DICOM import keeps of the patient's identifiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdentifierPolicy {
+    /// Stored apart from the case, readable by admins only (each reading audited).
+    Keep,
+    /// Not stored at all.
+    Drop,
 }
 
 /// The orchestrator's workers in this instance and how jobs retry.

@@ -181,6 +181,7 @@ pub async fn seed_if_empty(state: &AppState, password: Option<String>) -> Result
             image: phantom.image.into(),
             mask: Some(phantom.mask.into()),
             labels: phantom.labels.iter().map(|(v, n)| (*v, n.to_string())).collect(),
+            dicom: None,
         };
         import_case(state, None, new_case).await?;
     }

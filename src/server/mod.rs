@@ -18,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod dicom;
 pub mod embedded_s3;
 pub mod error;
 pub mod http;

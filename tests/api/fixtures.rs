@@ -120,7 +120,8 @@ impl CaseBuilder {
             FirstMask::Empty => mask_file(&self.header, self.dims, &vec![0; self.voxel_count()]),
             FirstMask::Labels(labels) => mask_file(&self.header, self.dims, labels),
         };
-        let case = NewCase { name: self.name, image: image.into(), mask: Some(mask.into()), labels: self.labels };
+        let case =
+            NewCase { name: self.name, image: image.into(), mask: Some(mask.into()), labels: self.labels, dicom: None };
         import_case(&app.state, None, case).await.expect("import the test case").id.to_string()
     }
 }

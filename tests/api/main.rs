@@ -14,6 +14,7 @@ mod access;
 mod auth;
 mod cases;
 mod datasets;
+mod dicom;
 mod labels;
 mod layering;
 mod metric_parity;

@@ -49,6 +49,12 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
         return Err("the case's slabs do not match its volumes".into());
     }
     let dims = image.dims;
+    // A DICOM series' own WindowCenter/WindowWidth, as the scanner or radiologist set it.
+    let series_window = case
+        .series
+        .as_ref()
+        .and_then(|series| series.window)
+        .map(|[center, width]| Window { center: center as f32, width: width as f32 });
 
     // The middle slice's slabs first, then the mask's (small), then the image's outwards.
     let middle = dims[2] as usize / 2;
@@ -153,8 +159,8 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
                 let per_voxel = grids[IMAGE].voxel_bytes as usize;
                 let (low, high) =
                     viewer.editor.image.percentiles_of(voxels.start / per_voxel..voxels.end / per_voxel, 0.005, 0.995);
-                first_window = Some(Window::spanning(low, high));
-                ui.window.set(Window::spanning(low, high));
+                first_window = Some(series_window.unwrap_or(Window::spanning(low, high)));
+                ui.window.set(series_window.unwrap_or(Window::spanning(low, high)));
                 ui.threshold.set((low + (high - low) * 0.5, high));
                 viewer.draw();
                 ui.streaming.set(true);
@@ -172,10 +178,10 @@ pub(super) async fn open(ui: ViewerUi, canvases: [HtmlCanvasElement; 3]) -> Resu
     mark(Milestone::Downloaded);
     viewer.editor.loaded();
     mark(Milestone::Decoded);
-    // The whole volume's window, unless the person has set one meanwhile.
+    // The whole volume's window (or the series' own), unless the person has set one meanwhile.
     let (low, high) = viewer.editor.robust_range;
     if ui.window.get_untracked() == first_window.unwrap_or(Window::spanning(low, high)) {
-        ui.window.set(Window::spanning(low, high));
+        ui.window.set(series_window.unwrap_or(Window::spanning(low, high)));
         ui.threshold.set((low + (high - low) * 0.5, high));
     }
     ui.counts.set(viewer.editor.counts.to_vec());

@@ -10,7 +10,7 @@ use super::extract::{ApiJson, Holding, Labelers};
 use crate::api::SaveLabelRequest;
 use crate::server::error::AppError;
 use crate::server::services::access::{self, Save};
-use crate::server::services::labels;
+use crate::server::services::labels::{self, SaveOutcome};
 use crate::server::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -27,7 +27,11 @@ async fn save_label(
     // A value that is not text reads as empty, which the key check refuses.
     let key = headers.get("idempotency-key").map(|v| v.to_str().unwrap_or_default());
     let access = access::authorize(&state, &user, &access::case_named(&request.case_id)?, Save).await?;
-    let outcome = labels::save_label(&state, access, key, &request).await?;
+    saved(labels::save_label(&state, access, key, &request).await?)
+}
+
+/// The answer to a save: its status and JSON body, marked when it replays an earlier one.
+pub(super) fn saved(outcome: SaveOutcome) -> Result<Response, AppError> {
     let status = StatusCode::from_u16(outcome.status).map_err(AppError::internal)?;
     let mut response = (status, [(header::CONTENT_TYPE, "application/json")], outcome.body).into_response();
     if outcome.replayed {

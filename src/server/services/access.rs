@@ -113,6 +113,9 @@ pub struct Assign;
 /// Queuing a run of the active model versions on the case.
 #[derive(Clone, Copy, Debug)]
 pub struct RunModels;
+/// Reading who the patient of a case imported from DICOM is (`GET /cases/{id}/patient`).
+#[derive(Clone, Copy, Debug)]
+pub struct ReadPatient;
 
 impl CaseAction for Read {
     fn decide(&self, _: &User, _: &CaseFacts, _: Rules) -> Result<(), AppError> {
@@ -216,6 +219,12 @@ impl CaseAction for Transition {
 impl CaseAction for Assign {
     fn decide(&self, user: &User, _: &CaseFacts, _: Rules) -> Result<(), AppError> {
         user.require_any(&Role::COORDINATORS, "assigning cases")
+    }
+}
+
+impl CaseAction for ReadPatient {
+    fn decide(&self, user: &User, _: &CaseFacts, _: Rules) -> Result<(), AppError> {
+        user.require_any(&[Role::Admin], "reading who a case's patient is")
     }
 }
 

@@ -52,6 +52,8 @@ pub enum AuditAction {
     Login,
     /// A refused login.
     LoginFailed,
+    /// An admin read who a case's patient is.
+    PatientRead,
 }
 
 impl AuditAction {
@@ -75,6 +77,7 @@ impl AuditAction {
             AuditAction::TokenRevoke => "token_revoke",
             AuditAction::Login => "login",
             AuditAction::LoginFailed => "login_failed",
+            AuditAction::PatientRead => "patient_read",
         }
     }
 }

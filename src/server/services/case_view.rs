@@ -10,7 +10,7 @@ use super::volume_slabs::{self, SlabManifest};
 use super::workflow;
 use crate::api::{
     Artifact, ArtifactKind, CaseArtifacts, CaseId, CaseOpened, CasePrediction, CaseSummary, CaseWorkflow, LabelDef,
-    MaskRef, MaskVersion, ModelId, ModelState, ReviewBase, UserName,
+    MaskRef, MaskVersion, ModelId, ModelState, ReviewBase, SeriesInfo, UserName,
 };
 use crate::nifti_io::VoxelType;
 use crate::server::clock::now_ms;
@@ -80,12 +80,43 @@ pub(crate) async fn case_artifacts(
     include_history: bool,
 ) -> Result<CaseArtifacts, AppError> {
     let (user, case_id) = (access.user(), access.case_id());
-    let (name, labels_json, image_ref, head_mask_ref): (String, String, String, MaskRef) =
-        sqlx::query_as("SELECT name, labels_json, image_ref, head_mask_ref FROM cases WHERE id = $1")
-            .bind(case_id)
-            .fetch_optional(&state.db.pool)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("case {case_id}")))?;
+    /// The case, and the DICOM series it came from if it did.
+    #[derive(sqlx::FromRow)]
+    struct CaseRow {
+        name: String,
+        labels_json: String,
+        image_ref: String,
+        head_mask_ref: MaskRef,
+        modality: Option<String>,
+        series_description: Option<String>,
+        study_instance_uid: Option<String>,
+        series_instance_uid: Option<String>,
+        window_center: Option<f64>,
+        window_width: Option<f64>,
+        pseudonym: Option<String>,
+    }
+    let case: CaseRow = sqlx::query_as(
+        "SELECT c.name, c.labels_json, c.image_ref, c.head_mask_ref, d.modality, d.series_description,
+                d.study_instance_uid, d.series_instance_uid, d.window_center, d.window_width, d.pseudonym
+         FROM cases c LEFT JOIN case_dicom d ON d.case_id = c.id WHERE c.id = $1",
+    )
+    .bind(case_id)
+    .fetch_optional(&state.db.pool)
+    .await?
+    .ok_or_else(|| AppError::NotFound(format!("case {case_id}")))?;
+    let series = match (case.modality, case.study_instance_uid, case.series_instance_uid) {
+        (Some(modality), Some(study_instance_uid), Some(series_instance_uid)) => Some(SeriesInfo {
+            modality,
+            series_description: case.series_description.unwrap_or_default(),
+            study_instance_uid,
+            series_instance_uid,
+            window: case.window_center.zip(case.window_width).map(|(center, width)| [center, width]),
+            pseudonym: case.pseudonym.unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    let (name, labels_json, image_ref, head_mask_ref) =
+        (case.name, case.labels_json, case.image_ref, case.head_mask_ref);
     /// The image or the current mask, as stored.
     #[derive(sqlx::FromRow)]
     struct Stored {
@@ -152,6 +183,7 @@ pub(crate) async fn case_artifacts(
         workflow,
         review_base,
         predictions,
+        series,
     })
 }
 

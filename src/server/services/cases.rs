@@ -17,6 +17,8 @@ use crate::api::{ArtifactKind, CaseId, CaseSummary, LabelDef, MaskRef};
 use crate::mask_ops::label_counts;
 use crate::nifti_io::{gzip, gzip_empty_mask, gzip_mask, mask_header, Volume, VolumeMeta, VoxelType};
 use crate::server::clock::now_ms;
+use crate::server::dicom::headers::{PatientRecord, SeriesIdentity};
+use crate::server::dicom::{SeriesGeometry, SourceImage};
 use crate::server::error::AppError;
 use crate::server::scratch::ScratchFile;
 use crate::server::state::AppState;
@@ -33,6 +35,21 @@ pub struct NewCase {
     pub mask: Option<CaseFile>,
     /// Named labels; values present in the mask but not named here get a default name.
     pub labels: Vec<(u8, String)>,
+    /// The DICOM series the image was converted from, if it was.
+    pub dicom: Option<DicomSource>,
+}
+
+/// What a case keeps of the DICOM series it was imported from.
+pub struct DicomSource {
+    pub identity: SeriesIdentity,
+    /// One per slice, in the volume's k order.
+    pub source_images: Vec<SourceImage>,
+    pub geometry: SeriesGeometry,
+    /// What labelers see of the patient.
+    pub pseudonym: String,
+    /// Who the patient is, stored for admins only; `None` where the deployment keeps no
+    /// identifiers (and when read back: only `patient_record` reads it).
+    pub patient: Option<PatientRecord>,
 }
 
 /// One of a new case's files: in memory (demo content, tests), or on disk (uploads and the
@@ -250,12 +267,13 @@ struct StoredObject {
 
 /// Validates the files, writes the image and the first mask version, then records the case;
 /// `user_id` is who imported it (none for the command line and the demo seed).
-pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) -> Result<CaseSummary, AppError> {
+pub async fn import_case(state: &AppState, user_id: Option<&str>, mut new: NewCase) -> Result<CaseSummary, AppError> {
     let name = new.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(AppError::BadRequest("case name must be 1–200 characters".into()));
     }
     let case_id = CaseId::random();
+    let dicom = new.dicom.take();
     let max_voxels = state.config.max_volume_voxels;
     let scratch = state.config.scratch_dir();
     let id = case_id.clone();
@@ -320,6 +338,9 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
         .await?;
     }
     volume_slabs::record(&mut tx, &case_id, &slabs, created_at).await?;
+    if let Some(source) = &dicom {
+        record_dicom_source(&mut tx, &case_id, source).await?;
+    }
     audit::record(
         &mut tx,
         &state.db,
@@ -327,7 +348,12 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
             action: AuditAction::CaseImport,
             user_id,
             case_id: Some(&case_id),
-            details: serde_json::json!({ "name": name, "image_ref": objects[0].object_ref, "mask_ref": objects[1].object_ref }),
+            details: serde_json::json!({
+                "name": name,
+                "image_ref": objects[0].object_ref,
+                "mask_ref": objects[1].object_ref,
+                "series_instance_uid": dicom.as_ref().map(|source| &source.identity.series_instance_uid),
+            }),
         },
     )
     .await?;
@@ -344,4 +370,117 @@ pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) 
         image_voxel_type: image_meta.voxel_type,
         created_at_ms: created_at,
     })
+}
+
+async fn record_dicom_source(
+    tx: &mut sqlx::AnyConnection,
+    case_id: &CaseId,
+    source: &DicomSource,
+) -> Result<(), AppError> {
+    let identity = &source.identity;
+    sqlx::query(
+        "INSERT INTO case_dicom (case_id, study_instance_uid, series_instance_uid, frame_of_reference_uid,
+                                 sop_class_uid, modality, series_description, window_center, window_width,
+                                 source_images_json, geometry_json, pseudonym)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(case_id)
+    .bind(&identity.study_instance_uid)
+    .bind(&identity.series_instance_uid)
+    .bind(&identity.frame_of_reference_uid)
+    .bind(&identity.sop_class_uid)
+    .bind(&identity.modality)
+    .bind(&identity.series_description)
+    .bind(identity.window.map(|(center, _)| center))
+    .bind(identity.window.map(|(_, width)| width))
+    .bind(serde_json::to_string(&source.source_images).map_err(AppError::internal)?)
+    .bind(serde_json::to_string(&source.geometry).map_err(AppError::internal)?)
+    .bind(&source.pseudonym)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(patient) = &source.patient {
+        sqlx::query(
+            "INSERT INTO case_dicom_identity (case_id, patient_name, patient_id, issuer_of_patient_id, patient_birth_date,
+                                              patient_sex, accession_number, study_date, study_description,
+                                              institution_name, referring_physician_name)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(case_id)
+        .bind(&patient.patient_name)
+        .bind(&patient.patient_id)
+        .bind(&patient.issuer_of_patient_id)
+        .bind(&patient.patient_birth_date)
+        .bind(&patient.patient_sex)
+        .bind(&patient.accession_number)
+        .bind(&patient.study_date)
+        .bind(&patient.study_description)
+        .bind(&patient.institution_name)
+        .bind(&patient.referring_physician_name)
+        .execute(tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The DICOM series case `case_id` was imported from, and the case's labels; `None` for a
+/// case imported from NIfTI.
+pub(crate) async fn dicom_source(
+    state: &AppState,
+    case_id: &CaseId,
+) -> Result<Option<(DicomSource, Vec<LabelDef>)>, AppError> {
+    #[derive(sqlx::FromRow)]
+    struct SeriesRow {
+        study_instance_uid: String,
+        series_instance_uid: String,
+        frame_of_reference_uid: Option<String>,
+        sop_class_uid: String,
+        modality: String,
+        series_description: String,
+        source_images_json: String,
+        geometry_json: String,
+        pseudonym: String,
+        labels_json: String,
+    }
+    let row: Option<SeriesRow> = sqlx::query_as(
+        "SELECT d.study_instance_uid, d.series_instance_uid, d.frame_of_reference_uid, d.sop_class_uid, d.modality,
+                d.series_description, d.source_images_json, d.geometry_json, d.pseudonym, c.labels_json
+         FROM case_dicom d JOIN cases c ON c.id = d.case_id WHERE d.case_id = $1",
+    )
+    .bind(case_id)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let stored = |what: &str, e: serde_json::Error| AppError::internal(format!("{what} of case {case_id}: {e}"));
+    let source = DicomSource {
+        identity: SeriesIdentity {
+            study_instance_uid: row.study_instance_uid,
+            series_instance_uid: row.series_instance_uid,
+            frame_of_reference_uid: row.frame_of_reference_uid,
+            sop_class_uid: row.sop_class_uid,
+            modality: row.modality,
+            series_description: row.series_description,
+            series_number: None,
+            window: None,
+        },
+        source_images: serde_json::from_str(&row.source_images_json).map_err(|e| stored("source images", e))?,
+        geometry: serde_json::from_str(&row.geometry_json).map_err(|e| stored("geometry", e))?,
+        pseudonym: row.pseudonym,
+        patient: None,
+    };
+    let labels = serde_json::from_str(&row.labels_json).map_err(|e| stored("labels", e))?;
+    Ok(Some((source, labels)))
+}
+
+/// Who the patient of case `case_id` is, as its import kept it: `None` for a case not imported
+/// from DICOM; a record of `None`s where identifiers are not kept. Only for admins' eyes: the
+/// caller decides and audits.
+pub(crate) async fn patient_record(state: &AppState, case_id: &CaseId) -> Result<Option<PatientRecord>, AppError> {
+    Ok(sqlx::query_as(
+        "SELECT i.patient_name, i.patient_id, i.issuer_of_patient_id, i.patient_birth_date, i.patient_sex,
+                i.accession_number, i.study_date, i.study_description, i.institution_name, i.referring_physician_name
+         FROM case_dicom d LEFT JOIN case_dicom_identity i ON i.case_id = d.case_id WHERE d.case_id = $1",
+    )
+    .bind(case_id)
+    .fetch_optional(&state.db.pool)
+    .await?)
 }

@@ -16,11 +16,11 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::audit::{self, AuditAction, AuditEvent};
-use super::mask_versions;
 use super::registry::unique_conflict;
+use super::{dicom_export, mask_versions};
 use crate::api::{
-    CaseId, CaseStatus, DatasetSummary, LabelDef, Manifest, ManifestCase, ManifestFile, NewDataset, Split, UserName,
-    MAX_LISTED_CASES,
+    CaseId, CaseStatus, DatasetSummary, LabelDef, Manifest, ManifestCase, ManifestFile, MaskRef, NewDataset, Split,
+    UserName, MAX_LISTED_CASES,
 };
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
@@ -301,13 +301,15 @@ pub enum ExportFormat {
 }
 
 /// Writes the snapshot into the empty (or new) folder `dir` in `format`, every file checked
-/// against its SHA-256 before it is written; `progress(done, total)` after each case. Returns
-/// the number of cases written.
+/// against its SHA-256 before it is written; with `dicom_seg`, each non-empty mask of a case
+/// imported from DICOM also as a Segmentation in `segmentations/`. `progress(done, total)`
+/// after each case. Returns the number of cases written.
 pub async fn export(
     state: &AppState,
     id: &str,
     dir: &Path,
     format: ExportFormat,
+    dicom_seg: bool,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<usize, AppError> {
     let manifest = manifest(state, id).await?;
@@ -318,7 +320,7 @@ pub async fn export(
         ExportFormat::Nnunet => &["imagesTr", "labelsTr", "imagesTs", "labelsTs"],
         ExportFormat::Monai => &["images", "labels"],
     };
-    for folder in folders {
+    for folder in folders.iter().chain(dicom_seg.then_some(&"segmentations")) {
         tokio::fs::create_dir_all(dir.join(folder)).await.map_err(AppError::internal)?;
     }
     let total = manifest.cases.len();
@@ -345,7 +347,16 @@ pub async fn export(
             }
             tokio::fs::write(dir.join(path), bytes).await.map_err(AppError::internal)?;
         }
-        entries.push((identifier, image_path, label_path, case));
+        let mut segmentation_path = None;
+        if dicom_seg {
+            let mask_ref = MaskRef::parse(&case.mask.object_ref).map_err(AppError::internal)?;
+            if let Some(Some(bytes)) = dicom_export::of_version(state, &case.case_id, &mask_ref).await? {
+                let path = format!("segmentations/{identifier}.seg.dcm");
+                tokio::fs::write(dir.join(&path), bytes).await.map_err(AppError::internal)?;
+                segmentation_path = Some(path);
+            }
+        }
+        entries.push((identifier, image_path, label_path, segmentation_path, case));
         progress(n + 1, total);
     }
 
@@ -382,7 +393,7 @@ pub async fn export(
         ExportFormat::Monai => {
             let list = |split| {
                 in_split(split)
-                    .map(|(_, image, label, _)| json!({ "image": image, "label": label }))
+                    .map(|(_, image, label, ..)| json!({ "image": image, "label": label }))
                     .collect::<Vec<_>>()
             };
             write_json(
@@ -399,10 +410,11 @@ pub async fn export(
     // Which file is which case, with the checked SHA-256s: the export traces back to the snapshot.
     let cases: Vec<_> = entries
         .iter()
-        .map(|(identifier, image, label, case)| {
+        .map(|(identifier, image, label, segmentation, case)| {
             json!({
                 "identifier": identifier, "case_id": case.case_id, "case_name": case.case_name, "split": case.split,
                 "image": image, "image_sha256": case.image.sha256, "label": label, "label_sha256": case.mask.sha256,
+                "segmentation": segmentation,
             })
         })
         .collect();

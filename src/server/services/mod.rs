@@ -16,6 +16,8 @@ pub mod case_view;
 pub mod cases;
 pub mod comparison;
 pub mod datasets;
+pub mod dicom_export;
+pub mod dicom_import;
 pub mod evaluation;
 pub mod idempotency;
 pub mod integrity;

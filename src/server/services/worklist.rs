@@ -1,4 +1,4 @@
-//! The worklist: cases filtered by status, assignee and name, sorted, one page at a time, with
+//! The worklist: cases filtered by status, assignee, name, and DICOM modality, patient pseudonym and study, sorted, one page at a time, with
 //! the counts per status; and the next case a labeler should open. Built for 100,000 cases:
 //! who saved last is kept on the case row, the filters and orders have indexes, and the
 //! status counts (one grouped query) also give the total.
@@ -91,6 +91,16 @@ fn filter(user: &User, query: &WorklistQuery, backend: Backend, search: Option<(
         Some(name) => {
             filter.condition("c.assignee_id = (SELECT id FROM users WHERE username = ?)", Some(name.to_string()))
         }
+    }
+    let given = |value: &Option<String>| value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+    if let Some(modality) = given(&query.modality) {
+        filter.condition("c.id IN (SELECT case_id FROM case_dicom WHERE modality = ?)", Some(modality.to_uppercase()));
+    }
+    if let Some(patient) = given(&query.patient) {
+        filter.condition("c.id IN (SELECT case_id FROM case_dicom WHERE pseudonym = ?)", Some(patient.to_uppercase()));
+    }
+    if let Some(study) = given(&query.study) {
+        filter.condition("c.id IN (SELECT case_id FROM case_dicom WHERE study_instance_uid = ?)", Some(study));
     }
     if let Some((text, plan)) = search {
         match (plan, backend) {
