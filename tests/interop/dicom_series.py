@@ -75,7 +75,14 @@ def base_dataset(series, sop_class, number, description):
     ds.SeriesNumber = number
     ds.PatientName = "Test^Patient"
     ds.PatientID = "SEGLAB-TEST-1"
+    ds.PatientBirthDate = "19700101"
+    ds.PatientSex = "F"
+    ds.AccessionNumber = "ACC-4242"
+    ds.StudyID = "1"
     ds.StudyDate = "20260101"
+    ds.StudyTime = "120000"
+    ds.ReferringPhysicianName = "Referring^Doctor"
+    ds.InstitutionName = "Seglab General Hospital"
     ds.Rows, ds.Columns = ROWS, COLUMNS
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"

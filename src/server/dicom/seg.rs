@@ -281,6 +281,8 @@ pub(crate) fn write_seg(
                 tags::DERIVATION_CODE_SEQUENCE,
                 vec![code_item(&Code { value: "113076", scheme: "DCM", meaning: "Segmentation" })],
             ));
+            // Each frame lies on its source image's pixel grid.
+            text(&mut reference, tags::SPATIAL_LOCATIONS_PRESERVED, VR::CS, "YES");
             derivation.put(sequence(tags::SOURCE_IMAGE_SEQUENCE, vec![reference]));
             let mut content = InMemDicomObject::new_empty();
             content.put(DataElement::new(
