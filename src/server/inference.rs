@@ -141,8 +141,12 @@ pub(crate) fn run_child(args: &InferArgs) -> Result<(), String> {
 }
 
 /// Caps this process's data segment (heap and private mappings: what a model's tensors use).
-#[allow(unsafe_code)] // the one foreign call of the crate
+/// The heap that parsing the command line freed is returned first: left in place, it would
+/// serve the model's first allocations beyond the cap.
+#[allow(unsafe_code)] // the foreign calls of the crate
 fn limit_memory(bytes: u64) -> Result<(), String> {
+    // SAFETY: malloc_trim only returns free heap memory to the system.
+    unsafe { libc::malloc_trim(0) };
     let limit = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
     // SAFETY: setrlimit reads the struct it is given and changes only this process's limits.
     if unsafe { libc::setrlimit(libc::RLIMIT_DATA, &limit) } != 0 {

@@ -22,9 +22,12 @@ const DIMS: [u32; 3] = [8, 6, 4];
 const VOXELS: usize = 8 * 6 * 4;
 
 /// Every case route (method and path as the router names them) the matrix calls.
-const REST_ROUTES: [&str; 13] = [
+const REST_ROUTES: [&str; 16] = [
     "GET /cases",
     "POST /cases",
+    "POST /cases/dicom",
+    "GET /cases/{id}/patient",
+    "POST /cases/{id}/segmentation",
     "GET /cases/{id}/overview",
     "GET /cases/{id}/artifacts",
     "GET /cases/{id}/masks/{file}",
@@ -154,6 +157,8 @@ enum Op {
     Status(&'static str),
     Assign,
     Runs,
+    Patient,
+    SegImport,
     ListCases,
     Worklist,
     FnPage,
@@ -167,8 +172,10 @@ enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 26] = [
+    const ALL: [Op; 28] = [
         Op::Page,
+        Op::Patient,
+        Op::SegImport,
         Op::Artifacts,
         Op::MaskFile,
         Op::Comments,
@@ -215,7 +222,7 @@ fn expected(op: Op, who: Who, facts: &Facts) -> u16 {
         || (reviewer && facts.reviewer == Some(who.name));
     // Role gates at the REST edge, before the body or the case is looked at.
     match op {
-        Op::Save if !labeler => return 403,
+        Op::Save | Op::SegImport if !labeler => return 403,
         Op::Status(_) if !(labeler || reviewer || admin) => return 403,
         Op::Assign if !who.coordinator() => return 403,
         _ => {}
@@ -268,6 +275,17 @@ fn expected(op: Op, who: Who, facts: &Facts) -> u16 {
             _ if admin || is_assignee => 201,
             Some(_) => 403,
             None => 201,
+        },
+        // Allowed as a save is; the matrix's cases come from NIfTI, with no series for a SEG.
+        Op::SegImport => match facts.assignee {
+            _ if admin || is_assignee => 409,
+            Some(_) => 403,
+            None => 409,
+        },
+        // Admins only; the matrix's cases were not imported from DICOM.
+        Op::Patient => match admin {
+            true => 404,
+            false => 403,
         },
         Op::Status(to) | Op::FnStatus(to) => transition(to),
         Op::Assign | Op::FnAssign => match (who.coordinator(), facts.assignee) {
@@ -428,6 +446,17 @@ impl World {
                 rest(reqwest::Method::PUT, format!("/cases/{case_id}/assignment")).json(&body).send().await
             }
             Op::Runs => rest(reqwest::Method::POST, format!("/cases/{case_id}/runs")).send().await,
+            Op::Patient => rest(reqwest::Method::GET, format!("/cases/{case_id}/patient")).send().await,
+            Op::SegImport => {
+                let form = reqwest::multipart::Form::new()
+                    .text("base_mask_ref", self.head(case_id).await)
+                    .part("file", reqwest::multipart::Part::bytes(vec![0u8; 256]).file_name("seg.dcm"));
+                rest(reqwest::Method::POST, format!("/cases/{case_id}/segmentation"))
+                    .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+                    .multipart(form)
+                    .send()
+                    .await
+            }
             Op::ListCases => {
                 let response = rest(reqwest::Method::GET, "/cases?per_page=1000".into()).send().await.unwrap();
                 if response.status() != StatusCode::OK {
