@@ -274,6 +274,9 @@ impl Runner for ProcessRunner {
             .args(["--memory-mib", &self.memory_mib.to_string()])
             // A backtrace would be read by no one and allocates when memory is what ran out.
             .env("RUST_BACKTRACE", "0")
+            // One malloc arena: a thread's own arena grows by mprotect, which the memory cap
+            // (RLIMIT_DATA) does not check; the main arena grows by brk and mmap, which it does.
+            .env("MALLOC_ARENA_MAX", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
