@@ -6,6 +6,7 @@ pub mod cases;
 pub mod datasets;
 pub mod error;
 pub mod ids;
+pub mod pacs;
 pub mod registry;
 
 pub use accounts::*;
@@ -13,4 +14,5 @@ pub use cases::*;
 pub use datasets::*;
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use ids::{CaseId, MaskRef, ModelId, NotACaseId, NotAMaskRef, NotAModelId, NotAUserName, UserName};
+pub use pacs::*;
 pub use registry::*;

@@ -281,6 +281,24 @@ pub struct Config {
     pub s3: S3Config,
     #[command(flatten)]
     pub orchestrator: OrchestratorConfig,
+    #[command(flatten)]
+    pub dicomweb: DicomWebConfig,
+}
+
+/// The hospital's PACS, reached over DICOMweb (QIDO-RS, WADO-RS, STOW-RS).
+#[derive(Debug, Args, Clone)]
+pub struct DicomWebConfig {
+    /// The DICOMweb root, such as `http://pacs:8042/dicom-web`; without it, no PACS.
+    #[arg(long, global = true, env = "SEGLAB_DICOMWEB_URL")]
+    pub dicomweb_url: Option<String>,
+    /// User for HTTP basic authentication at the PACS.
+    #[arg(long, global = true, env = "SEGLAB_DICOMWEB_USERNAME")]
+    pub dicomweb_username: Option<String>,
+    #[arg(long, global = true, env = "SEGLAB_DICOMWEB_PASSWORD", hide_env_values = true)]
+    pub dicomweb_password: Option<String>,
+    /// A PACS request taking longer fails (as the PACS being unavailable).
+    #[arg(long, global = true, env = "SEGLAB_DICOMWEB_TIMEOUT_SECS", default_value_t = 60)]
+    pub dicomweb_timeout_secs: u64,
 }
 
 /// What a DICOM import keeps of the patient's identifiers.

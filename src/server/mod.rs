@@ -19,6 +19,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod dicom;
+pub mod dicomweb;
 pub mod embedded_s3;
 pub mod error;
 pub mod http;

@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 
 use super::config::Config;
 use super::db::Db;
+use super::dicomweb::DicomWebClient;
 use super::embedded_s3;
 use super::error::CliError;
 use super::inference::{ProcessRunner, Runner};
@@ -49,6 +50,8 @@ pub struct AppState {
     pub imports: Arc<tokio::sync::Semaphore>,
     /// Mask version files being written from their slabs: one writer per version, a few at once.
     pub mask_files: Arc<SingleFlight>,
+    /// The hospital's PACS, when one is configured.
+    pub pacs: Option<DicomWebClient>,
 }
 
 impl std::fmt::Debug for dyn Runner {
@@ -130,6 +133,7 @@ impl AppState {
         let remote = OipRunner::new(orchestrator, inference_servers.clone())
             .map_err(|e| CliError::startup("inference server client", e))?;
         let runner = CardRunner { local, remote };
+        let pacs = DicomWebClient::new(&config.dicomweb).map_err(|e| CliError::startup("DICOMweb client", e))?;
         let logins = Arc::new(LoginLimiter::new(
             std::time::Duration::from_secs(config.login_window_secs),
             config.login_failures_per_username,
@@ -149,6 +153,7 @@ impl AppState {
             logins,
             imports: Arc::new(tokio::sync::Semaphore::new(IMPORTS_AT_ONCE)),
             mask_files: Arc::new(SingleFlight::new(MASK_FILES_AT_ONCE)),
+            pacs,
         })
     }
 }

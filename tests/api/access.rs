@@ -22,12 +22,13 @@ const DIMS: [u32; 3] = [8, 6, 4];
 const VOXELS: usize = 8 * 6 * 4;
 
 /// Every case route (method and path as the router names them) the matrix calls.
-const REST_ROUTES: [&str; 16] = [
+const REST_ROUTES: [&str; 17] = [
     "GET /cases",
     "POST /cases",
     "POST /cases/dicom",
     "GET /cases/{id}/patient",
     "POST /cases/{id}/segmentation",
+    "POST /cases/{id}/pacs",
     "GET /cases/{id}/overview",
     "GET /cases/{id}/artifacts",
     "GET /cases/{id}/masks/{file}",
@@ -159,6 +160,7 @@ enum Op {
     Runs,
     Patient,
     SegImport,
+    PacsSend,
     ListCases,
     Worklist,
     FnPage,
@@ -172,10 +174,11 @@ enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 28] = [
+    const ALL: [Op; 29] = [
         Op::Page,
         Op::Patient,
         Op::SegImport,
+        Op::PacsSend,
         Op::Artifacts,
         Op::MaskFile,
         Op::Comments,
@@ -281,6 +284,11 @@ fn expected(op: Op, who: Who, facts: &Facts) -> u16 {
             _ if admin || is_assignee => 409,
             Some(_) => 403,
             None => 409,
+        },
+        // Coordinators only; the matrix's instance has no PACS.
+        Op::PacsSend => match who.coordinator() {
+            true => 409,
+            false => 403,
         },
         // Admins only; the matrix's cases were not imported from DICOM.
         Op::Patient => match admin {
@@ -447,6 +455,7 @@ impl World {
             }
             Op::Runs => rest(reqwest::Method::POST, format!("/cases/{case_id}/runs")).send().await,
             Op::Patient => rest(reqwest::Method::GET, format!("/cases/{case_id}/patient")).send().await,
+            Op::PacsSend => rest(reqwest::Method::POST, format!("/cases/{case_id}/pacs")).send().await,
             Op::SegImport => {
                 let form = reqwest::multipart::Form::new()
                     .text("base_mask_ref", self.head(case_id).await)

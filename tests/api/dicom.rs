@@ -20,7 +20,7 @@ fn root() -> &'static Path {
 
 /// The generated series (written once per test run) and the two SeriesInstanceUIDs of the
 /// `two_series` folder.
-fn series() -> &'static (tempfile::TempDir, Vec<String>) {
+pub(crate) fn series() -> &'static (tempfile::TempDir, Vec<String>) {
     static SERIES: OnceLock<(tempfile::TempDir, Vec<String>)> = OnceLock::new();
     SERIES.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
@@ -37,11 +37,11 @@ fn series() -> &'static (tempfile::TempDir, Vec<String>) {
     })
 }
 
-fn scenario(name: &str) -> PathBuf {
+pub(crate) fn scenario(name: &str) -> PathBuf {
     series().0.path().join(name)
 }
 
-fn files_in(folder: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_in(folder: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(folder).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     files
@@ -59,7 +59,7 @@ async fn post_files(app: &TestApp, token: &str, files: &[PathBuf], series: Optio
     app.client.post(app.url("/cases/dicom")).bearer_auth(token).multipart(form).send().await.unwrap()
 }
 
-async fn import_folder(app: &TestApp, token: &str, folder: &str) -> CaseSummary {
+pub(crate) async fn import_folder(app: &TestApp, token: &str, folder: &str) -> CaseSummary {
     let response = post_files(app, token, &files_in(&scenario(folder)), None).await;
     let status = response.status();
     let body: Value = response.json().await.unwrap();
@@ -284,10 +284,10 @@ fn dciodvfy_errors(file: &Path) -> Vec<String> {
     report.lines().filter(|line| line.starts_with("Error")).map(str::to_string).collect()
 }
 
-const SEG_LABELS: &str = "1=liver,2=tumour,3=other";
+pub(crate) const SEG_LABELS: &str = "1=liver,2=tumour,3=other";
 
 /// A label map on the 48 × 56 × 24 test grid: a liver ball, a tumour inside it, no `other`.
-fn two_structures() -> Vec<u8> {
+pub(crate) fn two_structures() -> Vec<u8> {
     let mut labels = vec![0u8; 48 * 56 * 24];
     for k in 0..24i64 {
         for j in 0..56i64 {

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::headers::SeriesIdentity;
 use super::{SeriesGeometry, SourceImage};
+use crate::server::dicomweb::StudyMatch;
 
 /// A coded concept: value, scheme, meaning (PS3.3 8.8).
 #[derive(Clone, Debug, PartialEq)]
@@ -83,6 +84,20 @@ pub(crate) struct SegSource<'a> {
     pub mask_key: &'a str,
     /// When the mask version was saved (milliseconds since the epoch): the content date.
     pub saved_at_ms: i64,
+    /// The study as the PACS holds it, for a copy going back there; `None` for a
+    /// de-identified copy (a download), whose patient and study attributes stay empty.
+    pub study: Option<&'a StudyMatch>,
+}
+
+/// The Series and SOP Instance UIDs of a case's segmentation of one mask version: derived
+/// from the case and the version, so the same version always has the same UIDs (and a PACS
+/// receiving it twice keeps one instance); a de-identified copy has its own (PS3.15).
+pub(crate) fn segmentation_uids(case_key: &str, mask_key: &str, identified: bool) -> (String, String) {
+    let copy = if identified { "" } else { " de-identified" };
+    (
+        derived_uid(&format!("seglab segmentation series {case_key}{copy}")),
+        derived_uid(&format!("seglab segmentation {mask_key}{copy}")),
+    )
 }
 
 /// The Segmentation of `labels` (one byte per voxel, i fastest, volume `dims` in the order of
@@ -126,8 +141,7 @@ pub(crate) fn write_seg(
     }
 
     let identity = source.identity;
-    let series_uid = derived_uid(&format!("seglab segmentation series {}", source.case_key));
-    let instance_uid = derived_uid(&format!("seglab segmentation {}", source.mask_key));
+    let (series_uid, instance_uid) = segmentation_uids(source.case_key, source.mask_key, source.study.is_some());
     let organization_uid = derived_uid(&format!("seglab dimensions {}", source.case_key));
     let (date, time) = date_time(source.saved_at_ms);
     let multi_frame = source.source_images.iter().any(|image| image.frame.is_some());
@@ -149,21 +163,30 @@ pub(crate) fn write_seg(
     text(&mut seg, tags::CONTENT_TIME, VR::TM, &time);
     text(&mut seg, tags::SERIES_DATE, VR::DA, &date);
     text(&mut seg, tags::SERIES_TIME, VR::TM, &time);
-    // Patient and study identity stay empty (type 2): cases are de-identified on import.
-    for (tag, vr) in [
-        (tags::PATIENT_NAME, VR::PN),
-        (tags::PATIENT_ID, VR::LO),
-        (tags::PATIENT_BIRTH_DATE, VR::DA),
-        (tags::PATIENT_SEX, VR::CS),
-        (tags::STUDY_DATE, VR::DA),
-        (tags::STUDY_TIME, VR::TM),
-        (tags::REFERRING_PHYSICIAN_NAME, VR::PN),
-        (tags::STUDY_ID, VR::SH),
-        (tags::ACCESSION_NUMBER, VR::SH),
-        (tags::POSITION_REFERENCE_INDICATOR, VR::LO),
-        (tags::CONTENT_CREATOR_NAME, VR::PN),
+    // The patient and study modules: as the PACS holds them for a copy going back there,
+    // present and empty (type 2) in a de-identified copy.
+    let study = source.study.cloned().unwrap_or_default();
+    for (tag, vr, value) in [
+        (tags::PATIENT_NAME, VR::PN, &study.patient_name),
+        (tags::PATIENT_ID, VR::LO, &study.patient_id),
+        (tags::ISSUER_OF_PATIENT_ID, VR::LO, &study.issuer_of_patient_id),
+        (tags::PATIENT_BIRTH_DATE, VR::DA, &study.patient_birth_date),
+        (tags::PATIENT_SEX, VR::CS, &study.patient_sex),
+        (tags::STUDY_DATE, VR::DA, &study.study_date),
+        (tags::STUDY_TIME, VR::TM, &study.study_time),
+        (tags::REFERRING_PHYSICIAN_NAME, VR::PN, &study.referring_physician_name),
+        (tags::STUDY_ID, VR::SH, &study.study_id),
+        (tags::ACCESSION_NUMBER, VR::SH, &study.accession_number),
+        (tags::POSITION_REFERENCE_INDICATOR, VR::LO, &None),
+        (tags::CONTENT_CREATOR_NAME, VR::PN, &None),
     ] {
-        seg.put(DataElement::new(tag, vr, PrimitiveValue::Empty));
+        match value {
+            Some(value) => text(&mut seg, tag, vr, value),
+            None if tag == tags::ISSUER_OF_PATIENT_ID => {}
+            None => {
+                seg.put(DataElement::new(tag, vr, PrimitiveValue::Empty));
+            }
+        }
     }
     if let Some(frame_of_reference) = &identity.frame_of_reference_uid {
         text(&mut seg, tags::FRAME_OF_REFERENCE_UID, VR::UI, frame_of_reference);

@@ -12,6 +12,7 @@ mod datasets;
 mod extract;
 mod jobs;
 mod labels;
+mod pacs;
 mod probes;
 mod registry;
 mod session;
@@ -31,6 +32,7 @@ fn rest_routes(args: &ServeArgs) -> Router<AppState> {
         .merge(session::routes())
         .merge(cases::routes(args.max_upload_bytes))
         .merge(labels::routes())
+        .merge(pacs::routes())
         .merge(datasets::routes())
         .merge(registry::routes(args.max_upload_bytes))
         .merge(jobs::routes())

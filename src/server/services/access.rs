@@ -116,6 +116,9 @@ pub struct RunModels;
 /// Reading who the patient of a case imported from DICOM is (`GET /cases/{id}/patient`).
 #[derive(Clone, Copy, Debug)]
 pub struct ReadPatient;
+/// Storing the case's approved segmentation in the PACS (`POST /cases/{id}/pacs`).
+#[derive(Clone, Copy, Debug)]
+pub struct SendToPacs;
 
 impl CaseAction for Read {
     fn decide(&self, _: &User, _: &CaseFacts, _: Rules) -> Result<(), AppError> {
@@ -225,6 +228,12 @@ impl CaseAction for Assign {
 impl CaseAction for ReadPatient {
     fn decide(&self, user: &User, _: &CaseFacts, _: Rules) -> Result<(), AppError> {
         user.require_any(&[Role::Admin], "reading who a case's patient is")
+    }
+}
+
+impl CaseAction for SendToPacs {
+    fn decide(&self, user: &User, _: &CaseFacts, _: Rules) -> Result<(), AppError> {
+        user.require_any(&Role::COORDINATORS, "sending segmentations to the PACS")
     }
 }
 

@@ -54,6 +54,8 @@ pub enum AuditAction {
     LoginFailed,
     /// An admin read who a case's patient is.
     PatientRead,
+    /// An approved mask version stored in the PACS as a segmentation.
+    SegmentationSent,
 }
 
 impl AuditAction {
@@ -78,6 +80,7 @@ impl AuditAction {
             AuditAction::Login => "login",
             AuditAction::LoginFailed => "login_failed",
             AuditAction::PatientRead => "patient_read",
+            AuditAction::SegmentationSent => "segmentation_sent",
         }
     }
 }

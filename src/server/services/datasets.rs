@@ -350,7 +350,7 @@ pub async fn export(
         let mut segmentation_path = None;
         if dicom_seg {
             let mask_ref = MaskRef::parse(&case.mask.object_ref).map_err(AppError::internal)?;
-            if let Some(Some(bytes)) = dicom_export::of_version(state, &case.case_id, &mask_ref).await? {
+            if let Some(Some(bytes)) = dicom_export::of_version(state, &case.case_id, &mask_ref, None).await? {
                 let path = format!("segmentations/{identifier}.seg.dcm");
                 tokio::fs::write(dir.join(&path), bytes).await.map_err(AppError::internal)?;
                 segmentation_path = Some(path);

@@ -6,6 +6,7 @@ use super::cases::{self, DicomSource};
 use super::mask_versions;
 use crate::api::{ArtifactKind, CaseId, MaskRef};
 use crate::server::dicom::seg::{self, SegSource, Segment};
+use crate::server::dicomweb::StudyMatch;
 use crate::server::error::AppError;
 use crate::server::state::AppState;
 
@@ -19,7 +20,7 @@ pub(crate) async fn segmentation(
     let case_id = access.case_id();
     let mask_ref = MaskRef::parse(&format!("cases/{case_id}/masks/{file}"))
         .map_err(|_| AppError::NotFound(format!("mask version {file} of case {case_id}")))?;
-    let bytes = of_version(state, case_id, &mask_ref)
+    let bytes = of_version(state, case_id, &mask_ref, None)
         .await?
         .ok_or_else(|| {
             AppError::Conflict(format!(
@@ -34,11 +35,13 @@ pub(crate) async fn segmentation(
 }
 
 /// The Segmentation of one mask version of `case_id`: `None` when the case was not imported
-/// from DICOM, `Some(None)` when the version has no labelled voxel. Callers decide access.
+/// from DICOM, `Some(None)` when the version has no labelled voxel. With `study` (as the PACS
+/// holds it), the copy for the PACS; without, a de-identified one. Callers decide access.
 pub(crate) async fn of_version(
     state: &AppState,
     case_id: &CaseId,
     mask_ref: &MaskRef,
+    study: Option<StudyMatch>,
 ) -> Result<Option<Option<Vec<u8>>>, AppError> {
     let saved_at: i64 =
         sqlx::query_scalar("SELECT created_at FROM objects WHERE object_ref = $1 AND case_id = $2 AND kind = $3")
@@ -68,6 +71,7 @@ pub(crate) async fn of_version(
             case_key: &case_key,
             mask_key: &mask_key,
             saved_at_ms: saved_at,
+            study: study.as_ref(),
         };
         seg::write_seg(&source, &segments, mask.dims(), &mask.labels())
     })

@@ -103,7 +103,7 @@ pub async fn patient(state: &AppState, access: &CaseAccess<ReadPatient>) -> Resu
 
 /// The deployment's pseudonym key: made (random) by the first import, then shared by every
 /// instance through the database.
-async fn pseudonym_key(state: &AppState) -> Result<Vec<u8>, AppError> {
+pub(crate) async fn pseudonym_key(state: &AppState) -> Result<Vec<u8>, AppError> {
     let fresh = hex::encode(rand::random::<[u8; 32]>());
     sqlx::query("INSERT INTO deployment_keys (name, key_hex) VALUES ('pseudonym', $1) ON CONFLICT (name) DO NOTHING")
         .bind(&fresh)

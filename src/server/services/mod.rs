@@ -26,6 +26,7 @@ pub mod labels;
 pub mod mask_versions;
 pub mod model_view;
 pub mod orchestrator;
+pub mod pacs;
 pub mod registry;
 pub mod sweeper;
 pub mod users;

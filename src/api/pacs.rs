@@ -1,0 +1,66 @@
+//! The hospital's PACS as seglab shows it: a study search, a series import, a segmentation sent
+//! back. Patients appear by pseudonym only.
+
+use serde::{Deserialize, Serialize};
+
+use super::MaskRef;
+
+/// A study search (`GET /pacs/studies`); empty fields match anything.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PacsQuery {
+    /// A PatientID, or a pseudonym (`P-…`) of a patient seglab has imported before.
+    #[serde(default)]
+    pub patient: Option<String>,
+    #[serde(default)]
+    pub accession: Option<String>,
+    #[serde(default)]
+    pub modality: Option<String>,
+    /// `YYYYMMDD`, or a range `YYYYMMDD-YYYYMMDD`.
+    #[serde(default)]
+    pub date: Option<String>,
+}
+
+/// A study the PACS holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PacsStudy {
+    pub study_instance_uid: String,
+    /// The patient's pseudonym, the one their cases show.
+    pub pseudonym: String,
+    pub study_date: Option<String>,
+    pub study_description: Option<String>,
+    pub modalities: Vec<String>,
+    pub series: Vec<PacsSeries>,
+}
+
+/// A series of a study.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PacsSeries {
+    pub series_instance_uid: String,
+    pub modality: String,
+    pub series_description: String,
+    pub series_number: Option<i64>,
+    pub instances: Option<i64>,
+}
+
+/// `POST /pacs/import`: one series of a study, retrieved and imported as a case.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PacsImport {
+    pub study_instance_uid: String,
+    pub series_instance_uid: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `1=liver,2=tumour`.
+    #[serde(default)]
+    pub labels: Option<String>,
+}
+
+/// A segmentation stored in the PACS (`POST /cases/{id}/pacs`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PacsSent {
+    /// The approved mask version sent.
+    pub mask_ref: MaskRef,
+    pub sop_instance_uid: String,
+    pub series_instance_uid: String,
+}

@@ -1,0 +1,260 @@
+//! The PACS end to end: a real Orthanc (Debian's `orthanc` with its DICOMweb plugin), started
+//! by each test on its own port and storage and filled with series written by
+//! `tests/interop/dicom_series.py`. seglab searches it (QIDO-RS), imports a series (WADO-RS),
+//! and stores an approved segmentation back (STOW-RS), where Orthanc must file it in the
+//! study, with the right references, once however often it is sent.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use reqwest::StatusCode;
+use seglab::api::{CaseSummary, PacsSent, PacsStudy};
+use seglab::server::identity::Role;
+use serde_json::{json, Value};
+
+use crate::common::TestApp;
+use crate::dicom::{files_in, scenario, two_structures};
+
+const USER: &str = "seglab";
+const PASSWORD: &str = "pacs-secret";
+
+/// An Orthanc server of one test, stopped when dropped.
+struct Orthanc {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Orthanc {
+    async fn start() -> Orthanc {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = json!({
+            "Name": "seglab-test",
+            "StorageDirectory": dir.path().join("db"),
+            "IndexDirectory": dir.path().join("db"),
+            "HttpPort": port,
+            "DicomServerEnabled": false,
+            "RemoteAccessAllowed": false,
+            "AuthenticationEnabled": true,
+            "RegisteredUsers": { USER: PASSWORD },
+            "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],
+            "DicomWeb": { "Enable": true, "Root": "/dicom-web/" },
+        });
+        let config_path = dir.path().join("orthanc.json");
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        let log = std::fs::File::create(dir.path().join("orthanc.log")).unwrap();
+        let child = Command::new("Orthanc")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("Orthanc (Debian's orthanc and orthanc-dicomweb; `.ci/setup test` installs them)");
+        let orthanc = Orthanc { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            let up = client.get(format!("{}/system", orthanc.url)).basic_auth(USER, Some(PASSWORD)).send().await;
+            if up.is_ok_and(|r| r.status().is_success()) {
+                return orthanc;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("Orthanc did not start: {}", std::fs::read_to_string(orthanc._dir.path().join("orthanc.log")).unwrap());
+    }
+
+    fn dicomweb(&self) -> String {
+        format!("{}/dicom-web", self.url)
+    }
+
+    async fn upload(&self, folder: &Path) {
+        let client = reqwest::Client::new();
+        for file in files_in(folder) {
+            let response = client
+                .post(format!("{}/instances", self.url))
+                .basic_auth(USER, Some(PASSWORD))
+                .body(std::fs::read(file).unwrap())
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success(), "upload to Orthanc: {}", response.status());
+        }
+    }
+
+    /// Orthanc's own REST API, as JSON.
+    async fn rest(&self, path: &str) -> Value {
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .basic_auth(USER, Some(PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        response.json().await.unwrap()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Orthanc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn app_with(orthanc: &Orthanc) -> TestApp {
+    let url = orthanc.dicomweb();
+    TestApp::spawn_configured(
+        |config| {
+            config.dicomweb.dicomweb_url = Some(url);
+            config.dicomweb.dicomweb_username = Some(USER.into());
+            config.dicomweb.dicomweb_password = Some(PASSWORD.into());
+            config.dicomweb.dicomweb_timeout_secs = 10;
+        },
+        |_| {},
+    )
+    .await
+}
+
+async fn search(app: &TestApp, token: &str, query: &str) -> reqwest::Response {
+    app.client.get(app.url(&format!("/pacs/studies?{query}"))).bearer_auth(token).send().await.unwrap()
+}
+
+async fn import(app: &TestApp, token: &str, study: &str, series: &str) -> reqwest::Response {
+    let body = json!({ "study_instance_uid": study, "series_instance_uid": series, "labels": "1=liver,2=tumour" });
+    app.client.post(app.url("/pacs/import")).bearer_auth(token).json(&body).send().await.unwrap()
+}
+
+async fn send(app: &TestApp, token: &str, case_id: &str) -> reqwest::Response {
+    app.client.post(app.url(&format!("/cases/{case_id}/pacs"))).bearer_auth(token).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_series_found_on_the_pacs_is_imported_and_its_approved_segmentation_is_stored_there_once() {
+    let mut orthanc = Orthanc::start().await;
+    orthanc.upload(&scenario("oblique")).await;
+    orthanc.upload(&scenario("coronal")).await;
+    let app = app_with(&orthanc).await;
+    let engineer = app.user("mle", &[Role::MlEngineer]).await;
+    let labeler = app.user("lab", &[Role::Labeler]).await;
+    let reviewer = app.user("rev", &[Role::Reviewer]).await;
+
+    // Search: by PatientID, accession, modality, date; patients appear by pseudonym only.
+    let response = search(&app, &engineer, "patient=SEGLAB-TEST-1").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.text().await.unwrap();
+    assert!(!body.contains("Test^Patient") && !body.contains("ACC-4242"), "{body}");
+    let studies: Vec<PacsStudy> = serde_json::from_str(&body).unwrap();
+    assert_eq!(studies.len(), 1);
+    let study = &studies[0];
+    assert!(study.pseudonym.starts_with("P-"));
+    assert_eq!(study.series.len(), 2);
+    let count = |response: String| serde_json::from_str::<Vec<PacsStudy>>(&response).unwrap().len();
+    assert_eq!(count(search(&app, &engineer, "accession=ACC-4242&date=20260101").await.text().await.unwrap()), 1);
+    assert_eq!(count(search(&app, &engineer, "modality=MR").await.text().await.unwrap()), 0);
+    assert_eq!(count(search(&app, &engineer, "patient=SOMEONE-ELSE").await.text().await.unwrap()), 0);
+    assert_eq!(search(&app, &engineer, "date=yesterday").await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(search(&app, &labeler, "patient=SEGLAB-TEST-1").await.status(), StatusCode::FORBIDDEN);
+
+    // Import the oblique series: the same volume as the same files uploaded.
+    let oblique = study.series.iter().find(|s| s.series_description == "oblique").unwrap();
+    assert_eq!((oblique.modality.as_str(), oblique.instances), ("CT", Some(24)));
+    let oblique_uid = oblique.series_instance_uid.clone();
+    assert_eq!(import(&app, &labeler, &study.study_instance_uid, &oblique_uid).await.status(), StatusCode::FORBIDDEN);
+    let response = import(&app, &engineer, &study.study_instance_uid, &oblique_uid).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let case: CaseSummary = response.json::<Vec<CaseSummary>>().await.unwrap().remove(0);
+    assert_eq!(case.dims, [48, 56, 24]);
+    let uploaded = crate::dicom::import_folder(&app, &engineer, "oblique").await;
+    let sha = |case_id: String| {
+        let pool = app.state.db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT o.sha256 FROM cases c JOIN objects o ON o.object_ref = c.image_ref WHERE c.id = $1",
+            )
+            .bind(case_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        sha(case.id.to_string()).await,
+        sha(uploaded.id.to_string()).await,
+        "the PACS import differs from the upload"
+    );
+    // The pseudonym search finds the patient again.
+    assert_eq!(count(search(&app, &engineer, &format!("patient={}", study.pseudonym)).await.text().await.unwrap()), 1);
+
+    // Nothing to send before a reviewer approves.
+    let case_id = case.id.to_string();
+    assert_eq!(send(&app, &engineer, &case_id).await.status(), StatusCode::CONFLICT);
+    let base = app.head_mask_ref(&case_id).await;
+    let mask = two_structures();
+    let edits = seglab::edits::MaskEdits::diff(&vec![0u8; mask.len()], &mask).encode();
+    assert_eq!(app.post_label(&labeler, &case_id, &base, &edits).await.status(), StatusCode::CREATED);
+    assert_eq!(app.set_case_status(&labeler, &case_id, "submitted").await.status(), StatusCode::OK);
+    assert_eq!(app.set_case_status(&reviewer, &case_id, "approved").await.status(), StatusCode::OK);
+    assert_eq!(send(&app, &labeler, &case_id).await.status(), StatusCode::FORBIDDEN);
+
+    // Sent twice (a retry): stored once, in the study, with the patient the PACS knows and
+    // references to the series it was drawn on.
+    let sent: PacsSent = send(&app, &engineer, &case_id).await.json().await.unwrap();
+    let again: PacsSent = send(&app, &engineer, &case_id).await.json().await.unwrap();
+    assert_eq!(sent, again);
+    let found: Vec<Value> = reqwest::Client::new()
+        .post(format!("{}/tools/lookup", orthanc.url))
+        .basic_auth(USER, Some(PASSWORD))
+        .body(sent.sop_instance_uid.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    let instance = found[0]["ID"].as_str().unwrap();
+    let tags = orthanc.rest(&format!("/instances/{instance}/simplified-tags")).await;
+    assert_eq!(tags["Modality"], "SEG");
+    assert_eq!(tags["PatientID"], "SEGLAB-TEST-1");
+    assert_eq!(tags["PatientName"], "Test^Patient");
+    assert_eq!(tags["AccessionNumber"], "ACC-4242");
+    assert_eq!(tags["StudyInstanceUID"], study.study_instance_uid.as_str());
+    assert_eq!(tags["ReferencedSeriesSequence"][0]["SeriesInstanceUID"], oblique_uid.as_str());
+    let studies = orthanc.rest("/studies").await;
+    assert_eq!(studies.as_array().unwrap().len(), 1, "the SEG was filed in the source study");
+    let instances = orthanc.rest(&format!("/studies/{}/instances", studies[0].as_str().unwrap())).await;
+    let segs = instances
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["MainDicomTags"]["SOPInstanceUID"] == sent.sop_instance_uid.as_str());
+    assert_eq!(segs.count(), 1, "a retried send stores no second SEG");
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'segmentation_sent'").await, 2);
+
+    // The PACS down: a clear 503 to retry later, and nothing stored.
+    orthanc.stop();
+    let cases = app.count("SELECT COUNT(*) FROM cases").await;
+    let response = import(&app, &engineer, &study.study_instance_uid, &oblique_uid).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    let message = response.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("the PACS is unavailable"), "{message}");
+    assert_eq!(search(&app, &engineer, "patient=SEGLAB-TEST-1").await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(send(&app, &engineer, &case_id).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, cases);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_pacs_the_routes_say_so() {
+    let app = TestApp::spawn().await;
+    let engineer = app.user("mle", &[Role::MlEngineer]).await;
+    let response = search(&app, &engineer, "patient=x").await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let message = response.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("--dicomweb-url"), "{message}");
+    app.stop().await;
+}
