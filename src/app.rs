@@ -9,6 +9,7 @@ use crate::pages::case_list::CaseListPage;
 use crate::pages::case_page::CasePage;
 use crate::pages::datasets::DatasetsPage;
 use crate::pages::login::{LogOutButton, LoginPage};
+use crate::pages::pacs::PacsPage;
 use crate::pages::registry::{ModelPage, ModelsPage};
 
 /// The HTML document around the app, rendered on the server only.
@@ -45,6 +46,7 @@ pub fn App() -> impl IntoView {
                     <A href="/">"Cases"</A>
                     <A href="/registry">"Models"</A>
                     <A href="/snapshots">"Datasets"</A>
+                    <A href="/pacs">"PACS"</A>
                 </nav>
                 <LogOutButton/>
             </header>
@@ -56,6 +58,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/registry") view=ModelsPage ssr=SsrMode::Async/>
                     <Route path=path!("/registry/:id") view=ModelPage ssr=SsrMode::Async/>
                     <Route path=path!("/snapshots") view=DatasetsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/pacs") view=PacsPage/>
                     <Route path=path!("/login") view=LoginPage/>
                 </Routes>
             </main>

@@ -296,6 +296,8 @@ pub struct CaseActions {
     pub reopen: bool,
     pub assign: bool,
     pub run_models: bool,
+    /// Store the approved mask version in the PACS (a case imported from DICOM, once approved).
+    pub send_to_pacs: bool,
 }
 
 /// A case's workflow, the caller's possible actions, and the comments: the review panel.

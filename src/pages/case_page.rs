@@ -5,7 +5,9 @@
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::{ApiError, Artifact, ArtifactKind, CaseArtifacts, CaseOpened, Job, JobStatus, ModelState, RunStarted};
+use crate::api::{
+    ApiError, Artifact, ArtifactKind, CaseArtifacts, CaseOpened, Job, JobStatus, ModelState, PacsSent, RunStarted,
+};
 use crate::editor::panel::CaseViewer;
 use crate::editor::ui::ViewerUi;
 use crate::pages::case_workflow::{OpenedReview, ReviewPanel};
@@ -37,6 +39,15 @@ pub async fn case_jobs(case_id: String) -> Result<Vec<Job>, ApiError> {
     Ok(list_jobs(&state, &user, JobFilter::Case(&access)).await?)
 }
 
+/// Stores the case's approved mask version in the PACS as a segmentation of its series.
+#[server(endpoint = "send_to_pacs")]
+pub async fn send_to_pacs(case_id: String) -> Result<PacsSent, ApiError> {
+    use crate::server::services::{access, pacs};
+    let (state, user) = crate::server::auth::server_fn_caller().await?;
+    let access = access::authorize(&state, &user, &access::case_named(&case_id)?, access::SendToPacs).await?;
+    Ok(pacs::send(&state, &access).await?)
+}
+
 /// The manual run trigger: every active model version on this case.
 #[server(endpoint = "run_models")]
 pub async fn run_models(case_id: String) -> Result<RunStarted, ApiError> {
@@ -61,6 +72,7 @@ pub fn CasePage() -> impl IntoView {
             {move || Suspend::new(async move {
                 loaded(opened.await, move |CaseOpened { artifacts, review, jobs }| {
                     let may_run = review.actions.run_models;
+                    let may_send = review.actions.send_to_pacs && artifacts.series.is_some();
                     provide_context(OpenedReview(review));
                     view! {
                         <h1>{artifacts.case_name.clone()}</h1>
@@ -73,11 +85,34 @@ pub fn CasePage() -> impl IntoView {
                         })}
                         <CaseViewer case=artifacts.clone() compare_with focus_label review=review_panel/>
                         <ModelRuns case_id=artifacts.case_id.to_string() jobs may_run/>
+                        {may_send.then(|| view! { <SendToPacs case_id=artifacts.case_id.to_string()/> })}
                         <Files case=artifacts/>
                     }
                 })
             })}
         </Suspense>
+    }
+}
+
+/// The button that stores the approved mask version in the PACS, and what became of it.
+#[component]
+fn SendToPacs(case_id: String) -> impl IntoView {
+    let send = ServerAction::<SendToPacs>::new();
+    view! {
+        <h2>"PACS"</h2>
+        <p class="actions">
+            <button data-testid="send-to-pacs" on:click=move |_| { send.dispatch(SendToPacs { case_id: case_id.clone() }); }
+                disabled=move || send.pending().get()>
+                "Send approved segmentation to PACS"
+            </button>
+            {move || match send.value().get() {
+                Some(Ok(sent)) => Some(view! {
+                    <span role="status" data-testid="sent-to-pacs">{format!("Stored in the PACS as {}", sent.sop_instance_uid)}</span>
+                }.into_any()),
+                Some(Err(err)) => Some(view! { <span class="error" role="alert">{err.to_string()}</span> }.into_any()),
+                None => None,
+            }}
+        </p>
     }
 }
 

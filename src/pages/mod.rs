@@ -7,4 +7,5 @@ pub mod case_workflow;
 pub mod common;
 pub mod datasets;
 pub mod login;
+pub mod pacs;
 pub mod registry;

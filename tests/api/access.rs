@@ -42,7 +42,7 @@ const REST_ROUTES: [&str; 17] = [
     "GET /worklist",
 ];
 /// Every server function taking a case the matrix calls.
-const SERVER_FNS: [&str; 8] = [
+const SERVER_FNS: [&str; 9] = [
     "get_case_page",
     "get_case_artifacts",
     "case_jobs",
@@ -51,6 +51,7 @@ const SERVER_FNS: [&str; 8] = [
     "take_case",
     "set_case_people",
     "change_case_status",
+    "send_to_pacs",
 ];
 
 struct Person {
@@ -161,6 +162,7 @@ enum Op {
     Patient,
     SegImport,
     PacsSend,
+    FnPacsSend,
     ListCases,
     Worklist,
     FnPage,
@@ -174,8 +176,9 @@ enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 29] = [
+    const ALL: [Op; 30] = [
         Op::Page,
+        Op::FnPacsSend,
         Op::Patient,
         Op::SegImport,
         Op::PacsSend,
@@ -286,7 +289,7 @@ fn expected(op: Op, who: Who, facts: &Facts) -> u16 {
             None => 409,
         },
         // Coordinators only; the matrix's instance has no PACS.
-        Op::PacsSend => match who.coordinator() {
+        Op::PacsSend | Op::FnPacsSend => match who.coordinator() {
             true => 409,
             false => 403,
         },
@@ -489,6 +492,7 @@ impl World {
             Op::FnArtifacts => return self.server_fn("get_case_artifacts", who, &[("case_id", case_id)]).await,
             Op::FnJobs => return self.server_fn("case_jobs", who, &[("case_id", case_id)]).await,
             Op::FnRuns => return self.server_fn("run_models", who, &[("case_id", case_id)]).await,
+            Op::FnPacsSend => return self.server_fn("send_to_pacs", who, &[("case_id", case_id)]).await,
             Op::FnReview => return self.server_fn("get_case_review", who, &[("case_id", case_id)]).await,
             Op::FnTake => return self.server_fn("take_case", who, &[("case_id", case_id)]).await,
             Op::FnAssign => {

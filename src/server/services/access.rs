@@ -387,6 +387,7 @@ pub fn actions(access: &CaseAccess<Read>, rules: Rules) -> CaseActions {
         reopen: may(&Transition(CaseStatus::InProgress)),
         assign: may(&Assign),
         run_models: may(&RunModels),
+        send_to_pacs: may(&SendToPacs) && case.workflow.approved_mask_ref.is_some(),
     }
 }
 
