@@ -31,15 +31,31 @@ export default defineConfig({
     },
   },
   projects: [{ name: "chromium", use: { browserName: "chromium" } }],
-  webServer: {
-    command:
-      "rm -rf ../target/e2e-data && ../target/debug/seglab --data-dir ../target/e2e-data " +
-      `--embedded-s3-addr 127.0.0.1:3910 serve --addr 127.0.0.1:${port} --site-root ../target/site`,
-    url: `http://127.0.0.1:${port}/readyz`,
-    timeout: 120_000,
-    reuseExistingServer: false,
-    env: { SEGLAB_DEMO_PASSWORD: "demo-e2e-password" },
-    stdout: "pipe",
-    stderr: "pipe",
-  },
+  webServer: [
+    {
+      // The hospital's PACS (tests/pacs.spec.ts): Orthanc over DICOMweb, with basic auth.
+      command: "./pacs-server.sh",
+      url: "http://127.0.0.1:8043/system",
+      timeout: 120_000,
+      reuseExistingServer: false,
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+    {
+      command:
+        "rm -rf ../target/e2e-data && ../target/debug/seglab --data-dir ../target/e2e-data " +
+        `--embedded-s3-addr 127.0.0.1:3910 serve --addr 127.0.0.1:${port} --site-root ../target/site`,
+      url: `http://127.0.0.1:${port}/readyz`,
+      timeout: 120_000,
+      reuseExistingServer: false,
+      env: {
+        SEGLAB_DEMO_PASSWORD: "demo-e2e-password",
+        SEGLAB_DICOMWEB_URL: "http://127.0.0.1:8043/dicom-web",
+        SEGLAB_DICOMWEB_USERNAME: "seglab",
+        SEGLAB_DICOMWEB_PASSWORD: "pacs-e2e-password",
+      },
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+  ],
 });
