@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::MaskRef;
+use super::ids::MaskRef;
 
 /// A study search (`GET /pacs/studies`); empty fields match anything.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
