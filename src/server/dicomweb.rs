@@ -5,12 +5,15 @@
 use std::path::Path;
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
 use super::config::DicomWebConfig;
 
 /// Most matches one search answers with.
 pub const MAX_MATCHES: usize = 100;
+/// Instances of a series retrieved at once.
+const RETRIEVALS_AT_ONCE: usize = 12;
 /// Longest QIDO-RS or STOW-RS answer read.
 const MAX_JSON_BYTES: usize = 8 << 20;
 
@@ -192,39 +195,56 @@ impl DicomWebClient {
         let request = self.get(&format!("/studies/{study}/series/{series}/instances"));
         let instances: Vec<String> =
             self.json(request).await?.iter().filter_map(|o| first_text(o, "00080018")).collect();
+        // UIDs the PACS sent become path segments: each must be one.
+        for instance in &instances {
+            uid_path(instance)?;
+        }
         if instances.len() > max_files {
             return Err(PacsError::Refused(format!(
                 "a series of {} instances, more than {max_files}",
                 instances.len()
             )));
         }
-        let mut files = Vec::with_capacity(instances.len());
-        let mut total = 0u64;
-        for (number, instance) in instances.iter().enumerate() {
-            let path = format!("/studies/{study}/series/{series}/instances/{}", uid_path(instance)?);
-            let response = self
-                .get(&path)
-                .header(reqwest::header::ACCEPT, "multipart/related; type=\"application/dicom\"")
-                .send()
-                .await
-                .map_err(unreachable)?;
-            let response = checked(response)?;
-            let content_type = response
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let body = read_bounded(response, max_bytes - total).await?;
-            total += body.len() as u64;
-            let part = single_part(&content_type, &body)?;
-            let file = dir.join(format!("{number}.dcm"));
-            tokio::fs::write(&file, part)
-                .await
-                .map_err(|e| PacsError::Unreachable(format!("cannot write scratch: {e}")))?;
-            files.push(file);
+        // A few instances in flight at once: each request waits on the PACS's disk and
+        // decoding, so one at a time leaves both idle.
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let fetches = instances.into_iter().enumerate().map(|(number, instance)| {
+            let path = format!("/studies/{study}/series/{series}/instances/{instance}");
+            self.retrieve_instance(path, dir.join(format!("{number}.dcm")), read.clone(), max_bytes)
+        });
+        futures::stream::iter(fetches).buffered(RETRIEVALS_AT_ONCE).try_collect().await
+    }
+
+    /// WADO-RS: one instance into `file`, counted in `read`, all of a series within `max_bytes`.
+    async fn retrieve_instance(
+        &self,
+        path: String,
+        file: std::path::PathBuf,
+        read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        max_bytes: u64,
+    ) -> Result<std::path::PathBuf, PacsError> {
+        use std::sync::atomic::Ordering;
+        let response = self
+            .get(&path)
+            .header(reqwest::header::ACCEPT, "multipart/related; type=\"application/dicom\"")
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let response = checked(response)?;
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = read_bounded(response, max_bytes.saturating_sub(read.load(Ordering::Relaxed))).await?;
+        if read.fetch_add(body.len() as u64, Ordering::Relaxed) + body.len() as u64 > max_bytes {
+            return Err(PacsError::Refused(format!("more than {max_bytes} bytes")));
         }
-        Ok(files)
+        tokio::fs::write(&file, single_part(&content_type, &body)?)
+            .await
+            .map_err(|e| PacsError::Unreachable(format!("cannot write scratch: {e}")))?;
+        Ok(file)
     }
 
     /// STOW-RS: stores one DICOM Part 10 object in the PACS. Storing an instance the PACS

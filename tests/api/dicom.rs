@@ -548,3 +548,56 @@ async fn hostile_uploads_get_a_bounded_refusal_and_store_nothing() {
     assert!(scratch.is_empty(), "scratch files were left: {scratch:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_dataset_export_writes_the_masks_of_dicom_cases_as_seg_too() {
+    let app = TestApp::spawn().await;
+    let admin = app.user("root", &[Role::Labeler, Role::Admin]).await;
+    let reviewer = app.user("rita", &[Role::Reviewer]).await;
+    let dicom_case = import_labelled(&app, &admin, "oblique").await;
+    // One label map for the snapshot: the DICOM case's.
+    let nifti_case = crate::fixtures::CaseBuilder::new("nifti")
+        .labels(&[(1, "liver"), (2, "tumour"), (3, "other")])
+        .import(&app)
+        .await;
+    let mask = two_structures();
+    let edits = seglab::edits::MaskEdits::diff(&vec![0u8; mask.len()], &mask).encode();
+    let base = app.head_mask_ref(&dicom_case).await;
+    assert_eq!(app.post_label(&admin, &dicom_case, &base, &edits).await.status(), StatusCode::CREATED);
+    let nifti_base = app.head_mask_ref(&nifti_case).await;
+    let nifti_edit = seglab::edits::MaskEdits::diff(&[0u8; 4], &[1u8; 4]).encode();
+    assert_eq!(app.post_label(&admin, &nifti_case, &nifti_base, &nifti_edit).await.status(), StatusCode::CREATED);
+    for case_id in [&dicom_case, &nifti_case] {
+        for (status, token) in [("submitted", &admin), ("approved", &reviewer)] {
+            assert_eq!(app.set_case_status(token, case_id, status).await.status(), StatusCode::OK);
+        }
+    }
+    let response = app
+        .client
+        .post(app.url("/datasets"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({ "name": "dicom", "test_fraction": 0.5, "seed": 3 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED, "{}", response.text().await.unwrap());
+    let dataset = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("export");
+    let output =
+        app.run_cli(&["dataset", "export", &dataset, dir.to_str().unwrap(), "--format", "monai", "--dicom-seg"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let index: Value = serde_json::from_slice(&std::fs::read(dir.join("seglab_manifest.json")).unwrap()).unwrap();
+    let cases = index["cases"].as_array().unwrap();
+    let entry = |case_id: &str| cases.iter().find(|c| c["case_id"] == case_id).unwrap().clone();
+    assert_eq!(entry(&nifti_case)["segmentation"], Value::Null, "a NIfTI case has no series to reference");
+    let dicom_entry = entry(&dicom_case);
+    let seg = dir.join(dicom_entry["segmentation"].as_str().unwrap());
+    let label = dir.join(dicom_entry["label"].as_str().unwrap());
+    let source = scenario("oblique");
+    let read = python_json("read_seg.py", &[seg.as_ref(), label.as_ref(), source.as_ref(), SEG_LABELS.as_ref()]);
+    assert_eq!(read["mismatched"], 0, "{read}");
+    assert_eq!(read["labelled"], mask.iter().filter(|&&v| v > 0).count() as u64);
+    app.stop().await;
+}

@@ -19,6 +19,7 @@ mod labels;
 mod layering;
 mod metric_parity;
 mod models;
+mod orthanc;
 mod pacs;
 mod schema;
 mod workflow;

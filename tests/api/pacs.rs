@@ -4,105 +4,14 @@
 //! and stores an approved segmentation back (STOW-RS), where Orthanc must file it in the
 //! study, with the right references, once however often it is sent.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
 use reqwest::StatusCode;
 use seglab::api::{CaseSummary, PacsSent, PacsStudy};
 use seglab::server::identity::Role;
 use serde_json::{json, Value};
 
 use crate::common::TestApp;
-use crate::dicom::{files_in, scenario, two_structures};
-
-const USER: &str = "seglab";
-const PASSWORD: &str = "pacs-secret";
-
-/// An Orthanc server of one test, stopped when dropped.
-struct Orthanc {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Orthanc {
-    async fn start() -> Orthanc {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let config = json!({
-            "Name": "seglab-test",
-            "StorageDirectory": dir.path().join("db"),
-            "IndexDirectory": dir.path().join("db"),
-            "HttpPort": port,
-            "DicomServerEnabled": false,
-            "RemoteAccessAllowed": false,
-            "AuthenticationEnabled": true,
-            "RegisteredUsers": { USER: PASSWORD },
-            "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],
-            "DicomWeb": { "Enable": true, "Root": "/dicom-web/" },
-        });
-        let config_path = dir.path().join("orthanc.json");
-        std::fs::write(&config_path, config.to_string()).unwrap();
-        let log = std::fs::File::create(dir.path().join("orthanc.log")).unwrap();
-        let child = Command::new("Orthanc")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("Orthanc (Debian's orthanc and orthanc-dicomweb; `.ci/setup test` installs them)");
-        let orthanc = Orthanc { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
-        let client = reqwest::Client::new();
-        for _ in 0..100 {
-            let up = client.get(format!("{}/system", orthanc.url)).basic_auth(USER, Some(PASSWORD)).send().await;
-            if up.is_ok_and(|r| r.status().is_success()) {
-                return orthanc;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!("Orthanc did not start: {}", std::fs::read_to_string(orthanc._dir.path().join("orthanc.log")).unwrap());
-    }
-
-    fn dicomweb(&self) -> String {
-        format!("{}/dicom-web", self.url)
-    }
-
-    async fn upload(&self, folder: &Path) {
-        let client = reqwest::Client::new();
-        for file in files_in(folder) {
-            let response = client
-                .post(format!("{}/instances", self.url))
-                .basic_auth(USER, Some(PASSWORD))
-                .body(std::fs::read(file).unwrap())
-                .send()
-                .await
-                .unwrap();
-            assert!(response.status().is_success(), "upload to Orthanc: {}", response.status());
-        }
-    }
-
-    /// Orthanc's own REST API, as JSON.
-    async fn rest(&self, path: &str) -> Value {
-        let response = reqwest::Client::new()
-            .get(format!("{}{path}", self.url))
-            .basic_auth(USER, Some(PASSWORD))
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success(), "GET {path}: {}", response.status());
-        response.json().await.unwrap()
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Orthanc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use crate::dicom::{scenario, two_structures};
+use crate::orthanc::{Orthanc, PASSWORD, USER};
 
 async fn app_with(orthanc: &Orthanc) -> TestApp {
     let url = orthanc.dicomweb();
