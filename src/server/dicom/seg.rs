@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::headers::SeriesIdentity;
 use super::{SeriesGeometry, SourceImage};
+use crate::display::UtcTime;
 use crate::server::dicomweb::StudyMatch;
 
 /// A coded concept: value, scheme, meaning (PS3.3 8.8).
@@ -399,19 +400,12 @@ fn decimals(values: &[f64]) -> String {
 
 /// `YYYYMMDD` and `HHMMSS` (UTC) of a time in milliseconds since the epoch.
 fn date_time(ms: i64) -> (String, String) {
-    let seconds = ms.div_euclid(1000);
-    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (format!("{year:04}{month:02}{day:02}"), format!("{:02}{:02}{:02}", of_day / 3600, of_day % 3600 / 60, of_day % 60))
+    let UtcTime { year, month, day, ms_of_day } = UtcTime::of(ms);
+    let seconds = ms_of_day / 1000;
+    (
+        format!("{year:04}{month:02}{day:02}"),
+        format!("{:02}{:02}{:02}", seconds / 3600, seconds % 3600 / 60, seconds % 60),
+    )
 }
 
 /// A `#rrggbb` colour as DICOM's scaled CIELab (PS3.3 C.10.7.1.1): L* 0–100 and a*, b*
