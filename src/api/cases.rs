@@ -84,6 +84,33 @@ pub struct LabelDef {
     pub name: String,
     /// CSS colour, `#rrggbb`.
     pub color: String,
+    /// What the label is, coded (a DICOM SEG's segmented property type), when its import
+    /// named one (`3=left kidney|SCT:64033007`); else one follows from the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<ConceptCode>,
+    /// The code's category (`…|SCT:123037004|SCT:64033007`); else one follows from the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<ConceptCode>,
+}
+
+/// A coded concept: a coding scheme and a code in it, such as `SCT:10200004` (SNOMED CT, liver).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConceptCode {
+    pub scheme: String,
+    pub value: String,
+}
+
+impl ConceptCode {
+    /// `SCHEME:VALUE`: a scheme of 1–16 capitals, digits or `-`, a value of 1–16 letters,
+    /// digits, `.` or `-`.
+    pub fn parse(text: &str) -> Option<ConceptCode> {
+        let (scheme, value) = text.trim().split_once(':')?;
+        let scheme_ok = (1..=16).contains(&scheme.len())
+            && scheme.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
+        let value_ok = (1..=16).contains(&value.len())
+            && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        (scheme_ok && value_ok).then(|| ConceptCode { scheme: scheme.to_string(), value: value.to_string() })
+    }
 }
 
 /// Body of `POST /labels`.

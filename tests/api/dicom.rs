@@ -236,6 +236,14 @@ async fn defective_series_are_refused_with_the_reason_and_nothing_is_stored() {
     mixed.extend(files_in(&scenario("axial")));
     let response = post_files(&app, &token, &mixed, None).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // A label code that is not SCHEME:VALUE.
+    let form = Form::new()
+        .text("labels", "1=liver|10200004")
+        .part("files", Part::bytes(std::fs::read(&files_in(&scenario("axial"))[0]).unwrap()).file_name("a.dcm"));
+    let response = app.client.post(app.url("/cases/dicom")).bearer_auth(&token).multipart(form).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let message = response.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("SCHEME:VALUE"), "{message}");
     // A labeler may not import.
     let labeler = app.user("labeler", &[Role::Labeler]).await;
     let response = post_files(&app, &labeler, &files_in(&scenario("axial")), None).await;
@@ -285,6 +293,9 @@ fn dciodvfy_errors(file: &Path) -> Vec<String> {
 }
 
 pub(crate) const SEG_LABELS: &str = "1=liver,2=tumour,3=other";
+/// The same labels as imported: the tumour with codes of its own (a mass, SNOMED CT 4147007),
+/// the others coded from their names.
+const SEG_LABELS_CODED: &str = "1=liver,2=tumour|SCT:49755003|SCT:4147007,3=other";
 
 /// A label map on the 48 × 56 × 24 test grid: a liver ball, a tumour inside it, no `other`.
 pub(crate) fn two_structures() -> Vec<u8> {
@@ -308,7 +319,7 @@ pub(crate) fn two_structures() -> Vec<u8> {
 }
 
 async fn import_labelled(app: &TestApp, token: &str, folder: &str) -> String {
-    let mut form = Form::new().text("labels", SEG_LABELS);
+    let mut form = Form::new().text("labels", SEG_LABELS_CODED);
     for file in files_in(&scenario(folder)) {
         let name = file.file_name().unwrap().to_string_lossy().to_string();
         form = form.part("files", Part::bytes(std::fs::read(file).unwrap()).file_name(name));
@@ -397,7 +408,7 @@ async fn masks_go_out_as_dicom_seg_that_highdicom_reads_voxel_for_voxel_and_dcio
             segments,
             [
                 ("liver".into(), "123037004".into(), "10200004".into()),
-                ("tumour".into(), "49755003".into(), "108369006".into())
+                ("tumour".into(), "49755003".into(), "4147007".into())
             ]
         );
         let (series, frame_of_reference): (String, String) =

@@ -6,6 +6,8 @@
 //! the mask version, its dates from the version's save, so writing it twice gives the same bytes
 //! (and a PACS receiving it twice keeps one instance).
 
+use std::borrow::Cow;
+
 use dicom_core::value::{DataSetSequence, PrimitiveValue};
 use dicom_core::{DataElement, Tag, VR};
 use dicom_dictionary_std::{tags, uids};
@@ -14,19 +16,24 @@ use sha2::{Digest, Sha256};
 
 use super::headers::SeriesIdentity;
 use super::{SeriesGeometry, SourceImage};
+use crate::api::ConceptCode;
 use crate::display::UtcTime;
 use crate::server::dicomweb::StudyMatch;
 
 /// A coded concept: value, scheme, meaning (PS3.3 8.8).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Code {
-    pub value: &'static str,
-    pub scheme: &'static str,
-    pub meaning: &'static str,
+    pub value: Cow<'static, str>,
+    pub scheme: Cow<'static, str>,
+    pub meaning: Cow<'static, str>,
 }
 
 const fn sct(value: &'static str, meaning: &'static str) -> Code {
-    Code { value, scheme: "SCT", meaning }
+    Code { value: Cow::Borrowed(value), scheme: Cow::Borrowed("SCT"), meaning: Cow::Borrowed(meaning) }
+}
+
+const fn dcm(value: &'static str, meaning: &'static str) -> Code {
+    Code { value: Cow::Borrowed(value), scheme: Cow::Borrowed("DCM"), meaning: Cow::Borrowed(meaning) }
 }
 
 const ANATOMICAL_STRUCTURE: Code = sct("123037004", "Anatomical Structure");
@@ -67,12 +74,41 @@ pub(crate) fn codes_for(name: &str) -> (Code, Code) {
     (TISSUE, TISSUE)
 }
 
+/// A segment's category and type: as its label codes them, else from its name. A given type
+/// takes the label's name as its meaning; a given category its usual meaning when it is one of
+/// the three above.
+fn segment_codes(segment: &Segment) -> (Code, Code) {
+    let (category, kind) = codes_for(&segment.label);
+    let given = |code: &ConceptCode, meaning: String| Code {
+        value: Cow::Owned(code.value.clone()),
+        scheme: Cow::Owned(code.scheme.clone()),
+        meaning: Cow::Owned(meaning),
+    };
+    let category = match &segment.category {
+        Some(code) => {
+            let known = [ANATOMICAL_STRUCTURE, ALTERED_STRUCTURE, TISSUE]
+                .into_iter()
+                .find(|known| known.scheme == code.scheme.as_str() && known.value == code.value.as_str());
+            known.unwrap_or_else(|| given(code, format!("{}:{}", code.scheme, code.value)))
+        }
+        None => category,
+    };
+    let kind = match &segment.code {
+        Some(code) => given(code, segment.label.clone()),
+        None => kind,
+    };
+    (category, kind)
+}
+
 /// One label of the mask as a segment.
 pub(crate) struct Segment {
     pub value: u8,
     pub label: String,
     /// `#rrggbb`.
     pub color: String,
+    /// The label's own codes, where its import gave them.
+    pub code: Option<ConceptCode>,
+    pub category: Option<ConceptCode>,
 }
 
 /// What a Segmentation of a case is written from.
@@ -221,7 +257,7 @@ pub(crate) fn write_seg(
             .iter()
             .enumerate()
             .map(|(index, segment)| {
-                let (category, kind) = codes_for(&segment.label);
+                let (category, kind) = segment_codes(segment);
                 let mut item = InMemDicomObject::new_empty();
                 item.put(DataElement::new(tags::SEGMENT_NUMBER, VR::US, PrimitiveValue::from(index as u16 + 1)));
                 text(&mut item, tags::SEGMENT_LABEL, VR::LO, &segment.label);
@@ -294,17 +330,10 @@ pub(crate) fn write_seg(
             let mut reference = source_reference(image);
             reference.put(sequence(
                 tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
-                vec![code_item(&Code {
-                    value: "121322",
-                    scheme: "DCM",
-                    meaning: "Source image for image processing operation",
-                })],
+                vec![code_item(&dcm("121322", "Source image for image processing operation"))],
             ));
             let mut derivation = InMemDicomObject::new_empty();
-            derivation.put(sequence(
-                tags::DERIVATION_CODE_SEQUENCE,
-                vec![code_item(&Code { value: "113076", scheme: "DCM", meaning: "Segmentation" })],
-            ));
+            derivation.put(sequence(tags::DERIVATION_CODE_SEQUENCE, vec![code_item(&dcm("113076", "Segmentation"))]));
             // Each frame lies on its source image's pixel grid.
             text(&mut reference, tags::SPATIAL_LOCATIONS_PRESERVED, VR::CS, "YES");
             derivation.put(sequence(tags::SOURCE_IMAGE_SEQUENCE, vec![reference]));
@@ -366,9 +395,9 @@ fn sequence(tag: Tag, items: Vec<InMemDicomObject>) -> DataElement<InMemDicomObj
 
 fn code_item(code: &Code) -> InMemDicomObject {
     let mut item = InMemDicomObject::new_empty();
-    item.put(DataElement::new(tags::CODE_VALUE, VR::SH, PrimitiveValue::from(code.value)));
-    item.put(DataElement::new(tags::CODING_SCHEME_DESIGNATOR, VR::SH, PrimitiveValue::from(code.scheme)));
-    item.put(DataElement::new(tags::CODE_MEANING, VR::LO, PrimitiveValue::from(code.meaning)));
+    item.put(DataElement::new(tags::CODE_VALUE, VR::SH, PrimitiveValue::from(code.value.as_ref())));
+    item.put(DataElement::new(tags::CODING_SCHEME_DESIGNATOR, VR::SH, PrimitiveValue::from(code.scheme.as_ref())));
+    item.put(DataElement::new(tags::CODE_MEANING, VR::LO, PrimitiveValue::from(code.meaning.as_ref())));
     item
 }
 
@@ -446,6 +475,26 @@ mod tests {
         assert_eq!(cie_lab("#000000")[0], 0);
         assert_eq!(decimals(&[0.5, -0.0, 1.0 / 3.0, -123.25]), "0.5\\0\\0.333333\\-123.25");
         assert!(derived_uid("x").starts_with("2.25.") && derived_uid("x").len() <= 64);
+    }
+
+    #[test]
+    fn a_label_s_own_codes_come_before_those_of_its_name() {
+        let code = |text: &str| ConceptCode::parse(text);
+        let segment = |label: &str, category: Option<&str>, kind: Option<&str>| Segment {
+            value: 1,
+            label: label.into(),
+            color: "#ff0000".into(),
+            code: kind.and_then(code),
+            category: category.and_then(code),
+        };
+        let (category, kind) = segment_codes(&segment("left kidney", None, Some("SCT:64033007")));
+        assert_eq!(
+            (category, kind.value.as_ref(), kind.meaning.as_ref()),
+            (ANATOMICAL_STRUCTURE, "64033007", "left kidney")
+        );
+        let (category, kind) = segment_codes(&segment("mass", Some("SCT:49755003"), Some("SCT:4147007")));
+        assert_eq!((category, kind.value.as_ref()), (ALTERED_STRUCTURE, "4147007"));
+        assert_eq!(segment_codes(&segment("organ", None, None)), (TISSUE, TISSUE));
     }
 
     #[test]

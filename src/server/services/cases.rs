@@ -13,7 +13,7 @@ use super::audit::{self, AuditAction, AuditEvent};
 use super::jobs::{self, Trigger};
 use super::registry;
 use super::volume_slabs::{self, PackedSlab, SlabManifest};
-use crate::api::{ArtifactKind, CaseId, CaseSummary, LabelDef, MaskRef};
+use crate::api::{ArtifactKind, CaseId, CaseSummary, ConceptCode, LabelDef, MaskRef};
 use crate::mask_ops::label_counts;
 use crate::nifti_io::{gzip, gzip_empty_mask, gzip_mask, mask_header, Volume, VolumeMeta, VoxelType};
 use crate::server::clock::now_ms;
@@ -140,7 +140,9 @@ impl Body {
     }
 }
 
-/// Parses `1=liver` style label names.
+/// Parses `1=liver` style label names, each optionally followed by its code, and before that
+/// the code's category: `3=left kidney|SCT:64033007`, `4=mass|SCT:49755003|SCT:4147007`. The
+/// codes stay on the name until the case's labels are made (`label_defs`).
 pub(crate) fn parse_label_names(specs: &[String]) -> Result<Vec<(u8, String)>, AppError> {
     specs
         .iter()
@@ -154,13 +156,31 @@ pub(crate) fn parse_label_names(specs: &[String]) -> Result<Vec<(u8, String)>, A
                 .ok()
                 .filter(|v| *v > 0)
                 .ok_or_else(|| AppError::BadRequest(format!("label value in {spec:?} must be 1–255")))?;
-            let name = name.trim();
-            if name.is_empty() || name.len() > 64 {
+            let (bare, _, _) = split_codes(name).ok_or_else(|| {
+                AppError::BadRequest(format!(
+                    "label {spec:?}: a code is SCHEME:VALUE, as in 3=left kidney|SCT:64033007 (or |CATEGORY|TYPE)"
+                ))
+            })?;
+            if bare.is_empty() || bare.len() > 64 {
                 return Err(AppError::BadRequest(format!("label name in {spec:?} must be 1–64 characters")));
             }
-            Ok((value, name.to_string()))
+            Ok((value, name.trim().to_string()))
         })
         .collect()
+}
+
+/// A label's name and its optional category and code: `name`, `name|TYPE`, `name|CATEGORY|TYPE`.
+fn split_codes(spec: &str) -> Option<(String, Option<ConceptCode>, Option<ConceptCode>)> {
+    let mut parts = spec.split('|');
+    let name = parts.next().unwrap_or_default().trim().to_string();
+    let codes: Vec<&str> = parts.collect();
+    let parse = |text: &str| ConceptCode::parse(text);
+    match codes.as_slice() {
+        [] => Some((name, None, None)),
+        [kind] => Some((name, None, Some(parse(kind)?))),
+        [category, kind] => Some((name, Some(parse(category)?), Some(parse(kind)?))),
+        _ => None,
+    }
 }
 
 fn label_defs(named: &[(u8, String)], present: &BTreeSet<u8>) -> Vec<LabelDef> {
@@ -171,14 +191,17 @@ fn label_defs(named: &[(u8, String)], present: &BTreeSet<u8>) -> Vec<LabelDef> {
     }
     values
         .into_iter()
-        .map(|value| LabelDef {
-            value,
-            name: named
-                .iter()
-                .find(|(v, _)| *v == value)
-                .map(|(_, n)| n.clone())
-                .unwrap_or_else(|| format!("label {value}")),
-            color: LABEL_COLORS[(value as usize - 1) % LABEL_COLORS.len()].to_string(),
+        .map(|value| {
+            let spec = named.iter().find(|(v, _)| *v == value).map(|(_, spec)| spec.as_str());
+            let (name, category, code) =
+                spec.and_then(split_codes).unwrap_or_else(|| (format!("label {value}"), None, None));
+            LabelDef {
+                value,
+                name,
+                color: LABEL_COLORS[(value as usize - 1) % LABEL_COLORS.len()].to_string(),
+                code,
+                category,
+            }
         })
         .collect()
 }

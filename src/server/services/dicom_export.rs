@@ -62,7 +62,13 @@ pub(crate) async fn of_version(
     let bytes = tokio::task::spawn_blocking(move || {
         let segments: Vec<Segment> = labels
             .into_iter()
-            .map(|label| Segment { value: label.value, label: label.name, color: label.color })
+            .map(|label| Segment {
+                value: label.value,
+                label: label.name,
+                color: label.color,
+                code: label.code,
+                category: label.category,
+            })
             .collect();
         let source = SegSource {
             identity: &identity,
