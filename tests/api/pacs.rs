@@ -167,3 +167,60 @@ async fn without_a_pacs_the_routes_say_so() {
     assert!(message.contains("--dicomweb-url"), "{message}");
     app.stop().await;
 }
+
+/// A PACS that lists the oblique series, serves `whole` instances, then breaks off in the
+/// middle of the next one (the connection cut under the transfer), as a PACS going down
+/// during an import does. Its DICOMweb root's URL.
+async fn failing_pacs(whole: usize) -> String {
+    use axum::body::{Body, Bytes};
+    use axum::extract::Path as UrlPath;
+    use axum::routing::get;
+    let files: Vec<Vec<u8>> =
+        crate::dicom::files_in(&scenario("oblique")).iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let count = files.len();
+    let listing = move || async move {
+        let instances: Vec<Value> =
+            (1..=count).map(|n| json!({ "00080018": { "vr": "UI", "Value": [format!("1.2.3.{n}")] } })).collect();
+        axum::Json(instances)
+    };
+    let instance = move |UrlPath((_, _, uid)): UrlPath<(String, String, String)>| {
+        let files = files.clone();
+        async move {
+            let number: usize = uid.rsplit('.').next().unwrap().parse().unwrap();
+            let mut part = b"--cut\r\nContent-Type: application/dicom\r\n\r\n".to_vec();
+            part.extend_from_slice(&files[number - 1]);
+            part.extend_from_slice(b"\r\n--cut--\r\n");
+            let body = match number <= whole {
+                true => Body::from(part),
+                false => {
+                    let half = Bytes::from(part[..part.len() / 2].to_vec());
+                    Body::from_stream(futures::stream::iter([Ok(half), Err(std::io::Error::other("cut"))]))
+                }
+            };
+            ([("content-type", "multipart/related; type=\"application/dicom\"; boundary=cut")], body)
+        }
+    };
+    let router = axum::Router::new()
+        .route("/dicom-web/studies/{study}/series/{series}/instances", get(listing))
+        .route("/dicom-web/studies/{study}/series/{series}/instances/{instance}", get(instance));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{address}/dicom-web")
+}
+
+#[tokio::test]
+async fn a_pacs_going_down_during_an_import_leaves_nothing_behind() {
+    let url = failing_pacs(10).await;
+    let app = TestApp::spawn_configured(|config| config.dicomweb.dicomweb_url = Some(url), |_| {}).await;
+    let engineer = app.user("mle", &[Role::MlEngineer]).await;
+    let response = import(&app, &engineer, "1.2.3", "1.2.4").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let message = response.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("the PACS is unavailable"), "{message}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, 0);
+    assert_eq!(app.state.store.list("cases/").await.unwrap(), Vec::<String>::new(), "objects were stored");
+    let scratch: Vec<_> = std::fs::read_dir(app.data_dir.path().join("uploads")).unwrap().collect();
+    assert!(scratch.is_empty(), "scratch files were left: {scratch:?}");
+    app.stop().await;
+}
