@@ -75,47 +75,53 @@ fn main() {
     runtime.block_on(async {
         let mut orthanc = orthanc::Orthanc::start().await;
         orthanc.upload(folder).await;
-        let url = orthanc.dicomweb();
-        let app = TestApp::spawn_configured(
-            |config| {
-                config.dicomweb.dicomweb_url = Some(url);
-                config.dicomweb.dicomweb_username = Some(orthanc::USER.into());
-                config.dicomweb.dicomweb_password = Some(orthanc::PASSWORD.into());
-            },
-            |_| {},
-        )
-        .await;
-        let token = app.user("bench", &[Role::Admin, Role::Labeler]).await;
+        // Each import on a fresh instance: one that holds the series answers with its case.
+        let instance = || async {
+            let url = orthanc.dicomweb();
+            TestApp::spawn_configured(
+                |config| {
+                    config.dicomweb.dicomweb_url = Some(url);
+                    config.dicomweb.dicomweb_username = Some(orthanc::USER.into());
+                    config.dicomweb.dicomweb_password = Some(orthanc::PASSWORD.into());
+                },
+                |_| {},
+            )
+            .await
+        };
 
         // Local files: conversion, slabs stored, database rows, as `seglab import-dicom` does.
         let mut local = Vec::new();
-        let mut case_id = String::new();
+        let mut last = None;
         for _ in 0..RUNS {
+            let app = instance().await;
             let labels = vec![(1, "liver".into()), (2, "kidney".into()), (3, "tumour".into())];
             let import = DicomImport { files: files(folder), series: SeriesChoice::Only, name: None, labels };
             let start = Instant::now();
             let cases = import_dicom(&app.state, None, import).await.unwrap();
             local.push(start.elapsed().as_secs_f64());
-            case_id = cases[0].id.to_string();
+            if let Some((previous, _)) = last.replace((app, cases[0].id.to_string())) {
+                TestApp::stop(previous).await;
+            }
         }
         let local = median(local);
+        let (app, case_id) = last.unwrap();
+        let token = app.user("bench", &[Role::Admin, Role::Labeler]).await;
 
         // From Orthanc: QIDO-RS for the instances, WADO-RS for each, then the same import.
-        let study: String = sqlx::query_scalar("SELECT study_instance_uid FROM case_dicom LIMIT 1")
-            .fetch_one(&app.state.db.pool)
-            .await
-            .unwrap();
-        let series_uid: String = sqlx::query_scalar("SELECT series_instance_uid FROM case_dicom LIMIT 1")
-            .fetch_one(&app.state.db.pool)
-            .await
-            .unwrap();
+        let (study, series_uid): (String, String) =
+            sqlx::query_as("SELECT study_instance_uid, series_instance_uid FROM case_dicom LIMIT 1")
+                .fetch_one(&app.state.db.pool)
+                .await
+                .unwrap();
         let request =
             PacsImport { study_instance_uid: study, series_instance_uid: series_uid, name: None, labels: None };
         let mut from_pacs = Vec::new();
         for _ in 0..RUNS {
+            let fresh = instance().await;
             let start = Instant::now();
-            pacs::import(&app.state, "bench", &request).await.unwrap();
+            pacs::import(&fresh.state, "bench", &request).await.unwrap();
             from_pacs.push(start.elapsed().as_secs_f64());
+            fresh.stop().await;
         }
         let from_pacs = median(from_pacs);
         orthanc.stop();

@@ -20,7 +20,8 @@ CREATE TABLE case_dicom (
     geometry_json          TEXT NOT NULL,
     pseudonym              TEXT NOT NULL
 );
-CREATE INDEX case_dicom_series ON case_dicom (series_instance_uid);
+-- One case per series: importing a series again answers with its case.
+CREATE UNIQUE INDEX case_dicom_series ON case_dicom (series_instance_uid);
 CREATE INDEX case_dicom_study ON case_dicom (study_instance_uid);
 CREATE INDEX case_dicom_modality ON case_dicom (modality);
 CREATE INDEX case_dicom_pseudonym ON case_dicom (pseudonym);

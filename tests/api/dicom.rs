@@ -201,6 +201,9 @@ async fn a_zip_of_two_series_names_them_and_imports_the_one_asked_for_or_each() 
     assert_eq!(response.status(), StatusCode::CREATED);
     let each: Vec<CaseSummary> = response.json().await.unwrap();
     assert_eq!(each.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["CT first", "CT second"]);
+    // The second series was imported before: its case answers, and no other is made.
+    assert_eq!(each[1].id, chosen[0].id);
+    assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, 2);
 
     // The worklist finds them by modality and study.
     let study: String = sqlx::query_scalar("SELECT study_instance_uid FROM case_dicom LIMIT 1")
@@ -208,9 +211,9 @@ async fn a_zip_of_two_series_names_them_and_imports_the_one_asked_for_or_each() 
         .await
         .unwrap();
     let total = |worklist: Value| worklist["total"].as_u64().unwrap();
-    assert_eq!(total(app.get_json(&token, "/worklist?modality=ct").await), 3);
+    assert_eq!(total(app.get_json(&token, "/worklist?modality=ct").await), 2);
     assert_eq!(total(app.get_json(&token, "/worklist?modality=MR").await), 0);
-    assert_eq!(total(app.get_json(&token, &format!("/worklist?study={study}")).await), 3);
+    assert_eq!(total(app.get_json(&token, &format!("/worklist?study={study}")).await), 2);
     assert_eq!(total(app.get_json(&token, "/worklist?study=1.2.3").await), 0);
     app.stop().await;
 }

@@ -76,8 +76,16 @@ async fn a_series_found_on_the_pacs_is_imported_and_its_approved_segmentation_is
     assert_eq!(response.status(), StatusCode::CREATED);
     let case: CaseSummary = response.json::<Vec<CaseSummary>>().await.unwrap().remove(0);
     assert_eq!(case.dims, [48, 56, 24]);
-    let uploaded = crate::dicom::import_folder(&app, &engineer, "oblique").await;
-    let sha = |case_id: String| {
+    // Imported again: the same case, not retrieved again.
+    let again: Vec<CaseSummary> =
+        import(&app, &engineer, &study.study_instance_uid, &oblique_uid).await.json().await.unwrap();
+    assert_eq!(again[0].id, case.id);
+    assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, 1);
+    // The same files uploaded to another instance give the same stored image.
+    let other = TestApp::spawn().await;
+    let other_engineer = other.user("mle", &[Role::MlEngineer]).await;
+    let uploaded = crate::dicom::import_folder(&other, &other_engineer, "oblique").await;
+    let sha = |app: &TestApp, case_id: String| {
         let pool = app.state.db.pool.clone();
         async move {
             sqlx::query_scalar::<_, String>(
@@ -90,10 +98,11 @@ async fn a_series_found_on_the_pacs_is_imported_and_its_approved_segmentation_is
         }
     };
     assert_eq!(
-        sha(case.id.to_string()).await,
-        sha(uploaded.id.to_string()).await,
+        sha(&app, case.id.to_string()).await,
+        sha(&other, uploaded.id.to_string()).await,
         "the PACS import differs from the upload"
     );
+    other.stop().await;
     // The pseudonym search finds the patient again.
     assert_eq!(count(search(&app, &engineer, &format!("patient={}", study.pseudonym)).await.text().await.unwrap()), 1);
 
@@ -146,7 +155,8 @@ async fn a_series_found_on_the_pacs_is_imported_and_its_approved_segmentation_is
     // The PACS down: a clear 503 to retry later, and nothing stored.
     orthanc.stop();
     let cases = app.count("SELECT COUNT(*) FROM cases").await;
-    let response = import(&app, &engineer, &study.study_instance_uid, &oblique_uid).await;
+    let coronal = study.series.iter().find(|s| s.series_description == "coronal").unwrap();
+    let response = import(&app, &engineer, &study.study_instance_uid, &coronal.series_instance_uid).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
     let message = response.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_string();

@@ -494,6 +494,37 @@ pub(crate) async fn dicom_source(
     Ok(Some((source, labels)))
 }
 
+/// The case imported from series `series_instance_uid`, if one was.
+pub(crate) async fn case_of_series(
+    state: &AppState,
+    series_instance_uid: &str,
+) -> Result<Option<CaseSummary>, AppError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: CaseId,
+        name: String,
+        created_at: i64,
+        #[sqlx(flatten)]
+        dims: crate::server::rows::Dims,
+        voxel_type: VoxelType,
+    }
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT c.id, c.name, c.created_at, o.dim_i, o.dim_j, o.dim_k, o.voxel_type
+         FROM case_dicom d JOIN cases c ON c.id = d.case_id JOIN objects o ON o.object_ref = c.image_ref
+         WHERE d.series_instance_uid = $1",
+    )
+    .bind(series_instance_uid)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    Ok(row.map(|row| CaseSummary {
+        id: row.id,
+        name: row.name,
+        dims: row.dims.voxels(),
+        image_voxel_type: row.voxel_type,
+        created_at_ms: row.created_at,
+    }))
+}
+
 /// Who the patient of case `case_id` is, as its import kept it: `None` for a case not imported
 /// from DICOM; a record of `None`s where identifiers are not kept. Only for admins' eyes: the
 /// caller decides and audits.

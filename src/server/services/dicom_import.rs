@@ -33,8 +33,9 @@ pub struct DicomImport {
     pub labels: Vec<(u8, String)>,
 }
 
-/// Converts and imports the chosen series, one case each, in SeriesNumber order. A refusal
-/// (422, naming the file or series and the problem) comes before anything is stored.
+/// Converts and imports the chosen series, one case each, in SeriesNumber order; a series
+/// imported before answers with its case. A refusal (422, naming the file or series and the
+/// problem) comes before anything is stored.
 pub async fn import_dicom(
     state: &AppState,
     user_id: Option<&str>,
@@ -60,6 +61,7 @@ pub async fn import_dicom(
             Some(name) => name.clone(),
             None => describe(&series.identity),
         };
+        let series_uid = series.identity.series_instance_uid.clone();
         let new_case = NewCase {
             name,
             image: CaseFile::Path(series.nifti.path().to_path_buf()),
@@ -73,7 +75,15 @@ pub async fn import_dicom(
                 geometry: series.geometry,
             }),
         };
-        cases.push(cases::import_case(state, user_id, new_case).await?);
+        if let Some(existing) = cases::case_of_series(state, &series_uid).await? {
+            cases.push(existing);
+            continue;
+        }
+        match cases::import_case(state, user_id, new_case).await {
+            Ok(case) => cases.push(case),
+            // An import of the same series that committed first: its case is the answer.
+            Err(err) => cases.push(cases::case_of_series(state, &series_uid).await?.ok_or(err)?),
+        }
     }
     Ok(cases)
 }

@@ -105,6 +105,10 @@ pub async fn search(state: &AppState, query: &PacsQuery) -> Result<Vec<PacsStudy
 /// imports an upload: the same checks, bounds and refusals.
 pub async fn import(state: &AppState, user_id: &str, request: &PacsImport) -> Result<Vec<CaseSummary>, AppError> {
     let pacs = client(state)?;
+    // A series imported before answers with its case, without retrieving it again.
+    if let Some(existing) = cases::case_of_series(state, &request.series_instance_uid).await? {
+        return Ok(vec![existing]);
+    }
     let labels: Vec<String> = request
         .labels
         .as_deref()
