@@ -65,6 +65,8 @@ async fn a_series_found_on_the_pacs_is_imported_and_its_approved_segmentation_is
     assert_eq!(count(search(&app, &engineer, "modality=MR").await.text().await.unwrap()), 0);
     assert_eq!(count(search(&app, &engineer, "patient=SOMEONE-ELSE").await.text().await.unwrap()), 0);
     assert_eq!(search(&app, &engineer, "date=yesterday").await.status(), StatusCode::BAD_REQUEST);
+    let long = format!("accession={}", "A".repeat(65));
+    assert_eq!(search(&app, &engineer, &long).await.status(), StatusCode::BAD_REQUEST);
     assert_eq!(search(&app, &labeler, "patient=SEGLAB-TEST-1").await.status(), StatusCode::FORBIDDEN);
 
     // Import the oblique series: the same volume as the same files uploaded.

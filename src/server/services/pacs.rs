@@ -15,7 +15,7 @@ use crate::server::dicom::headers::{PatientRecord, SourceFile};
 use crate::server::dicom::pseudonym::pseudonym;
 use crate::server::dicom::seg::segmentation_uids;
 use crate::server::dicom::SeriesChoice;
-use crate::server::dicomweb::{DicomWebClient, PacsError, StudyMatch, StudyQuery};
+use crate::server::dicomweb::{DicomWebClient, PacsError, StudyMatch, StudyQuery, MAX_MATCHES};
 use crate::server::error::AppError;
 use crate::server::scratch::ScratchDir;
 use crate::server::state::AppState;
@@ -37,6 +37,15 @@ fn client(state: &AppState) -> Result<&DicomWebClient, AppError> {
 pub async fn search(state: &AppState, query: &PacsQuery) -> Result<Vec<PacsStudy>, AppError> {
     let pacs = client(state)?;
     let given = |value: &Option<String>| value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+    let fields = [
+        ("patient", &query.patient),
+        ("accession", &query.accession),
+        ("modality", &query.modality),
+        ("date", &query.date),
+    ];
+    if let Some((name, _)) = fields.iter().find(|(_, value)| value.as_deref().is_some_and(|v| v.len() > 64)) {
+        return Err(AppError::BadRequest(format!("`{name}` is longer than 64 characters")));
+    }
     if let Some(date) = given(&query.date) {
         let valid = date
             .split('-')
@@ -98,6 +107,8 @@ pub async fn search(state: &AppState, query: &PacsQuery) -> Result<Vec<PacsStudy
             });
         }
     }
+    // A pseudonym may stand for several PatientIDs: the answer stays within one search's cap.
+    studies.truncate(MAX_MATCHES);
     Ok(studies)
 }
 
