@@ -8,6 +8,7 @@ use leptos_router::{path, SsrMode};
 use crate::pages::case_list::CaseListPage;
 use crate::pages::case_page::CasePage;
 use crate::pages::datasets::DatasetsPage;
+use crate::pages::import::ImportPage;
 use crate::pages::login::{LogOutButton, LoginPage};
 use crate::pages::pacs::PacsPage;
 use crate::pages::registry::{ModelPage, ModelsPage};
@@ -46,6 +47,7 @@ pub fn App() -> impl IntoView {
                     <A href="/">"Cases"</A>
                     <A href="/registry">"Models"</A>
                     <A href="/snapshots">"Datasets"</A>
+                    <A href="/import">"Import"</A>
                     <A href="/pacs">"PACS"</A>
                 </nav>
                 <LogOutButton/>
@@ -59,6 +61,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/registry/:id") view=ModelPage ssr=SsrMode::Async/>
                     <Route path=path!("/snapshots") view=DatasetsPage ssr=SsrMode::Async/>
                     <Route path=path!("/pacs") view=PacsPage/>
+                    <Route path=path!("/import") view=ImportPage/>
                     <Route path=path!("/login") view=LoginPage/>
                 </Routes>
             </main>

@@ -6,6 +6,7 @@ pub mod case_page;
 pub mod case_workflow;
 pub mod common;
 pub mod datasets;
+pub mod import;
 pub mod login;
 pub mod pacs;
 pub mod registry;

@@ -615,3 +615,21 @@ async fn a_dataset_export_writes_the_masks_of_dicom_cases_as_seg_too() {
     assert_eq!(read["labelled"], mask.iter().filter(|&&v| v > 0).count() as u64);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_file_input_left_empty_in_a_browser_form_sends_no_file() {
+    let app = TestApp::spawn().await;
+    let token = app.user("coordinator", &[Role::MlEngineer]).await;
+    // A browser sends an untouched file input as an empty part with an empty file name.
+    let mut form = Form::new().part("files", Part::bytes(Vec::new()).file_name(""));
+    for file in files_in(&scenario("sagittal")) {
+        form = form.part("files", Part::bytes(std::fs::read(file).unwrap()).file_name("slice.dcm"));
+    }
+    let response = app.client.post(app.url("/cases/dicom")).bearer_auth(&token).multipart(form).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED, "{}", response.text().await.unwrap());
+    // Only empty parts: no file at all.
+    let form = Form::new().part("files", Part::bytes(Vec::new()).file_name(""));
+    let response = app.client.post(app.url("/cases/dicom")).bearer_auth(&token).multipart(form).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    app.stop().await;
+}

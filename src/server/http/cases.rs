@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::extract::{bad_form, field_text, field_to_file, ApiQuery, Caller, Coordinator, Holding, Labelers};
+use super::extract::{bad_form, chosen_file, field_text, ApiQuery, Caller, Coordinator, Holding, Labelers};
 use crate::api::{CaseArtifacts, CaseOpened, CaseSummary};
 use crate::server::dicom::files::MAX_FILES;
 use crate::server::dicom::headers::{PatientRecord, SourceFile};
@@ -151,8 +151,8 @@ async fn import_case(
         let field_name = field.name().unwrap_or_default().to_string();
         match field_name.as_str() {
             "name" => name = Some(field_text(field, MAX_TEXT_FIELD_BYTES).await?),
-            "image" => image = Some(field_to_file(field, &scratch).await?),
-            "mask" => mask = Some(field_to_file(field, &scratch).await?),
+            "image" => image = chosen_file(field, &scratch).await?.map(|(file, _)| file),
+            "mask" => mask = chosen_file(field, &scratch).await?.map(|(file, _)| file),
             "labels" => {
                 let text = field_text(field, MAX_TEXT_FIELD_BYTES).await?;
                 labels = text.split(',').filter(|s| !s.trim().is_empty()).map(str::to_string).collect();
@@ -188,8 +188,7 @@ async fn import_dicom(
                 if uploads.len() == MAX_FILES {
                     return Err(AppError::BadRequest(format!("an import holds at most {MAX_FILES} files; send a zip")));
                 }
-                let file_name = field.file_name().unwrap_or("upload").chars().take(200).collect::<String>();
-                uploads.push((field_to_file(field, &scratch).await?, file_name));
+                uploads.extend(chosen_file(field, &scratch).await?);
             }
             "series" => series = Some(field_text(field, MAX_TEXT_FIELD_BYTES).await?),
             "name" => name = Some(field_text(field, MAX_TEXT_FIELD_BYTES).await?),
@@ -232,7 +231,7 @@ async fn import_segmentation(
     let (mut file, mut base) = (None, None);
     while let Some(field) = form.next_field().await.map_err(bad_form)? {
         match field.name().unwrap_or_default() {
-            "file" => file = Some(field_to_file(field, &scratch).await?),
+            "file" => file = chosen_file(field, &scratch).await?.map(|(file, _)| file),
             "base_mask_ref" => base = Some(field_text(field, MAX_TEXT_FIELD_BYTES).await?),
             other => return Err(AppError::BadRequest(format!("unknown form field {other:?}"))),
         }

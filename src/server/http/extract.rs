@@ -159,6 +159,16 @@ pub(crate) async fn field_text(mut field: Field<'_>, max_bytes: usize) -> Result
     Ok(text)
 }
 
+/// A file field of a form with the name its sender gave it, written to scratch as
+/// [`field_to_file`] writes it; `None` for a file input left empty, which a browser's form
+/// sends as an empty part without a name.
+pub(crate) async fn chosen_file(field: Field<'_>, dir: &Path) -> Result<Option<(ScratchFile, String)>, AppError> {
+    let name: String = field.file_name().unwrap_or_default().chars().take(200).collect();
+    let file = field_to_file(field, dir).await?;
+    let empty = std::fs::metadata(file.path()).map_err(AppError::internal)?.len() == 0;
+    Ok((!(name.is_empty() && empty)).then(|| (file, if name.is_empty() { "upload".to_string() } else { name })))
+}
+
 /// A file field of a form, written to a scratch file in `dir` as it arrives: an upload is
 /// never held in memory.
 pub(crate) async fn field_to_file(mut field: Field<'_>, dir: &Path) -> Result<ScratchFile, AppError> {
