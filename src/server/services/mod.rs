@@ -6,7 +6,9 @@
 //! it; everything on `audit`. Commands and read models are apart where a page reads much:
 //! `cases` imports and `case_view` answers the case page; `registry` registers and moves
 //! versions, `evaluation` computes scores, and `model_view` (with `comparison`) answers the
-//! model page.
+//! model page. DICOM: `dicom_import` builds on `cases` (and saves segmentations through
+//! `labels`), `dicom_export` on `cases` and `mask_versions`, `pacs` on both and `datasets` on
+//! `dicom_export`.
 
 pub mod access;
 pub mod accounts;
