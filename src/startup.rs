@@ -18,7 +18,7 @@ use crate::server::config::{Config, ServeArgs};
 use crate::server::error::CliError;
 use crate::server::http;
 use crate::server::listener::without_delay;
-use crate::server::services::{evaluation, orchestrator, sweeper, volume_slabs};
+use crate::server::services::{evaluation, orchestrator, pacs, sweeper, volume_slabs};
 use crate::server::state::AppState;
 
 /// A started app, listening, not yet serving.
@@ -52,6 +52,7 @@ impl Application {
         tasks.spawn(sweeper::run(state.clone(), shutdown.clone()));
         orchestrator::start(&state, &shutdown, tasks);
         evaluation::start(&state, &shutdown, tasks);
+        pacs::start(&state, &shutdown, tasks);
         Ok(Application { router: router(state.clone(), args), state, listener, shutdown })
     }
 

@@ -299,6 +299,13 @@ pub struct DicomWebConfig {
     /// A PACS request taking longer fails (as the PACS being unavailable).
     #[arg(long, global = true, env = "SEGLAB_DICOMWEB_TIMEOUT_SECS", default_value_t = 60)]
     pub dicomweb_timeout_secs: u64,
+    /// Store each approved mask version of a DICOM case in the PACS, as a SEG, on approval.
+    #[arg(long, global = true, env = "SEGLAB_PACS_SEND_ON_APPROVAL")]
+    pub pacs_send_on_approval: bool,
+    /// Wait before retrying a send that found the PACS down; doubles with each attempt, up to
+    /// an hour.
+    #[arg(long, global = true, env = "SEGLAB_PACS_RETRY_BASE_MS", default_value_t = 5000)]
+    pub pacs_retry_base_ms: u64,
 }
 
 /// What a DICOM import keeps of the patient's identifiers.

@@ -14,7 +14,7 @@ pub const PASSWORD: &str = "pacs-secret";
 pub struct Orthanc {
     child: Child,
     pub url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Orthanc {
@@ -33,25 +33,39 @@ impl Orthanc {
             "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],
             "DicomWeb": { "Enable": true, "Root": "/dicom-web/" },
         });
-        let config_path = dir.path().join("orthanc.json");
-        std::fs::write(&config_path, config.to_string()).unwrap();
-        let log = std::fs::File::create(dir.path().join("orthanc.log")).unwrap();
-        let child = Command::new("Orthanc")
-            .arg(&config_path)
+        std::fs::write(dir.path().join("orthanc.json"), config.to_string()).unwrap();
+        let child = Self::spawn(dir.path());
+        let orthanc = Orthanc { child, url: format!("http://127.0.0.1:{port}"), dir };
+        orthanc.wait_until_up().await;
+        orthanc
+    }
+
+    fn spawn(dir: &Path) -> Child {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("orthanc.log")).unwrap();
+        Command::new("Orthanc")
+            .arg(dir.join("orthanc.json"))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("Orthanc (Debian's orthanc and orthanc-dicomweb; `.ci/setup test` installs them)");
-        let orthanc = Orthanc { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
+            .expect("Orthanc (Debian's orthanc and orthanc-dicomweb; `.ci/setup test` installs them)")
+    }
+
+    async fn wait_until_up(&self) {
         let client = reqwest::Client::new();
         for _ in 0..100 {
-            let up = client.get(format!("{}/system", orthanc.url)).basic_auth(USER, Some(PASSWORD)).send().await;
+            let up = client.get(format!("{}/system", self.url)).basic_auth(USER, Some(PASSWORD)).send().await;
             if up.is_ok_and(|r| r.status().is_success()) {
-                return orthanc;
+                return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        panic!("Orthanc did not start: {}", std::fs::read_to_string(orthanc._dir.path().join("orthanc.log")).unwrap());
+        panic!("Orthanc did not start: {}", std::fs::read_to_string(self.dir.path().join("orthanc.log")).unwrap());
+    }
+
+    /// Starts it again after [`Orthanc::stop`], on the same port and storage.
+    pub async fn restart(&mut self) {
+        self.child = Self::spawn(self.dir.path());
+        self.wait_until_up().await;
     }
 
     pub fn dicomweb(&self) -> String {

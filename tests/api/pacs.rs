@@ -164,7 +164,11 @@ async fn a_series_found_on_the_pacs_is_imported_and_its_approved_segmentation_is
     let message = response.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_string();
     assert!(message.contains("the PACS is unavailable"), "{message}");
     assert_eq!(search(&app, &engineer, "patient=SEGLAB-TEST-1").await.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(send(&app, &engineer, &case_id).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let response = send(&app, &engineer, &case_id).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let message = response.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("queued and will be sent when the PACS answers"), "{message}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM pacs_outbox WHERE sent_at IS NULL").await, 1);
     assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, cases);
     app.stop().await;
 }
@@ -234,5 +238,81 @@ async fn a_pacs_going_down_during_an_import_leaves_nothing_behind() {
     assert_eq!(app.state.store.list("cases/").await.unwrap(), Vec::<String>::new(), "objects were stored");
     let scratch: Vec<_> = std::fs::read_dir(app.data_dir.path().join("uploads")).unwrap().collect();
     assert!(scratch.is_empty(), "scratch files were left: {scratch:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_approval_sends_the_segmentation_and_a_pacs_that_is_down_gets_it_when_back() {
+    let mut orthanc = Orthanc::start().await;
+    orthanc.upload(&scenario("oblique")).await;
+    let url = orthanc.dicomweb();
+    let app = TestApp::spawn_configured(
+        |config| {
+            config.dicomweb.dicomweb_url = Some(url);
+            config.dicomweb.dicomweb_username = Some(USER.into());
+            config.dicomweb.dicomweb_password = Some(PASSWORD.into());
+            config.dicomweb.dicomweb_timeout_secs = 5;
+            config.dicomweb.pacs_send_on_approval = true;
+            config.dicomweb.pacs_retry_base_ms = 200;
+        },
+        |_| {},
+    )
+    .await;
+    let engineer = app.user("mle", &[Role::MlEngineer]).await;
+    let labeler = app.user("lab", &[Role::Labeler]).await;
+    let reviewer = app.user("rev", &[Role::Reviewer]).await;
+    let studies: Vec<PacsStudy> = search(&app, &engineer, "patient=SEGLAB-TEST-1").await.json().await.unwrap();
+    let (study, series) = (&studies[0].study_instance_uid, &studies[0].series[0].series_instance_uid);
+    let case: Vec<CaseSummary> = import(&app, &engineer, study, series).await.json().await.unwrap();
+    let case_id = case[0].id.to_string();
+    let base = app.head_mask_ref(&case_id).await;
+    let mask = two_structures();
+    let edits = seglab::edits::MaskEdits::diff(&vec![0u8; mask.len()], &mask).encode();
+    assert_eq!(app.post_label(&labeler, &case_id, &base, &edits).await.status(), StatusCode::CREATED);
+    assert_eq!(app.set_case_status(&labeler, &case_id, "submitted").await.status(), StatusCode::OK);
+
+    // Approved while the PACS is down: queued, tried, and waiting with the reason.
+    orthanc.stop();
+    assert_eq!(app.set_case_status(&reviewer, &case_id, "approved").await.status(), StatusCode::OK);
+    let row = || async {
+        sqlx::query_as::<_, (i64, Option<String>, Option<i64>)>(
+            "SELECT attempts, last_error, sent_at FROM pacs_outbox WHERE case_id = $1",
+        )
+        .bind(&case_id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap()
+    };
+    let mut waited = 0;
+    while row().await.0 < 2 {
+        assert!(waited < 150, "the sender did not try: {:?}", row().await);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    let (_, error, sent_at) = row().await;
+    let error = error.unwrap_or_default();
+    assert!(error.contains("the PACS is unavailable"), "{error}");
+    assert_eq!(sent_at, None);
+
+    // The PACS back: the segmentation arrives, once, audited as seglab's own send.
+    orthanc.restart().await;
+    let mut waited = 0;
+    while row().await.2.is_none() {
+        assert!(waited < 300, "the sender did not send: {:?}", row().await);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    let studies = orthanc.rest("/studies").await;
+    let instances = orthanc.rest(&format!("/studies/{}/instances", studies[0].as_str().unwrap())).await;
+    let segs = instances
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["MainDicomTags"]["SOPInstanceUID"].as_str().unwrap().starts_with("2.25."));
+    assert_eq!(segs.count(), 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'segmentation_sent' AND user_id IS NULL").await,
+        1
+    );
     app.stop().await;
 }

@@ -8,7 +8,7 @@
 //! versions, `evaluation` computes scores, and `model_view` (with `comparison`) answers the
 //! model page. DICOM: `dicom_import` builds on `cases` (and saves segmentations through
 //! `labels`), `dicom_export` on `cases` and `mask_versions`, `pacs` on both and `datasets` on
-//! `dicom_export`.
+//! `dicom_export`; `workflow` queues approved versions in `pacs_outbox`, which `pacs` sends.
 
 pub mod access;
 pub mod accounts;
@@ -29,6 +29,7 @@ pub mod mask_versions;
 pub mod model_view;
 pub mod orchestrator;
 pub mod pacs;
+pub mod pacs_outbox;
 pub mod registry;
 pub mod sweeper;
 pub mod users;

@@ -4,12 +4,19 @@
 //! uploads; an approved mask version stored back as a Segmentation that carries the study's
 //! patient and study modules as the PACS holds them.
 
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 use super::access::{CaseAccess, SendToPacs};
 use super::audit::{self, AuditAction, AuditEvent};
 use super::cases::{self, DicomSource};
 use super::dicom_export;
 use super::dicom_import::{self, DicomImport};
-use crate::api::{CaseSummary, PacsImport, PacsQuery, PacsSent, PacsSeries, PacsStudy};
+use super::pacs_outbox;
+use crate::api::{CaseId, CaseSummary, MaskRef, PacsImport, PacsQuery, PacsSent, PacsSeries, PacsStudy};
+use crate::server::clock::now_ms;
 use crate::server::dicom::files::MAX_FILES;
 use crate::server::dicom::headers::{PatientRecord, SourceFile};
 use crate::server::dicom::pseudonym::pseudonym;
@@ -150,15 +157,35 @@ pub async fn import(state: &AppState, user_id: &str, request: &PacsImport) -> Re
 
 /// Stores the case's approved mask version in the PACS as a Segmentation of its series, with
 /// the study's patient and study modules as the PACS holds them. Its UIDs derive from the
-/// version: sending again stores nothing new.
+/// version: sending again stores nothing new. A PACS that cannot be reached is a 503, and the
+/// version is queued for the sender, which retries.
 pub async fn send(state: &AppState, access: &CaseAccess<SendToPacs>) -> Result<PacsSent, AppError> {
-    let pacs = client(state)?;
+    client(state)?;
     let case_id = access.case_id();
     let approved = access.facts().workflow.approved_mask_ref.clone().ok_or_else(|| {
         AppError::Conflict(format!(
             "case {case_id} has no approved mask version to send; a reviewer approves one first"
         ))
     })?;
+    match send_version(state, case_id, &approved, Some(access.user().id.as_str())).await {
+        Err(AppError::Unavailable { service, detail }) => {
+            pacs_outbox::enqueue_approved(&mut *state.db.pool.acquire().await?, case_id, now_ms()).await?;
+            let detail = format!("{detail}; the segmentation is queued and will be sent when the PACS answers");
+            Err(AppError::Unavailable { service, detail })
+        }
+        sent => sent,
+    }
+}
+
+/// Stores mask version `mask_ref` of `case_id` in the PACS (see [`send`]); audited as sent by
+/// `user_id`, or by seglab itself.
+async fn send_version(
+    state: &AppState,
+    case_id: &CaseId,
+    mask_ref: &MaskRef,
+    user_id: Option<&str>,
+) -> Result<PacsSent, AppError> {
+    let pacs = client(state)?;
     let (DicomSource { identity, .. }, _) = cases::dicom_source(state, case_id).await?.ok_or_else(|| {
         AppError::Conflict(format!("case {case_id} was not imported from DICOM, so it has no study to send to"))
     })?;
@@ -167,26 +194,77 @@ pub async fn send(state: &AppState, access: &CaseAccess<SendToPacs>) -> Result<P
         pacs.search_studies(&query).await?.into_iter().next().ok_or_else(|| {
             AppError::Conflict(format!("the PACS no longer holds study {}", identity.study_instance_uid))
         })?;
-    let bytes = dicom_export::of_version(state, case_id, &approved, Some(study))
+    let bytes = dicom_export::of_version(state, case_id, mask_ref, Some(study))
         .await?
         .ok_or_else(|| AppError::internal("a case with a series lost it"))?
         .ok_or_else(|| {
             AppError::Unprocessable("the approved mask version is empty: there is no segment to send".into())
         })?;
     pacs.store(bytes).await?;
-    let (series_instance_uid, sop_instance_uid) = segmentation_uids(case_id.as_str(), approved.as_str(), true);
+    let (series_instance_uid, sop_instance_uid) = segmentation_uids(case_id.as_str(), mask_ref.as_str(), true);
     let mut tx = state.db.pool.begin().await?;
     audit::record(
         &mut tx,
         &state.db,
         AuditEvent {
             action: AuditAction::SegmentationSent,
-            user_id: Some(access.user().id.as_str()),
+            user_id,
             case_id: Some(case_id),
-            details: serde_json::json!({ "mask_ref": approved, "sop_instance_uid": sop_instance_uid }),
+            details: serde_json::json!({ "mask_ref": mask_ref, "sop_instance_uid": sop_instance_uid }),
         },
     )
     .await?;
     tx.commit().await?;
-    Ok(PacsSent { mask_ref: approved, sop_instance_uid, series_instance_uid })
+    Ok(PacsSent { mask_ref: mask_ref.clone(), sop_instance_uid, series_instance_uid })
+}
+
+/// How often an idle sender looks for a queued send.
+const SENDER_POLL: Duration = Duration::from_secs(1);
+/// How long a claimed send is this instance's: longer than a send can take.
+const SEND_LEASE_MS: i64 = 10 * 60 * 1000;
+/// The longest wait between two attempts.
+const MAX_RETRY_WAIT_MS: i64 = 60 * 60 * 1000;
+
+/// Starts this instance's PACS sender, where a PACS is configured.
+pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker) {
+    if state.pacs.is_some() {
+        tasks.spawn(sender(state.clone(), shutdown.clone()));
+    }
+}
+
+/// Sends the queued segmentations, one at a time: a PACS that cannot be reached is tried again
+/// after a wait that doubles with each attempt; one that refuses the object is not.
+async fn sender(state: AppState, shutdown: CancellationToken) {
+    loop {
+        match pacs_outbox::claim(&state, now_ms(), SEND_LEASE_MS).await {
+            Ok(Some(due)) => {
+                if let Err(err) = attempt(&state, &due).await {
+                    tracing::warn!(%err, case_id = %due.case_id, "could not record a PACS send");
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(%err, "could not read the PACS outbox"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(SENDER_POLL) => {}
+        }
+    }
+}
+
+async fn attempt(state: &AppState, due: &pacs_outbox::Due) -> Result<(), AppError> {
+    match send_version(state, &due.case_id, &due.mask_ref, None).await {
+        Ok(_) => pacs_outbox::sent(state, due, now_ms()).await,
+        Err(down @ AppError::Unavailable { .. }) => {
+            let base = state.config.dicomweb.pacs_retry_base_ms as i64;
+            let wait = base.saturating_mul(1 << (due.attempts - 1).clamp(0, 30)).min(MAX_RETRY_WAIT_MS);
+            tracing::info!(case_id = %due.case_id, attempts = due.attempts, wait_ms = wait, error = %down, "the send waits");
+            pacs_outbox::failed(state, due, now_ms() + wait, &down.to_string()).await
+        }
+        Err(refused) => {
+            tracing::warn!(case_id = %due.case_id, error = %refused, "the PACS send was refused; it is not retried");
+            pacs_outbox::failed(state, due, i64::MAX, &refused.to_string()).await
+        }
+    }
 }

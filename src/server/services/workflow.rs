@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::access::{self, Assign, CaseAccess, Read, Save, Take, Transition, WorkflowRow, WORKFLOW_FROM};
 use super::audit::{self, AuditAction, AuditEvent};
+use super::pacs_outbox;
 use crate::api::{
     AssignCase, AssignablePeople, CaseComment, CaseId, CaseReview, CaseStatus, CaseWorkflow, ChangeStatus, UserName,
 };
@@ -232,6 +233,9 @@ pub(crate) async fn change_status(
         .bind(case_id)
         .execute(&mut *tx)
         .await?;
+    if to == CaseStatus::Approved && state.pacs.is_some() && state.config.dicomweb.pacs_send_on_approval {
+        pacs_outbox::enqueue_approved(&mut tx, case_id, now_ms()).await?;
+    }
     let comment_id = match comment {
         Some(body) => Some(add_comment(&mut tx, user, case_id, body, request.anchor).await?),
         None => None,
