@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::MaskRef;
+use super::ids::{CaseId, MaskRef};
 
 /// A study search (`GET /pacs/studies`); empty fields match anything.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -63,4 +63,17 @@ pub struct PacsSent {
     pub mask_ref: MaskRef,
     pub sop_instance_uid: String,
     pub series_instance_uid: String,
+}
+
+/// A segmentation queued for the PACS (`GET /pacs/outbox`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PacsQueued {
+    pub case_id: CaseId,
+    pub mask_ref: MaskRef,
+    pub enqueued_at_ms: i64,
+    pub attempts: i64,
+    /// When the next attempt is due; `None` once sent, or given up on (a refusal).
+    pub next_attempt_at_ms: Option<i64>,
+    pub sent_at_ms: Option<i64>,
+    pub last_error: Option<String>,
 }

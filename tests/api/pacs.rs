@@ -314,5 +314,11 @@ async fn an_approval_sends_the_segmentation_and_a_pacs_that_is_down_gets_it_when
         app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'segmentation_sent' AND user_id IS NULL").await,
         1
     );
+    // The queue as coordinators see it; not labelers.
+    let queued: Vec<seglab::api::PacsQueued> = app.get_json(&engineer, "/pacs/outbox").await;
+    assert_eq!(queued.len(), 1);
+    assert!(queued[0].sent_at_ms.is_some() && queued[0].next_attempt_at_ms.is_none() && queued[0].attempts >= 3);
+    let refused = app.client.get(app.url("/pacs/outbox")).bearer_auth(&labeler).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     app.stop().await;
 }

@@ -6,7 +6,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::extract::{ApiJson, ApiQuery, Caller, Coordinator, Holding};
-use crate::api::{CaseSummary, PacsImport, PacsQuery, PacsSent, PacsStudy};
+use crate::api::{CaseSummary, PacsImport, PacsQuery, PacsQueued, PacsSent, PacsStudy};
 use crate::server::error::AppError;
 use crate::server::services::access::{self, SendToPacs};
 use crate::server::services::pacs;
@@ -16,6 +16,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/pacs/studies", get(search))
         .route("/pacs/import", post(import))
+        .route("/pacs/outbox", get(outbox))
         .route("/cases/{id}/pacs", post(send))
 }
 
@@ -26,6 +27,11 @@ async fn search(
     ApiQuery(query): ApiQuery<PacsQuery>,
 ) -> Result<Json<Vec<PacsStudy>>, AppError> {
     Ok(Json(pacs::search(&state, &query).await?))
+}
+
+/// `GET /pacs/outbox` (coordinators): segmentations queued for the PACS, newest first.
+async fn outbox(State(state): State<AppState>, _: Coordinator) -> Result<Json<Vec<PacsQueued>>, AppError> {
+    Ok(Json(pacs::outbox(&state).await?))
 }
 
 /// `POST /pacs/import` (coordinators): body `{study_instance_uid, series_instance_uid, name?, labels?}`.

@@ -15,7 +15,7 @@ use super::cases::{self, DicomSource};
 use super::dicom_export;
 use super::dicom_import::{self, DicomImport};
 use super::pacs_outbox;
-use crate::api::{CaseId, CaseSummary, MaskRef, PacsImport, PacsQuery, PacsSent, PacsSeries, PacsStudy};
+use crate::api::{CaseId, CaseSummary, MaskRef, PacsImport, PacsQuery, PacsQueued, PacsSent, PacsSeries, PacsStudy};
 use crate::server::clock::now_ms;
 use crate::server::dicom::files::MAX_FILES;
 use crate::server::dicom::headers::{PatientRecord, SourceFile};
@@ -117,6 +117,11 @@ pub async fn search(state: &AppState, query: &PacsQuery) -> Result<Vec<PacsStudy
     // A pseudonym may stand for several PatientIDs: the answer stays within one search's cap.
     studies.truncate(MAX_MATCHES);
     Ok(studies)
+}
+
+/// The queued sends, newest first (`pacs_outbox::list`).
+pub async fn outbox(state: &AppState) -> Result<Vec<PacsQueued>, AppError> {
+    pacs_outbox::list(state).await
 }
 
 /// Retrieves one series (WADO-RS) into scratch and imports it as `dicom_import::import_dicom`

@@ -5,7 +5,7 @@
 
 use sqlx::AnyConnection;
 
-use crate::api::{CaseId, MaskRef};
+use crate::api::{CaseId, MaskRef, PacsQueued};
 use crate::server::error::AppError;
 use crate::server::state::AppState;
 
@@ -83,4 +83,41 @@ pub(crate) async fn failed(state: &AppState, due: &Due, at: i64, error: &str) ->
     .execute(&state.db.pool)
     .await?;
     Ok(())
+}
+
+/// Most queued sends one listing shows.
+const MAX_LISTED: i64 = 200;
+
+/// The newest queued sends, sent or not, at most 200.
+pub(crate) async fn list(state: &AppState) -> Result<Vec<PacsQueued>, AppError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        case_id: CaseId,
+        mask_ref: MaskRef,
+        enqueued_at: i64,
+        attempts: i64,
+        next_attempt_at: i64,
+        sent_at: Option<i64>,
+        last_error: Option<String>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT case_id, mask_ref, enqueued_at, attempts, next_attempt_at, sent_at, last_error FROM pacs_outbox
+         ORDER BY enqueued_at DESC, case_id LIMIT $1",
+    )
+    .bind(MAX_LISTED)
+    .fetch_all(&state.db.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| PacsQueued {
+            next_attempt_at_ms: (row.sent_at.is_none() && row.next_attempt_at < i64::MAX)
+                .then_some(row.next_attempt_at),
+            case_id: row.case_id,
+            mask_ref: row.mask_ref,
+            enqueued_at_ms: row.enqueued_at,
+            attempts: row.attempts,
+            sent_at_ms: row.sent_at,
+            last_error: row.last_error,
+        })
+        .collect())
 }
