@@ -114,14 +114,21 @@ pub async fn patient(state: &AppState, access: &CaseAccess<ReadPatient>) -> Resu
 /// The deployment's pseudonym key: made (random) by the first import, then shared by every
 /// instance through the database.
 pub(crate) async fn pseudonym_key(state: &AppState) -> Result<Vec<u8>, AppError> {
-    let fresh = hex::encode(rand::random::<[u8; 32]>());
-    sqlx::query("INSERT INTO deployment_keys (name, key_hex) VALUES ('pseudonym', $1) ON CONFLICT (name) DO NOTHING")
-        .bind(&fresh)
-        .execute(&state.db.pool)
-        .await?;
-    let key: String = sqlx::query_scalar("SELECT key_hex FROM deployment_keys WHERE name = 'pseudonym'")
-        .fetch_one(&state.db.pool)
-        .await?;
+    let read = || sqlx::query_scalar::<_, String>("SELECT key_hex FROM deployment_keys WHERE name = 'pseudonym'");
+    let key = match read().fetch_optional(&state.db.pool).await? {
+        Some(key) => key,
+        None => {
+            // The first import: whichever instance writes first, every one reads that key.
+            let fresh = hex::encode(rand::random::<[u8; 32]>());
+            sqlx::query(
+                "INSERT INTO deployment_keys (name, key_hex) VALUES ('pseudonym', $1) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(&fresh)
+            .execute(&state.db.pool)
+            .await?;
+            read().fetch_one(&state.db.pool).await?
+        }
+    };
     hex::decode(key).map_err(AppError::internal)
 }
 
