@@ -131,7 +131,12 @@ impl DicomWebClient {
     }
 
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        let request = self.http.get(format!("{}{path}", self.base));
+        self.request(reqwest::Method::GET, path)
+    }
+
+    /// A request to `path` under the DICOMweb root, with the credentials.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
         match &self.credentials {
             Some((user, password)) => request.basic_auth(user, Some(password)),
             None => request,
@@ -254,18 +259,14 @@ impl DicomWebClient {
         let mut body = format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").into_bytes();
         body.extend_from_slice(&object);
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let mut request = self
-            .http
-            .post(format!("{}/studies", self.base))
+        let request = self
+            .request(reqwest::Method::POST, "/studies")
             .header(
                 reqwest::header::CONTENT_TYPE,
                 format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"),
             )
             .header(reqwest::header::ACCEPT, "application/dicom+json")
             .body(body);
-        if let Some((user, password)) = &self.credentials {
-            request = request.basic_auth(user, Some(password));
-        }
         let response = checked(request.send().await.map_err(unreachable)?)?;
         let answer = read_bounded(response, MAX_JSON_BYTES as u64).await?;
         // A failed SOP sequence (0008,1198) lists what the PACS refused, with a reason (0008,1197).

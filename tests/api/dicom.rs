@@ -69,6 +69,15 @@ pub(crate) async fn import_folder(app: &TestApp, token: &str, folder: &str) -> C
     cases.remove(0)
 }
 
+/// Nothing of a refused import remains: no case, no stored object, no scratch file.
+pub(crate) async fn assert_nothing_stored(app: &TestApp) {
+    assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM case_dicom").await, 0);
+    assert_eq!(app.state.store.list("cases/").await.unwrap(), Vec::<String>::new(), "objects were stored");
+    let scratch: Vec<_> = std::fs::read_dir(app.data_dir.path().join("uploads")).unwrap().collect();
+    assert!(scratch.is_empty(), "scratch files were left: {scratch:?}");
+}
+
 /// The case's stored image, fetched as the viewer fetches it (presigned URL), written to `dir`.
 async fn stored_image(app: &TestApp, token: &str, case_id: &str, dir: &Path, name: &str) -> PathBuf {
     let artifacts: CaseArtifacts = app.get_json(token, &format!("/cases/{case_id}/artifacts")).await;
@@ -252,9 +261,7 @@ async fn defective_series_are_refused_with_the_reason_and_nothing_is_stored() {
     let response = post_files(&app, &labeler, &files_in(&scenario("axial")), None).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
 
-    assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, 0);
-    assert_eq!(app.count("SELECT COUNT(*) FROM case_dicom").await, 0);
-    assert_eq!(app.state.store.list("cases/").await.unwrap(), Vec::<String>::new(), "objects were stored");
+    assert_nothing_stored(&app).await;
     app.stop().await;
 }
 
@@ -556,10 +563,7 @@ async fn hostile_uploads_get_a_bounded_refusal_and_store_nothing() {
         let message = response.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_string();
         assert!(message.contains(reason), "{folder}: {message}");
     }
-    assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, 0);
-    assert_eq!(app.state.store.list("cases/").await.unwrap(), Vec::<String>::new(), "objects were stored");
-    let scratch: Vec<_> = std::fs::read_dir(app.data_dir.path().join("uploads")).unwrap().collect();
-    assert!(scratch.is_empty(), "scratch files were left: {scratch:?}");
+    assert_nothing_stored(&app).await;
     app.stop().await;
 }
 

@@ -234,10 +234,7 @@ async fn a_pacs_going_down_during_an_import_leaves_nothing_behind() {
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let message = response.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_string();
     assert!(message.contains("the PACS is unavailable"), "{message}");
-    assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, 0);
-    assert_eq!(app.state.store.list("cases/").await.unwrap(), Vec::<String>::new(), "objects were stored");
-    let scratch: Vec<_> = std::fs::read_dir(app.data_dir.path().join("uploads")).unwrap().collect();
-    assert!(scratch.is_empty(), "scratch files were left: {scratch:?}");
+    crate::dicom::assert_nothing_stored(&app).await;
     app.stop().await;
 }
 

@@ -135,9 +135,7 @@ pub(crate) fn read_series(files: &[SourceFile]) -> Result<Vec<Series>, String> {
             series_number: integer(&object, tags::SERIES_NUMBER),
             window: window(&object),
         };
-        let single_spacing = [tags::SPACING_BETWEEN_SLICES, tags::SLICE_THICKNESS]
-            .into_iter()
-            .find_map(|tag| floats(&object, tag).and_then(|v| v.first().copied()).filter(|s| *s > 0.0))
+        let single_spacing = thickness(&object)
             .or_else(|| functional_group(&object, None, tags::PIXEL_MEASURES_SEQUENCE).and_then(thickness))
             .unwrap_or(1.0);
         match by_uid.get_mut(&identity.series_instance_uid) {

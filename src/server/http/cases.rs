@@ -146,17 +146,14 @@ async fn import_case(
 ) -> Result<(StatusCode, Json<CaseSummary>), AppError> {
     // The files go to scratch files as they arrive; they are removed when this request ends.
     let scratch = state.config.scratch_dir();
-    let (mut name, mut image, mut mask, mut labels) = (None, None, None, Vec::new());
+    let (mut name, mut image, mut mask, mut labels) = (None, None, None, String::new());
     while let Some(field) = form.next_field().await.map_err(bad_form)? {
         let field_name = field.name().unwrap_or_default().to_string();
         match field_name.as_str() {
             "name" => name = Some(field_text(field, MAX_TEXT_FIELD_BYTES).await?),
             "image" => image = chosen_file(field, &scratch).await?.map(|(file, _)| file),
             "mask" => mask = chosen_file(field, &scratch).await?.map(|(file, _)| file),
-            "labels" => {
-                let text = field_text(field, MAX_TEXT_FIELD_BYTES).await?;
-                labels = text.split(',').filter(|s| !s.trim().is_empty()).map(str::to_string).collect();
-            }
+            "labels" => labels = field_text(field, MAX_TEXT_FIELD_BYTES).await?,
             other => return Err(AppError::BadRequest(format!("unknown form field {other:?}"))),
         }
     }
@@ -165,7 +162,7 @@ async fn import_case(
         name: name.ok_or_else(|| AppError::BadRequest("form field `name` is required".into()))?,
         image: CaseFile::Path(image.path().to_path_buf()),
         mask: mask.as_ref().map(|file| CaseFile::Path(file.path().to_path_buf())),
-        labels: cases::parse_label_names(&labels)?,
+        labels: cases::parse_label_text(&labels)?,
         dicom: None,
     };
     Ok((StatusCode::CREATED, Json(cases::import_case(&state, Some(&user.id), new_case).await?)))
@@ -180,7 +177,7 @@ async fn import_dicom(
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<Vec<CaseSummary>>), AppError> {
     let scratch = state.config.scratch_dir();
-    let (mut uploads, mut series, mut name, mut labels) = (Vec::new(), None, None, Vec::new());
+    let (mut uploads, mut series, mut name, mut labels) = (Vec::new(), None, None, String::new());
     while let Some(field) = form.next_field().await.map_err(bad_form)? {
         let field_name = field.name().unwrap_or_default().to_string();
         match field_name.as_str() {
@@ -192,10 +189,7 @@ async fn import_dicom(
             }
             "series" => series = Some(field_text(field, MAX_TEXT_FIELD_BYTES).await?),
             "name" => name = Some(field_text(field, MAX_TEXT_FIELD_BYTES).await?),
-            "labels" => {
-                let text = field_text(field, MAX_TEXT_FIELD_BYTES).await?;
-                labels = text.split(',').filter(|s| !s.trim().is_empty()).map(str::to_string).collect();
-            }
+            "labels" => labels = field_text(field, MAX_TEXT_FIELD_BYTES).await?,
             other => return Err(AppError::BadRequest(format!("unknown form field {other:?}"))),
         }
     }
@@ -209,7 +203,7 @@ async fn import_dicom(
             .collect(),
         series: SeriesChoice::parse(series.as_deref()),
         name: name.filter(|n| !n.trim().is_empty()),
-        labels: cases::parse_label_names(&labels)?,
+        labels: cases::parse_label_text(&labels)?,
     };
     Ok((StatusCode::CREATED, Json(dicom_import::import_dicom(&state, Some(&user.id), import).await?)))
 }

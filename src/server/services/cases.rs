@@ -140,6 +140,12 @@ impl Body {
     }
 }
 
+/// Parses a form's or a body's `labels` text, `1=liver,2=tumour`, as [`parse_label_names`].
+pub(crate) fn parse_label_text(text: &str) -> Result<Vec<(u8, String)>, AppError> {
+    let specs: Vec<String> = text.split(',').filter(|s| !s.trim().is_empty()).map(str::to_string).collect();
+    parse_label_names(&specs)
+}
+
 /// Parses `1=liver` style label names, each optionally followed by its code, and before that
 /// the code's category: `3=left kidney|SCT:64033007`, `4=mass|SCT:49755003|SCT:4147007`. The
 /// codes stay on the name until the case's labels are made (`label_defs`).

@@ -132,15 +132,7 @@ pub async fn import(state: &AppState, user_id: &str, request: &PacsImport) -> Re
     if let Some(existing) = cases::case_of_series(state, &request.series_instance_uid).await? {
         return Ok(vec![existing]);
     }
-    let labels: Vec<String> = request
-        .labels
-        .as_deref()
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(str::to_string)
-        .collect();
-    let labels = cases::parse_label_names(&labels)?;
+    let labels = cases::parse_label_text(request.labels.as_deref().unwrap_or_default())?;
     let dir = ScratchDir::create(&state.config.scratch_dir()).map_err(AppError::internal)?;
     // As a zip upload is bounded: two bytes a voxel of the budget, and room for headers.
     let max_bytes = state.config.max_volume_voxels.saturating_mul(2).saturating_add(64 << 20);
