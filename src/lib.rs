@@ -11,6 +11,7 @@ pub mod api;
 pub mod app;
 #[cfg(feature = "hydrate")]
 pub mod browser;
+pub mod consensus;
 pub mod display;
 pub mod editor;
 pub mod edits;

@@ -13,6 +13,7 @@ mod fixtures;
 mod access;
 mod auth;
 mod cases;
+mod consensus_parity;
 mod datasets;
 mod dicom;
 mod labels;

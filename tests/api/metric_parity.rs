@@ -39,7 +39,7 @@ fn shape(dims: [usize; 3], label: u8, inside: impl Fn(f64, f64, f64) -> bool) ->
     mask
 }
 
-fn ellipsoid(dims: [usize; 3], label: u8, centre: [f64; 3], radii: [f64; 3]) -> Vec<u8> {
+pub(crate) fn ellipsoid(dims: [usize; 3], label: u8, centre: [f64; 3], radii: [f64; 3]) -> Vec<u8> {
     shape(dims, label, |i, j, k| {
         ((i - centre[0]) / radii[0]).powi(2)
             + ((j - centre[1]) / radii[1]).powi(2)
@@ -48,7 +48,7 @@ fn ellipsoid(dims: [usize; 3], label: u8, centre: [f64; 3], radii: [f64; 3]) -> 
     })
 }
 
-fn boxed(dims: [usize; 3], label: u8, from: [usize; 3], to: [usize; 3]) -> Vec<u8> {
+pub(crate) fn boxed(dims: [usize; 3], label: u8, from: [usize; 3], to: [usize; 3]) -> Vec<u8> {
     shape(dims, label, |i, j, k| {
         let at = [i as usize, j as usize, k as usize];
         (0..3).all(|axis| from[axis] <= at[axis] && at[axis] < to[axis])
@@ -56,7 +56,7 @@ fn boxed(dims: [usize; 3], label: u8, from: [usize; 3], to: [usize; 3]) -> Vec<u
 }
 
 /// Each voxel `label` with probability `density`, from a fixed seed (xorshift).
-fn noise(dims: [usize; 3], label: u8, density: f64, seed: u64) -> Vec<u8> {
+pub(crate) fn noise(dims: [usize; 3], label: u8, density: f64, seed: u64) -> Vec<u8> {
     let mut state = seed.max(1);
     (0..dims.iter().product::<usize>())
         .map(|_| {
@@ -72,7 +72,7 @@ fn noise(dims: [usize; 3], label: u8, density: f64, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-fn union(a: Vec<u8>, b: Vec<u8>) -> Vec<u8> {
+pub(crate) fn union(a: Vec<u8>, b: Vec<u8>) -> Vec<u8> {
     a.into_iter().zip(b).map(|(x, y)| x.max(y)).collect()
 }
 
