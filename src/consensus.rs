@@ -221,6 +221,33 @@ pub fn staple_consensus(readings: &[&[u8]]) -> Consensus {
     Consensus { mask, labels }
 }
 
+/// Where several readers' masks (of `dims`, i fastest) disagree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Disagreement {
+    /// Voxels the readers do not all give the same value.
+    pub voxels: u64,
+    /// In the axial slice (across k) with the most such voxels, the one nearest their centre:
+    /// where an adjudicator looks first.
+    pub most_at: Option<[usize; 3]>,
+}
+
+pub fn disagreement(readings: &[&[u8]], dims: [usize; 3]) -> Disagreement {
+    let slice = dims[0] * dims[1];
+    let differs = |voxel: usize| readings.iter().any(|reading| reading[voxel] != readings[0][voxel]);
+    let per_slice: Vec<u64> =
+        (0..dims[2]).map(|k| (k * slice..(k + 1) * slice).filter(|&v| differs(v)).count() as u64).collect();
+    let voxels = per_slice.iter().sum();
+    let most = per_slice.iter().enumerate().max_by_key(|(k, count)| (**count, std::cmp::Reverse(*k)));
+    let most_at = most.filter(|(_, count)| **count > 0).and_then(|(k, _)| {
+        let at: Vec<[usize; 2]> =
+            (0..slice).filter(|&v| differs(k * slice + v)).map(|v| [v % dims[0], v / dims[0]]).collect();
+        let centre = [0, 1].map(|axis| at.iter().map(|p| p[axis] as f64).sum::<f64>() / at.len() as f64);
+        let distance = |p: &[usize; 2]| (p[0] as f64 - centre[0]).powi(2) + (p[1] as f64 - centre[1]).powi(2);
+        at.iter().min_by(|a, b| distance(a).total_cmp(&distance(b))).map(|p| [p[0], p[1], k])
+    });
+    Disagreement { voxels, most_at }
+}
+
 /// The distinct non-zero values the readers gave `voxel`, into `out`.
 fn distinct_labels(readings: &[&[u8]], voxel: usize, out: &mut Vec<u8>) {
     out.clear();
@@ -245,6 +272,18 @@ mod tests {
         assert_eq!(majority_vote(&[&a, &b]), vec![0, 1, 0, 2, 0, 3]);
         // A 2–2 tie, background's 2 votes against 1 and 1, three of four.
         assert_eq!(majority_vote(&[&[1, 2, 0], &[1, 0, 2], &[2, 0, 2], &[2, 1, 2]]), vec![0, 0, 2]);
+    }
+
+    #[test]
+    fn disagreement_points_at_the_slice_where_readers_differ_most() {
+        let dims = [3, 3, 3];
+        let a = vec![0u8; 27];
+        let mut b = a.clone();
+        b[9 + 4] = 1; // one voxel in slice 1
+        b[18..21].fill(1); // three in slice 2, the middle one at (1, 0, 2)
+        let found = disagreement(&[&a, &b, &a], dims);
+        assert_eq!(found, Disagreement { voxels: 4, most_at: Some([1, 0, 2]) });
+        assert_eq!(disagreement(&[&a, &a], dims), Disagreement { voxels: 0, most_at: None });
     }
 
     #[test]

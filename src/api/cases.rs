@@ -278,6 +278,13 @@ pub struct CaseWorkflow {
     /// Readable only by its labeler and reviewer, ML engineers and admins.
     #[serde(default)]
     pub restricted: bool,
+    /// Independent readings the case needs (1: one labeler); see `GET /cases/{id}/readings`.
+    #[serde(default = "one_reading")]
+    pub readings_required: u32,
+}
+
+fn one_reading() -> u32 {
+    1
 }
 
 /// Body of `PUT /cases/{id}/assignment`: usernames, or null to leave the case unassigned.
@@ -325,6 +332,9 @@ pub struct CaseActions {
     pub run_models: bool,
     /// Store the approved mask version in the PACS (a case imported from DICOM, once approved).
     pub send_to_pacs: bool,
+    /// Start the adjudication of a case read by several readers from their consensus.
+    #[serde(default)]
+    pub adjudicate: bool,
 }
 
 /// A case's workflow, the caller's possible actions, and the comments: the review panel.

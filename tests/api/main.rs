@@ -22,6 +22,7 @@ mod metric_parity;
 mod models;
 mod orthanc;
 mod pacs;
+mod readings;
 mod schema;
 mod workflow;
 mod worklist;

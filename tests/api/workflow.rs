@@ -137,7 +137,8 @@ async fn assignment_is_for_coordinators_and_names_users_with_the_right_role() {
             assignee: Some(UserName::parse("alice").unwrap()),
             reviewer: Some(UserName::parse("rita").unwrap()),
             approved_mask_ref: None,
-            restricted: false
+            restricted: false,
+            readings_required: 1
         }
     );
     assert_eq!(artifacts(&app, &team.bob, &case_id).await.workflow, assigned, "every role reads the workflow");

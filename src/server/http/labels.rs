@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 
-use super::extract::{ApiJson, Holding, Labelers};
+use super::extract::{ApiJson, CaseWorkers, Holding};
 use crate::api::SaveLabelRequest;
 use crate::server::error::AppError;
 use crate::server::services::access::{self, Save};
@@ -20,7 +20,7 @@ pub fn routes() -> Router<AppState> {
 /// `POST /labels`: the edits of one save, once per `Idempotency-Key`.
 async fn save_label(
     State(state): State<AppState>,
-    Holding(user, _): Holding<Labelers>,
+    Holding(user, _): Holding<CaseWorkers>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<SaveLabelRequest>,
 ) -> Result<Response, AppError> {

@@ -14,6 +14,7 @@ mod jobs;
 mod labels;
 mod pacs;
 mod probes;
+mod readings;
 mod registry;
 mod session;
 mod text_check;
@@ -38,6 +39,7 @@ fn rest_routes(args: &ServeArgs) -> Router<AppState> {
         .merge(jobs::routes())
         .merge(users::routes())
         .merge(workflow::routes())
+        .merge(readings::routes())
         .merge(worklist::routes())
 }
 

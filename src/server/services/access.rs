@@ -14,6 +14,22 @@
 //! | reopen | a reviewer (the case's, when it has one) or an admin; from approved |
 //! | assign, run models | coordinators |
 //!
+//! A case read by several readers (`readings_required` > 1) follows its own rules:
+//!
+//! | action | who |
+//! |---|---|
+//! | read | as above, and each of its readers |
+//! | plan the readings | coordinators, while nobody has saved on the case |
+//! | take a reading | a labeler who does not read it yet and is not its reviewer, while readings are left; coordinators give one to a labeler |
+//! | save | a reader into their own reading until they submit it; once every reading is submitted, the adjudicator into the case's own mask |
+//! | submit | a reader, their own reading, once |
+//! | adjudicate (consensus, save, approve) | a reviewer (the case's, when it has one) or an admin who reads none of it, once every reading is submitted |
+//! | readings and agreement | coordinators and the adjudicator; a reader sees only their own reading until every reading is submitted |
+//!
+//! Blinding: until every reading is submitted a reader sees nothing of the other readings (not
+//! their versions, files, history or counts) and, when the case is blind, neither the models'
+//! predictions nor their jobs.
+//!
 //! A caller who may not read a case gets the same 404 as for a case that does not exist, so a
 //! refusal tells nothing about it: neither that it exists nor who works on it.
 
@@ -33,11 +49,12 @@ pub struct WorkflowRow {
     pub reviewer: Option<UserName>,
     pub approved_mask_ref: Option<MaskRef>,
     pub restricted: i64,
+    pub readings_required: i64,
 }
 
 /// The columns of a [`WorkflowRow`] and the tables they come from.
 pub const WORKFLOW_FROM: (&str, &str) = (
-    "c.status, a.username AS assignee, r.username AS reviewer, c.approved_mask_ref, c.restricted",
+    "c.status, a.username AS assignee, r.username AS reviewer, c.approved_mask_ref, c.restricted, c.readings_required",
     "cases c LEFT JOIN users a ON a.id = c.assignee_id LEFT JOIN users r ON r.id = c.reviewer_id",
 );
 
@@ -49,6 +66,7 @@ impl From<WorkflowRow> for CaseWorkflow {
             reviewer: row.reviewer,
             approved_mask_ref: row.approved_mask_ref,
             restricted: row.restricted != 0,
+            readings_required: row.readings_required as u32,
         }
     }
 }
@@ -64,6 +82,13 @@ pub struct CaseFacts {
     /// 1 when the caller saved a mask version since the case's last approval (since import
     /// when it was never approved).
     pub authored_since_approval: i64,
+    /// 1 when the case's readers are blinded to the models until every reading is submitted.
+    pub blind: i64,
+    pub readings_taken: i64,
+    pub readings_submitted: i64,
+    /// The caller's reading of the case, if they read it, and 1 once they submitted it.
+    pub my_reading_id: Option<String>,
+    pub my_reading_submitted: i64,
 }
 
 impl CaseFacts {
@@ -81,6 +106,59 @@ impl CaseFacts {
 
     fn is_reviewer(&self, user: &User) -> bool {
         self.reviewer_id.as_deref() == Some(user.id.as_str())
+    }
+
+    /// Whether the case is read by several readers.
+    pub fn several_readers(&self) -> bool {
+        self.workflow.readings_required > 1
+    }
+
+    /// Whether every reading the case needs is submitted.
+    pub fn all_read(&self) -> bool {
+        self.readings_submitted >= self.workflow.readings_required
+    }
+
+    /// Whether the caller reads the case.
+    pub fn is_reader(&self) -> bool {
+        self.my_reading_id.is_some()
+    }
+
+    /// The caller's reading while they may still save on it.
+    pub fn open_reading(&self) -> Option<&str> {
+        self.my_reading_id.as_deref().filter(|_| self.my_reading_submitted == 0)
+    }
+
+    /// Whether the caller, a reader, may see nothing of the other readings yet.
+    pub fn blinded(&self) -> bool {
+        self.is_reader() && !self.all_read()
+    }
+
+    /// Whether the caller may see nothing of the models' work on the case yet.
+    pub fn blinded_to_models(&self) -> bool {
+        self.blinded() && self.blind != 0
+    }
+
+    /// Whether `user` may settle the case's mask from its readings: a reviewer (the case's, when
+    /// it has one) or an admin who reads none of it, once every reading is submitted and
+    /// before the case is approved.
+    fn adjudication(&self, user: &User) -> Result<(), AppError> {
+        user.require_any(&[Role::Reviewer, Role::Admin], "adjudicating cases")?;
+        if self.is_reader() {
+            return Err(AppError::Forbidden("you read this case; someone who did not adjudicates it".into()));
+        }
+        if !user.has_role(Role::Admin) && self.reviewer_id.is_some() && !self.is_reviewer(user) {
+            return Err(AppError::Forbidden("this case is assigned to another reviewer".into()));
+        }
+        if !self.all_read() {
+            return Err(AppError::Conflict(format!(
+                "{} of the {} readings are submitted; the case is adjudicated once all are",
+                self.readings_submitted, self.workflow.readings_required
+            )));
+        }
+        if self.status() == CaseStatus::Approved {
+            return Err(AppError::Conflict("the case is approved; a reviewer reopens it first".into()));
+        }
+        Ok(())
     }
 }
 
@@ -119,6 +197,21 @@ pub struct ReadPatient;
 /// Storing the case's approved segmentation in the PACS (`POST /cases/{id}/pacs`).
 #[derive(Clone, Copy, Debug)]
 pub struct SendToPacs;
+/// Setting how many readings the case needs (`PUT /cases/{id}/readings`).
+#[derive(Clone, Copy, Debug)]
+pub struct PlanReadings;
+/// Taking a reading of the case, or giving one to a labeler (`POST /cases/{id}/readings`).
+#[derive(Clone, Copy, Debug)]
+pub struct TakeReading {
+    /// A coordinator giving the reading to someone else.
+    pub for_other: bool,
+}
+/// Reading the case's readings and their agreement (`GET /cases/{id}/readings`, `…/agreement`).
+#[derive(Clone, Copy, Debug)]
+pub struct CompareReadings;
+/// Replacing the case's mask with its readings' consensus (`POST /cases/{id}/consensus`).
+#[derive(Clone, Copy, Debug)]
+pub struct Adjudicate;
 
 impl CaseAction for Read {
     fn decide(&self, _: &User, _: &CaseFacts, _: Rules) -> Result<(), AppError> {
@@ -128,6 +221,9 @@ impl CaseAction for Read {
 
 impl CaseAction for Save {
     fn decide(&self, user: &User, case: &CaseFacts, rules: Rules) -> Result<(), AppError> {
+        if case.several_readers() {
+            return save_with_several_readers(user, case);
+        }
         user.require_any(&[Role::Labeler], "saving labels")?;
         match &case.workflow.assignee {
             _ if user.has_role(Role::Admin) || case.is_assignee(user) => Ok(()),
@@ -142,8 +238,30 @@ impl CaseAction for Save {
     }
 }
 
+/// A save on a case read by several readers goes into the caller's open reading, or, from the
+/// adjudicator once every reading is submitted, into the case's own mask.
+fn save_with_several_readers(user: &User, case: &CaseFacts) -> Result<(), AppError> {
+    if case.open_reading().is_some() && user.has_role(Role::Labeler) {
+        return Ok(());
+    }
+    if case.is_reader() {
+        return Err(AppError::Conflict("you submitted your reading of this case; it no longer changes".into()));
+    }
+    if !case.all_read() {
+        return Err(AppError::Forbidden(
+            "this case is read by several readers: take a reading of it to label it".into(),
+        ));
+    }
+    case.adjudication(user)
+}
+
 impl CaseAction for Take {
     fn decide(&self, user: &User, case: &CaseFacts, rules: Rules) -> Result<(), AppError> {
+        if case.several_readers() {
+            return Err(AppError::Conflict(
+                "this case is read by several readers: take a reading (POST /cases/{id}/readings)".into(),
+            ));
+        }
         user.require_any(&[Role::Labeler], "taking a case")?;
         if !rules.self_assignment {
             return Err(AppError::Forbidden(
@@ -162,6 +280,9 @@ impl CaseAction for Take {
 impl CaseAction for Transition {
     /// The person first, then the status: a refused person learns nothing from a 409.
     fn decide(&self, user: &User, case: &CaseFacts, _: Rules) -> Result<(), AppError> {
+        if case.several_readers() {
+            return transition_with_several_readers(self.0, user, case);
+        }
         let admin = user.has_role(Role::Admin);
         let to = self.0;
         match to {
@@ -219,6 +340,38 @@ impl CaseAction for Transition {
     }
 }
 
+/// A case read by several readers: a reader submits their reading (the last one submits the
+/// case), the adjudicator approves; readings are not sent back, and an approval is reopened as
+/// any other.
+fn transition_with_several_readers(to: CaseStatus, user: &User, case: &CaseFacts) -> Result<(), AppError> {
+    match to {
+        CaseStatus::Submitted => {
+            if !case.is_reader() {
+                return Err(AppError::Forbidden("only a reader of this case submits, their own reading".into()));
+            }
+            if case.open_reading().is_none() {
+                return Err(AppError::Conflict("you submitted your reading of this case already".into()));
+            }
+            Ok(())
+        }
+        CaseStatus::Approved => case.adjudication(user),
+        CaseStatus::ChangesRequested => {
+            case.adjudication(user)?;
+            Err(AppError::Conflict(
+                "readings are not sent back: the adjudicator edits the case's mask and approves it".into(),
+            ))
+        }
+        CaseStatus::InProgress => {
+            user.require_any(&[Role::Reviewer, Role::Admin], "reopening cases")?;
+            if case.status() != CaseStatus::Approved {
+                return Err(AppError::Conflict("only an approved case is reopened".into()));
+            }
+            Ok(())
+        }
+        CaseStatus::New => Err(AppError::Conflict("no case goes back to new".into())),
+    }
+}
+
 impl CaseAction for Assign {
     fn decide(&self, user: &User, _: &CaseFacts, _: Rules) -> Result<(), AppError> {
         user.require_any(&Role::COORDINATORS, "assigning cases")
@@ -237,6 +390,75 @@ impl CaseAction for SendToPacs {
     }
 }
 
+impl CaseAction for PlanReadings {
+    fn decide(&self, user: &User, case: &CaseFacts, _: Rules) -> Result<(), AppError> {
+        user.require_any(&Role::COORDINATORS, "planning readings")?;
+        if case.status() != CaseStatus::New && !case.several_readers() {
+            return Err(AppError::Conflict(
+                "this case is labelled already; several readings are planned before anyone saves".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl CaseAction for TakeReading {
+    fn decide(&self, user: &User, case: &CaseFacts, _: Rules) -> Result<(), AppError> {
+        if self.for_other {
+            user.require_any(&Role::COORDINATORS, "giving readings to others")?;
+        } else {
+            user.require_any(&[Role::Labeler], "taking a reading")?;
+            if case.is_reader() {
+                return Err(AppError::Conflict("you read this case already; nobody reads a case twice".into()));
+            }
+            if case.is_reviewer(user) {
+                return Err(AppError::Conflict("you review this case, so someone else reads it".into()));
+            }
+        }
+        if !case.several_readers() {
+            return Err(AppError::Conflict(
+                "this case needs one reading: it is labelled through the single-labeler workflow".into(),
+            ));
+        }
+        if case.readings_taken >= case.workflow.readings_required {
+            return Err(AppError::Conflict(format!(
+                "all {} readings of this case are taken",
+                case.workflow.readings_required
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl CaseAction for CompareReadings {
+    fn decide(&self, user: &User, case: &CaseFacts, _: Rules) -> Result<(), AppError> {
+        if !case.several_readers() {
+            return Err(AppError::Conflict(
+                "this case is read by one labeler; there are no readings to compare".into(),
+            ));
+        }
+        if case.blinded() {
+            return Err(AppError::Forbidden(
+                "the readings are compared once every reading is submitted; until then each reader sees only their own"
+                    .into(),
+            ));
+        }
+        if user.is_coordinator() || case.is_reader() {
+            return Ok(());
+        }
+        user.require_any(&[Role::Reviewer], "comparing readings")
+    }
+}
+
+impl CaseAction for Adjudicate {
+    fn decide(&self, user: &User, case: &CaseFacts, _: Rules) -> Result<(), AppError> {
+        if !case.several_readers() {
+            return Err(AppError::Conflict("this case is read by one labeler; there is nothing to adjudicate".into()));
+        }
+        case.adjudication(user)
+    }
+}
+
 impl CaseAction for RunModels {
     fn decide(&self, user: &User, _: &CaseFacts, _: Rules) -> Result<(), AppError> {
         user.require_any(&Role::COORDINATORS, "running models")
@@ -247,6 +469,7 @@ impl CaseAction for RunModels {
 fn may_read(user: &User, case: &CaseFacts) -> bool {
     user.is_coordinator()
         || !case.restricted()
+        || case.is_reader()
         || (user.has_role(Role::Labeler) && case.is_assignee(user))
         || (user.has_role(Role::Reviewer) && case.is_reviewer(user))
 }
@@ -263,6 +486,9 @@ pub(crate) fn readable_condition(user: &User, param: usize) -> String {
     let mut readable = vec!["c.restricted = 0".to_string()];
     if user.has_role(Role::Labeler) {
         readable.push(format!("c.assignee_id = ${param}"));
+        readable.push(format!(
+            "(c.readings_required > 1 AND EXISTS (SELECT 1 FROM readings g WHERE g.case_id = c.id AND g.reader_id = ${param}))"
+        ));
     }
     if user.has_role(Role::Reviewer) {
         readable.push(format!("c.reviewer_id = ${param}"));
@@ -272,6 +498,15 @@ pub(crate) fn readable_condition(user: &User, param: usize) -> String {
         readable.push(format!("${param} = ''"));
     }
     format!("({})", readable.join(" OR "))
+}
+
+/// The SQL condition (on cases `c`) of the cases whose readers' blinding hides the models'
+/// work from the user whose id is `$param`: the same rule as [`CaseFacts::blinded_to_models`].
+pub(crate) fn blinded_to_models_condition(param: usize) -> String {
+    format!(
+        "(c.blind = 1 AND EXISTS (SELECT 1 FROM readings g WHERE g.case_id = c.id AND g.reader_id = ${param})
+          AND (SELECT COUNT(*) FROM readings g WHERE g.case_id = c.id AND g.submitted_at IS NOT NULL) < c.readings_required)"
+    )
 }
 
 /// The one answer for a case that does not exist and for one the caller may not read.
@@ -364,7 +599,14 @@ async fn facts(conn: &mut AnyConnection, user: &User, case_id: &CaseId) -> Resul
                     SELECT 1 FROM labels l
                     WHERE l.case_id = c.id AND l.user_id = $2 AND l.new_mask_ref <> COALESCE(c.approved_mask_ref, '')
                       AND l.created_at >= COALESCE((SELECT p.created_at FROM labels p WHERE p.new_mask_ref = c.approved_mask_ref), 0)
-                ) THEN 1 ELSE 0 END AS BIGINT) AS authored_since_approval
+                ) THEN 1 ELSE 0 END AS BIGINT) AS authored_since_approval,
+                c.blind,
+                (SELECT COUNT(*) FROM readings g WHERE g.case_id = c.id) AS readings_taken,
+                (SELECT COUNT(*) FROM readings g WHERE g.case_id = c.id AND g.submitted_at IS NOT NULL) AS readings_submitted,
+                (SELECT g.id FROM readings g WHERE g.case_id = c.id AND g.reader_id = $2) AS my_reading_id,
+                CAST(CASE WHEN EXISTS (
+                    SELECT 1 FROM readings g WHERE g.case_id = c.id AND g.reader_id = $2 AND g.submitted_at IS NOT NULL
+                ) THEN 1 ELSE 0 END AS BIGINT) AS my_reading_submitted
          FROM {cases}
          WHERE c.id = $1"
     ))
@@ -374,13 +616,23 @@ async fn facts(conn: &mut AnyConnection, user: &User, case_id: &CaseId) -> Resul
     .await?)
 }
 
+/// Whether the reader of a case may also do `action` to it, by the same decision the action
+/// takes (for what a read shows: the readings only those who may compare them see).
+pub fn may(access: &CaseAccess<Read>, action: &dyn CaseAction) -> bool {
+    action.decide(&access.user, &access.facts, Rules { self_assignment: false }).is_ok()
+}
+
 /// What the reader of a case may do with it now: the buttons a page shows, from the same
 /// decisions the actions make.
 pub fn actions(access: &CaseAccess<Read>, rules: Rules) -> CaseActions {
     let (user, case) = (&access.user, &access.facts);
     let may = |action: &dyn CaseAction| action.decide(user, case, rules).is_ok();
     CaseActions {
-        take: may(&Take) && case.assignee_id.is_none(),
+        take: if case.several_readers() {
+            may(&TakeReading { for_other: false })
+        } else {
+            may(&Take) && case.assignee_id.is_none()
+        },
         save: may(&Save),
         submit: may(&Transition(CaseStatus::Submitted)),
         review: may(&Transition(CaseStatus::Approved)),
@@ -388,6 +640,7 @@ pub fn actions(access: &CaseAccess<Read>, rules: Rules) -> CaseActions {
         assign: may(&Assign),
         run_models: may(&RunModels),
         send_to_pacs: may(&SendToPacs) && case.workflow.approved_mask_ref.is_some(),
+        adjudicate: may(&Adjudicate),
     }
 }
 
@@ -407,10 +660,16 @@ mod tests {
                 reviewer: reviewer.map(|name| UserName::parse(name).unwrap()),
                 approved_mask_ref: None,
                 restricted: restricted.into(),
+                readings_required: 1,
             },
             assignee_id: assignee.map(str::to_string),
             reviewer_id: reviewer.map(str::to_string),
             authored_since_approval: 0,
+            blind: 0,
+            readings_taken: 0,
+            readings_submitted: 0,
+            my_reading_id: None,
+            my_reading_submitted: 0,
         }
     }
 
@@ -462,7 +721,11 @@ mod tests {
 
     #[test]
     fn the_list_condition_follows_the_roles() {
-        assert_eq!(readable_condition(&user("a", &[Role::Labeler]), 1), "(c.restricted = 0 OR c.assignee_id = $1)");
+        assert_eq!(
+            readable_condition(&user("a", &[Role::Labeler]), 1),
+            "(c.restricted = 0 OR c.assignee_id = $1 OR (c.readings_required > 1 AND EXISTS \
+             (SELECT 1 FROM readings g WHERE g.case_id = c.id AND g.reader_id = $1)))"
+        );
         assert_eq!(readable_condition(&user("a", &[Role::Reviewer]), 2), "(c.restricted = 0 OR c.reviewer_id = $2)");
         assert_eq!(readable_condition(&user("a", &[Role::MlEngineer]), 1), "($1 <> '')");
     }

@@ -56,6 +56,14 @@ pub enum AuditAction {
     PatientRead,
     /// An approved mask version stored in the PACS as a segmentation.
     SegmentationSent,
+    /// How many readings a case needs, set by a coordinator.
+    ReadingsPlanned,
+    /// A reading of a case taken by its reader or given to them.
+    ReadingTaken,
+    /// A reader submitted their reading.
+    ReadingSubmitted,
+    /// A case's mask replaced by its readings' consensus, to adjudicate from.
+    Consensus,
 }
 
 impl AuditAction {
@@ -76,6 +84,10 @@ impl AuditAction {
             AuditAction::UserAdd => "user_add",
             AuditAction::UserChange => "user_change",
             AuditAction::TokenIssue => "token_issue",
+            AuditAction::ReadingsPlanned => "readings_planned",
+            AuditAction::ReadingTaken => "reading_taken",
+            AuditAction::ReadingSubmitted => "reading_submitted",
+            AuditAction::Consensus => "consensus",
             AuditAction::TokenRevoke => "token_revoke",
             AuditAction::Login => "login",
             AuditAction::LoginFailed => "login_failed",

@@ -3,7 +3,7 @@
 //! the base a reviewer compares with, and the models' predictions; and the case page's whole
 //! content in one read. Reads only (nothing here writes); importing is `cases`.
 
-use super::access::{self, CaseAccess, Read};
+use super::access::{self, CaseAccess, CompareReadings, Read};
 use super::jobs::{self, JobFilter};
 use super::mask_versions;
 use super::volume_slabs::{self, SlabManifest};
@@ -115,8 +115,18 @@ pub(crate) async fn case_artifacts(
         }),
         _ => None,
     };
-    let (name, labels_json, image_ref, head_mask_ref) =
-        (case.name, case.labels_json, case.image_ref, case.head_mask_ref);
+    let facts = access.facts();
+    // A reader sees their reading, never the case's mask an adjudicator makes from them all.
+    let head_mask_ref = match &facts.my_reading_id {
+        Some(reading) => {
+            sqlx::query_scalar("SELECT head_mask_ref FROM readings WHERE id = $1")
+                .bind(reading)
+                .fetch_one(&state.db.pool)
+                .await?
+        }
+        None => case.head_mask_ref,
+    };
+    let (name, labels_json, image_ref) = (case.name, case.labels_json, case.image_ref);
     /// The image or the current mask, as stored.
     #[derive(sqlx::FromRow)]
     struct Stored {
@@ -168,10 +178,16 @@ pub(crate) async fn case_artifacts(
     artifacts.sort_by_key(|a| a.kind != ArtifactKind::Image);
     let labels: Vec<LabelDef> =
         serde_json::from_str(&labels_json).map_err(|e| AppError::internal(format!("labels of case {case_id}: {e}")))?;
-    let (history, history_total) = if include_history { mask_history(state, case_id).await? } else { (Vec::new(), 0) };
-    let workflow: CaseWorkflow = access.facts().workflow.clone().into();
+    let (history, history_total) = match include_history {
+        true => mask_history(state, case_id, facts.my_reading_id.as_deref()).await?,
+        false => (Vec::new(), 0),
+    };
+    let workflow: CaseWorkflow = facts.workflow.clone().into();
     let review_base = review_base(state, case_id, workflow.approved_mask_ref.as_ref()).await?;
-    let predictions = if user.is_coordinator() { predictions(state, case_id).await? } else { Vec::new() };
+    let predictions = match user.is_coordinator() && !facts.blinded_to_models() {
+        true => predictions(state, case_id).await?,
+        false => Vec::new(),
+    };
     Ok(CaseArtifacts {
         case_id: case_id.clone(),
         case_name: name,
@@ -199,8 +215,19 @@ pub(crate) async fn case_page(state: &AppState, access: &CaseAccess<Read>) -> Re
 
 /// A presigned URL of mask version `cases/{case_id}/masks/{file}` as a `.nii.gz`, written from
 /// its slabs first if nobody asked for it before.
+/// A version of a reading is served to its reader and to those who may compare the readings.
 pub(crate) async fn mask_file_url(state: &AppState, access: &CaseAccess<Read>, file: &str) -> Result<String, AppError> {
     let object_ref = format!("cases/{}/masks/{file}", access.case_id());
+    let reading: Option<Option<String>> = sqlx::query_scalar("SELECT reading_id FROM labels WHERE new_mask_ref = $1")
+        .bind(&object_ref)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    if let Some(Some(reading)) = reading {
+        let own = access.facts().my_reading_id.as_deref() == Some(reading.as_str());
+        if !own && !access::may(access, &CompareReadings) {
+            return Err(AppError::NotFound(format!("mask version {object_ref}")));
+        }
+    }
     mask_versions::ensure_file(state, &object_ref).await?;
     state.store.presign_get(&object_ref).await
 }
@@ -266,12 +293,20 @@ async fn review_base(state: &AppState, case_id: &CaseId, approved: Option<&MaskR
 /// Most versions a history lists: the newest ones.
 pub const HISTORY_LIMIT: i64 = 200;
 
-/// The newest saved versions of the case, newest first, and how many there are in all.
-async fn mask_history(state: &AppState, case_id: &CaseId) -> Result<(Vec<MaskVersion>, i64), AppError> {
-    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM labels WHERE case_id = $1")
-        .bind(case_id)
-        .fetch_one(&state.db.pool)
-        .await?;
+/// The newest saved versions of the case's own mask (or of `reading`), newest first, and how
+/// many there are in all.
+async fn mask_history(
+    state: &AppState,
+    case_id: &CaseId,
+    reading: Option<&str>,
+) -> Result<(Vec<MaskVersion>, i64), AppError> {
+    let reading = reading.unwrap_or_default();
+    let total: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM labels WHERE case_id = $1 AND COALESCE(reading_id, '') = $2")
+            .bind(case_id)
+            .bind(reading)
+            .fetch_one(&state.db.pool)
+            .await?;
     #[derive(sqlx::FromRow)]
     struct VersionRow {
         id: String,
@@ -285,10 +320,11 @@ async fn mask_history(state: &AppState, case_id: &CaseId) -> Result<(Vec<MaskVer
     let rows: Vec<VersionRow> = sqlx::query_as(
         "SELECT l.id, u.username, l.old_mask_ref, l.new_mask_ref, l.voxels_changed, l.created_at, o.file_stored
          FROM labels l JOIN users u ON u.id = l.user_id JOIN objects o ON o.object_ref = l.new_mask_ref
-         WHERE l.case_id = $1 ORDER BY l.created_at DESC, l.id LIMIT $2",
+         WHERE l.case_id = $1 AND COALESCE(l.reading_id, '') = $3 ORDER BY l.created_at DESC, l.id LIMIT $2",
     )
     .bind(case_id)
     .bind(HISTORY_LIMIT)
+    .bind(reading)
     .fetch_all(&state.db.pool)
     .await?;
     let mut history = Vec::with_capacity(rows.len());

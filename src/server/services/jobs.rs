@@ -8,7 +8,7 @@ use serde_json::json;
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
-use super::access::{readable_condition, CaseAccess, Read};
+use super::access::{blinded_to_models_condition, readable_condition, CaseAccess, Read};
 use super::audit::{self, AuditAction, AuditEvent};
 use crate::api::{CaseId, Job, JobStatus, ModelId, ModelState, ModelSummary};
 use crate::server::clock::now_ms;
@@ -227,9 +227,10 @@ pub(crate) async fn list_jobs(state: &AppState, user: &User, filter: JobFilter<'
         "SELECT j.id, j.run_id, j.case_id, j.model_id, m.name, m.version, j.role, j.trigger_kind, j.status,
                 j.attempts, j.max_attempts, j.last_error, j.output_ref, j.created_at, j.updated_at
          FROM model_jobs j JOIN models m ON m.id = j.model_id JOIN cases c ON c.id = j.case_id
-         WHERE {column} = $1 AND {readable} {roles}
+         WHERE {column} = $1 AND {readable} AND NOT {blinded} {roles}
          ORDER BY j.created_at DESC, m.name, j.role LIMIT 200",
         readable = readable_condition(user, 2),
+        blinded = blinded_to_models_condition(2),
     );
     let mut query = sqlx::query_as::<_, JobRow>(&sql).bind(value).bind(&user.id);
     // Bound only where the statement names it: PostgreSQL refuses an unused parameter.

@@ -1,5 +1,5 @@
 //! Saving a labeler's edits: the label-save arrow of the design. The edits are applied to the
-//! case's current mask, the slabs they change are written as new objects (never overwriting;
+//! case's current mask (or, on a case read by several readers, the caller's reading), the slabs they change are written as new objects (never overwriting;
 //! the others are shared with the version before), and one transaction records the new
 //! version, the label, the audit row and the idempotent response and moves the case's head,
 //! but only if the head is still the version the edits were based on.
@@ -80,7 +80,8 @@ async fn apply_and_commit(
     encoded_edits: &[u8],
 ) -> Result<String, AppError> {
     let case_id = access.case_id().clone();
-    let head = current_head(state, &case_id).await?;
+    let reading = access.facts().open_reading().map(str::to_string);
+    let head = current_head(state, &case_id, reading.as_deref()).await?;
     if head.head_mask_ref.as_str() != request.base_mask_ref {
         return Err(AppError::StaleBase { base: request.base_mask_ref.clone(), current: head.head_mask_ref });
     }
@@ -92,7 +93,7 @@ async fn apply_and_commit(
         voxels_changed: edited.voxels_changed,
     };
     let body = serde_json::to_string(&saved).map_err(AppError::internal)?;
-    commit(state, access, key, &head.head_mask_ref, &edited, &saved, &body).await?;
+    commit(state, access, key, reading.as_deref(), &head.head_mask_ref, &edited, &saved, &body).await?;
     // Committed: the next save on this case edits the new version straight from memory, and
     // the evaluator scores the models against it.
     state.heads.insert(saved.new_mask_ref.to_string(), Arc::new(edited.stored.mask));
@@ -101,7 +102,8 @@ async fn apply_and_commit(
     Ok(body)
 }
 
-/// The case's current mask version, which a save's edits must be based on.
+/// The current mask version of the case (or of the caller's reading of it), which a save's
+/// edits must be based on.
 #[derive(sqlx::FromRow)]
 struct CurrentHead {
     head_mask_ref: MaskRef,
@@ -111,12 +113,20 @@ struct CurrentHead {
     slabs_json: String,
 }
 
-async fn current_head(state: &AppState, case_id: &CaseId) -> Result<CurrentHead, AppError> {
-    sqlx::query_as(
-        "SELECT c.labels_json, c.head_mask_ref, o.dim_i, o.dim_j, o.dim_k, o.slabs_json
-         FROM cases c JOIN objects o ON o.object_ref = c.head_mask_ref WHERE c.id = $1",
-    )
-    .bind(case_id)
+async fn current_head(state: &AppState, case_id: &CaseId, reading: Option<&str>) -> Result<CurrentHead, AppError> {
+    match reading {
+        None => sqlx::query_as(
+            "SELECT c.labels_json, c.head_mask_ref, o.dim_i, o.dim_j, o.dim_k, o.slabs_json
+             FROM cases c JOIN objects o ON o.object_ref = c.head_mask_ref WHERE c.id = $1",
+        )
+        .bind(case_id.as_str()),
+        Some(reading) => sqlx::query_as(
+            "SELECT c.labels_json, g.head_mask_ref, o.dim_i, o.dim_j, o.dim_k, o.slabs_json
+             FROM readings g JOIN cases c ON c.id = g.case_id JOIN objects o ON o.object_ref = g.head_mask_ref
+             WHERE g.id = $1",
+        )
+        .bind(reading),
+    }
     .fetch_optional(&state.db.pool)
     .await?
     .ok_or_else(|| AppError::NotFound(format!("case {case_id}")))
@@ -167,13 +177,15 @@ async fn write_edited(
     Ok(EditedVersion { stored, count_changes, voxels_changed, runs })
 }
 
-/// One transaction: moves the case's head from `replaced` to the edited version (or refuses
-/// as stale when another save moved it first), applies the workflow's rules of a save, and
-/// records the label, the audit row and the answer for replays.
+/// One transaction: moves the head of the case (or of `reading`) from `replaced` to the edited
+/// version (or refuses as stale when another save moved it first), applies the workflow's
+/// rules of a save, and records the label, the audit row and the answer for replays.
+#[allow(clippy::too_many_arguments)]
 async fn commit(
     state: &AppState,
     access: &mut CaseAccess<Save>,
     key: &IdempotencyKey,
+    reading: Option<&str>,
     replaced: &MaskRef,
     edited: &EditedVersion,
     saved: &LabelSaved,
@@ -182,20 +194,25 @@ async fn commit(
     let (user, case_id) = (access.user().clone(), access.case_id().clone());
     let created_at = now_ms();
     let mut tx = state.db.pool.begin().await?;
-    let version = NewVersion { case_id: &case_id, replaces: replaced, stored: &edited.stored, created_at };
+    let version = NewVersion { case_id: &case_id, reading, replaces: replaced, stored: &edited.stored, created_at };
     if !mask_versions::commit(&mut tx, &version).await? {
         tx.rollback().await?;
-        let current = sqlx::query_scalar("SELECT head_mask_ref FROM cases WHERE id = $1")
-            .bind(&case_id)
-            .fetch_one(&state.db.pool)
-            .await?;
+        let current = match reading {
+            None => sqlx::query_scalar("SELECT head_mask_ref FROM cases WHERE id = $1").bind(case_id.as_str()),
+            Some(reading) => sqlx::query_scalar("SELECT head_mask_ref FROM readings WHERE id = $1").bind(reading),
+        }
+        .fetch_one(&state.db.pool)
+        .await?;
         return Err(AppError::StaleBase { base: replaced.to_string(), current });
     }
     workflow::on_save(&mut tx, state, access).await?;
-    update_label_counts(&mut tx, &case_id, &edited.count_changes).await?;
+    // The case's label counts are its own mask's: a reading's would tell the other readers.
+    if reading.is_none() {
+        update_label_counts(&mut tx, &case_id, &edited.count_changes).await?;
+    }
     sqlx::query(
-        "INSERT INTO labels (id, case_id, user_id, old_mask_ref, new_mask_ref, voxels_changed, runs, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO labels (id, case_id, user_id, old_mask_ref, new_mask_ref, voxels_changed, runs, created_at, reading_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&saved.label_id)
     .bind(&case_id)
@@ -205,6 +222,7 @@ async fn commit(
     .bind(edited.voxels_changed as i64)
     .bind(edited.runs as i64)
     .bind(created_at)
+    .bind(reading)
     .execute(&mut *tx)
     .await?;
     audit::record(
@@ -220,6 +238,7 @@ async fn commit(
                 "new_mask_ref": saved.new_mask_ref,
                 "voxels_changed": edited.voxels_changed,
                 "runs": edited.runs,
+                "reading_id": reading,
             }),
         },
     )

@@ -96,27 +96,35 @@ pub(crate) async fn store_version(
     Ok(StoredVersion { object_ref: MaskRef::fresh(case_id), manifest, written, mask })
 }
 
-/// A mask version already written to storage, to become its case's current mask.
+/// A mask version already written to storage, to become its case's current mask, or the
+/// current version of one reading of the case.
 pub struct NewVersion<'a> {
     pub case_id: &'a CaseId,
+    /// The reading the version continues; none for the case's own mask.
+    pub reading: Option<&'a str>,
     /// The version the new one was made from; it must still be the case's current mask.
     pub replaces: &'a MaskRef,
     pub stored: &'a StoredVersion,
     pub created_at: i64,
 }
 
-/// Inside the caller's transaction: moves the case's head from `replaces` to the new version
+/// Inside the caller's transaction: moves the case's (or the reading's) head from `replaces` to the new version
 /// and records the version's object (geometry copied from the version it replaces; its file
 /// not written yet) and its new slabs. Returns `false`, changing nothing, when the head is no
 /// longer `replaces`: someone committed another version first, and this one must not silently
 /// discard theirs.
 pub async fn commit(tx: &mut AnyConnection, version: &NewVersion<'_>) -> Result<bool, AppError> {
-    let moved = sqlx::query("UPDATE cases SET head_mask_ref = $1 WHERE id = $2 AND head_mask_ref = $3")
-        .bind(&version.stored.object_ref)
-        .bind(version.case_id)
-        .bind(version.replaces)
-        .execute(&mut *tx)
-        .await?;
+    let moved = match version.reading {
+        None => sqlx::query("UPDATE cases SET head_mask_ref = $1 WHERE id = $2 AND head_mask_ref = $3")
+            .bind(&version.stored.object_ref)
+            .bind(version.case_id),
+        Some(reading) => sqlx::query("UPDATE readings SET head_mask_ref = $1 WHERE id = $2 AND head_mask_ref = $3")
+            .bind(&version.stored.object_ref)
+            .bind(reading),
+    }
+    .bind(version.replaces)
+    .execute(&mut *tx)
+    .await?;
     if moved.rows_affected() != 1 {
         return Ok(false);
     }

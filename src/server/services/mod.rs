@@ -30,6 +30,7 @@ pub mod model_view;
 pub mod orchestrator;
 pub mod pacs;
 pub mod pacs_outbox;
+pub mod readings;
 pub mod registry;
 pub mod sweeper;
 pub mod users;

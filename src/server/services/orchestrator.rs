@@ -138,7 +138,7 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
         return Err(AppError::Conflict("the job's lease expired while it ran".into()));
     }
     if let Some((blank, stored)) = &prelabel {
-        let version = NewVersion { case_id: &job.case_id, replaces: blank, stored, created_at: at };
+        let version = NewVersion { case_id: &job.case_id, reading: None, replaces: blank, stored, created_at: at };
         prelabel_case(&mut tx, &state.db, job, &version, &counts).await?;
     }
     tx.commit().await?;
@@ -148,10 +148,11 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
 }
 
 /// The case's current mask reference when it is still the empty mask made at import: nobody
-/// has labelled the case, it came without a mask, and no model has pre-labelled it yet.
+/// has labelled the case, it came without a mask, no model has pre-labelled it yet, and it is
+/// not read by several readers.
 async fn blank_head(state: &AppState, case_id: &CaseId) -> Result<Option<MaskRef>, AppError> {
-    let (head, saves, masks): (MaskRef, i64, i64) = sqlx::query_as(
-        "SELECT c.head_mask_ref,
+    let (head, readings_required, saves, masks): (MaskRef, i64, i64, i64) = sqlx::query_as(
+        "SELECT c.head_mask_ref, c.readings_required,
                 (SELECT COUNT(*) FROM labels l WHERE l.case_id = c.id) AS saves,
                 (SELECT COUNT(*) FROM objects o WHERE o.case_id = c.id AND o.kind = $2) AS masks
          FROM cases c WHERE c.id = $1",
@@ -160,7 +161,8 @@ async fn blank_head(state: &AppState, case_id: &CaseId) -> Result<Option<MaskRef
     .bind(ArtifactKind::Mask)
     .fetch_one(&state.db.pool)
     .await?;
-    if saves > 0 || masks > 1 {
+    // Several readers start from the same mask, their own work alone: no model's.
+    if saves > 0 || masks > 1 || readings_required > 1 {
         return Ok(None);
     }
     let mask = load_mask(state, head.as_str()).await?;

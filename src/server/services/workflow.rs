@@ -48,6 +48,9 @@ pub(crate) async fn on_save(
 ) -> Result<(), AppError> {
     access.recheck(tx, access::rules(state)).await?;
     let (user, case_id, case) = (access.user(), access.case_id(), access.facts());
+    if case.several_readers() {
+        return on_save_with_several_readers(tx, state, access).await;
+    }
     if case.assignee_id.is_none() && !user.has_role(Role::Admin) {
         sqlx::query("UPDATE cases SET assignee_id = $1 WHERE id = $2")
             .bind(&user.id)
@@ -82,8 +85,42 @@ pub(crate) async fn on_save(
     Ok(())
 }
 
+/// A save into a reading moves a new case to `in_progress` and nothing else of the case's row
+/// (who saved last would tell the other readers); the adjudicator's save is noted as any other.
+async fn on_save_with_several_readers(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    access: &CaseAccess<Save>,
+) -> Result<(), AppError> {
+    let (user, case_id, case) = (access.user(), access.case_id(), access.facts());
+    if case.open_reading().is_none() {
+        sqlx::query("UPDATE cases SET last_saved_at = $1, last_saved_by = $2 WHERE id = $3")
+            .bind(now_ms())
+            .bind(&user.id)
+            .bind(case_id)
+            .execute(&mut *tx)
+            .await?;
+        return Ok(());
+    }
+    if case.status() == CaseStatus::New {
+        sqlx::query("UPDATE cases SET status = $1 WHERE id = $2")
+            .bind(CaseStatus::InProgress.as_str())
+            .bind(case_id)
+            .execute(&mut *tx)
+            .await?;
+        let details = json!({ "from": "new", "to": "in_progress", "reason": "first reading saved" });
+        audit::record(
+            tx,
+            &state.db,
+            AuditEvent { action: AuditAction::CaseStatus, user_id: Some(&user.id), case_id: Some(case_id), details },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// The id of the active user `name`, who must hold `role`.
-async fn user_with_role(conn: &mut AnyConnection, name: &str, role: Role) -> Result<String, AppError> {
+pub(crate) async fn user_with_role(conn: &mut AnyConnection, name: &str, role: Role) -> Result<String, AppError> {
     let (id, roles): (String, String) =
         sqlx::query_as("SELECT id, roles FROM users WHERE username = $1 AND disabled_at IS NULL")
             .bind(name)
@@ -226,6 +263,16 @@ pub(crate) async fn change_status(
     let mut tx = state.db.pool.begin().await?;
     sqlx::query("UPDATE cases SET status = status WHERE id = $1").bind(access.case_id()).execute(&mut *tx).await?;
     access.recheck(&mut tx, access::rules(state)).await?;
+    if to == CaseStatus::Submitted && access.facts().several_readers() {
+        if comment.is_some() {
+            return Err(AppError::Unprocessable(
+                "a reading is submitted without a comment: comments are seen by the other readers".into(),
+            ));
+        }
+        let workflow = submit_reading(&mut tx, state, &access).await?;
+        tx.commit().await?;
+        return Ok(workflow);
+    }
     let (user, case_id, from) = (access.user(), access.case_id(), access.facts().status());
     let pin = if to == CaseStatus::Approved { ", approved_mask_ref = head_mask_ref" } else { "" };
     sqlx::query(&format!("UPDATE cases SET status = $1{pin} WHERE id = $2"))
@@ -257,6 +304,44 @@ pub(crate) async fn change_status(
     tx.commit().await?;
     tracing::info!(%case_id, from = from.as_str(), to = to.as_str(), user = %user.username, "case status changed");
     Ok(workflow)
+}
+
+/// Inside `change_status`'s transaction: submits the caller's reading, and the case when it is
+/// the last one its plan needs, for adjudication.
+async fn submit_reading(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    access: &CaseAccess<Transition>,
+) -> Result<CaseWorkflow, AppError> {
+    let (user, case_id, case) = (access.user(), access.case_id(), access.facts());
+    let reading = case.open_reading().ok_or_else(|| AppError::internal("a reading submitted twice"))?;
+    sqlx::query("UPDATE readings SET submitted_at = $1 WHERE id = $2 AND submitted_at IS NULL")
+        .bind(now_ms())
+        .bind(reading)
+        .execute(&mut *tx)
+        .await?;
+    let details = json!({ "reading_id": reading, "readings_submitted": case.readings_submitted + 1 });
+    audit::record(
+        tx,
+        &state.db,
+        AuditEvent { action: AuditAction::ReadingSubmitted, user_id: Some(&user.id), case_id: Some(case_id), details },
+    )
+    .await?;
+    if case.readings_submitted + 1 >= case.workflow.readings_required {
+        sqlx::query("UPDATE cases SET status = $1 WHERE id = $2")
+            .bind(CaseStatus::Submitted.as_str())
+            .bind(case_id)
+            .execute(&mut *tx)
+            .await?;
+        let details = json!({ "from": case.status().as_str(), "to": "submitted", "reason": "every reading submitted" });
+        audit::record(
+            tx,
+            &state.db,
+            AuditEvent { action: AuditAction::CaseStatus, user_id: Some(&user.id), case_id: Some(case_id), details },
+        )
+        .await?;
+    }
+    workflow_of(tx, case_id).await
 }
 
 /// Refuses an anchor outside the case's volume.

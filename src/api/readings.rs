@@ -1,0 +1,110 @@
+//! Several readers per case: the plan of a case's readings, the readings an adjudicator
+//! compares, the agreement between readers, and the consensus an adjudication starts from.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{MaskRef, UserName};
+
+/// Body of `PUT /cases/{id}/readings`: how many independent readings the case needs (1 to 8;
+/// 1 is the single-labeler workflow) and whether its readers are blinded to the models'
+/// predictions until every reading is submitted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadingPlan {
+    pub required: u32,
+    #[serde(default)]
+    pub blind: bool,
+}
+
+/// Body of `POST /cases/{id}/readings`: a reader takes a reading (no `reader`, or themselves);
+/// a coordinator gives one to `reader`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TakeReading {
+    #[serde(default)]
+    pub reader: Option<UserName>,
+}
+
+/// One reading of a case.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    pub id: String,
+    pub reader: UserName,
+    /// The reading's current mask version, and where its `.nii.gz` downloads.
+    pub mask_ref: MaskRef,
+    pub url: String,
+    pub submitted: bool,
+}
+
+/// `GET /cases/{id}/readings`: the case's readings as the caller may see them. A reader sees
+/// only their own until every reading is submitted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaseReadings {
+    pub required: u32,
+    pub blind: bool,
+    pub taken: u32,
+    pub submitted: u32,
+    pub readings: Vec<Reading>,
+}
+
+/// Agreement between two readers on one label.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairAgreement {
+    pub readers: [UserName; 2],
+    /// None when neither gave the label.
+    pub dice: Option<f64>,
+    /// None unless both gave the label.
+    pub hd95_mm: Option<f64>,
+}
+
+/// One reader against the STAPLE consensus on one label.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReaderAgreement {
+    pub reader: UserName,
+    pub dice: Option<f64>,
+    pub hd95_mm: Option<f64>,
+    /// STAPLE's estimates of the reader's sensitivity and specificity.
+    pub sensitivity: f64,
+    pub specificity: f64,
+}
+
+/// Agreement on one label of a case.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabelAgreement {
+    pub label: u8,
+    pub name: String,
+    pub pairs: Vec<PairAgreement>,
+    /// The mean of the pairs' figures that are defined.
+    pub mean_dice: Option<f64>,
+    pub mean_hd95_mm: Option<f64>,
+    pub readers: Vec<ReaderAgreement>,
+}
+
+/// `GET /cases/{id}/agreement`: how much the submitted readings agree, per label.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaseAgreement {
+    pub readers: Vec<UserName>,
+    pub labels: Vec<LabelAgreement>,
+    /// Voxels where the readers do not all give the same value.
+    pub disagreeing_voxels: u64,
+    /// The voxel to look at first: in the axial slice with the most disagreement, the
+    /// disagreeing voxel nearest their centre.
+    pub most_disagreement_at: Option<[u32; 3]>,
+}
+
+/// How a consensus is formed from the readings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsensusMethod {
+    /// STAPLE per label, each voxel taking its most probable label of probability ≥ ½.
+    Staple,
+    /// Each voxel the value most readers gave; a tie leaves it background.
+    MajorityVote,
+}
+
+/// Body of `POST /cases/{id}/consensus`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusRequest {
+    pub method: ConsensusMethod,
+}

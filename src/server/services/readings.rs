@@ -1,0 +1,352 @@
+//! Several readers per case: a coordinator plans how many independent readings a case needs;
+//! readers take them (or are given them); each reading is its own chain of mask versions,
+//! saved through `labels` like any label; once every reading is submitted (`workflow`), their
+//! agreement is measured and an adjudicator replaces the case's mask with their consensus
+//! (majority vote or STAPLE, `crate::consensus`), edits it and approves it.
+//!
+//! Who may do each of these, and who is blinded to what, is decided by `access`.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::access::{Adjudicate, CaseAccess, CompareReadings, PlanReadings, Read, Save, TakeReading};
+use super::audit::{self, AuditAction, AuditEvent};
+use super::idempotency::IdempotencyKey;
+use super::labels::{self, SaveOutcome};
+use super::mask_versions::{self, load_mask};
+use super::workflow::user_with_role;
+use crate::api::{
+    CaseAgreement, CaseId, CaseReadings, ConsensusMethod, LabelAgreement, LabelDef, LabelSaved, MaskRef, PairAgreement,
+    ReaderAgreement, Reading, ReadingPlan, SaveLabelRequest, UserName,
+};
+use crate::consensus::{self, MAX_READINGS};
+use crate::edits::MaskEdits;
+use crate::metrics::{dice, hd95};
+use crate::server::clock::now_ms;
+use crate::server::error::AppError;
+use crate::server::identity::Role;
+use crate::server::mask_cache::DecodedMask;
+use crate::server::state::AppState;
+
+/// `PUT /cases/{id}/readings`: sets how many readings the case needs and whether its readers
+/// are blinded to the models. Never fewer than are taken.
+pub async fn plan(
+    state: &AppState,
+    mut access: CaseAccess<PlanReadings>,
+    plan: &ReadingPlan,
+) -> Result<CaseReadings, AppError> {
+    if !(1..=MAX_READINGS as u32).contains(&plan.required) {
+        return Err(AppError::Unprocessable(format!("a case needs 1 to {MAX_READINGS} readings")));
+    }
+    let mut tx = state.db.pool.begin().await?;
+    lock_case(&mut tx, access.case_id()).await?;
+    access.recheck(&mut tx, super::access::rules(state)).await?;
+    let taken = access.facts().readings_taken;
+    if i64::from(plan.required) < taken.max(2) && taken > 0 {
+        return Err(AppError::Conflict(format!(
+            "{taken} readings of this case are taken; it needs at least as many (and at least 2)"
+        )));
+    }
+    let (user, case_id) = (access.user(), access.case_id());
+    sqlx::query("UPDATE cases SET readings_required = $1, blind = $2 WHERE id = $3")
+        .bind(i64::from(plan.required))
+        .bind(i64::from(plan.blind))
+        .bind(case_id)
+        .execute(&mut *tx)
+        .await?;
+    let details = json!({ "required": plan.required, "blind": plan.blind });
+    audit::record(
+        &mut tx,
+        &state.db,
+        AuditEvent { action: AuditAction::ReadingsPlanned, user_id: Some(&user.id), case_id: Some(case_id), details },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(CaseReadings {
+        required: plan.required,
+        blind: plan.blind,
+        taken: taken as u32,
+        submitted: access.facts().readings_submitted as u32,
+        readings: Vec::new(),
+    })
+}
+
+/// Takes the case's row lock first in a transaction (SQLite's write lock, PostgreSQL's row
+/// lock), so the decision taken again after it sees every change committed before.
+async fn lock_case(tx: &mut sqlx::AnyConnection, case_id: &CaseId) -> Result<(), AppError> {
+    sqlx::query("UPDATE cases SET status = status WHERE id = $1").bind(case_id).execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// `POST /cases/{id}/readings`: a reading of the case for `reader` (the caller when none),
+/// starting from the case's current mask.
+pub async fn take(
+    state: &AppState,
+    mut access: CaseAccess<TakeReading>,
+    reader: Option<&UserName>,
+) -> Result<Reading, AppError> {
+    let mut conn = state.db.pool.acquire().await?;
+    let reader_id = match reader {
+        Some(name) if access.action().for_other => user_with_role(&mut conn, name.as_str(), Role::Labeler).await?,
+        _ => access.user().id.clone(),
+    };
+    drop(conn);
+    let mut tx = state.db.pool.begin().await?;
+    lock_case(&mut tx, access.case_id()).await?;
+    access.recheck(&mut tx, super::access::rules(state)).await?;
+    let (user, case_id, case) = (access.user(), access.case_id(), access.facts());
+    if case.reviewer_id.as_deref() == Some(reader_id.as_str()) {
+        return Err(AppError::Conflict("the case's reviewer adjudicates it, so does not read it".into()));
+    }
+    let already: Option<String> = sqlx::query_scalar("SELECT id FROM readings WHERE case_id = $1 AND reader_id = $2")
+        .bind(case_id)
+        .bind(&reader_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if already.is_some() {
+        return Err(AppError::Conflict("they read this case already; nobody reads a case twice".into()));
+    }
+    let (head, file_stored): (MaskRef, i64) = sqlx::query_as(
+        "SELECT c.head_mask_ref, o.file_stored FROM cases c JOIN objects o ON o.object_ref = c.head_mask_ref WHERE c.id = $1",
+    )
+    .bind(case_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let id = Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO readings (id, case_id, reader_id, head_mask_ref, submitted_at, created_at)
+         VALUES ($1, $2, $3, $4, NULL, $5)",
+    )
+    .bind(&id)
+    .bind(case_id)
+    .bind(&reader_id)
+    .bind(&head)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    let reader_name: UserName =
+        sqlx::query_scalar("SELECT username FROM users WHERE id = $1").bind(&reader_id).fetch_one(&mut *tx).await?;
+    let details = json!({ "reading_id": id, "reader": reader_name, "starts_from": head });
+    audit::record(
+        &mut tx,
+        &state.db,
+        AuditEvent { action: AuditAction::ReadingTaken, user_id: Some(&user.id), case_id: Some(case_id), details },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Reading {
+        id,
+        reader: reader_name,
+        url: mask_versions::file_url(state, head.as_str(), file_stored == 1).await?,
+        mask_ref: head,
+        submitted: false,
+    })
+}
+
+/// A reading as stored, with its reader's name.
+#[derive(sqlx::FromRow)]
+struct ReadingRow {
+    id: String,
+    reader: UserName,
+    head_mask_ref: MaskRef,
+    submitted_at: Option<i64>,
+    file_stored: i64,
+}
+
+/// The case's readings, in the order they were taken; only the caller's own when they are
+/// blinded to the others.
+async fn readings_of(state: &AppState, case_id: &CaseId, only: Option<&str>) -> Result<Vec<ReadingRow>, AppError> {
+    Ok(sqlx::query_as(
+        "SELECT g.id, u.username AS reader, g.head_mask_ref, g.submitted_at, o.file_stored
+         FROM readings g JOIN users u ON u.id = g.reader_id JOIN objects o ON o.object_ref = g.head_mask_ref
+         WHERE g.case_id = $1 AND ($2 = '' OR g.id = $2)
+         ORDER BY g.created_at, g.id",
+    )
+    .bind(case_id)
+    .bind(only.unwrap_or_default())
+    .fetch_all(&state.db.pool)
+    .await?)
+}
+
+/// `GET /cases/{id}/readings`: the plan and the readings the caller may see: all of them for
+/// those who may compare them, a reader's own otherwise, none for anyone else.
+pub async fn list(state: &AppState, access: &CaseAccess<Read>) -> Result<CaseReadings, AppError> {
+    let case = access.facts();
+    let may_compare = super::access::may(access, &CompareReadings);
+    let rows = match (may_compare, case.my_reading_id.as_deref()) {
+        (true, _) => readings_of(state, access.case_id(), None).await?,
+        (false, Some(mine)) => readings_of(state, access.case_id(), Some(mine)).await?,
+        (false, None) => Vec::new(),
+    };
+    let mut readings = Vec::with_capacity(rows.len());
+    for row in rows {
+        readings.push(Reading {
+            url: mask_versions::file_url(state, row.head_mask_ref.as_str(), row.file_stored == 1).await?,
+            id: row.id,
+            reader: row.reader,
+            mask_ref: row.head_mask_ref,
+            submitted: row.submitted_at.is_some(),
+        });
+    }
+    Ok(CaseReadings {
+        required: case.workflow.readings_required as u32,
+        blind: case.blind != 0,
+        taken: case.readings_taken as u32,
+        submitted: case.readings_submitted as u32,
+        readings,
+    })
+}
+
+/// The readers' names, their readings' current masks, and the case's labels.
+struct LoadedReadings {
+    readers: Vec<UserName>,
+    masks: Vec<Arc<DecodedMask>>,
+    labels: Vec<LabelDef>,
+}
+
+async fn load_readings(state: &AppState, case_id: &CaseId) -> Result<LoadedReadings, AppError> {
+    let rows = readings_of(state, case_id, None).await?;
+    if rows.len() < 2 {
+        return Err(AppError::Conflict("fewer than two readings of this case are taken".into()));
+    }
+    let mut masks = Vec::with_capacity(rows.len());
+    for row in &rows {
+        masks.push(load_mask(state, row.head_mask_ref.as_str()).await?);
+    }
+    let labels_json: String = sqlx::query_scalar("SELECT labels_json FROM cases WHERE id = $1")
+        .bind(case_id)
+        .fetch_one(&state.db.pool)
+        .await?;
+    let labels = serde_json::from_str(&labels_json).map_err(AppError::internal)?;
+    Ok(LoadedReadings { readers: rows.into_iter().map(|row| row.reader).collect(), masks, labels })
+}
+
+/// `GET /cases/{id}/agreement`: per label, Dice and HD95 between every two readers and their
+/// means, each reader against the STAPLE consensus with STAPLE's estimates of their
+/// sensitivity and specificity; and where the readers disagree most.
+pub async fn agreement(state: &AppState, access: &CaseAccess<CompareReadings>) -> Result<CaseAgreement, AppError> {
+    let loaded = load_readings(state, access.case_id()).await?;
+    tokio::task::spawn_blocking(move || measure(loaded)).await.map_err(AppError::internal)
+}
+
+fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let defined: Vec<f64> = values.flatten().collect();
+    (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64)
+}
+
+/// Dice between two readers: none when neither gave the label, 0 when one did not.
+fn pair_dice(a: &[u8], b: &[u8], label: u8) -> Option<f64> {
+    dice(a, b, label).or_else(|| a.contains(&label).then_some(0.0))
+}
+
+fn measure(loaded: LoadedReadings) -> CaseAgreement {
+    let first = &loaded.masks[0];
+    let dims = first.dims().map(|d| d as usize);
+    let spacing = [1, 2, 3].map(|axis| first.header.pixdim[axis].abs().max(f32::EPSILON) as f64);
+    let masks: Vec<Vec<u8>> = loaded.masks.iter().map(|mask| mask.labels()).collect();
+    let views: Vec<&[u8]> = masks.iter().map(Vec::as_slice).collect();
+    let staple = consensus::staple_consensus(&views);
+    let labels = staple
+        .labels
+        .iter()
+        .map(|estimate| {
+            let label = estimate.label;
+            let mut pairs = Vec::new();
+            for a in 0..views.len() {
+                for b in a + 1..views.len() {
+                    pairs.push(PairAgreement {
+                        readers: [loaded.readers[a].clone(), loaded.readers[b].clone()],
+                        dice: pair_dice(views[a], views[b], label),
+                        hd95_mm: hd95(views[a], views[b], label, dims, spacing),
+                    });
+                }
+            }
+            let readers = views
+                .iter()
+                .enumerate()
+                .map(|(r, view)| ReaderAgreement {
+                    reader: loaded.readers[r].clone(),
+                    dice: dice(view, &staple.mask, label),
+                    hd95_mm: hd95(view, &staple.mask, label, dims, spacing),
+                    sensitivity: estimate.sensitivity[r],
+                    specificity: estimate.specificity[r],
+                })
+                .collect();
+            LabelAgreement {
+                label,
+                name: loaded.labels.iter().find(|l| l.value == label).map(|l| l.name.clone()).unwrap_or_default(),
+                mean_dice: mean(pairs.iter().map(|p| p.dice)),
+                mean_hd95_mm: mean(pairs.iter().map(|p| p.hd95_mm)),
+                pairs,
+                readers,
+            }
+        })
+        .collect();
+    let disagreement = consensus::disagreement(&views, dims);
+    CaseAgreement {
+        readers: loaded.readers,
+        labels,
+        disagreeing_voxels: disagreement.voxels,
+        most_disagreement_at: disagreement.most_at.map(|at| at.map(|v| v as u32)),
+    }
+}
+
+/// `POST /cases/{id}/consensus`: the readings' consensus saved as the case's new mask version,
+/// through the label save path (so idempotent, compared-and-swapped and audited as a save),
+/// with a `consensus` audit row naming the method and the readings it came from.
+pub async fn consensus(
+    state: &AppState,
+    access: CaseAccess<Adjudicate>,
+    save: CaseAccess<Save>,
+    idempotency_key: Option<&str>,
+    method: ConsensusMethod,
+) -> Result<SaveOutcome, AppError> {
+    IdempotencyKey::parse(idempotency_key)?;
+    let case_id = access.case_id().clone();
+    let loaded = load_readings(state, &case_id).await?;
+    let head: MaskRef = sqlx::query_scalar("SELECT head_mask_ref FROM cases WHERE id = $1")
+        .bind(&case_id)
+        .fetch_one(&state.db.pool)
+        .await?;
+    let current = load_mask(state, head.as_str()).await?;
+    let masks = loaded.masks.clone();
+    let edits = tokio::task::spawn_blocking(move || {
+        let labels: Vec<Vec<u8>> = masks.iter().map(|mask| mask.labels()).collect();
+        let views: Vec<&[u8]> = labels.iter().map(Vec::as_slice).collect();
+        let agreed = match method {
+            ConsensusMethod::Staple => consensus::staple_consensus(&views).mask,
+            ConsensusMethod::MajorityVote => consensus::majority_vote(&views),
+        };
+        MaskEdits::diff(&current.labels(), &agreed).encode()
+    })
+    .await
+    .map_err(AppError::internal)?;
+    let request = SaveLabelRequest {
+        case_id: case_id.to_string(),
+        base_mask_ref: head.to_string(),
+        edits: base64::engine::general_purpose::STANDARD.encode(edits),
+    };
+    let outcome = labels::save_label(state, save, idempotency_key, &request).await?;
+    if !outcome.replayed {
+        let saved: LabelSaved = serde_json::from_str(&outcome.body).map_err(AppError::internal)?;
+        let details = json!({ "method": method, "label_id": saved.label_id, "new_mask_ref": saved.new_mask_ref,
+                              "readers": loaded.readers });
+        let mut tx = state.db.pool.begin().await?;
+        audit::record(
+            &mut tx,
+            &state.db,
+            AuditEvent {
+                action: AuditAction::Consensus,
+                user_id: Some(&access.user().id),
+                case_id: Some(&case_id),
+                details,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,157 @@
+//! Several readers per case through HTTP: a coordinator plans two blinded readings, two readers
+//! save at once without touching each other's reading, neither sees the other's work by any
+//! route until both are submitted, then an adjudicator compares them, starts from their STAPLE
+//! consensus, fixes a region and approves.
+
+use reqwest::StatusCode;
+use seglab::api::{CaseAgreement, CaseArtifacts, CaseReadings, LabelSaved, Reading};
+use seglab::consensus::staple_consensus;
+use seglab::edits::MaskEdits;
+use seglab::metrics::dice;
+use seglab::server::identity::Role;
+use serde_json::{json, Value};
+
+use crate::common::TestApp;
+use crate::fixtures::CaseBuilder;
+
+const DIMS: [u32; 3] = [8, 6, 4];
+const VOXELS: usize = 8 * 6 * 4;
+
+fn labelled(range: std::ops::Range<usize>) -> Vec<u8> {
+    let mut mask = vec![0u8; VOXELS];
+    mask[range].fill(1);
+    mask
+}
+
+async fn send(app: &TestApp, method: reqwest::Method, token: &str, path: &str, body: Value) -> reqwest::Response {
+    app.client
+        .request(method, app.url(path))
+        .bearer_auth(token)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn artifacts(app: &TestApp, token: &str, case_id: &str) -> CaseArtifacts {
+    app.get_json(token, &format!("/cases/{case_id}/artifacts?history=true")).await
+}
+
+/// Saves `mask` (from a blank start) as `token`'s holder on what they see as the case's mask.
+async fn save(app: &TestApp, token: &str, case_id: &str, from: &[u8], mask: &[u8]) -> reqwest::Response {
+    let base = artifacts(app, token, case_id).await.current_mask_ref;
+    app.post_label(token, case_id, base.as_str(), &MaskEdits::diff(from, mask).encode()).await
+}
+
+#[tokio::test]
+async fn blinded_readers_then_an_adjudication_from_staple() {
+    let app = TestApp::spawn().await;
+    let mle = app.user("mle", &[Role::MlEngineer]).await;
+    let alice = app.user("alice", &[Role::Labeler]).await;
+    let bob = app.user("bob", &[Role::Labeler]).await;
+    let carol = app.user("carol", &[Role::Labeler]).await;
+    let rita = app.user("rita", &[Role::Reviewer]).await;
+    let case_id = CaseBuilder::new("double read").dims(DIMS).import(&app).await;
+    let start = app.head_mask_ref(&case_id).await;
+    let readings = format!("/cases/{case_id}/readings");
+    let put = reqwest::Method::PUT;
+    let post = reqwest::Method::POST;
+
+    // Only coordinators plan, within bounds.
+    assert_eq!(send(&app, put.clone(), &alice, &readings, json!({ "required": 2 })).await.status(), 403);
+    assert_eq!(send(&app, put.clone(), &mle, &readings, json!({ "required": 9 })).await.status(), 422);
+    let planned = send(&app, put.clone(), &mle, &readings, json!({ "required": 2, "blind": true })).await;
+    assert_eq!(planned.status(), StatusCode::OK);
+
+    // Two readings, each taken once; nobody reads twice, and the reviewer does not read.
+    let taken = send(&app, post.clone(), &alice, &readings, json!({})).await;
+    assert_eq!(taken.status(), StatusCode::CREATED);
+    let alices: Reading = taken.json().await.unwrap();
+    assert_eq!(alices.mask_ref.as_str(), start);
+    assert_eq!(send(&app, post.clone(), &alice, &readings, json!({})).await.status(), StatusCode::CONFLICT);
+    assert_eq!(send(&app, post.clone(), &rita, &readings, json!({})).await.status(), StatusCode::FORBIDDEN);
+    let given = send(&app, post.clone(), &mle, &readings, json!({ "reader": "bob" })).await;
+    assert_eq!(given.status(), StatusCode::CREATED);
+    assert_eq!(send(&app, post.clone(), &carol, &readings, json!({})).await.status(), StatusCode::CONFLICT);
+    // The single-labeler workflow's take does not apply.
+    let take = send(&app, post.clone(), &carol, &format!("/cases/{case_id}/take"), json!({})).await;
+    assert_eq!(take.status(), StatusCode::CONFLICT);
+
+    // Both save at once, each into their own reading.
+    let (mask_a, mask_b) = (labelled(0..40), labelled(10..56));
+    let blank = vec![0u8; VOXELS];
+    let (saved_a, saved_b) =
+        tokio::join!(save(&app, &alice, &case_id, &blank, &mask_a), save(&app, &bob, &case_id, &blank, &mask_b));
+    assert_eq!((saved_a.status(), saved_b.status()), (StatusCode::CREATED, StatusCode::CREATED));
+    let (saved_a, saved_b): (LabelSaved, LabelSaved) = (saved_a.json().await.unwrap(), saved_b.json().await.unwrap());
+    assert_eq!(app.head_mask_ref(&case_id).await, start, "the case's own mask waits for the adjudicator");
+    // A second save of alice's builds on her own version, not on bob's.
+    let more_a = labelled(0..44);
+    assert_eq!(save(&app, &alice, &case_id, &mask_a, &more_a).await.status(), StatusCode::CREATED);
+
+    // Blinded: alice sees her reading alone, by every route.
+    let seen = artifacts(&app, &alice, &case_id).await;
+    assert_ne!(seen.current_mask_ref, saved_b.new_mask_ref);
+    assert_eq!(seen.history_total, 2, "alice's history holds her own two versions");
+    assert!(seen.history.iter().all(|v| v.username.as_str() == "alice"));
+    assert!(seen.history.iter().any(|v| v.new_mask_ref == saved_a.new_mask_ref));
+    assert!(seen.predictions.is_empty());
+    let listed: CaseReadings = app.get_json(&alice, &readings).await;
+    assert_eq!((listed.taken, listed.readings.len()), (2, 1));
+    let bobs_file = app.client.get(app.url(&format!("/{}", saved_b.new_mask_ref))).bearer_auth(&alice).send().await;
+    assert_eq!(bobs_file.unwrap().status(), StatusCode::NOT_FOUND);
+    let agreement = format!("/cases/{case_id}/agreement");
+    let refused = app.client.get(app.url(&agreement)).bearer_auth(&alice).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let comments: Vec<Value> = app.get_json(&alice, &format!("/cases/{case_id}/comments")).await;
+    assert!(comments.is_empty());
+    let counts: String = sqlx::query_scalar("SELECT label_counts_json FROM cases WHERE id = $1")
+        .bind(&case_id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert!(!counts.contains("44") && !counts.contains("46"), "the worklist's counts tell nothing: {counts}");
+
+    // Nobody adjudicates before every reading is in.
+    let consensus = format!("/cases/{case_id}/consensus");
+    let early = send(&app, post.clone(), &rita, &consensus, json!({ "method": "staple" })).await;
+    assert_eq!(early.status(), StatusCode::CONFLICT);
+    let status = format!("/cases/{case_id}/status");
+    assert_eq!(send(&app, put.clone(), &alice, &status, json!({ "status": "submitted" })).await.status(), 200);
+    assert_eq!(save(&app, &alice, &case_id, &more_a, &mask_a).await.status(), StatusCode::CONFLICT);
+    let refused = app.client.get(app.url(&agreement)).bearer_auth(&bob).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN, "bob is blinded until he submits too");
+    assert_eq!(send(&app, put.clone(), &bob, &status, json!({ "status": "submitted" })).await.status(), 200);
+    assert_eq!(artifacts(&app, &rita, &case_id).await.workflow.status.as_str(), "submitted");
+
+    // Everyone compares now; the figures are the metrics' own.
+    let listed: CaseReadings = app.get_json(&alice, &readings).await;
+    assert_eq!((listed.submitted, listed.readings.len()), (2, 2));
+    let figures: CaseAgreement = app.get_json(&rita, &agreement).await;
+    let pair = &figures.labels[0].pairs[0];
+    assert_eq!(pair.dice, dice(&more_a, &mask_b, 1));
+    assert_eq!(figures.disagreeing_voxels, 10 + 12);
+    assert!(figures.most_disagreement_at.is_some());
+
+    // A reader does not adjudicate; the reviewer starts from STAPLE, fixes a region, approves.
+    let by_reader = send(&app, post.clone(), &bob, &consensus, json!({ "method": "staple" })).await;
+    assert_eq!(by_reader.status(), StatusCode::FORBIDDEN);
+    let started = send(&app, post.clone(), &rita, &consensus, json!({ "method": "staple" })).await;
+    assert_eq!(started.status(), StatusCode::CREATED);
+    let expected = staple_consensus(&[&more_a, &mask_b]).mask;
+    let head = app.head_mask_ref(&case_id).await;
+    let stored = seglab::nifti_io::Volume::parse("mask", &app.mask_file(&rita, &head).await).unwrap();
+    assert_eq!(stored.into_labels("mask").unwrap(), expected);
+    let fixed = labelled(0..50);
+    assert_eq!(save(&app, &rita, &case_id, &expected, &fixed).await.status(), StatusCode::CREATED);
+    assert_eq!(send(&app, put.clone(), &rita, &status, json!({ "status": "approved" })).await.status(), 200);
+    let approved = artifacts(&app, &mle, &case_id).await.workflow;
+    assert_eq!(approved.approved_mask_ref.map(String::from), Some(app.head_mask_ref(&case_id).await));
+
+    for (action, times) in [("reading_taken", 2), ("reading_submitted", 2), ("consensus", 1), ("readings_planned", 1)] {
+        let sql = format!("SELECT COUNT(*) FROM audit_log WHERE action = '{action}'");
+        assert_eq!(app.count(&sql).await, times, "{action}");
+    }
+    app.stop().await;
+}
