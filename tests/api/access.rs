@@ -22,7 +22,7 @@ const DIMS: [u32; 3] = [8, 6, 4];
 const VOXELS: usize = 8 * 6 * 4;
 
 /// Every case route (method and path as the router names them) the matrix calls.
-const REST_ROUTES: [&str; 17] = [
+const REST_ROUTES: [&str; 22] = [
     "GET /cases",
     "POST /cases",
     "POST /cases/dicom",
@@ -40,6 +40,11 @@ const REST_ROUTES: [&str; 17] = [
     "PUT /cases/{id}/assignment",
     "POST /cases/{id}/runs",
     "GET /worklist",
+    "GET /cases/{id}/readings",
+    "PUT /cases/{id}/readings",
+    "POST /cases/{id}/readings",
+    "GET /cases/{id}/agreement",
+    "POST /cases/{id}/consensus",
 ];
 /// Every server function taking a case the matrix calls.
 const SERVER_FNS: [&str; 9] = [
@@ -173,11 +178,21 @@ enum Op {
     FnTake,
     FnAssign,
     FnStatus(&'static str),
+    Readings,
+    PlanReadings,
+    TakeReading,
+    Agreement,
+    Consensus,
 }
 
 impl Op {
-    const ALL: [Op; 30] = [
+    const ALL: [Op; 35] = [
         Op::Page,
+        Op::Readings,
+        Op::PlanReadings,
+        Op::TakeReading,
+        Op::Agreement,
+        Op::Consensus,
         Op::FnPacsSend,
         Op::Patient,
         Op::SegImport,
@@ -211,7 +226,7 @@ impl Op {
 
     /// Whether a call that is allowed changes the case (so the next caller needs a fresh one).
     fn writes(self) -> bool {
-        matches!(self, Op::Take | Op::Save | Op::Status(_) | Op::FnTake | Op::FnStatus(_))
+        matches!(self, Op::Take | Op::Save | Op::Status(_) | Op::FnTake | Op::FnStatus(_) | Op::PlanReadings)
     }
 }
 
@@ -228,9 +243,13 @@ fn expected(op: Op, who: Who, facts: &Facts) -> u16 {
         || (reviewer && facts.reviewer == Some(who.name));
     // Role gates at the REST edge, before the body or the case is looked at.
     match op {
-        Op::Save | Op::SegImport if !labeler => return 403,
+        // Reviewers and admins save too, as adjudicators of cases read by several readers.
+        Op::Save if !(labeler || reviewer || admin) => return 403,
+        Op::SegImport if !labeler => return 403,
         Op::Status(_) if !(labeler || reviewer || admin) => return 403,
-        Op::Assign if !who.coordinator() => return 403,
+        Op::Assign | Op::PlanReadings if !who.coordinator() => return 403,
+        Op::TakeReading if !(labeler || who.coordinator()) => return 403,
+        Op::Consensus if !(labeler || reviewer || admin) => return 403,
         _ => {}
     }
     if !reads {
@@ -270,14 +289,27 @@ fn expected(op: Op, who: Who, facts: &Facts) -> u16 {
         | Op::FnJobs
         | Op::FnReview
         | Op::ListCases
-        | Op::Worklist => 200,
+        | Op::Worklist
+        | Op::Readings => 200,
         Op::MaskFile => 303,
+        // The matrix's cases are read by one labeler: several readings are planned while a
+        // case is new, and none can be taken, compared or adjudicated.
+        Op::PlanReadings => match facts.status {
+            "new" => 200,
+            _ => 409,
+        },
+        Op::TakeReading => match labeler {
+            true => 409,
+            false => 403,
+        },
+        Op::Agreement | Op::Consensus => 409,
         Op::Take | Op::FnTake => match (labeler, facts.assignee) {
             (false, _) => 403,
             (true, Some(assignee)) if assignee != who.name => 409,
             _ => 200,
         },
         Op::Save => match facts.assignee {
+            _ if !labeler => 403,
             _ if admin || is_assignee => 201,
             Some(_) => 403,
             None => 201,
@@ -457,6 +489,22 @@ impl World {
                 rest(reqwest::Method::PUT, format!("/cases/{case_id}/assignment")).json(&body).send().await
             }
             Op::Runs => rest(reqwest::Method::POST, format!("/cases/{case_id}/runs")).send().await,
+            Op::Readings => rest(reqwest::Method::GET, format!("/cases/{case_id}/readings")).send().await,
+            Op::PlanReadings => {
+                let body = json!({ "required": 2 });
+                rest(reqwest::Method::PUT, format!("/cases/{case_id}/readings")).json(&body).send().await
+            }
+            Op::TakeReading => {
+                rest(reqwest::Method::POST, format!("/cases/{case_id}/readings")).json(&json!({})).send().await
+            }
+            Op::Agreement => rest(reqwest::Method::GET, format!("/cases/{case_id}/agreement")).send().await,
+            Op::Consensus => {
+                rest(reqwest::Method::POST, format!("/cases/{case_id}/consensus"))
+                    .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+                    .json(&json!({ "method": "staple" }))
+                    .send()
+                    .await
+            }
             Op::Patient => rest(reqwest::Method::GET, format!("/cases/{case_id}/patient")).send().await,
             Op::PacsSend => rest(reqwest::Method::POST, format!("/cases/{case_id}/pacs")).send().await,
             Op::SegImport => {
@@ -698,7 +746,10 @@ async fn the_role_is_checked_before_the_body_is_read() {
     let engineer = world.person("mle").token.clone();
     // Each declares a body of 1,000 bytes and sends 5.
     let routes: Vec<(&str, String, Option<&str>, u16)> = vec![
-        ("POST", "/labels".into(), Some(&reviewer), 403),
+        ("POST", "/labels".into(), Some(&engineer), 403),
+        ("PUT", format!("/cases/{case_id}/readings"), Some(&labeler), 403),
+        ("POST", format!("/cases/{case_id}/readings"), Some(&reviewer), 403),
+        ("POST", format!("/cases/{case_id}/consensus"), Some(&engineer), 403),
         ("POST", "/labels".into(), None, 401),
         ("PUT", format!("/cases/{case_id}/status"), Some(&engineer), 403),
         ("PUT", format!("/cases/{case_id}/status"), None, 401),

@@ -85,6 +85,12 @@ impl RouteRoles for CaseWorkers {
     const ROLES: &'static [Role] = &[Role::Labeler, Role::Reviewer, Role::Admin];
 }
 
+/// Those who take readings, and those who give them.
+pub struct ReadingTakers;
+impl RouteRoles for ReadingTakers {
+    const ROLES: &'static [Role] = &[Role::Labeler, Role::MlEngineer, Role::Admin];
+}
+
 /// Bounds the bodies of `routes` to `max_bytes`: a request declaring a longer body is refused
 /// before anything is read (413), and one that grows past the bound while read is refused too.
 pub(crate) fn bounded_body(routes: Router<AppState>, max_bytes: usize) -> Router<AppState> {

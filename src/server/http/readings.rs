@@ -9,7 +9,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::extract::{bounded_body, ApiJson, Caller, CaseWorkers, Coordinator, Holding};
+use super::extract::{bounded_body, ApiJson, Caller, CaseWorkers, Coordinator, Holding, ReadingTakers};
 use super::labels::saved;
 use crate::api::{CaseAgreement, CaseReadings, ConsensusRequest, Reading, ReadingPlan, TakeReading as TakeBody};
 use crate::server::error::AppError;
@@ -52,7 +52,7 @@ async fn list(
 /// `POST /cases/{id}/readings {reader?}`: take a reading, or (ml_engineer, admin) give one.
 async fn take(
     State(state): State<AppState>,
-    Caller(user): Caller,
+    Holding(user, _): Holding<ReadingTakers>,
     Path(id): Path<String>,
     ApiJson(request): ApiJson<TakeBody>,
 ) -> Result<(StatusCode, Json<Reading>), AppError> {
