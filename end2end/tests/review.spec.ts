@@ -107,7 +107,14 @@ test("a labeler submits, the reviewer sends it back with a comment at a voxel, t
   await expect(rex.getByTestId("case-status")).toHaveText("Approved");
   const mask = await currentMask(page.request, caseId);
   const workflow = (await (await page.request.get(`/cases/${caseId}/artifacts`)).json()).workflow;
-  expect(workflow).toEqual({ status: "approved", assignee: labeler, reviewer, approved_mask_ref: mask.ref, restricted: false });
+  expect(workflow).toEqual({
+    status: "approved",
+    assignee: labeler,
+    reviewer,
+    approved_mask_ref: mask.ref,
+    restricted: false,
+    readings_required: 1,
+  });
   expect(mask.history).toHaveLength(2);
 
   // An ML engineer (the demo user) freezes the approved liver-and-kidney cases into a snapshot.

@@ -628,11 +628,9 @@ pub fn actions(access: &CaseAccess<Read>, rules: Rules) -> CaseActions {
     let (user, case) = (&access.user, &access.facts);
     let may = |action: &dyn CaseAction| action.decide(user, case, rules).is_ok();
     CaseActions {
-        take: if case.several_readers() {
-            may(&TakeReading { for_other: false })
-        } else {
-            may(&Take) && case.assignee_id.is_none()
-        },
+        // The page's Take is the single-labeler workflow's (refused on a case read by several
+        // readers, whose readings are taken through `POST /cases/{id}/readings`).
+        take: may(&Take) && case.assignee_id.is_none(),
         save: may(&Save),
         submit: may(&Transition(CaseStatus::Submitted)),
         review: may(&Transition(CaseStatus::Approved)),

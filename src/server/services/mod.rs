@@ -9,6 +9,8 @@
 //! model page. DICOM: `dicom_import` builds on `cases` (and saves segmentations through
 //! `labels`), `dicom_export` on `cases` and `mask_versions`, `pacs` on both and `datasets` on
 //! `dicom_export`; `workflow` queues approved versions in `pacs_outbox`, which `pacs` sends.
+//! Several readers: `readings` plans, takes and compares readings and saves their consensus
+//! through `labels`; `labels` and `workflow` save into and submit readings.
 
 pub mod access;
 pub mod accounts;
