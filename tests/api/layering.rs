@@ -48,6 +48,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("crate::slabs", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::editor"]),
     ("crate::mask_ops", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::editor"]),
     ("crate::metrics", &["crate::server", "crate::browser", "crate::pages", "crate::app"]),
+    ("crate::consensus", &["crate::server", "crate::browser", "crate::pages", "crate::app", "crate::editor"]),
     // The editor knows neither the server nor the pages that show it; its browser side
     // (`editor::browser`) talks to the controls only through `editor::ui`.
     ("crate::editor", &["crate::server", "crate::pages", "crate::app"]),
