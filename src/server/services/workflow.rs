@@ -75,12 +75,7 @@ pub(crate) async fn on_save(
         .await?;
     if case.status() != CaseStatus::InProgress {
         let details = json!({ "from": case.status().as_str(), "to": "in_progress", "reason": "save" });
-        audit::record(
-            tx,
-            &state.db,
-            AuditEvent { action: AuditAction::CaseStatus, user_id: Some(&user.id), case_id: Some(case_id), details },
-        )
-        .await?;
+        record_status(tx, state, user, case_id, details).await?;
     }
     Ok(())
 }
@@ -109,13 +104,22 @@ async fn on_save_with_several_readers(
             .execute(&mut *tx)
             .await?;
         let details = json!({ "from": "new", "to": "in_progress", "reason": "first reading saved" });
-        audit::record(
-            tx,
-            &state.db,
-            AuditEvent { action: AuditAction::CaseStatus, user_id: Some(&user.id), case_id: Some(case_id), details },
-        )
-        .await?;
+        record_status(tx, state, user, case_id, details).await?;
     }
+    Ok(())
+}
+
+/// The audit row of a case's status change, inside the change's transaction.
+async fn record_status(
+    tx: &mut AnyConnection,
+    state: &AppState,
+    user: &User,
+    case_id: &CaseId,
+    details: serde_json::Value,
+) -> Result<(), AppError> {
+    let event =
+        AuditEvent { action: AuditAction::CaseStatus, user_id: Some(&user.id), case_id: Some(case_id), details };
+    audit::record(tx, &state.db, event).await?;
     Ok(())
 }
 
@@ -334,12 +338,7 @@ async fn submit_reading(
             .execute(&mut *tx)
             .await?;
         let details = json!({ "from": case.status().as_str(), "to": "submitted", "reason": "every reading submitted" });
-        audit::record(
-            tx,
-            &state.db,
-            AuditEvent { action: AuditAction::CaseStatus, user_id: Some(&user.id), case_id: Some(case_id), details },
-        )
-        .await?;
+        record_status(tx, state, user, case_id, details).await?;
     }
     workflow_of(tx, case_id).await
 }
