@@ -221,31 +221,40 @@ pub fn staple_consensus(readings: &[&[u8]]) -> Consensus {
     Consensus { mask, labels }
 }
 
-/// Where several readers' masks (of `dims`, i fastest) disagree.
+/// Where masks (of `dims`, i fastest) disagree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Disagreement {
-    /// Voxels the readers do not all give the same value.
+    /// Voxels the masks do not all give the same value.
     pub voxels: u64,
-    /// In the axial slice (across k) with the most such voxels, the one nearest their centre:
-    /// where an adjudicator looks first.
+    /// In the slice with the most such voxels, the one nearest their centre: where a person
+    /// looks first.
     pub most_at: Option<[usize; 3]>,
 }
 
+/// Where the readers disagree, looking first across k (axial slices).
 pub fn disagreement(readings: &[&[u8]], dims: [usize; 3]) -> Disagreement {
-    let slice = dims[0] * dims[1];
-    let differs = |voxel: usize| readings.iter().any(|reading| reading[voxel] != readings[0][voxel]);
-    let per_slice: Vec<u64> =
-        (0..dims[2]).map(|k| (k * slice..(k + 1) * slice).filter(|&v| differs(v)).count() as u64).collect();
-    let voxels = per_slice.iter().sum();
-    let most = per_slice.iter().enumerate().max_by_key(|(k, count)| (**count, std::cmp::Reverse(*k)));
-    let most_at = most.filter(|(_, count)| **count > 0).and_then(|(k, _)| {
-        let at: Vec<[usize; 2]> =
-            (0..slice).filter(|&v| differs(k * slice + v)).map(|v| [v % dims[0], v / dims[0]]).collect();
-        let centre = [0, 1].map(|axis| at.iter().map(|p| p[axis] as f64).sum::<f64>() / at.len() as f64);
-        let distance = |p: &[usize; 2]| (p[0] as f64 - centre[0]).powi(2) + (p[1] as f64 - centre[1]).powi(2);
-        at.iter().min_by(|a, b| distance(a).total_cmp(&distance(b))).map(|p| [p[0], p[1], k])
+    most_differing(dims, 2, |voxel| readings.iter().any(|reading| reading[voxel] != readings[0][voxel]))
+}
+
+/// Where the voxels for which `differs` holds lie: how many there are, and in the slice across
+/// `axis` holding the most of them (the first on a tie), the one nearest their centre. Also
+/// the editor's way to the voxel where a prediction and the mask disagree most.
+pub fn most_differing(dims: [usize; 3], axis: usize, differs: impl Fn(usize) -> bool) -> Disagreement {
+    let voxel_count: usize = dims.iter().product();
+    let coordinates = |voxel: usize| [voxel % dims[0], (voxel / dims[0]) % dims[1], voxel / (dims[0] * dims[1])];
+    let mut per_slice = vec![0u64; dims[axis]];
+    for voxel in (0..voxel_count).filter(|&v| differs(v)) {
+        per_slice[coordinates(voxel)[axis]] += 1;
+    }
+    let most = per_slice.iter().enumerate().max_by_key(|(slice, count)| (**count, std::cmp::Reverse(*slice)));
+    let most_at = most.filter(|(_, count)| **count > 0).and_then(|(slice, _)| {
+        let in_slice: Vec<[usize; 3]> =
+            (0..voxel_count).filter(|&v| differs(v)).map(coordinates).filter(|at| at[axis] == slice).collect();
+        let centre = [0, 1, 2].map(|a| in_slice.iter().map(|at| at[a] as f64).sum::<f64>() / in_slice.len() as f64);
+        let distance = |at: &[usize; 3]| (0..3).map(|a| (at[a] as f64 - centre[a]).powi(2)).sum::<f64>();
+        in_slice.into_iter().min_by(|a, b| distance(a).total_cmp(&distance(b)))
     });
-    Disagreement { voxels, most_at }
+    Disagreement { voxels: per_slice.iter().sum(), most_at }
 }
 
 /// The distinct non-zero values the readers gave `voxel`, into `out`.

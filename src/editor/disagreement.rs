@@ -2,6 +2,8 @@
 //! holding most of the disagreement. (How many voxels each side alone labels is
 //! [`super::changes_between`] of the prediction and the mask.)
 
+use crate::consensus::most_differing;
+
 /// In the slice across `axis` holding the most voxels where the two disagree about `label`
 /// (any label when `None`), the disagreeing voxel nearest to their centre; `None` when they
 /// agree everywhere.
@@ -16,21 +18,7 @@ pub fn largest_disagreement(
         Some(label) => (prediction[voxel] == label) != (mask[voxel] == label),
         None => prediction[voxel] != mask[voxel],
     };
-    let coordinates = |voxel: usize| [voxel % dims[0], (voxel / dims[0]) % dims[1], voxel / (dims[0] * dims[1])];
-    let mut per_slice = vec![0u64; dims[axis]];
-    for voxel in (0..prediction.len()).filter(|&v| differs(v)) {
-        per_slice[coordinates(voxel)[axis]] += 1;
-    }
-    let (slice, &most) =
-        per_slice.iter().enumerate().max_by_key(|(slice, count)| (**count, std::cmp::Reverse(*slice)))?;
-    if most == 0 {
-        return None;
-    }
-    let in_slice: Vec<[usize; 3]> =
-        (0..prediction.len()).filter(|&v| differs(v)).map(coordinates).filter(|at| at[axis] == slice).collect();
-    let centre = [0, 1, 2].map(|a| in_slice.iter().map(|at| at[a] as f64).sum::<f64>() / in_slice.len() as f64);
-    let distance = |at: &[usize; 3]| (0..3).map(|a| (at[a] as f64 - centre[a]).powi(2)).sum::<f64>();
-    in_slice.into_iter().min_by(|a, b| distance(a).total_cmp(&distance(b)))
+    most_differing(dims, axis, differs).most_at
 }
 
 #[cfg(test)]
