@@ -553,6 +553,14 @@ impl<A: CaseAction> CaseAccess<A> {
         self.facts = decide(tx, &self.user, &self.case_id, &self.action, rules).await?;
         Ok(())
     }
+
+    /// First in a transaction: a write locks the case's row (SQLite takes its write lock before
+    /// any read, PostgreSQL locks the row), then the decision is taken again on the row as it
+    /// is, so a concurrent change makes this one fail instead of slipping past it.
+    pub(crate) async fn lock_and_recheck(&mut self, tx: &mut AnyConnection, rules: Rules) -> Result<(), AppError> {
+        sqlx::query("UPDATE cases SET status = status WHERE id = $1").bind(&self.case_id).execute(&mut *tx).await?;
+        self.recheck(tx, rules).await
+    }
 }
 
 /// Decides whether `user` may do `action` to case `case_id`: 404 when the case does not exist
@@ -617,16 +625,17 @@ async fn facts(conn: &mut AnyConnection, user: &User, case_id: &CaseId) -> Resul
 }
 
 /// Whether the reader of a case may also do `action` to it, by the same decision the action
-/// takes (for what a read shows: the readings only those who may compare them see).
-pub fn may(access: &CaseAccess<Read>, action: &dyn CaseAction) -> bool {
-    action.decide(&access.user, &access.facts, Rules { self_assignment: false }).is_ok()
+/// takes: for the buttons a page shows, and for what a read shows (the readings only those
+/// who may compare them see).
+pub fn may(access: &CaseAccess<Read>, action: &dyn CaseAction, rules: Rules) -> bool {
+    action.decide(&access.user, &access.facts, rules).is_ok()
 }
 
 /// What the reader of a case may do with it now: the buttons a page shows, from the same
 /// decisions the actions make.
 pub fn actions(access: &CaseAccess<Read>, rules: Rules) -> CaseActions {
-    let (user, case) = (&access.user, &access.facts);
-    let may = |action: &dyn CaseAction| action.decide(user, case, rules).is_ok();
+    let case = &access.facts;
+    let may = |action: &dyn CaseAction| may(access, action, rules);
     CaseActions {
         // The page's Take is the single-labeler workflow's (refused on a case read by several
         // readers, whose readings are taken through `POST /cases/{id}/readings`).

@@ -224,7 +224,7 @@ pub(crate) async fn mask_file_url(state: &AppState, access: &CaseAccess<Read>, f
         .await?;
     if let Some(Some(reading)) = reading {
         let own = access.facts().my_reading_id.as_deref() == Some(reading.as_str());
-        if !own && !access::may(access, &CompareReadings) {
+        if !own && !access::may(access, &CompareReadings, access::rules(state)) {
             return Err(AppError::NotFound(format!("mask version {object_ref}")));
         }
     }

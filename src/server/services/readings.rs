@@ -12,7 +12,7 @@ use base64::Engine;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::access::{Adjudicate, CaseAccess, CompareReadings, PlanReadings, Read, Save, TakeReading};
+use super::access::{self, Adjudicate, CaseAccess, CompareReadings, PlanReadings, Read, Save, TakeReading};
 use super::audit::{self, AuditAction, AuditEvent};
 use super::idempotency::IdempotencyKey;
 use super::labels::{self, SaveOutcome};
@@ -42,8 +42,7 @@ pub async fn plan(
         return Err(AppError::Unprocessable(format!("a case needs 1 to {MAX_READINGS} readings")));
     }
     let mut tx = state.db.pool.begin().await?;
-    lock_case(&mut tx, access.case_id()).await?;
-    access.recheck(&mut tx, super::access::rules(state)).await?;
+    access.lock_and_recheck(&mut tx, access::rules(state)).await?;
     let taken = access.facts().readings_taken;
     if i64::from(plan.required) < taken.max(2) && taken > 0 {
         return Err(AppError::Conflict(format!(
@@ -74,13 +73,6 @@ pub async fn plan(
     })
 }
 
-/// Takes the case's row lock first in a transaction (SQLite's write lock, PostgreSQL's row
-/// lock), so the decision taken again after it sees every change committed before.
-async fn lock_case(tx: &mut sqlx::AnyConnection, case_id: &CaseId) -> Result<(), AppError> {
-    sqlx::query("UPDATE cases SET status = status WHERE id = $1").bind(case_id).execute(&mut *tx).await?;
-    Ok(())
-}
-
 /// `POST /cases/{id}/readings`: a reading of the case for `reader` (the caller when none),
 /// starting from the case's current mask.
 pub async fn take(
@@ -95,8 +87,7 @@ pub async fn take(
     };
     drop(conn);
     let mut tx = state.db.pool.begin().await?;
-    lock_case(&mut tx, access.case_id()).await?;
-    access.recheck(&mut tx, super::access::rules(state)).await?;
+    access.lock_and_recheck(&mut tx, access::rules(state)).await?;
     let (user, case_id, case) = (access.user(), access.case_id(), access.facts());
     if case.reviewer_id.as_deref() == Some(reader_id.as_str()) {
         return Err(AppError::Conflict("the case's reviewer adjudicates it, so does not read it".into()));
@@ -175,7 +166,7 @@ async fn readings_of(state: &AppState, case_id: &CaseId, only: Option<&str>) -> 
 /// those who may compare them, a reader's own otherwise, none for anyone else.
 pub async fn list(state: &AppState, access: &CaseAccess<Read>) -> Result<CaseReadings, AppError> {
     let case = access.facts();
-    let may_compare = super::access::may(access, &CompareReadings);
+    let may_compare = access::may(access, &CompareReadings, access::rules(state));
     let rows = match (may_compare, case.my_reading_id.as_deref()) {
         (true, _) => readings_of(state, access.case_id(), None).await?,
         (false, Some(mine)) => readings_of(state, access.case_id(), Some(mine)).await?,

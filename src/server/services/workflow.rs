@@ -261,12 +261,9 @@ pub(crate) async fn change_status(
         check_anchor(&mut *state.db.pool.acquire().await?, access.case_id(), anchor).await?;
     }
 
-    // The write comes first (SQLite takes its write lock before any read, PostgreSQL locks the
-    // row); then the decision is taken again on the row as it is, so a concurrent transition,
-    // reassignment or save makes this one fail instead of slipping past it.
+    // A concurrent transition, reassignment or save makes this one fail.
     let mut tx = state.db.pool.begin().await?;
-    sqlx::query("UPDATE cases SET status = status WHERE id = $1").bind(access.case_id()).execute(&mut *tx).await?;
-    access.recheck(&mut tx, access::rules(state)).await?;
+    access.lock_and_recheck(&mut tx, access::rules(state)).await?;
     if to == CaseStatus::Submitted && access.facts().several_readers() {
         if comment.is_some() {
             return Err(AppError::Unprocessable(
