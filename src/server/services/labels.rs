@@ -1,8 +1,9 @@
 //! Saving a labeler's edits: the label-save arrow of the design. The edits are applied to the
-//! case's current mask (or, on a case read by several readers, the caller's reading), the slabs they change are written as new objects (never overwriting;
-//! the others are shared with the version before), and one transaction records the new
-//! version, the label, the audit row and the idempotent response and moves the case's head,
-//! but only if the head is still the version the edits were based on.
+//! case's current mask (or, on a case read by several readers, the caller's reading), the
+//! slabs they change are written as new objects (never overwriting; the others are shared with
+//! the version before), and one transaction records the new version, the label, the audit row
+//! and the idempotent response and moves the head, but only if the head is still the version
+//! the edits were based on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -108,9 +108,9 @@ pub struct NewVersion<'a> {
     pub created_at: i64,
 }
 
-/// Inside the caller's transaction: moves the case's (or the reading's) head from `replaces` to the new version
-/// and records the version's object (geometry copied from the version it replaces; its file
-/// not written yet) and its new slabs. Returns `false`, changing nothing, when the head is no
+/// Inside the caller's transaction: moves the case's (or the reading's) head from `replaces`
+/// to the new version and records the version's object (geometry copied from the version it
+/// replaces; its file not written yet) and its new slabs. Returns `false`, changing nothing, when the head is no
 /// longer `replaces`: someone committed another version first, and this one must not silently
 /// discard theirs.
 pub async fn commit(tx: &mut AnyConnection, version: &NewVersion<'_>) -> Result<bool, AppError> {

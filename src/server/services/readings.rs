@@ -44,7 +44,7 @@ pub async fn plan(
     let mut tx = state.db.pool.begin().await?;
     access.lock_and_recheck(&mut tx, access::rules(state)).await?;
     let taken = access.facts().readings_taken;
-    if i64::from(plan.required) < taken.max(2) && taken > 0 {
+    if taken > 0 && (plan.required < 2 || i64::from(plan.required) < taken) {
         return Err(AppError::Conflict(format!(
             "{taken} readings of this case are taken; it needs at least as many (and at least 2)"
         )));
@@ -80,12 +80,13 @@ pub async fn take(
     mut access: CaseAccess<TakeReading>,
     reader: Option<&UserName>,
 ) -> Result<Reading, AppError> {
-    let mut conn = state.db.pool.acquire().await?;
-    let reader_id = match reader {
-        Some(name) if access.action().for_other => user_with_role(&mut conn, name.as_str(), Role::Labeler).await?,
-        _ => access.user().id.clone(),
+    let (reader_id, reader_name) = match reader {
+        Some(name) if access.action().for_other => {
+            let mut conn = state.db.pool.acquire().await?;
+            (user_with_role(&mut conn, name.as_str(), Role::Labeler).await?, name.clone())
+        }
+        _ => (access.user().id.clone(), access.user().username.clone()),
     };
-    drop(conn);
     let mut tx = state.db.pool.begin().await?;
     access.lock_and_recheck(&mut tx, access::rules(state)).await?;
     let (user, case_id, case) = (access.user(), access.case_id(), access.facts());
@@ -118,8 +119,6 @@ pub async fn take(
     .bind(now_ms())
     .execute(&mut *tx)
     .await?;
-    let reader_name: UserName =
-        sqlx::query_scalar("SELECT username FROM users WHERE id = $1").bind(&reader_id).fetch_one(&mut *tx).await?;
     let details = json!({ "reading_id": id, "reader": reader_name, "starts_from": head });
     audit::record(
         &mut tx,
