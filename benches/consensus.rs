@@ -4,25 +4,12 @@
 //!
 //! Run: `cargo bench --features ssr --bench consensus`.
 
-use std::hint::black_box;
-use std::time::Instant;
+mod timing;
 
 use seglab::consensus::{majority_vote, staple, staple_consensus};
+use timing::time;
 
 const DIMS: [usize; 3] = [512, 512, 300];
-
-/// Median wall time in ms of `runs` calls, and the last call's result.
-fn time<T>(runs: usize, mut op: impl FnMut() -> T) -> (f64, T) {
-    let mut times = Vec::with_capacity(runs);
-    let mut result = None;
-    for _ in 0..runs {
-        let start = Instant::now();
-        result = Some(black_box(op()));
-        times.push(start.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_unstable_by(f64::total_cmp);
-    (times[times.len() / 2], result.expect("at least one run"))
-}
 
 /// A reader's mask: three ellipsoidal organs, moved by `shift` voxels.
 fn reading(shift: f32) -> Vec<u8> {

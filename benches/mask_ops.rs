@@ -5,29 +5,16 @@
 //!
 //! Run: `cargo bench --features ssr --bench mask_ops`.
 
-use std::hint::black_box;
-use std::time::Instant;
+mod timing;
 
 use seglab::mask_ops::components::{component_sizes, enclosed_holes, remove_islands, Islands};
 use seglab::mask_ops::grow::grow_region;
 use seglab::mask_ops::interpolate::fill_between_slices;
 use seglab::mask_ops::morphology::{closing, opening};
 use seglab::mask_ops::Grid;
+use timing::time;
 
 const DIMS: [usize; 3] = [512, 512, 300];
-
-/// Median wall time in ms of `runs` calls, and the last call's result.
-fn time<T>(runs: usize, mut op: impl FnMut() -> T) -> (f64, T) {
-    let mut times = Vec::with_capacity(runs);
-    let mut result = None;
-    for _ in 0..runs {
-        let start = Instant::now();
-        result = Some(black_box(op()));
-        times.push(start.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_unstable_by(f64::total_cmp);
-    (times[times.len() / 2], result.expect("at least one run"))
-}
 
 fn report(name: &str, target_ms: Option<f64>, (p50, outcome): (f64, String)) {
     let target = target_ms.map_or(String::new(), |ms| format!(" (target < {ms} ms)"));
