@@ -212,11 +212,23 @@ impl TestApp {
             "base_mask_ref": base,
             "edits": base64::engine::general_purpose::STANDARD.encode(edits),
         });
+        self.send_json(reqwest::Method::POST, token, "/labels", &body).await
+    }
+
+    /// `method path` with a JSON `body` as `token`'s holder, under a fresh idempotency key
+    /// (routes that take none ignore it).
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
         self.client
-            .post(self.url("/labels"))
+            .request(method, self.url(path))
             .bearer_auth(token)
             .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-            .json(&body)
+            .json(body)
             .send()
             .await
             .unwrap()

@@ -23,17 +23,6 @@ fn labelled(range: std::ops::Range<usize>) -> Vec<u8> {
     mask
 }
 
-async fn send(app: &TestApp, method: reqwest::Method, token: &str, path: &str, body: Value) -> reqwest::Response {
-    app.client
-        .request(method, app.url(path))
-        .bearer_auth(token)
-        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn artifacts(app: &TestApp, token: &str, case_id: &str) -> CaseArtifacts {
     app.get_json(token, &format!("/cases/{case_id}/artifacts?history=true")).await
 }
@@ -59,23 +48,23 @@ async fn blinded_readers_then_an_adjudication_from_staple() {
     let post = reqwest::Method::POST;
 
     // Only coordinators plan, within bounds.
-    assert_eq!(send(&app, put.clone(), &alice, &readings, json!({ "required": 2 })).await.status(), 403);
-    assert_eq!(send(&app, put.clone(), &mle, &readings, json!({ "required": 9 })).await.status(), 422);
-    let planned = send(&app, put.clone(), &mle, &readings, json!({ "required": 2, "blind": true })).await;
+    assert_eq!(app.send_json(put.clone(), &alice, &readings, &json!({ "required": 2 })).await.status(), 403);
+    assert_eq!(app.send_json(put.clone(), &mle, &readings, &json!({ "required": 9 })).await.status(), 422);
+    let planned = app.send_json(put.clone(), &mle, &readings, &json!({ "required": 2, "blind": true })).await;
     assert_eq!(planned.status(), StatusCode::OK);
 
     // Two readings, each taken once; nobody reads twice, and the reviewer does not read.
-    let taken = send(&app, post.clone(), &alice, &readings, json!({})).await;
+    let taken = app.send_json(post.clone(), &alice, &readings, &json!({})).await;
     assert_eq!(taken.status(), StatusCode::CREATED);
     let alices: Reading = taken.json().await.unwrap();
     assert_eq!(alices.mask_ref.as_str(), start);
-    assert_eq!(send(&app, post.clone(), &alice, &readings, json!({})).await.status(), StatusCode::CONFLICT);
-    assert_eq!(send(&app, post.clone(), &rita, &readings, json!({})).await.status(), StatusCode::FORBIDDEN);
-    let given = send(&app, post.clone(), &mle, &readings, json!({ "reader": "bob" })).await;
+    assert_eq!(app.send_json(post.clone(), &alice, &readings, &json!({})).await.status(), StatusCode::CONFLICT);
+    assert_eq!(app.send_json(post.clone(), &rita, &readings, &json!({})).await.status(), StatusCode::FORBIDDEN);
+    let given = app.send_json(post.clone(), &mle, &readings, &json!({ "reader": "bob" })).await;
     assert_eq!(given.status(), StatusCode::CREATED);
-    assert_eq!(send(&app, post.clone(), &carol, &readings, json!({})).await.status(), StatusCode::CONFLICT);
+    assert_eq!(app.send_json(post.clone(), &carol, &readings, &json!({})).await.status(), StatusCode::CONFLICT);
     // The single-labeler workflow's take does not apply.
-    let take = send(&app, post.clone(), &carol, &format!("/cases/{case_id}/take"), json!({})).await;
+    let take = app.send_json(post.clone(), &carol, &format!("/cases/{case_id}/take"), &json!({})).await;
     assert_eq!(take.status(), StatusCode::CONFLICT);
 
     // Both save at once, each into their own reading.
@@ -115,14 +104,14 @@ async fn blinded_readers_then_an_adjudication_from_staple() {
 
     // Nobody adjudicates before every reading is in.
     let consensus = format!("/cases/{case_id}/consensus");
-    let early = send(&app, post.clone(), &rita, &consensus, json!({ "method": "staple" })).await;
+    let early = app.send_json(post.clone(), &rita, &consensus, &json!({ "method": "staple" })).await;
     assert_eq!(early.status(), StatusCode::CONFLICT);
     let status = format!("/cases/{case_id}/status");
-    assert_eq!(send(&app, put.clone(), &alice, &status, json!({ "status": "submitted" })).await.status(), 200);
+    assert_eq!(app.send_json(put.clone(), &alice, &status, &json!({ "status": "submitted" })).await.status(), 200);
     assert_eq!(save(&app, &alice, &case_id, &more_a, &mask_a).await.status(), StatusCode::CONFLICT);
     let refused = app.client.get(app.url(&agreement)).bearer_auth(&bob).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN, "bob is blinded until he submits too");
-    assert_eq!(send(&app, put.clone(), &bob, &status, json!({ "status": "submitted" })).await.status(), 200);
+    assert_eq!(app.send_json(put.clone(), &bob, &status, &json!({ "status": "submitted" })).await.status(), 200);
     assert_eq!(artifacts(&app, &rita, &case_id).await.workflow.status.as_str(), "submitted");
 
     // Everyone compares now; the figures are the metrics' own.
@@ -135,9 +124,9 @@ async fn blinded_readers_then_an_adjudication_from_staple() {
     assert!(figures.most_disagreement_at.is_some());
 
     // A reader does not adjudicate; the reviewer starts from STAPLE, fixes a region, approves.
-    let by_reader = send(&app, post.clone(), &bob, &consensus, json!({ "method": "staple" })).await;
+    let by_reader = app.send_json(post.clone(), &bob, &consensus, &json!({ "method": "staple" })).await;
     assert_eq!(by_reader.status(), StatusCode::FORBIDDEN);
-    let started = send(&app, post.clone(), &rita, &consensus, json!({ "method": "staple" })).await;
+    let started = app.send_json(post.clone(), &rita, &consensus, &json!({ "method": "staple" })).await;
     assert_eq!(started.status(), StatusCode::CREATED);
     let expected = staple_consensus(&[&more_a, &mask_b]).mask;
     let head = app.head_mask_ref(&case_id).await;
@@ -145,7 +134,7 @@ async fn blinded_readers_then_an_adjudication_from_staple() {
     assert_eq!(stored.into_labels("mask").unwrap(), expected);
     let fixed = labelled(0..50);
     assert_eq!(save(&app, &rita, &case_id, &expected, &fixed).await.status(), StatusCode::CREATED);
-    assert_eq!(send(&app, put.clone(), &rita, &status, json!({ "status": "approved" })).await.status(), 200);
+    assert_eq!(app.send_json(put.clone(), &rita, &status, &json!({ "status": "approved" })).await.status(), 200);
     let approved = artifacts(&app, &mle, &case_id).await.workflow;
     assert_eq!(approved.approved_mask_ref.map(String::from), Some(app.head_mask_ref(&case_id).await));
 
