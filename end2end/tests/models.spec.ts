@@ -95,7 +95,7 @@ test("register a model, shadow it, run it on a labelled case, read the evaluatio
   await expect(page).toHaveURL(/compare=shadow&label=1/);
   await page.locator("body[data-hydrated=true]").waitFor();
   await expect(page.getByTestId("loading")).toHaveCount(0, { timeout: 30_000 });
-  await expect(page.getByTestId("disagreement")).toHaveText(/^\d+ voxels only in the human mask, \d+ only in the prediction$/);
+  await expect(page.getByTestId("disagreement")).toHaveText(/^\d+ voxels only in the mask, \d+ only in the prediction$/);
   const [humanOnly, modelOnly] = (await page.getByTestId("disagreement").textContent())!.match(/\d+/g)!.map(Number);
   expect(humanOnly + modelOnly).toBeGreaterThan(0);
   await expect

@@ -188,6 +188,10 @@ pub struct CaseArtifacts {
     /// The DICOM series the case was imported from, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub series: Option<SeriesInfo>,
+    /// The readings of a case read by several readers, once the caller may compare them (every
+    /// reading submitted): the adjudicator draws them over the mask.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readings: Vec<super::readings::Reading>,
 }
 
 /// The DICOM series a case was imported from, as its page shows it.
@@ -335,6 +339,15 @@ pub struct CaseActions {
     /// Start the adjudication of a case read by several readers from their consensus.
     #[serde(default)]
     pub adjudicate: bool,
+    /// Set how many readings the case needs and whether its readers are blinded.
+    #[serde(default)]
+    pub plan_readings: bool,
+    /// Take one of the case's readings.
+    #[serde(default)]
+    pub take_reading: bool,
+    /// See every reading and their agreement.
+    #[serde(default)]
+    pub compare_readings: bool,
 }
 
 /// A case's workflow, the caller's possible actions, and the comments: the review panel.

@@ -1,6 +1,6 @@
-//! Where to look first when a model's prediction and the human mask disagree: the slice
-//! holding most of the disagreement. (How many voxels each side alone labels is
-//! [`super::changes_between`] of the prediction and the mask.)
+//! Where to look first when an overlay (a model's prediction, a reading) and the mask
+//! disagree: the slice holding most of the disagreement. (How many voxels each side alone
+//! labels is [`super::changes_between`] of the overlay and the mask.)
 
 use crate::consensus::most_differing;
 
@@ -8,15 +8,15 @@ use crate::consensus::most_differing;
 /// (any label when `None`), the disagreeing voxel nearest to their centre; `None` when they
 /// agree everywhere.
 pub fn largest_disagreement(
-    prediction: &[u8],
+    overlay: &[u8],
     mask: &[u8],
     label: Option<u8>,
     dims: [usize; 3],
     axis: usize,
 ) -> Option<[usize; 3]> {
     let differs = |voxel: usize| match label {
-        Some(label) => (prediction[voxel] == label) != (mask[voxel] == label),
-        None => prediction[voxel] != mask[voxel],
+        Some(label) => (overlay[voxel] == label) != (mask[voxel] == label),
+        None => overlay[voxel] != mask[voxel],
     };
     most_differing(dims, axis, differs).most_at
 }

@@ -2,14 +2,15 @@
 //! editor's logic, free of the browser so it is unit-tested natively and compiled unchanged
 //! into the WASM front end: rendering (`render`), tools and paint rules (`tools`), 3-D steps
 //! previewed before they apply (`preview`), the saved version kept in blocks (`saved_base`),
-//! predictions against the mask (`disagreement`), the keyboard shortcuts (`shortcuts`), and
-//! the contract between the controls and the browser controller (`ui`). `panel` is the
-//! controls and views as a Leptos component, rendered on the server and hydrated; `browser`
-//! (hydrate only) downloads, draws, listens and saves.
+//! predictions and readings over the mask (`overlays`) and against it (`disagreement`), the
+//! keyboard shortcuts (`shortcuts`), and the contract between the controls and the browser
+//! controller (`ui`). `panel` is the controls and views as a Leptos component, rendered on the
+//! server and hydrated; `browser` (hydrate only) downloads, draws, listens and saves.
 
 #[cfg(feature = "hydrate")]
 pub mod browser;
 pub mod disagreement;
+pub mod overlays;
 pub mod panel;
 pub mod preview;
 pub mod render;

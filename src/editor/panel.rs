@@ -4,9 +4,10 @@
 
 use leptos::prelude::*;
 
-use crate::api::{CaseArtifacts, CasePrediction, LabelDef, ModelState};
+use crate::api::{CaseArtifacts, LabelDef, ModelState};
 use crate::display::format_time;
-use crate::editor::render::{prediction_color, PredictionStyle, Window};
+use crate::editor::overlays::OverlayKind;
+use crate::editor::render::{OverlayStyle, Window};
 use crate::editor::shortcuts::{self, Action, SHORTCUTS};
 use crate::editor::tools::EditableArea;
 use crate::editor::ui::{Command, Crosshair, Layout, SaveStatus, Tool, ViewerUi, PERCENTILE_PRESETS};
@@ -26,6 +27,7 @@ pub fn CaseViewer(
 ) -> impl IntoView {
     let ui = ViewerUi::new(case);
     if let Some(role) = compare_with {
+        // Predictions come first among the overlays, in the case's order.
         ui.disagreement.set(ui.case.with_value(|case| case.predictions.iter().position(|p| p.role == role)));
         ui.focus_label.set(focus_label);
     }
@@ -231,7 +233,7 @@ pub fn CaseViewer(
                 </div>
                 <div class="side">
                     {review(ui)}
-                    <PredictionsPanel ui/>
+                    <OverlaysPanel ui/>
                     <LabelList ui labels/>
                     <HistoryPanel ui/>
                 </div>
@@ -351,20 +353,26 @@ fn Tools3d(ui: ViewerUi, labels: Vec<LabelDef>) -> impl IntoView {
     }
 }
 
-/// The case's production and shadow predictions (for ML engineers and admins), each hidden,
-/// outlined or filled over the mask, and one compared with it voxel by voxel.
+/// The overlays (the production and shadow predictions for ML engineers and admins, the
+/// readings for the adjudicator), each hidden, outlined or filled over the mask, and one
+/// compared with it voxel by voxel.
 #[component]
-fn PredictionsPanel(ui: ViewerUi) -> impl IntoView {
-    let predictions = ui.case.with_value(|case| case.predictions.clone());
-    let named = |p: &CasePrediction| format!("{} {} {}", p.role, p.model_name, p.model_version);
-    (!predictions.is_empty()).then(|| {
+fn OverlaysPanel(ui: ViewerUi) -> impl IntoView {
+    let overlays = ui.overlays.get_value();
+    (!overlays.is_empty()).then(|| {
+        let has = |kind: OverlayKind| overlays.iter().any(|o| o.kind == kind);
+        let heading = match (has(OverlayKind::Prediction), has(OverlayKind::Reading)) {
+            (true, true) => "Predictions and readings",
+            (false, true) => "Readings",
+            _ => "Predictions",
+        };
         let compared = ui.disagreement.get_untracked();
-        let rows = predictions
+        let rows = overlays
             .iter()
             .enumerate()
-            .map(|(n, prediction)| {
-                let [r, g, b] = prediction_color(prediction.role);
-                let name = named(prediction);
+            .map(|(n, overlay)| {
+                let [r, g, b] = overlay.color;
+                let name = overlay.name.clone();
                 view! {
                     <tr>
                         <td><span class="swatch" style=format!("background: rgb({r}, {g}, {b})")></span>{name.clone()}</td>
@@ -373,11 +381,11 @@ fn PredictionsPanel(ui: ViewerUi) -> impl IntoView {
                                 aria-label=format!("Draw {name}")
                                 on:change=move |ev| {
                                     let style = match event_target_value(&ev).as_str() {
-                                        "outline" => Some(PredictionStyle::Outline),
-                                        "fill" => Some(PredictionStyle::Fill),
+                                        "outline" => Some(OverlayStyle::Outline),
+                                        "fill" => Some(OverlayStyle::Fill),
                                         _ => None,
                                     };
-                                    ui.prediction_styles.update(|styles| styles[n] = style);
+                                    ui.overlay_styles.update(|styles| styles[n] = style);
                                 }
                             >
                                 <option value="hidden">"hidden"</option>
@@ -389,14 +397,17 @@ fn PredictionsPanel(ui: ViewerUi) -> impl IntoView {
                 }
             })
             .collect_view();
-        let choices = predictions
+        let choices = overlays
             .iter()
             .enumerate()
-            .map(|(n, prediction)| view! { <option value=n.to_string() selected=compared == Some(n)>{named(prediction)}</option> })
+            .map(|(n, overlay)| view! { <option value=n.to_string() selected=compared == Some(n)>{overlay.name.clone()}</option> })
             .collect_view();
+        let only_in = move || {
+            ui.disagreement.get().and_then(|n| ui.overlays.with_value(|o| o.get(n).map(|o| o.kind.only_in())))
+        };
         view! {
-            <aside class="predictions" data-testid="predictions">
-                <h2>"Predictions"</h2>
+            <aside class="overlays" data-testid="overlays">
+                <h2>{heading}</h2>
                 <table><tbody>{rows}</tbody></table>
                 <label>
                     "Disagreement with "
@@ -408,11 +419,11 @@ fn PredictionsPanel(ui: ViewerUi) -> impl IntoView {
                         {choices}
                     </select>
                 </label>
-                {move || ui.disagreement_counts.get().map(|(human, model)| view! {
+                {move || ui.disagreement_counts.get().map(|(human, other)| view! {
                     <p data-testid="disagreement">
-                        <span class="human-only">{format!("{human} voxels only in the human mask")}</span>
+                        <span class="human-only">{format!("{human} voxels only in the mask")}</span>
                         ", "
-                        <span class="prediction-only">{format!("{model} only in the prediction")}</span>
+                        <span class="prediction-only">{format!("{other} {}", only_in().unwrap_or_default())}</span>
                     </p>
                 })}
             </aside>

@@ -1,9 +1,9 @@
 //! Turning one slice of image and mask into RGBA pixels: grey levels through a window, label
 //! colours blended on top (filled or as outlines), a proposed edit striped in its label's
-//! colour, and model predictions drawn over the mask or compared with it.
+//! colour, and other segmentations (predictions, readings) drawn over the mask or compared
+//! with it.
 
 use super::preview::Preview;
-use crate::api::ModelState;
 use crate::geometry::{PixelRect, SliceGeometry};
 use crate::nifti_io::Samples;
 
@@ -92,26 +92,18 @@ pub const REMOVED: [u8; 3] = [239, 68, 68];
 pub const HUMAN_ONLY: [u8; 3] = [250, 204, 21];
 pub const PREDICTION_ONLY: [u8; 3] = [217, 70, 239];
 
-/// The colour a prediction is drawn in: production's sky blue, a shadow's orange.
-pub fn prediction_color(role: ModelState) -> [u8; 3] {
-    match role {
-        ModelState::Production => [56, 189, 248],
-        _ => [249, 115, 22],
-    }
-}
-
-/// How a model's prediction is drawn over the image and mask.
+/// How another segmentation (a prediction, a reading) is drawn over the image and mask.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PredictionStyle {
+pub enum OverlayStyle {
     Outline,
     Fill,
 }
 
-/// One prediction drawn over the mask, in one colour whatever its labels.
+/// One segmentation drawn over the mask, in one colour whatever its labels.
 #[derive(Clone, Copy)]
-pub struct PredictionLayer<'a> {
+pub struct OverlayLayer<'a> {
     pub labels: &'a [u8],
-    pub style: PredictionStyle,
+    pub style: OverlayStyle,
     pub color: [u8; 3],
 }
 
@@ -123,17 +115,17 @@ pub struct Layers<'a> {
     pub preview: Option<&'a Preview>,
     /// The version a review compares with: voxels that differ are drawn as added or removed.
     pub reference: Option<&'a [u8]>,
-    /// A prediction compared with the mask: voxels that differ are drawn as human-only or
-    /// prediction-only.
+    /// A segmentation compared with the mask: voxels that differ are drawn as only in the mask
+    /// or only in it.
     pub disagreement: Option<&'a [u8]>,
-    /// Predictions drawn over the mask.
-    pub predictions: &'a [PredictionLayer<'a>],
+    /// Segmentations drawn over the mask.
+    pub overlays: &'a [OverlayLayer<'a>],
 }
 
 impl<'a> Layers<'a> {
     /// The mask alone.
     pub fn mask(mask: &'a [u8]) -> Layers<'a> {
-        Layers { mask, preview: None, reference: None, disagreement: None, predictions: &[] }
+        Layers { mask, preview: None, reference: None, disagreement: None, overlays: &[] }
     }
 }
 
@@ -180,7 +172,7 @@ pub fn render_slice(
     region: PixelRect,
     out: &mut [u8],
 ) {
-    let Layers { mask, preview, reference, disagreement, predictions } = layers;
+    let Layers { mask, preview, reference, disagreement, overlays } = layers;
     let (width, height) = (geometry.width, geometry.height);
     assert_eq!(out.len(), width * height * 4, "output buffer size");
     assert!(region.col + region.width <= width && region.row + region.height <= height, "region within the slice");
@@ -213,19 +205,19 @@ pub fn render_slice(
                         rgb = color;
                     }
                 }
-                for layer in predictions {
+                for layer in overlays {
                     let predicted = layer.labels[voxel];
                     if predicted == 0 {
                         continue;
                     }
                     match layer.style {
-                        PredictionStyle::Fill => blend(&mut rgb, layer.color, 112),
-                        PredictionStyle::Outline
+                        OverlayStyle::Fill => blend(&mut rgb, layer.color, 112),
+                        OverlayStyle::Outline
                             if on_edge(layer.labels, predicted, (row, col), (width, height), walk) =>
                         {
                             rgb = layer.color
                         }
-                        PredictionStyle::Outline => {}
+                        OverlayStyle::Outline => {}
                     }
                 }
             }
@@ -409,13 +401,13 @@ mod tests {
             vec![[0, 0, 255], HUMAN_ONLY, PREDICTION_ONLY, [0, 0, 0]]
         );
         // Outlined in one row, every labelled voxel is an edge; a fill blends over what is below.
-        let outline = [PredictionLayer { labels: &predicted, style: PredictionStyle::Outline, color: [255, 0, 0] }];
+        let outline = [OverlayLayer { labels: &predicted, style: OverlayStyle::Outline, color: [255, 0, 0] }];
         assert_eq!(
-            pixels(Layers { predictions: &outline, ..Layers::mask(&mask) }),
+            pixels(Layers { overlays: &outline, ..Layers::mask(&mask) }),
             vec![[255, 0, 0], [0, 0, 255], [255, 0, 0], [0, 0, 0]]
         );
-        let fill = [PredictionLayer { labels: &predicted, style: PredictionStyle::Fill, color: [255, 0, 0] }];
-        let filled = pixels(Layers { predictions: &fill, ..Layers::mask(&mask) });
+        let fill = [OverlayLayer { labels: &predicted, style: OverlayStyle::Fill, color: [255, 0, 0] }];
+        let filled = pixels(Layers { overlays: &fill, ..Layers::mask(&mask) });
         assert_eq!(filled[2], [111, 0, 0], "112/256 of red over black");
         assert_eq!(filled[3], [0, 0, 0]);
     }

@@ -7,7 +7,8 @@ use std::rc::Rc;
 
 use leptos::prelude::*;
 
-use super::render::{PredictionStyle, Window};
+use super::overlays::{overlays_of, OverlaySource};
+use super::render::{OverlayStyle, Window};
 use super::tools::EditableArea;
 use super::Smoothing;
 use crate::api::{CaseArtifacts, MaskVersion};
@@ -182,14 +183,15 @@ pub struct ViewerUi {
     pub compare: RwSignal<bool>,
     /// Voxels added and removed against the review base, once compared.
     pub changes: RwSignal<Option<(u64, u64)>>,
-    /// How each of the case's predictions (`CaseArtifacts::predictions`, same order) is drawn
-    /// over the mask; `None`: not drawn.
-    pub prediction_styles: RwSignal<Vec<Option<PredictionStyle>>>,
-    /// The prediction compared with the mask; turning one on moves the views to the slice
-    /// where they disagree most (about `focus_label`, else any label).
+    /// The predictions and readings the viewer can draw over the mask.
+    pub overlays: StoredValue<Vec<OverlaySource>>,
+    /// How each overlay (same order) is drawn over the mask; `None`: not drawn.
+    pub overlay_styles: RwSignal<Vec<Option<OverlayStyle>>>,
+    /// The overlay compared with the mask; turning one on moves the views to the slice where
+    /// they disagree most (about `focus_label`, else any label).
     pub disagreement: RwSignal<Option<usize>>,
     pub focus_label: RwSignal<Option<u8>>,
-    /// Voxels only the person labelled and only the compared prediction labels.
+    /// Voxels only the mask labels (that way) and only the compared overlay labels.
     pub disagreement_counts: RwSignal<Option<(u64, u64)>>,
     /// Where [`ViewerUi::send`] delivers commands, once the controller has opened the case.
     /// Made in the browser build only: the handler holds browser objects, so it is a local
@@ -202,7 +204,7 @@ impl ViewerUi {
     pub fn new(case: CaseArtifacts) -> ViewerUi {
         let first_label = case.labels.first().map_or(1, |label| label.value);
         let history = case.history.clone();
-        let case_predictions = case.predictions.len();
+        let overlays = overlays_of(&case);
         ViewerUi {
             case: StoredValue::new(case),
             progress: RwSignal::new((0.0, 0.0)),
@@ -244,7 +246,8 @@ impl ViewerUi {
             may_save: RwSignal::new(true),
             compare: RwSignal::new(false),
             changes: RwSignal::new(None),
-            prediction_styles: RwSignal::new(vec![None; case_predictions]),
+            overlay_styles: RwSignal::new(vec![None; overlays.len()]),
+            overlays: StoredValue::new(overlays),
             disagreement: RwSignal::new(None),
             focus_label: RwSignal::new(None),
             disagreement_counts: RwSignal::new(None),

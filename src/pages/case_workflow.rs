@@ -1,13 +1,15 @@
 //! A case's review panel, beside the viewer: where the case stands, who labels and who reviews
-//! it (and, for ML engineers and admins, a form to assign them), the buttons the caller may use
-//! (take, submit, approve, request changes, reopen; the server says which), and the comments,
-//! each of which can move the views to its voxel.
+//! it (and, for ML engineers and admins, a form to assign them), its readings when several
+//! readers read it (`case_readings`), the buttons the caller may use (take, submit, approve,
+//! request changes, reopen; the server says which), and the comments, each of which can move
+//! the views to its voxel.
 
 use leptos::prelude::*;
 
 use crate::api::{ApiError, AssignablePeople, CaseComment, CaseReview, CaseStatus, CaseWorkflow};
 use crate::display::format_time;
 use crate::editor::ui::{Command, ViewerUi};
+use crate::pages::case_readings::{ReadingActions, ReadingsPanel};
 use crate::pages::common::loaded;
 
 #[server(endpoint = "get_case_review")]
@@ -84,11 +86,15 @@ pub fn ReviewPanel(ui: ViewerUi) -> impl IntoView {
     let take = ServerAction::<TakeCase>::new();
     let change = ServerAction::<ChangeCaseStatus>::new();
     let assign = ServerAction::<SetCasePeople>::new();
+    let reading_actions = ReadingActions::default();
     // Refreshed after each action and each save (a save moves a case back to in progress).
     let opened = use_context::<OpenedReview>().map(|OpenedReview(review)| review);
-    let as_opened = (0, 0, 0, ui.history.with_untracked(Vec::len));
+    let as_opened = (0, 0, 0, (0, 0, 0), ui.history.with_untracked(Vec::len));
     let review = Resource::new(
-        move || (take.version().get(), change.version().get(), assign.version().get(), ui.history.with(Vec::len)),
+        move || {
+            let versions = (take.version().get(), change.version().get(), assign.version().get());
+            (versions.0, versions.1, versions.2, reading_actions.versions(), ui.history.with(Vec::len))
+        },
         move |changes| {
             let opened = opened.clone().filter(|_| changes == as_opened);
             async move {
@@ -122,7 +128,7 @@ pub fn ReviewPanel(ui: ViewerUi) -> impl IntoView {
     });
     let failure = move || match (take.value().get(), change.value().get(), assign.value().get()) {
         (Some(Err(err)), _, _) | (_, Some(Err(err)), _) | (_, _, Some(Err(err))) => Some(err.to_string()),
-        _ => None,
+        _ => reading_actions.failure(),
     };
     view! {
         <aside class="review" data-testid="review">
@@ -132,6 +138,8 @@ pub fn ReviewPanel(ui: ViewerUi) -> impl IntoView {
                     loaded(review.await, move |review| {
                         let CaseReview { workflow, actions, comments, assignable } = review;
                         ui.may_save.set(actions.save);
+                        let required = workflow.readings_required;
+                        let labelers = assignable.as_ref().map(|people| people.labelers.clone());
                         view! {
                             <p>
                                 <span class=format!("case-status {}", workflow.status.as_str()) data-testid="case-status">
@@ -139,13 +147,16 @@ pub fn ReviewPanel(ui: ViewerUi) -> impl IntoView {
                                 </span>
                             </p>
                             <p class="muted">
-                                {format!(
-                                    "Labeler: {} · reviewer: {}",
-                                    workflow.assignee.as_deref().unwrap_or("none yet"),
-                                    workflow.reviewer.as_deref().unwrap_or("any reviewer"),
-                                )}
+                                {match required {
+                                    1 => format!("Labeler: {} · ", workflow.assignee.as_deref().unwrap_or("none yet")),
+                                    n => format!("Read by {n} readers · "),
+                                }}
+                                {format!("reviewer: {}", workflow.reviewer.as_deref().unwrap_or("any reviewer"))}
                             </p>
                             {assignable.map(|people| view! { <AssignForm case_id=case_id.get_value() workflow=workflow.clone() people assign/> })}
+                            {(required > 1 || actions.plan_readings).then(|| view! {
+                                <ReadingsPanel ui actions required reading_actions labelers/>
+                            })}
                             <div class="group actions">
                                 {actions.take.then(|| view! {
                                     <button on:click=move |_| { take.dispatch(TakeCase { case_id: case_id.get_value() }); }>"Take this case"</button>

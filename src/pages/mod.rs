@@ -3,6 +3,7 @@
 
 pub mod case_list;
 pub mod case_page;
+pub mod case_readings;
 pub mod case_workflow;
 pub mod common;
 pub mod datasets;

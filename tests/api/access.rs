@@ -47,7 +47,7 @@ const REST_ROUTES: [&str; 22] = [
     "POST /cases/{id}/consensus",
 ];
 /// Every server function taking a case the matrix calls.
-const SERVER_FNS: [&str; 9] = [
+const SERVER_FNS: [&str; 14] = [
     "get_case_page",
     "get_case_artifacts",
     "case_jobs",
@@ -57,6 +57,11 @@ const SERVER_FNS: [&str; 9] = [
     "set_case_people",
     "change_case_status",
     "send_to_pacs",
+    "get_case_readings",
+    "plan_case_readings",
+    "take_case_reading",
+    "get_case_agreement",
+    "start_from_consensus",
 ];
 
 struct Person {
@@ -183,11 +188,21 @@ enum Op {
     TakeReading,
     Agreement,
     Consensus,
+    FnReadings,
+    FnPlanReadings,
+    FnTakeReading,
+    FnAgreement,
+    FnConsensus,
 }
 
 impl Op {
-    const ALL: [Op; 35] = [
+    const ALL: [Op; 40] = [
         Op::Page,
+        Op::FnReadings,
+        Op::FnPlanReadings,
+        Op::FnTakeReading,
+        Op::FnAgreement,
+        Op::FnConsensus,
         Op::Readings,
         Op::PlanReadings,
         Op::TakeReading,
@@ -226,7 +241,10 @@ impl Op {
 
     /// Whether a call that is allowed changes the case (so the next caller needs a fresh one).
     fn writes(self) -> bool {
-        matches!(self, Op::Take | Op::Save | Op::Status(_) | Op::FnTake | Op::FnStatus(_) | Op::PlanReadings)
+        matches!(
+            self,
+            Op::Take | Op::Save | Op::Status(_) | Op::FnTake | Op::FnStatus(_) | Op::PlanReadings | Op::FnPlanReadings
+        )
     }
 }
 
@@ -290,19 +308,21 @@ fn expected(op: Op, who: Who, facts: &Facts) -> u16 {
         | Op::FnReview
         | Op::ListCases
         | Op::Worklist
-        | Op::Readings => 200,
+        | Op::Readings
+        | Op::FnReadings => 200,
         Op::MaskFile => 303,
         // The matrix's cases are read by one labeler: several readings are planned while a
         // case is new, and none can be taken, compared or adjudicated.
-        Op::PlanReadings => match facts.status {
-            "new" => 200,
-            _ => 409,
+        Op::PlanReadings | Op::FnPlanReadings => match (who.coordinator(), facts.status) {
+            (false, _) => 403,
+            (true, "new") => 200,
+            (true, _) => 409,
         },
-        Op::TakeReading => match labeler {
+        Op::TakeReading | Op::FnTakeReading => match labeler {
             true => 409,
             false => 403,
         },
-        Op::Agreement | Op::Consensus => 409,
+        Op::Agreement | Op::Consensus | Op::FnAgreement | Op::FnConsensus => 409,
         Op::Take | Op::FnTake => match (labeler, facts.assignee) {
             (false, _) => 403,
             (true, Some(assignee)) if assignee != who.name => 409,
@@ -543,6 +563,18 @@ impl World {
             Op::FnPacsSend => return self.server_fn("send_to_pacs", who, &[("case_id", case_id)]).await,
             Op::FnReview => return self.server_fn("get_case_review", who, &[("case_id", case_id)]).await,
             Op::FnTake => return self.server_fn("take_case", who, &[("case_id", case_id)]).await,
+            Op::FnReadings => return self.server_fn("get_case_readings", who, &[("case_id", case_id)]).await,
+            Op::FnPlanReadings => {
+                let args = [("case_id", case_id), ("required", "2"), ("blind", "false")];
+                return self.server_fn("plan_case_readings", who, &args).await;
+            }
+            Op::FnTakeReading => return self.server_fn("take_case_reading", who, &[("case_id", case_id)]).await,
+            Op::FnAgreement => return self.server_fn("get_case_agreement", who, &[("case_id", case_id)]).await,
+            Op::FnConsensus => {
+                let key = uuid::Uuid::new_v4().to_string();
+                let args = [("case_id", case_id), ("method", "staple"), ("idempotency_key", key.as_str())];
+                return self.server_fn("start_from_consensus", who, &args).await;
+            }
             Op::FnAssign => {
                 let facts = self.facts_of(case_id).await;
                 let mut args = vec![("case_id", case_id.to_string()), ("restricted", facts.2.to_string())];

@@ -86,6 +86,7 @@ async fn blinded_readers_then_an_adjudication_from_staple() {
     assert!(seen.history.iter().all(|v| v.username.as_str() == "alice"));
     assert!(seen.history.iter().any(|v| v.new_mask_ref == saved_a.new_mask_ref));
     assert!(seen.predictions.is_empty());
+    assert!(seen.readings.is_empty(), "nobody's readings are drawn over alice's");
     let listed: CaseReadings = app.get_json(&alice, &readings).await;
     assert_eq!((listed.taken, listed.readings.len()), (2, 1));
     let bobs_file = app.client.get(app.url(&format!("/{}", saved_b.new_mask_ref))).bearer_auth(&alice).send().await;
@@ -122,6 +123,14 @@ async fn blinded_readers_then_an_adjudication_from_staple() {
     assert_eq!(pair.dice, dice(&more_a, &mask_b, 1));
     assert_eq!(figures.disagreeing_voxels, 10 + 12);
     assert!(figures.most_disagreement_at.is_some());
+    // The adjudicator's viewer draws each reading over the mask, from its own link.
+    let drawn = artifacts(&app, &rita, &case_id).await.readings;
+    let drawn_refs: Vec<String> = drawn.iter().map(|r| r.mask_ref.to_string()).collect();
+    assert_eq!(drawn_refs.len(), 2);
+    assert!(drawn_refs.contains(&saved_b.new_mask_ref.to_string()));
+    let bobs = drawn.iter().find(|r| r.reader.as_str() == "bob").unwrap();
+    let file = app.download(&rita, &bobs.url).await;
+    assert_eq!(seglab::nifti_io::Volume::parse("mask", &file).unwrap().into_labels("mask").unwrap(), mask_b);
 
     // A reader does not adjudicate; the reviewer starts from STAPLE, fixes a region, approves.
     let by_reader = app.send_json(post.clone(), &bob, &consensus, &json!({ "method": "staple" })).await;

@@ -9,7 +9,7 @@ use web_sys::ImageData;
 
 use super::state::{alive, Viewer};
 use super::timing::{mark, now_ms, record_render, Milestone};
-use crate::editor::render::{prediction_color, render_slice, Layers, PredictionLayer};
+use crate::editor::render::{render_slice, Layers, OverlayLayer};
 use crate::editor::ui::Layout;
 use crate::geometry::{Plane, VoxelBox};
 
@@ -70,23 +70,23 @@ impl Viewer {
             _ => geometry.whole(),
         };
         view.pixels.resize(w * h * 4, 0);
-        let styles = self.ui.prediction_styles.get_untracked();
-        let roles = self.ui.case.with_value(|case| case.predictions.iter().map(|p| p.role).collect::<Vec<_>>());
-        let predictions: Vec<PredictionLayer> = styles
+        let styles = self.ui.overlay_styles.get_untracked();
+        let colors = self.ui.overlays.with_value(|overlays| overlays.iter().map(|o| o.color).collect::<Vec<_>>());
+        let overlays: Vec<OverlayLayer> = styles
             .iter()
-            .zip(&self.predictions)
-            .zip(roles)
-            .filter_map(|((style, labels), role)| {
-                Some(PredictionLayer { labels: labels.as_deref()?, style: (*style)?, color: prediction_color(role) })
+            .zip(&self.overlays)
+            .zip(colors)
+            .filter_map(|((style, labels), color)| {
+                Some(OverlayLayer { labels: labels.as_deref()?, style: (*style)?, color })
             })
             .collect();
-        let disagreement = self.ui.disagreement.get_untracked().and_then(|n| self.predictions.get(n)?.as_deref());
+        let disagreement = self.ui.disagreement.get_untracked().and_then(|n| self.overlays.get(n)?.as_deref());
         let layers = Layers {
             mask: self.viewing.as_deref().unwrap_or(&self.editor.mask),
             preview: self.editor.preview.as_ref().filter(|_| self.viewing.is_none()),
             reference: self.reference.as_deref(),
             disagreement,
-            predictions: &predictions,
+            overlays: &overlays,
         };
         let window = self.ui.window.get_untracked();
         render_slice(&self.editor.image, layers, &geometry, slice, window, &self.overlay, region, &mut view.pixels);

@@ -213,7 +213,7 @@ fn viewer(
         grown_with: None,
         viewing: None,
         reference: None,
-        predictions: vec![None; case.predictions.len()],
+        overlays: vec![None; ui.overlays.with_value(Vec::len)],
         saving: false,
         keep_scheduled: false,
         drawn_once: false,

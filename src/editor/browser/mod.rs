@@ -12,7 +12,7 @@ mod indexed_db;
 mod input;
 mod keep;
 mod load;
-mod predictions;
+mod overlays;
 mod slabs;
 mod state;
 mod timing;
@@ -114,15 +114,15 @@ fn attach(shared: Shared) {
         let shared = comparing.clone();
         spawn_local(async move { commands::compare(&shared, on).await });
     });
-    // Predictions drawn or compared, downloaded when first asked for; turning a comparison on
+    // Overlays drawn or compared, downloaded when first asked for; turning a comparison on
     // moves the views to where it disagrees most.
-    let predicting = shared.clone();
+    let overlaying = shared.clone();
     Effect::new(move |previous: Option<Option<usize>>| {
-        ui.prediction_styles.track();
+        ui.overlay_styles.track();
         let compared = ui.disagreement.get();
         let jump = compared.is_some() && previous.flatten() != compared;
-        let shared = predicting.clone();
-        spawn_local(async move { predictions::show(&shared, jump).await });
+        let shared = overlaying.clone();
+        spawn_local(async move { overlays::show(&shared, jump).await });
         compared
     });
     commands::receive(&shared);

@@ -61,8 +61,8 @@ pub(super) struct Viewer {
     pub(super) viewing: Option<Vec<u8>>,
     /// The review base's voxels while changes against it are shown.
     pub(super) reference: Option<Vec<u8>>,
-    /// The case's predictions (`CaseArtifacts::predictions` order), each once downloaded.
-    pub(super) predictions: Vec<Option<Vec<u8>>>,
+    /// The overlays' voxels (`ViewerUi::overlays` order), each once downloaded.
+    pub(super) overlays: Vec<Option<Vec<u8>>>,
     pub(super) saving: bool,
     pub(super) keep_scheduled: bool,
     pub(super) drawn_once: bool,

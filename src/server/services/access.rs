@@ -648,6 +648,9 @@ pub fn actions(access: &CaseAccess<Read>, rules: Rules) -> CaseActions {
         run_models: may(&RunModels),
         send_to_pacs: may(&SendToPacs) && case.workflow.approved_mask_ref.is_some(),
         adjudicate: may(&Adjudicate),
+        plan_readings: may(&PlanReadings),
+        take_reading: may(&TakeReading { for_other: false }),
+        compare_readings: may(&CompareReadings),
     }
 }
 

@@ -6,6 +6,7 @@
 use super::access::{self, CaseAccess, CompareReadings, Read};
 use super::jobs::{self, JobFilter};
 use super::mask_versions;
+use super::readings;
 use super::volume_slabs::{self, SlabManifest};
 use super::workflow;
 use crate::api::{
@@ -200,6 +201,10 @@ pub(crate) async fn case_artifacts(
         review_base,
         predictions,
         series,
+        readings: match access::may(access, &CompareReadings, access::rules(state)) {
+            true => readings::list(state, access).await?.readings,
+            false => Vec::new(),
+        },
     })
 }
 

@@ -19,7 +19,7 @@ use super::idempotency::{self, Claim, IdempotencyKey};
 use super::mask_versions::{self, load_mask, NewVersion, StoredVersion};
 use super::volume_slabs::SlabManifest;
 use super::workflow;
-use crate::api::{CaseId, LabelDef, LabelSaved, MaskRef, SaveLabelRequest};
+use crate::api::{ApiError, CaseId, ErrorBody, ErrorCode, LabelDef, LabelSaved, MaskRef, SaveLabelRequest};
 use crate::edits::{LabelChanges, MaskEdits};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
@@ -34,6 +34,18 @@ pub struct SaveOutcome {
     pub status: u16,
     pub body: String,
     pub replayed: bool,
+}
+
+impl SaveOutcome {
+    /// The answer as a server function gives it: the saved version, or the error the REST
+    /// answer carries.
+    pub fn into_saved(self) -> Result<LabelSaved, ApiError> {
+        let unreadable = |err: serde_json::Error| ApiError::new(ErrorCode::Internal, format!("a stored answer: {err}"));
+        match self.status {
+            200..=299 => serde_json::from_str(&self.body).map_err(unreadable),
+            _ => Err(serde_json::from_str::<ErrorBody>(&self.body).map_err(unreadable)?.error),
+        }
+    }
 }
 
 /// Saves `request` once per idempotency key, as the caller `access` was granted to.

@@ -1,41 +1,42 @@
-//! Model predictions over the mask, for ML engineers and admins: each downloaded once when
-//! first drawn or compared, the disagreement with the mask counted, and the views moved to
-//! the slice where it is largest when a comparison is turned on.
+//! Predictions and readings over the mask (`crate::editor::overlays`): each downloaded once
+//! when first drawn or compared, the disagreement with the mask counted, and the views moved
+//! to the slice where it is largest when a comparison is turned on.
 
 use leptos::prelude::*;
 
 use super::state::{alive, ui_of, Shared, Viewer};
 use crate::browser::net;
 use crate::editor::disagreement::largest_disagreement;
+use crate::editor::overlays::url_of;
 use crate::editor::ui::SaveStatus;
 use crate::editor::{changes_between, Editor};
 
 impl Viewer {
-    /// Counts the disagreement with the compared prediction (after each edit too).
+    /// Counts the disagreement with the compared overlay (after each edit too).
     pub(super) fn count_disagreement(&self) {
         let counts = self
             .ui
             .disagreement
             .get_untracked()
-            .and_then(|n| self.predictions.get(n)?.as_deref())
+            .and_then(|n| self.overlays.get(n)?.as_deref())
             .map(|predicted| changes_between(predicted, &self.editor.mask));
         self.ui.disagreement_counts.set(counts);
     }
 }
 
-/// Shows the predictions the controls ask for; with `jump`, moves the views to where the
-/// compared one disagrees most with the mask.
+/// Shows the overlays the controls ask for; with `jump`, moves the views to where the compared
+/// one disagrees most with the mask.
 pub(super) async fn show(shared: &Shared, jump: bool) {
     let ui = ui_of(shared);
-    let styles = ui.prediction_styles.get_untracked();
+    let styles = ui.overlay_styles.get_untracked();
     let compared = ui.disagreement.get_untracked();
     let wanted = styles.iter().enumerate().filter(|(_, style)| style.is_some()).map(|(n, _)| n).chain(compared);
     for n in wanted.collect::<Vec<_>>() {
-        if shared.borrow().predictions.get(n).is_none_or(Option::is_some) {
+        if shared.borrow().overlays.get(n).is_none_or(Option::is_some) {
             continue;
         }
         if let Err(message) = download(shared, n).await {
-            let _ = ui.status.try_set(SaveStatus::Failed(format!("could not load the prediction: {message}")));
+            let _ = ui.status.try_set(SaveStatus::Failed(format!("could not load the overlay: {message}")));
             return;
         }
         if !alive(ui) {
@@ -46,10 +47,10 @@ pub(super) async fn show(shared: &Shared, jump: bool) {
     viewer.count_disagreement();
     if jump {
         let target = compared.and_then(|n| {
-            let predicted = viewer.predictions.get(n)?.as_deref()?;
+            let overlaid = viewer.overlays.get(n)?.as_deref()?;
             let axis = viewer.geometry_of(viewer.active()).through;
             largest_disagreement(
-                predicted,
+                overlaid,
                 &viewer.editor.mask,
                 ui.focus_label.get_untracked(),
                 viewer.editor.dims,
@@ -63,22 +64,18 @@ pub(super) async fn show(shared: &Shared, jump: bool) {
     viewer.draw();
 }
 
-/// Downloads prediction `n` from a freshly presigned URL (the page's may have expired).
+/// Downloads overlay `n` from a freshly presigned URL (the page's may have expired).
 async fn download(shared: &Shared, n: usize) -> Result<(), String> {
-    let (case_id, object_ref) = {
+    let (case_id, overlay) = {
         let viewer = shared.borrow();
-        (viewer.case_id.clone(), viewer.ui.case.with_value(|case| case.predictions[n].object_ref.clone()))
+        (viewer.case_id.clone(), viewer.ui.overlays.with_value(|overlays| overlays[n].clone()))
     };
     let fresh = net::case_artifacts(&case_id).await?;
-    let url = fresh
-        .predictions
-        .into_iter()
-        .find(|p| p.object_ref == object_ref)
-        .map(|p| p.url)
-        .ok_or("the prediction is no longer listed (the version changed state); reload the page")?;
+    let url = url_of(&fresh, &overlay)
+        .ok_or("it is no longer listed (the model version changed state, or the case moved on); reload the page")?;
     let file = net::get_now(&url).await?;
     let mut viewer = shared.borrow_mut();
     let labels = Editor::labels_of(&file, viewer.editor.mask.len()).map_err(|e| e.to_string())?;
-    viewer.predictions[n] = Some(labels);
+    viewer.overlays[n] = Some(labels);
     Ok(())
 }
