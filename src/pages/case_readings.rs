@@ -101,18 +101,20 @@ pub fn ReadingsPanel(
     labelers: Option<Vec<UserName>>,
 ) -> impl IntoView {
     let case_id = StoredValue::new(ui.case.with_value(|case| case.case_id.to_string()));
-    let listed = Resource::new(
-        move || (reading_actions.versions(), ui.history.with(Vec::len)),
-        move |_| get_case_readings(case_id.get_value()),
-    );
+    let listed = fetched_in_browser(move || {
+        reading_actions.versions();
+        ui.history.track();
+        get_case_readings(case_id.get_value())
+    });
     let ReadingActions { take, .. } = reading_actions;
     view! {
         <section class="readings" data-testid="readings">
             <h3>"Readings"</h3>
             {(required > 1).then(|| view! {
-                <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                    {move || Suspend::new(async move { loaded(listed.await, |readings| view! { <ReadingList readings/> }) })}
-                </Transition>
+                {move || match listed.get() {
+                    None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                    Some(result) => loaded(result, |readings| view! { <ReadingList readings/> }),
+                }}
             })}
             {actions.take_reading.then(|| view! {
                 <button class="primary" on:click=move |_| { take.dispatch(TakeCaseReading { case_id: case_id.get_value(), reader: None }); }>
@@ -126,6 +128,27 @@ pub fn ReadingsPanel(
             })}
         </section>
     }
+}
+
+/// What `fetch` answers, fetched in the browser once the page is hydrated and again whenever
+/// a signal it reads changes; `None` until the first answer. The review panel is inside the
+/// page's suspense, and a resource read there made the server's and the browser's first
+/// renderings differ; an effect runs in the browser only, so both render "loading" first.
+fn fetched_in_browser<T, F>(fetch: impl Fn() -> F + 'static) -> RwSignal<Option<Result<T, ApiError>>>
+where
+    T: Send + Sync + 'static,
+    F: std::future::Future<Output = Result<T, ApiError>> + 'static,
+{
+    let answer = RwSignal::new(None);
+    Effect::new(move |_| {
+        let pending = fetch();
+        leptos::task::spawn_local(async move {
+            let result = pending.await;
+            // The page may be gone by then.
+            let _ = answer.try_set(Some(result));
+        });
+    });
+    answer
 }
 
 /// Where the readings stand, and those the caller may see.
@@ -206,7 +229,9 @@ fn GiveForm(case_id: String, labelers: Vec<UserName>, take: ServerAction<TakeCas
 #[component]
 fn AgreementView(ui: ViewerUi, adjudicate: bool, consensus: ServerAction<StartFromConsensus>) -> impl IntoView {
     let case_id = StoredValue::new(ui.case.with_value(|case| case.case_id.to_string()));
-    let agreement = Resource::new(|| (), move |_| get_case_agreement(case_id.get_value()));
+    // Measured on request (STAPLE over the whole volume): loaded once the page is up rather
+    // than holding its first paint.
+    let agreement = fetched_in_browser(move || get_case_agreement(case_id.get_value()));
     Effect::new(move |_| {
         if let Some(Ok(_)) = consensus.value().get() {
             ui.send(Command::LoadNewest);
@@ -220,9 +245,9 @@ fn AgreementView(ui: ViewerUi, adjudicate: bool, consensus: ServerAction<StartFr
         });
     };
     view! {
-        <Transition fallback=|| view! { <p class="muted">"Measuring agreement…"</p> }>
-            {move || Suspend::new(async move {
-                loaded(agreement.await, move |agreement| {
+        {move || match agreement.get() {
+            None => view! { <p class="muted">"Measuring agreement…"</p> }.into_any(),
+            Some(result) => loaded(result, move |agreement| {
                     let most = agreement.most_disagreement_at;
                     view! {
                         <p data-testid="disagreeing-voxels">
@@ -240,9 +265,8 @@ fn AgreementView(ui: ViewerUi, adjudicate: bool, consensus: ServerAction<StartFr
                             <tbody>{agreement.labels.into_iter().map(label_rows).collect_view()}</tbody>
                         </table>
                     }
-                })
-            })}
-        </Transition>
+                }),
+        }}
         {adjudicate.then(|| view! {
             <div class="group actions">
                 <button class="primary" disabled=move || consensus.pending().get() on:click=move |_| start(ConsensusMethod::Staple)>

@@ -162,7 +162,9 @@ pub fn ReviewPanel(ui: ViewerUi) -> impl IntoView {
                                     <button on:click=move |_| { take.dispatch(TakeCase { case_id: case_id.get_value() }); }>"Take this case"</button>
                                 })}
                                 {actions.submit.then(|| view! {
-                                    <button class="primary" on:click=move |_| send(CaseStatus::Submitted)>"Submit for review"</button>
+                                    <button class="primary" on:click=move |_| send(CaseStatus::Submitted)>
+                                        {if required > 1 { "Submit my reading" } else { "Submit for review" }}
+                                    </button>
                                 })}
                                 {actions.review.then(|| view! {
                                     <button class="primary" on:click=move |_| send(CaseStatus::Approved)>"Approve"</button>

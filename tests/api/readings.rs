@@ -135,8 +135,25 @@ async fn blinded_readers_then_an_adjudication_from_staple() {
     // A reader does not adjudicate; the reviewer starts from STAPLE, fixes a region, approves.
     let by_reader = app.send_json(post.clone(), &bob, &consensus, &json!({ "method": "staple" })).await;
     assert_eq!(by_reader.status(), StatusCode::FORBIDDEN);
-    let started = app.send_json(post.clone(), &rita, &consensus, &json!({ "method": "staple" })).await;
+    let key = uuid::Uuid::new_v4().to_string();
+    let start_staple = || {
+        app.client
+            .post(app.url(&consensus))
+            .bearer_auth(&rita)
+            .header("Idempotency-Key", &key)
+            .json(&json!({ "method": "staple" }))
+            .send()
+    };
+    let started = start_staple().await.unwrap();
     assert_eq!(started.status(), StatusCode::CREATED);
+    let started: LabelSaved = started.json().await.unwrap();
+    // A retry answers as the first did (the mask is the consensus now); a second start finds
+    // nothing left to change.
+    let retried = start_staple().await.unwrap();
+    assert_eq!(retried.headers()["idempotent-replayed"], "true");
+    assert_eq!(retried.json::<LabelSaved>().await.unwrap(), started);
+    let again = app.send_json(post.clone(), &rita, &consensus, &json!({ "method": "staple" })).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
     let expected = staple_consensus(&[&more_a, &mask_b]).mask;
     let head = app.head_mask_ref(&case_id).await;
     let stored = seglab::nifti_io::Volume::parse("mask", &app.mask_file(&rita, &head).await).unwrap();

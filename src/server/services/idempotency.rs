@@ -151,6 +151,20 @@ async fn try_claim(db: &Db, user_id: &str, key: &IdempotencyKey, fingerprint: &s
     Ok((taken.rows_affected() == 1).then_some(Claim::Run))
 }
 
+/// The stored answer of `key`'s request, once it completed: for work that must not be
+/// recomputed on a retry, as its input changed with its own success.
+pub async fn answered(db: &Db, user_id: &str, key: &IdempotencyKey) -> Result<Option<(u16, String)>, AppError> {
+    let row: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
+        "SELECT response_status, response_body FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND state = $3",
+    )
+    .bind(user_id)
+    .bind(key.as_str())
+    .bind(KeyState::Done.as_str())
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(row.and_then(|(status, body)| Some((status? as u16, body?))))
+}
+
 /// Stores the response, inside the transaction that commits the work.
 pub(crate) async fn complete(
     tx: &mut AnyConnection,

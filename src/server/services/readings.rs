@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::access::{self, Adjudicate, CaseAccess, CompareReadings, PlanReadings, Read, Save, TakeReading};
 use super::audit::{self, AuditAction, AuditEvent};
-use super::idempotency::IdempotencyKey;
+use super::idempotency::{self, IdempotencyKey};
 use super::labels::{self, SaveOutcome};
 use super::mask_versions::{self, load_mask};
 use super::workflow::user_with_role;
@@ -294,7 +294,12 @@ pub async fn consensus(
     idempotency_key: Option<&str>,
     method: ConsensusMethod,
 ) -> Result<SaveOutcome, AppError> {
-    IdempotencyKey::parse(idempotency_key)?;
+    let key = IdempotencyKey::parse(idempotency_key)?;
+    // A retry of a consensus already saved: the case's mask is that consensus now, so
+    // recomputing would compare it with itself.
+    if let Some((status, body)) = idempotency::answered(&state.db, &access.user().id, &key).await? {
+        return Ok(SaveOutcome { status, body, replayed: true });
+    }
     let case_id = access.case_id().clone();
     let loaded = load_readings(state, &case_id).await?;
     let head: MaskRef = sqlx::query_scalar("SELECT head_mask_ref FROM cases WHERE id = $1")
@@ -310,14 +315,19 @@ pub async fn consensus(
             ConsensusMethod::Staple => consensus::staple_consensus(&views).mask,
             ConsensusMethod::MajorityVote => consensus::majority_vote(&views),
         };
-        MaskEdits::diff(&current.labels(), &agreed).encode()
+        MaskEdits::diff(&current.labels(), &agreed)
     })
     .await
     .map_err(AppError::internal)?;
+    if edits.runs().is_empty() {
+        return Err(AppError::Conflict(
+            "the readers' consensus is the case's mask already: edit it or approve it as it is".into(),
+        ));
+    }
     let request = SaveLabelRequest {
         case_id: case_id.to_string(),
         base_mask_ref: head.to_string(),
-        edits: base64::engine::general_purpose::STANDARD.encode(edits),
+        edits: base64::engine::general_purpose::STANDARD.encode(edits.encode()),
     };
     let outcome = labels::save_label(state, save, idempotency_key, &request).await?;
     if !outcome.replayed {

@@ -1,0 +1,111 @@
+import { Browser, expect, Page, test } from "@playwright/test";
+import { execFileSync } from "node:child_process";
+import { colourCount, copyDemoCase, currentMask, logIn, openCase, stroke } from "./helpers";
+
+const PASSWORD = "readings-e2e-password";
+
+function addUser(username: string, role: string) {
+  execFileSync("../target/debug/seglab", ["--data-dir", "../target/e2e-data", "user", "add", username, "--role", role, "--password-stdin"], {
+    input: `${PASSWORD}\n`,
+  });
+}
+
+async function personOpening(browser: Browser, username: string, caseId: string): Promise<Page> {
+  const page = await (await browser.newContext()).newPage();
+  await logIn(page, username, PASSWORD);
+  await openCase(page, caseId);
+  return page;
+}
+
+/** A reader paints a stroke from `x0` to `x1` (fractions of the view's width), saves and submits. */
+async function readAndSubmit(page: Page, x0: number, x1: number) {
+  const review = page.getByTestId("review");
+  await stroke(page, [x0, 0.4], [x1, 0.4]);
+  await page.getByRole("button", { name: "Save" }).click();
+  await expect(page.getByTestId("save-status")).toContainText("Saved (version");
+  await review.getByRole("button", { name: "Submit my reading" }).click();
+  await expect(review.getByTestId("readings-status")).toContainText(/[12] of 2 readings submitted/);
+}
+
+test("two blinded readers read a case, the adjudicator compares their readings, starts from STAPLE, fixes and approves", async ({
+  browser,
+  page,
+}) => {
+  const suffix = Date.now().toString(36);
+  const [ann, ben, rex] = [`ann-${suffix}`, `ben-${suffix}`, `rex-${suffix}`];
+  addUser(ann, "labeler");
+  addUser(ben, "labeler");
+  addUser(rex, "reviewer");
+
+  // A coordinator (the demo user) plans two blinded readings on a fresh case and gives one to ben.
+  await logIn(page);
+  const caseId = await copyDemoCase(page, "Demo abdomen phantom (CT, int16)", "1=liver,2=kidney");
+  await openCase(page, caseId);
+  const readings = page.getByTestId("readings");
+  await readings.getByLabel("Readings needed").selectOption("2");
+  await readings.getByLabel("readers blinded to the models").check();
+  await readings.getByRole("button", { name: "Plan readings" }).click();
+  await expect(readings.getByTestId("readings-status")).toHaveText(
+    "0 of 2 readings submitted, 0 taken · readers do not see the models' predictions",
+  );
+  await expect(page.getByTestId("review")).toContainText("Read by 2 readers");
+  await readings.getByLabel("Reader", { exact: true }).selectOption(ben);
+  await readings.getByRole("button", { name: "Give a reading" }).click();
+  await expect(readings.getByTestId("readings-status")).toContainText("1 taken");
+
+  // ann takes the other reading from the case page; nobody can take a third.
+  const annPage = await personOpening(browser, ann, caseId);
+  const annReadings = annPage.getByTestId("readings");
+  await expect(annPage.getByRole("button", { name: "Save" })).toHaveCount(0);
+  await annReadings.getByRole("button", { name: "Take a reading" }).click();
+  await expect(annReadings.getByTestId("readings-status")).toContainText("2 taken");
+  await expect(annReadings.getByRole("button", { name: "Take a reading" })).toHaveCount(0);
+  await readAndSubmit(annPage, 0.5, 0.7);
+  // Blinded: ann sees her own reading only, and no agreement yet.
+  await expect(annReadings.locator(".reading-list li")).toHaveCount(1);
+  await expect(annReadings.getByTestId("agreement")).toHaveCount(0);
+  await expect(annPage.getByTestId("overlays")).toHaveCount(0);
+
+  const benPage = await personOpening(browser, ben, caseId);
+  await readAndSubmit(benPage, 0.6, 0.8);
+  await expect(benPage.getByTestId("readings").getByTestId("readings-status")).toContainText("2 of 2 readings submitted");
+  await expect(benPage.getByTestId("case-status")).toHaveText("Submitted");
+
+  // The adjudicator: the agreement, each reading over the mask, the slice where they differ most.
+  const rexPage = await personOpening(browser, rex, caseId);
+  const rexReadings = rexPage.getByTestId("readings");
+  await expect(rexReadings.locator(".reading-list li")).toHaveCount(2);
+  await expect(rexReadings.getByTestId("agreement")).toContainText(ann);
+  await expect(rexReadings.getByTestId("agreement")).toContainText(ben);
+  await expect(rexReadings.getByTestId("disagreeing-voxels")).toHaveText(/^Readers disagree on [1-9]\d* voxels$/);
+  const overlays = rexPage.getByTestId("overlays");
+  await expect(overlays.getByRole("heading")).toHaveText("Readings");
+  // ann's reading, outlined in the second reader's colour (ben's reading was given first).
+  await overlays.getByLabel(`Draw reading by ${ann}`).selectOption("outline");
+  await expect.poll(async () => (await colourCount(rexPage, [139, 92, 246])).total).toBeGreaterThan(20);
+  expect((await colourCount(rexPage, [20, 184, 166])).total).toBe(0);
+  await overlays.getByLabel("Disagreement with").selectOption({ label: `reading by ${ann}` });
+  await expect(overlays.getByTestId("disagreement")).toHaveText(/^\d+ voxels only in the mask, [1-9]\d* only in the reading$/);
+  const agreement = await (await page.request.get(`/cases/${caseId}/agreement`)).json();
+  const [i, j, k] = agreement.most_disagreement_at;
+  await rexPage.getByLabel("Slice").fill("0");
+  await rexReadings.getByRole("button", { name: "Go to the most disagreement" }).click();
+  await expect(rexPage.getByTestId("crosshair")).toContainText(`voxel (${i}, ${j}, ${k})`);
+
+  // STAPLE's consensus (where the strokes overlap, both readers painted) replaces the case's
+  // mask; the editor moves onto it; rex fixes and approves.
+  const before = await currentMask(page.request, caseId);
+  await rexReadings.getByRole("button", { name: "Start from STAPLE consensus" }).click();
+  await expect(rexReadings.getByTestId("consensus-saved")).toContainText("voxels changed");
+  const consensus = await currentMask(page.request, caseId);
+  expect(consensus.ref).not.toBe(before.ref);
+  await expect(rexPage.getByTestId("loading")).toHaveCount(0);
+  await stroke(rexPage, [0.55, 0.6], [0.7, 0.6]);
+  await rexPage.getByRole("button", { name: "Save" }).click();
+  await expect(rexPage.getByTestId("save-status")).toContainText("Saved (version");
+  const fixed = await currentMask(page.request, caseId);
+  // The fix was saved on the consensus, not on the mask the page opened with.
+  expect(fixed.history[1].new_mask_ref).toBe(consensus.ref);
+  await rexPage.getByTestId("review").getByRole("button", { name: "Approve" }).click();
+  await expect(rexPage.getByTestId("case-status")).toHaveText("Approved");
+});
