@@ -11,9 +11,9 @@ export async function logIn(page: Page, username = "demo", password = DEMO_PASSW
   await expect(page.getByRole("heading", { name: "Cases" })).toBeVisible();
 }
 
-/** Imports a copy of a demo case under a fresh name, so each test edits its own case. */
-export async function copyDemoCase(page: Page, demoName: string, labels: string): Promise<string> {
-  const name = `${demoName} copy ${Date.now()}-${Math.random().toString(16).slice(2, 8)}`;
+/** Imports a copy of a demo case under a fresh name (or `name`), so each test edits its own case. */
+export async function copyDemoCase(page: Page, demoName: string, labels: string, name?: string): Promise<string> {
+  name ??= `${demoName} copy ${Date.now()}-${Math.random().toString(16).slice(2, 8)}`;
   return page.evaluate(
     async ({ demoName, name, labels }) => {
       const cases = await (await fetch("/cases")).json();

@@ -39,7 +39,8 @@ test("two blinded readers read a case, the adjudicator compares their readings, 
 
   // A coordinator (the demo user) plans two blinded readings on a fresh case and gives one to ben.
   await logIn(page);
-  const caseId = await copyDemoCase(page, "Demo abdomen phantom (CT, int16)", "1=liver,2=kidney");
+  // Named apart from the other tests' copies, whose snapshots select approved copies by name.
+  const caseId = await copyDemoCase(page, "Demo abdomen phantom (CT, int16)", "1=liver,2=kidney", `Double read ${suffix}`);
   await openCase(page, caseId);
   const readings = page.getByTestId("readings");
   await readings.getByLabel("Readings needed").selectOption("2");
