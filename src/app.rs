@@ -5,6 +5,7 @@ use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::{path, SsrMode};
 
+use crate::pages::agreement::AgreementPage;
 use crate::pages::case_list::CaseListPage;
 use crate::pages::case_page::CasePage;
 use crate::pages::datasets::DatasetsPage;
@@ -47,6 +48,7 @@ pub fn App() -> impl IntoView {
                     <A href="/">"Cases"</A>
                     <A href="/registry">"Models"</A>
                     <A href="/snapshots">"Datasets"</A>
+                    <A href="/readers">"Readers"</A>
                     <A href="/import">"Import"</A>
                     <A href="/pacs">"PACS"</A>
                 </nav>
@@ -60,6 +62,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/registry") view=ModelsPage ssr=SsrMode::Async/>
                     <Route path=path!("/registry/:id") view=ModelPage ssr=SsrMode::Async/>
                     <Route path=path!("/snapshots") view=DatasetsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/readers") view=AgreementPage ssr=SsrMode::Async/>
                     <Route path=path!("/pacs") view=PacsPage/>
                     <Route path=path!("/import") view=ImportPage/>
                     <Route path=path!("/login") view=LoginPage/>

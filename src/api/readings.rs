@@ -108,3 +108,66 @@ pub enum ConsensusMethod {
 pub struct ConsensusRequest {
     pub method: ConsensusMethod,
 }
+
+/// Five figures of a distribution: its least and greatest values and its quartiles (linearly
+/// interpolated), over `n` values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub n: u64,
+    pub min: f64,
+    pub q1: f64,
+    pub median: f64,
+    pub q3: f64,
+    pub max: f64,
+}
+
+/// One label across cases: the spread of each case's mean Dice between its readers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabelSpread {
+    pub label: u8,
+    pub name: String,
+    pub mean_dice: Spread,
+}
+
+/// One reader across the cases they read: the spread of their Dice against each case's STAPLE
+/// consensus (per case and label), and STAPLE's mean estimates of them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReaderSpread {
+    pub reader: UserName,
+    pub cases: u64,
+    pub dice_vs_staple: Spread,
+    pub mean_sensitivity: f64,
+    pub mean_specificity: f64,
+}
+
+/// A case readers agree little on: the mean over its labels of the mean Dice between readers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaseSpread {
+    pub case_id: super::ids::CaseId,
+    pub case_name: String,
+    pub readers: u32,
+    pub mean_dice: f64,
+}
+
+/// `GET /agreement`: how much readers agree across the cases a worklist filter selects.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgreementOverview {
+    /// Cases the filter selects that are read by several readers.
+    pub cases: u64,
+    /// Of them, those whose agreement is measured.
+    pub measured: u64,
+    /// Every reading submitted, the agreement not measured yet (the background is on it).
+    pub pending: u64,
+    pub labels: Vec<LabelSpread>,
+    /// Readers in name order.
+    pub readers: Vec<ReaderSpread>,
+    /// The measured cases with the lowest agreement, lowest first, at most
+    /// [`AgreementOverview::LEAST_AGREED`].
+    pub least_agreed: Vec<CaseSpread>,
+    /// The charts of the spreads as SVG; none before a case is measured.
+    pub chart_svg: Option<String>,
+}
+
+impl AgreementOverview {
+    pub const LEAST_AGREED: usize = 20;
+}

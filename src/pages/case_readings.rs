@@ -45,10 +45,10 @@ pub async fn take_case_reading(case_id: String, reader: Option<String>) -> Resul
 
 #[server(endpoint = "get_case_agreement")]
 pub async fn get_case_agreement(case_id: String) -> Result<CaseAgreement, ApiError> {
-    use crate::server::services::{access, readings};
+    use crate::server::services::{access, agreement};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
     let access = access::authorize(&state, &user, &access::case_named(&case_id)?, access::CompareReadings).await?;
-    Ok(readings::agreement(&state, &access).await?)
+    Ok(agreement::of_case(&state, &access).await?)
 }
 
 /// Replaces the case's mask with the readings' consensus, once per `idempotency_key` (the page

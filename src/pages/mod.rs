@@ -1,6 +1,7 @@
 //! One module per page, each with the server functions it calls; `common` holds the pieces
 //! every page uses.
 
+pub mod agreement;
 pub mod case_list;
 pub mod case_page;
 pub mod case_readings;

@@ -1,11 +1,13 @@
-//! The model page's charts, drawn here as SVG text so the browser needs no chart code: a
+//! Charts drawn here as SVG text so the browser needs no chart code. The model page's: a
 //! scatter of production against shadow Dice per case and label, and each label's Dice
-//! distribution per version (box and points). Also served by `GET /models/evaluation/chart`.
+//! distribution per version (box and points), also served by `GET /models/evaluation/chart`.
+//! The readers' agreement page's: per label, the spread of the mean Dice between readers over
+//! cases, and per reader, the spread of their Dice against STAPLE.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::api::{PairedDice, PairedEvaluation};
+use crate::api::{AgreementOverview, PairedDice, PairedEvaluation, Spread};
 
 const PLOT: f64 = 300.0;
 const MARGIN: f64 = 44.0;
@@ -22,7 +24,7 @@ fn escape(text: &str) -> String {
 }
 
 /// The `q`-quantile of sorted `values`, linearly interpolated.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
     let rank = (sorted.len() - 1) as f64 * q;
     let (below, above) = (sorted[rank.floor() as usize], sorted[rank.ceil() as usize]);
     below + (above - below) * rank.fract()
@@ -131,26 +133,8 @@ fn distributions(
                 .collect();
             values.sort_unstable_by(f64::total_cmp);
             let middle = top + row * row_height + row_height / 2.0;
-            let _ = write!(svg, r#"<text x="{MARGIN}" y="{}">{} {version}</text>"#, middle + 4.0, escape(&name(label)));
-            let [low, q1, median, q3, high] = [0.0, 0.25, 0.5, 0.75, 1.0].map(|q| quantile(&values, q));
-            let _ =
-                write!(svg, r##"<line x1="{}" x2="{}" y1="{middle}" y2="{middle}" stroke="#777"/>"##, x(low), x(high));
-            let _ = write!(
-                svg,
-                r#"<rect x="{}" y="{}" width="{}" height="12" fill="{}" fill-opacity="0.3" stroke="{}"/>"#,
-                x(q1),
-                middle - 6.0,
-                (x(q3) - x(q1)).max(1.0),
-                colour(label),
-                colour(label)
-            );
-            let _ = write!(
-                svg,
-                r##"<line x1="{m}" x2="{m}" y1="{}" y2="{}" stroke="#000" stroke-width="2"/>"##,
-                middle - 6.0,
-                middle + 6.0,
-                m = x(median)
-            );
+            let five = [0.0, 0.25, 0.5, 0.75, 1.0].map(|q| quantile(&values, q));
+            box_row(svg, &x, middle, &format!("{} {version}", name(label)), colour(label), five);
             row += 1.0;
         }
     }
@@ -158,6 +142,79 @@ fn distributions(
     for tick in [0.0, 0.5, 1.0] {
         let _ = write!(svg, r#"<text x="{}" y="{axis}" text-anchor="middle">{tick}</text>"#, x(tick));
     }
+}
+
+/// One box of a distribution on the row centred at `middle`: its name, the whisker from least
+/// to greatest, the box between the quartiles and the median; `five` is those five values.
+fn box_row(svg: &mut String, x: &impl Fn(f64) -> f64, middle: f64, name: &str, colour: &str, five: [f64; 5]) {
+    let [low, q1, median, q3, high] = five;
+    let _ = write!(svg, r#"<text x="{MARGIN}" y="{}">{}</text>"#, middle + 4.0, escape(name));
+    let _ = write!(svg, r##"<line x1="{}" x2="{}" y1="{middle}" y2="{middle}" stroke="#777"/>"##, x(low), x(high));
+    let _ = write!(
+        svg,
+        r#"<rect x="{}" y="{}" width="{}" height="12" fill="{colour}" fill-opacity="0.3" stroke="{colour}"/>"#,
+        x(q1),
+        middle - 6.0,
+        (x(q3) - x(q1)).max(1.0),
+    );
+    let _ = write!(
+        svg,
+        r##"<line x1="{m}" x2="{m}" y1="{}" y2="{}" stroke="#000" stroke-width="2"/>"##,
+        middle - 6.0,
+        middle + 6.0,
+        m = x(median)
+    );
+}
+
+/// The agreement page's chart: a box per label (mean Dice between readers, one value per case)
+/// and a box per reader (Dice against STAPLE, one value per case and label); `None` before a
+/// case is measured.
+pub(crate) fn agreement_svg(overview: &AgreementOverview) -> Option<String> {
+    if overview.labels.is_empty() && overview.readers.is_empty() {
+        return None;
+    }
+    let row_height = 26.0;
+    let x = |dice: f64| MARGIN + 120.0 + dice * (PLOT - 80.0);
+    let five = |s: &Spread| [s.min, s.q1, s.median, s.q3, s.max];
+    let readers_top = MARGIN + 20.0 + overview.labels.len() as f64 * row_height + 40.0;
+    let axis = readers_top + overview.readers.len() as f64 * row_height + 12.0;
+    let (width, height) = (MARGIN * 2.0 + PLOT + 60.0, axis + 20.0);
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" data-testid="agreement-chart" font-family="sans-serif" font-size="11"><title>Readers' agreement on {} cases</title>"#,
+        overview.measured
+    );
+    let _ = write!(
+        svg,
+        r#"<text x="{MARGIN}" y="{}" font-weight="bold">Mean Dice between readers, per label</text>"#,
+        MARGIN
+    );
+    for (n, label) in overview.labels.iter().enumerate() {
+        let middle = MARGIN + 20.0 + n as f64 * row_height + row_height / 2.0;
+        box_row(
+            &mut svg,
+            &x,
+            middle,
+            &format!("{} {}", label.label, label.name),
+            colour(label.label),
+            five(&label.mean_dice),
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{MARGIN}" y="{}" font-weight="bold">Each reader's Dice against STAPLE</text>"#,
+        readers_top - 8.0
+    );
+    for (n, reader) in overview.readers.iter().enumerate() {
+        let middle = readers_top + n as f64 * row_height + row_height / 2.0;
+        box_row(&mut svg, &x, middle, reader.reader.as_str(), PALETTE[1], five(&reader.dice_vs_staple));
+    }
+    for tick in [0.0, 0.5, 1.0] {
+        let _ = write!(svg, r#"<text x="{}" y="{axis}" text-anchor="middle">{tick}</text>"#, x(tick));
+    }
+    svg.push_str("</svg>");
+    Some(svg)
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ const HEAD_CACHE_BYTES: usize = 512 << 20;
 const IMPORTS_AT_ONCE: usize = 2;
 /// Mask version files written from their slabs at once: each decodes and gzips a whole mask.
 const MASK_FILES_AT_ONCE: usize = 2;
+/// Readers' agreements measured at once: each decodes every reading and runs STAPLE.
+const AGREEMENTS_AT_ONCE: usize = 2;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -50,6 +52,8 @@ pub struct AppState {
     pub imports: Arc<tokio::sync::Semaphore>,
     /// Mask version files being written from their slabs: one writer per version, a few at once.
     pub mask_files: Arc<SingleFlight>,
+    /// Readers' agreements being measured: one measure per case, a few at once.
+    pub agreements: Arc<SingleFlight>,
     /// The hospital's PACS, when one is configured.
     pub pacs: Option<DicomWebClient>,
 }
@@ -153,6 +157,7 @@ impl AppState {
             logins,
             imports: Arc::new(tokio::sync::Semaphore::new(IMPORTS_AT_ONCE)),
             mask_files: Arc::new(SingleFlight::new(MASK_FILES_AT_ONCE)),
+            agreements: Arc::new(SingleFlight::new(AGREEMENTS_AT_ONCE)),
             pacs,
         })
     }

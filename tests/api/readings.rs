@@ -4,11 +4,12 @@
 //! consensus, fixes a region and approves.
 
 use reqwest::StatusCode;
-use seglab::api::{CaseAgreement, CaseArtifacts, CaseReadings, LabelSaved, Reading};
+use seglab::api::{AgreementOverview, CaseAgreement, CaseArtifacts, CaseReadings, LabelSaved, Reading};
 use seglab::consensus::staple_consensus;
 use seglab::edits::MaskEdits;
 use seglab::metrics::dice;
 use seglab::server::identity::Role;
+use seglab::server::services::agreement;
 use serde_json::{json, Value};
 
 use crate::common::TestApp;
@@ -115,6 +116,19 @@ async fn blinded_readers_then_an_adjudication_from_staple() {
     assert_eq!(app.send_json(put.clone(), &bob, &status, &json!({ "status": "submitted" })).await.status(), 200);
     assert_eq!(artifacts(&app, &rita, &case_id).await.workflow.status.as_str(), "submitted");
 
+    // Every reading is in: the evaluator, woken by the last submission, measures the agreement
+    // once and keeps it.
+    let mut overview: AgreementOverview = app.get_json(&mle, "/agreement").await;
+    for _ in 0..100 {
+        if overview.measured == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        overview = app.get_json(&mle, "/agreement").await;
+    }
+    assert_eq!((overview.cases, overview.measured, overview.pending), (1, 1, 0));
+    assert_eq!(agreement::measure_pending(&app.state).await.unwrap(), 0, "measured once");
+
     // Everyone compares now; the figures are the metrics' own.
     let listed: CaseReadings = app.get_json(&alice, &readings).await;
     assert_eq!((listed.submitted, listed.readings.len()), (2, 2));
@@ -123,6 +137,18 @@ async fn blinded_readers_then_an_adjudication_from_staple() {
     assert_eq!(pair.dice, dice(&more_a, &mask_b, 1));
     assert_eq!(figures.disagreeing_voxels, 10 + 12);
     assert!(figures.most_disagreement_at.is_some());
+    // Across cases: the same figures, for reviewers and coordinators only.
+    let overview: AgreementOverview = app.get_json(&rita, "/agreement?q=double").await;
+    assert_eq!((overview.cases, overview.measured, overview.pending), (1, 1, 0));
+    assert_eq!(overview.least_agreed[0].mean_dice, figures.labels[0].mean_dice.unwrap());
+    let readers: Vec<&str> = overview.readers.iter().map(|r| r.reader.as_str()).collect();
+    assert_eq!(readers, ["alice", "bob"]);
+    assert_eq!(overview.readers[0].dice_vs_staple.median, figures.labels[0].readers[0].dice.unwrap());
+    assert!(overview.chart_svg.as_deref().is_some_and(|svg| svg.contains("alice")));
+    let none: AgreementOverview = app.get_json(&rita, "/agreement?q=nothing-like-this").await;
+    assert_eq!((none.cases, none.chart_svg), (0, None));
+    let refused = app.client.get(app.url("/agreement")).bearer_auth(&alice).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     // The adjudicator's viewer draws each reading over the mask, from its own link.
     let drawn = artifacts(&app, &rita, &case_id).await.readings;
     let drawn_refs: Vec<String> = drawn.iter().map(|r| r.mask_ref.to_string()).collect();

@@ -91,6 +91,12 @@ impl RouteRoles for ReadingTakers {
     const ROLES: &'static [Role] = &[Role::Labeler, Role::MlEngineer, Role::Admin];
 }
 
+/// Those who compare readers: reviewers (who adjudicate) and coordinators.
+pub struct Comparers;
+impl RouteRoles for Comparers {
+    const ROLES: &'static [Role] = &[Role::Reviewer, Role::MlEngineer, Role::Admin];
+}
+
 /// Bounds the bodies of `routes` to `max_bytes`: a request declaring a longer body is refused
 /// before anything is read (413), and one that grows past the bound while read is refused too.
 pub(crate) fn bounded_body(routes: Router<AppState>, max_bytes: usize) -> Router<AppState> {

@@ -1,5 +1,6 @@
 //! REST routes of several readers per case: planning a case's readings, taking one, listing
-//! them, their agreement, and the consensus an adjudication starts from. Thin: they parse and
+//! them, their agreement (per case, and across the cases a worklist filter selects), and the
+//! consensus an adjudication starts from. Thin: they parse and
 //! call `services::readings`; a reading is saved with `POST /labels` and submitted with
 //! `PUT /cases/{id}/status`.
 
@@ -9,12 +10,17 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::extract::{bounded_body, ApiJson, Caller, CaseWorkers, Coordinator, Holding, ReadingTakers};
+use super::extract::{
+    bounded_body, ApiJson, ApiQuery, Caller, CaseWorkers, Comparers, Coordinator, Holding, ReadingTakers,
+};
 use super::labels::saved;
-use crate::api::{CaseAgreement, CaseReadings, ConsensusRequest, Reading, ReadingPlan, TakeReading as TakeBody};
+use crate::api::{
+    AgreementOverview, CaseAgreement, CaseReadings, ConsensusRequest, Reading, ReadingPlan, TakeReading as TakeBody,
+    WorklistQuery,
+};
 use crate::server::error::AppError;
 use crate::server::services::access::{self, Adjudicate, CompareReadings, PlanReadings, Read, Save, TakeReading};
-use crate::server::services::readings;
+use crate::server::services::{agreement, readings};
 use crate::server::state::AppState;
 
 /// The bodies here are a few fields.
@@ -24,6 +30,7 @@ pub fn routes() -> Router<AppState> {
     let routes = Router::new()
         .route("/cases/{id}/readings", get(list).put(plan).post(take))
         .route("/cases/{id}/agreement", get(agreement))
+        .route("/agreement", get(overview))
         .route("/cases/{id}/consensus", post(consensus));
     bounded_body(routes, MAX_BODY_BYTES)
 }
@@ -68,7 +75,16 @@ async fn agreement(
     Path(id): Path<String>,
 ) -> Result<Json<CaseAgreement>, AppError> {
     let access = access::authorize(&state, &user, &access::case_named(&id)?, CompareReadings).await?;
-    Ok(Json(readings::agreement(&state, &access).await?))
+    Ok(Json(agreement::of_case(&state, &access).await?))
+}
+
+/// `GET /agreement?{worklist filters}` (reviewers, ml_engineer, admin).
+async fn overview(
+    State(state): State<AppState>,
+    Holding(user, _): Holding<Comparers>,
+    ApiQuery(query): ApiQuery<WorklistQuery>,
+) -> Result<Json<AgreementOverview>, AppError> {
+    Ok(Json(agreement::overview(&state, &user, &query).await?))
 }
 
 /// `POST /cases/{id}/consensus {method}` with an `Idempotency-Key` (the adjudicator): answers

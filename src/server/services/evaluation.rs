@@ -1,5 +1,7 @@
 //! The evaluator: per-label Dice and HD95 (from `crate::metrics`) between each model
-//! prediction and the case's latest human mask, which `comparison` reads for the model page.
+//! prediction and the case's latest human mask, which `comparison` reads for the model page;
+//! its loop also measures the readers' agreement of cases whose readings are all in
+//! (`agreement`).
 //!
 //! The figures are computed in the background, never on a request: each instance that runs
 //! model jobs also runs an evaluator, woken when a prediction or a human mask version arrives
@@ -13,6 +15,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::agreement;
 use super::mask_versions::load_mask;
 use super::registry::model_card;
 use crate::api::{ModelId, ModelState};
@@ -186,7 +189,14 @@ async fn evaluator(state: AppState, shutdown: CancellationToken, worker: String)
                 0
             }
         };
-        if stored > 0 {
+        let measured = match agreement::measure_pending(&state).await {
+            Ok(measured) => measured,
+            Err(err) => {
+                tracing::warn!(%err, "cannot measure readers' agreement; will retry");
+                0
+            }
+        };
+        if stored + measured > 0 {
             continue; // there may be more than one pass's worth
         }
         tokio::select! {

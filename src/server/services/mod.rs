@@ -9,11 +9,14 @@
 //! model page. DICOM: `dicom_import` builds on `cases` (and saves segmentations through
 //! `labels`), `dicom_export` on `cases` and `mask_versions`, `pacs` on both and `datasets` on
 //! `dicom_export`; `workflow` queues approved versions in `pacs_outbox`, which `pacs` sends.
-//! Several readers: `readings` plans, takes and compares readings and saves their consensus
-//! through `labels`; `labels` and `workflow` save into and submit readings.
+//! Several readers: `readings` plans, takes and lists readings and saves their consensus
+//! through `labels`; `labels` and `workflow` save into and submit readings; `agreement`
+//! measures and keeps the readers' agreement (the evaluator's loop runs it) and reads it across
+//! the cases a `worklist` filter selects.
 
 pub mod access;
 pub mod accounts;
+pub mod agreement;
 pub mod audit;
 pub mod backfill;
 pub mod case_view;

@@ -19,12 +19,11 @@ use super::labels::{self, SaveOutcome};
 use super::mask_versions::{self, load_mask};
 use super::workflow::user_with_role;
 use crate::api::{
-    CaseAgreement, CaseId, CaseReadings, ConsensusMethod, LabelAgreement, LabelDef, LabelSaved, MaskRef, PairAgreement,
-    ReaderAgreement, Reading, ReadingPlan, SaveLabelRequest, UserName,
+    CaseId, CaseReadings, ConsensusMethod, LabelDef, LabelSaved, MaskRef, Reading, ReadingPlan, SaveLabelRequest,
+    UserName,
 };
 use crate::consensus::{self, MAX_READINGS};
 use crate::edits::MaskEdits;
-use crate::metrics::{dice, hd95};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::identity::Role;
@@ -138,17 +137,21 @@ pub async fn take(
 
 /// A reading as stored, with its reader's name.
 #[derive(sqlx::FromRow)]
-struct ReadingRow {
+pub(super) struct ReadingRow {
     id: String,
     reader: UserName,
-    head_mask_ref: MaskRef,
+    pub(super) head_mask_ref: MaskRef,
     submitted_at: Option<i64>,
     file_stored: i64,
 }
 
 /// The case's readings, in the order they were taken; only the caller's own when they are
 /// blinded to the others.
-async fn readings_of(state: &AppState, case_id: &CaseId, only: Option<&str>) -> Result<Vec<ReadingRow>, AppError> {
+pub(super) async fn readings_of(
+    state: &AppState,
+    case_id: &CaseId,
+    only: Option<&str>,
+) -> Result<Vec<ReadingRow>, AppError> {
     Ok(sqlx::query_as(
         "SELECT g.id, u.username AS reader, g.head_mask_ref, g.submitted_at, o.file_stored
          FROM readings g JOIN users u ON u.id = g.reader_id JOIN objects o ON o.object_ref = g.head_mask_ref
@@ -191,13 +194,13 @@ pub async fn list(state: &AppState, access: &CaseAccess<Read>) -> Result<CaseRea
 }
 
 /// The readers' names, their readings' current masks, and the case's labels.
-struct LoadedReadings {
-    readers: Vec<UserName>,
-    masks: Vec<Arc<DecodedMask>>,
-    labels: Vec<LabelDef>,
+pub(super) struct LoadedReadings {
+    pub(super) readers: Vec<UserName>,
+    pub(super) masks: Vec<Arc<DecodedMask>>,
+    pub(super) labels: Vec<LabelDef>,
 }
 
-async fn load_readings(state: &AppState, case_id: &CaseId) -> Result<LoadedReadings, AppError> {
+pub(super) async fn load_readings(state: &AppState, case_id: &CaseId) -> Result<LoadedReadings, AppError> {
     let rows = readings_of(state, case_id, None).await?;
     if rows.len() < 2 {
         return Err(AppError::Conflict("fewer than two readings of this case are taken".into()));
@@ -212,76 +215,6 @@ async fn load_readings(state: &AppState, case_id: &CaseId) -> Result<LoadedReadi
         .await?;
     let labels = serde_json::from_str(&labels_json).map_err(AppError::internal)?;
     Ok(LoadedReadings { readers: rows.into_iter().map(|row| row.reader).collect(), masks, labels })
-}
-
-/// `GET /cases/{id}/agreement`: per label, Dice and HD95 between every two readers and their
-/// means, each reader against the STAPLE consensus with STAPLE's estimates of their
-/// sensitivity and specificity; and where the readers disagree most.
-pub async fn agreement(state: &AppState, access: &CaseAccess<CompareReadings>) -> Result<CaseAgreement, AppError> {
-    let loaded = load_readings(state, access.case_id()).await?;
-    tokio::task::spawn_blocking(move || measure(loaded)).await.map_err(AppError::internal)
-}
-
-fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
-    let defined: Vec<f64> = values.flatten().collect();
-    (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64)
-}
-
-/// Dice between two readers: none when neither gave the label, 0 when one did not.
-fn pair_dice(a: &[u8], b: &[u8], label: u8) -> Option<f64> {
-    dice(a, b, label).or_else(|| a.contains(&label).then_some(0.0))
-}
-
-fn measure(loaded: LoadedReadings) -> CaseAgreement {
-    let first = &loaded.masks[0];
-    let dims = first.dims().map(|d| d as usize);
-    let spacing = [1, 2, 3].map(|axis| first.header.pixdim[axis].abs().max(f32::EPSILON) as f64);
-    let masks: Vec<Vec<u8>> = loaded.masks.iter().map(|mask| mask.labels()).collect();
-    let views: Vec<&[u8]> = masks.iter().map(Vec::as_slice).collect();
-    let staple = consensus::staple_consensus(&views);
-    let labels = staple
-        .labels
-        .iter()
-        .map(|estimate| {
-            let label = estimate.label;
-            let mut pairs = Vec::new();
-            for a in 0..views.len() {
-                for b in a + 1..views.len() {
-                    pairs.push(PairAgreement {
-                        readers: [loaded.readers[a].clone(), loaded.readers[b].clone()],
-                        dice: pair_dice(views[a], views[b], label),
-                        hd95_mm: hd95(views[a], views[b], label, dims, spacing),
-                    });
-                }
-            }
-            let readers = views
-                .iter()
-                .enumerate()
-                .map(|(r, view)| ReaderAgreement {
-                    reader: loaded.readers[r].clone(),
-                    dice: dice(view, &staple.mask, label),
-                    hd95_mm: hd95(view, &staple.mask, label, dims, spacing),
-                    sensitivity: estimate.sensitivity[r],
-                    specificity: estimate.specificity[r],
-                })
-                .collect();
-            LabelAgreement {
-                label,
-                name: loaded.labels.iter().find(|l| l.value == label).map(|l| l.name.clone()).unwrap_or_default(),
-                mean_dice: mean(pairs.iter().map(|p| p.dice)),
-                mean_hd95_mm: mean(pairs.iter().map(|p| p.hd95_mm)),
-                pairs,
-                readers,
-            }
-        })
-        .collect();
-    let disagreement = consensus::disagreement(&views, dims);
-    CaseAgreement {
-        readers: loaded.readers,
-        labels,
-        disagreeing_voxels: disagreement.voxels,
-        most_disagreement_at: disagreement.most_at.map(|at| at.map(|v| v as u32)),
-    }
 }
 
 /// `POST /cases/{id}/consensus`: the readings' consensus saved as the case's new mask version,

@@ -272,6 +272,10 @@ pub(crate) async fn change_status(
         }
         let workflow = submit_reading(&mut tx, state, &access).await?;
         tx.commit().await?;
+        if workflow.status == CaseStatus::Submitted {
+            // Every reading is in: the evaluator measures their agreement.
+            state.evaluations_ready.notify_one();
+        }
         return Ok(workflow);
     }
     let (user, case_id, from) = (access.user(), access.case_id(), access.facts().status());

@@ -143,6 +143,41 @@ fn order_by(query: &WorklistQuery) -> String {
     format!("ORDER BY {column} {direction}, c.id {direction}")
 }
 
+/// The name search of `query` and how it runs; 422 when it is too long.
+async fn planned_search(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    query: &WorklistQuery,
+) -> Result<Option<(String, NameSearch)>, AppError> {
+    match search_text(query) {
+        Some(text) if text.chars().count() > MAX_SEARCH_CHARS => {
+            Err(AppError::Unprocessable(format!("a name search holds at most {MAX_SEARCH_CHARS} characters")))
+        }
+        Some(text) => {
+            let plan = plan_name_search(conn, backend, &text).await?;
+            Ok(Some((text, plan)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Every case `query`'s filters select for `user` (its status included; its order and page
+/// left out), as a `WHERE` clause over `cases c` and the text values it binds from `$1`: for
+/// views across the cases a worklist shows.
+pub(crate) async fn selection(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    user: &User,
+    query: &WorklistQuery,
+) -> Result<(String, Vec<String>), AppError> {
+    let search = planned_search(conn, backend, query).await?;
+    let mut filter = filter(user, query, backend, search);
+    if let Some(status) = query.status {
+        filter.condition("c.status = ?", Some(status.as_str().to_string()));
+    }
+    Ok((filter.sql(), filter.binds))
+}
+
 /// `GET /worklist`: one page of the cases `query` selects.
 pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Result<Worklist, AppError> {
     if query.page == 0 || query.per_page == 0 || query.per_page > WorklistQuery::MAX_PER_PAGE {
@@ -152,16 +187,7 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
         )));
     }
     let mut conn = state.db.pool.acquire().await?;
-    let search = match search_text(query) {
-        Some(text) if text.chars().count() > MAX_SEARCH_CHARS => {
-            return Err(AppError::Unprocessable(format!("a name search holds at most {MAX_SEARCH_CHARS} characters")));
-        }
-        Some(text) => {
-            let plan = plan_name_search(&mut conn, state.db.backend, &text).await?;
-            Some((text, plan))
-        }
-        None => None,
-    };
+    let search = planned_search(&mut conn, state.db.backend, query).await?;
     let mut filter = filter(user, query, state.db.backend, search);
 
     let count_sql = format!("SELECT c.status, COUNT(*) AS cases FROM cases c {} GROUP BY c.status", filter.sql());
