@@ -109,4 +109,23 @@ test("two blinded readers read a case, the adjudicator compares their readings, 
   expect(fixed.history[1].new_mask_ref).toBe(consensus.ref);
   await rexPage.getByTestId("review").getByRole("button", { name: "Approve" }).click();
   await expect(rexPage.getByTestId("case-status")).toHaveText("Approved");
+
+  // Across cases, the readers page lists this one among those readers agree least on.
+  await rexPage.goto(`/readers?q=${encodeURIComponent(`Double read ${suffix}`)}`);
+  await expect(rexPage.getByTestId("agreement-counts")).toHaveText("1 case read by several readers: 1 measured, 0 being measured");
+  await expect(rexPage.getByTestId("least-agreed")).toContainText(`Double read ${suffix}`);
+  await expect(rexPage.getByTestId("agreement-readers")).toContainText(ann);
+
+  // The snapshot holds the adjudicated mask and both readings.
+  await page.goto("/snapshots");
+  await page.getByLabel("Name", { exact: true }).fill(`double-${suffix}`);
+  await page.getByLabel("Only cases whose name contains").fill(`Double read ${suffix}`);
+  await page.getByRole("button", { name: "Make snapshot" }).click();
+  await expect(page.getByRole("status")).toContainText(`Made double-${suffix} version 1.`);
+  const datasets = await (await page.request.get("/datasets")).json();
+  const dataset = datasets.find((d: { name: string }) => d.name === `double-${suffix}`);
+  const manifest = await (await page.request.get(`/datasets/${dataset.id}/manifest`)).json();
+  expect(manifest.cases).toHaveLength(1);
+  expect(manifest.cases[0].mask.object_ref).toBe((await currentMask(page.request, caseId)).ref);
+  expect(manifest.cases[0].readings.map((r: { reader: string }) => r.reader)).toEqual([ben, ann]);
 });

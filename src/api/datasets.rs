@@ -91,6 +91,17 @@ pub struct ManifestCase {
     pub image: ManifestFile,
     /// The approved mask version.
     pub mask: ManifestFile,
+    /// A case read by several readers: each reading, in the order they were taken (the
+    /// approved mask is their adjudication).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readings: Vec<ManifestReading>,
+}
+
+/// One reader's reading of a snapshot's case.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManifestReading {
+    pub reader: super::ids::UserName,
+    pub mask: ManifestFile,
 }
 
 /// Answer of `GET /datasets/{id}/manifest`: everything a training script needs.

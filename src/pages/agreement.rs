@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::{AgreementOverview, ApiError, Spread, WorklistQuery};
+use crate::api::{AgreementOverview, ApiError, Spread};
 use crate::pages::common::loaded;
 
 #[server(endpoint = "get_agreement_overview")]
@@ -13,6 +13,7 @@ pub async fn get_agreement_overview(
     q: Option<String>,
     modality: Option<String>,
 ) -> Result<AgreementOverview, ApiError> {
+    use crate::api::WorklistQuery;
     use crate::server::identity::Role;
     use crate::server::services::agreement;
     let (state, user) = crate::server::auth::server_fn_caller().await?;
@@ -58,7 +59,10 @@ fn Overview(overview: AgreementOverview) -> impl IntoView {
     let AgreementOverview { cases, measured, pending, labels, readers, least_agreed, chart_svg } = overview;
     view! {
         <p data-testid="agreement-counts">
-            {format!("{cases} cases read by several readers: {measured} measured, {pending} being measured")}
+            {format!(
+                "{cases} {} read by several readers: {measured} measured, {pending} being measured",
+                if cases == 1 { "case" } else { "cases" }
+            )}
         </p>
         {chart_svg.map(|svg| view! { <div class="chart" inner_html=svg></div> })}
         <h2>"Per label"</h2>

@@ -4,7 +4,9 @@
 //! consensus, fixes a region and approves.
 
 use reqwest::StatusCode;
-use seglab::api::{AgreementOverview, CaseAgreement, CaseArtifacts, CaseReadings, LabelSaved, Reading};
+use seglab::api::{
+    AgreementOverview, CaseAgreement, CaseArtifacts, CaseReadings, DatasetSummary, LabelSaved, Manifest, Reading,
+};
 use seglab::consensus::staple_consensus;
 use seglab::edits::MaskEdits;
 use seglab::metrics::dice;
@@ -193,6 +195,30 @@ async fn blinded_readers_then_an_adjudication_from_staple() {
     for (action, times) in [("reading_taken", 2), ("reading_submitted", 2), ("consensus", 1), ("readings_planned", 1)] {
         let sql = format!("SELECT COUNT(*) FROM audit_log WHERE action = '{action}'");
         assert_eq!(app.count(&sql).await, times, "{action}");
+    }
+    // A snapshot holds the adjudicated mask and both readings; its MONAI export lists them as
+    // label keys beside the label.
+    let made = app.send_json(post.clone(), &mle, "/datasets", &json!({ "name": "double read" })).await;
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let dataset: DatasetSummary = made.json().await.unwrap();
+    let manifest: Manifest = app.get_json(&mle, &format!("/datasets/{}/manifest", dataset.id)).await;
+    let case = &manifest.cases[0];
+    assert_eq!(case.mask.object_ref, app.head_mask_ref(&case_id).await);
+    let readers: Vec<&str> = case.readings.iter().map(|r| r.reader.as_str()).collect();
+    assert_eq!(readers, ["alice", "bob"]);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("monai");
+    let output = app.run_cli(&["dataset", "export", &dataset.id, dir.to_str().unwrap(), "--format", "monai"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let datalist: Value = serde_json::from_slice(&std::fs::read(dir.join("datalist.json")).unwrap()).unwrap();
+    let entry = &datalist["training"][0];
+    for (key, mask) in [("label_reader1", &more_a), ("label_reader2", &mask_b)] {
+        let file = std::fs::read(dir.join(entry[key].as_str().unwrap())).unwrap();
+        assert_eq!(
+            &seglab::nifti_io::Volume::parse("mask", &file).unwrap().into_labels("mask").unwrap(),
+            mask,
+            "{key}"
+        );
     }
     app.stop().await;
 }

@@ -19,8 +19,8 @@ use super::audit::{self, AuditAction, AuditEvent};
 use super::registry::unique_conflict;
 use super::{dicom_export, mask_versions};
 use crate::api::{
-    CaseId, CaseStatus, DatasetSummary, LabelDef, Manifest, ManifestCase, ManifestFile, MaskRef, NewDataset, Split,
-    UserName, MAX_LISTED_CASES,
+    CaseId, CaseStatus, DatasetSummary, LabelDef, Manifest, ManifestCase, ManifestFile, ManifestReading, MaskRef,
+    NewDataset, Split, UserName, MAX_LISTED_CASES,
 };
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
@@ -39,6 +39,43 @@ struct Frozen {
     mask_ref: String,
     mask_sha256: String,
     split: Split,
+}
+
+/// One reading of a case as frozen into a snapshot: a `dataset_readings` row.
+#[derive(sqlx::FromRow)]
+struct FrozenReading {
+    case_id: CaseId,
+    position: i64,
+    reader: UserName,
+    mask_ref: String,
+    mask_sha256: String,
+}
+
+/// The readings of a case read by several readers, in the order they were taken, each with
+/// its file's SHA-256 (the file written now if it never was).
+async fn readings_of(state: &AppState, case_id: &CaseId) -> Result<Vec<FrozenReading>, AppError> {
+    let rows: Vec<(UserName, String, String)> = sqlx::query_as(
+        "SELECT u.username, g.head_mask_ref, o.sha256 FROM readings g JOIN users u ON u.id = g.reader_id
+         JOIN objects o ON o.object_ref = g.head_mask_ref
+         WHERE g.case_id = $1 AND g.submitted_at IS NOT NULL ORDER BY g.created_at, g.id",
+    )
+    .bind(case_id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut readings = Vec::with_capacity(rows.len());
+    for (position, (reader, mask_ref, mut mask_sha256)) in rows.into_iter().enumerate() {
+        if mask_sha256.is_empty() {
+            mask_sha256 = mask_versions::ensure_file(state, &mask_ref).await?;
+        }
+        readings.push(FrozenReading {
+            case_id: case_id.clone(),
+            position: position as i64,
+            reader,
+            mask_ref,
+            mask_sha256,
+        });
+    }
+    Ok(readings)
 }
 
 /// The split a case falls in: a hash of the seed and the case id, as a fraction in [0, 1).
@@ -118,6 +155,7 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
 
     let mut label_map: BTreeMap<u8, String> = BTreeMap::new();
     let mut frozen = Vec::with_capacity(selected.len());
+    let mut readings = Vec::new();
     for row in selected {
         let case_id = row.id;
         let labels: Vec<LabelDef> = serde_json::from_str(&row.labels_json).map_err(AppError::internal)?;
@@ -141,6 +179,7 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
             // A version saved in slabs only: its file is written now, as a snapshot lists files.
             mask_sha256 = mask_versions::ensure_file(state, &row.approved_mask_ref).await?;
         }
+        readings.extend(readings_of(state, &case_id).await?);
         frozen.push(Frozen {
             case_name: row.name,
             image_ref: row.image_ref,
@@ -186,7 +225,22 @@ pub async fn create(state: &AppState, user: &User, request: &NewDataset) -> Resu
         .execute(&mut *tx)
         .await?;
     }
-    let details = json!({ "dataset_id": id, "name": name, "version": version, "cases": frozen.len() });
+    for reading in &readings {
+        sqlx::query(
+            "INSERT INTO dataset_readings (dataset_id, case_id, position, reader, mask_ref, mask_sha256)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&id)
+        .bind(&reading.case_id)
+        .bind(reading.position)
+        .bind(&reading.reader)
+        .bind(&reading.mask_ref)
+        .bind(&reading.mask_sha256)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let details = json!({ "dataset_id": id, "name": name, "version": version, "cases": frozen.len(),
+                          "readings": readings.len() });
     audit::record(
         &mut tx,
         &state.db,
@@ -274,12 +328,25 @@ pub async fn manifest(state: &AppState, id: &str) -> Result<Manifest, AppError> 
     .bind(id)
     .fetch_all(&state.db.pool)
     .await?;
+    let frozen_readings: Vec<FrozenReading> = sqlx::query_as(
+        "SELECT case_id, position, reader, mask_ref, mask_sha256 FROM dataset_readings WHERE dataset_id = $1
+         ORDER BY case_id, position",
+    )
+    .bind(id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let file = |object_ref: String, sha256: String| async move {
+        Ok::<_, AppError>(ManifestFile { url: state.store.presign_get(&object_ref).await?, object_ref, sha256 })
+    };
+    let mut readings_of: BTreeMap<CaseId, Vec<ManifestReading>> = BTreeMap::new();
+    for reading in frozen_readings {
+        let mask = file(reading.mask_ref, reading.mask_sha256).await?;
+        readings_of.entry(reading.case_id).or_default().push(ManifestReading { reader: reading.reader, mask });
+    }
     let mut cases = Vec::with_capacity(rows.len());
     for row in rows {
-        let file = |object_ref: String, sha256: String| async move {
-            Ok::<_, AppError>(ManifestFile { url: state.store.presign_get(&object_ref).await?, object_ref, sha256 })
-        };
         cases.push(ManifestCase {
+            readings: readings_of.remove(&row.case_id).unwrap_or_default(),
             case_id: row.case_id,
             case_name: row.case_name,
             split: row.split,
@@ -336,7 +403,18 @@ pub async fn export(
             }
             (ExportFormat::Monai, _) => (format!("images/{identifier}.nii.gz"), format!("labels/{identifier}.nii.gz")),
         };
-        for (file, path) in [(&case.image, &image_path), (&case.mask, &label_path)] {
+        // The readings go beside the adjudicated label in MONAI's layout (nnU-Net has no place
+        // for them).
+        let reading_paths: Vec<String> = match format {
+            ExportFormat::Monai => {
+                (1..=case.readings.len()).map(|n| format!("labels/{identifier}_reader{n}.nii.gz")).collect()
+            }
+            ExportFormat::Nnunet => Vec::new(),
+        };
+        let files = [(&case.image, &image_path), (&case.mask, &label_path)]
+            .into_iter()
+            .chain(case.readings.iter().map(|reading| &reading.mask).zip(&reading_paths));
+        for (file, path) in files {
             let bytes = state.store.get(&file.object_ref).await?;
             let sha256 = hex::encode(Sha256::digest(&bytes));
             if sha256 != file.sha256 {
@@ -356,7 +434,7 @@ pub async fn export(
                 segmentation_path = Some(path);
             }
         }
-        entries.push((identifier, image_path, label_path, segmentation_path, case));
+        entries.push((identifier, image_path, label_path, segmentation_path, reading_paths, case));
         progress(n + 1, total);
     }
 
@@ -393,7 +471,14 @@ pub async fn export(
         ExportFormat::Monai => {
             let list = |split| {
                 in_split(split)
-                    .map(|(_, image, label, ..)| json!({ "image": image, "label": label }))
+                    .map(|(_, image, label, _, readings, _)| {
+                        // MONAI datalist keys for training with label uncertainty.
+                        let mut entry = json!({ "image": image, "label": label });
+                        for (n, path) in readings.iter().enumerate() {
+                            entry[format!("label_reader{}", n + 1)] = json!(path);
+                        }
+                        entry
+                    })
                     .collect::<Vec<_>>()
             };
             write_json(
@@ -410,11 +495,17 @@ pub async fn export(
     // Which file is which case, with the checked SHA-256s: the export traces back to the snapshot.
     let cases: Vec<_> = entries
         .iter()
-        .map(|(identifier, image, label, segmentation, case)| {
+        .map(|(identifier, image, label, segmentation, readings, case)| {
+            let readings: Vec<_> = case
+                .readings
+                .iter()
+                .zip(readings)
+                .map(|(reading, path)| json!({ "reader": reading.reader, "label": path, "label_sha256": reading.mask.sha256 }))
+                .collect();
             json!({
                 "identifier": identifier, "case_id": case.case_id, "case_name": case.case_name, "split": case.split,
                 "image": image, "image_sha256": case.image.sha256, "label": label, "label_sha256": case.mask.sha256,
-                "segmentation": segmentation,
+                "segmentation": segmentation, "readings": readings,
             })
         })
         .collect();

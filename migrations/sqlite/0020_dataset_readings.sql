@@ -1,0 +1,16 @@
+-- The readings a snapshot carries beside each adjudicated mask, for training with label
+-- uncertainty: every reading of a case read by several readers, in the order they were taken.
+-- Frozen like the rest of a snapshot.
+CREATE TABLE dataset_readings (
+    dataset_id  TEXT NOT NULL REFERENCES datasets (id),
+    case_id     TEXT NOT NULL REFERENCES cases (id),
+    position    BIGINT NOT NULL,
+    reader      TEXT NOT NULL,
+    mask_ref    TEXT NOT NULL,
+    mask_sha256 TEXT NOT NULL,
+    PRIMARY KEY (dataset_id, case_id, position)
+);
+CREATE TRIGGER dataset_readings_no_update BEFORE UPDATE ON dataset_readings
+BEGIN SELECT RAISE(ABORT, 'dataset snapshots are never changed; make a new version'); END;
+CREATE TRIGGER dataset_readings_no_delete BEFORE DELETE ON dataset_readings
+BEGIN SELECT RAISE(ABORT, 'dataset snapshots are never changed; make a new version'); END;
