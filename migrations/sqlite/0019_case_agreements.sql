@@ -8,3 +8,7 @@ CREATE TABLE case_agreements (
     agreement_json TEXT NOT NULL,
     created_at     BIGINT NOT NULL
 );
+
+-- The cases read by several readers, oldest first: where a labeler's next reading to take is
+-- looked for, without scanning the cases read by one labeler.
+CREATE INDEX cases_read_by_several ON cases (created_at, id) WHERE readings_required > 1;

@@ -458,6 +458,20 @@ pub struct WorklistRow {
     pub created_at_ms: i64,
     /// Voxels per label value in the current mask; none where not known.
     pub label_counts: Option<std::collections::BTreeMap<u8, u64>>,
+    /// Where the readings of a case read by several readers stand; none for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readings: Option<RowReadings>,
+}
+
+/// A worklist row's readings: how many the case needs, are taken and are submitted, and the
+/// caller's own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RowReadings {
+    pub required: u32,
+    pub taken: u32,
+    pub submitted: u32,
+    /// `Some(submitted)` when the caller reads the case.
+    pub mine: Option<bool>,
 }
 
 /// How many cases (matching the other filters) have a status.

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use crate::api::{ApiError, CaseStatus, NextCase, Worklist, WorklistQuery, WorklistRow, WorklistSort};
+use crate::api::{ApiError, CaseStatus, NextCase, RowReadings, Worklist, WorklistQuery, WorklistRow, WorklistSort};
 use crate::display::format_time;
 use crate::pages::case_workflow::status_text;
 use crate::pages::common::loaded;
@@ -137,7 +137,7 @@ fn WorklistView(worklist: Worklist, query: RwSignal<Option<WorklistQuery>>) -> i
                         <tr>
                             {sorter(WorklistSort::Name, "Case")}
                             {sorter(WorklistSort::Status, "Status")}
-                            <th>"Labeler"</th>
+                            <th>"Labeler or readers"</th>
                             <th>"Reviewer"</th>
                             {sorter(WorklistSort::LastSaved, "Last save")}
                             <th>"Labelled voxels"</th>
@@ -160,6 +160,18 @@ fn WorklistView(worklist: Worklist, query: RwSignal<Option<WorklistQuery>>) -> i
     }
 }
 
+/// The labeler cell of a case read by several readers.
+fn readers_text(readings: &RowReadings) -> String {
+    let RowReadings { required, taken, submitted, mine } = readings;
+    let yours = match mine {
+        Some(true) => " · yours submitted",
+        Some(false) => " · yours to finish",
+        None if taken < required => " · a reading to take",
+        None => "",
+    };
+    format!("{taken} of {required} readers, {submitted} submitted{yours}")
+}
+
 fn row(case: WorklistRow) -> impl IntoView {
     let [i, j, k] = case.dims;
     let labelled = match case.label_counts {
@@ -177,7 +189,10 @@ fn row(case: WorklistRow) -> impl IntoView {
         <tr>
             <td><a href=format!("/cases/{}", case.id)>{case.name}</a></td>
             <td><span class=format!("case-status {}", case.status.as_str())>{status_text(case.status)}</span></td>
-            <td>{case.assignee.map_or_else(|| "–".into(), String::from)}</td>
+            <td>{match case.readings {
+                Some(readings) => readers_text(&readings),
+                None => case.assignee.map_or_else(|| "–".into(), String::from),
+            }}</td>
             <td>{case.reviewer.map_or_else(|| "–".into(), String::from)}</td>
             <td>{last_save}</td>
             <td class="counts">{labelled}</td>

@@ -5,7 +5,8 @@
 
 use reqwest::StatusCode;
 use seglab::api::{
-    AgreementOverview, CaseAgreement, CaseArtifacts, CaseReadings, DatasetSummary, LabelSaved, Manifest, Reading,
+    AgreementOverview, CaseAgreement, CaseArtifacts, CaseReadings, DatasetSummary, LabelSaved, Manifest, NextCase,
+    Reading, RowReadings, Worklist,
 };
 use seglab::consensus::staple_consensus;
 use seglab::edits::MaskEdits;
@@ -56,9 +57,19 @@ async fn blinded_readers_then_an_adjudication_from_staple() {
     let planned = app.send_json(put.clone(), &mle, &readings, &json!({ "required": 2, "blind": true })).await;
     assert_eq!(planned.status(), StatusCode::OK);
 
+    // The case is where a labeler's "next case" goes, with a reading to take.
+    let next: NextCase = app.get_json(&carol, "/worklist/next").await;
+    assert_eq!(next.id.as_str(), case_id);
+
     // Two readings, each taken once; nobody reads twice, and the reviewer does not read.
     let taken = app.send_json(post.clone(), &alice, &readings, &json!({})).await;
     assert_eq!(taken.status(), StatusCode::CREATED);
+    let mine: Worklist = app.get_json(&alice, "/worklist?assignee=me").await;
+    let row = mine.rows.iter().find(|row| row.id.as_str() == case_id).expect("a reader's cases are hers");
+    let expected = RowReadings { required: 2, taken: 1, submitted: 0, mine: Some(false) };
+    assert_eq!(row.readings, Some(expected));
+    let next: NextCase = app.get_json(&alice, "/worklist/next").await;
+    assert_eq!(next.id.as_str(), case_id, "her open reading comes first");
     let alices: Reading = taken.json().await.unwrap();
     assert_eq!(alices.mask_ref.as_str(), start);
     assert_eq!(app.send_json(post.clone(), &alice, &readings, &json!({})).await.status(), StatusCode::CONFLICT);

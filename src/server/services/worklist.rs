@@ -3,10 +3,13 @@
 //! who saved last is kept on the case row, the filters and orders have indexes, and the
 //! status counts (one grouped query) also give the total.
 
+use std::collections::HashMap;
+
 use sqlx::AnyConnection;
 
 use crate::api::{
-    CaseId, CaseStatus, NextCase, StatusCount, UserName, Worklist, WorklistQuery, WorklistRow, WorklistSort,
+    CaseId, CaseStatus, NextCase, RowReadings, StatusCount, UserName, Worklist, WorklistQuery, WorklistRow,
+    WorklistSort,
 };
 use crate::server::db::Backend;
 use crate::server::error::AppError;
@@ -86,7 +89,11 @@ fn filter(user: &User, query: &WorklistQuery, backend: Backend, search: Option<(
     filter.conditions.push(super::access::readable_condition(user, filter.binds.len()));
     match query.assignee.as_deref() {
         None => {}
-        Some("me") => filter.condition("c.assignee_id = ?", Some(user.id.clone())),
+        // Their assignments and the cases they read (two indexed lookups, not a scan).
+        Some("me") => filter.condition(
+            "c.id IN (SELECT id FROM cases WHERE assignee_id = ? UNION SELECT case_id FROM readings WHERE reader_id = ?)",
+            Some(user.id.clone()),
+        ),
         Some("none") => filter.condition("c.assignee_id IS NULL", None),
         Some(name) => {
             filter.condition("c.assignee_id = (SELECT id FROM users WHERE username = ?)", Some(name.to_string()))
@@ -212,7 +219,8 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
     }
     let offset = (query.page as u64 - 1) * query.per_page as u64;
     let rows_sql = format!(
-        "SELECT c.id, c.name, c.status, c.created_at, c.last_saved_at, c.label_counts_json, a.username AS assignee, r.username AS reviewer,
+        "SELECT c.id, c.name, c.status, c.created_at, c.last_saved_at, c.label_counts_json, c.readings_required,
+                a.username AS assignee, r.username AS reviewer,
                 s.username AS last_saved_by, o.dim_i, o.dim_j, o.dim_k
          FROM cases c JOIN objects o ON o.object_ref = c.image_ref
          LEFT JOIN users a ON a.id = c.assignee_id LEFT JOIN users r ON r.id = c.reviewer_id
@@ -230,6 +238,7 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
         created_at: i64,
         last_saved_at: i64,
         label_counts_json: String,
+        readings_required: i64,
         assignee: Option<UserName>,
         reviewer: Option<UserName>,
         last_saved_by: Option<UserName>,
@@ -240,11 +249,18 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
     for value in &filter.binds {
         selecting = selecting.bind(value);
     }
-    let rows = selecting
-        .fetch_all(&mut *conn)
-        .await?
+    let listed = selecting.fetch_all(&mut *conn).await?;
+    let several: Vec<&CaseId> = listed.iter().filter(|row| row.readings_required > 1).map(|row| &row.id).collect();
+    let mut readings = readings_of(&mut conn, user, &several).await?;
+    let rows = listed
         .into_iter()
         .map(|row| WorklistRow {
+            readings: readings.remove(&row.id).map(|(taken, submitted, mine)| RowReadings {
+                required: row.readings_required as u32,
+                taken,
+                submitted,
+                mine,
+            }),
             id: row.id,
             name: row.name,
             dims: row.dims.voxels(),
@@ -260,6 +276,35 @@ pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Resul
     Ok(Worklist { query: query.clone(), rows, total, counts })
 }
 
+/// Readings taken and submitted of each of `cases` (a page's worth), and whether the caller's
+/// own is submitted.
+async fn readings_of(
+    conn: &mut AnyConnection,
+    user: &User,
+    cases: &[&CaseId],
+) -> Result<HashMap<CaseId, (u32, u32, Option<bool>)>, AppError> {
+    if cases.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let listed: Vec<String> = (2..cases.len() + 2).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "SELECT case_id, COUNT(*), COUNT(submitted_at),
+                MAX(CASE WHEN reader_id = $1 THEN (CASE WHEN submitted_at IS NULL THEN 0 ELSE 1 END) END)
+         FROM readings WHERE case_id IN ({}) GROUP BY case_id",
+        listed.join(", ")
+    );
+    let mut query = sqlx::query_as::<_, (CaseId, i64, i64, Option<i64>)>(&sql).bind(&user.id);
+    for case_id in cases {
+        query = query.bind(*case_id);
+    }
+    let mut found: HashMap<CaseId, (u32, u32, Option<bool>)> =
+        cases.iter().map(|id| ((*id).clone(), (0, 0, None))).collect();
+    for (case_id, taken, submitted, mine) in query.fetch_all(&mut *conn).await? {
+        found.insert(case_id, (taken as u32, submitted as u32, mine.map(|m| m == 1)));
+    }
+    Ok(found)
+}
+
 /// The worklist a page shows first: a labeler who does not coordinate sees their own cases.
 pub(crate) fn default_query(user: &User) -> WorklistQuery {
     WorklistQuery {
@@ -268,15 +313,26 @@ pub(crate) fn default_query(user: &User) -> WorklistQuery {
     }
 }
 
-/// `GET /worklist/next`: the caller's next case not yet submitted, those sent back first, then
-/// those in progress, then new ones, oldest first.
+/// `GET /worklist/next`: the caller's next case: a reading of theirs not submitted yet; else
+/// an assigned case not yet submitted, those sent back first, then those in progress, then new
+/// ones; else a case read by several readers with a reading left to take. Oldest first.
 pub(crate) async fn next_case(state: &AppState, user: &User) -> Result<NextCase, AppError> {
-    let none_waits = || AppError::NotFound("a case assigned to you that is waiting for labeling".into());
+    let none_waits = || AppError::NotFound("a case assigned to you, or a reading, waiting for labeling".into());
     // An assignment outlives a labeler role taken back; the case is no longer theirs to open.
     if !user.has_role(Role::Labeler) {
         return Err(none_waits());
     }
-    let (id, name): (CaseId, String) = sqlx::query_as(
+    let open_reading: Option<(CaseId, String)> = sqlx::query_as(
+        "SELECT c.id, c.name FROM readings g JOIN cases c ON c.id = g.case_id
+         WHERE g.reader_id = $1 AND g.submitted_at IS NULL ORDER BY g.created_at, c.id LIMIT 1",
+    )
+    .bind(&user.id)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    if let Some((id, name)) = open_reading {
+        return Ok(NextCase { id, name });
+    }
+    let assigned: Option<(CaseId, String)> = sqlx::query_as(
         "SELECT c.id, c.name FROM cases c
          WHERE c.assignee_id = $1 AND c.status IN ($2, $3, $4)
          ORDER BY CASE c.status WHEN $2 THEN 0 WHEN $3 THEN 1 ELSE 2 END, c.created_at, c.id
@@ -286,6 +342,25 @@ pub(crate) async fn next_case(state: &AppState, user: &User) -> Result<NextCase,
     .bind(CaseStatus::ChangesRequested)
     .bind(CaseStatus::InProgress)
     .bind(CaseStatus::New)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    if let Some((id, name)) = assigned {
+        return Ok(NextCase { id, name });
+    }
+    // The rules of `access::TakeReading`, as a query: not read by them, not reviewed by them,
+    // a reading left, and readable by them.
+    let (id, name): (CaseId, String) = sqlx::query_as(&format!(
+        "SELECT c.id, c.name FROM cases c
+         WHERE c.readings_required > 1 AND c.status IN ($2, $3)
+           AND (SELECT COUNT(*) FROM readings g WHERE g.case_id = c.id) < c.readings_required
+           AND NOT EXISTS (SELECT 1 FROM readings g WHERE g.case_id = c.id AND g.reader_id = $1)
+           AND (c.reviewer_id IS NULL OR c.reviewer_id <> $1) AND {}
+         ORDER BY c.created_at, c.id LIMIT 1",
+        super::access::readable_condition(user, 1)
+    ))
+    .bind(&user.id)
+    .bind(CaseStatus::New)
+    .bind(CaseStatus::InProgress)
     .fetch_optional(&state.db.pool)
     .await?
     .ok_or_else(none_waits)?;
