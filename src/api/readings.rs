@@ -171,3 +171,11 @@ pub struct AgreementOverview {
 impl AgreementOverview {
     pub const LEAST_AGREED: usize = 20;
 }
+
+/// Answer of `PUT /readings?{worklist filters}`: the cases the filter selects that were
+/// planned, and those left as they were (labelled already, or with more readings taken).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlannedCases {
+    pub planned: u64,
+    pub skipped: u64,
+}

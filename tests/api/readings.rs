@@ -6,7 +6,7 @@
 use reqwest::StatusCode;
 use seglab::api::{
     AgreementOverview, CaseAgreement, CaseArtifacts, CaseReadings, DatasetSummary, LabelSaved, Manifest, NextCase,
-    Reading, RowReadings, Worklist,
+    PlannedCases, Reading, RowReadings, Worklist,
 };
 use seglab::consensus::staple_consensus;
 use seglab::edits::MaskEdits;
@@ -230,6 +230,31 @@ async fn blinded_readers_then_an_adjudication_from_staple() {
             mask,
             "{key}"
         );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_worklist_filter_plans_every_case_it_selects_that_nobody_labelled() {
+    let app = TestApp::spawn().await;
+    let mle = app.user("mle", &[Role::MlEngineer]).await;
+    let alice = app.user("alice", &[Role::Labeler]).await;
+    let mut cases = Vec::new();
+    for name in ["Bulk one", "Bulk two", "Bulk three", "Other"] {
+        cases.push(CaseBuilder::new(name).dims(DIMS).import(&app).await);
+    }
+    // alice labels "Bulk three": it keeps its single labeler.
+    assert_eq!(save(&app, &alice, &cases[2], &[0u8; VOXELS], &labelled(0..5)).await.status(), StatusCode::CREATED);
+    let put = reqwest::Method::PUT;
+    let body = json!({ "required": 3, "blind": true });
+    assert_eq!(app.send_json(put.clone(), &alice, "/readings?q=bulk", &body).await.status(), StatusCode::FORBIDDEN);
+    let bad = app.send_json(put.clone(), &mle, "/readings?q=nothing", &json!({ "required": 0 })).await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let planned: PlannedCases = app.send_json(put, &mle, "/readings?q=bulk", &body).await.json().await.unwrap();
+    assert_eq!(planned, PlannedCases { planned: 2, skipped: 1 });
+    for (case_id, required) in cases.iter().zip([3, 3, 1, 1]) {
+        let listed: CaseReadings = app.get_json(&mle, &format!("/cases/{case_id}/readings")).await;
+        assert_eq!(listed.required, required, "{case_id}");
     }
     app.stop().await;
 }

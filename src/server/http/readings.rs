@@ -1,4 +1,5 @@
-//! REST routes of several readers per case: planning a case's readings, taking one, listing
+//! REST routes of several readers per case: planning a case's readings (or those of every
+//! case a worklist filter selects), taking one, listing
 //! them, their agreement (per case, and across the cases a worklist filter selects), and the
 //! consensus an adjudication starts from. Thin: they parse and
 //! call `services::readings`; a reading is saved with `POST /labels` and submitted with
@@ -7,7 +8,7 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 
 use super::extract::{
@@ -15,8 +16,8 @@ use super::extract::{
 };
 use super::labels::saved;
 use crate::api::{
-    AgreementOverview, CaseAgreement, CaseReadings, ConsensusRequest, Reading, ReadingPlan, TakeReading as TakeBody,
-    WorklistQuery,
+    AgreementOverview, CaseAgreement, CaseReadings, ConsensusRequest, PlannedCases, Reading, ReadingPlan,
+    TakeReading as TakeBody, WorklistQuery,
 };
 use crate::server::error::AppError;
 use crate::server::services::access::{self, Adjudicate, CompareReadings, PlanReadings, Read, Save, TakeReading};
@@ -31,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/cases/{id}/readings", get(list).put(plan).post(take))
         .route("/cases/{id}/agreement", get(agreement))
         .route("/agreement", get(overview))
+        .route("/readings", put(plan_selected))
         .route("/cases/{id}/consensus", post(consensus));
     bounded_body(routes, MAX_BODY_BYTES)
 }
@@ -44,6 +46,17 @@ async fn plan(
 ) -> Result<Json<CaseReadings>, AppError> {
     let access = access::authorize(&state, &user, &access::case_named(&id)?, PlanReadings).await?;
     Ok(Json(readings::plan(&state, access, &request).await?))
+}
+
+/// `PUT /readings?{worklist filters} {required, blind}` (ml_engineer, admin): plans every case
+/// the filter selects that can still be planned.
+async fn plan_selected(
+    State(state): State<AppState>,
+    Holding(user, _): Coordinator,
+    ApiQuery(query): ApiQuery<WorklistQuery>,
+    ApiJson(request): ApiJson<ReadingPlan>,
+) -> Result<Json<PlannedCases>, AppError> {
+    Ok(Json(readings::plan_selected(&state, &user, &query, &request).await?))
 }
 
 /// `GET /cases/{id}/readings`.

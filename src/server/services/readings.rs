@@ -18,17 +18,25 @@ use super::idempotency::{self, IdempotencyKey};
 use super::labels::{self, SaveOutcome};
 use super::mask_versions::{self, load_mask};
 use super::workflow::user_with_role;
+use super::worklist;
 use crate::api::{
-    CaseId, CaseReadings, ConsensusMethod, LabelDef, LabelSaved, MaskRef, Reading, ReadingPlan, SaveLabelRequest,
-    UserName,
+    CaseId, CaseReadings, ConsensusMethod, LabelDef, LabelSaved, MaskRef, PlannedCases, Reading, ReadingPlan,
+    SaveLabelRequest, UserName, WorklistQuery,
 };
 use crate::consensus::{self, MAX_READINGS};
 use crate::edits::MaskEdits;
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
-use crate::server::identity::Role;
+use crate::server::identity::{Role, User};
 use crate::server::mask_cache::DecodedMask;
 use crate::server::state::AppState;
+
+fn check_plan(plan: &ReadingPlan) -> Result<(), AppError> {
+    if !(1..=MAX_READINGS as u32).contains(&plan.required) {
+        return Err(AppError::Unprocessable(format!("a case needs 1 to {MAX_READINGS} readings")));
+    }
+    Ok(())
+}
 
 /// `PUT /cases/{id}/readings`: sets how many readings the case needs and whether its readers
 /// are blinded to the models. Never fewer than are taken.
@@ -37,9 +45,7 @@ pub async fn plan(
     mut access: CaseAccess<PlanReadings>,
     plan: &ReadingPlan,
 ) -> Result<CaseReadings, AppError> {
-    if !(1..=MAX_READINGS as u32).contains(&plan.required) {
-        return Err(AppError::Unprocessable(format!("a case needs 1 to {MAX_READINGS} readings")));
-    }
+    check_plan(plan)?;
     let mut tx = state.db.pool.begin().await?;
     access.lock_and_recheck(&mut tx, access::rules(state)).await?;
     let taken = access.facts().readings_taken;
@@ -70,6 +76,49 @@ pub async fn plan(
         submitted: access.facts().readings_submitted as u32,
         readings: Vec::new(),
     })
+}
+
+/// Most cases one `PUT /readings` plans: each is its own transaction.
+const MAX_CASES_PLANNED: usize = 10_000;
+
+/// `PUT /readings?{worklist filters}`: [`plan`] on every case the filter selects that `user`
+/// may read, each decided as if planned alone; those it refuses as a conflict (labelled
+/// already, more readings taken) are left as they are and counted.
+pub async fn plan_selected(
+    state: &AppState,
+    user: &User,
+    query: &WorklistQuery,
+    request: &ReadingPlan,
+) -> Result<PlannedCases, AppError> {
+    check_plan(request)?;
+    let mut conn = state.db.pool.acquire().await?;
+    let (selected, binds) = worklist::selection(&mut conn, state.db.backend, user, query).await?;
+    let sql =
+        format!("SELECT c.id FROM cases c {selected} ORDER BY c.created_at, c.id LIMIT {}", MAX_CASES_PLANNED + 1);
+    let mut selecting = sqlx::query_scalar::<_, CaseId>(&sql);
+    for value in &binds {
+        selecting = selecting.bind(value);
+    }
+    let cases = selecting.fetch_all(&mut *conn).await?;
+    drop(conn);
+    if cases.len() > MAX_CASES_PLANNED {
+        return Err(AppError::Unprocessable(format!(
+            "the filter selects more than {MAX_CASES_PLANNED} cases; narrow it"
+        )));
+    }
+    let mut outcome = PlannedCases { planned: 0, skipped: 0 };
+    for case_id in cases {
+        let planned = match access::authorize(state, user, &case_id, PlanReadings).await {
+            Ok(access) => plan(state, access, request).await.map(|_| ()),
+            Err(err) => Err(err),
+        };
+        match planned {
+            Ok(()) => outcome.planned += 1,
+            Err(AppError::Conflict(_)) => outcome.skipped += 1,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(outcome)
 }
 
 /// `POST /cases/{id}/readings`: a reading of the case for `reader` (the caller when none),
