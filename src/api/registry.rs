@@ -330,6 +330,23 @@ pub struct LabelStats {
     pub dice: Option<Stats>,
     /// Over the cases where both masks hold the label (HD95 is undefined otherwise).
     pub hd95_mm: Option<Stats>,
+    /// On the cases read by several readers, the version against its readers; none without
+    /// such a case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub against_readers: Option<AgainstReaders>,
+}
+
+/// A version against people, on the cases read by several readers: its Dice against each
+/// case's adjudicated mask next to each reader's own Dice against it (one value per reading).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgainstReaders {
+    pub model_dice: Stats,
+    pub readers_dice: Stats,
+    /// The lowest of the readers' mean Dice over these cases.
+    pub least_reader_mean: f64,
+    /// Whether the version's mean Dice is at least the least close reader's: within
+    /// inter-reader variability.
+    pub within_readers: bool,
 }
 
 /// One model version's agreement with human labels.

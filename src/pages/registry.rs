@@ -7,8 +7,8 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::{
-    ApiError, BackfillProgress, Job, ModelOverview, ModelState, ModelSummary, PairedEvaluation, Rollback, StateChange,
-    Stats, VersionEvaluation,
+    AgainstReaders, ApiError, BackfillProgress, Job, ModelOverview, ModelState, ModelSummary, PairedEvaluation,
+    Rollback, StateChange, Stats, VersionEvaluation,
 };
 use crate::display::format_time;
 use crate::pages::common::loaded;
@@ -275,7 +275,7 @@ fn OwnEvaluation(own: VersionEvaluation) -> impl IntoView {
             <h3>"This version against human labels"</h3>
             {(own.pending_cases > 0).then(|| view! { <p class="muted">{format!("{} cases still being scored…", own.pending_cases)}</p> })}
             <table>
-                <thead><tr><th>"Label"</th><th>"Cases"</th><th>"Dice mean / median"</th><th>"HD95 mm mean / median"</th></tr></thead>
+                <thead><tr><th>"Label"</th><th>"Cases"</th><th>"Dice mean / median"</th><th>"HD95 mm mean / median"</th><th>"Against readers"</th></tr></thead>
                 <tbody>
                     {own.score.labels.into_iter().map(|label| view! {
                         <tr>
@@ -283,6 +283,7 @@ fn OwnEvaluation(own: VersionEvaluation) -> impl IntoView {
                             <td>{label.dice.as_ref().map_or(0, |d| d.cases)}</td>
                             <td>{figure(&label.dice)}</td>
                             <td>{figure(&label.hd95_mm)}</td>
+                            <td data-testid="against-readers">{against_readers(&label.against_readers)}</td>
                         </tr>
                     }).collect_view()}
                 </tbody>
@@ -378,6 +379,21 @@ fn Timeline(timeline: Vec<StateChange>) -> impl IntoView {
     }
 }
 
+/// A version's Dice next to the readers' on the cases read by several readers.
+fn against_readers(against: &Option<AgainstReaders>) -> String {
+    match against {
+        Some(a) => format!(
+            "{:.3} vs readers {:.3} on {} cases (least close reader {:.3}): {}",
+            a.model_dice.mean,
+            a.readers_dice.mean,
+            a.model_dice.cases,
+            a.least_reader_mean,
+            if a.within_readers { "within inter-reader variability" } else { "outside inter-reader variability" }
+        ),
+        None => "–".into(),
+    }
+}
+
 fn figure(stats: &Option<Stats>) -> String {
     match stats {
         Some(stats) => format!("{:.3} / {:.3}", stats.mean, stats.median),
@@ -421,7 +437,7 @@ fn EvaluationSummary(evaluation: PairedEvaluation) -> impl IntoView {
                 </p>
             })}
             <table>
-                <thead><tr><th>"Version"</th><th>"Label"</th><th>"Cases"</th><th>"Dice mean / median"</th><th>"HD95 mm mean / median"</th></tr></thead>
+                <thead><tr><th>"Version"</th><th>"Label"</th><th>"Cases"</th><th>"Dice mean / median"</th><th>"HD95 mm mean / median"</th><th>"Against readers"</th></tr></thead>
                 <tbody>
                     {versions
                         .into_iter()
@@ -434,6 +450,7 @@ fn EvaluationSummary(evaluation: PairedEvaluation) -> impl IntoView {
                                     <td>{label.dice.as_ref().map_or(0, |d| d.cases)}</td>
                                     <td>{figure(&label.dice)}</td>
                                     <td>{figure(&label.hd95_mm)}</td>
+                                    <td>{against_readers(&label.against_readers)}</td>
                                 </tr>
                             })
                         })

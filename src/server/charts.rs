@@ -255,7 +255,13 @@ mod tests {
                 created_at_ms: 0,
                 updated_at_ms: 0,
             },
-            labels: vec![LabelStats { label: 1, name: "liver".into(), dice: None, hd95_mm: None }],
+            labels: vec![LabelStats {
+                label: 1,
+                name: "liver".into(),
+                dice: None,
+                hd95_mm: None,
+                against_readers: None,
+            }],
         });
         evaluation.pairs = vec![pair("a", 1, 0.9, 0.5), pair("b", 1, 0.2, 0.8), pair("b", 2, 1.0, 1.0)];
         let svg = paired_dice_svg(&evaluation).unwrap();

@@ -1587,3 +1587,59 @@ async fn concurrent_backfill_starts_queue_one_backfill() {
     assert_eq!(app.count("SELECT COUNT(*) FROM model_jobs").await, 2, "one job per labelled case");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_version_is_judged_against_the_readers_of_the_cases_read_by_several() {
+    let app = TestApp::spawn().await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let (ann, ben) = (app.user("ann", &[Role::Labeler]).await, app.user("ben", &[Role::Labeler]).await);
+    let rex = app.user("rex", &[Role::Reviewer]).await;
+    let v1 = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
+    assert_eq!(set_state(&app, &engineer, &v1, "shadow").await.status(), StatusCode::OK);
+    let case_id = cube_case(&app).await;
+    finished_jobs(&app, &engineer, &case_id, 1).await;
+    let (put, post) = (reqwest::Method::PUT, reqwest::Method::POST);
+    let readings = format!("/cases/{case_id}/readings");
+    let plan = app.send_json(put.clone(), &engineer, &readings, &json!({ "required": 2 })).await;
+    assert_eq!(plan.status(), StatusCode::OK);
+
+    // ann reads exactly the cube (512 voxels), ben the cube but its last layer (448).
+    let cube: Vec<u8> = (0..VOXELS).map(|i| in_cube(i) as u8).collect();
+    let short: Vec<u8> = (0..VOXELS).map(|i| (in_cube(i) && i / (N * N) < 13) as u8).collect();
+    let head = app.head_mask_ref(&case_id).await;
+    for (reader, mask) in [(&ann, &cube), (&ben, &short)] {
+        let taken = app.send_json(post.clone(), reader, &readings, &json!({})).await;
+        assert_eq!(taken.status(), StatusCode::CREATED);
+        label_case(&app, reader, &case_id, &head, &vec![0; VOXELS], mask).await;
+        let status = format!("/cases/{case_id}/status");
+        assert_eq!(app.send_json(put.clone(), reader, &status, &json!({ "status": "submitted" })).await.status(), 200);
+    }
+    // Before adjudication the case has no mask of its own: the readings are nobody's truth.
+    let evaluation: Value = evaluated(&app, &engineer, "cube-seg").await;
+    assert!(evaluation["shadow"]["labels"][0]["dice"].is_null(), "{evaluation}");
+
+    // Majority vote of two readers: the 448 voxels both gave.
+    let consensus = format!("/cases/{case_id}/consensus");
+    let started = app.send_json(post, &rex, &consensus, &json!({ "method": "majority_vote" })).await;
+    assert_eq!(started.status(), StatusCode::CREATED);
+    let mut against = Value::Null;
+    for _ in 0..300 {
+        let evaluation: Value = evaluated(&app, &engineer, "cube-seg").await;
+        against = evaluation["shadow"]["labels"][0]["against_readers"].clone();
+        if !against.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // v1 marks the cube and 360 face voxels: Dice 2·448/(872+448) against the adjudicated
+    // mask; ann's is 2·448/(512+448), ben's 1. v1 is closer than no reader.
+    let (model, ann_dice) = (896.0 / 1320.0, 896.0 / 960.0);
+    assert!((against["model_dice"]["mean"].as_f64().unwrap() - model).abs() < 1e-9, "{against}");
+    assert_eq!(against["readers_dice"]["cases"], 2, "one value per reading");
+    assert!((against["readers_dice"]["mean"].as_f64().unwrap() - (1.0 + ann_dice) / 2.0).abs() < 1e-9);
+    assert!((against["least_reader_mean"].as_f64().unwrap() - ann_dice).abs() < 1e-9);
+    assert_eq!(against["within_readers"], false);
+    let own: Value = app.get_json(&engineer, &format!("/models/{v1}/evaluation")).await;
+    assert_eq!(own["score"]["labels"][0]["against_readers"], against);
+    app.stop().await;
+}

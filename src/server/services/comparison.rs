@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::evaluation::latest_predictions;
 use super::registry::{active_models, model_card};
 use crate::api::{
-    AnchoredCase, CaseId, LabelStats, ModelId, ModelScore, ModelState, ModelSummary, PairedDice, PairedEvaluation,
-    Split, Stats, VersionEvaluation,
+    AgainstReaders, AnchoredCase, CaseId, LabelStats, ModelId, ModelScore, ModelState, ModelSummary, PairedDice,
+    PairedEvaluation, Split, Stats, VersionEvaluation,
 };
 use crate::server::error::AppError;
 use crate::server::identity::{Role, User};
@@ -23,6 +23,8 @@ type LabelScores = BTreeMap<u8, (Option<f64>, Option<f64>)>;
 struct ScoredCase {
     case_id: CaseId,
     case_name: String,
+    /// The case's latest own mask version the scores are against.
+    human_ref: String,
     /// Of the version's latest prediction of the case against the case's latest human mask;
     /// `None` while the evaluator has not stored them.
     scores: Option<LabelScores>,
@@ -46,12 +48,13 @@ async fn scored_cases(state: &AppState, model_id: &ModelId) -> Result<Vec<Scored
         id: String,
         case_id: CaseId,
         name: String,
+        human_ref: String,
         label_value: Option<i64>,
         dice: Option<f64>,
         hd95_mm: Option<f64>,
     }
     let rows: Vec<ScoreRow> = sqlx::query_as(&format!(
-        "SELECT s.id, s.case_id, s.name, e.label_value, e.dice, e.hd95_mm FROM ({}) s
+        "SELECT s.id, s.case_id, s.name, s.human_ref, e.label_value, e.dice, e.hd95_mm FROM ({}) s
          LEFT JOIN evaluations e ON e.prediction_id = s.id AND e.human_ref = s.human_ref
          ORDER BY s.case_id, s.id, e.label_value",
         latest_predictions("p.model_id = $1")
@@ -64,7 +67,12 @@ async fn scored_cases(state: &AppState, model_id: &ModelId) -> Result<Vec<Scored
     let mut prediction: Option<String> = None;
     for row in rows {
         if prediction.as_ref() != Some(&row.id) {
-            cases.push(ScoredCase { case_id: row.case_id, case_name: row.name, scores: None });
+            cases.push(ScoredCase {
+                case_id: row.case_id,
+                case_name: row.name,
+                human_ref: row.human_ref,
+                scores: None,
+            });
             prediction = Some(row.id);
         }
         if let Some(label) = row.label_value {
@@ -112,6 +120,79 @@ async fn anchored_cases(state: &AppState, versions: &[EvaluatedVersion]) -> Resu
     Ok(anchored)
 }
 
+/// One case's readings scored against its own mask version: `(reader id, label, Dice)`.
+type CaseReaderScores = Vec<(String, u8, Option<f64>)>;
+
+/// Each reading's Dice per label against a case's own mask version, by (case, that version).
+type ReaderScores = BTreeMap<(CaseId, String), CaseReaderScores>;
+
+/// Every stored reading score, in one statement.
+async fn reader_scores(state: &AppState) -> Result<ReaderScores, AppError> {
+    let rows: Vec<(CaseId, String, String, i64, Option<f64>)> = sqlx::query_as(
+        "SELECT g.case_id, g.reader_id, r.human_ref, r.label_value, r.dice
+         FROM reading_scores r JOIN readings g ON g.id = r.reading_id",
+    )
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut scores = ReaderScores::new();
+    for (case_id, reader, human_ref, label, dice) in rows {
+        scores.entry((case_id, human_ref)).or_default().push((reader, label as u8, dice));
+    }
+    Ok(scores)
+}
+
+/// Per label, a version against the readers on the cases read by several readers: `cases` are
+/// the version's scores of such cases with the readers' scores against the same mask.
+fn against_readers(cases: &[(&LabelScores, &CaseReaderScores)]) -> BTreeMap<u8, AgainstReaders> {
+    let labels: BTreeSet<u8> = cases.iter().flat_map(|(model, _)| model.keys().copied()).collect();
+    let mut found = BTreeMap::new();
+    for label in labels {
+        let mut model: Vec<f64> = cases.iter().filter_map(|(m, _)| m.get(&label).and_then(|v| v.0)).collect();
+        let mut per_reader: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        for (_, readers) in cases {
+            for (reader, _, dice) in readers.iter().filter(|(_, l, _)| *l == label) {
+                per_reader.entry(reader.as_str()).or_default().extend(*dice);
+            }
+        }
+        let mut readers: Vec<f64> = per_reader.values().flatten().copied().collect();
+        let least = per_reader
+            .values()
+            .filter(|values| !values.is_empty())
+            .map(|values| values.iter().sum::<f64>() / values.len() as f64)
+            .min_by(f64::total_cmp);
+        if let (Some(model_dice), Some(readers_dice), Some(least_reader_mean)) =
+            (stats(&mut model), stats(&mut readers), least)
+        {
+            let within_readers = model_dice.mean >= least_reader_mean;
+            found.insert(label, AgainstReaders { model_dice, readers_dice, least_reader_mean, within_readers });
+        }
+    }
+    found
+}
+
+/// `score` with each label's comparison with the readers, from `scored` (the cases scored,
+/// with the mask version each is scored against).
+fn score_with_readers(
+    model: &ModelSummary,
+    names: &BTreeMap<u8, String>,
+    scored: &[(&String, &CaseId, &LabelScores)],
+    readers: &ReaderScores,
+) -> ModelScore {
+    let all: Vec<LabelScores> = scored.iter().map(|(_, _, scores)| (*scores).clone()).collect();
+    let mut result = score(model, names, &all);
+    let read: Vec<(&LabelScores, &CaseReaderScores)> = scored
+        .iter()
+        .filter_map(|(human_ref, case_id, scores)| {
+            Some((*scores, readers.get(&((*case_id).clone(), (*human_ref).clone()))?))
+        })
+        .collect();
+    let mut compared = against_readers(&read);
+    for label in &mut result.labels {
+        label.against_readers = compared.remove(&label.label);
+    }
+    result
+}
+
 /// A version under evaluation: its role, summary, label names and the cases it is scored on.
 type EvaluatedVersion = (ModelState, ModelSummary, BTreeMap<u8, String>, Vec<ScoredCase>);
 
@@ -121,7 +202,13 @@ fn score(model: &ModelSummary, names: &BTreeMap<u8, String>, per_case: &[LabelSc
         .map(|(&label, name)| {
             let mut dices: Vec<f64> = per_case.iter().filter_map(|s| s.get(&label).and_then(|v| v.0)).collect();
             let mut distances: Vec<f64> = per_case.iter().filter_map(|s| s.get(&label).and_then(|v| v.1)).collect();
-            LabelStats { label, name: name.clone(), dice: stats(&mut dices), hd95_mm: stats(&mut distances) }
+            LabelStats {
+                label,
+                name: name.clone(),
+                dice: stats(&mut dices),
+                hd95_mm: stats(&mut distances),
+                against_readers: None,
+            }
         })
         .collect();
     ModelScore { model: model.clone(), labels }
@@ -167,15 +254,12 @@ pub async fn version_evaluation(
     let model = super::registry::model_detail(state, model_id).await?.summary;
     let mut excluded = BTreeSet::new();
     let (names, cases) = evaluable_version(state, &model, &mut excluded).await?;
-    let (mut scored, mut pending_cases) = (Vec::new(), 0);
-    for case in cases {
-        match case.scores {
-            Some(scores) => scored.push(scores),
-            None => pending_cases += 1,
-        }
-    }
+    let scored: Vec<(&String, &CaseId, &LabelScores)> =
+        cases.iter().filter_map(|case| Some((&case.human_ref, &case.case_id, case.scores.as_ref()?))).collect();
+    let pending_cases = cases.len() - scored.len();
+    let readers = reader_scores(state).await?;
     Ok(VersionEvaluation {
-        score: score(&model, &names, &scored),
+        score: score_with_readers(&model, &names, &scored, &readers),
         pending_cases,
         excluded_training_cases: excluded.len(),
     })
@@ -233,11 +317,14 @@ pub async fn paired_evaluation(state: &AppState, user: &User, name: &str) -> Res
         found.push(by_case);
     }
     result.pending_cases = pending.len();
+    let readers = reader_scores(state).await?;
     let mut per_version: Vec<BTreeMap<CaseId, LabelScores>> = Vec::new();
-    for ((role, model, names, _), mut by_case) in versions.iter().zip(found) {
+    for ((role, model, names, cases), mut by_case) in versions.iter().zip(found) {
         by_case.retain(|case_id, _| !pending.contains(case_id));
-        let all: Vec<_> = by_case.values().cloned().collect();
-        let summary = Some(score(model, names, &all));
+        let human_refs: BTreeMap<&CaseId, &String> = cases.iter().map(|c| (&c.case_id, &c.human_ref)).collect();
+        let scored: Vec<(&String, &CaseId, &LabelScores)> =
+            by_case.iter().filter_map(|(case_id, scores)| Some((*human_refs.get(case_id)?, case_id, scores))).collect();
+        let summary = Some(score_with_readers(model, names, &scored, &readers));
         match role {
             ModelState::Production => result.production = summary,
             _ => result.shadow = summary,

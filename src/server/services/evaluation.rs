@@ -1,7 +1,8 @@
 //! The evaluator: per-label Dice and HD95 (from `crate::metrics`) between each model
 //! prediction and the case's latest human mask, which `comparison` reads for the model page;
 //! its loop also measures the readers' agreement of cases whose readings are all in
-//! (`agreement`).
+//! (`agreement`), and scores each reading against its case's adjudicated mask the same way, so
+//! that a model's Dice stands next to the readers' own.
 //!
 //! The figures are computed in the background, never on a request: each instance that runs
 //! model jobs also runs an evaluator, woken when a prediction or a human mask version arrives
@@ -18,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use super::agreement;
 use super::mask_versions::load_mask;
 use super::registry::model_card;
-use crate::api::{ModelId, ModelState};
+use crate::api::{LabelDef, ModelId, ModelState};
 use crate::metrics::{dice, hd95};
 use crate::server::clock::now_ms;
 use crate::server::error::AppError;
@@ -82,12 +83,13 @@ async fn compute(state: &AppState, case: &EvaluableCase, labels: Vec<u8>) -> Res
 
 /// Each case's latest prediction by each model version `versions` selects (a condition on
 /// `p.model_id`), with the case's latest human mask, as `t`; rows of unlabelled cases are
-/// left out.
+/// left out. The human mask is the case's own (a case read by several readers has one once
+/// adjudicated), never a reading.
 pub(super) fn latest_predictions(versions: &str) -> String {
     format!(
         "SELECT t.* FROM (
              SELECT p.model_id, p.case_id, c.name, p.id, p.object_ref,
-                    (SELECT l.new_mask_ref FROM labels l WHERE l.case_id = p.case_id
+                    (SELECT l.new_mask_ref FROM labels l WHERE l.case_id = p.case_id AND l.reading_id IS NULL
                      ORDER BY l.created_at DESC, l.id DESC LIMIT 1) AS human_ref
              FROM predictions p JOIN cases c ON c.id = p.case_id
              WHERE {versions}
@@ -180,6 +182,79 @@ pub async fn evaluate_pending(state: &AppState, worker: &str) -> Result<usize, A
     Ok(stored)
 }
 
+/// A submitted reading not yet scored against its case's latest own mask version.
+#[derive(sqlx::FromRow)]
+struct UnscoredReading {
+    id: String,
+    head_mask_ref: String,
+    human_ref: String,
+    labels_json: String,
+}
+
+/// Scores submitted readings against their case's latest own (adjudicated) mask version,
+/// per label, as predictions are; returns how many readings were scored. Cheap next to a
+/// model's inference, so without claims: two instances at once store the same rows once.
+pub async fn score_readings_pending(state: &AppState) -> Result<usize, AppError> {
+    let readings: Vec<UnscoredReading> = sqlx::query_as(
+        "SELECT t.* FROM (
+             SELECT g.id, g.head_mask_ref, c.labels_json,
+                    (SELECT l.new_mask_ref FROM labels l WHERE l.case_id = g.case_id AND l.reading_id IS NULL
+                     ORDER BY l.created_at DESC, l.id DESC LIMIT 1) AS human_ref
+             FROM readings g JOIN cases c ON c.id = g.case_id WHERE g.submitted_at IS NOT NULL
+         ) t
+         WHERE t.human_ref IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM reading_scores r WHERE r.reading_id = t.id AND r.human_ref = t.human_ref)
+         ORDER BY t.id LIMIT $1",
+    )
+    .bind(PAIRS_PER_PASS)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut scored = 0;
+    for reading in readings {
+        match score_reading(state, &reading).await {
+            Ok(stored) => scored += usize::from(stored),
+            Err(err) => tracing::warn!(reading_id = %reading.id, %err, "cannot score a reading; retried later"),
+        }
+    }
+    Ok(scored)
+}
+
+/// Scores one reading and stores its rows; whether any was stored (a case without labels has
+/// none).
+async fn score_reading(state: &AppState, reading: &UnscoredReading) -> Result<bool, AppError> {
+    let labels: Vec<LabelDef> = serde_json::from_str(&reading.labels_json).map_err(AppError::internal)?;
+    let labels: Vec<u8> = labels.iter().map(|label| label.value).collect();
+    let (read, human) = (load_mask(state, &reading.head_mask_ref).await?, load_mask(state, &reading.human_ref).await?);
+    let computed = tokio::task::spawn_blocking(move || {
+        let dims = human.dims().map(|d| d as usize);
+        let spacing = [1, 2, 3].map(|axis| human.header.pixdim[axis].abs().max(f32::EPSILON) as f64);
+        let (read, human) = (read.labels(), human.labels());
+        labels
+            .into_iter()
+            .map(|value| (value, dice(&read, &human, value), hd95(&read, &human, value, dims, spacing)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(AppError::internal)?;
+    let (at, mut tx) = (now_ms(), state.db.pool.begin().await?);
+    for (value, dice, hd95) in &computed {
+        sqlx::query(
+            "INSERT INTO reading_scores (reading_id, human_ref, label_value, dice, hd95_mm, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(&reading.id)
+        .bind(&reading.human_ref)
+        .bind(*value as i64)
+        .bind(*dice)
+        .bind(*hd95)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(!computed.is_empty())
+}
+
 async fn evaluator(state: AppState, shutdown: CancellationToken, worker: String) {
     while !shutdown.is_cancelled() {
         let stored = match evaluate_pending(&state, &worker).await {
@@ -196,7 +271,14 @@ async fn evaluator(state: AppState, shutdown: CancellationToken, worker: String)
                 0
             }
         };
-        if stored + measured > 0 {
+        let readings = match score_readings_pending(&state).await {
+            Ok(scored) => scored,
+            Err(err) => {
+                tracing::warn!(%err, "cannot score readings; will retry");
+                0
+            }
+        };
+        if stored + measured + readings > 0 {
             continue; // there may be more than one pass's worth
         }
         tokio::select! {
