@@ -81,10 +81,13 @@ test("two blinded readers read a case, the adjudicator compares their readings, 
   await expect(rexReadings.getByTestId("disagreeing-voxels")).toHaveText(/^Readers disagree on [1-9]\d* voxels$/);
   const overlays = rexPage.getByTestId("overlays");
   await expect(overlays.getByRole("heading")).toHaveText("Readings");
-  // ann's reading, outlined in the second reader's colour (ben's reading was given first).
-  await overlays.getByLabel(`Draw reading by ${ann}`).selectOption("outline");
+  // Both readings are outlined from the start, each in its reader's colour (ben's was given
+  // first, so his is the first colour); hiding one leaves the other.
+  await expect.poll(async () => (await colourCount(rexPage, [20, 184, 166])).total).toBeGreaterThan(20);
   await expect.poll(async () => (await colourCount(rexPage, [139, 92, 246])).total).toBeGreaterThan(20);
-  expect((await colourCount(rexPage, [20, 184, 166])).total).toBe(0);
+  await overlays.getByLabel(`Draw reading by ${ben}`).selectOption("hidden");
+  await expect.poll(async () => (await colourCount(rexPage, [20, 184, 166])).total).toBe(0);
+  expect((await colourCount(rexPage, [139, 92, 246])).total).toBeGreaterThan(20);
   await overlays.getByLabel("Disagreement with").selectOption({ label: `reading by ${ann}` });
   await expect(overlays.getByTestId("disagreement")).toHaveText(/^\d+ voxels only in the mask, [1-9]\d* only in the reading$/);
   const agreement = await (await page.request.get(`/cases/${caseId}/agreement`)).json();
@@ -92,6 +95,11 @@ test("two blinded readers read a case, the adjudicator compares their readings, 
   await rexPage.getByLabel("Slice").fill("0");
   await rexReadings.getByRole("button", { name: "Go to the most disagreement" }).click();
   await expect(rexPage.getByTestId("crosshair")).toContainText(`voxel (${i}, ${j}, ${k})`);
+  // Where the readers disagree, highlighted on that slice.
+  await overlays.getByLabel("Highlight where readers disagree").check();
+  await expect.poll(async () => (await colourCount(rexPage, [255, 64, 129])).total).toBeGreaterThan(0);
+  await overlays.getByLabel("Highlight where readers disagree").uncheck();
+  await expect.poll(async () => (await colourCount(rexPage, [255, 64, 129])).total).toBe(0);
 
   // STAPLE's consensus (where the strokes overlap, both readers painted) replaces the case's
   // mask; the editor moves onto it; rex fixes and approves.

@@ -1,7 +1,8 @@
 //! The segmentations the viewer can draw over the mask and compare with it, in one list: the
 //! models' latest predictions (for ML engineers and admins) and, once every reading of a case
 //! read by several readers is submitted, each reading (for whoever may compare them: the
-//! adjudicator first). Each keeps one colour, whatever its labels, so they tell apart.
+//! adjudicator first). Each keeps one colour, whatever its labels, so they tell apart; the
+//! readings are outlined from the start, and the voxels where they differ can be highlighted.
 
 use crate::api::{CaseArtifacts, ModelState};
 
@@ -71,6 +72,14 @@ pub fn overlays_of(case: &CaseArtifacts) -> Vec<OverlaySource> {
     predictions.chain(readings).collect()
 }
 
+/// The voxels where the readings do not all give the same value: what the adjudicator settles.
+pub fn contested(readings: &[&[u8]]) -> Vec<bool> {
+    let Some((first, others)) = readings.split_first() else {
+        return Vec::new();
+    };
+    (0..first.len()).map(|voxel| others.iter().any(|reading| reading[voxel] != first[voxel])).collect()
+}
+
 /// Where `overlay` downloads now, from a fresh answer of the case's artifacts.
 pub fn url_of(fresh: &CaseArtifacts, overlay: &OverlaySource) -> Option<String> {
     match overlay.kind {
@@ -80,5 +89,18 @@ pub fn url_of(fresh: &CaseArtifacts, overlay: &OverlaySource) -> Option<String> 
         OverlayKind::Reading => {
             fresh.readings.iter().find(|r| r.mask_ref.as_str() == overlay.object_ref).map(|r| r.url.clone())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_voxel_is_contested_when_any_reading_differs() {
+        let (a, b, c) = ([0u8, 1, 1, 2], [0u8, 1, 0, 2], [0u8, 1, 1, 1]);
+        assert_eq!(contested(&[&a, &b, &c]), [false, false, true, true]);
+        assert_eq!(contested(&[&a]), [false; 4]);
+        assert!(contested(&[]).is_empty());
     }
 }

@@ -409,6 +409,13 @@ fn OverlaysPanel(ui: ViewerUi) -> impl IntoView {
             <aside class="overlays" data-testid="overlays">
                 <h2>{heading}</h2>
                 <table><tbody>{rows}</tbody></table>
+                {(overlays.iter().filter(|o| o.kind == OverlayKind::Reading).count() > 1).then(|| view! {
+                    <label>
+                        <input type="checkbox" prop:checked=move || ui.readers_disagree.get()
+                            on:change=move |ev| ui.readers_disagree.set(event_target_checked(&ev))/>
+                        " Highlight where readers disagree"
+                    </label>
+                })}
                 <label>
                     "Disagreement with "
                     <select

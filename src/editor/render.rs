@@ -92,6 +92,9 @@ pub const REMOVED: [u8; 3] = [239, 68, 68];
 pub const HUMAN_ONLY: [u8; 3] = [250, 204, 21];
 pub const PREDICTION_ONLY: [u8; 3] = [217, 70, 239];
 
+/// Colour of the voxels where the readings of a case differ, as the adjudicator highlights them.
+pub const CONTESTED: [u8; 3] = [255, 64, 129];
+
 /// How another segmentation (a prediction, a reading) is drawn over the image and mask.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OverlayStyle {
@@ -118,6 +121,8 @@ pub struct Layers<'a> {
     /// A segmentation compared with the mask: voxels that differ are drawn as only in the mask
     /// or only in it.
     pub disagreement: Option<&'a [u8]>,
+    /// Voxels where the readings differ, highlighted.
+    pub contested: Option<&'a [bool]>,
     /// Segmentations drawn over the mask.
     pub overlays: &'a [OverlayLayer<'a>],
 }
@@ -125,7 +130,7 @@ pub struct Layers<'a> {
 impl<'a> Layers<'a> {
     /// The mask alone.
     pub fn mask(mask: &'a [u8]) -> Layers<'a> {
-        Layers { mask, preview: None, reference: None, disagreement: None, overlays: &[] }
+        Layers { mask, preview: None, reference: None, disagreement: None, contested: None, overlays: &[] }
     }
 }
 
@@ -172,7 +177,7 @@ pub fn render_slice(
     region: PixelRect,
     out: &mut [u8],
 ) {
-    let Layers { mask, preview, reference, disagreement, overlays } = layers;
+    let Layers { mask, preview, reference, disagreement, contested, overlays } = layers;
     let (width, height) = (geometry.width, geometry.height);
     assert_eq!(out.len(), width * height * 4, "output buffer size");
     assert!(region.col + region.width <= width && region.row + region.height <= height, "region within the slice");
@@ -196,6 +201,8 @@ pub fn render_slice(
                 rgb = if label != 0 { ADDED } else { REMOVED };
             } else if disagreement.is_some_and(|predicted| predicted[voxel] != label) {
                 rgb = if label != 0 { HUMAN_ONLY } else { PREDICTION_ONLY };
+            } else if contested.is_some_and(|contested| contested[voxel]) {
+                rgb = CONTESTED;
             } else {
                 if label != 0 && !overlay.hidden[label as usize] {
                     let color = overlay.colors[label as usize];
@@ -410,5 +417,11 @@ mod tests {
         let filled = pixels(Layers { overlays: &fill, ..Layers::mask(&mask) });
         assert_eq!(filled[2], [111, 0, 0], "112/256 of red over black");
         assert_eq!(filled[3], [0, 0, 0]);
+        // Where the readings differ, the highlight replaces what is below.
+        let contested = [false, true, true, false];
+        assert_eq!(
+            pixels(Layers { contested: Some(&contested), ..Layers::mask(&mask) }),
+            vec![[0, 0, 255], CONTESTED, CONTESTED, [0, 0, 0]]
+        );
     }
 }

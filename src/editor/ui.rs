@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use leptos::prelude::*;
 
-use super::overlays::{overlays_of, OverlaySource};
+use super::overlays::{overlays_of, OverlayKind, OverlaySource};
 use super::render::{OverlayStyle, Window};
 use super::tools::EditableArea;
 use super::Smoothing;
@@ -191,6 +191,8 @@ pub struct ViewerUi {
     /// they disagree most (about `focus_label`, else any label).
     pub disagreement: RwSignal<Option<usize>>,
     pub focus_label: RwSignal<Option<u8>>,
+    /// Highlight the voxels where the readings differ.
+    pub readers_disagree: RwSignal<bool>,
     /// Voxels only the mask labels (that way) and only the compared overlay labels.
     pub disagreement_counts: RwSignal<Option<(u64, u64)>>,
     /// Where [`ViewerUi::send`] delivers commands, once the controller has opened the case.
@@ -246,7 +248,14 @@ impl ViewerUi {
             may_save: RwSignal::new(true),
             compare: RwSignal::new(false),
             changes: RwSignal::new(None),
-            overlay_styles: RwSignal::new(vec![None; overlays.len()]),
+            // The readings outlined from the start: the adjudicator opens the case to compare them.
+            overlay_styles: RwSignal::new(
+                overlays
+                    .iter()
+                    .map(|overlay| (overlay.kind == OverlayKind::Reading).then_some(OverlayStyle::Outline))
+                    .collect(),
+            ),
+            readers_disagree: RwSignal::new(false),
             overlays: StoredValue::new(overlays),
             disagreement: RwSignal::new(None),
             focus_label: RwSignal::new(None),

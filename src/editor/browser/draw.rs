@@ -86,6 +86,7 @@ impl Viewer {
             preview: self.editor.preview.as_ref().filter(|_| self.viewing.is_none()),
             reference: self.reference.as_deref(),
             disagreement,
+            contested: self.contested.as_deref().filter(|_| self.ui.readers_disagree.get_untracked()),
             overlays: &overlays,
         };
         let window = self.ui.window.get_untracked();

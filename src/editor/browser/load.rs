@@ -214,6 +214,7 @@ fn viewer(
         viewing: None,
         reference: None,
         overlays: vec![None; ui.overlays.with_value(Vec::len)],
+        contested: None,
         saving: false,
         keep_scheduled: false,
         drawn_once: false,

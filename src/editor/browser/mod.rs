@@ -119,6 +119,7 @@ fn attach(shared: Shared) {
     let overlaying = shared.clone();
     Effect::new(move |previous: Option<Option<usize>>| {
         ui.overlay_styles.track();
+        ui.readers_disagree.track();
         let compared = ui.disagreement.get();
         let jump = compared.is_some() && previous.flatten() != compared;
         let shared = overlaying.clone();

@@ -1,13 +1,14 @@
 //! Predictions and readings over the mask (`crate::editor::overlays`): each downloaded once
-//! when first drawn or compared, the disagreement with the mask counted, and the views moved
-//! to the slice where it is largest when a comparison is turned on.
+//! when first drawn or compared, the disagreement with the mask counted, the views moved to
+//! the slice where it is largest when a comparison is turned on, and the voxels where the
+//! readings differ found once when their highlight is first asked for.
 
 use leptos::prelude::*;
 
 use super::state::{alive, ui_of, Shared, Viewer};
 use crate::browser::net;
 use crate::editor::disagreement::largest_disagreement;
-use crate::editor::overlays::url_of;
+use crate::editor::overlays::{contested, url_of, OverlayKind};
 use crate::editor::ui::SaveStatus;
 use crate::editor::{changes_between, Editor};
 
@@ -30,7 +31,17 @@ pub(super) async fn show(shared: &Shared, jump: bool) {
     let ui = ui_of(shared);
     let styles = ui.overlay_styles.get_untracked();
     let compared = ui.disagreement.get_untracked();
-    let wanted = styles.iter().enumerate().filter(|(_, style)| style.is_some()).map(|(n, _)| n).chain(compared);
+    let readings: Vec<usize> = ui.overlays.with_value(|overlays| {
+        overlays.iter().enumerate().filter(|(_, o)| o.kind == OverlayKind::Reading).map(|(n, _)| n).collect()
+    });
+    let highlight = ui.readers_disagree.get_untracked();
+    let wanted = styles
+        .iter()
+        .enumerate()
+        .filter(|(_, style)| style.is_some())
+        .map(|(n, _)| n)
+        .chain(compared)
+        .chain(readings.iter().copied().filter(|_| highlight));
     for n in wanted.collect::<Vec<_>>() {
         if shared.borrow().overlays.get(n).is_none_or(Option::is_some) {
             continue;
@@ -44,6 +55,10 @@ pub(super) async fn show(shared: &Shared, jump: bool) {
         }
     }
     let mut viewer = shared.borrow_mut();
+    if highlight && viewer.contested.is_none() {
+        let downloaded: Option<Vec<&[u8]>> = readings.iter().map(|&n| viewer.overlays[n].as_deref()).collect();
+        viewer.contested = downloaded.map(|readings| contested(&readings));
+    }
     viewer.count_disagreement();
     if jump {
         let target = compared.and_then(|n| {

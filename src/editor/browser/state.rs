@@ -63,6 +63,8 @@ pub(super) struct Viewer {
     pub(super) reference: Option<Vec<u8>>,
     /// The overlays' voxels (`ViewerUi::overlays` order), each once downloaded.
     pub(super) overlays: Vec<Option<Vec<u8>>>,
+    /// Where the readings differ, once every reading is downloaded and it was asked for.
+    pub(super) contested: Option<Vec<bool>>,
     pub(super) saving: bool,
     pub(super) keep_scheduled: bool,
     pub(super) drawn_once: bool,
