@@ -5,7 +5,7 @@
 
 use super::access::{self, CaseAccess, CompareReadings, Read};
 use super::jobs::{self, JobFilter};
-use super::mask_versions;
+use super::mask_versions::{self, Chain};
 use super::readings;
 use super::volume_slabs::{self, SlabManifest};
 use super::workflow;
@@ -118,13 +118,8 @@ pub(crate) async fn case_artifacts(
     };
     let facts = access.facts();
     // A reader sees their reading, never the case's mask an adjudicator makes from them all.
-    let head_mask_ref = match &facts.my_reading_id {
-        Some(reading) => {
-            sqlx::query_scalar("SELECT head_mask_ref FROM readings WHERE id = $1")
-                .bind(reading)
-                .fetch_one(&state.db.pool)
-                .await?
-        }
+    let head_mask_ref = match facts.my_reading_id.as_deref() {
+        Some(reading) => Chain::Reading(reading).head(&mut *state.db.pool.acquire().await?).await?,
         None => case.head_mask_ref,
     };
     let (name, labels_json, image_ref) = (case.name, case.labels_json, case.image_ref);

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::access::{CaseAccess, Save};
 use super::audit::{self, AuditAction, AuditEvent};
 use super::idempotency::{self, Claim, IdempotencyKey};
-use super::mask_versions::{self, load_mask, NewVersion, StoredVersion};
+use super::mask_versions::{self, load_mask, Chain, NewVersion, StoredVersion};
 use super::volume_slabs::SlabManifest;
 use super::workflow;
 use crate::api::{ApiError, CaseId, ErrorBody, ErrorCode, LabelDef, LabelSaved, MaskRef, SaveLabelRequest};
@@ -94,7 +94,8 @@ async fn apply_and_commit(
 ) -> Result<String, AppError> {
     let case_id = access.case_id().clone();
     let reading = access.facts().open_reading().map(str::to_string);
-    let head = current_head(state, &case_id, reading.as_deref()).await?;
+    let chain = Chain::of(&case_id, reading.as_deref());
+    let head = current_head(state, chain).await?;
     if head.head_mask_ref.as_str() != request.base_mask_ref {
         return Err(AppError::StaleBase { base: request.base_mask_ref.clone(), current: head.head_mask_ref });
     }
@@ -106,7 +107,7 @@ async fn apply_and_commit(
         voxels_changed: edited.voxels_changed,
     };
     let body = serde_json::to_string(&saved).map_err(AppError::internal)?;
-    commit(state, access, key, reading.as_deref(), &head.head_mask_ref, &edited, &saved, &body).await?;
+    commit(state, access, key, chain, &head.head_mask_ref, &edited, &saved, &body).await?;
     // Committed: the next save on this case edits the new version straight from memory, and
     // the evaluator scores the models against it.
     state.heads.insert(saved.new_mask_ref.to_string(), Arc::new(edited.stored.mask));
@@ -126,23 +127,17 @@ struct CurrentHead {
     slabs_json: String,
 }
 
-async fn current_head(state: &AppState, case_id: &CaseId, reading: Option<&str>) -> Result<CurrentHead, AppError> {
-    match reading {
-        None => sqlx::query_as(
-            "SELECT c.labels_json, c.head_mask_ref, o.dim_i, o.dim_j, o.dim_k, o.slabs_json
-             FROM cases c JOIN objects o ON o.object_ref = c.head_mask_ref WHERE c.id = $1",
-        )
-        .bind(case_id.as_str()),
-        Some(reading) => sqlx::query_as(
-            "SELECT c.labels_json, g.head_mask_ref, o.dim_i, o.dim_j, o.dim_k, o.slabs_json
-             FROM readings g JOIN cases c ON c.id = g.case_id JOIN objects o ON o.object_ref = g.head_mask_ref
-             WHERE g.id = $1",
-        )
-        .bind(reading),
-    }
+async fn current_head(state: &AppState, chain: Chain<'_>) -> Result<CurrentHead, AppError> {
+    let (table, case_column, key) = chain.holder();
+    sqlx::query_as(&format!(
+        "SELECT c.labels_json, h.head_mask_ref, o.dim_i, o.dim_j, o.dim_k, o.slabs_json
+         FROM {table} h JOIN cases c ON c.id = h.{case_column} JOIN objects o ON o.object_ref = h.head_mask_ref
+         WHERE h.id = $1"
+    ))
+    .bind(key)
     .fetch_optional(&state.db.pool)
     .await?
-    .ok_or_else(|| AppError::NotFound(format!("case {case_id}")))
+    .ok_or_else(|| AppError::NotFound(format!("mask chain {key}")))
 }
 
 impl CurrentHead {
@@ -190,7 +185,7 @@ async fn write_edited(
     Ok(EditedVersion { stored, count_changes, voxels_changed, runs })
 }
 
-/// One transaction: moves the head of the case (or of `reading`) from `replaced` to the edited
+/// One transaction: moves the head of `chain` from `replaced` to the edited
 /// version (or refuses as stale when another save moved it first), applies the workflow's
 /// rules of a save, and records the label, the audit row and the answer for replays.
 #[allow(clippy::too_many_arguments)]
@@ -198,7 +193,7 @@ async fn commit(
     state: &AppState,
     access: &mut CaseAccess<Save>,
     key: &IdempotencyKey,
-    reading: Option<&str>,
+    chain: Chain<'_>,
     replaced: &MaskRef,
     edited: &EditedVersion,
     saved: &LabelSaved,
@@ -207,20 +202,15 @@ async fn commit(
     let (user, case_id) = (access.user().clone(), access.case_id().clone());
     let created_at = now_ms();
     let mut tx = state.db.pool.begin().await?;
-    let version = NewVersion { case_id: &case_id, reading, replaces: replaced, stored: &edited.stored, created_at };
+    let version = NewVersion { case_id: &case_id, chain, replaces: replaced, stored: &edited.stored, created_at };
     if !mask_versions::commit(&mut tx, &version).await? {
         tx.rollback().await?;
-        let current = match reading {
-            None => sqlx::query_scalar("SELECT head_mask_ref FROM cases WHERE id = $1").bind(case_id.as_str()),
-            Some(reading) => sqlx::query_scalar("SELECT head_mask_ref FROM readings WHERE id = $1").bind(reading),
-        }
-        .fetch_one(&state.db.pool)
-        .await?;
+        let current = chain.head(&mut *state.db.pool.acquire().await?).await?;
         return Err(AppError::StaleBase { base: replaced.to_string(), current });
     }
     workflow::on_save(&mut tx, state, access).await?;
     // The case's label counts are its own mask's: a reading's would tell the other readers.
-    if reading.is_none() {
+    if chain.reading().is_none() {
         update_label_counts(&mut tx, &case_id, &edited.count_changes).await?;
     }
     sqlx::query(
@@ -235,7 +225,7 @@ async fn commit(
     .bind(edited.voxels_changed as i64)
     .bind(edited.runs as i64)
     .bind(created_at)
-    .bind(reading)
+    .bind(chain.reading())
     .execute(&mut *tx)
     .await?;
     audit::record(
@@ -251,7 +241,7 @@ async fn commit(
                 "new_mask_ref": saved.new_mask_ref,
                 "voxels_changed": edited.voxels_changed,
                 "runs": edited.runs,
-                "reading_id": reading,
+                "reading_id": chain.reading(),
             }),
         },
     )

@@ -96,35 +96,71 @@ pub(crate) async fn store_version(
     Ok(StoredVersion { object_ref: MaskRef::fresh(case_id), manifest, written, mask })
 }
 
-/// A mask version already written to storage, to become its case's current mask, or the
-/// current version of one reading of the case.
+/// A chain of mask versions, each made from the one before: a case's own mask, or one reader's
+/// reading of a case read by several readers. Its head (current version) is a column of the
+/// row that holds it.
+#[derive(Clone, Copy, Debug)]
+pub enum Chain<'a> {
+    Case(&'a CaseId),
+    /// By the reading's id.
+    Reading(&'a str),
+}
+
+impl<'a> Chain<'a> {
+    /// The reading of the caller (`my_reading`, when open) or else the case's own mask.
+    pub fn of(case_id: &'a CaseId, my_reading: Option<&'a str>) -> Chain<'a> {
+        my_reading.map_or(Chain::Case(case_id), Chain::Reading)
+    }
+
+    /// The table holding the head, its column naming the case, and the key of the row.
+    pub(super) fn holder(&self) -> (&'static str, &'static str, &'a str) {
+        match *self {
+            Chain::Case(case_id) => ("cases", "id", case_id.as_str()),
+            Chain::Reading(reading) => ("readings", "case_id", reading),
+        }
+    }
+
+    /// The reading, for the rows that record which chain a version continues.
+    pub fn reading(&self) -> Option<&'a str> {
+        match *self {
+            Chain::Case(_) => None,
+            Chain::Reading(reading) => Some(reading),
+        }
+    }
+
+    /// The current version.
+    pub async fn head(&self, conn: &mut AnyConnection) -> Result<MaskRef, AppError> {
+        let (table, _, key) = self.holder();
+        Ok(sqlx::query_scalar(&format!("SELECT head_mask_ref FROM {table} WHERE id = $1"))
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?)
+    }
+}
+
+/// A mask version already written to storage, to become the head of its chain.
 pub struct NewVersion<'a> {
     pub case_id: &'a CaseId,
-    /// The reading the version continues; none for the case's own mask.
-    pub reading: Option<&'a str>,
+    pub chain: Chain<'a>,
     /// The version the new one was made from; it must still be the case's current mask.
     pub replaces: &'a MaskRef,
     pub stored: &'a StoredVersion,
     pub created_at: i64,
 }
 
-/// Inside the caller's transaction: moves the case's (or the reading's) head from `replaces`
+/// Inside the caller's transaction: moves the head of the version's chain from `replaces`
 /// to the new version and records the version's object (geometry copied from the version it
 /// replaces; its file not written yet) and its new slabs. Returns `false`, changing nothing, when the head is no
 /// longer `replaces`: someone committed another version first, and this one must not silently
 /// discard theirs.
 pub async fn commit(tx: &mut AnyConnection, version: &NewVersion<'_>) -> Result<bool, AppError> {
-    let moved = match version.reading {
-        None => sqlx::query("UPDATE cases SET head_mask_ref = $1 WHERE id = $2 AND head_mask_ref = $3")
-            .bind(&version.stored.object_ref)
-            .bind(version.case_id),
-        Some(reading) => sqlx::query("UPDATE readings SET head_mask_ref = $1 WHERE id = $2 AND head_mask_ref = $3")
-            .bind(&version.stored.object_ref)
-            .bind(reading),
-    }
-    .bind(version.replaces)
-    .execute(&mut *tx)
-    .await?;
+    let (table, _, key) = version.chain.holder();
+    let moved = sqlx::query(&format!("UPDATE {table} SET head_mask_ref = $1 WHERE id = $2 AND head_mask_ref = $3"))
+        .bind(&version.stored.object_ref)
+        .bind(key)
+        .bind(version.replaces)
+        .execute(&mut *tx)
+        .await?;
     if moved.rows_affected() != 1 {
         return Ok(false);
     }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::access::{CaseAccess, RunModels};
 use super::audit::{self, AuditAction, AuditEvent};
 use super::jobs::{self, Claimed, JobFilter, Trigger};
-use super::mask_versions::{self, load_mask, NewVersion};
+use super::mask_versions::{self, load_mask, Chain, NewVersion};
 use super::registry;
 use crate::api::{ArtifactKind, CaseId, JobStatus, MaskRef, ModelId, ModelState, RunStarted};
 use crate::geometry::Orientation;
@@ -138,7 +138,8 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
         return Err(AppError::Conflict("the job's lease expired while it ran".into()));
     }
     if let Some((blank, stored)) = &prelabel {
-        let version = NewVersion { case_id: &job.case_id, reading: None, replaces: blank, stored, created_at: at };
+        let chain = Chain::Case(&job.case_id);
+        let version = NewVersion { case_id: &job.case_id, chain, replaces: blank, stored, created_at: at };
         prelabel_case(&mut tx, &state.db, job, &version, &counts).await?;
     }
     tx.commit().await?;

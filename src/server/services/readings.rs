@@ -16,7 +16,7 @@ use super::access::{self, Adjudicate, CaseAccess, CompareReadings, PlanReadings,
 use super::audit::{self, AuditAction, AuditEvent};
 use super::idempotency::{self, IdempotencyKey};
 use super::labels::{self, SaveOutcome};
-use super::mask_versions::{self, load_mask};
+use super::mask_versions::{self, load_mask, Chain};
 use super::workflow::user_with_role;
 use super::worklist;
 use crate::api::{
@@ -284,10 +284,9 @@ pub async fn consensus(
     }
     let case_id = access.case_id().clone();
     let loaded = load_readings(state, &case_id).await?;
-    let head: MaskRef = sqlx::query_scalar("SELECT head_mask_ref FROM cases WHERE id = $1")
-        .bind(&case_id)
-        .fetch_one(&state.db.pool)
-        .await?;
+    // The consensus is saved as edits on the case's mask as it is now; the save refuses them
+    // as stale if it moves meanwhile.
+    let head = Chain::Case(&case_id).head(&mut *state.db.pool.acquire().await?).await?;
     let current = load_mask(state, head.as_str()).await?;
     let masks = loaded.masks.clone();
     let edits = tokio::task::spawn_blocking(move || {
