@@ -1,7 +1,25 @@
-import { APIRequestContext, expect, Page } from "@playwright/test";
+import { APIRequestContext, Browser, expect, Page } from "@playwright/test";
+import { execFileSync } from "node:child_process";
 import { gunzipSync, gzipSync } from "node:zlib";
 
 export const DEMO_PASSWORD = "demo-e2e-password";
+/** The password of every user a test adds. */
+export const USER_PASSWORD = "user-e2e-password";
+
+/** A user of the running app, made with the command line as an operator would. */
+export function addUser(username: string, role: string) {
+  execFileSync("../target/debug/seglab", ["--data-dir", "../target/e2e-data", "user", "add", username, "--role", role, "--password-stdin"], {
+    input: `${USER_PASSWORD}\n`,
+  });
+}
+
+/** A browser of its own for `username` (added with `addUser`), logged in, on the page of `caseId`. */
+export async function personOpening(browser: Browser, username: string, caseId: string): Promise<Page> {
+  const page = await (await browser.newContext()).newPage();
+  await logIn(page, username, USER_PASSWORD);
+  await openCase(page, caseId);
+  return page;
+}
 
 export async function logIn(page: Page, username = "demo", password = DEMO_PASSWORD) {
   await page.goto("/login");

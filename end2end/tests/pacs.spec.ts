@@ -1,13 +1,11 @@
 import { expect, test } from "@playwright/test";
-import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
-import { logIn, openCase, stroke } from "./helpers";
+import { addUser, logIn, openCase, personOpening, stroke } from "./helpers";
 
 // The PACS started by playwright.config.ts (pacs-server.sh).
 const ORTHANC = "http://127.0.0.1:8043";
 const ORTHANC_AUTH = { Authorization: `Basic ${Buffer.from("seglab:pacs-e2e-password").toString("base64")}` };
 const SERIES = "../target/e2e-dicom/oblique";
-const PASSWORD = "pacs-e2e-password";
 
 test("an ML engineer imports a series from the PACS, it is painted and approved, and its segmentation goes back to the PACS", async ({
   browser,
@@ -46,12 +44,8 @@ test("an ML engineer imports a series from the PACS, it is painted and approved,
   await page.getByTestId("review").getByRole("button", { name: "Submit for review" }).click();
   await expect(page.getByTestId("case-status")).toHaveText("Submitted");
   const reviewer = `pat-${Date.now().toString(36)}`;
-  execFileSync("../target/debug/seglab", ["--data-dir", "../target/e2e-data", "user", "add", reviewer, "--role", "reviewer", "--password-stdin"], {
-    input: `${PASSWORD}\n`,
-  });
-  const rev = await (await browser.newContext()).newPage();
-  await logIn(rev, reviewer, PASSWORD);
-  await openCase(rev, caseId);
+  addUser(reviewer, "reviewer");
+  const rev = await personOpening(browser, reviewer, caseId);
   await rev.getByTestId("review").getByRole("button", { name: "Approve" }).click();
   await expect(rev.getByTestId("case-status")).toHaveText("Approved");
 

@@ -1,22 +1,5 @@
-import { Browser, expect, Page, test } from "@playwright/test";
-import { execFileSync } from "node:child_process";
-import { colourCount, copyDemoCase, currentMask, logIn, openCase, stroke } from "./helpers";
-
-const PASSWORD = "review-e2e-password";
-
-/** A user of the running app, made with the command line as an operator would. */
-function addUser(username: string, role: string) {
-  execFileSync("../target/debug/seglab", ["--data-dir", "../target/e2e-data", "user", "add", username, "--role", role, "--password-stdin"], {
-    input: `${PASSWORD}\n`,
-  });
-}
-
-async function personOpening(browser: Browser, username: string, caseId: string): Promise<Page> {
-  const page = await (await browser.newContext()).newPage();
-  await logIn(page, username, PASSWORD);
-  await openCase(page, caseId);
-  return page;
-}
+import { expect, test } from "@playwright/test";
+import { addUser, colourCount, copyDemoCase, currentMask, logIn, openCase, personOpening, stroke, USER_PASSWORD } from "./helpers";
 
 test("a labeler submits, the reviewer sends it back with a comment at a voxel, the labeler fixes it, the reviewer approves", async ({
   browser,
@@ -38,7 +21,7 @@ test("a labeler submits, the reviewer sends it back with a comment at a voxel, t
 
   // The labeler's worklist starts with their own cases; "Next case" opens the one assigned.
   const lena = await (await browser.newContext()).newPage();
-  await logIn(lena, labeler, PASSWORD);
+  await logIn(lena, labeler, USER_PASSWORD);
   // Forms a labeler may not use are not shown: registering models is an ML engineer's.
   await lena.goto("/registry");
   await expect(lena.getByRole("heading", { name: "Models" })).toBeVisible();

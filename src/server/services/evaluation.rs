@@ -10,7 +10,7 @@
 //! each (prediction, human version): it holds a claim row with a lease. A request reads the
 //! stored figures and says how many cases are still pending.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -40,45 +40,61 @@ struct EvaluableCase {
     human_ref: String,
 }
 
-/// Computes and stores the scores of `case` for `labels`, all labels in one transaction (a
-/// partial set would look complete to readers).
-async fn compute(state: &AppState, case: &EvaluableCase, labels: Vec<u8>) -> Result<(), AppError> {
-    let (prediction, human) = (load_mask(state, &case.prediction_ref).await?, load_mask(state, &case.human_ref).await?);
-    if prediction.dims() != human.dims() {
-        return Err(AppError::Internal(format!(
-            "prediction {} and mask {} differ in size",
-            case.prediction_ref, case.human_ref
-        )));
+/// Where one mask's scores against a human mask are stored: `evaluations` by prediction,
+/// `reading_scores` by reading.
+struct ScoreTable {
+    table: &'static str,
+    key_column: &'static str,
+}
+
+const PREDICTION_SCORES: ScoreTable = ScoreTable { table: "evaluations", key_column: "prediction_id" };
+const READING_SCORES: ScoreTable = ScoreTable { table: "reading_scores", key_column: "reading_id" };
+
+/// Computes Dice and HD95 of mask version `scored` against `human_ref` for `labels` (off the
+/// async threads) and stores them under `key` in `into`, all labels in one transaction (a
+/// partial set would look complete to readers). Returns how many labels were stored.
+async fn store_scores(
+    state: &AppState,
+    into: &ScoreTable,
+    key: &str,
+    scored: &str,
+    human_ref: &str,
+    labels: Vec<u8>,
+) -> Result<usize, AppError> {
+    let (mask, human) = (load_mask(state, scored).await?, load_mask(state, human_ref).await?);
+    if mask.dims() != human.dims() {
+        return Err(AppError::Internal(format!("{scored} and mask {human_ref} differ in size")));
     }
     let computed = tokio::task::spawn_blocking(move || {
         let dims = human.dims().map(|d| d as usize);
         let spacing = [1, 2, 3].map(|axis| human.header.pixdim[axis].abs().max(f32::EPSILON) as f64);
-        let (prediction, human) = (prediction.labels(), human.labels());
+        let (mask, human) = (mask.labels(), human.labels());
         labels
             .into_iter()
-            .map(|value| (value, (dice(&prediction, &human, value), hd95(&prediction, &human, value, dims, spacing))))
-            .collect::<BTreeMap<_, _>>()
+            .map(|value| (value, dice(&mask, &human, value), hd95(&mask, &human, value, dims, spacing)))
+            .collect::<Vec<_>>()
     })
     .await
     .map_err(AppError::internal)?;
-    let at = now_ms();
-    let mut tx = state.db.pool.begin().await?;
-    for (value, (dice, hd95)) in &computed {
-        sqlx::query(
-            "INSERT INTO evaluations (prediction_id, human_ref, label_value, dice, hd95_mm, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        )
-        .bind(&case.prediction_id)
-        .bind(&case.human_ref)
-        .bind(*value as i64)
-        .bind(*dice)
-        .bind(*hd95)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
+    let (at, mut tx) = (now_ms(), state.db.pool.begin().await?);
+    let sql = format!(
+        "INSERT INTO {} ({}, human_ref, label_value, dice, hd95_mm, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        into.table, into.key_column
+    );
+    for (value, dice, hd95) in &computed {
+        sqlx::query(&sql)
+            .bind(key)
+            .bind(human_ref)
+            .bind(*value as i64)
+            .bind(*dice)
+            .bind(*hd95)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(computed.len())
 }
 
 /// Each case's latest prediction by each model version `versions` selects (a condition on
@@ -162,8 +178,18 @@ pub async fn evaluate_pending(state: &AppState, worker: &str) -> Result<usize, A
             let card = model_card(state, &model_id).await?;
             labels_of.insert(model_id.clone(), card.label_map.keys().filter_map(|v| v.parse().ok()).collect());
         }
-        match compute(state, &case, labels_of[&model_id].clone()).await {
-            Ok(()) => {
+        let labels = labels_of[&model_id].clone();
+        match store_scores(
+            state,
+            &PREDICTION_SCORES,
+            &case.prediction_id,
+            &case.prediction_ref,
+            &case.human_ref,
+            labels,
+        )
+        .await
+        {
+            Ok(_) => {
                 sqlx::query(
                     "DELETE FROM evaluation_claims WHERE prediction_id = $1 AND human_ref = $2 AND worker = $3",
                 )
@@ -223,36 +249,10 @@ pub async fn score_readings_pending(state: &AppState) -> Result<usize, AppError>
 /// none).
 async fn score_reading(state: &AppState, reading: &UnscoredReading) -> Result<bool, AppError> {
     let labels: Vec<LabelDef> = serde_json::from_str(&reading.labels_json).map_err(AppError::internal)?;
-    let labels: Vec<u8> = labels.iter().map(|label| label.value).collect();
-    let (read, human) = (load_mask(state, &reading.head_mask_ref).await?, load_mask(state, &reading.human_ref).await?);
-    let computed = tokio::task::spawn_blocking(move || {
-        let dims = human.dims().map(|d| d as usize);
-        let spacing = [1, 2, 3].map(|axis| human.header.pixdim[axis].abs().max(f32::EPSILON) as f64);
-        let (read, human) = (read.labels(), human.labels());
-        labels
-            .into_iter()
-            .map(|value| (value, dice(&read, &human, value), hd95(&read, &human, value, dims, spacing)))
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(AppError::internal)?;
-    let (at, mut tx) = (now_ms(), state.db.pool.begin().await?);
-    for (value, dice, hd95) in &computed {
-        sqlx::query(
-            "INSERT INTO reading_scores (reading_id, human_ref, label_value, dice, hd95_mm, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        )
-        .bind(&reading.id)
-        .bind(&reading.human_ref)
-        .bind(*value as i64)
-        .bind(*dice)
-        .bind(*hd95)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(!computed.is_empty())
+    let labels = labels.iter().map(|label| label.value).collect();
+    let stored =
+        store_scores(state, &READING_SCORES, &reading.id, &reading.head_mask_ref, &reading.human_ref, labels).await?;
+    Ok(stored > 0)
 }
 
 async fn evaluator(state: AppState, shutdown: CancellationToken, worker: String) {
