@@ -119,7 +119,7 @@ fn main() {
         for _ in 0..RUNS {
             let fresh = instance().await;
             let start = Instant::now();
-            pacs::import(&fresh.state, "bench", &request).await.unwrap();
+            pacs::import(&fresh.state, "bench", &request, &Default::default()).await.unwrap();
             from_pacs.push(start.elapsed().as_secs_f64());
             fresh.stop().await;
         }

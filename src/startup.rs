@@ -18,7 +18,7 @@ use crate::server::config::{Config, ServeArgs};
 use crate::server::error::CliError;
 use crate::server::http;
 use crate::server::listener::without_delay;
-use crate::server::services::{evaluation, orchestrator, pacs, sweeper, volume_slabs};
+use crate::server::services::{evaluation, orchestrator, pacs, pacs_imports, sweeper, volume_slabs};
 use crate::server::state::AppState;
 
 /// A started app, listening, not yet serving.
@@ -53,6 +53,7 @@ impl Application {
         orchestrator::start(&state, &shutdown, tasks);
         evaluation::start(&state, &shutdown, tasks);
         pacs::start(&state, &shutdown, tasks);
+        pacs_imports::start(&state, &shutdown, tasks);
         Ok(Application { router: router(state.clone(), args), state, listener, shutdown })
     }
 

@@ -77,3 +77,52 @@ pub struct PacsQueued {
     pub sent_at_ms: Option<i64>,
     pub last_error: Option<String>,
 }
+
+/// Where a background import from the PACS stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PacsImportStatus {
+    /// Waiting for its first attempt, or for the next one after the PACS could not be reached.
+    Queued,
+    Running,
+    Succeeded,
+    /// Refused by the PACS or by the import's checks; not retried.
+    Failed,
+}
+
+impl PacsImportStatus {
+    pub const ALL: [PacsImportStatus; 4] =
+        [PacsImportStatus::Queued, PacsImportStatus::Running, PacsImportStatus::Succeeded, PacsImportStatus::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PacsImportStatus::Queued => "queued",
+            PacsImportStatus::Running => "running",
+            PacsImportStatus::Succeeded => "succeeded",
+            PacsImportStatus::Failed => "failed",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, PacsImportStatus::Succeeded | PacsImportStatus::Failed)
+    }
+}
+
+/// A series being imported from the PACS in the background (`POST /pacs/import` answers it,
+/// `GET /pacs/imports/{id}` follows it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PacsImportJob {
+    pub id: String,
+    pub study_instance_uid: String,
+    pub series_instance_uid: String,
+    pub status: PacsImportStatus,
+    /// Instances of the series, once listed, and those retrieved so far in this attempt.
+    pub instances_total: u64,
+    pub instances_done: u64,
+    pub attempts: u64,
+    /// The case made from the series, once imported.
+    pub case_id: Option<CaseId>,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+    pub created_at_ms: i64,
+}

@@ -1,10 +1,11 @@
 //! Import from PACS, at `/pacs` (ML engineers and admins): search the hospital's PACS for
 //! studies, by a patient's ID or pseudonym, an accession number, a modality or a date, and
-//! import a series as a case. Patients are shown by pseudonym.
+//! import a series as a case, in the background, its progress shown as it goes. Patients are
+//! shown by pseudonym.
 
 use leptos::prelude::*;
 
-use crate::api::{ApiError, CaseSummary, PacsStudy};
+use crate::api::{ApiError, PacsImportJob, PacsImportStatus, PacsStudy};
 
 #[server]
 pub async fn search_pacs(
@@ -27,18 +28,27 @@ pub async fn search_pacs(
     Ok(crate::server::services::pacs::search(&state, &query).await?)
 }
 
+/// Starts importing a series in the background; the page follows the job.
 #[server]
 pub async fn import_from_pacs(
     study_instance_uid: String,
     series_instance_uid: String,
     labels: String,
-) -> Result<Vec<CaseSummary>, ApiError> {
+) -> Result<PacsImportJob, ApiError> {
     use crate::api::PacsImport;
     use crate::server::identity::Role;
     let (state, user) = crate::server::auth::server_fn_caller().await?;
     user.require_any(&Role::COORDINATORS, "importing from the PACS")?;
     let request = PacsImport { study_instance_uid, series_instance_uid, name: None, labels: Some(labels) };
-    Ok(crate::server::services::pacs::import(&state, &user.id, &request).await?)
+    Ok(crate::server::services::pacs_imports::enqueue(&state, &user, &request).await?)
+}
+
+#[server]
+pub async fn follow_pacs_import(id: String) -> Result<PacsImportJob, ApiError> {
+    use crate::server::identity::Role;
+    let (state, user) = crate::server::auth::server_fn_caller().await?;
+    user.require_any(&Role::COORDINATORS, "following PACS imports")?;
+    Ok(crate::server::services::pacs_imports::get(&state, &id).await?)
 }
 
 #[component]
@@ -67,13 +77,57 @@ pub fn PacsPage() -> impl IntoView {
         {move || match import.value().get() {
             None => None,
             Some(Err(err)) => Some(view! { <p class="error" role="alert">{err.to_string()}</p> }.into_any()),
-            Some(Ok(cases)) => Some(view! {
-                <p role="status" data-testid="pacs-imported">
-                    "Imported: "
-                    {cases.into_iter().map(|case| view! { <a href=format!("/cases/{}", case.id)>{case.name}</a>" " }).collect_view()}
-                </p>
-            }.into_any()),
+            Some(Ok(job)) => Some(view! { <ImportProgress job/> }.into_any()),
         }}
+    }
+}
+
+/// A background import as it goes: the instances retrieved, the attempts while the PACS is
+/// down, then the case or the reason it failed. Asked again every second until it finishes.
+#[component]
+fn ImportProgress(job: PacsImportJob) -> impl IntoView {
+    let current = RwSignal::new(job);
+    #[cfg(feature = "hydrate")]
+    {
+        let handle = set_interval_with_handle(
+            move || {
+                let Some(job) = current.try_get_untracked().filter(|job| !job.status.is_finished()) else { return };
+                leptos::task::spawn_local(async move {
+                    if let Ok(fresh) = follow_pacs_import(job.id).await {
+                        let _ = current.try_set(fresh);
+                    }
+                });
+            },
+            std::time::Duration::from_secs(1),
+        );
+        if let Ok(handle) = handle {
+            on_cleanup(move || handle.clear());
+        }
+    }
+    move || {
+        let job = current.get();
+        match (job.status, job.case_id) {
+            (PacsImportStatus::Succeeded, Some(case_id)) => view! {
+                <p role="status" data-testid="pacs-imported">
+                    "Imported: " <a href=format!("/cases/{case_id}")>"open the case"</a>
+                </p>
+            }
+            .into_any(),
+            (PacsImportStatus::Failed, _) => view! {
+                <p class="error" role="alert">{format!("The import failed: {}", job.error.unwrap_or_default())}</p>
+            }
+            .into_any(),
+            _ => view! {
+                <p role="status" data-testid="pacs-importing">
+                    {match job.instances_total {
+                        0 => "Listing the series' instances…".to_string(),
+                        total => format!("Retrieving: {} of {total} instances", job.instances_done),
+                    }}
+                    {job.error.map(|error| format!(" (attempt {}; the last one failed: {error})", job.attempts))}
+                </p>
+            }
+            .into_any(),
+        }
     }
 }
 

@@ -28,6 +28,14 @@ pub enum PacsError {
     Refused(String),
 }
 
+/// How far a series retrieval got, for whoever shows its progress: the series' instances once
+/// listed, and those written to scratch so far.
+#[derive(Debug, Default)]
+pub struct Retrieval {
+    pub instances: std::sync::atomic::AtomicU64,
+    pub retrieved: std::sync::atomic::AtomicU64,
+}
+
 #[derive(Clone, Debug)]
 pub struct DicomWebClient {
     base: String,
@@ -193,8 +201,8 @@ impl DicomWebClient {
         study: &str,
         series: &str,
         dir: &Path,
-        max_files: usize,
-        max_bytes: u64,
+        (max_files, max_bytes): (usize, u64),
+        progress: &Retrieval,
     ) -> Result<Vec<std::path::PathBuf>, PacsError> {
         let (study, series) = (uid_path(study)?, uid_path(series)?);
         let request = self.get(&format!("/studies/{study}/series/{series}/instances"));
@@ -210,12 +218,18 @@ impl DicomWebClient {
                 instances.len()
             )));
         }
+        progress.instances.store(instances.len() as u64, std::sync::atomic::Ordering::Relaxed);
         // A few instances in flight at once: each request waits on the PACS's disk and
         // decoding, so one at a time leaves both idle.
         let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let fetches = instances.into_iter().enumerate().map(|(number, instance)| {
             let path = format!("/studies/{study}/series/{series}/instances/{instance}");
-            self.retrieve_instance(path, dir.join(format!("{number}.dcm")), read.clone(), max_bytes)
+            let fetch = self.retrieve_instance(path, dir.join(format!("{number}.dcm")), read.clone(), max_bytes);
+            async move {
+                let file = fetch.await?;
+                progress.retrieved.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok::<_, PacsError>(file)
+            }
         });
         futures::stream::iter(fetches).buffered(RETRIEVALS_AT_ONCE).try_collect().await
     }

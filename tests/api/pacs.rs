@@ -5,7 +5,7 @@
 //! study, with the right references, once however often it is sent.
 
 use reqwest::StatusCode;
-use seglab::api::{CaseSummary, PacsSent, PacsStudy};
+use seglab::api::{CaseArtifacts, CaseId, PacsImportJob, PacsImportStatus, PacsSent, PacsStudy};
 use seglab::server::identity::Role;
 use serde_json::{json, Value};
 
@@ -34,6 +34,32 @@ async fn search(app: &TestApp, token: &str, query: &str) -> reqwest::Response {
 async fn import(app: &TestApp, token: &str, study: &str, series: &str) -> reqwest::Response {
     let body = json!({ "study_instance_uid": study, "series_instance_uid": series, "labels": "1=liver,2=tumour" });
     app.client.post(app.url("/pacs/import")).bearer_auth(token).json(&body).send().await.unwrap()
+}
+
+/// Follows the import `accepted` answered (202) until `done` says it has got far enough.
+async fn followed(
+    app: &TestApp,
+    token: &str,
+    accepted: reqwest::Response,
+    done: impl Fn(&PacsImportJob) -> bool,
+) -> PacsImportJob {
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let mut job: PacsImportJob = accepted.json().await.unwrap();
+    for _ in 0..300 {
+        if done(&job) {
+            return job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        job = app.get_json(token, &format!("/pacs/imports/{}", job.id)).await;
+    }
+    panic!("the PACS import did not get there: {job:?}");
+}
+
+/// Imports a series in the background and waits for it to finish; its case.
+async fn imported(app: &TestApp, token: &str, study: &str, series: &str) -> CaseId {
+    let job = followed(app, token, import(app, token, study, series).await, |job| job.status.is_finished()).await;
+    assert_eq!((job.status, job.instances_done), (PacsImportStatus::Succeeded, job.instances_total), "{job:?}");
+    job.case_id.unwrap()
 }
 
 async fn send(app: &TestApp, token: &str, case_id: &str) -> reqwest::Response {
@@ -74,14 +100,16 @@ async fn a_series_found_on_the_pacs_is_imported_and_its_approved_segmentation_is
     assert_eq!((oblique.modality.as_str(), oblique.instances), ("CT", Some(24)));
     let oblique_uid = oblique.series_instance_uid.clone();
     assert_eq!(import(&app, &labeler, &study.study_instance_uid, &oblique_uid).await.status(), StatusCode::FORBIDDEN);
-    let response = import(&app, &engineer, &study.study_instance_uid, &oblique_uid).await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let case: CaseSummary = response.json::<Vec<CaseSummary>>().await.unwrap().remove(0);
-    assert_eq!(case.dims, [48, 56, 24]);
-    // Imported again: the same case, not retrieved again.
-    let again: Vec<CaseSummary> =
+    // In the background: the job answers at once, then counts the 24 instances as they arrive.
+    let case_id = imported(&app, &engineer, &study.study_instance_uid, &oblique_uid).await;
+    let artifacts: CaseArtifacts = app.get_json(&engineer, &format!("/cases/{case_id}/artifacts")).await;
+    assert_eq!(artifacts.artifacts[0].dims, [48, 56, 24]);
+    let listed: Vec<PacsImportJob> = app.get_json(&engineer, "/pacs/imports").await;
+    assert_eq!((listed.len(), listed[0].instances_total), (1, 24));
+    // Imported again: the same case at once, not retrieved again.
+    let again: PacsImportJob =
         import(&app, &engineer, &study.study_instance_uid, &oblique_uid).await.json().await.unwrap();
-    assert_eq!(again[0].id, case.id);
+    assert_eq!((again.status, again.case_id.as_ref()), (PacsImportStatus::Succeeded, Some(&case_id)));
     assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, 1);
     // The same files uploaded to another instance give the same stored image.
     let other = TestApp::spawn().await;
@@ -100,7 +128,7 @@ async fn a_series_found_on_the_pacs_is_imported_and_its_approved_segmentation_is
         }
     };
     assert_eq!(
-        sha(&app, case.id.to_string()).await,
+        sha(&app, case_id.to_string()).await,
         sha(&other, uploaded.id.to_string()).await,
         "the PACS import differs from the upload"
     );
@@ -109,7 +137,7 @@ async fn a_series_found_on_the_pacs_is_imported_and_its_approved_segmentation_is
     assert_eq!(count(search(&app, &engineer, &format!("patient={}", study.pseudonym)).await.text().await.unwrap()), 1);
 
     // Nothing to send before a reviewer approves.
-    let case_id = case.id.to_string();
+    let case_id = case_id.to_string();
     assert_eq!(send(&app, &engineer, &case_id).await.status(), StatusCode::CONFLICT);
     let base = app.head_mask_ref(&case_id).await;
     let mask = two_structures();
@@ -154,15 +182,14 @@ async fn a_series_found_on_the_pacs_is_imported_and_its_approved_segmentation_is
     assert_eq!(segs.count(), 1, "a retried send stores no second SEG");
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'segmentation_sent'").await, 2);
 
-    // The PACS down: a clear 503 to retry later, and nothing stored.
+    // The PACS down: the import waits to be tried again, saying why, and nothing is stored.
     orthanc.stop();
     let cases = app.count("SELECT COUNT(*) FROM cases").await;
     let coronal = study.series.iter().find(|s| s.series_description == "coronal").unwrap();
     let response = import(&app, &engineer, &study.study_instance_uid, &coronal.series_instance_uid).await;
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(response.headers().contains_key("retry-after"));
-    let message = response.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_string();
-    assert!(message.contains("the PACS is unavailable"), "{message}");
+    let waiting = followed(&app, &engineer, response, |job| job.attempts == 1 && job.error.is_some()).await;
+    assert_eq!(waiting.status, PacsImportStatus::Queued);
+    assert!(waiting.error.as_deref().unwrap().contains("the PACS is unavailable"));
     assert_eq!(search(&app, &engineer, "patient=SEGLAB-TEST-1").await.status(), StatusCode::SERVICE_UNAVAILABLE);
     let response = send(&app, &engineer, &case_id).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -170,6 +197,16 @@ async fn a_series_found_on_the_pacs_is_imported_and_its_approved_segmentation_is
     assert!(message.contains("queued and will be sent when the PACS answers"), "{message}");
     assert_eq!(app.count("SELECT COUNT(*) FROM pacs_outbox WHERE sent_at IS NULL").await, 1);
     assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, cases);
+
+    // The PACS back: the waiting import's next attempt brings the series in.
+    orthanc.restart().await;
+    let accepted = import(&app, &engineer, &study.study_instance_uid, &coronal.series_instance_uid).await;
+    let done = followed(&app, &engineer, accepted, |job| job.status.is_finished()).await;
+    assert_eq!(
+        (done.id, done.status, done.attempts),
+        (waiting.id, PacsImportStatus::Succeeded, 2),
+        "the same job, retried"
+    );
     app.stop().await;
 }
 
@@ -231,9 +268,11 @@ async fn a_pacs_going_down_during_an_import_leaves_nothing_behind() {
     let app = TestApp::spawn_configured(|config| config.dicomweb.dicomweb_url = Some(url), |_| {}).await;
     let engineer = app.user("mle", &[Role::MlEngineer]).await;
     let response = import(&app, &engineer, "1.2.3", "1.2.4").await;
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let message = response.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_string();
-    assert!(message.contains("the PACS is unavailable"), "{message}");
+    // The first attempt got 10 of the 24 instances, then the PACS broke off: it waits to be
+    // tried again, and nothing of it is kept.
+    let waiting = followed(&app, &engineer, response, |job| job.attempts == 1 && job.error.is_some()).await;
+    assert_eq!((waiting.status, waiting.instances_total, waiting.instances_done), (PacsImportStatus::Queued, 24, 10));
+    assert!(waiting.error.unwrap().contains("the PACS is unavailable"));
     crate::dicom::assert_nothing_stored(&app).await;
     app.stop().await;
 }
@@ -260,8 +299,7 @@ async fn an_approval_sends_the_segmentation_and_a_pacs_that_is_down_gets_it_when
     let reviewer = app.user("rev", &[Role::Reviewer]).await;
     let studies: Vec<PacsStudy> = search(&app, &engineer, "patient=SEGLAB-TEST-1").await.json().await.unwrap();
     let (study, series) = (&studies[0].study_instance_uid, &studies[0].series[0].series_instance_uid);
-    let case: Vec<CaseSummary> = import(&app, &engineer, study, series).await.json().await.unwrap();
-    let case_id = case[0].id.to_string();
+    let case_id = imported(&app, &engineer, study, series).await.to_string();
     let base = app.head_mask_ref(&case_id).await;
     let mask = two_structures();
     let edits = seglab::edits::MaskEdits::diff(&vec![0u8; mask.len()], &mask).encode();

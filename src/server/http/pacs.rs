@@ -1,4 +1,5 @@
-//! PACS routes: search studies, import a series, send a case's approved segmentation back.
+//! PACS routes: search studies, import a series (in the background) and follow the import,
+//! send a case's approved segmentation back.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -6,16 +7,18 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::extract::{ApiJson, ApiQuery, Caller, Coordinator, Holding};
-use crate::api::{CaseSummary, PacsImport, PacsQuery, PacsQueued, PacsSent, PacsStudy};
+use crate::api::{PacsImport, PacsImportJob, PacsQuery, PacsQueued, PacsSent, PacsStudy};
 use crate::server::error::AppError;
 use crate::server::services::access::{self, SendToPacs};
-use crate::server::services::pacs;
+use crate::server::services::{pacs, pacs_imports};
 use crate::server::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/pacs/studies", get(search))
         .route("/pacs/import", post(import))
+        .route("/pacs/imports", get(imports))
+        .route("/pacs/imports/{id}", get(import_job))
         .route("/pacs/outbox", get(outbox))
         .route("/cases/{id}/pacs", post(send))
 }
@@ -34,13 +37,28 @@ async fn outbox(State(state): State<AppState>, _: Coordinator) -> Result<Json<Ve
     Ok(Json(pacs::outbox(&state).await?))
 }
 
-/// `POST /pacs/import` (coordinators): body `{study_instance_uid, series_instance_uid, name?, labels?}`.
+/// `POST /pacs/import` (coordinators): body `{study_instance_uid, series_instance_uid, name?, labels?}`;
+/// answers 202 with the background job importing it.
 async fn import(
     State(state): State<AppState>,
     Holding(user, _): Coordinator,
     ApiJson(request): ApiJson<PacsImport>,
-) -> Result<(StatusCode, Json<Vec<CaseSummary>>), AppError> {
-    Ok((StatusCode::CREATED, Json(pacs::import(&state, &user.id, &request).await?)))
+) -> Result<(StatusCode, Json<PacsImportJob>), AppError> {
+    Ok((StatusCode::ACCEPTED, Json(pacs_imports::enqueue(&state, &user, &request).await?)))
+}
+
+/// `GET /pacs/imports` (coordinators): the latest imports, newest first.
+async fn imports(State(state): State<AppState>, _: Coordinator) -> Result<Json<Vec<PacsImportJob>>, AppError> {
+    Ok(Json(pacs_imports::list(&state).await?))
+}
+
+/// `GET /pacs/imports/{id}` (coordinators): one import and how far it got.
+async fn import_job(
+    State(state): State<AppState>,
+    _: Coordinator,
+    Path(id): Path<String>,
+) -> Result<Json<PacsImportJob>, AppError> {
+    Ok(Json(pacs_imports::get(&state, &id).await?))
 }
 
 /// `POST /cases/{id}/pacs` (coordinators): stores the approved mask version in the PACS.

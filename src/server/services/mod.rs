@@ -8,7 +8,8 @@
 //! versions, `evaluation` computes scores, and `model_view` (with `comparison`) answers the
 //! model page. DICOM: `dicom_import` builds on `cases` (and saves segmentations through
 //! `labels`), `dicom_export` on `cases` and `mask_versions`, `pacs` on both and `datasets` on
-//! `dicom_export`; `workflow` queues approved versions in `pacs_outbox`, which `pacs` sends.
+//! `dicom_export`; `workflow` queues approved versions in `pacs_outbox`, which `pacs` sends;
+//! `pacs_imports` runs `pacs`'s imports in the background.
 //! Several readers: `readings` plans, takes and lists readings and saves their consensus
 //! through `labels`; `labels` and `workflow` save into and submit readings; `agreement`
 //! measures and keeps the readers' agreement (the evaluator's loop runs it) and reads it across
@@ -34,6 +35,7 @@ pub mod mask_versions;
 pub mod model_view;
 pub mod orchestrator;
 pub mod pacs;
+pub mod pacs_imports;
 pub mod pacs_outbox;
 pub mod readings;
 pub mod registry;

@@ -22,7 +22,7 @@ use crate::server::dicom::headers::{PatientRecord, SourceFile};
 use crate::server::dicom::pseudonym::pseudonym;
 use crate::server::dicom::seg::segmentation_uids;
 use crate::server::dicom::SeriesChoice;
-use crate::server::dicomweb::{DicomWebClient, PacsError, StudyMatch, StudyQuery, MAX_MATCHES};
+use crate::server::dicomweb::{DicomWebClient, PacsError, Retrieval, StudyMatch, StudyQuery, MAX_MATCHES};
 use crate::server::error::AppError;
 use crate::server::scratch::ScratchDir;
 use crate::server::state::AppState;
@@ -36,7 +36,7 @@ impl From<PacsError> for AppError {
     }
 }
 
-fn client(state: &AppState) -> Result<&DicomWebClient, AppError> {
+pub(super) fn client(state: &AppState) -> Result<&DicomWebClient, AppError> {
     state.pacs.as_ref().ok_or_else(|| AppError::Conflict("no PACS is configured here (--dicomweb-url)".into()))
 }
 
@@ -126,7 +126,12 @@ pub async fn outbox(state: &AppState) -> Result<Vec<PacsQueued>, AppError> {
 
 /// Retrieves one series (WADO-RS) into scratch and imports it as `dicom_import::import_dicom`
 /// imports an upload: the same checks, bounds and refusals.
-pub async fn import(state: &AppState, user_id: &str, request: &PacsImport) -> Result<Vec<CaseSummary>, AppError> {
+pub async fn import(
+    state: &AppState,
+    user_id: &str,
+    request: &PacsImport,
+    progress: &Retrieval,
+) -> Result<Vec<CaseSummary>, AppError> {
     let pacs = client(state)?;
     // A series imported before answers with its case, without retrieving it again.
     if let Some(existing) = cases::case_of_series(state, &request.series_instance_uid).await? {
@@ -137,7 +142,13 @@ pub async fn import(state: &AppState, user_id: &str, request: &PacsImport) -> Re
     // As a zip upload is bounded: two bytes a voxel of the budget, and room for headers.
     let max_bytes = state.config.max_volume_voxels.saturating_mul(2).saturating_add(64 << 20);
     let files = pacs
-        .retrieve_series(&request.study_instance_uid, &request.series_instance_uid, dir.path(), MAX_FILES, max_bytes)
+        .retrieve_series(
+            &request.study_instance_uid,
+            &request.series_instance_uid,
+            dir.path(),
+            (MAX_FILES, max_bytes),
+            progress,
+        )
         .await?;
     let import = DicomImport {
         files: files
