@@ -309,7 +309,8 @@ impl DicomWebClient {
 }
 
 /// A UID as a path segment: digits and dots only, so it cannot change the path.
-fn uid_path(uid: &str) -> Result<&str, PacsError> {
+/// `uid` as a path segment: a DICOM UID (digits and dots, at most 64 characters), else refused.
+pub(crate) fn uid_path(uid: &str) -> Result<&str, PacsError> {
     let valid = (1..=64).contains(&uid.len()) && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.');
     valid.then_some(uid).ok_or_else(|| {
         PacsError::Refused(format!("a UID that is not one ({:?})", uid.chars().take(70).collect::<String>()))

@@ -100,6 +100,9 @@ async fn a_series_found_on_the_pacs_is_imported_and_its_approved_segmentation_is
     assert_eq!((oblique.modality.as_str(), oblique.instances), ("CT", Some(24)));
     let oblique_uid = oblique.series_instance_uid.clone();
     assert_eq!(import(&app, &labeler, &study.study_instance_uid, &oblique_uid).await.status(), StatusCode::FORBIDDEN);
+    // A UID that is not one is refused at once, with no job made.
+    assert_eq!(import(&app, &engineer, "1.2.x", &oblique_uid).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.count("SELECT COUNT(*) FROM pacs_imports").await, 0);
     // In the background: the job answers at once, then counts the 24 instances as they arrive.
     let case_id = imported(&app, &engineer, &study.study_instance_uid, &oblique_uid).await;
     let artifacts: CaseArtifacts = app.get_json(&engineer, &format!("/cases/{case_id}/artifacts")).await;

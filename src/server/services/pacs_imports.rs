@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::{cases, pacs};
 use crate::api::{CaseId, PacsImport, PacsImportJob, PacsImportStatus};
 use crate::server::clock::now_ms;
-use crate::server::dicomweb::Retrieval;
+use crate::server::dicomweb::{uid_path, Retrieval};
 use crate::server::error::AppError;
 use crate::server::identity::User;
 use crate::server::state::AppState;
@@ -34,6 +34,8 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 const MAX_ATTEMPTS: i64 = 8;
 /// The longest wait between two attempts.
 const MAX_RETRY_WAIT_MS: i64 = 10 * 60 * 1000;
+/// As a case's name (`cases::import_case`).
+const MAX_NAME_CHARS: usize = 200;
 /// Jobs `GET /pacs/imports` lists.
 const LISTED: i64 = 50;
 
@@ -90,8 +92,13 @@ async fn row(state: &AppState, id: &str) -> Result<Option<JobRow>, AppError> {
 /// at work on it); a series imported before is a finished job with its case.
 pub async fn enqueue(state: &AppState, user: &User, request: &PacsImport) -> Result<PacsImportJob, AppError> {
     pacs::client(state)?;
-    // Refused now rather than after the retrieval.
+    // Refused now, with nothing stored, rather than after the retrieval.
+    uid_path(&request.study_instance_uid)?;
+    uid_path(&request.series_instance_uid)?;
     cases::parse_label_text(request.labels.as_deref().unwrap_or_default())?;
+    if request.name.as_deref().is_some_and(|name| name.trim().chars().count() > MAX_NAME_CHARS) {
+        return Err(AppError::Unprocessable(format!("a case name holds at most {MAX_NAME_CHARS} characters")));
+    }
     let series = request.series_instance_uid.as_str();
     let working: Option<String> = sqlx::query_scalar(
         "SELECT id FROM pacs_imports WHERE series_instance_uid = $1 AND status IN ($2, $3) ORDER BY created_at LIMIT 1",
