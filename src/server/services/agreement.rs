@@ -46,7 +46,8 @@ async fn kept(state: &AppState, case_id: &CaseId, key: &str) -> Result<Option<Ca
 /// The case's agreement as kept, else measured now and kept; one measure per case at a time
 /// on this instance (others asking meanwhile wait, then read it).
 async fn kept_or_measured(state: &AppState, case_id: &CaseId) -> Result<CaseAgreement, AppError> {
-    let key = readings_key(&readings_of(state, case_id, None).await?);
+    let rows = readings_of(state, case_id, None).await?;
+    let key = readings_key(&rows);
     if let Some(found) = kept(state, case_id, &key).await? {
         return Ok(found);
     }
@@ -54,7 +55,8 @@ async fn kept_or_measured(state: &AppState, case_id: &CaseId) -> Result<CaseAgre
     if let Some(found) = kept(state, case_id, &key).await? {
         return Ok(found);
     }
-    let loaded = load_readings(state, case_id).await?;
+    // The readings as keyed: a figure is never kept under versions it was not measured from.
+    let loaded = load_readings(state, case_id, rows).await?;
     let figures = tokio::task::spawn_blocking(move || measure(loaded)).await.map_err(AppError::internal)?;
     sqlx::query(
         "INSERT INTO case_agreements (case_id, readings_key, agreement_json, created_at) VALUES ($1, $2, $3, $4)

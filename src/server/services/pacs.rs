@@ -261,12 +261,18 @@ async fn sender(state: AppState, shutdown: CancellationToken) {
     }
 }
 
+/// The wait before the next attempt with the PACS after `attempts` failed ones: from
+/// `--pacs-retry-base-ms`, doubling with each, at most `longest` ms.
+pub(super) fn retry_wait(state: &AppState, attempts: i64, longest: i64) -> i64 {
+    let base = state.config.dicomweb.pacs_retry_base_ms as i64;
+    base.saturating_mul(1 << (attempts - 1).clamp(0, 30)).min(longest)
+}
+
 async fn attempt(state: &AppState, due: &pacs_outbox::Due) -> Result<(), AppError> {
     match send_version(state, &due.case_id, &due.mask_ref, None).await {
         Ok(_) => pacs_outbox::sent(state, due, now_ms()).await,
         Err(down @ AppError::Unavailable { .. }) => {
-            let base = state.config.dicomweb.pacs_retry_base_ms as i64;
-            let wait = base.saturating_mul(1 << (due.attempts - 1).clamp(0, 30)).min(MAX_RETRY_WAIT_MS);
+            let wait = retry_wait(state, due.attempts, MAX_RETRY_WAIT_MS);
             tracing::info!(case_id = %due.case_id, attempts = due.attempts, wait_ms = wait, error = %down, "the send waits");
             pacs_outbox::failed(state, due, now_ms() + wait, &down.to_string()).await
         }

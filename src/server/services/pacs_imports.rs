@@ -210,6 +210,18 @@ async fn finish(
     Ok(())
 }
 
+/// Writes how many of the series' instances have arrived.
+async fn record_progress(state: &AppState, id: &str, progress: &Retrieval) -> Result<(), AppError> {
+    sqlx::query("UPDATE pacs_imports SET instances_total = $2, instances_done = $3, updated_at = $4 WHERE id = $1")
+        .bind(id)
+        .bind(progress.instances.load(Ordering::Relaxed) as i64)
+        .bind(progress.retrieved.load(Ordering::Relaxed) as i64)
+        .bind(now_ms())
+        .execute(&state.db.pool)
+        .await?;
+    Ok(())
+}
+
 /// Runs one attempt of `job`, writing its progress while the series arrives.
 async fn attempt(state: &AppState, job: JobRow) -> Result<(), AppError> {
     let request = PacsImport {
@@ -224,31 +236,17 @@ async fn attempt(state: &AppState, job: JobRow) -> Result<(), AppError> {
     let result = loop {
         tokio::select! {
             result = &mut imported => break result,
-            _ = tokio::time::sleep(PROGRESS_EVERY) => {
-                sqlx::query("UPDATE pacs_imports SET instances_total = $2, instances_done = $3, updated_at = $4 WHERE id = $1")
-                    .bind(&job.id)
-                    .bind(progress.instances.load(Ordering::Relaxed) as i64)
-                    .bind(progress.retrieved.load(Ordering::Relaxed) as i64)
-                    .bind(now_ms())
-                    .execute(&state.db.pool)
-                    .await?;
-            }
+            _ = tokio::time::sleep(PROGRESS_EVERY) => record_progress(state, &job.id, &progress).await?,
         }
     };
-    sqlx::query("UPDATE pacs_imports SET instances_total = $2, instances_done = $3 WHERE id = $1")
-        .bind(&job.id)
-        .bind(progress.instances.load(Ordering::Relaxed) as i64)
-        .bind(progress.retrieved.load(Ordering::Relaxed) as i64)
-        .execute(&state.db.pool)
-        .await?;
+    record_progress(state, &job.id, &progress).await?;
     match result {
         Ok(cases) => {
             let case_id = cases.first().map(|case| &case.id);
             finish(state, &job.id, PacsImportStatus::Succeeded, i64::MAX, case_id, None).await
         }
         Err(down @ AppError::Unavailable { .. }) if job.attempts < MAX_ATTEMPTS => {
-            let base = state.config.dicomweb.pacs_retry_base_ms as i64;
-            let wait = base.saturating_mul(1 << (job.attempts - 1).clamp(0, 30)).min(MAX_RETRY_WAIT_MS);
+            let wait = pacs::retry_wait(state, job.attempts, MAX_RETRY_WAIT_MS);
             tracing::info!(import_id = %job.id, attempts = job.attempts, wait_ms = wait, error = %down, "the PACS import waits");
             finish(state, &job.id, PacsImportStatus::Queued, now_ms() + wait, None, Some(&down.to_string())).await
         }

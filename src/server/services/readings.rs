@@ -249,8 +249,13 @@ pub(super) struct LoadedReadings {
     pub(super) labels: Vec<LabelDef>,
 }
 
-pub(super) async fn load_readings(state: &AppState, case_id: &CaseId) -> Result<LoadedReadings, AppError> {
-    let rows = readings_of(state, case_id, None).await?;
+/// The masks of the readings `rows` (the case's, as [`readings_of`] read them), so that what is
+/// measured is exactly what was read.
+pub(super) async fn load_readings(
+    state: &AppState,
+    case_id: &CaseId,
+    rows: Vec<ReadingRow>,
+) -> Result<LoadedReadings, AppError> {
     if rows.len() < 2 {
         return Err(AppError::Conflict("fewer than two readings of this case are taken".into()));
     }
@@ -283,7 +288,7 @@ pub async fn consensus(
         return Ok(SaveOutcome { status, body, replayed: true });
     }
     let case_id = access.case_id().clone();
-    let loaded = load_readings(state, &case_id).await?;
+    let loaded = load_readings(state, &case_id, readings_of(state, &case_id, None).await?).await?;
     // The consensus is saved as edits on the case's mask as it is now; the save refuses them
     // as stale if it moves meanwhile.
     let head = Chain::Case(&case_id).head(&mut *state.db.pool.acquire().await?).await?;
