@@ -9,8 +9,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::UserChange;
 use crate::server::config::{
-    AuditCommand, Cli, Command, Config, DatasetCommand, ExportLayout, ImportArgs, ImportDicomArgs, ObjectsCommand,
-    RoleCommand, ServeArgs, TokenCommand, UserCommand,
+    AuditCommand, BackupArgs, BackupCommand, Cli, Command, Config, DatasetCommand, ExportLayout, ImportArgs,
+    ImportDicomArgs, ObjectsCommand, RoleCommand, ServeArgs, TokenCommand, UserCommand,
 };
 use crate::server::db::Db;
 use crate::server::demo;
@@ -23,7 +23,7 @@ use crate::server::services::cases::{import_case, parse_label_names, CaseFile, N
 use crate::server::services::datasets::{self, ExportFormat};
 use crate::server::services::dicom_import::{self, DicomImport};
 use crate::server::services::users::add_user;
-use crate::server::services::{accounts, integrity};
+use crate::server::services::{accounts, backup, integrity};
 use crate::server::state::AppState;
 use crate::startup::Application;
 
@@ -142,6 +142,35 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             .await?;
             println!("exported {written} cases of dataset {id} into {}", dir.display());
             Ok(())
+        }
+        Command::Backup(BackupArgs { check: None, dir: Some(dir) }) => {
+            let manifest = backup::take(&Db::open(&cli.config).await?, &dir).await?;
+            println!(
+                "backed up the database ({} bytes, audit head {}) into {}; it references {} objects, listed in \
+                 objects.tsv: copy the object store after this (objects are never overwritten)",
+                manifest.database_bytes,
+                manifest.audit_head,
+                dir.display(),
+                manifest.objects
+            );
+            Ok(())
+        }
+        Command::Backup(BackupArgs { check: Some(BackupCommand::Verify { dir }), .. }) => {
+            let state = AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks).await?;
+            let verified = backup::verify(&state.db, &state.store, &dir).await?;
+            match verified.problems.as_slice() {
+                [] => {
+                    println!(
+                        "backup intact: database as written, {} audit rows verified, all {} objects in storage as recorded",
+                        verified.audit_rows, verified.manifest.objects
+                    );
+                    Ok(())
+                }
+                problems => Err(CliError::BackupBroken(problems.join("\n"))),
+            }
+        }
+        Command::Backup(BackupArgs { check: None, dir: None }) => {
+            Err(CliError::Config("name the folder: `seglab backup DIR` or `seglab backup verify DIR`".into()))
         }
         Command::Objects(ObjectsCommand::Verify) => {
             let state = AppState::connect(cli.config, any_port, no_pages(), shutdown.clone(), &tasks).await?;

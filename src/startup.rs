@@ -4,6 +4,7 @@
 //! start the app here, so `server` never names the front end.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use leptos::config::LeptosOptions;
@@ -20,6 +21,7 @@ use crate::server::http;
 use crate::server::listener::without_delay;
 use crate::server::services::{evaluation, orchestrator, pacs, pacs_imports, sweeper, volume_slabs};
 use crate::server::state::AppState;
+use crate::server::telemetry;
 
 /// A started app, listening, not yet serving.
 pub struct Application {
@@ -27,6 +29,10 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
+    drain: Duration,
+    /// Stops the embedded S3 endpoint once the requests in flight, which may still use it,
+    /// have finished.
+    storage_stop: CancellationToken,
 }
 
 impl Application {
@@ -39,13 +45,17 @@ impl Application {
         shutdown: CancellationToken,
         tasks: &TaskTracker,
     ) -> Result<Application, CliError> {
+        // Installed before anything is counted: figures recorded without it are lost.
+        telemetry::recorder();
         let listener = TcpListener::bind(args.addr)
             .await
             .map_err(|e| CliError::startup(&format!("cannot listen on {}", args.addr), e))?;
         let address = listener.local_addr().map_err(|e| CliError::startup("cannot read the bound address", e))?;
         let embedded_s3_addr = config.s3.embedded_s3_addr;
+        let storage_stop = CancellationToken::new();
         let state =
-            AppState::connect(config, embedded_s3_addr, leptos_options(args, address), shutdown.clone(), tasks).await?;
+            AppState::connect(config, embedded_s3_addr, leptos_options(args, address), storage_stop.clone(), tasks)
+                .await?;
         volume_slabs::cut_stored_files(&state)
             .await
             .map_err(|e| CliError::startup("cannot cut the volumes stored before slabs", e))?;
@@ -54,7 +64,14 @@ impl Application {
         evaluation::start(&state, &shutdown, tasks);
         pacs::start(&state, &shutdown, tasks);
         pacs_imports::start(&state, &shutdown, tasks);
-        Ok(Application { router: router(state.clone(), args), state, listener, shutdown })
+        let drain = Duration::from_secs(args.drain_secs);
+        if let Some(addr) = args.metrics_addr {
+            let metrics = TcpListener::bind(addr)
+                .await
+                .map_err(|e| CliError::startup(&format!("cannot listen for metrics on {addr}"), e))?;
+            tasks.spawn(serve(metrics, http::metrics::router(state.clone()), shutdown.clone(), drain));
+        }
+        Ok(Application { router: router(state.clone(), args), state, listener, shutdown, drain, storage_stop })
     }
 
     /// The address it listens on, with the port chosen when `args.addr` asked for any.
@@ -66,9 +83,12 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` is cancelled, then finishes the requests in flight.
+    /// Serves until `shutdown` is cancelled, then finishes the requests in flight (for at most
+    /// `--drain-secs`).
     pub async fn run_until_stopped(self) -> Result<(), CliError> {
-        serve(self.listener, self.router, self.shutdown).await
+        let served = serve(self.listener, self.router, self.shutdown, self.drain).await;
+        self.storage_stop.cancel();
+        served
     }
 }
 
@@ -87,14 +107,30 @@ pub fn router(state: AppState, args: &ServeArgs) -> Router {
     http::router(state, args, pages)
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> Result<(), CliError> {
+/// Serves `router` on `listener` until `shutdown` is cancelled; then stops accepting
+/// connections and lets the requests in flight finish, cutting off any still running after
+/// `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    drain: Duration,
+) -> Result<(), CliError> {
     let listener = without_delay(listener, "an app");
     // With each connection's address, which the login limits count per client.
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .map_err(|e| CliError::startup("the web server stopped", e))
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let drained = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        served = server => served.map_err(|e| CliError::startup("the web server stopped", e)),
+        _ = drained => {
+            tracing::warn!(drain_secs = drain.as_secs(), "requests still running after the drain time were cut off");
+            Ok(())
+        }
+    }
 }
 
 fn leptos_options(args: &ServeArgs, address: SocketAddr) -> LeptosOptions {

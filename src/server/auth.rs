@@ -79,15 +79,14 @@ pub async fn log_in(
     username: &str,
     password: &str,
 ) -> Result<User, AppError> {
-    state
-        .logins
-        .check(username, client)
-        .map_err(|wait| AppError::TooManyLogins { retry_after_secs: wait.as_secs().max(1) })?;
-    let user = users::login(&state.db, username, password).await.inspect_err(|err| {
-        if matches!(err, AppError::BadCredentials) {
-            state.logins.failed(username, client);
+    state.logins.check(&state.db, username, client).await?;
+    let user = match users::login(&state.db, username, password).await {
+        Err(AppError::BadCredentials) => {
+            state.logins.failed(&state.db, username, client).await?;
+            return Err(AppError::BadCredentials);
         }
-    })?;
+        other => other?,
+    };
     session.cycle_id().await.map_err(AppError::internal)?;
     session.insert(USER_ID, &user.id).await.map_err(AppError::internal)?;
     Ok(user)

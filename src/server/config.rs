@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use super::telemetry::LogFormat;
+
 #[derive(Debug, Parser)]
 #[command(name = "seglab", version, about = "Segmentation labeling platform with a model lifecycle")]
 pub struct Cli {
@@ -39,6 +41,10 @@ pub enum Command {
     /// Work with dataset snapshots.
     #[command(subcommand)]
     Dataset(DatasetCommand),
+    /// Copy the SQLite database consistently, while the server runs, into a new or empty
+    /// folder, with the list of the objects it references (`backup DIR`); or check such a
+    /// copy (`backup verify DIR`).
+    Backup(BackupArgs),
     /// Run one model on one image (the orchestrator's child process).
     #[command(hide = true)]
     Infer(InferArgs),
@@ -75,6 +81,22 @@ pub enum ObjectsCommand {
     /// Check that every object the database records is in storage with its recorded size and
     /// SHA-256; exits non-zero naming the ones that are not.
     Verify,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub check: Option<BackupCommand>,
+    /// The new or empty folder to back up into.
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Check a backup: the copy's SHA-256 and SQLite integrity, its audit chain, its object
+    /// list, and that storage holds every listed object with its recorded size and SHA-256.
+    Verify { dir: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +167,17 @@ pub struct ServeArgs {
     /// Largest case upload (`POST /cases`) accepted, in bytes.
     #[arg(long, env = "SEGLAB_MAX_UPLOAD_BYTES", default_value_t = 1 << 30)]
     pub max_upload_bytes: usize,
+    /// Serve `GET /metrics` (Prometheus) without credentials on this address of its own,
+    /// which only the monitoring network should reach.
+    #[arg(long, env = "SEGLAB_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Serve `GET /metrics` on the app's own address to callers sending `Authorization:
+    /// Bearer <this token>`.
+    #[arg(long, env = "SEGLAB_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// On SIGTERM, how long requests in flight may take to finish before they are cut off.
+    #[arg(long, env = "SEGLAB_DRAIN_SECS", default_value_t = 30)]
+    pub drain_secs: u64,
 }
 
 /// `serve`'s options alone, for running `seglab` without a subcommand.
@@ -277,6 +310,10 @@ pub struct Config {
     /// stores none. Labelers see a pseudonym either way.
     #[arg(long, global = true, env = "SEGLAB_DICOM_IDENTIFIERS", value_enum, default_value_t = IdentifierPolicy::Keep)]
     pub dicom_identifiers: IdentifierPolicy,
+    /// `text` for people, `json` (one object per line, with each request's id) for log
+    /// collectors. Filtered by `RUST_LOG` (default `info`).
+    #[arg(long, global = true, env = "SEGLAB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(flatten)]
     pub s3: S3Config,
     #[command(flatten)]

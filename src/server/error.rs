@@ -130,6 +130,9 @@ impl From<AppError> for ApiError {
 
 impl From<sqlx::Error> for AppError {
     fn from(err: sqlx::Error) -> Self {
+        if !matches!(err, sqlx::Error::RowNotFound) {
+            metrics::counter!("seglab_database_errors_total").increment(1);
+        }
         match err {
             sqlx::Error::RowNotFound => Self::NotFound("record".into()),
             sqlx::Error::Io(_)
@@ -169,6 +172,9 @@ pub enum CliError {
     /// `infer` could not run the model; the message is the orchestrator's to relay.
     #[error("{0}")]
     Inference(String),
+    /// `backup verify` found the backup damaged or incomplete.
+    #[error("the backup is not intact:\n{0}")]
+    BackupBroken(String),
     /// `objects verify` found objects missing or not as recorded.
     #[error("of {checked} recorded objects, these are not as recorded:\n{problems}")]
     ObjectsBroken { checked: usize, problems: String },

@@ -1,95 +1,93 @@
 //! Failed logins are counted per username and per client address in a fixed window; past the
 //! limit (0: no limit), logins for that key are refused with 429 and `Retry-After` until the
-//! window ends, so passwords cannot be guessed at speed. The counts live in this instance's memory, bounded:
-//! expired windows are dropped when the table grows.
+//! window ends, so passwords cannot be guessed at speed. The counts live in the database
+//! (`login_failures`), so the limit holds across every instance behind a load balancer; the
+//! sweeper deletes ended windows.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Past this many tracked keys, expired windows are swept before adding another.
-const SWEEP_ABOVE: usize = 10_000;
+use super::clock::now_ms;
+use super::db::Db;
+use super::error::AppError;
 
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct LoginLimiter {
     window: Duration,
     per_username: u32,
     per_address: u32,
-    failures: Mutex<HashMap<String, (Instant, u32)>>,
 }
 
 impl LoginLimiter {
     pub fn new(window: Duration, per_username: u32, per_address: u32) -> LoginLimiter {
-        LoginLimiter { window, per_username, per_address, failures: Mutex::new(HashMap::new()) }
+        LoginLimiter { window, per_username, per_address }
     }
 
-    fn keys(username: &str, address: Option<IpAddr>) -> impl Iterator<Item = String> {
-        std::iter::once(format!("user {username}")).chain(address.map(|a| format!("address {a}")))
+    fn window_ms(&self) -> i64 {
+        self.window.as_millis() as i64
     }
 
-    fn limit_of(&self, key: &str) -> u32 {
-        if key.starts_with("user ") {
-            self.per_username
-        } else {
-            self.per_address
-        }
+    /// The limited keys of one attempt, each with its limit.
+    fn keys(&self, username: &str, address: Option<IpAddr>) -> Vec<(String, u32)> {
+        let mut keys = vec![(format!("user {username}"), self.per_username)];
+        keys.extend(address.map(|a| (format!("address {a}"), self.per_address)));
+        keys.retain(|(_, limit)| *limit > 0);
+        keys
     }
 
-    /// `Err(wait)` while `username` or `address` has used up its failures.
-    pub(crate) fn check(&self, username: &str, address: Option<IpAddr>) -> Result<(), Duration> {
-        let failures = self.failures.lock().expect("login limiter lock");
-        let now = Instant::now();
-        let wait = Self::keys(username, address)
-            .filter_map(|key| {
-                let (started, count) = failures.get(&key)?;
-                let (ends, limit) = (*started + self.window, self.limit_of(&key));
-                (limit > 0 && now < ends && *count >= limit).then(|| ends - now)
-            })
-            .max();
-        wait.map_or(Ok(()), Err)
-    }
-
-    /// Counts a failed login against `username` and `address`.
-    pub fn failed(&self, username: &str, address: Option<IpAddr>) {
-        let mut failures = self.failures.lock().expect("login limiter lock");
-        let now = Instant::now();
-        if failures.len() > SWEEP_ABOVE {
-            failures.retain(|_, (started, _)| now < *started + self.window);
-        }
-        for key in Self::keys(username, address) {
-            let entry = failures.entry(key).or_insert((now, 0));
-            if now >= entry.0 + self.window {
-                *entry = (now, 0);
+    /// `Err(TooManyLogins)` while `username` or `address` has used up its failures.
+    pub(crate) async fn check(&self, db: &Db, username: &str, address: Option<IpAddr>) -> Result<(), AppError> {
+        let now = now_ms();
+        let mut wait_ms = 0;
+        for (key, limit) in self.keys(username, address) {
+            let row: Option<(i64, i64)> =
+                sqlx::query_as("SELECT window_start, failures FROM login_failures WHERE key = $1")
+                    .bind(&key)
+                    .fetch_optional(&db.pool)
+                    .await?;
+            if let Some((started, failures)) = row {
+                let ends = started + self.window_ms();
+                if now < ends && failures >= i64::from(limit) {
+                    wait_ms = wait_ms.max(ends - now);
+                }
             }
-            entry.1 += 1;
         }
+        if wait_ms > 0 {
+            metrics::counter!("seglab_login_refusals_total").increment(1);
+            let retry_after_secs = (wait_ms as u64).div_ceil(1000).max(1);
+            return Err(AppError::TooManyLogins { retry_after_secs });
+        }
+        Ok(())
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failures_past_the_limit_wait_for_the_window_per_username_and_address() {
-        let limiter = LoginLimiter::new(Duration::from_millis(200), 3, 5);
-        let (here, there) = (Some("10.0.0.1".parse().unwrap()), Some("10.0.0.2".parse().unwrap()));
-        for _ in 0..3 {
-            assert!(limiter.check("ann", here).is_ok());
-            limiter.failed("ann", here);
+    /// Counts a failed login against `username` and `address`: one statement per key, so
+    /// failures arriving at several instances at once are all counted.
+    pub async fn failed(&self, db: &Db, username: &str, address: Option<IpAddr>) -> Result<(), AppError> {
+        metrics::counter!("seglab_login_failures_total").increment(1);
+        let now = now_ms();
+        for (key, _) in self.keys(username, address) {
+            sqlx::query(
+                "INSERT INTO login_failures (key, window_start, failures) VALUES ($1, $2, 1)
+                 ON CONFLICT (key) DO UPDATE SET
+                   failures = CASE WHEN login_failures.window_start + $3 <= $2 THEN 1 ELSE login_failures.failures + 1 END,
+                   window_start = CASE WHEN login_failures.window_start + $3 <= $2 THEN $2 ELSE login_failures.window_start END",
+            )
+            .bind(&key)
+            .bind(now)
+            .bind(self.window_ms())
+            .execute(&db.pool)
+            .await?;
         }
-        let wait = limiter.check("ann", there).unwrap_err();
-        assert!(wait <= Duration::from_millis(200) && wait > Duration::ZERO);
-        assert!(limiter.check("bob", here).is_ok(), "another name from the same address");
-        limiter.failed("bob", here);
-        limiter.failed("cy", here);
-        assert!(limiter.check("dee", here).is_err(), "the address used up its five failures");
-        assert!(limiter.check("dee", there).is_ok());
-        std::thread::sleep(Duration::from_millis(210));
-        assert!(limiter.check("ann", here).is_ok(), "a new window");
-        let unlimited = LoginLimiter::new(Duration::from_secs(60), 0, 0);
-        (0..100).for_each(|_| unlimited.failed("ann", here));
-        assert!(unlimited.check("ann", here).is_ok(), "0 turns a limit off");
+        Ok(())
+    }
+
+    /// Forgets the windows that have ended; returns how many.
+    pub async fn purge_ended(&self, db: &Db) -> Result<u64, AppError> {
+        let deleted = sqlx::query("DELETE FROM login_failures WHERE window_start + $1 <= $2")
+            .bind(self.window_ms())
+            .bind(now_ms())
+            .execute(&db.pool)
+            .await?;
+        Ok(deleted.rows_affected())
     }
 }

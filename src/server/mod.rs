@@ -9,8 +9,8 @@
 //!   (decoded mask versions), `inference` (runs models in a child process), `oip` (or on an
 //!   Open Inference Protocol v2 server), `login_limit` (failed logins), `listener` (TCP
 //!   without delayed writes), `scratch` (uploads on disk), `session_store`, gathered in
-//!   `state`; `text`, the control characters refused in a client's text; and
-//!   `charts`, the SVG the model page shows.
+//!   `state`; `text`, the control characters refused in a client's text; `telemetry`, the
+//!   metrics recorder and the logs' format; and `charts`, the SVG the model page shows.
 
 pub mod auth;
 pub mod charts;
@@ -36,4 +36,5 @@ pub mod session_store;
 pub mod single_flight;
 pub mod state;
 pub mod storage;
+pub mod telemetry;
 pub mod text;

@@ -47,7 +47,7 @@ pub struct AppState {
     /// (`notify_one`: there is one evaluator, and a wake-up while it is busy is kept for it).
     pub evaluations_ready: Arc<Notify>,
     /// Failed logins per username and client address.
-    pub logins: Arc<LoginLimiter>,
+    pub logins: LoginLimiter,
     /// Imports checking and storing their files at once.
     pub imports: Arc<tokio::sync::Semaphore>,
     /// Mask version files being written from their slabs: one writer per version, a few at once.
@@ -138,11 +138,11 @@ impl AppState {
             .map_err(|e| CliError::startup("inference server client", e))?;
         let runner = CardRunner { local, remote };
         let pacs = DicomWebClient::new(&config.dicomweb).map_err(|e| CliError::startup("DICOMweb client", e))?;
-        let logins = Arc::new(LoginLimiter::new(
+        let logins = LoginLimiter::new(
             std::time::Duration::from_secs(config.login_window_secs),
             config.login_failures_per_username,
             config.login_failures_per_address,
-        ));
+        );
         Ok(AppState {
             db,
             store: store.clone(),

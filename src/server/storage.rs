@@ -146,12 +146,10 @@ impl ObjectStore {
     }
 
     pub async fn get(&self, object_ref: &str) -> Result<Vec<u8>, AppError> {
-        let body = self
-            .body(object_ref)
-            .await?
-            .collect()
-            .await
-            .map_err(|e| AppError::Unavailable { service: "object storage", detail: e.to_string() })?;
+        let body = self.body(object_ref).await?.collect().await.map_err(|e| {
+            metrics::counter!("seglab_object_store_errors_total").increment(1);
+            AppError::Unavailable { service: "object storage", detail: e.to_string() }
+        })?;
         Ok(body.into_bytes().to_vec())
     }
 
@@ -197,6 +195,7 @@ impl ObjectStore {
             .presigned(presigning)
             .await
             .map_err(storage_error)?;
+        metrics::counter!("seglab_presigned_urls_total").increment(1);
         Ok(request.uri().to_string())
     }
 
@@ -228,6 +227,7 @@ where
     E: std::error::Error + 'static,
     R: std::fmt::Debug,
 {
+    metrics::counter!("seglab_object_store_errors_total").increment(1);
     let detail = DisplayErrorContext(&err).to_string();
     match err {
         SdkError::ServiceError(_) => AppError::Internal(format!("object storage: {detail}")),

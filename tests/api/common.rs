@@ -147,8 +147,10 @@ impl TestApp {
     pub async fn serve_state(&self, state: AppState) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let router = seglab::startup::router(state, &ServeOnly::parse_from(["seglab"]).args);
-        self.tasks.spawn(seglab::startup::serve(listener, router, self.shutdown.clone()));
+        let args = ServeOnly::parse_from(["seglab"]).args;
+        let router = seglab::startup::router(state, &args);
+        let drain = std::time::Duration::from_secs(args.drain_secs);
+        self.tasks.spawn(seglab::startup::serve(listener, router, self.shutdown.clone(), drain));
         base
     }
 
@@ -270,6 +272,17 @@ impl TestApp {
         serve_args: &[&str],
         stdout: std::process::Stdio,
     ) -> (std::process::Child, String, bool) {
+        self.start_server_process_logging(global_args, serve_args, stdout, std::process::Stdio::null()).await
+    }
+
+    /// [`Self::start_server_process`] with its logs (standard error) going to `stderr`.
+    pub async fn start_server_process_logging(
+        &self,
+        global_args: &[&str],
+        serve_args: &[&str],
+        stdout: std::process::Stdio,
+        stderr: std::process::Stdio,
+    ) -> (std::process::Child, String, bool) {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let address = format!("127.0.0.1:{port}");
         let server = std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
@@ -279,7 +292,7 @@ impl TestApp {
             .args(serve_args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(stdout)
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let base = format!("http://{address}");
@@ -298,11 +311,95 @@ impl TestApp {
         (server, base, false)
     }
 
+    /// Another instance: `seglab serve` as a process on this app's database and storage,
+    /// with `global_args`, its metrics served to [`METRICS_TOKEN`]. Killed when dropped.
+    pub async fn instance(&self, global_args: &[&str]) -> ServerProcess {
+        let serve_args = ["--no-demo", "--metrics-token", METRICS_TOKEN];
+        let (process, base, ready) =
+            self.start_server_process(global_args, &serve_args, std::process::Stdio::null()).await;
+        let mut instance = ServerProcess { process, base, client: self.client.clone() };
+        assert!(ready, "another instance did not become ready");
+        instance.assert_running();
+        instance
+    }
+
     pub async fn stop(self) {
         self.shutdown.cancel();
         self.tasks.close();
         self.tasks.wait().await;
     }
+}
+
+/// The bearer token of the metrics of every [`ServerProcess`].
+pub const METRICS_TOKEN: &str = "metrics-token-of-the-tests";
+
+/// A `seglab serve` process beside the test's app (see [`TestApp::instance`]).
+pub struct ServerProcess {
+    pub process: std::process::Child,
+    pub base: String,
+    client: reqwest::Client,
+}
+
+impl ServerProcess {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn assert_running(&mut self) {
+        assert!(self.process.try_wait().unwrap().is_none(), "the instance exited");
+    }
+
+    /// SIGTERM, as a service manager stops it.
+    pub fn terminate(&self) {
+        let sent = std::process::Command::new("kill").args(["-TERM", &self.process.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+    }
+
+    /// SIGKILL: the machine's power cut, as far as this instance can tell.
+    pub fn kill(&mut self) {
+        self.process.kill().unwrap();
+        self.process.wait().unwrap();
+    }
+
+    /// Waits up to `within` for the process to exit; its status.
+    pub async fn exited(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.process.try_wait().unwrap() {
+                return Some(status);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// The instance's `GET /metrics` text.
+    pub async fn metrics(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).bearer_auth(METRICS_TOKEN).send().await.unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        response.text().await.unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// The sum of the samples in Prometheus text `metrics` whose series starts with `series` (a
+/// name, optionally with the start of its labels: `seglab_label_saves_total{outcome="created"`).
+pub fn metric_sum(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(name, _)| {
+            name.strip_prefix(series).is_some_and(|rest| rest.is_empty() || rest.starts_with(['{', ',', '}']))
+        })
+        .map(|(_, value)| value.parse::<f64>().unwrap())
+        .sum()
 }
 
 /// Just the shared configuration flags, to build a `Config` the way the binary does.

@@ -32,6 +32,7 @@ const INFRASTRUCTURE: &[&str] = &[
     "crate::server::error",
     "crate::server::charts",
     "crate::server::identity",
+    "crate::server::telemetry",
 ];
 
 /// The browser-only code, which the editor's shared logic never names.

@@ -55,13 +55,13 @@ async fn register(app: &TestApp, token: &str, card: &Value, artifact: Vec<u8>) -
     app.client.post(app.url("/models")).bearer_auth(token).multipart(form).send().await.unwrap()
 }
 
-async fn registered(app: &TestApp, token: &str, name: &str, version: &str, fixture_name: &str) -> String {
+pub(crate) async fn registered(app: &TestApp, token: &str, name: &str, version: &str, fixture_name: &str) -> String {
     let response = register(app, token, &card(name, version, fixture_name), fixture(fixture_name)).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     response.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string()
 }
 
-async fn set_state(app: &TestApp, token: &str, id: &str, state: &str) -> reqwest::Response {
+pub(crate) async fn set_state(app: &TestApp, token: &str, id: &str, state: &str) -> reqwest::Response {
     app.client
         .put(app.url(&format!("/models/{id}/state")))
         .bearer_auth(token)
@@ -81,12 +81,12 @@ fn cube_header() -> nifti::NiftiHeader {
     }
 }
 
-fn in_cube(index: usize) -> bool {
+pub(crate) fn in_cube(index: usize) -> bool {
     let (i, j, k) = (index % N, (index / N) % N, index / (N * N));
     [i, j, k].iter().all(|c| (6..14).contains(c))
 }
 
-async fn cube_case(app: &TestApp) -> String {
+pub(crate) async fn cube_case(app: &TestApp) -> String {
     CaseBuilder::new("cube")
         .dims([N as u32; 3])
         .header(cube_header())
@@ -97,7 +97,7 @@ async fn cube_case(app: &TestApp) -> String {
 }
 
 /// Waits until every job of `case_id` has finished; returns them.
-async fn finished_jobs(app: &TestApp, token: &str, case_id: &str, expected: usize) -> Vec<Value> {
+pub(crate) async fn finished_jobs(app: &TestApp, token: &str, case_id: &str, expected: usize) -> Vec<Value> {
     let mut jobs: Vec<Value> = Vec::new();
     for _ in 0..300 {
         jobs = app.get_json(token, &format!("/cases/{case_id}/jobs")).await;

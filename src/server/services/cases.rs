@@ -22,6 +22,7 @@ use crate::server::dicom::{SeriesGeometry, SourceImage};
 use crate::server::error::AppError;
 use crate::server::scratch::ScratchFile;
 use crate::server::state::AppState;
+use crate::server::telemetry;
 use crate::slabs::{inspect, SlabGrid, SlabKind};
 
 /// Distinct colours for label values 1, 2, … (cycled).
@@ -295,8 +296,19 @@ struct StoredObject {
 }
 
 /// Validates the files, writes the image and the first mask version, then records the case;
-/// `user_id` is who imported it (none for the command line and the demo seed).
-pub async fn import_case(state: &AppState, user_id: Option<&str>, mut new: NewCase) -> Result<CaseSummary, AppError> {
+/// `user_id` is who imported it (none for the command line and the demo seed). A NIfTI import
+/// is counted in the metrics here (a DICOM one by `dicom_import`, which comes through here).
+pub async fn import_case(state: &AppState, user_id: Option<&str>, new: NewCase) -> Result<CaseSummary, AppError> {
+    let nifti = new.dicom.is_none();
+    let result = store_case(state, user_id, new).await;
+    if nifti {
+        metrics::counter!("seglab_imports_total", "format" => "nifti", "outcome" => telemetry::outcome(&result))
+            .increment(1);
+    }
+    result
+}
+
+async fn store_case(state: &AppState, user_id: Option<&str>, mut new: NewCase) -> Result<CaseSummary, AppError> {
     let name = new.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(AppError::BadRequest("case name must be 1–200 characters".into()));

@@ -21,6 +21,7 @@ use crate::server::dicom::seg_reader::{self, SegTarget};
 use crate::server::dicom::{self, SeriesChoice};
 use crate::server::error::AppError;
 use crate::server::state::AppState;
+use crate::server::telemetry;
 
 /// A DICOM import as it arrives.
 pub struct DicomImport {
@@ -37,6 +38,17 @@ pub struct DicomImport {
 /// imported before answers with its case. A refusal (422, naming the file or series and the
 /// problem) comes before anything is stored.
 pub async fn import_dicom(
+    state: &AppState,
+    user_id: Option<&str>,
+    import: DicomImport,
+) -> Result<Vec<CaseSummary>, AppError> {
+    let result = convert_and_import(state, user_id, import).await;
+    metrics::counter!("seglab_imports_total", "format" => "dicom", "outcome" => telemetry::outcome(&result))
+        .increment(1);
+    result
+}
+
+async fn convert_and_import(
     state: &AppState,
     user_id: Option<&str>,
     import: DicomImport,

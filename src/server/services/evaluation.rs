@@ -145,6 +145,17 @@ async fn unscored(state: &AppState) -> Result<Vec<(ModelId, EvaluableCase)>, App
     Ok(rows.into_iter().map(|row| (row.model_id.clone(), row.into())).collect())
 }
 
+/// How many (prediction, human mask) pairs wait for their score: the evaluation backlog.
+pub async fn backlog(state: &AppState) -> Result<i64, AppError> {
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM ({} AND NOT EXISTS (SELECT 1 FROM evaluations e WHERE e.prediction_id = t.id AND e.human_ref = t.human_ref)) backlog",
+        latest_predictions("p.model_id IN (SELECT id FROM models WHERE state <> $1)"),
+    ))
+    .bind(ModelState::Archived)
+    .fetch_one(&state.db.pool)
+    .await?)
+}
+
 /// Takes the claim on (prediction, human mask) for `worker`: `false` when another instance
 /// holds it.
 async fn claim(state: &AppState, case: &EvaluableCase, worker: &str) -> Result<bool, AppError> {
@@ -198,6 +209,7 @@ pub async fn evaluate_pending(state: &AppState, worker: &str) -> Result<usize, A
                 .bind(worker)
                 .execute(&state.db.pool)
                 .await?;
+                metrics::counter!("seglab_evaluations_total").increment(1);
                 stored += 1;
             }
             Err(err) => {

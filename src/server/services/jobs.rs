@@ -252,6 +252,25 @@ pub struct Claimed {
     pub max_attempts: i64,
 }
 
+/// The queued jobs of one priority (0 runs first), and when the oldest was queued.
+#[derive(sqlx::FromRow)]
+pub struct QueueDepth {
+    pub priority: i64,
+    pub queued: i64,
+    pub oldest_created_at: i64,
+}
+
+/// The queue as the metrics report it: queued jobs per priority.
+pub async fn queue_depths(state: &AppState) -> Result<Vec<QueueDepth>, AppError> {
+    Ok(sqlx::query_as(
+        "SELECT priority, COUNT(*) AS queued, MIN(created_at) AS oldest_created_at
+         FROM model_jobs WHERE status = $1 GROUP BY priority",
+    )
+    .bind(JobStatus::Queued.as_str())
+    .fetch_all(&state.db.pool)
+    .await?)
+}
+
 /// Takes the next due job for `worker`, with a lease of the job timeout plus a margin.
 pub async fn claim(state: &AppState, worker: &str) -> Result<Option<Claimed>, AppError> {
     let now = now_ms();
@@ -267,7 +286,11 @@ pub async fn claim(state: &AppState, worker: &str) -> Result<Option<Claimed>, Ap
     .bind(JobStatus::Running.as_str())
     .execute(&state.db.pool)
     .await?;
-    let lease = now + (state.config.orchestrator.job_timeout_secs as i64 + 30) * 1000;
+    // The margin lets an attempt that hit its timeout record the failure itself; it is never
+    // more than the timeout, so a short timeout also means a crashed instance's job is soon
+    // taken up elsewhere.
+    let timeout = state.config.orchestrator.job_timeout_secs as i64;
+    let lease = now + (timeout + timeout.clamp(1, 30)) * 1000;
     // PostgreSQL: skip rows another instance is claiming; SQLite runs one writer at a time.
     let lock = match state.db.backend {
         Backend::Postgres => "FOR UPDATE SKIP LOCKED",

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use base64::Engine;
 use serde_json::json;
@@ -26,6 +27,7 @@ use crate::server::error::AppError;
 use crate::server::mask_cache::DecodedMask;
 use crate::server::rows::Dims;
 use crate::server::state::AppState;
+use crate::server::telemetry;
 use crate::slabs::edit_slabs;
 
 /// The HTTP answer of a save: a fresh one, or the stored one for a repeated key.
@@ -34,6 +36,8 @@ pub struct SaveOutcome {
     pub status: u16,
     pub body: String,
     pub replayed: bool,
+    /// Bytes of slabs this save wrote (none for a replay).
+    pub written_bytes: u64,
 }
 
 impl SaveOutcome {
@@ -48,8 +52,31 @@ impl SaveOutcome {
     }
 }
 
-/// Saves `request` once per idempotency key, as the caller `access` was granted to.
+/// Saves `request` once per idempotency key, as the caller `access` was granted to, and
+/// counts the save by outcome in the metrics.
 pub async fn save_label(
+    state: &AppState,
+    access: CaseAccess<Save>,
+    idempotency_key: Option<&str>,
+    request: &SaveLabelRequest,
+) -> Result<SaveOutcome, AppError> {
+    let started = Instant::now();
+    let result = save_once(state, access, idempotency_key, request).await;
+    let outcome = match &result {
+        Ok(saved) if saved.replayed => "replayed",
+        Err(AppError::StaleBase { .. } | AppError::KeyInUse | AppError::Conflict(_)) => "conflict",
+        other => telemetry::outcome(other),
+    };
+    metrics::counter!("seglab_label_saves_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("seglab_label_save_duration_seconds", "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    if let Some(saved) = result.as_ref().ok().filter(|saved| !saved.replayed) {
+        metrics::histogram!("seglab_label_save_written_bytes").record(saved.written_bytes as f64);
+    }
+    result
+}
+
+async fn save_once(
     state: &AppState,
     mut access: CaseAccess<Save>,
     idempotency_key: Option<&str>,
@@ -69,11 +96,11 @@ pub async fn save_label(
         .map_err(|e| AppError::BadRequest(format!("`edits` is not valid base64: {e}")))?;
     let fingerprint = hex::encode(Sha256::digest(serde_json::to_vec(request).map_err(AppError::internal)?));
     match idempotency::claim(&state.db, &user.id, &key, &fingerprint).await? {
-        Claim::Replay { status, body } => return Ok(SaveOutcome { status, body, replayed: true }),
+        Claim::Replay { status, body } => return Ok(SaveOutcome { status, body, replayed: true, written_bytes: 0 }),
         Claim::Run => {}
     }
     match apply_and_commit(state, &mut access, &key, request, &edits).await {
-        Ok(body) => Ok(SaveOutcome { status: 201, body, replayed: false }),
+        Ok((body, written_bytes)) => Ok(SaveOutcome { status: 201, body, replayed: false, written_bytes }),
         Err(err) => {
             if let Err(release_err) = idempotency::release(&state.db, &user.id, &key).await {
                 tracing::warn!(%release_err, "could not release idempotency key; it frees itself after its lease");
@@ -83,15 +110,16 @@ pub async fn save_label(
     }
 }
 
-/// Does the save and returns the JSON body of its 201 answer (also stored for replays):
-/// reads the case's current version, writes the edited one beside it, then commits.
+/// Does the save and returns the JSON body of its 201 answer (also stored for replays) and
+/// the bytes it wrote: reads the case's current version, writes the edited one beside it, then
+/// commits.
 async fn apply_and_commit(
     state: &AppState,
     access: &mut CaseAccess<Save>,
     key: &IdempotencyKey,
     request: &SaveLabelRequest,
     encoded_edits: &[u8],
-) -> Result<String, AppError> {
+) -> Result<(String, u64), AppError> {
     let case_id = access.case_id().clone();
     let reading = access.facts().open_reading().map(str::to_string);
     let chain = Chain::of(&case_id, reading.as_deref());
@@ -108,12 +136,13 @@ async fn apply_and_commit(
     };
     let body = serde_json::to_string(&saved).map_err(AppError::internal)?;
     commit(state, access, key, chain, &head.head_mask_ref, &edited, &saved, &body).await?;
+    let written_bytes = edited.stored.written.iter().map(|slab| slab.size_bytes as u64).sum();
     // Committed: the next save on this case edits the new version straight from memory, and
     // the evaluator scores the models against it.
     state.heads.insert(saved.new_mask_ref.to_string(), Arc::new(edited.stored.mask));
     state.evaluations_ready.notify_one();
     tracing::info!(%case_id, label_id = %saved.label_id, voxels_changed = saved.voxels_changed, "label saved");
-    Ok(body)
+    Ok((body, written_bytes))
 }
 
 /// The current mask version of the case (or of the caller's reading of it), which a save's

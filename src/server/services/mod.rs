@@ -20,6 +20,7 @@ pub mod accounts;
 pub mod agreement;
 pub mod audit;
 pub mod backfill;
+pub mod backup;
 pub mod case_view;
 pub mod cases;
 pub mod comparison;

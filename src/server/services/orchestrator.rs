@@ -108,7 +108,15 @@ async fn execute(state: &AppState, job: &Claimed, worker: &str) -> Result<(), Ap
     .await
     .map_err(AppError::internal)??;
     let model = ModelVersion { id: job.model_id.clone(), artifact_ref, card };
-    let labels = state.runner.segment(&model, image).await?;
+    let started = std::time::Instant::now();
+    let labels = state.runner.segment(&model, image).await;
+    let version = job.model_id.to_string();
+    metrics::histogram!("seglab_inference_duration_seconds", "model_version" => version.clone())
+        .record(started.elapsed().as_secs_f64());
+    if labels.is_err() {
+        metrics::counter!("seglab_inference_failures_total", "model_version" => version).increment(1);
+    }
+    let labels = labels?;
     // A production model pre-labels a case nobody has labelled: only then is its output also
     // kept as a mask version.
     let blank = match job.role {

@@ -151,6 +151,15 @@ pub async fn list(state: &AppState) -> Result<Vec<PacsImportJob>, AppError> {
     rows.into_iter().map(JobRow::job).collect()
 }
 
+/// How many series imports are queued or running.
+pub async fn unfinished(state: &AppState) -> Result<i64, AppError> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM pacs_imports WHERE status IN ($1, $2)")
+        .bind(PacsImportStatus::Queued.as_str())
+        .bind(PacsImportStatus::Running.as_str())
+        .fetch_one(&state.db.pool)
+        .await?)
+}
+
 /// Claims the import due first: a queued one whose attempt is due, or a running one whose
 /// instance stopped (its lease ran out). `None` when none is due.
 async fn claim(state: &AppState) -> Result<Option<JobRow>, AppError> {
@@ -257,12 +266,35 @@ async fn attempt(state: &AppState, job: JobRow) -> Result<(), AppError> {
     }
 }
 
+/// Hands an import back on shutdown: queued again at once, the interrupted attempt not
+/// counted.
+async fn release(state: &AppState, id: &str) -> Result<(), AppError> {
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE pacs_imports SET status = $2, claimed_until = 0, attempts = attempts - 1, next_attempt_at = $3,
+                                 updated_at = $3
+         WHERE id = $1 AND status = $4",
+    )
+    .bind(id)
+    .bind(PacsImportStatus::Queued.as_str())
+    .bind(now)
+    .bind(PacsImportStatus::Running.as_str())
+    .execute(&state.db.pool)
+    .await?;
+    Ok(())
+}
+
 async fn worker(state: AppState, shutdown: CancellationToken) {
     loop {
         match claim(&state).await {
             Ok(Some(job)) => {
                 let id = job.id.clone();
-                if let Err(err) = attempt(&state, job).await {
+                let result = tokio::select! {
+                    result = attempt(&state, job) => result,
+                    // Stopping: the import is handed back whole for the next instance.
+                    _ = shutdown.cancelled() => release(&state, &id).await,
+                };
+                if let Err(err) = result {
                     tracing::warn!(import_id = %id, %err, "could not record a PACS import");
                 }
                 continue;

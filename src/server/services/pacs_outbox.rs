@@ -33,6 +33,14 @@ pub(crate) struct Due {
     pub attempts: i64,
 }
 
+/// How many approved masks wait to be sent (not counting sends the PACS refused for good).
+pub async fn pending(state: &AppState) -> Result<i64, AppError> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM pacs_outbox WHERE sent_at IS NULL AND next_attempt_at < $1")
+        .bind(i64::MAX)
+        .fetch_one(&state.db.pool)
+        .await?)
+}
+
 /// Claims the send due first, for `lease_ms`: `None` when none is due.
 pub(crate) async fn claim(state: &AppState, now: i64, lease_ms: i64) -> Result<Option<Due>, AppError> {
     let candidate: Option<Due> = sqlx::query_as(

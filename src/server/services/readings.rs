@@ -285,7 +285,7 @@ pub async fn consensus(
     // A retry of a consensus already saved: the case's mask is that consensus now, so
     // recomputing would compare it with itself.
     if let Some((status, body)) = idempotency::answered(&state.db, &access.user().id, &key).await? {
-        return Ok(SaveOutcome { status, body, replayed: true });
+        return Ok(SaveOutcome { status, body, replayed: true, written_bytes: 0 });
     }
     let case_id = access.case_id().clone();
     let loaded = load_readings(state, &case_id, readings_of(state, &case_id, None).await?).await?;

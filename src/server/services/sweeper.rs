@@ -1,8 +1,9 @@
 //! Housekeeping that keeps storage and the database tidy after failures: objects (files and
 //! slabs) written by a save or import whose transaction never committed (a crash, a lost
 //! database) are deleted once old enough that no save can still be committing them, expired
-//! idempotency keys are forgotten, and cases whose label counts are not known yet (imported
-//! before the worklist kept them) are counted from their current mask.
+//! idempotency keys and ended login-failure windows are forgotten, and cases whose label
+//! counts are not known yet (imported before the worklist kept them) are counted from their
+//! current mask.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -103,6 +104,9 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
         }
         if let Err(err) = idempotency::purge_expired(&state.db).await {
             tracing::warn!(%err, "idempotency key purge failed; will retry");
+        }
+        if let Err(err) = state.logins.purge_ended(&state.db).await {
+            tracing::warn!(%err, "purge of ended login-failure windows failed; will retry");
         }
     }
 }
