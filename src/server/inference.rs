@@ -155,9 +155,10 @@ fn limit_memory(bytes: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// What the child says when an allocation is refused: Rust's allocator before aborting, or a
-/// library's panic (tract's tensors).
-const OUT_OF_MEMORY: [&str; 2] = ["memory allocation of", "failed to allocate"];
+/// What the child says when an allocation is refused: Rust's allocator before aborting, a
+/// library's panic (tract's tensors, a thread's stack), or a read refused its buffer (io's
+/// `OutOfMemory`, "cannot read …: out of memory").
+const OUT_OF_MEMORY: [&str; 3] = ["memory allocation of", "failed to allocate", "out of memory"];
 
 /// How often a running child is asked whether it has finished.
 const CHILD_POLL: std::time::Duration = std::time::Duration::from_millis(20);

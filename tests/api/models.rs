@@ -1006,8 +1006,30 @@ async fn a_case_over_the_inference_budget_is_refused_before_any_work() {
 
 #[tokio::test]
 async fn an_inference_over_its_memory_budget_is_stopped_with_the_reason() {
-    // 1 MiB: less than reading the model and the image takes, let alone running it.
-    let (app, error) = failed_shadow_job(|c| c.orchestrator.inference_memory_mib = 1).await;
+    // 1 MiB: less than the child reading this 64³ float32 image takes (1 MiB for the file, as
+    // much again for its intensities), let alone running the model. The 20³ cube's 32 KB
+    // could fit in the heap the child's start-up left free, and then the budget is never hit.
+    let app = TestApp::spawn_configured(
+        |c| {
+            c.orchestrator.job_max_attempts = 1;
+            c.orchestrator.inference_memory_mib = 1;
+        },
+        |_| {},
+    )
+    .await;
+    let engineer = app.user("ada", &[Role::MlEngineer]).await;
+    let model = registered(&app, &engineer, "cube-seg", "1.0.0", "segmenter_v1").await;
+    assert_eq!(set_state(&app, &engineer, &model, "shadow").await.status(), StatusCode::OK);
+    let case_id = CaseBuilder::new("large")
+        .dims([64; 3])
+        .header(cube_header())
+        .float32(|index| (index % 7) as f32)
+        .labels(&[(1, "lesion")])
+        .import(&app)
+        .await;
+    let job = finished_jobs(&app, &engineer, &case_id, 1).await.remove(0);
+    assert_eq!(job["status"], "failed");
+    let error = job["last_error"].as_str().unwrap();
     assert!(error.contains("more than its memory budget of 1 MiB (--inference-memory-mib)"), "{error}");
     app.stop().await;
 }
