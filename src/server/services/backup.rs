@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyPoolOptions;
 
-use super::audit;
+use super::{audit, integrity};
 use crate::server::clock::now_ms;
 use crate::server::db::{Backend, Db};
 use crate::server::error::AppError;
@@ -122,19 +122,8 @@ pub async fn verify(db: &Db, store: &ObjectStore, dir: &Path) -> Result<Verified
         problems.push(format!("{OBJECTS_FILE} does not list the objects the database copy references"));
     }
     for object in &listed {
-        match store.get(&object.object_ref).await {
-            Err(err) => problems.push(format!("{}: cannot be read ({err})", object.object_ref)),
-            Ok(bytes) if object.size_bytes.is_some_and(|size| size != bytes.len() as i64) => problems.push(format!(
-                "{}: {} bytes stored, {:?} recorded",
-                object.object_ref,
-                bytes.len(),
-                object.size_bytes
-            )),
-            Ok(bytes) if object.sha256.as_ref().is_some_and(|sha| *sha != hex::encode(Sha256::digest(&bytes))) => {
-                problems.push(format!("{}: its SHA-256 differs from the recorded one", object.object_ref))
-            }
-            Ok(_) => {}
-        }
+        let (size, sha256) = (object.size_bytes, object.sha256.as_deref());
+        problems.extend(integrity::check_object(store, &object.object_ref, size, sha256).await);
     }
     Ok(Verified { manifest, audit_rows: chain.rows, problems })
 }

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::server::error::AppError;
 use crate::server::state::AppState;
+use crate::server::storage::ObjectStore;
 
 pub struct ObjectsReport {
     pub checked: usize,
@@ -26,16 +27,27 @@ pub(crate) async fn verify_objects(state: &AppState) -> Result<ObjectsReport, Ap
     let checked = rows.len();
     let mut problems = Vec::new();
     for (object_ref, size, sha256) in rows {
-        match state.store.get(&object_ref).await {
-            Err(err) => problems.push(format!("{object_ref}: cannot be read ({err})")),
-            Ok(bytes) if bytes.len() as i64 != size => {
-                problems.push(format!("{object_ref}: {} bytes stored, {size} recorded", bytes.len()))
-            }
-            Ok(bytes) if hex::encode(Sha256::digest(&bytes)) != sha256 => {
-                problems.push(format!("{object_ref}: its SHA-256 differs from the recorded one"))
-            }
-            Ok(_) => {}
-        }
+        problems.extend(check_object(&state.store, &object_ref, Some(size), Some(&sha256)).await);
     }
     Ok(ObjectsReport { checked, problems })
+}
+
+/// Why the stored object at `object_ref` is not as recorded (its size and SHA-256, each where
+/// known), or `None` when it is.
+pub(crate) async fn check_object(
+    store: &ObjectStore,
+    object_ref: &str,
+    size: Option<i64>,
+    sha256: Option<&str>,
+) -> Option<String> {
+    match store.get(object_ref).await {
+        Err(err) => Some(format!("{object_ref}: cannot be read ({err})")),
+        Ok(bytes) if size.is_some_and(|size| size != bytes.len() as i64) => {
+            Some(format!("{object_ref}: {} bytes stored, {} recorded", bytes.len(), size.unwrap_or_default()))
+        }
+        Ok(bytes) if sha256.is_some_and(|sha256| sha256 != hex::encode(Sha256::digest(&bytes))) => {
+            Some(format!("{object_ref}: its SHA-256 differs from the recorded one"))
+        }
+        Ok(_) => None,
+    }
 }
