@@ -1,4 +1,4 @@
--- Failed logins per key (`user NAME` or `address IP`) in the current window
+-- Failed logins per key (`user SHA256-OF-NAME` or `address IP`) in the current window
 -- (`server::login_limit`), shared by every instance so a limit holds however requests are
 -- spread. Rows whose window ended are deleted by the sweeper.
 CREATE TABLE login_failures (

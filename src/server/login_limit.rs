@@ -7,6 +7,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
+
 use super::clock::now_ms;
 use super::db::Db;
 use super::error::AppError;
@@ -27,9 +29,10 @@ impl LoginLimiter {
         self.window.as_millis() as i64
     }
 
-    /// The limited keys of one attempt, each with its limit.
+    /// The limited keys of one attempt, each with its limit. A name is kept as its SHA-256:
+    /// anyone may send any name (up to the login body's 16 KiB), and each key is a row.
     fn keys(&self, username: &str, address: Option<IpAddr>) -> Vec<(String, u32)> {
-        let mut keys = vec![(format!("user {username}"), self.per_username)];
+        let mut keys = vec![(format!("user {}", hex::encode(Sha256::digest(username.as_bytes()))), self.per_username)];
         keys.extend(address.map(|a| (format!("address {a}"), self.per_address)));
         keys.retain(|(_, limit)| *limit > 0);
         keys
