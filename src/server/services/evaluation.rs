@@ -157,7 +157,8 @@ pub async fn backlog(state: &AppState) -> Result<i64, AppError> {
 }
 
 /// Takes the claim on (prediction, human mask) for `worker`: `false` when another instance
-/// holds it.
+/// holds it, or has stored its scores since `case` was listed (a finished claim is deleted,
+/// so winning one does not say the pair is still unscored).
 async fn claim(state: &AppState, case: &EvaluableCase, worker: &str) -> Result<bool, AppError> {
     let now = now_ms();
     let claimed = sqlx::query(
@@ -172,7 +173,29 @@ async fn claim(state: &AppState, case: &EvaluableCase, worker: &str) -> Result<b
     .bind(now)
     .execute(&state.db.pool)
     .await?;
-    Ok(claimed.rows_affected() == 1)
+    if claimed.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let scored = sqlx::query("SELECT 1 FROM evaluations WHERE prediction_id = $1 AND human_ref = $2 LIMIT 1")
+        .bind(&case.prediction_id)
+        .bind(&case.human_ref)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .is_some();
+    if scored {
+        release_claim(state, case, worker).await?;
+    }
+    Ok(!scored)
+}
+
+async fn release_claim(state: &AppState, case: &EvaluableCase, worker: &str) -> Result<(), AppError> {
+    sqlx::query("DELETE FROM evaluation_claims WHERE prediction_id = $1 AND human_ref = $2 AND worker = $3")
+        .bind(&case.prediction_id)
+        .bind(&case.human_ref)
+        .bind(worker)
+        .execute(&state.db.pool)
+        .await?;
+    Ok(())
 }
 
 /// Computes every score not stored yet that no other instance is computing; returns how many
@@ -201,14 +224,7 @@ pub async fn evaluate_pending(state: &AppState, worker: &str) -> Result<usize, A
         .await
         {
             Ok(_) => {
-                sqlx::query(
-                    "DELETE FROM evaluation_claims WHERE prediction_id = $1 AND human_ref = $2 AND worker = $3",
-                )
-                .bind(&case.prediction_id)
-                .bind(&case.human_ref)
-                .bind(worker)
-                .execute(&state.db.pool)
-                .await?;
+                release_claim(state, &case, worker).await?;
                 metrics::counter!("seglab_evaluations_total").increment(1);
                 stored += 1;
             }
