@@ -285,8 +285,10 @@ impl TestApp {
     ) -> (std::process::Child, String, bool) {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let address = format!("127.0.0.1:{port}");
+        // The process decides case assignment as this app does, on either backend.
+        let self_assignment = format!("--self-assignment={}", self.state.config.self_assignment.unwrap_or_default());
         let server = std::process::Command::new(env!("CARGO_BIN_EXE_seglab"))
-            .args(["--embedded-s3-addr", "127.0.0.1:0"])
+            .args(["--embedded-s3-addr", "127.0.0.1:0", &self_assignment])
             .args(global_args)
             .args(["serve", "--addr", &address])
             .args(serve_args)
