@@ -702,7 +702,7 @@ async fn every_acknowledged_save_is_stored_as_recorded_after_a_kill_in_a_save_st
     // A second server process on the same database and storage: the one that gets killed.
     let (mut server, base_url, ready) = app
         .start_server_process(
-            &["--workers", "0", "--self-assignment", "true"],
+            &["--workers", "0"],
             &["--no-demo"],
             std::process::Stdio::null(),
         )
