@@ -700,13 +700,8 @@ async fn every_acknowledged_save_is_stored_as_recorded_after_a_kill_in_a_save_st
         cases.push(small_case(&app).await);
     }
     // A second server process on the same database and storage: the one that gets killed.
-    let (mut server, base_url, ready) = app
-        .start_server_process(
-            &["--workers", "0"],
-            &["--no-demo"],
-            std::process::Stdio::null(),
-        )
-        .await;
+    let (mut server, base_url, ready) =
+        app.start_server_process(&["--workers", "0"], &["--no-demo"], std::process::Stdio::null()).await;
     assert!(ready, "the second server did not become ready");
 
     // Four labelers save on their own cases as fast as they can until the server dies.
