@@ -13,7 +13,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::Json;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
 use tokio::io::AsyncWriteExt;
 use tower_sessions::Session;
 
@@ -99,7 +99,7 @@ impl RouteRoles for Comparers {
 
 /// Bounds the bodies of `routes` to `max_bytes`: a request declaring a longer body is refused
 /// before anything is read (413), and one that grows past the bound while read is refused too.
-pub(crate) fn bounded_body(routes: Router<AppState>, max_bytes: usize) -> Router<AppState> {
+pub(crate) fn bounded_body(routes: OpenApiRouter<AppState>, max_bytes: usize) -> OpenApiRouter<AppState> {
     routes.layer(DefaultBodyLimit::max(max_bytes)).layer(middleware::from_fn(
         move |request: Request, next: Next| async move {
             let declared =
@@ -191,4 +191,62 @@ pub(crate) async fn field_to_file(mut field: Field<'_>, dir: &Path) -> Result<Sc
     }
     file.flush().await.map_err(AppError::internal)?;
     Ok(scratch)
+}
+
+/// Path parameters: each route's `{…}` as a typed extractor that also describes it in the API
+/// document.
+macro_rules! path_params {
+    ($($(#[$doc:meta])* $name:ident { $($(#[$field_doc:meta])* $field:ident),+ })+) => {$(
+        $(#[$doc])*
+        #[derive(serde::Deserialize, utoipa::IntoParams)]
+        #[into_params(parameter_in = Path)]
+        pub struct $name {
+            $($(#[$field_doc])* pub $field: String,)+
+        }
+    )+};
+}
+
+path_params! {
+    /// A case's routes.
+    CasePath {
+        /// The case's id.
+        id
+    }
+    /// A mask version's file.
+    MaskFilePath {
+        /// The case's id.
+        id,
+        /// The version's file name: its mask ref with `.nii.gz`.
+        file
+    }
+    /// A model version's routes.
+    ModelPath {
+        /// The model version's id.
+        id
+    }
+    /// A run's routes.
+    RunPath {
+        /// The run's id, as `POST /cases/{id}/runs` answered it.
+        id
+    }
+    /// A backfill's routes.
+    BackfillPath {
+        /// The backfill's id.
+        id
+    }
+    /// A dataset's routes.
+    DatasetPath {
+        /// The dataset's id.
+        id
+    }
+    /// A PACS import's routes.
+    PacsImportPath {
+        /// The import's id.
+        id
+    }
+    /// A user's routes.
+    UserPath {
+        /// The user's name.
+        username
+    }
 }
