@@ -25,6 +25,7 @@ use seglab::server::identity::Role;
 use seglab::server::mask_cache::HeadCache;
 use seglab::server::services::access;
 use seglab::server::services::cases::{import_case, NewCase};
+use seglab::server::services::idempotency::IdempotencyKey;
 use seglab::server::services::labels::save_label;
 use seglab::server::services::users::user_for_token;
 use serde_json::json;
@@ -118,7 +119,10 @@ async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) 
     };
     let began = Instant::now();
     let access = access::authorize(&cold_state, &user, &case.id, access::Save).await.unwrap();
-    let outcome = save_label(&cold_state, access, Some(&format!("cold-{}", dims[2])), &request).await.unwrap();
+    let outcome =
+        save_label(&cold_state, access, &IdempotencyKey::parse(Some(&format!("cold-{}", dims[2]))).unwrap(), &request)
+            .await
+            .unwrap();
     let cold = began.elapsed().as_secs_f64() * 1000.0;
     let saved: LabelSaved = serde_json::from_str(&outcome.body).unwrap();
     MaskEdits::decode(&edits, voxels as u64, &[1]).unwrap().apply(&mut current);

@@ -42,6 +42,18 @@ export default defineConfig({
       stderr: "pipe",
     },
     {
+      // The hospital's identity provider (tests/sso.spec.ts): a real OpenID Connect provider.
+      command:
+        "node oidc-provider.mjs --port 3011 --client-id seglab --client-secret oidc-e2e-secret " +
+        `--redirect-uri http://127.0.0.1:${port}/auth/oidc/callback ` +
+        `--post-logout-redirect-uri http://127.0.0.1:${port}/login --users oidc-users.json`,
+      url: "http://127.0.0.1:3011/.well-known/openid-configuration",
+      timeout: 60_000,
+      reuseExistingServer: false,
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+    {
       command:
         "rm -rf ../target/e2e-data && ../target/debug/seglab --data-dir ../target/e2e-data " +
         `--embedded-s3-addr 127.0.0.1:3910 serve --addr 127.0.0.1:${port} --site-root ../target/site`,
@@ -53,6 +65,12 @@ export default defineConfig({
         SEGLAB_DICOMWEB_URL: "http://127.0.0.1:8043/dicom-web",
         SEGLAB_DICOMWEB_USERNAME: "seglab",
         SEGLAB_DICOMWEB_PASSWORD: "pacs-e2e-password",
+        SEGLAB_PUBLIC_URL: `http://127.0.0.1:${port}`,
+        SEGLAB_OIDC_ISSUER: "http://127.0.0.1:3011",
+        SEGLAB_OIDC_CLIENT_ID: "seglab",
+        SEGLAB_OIDC_CLIENT_SECRET: "oidc-e2e-secret",
+        SEGLAB_OIDC_ROLE_MAP: "radiology=labeler",
+        SEGLAB_OIDC_DISPLAY_NAME: "Hospital SSO",
       },
       stdout: "pipe",
       stderr: "pipe",

@@ -55,6 +55,7 @@ pub fn gzip(bytes: &[u8], level: u32) -> Vec<u8> {
 
 /// The voxel types volumes may have, named in artifacts and model cards as `uint8`, `int16`, …
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum VoxelType {
     Uint8,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// A user as `PUT /users/{username}` answers it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct UserAccount {
     pub username: super::ids::UserName,
     pub roles: Vec<String>,
@@ -13,6 +14,7 @@ pub struct UserAccount {
 
 /// Body of `PUT /users/{username}`: what to change; absent fields stay as they are.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
     #[serde(default)]
@@ -25,6 +27,7 @@ pub struct UserChange {
 
 /// Body of `POST /users/{username}/tokens`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// Days the token stays valid; none: until revoked.
@@ -34,6 +37,7 @@ pub struct TokenRequest {
 
 /// A newly issued token, shown once.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct IssuedToken {
     pub token: String,
     pub expires_at_ms: Option<i64>,
@@ -41,6 +45,7 @@ pub struct IssuedToken {
 
 /// Body of `POST /tokens/revoke`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TokenRevocation {
     pub token: String,

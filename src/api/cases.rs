@@ -8,6 +8,7 @@ use crate::nifti_io::VoxelType;
 
 /// One row of the case list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CaseSummary {
     pub id: CaseId,
     pub name: String,
@@ -21,6 +22,7 @@ pub struct CaseSummary {
 
 /// What an object in storage is to its case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ArtifactKind {
     Image,
@@ -43,6 +45,7 @@ impl ArtifactKind {
 
 /// One stored object of a case, with a short-lived URL the browser fetches directly.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Artifact {
     pub kind: ArtifactKind,
     /// Immutable object reference (the storage key); mask versions are never overwritten.
@@ -66,6 +69,7 @@ pub struct Artifact {
 /// A volume's voxels in slabs of `depth` k-slices (the last may be thinner), each a gzip
 /// object of the file's voxel bytes for those slices (i fastest, as in the file), in k order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct VolumeSlabs {
     pub depth: u32,
     /// The volume's NIfTI-1 header (348 bytes), base64: its type, scaling and placement.
@@ -79,6 +83,7 @@ pub struct VolumeSlabs {
 
 /// A label value a mask may hold, with its display name and colour.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct LabelDef {
     pub value: u8,
     pub name: String,
@@ -95,6 +100,7 @@ pub struct LabelDef {
 
 /// A coded concept: a coding scheme and a code in it, such as `SCT:10200004` (SNOMED CT, liver).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ConceptCode {
     pub scheme: String,
     pub value: String,
@@ -115,6 +121,7 @@ impl ConceptCode {
 
 /// Body of `POST /labels`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SaveLabelRequest {
     /// Text, read as a case id by the server: one that cannot be is no such case (404), as
@@ -129,6 +136,7 @@ pub struct SaveLabelRequest {
 
 /// Answer of a successful `POST /labels` (201).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct LabelSaved {
     pub label_id: String,
     /// The new current mask version.
@@ -138,6 +146,7 @@ pub struct LabelSaved {
 
 /// One saved mask version in a case's history.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct MaskVersion {
     pub label_id: String,
     pub username: UserName,
@@ -153,6 +162,7 @@ pub struct MaskVersion {
 /// Answer of `GET /cases/{id}/overview`: everything the case page shows, read under one access
 /// decision.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CaseOpened {
     /// With the newest mask versions.
     pub artifacts: CaseArtifacts,
@@ -163,6 +173,7 @@ pub struct CaseOpened {
 
 /// Answer of `GET /cases/{id}/artifacts`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CaseArtifacts {
     pub case_id: CaseId,
     pub case_name: String,
@@ -196,6 +207,7 @@ pub struct CaseArtifacts {
 
 /// The DICOM series a case was imported from, as its page shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct SeriesInfo {
     pub modality: String,
     pub series_description: String,
@@ -210,6 +222,7 @@ pub struct SeriesInfo {
 
 /// A model version's latest prediction on a case, with a presigned URL.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CasePrediction {
     /// The version's state now: production or shadow.
     pub role: super::registry::ModelState,
@@ -224,6 +237,7 @@ pub struct CasePrediction {
 /// The mask version a review compares with: the last approved one, else the one the case was
 /// imported with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ReviewBase {
     pub mask_ref: MaskRef,
     /// Whether `mask_ref` is the last approved version (else the imported one).
@@ -235,6 +249,7 @@ pub struct ReviewBase {
 /// Where a case stands: `new → in_progress → submitted → approved`, with `changes_requested`
 /// sending it back to its labeler and a reopened approval going back to `in_progress`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CaseStatus {
     New,
@@ -271,6 +286,7 @@ impl CaseStatus {
 
 /// A case's status, who labels and who reviews it, and the mask version last approved.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CaseWorkflow {
     pub status: CaseStatus,
     /// Username of the labeler the case is assigned to.
@@ -293,6 +309,7 @@ fn one_reading() -> u32 {
 
 /// Body of `PUT /cases/{id}/assignment`: usernames, or null to leave the case unassigned.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AssignCase {
     pub assignee: Option<UserName>,
@@ -306,6 +323,7 @@ pub struct AssignCase {
 
 /// The active users a case can be assigned to, by username: the assignment form's choices.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct AssignablePeople {
     pub labelers: Vec<UserName>,
     pub reviewers: Vec<UserName>,
@@ -313,6 +331,7 @@ pub struct AssignablePeople {
 
 /// Body of `PUT /cases/{id}/status`. Requesting changes and reopening need a comment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChangeStatus {
     pub status: CaseStatus,
@@ -325,6 +344,7 @@ pub struct ChangeStatus {
 
 /// What the caller may do with a case now, so pages show only the controls that work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CaseActions {
     pub take: bool,
     pub save: bool,
@@ -352,6 +372,7 @@ pub struct CaseActions {
 
 /// A case's workflow, the caller's possible actions, and the comments: the review panel.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CaseReview {
     pub workflow: CaseWorkflow,
     pub actions: CaseActions,
@@ -362,6 +383,7 @@ pub struct CaseReview {
 
 /// A reviewer's or labeler's comment on a case (`GET /cases/{id}/comments`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CaseComment {
     pub id: String,
     pub username: UserName,
@@ -372,6 +394,7 @@ pub struct CaseComment {
 
 /// How `GET /worklist` orders cases.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WorklistSort {
     #[default]
@@ -384,6 +407,7 @@ pub enum WorklistSort {
 
 /// Which cases `GET /worklist` lists, and in what order (query parameters).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema, utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct WorklistQuery {
     #[serde(default)]
@@ -409,11 +433,17 @@ pub struct WorklistQuery {
     pub desc: bool,
     /// From 1.
     #[serde(default = "WorklistQuery::first_page")]
+    #[cfg_attr(feature = "ssr", param(minimum = 1, maximum = 1000000), schema(minimum = 1, maximum = 1000000))]
     pub page: u32,
     /// At most 200.
     #[serde(default = "WorklistQuery::default_per_page")]
+    #[cfg_attr(feature = "ssr", param(minimum = 1, maximum = 200), schema(minimum = 1, maximum = 200))]
     pub per_page: u32,
 }
+
+/// The last page a listing may ask for (as documented): far past any real list, and small
+/// enough that an offset never overflows.
+pub const MAX_PAGE: u32 = 1_000_000;
 
 impl WorklistQuery {
     pub const MAX_PER_PAGE: u32 = 200;
@@ -446,6 +476,7 @@ impl Default for WorklistQuery {
 
 /// One case in the worklist.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct WorklistRow {
     pub id: CaseId,
     pub name: String,
@@ -457,6 +488,7 @@ pub struct WorklistRow {
     pub last_saved_at_ms: Option<i64>,
     pub created_at_ms: i64,
     /// Voxels per label value in the current mask; none where not known.
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<std::collections::BTreeMap<String, u64>>))]
     pub label_counts: Option<std::collections::BTreeMap<u8, u64>>,
     /// Where the readings of a case read by several readers stand; none for the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -466,6 +498,7 @@ pub struct WorklistRow {
 /// A worklist row's readings: how many the case needs, are taken and are submitted, and the
 /// caller's own.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct RowReadings {
     pub required: u32,
     pub taken: u32,
@@ -476,6 +509,7 @@ pub struct RowReadings {
 
 /// How many cases (matching the other filters) have a status.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct StatusCount {
     pub status: CaseStatus,
     pub cases: u64,
@@ -484,6 +518,7 @@ pub struct StatusCount {
 /// Answer of `GET /worklist`: one page of cases, how many match in all, and the counts per
 /// status (with every filter but the status one), with the query applied.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Worklist {
     pub query: WorklistQuery,
     pub rows: Vec<WorklistRow>,
@@ -493,6 +528,7 @@ pub struct Worklist {
 
 /// Answer of `GET /worklist/next`: the case to open next.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct NextCase {
     pub id: CaseId,
     pub name: String,

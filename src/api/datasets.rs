@@ -9,6 +9,7 @@ use super::ids::CaseId;
 
 /// Which part of a snapshot a case is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Split {
     Train,
@@ -36,6 +37,7 @@ pub const MAX_LISTED_CASES: usize = 10_000;
 
 /// Body of `POST /datasets`: which approved cases to freeze and how to split them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewDataset {
     pub name: String,
@@ -61,6 +63,7 @@ pub struct NewDataset {
 
 /// A snapshot as listed and as `POST /datasets` answers it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DatasetSummary {
     pub id: String,
     pub name: String,
@@ -75,6 +78,7 @@ pub struct DatasetSummary {
 
 /// One stored file of a manifest entry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ManifestFile {
     pub object_ref: String,
     pub sha256: String,
@@ -84,6 +88,7 @@ pub struct ManifestFile {
 
 /// One case of a snapshot.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ManifestCase {
     pub case_id: CaseId,
     pub case_name: String,
@@ -99,6 +104,7 @@ pub struct ManifestCase {
 
 /// One reader's reading of a snapshot's case.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ManifestReading {
     pub reader: super::ids::UserName,
     pub mask: ManifestFile,
@@ -106,9 +112,11 @@ pub struct ManifestReading {
 
 /// Answer of `GET /datasets/{id}/manifest`: everything a training script needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Manifest {
     pub dataset: DatasetSummary,
     /// Label value → name.
+    #[cfg_attr(feature = "ssr", schema(value_type = BTreeMap<String, String>))]
     pub label_map: BTreeMap<u8, String>,
     pub cases: Vec<ManifestCase>,
 }

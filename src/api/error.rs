@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// What went wrong, in a form a program can act on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The request is malformed (bad JSON, missing header, wrong encoding).
@@ -60,6 +61,7 @@ impl ErrorCode {
 /// An error as clients see it: a code, a message a person can act on, and details that
 /// belong to some codes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[error("{message}")]
 pub struct ApiError {
     pub code: ErrorCode,
@@ -77,6 +79,7 @@ impl ApiError {
 
 /// The body of a REST error answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ApiError,
 }

@@ -61,6 +61,7 @@ macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident, $error:ident, $what:literal) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema), schema(format = Uuid))]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 
@@ -103,6 +104,7 @@ uuid_id!(
 /// A mask version: the immutable object key `cases/{case id}/masks/{uuid}.nii.gz` it is
 /// stored under, never written twice.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
 pub struct MaskRef(String);
 
@@ -134,6 +136,7 @@ parsed_text!(MaskRef, NotAMaskRef);
 /// A person's login name: 1 to 64 letters, digits, `.`, `_` or `-`, so that it is safe in a
 /// path, a log line and the audit log.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
 pub struct UserName(String);
 

@@ -7,6 +7,7 @@ use super::ids::{CaseId, MaskRef};
 
 /// A study search (`GET /pacs/studies`); empty fields match anything.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema, utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct PacsQuery {
     /// A PatientID, or a pseudonym (`P-…`) of a patient seglab has imported before.
@@ -23,6 +24,7 @@ pub struct PacsQuery {
 
 /// A study the PACS holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct PacsStudy {
     pub study_instance_uid: String,
     /// The patient's pseudonym, the one their cases show.
@@ -35,6 +37,7 @@ pub struct PacsStudy {
 
 /// A series of a study.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct PacsSeries {
     pub series_instance_uid: String,
     pub modality: String,
@@ -45,6 +48,7 @@ pub struct PacsSeries {
 
 /// `POST /pacs/import`: one series of a study, retrieved and imported as a case.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PacsImport {
     pub study_instance_uid: String,
@@ -58,6 +62,7 @@ pub struct PacsImport {
 
 /// A segmentation stored in the PACS (`POST /cases/{id}/pacs`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct PacsSent {
     /// The approved mask version sent.
     pub mask_ref: MaskRef,
@@ -67,6 +72,7 @@ pub struct PacsSent {
 
 /// A segmentation queued for the PACS (`GET /pacs/outbox`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct PacsQueued {
     pub case_id: CaseId,
     pub mask_ref: MaskRef,
@@ -80,6 +86,7 @@ pub struct PacsQueued {
 
 /// Where a background import from the PACS stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PacsImportStatus {
     /// Waiting for its first attempt, or for the next one after the PACS could not be reached.
@@ -111,6 +118,7 @@ impl PacsImportStatus {
 /// A series being imported from the PACS in the background (`POST /pacs/import` answers it,
 /// `GET /pacs/imports/{id}` follows it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct PacsImportJob {
     pub id: String,
     pub study_instance_uid: String,

@@ -9,6 +9,7 @@ use super::ids::{MaskRef, UserName};
 /// 1 is the single-labeler workflow) and whether its readers are blinded to the models'
 /// predictions until every reading is submitted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReadingPlan {
     pub required: u32,
@@ -19,6 +20,7 @@ pub struct ReadingPlan {
 /// Body of `POST /cases/{id}/readings`: a reader takes a reading (no `reader`, or themselves);
 /// a coordinator gives one to `reader`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TakeReading {
     #[serde(default)]
@@ -27,6 +29,7 @@ pub struct TakeReading {
 
 /// One reading of a case.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Reading {
     pub id: String,
     pub reader: UserName,
@@ -39,6 +42,7 @@ pub struct Reading {
 /// `GET /cases/{id}/readings`: the case's readings as the caller may see them. A reader sees
 /// only their own until every reading is submitted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CaseReadings {
     pub required: u32,
     pub blind: bool,
@@ -49,6 +53,7 @@ pub struct CaseReadings {
 
 /// Agreement between two readers on one label.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct PairAgreement {
     pub readers: [UserName; 2],
     /// None when neither gave the label.
@@ -59,6 +64,7 @@ pub struct PairAgreement {
 
 /// One reader against the STAPLE consensus on one label.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ReaderAgreement {
     pub reader: UserName,
     pub dice: Option<f64>,
@@ -70,6 +76,7 @@ pub struct ReaderAgreement {
 
 /// Agreement on one label of a case.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct LabelAgreement {
     pub label: u8,
     pub name: String,
@@ -82,6 +89,7 @@ pub struct LabelAgreement {
 
 /// `GET /cases/{id}/agreement`: how much the submitted readings agree, per label.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CaseAgreement {
     pub readers: Vec<UserName>,
     pub labels: Vec<LabelAgreement>,
@@ -94,6 +102,7 @@ pub struct CaseAgreement {
 
 /// How a consensus is formed from the readings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConsensusMethod {
     /// STAPLE per label, each voxel taking its most probable label of probability ≥ ½.
@@ -104,6 +113,7 @@ pub enum ConsensusMethod {
 
 /// Body of `POST /cases/{id}/consensus`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConsensusRequest {
     pub method: ConsensusMethod,
@@ -112,6 +122,7 @@ pub struct ConsensusRequest {
 /// Five figures of a distribution: its least and greatest values and its quartiles (linearly
 /// interpolated), over `n` values.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Spread {
     pub n: u64,
     pub min: f64,
@@ -123,6 +134,7 @@ pub struct Spread {
 
 /// One label across cases: the spread of each case's mean Dice between its readers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct LabelSpread {
     pub label: u8,
     pub name: String,
@@ -132,6 +144,7 @@ pub struct LabelSpread {
 /// One reader across the cases they read: the spread of their Dice against each case's STAPLE
 /// consensus (per case and label), and STAPLE's mean estimates of them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ReaderSpread {
     pub reader: UserName,
     pub cases: u64,
@@ -142,6 +155,7 @@ pub struct ReaderSpread {
 
 /// A case readers agree little on: the mean over its labels of the mean Dice between readers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CaseSpread {
     pub case_id: super::ids::CaseId,
     pub case_name: String,
@@ -151,6 +165,7 @@ pub struct CaseSpread {
 
 /// `GET /agreement`: how much readers agree across the cases a worklist filter selects.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct AgreementOverview {
     /// Cases the filter selects that are read by several readers.
     pub cases: u64,
@@ -175,6 +190,7 @@ impl AgreementOverview {
 /// Answer of `PUT /readings?{worklist filters}`: the cases the filter selects that were
 /// planned, and those left as they were (labelled already, or with more readings taken).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct PlannedCases {
     pub planned: u64,
     pub skipped: u64,

@@ -14,6 +14,7 @@ use super::ids::{CaseId, ModelId, UserName};
 
 /// What a model version declares about itself (`POST /models`, field `card`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ModelCard {
     /// Model name, shared by all its versions: lowercase letters, digits, `-`, `_`, `.`.
@@ -41,12 +42,14 @@ pub struct ModelCard {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
     Segmentation,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub enum Modality {
     CT,
     MR,
@@ -58,6 +61,7 @@ pub enum Modality {
 
 /// What the model expects as input.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
     /// Voxel type the model was trained on (`float32`, `int16`, …); the runner converts to f32.
@@ -71,6 +75,7 @@ pub struct InputSpec {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Normalisation {
     /// Intensities as stored (after the NIfTI scaling).
@@ -82,6 +87,7 @@ pub enum Normalisation {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReportedMetric {
     pub name: String,
@@ -92,6 +98,7 @@ pub struct ReportedMetric {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ArtifactSpec {
     pub format: ArtifactFormat,
@@ -108,6 +115,7 @@ pub struct ArtifactSpec {
 /// How a version runs: in process with tract (`onnx`), or on a remote Open Inference Protocol
 /// v2 server serving the same ONNX network (`oip-v2`; the uploaded file is its record).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub enum ArtifactFormat {
     #[serde(rename = "onnx")]
     Onnx,
@@ -117,6 +125,7 @@ pub enum ArtifactFormat {
 
 /// Where a model version is in its lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ModelState {
     Registered,
@@ -163,6 +172,7 @@ impl fmt::Display for ModelState {
 
 /// A registered model version as listed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ModelSummary {
     pub id: ModelId,
     pub name: String,
@@ -172,8 +182,30 @@ pub struct ModelSummary {
     pub updated_at_ms: i64,
 }
 
+/// Answer of `POST /models` (201): the seed's `{model_id}`, with what identifies the version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ModelRegistered {
+    pub model_id: ModelId,
+    pub name: String,
+    pub version: String,
+    pub state: ModelState,
+}
+
+/// Answer of `GET /models/production-at?name=&at=`: which version of `name` was in production
+/// at `at` (milliseconds since the Unix epoch); both null when none was.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ProductionAt {
+    pub name: String,
+    pub at: i64,
+    pub model_id: Option<ModelId>,
+    pub version: Option<String>,
+}
+
 /// One model version with its card.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ModelDetail {
     #[serde(flatten)]
     pub summary: ModelSummary,
@@ -183,6 +215,7 @@ pub struct ModelDetail {
 
 /// One change of a version's state, from the audit log: `GET /models/timeline?name=`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct StateChange {
     pub at_ms: i64,
     pub model_id: ModelId,
@@ -199,6 +232,7 @@ pub struct StateChange {
 
 /// What the model page shows of one version.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ModelOverview {
     pub detail: ModelDetail,
     /// Production against shadow: for ML engineers and admins.
@@ -220,6 +254,7 @@ pub struct ModelOverview {
 
 /// A backfill's progress: `POST /models/{id}/backfill`, `GET /backfills/{id}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct BackfillProgress {
     pub id: String,
     pub model_id: ModelId,
@@ -243,6 +278,7 @@ pub struct BackfillProgress {
 
 /// Answer of `POST /models/{id}/rollback`: the version back in production and the one archived.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Rollback {
     pub restored: ModelSummary,
     pub archived: ModelSummary,
@@ -250,6 +286,7 @@ pub struct Rollback {
 
 /// `GET /models/active`: what runs for one model name, read in one snapshot.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ActiveModels {
     pub name: String,
     pub production: Option<ModelSummary>,
@@ -257,6 +294,7 @@ pub struct ActiveModels {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
@@ -284,6 +322,7 @@ impl JobStatus {
 
 /// One orchestrator job: one model version run on one case.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Job {
     pub id: String,
     pub run_id: String,
@@ -307,6 +346,7 @@ pub struct Job {
 
 /// Answer of `POST /cases/{id}/runs`: the jobs one trigger enqueued.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct RunStarted {
     pub run_id: String,
     pub jobs: Vec<Job>,
@@ -314,6 +354,7 @@ pub struct RunStarted {
 
 /// Figures of one metric over cases.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Stats {
     pub mean: f64,
     pub median: f64,
@@ -322,6 +363,7 @@ pub struct Stats {
 
 /// Agreement with human labels for one label value.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct LabelStats {
     pub label: u8,
     pub name: String,
@@ -339,6 +381,7 @@ pub struct LabelStats {
 /// A version against people, on the cases read by several readers: its Dice against each
 /// case's adjudicated mask next to each reader's own Dice against it (one value per reading).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct AgainstReaders {
     pub model_dice: Stats,
     pub readers_dice: Stats,
@@ -351,6 +394,7 @@ pub struct AgainstReaders {
 
 /// One model version's agreement with human labels.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ModelScore {
     pub model: ModelSummary,
     pub labels: Vec<LabelStats>,
@@ -358,6 +402,7 @@ pub struct ModelScore {
 
 /// Production's and shadow's Dice for one label of one case.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct PairedDice {
     pub case_id: CaseId,
     pub case_name: String,
@@ -368,6 +413,7 @@ pub struct PairedDice {
 
 /// `GET /models/evaluation?name=`: production against shadow on the same human-labelled cases.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct PairedEvaluation {
     pub name: String,
     /// Cases with a human label and predictions of both versions.
@@ -393,6 +439,7 @@ pub struct PairedEvaluation {
 
 /// `GET /models/{id}/evaluation`: one version against human labels, whatever its state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct VersionEvaluation {
     pub score: ModelScore,
     /// Predicted labelled cases the background evaluator has not scored yet.
@@ -402,6 +449,7 @@ pub struct VersionEvaluation {
 
 /// A case whose human mask began as a model version's pre-label.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct AnchoredCase {
     pub case_id: CaseId,
     pub case_name: String,

@@ -59,12 +59,13 @@ pub async fn start_from_consensus(
     method: ConsensusMethod,
     idempotency_key: String,
 ) -> Result<LabelSaved, ApiError> {
-    use crate::server::services::{access, readings};
+    use crate::server::services::{access, idempotency::IdempotencyKey, readings};
     let (state, user) = crate::server::auth::server_fn_caller().await?;
+    let key = IdempotencyKey::parse(Some(&idempotency_key))?;
     let case_id = access::case_named(&case_id)?;
     let adjudicate = access::authorize(&state, &user, &case_id, access::Adjudicate).await?;
     let save = access::authorize(&state, &user, &case_id, access::Save).await?;
-    readings::consensus(&state, adjudicate, save, Some(&idempotency_key), method).await?.into_saved()
+    readings::consensus(&state, adjudicate, save, &key, method).await?.into_saved()
 }
 
 /// The actions of the readings part; the review panel refreshes after each of them.

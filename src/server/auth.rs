@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::AppError;
 use super::services::users;
-use super::session_store::{COOKIE_NAME, USER_ID};
+use super::session_store::{COOKIE_NAME, OIDC_ID_TOKEN, USER_ID};
 use super::state::AppState;
 use crate::server::identity::User;
 
@@ -79,6 +79,9 @@ pub async fn log_in(
     username: &str,
     password: &str,
 ) -> Result<User, AppError> {
+    if !state.config.sso.password_login {
+        return Err(AppError::Forbidden("passwords do not log in here: sign on with the identity provider".into()));
+    }
     state.logins.check(&state.db, username, client).await?;
     let user = match users::login(&state.db, username, password).await {
         Err(AppError::BadCredentials) => {
@@ -87,14 +90,36 @@ pub async fn log_in(
         }
         other => other?,
     };
-    session.cycle_id().await.map_err(AppError::internal)?;
-    session.insert(USER_ID, &user.id).await.map_err(AppError::internal)?;
+    start_session(session, &user, None).await?;
     Ok(user)
 }
 
-/// Ends the session: its record is deleted and the cookie cleared.
-pub(crate) async fn log_out(session: &tower_sessions::Session) -> Result<(), AppError> {
-    session.flush().await.map_err(AppError::internal)
+/// Logs `user` in on `session` under a fresh session id (no fixation), keeping the ID token of
+/// a single sign-on for its logout.
+pub(crate) async fn start_session(
+    session: &tower_sessions::Session,
+    user: &User,
+    id_token: Option<&str>,
+) -> Result<(), AppError> {
+    session.cycle_id().await.map_err(AppError::internal)?;
+    session.insert(USER_ID, &user.id).await.map_err(AppError::internal)?;
+    if let Some(id_token) = id_token {
+        session.insert(OIDC_ID_TOKEN, id_token).await.map_err(AppError::internal)?;
+    }
+    Ok(())
+}
+
+/// Ends the session: its record is deleted and the cookie cleared. Where the browser goes
+/// next: the provider's logout, for a session a single sign-on started (RP-initiated logout),
+/// else the login page.
+pub(crate) async fn log_out(state: &AppState, session: &tower_sessions::Session) -> Result<String, AppError> {
+    let id_token: Option<String> = session.get(OIDC_ID_TOKEN).await.map_err(AppError::internal)?;
+    session.flush().await.map_err(AppError::internal)?;
+    let provider_logout = match (&state.sso, id_token) {
+        (Some(provider), Some(id_token)) => provider.logout_url(&id_token).await,
+        _ => None,
+    };
+    Ok(provider_logout.unwrap_or_else(|| "/login".to_string()))
 }
 
 /// The user logged in on `session`, if any.

@@ -320,6 +320,48 @@ pub struct Config {
     pub orchestrator: OrchestratorConfig,
     #[command(flatten)]
     pub dicomweb: DicomWebConfig,
+    #[command(flatten)]
+    pub sso: SsoConfig,
+}
+
+/// Single sign-on through an OpenID Connect provider (Keycloak, Entra ID, Okta, …), and whether
+/// local passwords still log in.
+#[derive(Debug, Args, Clone)]
+pub struct SsoConfig {
+    /// The provider's issuer URL, as its discovery document names it; without it, no single
+    /// sign-on.
+    #[arg(long, global = true, env = "SEGLAB_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// This app's client id at the provider.
+    #[arg(long, global = true, env = "SEGLAB_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// This app's client secret at the provider (none for a public client, which PKCE alone
+    /// protects).
+    #[arg(long, global = true, env = "SEGLAB_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+    /// The URL browsers reach this app at, such as `https://seglab.example.org`: the provider
+    /// sends them back to `{url}/auth/oidc/callback`, and after logging out to `{url}/login`.
+    #[arg(long, global = true, env = "SEGLAB_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The ID-token claim listing the user's groups (or roles) at the provider.
+    #[arg(long, global = true, env = "SEGLAB_OIDC_ROLES_CLAIM", default_value = "groups")]
+    pub oidc_roles_claim: String,
+    /// Which provider group gives which seglab role, as `group=role` pairs, comma-separated:
+    /// `radiology=labeler,radiology-seniors=reviewer,ml=ml_engineer,it=admin`. A user is given
+    /// every role their groups map to on each login; one whose groups map to none is refused.
+    #[arg(long, global = true, env = "SEGLAB_OIDC_ROLE_MAP", value_delimiter = ',')]
+    pub oidc_role_map: Vec<String>,
+    /// The ID-token claim that becomes the seglab username.
+    #[arg(long, global = true, env = "SEGLAB_OIDC_USERNAME_CLAIM", default_value = "preferred_username")]
+    pub oidc_username_claim: String,
+    /// The provider's name on the login page's button.
+    #[arg(long, global = true, env = "SEGLAB_OIDC_DISPLAY_NAME", default_value = "single sign-on")]
+    pub oidc_display_name: String,
+    /// Whether local usernames and passwords log in (`true` or `false`). With single sign-on,
+    /// `false` leaves the provider as the only way in for people; API tokens keep working for
+    /// scripts.
+    #[arg(long, global = true, env = "SEGLAB_PASSWORD_LOGIN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub password_login: bool,
 }
 
 /// The hospital's PACS, reached over DICOMweb (QIDO-RS, WADO-RS, STOW-RS).

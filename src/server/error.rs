@@ -21,6 +21,9 @@ pub enum AppError {
     Unauthorized,
     #[error("wrong username or password")]
     BadCredentials,
+    /// A single sign-on whose answer cannot be trusted: nobody is logged in.
+    #[error("single sign-on refused: {0}")]
+    SignOnRefused(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0} not found")]
@@ -58,6 +61,7 @@ impl AppError {
             Self::Unprocessable(_) | Self::InferenceServer { .. } => ErrorCode::Unprocessable,
             Self::Unauthorized => ErrorCode::Unauthorized,
             Self::BadCredentials => ErrorCode::BadCredentials,
+            Self::SignOnRefused(_) => ErrorCode::Unauthorized,
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict(_) => ErrorCode::Conflict,

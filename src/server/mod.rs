@@ -28,6 +28,7 @@ pub mod inference;
 pub mod listener;
 pub mod login_limit;
 pub mod mask_cache;
+pub mod oidc;
 pub mod oip;
 pub mod rows;
 pub mod scratch;

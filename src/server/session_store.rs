@@ -14,6 +14,8 @@ use super::error::CliError;
 
 /// Session key holding the logged-in user's id.
 pub const USER_ID: &str = "user_id";
+/// Session key holding the ID token of a single sign-on, the hint of its logout.
+pub const OIDC_ID_TOKEN: &str = "oidc_id_token";
 pub const COOKIE_NAME: &str = "seglab_session";
 
 /// The session store of whichever database is configured.

@@ -14,6 +14,7 @@ use super::error::CliError;
 use super::inference::{ProcessRunner, Runner};
 use super::login_limit::LoginLimiter;
 use super::mask_cache::HeadCache;
+use super::oidc;
 use super::oip::{AllowedServers, CardRunner, OipRunner};
 use super::session_store;
 use super::single_flight::SingleFlight;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub agreements: Arc<SingleFlight>,
     /// The hospital's PACS, when one is configured.
     pub pacs: Option<DicomWebClient>,
+    /// The OpenID Connect provider people sign on with, when one is configured.
+    pub sso: Option<Arc<oidc::Provider>>,
 }
 
 impl std::fmt::Debug for dyn Runner {
@@ -138,6 +141,12 @@ impl AppState {
             .map_err(|e| CliError::startup("inference server client", e))?;
         let runner = CardRunner { local, remote };
         let pacs = DicomWebClient::new(&config.dicomweb).map_err(|e| CliError::startup("DICOMweb client", e))?;
+        let sso = match oidc::Settings::from_config(&config.sso).map_err(CliError::Config)? {
+            Some(settings) => Some(Arc::new(
+                oidc::Provider::new(settings).map_err(|e| CliError::startup("OpenID Connect client", e))?,
+            )),
+            None => None,
+        };
         let logins = LoginLimiter::new(
             std::time::Duration::from_secs(config.login_window_secs),
             config.login_failures_per_username,
@@ -159,6 +168,7 @@ impl AppState {
             mask_files: Arc::new(SingleFlight::new(MASK_FILES_AT_ONCE)),
             agreements: Arc::new(SingleFlight::new(AGREEMENTS_AT_ONCE)),
             pacs,
+            sso,
         })
     }
 }

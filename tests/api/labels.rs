@@ -10,6 +10,7 @@ use seglab::api::{CaseArtifacts, LabelSaved};
 use seglab::edits::MaskEdits;
 use seglab::nifti_io::{encode_mask, Volume};
 use seglab::server::identity::Role;
+use seglab::server::services::idempotency::IdempotencyKey;
 use serde_json::{json, Value};
 use sqlx::Row;
 
@@ -252,7 +253,7 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
         ("not a labeler", &engineer, Some("k"), "application/json", valid.to_string(), 403, "needs the role labeler"),
         ("text body", &token, Some("k"), "text/plain", valid.to_string(), 400, "Content-Type"),
         ("broken JSON", &token, Some("k"), "application/json", "{\"case_id\": ".into(), 400, "JSON"),
-        ("JSON array", &token, Some("k"), "application/json", "[1,2]".into(), 422, "invalid type"),
+        ("JSON array", &token, Some("k"), "application/json", "[1,2]".into(), 422, "must be an object"),
         ("missing case_id", &token, Some("k"), "application/json", without("case_id").to_string(), 422, "case_id"),
         (
             "missing base",
@@ -471,8 +472,14 @@ async fn storage_outage_gives_503_with_no_rows_and_the_retry_succeeds() {
     broken.heads = std::sync::Arc::new(seglab::server::mask_cache::HeadCache::new(0));
     use seglab::server::services::access;
     let access = access::authorize(&broken, &user, &case_id.parse().unwrap(), access::Save).await.unwrap();
-    let err =
-        seglab::server::services::labels::save_label(&broken, access, Some("outage"), &request).await.unwrap_err();
+    let err = seglab::server::services::labels::save_label(
+        &broken,
+        access,
+        &IdempotencyKey::parse(Some("outage")).unwrap(),
+        &request,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(err.to_string().contains("object storage is unavailable"), "{err}");
     assert_eq!(app.count("SELECT COUNT(*) FROM labels").await, 0);

@@ -33,6 +33,7 @@ const INFRASTRUCTURE: &[&str] = &[
     "crate::server::charts",
     "crate::server::identity",
     "crate::server::telemetry",
+    "crate::server::oidc",
 ];
 
 /// The browser-only code, which the editor's shared logic never names.

@@ -45,7 +45,7 @@ pub struct SeriesIdentity {
 /// Who the patient is and which visit it was: the identifying attributes of DICOM PS3.15's
 /// Basic Application Level Confidentiality Profile that a series carries. Labelers never see
 /// them; a deployment keeps them for admins, or not at all.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PatientRecord {
     pub patient_name: Option<String>,
     pub patient_id: Option<String>,

@@ -1,14 +1,18 @@
 //! Case routes: the list, importing a case (multipart upload), the case page's content, the artifacts with presigned
 //! URLs that the viewer downloads from object storage directly, and mask versions as files.
 
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-use super::extract::{bad_form, chosen_file, field_text, ApiQuery, Caller, Coordinator, Holding, Labelers};
-use crate::api::{CaseArtifacts, CaseOpened, CaseSummary};
+use super::extract::{
+    bad_form, chosen_file, field_text, ApiMultipart, ApiQuery, Caller, CasePath, Coordinator, Holding, Labelers,
+    MaskFilePath,
+};
+use crate::api::{CaseArtifacts, CaseOpened, CaseSummary, LabelSaved};
 use crate::server::dicom::files::MAX_FILES;
 use crate::server::dicom::headers::{PatientRecord, SourceFile};
 use crate::server::dicom::SeriesChoice;
@@ -18,24 +22,26 @@ use crate::server::services::case_view;
 use crate::server::services::cases::{self, CaseFile, NewCase};
 use crate::server::services::dicom_export;
 use crate::server::services::dicom_import::{self, DicomImport};
+use crate::server::services::idempotency::IdempotencyKey;
 use crate::server::state::AppState;
 
 /// Longest `name` or `labels` field accepted.
 const MAX_TEXT_FIELD_BYTES: usize = 64 * 1024;
 
-pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
-    Router::new()
-        .route("/cases", get(list_cases).post(import_case).layer(DefaultBodyLimit::max(max_upload_bytes)))
-        .route("/cases/dicom", post(import_dicom).layer(DefaultBodyLimit::max(max_upload_bytes)))
-        .route("/cases/{id}/overview", get(case_page))
-        .route("/cases/{id}/artifacts", get(case_artifacts))
-        .route("/cases/{id}/masks/{file}", get(mask_file))
-        .route("/cases/{id}/patient", get(patient))
-        .route("/cases/{id}/segmentation", post(import_segmentation).layer(DefaultBodyLimit::max(max_upload_bytes)))
+pub fn routes(max_upload_bytes: usize) -> OpenApiRouter<AppState> {
+    let uploads = DefaultBodyLimit::max(max_upload_bytes);
+    OpenApiRouter::new()
+        .routes(routes!(list_cases, import_case).layer(uploads))
+        .routes(routes!(import_dicom).layer(uploads))
+        .routes(routes!(case_page))
+        .routes(routes!(case_artifacts))
+        .routes(routes!(mask_file))
+        .routes(routes!(patient))
+        .routes(routes!(import_segmentation).layer(uploads))
 }
 
 /// `?format=` of a mask version: the stored NIfTI (the default) or a DICOM Segmentation.
-#[derive(serde::Deserialize, Default, PartialEq)]
+#[derive(serde::Deserialize, Default, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 enum MaskFormat {
     #[default]
@@ -43,20 +49,30 @@ enum MaskFormat {
     DicomSeg,
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct MaskFileQuery {
+    /// `nifti` (the default) or `dicom-seg`.
     #[serde(default)]
+    #[param(inline)]
     format: MaskFormat,
 }
 
-/// A mask version as a `.nii.gz`: written from its slabs on first request, then a redirect
-/// (303) to a presigned URL of the file. With `?format=dicom-seg`, the version of a case
-/// imported from DICOM as a Segmentation object, answered directly.
+/// A mask version as a file: the `.nii.gz`, written from its slabs on first request, by a
+/// redirect (303) to a presigned URL; with `?format=dicom-seg`, for a case imported from DICOM,
+/// a DICOM Segmentation, answered directly.
+#[utoipa::path(get, path = "/cases/{id}/masks/{file}", tag = "cases", params(MaskFilePath, MaskFileQuery),
+    responses(
+        (status = 303, description = "The `.nii.gz` is at the presigned URL in `Location`",
+            headers(("location" = String, description = "A presigned URL of the file"))),
+        (status = 200, description = "The DICOM Segmentation", content_type = "application/dicom",
+            body = Vec<u8>),
+    ))]
 async fn mask_file(
     State(state): State<AppState>,
     Caller(user): Caller,
-    Path((case_id, file)): Path<(String, String)>,
+    Path(MaskFilePath { id: case_id, file }): Path<MaskFilePath>,
     ApiQuery(query): ApiQuery<MaskFileQuery>,
 ) -> Result<axum::response::Response, AppError> {
     let access = access::authorize(&state, &user, &access::case_named(&case_id)?, Read).await?;
@@ -77,12 +93,16 @@ async fn mask_file(
         .into_response())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct CasesQuery {
+    /// From 1.
     #[serde(default = "first_page")]
+    #[param(minimum = 1, maximum = 1000000, default = 1)]
     page: u32,
     #[serde(default = "default_per_page")]
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     per_page: u32,
 }
 
@@ -94,8 +114,13 @@ fn default_per_page() -> u32 {
     100
 }
 
-/// `GET /cases?page=&per_page=`: a page of the cases the caller may read, with their number in
-/// `X-Total-Count` and the next page in a `Link` header while there is one.
+/// A page of the cases the caller may read, with their number in `X-Total-Count` and the next
+/// page in a `Link` header while there is one.
+#[utoipa::path(get, path = "/cases", tag = "cases", params(CasesQuery),
+    responses((status = 200, description = "The page", body = [CaseSummary], headers(
+        ("x-total-count" = i64, description = "How many cases the caller may read"),
+        ("link" = String, description = "`<…>; rel=\"next\"` while there is a next page"),
+    ))))]
 async fn list_cases(
     State(state): State<AppState>,
     Caller(user): Caller,
@@ -111,38 +136,63 @@ async fn list_cases(
     Ok((headers, Json(cases)))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ArtifactsQuery {
+    /// With every mask version, not only the newest.
     #[serde(default)]
     history: bool,
 }
 
-/// `GET /cases/{id}/overview`: what the case page shows, in one answer.
+/// What the case page shows, in one answer.
+#[utoipa::path(get, path = "/cases/{id}/overview", tag = "cases", params(CasePath),
+    responses((status = 200, description = "The case", body = CaseOpened)))]
 async fn case_page(
     State(state): State<AppState>,
     Caller(user): Caller,
-    Path(case_id): Path<String>,
+    Path(CasePath { id: case_id }): Path<CasePath>,
 ) -> Result<Json<CaseOpened>, AppError> {
     let access = access::authorize(&state, &user, &access::case_named(&case_id)?, Read).await?;
     Ok(Json(case_view::case_page(&state, &access).await?))
 }
 
+/// The case's artifacts (image, mask versions, predictions) with presigned URLs the viewer
+/// downloads from object storage directly.
+#[utoipa::path(get, path = "/cases/{id}/artifacts", tag = "cases", params(CasePath, ArtifactsQuery),
+    responses((status = 200, description = "The artifacts", body = CaseArtifacts)))]
 async fn case_artifacts(
     State(state): State<AppState>,
     Caller(user): Caller,
-    Path(case_id): Path<String>,
+    Path(CasePath { id: case_id }): Path<CasePath>,
     ApiQuery(query): ApiQuery<ArtifactsQuery>,
 ) -> Result<Json<CaseArtifacts>, AppError> {
     let access = access::authorize(&state, &user, &access::case_named(&case_id)?, Read).await?;
     Ok(Json(case_view::case_artifacts(&state, &access, query.history).await?))
 }
 
-/// `POST /cases`, multipart: `name`, `image` (file), optional `mask` (file) and `labels`
-/// (`1=liver,2=tumour`).
+/// The multipart form of `POST /cases`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "describes the form in the API document; the handler reads it field by field")]
+struct CaseUpload {
+    name: String,
+    /// The image, `.nii` or `.nii.gz`.
+    #[schema(value_type = String, content_media_type = "application/octet-stream")]
+    image: Vec<u8>,
+    /// A first mask on the image's grid.
+    #[schema(value_type = Option<String>, content_media_type = "application/octet-stream")]
+    mask: Option<Vec<u8>>,
+    /// The label names, `1=liver,2=tumour`.
+    labels: Option<String>,
+}
+
+/// Imports a NIfTI image, and a first mask, as a new case (ML engineers, admins).
+#[utoipa::path(post, path = "/cases", tag = "cases",
+    request_body(content = CaseUpload, content_type = "multipart/form-data"),
+    responses((status = 201, description = "The new case", body = CaseSummary)))]
 async fn import_case(
     State(state): State<AppState>,
     Holding(user, _): Coordinator,
-    mut form: Multipart,
+    ApiMultipart(mut form): ApiMultipart,
 ) -> Result<(StatusCode, Json<CaseSummary>), AppError> {
     // The files go to scratch files as they arrive; they are removed when this request ends.
     let scratch = state.config.scratch_dir();
@@ -168,13 +218,31 @@ async fn import_case(
     Ok((StatusCode::CREATED, Json(cases::import_case(&state, Some(&user.id), new_case).await?)))
 }
 
-/// `POST /cases/dicom`, multipart: one or more `files` (DICOM files, or zips of them), optional
-/// `series` (a SeriesInstanceUID, or `all` for a case per series), `name` and `labels`.
-/// Answers 201 with the new cases, in SeriesNumber order.
+/// The multipart form of `POST /cases/dicom`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "describes the form in the API document; the handler reads it field by field")]
+struct DicomUpload {
+    /// DICOM files, or zips of them.
+    #[schema(value_type = Vec<String>, content_media_type = "application/octet-stream")]
+    files: Vec<Vec<u8>>,
+    /// The SeriesInstanceUID to import when the files hold several series, or `all` for a case
+    /// per series.
+    series: Option<String>,
+    name: Option<String>,
+    /// The label names, `1=liver,2=tumour`.
+    labels: Option<String>,
+}
+
+/// Imports a DICOM series as a new case, or each series as its own (ML engineers, admins).
+/// Slices are ordered along the slice normal; rescale is applied; who the patient is stays
+/// with admins.
+#[utoipa::path(post, path = "/cases/dicom", tag = "cases",
+    request_body(content = DicomUpload, content_type = "multipart/form-data"),
+    responses((status = 201, description = "The new cases, in SeriesNumber order", body = [CaseSummary])))]
 async fn import_dicom(
     State(state): State<AppState>,
     Holding(user, _): Coordinator,
-    mut form: Multipart,
+    ApiMultipart(mut form): ApiMultipart,
 ) -> Result<(StatusCode, Json<Vec<CaseSummary>>), AppError> {
     let scratch = state.config.scratch_dir();
     let (mut uploads, mut series, mut name, mut labels) = (Vec::new(), None, None, String::new());
@@ -208,19 +276,32 @@ async fn import_dicom(
     Ok((StatusCode::CREATED, Json(dicom_import::import_dicom(&state, Some(&user.id), import).await?)))
 }
 
-/// `POST /cases/{id}/segmentation`, multipart: `file` (a DICOM Segmentation made on the case's
-/// series) and `base_mask_ref` (the version it replaces), with an `Idempotency-Key`. Saved as
-/// the next mask version, answered as `POST /labels` answers.
+/// The multipart form of `POST /cases/{id}/segmentation`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "describes the form in the API document; the handler reads it field by field")]
+struct SegmentationUpload {
+    /// A DICOM Segmentation made on the case's series.
+    #[schema(value_type = String, content_media_type = "application/dicom")]
+    file: Vec<u8>,
+    /// The mask version it replaces.
+    base_mask_ref: String,
+}
+
+/// Saves a DICOM Segmentation made on the case's series as its next mask version; answers as
+/// `POST /labels`.
+#[utoipa::path(post, path = "/cases/{id}/segmentation", tag = "cases",
+    params(CasePath, ("Idempotency-Key" = String, Header, description = "Unique per save (a UUID), sent again unchanged with each retry")),
+    request_body(content = SegmentationUpload, content_type = "multipart/form-data"),
+    responses((status = 201, description = "Saved as a new mask version", body = LabelSaved)))]
 async fn import_segmentation(
     State(state): State<AppState>,
     Holding(user, _): Holding<Labelers>,
-    Path(case_id): Path<String>,
-    headers: HeaderMap,
-    mut form: Multipart,
+    key: IdempotencyKey,
+    Path(CasePath { id: case_id }): Path<CasePath>,
+    ApiMultipart(mut form): ApiMultipart,
 ) -> Result<axum::response::Response, AppError> {
     // Access is decided before the upload is read.
     let access = access::authorize(&state, &user, &access::case_named(&case_id)?, Save).await?;
-    let key = headers.get("idempotency-key").map(|v| v.to_str().unwrap_or_default());
     let scratch = state.config.scratch_dir();
     let (mut file, mut base) = (None, None);
     while let Some(field) = form.next_field().await.map_err(bad_form)? {
@@ -232,15 +313,16 @@ async fn import_segmentation(
     }
     let file = file.ok_or_else(|| AppError::BadRequest("form field `file` is required (a DICOM SEG)".into()))?;
     let base = base.ok_or_else(|| AppError::BadRequest("form field `base_mask_ref` is required".into()))?;
-    super::labels::saved(dicom_import::import_segmentation(&state, access, key, &base, file.path()).await?)
+    super::labels::saved(dicom_import::import_segmentation(&state, access, &key, &base, file.path()).await?)
 }
 
-/// `GET /cases/{id}/patient` (admins): who the patient of a case imported from DICOM is, as the
-/// import kept it; audited.
+/// Who the patient of a case imported from DICOM is, as the import kept it (admins); audited.
+#[utoipa::path(get, path = "/cases/{id}/patient", tag = "cases", params(CasePath),
+    responses((status = 200, description = "The patient", body = PatientRecord)))]
 async fn patient(
     State(state): State<AppState>,
     Caller(user): Caller,
-    Path(case_id): Path<String>,
+    Path(CasePath { id: case_id }): Path<CasePath>,
 ) -> Result<Json<PatientRecord>, AppError> {
     let access = access::authorize(&state, &user, &access::case_named(&case_id)?, ReadPatient).await?;
     Ok(Json(dicom_import::patient(&state, &access).await?))

@@ -7,20 +7,21 @@ use std::marker::PhantomData;
 use std::path::Path;
 
 use axum::extract::multipart::Field;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Multipart, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::Json;
-use axum::Router;
 use tokio::io::AsyncWriteExt;
 use tower_sessions::Session;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::server::auth;
 use crate::server::error::AppError;
 use crate::server::identity::{Role, User};
 use crate::server::scratch::ScratchFile;
+use crate::server::services::idempotency::IdempotencyKey;
 use crate::server::services::users;
 use crate::server::state::AppState;
 use crate::server::text::{check_json_text, check_text};
@@ -97,9 +98,20 @@ impl RouteRoles for Comparers {
     const ROLES: &'static [Role] = &[Role::Reviewer, Role::MlEngineer, Role::Admin];
 }
 
+/// The `Idempotency-Key` of a save, checked before the case or the body is looked at: a save
+/// without a valid key is refused the same way whatever else it holds.
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        // A value that is not text reads as empty, which the key check refuses.
+        IdempotencyKey::parse(parts.headers.get("idempotency-key").map(|v| v.to_str().unwrap_or_default()))
+    }
+}
+
 /// Bounds the bodies of `routes` to `max_bytes`: a request declaring a longer body is refused
 /// before anything is read (413), and one that grows past the bound while read is refused too.
-pub(crate) fn bounded_body(routes: Router<AppState>, max_bytes: usize) -> Router<AppState> {
+pub(crate) fn bounded_body(routes: OpenApiRouter<AppState>, max_bytes: usize) -> OpenApiRouter<AppState> {
     routes.layer(DefaultBodyLimit::max(max_bytes)).layer(middleware::from_fn(
         move |request: Request, next: Next| async move {
             let declared =
@@ -113,8 +125,8 @@ pub(crate) fn bounded_body(routes: Router<AppState>, max_bytes: usize) -> Router
     ))
 }
 
-/// A JSON body whose rejections are `AppError`s: syntax or a control character in any string
-/// → 400, wrong fields or types → 422.
+/// A JSON object body whose rejections are `AppError`s: syntax or a control character in any
+/// string → 400, anything but an object, wrong fields or types → 422.
 pub struct ApiJson<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
@@ -130,6 +142,11 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<
             Err(other) => return Err(AppError::BadRequest(other.body_text())),
         };
         check_json_text("JSON body", &value)?;
+        // Every body is an object: serde would otherwise take a struct from an array of its
+        // fields in order.
+        if !value.is_object() {
+            return Err(AppError::Unprocessable("the JSON body must be an object".into()));
+        }
         serde_path_to_error::deserialize(value).map(ApiJson).map_err(|e| {
             AppError::Unprocessable(format!("Failed to deserialize the JSON body into the target type: {e}"))
         })
@@ -147,6 +164,21 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Api
             .await
             .map_err(|e: QueryRejection| AppError::BadRequest(e.body_text()))?;
         Ok(ApiQuery(value))
+    }
+}
+
+/// A multipart form whose rejection (not a form, or no boundary) is a JSON 400 like every
+/// other error.
+pub struct ApiMultipart(pub Multipart);
+
+impl<S: Send + Sync> FromRequest<S> for ApiMultipart {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        let form = Multipart::from_request(req, state)
+            .await
+            .map_err(|e| AppError::BadRequest(format!("expected a multipart/form-data body: {}", e.body_text())))?;
+        Ok(ApiMultipart(form))
     }
 }
 
@@ -191,4 +223,62 @@ pub(crate) async fn field_to_file(mut field: Field<'_>, dir: &Path) -> Result<Sc
     }
     file.flush().await.map_err(AppError::internal)?;
     Ok(scratch)
+}
+
+/// Path parameters: each route's `{…}` as a typed extractor that also describes it in the API
+/// document.
+macro_rules! path_params {
+    ($($(#[$doc:meta])* $name:ident { $($(#[$field_doc:meta])* $field:ident),+ })+) => {$(
+        $(#[$doc])*
+        #[derive(serde::Deserialize, utoipa::IntoParams)]
+        #[into_params(parameter_in = Path)]
+        pub struct $name {
+            $($(#[$field_doc])* pub $field: String,)+
+        }
+    )+};
+}
+
+path_params! {
+    /// A case's routes.
+    CasePath {
+        /// The case's id.
+        id
+    }
+    /// A mask version's file.
+    MaskFilePath {
+        /// The case's id.
+        id,
+        /// The version's file name: its mask ref with `.nii.gz`.
+        file
+    }
+    /// A model version's routes.
+    ModelPath {
+        /// The model version's id.
+        id
+    }
+    /// A run's routes.
+    RunPath {
+        /// The run's id, as `POST /cases/{id}/runs` answered it.
+        id
+    }
+    /// A backfill's routes.
+    BackfillPath {
+        /// The backfill's id.
+        id
+    }
+    /// A dataset's routes.
+    DatasetPath {
+        /// The dataset's id.
+        id
+    }
+    /// A PACS import's routes.
+    PacsImportPath {
+        /// The import's id.
+        id
+    }
+    /// A user's routes.
+    UserPath {
+        /// The user's name.
+        username
+    }
 }

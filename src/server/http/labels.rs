@@ -1,33 +1,49 @@
 //! `POST /labels`: the label-save arrow of the design, once per `Idempotency-Key`.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{ApiJson, CaseWorkers, Holding};
-use crate::api::SaveLabelRequest;
+use crate::api::{LabelSaved, SaveLabelRequest};
 use crate::server::error::AppError;
 use crate::server::services::access::{self, Save};
+use crate::server::services::idempotency::IdempotencyKey;
 use crate::server::services::labels::{self, SaveOutcome};
 use crate::server::state::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/labels", post(save_label))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(save_label))
 }
 
-/// `POST /labels`: the edits of one save, once per `Idempotency-Key`.
+/// Saves the edits of one save as the case's next mask version, once per `Idempotency-Key`.
+///
+/// A retry with the same key and body gets the first answer again, marked
+/// `Idempotent-Replayed: true`; the same key with another body is refused.
+#[utoipa::path(
+    post,
+    path = "/labels",
+    tag = "labels",
+    params(("Idempotency-Key" = String, Header, description = "Unique per save (a UUID), sent again unchanged with each retry")),
+    request_body = SaveLabelRequest,
+    responses(
+        (status = 201, description = "Saved as a new mask version", body = LabelSaved,
+            headers(("idempotent-replayed" = String, description = "`true` on the answer to a retry"))),
+        (status = 409, description = "`stale_base`: the base is no longer the current version (its \
+            ref is in `error.current_mask_ref`); `idempotency_key_in_use`: the first request with this \
+            key is still running", body = crate::api::ErrorBody),
+    )
+)]
 async fn save_label(
     State(state): State<AppState>,
     Holding(user, _): Holding<CaseWorkers>,
-    headers: HeaderMap,
+    key: IdempotencyKey,
     ApiJson(request): ApiJson<SaveLabelRequest>,
 ) -> Result<Response, AppError> {
-    // A value that is not text reads as empty, which the key check refuses.
-    let key = headers.get("idempotency-key").map(|v| v.to_str().unwrap_or_default());
     let access = access::authorize(&state, &user, &access::case_named(&request.case_id)?, Save).await?;
-    saved(labels::save_label(&state, access, key, &request).await?)
+    saved(labels::save_label(&state, access, &key, &request).await?)
 }
 
 /// The answer to a save: its status and JSON body, marked when it replays an earlier one.

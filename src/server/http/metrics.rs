@@ -6,8 +6,10 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::server::auth::bearer_token;
 use crate::server::clock::now_ms;
@@ -16,25 +18,36 @@ use crate::server::services::{evaluation, jobs, pacs_imports, pacs_outbox};
 use crate::server::state::AppState;
 use crate::server::telemetry;
 
+/// The SHA-256 of the metrics token.
+#[derive(Clone)]
+struct TokenDigest([u8; 32]);
+
 /// The route on the app's own address, when a token guards it.
-pub fn routes(token: Option<&str>) -> Router<AppState> {
+pub fn routes(token: Option<&str>) -> OpenApiRouter<AppState> {
     match token {
-        Some(token) => {
-            let expected = Sha256::digest(token.as_bytes());
-            Router::new().route(
-                "/metrics",
-                get(move |State(state): State<AppState>, headers: HeaderMap| async move {
-                    // Compared as digests: the time taken tells nothing about the token.
-                    let given = bearer_token(&headers).map(|t| Sha256::digest(t.as_bytes()));
-                    if given != Some(expected) {
-                        return Err(AppError::Unauthorized);
-                    }
-                    scrape(&state).await
-                }),
-            )
-        }
-        None => Router::new(),
+        Some(token) => OpenApiRouter::new()
+            .routes(routes!(guarded_metrics))
+            .layer(Extension(TokenDigest(Sha256::digest(token.as_bytes()).into()))),
+        None => OpenApiRouter::new(),
     }
+}
+
+/// The Prometheus text format, to the bearer of the metrics token (`--metrics-token`, not a
+/// user's API token). Served here only when that token is set.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "The metrics", body = String,
+        content_type = "text/plain; version=0.0.4; charset=utf-8")))]
+async fn guarded_metrics(
+    State(state): State<AppState>,
+    Extension(TokenDigest(expected)): Extension<TokenDigest>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, AppError> {
+    // Compared as digests: the time taken tells nothing about the token.
+    let given = bearer_token(&headers).map(|t| <[u8; 32]>::from(Sha256::digest(t.as_bytes())));
+    if given != Some(expected) {
+        return Err(AppError::Unauthorized);
+    }
+    scrape(&state).await
 }
 
 /// The whole router of the metrics address.

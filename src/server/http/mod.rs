@@ -8,6 +8,7 @@ use axum::{middleware, Router};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa_axum::router::OpenApiRouter;
 
 mod cases;
 mod datasets;
@@ -15,11 +16,13 @@ mod extract;
 mod jobs;
 mod labels;
 pub mod metrics;
+mod openapi;
 mod pacs;
 mod probes;
 mod readings;
 mod registry;
 mod session;
+mod sso;
 mod text_check;
 mod users;
 mod workflow;
@@ -30,12 +33,13 @@ use crate::server::config::ServeArgs;
 use crate::server::state::AppState;
 use crate::server::telemetry;
 
-/// The REST API, usable on its own (tests, scripts) or inside [`router`].
-fn rest_routes(args: &ServeArgs) -> Router<AppState> {
-    Router::new()
+/// The REST API with its description (see `openapi`).
+fn rest_routes(args: &ServeArgs) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(probes::routes())
         .merge(metrics::routes(args.metrics_token.as_deref()))
         .merge(session::routes())
+        .merge(sso::routes(args.cookie_secure))
         .merge(cases::routes(args.max_upload_bytes))
         .merge(labels::routes())
         .merge(pacs::routes())
@@ -48,14 +52,14 @@ fn rest_routes(args: &ServeArgs) -> Router<AppState> {
         .merge(worklist::routes())
 }
 
-/// The REST routes and `pages` (the rendered pages, their server functions and the static
-/// files), counted by route in the metrics, behind the layers every request passes: text
+/// The REST routes with their OpenAPI document and `pages` (the rendered pages, their server
+/// functions and the static files), counted by route in the metrics, behind the layers every request passes: text
 /// check, cross-site check, session, body limits, then tracing under a request id (the
 /// client's `X-Request-Id` if it sent one, else a fresh UUID), which the answer carries back.
 pub fn router(state: AppState, args: &ServeArgs, pages: Router<AppState>) -> Router {
     let x_request_id = HeaderName::from_static(REQUEST_ID);
     Router::new()
-        .merge(rest_routes(args))
+        .merge(openapi::serve_documented(rest_routes(args)))
         .merge(pages)
         .route_layer(middleware::from_fn(telemetry::track_requests))
         .layer(middleware::from_fn(text_check::refuse_control_characters))

@@ -3,28 +3,32 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::extract::{ApiJson, ApiQuery, Caller, Coordinator, Holding};
+use super::extract::{ApiJson, ApiQuery, Caller, CasePath, Coordinator, Holding, PacsImportPath};
 use crate::api::{PacsImport, PacsImportJob, PacsQuery, PacsQueued, PacsSent, PacsStudy};
 use crate::server::error::AppError;
 use crate::server::services::access::{self, SendToPacs};
 use crate::server::services::{pacs, pacs_imports};
 use crate::server::state::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/pacs/studies", get(search))
-        .route("/pacs/import", post(import))
-        .route("/pacs/imports", get(imports))
-        .route("/pacs/imports/{id}", get(import_job))
-        .route("/pacs/outbox", get(outbox))
-        .route("/cases/{id}/pacs", post(send))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(search_pacs))
+        .routes(routes!(import_from_pacs))
+        .routes(routes!(list_pacs_imports))
+        .routes(routes!(pacs_import_job))
+        .routes(routes!(outbox))
+        .routes(routes!(send_to_pacs))
 }
 
-/// `GET /pacs/studies?patient=&accession=&modality=&date=` (coordinators).
-async fn search(
+/// Searches the PACS's studies, with their series (ML engineers, admins). 503 without a
+/// configured PACS or when it does not answer.
+#[utoipa::path(get, path = "/pacs/studies", tag = "pacs", params(PacsQuery),
+    responses((status = 200, description = "The studies found", body = [PacsStudy])))]
+async fn search_pacs(
     State(state): State<AppState>,
     _: Coordinator,
     ApiQuery(query): ApiQuery<PacsQuery>,
@@ -32,14 +36,17 @@ async fn search(
     Ok(Json(pacs::search(&state, &query).await?))
 }
 
-/// `GET /pacs/outbox` (coordinators): segmentations queued for the PACS, newest first.
+/// Segmentations queued for the PACS, newest first (ML engineers, admins).
+#[utoipa::path(get, path = "/pacs/outbox", tag = "pacs",
+    responses((status = 200, description = "The queue", body = [PacsQueued])))]
 async fn outbox(State(state): State<AppState>, _: Coordinator) -> Result<Json<Vec<PacsQueued>>, AppError> {
     Ok(Json(pacs::outbox(&state).await?))
 }
 
-/// `POST /pacs/import` (coordinators): body `{study_instance_uid, series_instance_uid, name?, labels?}`;
-/// answers 202 with the background job importing it.
-async fn import(
+/// Imports a series from the PACS as a case, in the background (ML engineers, admins).
+#[utoipa::path(post, path = "/pacs/import", tag = "pacs", request_body = PacsImport,
+    responses((status = 202, description = "The import, queued", body = PacsImportJob)))]
+async fn import_from_pacs(
     State(state): State<AppState>,
     Holding(user, _): Coordinator,
     ApiJson(request): ApiJson<PacsImport>,
@@ -47,25 +54,35 @@ async fn import(
     Ok((StatusCode::ACCEPTED, Json(pacs_imports::enqueue(&state, &user, &request).await?)))
 }
 
-/// `GET /pacs/imports` (coordinators): the latest imports, newest first.
-async fn imports(State(state): State<AppState>, _: Coordinator) -> Result<Json<Vec<PacsImportJob>>, AppError> {
+/// The latest imports from the PACS, newest first (ML engineers, admins).
+#[utoipa::path(get, path = "/pacs/imports", tag = "pacs",
+    responses((status = 200, description = "The imports", body = [PacsImportJob])))]
+async fn list_pacs_imports(
+    State(state): State<AppState>,
+    _: Coordinator,
+) -> Result<Json<Vec<PacsImportJob>>, AppError> {
     Ok(Json(pacs_imports::list(&state).await?))
 }
 
-/// `GET /pacs/imports/{id}` (coordinators): one import and how far it got.
-async fn import_job(
+/// One import and how far it got (ML engineers, admins).
+#[utoipa::path(get, path = "/pacs/imports/{id}", tag = "pacs", params(PacsImportPath),
+    responses((status = 200, description = "The import", body = PacsImportJob)))]
+async fn pacs_import_job(
     State(state): State<AppState>,
     _: Coordinator,
-    Path(id): Path<String>,
+    Path(PacsImportPath { id }): Path<PacsImportPath>,
 ) -> Result<Json<PacsImportJob>, AppError> {
     Ok(Json(pacs_imports::get(&state, &id).await?))
 }
 
-/// `POST /cases/{id}/pacs` (coordinators): stores the approved mask version in the PACS.
-async fn send(
+/// Stores the case's approved mask version in the PACS as a DICOM Segmentation (ML engineers,
+/// admins); a PACS that is down gets it when back.
+#[utoipa::path(post, path = "/cases/{id}/pacs", tag = "pacs", params(CasePath),
+    responses((status = 200, description = "Sent, or queued for the PACS", body = PacsSent)))]
+async fn send_to_pacs(
     State(state): State<AppState>,
     Caller(user): Caller,
-    Path(case_id): Path<String>,
+    Path(CasePath { id: case_id }): Path<CasePath>,
 ) -> Result<Json<PacsSent>, AppError> {
     let access = access::authorize(&state, &user, &access::case_named(&case_id)?, SendToPacs).await?;
     Ok(Json(pacs::send(&state, &access).await?))

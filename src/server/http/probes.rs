@@ -5,25 +5,41 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::Caller;
 use crate::server::error::AppError;
 use crate::server::identity::Role;
 use crate::server::state::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
 }
 
+/// Whether the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "It runs", body = String, content_type = "text/plain")))]
 async fn healthz() -> &'static str {
     "ok"
 }
 
-/// 200 when both dependencies answer, else 503. Anyone may ask, so a failure reads
-/// `unavailable`: its reason (hosts, driver messages) goes to the log and to an admin caller.
+/// What `/readyz` found of each dependency: `ok`, else `unavailable` (the reason, to admins).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Readiness {
+    database: String,
+    object_storage: String,
+}
+
+/// Whether the database and object storage answer: 200 when both do, else 503. Anyone may
+/// ask, so a failure reads `unavailable`: its reason (hosts, driver messages) goes to the log
+/// and to an admin caller.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "A dependency does not answer", body = Readiness),
+    ))]
 async fn readyz(State(state): State<AppState>, mut parts: Parts) -> impl IntoResponse {
     let (db, store) = tokio::join!(state.db.ping(), state.store.ping());
     for (dependency, result) in [("database", &db), ("object storage", &store)] {
@@ -42,5 +58,5 @@ async fn readyz(State(state): State<AppState>, mut parts: Parts) -> impl IntoRes
         Err(_) => "unavailable".to_string(),
     };
     let code = if db.is_ok() && store.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(json!({ "database": status(&db), "object_storage": status(&store) })))
+    (code, Json(Readiness { database: status(&db), object_storage: status(&store) }))
 }

@@ -2,16 +2,19 @@
 //! versions, production history and the paired evaluation. Thin: they parse and call
 //! `services::{registry, evaluation}`.
 
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
-use serde_json::json;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-use super::extract::{bad_form, field_text, field_to_file, ApiJson, ApiQuery, Caller, Coordinator, Holding};
+use super::extract::{
+    bad_form, field_text, field_to_file, ApiJson, ApiMultipart, ApiQuery, Caller, Coordinator, Holding, ModelPath,
+};
 use crate::api::{
-    ActiveModels, ModelDetail, ModelOverview, ModelSummary, PairedEvaluation, Rollback, StateChange, VersionEvaluation,
+    ActiveModels, ModelDetail, ModelOverview, ModelRegistered, ModelState, ModelSummary, PairedEvaluation,
+    ProductionAt, Rollback, StateChange, VersionEvaluation,
 };
 use crate::server::charts;
 use crate::server::error::AppError;
@@ -21,27 +24,42 @@ use crate::server::state::AppState;
 /// Largest model card accepted.
 const MAX_CARD_BYTES: usize = 1 << 20;
 
-pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
-    Router::new()
-        .route("/models", get(list_models).post(register_model).layer(DefaultBodyLimit::max(max_upload_bytes)))
-        .route("/models/active", get(active_models))
-        .route("/models/evaluation", get(evaluate))
-        .route("/models/evaluation/chart", get(evaluation_chart))
-        .route("/models/production-at", get(production_at))
-        .route("/models/timeline", get(timeline))
-        .route("/models/{id}", get(model_detail))
-        .route("/models/{id}/overview", get(model_overview))
-        .route("/models/{id}/state", put(change_state))
-        .route("/models/{id}/rollback", post(rollback))
-        .route("/models/{id}/evaluation", get(version_evaluation))
+pub fn routes(max_upload_bytes: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_models, register_model).layer(DefaultBodyLimit::max(max_upload_bytes)))
+        .routes(routes!(active_models))
+        .routes(routes!(paired_evaluation))
+        .routes(routes!(evaluation_chart))
+        .routes(routes!(production_at))
+        .routes(routes!(timeline))
+        .routes(routes!(model_detail))
+        .routes(routes!(model_overview))
+        .routes(routes!(change_state))
+        .routes(routes!(rollback))
+        .routes(routes!(version_evaluation))
 }
 
-/// `POST /models`, multipart: `card` (the model card as JSON) and `artifact` (the ONNX file).
+/// The multipart form of `POST /models`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "describes the form in the API document; the handler reads it field by field")]
+struct ModelUpload {
+    /// The model card, as JSON (a `ModelCard`).
+    card: String,
+    /// The ONNX file.
+    #[schema(value_type = String, content_media_type = "application/octet-stream")]
+    artifact: Vec<u8>,
+}
+
+/// Registers a model version with its card and ONNX artifact, in state `registered` (ML
+/// engineers, admins).
+#[utoipa::path(post, path = "/models", tag = "models",
+    request_body(content = ModelUpload, content_type = "multipart/form-data"),
+    responses((status = 201, description = "Registered", body = ModelRegistered)))]
 async fn register_model(
     State(state): State<AppState>,
     Holding(user, _): Coordinator,
-    mut form: Multipart,
-) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    ApiMultipart(mut form): ApiMultipart,
+) -> Result<(StatusCode, Json<ModelRegistered>), AppError> {
     // The artifact goes to a scratch file as it arrives, removed when this request ends.
     let (mut card, mut artifact) = (None, None);
     while let Some(field) = form.next_field().await.map_err(bad_form)? {
@@ -59,71 +77,90 @@ async fn register_model(
     let artifact =
         artifact.ok_or_else(|| AppError::BadRequest("form field `artifact` (the ONNX file) is required".into()))?;
     let model = registry::register(&state, &user, &card, artifact.path()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "model_id": model.id, "name": model.name, "version": model.version, "state": model.state })),
-    ))
+    let registered =
+        ModelRegistered { model_id: model.id, name: model.name, version: model.version, state: model.state };
+    Ok((StatusCode::CREATED, Json(registered)))
 }
 
+/// Every registered model version.
+#[utoipa::path(get, path = "/models", tag = "models",
+    responses((status = 200, description = "The versions", body = [ModelSummary])))]
 async fn list_models(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<ModelSummary>>, AppError> {
     Ok(Json(registry::list_models(&state).await?))
 }
 
+/// A model version with its card and the states it may go to.
+#[utoipa::path(get, path = "/models/{id}", tag = "models", params(ModelPath),
+    responses((status = 200, description = "The version", body = ModelDetail)))]
 async fn model_detail(
     State(state): State<AppState>,
     _caller: Caller,
-    Path(id): Path<String>,
+    Path(ModelPath { id }): Path<ModelPath>,
 ) -> Result<Json<ModelDetail>, AppError> {
     Ok(Json(registry::model_detail(&state, &registry::model_named(&id)?).await?))
 }
 
-/// `GET /models/{id}/overview`: what the model page shows, as the caller may see it.
+/// What the model page shows, as the caller may see it.
+#[utoipa::path(get, path = "/models/{id}/overview", tag = "models", params(ModelPath),
+    responses((status = 200, description = "The overview", body = ModelOverview)))]
 async fn model_overview(
     State(state): State<AppState>,
     Caller(user): Caller,
-    Path(id): Path<String>,
+    Path(ModelPath { id }): Path<ModelPath>,
 ) -> Result<Json<ModelOverview>, AppError> {
     Ok(Json(model_view::model_overview(&state, &user, &registry::model_named(&id)?).await?))
 }
 
-#[derive(Deserialize)]
+/// Body of `PUT /models/{id}/state`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewState {
+    /// The state to move to.
+    #[schema(value_type = ModelState)]
     state: String,
 }
 
-/// `PUT /models/{id}/state {"state": "shadow"}`.
+/// Moves a version through its lifecycle: registered → shadow → production → archived (ML
+/// engineers, admins). Promoting a version to production archives the one there; audited.
+#[utoipa::path(put, path = "/models/{id}/state", tag = "models", params(ModelPath), request_body = NewState,
+    responses((status = 200, description = "The version now", body = ModelSummary)))]
 async fn change_state(
     State(state): State<AppState>,
     Holding(user, _): Coordinator,
-    Path(id): Path<String>,
+    Path(ModelPath { id }): Path<ModelPath>,
     ApiJson(change): ApiJson<NewState>,
 ) -> Result<Json<ModelSummary>, AppError> {
     let to = registry::parse_state(&change.state)?;
     Ok(Json(registry::transition(&state, &user, &registry::model_named(&id)?, to).await?))
 }
 
-/// `POST /models/{id}/rollback`: the production version `id` is archived and the previous
-/// production version returns.
+/// Rolls production back: the production version `id` is archived and the previous
+/// production version returns (ML engineers, admins).
+#[utoipa::path(post, path = "/models/{id}/rollback", tag = "models", params(ModelPath),
+    responses((status = 200, description = "What changed", body = Rollback)))]
 async fn rollback(
     State(state): State<AppState>,
     Holding(user, _): Coordinator,
-    Path(id): Path<String>,
+    Path(ModelPath { id }): Path<ModelPath>,
 ) -> Result<Json<Rollback>, AppError> {
     Ok(Json(registry::rollback(&state, &user, &registry::model_named(&id)?).await?))
 }
 
-/// `GET /models/{id}/evaluation`: the version on its own, against every labelled case it predicted.
+/// The version on its own, against every labelled case it predicted.
+#[utoipa::path(get, path = "/models/{id}/evaluation", tag = "models", params(ModelPath),
+    responses((status = 200, description = "Its scores", body = VersionEvaluation)))]
 async fn version_evaluation(
     State(state): State<AppState>,
     Caller(user): Caller,
-    Path(id): Path<String>,
+    Path(ModelPath { id }): Path<ModelPath>,
 ) -> Result<Json<VersionEvaluation>, AppError> {
     Ok(Json(comparison::version_evaluation(&state, &user, &registry::model_named(&id)?).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct NameQuery {
+    /// The model's name (required).
     name: Option<String>,
 }
 
@@ -134,7 +171,9 @@ fn required_name(query: NameQuery) -> Result<String, AppError> {
         .ok_or_else(|| AppError::BadRequest("query parameter `name` (the model name) is required".into()))
 }
 
-/// `GET /models/active?name=` (the seed's getActiveModels).
+/// The name's active versions: production and shadow (the seed's getActiveModels).
+#[utoipa::path(get, path = "/models/active", tag = "models", params(NameQuery),
+    responses((status = 200, description = "The active versions", body = ActiveModels)))]
 async fn active_models(
     State(state): State<AppState>,
     _caller: Caller,
@@ -143,8 +182,10 @@ async fn active_models(
     Ok(Json(registry::active_models(&state, &required_name(query)?).await?))
 }
 
-/// `GET /models/evaluation?name=`: production against shadow on human-labelled cases.
-async fn evaluate(
+/// Production against shadow on the cases humans labelled and both predicted.
+#[utoipa::path(get, path = "/models/evaluation", tag = "models", params(NameQuery),
+    responses((status = 200, description = "The paired evaluation", body = PairedEvaluation)))]
+async fn paired_evaluation(
     State(state): State<AppState>,
     Caller(user): Caller,
     ApiQuery(query): ApiQuery<NameQuery>,
@@ -152,7 +193,9 @@ async fn evaluate(
     Ok(Json(comparison::paired_evaluation(&state, &user, &required_name(query)?).await?))
 }
 
-/// `GET /models/timeline?name=`: every registration and state change of the name's versions.
+/// Every registration and state change of the name's versions, from the audit log.
+#[utoipa::path(get, path = "/models/timeline", tag = "models", params(NameQuery),
+    responses((status = 200, description = "The changes, oldest first", body = [StateChange])))]
 async fn timeline(
     State(state): State<AppState>,
     _caller: Caller,
@@ -161,8 +204,9 @@ async fn timeline(
     Ok(Json(registry::timeline(&state, &required_name(query)?).await?))
 }
 
-/// `GET /models/evaluation/chart?name=`: the evaluation's charts as SVG (404 before
-/// production and shadow share a scored case).
+/// The paired evaluation's chart as SVG (404 before production and shadow share a scored case).
+#[utoipa::path(get, path = "/models/evaluation/chart", tag = "models", params(NameQuery),
+    responses((status = 200, description = "The chart", body = String, content_type = "image/svg+xml")))]
 async fn evaluation_chart(
     State(state): State<AppState>,
     Caller(user): Caller,
@@ -174,24 +218,23 @@ async fn evaluation_chart(
     Ok(([(axum::http::header::CONTENT_TYPE, "image/svg+xml")], svg))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ProductionAtQuery {
+    /// The model's name.
     name: String,
     /// Milliseconds since the Unix epoch.
     at: i64,
 }
 
-/// `GET /models/production-at?name=&at=`: which version was in production then (from the audit log).
+/// Which version of the name was in production at a time, from the audit log.
+#[utoipa::path(get, path = "/models/production-at", tag = "models", params(ProductionAtQuery),
+    responses((status = 200, description = "The version, if any", body = ProductionAt)))]
 async fn production_at(
     State(state): State<AppState>,
     _caller: Caller,
     ApiQuery(query): ApiQuery<ProductionAtQuery>,
-) -> Result<Json<serde_json::Value>, AppError> {
-    let found = registry::production_at(&state, &query.name, query.at).await?;
-    Ok(Json(match found {
-        Some((model_id, version)) => {
-            json!({ "name": query.name, "at": query.at, "model_id": model_id, "version": version })
-        }
-        None => json!({ "name": query.name, "at": query.at, "model_id": null, "version": null }),
-    }))
+) -> Result<Json<ProductionAt>, AppError> {
+    let (model_id, version) = registry::production_at(&state, &query.name, query.at).await?.unzip();
+    Ok(Json(ProductionAt { name: query.name, at: query.at, model_id, version }))
 }

@@ -4,20 +4,19 @@
 
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
-use axum::routing::{post, put};
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::extract::{bounded_body, ApiJson, Caller};
+use super::extract::{bounded_body, ApiJson, Caller, UserPath};
 use crate::api::{IssuedToken, TokenRequest, TokenRevocation, UserAccount, UserChange};
 use crate::server::error::AppError;
 use crate::server::services::accounts;
 use crate::server::state::AppState;
 
-pub fn routes() -> Router<AppState> {
-    let routes = Router::new()
-        .route("/users/{username}", put(change_user))
-        .route("/users/{username}/tokens", post(issue_token))
-        .route("/tokens/revoke", post(revoke_token));
+pub fn routes() -> OpenApiRouter<AppState> {
+    let routes =
+        OpenApiRouter::new().routes(routes!(change_user)).routes(routes!(issue_token)).routes(routes!(revoke_token));
     // A token, a few role names: anyone may revoke their own token, so the bound is all that
     // limits what such a request costs.
     bounded_body(routes, MAX_BODY_BYTES)
@@ -32,11 +31,13 @@ async fn body<T: serde::de::DeserializeOwned>(request: Request, state: &AppState
     Ok(value)
 }
 
-/// `PUT /users/{username}` `{disabled?, add_roles?, remove_roles?}`.
+/// Enables or disables a user and adds or removes roles (admins).
+#[utoipa::path(put, path = "/users/{username}", tag = "accounts", params(UserPath), request_body = UserChange,
+    responses((status = 200, description = "The account now", body = UserAccount)))]
 async fn change_user(
     State(state): State<AppState>,
     Caller(admin): Caller,
-    Path(username): Path<String>,
+    Path(UserPath { username }): Path<UserPath>,
     request: Request,
 ) -> Result<Json<UserAccount>, AppError> {
     accounts::may_manage(&admin)?;
@@ -44,11 +45,13 @@ async fn change_user(
     Ok(Json(accounts::change_user(&state.db, Some(&admin), &username, &change).await?))
 }
 
-/// `POST /users/{username}/tokens` `{expires_in_days?}` → 201 with the token, shown once.
+/// Issues an API token for a user (admins); the token is shown in this answer only.
+#[utoipa::path(post, path = "/users/{username}/tokens", tag = "accounts", params(UserPath), request_body = TokenRequest,
+    responses((status = 201, description = "The new token", body = IssuedToken)))]
 async fn issue_token(
     State(state): State<AppState>,
     Caller(admin): Caller,
-    Path(username): Path<String>,
+    Path(UserPath { username }): Path<UserPath>,
     request: Request,
 ) -> Result<(StatusCode, Json<IssuedToken>), AppError> {
     accounts::may_manage(&admin)?;
@@ -59,7 +62,9 @@ async fn issue_token(
     ))
 }
 
-/// `POST /tokens/revoke` `{token}` → 204.
+/// Revokes a token: an admin any, a user their own.
+#[utoipa::path(post, path = "/tokens/revoke", tag = "accounts", request_body = TokenRevocation,
+    responses((status = 204, description = "Revoked")))]
 async fn revoke_token(
     State(state): State<AppState>,
     Caller(user): Caller,

@@ -11,7 +11,7 @@ use super::volume_slabs::{self, SlabManifest};
 use super::workflow;
 use crate::api::{
     Artifact, ArtifactKind, CaseArtifacts, CaseId, CaseOpened, CasePrediction, CaseSummary, CaseWorkflow, LabelDef,
-    MaskRef, MaskVersion, ModelId, ModelState, ReviewBase, SeriesInfo, UserName,
+    MaskRef, MaskVersion, ModelId, ModelState, ReviewBase, SeriesInfo, UserName, MAX_PAGE,
 };
 use crate::nifti_io::VoxelType;
 use crate::server::clock::now_ms;
@@ -30,9 +30,9 @@ pub(crate) async fn list_cases(
     page: u32,
     per_page: u32,
 ) -> Result<(Vec<CaseSummary>, i64), AppError> {
-    if page == 0 || per_page == 0 || per_page > MAX_CASES_PER_PAGE {
+    if !(1..=MAX_PAGE).contains(&page) || per_page == 0 || per_page > MAX_CASES_PER_PAGE {
         return Err(AppError::BadRequest(format!(
-            "`page` counts from 1 and `per_page` lies between 1 and {MAX_CASES_PER_PAGE}"
+            "`page` lies between 1 and {MAX_PAGE}, and `per_page` between 1 and {MAX_CASES_PER_PAGE}"
         )));
     }
     let readable = access::readable_condition(user, 1);

@@ -10,6 +10,7 @@ use base64::Engine;
 use super::access::{CaseAccess, ReadPatient, Save};
 use super::audit::{self, AuditAction, AuditEvent};
 use super::cases::{self, CaseFile, DicomSource, NewCase};
+use super::idempotency::IdempotencyKey;
 use super::labels::{self, SaveOutcome};
 use super::mask_versions;
 use crate::api::{CaseSummary, MaskRef, SaveLabelRequest};
@@ -150,7 +151,7 @@ pub(crate) async fn pseudonym_key(state: &AppState) -> Result<Vec<u8>, AppError>
 pub async fn import_segmentation(
     state: &AppState,
     access: CaseAccess<Save>,
-    idempotency_key: Option<&str>,
+    key: &IdempotencyKey,
     base_mask_ref: &str,
     seg: &Path,
 ) -> Result<SaveOutcome, AppError> {
@@ -189,7 +190,7 @@ pub async fn import_segmentation(
         base_mask_ref: base.to_string(),
         edits: base64::engine::general_purpose::STANDARD.encode(edits),
     };
-    labels::save_label(state, access, idempotency_key, &request).await
+    labels::save_label(state, access, key, &request).await
 }
 
 /// `CT Thorax 1.0 B31f`, or `MR series 3` without a description.

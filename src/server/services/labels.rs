@@ -57,11 +57,11 @@ impl SaveOutcome {
 pub async fn save_label(
     state: &AppState,
     access: CaseAccess<Save>,
-    idempotency_key: Option<&str>,
+    key: &IdempotencyKey,
     request: &SaveLabelRequest,
 ) -> Result<SaveOutcome, AppError> {
     let started = Instant::now();
-    let result = save_once(state, access, idempotency_key, request).await;
+    let result = save_once(state, access, key, request).await;
     let outcome = match &result {
         Ok(saved) if saved.replayed => "replayed",
         Err(AppError::StaleBase { .. } | AppError::KeyInUse | AppError::Conflict(_)) => "conflict",
@@ -79,7 +79,7 @@ pub async fn save_label(
 async fn save_once(
     state: &AppState,
     mut access: CaseAccess<Save>,
-    idempotency_key: Option<&str>,
+    key: &IdempotencyKey,
     request: &SaveLabelRequest,
 ) -> Result<SaveOutcome, AppError> {
     if access.case_id().as_str() != request.case_id {
@@ -89,20 +89,19 @@ async fn save_once(
             request.case_id
         )));
     }
-    let key = IdempotencyKey::parse(idempotency_key)?;
     let user = access.user().clone();
     let edits = base64::engine::general_purpose::STANDARD
         .decode(request.edits.as_bytes())
         .map_err(|e| AppError::BadRequest(format!("`edits` is not valid base64: {e}")))?;
     let fingerprint = hex::encode(Sha256::digest(serde_json::to_vec(request).map_err(AppError::internal)?));
-    match idempotency::claim(&state.db, &user.id, &key, &fingerprint).await? {
+    match idempotency::claim(&state.db, &user.id, key, &fingerprint).await? {
         Claim::Replay { status, body } => return Ok(SaveOutcome { status, body, replayed: true, written_bytes: 0 }),
         Claim::Run => {}
     }
-    match apply_and_commit(state, &mut access, &key, request, &edits).await {
+    match apply_and_commit(state, &mut access, key, request, &edits).await {
         Ok((body, written_bytes)) => Ok(SaveOutcome { status: 201, body, replayed: false, written_bytes }),
         Err(err) => {
-            if let Err(release_err) = idempotency::release(&state.db, &user.id, &key).await {
+            if let Err(release_err) = idempotency::release(&state.db, &user.id, key).await {
                 tracing::warn!(%release_err, "could not release idempotency key; it frees itself after its lease");
             }
             Err(err)

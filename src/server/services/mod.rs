@@ -40,6 +40,7 @@ pub mod pacs_imports;
 pub mod pacs_outbox;
 pub mod readings;
 pub mod registry;
+pub mod sso;
 pub mod sweeper;
 pub mod users;
 pub mod volume_slabs;

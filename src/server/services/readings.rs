@@ -278,13 +278,12 @@ pub async fn consensus(
     state: &AppState,
     access: CaseAccess<Adjudicate>,
     save: CaseAccess<Save>,
-    idempotency_key: Option<&str>,
+    key: &IdempotencyKey,
     method: ConsensusMethod,
 ) -> Result<SaveOutcome, AppError> {
-    let key = IdempotencyKey::parse(idempotency_key)?;
     // A retry of a consensus already saved: the case's mask is that consensus now, so
     // recomputing would compare it with itself.
-    if let Some((status, body)) = idempotency::answered(&state.db, &access.user().id, &key).await? {
+    if let Some((status, body)) = idempotency::answered(&state.db, &access.user().id, key).await? {
         return Ok(SaveOutcome { status, body, replayed: true, written_bytes: 0 });
     }
     let case_id = access.case_id().clone();
@@ -315,7 +314,7 @@ pub async fn consensus(
         base_mask_ref: head.to_string(),
         edits: base64::engine::general_purpose::STANDARD.encode(edits.encode()),
     };
-    let outcome = labels::save_label(state, save, idempotency_key, &request).await?;
+    let outcome = labels::save_label(state, save, key, &request).await?;
     if !outcome.replayed {
         let saved: LabelSaved = serde_json::from_str(&outcome.body).map_err(AppError::internal)?;
         let details = json!({ "method": method, "label_id": saved.label_id, "new_mask_ref": saved.new_mask_ref,

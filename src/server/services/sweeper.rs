@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::idempotency;
 use super::mask_versions::load_mask;
+use super::{idempotency, sso};
 use crate::api::CaseId;
 use crate::mask_ops::label_counts;
 use crate::server::clock::now_ms;
@@ -107,6 +107,9 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
         }
         if let Err(err) = state.logins.purge_ended(&state.db).await {
             tracing::warn!(%err, "purge of ended login-failure windows failed; will retry");
+        }
+        if let Err(err) = sso::purge_abandoned(&state).await {
+            tracing::warn!(%err, "purge of abandoned sign-on attempts failed; will retry");
         }
     }
 }

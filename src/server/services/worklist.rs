@@ -9,7 +9,7 @@ use sqlx::AnyConnection;
 
 use crate::api::{
     CaseId, CaseStatus, NextCase, RowReadings, StatusCount, UserName, Worklist, WorklistQuery, WorklistRow,
-    WorklistSort,
+    WorklistSort, MAX_PAGE,
 };
 use crate::server::db::Backend;
 use crate::server::error::AppError;
@@ -171,12 +171,25 @@ async fn planned_search(
 /// Every case `query`'s filters select for `user` (its status included; its order and page
 /// left out), as a `WHERE` clause over `cases c` and the text values it binds from `$1`: for
 /// views across the cases a worklist shows.
+/// The paging of a query, checked by every listing over a selection (even one showing a
+/// single page), so the same query string is refused the same way everywhere.
+fn check_paging(query: &WorklistQuery) -> Result<(), AppError> {
+    if !(1..=MAX_PAGE).contains(&query.page) || query.per_page == 0 || query.per_page > WorklistQuery::MAX_PER_PAGE {
+        return Err(AppError::Unprocessable(format!(
+            "page is 1–{MAX_PAGE}, and per_page is 1–{}",
+            WorklistQuery::MAX_PER_PAGE
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) async fn selection(
     conn: &mut AnyConnection,
     backend: Backend,
     user: &User,
     query: &WorklistQuery,
 ) -> Result<(String, Vec<String>), AppError> {
+    check_paging(query)?;
     let search = planned_search(conn, backend, query).await?;
     let mut filter = filter(user, query, backend, search);
     if let Some(status) = query.status {
@@ -187,12 +200,7 @@ pub(crate) async fn selection(
 
 /// `GET /worklist`: one page of the cases `query` selects.
 pub async fn list(state: &AppState, user: &User, query: &WorklistQuery) -> Result<Worklist, AppError> {
-    if query.page == 0 || query.per_page == 0 || query.per_page > WorklistQuery::MAX_PER_PAGE {
-        return Err(AppError::Unprocessable(format!(
-            "page starts at 1, and per_page is 1–{}",
-            WorklistQuery::MAX_PER_PAGE
-        )));
-    }
+    check_paging(query)?;
     let mut conn = state.db.pool.acquire().await?;
     let search = planned_search(&mut conn, state.db.backend, query).await?;
     let mut filter = filter(user, query, state.db.backend, search);
