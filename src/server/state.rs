@@ -116,7 +116,7 @@ impl AppState {
         };
         let db = Db::open(&config).await?;
         let sessions = session_store::Store::connect(db.backend, &config.database_url()).await?;
-        let store = ObjectStore::new(&config.s3, connection);
+        let store = ObjectStore::new(&config.s3, connection).map_err(CliError::Config)?;
         store.ensure_bucket().await.map_err(|e| CliError::startup("object storage", e))?;
         if config.s3.s3_endpoint.is_some() && !config.s3.s3_cors_origins.is_empty() {
             store

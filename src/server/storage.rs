@@ -2,15 +2,18 @@
 //! MinIO or AWS. Objects are written under fresh keys only, so a reference, once stored in
 //! the database, always names the same bytes.
 
-use std::time::Duration;
+mod presign;
+
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use aws_sdk_s3::config::{Builder, Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
-use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
 use aws_sdk_s3::Client;
 
+use self::presign::UrlSigner;
 use super::config::S3Config;
 use super::error::AppError;
 
@@ -18,10 +21,9 @@ use super::error::AppError;
 pub struct ObjectStore {
     client: Client,
     /// Signs URLs with the endpoint browsers use, which may differ from the server's.
-    presign_client: Client,
+    signer: Arc<UrlSigner>,
     bucket: String,
     key_prefix: String,
-    presign_ttl: Duration,
 }
 
 /// Endpoint and keys the store connects with (resolved from `S3Config`, or the embedded endpoint).
@@ -33,7 +35,8 @@ pub struct Connection {
 }
 
 impl ObjectStore {
-    pub fn new(config: &S3Config, connection: Connection) -> Self {
+    /// Refuses a presigned URL lifetime S3 does not accept.
+    pub fn new(config: &S3Config, connection: Connection) -> Result<Self, String> {
         let build = |endpoint: Option<&String>| {
             let mut builder = Builder::new()
                 .region(Region::new(config.s3_region.clone()))
@@ -55,26 +58,28 @@ impl ObjectStore {
             }
             Client::from_conf(builder.build())
         };
-        let client = build(connection.endpoint.as_ref());
-        let presign_client = match &connection.public_endpoint {
-            Some(public) => build(Some(public)),
-            None => client.clone(),
-        };
-        Self {
-            client,
-            presign_client,
+        let signer = UrlSigner::new(
+            connection.public_endpoint.as_ref().or(connection.endpoint.as_ref()).map(String::as_str),
+            &config.s3_bucket,
+            &config.s3_region,
+            Credentials::new(&connection.access_key_id, &connection.secret_access_key, None, None, "seglab-config"),
+            config.presign_ttl(),
+        )?;
+        Ok(Self {
+            client: build(connection.endpoint.as_ref()),
+            signer: Arc::new(signer),
             bucket: config.s3_bucket.clone(),
             key_prefix: config.s3_key_prefix.clone(),
-            presign_ttl: config.presign_ttl(),
-        }
+        })
     }
 
     fn full_key(&self, object_ref: &str) -> String {
         format!("{}{}", self.key_prefix, object_ref)
     }
 
-    pub(crate) fn presign_ttl(&self) -> Duration {
-        self.presign_ttl
+    /// When the URLs [`Self::presign_get`] gives now expire, at the earliest (epoch milliseconds).
+    pub(crate) fn presigned_urls_expire_at_ms(&self) -> i64 {
+        self.signer.expiry_ms(SystemTime::now())
     }
 
     /// Creates the bucket when it does not exist yet (embedded store, first run).
@@ -184,19 +189,10 @@ impl ObjectStore {
         Ok(())
     }
 
-    /// A GET URL for this one object, valid for the configured time.
-    pub(crate) async fn presign_get(&self, object_ref: &str) -> Result<String, AppError> {
-        let presigning = PresigningConfig::expires_in(self.presign_ttl).map_err(AppError::internal)?;
-        let request = self
-            .presign_client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(object_ref))
-            .presigned(presigning)
-            .await
-            .map_err(storage_error)?;
-        metrics::counter!("seglab_presigned_urls_total").increment(1);
-        Ok(request.uri().to_string())
+    /// A GET URL for this one object, valid for at least the configured time; the same URL
+    /// for a while (see [`presign`]).
+    pub(crate) fn presign_get(&self, object_ref: &str) -> Result<String, AppError> {
+        self.signer.url(&self.full_key(object_ref), SystemTime::now())
     }
 
     /// References of the stored objects under `prefix` (relative to the key prefix).

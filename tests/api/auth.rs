@@ -381,7 +381,8 @@ async fn readiness_tells_why_a_dependency_failed_to_admins_only() {
             access_key_id: "nobody".into(),
             secret_access_key: "nothing".into(),
         },
-    );
+    )
+    .unwrap();
     let base = app.serve_state(state).await;
     let ready = |authorization: Option<(&'static str, String)>| {
         let mut request = app.client.get(format!("{base}/readyz"));

@@ -108,7 +108,9 @@ async fn mni152_template_imports_and_its_artifacts_download_through_presigned_ur
     let (path, query) = image_artifact.url.split_once('?').unwrap();
     let other = format!("{}?{}", path.replace("image.nii.gz", "other.nii.gz"), query);
     assert_eq!(plain.get(&other).send().await.unwrap().status(), StatusCode::FORBIDDEN);
-    let tampered = image_artifact.url.replace("X-Amz-Expires=300", "X-Amz-Expires=3000");
+    // Signed for a window's start and valid for the lifetime (300 s) plus the window (75 s).
+    assert!(image_artifact.url.contains("X-Amz-Expires=375&"), "{}", image_artifact.url);
+    let tampered = image_artifact.url.replace("X-Amz-Expires=375", "X-Amz-Expires=3750");
     assert_eq!(plain.get(&tampered).send().await.unwrap().status(), StatusCode::FORBIDDEN);
     app.stop().await;
 }

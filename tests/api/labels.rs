@@ -468,7 +468,8 @@ async fn storage_outage_gives_503_with_no_rows_and_the_retry_succeeds() {
             access_key_id: "x".into(),
             secret_access_key: "y".into(),
         },
-    );
+    )
+    .unwrap();
     broken.heads = std::sync::Arc::new(seglab::server::mask_cache::HeadCache::new(0));
     use seglab::server::services::access;
     let access = access::authorize(&broken, &user, &case_id.parse().unwrap(), access::Save).await.unwrap();

@@ -14,7 +14,6 @@ use crate::api::{
     MaskRef, MaskVersion, ModelId, ModelState, ReviewBase, SeriesInfo, UserName, MAX_PAGE,
 };
 use crate::nifti_io::VoxelType;
-use crate::server::clock::now_ms;
 use crate::server::error::AppError;
 use crate::server::identity::User;
 use crate::server::rows::Dims;
@@ -149,7 +148,7 @@ pub(crate) async fn case_artifacts(
     .fetch_all(&state.db.pool)
     .await?;
 
-    let expires_at = now_ms() + state.store.presign_ttl().as_millis() as i64;
+    let expires_at = state.store.presigned_urls_expire_at_ms();
     let mut artifacts = Vec::with_capacity(objects.len());
     for object in objects {
         // Volumes stored before slabs are cut at start-up (`volume_slabs::cut_stored_files`);
@@ -229,7 +228,7 @@ pub(crate) async fn mask_file_url(state: &AppState, access: &CaseAccess<Read>, f
         }
     }
     mask_versions::ensure_file(state, &object_ref).await?;
-    state.store.presign_get(&object_ref).await
+    state.store.presign_get(&object_ref)
 }
 
 /// The latest prediction of each production and shadow version on the case, production first.
@@ -261,7 +260,7 @@ async fn predictions(state: &AppState, case_id: &CaseId) -> Result<Vec<CasePredi
             model_id: row.id,
             model_name: row.name,
             model_version: row.version,
-            url: state.store.presign_get(&row.object_ref).await?,
+            url: state.store.presign_get(&row.object_ref)?,
             object_ref: row.object_ref,
             created_at_ms: row.created_at,
         });

@@ -336,7 +336,7 @@ pub async fn manifest(state: &AppState, id: &str) -> Result<Manifest, AppError> 
     .fetch_all(&state.db.pool)
     .await?;
     let file = |object_ref: String, sha256: String| async move {
-        Ok::<_, AppError>(ManifestFile { url: state.store.presign_get(&object_ref).await?, object_ref, sha256 })
+        Ok::<_, AppError>(ManifestFile { url: state.store.presign_get(&object_ref)?, object_ref, sha256 })
     };
     let mut readings_of: BTreeMap<CaseId, Vec<ManifestReading>> = BTreeMap::new();
     for reading in frozen_readings {

@@ -186,7 +186,7 @@ pub async fn commit(tx: &mut AnyConnection, version: &NewVersion<'_>) -> Result<
 /// written, else the API path (the same as the key) that writes it and redirects.
 pub(crate) async fn file_url(state: &AppState, object_ref: &str, file_stored: bool) -> Result<String, AppError> {
     if file_stored {
-        state.store.presign_get(object_ref).await
+        state.store.presign_get(object_ref)
     } else {
         Ok(format!("/{object_ref}"))
     }

@@ -235,7 +235,7 @@ pub async fn urls(state: &AppState, case_id: &CaseId, manifest: &SlabManifest) -
     let (distinct, positions) = manifest.distinct();
     let mut urls = Vec::with_capacity(distinct.len());
     for (_, id) in distinct {
-        urls.push(state.store.presign_get(&slab_ref(case_id, &id)).await?);
+        urls.push(state.store.presign_get(&slab_ref(case_id, &id))?);
     }
     Ok(VolumeSlabs {
         depth: manifest.grid.depth,
