@@ -443,6 +443,10 @@ pub struct OrchestratorConfig {
     /// Requests to inference servers this instance has in flight at once.
     #[arg(long, global = true, env = "SEGLAB_OIP_CONCURRENCY", default_value_t = 4)]
     pub oip_concurrency: usize,
+    /// Send tensors to inference servers as JSON only, never with the binary tensor extension
+    /// (a server that refuses the extension gets JSON anyway, from its first refusal on).
+    #[arg(long, global = true, env = "SEGLAB_OIP_JSON_TENSORS")]
+    pub oip_json_tensors: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -67,6 +67,16 @@ fn describe() {
     );
     describe_histogram!("seglab_inference_duration_seconds", Unit::Seconds, "Inference time per model version");
     describe_counter!("seglab_inference_failures_total", "Failed inferences per model version");
+    describe_counter!(
+        "seglab_inference_sent_bytes_total",
+        Unit::Bytes,
+        "Bytes sent to inference servers, by tensor encoding"
+    );
+    describe_counter!(
+        "seglab_inference_received_bytes_total",
+        Unit::Bytes,
+        "Bytes read from inference servers, by tensor encoding"
+    );
     describe_counter!("seglab_evaluations_total", "Predictions scored against a human mask by this instance");
     describe_gauge!("seglab_evaluation_backlog", "Predictions waiting for their score against the latest human mask");
     describe_gauge!("seglab_pacs_imports_queued", "PACS series imports waiting or running");

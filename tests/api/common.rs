@@ -417,3 +417,96 @@ pub fn test_data(name: &str) -> PathBuf {
     assert!(path.exists(), "{} is missing: run `.ci/test` (or `.ci/setup`) once to fetch test data", path.display());
     path
 }
+
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real Open Inference Protocol v2 server serving an ONNX model with onnxruntime, from the
+/// venvs `.ci/setup` makes: MLServer (JSON tensors only) through
+/// `tests/fixtures/oip/onnx_runtime.py`, or KServe's Python server (the binary tensor
+/// extension too) through `tests/fixtures/oip/kserve_onnx.py`. Killed when dropped.
+pub struct InferenceServer {
+    child: std::process::Child,
+    pub url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for InferenceServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl InferenceServer {
+    pub async fn mlserver(model_name: &str, onnx: &std::path::Path) -> InferenceServer {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(root.join("tests/fixtures/oip/onnx_runtime.py"), dir.path().join("onnx_runtime.py")).unwrap();
+        let model_dir = dir.path().join(model_name);
+        std::fs::create_dir(&model_dir).unwrap();
+        std::fs::copy(onnx, model_dir.join("model.onnx")).unwrap();
+        let model_settings = serde_json::json!({ "name": model_name, "implementation": "onnx_runtime.OnnxSegmenter", "parameters": { "uri": "./model.onnx" } });
+        std::fs::write(model_dir.join("model-settings.json"), model_settings.to_string()).unwrap();
+        let port = free_port();
+        let settings = serde_json::json!({ "host": "127.0.0.1", "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "parallel_workers": 0 });
+        std::fs::write(dir.path().join("settings.json"), settings.to_string()).unwrap();
+        let mut command = std::process::Command::new(root.join("target/pyenv/bin/mlserver"));
+        command.arg("start").arg(dir.path());
+        Self::start(command, dir, port, model_name).await
+    }
+
+    /// KServe, noting in [`InferenceServer::requests`] how each request came.
+    pub async fn kserve(model_name: &str, onnx: &std::path::Path) -> InferenceServer {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut command = std::process::Command::new(root.join("target/kserveenv/bin/python"));
+        command
+            .arg(root.join("tests/fixtures/oip/kserve_onnx.py"))
+            .args(["--model_name", model_name, "--http_port", &port.to_string(), "--enable_grpc", "false"])
+            .arg("--model_path")
+            .arg(onnx)
+            .arg("--request_log")
+            .arg(dir.path().join("requests.log"));
+        Self::start(command, dir, port, model_name).await
+    }
+
+    async fn start(
+        mut command: std::process::Command,
+        dir: tempfile::TempDir,
+        port: u16,
+        model_name: &str,
+    ) -> InferenceServer {
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = command
+            .current_dir(dir.path())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?} ({e}); `.ci/setup` installs it"));
+        let server = InferenceServer { child, url: format!("http://127.0.0.1:{port}"), dir };
+        let client = reqwest::Client::new();
+        for _ in 0..600 {
+            let ready = client.get(format!("{}/v2/models/{model_name}/ready", server.url)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return server;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{command:?} did not become ready: {}", server.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// KServe's note of each request so far: `binary` or `json` for the image, then
+    /// `binary-answer` or `json-answer` for the logits asked for.
+    pub fn requests(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.path().join("requests.log")).unwrap_or_default();
+        log.lines().map(str::to_string).collect()
+    }
+}

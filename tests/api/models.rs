@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::TestApp;
+use crate::common::{InferenceServer, TestApp};
 use crate::fixtures::{self, CaseBuilder};
 use base64::Engine;
 use reqwest::multipart::{Form, Part};
@@ -26,8 +26,12 @@ use sqlx::Row;
 const N: usize = 20;
 const VOXELS: usize = N * N * N;
 
+fn fixture_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/models/{name}.onnx"))
+}
+
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/models/{name}.onnx", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(fixture_path(name)).unwrap()
 }
 
 /// The checked-in SHA-256 of a fixture, as the card states it.
@@ -1144,70 +1148,11 @@ async fn evaluation_leaves_out_training_cases_and_flags_a_versions_own_prelabels
     app.stop().await;
 }
 
-/// A real Open Inference Protocol v2 server: MLServer (from `target/pyenv`, installed by
-/// `.ci/setup`) serving `segmenter_v1.onnx` with onnxruntime through
-/// `tests/fixtures/oip/onnx_runtime.py`. Killed when dropped.
-struct MlServer {
-    child: std::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for MlServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn start_mlserver() -> MlServer {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(root.join("tests/fixtures/oip/onnx_runtime.py"), dir.path().join("onnx_runtime.py")).unwrap();
-    let model_dir = dir.path().join("segmenter-v1");
-    std::fs::create_dir(&model_dir).unwrap();
-    std::fs::copy(root.join("tests/fixtures/models/segmenter_v1.onnx"), model_dir.join("segmenter_v1.onnx")).unwrap();
-    let model_settings = json!({ "name": "segmenter-v1", "implementation": "onnx_runtime.OnnxSegmenter", "parameters": { "uri": "./segmenter_v1.onnx" } });
-    std::fs::write(model_dir.join("model-settings.json"), model_settings.to_string()).unwrap();
-    let port = free_port();
-    let settings = json!({ "host": "127.0.0.1", "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "parallel_workers": 0 });
-    std::fs::write(dir.path().join("settings.json"), settings.to_string()).unwrap();
-    let mlserver = root.join("target/pyenv/bin/mlserver");
-    let log = std::fs::File::create(dir.path().join("mlserver.log")).unwrap();
-    let child = std::process::Command::new(&mlserver)
-        .arg("start")
-        .arg(dir.path())
-        .current_dir(dir.path())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {} ({e}); `.ci/setup` installs it", mlserver.display()));
-    let server = MlServer { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
-    let client = reqwest::Client::new();
-    for _ in 0..600 {
-        if client
-            .get(format!("{}/v2/models/segmenter-v1/ready", server.url))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "MLServer did not become ready: {}",
-        std::fs::read_to_string(server._dir.path().join("mlserver.log")).unwrap_or_default()
-    );
-}
-
 #[tokio::test]
 async fn an_oip_v2_version_on_mlserver_labels_each_voxel_as_in_process_inference_does() {
-    let server = start_mlserver().await;
+    // MLServer's REST front end does not read the binary tensor extension: the runner falls
+    // back to JSON for it.
+    let server = InferenceServer::mlserver("segmenter-v1", &fixture_path("segmenter_v1")).await;
     // One attempt per job and two requests per attempt, so the failure below comes quickly.
     let app = TestApp::spawn_configured(
         |c| {
@@ -1259,6 +1204,55 @@ async fn an_oip_v2_version_on_mlserver_labels_each_voxel_as_in_process_inference
         "{error}"
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn kserve_gets_binary_tensors_and_labels_each_voxel_as_in_process_inference_does() {
+    let server = InferenceServer::kserve("segmenter-v1", &fixture_path("segmenter_v1")).await;
+    let run_on = |json_tensors: bool| {
+        let url = server.url.clone();
+        async move {
+            let app = TestApp::spawn_configured(
+                |c| {
+                    c.orchestrator.oip_allowed_hosts = vec!["127.0.0.1".into()];
+                    c.orchestrator.oip_json_tensors = json_tensors;
+                },
+                |_| {},
+            )
+            .await;
+            let engineer = app.user("ada", &[Role::MlEngineer]).await;
+            let local = registered(&app, &engineer, "cube-local", "1.0.0", "segmenter_v1").await;
+            let mut remote_card = card("cube-remote", "1.0.0", "segmenter_v1");
+            remote_card["artifact"] = json!({
+                "format": "oip-v2", "sha256": fixture_sha("segmenter_v1"), "endpoint": url, "model_name": "segmenter-v1",
+            });
+            let registered_remote = register(&app, &engineer, &remote_card, fixture("segmenter_v1")).await;
+            assert_eq!(registered_remote.status(), StatusCode::CREATED);
+            let remote = registered_remote.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string();
+            for id in [&local, &remote] {
+                assert_eq!(set_state(&app, &engineer, id, "shadow").await.status(), StatusCode::OK);
+            }
+            let case_id = cube_case(&app).await;
+            let jobs = finished_jobs(&app, &engineer, &case_id, 2).await;
+            assert!(jobs.iter().all(|j| j["status"] == "succeeded"), "{jobs:?}");
+            let output_of = |model: &str| {
+                jobs.iter().find(|j| j["model_id"] == model).unwrap()["output_ref"].as_str().unwrap().to_string()
+            };
+            let labels_of =
+                |bytes: &[u8]| Volume::parse("prediction", bytes).unwrap().into_labels("prediction").unwrap();
+            let in_process = labels_of(&app.state.store.get(&output_of(&local)).await.unwrap());
+            let remote = labels_of(&app.state.store.get(&output_of(&remote)).await.unwrap());
+            assert_eq!(in_process.iter().filter(|v| **v == 1).count(), 872, "the cube and one face layer");
+            assert!(in_process == remote, "tract in process and onnxruntime behind KServe label every voxel alike");
+            app.stop().await;
+        }
+    };
+    // The image goes as raw bytes and the logits come back so, streamed into the labels.
+    run_on(false).await;
+    assert_eq!(server.requests(), ["binary binary-answer"], "{}", server.log());
+    // An operator may keep to JSON.
+    run_on(true).await;
+    assert_eq!(server.requests(), ["binary binary-answer", "json json-answer"], "{}", server.log());
 }
 
 #[tokio::test]

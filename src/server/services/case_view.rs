@@ -7,7 +7,7 @@ use super::access::{self, CaseAccess, CompareReadings, Read};
 use super::jobs::{self, JobFilter};
 use super::mask_versions::{self, Chain};
 use super::readings;
-use super::volume_slabs::{self, SlabManifest};
+use super::volume_slabs;
 use super::workflow;
 use crate::api::{
     Artifact, ArtifactKind, CaseArtifacts, CaseId, CaseOpened, CasePrediction, CaseSummary, CaseWorkflow, LabelDef,
@@ -151,16 +151,10 @@ pub(crate) async fn case_artifacts(
     let expires_at = state.store.presigned_urls_expire_at_ms();
     let mut artifacts = Vec::with_capacity(objects.len());
     for object in objects {
-        // Volumes stored before slabs are cut at start-up (`volume_slabs::cut_stored_files`);
-        // one without slabs here was written by an older release still running beside this one.
-        let manifest = SlabManifest::parse(&object.slabs_json)?.ok_or_else(|| AppError::Unavailable {
-            service: "volume slabs",
-            detail: format!("{} is not cut into slabs yet; a restart of the app cuts it", object.object_ref),
-        })?;
         artifacts.push(Artifact {
             kind: object.kind,
             url: mask_versions::file_url(state, &object.object_ref, object.file_stored == 1).await?,
-            slabs: volume_slabs::urls(state, case_id, &manifest).await?,
+            slabs: volume_slabs::urls(state, case_id, &object.object_ref, &object.slabs_json)?,
             url_expires_at_ms: expires_at,
             size_bytes: object.size_bytes,
             dims: object.dims.voxels(),

@@ -27,8 +27,8 @@ use crate::server::error::AppError;
 /// The longest validity S3 accepts for a presigned URL (seven days).
 const LONGEST_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// URLs kept per window, beyond which the window starts afresh (a bound on memory: about
-/// 400 bytes each).
+/// Values kept per window, beyond which the window starts afresh (a bound on memory: a URL
+/// takes about 400 bytes).
 const MAX_KEPT: usize = 100_000;
 
 /// What stays as is in a key's path: S3 keys are written with `/` unescaped, as the SDK does.
@@ -44,14 +44,53 @@ pub(crate) struct UrlSigner {
     window: Duration,
     /// `X-Amz-Expires`: the configured lifetime plus the window.
     expires_in: Duration,
-    kept: Mutex<KeptUrls>,
+    urls: WindowCache<Arc<str>>,
 }
 
-/// The URLs signed for the current window, by full key.
-#[derive(Debug, Default)]
-struct KeptUrls {
+/// Values made for the current window of a [`UrlSigner`], by key: URLs, or what is built from
+/// them. Emptied when the window changes, or when it holds [`MAX_KEPT`].
+#[derive(Debug)]
+pub(crate) struct WindowCache<V> {
+    kept: Mutex<Kept<V>>,
+}
+
+#[derive(Debug)]
+struct Kept<V> {
     window_start: u64,
-    urls: HashMap<String, Arc<str>>,
+    values: HashMap<String, V>,
+}
+
+impl<V: Clone> WindowCache<V> {
+    pub(crate) fn new() -> Self {
+        WindowCache { kept: Mutex::new(Kept { window_start: 0, values: HashMap::new() }) }
+    }
+
+    /// The value kept for `key` in the window starting at `window_start`, or `make`'s, then kept.
+    fn get_or_make(
+        &self,
+        window_start: u64,
+        key: &str,
+        make: impl FnOnce() -> Result<V, AppError>,
+    ) -> Result<V, AppError> {
+        {
+            let mut kept = self.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if kept.window_start != window_start {
+                *kept = Kept { window_start, values: HashMap::new() };
+            }
+            if let Some(value) = kept.values.get(key) {
+                return Ok(value.clone());
+            }
+        }
+        let value = make()?;
+        let mut kept = self.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if kept.window_start == window_start {
+            if kept.values.len() >= MAX_KEPT {
+                kept.values.clear();
+            }
+            kept.values.insert(key.to_string(), value.clone());
+        }
+        Ok(value)
+    }
 }
 
 impl UrlSigner {
@@ -83,32 +122,29 @@ impl UrlSigner {
             region: region.to_string(),
             window,
             expires_in: (ttl + window).min(LONGEST_EXPIRY),
-            kept: Mutex::new(KeptUrls::default()),
+            urls: WindowCache::new(),
         })
     }
 
     /// The URL of `key` signed for the window holding `now`.
-    pub(crate) fn url(&self, key: &str, now: SystemTime) -> Result<String, AppError> {
+    pub(crate) fn url(&self, key: &str, now: SystemTime) -> Result<Arc<str>, AppError> {
         let window_start = self.window_start(now);
-        {
-            let mut kept = self.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if kept.window_start != window_start {
-                *kept = KeptUrls { window_start, urls: HashMap::new() };
-            }
-            if let Some(url) = kept.urls.get(key) {
-                return Ok(url.to_string());
-            }
-        }
-        let url: Arc<str> = self.sign(key, UNIX_EPOCH + Duration::from_secs(window_start))?.into();
-        metrics::counter!("seglab_presigned_urls_total").increment(1);
-        let mut kept = self.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if kept.window_start == window_start {
-            if kept.urls.len() >= MAX_KEPT {
-                kept.urls.clear();
-            }
-            kept.urls.insert(key.to_string(), url.clone());
-        }
-        Ok(url.to_string())
+        self.urls.get_or_make(window_start, key, || {
+            metrics::counter!("seglab_presigned_urls_total").increment(1);
+            Ok(self.sign(key, UNIX_EPOCH + Duration::from_secs(window_start))?.into())
+        })
+    }
+
+    /// `make`'s value for `key`, made once per window of the URLs signed at `now`: for what is
+    /// built from this signer's URLs, which stays the same as long as they do.
+    pub(crate) fn kept<V: Clone>(
+        &self,
+        cache: &WindowCache<V>,
+        key: &str,
+        now: SystemTime,
+        make: impl FnOnce() -> Result<V, AppError>,
+    ) -> Result<V, AppError> {
+        cache.get_or_make(self.window_start(now), key, make)
     }
 
     /// When the URLs signed at `now` expire, at the earliest (milliseconds since the epoch).
@@ -175,6 +211,11 @@ mod tests {
         let start = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let first = signer.url("cases/a/slabs/1", start).unwrap();
         let again = signer.url("cases/a/slabs/1", start + Duration::from_secs(74)).unwrap();
+        let built = WindowCache::new();
+        let make = |n: usize| move || Ok::<_, AppError>(n);
+        assert_eq!(signer.kept(&built, "volume", start, make(1)).unwrap(), 1);
+        assert_eq!(signer.kept(&built, "volume", start + Duration::from_secs(74), make(2)).unwrap(), 1);
+        assert_eq!(signer.kept(&built, "volume", start + Duration::from_secs(75), make(3)).unwrap(), 3);
         assert_eq!(first, again);
         assert_eq!(signer.expiry_ms(start + Duration::from_secs(74)), (1_800_000_000 + 375) * 1000);
         assert!(first.starts_with(
@@ -220,7 +261,7 @@ mod tests {
             let presigning =
                 PresigningConfig::builder().start_time(time).expires_in(signer.expires_in).build().unwrap();
             let sdk = client.get_object().bucket("seglab").key(key).presigned(presigning).await.unwrap();
-            assert_eq!(signer.url(key, time).unwrap(), sdk.uri());
+            assert_eq!(&*signer.url(key, time).unwrap(), sdk.uri());
         }
     }
 }

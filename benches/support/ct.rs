@@ -1,0 +1,59 @@
+//! A CT-sized case for the benchmarks that need one (`#[path]`-included).
+
+use seglab::nifti_io::{encode_volume, gzip, gzip_mask};
+use seglab::server::services::cases::{import_case, NewCase};
+
+use crate::common::TestApp;
+
+pub const DIMS: [usize; 3] = [512, 512, 300];
+
+/// A CT-like int16 volume whose slabs all differ, and a mask with a disc in every slice.
+fn ct_case() -> (Vec<u8>, Vec<u8>) {
+    let [ni, nj, nk] = DIMS;
+    let header = nifti::NiftiHeader {
+        pixdim: [1.0, 0.7, 0.7, 1.0, 0.0, 0.0, 0.0, 0.0],
+        sform_code: 1,
+        srow_x: [0.7, 0.0, 0.0, 0.0],
+        srow_y: [0.0, 0.7, 0.0, 0.0],
+        srow_z: [0.0, 0.0, 1.0, 0.0],
+        ..nifti::NiftiHeader::default()
+    };
+    let mut voxels = Vec::with_capacity(ni * nj * nk * 2);
+    let mut labels = vec![0u8; ni * nj * nk];
+    for k in 0..nk {
+        for j in 0..nj {
+            for i in 0..ni {
+                let (x, y) = (i as i32 - 256, j as i32 - 256);
+                let inside = x * x + y * y < 200 * 200;
+                let value: i16 = if inside { 40 + ((i * 7 + j * 13 + k * 31) % 97) as i16 } else { -1000 };
+                voxels.extend_from_slice(&value.to_le_bytes());
+                let radius = 20 + (k % 40) as i32;
+                if (x - 30) * (x - 30) + y * y < radius * radius {
+                    labels[i + ni * (j + nj * k)] = 1 + (k % 2) as u8;
+                }
+            }
+        }
+    }
+    let dims = DIMS.map(|d| d as u32);
+    let image = gzip(&encode_volume(&header, dims, nifti::NiftiType::Int16, &voxels), 1);
+    (image, gzip_mask(&header, dims, &labels, 1))
+}
+
+/// Imports [`ct_case`]; its id.
+pub async fn import_ct(app: &TestApp) -> String {
+    let (image, mask) = ct_case();
+    let case = import_case(
+        &app.state,
+        None,
+        NewCase {
+            name: "CT".into(),
+            image: image.into(),
+            mask: Some(mask.into()),
+            labels: vec![(1, "organ".into()), (2, "lesion".into())],
+            dicom: None,
+        },
+    )
+    .await
+    .unwrap();
+    case.id.to_string()
+}
