@@ -2,7 +2,8 @@
 //! `seglab serve` process (release build) runs a shadow version whose card points at KServe's
 //! Python server (`tests/fixtures/oip/kserve_onnx.py`, onnxruntime, `segmenter_v1.onnx`), once
 //! with binary tensors and once with `--oip-json-tensors`. Reports each job's seconds from the
-//! run request to its success, and the bytes sent and read (the instance's own metrics).
+//! run request to its success, the part KServe spent in the model (its own trace), and the
+//! bytes sent and read (the instance's own metrics).
 //!
 //! Run: `cargo bench --features ssr --bench remote_inference` (after `.ci/setup`, which makes
 //! KServe's venv).
@@ -44,6 +45,15 @@ async fn timed_run(app: &TestApp, token: &str, case_id: &str, jobs: usize) -> f6
     began.elapsed().as_secs_f64()
 }
 
+/// The seconds KServe's last request spent in the model, from its trace line
+/// (`predict_ms: …`).
+fn last_predict_seconds(server: &InferenceServer) -> f64 {
+    let log = server.log();
+    let line = log.lines().rev().find(|line| line.contains("predict_ms: ")).unwrap();
+    let millis = line.split("predict_ms: ").nth(1).unwrap().split(',').next().unwrap();
+    millis.trim().parse::<f64>().unwrap() / 1000.0
+}
+
 /// An instance that runs the jobs: large enough for the CT, and its answer as JSON.
 async fn runner(app: &TestApp, json_tensors: bool) -> ServerProcess {
     let mut args = vec![
@@ -68,7 +78,14 @@ fn main() {
         let onnx = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/segmenter_v1.onnx");
         let server = InferenceServer::kserve("segmenter-v1", &onnx).await;
         // This process only serves the API: the instances below run the jobs.
-        let app = TestApp::spawn_configured(|c| c.orchestrator.workers = 0, |_| {}).await;
+        let app = TestApp::spawn_configured(
+            |c| {
+                c.orchestrator.workers = 0;
+                c.orchestrator.oip_allowed_hosts = vec!["127.0.0.1".into()];
+            },
+            |_| {},
+        )
+        .await;
         let engineer = app.user("ada", &[Role::MlEngineer]).await;
         let sums = std::fs::read_to_string(onnx.with_file_name("SHA256SUMS")).unwrap();
         let sha = sums.lines().find(|l| l.ends_with(" segmenter_v1.onnx")).unwrap().split_whitespace().next().unwrap();
@@ -111,13 +128,18 @@ fn main() {
             let metrics = instance.metrics().await;
             let sent = metric_sum(&metrics, "seglab_inference_sent_bytes_total");
             let received = metric_sum(&metrics, "seglab_inference_received_bytes_total");
-            rows.push((name, seconds, sent, received));
+            rows.push((name, seconds, last_predict_seconds(&server), sent, received));
         }
         println!("\nremote inference of a 512×512×300 CT through KServe 0.21 (onnxruntime, 2 output channels): the job, from the run request to its success");
-        println!("| tensors | seconds | sent | received |");
-        println!("|---|---|---|---|");
-        for (name, seconds, sent, received) in rows {
-            println!("| {name} | {seconds:.1} s | {:.0} MB | {:.0} MB |", sent / 1e6, received / 1e6);
+        println!("| tensors | job | of which the model (onnxruntime) | the rest | sent | received |");
+        println!("|---|---|---|---|---|---|");
+        for (name, seconds, model, sent, received) in rows {
+            println!(
+                "| {name} | {seconds:.1} s | {model:.1} s | {:.1} s | {:.0} MB | {:.0} MB |",
+                seconds - model,
+                sent / 1e6,
+                received / 1e6
+            );
         }
         drop(server);
         app.stop().await;
