@@ -42,7 +42,7 @@ fn main() {
     runtime.block_on(async {
         let app = TestApp::spawn_with(|_| {}).await;
         let token = app.user("bench", &[Role::Labeler]).await;
-        let case_id = ct::import_ct(&app).await;
+        let case_id = ct::import_ct(&app, ct::CT).await;
         let server = app.instance(&[]).await;
         let url = server.url(&format!("/cases/{case_id}/artifacts"));
         let answer: CaseArtifacts =

@@ -5,11 +5,13 @@ use seglab::server::services::cases::{import_case, NewCase};
 
 use crate::common::TestApp;
 
-pub const DIMS: [usize; 3] = [512, 512, 300];
+/// The size of a CT series: 512×512, 300 slices.
+pub const CT: [usize; 3] = [512, 512, 300];
 
-/// A CT-like int16 volume whose slabs all differ, and a mask with a disc in every slice.
-fn ct_case() -> (Vec<u8>, Vec<u8>) {
-    let [ni, nj, nk] = DIMS;
+/// A CT-like int16 volume of `dims` whose slabs all differ, and a mask with a disc in every
+/// slice.
+fn ct_case(dims: [usize; 3]) -> (Vec<u8>, Vec<u8>) {
+    let [ni, nj, nk] = dims;
     let header = nifti::NiftiHeader {
         pixdim: [1.0, 0.7, 0.7, 1.0, 0.0, 0.0, 0.0, 0.0],
         sform_code: 1,
@@ -23,8 +25,8 @@ fn ct_case() -> (Vec<u8>, Vec<u8>) {
     for k in 0..nk {
         for j in 0..nj {
             for i in 0..ni {
-                let (x, y) = (i as i32 - 256, j as i32 - 256);
-                let inside = x * x + y * y < 200 * 200;
+                let (x, y) = (i as i32 - ni as i32 / 2, j as i32 - nj as i32 / 2);
+                let inside = x * x + y * y < (ni * ni / 7) as i32;
                 let value: i16 = if inside { 40 + ((i * 7 + j * 13 + k * 31) % 97) as i16 } else { -1000 };
                 voxels.extend_from_slice(&value.to_le_bytes());
                 let radius = 20 + (k % 40) as i32;
@@ -34,19 +36,19 @@ fn ct_case() -> (Vec<u8>, Vec<u8>) {
             }
         }
     }
-    let dims = DIMS.map(|d| d as u32);
+    let dims = dims.map(|d| d as u32);
     let image = gzip(&encode_volume(&header, dims, nifti::NiftiType::Int16, &voxels), 1);
     (image, gzip_mask(&header, dims, &labels, 1))
 }
 
-/// Imports [`ct_case`]; its id.
-pub async fn import_ct(app: &TestApp) -> String {
-    let (image, mask) = ct_case();
+/// Imports [`ct_case`] of `dims`; its id.
+pub async fn import_ct(app: &TestApp, dims: [usize; 3]) -> String {
+    let (image, mask) = ct_case(dims);
     let case = import_case(
         &app.state,
         None,
         NewCase {
-            name: "CT".into(),
+            name: format!("CT {}×{}×{}", dims[0], dims[1], dims[2]),
             image: image.into(),
             mask: Some(mask.into()),
             labels: vec![(1, "organ".into()), (2, "lesion".into())],
