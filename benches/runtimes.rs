@@ -18,7 +18,8 @@ const DIMS: [usize; 3] = [512, 512, 300];
 
 /// Runs `command` to its end: the seconds it took and its peak resident memory in MB (the
 /// kernel's count, from `wait4`: std's `wait` does not return it).
-#[allow(unsafe_code)] // the foreign call that reports the child's peak
+// `wait4` reaps the child (std's `wait` is not called) and reports its peak.
+#[allow(unsafe_code, clippy::zombie_processes)]
 fn measured(mut command: Command) -> (f64, f64) {
     let began = Instant::now();
     let child = command.spawn().unwrap();
