@@ -1148,6 +1148,34 @@ async fn evaluation_leaves_out_training_cases_and_flags_a_versions_own_prelabels
     app.stop().await;
 }
 
+/// Registers `segmenter_v1` as two shadow versions, one run in process and one on the
+/// inference server at `endpoint`, imports the cube case, and checks that both jobs succeed and
+/// label every voxel alike; the case and the remote version's id.
+async fn in_process_and_remote_agree(app: &TestApp, engineer: &str, endpoint: &str) -> (String, String) {
+    let local = registered(app, engineer, "cube-local", "1.0.0", "segmenter_v1").await;
+    let mut remote_card = card("cube-remote", "1.0.0", "segmenter_v1");
+    remote_card["artifact"] = json!({
+        "format": "oip-v2", "sha256": fixture_sha("segmenter_v1"), "endpoint": endpoint, "model_name": "segmenter-v1",
+    });
+    let registered_remote = register(app, engineer, &remote_card, fixture("segmenter_v1")).await;
+    assert_eq!(registered_remote.status(), StatusCode::CREATED);
+    let remote = registered_remote.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string();
+    for id in [&local, &remote] {
+        assert_eq!(set_state(app, engineer, id, "shadow").await.status(), StatusCode::OK);
+    }
+    let case_id = cube_case(app).await;
+    let jobs = finished_jobs(app, engineer, &case_id, 2).await;
+    assert!(jobs.iter().all(|j| j["status"] == "succeeded"), "{jobs:?}");
+    let output_of =
+        |model: &str| jobs.iter().find(|j| j["model_id"] == model).unwrap()["output_ref"].as_str().unwrap().to_string();
+    let labels_of = |bytes: &[u8]| Volume::parse("prediction", bytes).unwrap().into_labels("prediction").unwrap();
+    let in_process = labels_of(&app.state.store.get(&output_of(&local)).await.unwrap());
+    let over_oip = labels_of(&app.state.store.get(&output_of(&remote)).await.unwrap());
+    assert_eq!(in_process.iter().filter(|v| **v == 1).count(), 872, "the cube and one face layer");
+    assert!(in_process == over_oip, "tract in process and onnxruntime on {endpoint} label every voxel alike");
+    (case_id, remote)
+}
+
 #[tokio::test]
 async fn an_oip_v2_version_on_mlserver_labels_each_voxel_as_in_process_inference_does() {
     // MLServer's REST front end does not read the binary tensor extension: the runner falls
@@ -1164,28 +1192,7 @@ async fn an_oip_v2_version_on_mlserver_labels_each_voxel_as_in_process_inference
     )
     .await;
     let engineer = app.user("ada", &[Role::MlEngineer]).await;
-    let local = registered(&app, &engineer, "cube-local", "1.0.0", "segmenter_v1").await;
-    let mut remote_card = card("cube-remote", "1.0.0", "segmenter_v1");
-    remote_card["artifact"] = json!({
-        "format": "oip-v2", "sha256": fixture_sha("segmenter_v1"), "endpoint": server.url, "model_name": "segmenter-v1",
-    });
-    let registered_remote = register(&app, &engineer, &remote_card, fixture("segmenter_v1")).await;
-    assert_eq!(registered_remote.status(), StatusCode::CREATED);
-    let remote = registered_remote.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string();
-    for id in [&local, &remote] {
-        assert_eq!(set_state(&app, &engineer, id, "shadow").await.status(), StatusCode::OK);
-    }
-
-    let case_id = cube_case(&app).await;
-    let jobs = finished_jobs(&app, &engineer, &case_id, 2).await;
-    assert!(jobs.iter().all(|j| j["status"] == "succeeded"), "{jobs:?}");
-    let output_of =
-        |model: &str| jobs.iter().find(|j| j["model_id"] == model).unwrap()["output_ref"].as_str().unwrap().to_string();
-    let labels_of = |bytes: &[u8]| Volume::parse("prediction", bytes).unwrap().into_labels("prediction").unwrap();
-    let in_process = labels_of(&app.state.store.get(&output_of(&local)).await.unwrap());
-    let over_oip = labels_of(&app.state.store.get(&output_of(&remote)).await.unwrap());
-    assert_eq!(in_process.iter().filter(|v| **v == 1).count(), 872, "the cube and one face layer");
-    assert!(in_process == over_oip, "tract in process and onnxruntime behind MLServer label every voxel alike");
+    let (case_id, remote) = in_process_and_remote_agree(&app, &engineer, &server.url).await;
 
     // With the server gone, the remote job fails with the reason after its retries.
     drop(server);
@@ -1221,29 +1228,7 @@ async fn kserve_gets_binary_tensors_and_labels_each_voxel_as_in_process_inferenc
             )
             .await;
             let engineer = app.user("ada", &[Role::MlEngineer]).await;
-            let local = registered(&app, &engineer, "cube-local", "1.0.0", "segmenter_v1").await;
-            let mut remote_card = card("cube-remote", "1.0.0", "segmenter_v1");
-            remote_card["artifact"] = json!({
-                "format": "oip-v2", "sha256": fixture_sha("segmenter_v1"), "endpoint": url, "model_name": "segmenter-v1",
-            });
-            let registered_remote = register(&app, &engineer, &remote_card, fixture("segmenter_v1")).await;
-            assert_eq!(registered_remote.status(), StatusCode::CREATED);
-            let remote = registered_remote.json::<Value>().await.unwrap()["model_id"].as_str().unwrap().to_string();
-            for id in [&local, &remote] {
-                assert_eq!(set_state(&app, &engineer, id, "shadow").await.status(), StatusCode::OK);
-            }
-            let case_id = cube_case(&app).await;
-            let jobs = finished_jobs(&app, &engineer, &case_id, 2).await;
-            assert!(jobs.iter().all(|j| j["status"] == "succeeded"), "{jobs:?}");
-            let output_of = |model: &str| {
-                jobs.iter().find(|j| j["model_id"] == model).unwrap()["output_ref"].as_str().unwrap().to_string()
-            };
-            let labels_of =
-                |bytes: &[u8]| Volume::parse("prediction", bytes).unwrap().into_labels("prediction").unwrap();
-            let in_process = labels_of(&app.state.store.get(&output_of(&local)).await.unwrap());
-            let remote = labels_of(&app.state.store.get(&output_of(&remote)).await.unwrap());
-            assert_eq!(in_process.iter().filter(|v| **v == 1).count(), 872, "the cube and one face layer");
-            assert!(in_process == remote, "tract in process and onnxruntime behind KServe label every voxel alike");
+            in_process_and_remote_agree(&app, &engineer, &url).await;
             app.stop().await;
         }
     };
