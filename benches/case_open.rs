@@ -11,8 +11,8 @@
 
 #[path = "../tests/api/common.rs"]
 mod common;
-#[path = "support/ct.rs"]
-mod ct;
+#[path = "support/cases.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -42,7 +42,7 @@ fn main() {
     runtime.block_on(async {
         let app = TestApp::spawn_with(|_| {}).await;
         let token = app.user("bench", &[Role::Labeler]).await;
-        let case_id = ct::import_ct(&app, ct::CT).await;
+        let case_id = support::import_ct(&app, support::CT).await;
         let server = app.instance(&[]).await;
         let url = server.url(&format!("/cases/{case_id}/artifacts"));
         let answer: CaseArtifacts =

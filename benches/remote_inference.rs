@@ -13,8 +13,8 @@
 
 #[path = "../tests/api/common.rs"]
 mod common;
-#[path = "support/ct.rs"]
-mod ct;
+#[path = "support/cases.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -87,10 +87,10 @@ fn main() {
         .await;
         let engineer = app.user("ada", &[Role::MlEngineer]).await;
         // Imported before the model is active, so that no import queues a run.
-        let sizes = [[64, 64, 32], [256, 256, 150], ct::CT];
+        let sizes = [[64, 64, 32], [256, 256, 150], support::CT];
         let mut cases = Vec::new();
         for dims in sizes {
-            cases.push(ct::import_ct(&app, dims).await);
+            cases.push(support::import_ct(&app, dims).await);
         }
         let sums = std::fs::read_to_string(onnx.with_file_name("SHA256SUMS")).unwrap();
         let sha = sums.lines().find(|l| l.ends_with(" segmenter_v1.onnx")).unwrap().split_whitespace().next().unwrap();

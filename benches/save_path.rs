@@ -12,6 +12,8 @@
 
 #[path = "../tests/api/common.rs"]
 mod common;
+#[path = "support/cases.rs"]
+mod support;
 
 use std::process::Command;
 use std::time::Instant;
@@ -20,11 +22,9 @@ use base64::Engine;
 use common::TestApp;
 use seglab::api::{LabelSaved, SaveLabelRequest};
 use seglab::edits::MaskEdits;
-use seglab::nifti_io::gzip_mask;
 use seglab::server::identity::Role;
 use seglab::server::mask_cache::HeadCache;
 use seglab::server::services::access;
-use seglab::server::services::cases::{import_case, NewCase};
 use seglab::server::services::idempotency::IdempotencyKey;
 use seglab::server::services::labels::save_label;
 use seglab::server::services::users::user_for_token;
@@ -76,31 +76,11 @@ async fn slab_bytes(app: &TestApp) -> i64 {
 
 async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) -> Figures {
     let voxels = dims.iter().map(|&d| d as usize).product::<usize>();
-    let header = nifti::NiftiHeader {
-        pixdim: [1.0; 8],
-        sform_code: 1,
-        srow_x: [1.0, 0.0, 0.0, 0.0],
-        srow_y: [0.0, 1.0, 0.0, 0.0],
-        srow_z: [0.0, 0.0, 1.0, 0.0],
-        ..nifti::NiftiHeader::default()
-    };
     let empty = vec![0u8; voxels];
-    let mask_file = gzip_mask(&header, dims, &empty, 1);
-    let case = import_case(
-        &app.state,
-        None,
-        NewCase {
-            name: format!("bench {dims:?}"),
-            image: mask_file.clone().into(),
-            mask: None,
-            labels: vec![(1, "organ".into())],
-            dicom: None,
-        },
-    )
-    .await
-    .unwrap();
+    let mask_file = support::zero_volume(dims);
+    let case_id = support::import(app, format!("bench {dims:?}"), mask_file.clone(), None).await;
     let mut head: String = sqlx::query("SELECT head_mask_ref FROM cases WHERE id = $1")
-        .bind(&case.id)
+        .bind(&case_id)
         .fetch_one(&app.state.db.pool)
         .await
         .unwrap()
@@ -113,12 +93,12 @@ async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) 
     let mut current = empty.clone();
     let edits = stroke(dims, 1, 1, &current);
     let request = SaveLabelRequest {
-        case_id: case.id.to_string(),
+        case_id: case_id.to_string(),
         base_mask_ref: head.clone(),
         edits: base64::engine::general_purpose::STANDARD.encode(&edits),
     };
     let began = Instant::now();
-    let access = access::authorize(&cold_state, &user, &case.id, access::Save).await.unwrap();
+    let access = access::authorize(&cold_state, &user, &case_id, access::Save).await.unwrap();
     let outcome =
         save_label(&cold_state, access, &IdempotencyKey::parse(Some(&format!("cold-{}", dims[2]))).unwrap(), &request)
             .await
@@ -137,7 +117,7 @@ async fn measure(app: &TestApp, token: &str, dims: [u32; 3], iterations: usize) 
         let edits = stroke(dims, k, 1, &current);
         edit_bytes = edits.len();
         let body = json!({
-            "case_id": case.id,
+            "case_id": case_id,
             "base_mask_ref": head,
             "edits": base64::engine::general_purpose::STANDARD.encode(&edits),
         });

@@ -14,6 +14,8 @@
 
 #[path = "../tests/api/common.rs"]
 mod common;
+#[path = "support/cases.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,9 +24,7 @@ use base64::Engine;
 use common::{ServerProcess, TestApp};
 use seglab::api::LabelSaved;
 use seglab::edits::MaskEdits;
-use seglab::nifti_io::gzip_mask;
 use seglab::server::identity::Role;
-use seglab::server::services::cases::{import_case, NewCase};
 
 const DIMS: [usize; 3] = [256, 256, 128];
 const LABELERS: [usize; 3] = [8, 32, 128];
@@ -62,30 +62,8 @@ struct Case {
 
 /// A new empty case.
 async fn new_case(app: &TestApp, n: usize) -> Case {
-    let header = nifti::NiftiHeader {
-        pixdim: [1.0; 8],
-        sform_code: 1,
-        srow_x: [1.0, 0.0, 0.0, 0.0],
-        srow_y: [0.0, 1.0, 0.0, 0.0],
-        srow_z: [0.0, 0.0, 1.0, 0.0],
-        ..nifti::NiftiHeader::default()
-    };
-    let dims = DIMS.map(|d| d as u32);
-    let file = gzip_mask(&header, dims, &vec![0u8; DIMS.iter().product()], 1);
-    let case = import_case(
-        &app.state,
-        None,
-        NewCase {
-            name: format!("saves bench {n}"),
-            image: file.into(),
-            mask: None,
-            labels: vec![(1, "organ".into()), (2, "lesion".into())],
-            dicom: None,
-        },
-    )
-    .await
-    .unwrap();
-    Case { id: case.id.to_string(), saves: 0 }
+    let image = support::zero_volume(DIMS.map(|d| d as u32));
+    Case { id: support::import(app, format!("saves bench {n}"), image, None).await.to_string(), saves: 0 }
 }
 
 /// One labeler saving on `case` (whose head is `head`) through `instance` for [`RUN`]; the

@@ -1,9 +1,35 @@
-//! A CT-sized case for the benchmarks that need one (`#[path]`-included).
+//! Cases the benchmarks work on, imported straight through the service (`#[path]`-included):
+//! empty ones of any size, and CT-like ones.
+#![allow(dead_code)] // each benchmark uses a different part
 
+use seglab::api::CaseId;
 use seglab::nifti_io::{encode_volume, gzip, gzip_mask};
 use seglab::server::services::cases::{import_case, NewCase};
 
 use crate::common::TestApp;
+
+/// The file of an all-zero uint8 volume of `dims`, 1 mm voxels in scanner space: an empty
+/// case's image, whose mask the import makes empty too.
+pub fn zero_volume(dims: [u32; 3]) -> Vec<u8> {
+    let header = nifti::NiftiHeader {
+        pixdim: [1.0; 8],
+        sform_code: 1,
+        srow_x: [1.0, 0.0, 0.0, 0.0],
+        srow_y: [0.0, 1.0, 0.0, 0.0],
+        srow_z: [0.0, 0.0, 1.0, 0.0],
+        ..nifti::NiftiHeader::default()
+    };
+    let voxels = dims.iter().map(|&d| d as usize).product();
+    gzip_mask(&header, dims, &vec![0u8; voxels], 1)
+}
+
+/// Imports a case named `name` with `image` (and `mask`, or an empty one), labelled 1 organ and
+/// 2 lesion.
+pub async fn import(app: &TestApp, name: String, image: Vec<u8>, mask: Option<Vec<u8>>) -> CaseId {
+    let labels = vec![(1, "organ".into()), (2, "lesion".into())];
+    let new = NewCase { name, image: image.into(), mask: mask.map(Into::into), labels, dicom: None };
+    import_case(&app.state, None, new).await.unwrap().id
+}
 
 /// The size of a CT series: 512×512, 300 slices.
 pub const CT: [usize; 3] = [512, 512, 300];
@@ -44,18 +70,5 @@ fn ct_case(dims: [usize; 3]) -> (Vec<u8>, Vec<u8>) {
 /// Imports [`ct_case`] of `dims`; its id.
 pub async fn import_ct(app: &TestApp, dims: [usize; 3]) -> String {
     let (image, mask) = ct_case(dims);
-    let case = import_case(
-        &app.state,
-        None,
-        NewCase {
-            name: format!("CT {}×{}×{}", dims[0], dims[1], dims[2]),
-            image: image.into(),
-            mask: Some(mask.into()),
-            labels: vec![(1, "organ".into()), (2, "lesion".into())],
-            dicom: None,
-        },
-    )
-    .await
-    .unwrap();
-    case.id.to_string()
+    import(app, format!("CT {}×{}×{}", dims[0], dims[1], dims[2]), image, Some(mask)).await.to_string()
 }
