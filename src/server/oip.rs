@@ -376,7 +376,7 @@ impl OipRunner {
             header.extend_from_slice(&rest[..wanted]);
             rest = &rest[wanted..];
             if answer_header_length == Some(header.len()) {
-                let stream = self.binary_logits(url, &header, expected)?;
+                let stream = binary_logits(url, &header, expected)?;
                 argmax.insert(stream).push(rest).map_err(|problem| Failure::misfit(url, problem))?;
             }
         }
@@ -396,20 +396,15 @@ impl OipRunner {
             Err(problem) => Err(Failure::misfit(url, problem)),
         }
     }
+}
 
-    /// The labeller of a binary answer whose JSON header is `header`, or the labels straight
-    /// away when the header holds the logits.
-    fn binary_logits<'a>(
-        &self,
-        url: &Url,
-        header: &[u8],
-        expected: &Expected<'a>,
-    ) -> Result<StreamingArgmax<'a>, Failure> {
-        match parse_answer(url, header)?.logits(&expected.shape) {
-            Ok(Logits::Binary { width, .. }) => Ok(StreamingArgmax::new(expected.channels, expected.voxels(), width)),
-            Ok(Logits::Values(_)) => Err(Failure::misfit(url, "JSON logits in a binary answer")),
-            Err(problem) => Err(Failure::misfit(url, problem)),
-        }
+/// The labeller of the logits that follow a binary answer's JSON header `header`; refused when
+/// the header does not announce them as binary data of the shape the card promises.
+fn binary_logits<'a>(url: &Url, header: &[u8], expected: &Expected<'a>) -> Result<StreamingArgmax<'a>, Failure> {
+    match parse_answer(url, header)?.logits(&expected.shape) {
+        Ok(Logits::Binary { width }) => Ok(StreamingArgmax::new(expected.channels, expected.voxels(), width)),
+        Ok(Logits::Values(_)) => Err(Failure::misfit(url, "JSON logits in a binary answer")),
+        Err(problem) => Err(Failure::misfit(url, problem)),
     }
 }
 
