@@ -18,8 +18,7 @@ use super::oidc;
 use super::oip::{AllowedServers, CardRunner, OipRunner};
 use super::session_store;
 use super::single_flight::SingleFlight;
-use super::storage::{Connection, ObjectStore, WindowCache};
-use crate::api::VolumeSlabs;
+use super::storage::{Connection, ObjectStore};
 
 /// Memory for decoded mask versions: a few 512×512×300 masks.
 const HEAD_CACHE_BYTES: usize = 512 << 20;
@@ -38,8 +37,6 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// Decoded recent mask versions, shared by all requests of this instance.
     pub heads: Arc<HeadCache>,
-    /// The slab URLs of the volumes opened in the current presigning window, by object ref.
-    pub(crate) volume_urls: Arc<WindowCache<Arc<VolumeSlabs>>>,
     pub sessions: session_store::Store,
     /// Runs model versions for the orchestrator's jobs.
     pub runner: Arc<dyn Runner>,
@@ -161,7 +158,6 @@ impl AppState {
             config: Arc::new(config),
             leptos_options,
             heads: Arc::new(HeadCache::new(HEAD_CACHE_BYTES)),
-            volume_urls: Arc::new(WindowCache::new()),
             sessions,
             runner: Arc::new(runner),
             inference_servers,

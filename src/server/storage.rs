@@ -14,7 +14,6 @@ use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
 use aws_sdk_s3::Client;
 
 use self::presign::UrlSigner;
-pub(crate) use self::presign::WindowCache;
 use super::config::S3Config;
 use super::error::AppError;
 
@@ -194,17 +193,6 @@ impl ObjectStore {
     /// for a while (see [`presign`]).
     pub(crate) fn presign_get(&self, object_ref: &str) -> Result<String, AppError> {
         Ok(self.signer.url(&self.full_key(object_ref), SystemTime::now())?.to_string())
-    }
-
-    /// `make`'s value for `key` (kept in `cache`), made once while the presigned URLs stay the
-    /// same: for what is built from them.
-    pub(crate) fn kept_with_urls<V: Clone>(
-        &self,
-        cache: &WindowCache<V>,
-        key: &str,
-        make: impl FnOnce() -> Result<V, AppError>,
-    ) -> Result<V, AppError> {
-        self.signer.kept(cache, key, SystemTime::now(), make)
     }
 
     /// References of the stored objects under `prefix` (relative to the key prefix).

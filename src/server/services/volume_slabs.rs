@@ -231,29 +231,25 @@ async fn load_one(
 }
 
 /// Presigned URLs of the slabs of the volume `object_ref` (whose `objects.slabs_json` is
-/// `slabs_json`), for the browser; made once per presigning window, since a volume's slabs
-/// never change.
+/// `slabs_json`), for the browser.
 pub fn urls(state: &AppState, case_id: &CaseId, object_ref: &str, slabs_json: &str) -> Result<VolumeSlabs, AppError> {
-    let urls = state.store.kept_with_urls(&state.volume_urls, object_ref, || {
-        // Volumes stored before slabs are cut at start-up (`cut_stored_files`); one without
-        // slabs here was written by an older release still running beside this one.
-        let manifest = SlabManifest::parse(slabs_json)?.ok_or_else(|| AppError::Unavailable {
-            service: "volume slabs",
-            detail: format!("{object_ref} is not cut into slabs yet; a restart of the app cuts it"),
-        })?;
-        let (distinct, positions) = manifest.distinct();
-        let mut urls = Vec::with_capacity(distinct.len());
-        for (_, id) in distinct {
-            urls.push(state.store.presign_get(&slab_ref(case_id, &id))?);
-        }
-        Ok(Arc::new(VolumeSlabs {
-            depth: manifest.grid.depth,
-            header: manifest.header.clone(),
-            urls,
-            slabs: positions.into_iter().map(|at| at as u32).collect(),
-        }))
+    // Volumes stored before slabs are cut at start-up (`cut_stored_files`); one without slabs
+    // here was written by an older release still running beside this one.
+    let manifest = SlabManifest::parse(slabs_json)?.ok_or_else(|| AppError::Unavailable {
+        service: "volume slabs",
+        detail: format!("{object_ref} is not cut into slabs yet; a restart of the app cuts it"),
     })?;
-    Ok(VolumeSlabs::clone(&urls))
+    let (distinct, positions) = manifest.distinct();
+    let mut urls = Vec::with_capacity(distinct.len());
+    for (_, id) in distinct {
+        urls.push(state.store.presign_get(&slab_ref(case_id, &id))?);
+    }
+    Ok(VolumeSlabs {
+        depth: manifest.grid.depth,
+        header: manifest.header.clone(),
+        urls,
+        slabs: positions.into_iter().map(|at| at as u32).collect(),
+    })
 }
 
 /// Cuts into slabs every volume stored before slabs were (as an older release left the

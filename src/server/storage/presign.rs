@@ -47,10 +47,10 @@ pub(crate) struct UrlSigner {
     urls: WindowCache<Arc<str>>,
 }
 
-/// Values made for the current window of a [`UrlSigner`], by key: URLs, or what is built from
-/// them. Emptied when the window changes, or when it holds [`MAX_KEPT`].
+/// Values made for the current window of a [`UrlSigner`], by key. Emptied when the window
+/// changes, or when it holds [`MAX_KEPT`].
 #[derive(Debug)]
-pub(crate) struct WindowCache<V> {
+struct WindowCache<V> {
     kept: Mutex<Kept<V>>,
 }
 
@@ -61,7 +61,7 @@ struct Kept<V> {
 }
 
 impl<V: Clone> WindowCache<V> {
-    pub(crate) fn new() -> Self {
+    fn new() -> Self {
         WindowCache { kept: Mutex::new(Kept { window_start: 0, values: HashMap::new() }) }
     }
 
@@ -135,18 +135,6 @@ impl UrlSigner {
         })
     }
 
-    /// `make`'s value for `key`, made once per window of the URLs signed at `now`: for what is
-    /// built from this signer's URLs, which stays the same as long as they do.
-    pub(crate) fn kept<V: Clone>(
-        &self,
-        cache: &WindowCache<V>,
-        key: &str,
-        now: SystemTime,
-        make: impl FnOnce() -> Result<V, AppError>,
-    ) -> Result<V, AppError> {
-        cache.get_or_make(self.window_start(now), key, make)
-    }
-
     /// When the URLs signed at `now` expire, at the earliest (milliseconds since the epoch).
     pub(crate) fn expiry_ms(&self, now: SystemTime) -> i64 {
         ((self.window_start(now) + self.expires_in.as_secs()) * 1000) as i64
@@ -211,11 +199,6 @@ mod tests {
         let start = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let first = signer.url("cases/a/slabs/1", start).unwrap();
         let again = signer.url("cases/a/slabs/1", start + Duration::from_secs(74)).unwrap();
-        let built = WindowCache::new();
-        let make = |n: usize| move || Ok::<_, AppError>(n);
-        assert_eq!(signer.kept(&built, "volume", start, make(1)).unwrap(), 1);
-        assert_eq!(signer.kept(&built, "volume", start + Duration::from_secs(74), make(2)).unwrap(), 1);
-        assert_eq!(signer.kept(&built, "volume", start + Duration::from_secs(75), make(3)).unwrap(), 3);
         assert_eq!(first, again);
         assert_eq!(signer.expiry_ms(start + Duration::from_secs(74)), (1_800_000_000 + 375) * 1000);
         assert!(first.starts_with(
